@@ -1,0 +1,1 @@
+//! The Backyard plugin contract: the WIT package under `wit/` and the Rust guest SDK.
