@@ -1,0 +1,158 @@
+// Shared harness for the browser tests: Debian's Chromium launched headless (one process per participant so
+// each can have its own fake camera clip), fake-capture clips made with ffmpeg, pixel sampling of <video>
+// elements, and screenshots under target/e2e/.
+
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const run = promisify(execFile);
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const SHOTS = process.env.BACKYARD_E2E_SHOTS ?? path.join(ROOT, 'target', 'e2e');
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** Flags measured on these machines (DESIGN §8, rust-svc.md): no sandbox as root, no network chatter, fake media. */
+const BASE_FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+/** The Backyard under test. `cargo xtask e2e` starts one and sets this. */
+export function backyardUrl() {
+  const url = process.env.BACKYARD_URL;
+  if (!url) throw new Error('BACKYARD_URL is not set: run these tests through `cargo xtask e2e`, or point it at a running backyard');
+  return url.replace(/\/$/, '');
+}
+
+/**
+ * Writes a y4m clip for `--use-file-for-fake-video-capture`: the left half `left`, the right half `right`
+ * (hex colours like "d03030"), so a test can tell the picture apart from a tint and check orientation.
+ */
+export async function makeClip(dir, name, left, right, { width = 640, height = 360, seconds = 2 } = {}) {
+  const file = path.join(dir, `${name}.y4m`);
+  const half = `${width / 2}x${height}`;
+  await run('ffmpeg', [
+    '-hide_banner', '-loglevel', 'error', '-y',
+    '-f', 'lavfi', '-i', `color=c=0x${left}:s=${half}:r=30:d=${seconds}`,
+    '-f', 'lavfi', '-i', `color=c=0x${right}:s=${half}:r=30:d=${seconds}`,
+    '-filter_complex', '[0:v][1:v]hstack=inputs=2,format=yuv420p',
+    '-f', 'yuv4mpegpipe', file,
+  ]);
+  return file;
+}
+
+/** Converts "d03030" to [r, g, b]. */
+export function rgb(hex) {
+  return [0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16));
+}
+
+/**
+ * One participant: its own Chromium process and profile, optionally with its own fake camera clip.
+ * The init script records every RTCPeerConnection the page creates, so tests can read getStats() without
+ * the studio exposing anything for them.
+ */
+export async function launchParticipant(name, { clip, width = 1440, height = 900 } = {}) {
+  const profile = await mkdtemp(path.join(tmpdir(), `backyard-e2e-${name}-`));
+  const args = [...BASE_FLAGS];
+  if (clip) args.push(`--use-file-for-fake-video-capture=${clip}`);
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args,
+    viewport: { width, height },
+    permissions: ['camera', 'microphone', 'clipboard-read', 'clipboard-write'],
+  });
+  await context.addInitScript(() => {
+    const Native = window.RTCPeerConnection;
+    window.__peerConnections = [];
+    window.RTCPeerConnection = function (...a) {
+      const pc = new Native(...a);
+      window.__peerConnections.push(pc);
+      return pc;
+    };
+    window.RTCPeerConnection.prototype = Native.prototype;
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const logs = [];
+  page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  return {
+    name,
+    context,
+    page,
+    logs,
+    async close() {
+      await context.close().catch(() => {});
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function screenshot(page, name) {
+  await mkdir(SHOTS, { recursive: true });
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+/**
+ * Average colour of small boxes at the given fractions of a <video>'s decoded frame, read through a canvas.
+ * Returns null when the element has no decoded frame yet.
+ */
+export async function sampleVideo(locator, points = [[0.25, 0.5], [0.75, 0.5]]) {
+  return locator.evaluate((video, pts) => {
+    if (!video.videoWidth || video.readyState < 2) return null;
+    const c = document.createElement('canvas');
+    c.width = video.videoWidth;
+    c.height = video.videoHeight;
+    const ctx = c.getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(video, 0, 0);
+    return pts.map(([fx, fy]) => {
+      const size = 16;
+      const x = Math.max(0, Math.round(fx * c.width - size / 2));
+      const y = Math.max(0, Math.round(fy * c.height - size / 2));
+      const d = ctx.getImageData(x, y, size, size).data;
+      const sum = [0, 0, 0];
+      for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
+      return sum.map((s) => Math.round(s / (d.length / 4)));
+    });
+  }, points);
+}
+
+/** True when every channel of `got` is within `tol` of `want`. */
+export function near(got, want, tol) {
+  return got.every((v, i) => Math.abs(v - want[i]) <= tol);
+}
+
+/**
+ * Polls `probe` until it returns a truthy value or `ms` passes; returns that value or throws with the last
+ * value seen, so a failure says what the page showed instead of only "timed out".
+ */
+export async function eventually(what, probe, ms = 20000, every = 250) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await probe();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}

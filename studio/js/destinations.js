@@ -1,0 +1,217 @@
+// The host's "Broadcast" panel: program preview, program status, and the destinations (add, enable, test,
+// remove) with each one's live status, bitrate and dropped frames.
+
+import { api, itemsOf } from './api.js';
+import { h, icon, mount, toast } from './dom.js';
+import { ICONS } from './icons.js';
+
+export const PLATFORMS = {
+  youtube: { label: 'YouTube', short: 'YT', keyHint: 'Stream key from YouTube Studio → Go live → Stream' },
+  twitch: { label: 'Twitch', short: 'TW', keyHint: 'Primary stream key from Creator Dashboard → Settings → Stream' },
+  facebook: { label: 'Facebook', short: 'FB', keyHint: 'Stream key from Live Producer → Streaming software' },
+  rtmp: { label: 'Custom RTMP', short: 'RTMP', keyHint: 'Stream key or path your server expects' },
+};
+
+const STATUS_LABEL = {
+  idle: 'Ready',
+  connecting: 'Connecting…',
+  live: 'Live',
+  reconnecting: 'Reconnecting…',
+  failed: 'Failed',
+  disabled: 'Off',
+};
+
+function formatBitrate(bps) {
+  if (!Number.isFinite(bps) || bps <= 0) return null;
+  return bps >= 1e6 ? `${(bps / 1e6).toFixed(1)} Mb/s` : `${Math.round(bps / 1e3)} kb/s`;
+}
+
+export class BroadcastPanel {
+  constructor({ broadcastId }) {
+    this.broadcastId = broadcastId;
+    /** Destinations by id, each {dest, status} where status is the last destination-status payload. */
+    this.items = new Map();
+    this.programVideo = h('video.program-video', { autoplay: true, playsInline: true, muted: true, dataset: { role: 'program-preview' } });
+    this.programState = h('span.program-state', 'Waiting for the program…');
+    this.list = h('div.dest-list');
+    this.form = this.buildForm();
+    this.form.hidden = true;
+    this.addBtn = h(
+      'button.secondary.full',
+      { type: 'button', dataset: { action: 'add-destination' }, onclick: () => this.toggleForm(true) },
+      icon(ICONS.plus),
+      'Add destination',
+    );
+    this.el = h(
+      'div.panel.broadcast-panel',
+      h('section.panel-section', h('h3', 'Program output'), h('div.program-monitor', this.programVideo, h('div.program-placeholder', 'The composed program appears here')), this.programState),
+      h('section.panel-section', h('h3', 'Destinations'), this.list, this.form, this.addBtn),
+    );
+  }
+
+  async load() {
+    try {
+      const json = await api.listDestinations(this.broadcastId);
+      for (const d of itemsOf(json)) this.items.set(d.id, { dest: d, status: this.items.get(d.id)?.status ?? null });
+      this.renderList();
+    } catch (e) {
+      mount(this.list, h('div.form-error', `Could not load destinations: ${e.message}`));
+    }
+  }
+
+  setProgramStream(stream) {
+    this.programVideo.srcObject = stream;
+    this.el.querySelector('.program-monitor').classList.toggle('has-video', Boolean(stream));
+  }
+
+  /** `program-status` payload: {state, fps?, bitrate?, error?} (fields optional). */
+  setProgramStatus(s) {
+    const parts = [s.state ?? s.status ?? 'running'];
+    if (s.fps) parts.push(`${Math.round(s.fps)} fps`);
+    const br = formatBitrate(s.bitrate);
+    if (br) parts.push(br);
+    if (s.error) parts.push(s.error);
+    this.programState.textContent = `Program: ${parts.join(' · ')}`;
+  }
+
+  /** `destination-status` payload: {destinationId, status, bitrate?, dropped?, error?}. */
+  setStatus(s) {
+    const id = s.destinationId ?? s.id;
+    const item = this.items.get(id);
+    if (!item) {
+      this.load();
+      return;
+    }
+    item.status = s;
+    this.renderList();
+  }
+
+  renderList() {
+    if (!this.items.size) {
+      mount(this.list, h('div.dest-empty', 'No destinations yet. Going live with none records only.'));
+      return;
+    }
+    mount(this.list, [...this.items.values()].map(({ dest, status }) => this.renderItem(dest, status)));
+  }
+
+  renderItem(dest, status) {
+    const state = dest.enabled === false ? 'disabled' : (status?.status ?? dest.status ?? 'idle');
+    const stats = [formatBitrate(status?.bitrate), status?.dropped != null ? `${status.dropped} dropped` : null].filter(Boolean);
+    const toggle = h('input', {
+      type: 'checkbox',
+      checked: dest.enabled !== false,
+      title: 'Send to this destination',
+      onchange: async (e) => {
+        try {
+          const updated = await api.updateDestination(this.broadcastId, dest.id, { enabled: e.target.checked });
+          this.items.get(dest.id).dest = updated ?? { ...dest, enabled: e.target.checked };
+          this.renderList();
+        } catch (err) {
+          e.target.checked = !e.target.checked;
+          toast(err.message, 'error');
+        }
+      },
+    });
+    return h(
+      'div.dest-item',
+      { dataset: { destinationId: dest.id, status: state } },
+      h('div.dest-platform', { dataset: { platform: dest.platform } }, PLATFORMS[dest.platform]?.short ?? dest.platform.slice(0, 4).toUpperCase()),
+      h(
+        'div.dest-info',
+        h('div.dest-name', dest.name || PLATFORMS[dest.platform]?.label || dest.platform),
+        h(
+          'div.dest-status',
+          h(`span.status-dot.${state}`),
+          h('span.dest-status-text', STATUS_LABEL[state] ?? state),
+        ),
+        stats.length ? h('div.dest-stats', stats.join(' · ')) : null,
+        status?.error ? h('div.dest-error', status.error) : null,
+      ),
+      h(
+        'div.dest-actions',
+        h('label.switch', toggle, h('span.slider')),
+        h('button.icon-btn', { type: 'button', title: 'Test connection', onclick: () => this.test(dest) }, icon(ICONS.broadcast)),
+        h('button.icon-btn', { type: 'button', title: 'Remove', onclick: () => this.remove(dest) }, icon(ICONS.trash)),
+      ),
+    );
+  }
+
+  async test(dest) {
+    toast(`Testing ${dest.name || dest.platform}…`);
+    try {
+      const r = await api.testDestination(this.broadcastId, dest.id);
+      if (r?.ok === false) toast(`Test failed: ${r.error ?? r.message ?? 'unknown error'}`, 'error');
+      else toast(`${dest.name || dest.platform}: connected and published a test stream.`, 'success');
+    } catch (e) {
+      toast(`Test failed: ${e.message}`, 'error');
+    }
+  }
+
+  async remove(dest) {
+    if (!confirm(`Remove ${dest.name || dest.platform}?`)) return;
+    try {
+      await api.deleteDestination(this.broadcastId, dest.id);
+      this.items.delete(dest.id);
+      this.renderList();
+    } catch (e) {
+      toast(e.message, 'error');
+    }
+  }
+
+  toggleForm(open) {
+    this.form.hidden = !open;
+    this.addBtn.hidden = open;
+    if (open) this.form.querySelector('select').focus();
+  }
+
+  buildForm() {
+    const platform = h(
+      'select',
+      { name: 'platform' },
+      Object.entries(PLATFORMS).map(([id, p]) => h('option', { value: id }, p.label)),
+    );
+    const name = h('input', { name: 'name', type: 'text', placeholder: 'Name (e.g. "My channel")', maxLength: 80 });
+    const url = h('input', { name: 'rtmpUrl', type: 'text', placeholder: 'rtmp://server/app', autocomplete: 'off' });
+    const urlField = h('div.field', h('label', 'Server URL'), url);
+    const key = h('input', { name: 'streamKey', type: 'password', placeholder: 'Stream key', autocomplete: 'off' });
+    const hint = h('div.field-hint');
+    const error = h('div.form-error', { role: 'alert' });
+    const sync = () => {
+      urlField.hidden = platform.value !== 'rtmp';
+      hint.textContent = PLATFORMS[platform.value].keyHint;
+    };
+    platform.onchange = sync;
+    sync();
+    return h(
+      'form.dest-form',
+      {
+        onsubmit: async (e) => {
+          e.preventDefault();
+          error.textContent = '';
+          const body = { platform: platform.value, name: name.value.trim() || PLATFORMS[platform.value].label, streamKey: key.value.trim(), enabled: true };
+          if (platform.value === 'rtmp') body.rtmpUrl = url.value.trim();
+          try {
+            const dest = await api.addDestination(this.broadcastId, body);
+            this.items.set(dest.id, { dest, status: null });
+            this.renderList();
+            e.target.reset();
+            sync();
+            this.toggleForm(false);
+          } catch (err) {
+            error.textContent = err.message;
+          }
+        },
+      },
+      h('div.field', h('label', 'Platform'), platform),
+      h('div.field', h('label', 'Name'), name),
+      urlField,
+      h('div.field', h('label', 'Stream key'), key, hint),
+      error,
+      h(
+        'div.form-row',
+        h('button.ghost', { type: 'button', onclick: () => this.toggleForm(false) }, 'Cancel'),
+        h('button.primary', { type: 'submit' }, 'Save destination'),
+      ),
+    );
+  }
+}

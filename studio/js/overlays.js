@@ -1,0 +1,102 @@
+// The host's overlay controls: banner, lower third and logo. Edits become the scene's `overlays` object:
+//   {banner: {text, visible}, lowerThird: {name, title, visible}, logo: {url, visible}}
+
+import { api } from './api.js';
+import { h, toast } from './dom.js';
+
+const MAX_LOGO_BYTES = 5 * 1024 * 1024;
+
+export function emptyOverlays() {
+  return { banner: { text: '', visible: false }, lowerThird: { name: '', title: '', visible: false }, logo: { url: '', visible: false } };
+}
+
+export class OverlaysPanel {
+  /** `onchange(overlays)` is called with the whole object after each edit. */
+  constructor({ onchange }) {
+    this.onchange = onchange;
+    this.overlays = emptyOverlays();
+
+    this.bannerText = h('textarea', { rows: 2, maxLength: 140, placeholder: 'e.g. Live Q&A — ask in the chat!', name: 'bannerText' });
+    this.bannerShow = h('button.secondary', { type: 'button', dataset: { action: 'toggle-banner' } });
+    this.ltName = h('input', { type: 'text', maxLength: 60, placeholder: 'Name', name: 'lowerThirdName' });
+    this.ltTitle = h('input', { type: 'text', maxLength: 80, placeholder: 'Title', name: 'lowerThirdTitle' });
+    this.ltShow = h('button.secondary', { type: 'button', dataset: { action: 'toggle-lower-third' } });
+    this.logoImg = h('img.logo-thumb', { alt: 'Logo' });
+    this.logoInput = h('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp,image/gif', hidden: true, name: 'logo' });
+    this.logoShow = h('button.secondary', { type: 'button', dataset: { action: 'toggle-logo' } });
+
+    this.bannerShow.onclick = () => this.commit({ banner: { text: this.bannerText.value.trim(), visible: !this.overlays.banner.visible } });
+    this.bannerText.onchange = () => this.commit({ banner: { ...this.overlays.banner, text: this.bannerText.value.trim() } });
+    this.ltShow.onclick = () =>
+      this.commit({ lowerThird: { name: this.ltName.value.trim(), title: this.ltTitle.value.trim(), visible: !this.overlays.lowerThird.visible } });
+    for (const i of [this.ltName, this.ltTitle]) {
+      i.onchange = () => this.commit({ lowerThird: { ...this.overlays.lowerThird, name: this.ltName.value.trim(), title: this.ltTitle.value.trim() } });
+    }
+    this.logoShow.onclick = () => this.commit({ logo: { ...this.overlays.logo, visible: !this.overlays.logo.visible } });
+    this.logoInput.onchange = () => this.upload(this.logoInput.files[0]);
+
+    this.el = h(
+      'div.panel.overlays-panel',
+      h('section.panel-section', h('h3', 'Banner'), this.bannerText, h('div.form-row', this.bannerShow)),
+      h('section.panel-section', h('h3', 'Lower third'), this.ltName, this.ltTitle, h('div.form-row', this.ltShow)),
+      h(
+        'section.panel-section',
+        h('h3', 'Logo'),
+        h('div.logo-row', h('div.logo-box', this.logoImg), h('button.ghost', { type: 'button', onclick: () => this.logoInput.click() }, 'Upload image…'), this.logoInput),
+        h('div.form-row', this.logoShow),
+      ),
+    );
+    this.paint();
+  }
+
+  async upload(file) {
+    if (!file) return;
+    if (file.size > MAX_LOGO_BYTES) {
+      toast('That image is larger than 5 MB.', 'error');
+      return;
+    }
+    try {
+      const json = await api.upload(file);
+      const url = json?.url ?? json?.upload?.url;
+      if (!url) throw new Error('The server did not return an address for the upload.');
+      this.commit({ logo: { url, visible: true } });
+    } catch (e) {
+      toast(`Upload failed: ${e.message}`, 'error');
+    } finally {
+      this.logoInput.value = '';
+    }
+  }
+
+  commit(patch) {
+    this.overlays = { ...this.overlays, ...patch };
+    this.paint();
+    this.onchange(this.overlays);
+  }
+
+  /** Shows overlays that changed elsewhere (another host, or the server's scene). */
+  set(overlays) {
+    const base = emptyOverlays();
+    this.overlays = {
+      banner: { ...base.banner, ...overlays?.banner },
+      lowerThird: { ...base.lowerThird, ...overlays?.lowerThird },
+      logo: { ...base.logo, ...overlays?.logo },
+    };
+    if (document.activeElement !== this.bannerText) this.bannerText.value = this.overlays.banner.text;
+    if (document.activeElement !== this.ltName) this.ltName.value = this.overlays.lowerThird.name;
+    if (document.activeElement !== this.ltTitle) this.ltTitle.value = this.overlays.lowerThird.title;
+    this.paint();
+  }
+
+  paint() {
+    const { banner, lowerThird, logo } = this.overlays;
+    this.bannerShow.textContent = banner.visible ? 'Hide banner' : 'Show banner';
+    this.bannerShow.classList.toggle('active', banner.visible);
+    this.ltShow.textContent = lowerThird.visible ? 'Hide lower third' : 'Show lower third';
+    this.ltShow.classList.toggle('active', lowerThird.visible);
+    this.logoShow.textContent = logo.visible ? 'Hide logo' : 'Show logo';
+    this.logoShow.classList.toggle('active', logo.visible);
+    this.logoShow.disabled = !logo.url;
+    this.logoImg.hidden = !logo.url;
+    if (logo.url) this.logoImg.src = logo.url;
+  }
+}
