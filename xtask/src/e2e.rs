@@ -1,0 +1,195 @@
+//! `cargo xtask e2e`: the browser end-to-end tests in `e2e/` (`node --test` driving Debian's Chromium through
+//! playwright-core) against a backyard this task builds and starts on loopback with a fresh data directory.
+//!
+//! Installs what is missing first: the apt packages `chromium` and `ffmpeg` (the tests make their fake-camera
+//! clips with it), and `e2e/node_modules` from the lockfile. Screenshots land in `target/e2e/`, the server's log
+//! in `target/e2e/backyard.log`.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+/// How long a freshly started backyard may take to answer `/healthz` (migrations on a new SQLite file included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the whole browser suite. `root` is the workspace root.
+pub fn run(root: &Path) -> Result<()> {
+    ensure_apt(&["chromium", "ffmpeg"])?;
+    require_node()?;
+    let e2e = root.join("e2e");
+    ensure_node_modules(&e2e)?;
+    let bin = build_backyard(root)?;
+    let out = root.join("target").join("e2e");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let server = Backyard::start(root, &bin, &out)?;
+    println!("e2e: backyard at {} (log: {})", server.url, server.log.display());
+    let status = Command::new("node")
+        .args(["--test", "--test-concurrency=1", "tests/"])
+        .current_dir(&e2e)
+        .env("BACKYARD_URL", &server.url)
+        .env("BACKYARD_E2E_SHOTS", &out)
+        .status()
+        .context("running node --test")?;
+    drop(server);
+    if !status.success() {
+        bail!("browser end-to-end tests failed ({status}); screenshots and the server log are in {}", out.display());
+    }
+    Ok(())
+}
+
+/// Installs the Debian packages that are not installed yet (one `apt-get update` only when needed).
+fn ensure_apt(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("e2e: installing {}", missing.join(" "));
+    let update = Command::new("apt-get").args(["update", "-q"]).status().context("running apt-get update")?;
+    if !update.success() {
+        bail!("apt-get update failed ({update})");
+    }
+    let install = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get install")?;
+    if !install.success() {
+        bail!("apt-get install {} failed ({install})", missing.join(" "));
+    }
+    Ok(())
+}
+
+fn require_node() -> Result<()> {
+    match Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => {
+            ensure_apt(&["nodejs", "npm"])?;
+            Ok(())
+        }
+    }
+}
+
+/// `npm ci` from the lockfile when playwright-core is not installed yet (it never downloads a browser:
+/// the tests use Debian's /usr/bin/chromium).
+fn ensure_node_modules(e2e: &Path) -> Result<()> {
+    if e2e.join("node_modules").join("playwright-core").join("package.json").exists() {
+        return Ok(());
+    }
+    println!("e2e: installing node modules in {}", e2e.display());
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(e2e)
+        .status()
+        .context("running npm ci")?;
+    if !status.success() {
+        bail!("npm ci in {} failed ({status})", e2e.display());
+    }
+    Ok(())
+}
+
+/// Builds the `backyard` binary with the shared linker settings (see team notes) and returns its path.
+fn build_backyard(root: &Path) -> Result<PathBuf> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "-p", "backyard", "--bin", "backyard"])
+        .current_dir(root)
+        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "clang")
+        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C link-arg=-fuse-ld=mold")
+        .status()
+        .context("running cargo build -p backyard")?;
+    if !status.success() {
+        bail!("building backyard failed ({status})");
+    }
+    Ok(root.join("target").join("debug").join("backyard"))
+}
+
+/// A backyard process on a free loopback port with its own data directory; killed and cleaned up on drop.
+struct Backyard {
+    /// What the tests open, e.g. `http://127.0.0.1:41234`.
+    url: String,
+    /// The server's stdout and stderr.
+    log: PathBuf,
+    child: Child,
+    data_dir: PathBuf,
+}
+
+impl Backyard {
+    fn start(root: &Path, bin: &Path, out: &Path) -> Result<Self> {
+        let port = free_port()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let data_dir = std::env::temp_dir().join(format!("backyard-e2e-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let log = out.join("backyard.log");
+        let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(bin)
+            .args(["--bind", &format!("127.0.0.1:{port}"), "--public-url", &url, "--data-dir"])
+            .arg(&data_dir)
+            .arg("serve")
+            .current_dir(root)
+            .env("BACKYARD_SERVER__STUDIO_DIR", root.join("studio"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().context("duplicating the log file handle")?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut server = Backyard { url, log, child, data_dir };
+        server.wait_healthy(port)?;
+        Ok(server)
+    }
+
+    fn wait_healthy(&mut self, port: u16) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().context("polling backyard")? {
+                bail!("backyard exited during start-up ({status}); see {}", self.log.display());
+            }
+            if healthz(port) {
+                return Ok(());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!("backyard did not answer /healthz within {START_TIMEOUT:?}; see {}", self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Backyard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A port nobody listens on right now (the OS picks it; we release it for backyard to take).
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(l.local_addr().context("reading the free port")?.port())
+}
+
+/// True when `GET /healthz` answers 200.
+fn healthz(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
