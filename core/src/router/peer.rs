@@ -1,0 +1,445 @@
+//! One participant's WebRTC connection: a `str0m::Rtc` in frame mode plus the negotiation and
+//! m-line bookkeeping the SFU needs around it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::CryptoProvider;
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+use super::room::{Frame, TrackInfo};
+use super::{PeerId, RouterError, TrackId, TrackSource};
+
+/// What the shell must act on.
+#[derive(Debug)]
+pub enum PeerOutput {
+    /// Send this datagram.
+    Transmit(Transmit),
+    /// Something for the room or the signaling layer.
+    Event(PeerEvent),
+    /// Nothing more until this time (or new input).
+    Timeout(Instant),
+}
+
+/// What happened on the connection, translated into the router's terms.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// The client added an m-line it sends on. The shell registers it with the room
+    /// ([`Room::publish`](super::Room::publish)) and reports the id back with
+    /// [`Peer::bind_published`].
+    Published { mid: Mid, source: TrackSource },
+    /// A whole frame arrived on a published track.
+    Frame { track: TrackId, frame: Frame, data: MediaData },
+    /// The client's decoder asked for a keyframe on a track forwarded to it.
+    KeyframeRequest { track: TrackId, kind: KeyframeRequestKind },
+    /// A forwarded track's m-line is negotiated and the connection is up: frames can flow.
+    SubscriptionReady { track: TrackId },
+    /// The server needs to renegotiate: send this offer to the client and pass its answer to
+    /// [`Peer::accept_answer`].
+    Offer(String),
+    /// ICE and DTLS are up.
+    Connected,
+}
+
+/// A forwarded track's m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutState {
+    /// Waiting for the next server offer to add it.
+    ToOpen,
+    /// Added in the outstanding offer.
+    Negotiating(Mid),
+    /// Added in the outstanding offer, but unsubscribed meanwhile: stop once answered.
+    NegotiatingThenStop(Mid),
+    /// Negotiated.
+    Open(Mid),
+    /// Waiting for the next server offer to stop it.
+    ToStop(Mid),
+    /// Stopped in the outstanding offer.
+    Stopping(Mid),
+}
+
+#[derive(Debug)]
+struct Outbound {
+    track: TrackInfo,
+    state: OutState,
+    /// `SubscriptionReady` was emitted.
+    ready: bool,
+}
+
+#[derive(Debug)]
+struct Inbound {
+    mid: Mid,
+    source: TrackSource,
+    /// Set by [`Peer::bind_published`].
+    track: Option<TrackId>,
+}
+
+/// The sans-IO peer. See the [module docs](super).
+pub struct Peer {
+    id: PeerId,
+    rtc: Rtc,
+    /// The address clients send to (the host candidate); used as the destination of every
+    /// received datagram so str0m's ICE matches it with the candidate.
+    local_addr: SocketAddr,
+    /// The client's first offer was accepted; only then may the server offer.
+    negotiated: bool,
+    /// The server's outstanding offer.
+    pending: Option<SdpPendingOffer>,
+    connected: bool,
+    inbound: Vec<Inbound>,
+    outbound: Vec<Outbound>,
+    events: VecDeque<PeerEvent>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.id)
+            .field("negotiated", &self.negotiated)
+            .field("connected", &self.connected)
+            .field("inbound", &self.inbound)
+            .field("outbound", &self.outbound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// A peer that will be reached at `local_addr` (advertised as its only, host, candidate).
+    /// The server is ICE-lite: clients start the connectivity checks, so the first datagram
+    /// from a client is a STUN request naming this peer's ufrag (see [`Peer::local_ufrag`]).
+    pub fn new(id: PeerId, local_addr: SocketAddr, crypto: Arc<CryptoProvider>, now: Instant) -> Self {
+        let mut rtc = Rtc::builder().set_crypto_provider(crypto).set_ice_lite(true).build(now);
+        // unwrap: a UDP host candidate from a socket address is always valid.
+        let candidate = Candidate::host(local_addr, "udp").expect("a host candidate");
+        rtc.add_local_candidate(candidate);
+        Peer {
+            id,
+            rtc,
+            local_addr,
+            negotiated: false,
+            pending: None,
+            connected: false,
+            inbound: vec![],
+            outbound: vec![],
+            events: VecDeque::new(),
+        }
+    }
+
+    /// This peer's id.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// The local ICE username fragment: the first half of the USERNAME in the client's STUN
+    /// requests, which is how a shared socket finds the peer a datagram belongs to.
+    pub fn local_ufrag(&mut self) -> String {
+        self.rtc.direct_api().local_ice_credentials().ufrag
+    }
+
+    /// False once the connection ended (ICE gave up, DTLS failed, or [`Peer::disconnect`]).
+    pub fn is_alive(&self) -> bool {
+        self.rtc.is_alive()
+    }
+
+    /// Whether ICE and DTLS are up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Ends the connection.
+    pub fn disconnect(&mut self) {
+        self.rtc.disconnect();
+    }
+
+    /// Accepts the client's offer and returns the answer. The first offer publishes the
+    /// client's tracks; a later one is accepted only while no server offer is outstanding.
+    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, RouterError> {
+        if self.pending.is_some() {
+            return Err(RouterError::OfferCollision);
+        }
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
+        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
+        self.negotiated = true;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Accepts the client's answer to the outstanding server offer.
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), RouterError> {
+        // Parse before consuming the pending offer, so a garbled answer leaves it outstanding.
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
+        let pending = self.pending.take().ok_or(RouterError::NoPendingOffer)?;
+        let result = self.rtc.sdp_api().accept_answer(pending, answer);
+        let accepted = result.is_ok();
+        let mut kept = Vec::with_capacity(self.outbound.len());
+        for mut out in self.outbound.drain(..) {
+            let next = match (out.state, accepted) {
+                (OutState::Negotiating(m), true) => Some(OutState::Open(m)),
+                (OutState::NegotiatingThenStop(m), true) => Some(OutState::ToStop(m)),
+                (OutState::Stopping(_), true) => None,
+                // A refused answer leaves the m-lines as before the offer; the next offer
+                // retries what is still wanted.
+                (OutState::Negotiating(_), false) => Some(OutState::ToOpen),
+                (OutState::NegotiatingThenStop(_), false) => None,
+                (OutState::Stopping(m), false) => Some(OutState::ToStop(m)),
+                (s, _) => Some(s),
+            };
+            if let Some(state) = next {
+                out.state = state;
+                kept.push(out);
+            }
+        }
+        self.outbound = kept;
+        result.map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
+        self.report_ready();
+        Ok(())
+    }
+
+    /// Adds a trickled ICE candidate from the client (the `candidate:...` line).
+    pub fn add_remote_candidate(&mut self, candidate: &str) -> Result<(), RouterError> {
+        let line = candidate.trim();
+        let line = line.strip_prefix("a=").unwrap_or(line);
+        if line.is_empty() {
+            // The browser's end-of-candidates marker.
+            return Ok(());
+        }
+        let c = Candidate::from_sdp_string(line).map_err(|e| RouterError::InvalidCandidate(e.to_string()))?;
+        self.rtc.add_remote_candidate(c);
+        Ok(())
+    }
+
+    /// Forward `track` to this peer: it gets an m-line in the next server offer.
+    pub fn subscribe(&mut self, track: TrackInfo) {
+        if self.outbound.iter().any(|o| o.track.id == track.id) {
+            return;
+        }
+        self.outbound.push(Outbound { track, state: OutState::ToOpen, ready: false });
+    }
+
+    /// Stop forwarding `track` to this peer: its m-line is stopped in the next server offer.
+    pub fn unsubscribe(&mut self, track: TrackId) {
+        let Some(i) = self.outbound.iter().position(|o| o.track.id == track) else { return };
+        let out = &mut self.outbound[i];
+        match out.state {
+            OutState::ToOpen => {
+                self.outbound.remove(i);
+            }
+            OutState::Negotiating(m) => out.state = OutState::NegotiatingThenStop(m),
+            OutState::Open(m) => out.state = OutState::ToStop(m),
+            OutState::NegotiatingThenStop(_) | OutState::ToStop(_) | OutState::Stopping(_) => {}
+        }
+    }
+
+    /// Records the room's id for a track the client publishes (after [`PeerEvent::Published`]).
+    pub fn bind_published(&mut self, mid: Mid, track: TrackId) {
+        if let Some(i) = self.inbound.iter_mut().find(|i| i.mid == mid) {
+            i.track = Some(track);
+        }
+    }
+
+    /// The tracks this peer publishes, with their sources.
+    pub fn published(&self) -> impl Iterator<Item = (TrackId, TrackSource)> + '_ {
+        self.inbound.iter().filter_map(|i| Some((i.track?, i.source)))
+    }
+
+    /// Writes a frame of `track` (forwarded from its publisher) to this peer. Frames of tracks
+    /// whose m-line is not open, or in a codec this peer did not negotiate, are dropped.
+    /// Returns whether the frame was written.
+    pub fn write_frame(&mut self, track: TrackId, data: &MediaData) -> Result<bool, RouterError> {
+        let Some(out) = self.outbound.iter().find(|o| o.track.id == track) else { return Ok(false) };
+        let OutState::Open(mid) = out.state else { return Ok(false) };
+        let Some(mut writer) = self.rtc.writer(mid) else { return Ok(false) };
+        let Some(pt) = writer.match_params(data.params) else { return Ok(false) };
+        if let Some(level) = data.ext_vals.audio_level {
+            writer = writer.audio_level(level, data.ext_vals.voice_activity.unwrap_or(false));
+        }
+        writer.write(pt, data.network_time, data.time, data.data.clone())?;
+        Ok(true)
+    }
+
+    /// Asks the client for a keyframe on a track it publishes (PLI or FIR, whichever the
+    /// client negotiated if the preferred one is not).
+    pub fn request_keyframe(&mut self, track: TrackId, kind: KeyframeRequestKind) {
+        let Some(inb) = self.inbound.iter().find(|i| i.track == Some(track)) else { return };
+        let Some(mut writer) = self.rtc.writer(inb.mid) else { return };
+        let kind = if writer.is_request_keyframe_possible(kind) {
+            kind
+        } else {
+            match kind {
+                KeyframeRequestKind::Pli => KeyframeRequestKind::Fir,
+                KeyframeRequestKind::Fir => KeyframeRequestKind::Pli,
+            }
+        };
+        if let Err(e) = writer.request_keyframe(None, kind) {
+            // No RTP seen on the m-line yet, or neither kind negotiated.
+            tracing::debug!(peer = self.id.0, ?track, "keyframe request not sent: {e}");
+        }
+    }
+
+    /// Feeds a datagram received from `source`. Datagrams that are not STUN/DTLS/RTP/RTCP are
+    /// ignored.
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) -> Result<(), RouterError> {
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local_addr, buf) else {
+            return Ok(());
+        };
+        self.rtc.handle_input(Input::Receive(now, receive))?;
+        Ok(())
+    }
+
+    /// Drives time forward.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), RouterError> {
+        self.rtc.handle_input(Input::Timeout(now))?;
+        Ok(())
+    }
+
+    /// The next thing to do. Call until it returns [`PeerOutput::Timeout`].
+    pub fn poll_output(&mut self) -> Result<PeerOutput, RouterError> {
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Ok(PeerOutput::Event(e));
+            }
+            if let Some(offer) = self.offer_if_needed() {
+                return Ok(PeerOutput::Event(PeerEvent::Offer(offer)));
+            }
+            match self.rtc.poll_output()? {
+                Output::Transmit(t) => return Ok(PeerOutput::Transmit(t)),
+                Output::Timeout(t) => return Ok(PeerOutput::Timeout(t)),
+                Output::Event(e) => self.handle_event(e),
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Connected => {
+                self.connected = true;
+                self.events.push_back(PeerEvent::Connected);
+                self.report_ready();
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                // An ICE-lite server cannot restart ICE; the client rejoins instead.
+                self.rtc.disconnect();
+            }
+            Event::MediaAdded(added) => {
+                let ours = self.outbound.iter().any(|o| mid_of(o.state) == Some(added.mid));
+                if ours || !added.direction.is_receiving() {
+                    return;
+                }
+                let source = match added.kind {
+                    MediaKind::Audio => TrackSource::Microphone,
+                    // The first video m-line a client sends is its camera; another one its screen.
+                    MediaKind::Video if self.inbound.iter().any(|i| i.source == TrackSource::Camera) => {
+                        TrackSource::Screen
+                    }
+                    MediaKind::Video => TrackSource::Camera,
+                };
+                self.inbound.push(Inbound { mid: added.mid, source, track: None });
+                self.events.push_back(PeerEvent::Published { mid: added.mid, source });
+            }
+            Event::MediaData(data) => {
+                let Some(track) = self.inbound.iter().find(|i| i.mid == data.mid).and_then(|i| i.track) else {
+                    return;
+                };
+                let frame = Frame {
+                    keyframe: data.is_keyframe(),
+                    contiguous: data.contiguous,
+                    audio_level: data.ext_vals.audio_level,
+                    voice_activity: data.ext_vals.voice_activity,
+                };
+                self.events.push_back(PeerEvent::Frame { track, frame, data });
+            }
+            Event::KeyframeRequest(req) => {
+                if let Some(out) = self.outbound.iter().find(|o| mid_of(o.state) == Some(req.mid)) {
+                    self.events.push_back(PeerEvent::KeyframeRequest { track: out.track.id, kind: req.kind });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn report_ready(&mut self) {
+        if !self.connected {
+            return;
+        }
+        for out in &mut self.outbound {
+            if matches!(out.state, OutState::Open(_)) && !out.ready {
+                out.ready = true;
+                self.events.push_back(PeerEvent::SubscriptionReady { track: out.track.id });
+            }
+        }
+    }
+
+    /// Creates a server offer when forwarded tracks changed and no offer is outstanding.
+    fn offer_if_needed(&mut self) -> Option<String> {
+        if !self.negotiated || self.pending.is_some() || !self.rtc.is_alive() {
+            return None;
+        }
+        if !self.outbound.iter().any(|o| matches!(o.state, OutState::ToOpen | OutState::ToStop(_))) {
+            return None;
+        }
+        let mut change = self.rtc.sdp_api();
+        for out in &mut self.outbound {
+            match out.state {
+                OutState::ToOpen => {
+                    let mid = change.add_media(
+                        out.track.kind(),
+                        Direction::SendOnly,
+                        Some(out.track.stream_id()),
+                        Some(out.track.track_label()),
+                        None,
+                    );
+                    out.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    out.state = OutState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        Some(self.restore_stream_ids(offer.to_sdp_string()))
+    }
+
+    /// str0m keeps only RFC 8830 token characters of a stream id, which drops the `:` of
+    /// `<participantId>:screen`; the protocol promises that id to the browser (which accepts
+    /// any non-space characters), so it is put back in the offer text.
+    fn restore_stream_ids(&self, mut sdp: String) -> String {
+        for out in &self.outbound {
+            let wanted = out.track.stream_id();
+            let kept: String = wanted.chars().filter(is_msid_token_char).take(64).collect();
+            if kept != wanted {
+                sdp = sdp.replace(&format!("a=msid:{kept} "), &format!("a=msid:{wanted} "));
+            }
+        }
+        sdp
+    }
+}
+
+fn mid_of(state: OutState) -> Option<Mid> {
+    match state {
+        OutState::ToOpen => None,
+        OutState::Negotiating(m)
+        | OutState::NegotiatingThenStop(m)
+        | OutState::Open(m)
+        | OutState::ToStop(m)
+        | OutState::Stopping(m) => Some(m),
+    }
+}
+
+/// RFC 8830 `token-char`, as str0m filters stream ids.
+fn is_msid_token_char(c: &char) -> bool {
+    let u = *c as u32;
+    u == 0x21
+        || (0x23..=0x27).contains(&u)
+        || (0x2a..=0x2b).contains(&u)
+        || (0x2d..=0x2e).contains(&u)
+        || (0x30..=0x39).contains(&u)
+        || (0x41..=0x5a).contains(&u)
+        || (0x5e..0x7e).contains(&u)
+}
