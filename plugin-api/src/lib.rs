@@ -1,1 +1,337 @@
 //! The Backyard plugin contract: the WIT package under `wit/` and the Rust guest SDK.
+//!
+//! A plugin is a crate built for `wasm32-wasip2` that depends on this one with the feature of its kind
+//! (`layout`, `overlay`, `destination` or `filter`), implements that kind's `Guest` trait and exports it
+//! with the kind's macro. A whole layout plugin:
+//!
+//! ```ignore
+//! use backyard_plugin_api::layout::*;
+//!
+//! struct Rows;
+//!
+//! impl Guest for Rows {
+//!     fn layouts() -> Vec<LayoutInfo> {
+//!         vec![info("rows", "Rows", "Everyone in one row")]
+//!     }
+//!     fn place(stage: Stage) -> Result<Vec<Placement>, String> {
+//!         let area = canvas_rect(stage.canvas);
+//!         let cells = grid_cells(area, stage.participants.len(), 1, 8.0);
+//!         Ok(stage.participants.iter().zip(cells)
+//!             .map(|(p, r)| tile(&p.id, r).fit(Fit::Cover).name(true).build())
+//!             .collect())
+//!     }
+//! }
+//!
+//! backyard_plugin_api::export_layout!(Rows);
+//! ```
+//!
+//! Only the kind's bindings are generated (one cargo feature per kind) because a component built from
+//! this crate must export exactly its own world. The host imports (`log`, `now_ms`, `config`) are in
+//! [`host`] for every kind.
+
+extern crate self as backyard_plugin_api;
+
+/// Re-exported so the export macros work in crates that do not depend on `wit-bindgen` themselves.
+#[doc(hidden)]
+pub use wit_bindgen;
+
+pub mod geometry;
+
+#[cfg(feature = "draw")]
+pub mod draw;
+
+pub mod url;
+
+#[doc(hidden)]
+pub mod common_bindings {
+    wit_bindgen::generate!({
+        world: "common",
+        path: "wit",
+        runtime_path: "::backyard_plugin_api::wit_bindgen::rt",
+    });
+}
+
+/// What the host offers every plugin: logging, a monotonic clock and the operator's configuration.
+pub mod host {
+    pub use crate::common_bindings::backyard::plugin::host::{ConfigValue, LogLevel};
+    use crate::common_bindings::backyard::plugin::host as imp;
+
+    /// Write a line to the host's log; the host tags it with the plugin's name.
+    pub fn log(level: LogLevel, message: &str) {
+        imp::log(level, message);
+    }
+
+    /// Milliseconds on the host's monotonic clock.
+    pub fn now_ms() -> u64 {
+        imp::now_ms()
+    }
+
+    /// The operator's value (or the manifest default) for a key of the manifest's `[config]` schema.
+    pub fn config(key: &str) -> Option<ConfigValue> {
+        imp::config(key)
+    }
+
+    /// A `flag` config value, or `default` when it is unset or of another type.
+    pub fn config_flag(key: &str, default: bool) -> bool {
+        match config(key) {
+            Some(ConfigValue::Flag(b)) => b,
+            _ => default,
+        }
+    }
+
+    /// A `text` config value, or `default` when it is unset or of another type.
+    pub fn config_text(key: &str, default: &str) -> String {
+        match config(key) {
+            Some(ConfigValue::Text(s)) => s,
+            _ => default.to_string(),
+        }
+    }
+}
+
+/// Shared records: sizes, rectangles, participants, images.
+pub mod types {
+    pub use crate::common_bindings::backyard::plugin::types::*;
+}
+
+/// Export a type implementing [`layout::Guest`] as this component's `layout` world.
+#[cfg(feature = "layout")]
+pub use layout_bindings::export_layout;
+
+#[cfg(feature = "layout")]
+#[doc(hidden)]
+pub mod layout_bindings {
+    wit_bindgen::generate!({
+        world: "layout-plugin",
+        path: "wit",
+        runtime_path: "::backyard_plugin_api::wit_bindgen::rt",
+        pub_export_macro: true,
+        export_macro_name: "export_layout",
+        default_bindings_module: "::backyard_plugin_api::layout_bindings",
+        with: {
+            "backyard:plugin/types@0.1.0": crate::common_bindings::backyard::plugin::types,
+            "backyard:plugin/host@0.1.0": crate::common_bindings::backyard::plugin::host,
+        },
+    });
+}
+
+/// Everything a layout plugin needs: the `Guest` trait, the records and placement helpers.
+#[cfg(feature = "layout")]
+pub mod layout {
+    pub use crate::geometry::*;
+    pub use crate::layout_bindings::exports::backyard::plugin::layout::{
+        Guest, LayoutInfo, Placement, Stage,
+    };
+    pub use crate::types::{Fit, Participant, Rect, Size};
+
+    /// A `LayoutInfo` from three strings.
+    pub fn info(id: &str, name: &str, description: &str) -> LayoutInfo {
+        LayoutInfo { id: id.into(), name: name.into(), description: description.into() }
+    }
+
+    /// Start a placement of participant `id` in `rect`; defaults: z 0, cover, square, name shown.
+    pub fn tile(id: &str, rect: Rect) -> TileBuilder {
+        TileBuilder(Placement {
+            participant_id: id.to_string(),
+            rect,
+            z: 0,
+            fit: Fit::Cover,
+            corner_radius: 0.0,
+            show_name: true,
+        })
+    }
+
+    /// Builder returned by [`tile`].
+    pub struct TileBuilder(Placement);
+
+    impl TileBuilder {
+        pub fn z(mut self, z: i32) -> Self {
+            self.0.z = z;
+            self
+        }
+        pub fn fit(mut self, fit: Fit) -> Self {
+            self.0.fit = fit;
+            self
+        }
+        /// Rounded corners, clamped to half the shorter side.
+        pub fn radius(mut self, r: f32) -> Self {
+            let max = self.0.rect.width.min(self.0.rect.height) / 2.0;
+            self.0.corner_radius = r.clamp(0.0, max.max(0.0));
+            self
+        }
+        pub fn name(mut self, show: bool) -> Self {
+            self.0.show_name = show;
+            self
+        }
+        pub fn build(self) -> Placement {
+            self.0
+        }
+    }
+
+    /// The first screen share on stage, if any.
+    pub fn screen_share(stage: &Stage) -> Option<&Participant> {
+        stage.participants.iter().find(|p| p.screen_share)
+    }
+
+    /// The stage's active speaker if they are on stage, else the first participant speaking, else the first.
+    pub fn focus(stage: &Stage) -> Option<&Participant> {
+        let by_id = |id: &str| stage.participants.iter().find(|p| p.id == id);
+        stage
+            .active_speaker
+            .as_deref()
+            .and_then(by_id)
+            .or_else(|| stage.participants.iter().find(|p| p.speaking))
+            .or_else(|| stage.participants.first())
+    }
+}
+
+/// Export a type implementing [`overlay::Guest`] as this component's `overlay` world.
+#[cfg(feature = "overlay")]
+pub use overlay_bindings::export_overlay;
+
+#[cfg(feature = "overlay")]
+#[doc(hidden)]
+pub mod overlay_bindings {
+    wit_bindgen::generate!({
+        world: "overlay-plugin",
+        path: "wit",
+        runtime_path: "::backyard_plugin_api::wit_bindgen::rt",
+        pub_export_macro: true,
+        export_macro_name: "export_overlay",
+        default_bindings_module: "::backyard_plugin_api::overlay_bindings",
+        with: {
+            "backyard:plugin/types@0.1.0": crate::common_bindings::backyard::plugin::types,
+            "backyard:plugin/host@0.1.0": crate::common_bindings::backyard::plugin::host,
+        },
+    });
+}
+
+/// Everything an overlay plugin needs.
+#[cfg(feature = "overlay")]
+pub mod overlay {
+    pub use crate::overlay_bindings::exports::backyard::plugin::overlay::{
+        Guest, Layer, NamedImage, OverlayInfo, OverlayRequest, Prop, Rendered,
+    };
+    pub use crate::types::{Image, Size};
+
+    /// An `OverlayInfo`.
+    pub fn info(id: &str, name: &str, description: &str, props: &[&str]) -> OverlayInfo {
+        OverlayInfo {
+            id: id.into(),
+            name: name.into(),
+            description: description.into(),
+            props: props.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    /// The value of prop `key`, if the host sent it.
+    pub fn prop<'a>(req: &'a OverlayRequest, key: &str) -> Option<&'a str> {
+        req.props.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+    }
+
+    /// The image sent under `key`, if any.
+    pub fn image<'a>(req: &'a OverlayRequest, key: &str) -> Option<&'a Image> {
+        req.images.iter().find(|i| i.key == key).map(|i| &i.image)
+    }
+
+    /// Remembers the inputs an overlay was last drawn from, so `render` can answer `unchanged`.
+    ///
+    /// The key is whatever the drawing depends on (props, canvas, a time bucket); compare with
+    /// [`ChangeTracker::changed`] before drawing.
+    #[derive(Default)]
+    pub struct ChangeTracker {
+        last: std::collections::HashMap<String, u64>,
+    }
+
+    impl ChangeTracker {
+        /// True (and remembers `key`) when `key` differs from the last one seen for `overlay`.
+        pub fn changed(&mut self, overlay: &str, key: u64) -> bool {
+            let prev = self.last.insert(overlay.to_string(), key);
+            prev != Some(key)
+        }
+    }
+
+    /// A stable hash of the request's overlay id, canvas, props, images and an extra value (e.g. a
+    /// time bucket for animations).
+    pub fn input_hash(req: &OverlayRequest, extra: u64) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        req.overlay.hash(&mut h);
+        (req.canvas.width, req.canvas.height).hash(&mut h);
+        for p in &req.props {
+            (&p.key, &p.value).hash(&mut h);
+        }
+        for i in &req.images {
+            (&i.key, i.image.width, i.image.height, &i.image.rgba).hash(&mut h);
+        }
+        extra.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// Export a type implementing [`destination::Guest`] as this component's `destination` world.
+#[cfg(feature = "destination")]
+pub use destination_bindings::export_destination;
+
+#[cfg(feature = "destination")]
+#[doc(hidden)]
+pub mod destination_bindings {
+    wit_bindgen::generate!({
+        world: "destination-plugin",
+        path: "wit",
+        runtime_path: "::backyard_plugin_api::wit_bindgen::rt",
+        pub_export_macro: true,
+        export_macro_name: "export_destination",
+        default_bindings_module: "::backyard_plugin_api::destination_bindings",
+        with: {
+            "backyard:plugin/types@0.1.0": crate::common_bindings::backyard::plugin::types,
+            "backyard:plugin/host@0.1.0": crate::common_bindings::backyard::plugin::host,
+        },
+    });
+}
+
+/// Everything a destination adapter needs, including the allow-listed HTTP import.
+#[cfg(feature = "destination")]
+pub mod destination {
+    pub use crate::destination_bindings::backyard::plugin::http;
+    pub use crate::destination_bindings::exports::backyard::plugin::destination::{
+        Constraints, DestinationInfo, FieldError, Guest, Ingest, IngestRequest,
+    };
+
+    /// A `FieldError` for `field`.
+    pub fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+        FieldError { field: field.into(), message: message.into() }
+    }
+
+    /// H.264 + AAC, the codecs every RTMP platform takes.
+    pub fn h264_aac() -> (Vec<String>, Vec<String>) {
+        (vec!["h264".into()], vec!["aac".into()])
+    }
+}
+
+/// Export a type implementing [`filter::Guest`] as this component's `filter` world.
+#[cfg(feature = "filter")]
+pub use filter_bindings::export_filter;
+
+#[cfg(feature = "filter")]
+#[doc(hidden)]
+pub mod filter_bindings {
+    wit_bindgen::generate!({
+        world: "filter-plugin",
+        path: "wit",
+        runtime_path: "::backyard_plugin_api::wit_bindgen::rt",
+        pub_export_macro: true,
+        export_macro_name: "export_filter",
+        default_bindings_module: "::backyard_plugin_api::filter_bindings",
+        with: {
+            "backyard:plugin/types@0.1.0": crate::common_bindings::backyard::plugin::types,
+            "backyard:plugin/host@0.1.0": crate::common_bindings::backyard::plugin::host,
+        },
+    });
+}
+
+/// Everything a filter plugin needs: the host-owned `Frame` and the `Guest` trait.
+#[cfg(feature = "filter")]
+pub mod filter {
+    pub use crate::filter_bindings::backyard::plugin::frames::Frame;
+    pub use crate::filter_bindings::exports::backyard::plugin::filter::Guest;
+}

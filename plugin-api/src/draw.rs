@@ -1,0 +1,307 @@
+//! Software drawing for overlays: an RGBA canvas with filled (rounded) rectangles, scaled images and
+//! anti-aliased text in the embedded DejaVu Sans (Bitstream Vera licence, `fonts/LICENSE-DejaVu.txt`).
+//!
+//! Pixels are straight (not premultiplied) RGBA, as the WIT `image` record carries them.
+
+use std::sync::OnceLock;
+
+use crate::types::Image;
+
+static REGULAR_TTF: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+static BOLD_TTF: &[u8] = include_bytes!("../fonts/DejaVuSans-Bold.ttf");
+
+/// Which face of the embedded font to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    Regular,
+    Bold,
+}
+
+fn font(weight: Weight) -> &'static fontdue::Font {
+    static REGULAR: OnceLock<fontdue::Font> = OnceLock::new();
+    static BOLD: OnceLock<fontdue::Font> = OnceLock::new();
+    let (cell, bytes) = match weight {
+        Weight::Regular => (&REGULAR, REGULAR_TTF),
+        Weight::Bold => (&BOLD, BOLD_TTF),
+    };
+    cell.get_or_init(|| {
+        // unwrap: the embedded font is a known-good TTF; a broken one fails every test at once.
+        fontdue::Font::from_bytes(bytes, fontdue::FontSettings::default()).unwrap()
+    })
+}
+
+/// An sRGB colour with straight alpha.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Color {
+    pub r: u8,
+    pub g: u8,
+    pub b: u8,
+    pub a: u8,
+}
+
+impl Color {
+    pub const WHITE: Color = Color::rgba(255, 255, 255, 255);
+    pub const BLACK: Color = Color::rgba(0, 0, 0, 255);
+    pub const TRANSPARENT: Color = Color::rgba(0, 0, 0, 0);
+
+    pub const fn rgba(r: u8, g: u8, b: u8, a: u8) -> Color {
+        Color { r, g, b, a }
+    }
+
+    /// `#rgb`, `#rrggbb` or `#rrggbbaa` (the `#` is optional).
+    pub fn parse(s: &str) -> Option<Color> {
+        let h = s.trim().trim_start_matches('#');
+        let byte = |i: usize| u8::from_str_radix(h.get(i..i + 2)?, 16).ok();
+        let nib = |i: usize| u8::from_str_radix(h.get(i..i + 1)?, 16).ok().map(|v| v * 17);
+        match h.len() {
+            3 => Some(Color::rgba(nib(0)?, nib(1)?, nib(2)?, 255)),
+            6 => Some(Color::rgba(byte(0)?, byte(2)?, byte(4)?, 255)),
+            8 => Some(Color::rgba(byte(0)?, byte(2)?, byte(4)?, byte(6)?)),
+            _ => None,
+        }
+    }
+
+    /// The same colour with alpha multiplied by `f` (0..=1).
+    pub fn fade(self, f: f32) -> Color {
+        Color { a: (self.a as f32 * f.clamp(0.0, 1.0)).round() as u8, ..self }
+    }
+}
+
+/// An RGBA pixel buffer to draw into.
+#[derive(Debug, Clone)]
+pub struct Canvas {
+    pub width: u32,
+    pub height: u32,
+    /// `width * height * 4` bytes, straight alpha.
+    pub rgba: Vec<u8>,
+}
+
+impl Canvas {
+    /// A transparent canvas.
+    pub fn new(width: u32, height: u32) -> Canvas {
+        Canvas { width, height, rgba: vec![0; width as usize * height as usize * 4] }
+    }
+
+    /// Hand the pixels over as a WIT image.
+    pub fn into_image(self) -> Image {
+        Image { width: self.width, height: self.height, rgba: self.rgba }
+    }
+
+    /// Composite `c` over the pixel at (x, y) with `coverage` (0..=255) — the "over" operator.
+    #[inline]
+    pub fn blend(&mut self, x: i32, y: i32, c: Color, coverage: u8) {
+        if x < 0 || y < 0 || x >= self.width as i32 || y >= self.height as i32 {
+            return;
+        }
+        let sa = c.a as u32 * coverage as u32 / 255;
+        if sa == 0 {
+            return;
+        }
+        let i = (y as usize * self.width as usize + x as usize) * 4;
+        let px = &mut self.rgba[i..i + 4];
+        let da = px[3] as u32;
+        if sa == 255 || da == 0 {
+            px.copy_from_slice(&[c.r, c.g, c.b, sa as u8]);
+            return;
+        }
+        // out_a = sa + da (1 - sa); channels weighted by their alphas (all in 0..=255 fixed point).
+        let db = da * (255 - sa) / 255;
+        let oa = sa + db;
+        let mix = |s: u8, d: u8| ((s as u32 * sa + d as u32 * db) / oa) as u8;
+        px[0] = mix(c.r, px[0]);
+        px[1] = mix(c.g, px[1]);
+        px[2] = mix(c.b, px[2]);
+        px[3] = oa as u8;
+    }
+
+    /// Fill an axis-aligned rectangle (clipped to the canvas).
+    pub fn fill_rect(&mut self, x: i32, y: i32, w: i32, h: i32, c: Color) {
+        self.fill_rounded_rect(x, y, w, h, 0.0, c);
+    }
+
+    /// Fill a rectangle with anti-aliased rounded corners of radius `r` pixels.
+    pub fn fill_rounded_rect(&mut self, x: i32, y: i32, w: i32, h: i32, r: f32, c: Color) {
+        if w <= 0 || h <= 0 {
+            return;
+        }
+        let r = r.clamp(0.0, (w.min(h) as f32) / 2.0);
+        let x0 = x.max(0);
+        let y0 = y.max(0);
+        let x1 = (x + w).min(self.width as i32);
+        let y1 = (y + h).min(self.height as i32);
+        for py in y0..y1 {
+            for px in x0..x1 {
+                let cov = if r < 0.5 { 255 } else { corner_coverage(px - x, py - y, w, h, r) };
+                self.blend(px, py, c, cov);
+            }
+        }
+    }
+
+    /// Draw `img` scaled (bilinear) into the rectangle (x, y, w, h), multiplied by `opacity`.
+    pub fn draw_image(&mut self, img: &Image, x: i32, y: i32, w: i32, h: i32, opacity: f32) {
+        if w <= 0 || h <= 0 || img.width == 0 || img.height == 0 {
+            return;
+        }
+        if img.rgba.len() != img.width as usize * img.height as usize * 4 {
+            return;
+        }
+        let sx = img.width as f32 / w as f32;
+        let sy = img.height as f32 / h as f32;
+        let op = (opacity.clamp(0.0, 1.0) * 255.0) as u8;
+        for py in y.max(0)..(y + h).min(self.height as i32) {
+            let fy = ((py - y) as f32 + 0.5) * sy - 0.5;
+            for px in x.max(0)..(x + w).min(self.width as i32) {
+                let fx = ((px - x) as f32 + 0.5) * sx - 0.5;
+                let c = sample_bilinear(img, fx, fy);
+                self.blend(px, py, c, op);
+            }
+        }
+    }
+
+    /// Draw `text` with its baseline at `baseline_y`, starting at `x`; returns the advance width.
+    pub fn text(&mut self, x: f32, baseline_y: f32, text: &str, px: f32, weight: Weight, c: Color) -> f32 {
+        let f = font(weight);
+        let mut pen = x;
+        let mut prev: Option<char> = None;
+        for ch in text.chars() {
+            if let Some(p) = prev {
+                pen += f.horizontal_kern(p, ch, px).unwrap_or(0.0);
+            }
+            let (m, bitmap) = f.rasterize(ch, px);
+            let gx = (pen + m.xmin as f32).round() as i32;
+            let gy = (baseline_y - m.height as f32 - m.ymin as f32).round() as i32;
+            for row in 0..m.height {
+                for col in 0..m.width {
+                    let cov = bitmap[row * m.width + col];
+                    if cov > 0 {
+                        self.blend(gx + col as i32, gy + row as i32, c, cov);
+                    }
+                }
+            }
+            pen += m.advance_width;
+            prev = Some(ch);
+        }
+        pen - x
+    }
+}
+
+/// Width in pixels of `text` at size `px`.
+pub fn measure(text: &str, px: f32, weight: Weight) -> f32 {
+    let f = font(weight);
+    let mut w = 0.0;
+    let mut prev: Option<char> = None;
+    for ch in text.chars() {
+        if let Some(p) = prev {
+            w += f.horizontal_kern(p, ch, px).unwrap_or(0.0);
+        }
+        w += f.metrics(ch, px).advance_width;
+        prev = Some(ch);
+    }
+    w
+}
+
+/// Ascent of the font at size `px` (distance from the top of a line to its baseline).
+pub fn ascent(px: f32, weight: Weight) -> f32 {
+    font(weight).horizontal_line_metrics(px).map(|m| m.ascent).unwrap_or(px * 0.8)
+}
+
+/// `text` cut to fit in `max_width` pixels, ending with `…` when it was cut.
+pub fn ellipsize(text: &str, px: f32, weight: Weight, max_width: f32) -> String {
+    if measure(text, px, weight) <= max_width {
+        return text.to_string();
+    }
+    let mut out: String = text.to_string();
+    while !out.is_empty() {
+        out.pop();
+        let candidate = format!("{}…", out.trim_end());
+        if measure(&candidate, px, weight) <= max_width {
+            return candidate;
+        }
+    }
+    String::new()
+}
+
+/// Words of `text` wrapped into lines no wider than `max_width`, at most `max_lines` (the last one
+/// ellipsized when text remains).
+pub fn wrap(text: &str, px: f32, weight: Weight, max_width: f32, max_lines: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        let candidate = if cur.is_empty() { word.to_string() } else { format!("{cur} {word}") };
+        if measure(&candidate, px, weight) <= max_width || cur.is_empty() {
+            cur = candidate;
+        } else {
+            lines.push(std::mem::take(&mut cur));
+            cur = word.to_string();
+        }
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    if lines.len() > max_lines && max_lines > 0 {
+        let rest = lines[max_lines - 1..].join(" ");
+        lines.truncate(max_lines - 1);
+        lines.push(ellipsize(&rest, px, weight, max_width));
+    }
+    lines.into_iter().map(|l| ellipsize(&l, px, weight, max_width)).collect()
+}
+
+/// Coverage (0..=255) of pixel (px, py) of a w×h rectangle with corner radius r, sampled at its centre.
+fn corner_coverage(px: i32, py: i32, w: i32, h: i32, r: f32) -> u8 {
+    let cx = px as f32 + 0.5;
+    let cy = py as f32 + 0.5;
+    let (w, h) = (w as f32, h as f32);
+    let dx = if cx < r { r - cx } else if cx > w - r { cx - (w - r) } else { return 255 };
+    let dy = if cy < r { r - cy } else if cy > h - r { cy - (h - r) } else { return 255 };
+    let d = (dx * dx + dy * dy).sqrt() - r;
+    ((0.5 - d).clamp(0.0, 1.0) * 255.0) as u8
+}
+
+fn sample_bilinear(img: &Image, fx: f32, fy: f32) -> Color {
+    let w = img.width as i32;
+    let h = img.height as i32;
+    let x0 = (fx.floor() as i32).clamp(0, w - 1);
+    let y0 = (fy.floor() as i32).clamp(0, h - 1);
+    let x1 = (x0 + 1).min(w - 1);
+    let y1 = (y0 + 1).min(h - 1);
+    let tx = (fx - fx.floor()).clamp(0.0, 1.0);
+    let ty = (fy - fy.floor()).clamp(0.0, 1.0);
+    let at = |x: i32, y: i32, ch: usize| img.rgba[(y as usize * w as usize + x as usize) * 4 + ch] as f32;
+    let ch = |c: usize| {
+        let top = at(x0, y0, c) * (1.0 - tx) + at(x1, y0, c) * tx;
+        let bottom = at(x0, y1, c) * (1.0 - tx) + at(x1, y1, c) * tx;
+        (top * (1.0 - ty) + bottom * ty).round() as u8
+    };
+    Color::rgba(ch(0), ch(1), ch(2), ch(3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_colors() {
+        assert_eq!(Color::parse("#fff"), Some(Color::WHITE));
+        assert_eq!(Color::parse("102030"), Some(Color::rgba(16, 32, 48, 255)));
+        assert_eq!(Color::parse("#10203080"), Some(Color::rgba(16, 32, 48, 128)));
+        assert_eq!(Color::parse("#zzz"), None);
+    }
+
+    #[test]
+    fn text_draws_pixels_inside_its_box() {
+        let mut c = Canvas::new(200, 50);
+        let w = c.text(10.0, 35.0, "Hello", 24.0, Weight::Bold, Color::WHITE);
+        assert!(w > 40.0 && w < 120.0, "advance {w}");
+        let lit = c.rgba.chunks(4).filter(|p| p[3] > 0).count();
+        assert!(lit > 100, "only {lit} pixels drawn");
+        assert!((measure("Hello", 24.0, Weight::Bold) - w).abs() < 0.01);
+    }
+
+    #[test]
+    fn rounded_corners_leave_the_corner_empty() {
+        let mut c = Canvas::new(40, 40);
+        c.fill_rounded_rect(0, 0, 40, 40, 10.0, Color::BLACK);
+        assert_eq!(c.rgba[3], 0, "corner pixel drawn");
+        assert_eq!(c.rgba[(20 * 40 + 20) * 4 + 3], 255);
+    }
+}

@@ -1,0 +1,169 @@
+//! Backyard's first-party layouts, written against the public SDK like any third-party plugin.
+//!
+//! Every layout handles any number of participants (0 gives no placements) and any canvas shape:
+//! on a portrait (9:16) canvas strips run horizontally below the main tile instead of beside it.
+
+use backyard_plugin_api::host;
+use backyard_plugin_api::layout::*;
+
+struct Layouts;
+
+/// Size-dependent spacing: gap and corner radius scale with the canvas's shorter side.
+struct Style {
+    gap: f32,
+    radius: f32,
+    margin: f32,
+}
+
+fn style(canvas: Size) -> Style {
+    let scale = canvas.width.min(canvas.height) as f32 / 720.0;
+    let gap = host::config("gap")
+        .and_then(|v| match v {
+            host::ConfigValue::Integer(i) => Some(i as f32),
+            _ => None,
+        })
+        .unwrap_or(8.0)
+        .clamp(0.0, 64.0)
+        * scale;
+    let rounded = host::config_flag("rounded", true);
+    Style { gap, radius: if rounded { 12.0 * scale } else { 0.0 }, margin: gap * 2.0 }
+}
+
+const WIDE: f32 = 16.0 / 9.0;
+
+impl Guest for Layouts {
+    fn layouts() -> Vec<LayoutInfo> {
+        vec![
+            info("grid", "Grid", "Everyone the same size, in the grid that makes tiles largest"),
+            info("spotlight", "Spotlight", "The active speaker large, everyone else in a strip"),
+            info("sidebar", "Sidebar", "The active speaker large, everyone else in a column beside"),
+            info("solo", "Solo", "Only the active speaker, full screen"),
+            info("pip", "Picture in picture", "The active speaker full screen, others in small corner tiles"),
+            info("screen", "Screen share", "The shared screen large and whole, speakers beside it"),
+        ]
+    }
+
+    fn place(stage: Stage) -> Result<Vec<Placement>, String> {
+        if stage.canvas.width == 0 || stage.canvas.height == 0 {
+            return Err("empty canvas".into());
+        }
+        if stage.participants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = style(stage.canvas);
+        let out = match stage.layout.as_str() {
+            "grid" => grid(&stage, &s),
+            "spotlight" => featured(&stage, &s, Strip::Below),
+            "sidebar" => featured(&stage, &s, Strip::Beside),
+            "solo" => solo(&stage),
+            "pip" => pip(&stage, &s),
+            "screen" => featured(&stage, &s, Strip::Screen),
+            other => return Err(format!("unknown layout '{other}'")),
+        };
+        Ok(out)
+    }
+}
+
+fn fit_for(p: &Participant) -> Fit {
+    if p.screen_share { Fit::Contain } else { Fit::Cover }
+}
+
+fn grid(stage: &Stage, s: &Style) -> Vec<Placement> {
+    let area = inset(canvas_rect(stage.canvas), s.margin);
+    let cells = grid_cells(area, stage.participants.len(), WIDE, s.gap);
+    stage
+        .participants
+        .iter()
+        .zip(cells)
+        .map(|(p, r)| tile(&p.id, r).fit(fit_for(p)).radius(s.radius).build())
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Strip {
+    /// Others in a row under the main tile (spotlight).
+    Below,
+    /// Others in a column beside the main tile; below it on a portrait canvas.
+    Beside,
+    /// Like `Beside`, but the main tile is the screen share (whole, letterboxed) and gets more room.
+    Screen,
+}
+
+fn featured(stage: &Stage, s: &Style, strip: Strip) -> Vec<Placement> {
+    let main = match strip {
+        Strip::Screen => screen_share(stage).or_else(|| focus(stage)),
+        _ => focus(stage),
+    };
+    // unwrap: place() returned early for an empty stage, so there is a focus.
+    let main = main.unwrap();
+    let others: Vec<&Participant> = stage.participants.iter().filter(|p| p.id != main.id).collect();
+    let area = inset(canvas_rect(stage.canvas), s.margin);
+    let main_fit = fit_for(main);
+    if others.is_empty() {
+        let r = fit_aspect(area, WIDE);
+        return vec![tile(&main.id, r).fit(main_fit).radius(s.radius).build()];
+    }
+    let portrait = area.height > area.width;
+    let (main_area, strip_area) = if strip == Strip::Below || portrait {
+        let main_h = (area.height - s.gap) * if portrait { 0.62 } else { 0.78 };
+        (
+            rect(area.x, area.y, area.width, main_h),
+            rect(area.x, area.y + main_h + s.gap, area.width, area.height - main_h - s.gap),
+        )
+    } else {
+        let share = if strip == Strip::Screen { 0.82 } else { 0.76 };
+        let main_w = (area.width - s.gap) * share;
+        (
+            rect(area.x, area.y, main_w, area.height),
+            rect(area.x + main_w + s.gap, area.y, area.width - main_w - s.gap, area.height),
+        )
+    };
+    let main_rect = fit_aspect(main_area, WIDE);
+    let mut out = vec![tile(&main.id, main_rect).fit(main_fit).radius(s.radius).build()];
+    // A strip across the width lays tiles side by side; down a column, one above another. With many
+    // participants a grid inside the strip area keeps tiles readable.
+    let cells = if others.len() <= 4 {
+        strip_cells(strip_area, others.len(), WIDE, s.gap)
+    } else {
+        grid_cells(strip_area, others.len(), WIDE, s.gap)
+    };
+    out.extend(
+        others
+            .iter()
+            .zip(cells)
+            .map(|(p, r)| tile(&p.id, r).fit(fit_for(p)).radius(s.radius * 0.6).z(1).build()),
+    );
+    out
+}
+
+fn solo(stage: &Stage) -> Vec<Placement> {
+    // unwrap: place() returned early for an empty stage.
+    let main = focus(stage).unwrap();
+    vec![tile(&main.id, canvas_rect(stage.canvas)).fit(fit_for(main)).name(true).build()]
+}
+
+fn pip(stage: &Stage, s: &Style) -> Vec<Placement> {
+    // unwrap: place() returned early for an empty stage.
+    let main = focus(stage).unwrap();
+    let canvas = canvas_rect(stage.canvas);
+    let mut out = vec![tile(&main.id, canvas).fit(fit_for(main)).build()];
+    let others: Vec<&Participant> = stage.participants.iter().filter(|p| p.id != main.id).collect();
+    if others.is_empty() {
+        return out;
+    }
+    // Small tiles along the bottom edge from the right, each at most 22% of the canvas width, shrunk
+    // so they all fit in one row.
+    let n = others.len() as f32;
+    let avail = canvas.width - 2.0 * s.margin;
+    let w = (canvas.width * 0.22).min((avail - s.gap * (n - 1.0)) / n).max(1.0);
+    let h = w / WIDE;
+    let y = canvas.height - s.margin - h;
+    for (i, p) in others.iter().enumerate() {
+        let x = canvas.width - s.margin - w - i as f32 * (w + s.gap);
+        let r = rect(x, y, w, h);
+        out.push(tile(&p.id, r).fit(fit_for(p)).radius(s.radius * 0.6).z(1 + i as i32).build());
+    }
+    out
+}
+
+backyard_plugin_api::export_layout!(Layouts);
