@@ -34,7 +34,8 @@ export function greenRoom(root, { title, subtitle, askName, defaultName = '', bu
     const micSelect = h('div.field');
     const micBtn = h('button.round-btn', { type: 'button', title: 'Microphone', dataset: { action: 'toggle-mic' } });
     const camBtn = h('button.round-btn', { type: 'button', title: 'Camera', dataset: { action: 'toggle-camera' } });
-    const submit = h('button.primary.big', { type: 'submit', dataset: { action: 'enter-studio' } }, button);
+    // Enabled once the camera and mic have started (or failed), so the studio publishes real tracks from the start.
+    const submit = h('button.primary.big', { type: 'submit', disabled: true, dataset: { action: 'enter-studio' } }, 'Starting camera…');
     let raf = 0;
 
     const paintButtons = () => {
@@ -120,6 +121,8 @@ export function greenRoom(root, { title, subtitle, askName, defaultName = '', bu
       video.srcObject = media.preview;
       meter.attach(media.audio);
       paintButtons();
+      submit.disabled = false;
+      submit.textContent = button;
       await paintDevices();
       raf = requestAnimationFrame(tick);
       (nameInput ?? submit).focus();

@@ -184,7 +184,10 @@ class Room {
     c.on('close', ({ intended, reason }) => {
       if (!intended && !this.left) this.showEnd('disconnected', reason);
     });
-    this.media.on('change', ({ slot, track }) => this.conn.setTrack(slot, track));
+    this.media.on('change', ({ slot, track }) => {
+      this.conn.setTrack(slot, track);
+      this.paintControls();
+    });
     this.media.on('screen-ended', () => this.setScreenShare(false));
   }
 
