@@ -57,7 +57,10 @@ class Room {
     this.broadcastId = broadcastId;
     this.media = media;
     this.onExit = onExit;
-    this.conn = new StudioConnection();
+    /** The current connection; replaced on reconnect. */
+    this.conn = null;
+    /** True while trying to rejoin after the socket dropped. */
+    this.reconnecting = false;
     /** Everyone in the room including us, by participant id: {p: Participant, stream, screenStream}. */
     this.people = new Map();
     /** Streams that arrived before their participant did, by participant id and kind. */
@@ -80,28 +83,78 @@ class Room {
   }
 
   async enter() {
-    const c = this.conn;
+    const joined = await this.connect();
+    this.build();
+    this.chat.add(joined.chat ?? []);
+    this.media.on('change', ({ slot, track }) => {
+      this.conn.setTrack(slot, track);
+      this.paintControls();
+    });
+    this.media.on('screen-ended', () => this.setScreenShare(false));
+    await this.conn.publish({ audio: this.media.audio, camera: this.media.camera, screen: null });
+    this.render();
+    if (this.isModerator) this.broadcastPanel.load();
+    window.addEventListener('beforeunload', this.unload);
+  }
+
+  /** Opens a connection, joins, and takes the room's state from `joined`. Listeners are bound before joining. */
+  async connect() {
+    const c = new StudioConnection();
+    this.conn = c;
+    this.bind(c);
     await c.open();
     const joined = await c.join({ broadcastId: this.broadcastId, audioEnabled: this.media.audioEnabled, videoEnabled: this.media.videoEnabled });
     this.selfId = joined.participantId;
     this.role = joined.role;
     this.broadcast = joined.broadcast;
     if (joined.scene) this.scene = normaliseScene(joined.scene);
+    this.people.clear();
+    this.orphanStreams.clear();
     for (const p of joined.participants ?? []) this.upsert(p);
     if (!this.people.has(this.selfId)) {
       this.upsert({ id: this.selfId, name: 'You', role: this.role, audioEnabled: this.media.audioEnabled, videoEnabled: this.media.videoEnabled, screenSharing: false, speaking: false });
     }
     this.people.get(this.selfId).stream = this.media.preview;
-    this.build();
-    this.chat.add(joined.chat ?? []);
-    this.bind();
-    await c.publish({ audio: this.media.audio, camera: this.media.camera, screen: null });
-    this.render();
-    if (this.isModerator) this.broadcastPanel.load();
-    window.addEventListener('beforeunload', this.unload);
+    return joined;
   }
 
-  unload = () => this.conn.close();
+  /**
+   * The socket dropped without us leaving: rejoin (the server keeps a dropped participant for a grace period,
+   * so others barely notice), republish the current tracks, and give up after a few tries.
+   */
+  async reconnect(reason) {
+    if (this.reconnecting || this.left) return;
+    this.reconnecting = true;
+    this.root.querySelector('.studio')?.classList.add('reconnecting');
+    this.statusPill.textContent = 'Reconnecting…';
+    for (const delay of [500, 1000, 2000, 4000, 8000, 8000]) {
+      await new Promise((r) => setTimeout(r, delay));
+      if (this.left) return;
+      try {
+        const old = this.conn;
+        old.closing = true;
+        old.close();
+        const joined = await this.connect();
+        this.chat.add(joined.chat ?? []);
+        await this.conn.publish({ audio: this.media.audio, camera: this.media.camera, screen: this.media.screen });
+        if (this.media.screen) this.conn.sendStatus({ screenSharing: true });
+        this.reconnecting = false;
+        this.root.querySelector('.studio')?.classList.remove('reconnecting');
+        this.renderTopbar();
+        this.render();
+        toast('Reconnected.', 'success');
+        return;
+      } catch (e) {
+        reason = e.message;
+        // The server refused us (removed, session revoked, broadcast gone): retrying will not help.
+        if (e.code && !['closed', 'unreachable'].includes(e.code)) break;
+      }
+    }
+    this.reconnecting = false;
+    this.showEnd('disconnected', reason);
+  }
+
+  unload = () => this.conn?.close();
 
   upsert(p) {
     const entry = this.people.get(p.id) ?? { p: null, stream: null, screenStream: null };
@@ -116,25 +169,29 @@ class Room {
     return entry;
   }
 
-  bind() {
-    const c = this.conn;
-    c.on('participant-joined', ({ participant }) => {
+  /** Wires one connection's events to the room; events of a replaced connection are ignored. */
+  bind(c) {
+    const live = (fn) => (data) => {
+      if (c === this.conn) fn(data);
+    };
+    const on = (event, fn) => c.on(event, live(fn));
+    on('participant-joined', ({ participant }) => {
       this.upsert(participant);
       this.render();
     });
-    c.on('participant-left', ({ participantId, reason }) => {
+    on('participant-left', ({ participantId, reason }) => {
       const who = this.people.get(participantId)?.p?.name;
       this.people.delete(participantId);
       if (participantId === this.selfId) return;
       if (who) toast(reason === 'removed' ? `${who} was removed` : `${who} left the studio`);
       this.render();
     });
-    c.on('participant-status-updated', ({ participant }) => {
+    on('participant-status-updated', ({ participant }) => {
       this.upsert(participant);
       if (participant.id === this.selfId) this.syncSelf(participant);
       this.render();
     });
-    c.on('track', ({ participantId, kind, stream }) => {
+    on('track', ({ participantId, kind, stream }) => {
       if (kind === 'program') {
         this.broadcastPanel?.setProgramStream(stream);
         return;
@@ -150,45 +207,41 @@ class Room {
       else entry.stream = stream;
       this.render();
     });
-    c.on('track-removed', ({ participantId, kind, stream }) => {
+    on('track-removed', ({ participantId, kind, stream }) => {
       const entry = this.people.get(participantId);
       if (kind === 'screen' && entry && entry.screenStream === stream && !stream.getTracks().length) entry.screenStream = null;
       this.render();
     });
-    c.on('chat-message', (m) => {
+    on('chat-message', (m) => {
       this.chat.add([m]);
       if (this.activeTab !== 'chat') this.tabs.chat.classList.add('unread');
     });
-    c.on('broadcast-started', ({ startTime }) => {
+    on('broadcast-started', ({ startTime }) => {
       this.broadcast = { ...this.broadcast, status: 'live', startTime };
       this.renderTopbar();
     });
-    c.on('broadcast-ended', ({ endTime }) => {
+    on('broadcast-ended', ({ endTime }) => {
       this.broadcast = { ...this.broadcast, status: 'ended', endTime };
       this.renderTopbar();
     });
-    c.on('moderated', ({ action }) => this.onModerated(action));
-    c.on('scene-updated', ({ scene }) => {
+    on('moderated', ({ action }) => this.onModerated(action));
+    on('scene-updated', ({ scene }) => {
       this.scene = normaliseScene(scene);
       this.overlaysPanel?.set(this.scene.overlays);
       this.render();
     });
-    c.on('destination-status', (s) => this.broadcastPanel?.setStatus(s));
-    c.on('program-status', (s) => this.broadcastPanel?.setProgramStatus(s));
-    c.on('error', (e) => toast(e.message ?? e.code, 'error'));
-    c.on('connection-state', ({ state }) => {
+    on('destination-status', (s) => this.broadcastPanel?.setStatus(s));
+    on('program-status', (s) => this.broadcastPanel?.setProgramStatus(s));
+    on('error', (e) => toast(e.message ?? e.code, 'error'));
+    on('connection-state', ({ state }) => {
+      if (!this.connState) return;
       this.connState.dataset.state = state;
       this.connState.title = `Media connection: ${state}`;
       if (state === 'failed') toast('Lost the media connection to the studio server.', 'error');
     });
-    c.on('close', ({ intended, reason }) => {
-      if (!intended && !this.left) this.showEnd('disconnected', reason);
+    on('close', ({ intended, reason }) => {
+      if (!intended && !this.left) this.reconnect(reason);
     });
-    this.media.on('change', ({ slot, track }) => {
-      this.conn.setTrack(slot, track);
-      this.paintControls();
-    });
-    this.media.on('screen-ended', () => this.setScreenShare(false));
   }
 
   /** Our own state changed on the server (e.g. a host muted us): reflect it in the local tracks and buttons. */
@@ -744,7 +797,7 @@ class Room {
   teardown() {
     clearInterval(this.liveTimer);
     window.removeEventListener('beforeunload', this.unload);
-    this.conn.close();
+    this.conn?.close();
     this.media.stop();
     document.querySelector('dialog.modal')?.remove();
   }
