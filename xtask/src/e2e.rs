@@ -1,9 +1,13 @@
 //! `cargo xtask e2e`: the browser end-to-end tests in `e2e/` (`node --test` driving Debian's Chromium through
 //! playwright-core) against a backyard this task builds and starts on loopback with a fresh data directory.
 //!
-//! Installs what is missing first: the apt packages `chromium` and `ffmpeg` (the tests make their fake-camera
-//! clips with it), and `e2e/node_modules` from the lockfile. Screenshots land in `target/e2e/`, the server's log
-//! in `target/e2e/backyard.log`.
+//! Installs what is missing first: the apt packages `chromium`, `ffmpeg` (the tests make their fake-camera
+//! clips with it and read back what a destination received) and `nginx` + `libnginx-mod-rtmp` (the destination
+//! the program test goes live to), and `e2e/node_modules` from the lockfile. Screenshots land in `target/e2e/`,
+//! the server's log in `target/e2e/backyard.log`.
+//!
+//! The suites: `room` (issue 4: three people see, hear and chat with each other), `program` (issue 6: go live
+//! from the studio to nginx-rtmp), `layout` (the studio's stage placements, no browser).
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -16,9 +20,10 @@ use anyhow::{Context as _, Result, bail};
 /// How long a freshly started backyard may take to answer `/healthz` (migrations on a new SQLite file included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs the whole browser suite. `root` is the workspace root.
-pub fn run(root: &Path) -> Result<()> {
-    ensure_apt(&["chromium", "ffmpeg"])?;
+/// Runs the browser suites named in `suites` (e.g. `["room"]`: `e2e/tests/room.test.mjs`), or all of them when
+/// `suites` is empty. `root` is the workspace root.
+pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
+    ensure_apt(&["chromium", "ffmpeg", "nginx", "libnginx-mod-rtmp"])?;
     require_node()?;
     let e2e = root.join("e2e");
     ensure_node_modules(&e2e)?;
@@ -27,8 +32,19 @@ pub fn run(root: &Path) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let server = Backyard::start(root, &bin, &out)?;
     println!("e2e: backyard at {} (log: {})", server.url, server.log.display());
+    let files: Vec<String> = if suites.is_empty() {
+        vec!["tests/".into()]
+    } else {
+        suites.iter().map(|s| format!("tests/{s}.test.mjs")).collect()
+    };
+    for f in &files {
+        if !e2e.join(f).exists() {
+            bail!("no browser suite {f} in {}", e2e.display());
+        }
+    }
     let status = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "tests/"])
+        .args(["--test", "--test-concurrency=1"])
+        .args(&files)
         .current_dir(&e2e)
         .env("BACKYARD_URL", &server.url)
         .env("BACKYARD_E2E_SHOTS", &out)

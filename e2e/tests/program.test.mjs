@@ -1,0 +1,149 @@
+// Issue 6's browser acceptance: a host and a guest in Chromium, both put on stage from the studio UI; the host
+// adds a custom RTMP destination (a real nginx-rtmp on loopback) and presses Go live. The stream nginx receives
+// is H.264 + AAC and shows both participants' camera patterns; the destination panel says "Live"; the program
+// preview in the studio shows the composed picture; End stops it.
+// Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { backyardUrl, eventually, launchParticipant, makeClip, rgb, screenshot } from '../lib/harness.mjs';
+import { findColour, grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
+
+const PEOPLE = {
+  host: { name: 'Paula Host', left: 'c83232', right: '3232c8' },
+  guest: { name: 'Quentin Guest', left: '32c832', right: 'c8c832' },
+};
+// The program scales and re-encodes (VP8 → decode → x264), so allow a little more than the SFU test.
+const TOLERANCE = 32;
+const STREAM_KEY = 'e2e-program';
+
+/** Both halves of `who`'s clip are in the frame, each covering a visible area, left half left of right half. */
+function assertPattern(frame, who, where) {
+  const left = findColour(frame, rgb(who.left), TOLERANCE);
+  const right = findColour(frame, rgb(who.right), TOLERANCE);
+  assert.ok(left && left.share > 0.01, `${who.name}'s left colour #${who.left} is in the ${where} (${JSON.stringify(left)})`);
+  assert.ok(right && right.share > 0.01, `${who.name}'s right colour #${who.right} is in the ${where} (${JSON.stringify(right)})`);
+  assert.ok(left.meanX < right.meanX, `${who.name}'s picture is not mirrored or swapped in the ${where}`);
+}
+
+/** One RGB frame of a <video> element, scaled, in the same shape grabFrame returns. */
+async function grabVideo(locator, width = 320, height = 180) {
+  const data = await locator.evaluate(
+    (video, [w, h]) => {
+      if (!video.videoWidth || video.readyState < 2) return null;
+      const c = document.createElement('canvas');
+      c.width = w;
+      c.height = h;
+      const ctx = c.getContext('2d', { willReadFrequently: true });
+      ctx.drawImage(video, 0, 0, w, h);
+      const d = ctx.getImageData(0, 0, w, h).data;
+      const out = [];
+      for (let i = 0; i < d.length; i += 4) out.push(d[i], d[i + 1], d[i + 2]);
+      return out;
+    },
+    [width, height],
+  );
+  return data && { width, height, rgb: Uint8Array.from(data) };
+}
+
+describe('issue 6: go live from the studio to a real RTMP server', { timeout: 240000 }, () => {
+  const base = backyardUrl();
+  let clipDir;
+  let nginx;
+  const p = {};
+
+  before(async () => {
+    clipDir = await mkdtemp(path.join(tmpdir(), 'backyard-clips-'));
+    for (const [key, who] of Object.entries(PEOPLE)) who.clip = await makeClip(clipDir, key, who.left, who.right);
+    nginx = await startRtmpServer();
+  });
+
+  after(async () => {
+    for (const x of Object.values(p)) {
+      if (process.env.BACKYARD_E2E_LOGS) console.log(`--- ${x.name} console\n${x.logs.join('\n')}`);
+      await x.close();
+    }
+    await nginx?.stop();
+    if (clipDir) await rm(clipDir, { recursive: true, force: true });
+  });
+
+  it('host and guest are in the studio, both on stage', async () => {
+    p.host = await launchParticipant('host', { clip: PEOPLE.host.clip });
+    const page = p.host.page;
+    page.on('dialog', (d) => d.accept());
+    await page.goto(`${base}/#/register`);
+    await page.fill('input[name=name]', PEOPLE.host.name);
+    await page.fill('input[name=email]', `program-${Date.now()}@example.test`);
+    await page.fill('input[name=password]', 'correct horse battery');
+    await page.click('form.auth-form button[type=submit]');
+    await page.fill('input[name=title]', 'E2E go live');
+    await page.click('[data-action=create-broadcast]');
+    await page.click('[data-action=enter-studio]');
+    await page.waitForSelector('.studio[data-role=host]', { timeout: 15000 });
+    await page.click('[data-action=invite]');
+    const link = await page.locator('[data-invite-url]').inputValue();
+    await page.keyboard.press('Escape');
+
+    p.guest = await launchParticipant('guest', { clip: PEOPLE.guest.clip });
+    await p.guest.page.goto(`${base}/join/${link.split('/join/')[1]}`);
+    await p.guest.page.fill('input[name=name]', PEOPLE.guest.name);
+    await p.guest.page.click('[data-action=enter-studio]');
+    await p.guest.page.waitForSelector('.studio', { timeout: 15000 });
+
+    const guestCard = page.locator('.participant-card[data-kind=camera]', { has: page.locator('.card-name', { hasText: PEOPLE.guest.name }) });
+    await guestCard.waitFor({ timeout: 15000 });
+    await page.locator('.participant-card[data-self][data-kind=camera] [data-action=toggle-stage]').click();
+    await guestCard.locator('[data-action=toggle-stage]').click();
+    await page.click('[data-layout=grid]');
+    // The guest's studio follows the scene the server confirmed.
+    await eventually('both on stage in the guest’s view', async () => (await p.guest.page.locator('.participant-card[data-on-stage=true]').count()) === 2, 15000);
+  });
+
+  it('host adds a custom RTMP destination and goes live; nginx receives both patterns', async () => {
+    const page = p.host.page;
+    await page.click('[data-tab=broadcast]');
+    await page.click('[data-action=add-destination]');
+    await page.selectOption('.dest-form select[name=platform]', 'rtmp');
+    await page.fill('.dest-form input[name=name]', 'Local nginx');
+    await page.fill('.dest-form input[name=rtmpUrl]', nginx.url);
+    await page.fill('.dest-form input[name=streamKey]', STREAM_KEY);
+    await page.click('.dest-form button[type=submit]');
+    const dest = page.locator('.dest-item', { hasText: 'Local nginx' });
+    await dest.waitFor();
+
+    await page.click('[data-action=go-live]');
+    await eventually('the broadcast shows live', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'live', 15000);
+    await eventually('the destination shows live', async () => (await dest.getAttribute('data-status')) === 'live', 30000);
+
+    const frame = await eventually('a frame from nginx with both patterns', async () => {
+      const f = await grabFrame(`${nginx.url}/${STREAM_KEY}`);
+      return findColour(f, rgb(PEOPLE.host.left), TOLERANCE) && findColour(f, rgb(PEOPLE.guest.left), TOLERANCE) ? f : false;
+    }, 60000, 1000);
+    const kinds = Object.fromEntries(frame.streams.map((s) => [s.codec_type, s.codec_name]));
+    assert.deepEqual(kinds, { video: 'h264', audio: 'aac' });
+    assertPattern(frame, PEOPLE.host, 'RTMP output');
+    assertPattern(frame, PEOPLE.guest, 'RTMP output');
+    await screenshot(page, 'program-01-host-live');
+  });
+
+  it('the studio’s program preview shows the composed picture', async () => {
+    const preview = p.host.page.locator('video[data-role=program-preview]');
+    const frame = await eventually('program preview frames', async () => {
+      const f = await grabVideo(preview);
+      return f && findColour(f, rgb(PEOPLE.guest.left), TOLERANCE) ? f : false;
+    }, 30000);
+    assertPattern(frame, PEOPLE.host, 'program preview');
+    assertPattern(frame, PEOPLE.guest, 'program preview');
+  });
+
+  it('End stops the broadcast', async () => {
+    const page = p.host.page;
+    await page.click('[data-action=end-broadcast]');
+    await eventually('the broadcast shows ended', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'ended', 15000);
+    await eventually('the guest sees it ended', async () => (await p.guest.page.getAttribute('.status-pill', 'data-status')) === 'ended', 15000);
+    await screenshot(page, 'program-02-host-ended');
+  });
+});
