@@ -32,20 +32,38 @@ export async function openStudio(root, { broadcastId, title, who, askName, befor
     media,
   });
   for (;;) {
+    let room = null;
     try {
       if (beforeJoin) broadcastId = (await beforeJoin(choice.name)).broadcastId;
-      const room = new Room(root, { broadcastId, media, onExit });
+      room = new Room(root, { broadcastId, media, onExit });
       await room.enter();
       return room;
     } catch (e) {
+      const form = root.querySelector('.greenroom-form');
+      if (!form) {
+        // Failed after the studio was already on screen (e.g. the media connection could not be set up).
+        room?.teardown();
+        mount(
+          root,
+          h(
+            'div.center-screen',
+            h(
+              'div.card.narrow',
+              { dataset: { role: 'room-ended', reason: 'error' } },
+              h('h1', 'Could not enter the studio'),
+              h('p.muted', e.message),
+              h('button.primary', { type: 'button', onclick: () => location.reload() }, 'Try again'),
+            ),
+          ),
+        );
+        return null;
+      }
+      room?.conn?.close();
       choice.setError(e.message);
       choice = await new Promise((resolve) => {
-        const form = root.querySelector('.greenroom-form');
-        form.addEventListener(
-          'submit',
-          () => resolve({ name: form.querySelector('input[name=name]')?.value.trim(), setError: choice.setError }),
-          { once: true },
-        );
+        form.addEventListener('submit', () => resolve({ name: form.querySelector('input[name=name]')?.value.trim(), setError: choice.setError }), {
+          once: true,
+        });
       });
     }
   }
