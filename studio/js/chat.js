@@ -6,8 +6,10 @@ import { ICONS } from './icons.js';
 const MAX_LENGTH = 500;
 
 export class ChatPanel {
-  constructor({ send, selfId }) {
+  /** `onFeature(message)`, for hosts, puts a message on stage; null hides the button. */
+  constructor({ send, selfId, onFeature = null }) {
     this.send = send;
+    this.onFeature = onFeature;
     this.selfId = selfId;
     this.ids = new Set();
     this.list = h('div.chat-list', { role: 'log', 'aria-live': 'polite' });
@@ -47,6 +49,9 @@ export class ChatPanel {
             h('div.chat-meta', h('span.chat-name', m.name), h('span.chat-time', clock(m.sentAt))),
             h('div.chat-text', m.text),
           ),
+          this.onFeature
+            ? h('button.chat-feature', { type: 'button', title: 'Show on stage', dataset: { action: 'feature-comment' }, onclick: () => this.onFeature(m) }, icon(ICONS.up))
+            : null,
         ),
       );
     }

@@ -1,5 +1,7 @@
-// The host's overlay controls: banner, lower third and logo. Edits become the scene's `overlays` object:
-//   {banner: {text, visible}, lowerThird: {name, title, visible}, logo: {url, visible}}
+// The host's overlay controls: banner, lower third, logo, and the chat comment featured on screen. Edits become
+// the scene's `overlays` object:
+//   {banner: {text, visible}, lowerThird: {name, title, visible}, logo: {url, visible},
+//    comment: {messageId, name, text, visible}}
 
 import { api } from './api.js';
 import { h, toast } from './dom.js';
@@ -7,7 +9,19 @@ import { h, toast } from './dom.js';
 const MAX_LOGO_BYTES = 5 * 1024 * 1024;
 
 export function emptyOverlays() {
-  return { banner: { text: '', visible: false }, lowerThird: { name: '', title: '', visible: false }, logo: { url: '', visible: false } };
+  return {
+    banner: { text: '', visible: false },
+    lowerThird: { name: '', title: '', visible: false },
+    logo: { url: '', visible: false },
+    comment: { messageId: '', name: '', text: '', visible: false },
+  };
+}
+
+/** Fills every overlay with its defaults, keeping what `overlays` sets. */
+export function normaliseOverlays(overlays = {}) {
+  const base = emptyOverlays();
+  for (const k of Object.keys(base)) base[k] = { ...base[k], ...(overlays?.[k] ?? {}) };
+  return base;
 }
 
 export class OverlaysPanel {
@@ -24,6 +38,8 @@ export class OverlaysPanel {
     this.logoImg = h('img.logo-thumb', { alt: 'Logo' });
     this.logoInput = h('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp,image/gif', hidden: true, name: 'logo' });
     this.logoShow = h('button.secondary', { type: 'button', dataset: { action: 'toggle-logo' } });
+    this.commentText = h('div.comment-preview');
+    this.commentHide = h('button.secondary', { type: 'button', dataset: { action: 'hide-comment' }, onclick: () => this.commit({ comment: { ...this.overlays.comment, visible: false } }) }, 'Hide comment');
 
     this.bannerShow.onclick = () => this.commit({ banner: { text: this.bannerText.value.trim(), visible: !this.overlays.banner.visible } });
     this.bannerText.onchange = () => this.commit({ banner: { ...this.overlays.banner, text: this.bannerText.value.trim() } });
@@ -45,6 +61,7 @@ export class OverlaysPanel {
         h('div.logo-row', h('div.logo-box', this.logoImg), h('button.ghost', { type: 'button', onclick: () => this.logoInput.click() }, 'Upload image…'), this.logoInput),
         h('div.form-row', this.logoShow),
       ),
+      h('section.panel-section', h('h3', 'Comment on screen'), this.commentText, h('div.form-row', this.commentHide)),
     );
     this.paint();
   }
@@ -75,12 +92,7 @@ export class OverlaysPanel {
 
   /** Shows overlays that changed elsewhere (another host, or the server's scene). */
   set(overlays) {
-    const base = emptyOverlays();
-    this.overlays = {
-      banner: { ...base.banner, ...overlays?.banner },
-      lowerThird: { ...base.lowerThird, ...overlays?.lowerThird },
-      logo: { ...base.logo, ...overlays?.logo },
-    };
+    this.overlays = normaliseOverlays(overlays);
     if (document.activeElement !== this.bannerText) this.bannerText.value = this.overlays.banner.text;
     if (document.activeElement !== this.ltName) this.ltName.value = this.overlays.lowerThird.name;
     if (document.activeElement !== this.ltTitle) this.ltTitle.value = this.overlays.lowerThird.title;
@@ -88,7 +100,10 @@ export class OverlaysPanel {
   }
 
   paint() {
-    const { banner, lowerThird, logo } = this.overlays;
+    const { banner, lowerThird, logo, comment } = this.overlays;
+    this.commentText.textContent = comment.visible ? `${comment.name}: ${comment.text}` : 'Pick a chat message with “Show on stage” to feature it.';
+    this.commentText.classList.toggle('muted', !comment.visible);
+    this.commentHide.disabled = !comment.visible;
     this.bannerShow.textContent = banner.visible ? 'Hide banner' : 'Show banner';
     this.bannerShow.classList.toggle('active', banner.visible);
     this.ltShow.textContent = lowerThird.visible ? 'Hide lower third' : 'Show lower third';

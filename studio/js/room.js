@@ -8,7 +8,7 @@ import { ChatPanel } from './chat.js';
 import { h, icon, mount, toast, initials, hueOf } from './dom.js';
 import { ICONS } from './icons.js';
 import { describeMediaError, LevelMeter, LocalMedia } from './media.js';
-import { emptyOverlays, OverlaysPanel } from './overlays.js';
+import { emptyOverlays, normaliseOverlays, OverlaysPanel } from './overlays.js';
 import { greenRoom, deviceSelect } from './prejoin.js';
 import { StudioConnection } from './protocol.js';
 import { LAYOUTS, StageView } from './stage.js';
@@ -311,7 +311,11 @@ class Room {
     if (this.controls.invite) mount(this.controls.invite, icon(ICONS.invite), h('span', 'Invite'));
     mount(this.controls.leave, icon(ICONS.leave), h('span', 'Leave'));
 
-    this.chat = new ChatPanel({ send: (text) => this.conn.sendChat(text), selfId: this.selfId });
+    this.chat = new ChatPanel({
+      send: (text) => this.conn.sendChat(text),
+      selfId: this.selfId,
+      onFeature: this.isModerator ? (m) => this.featureComment(m) : null,
+    });
     const panels = { chat: { label: 'Chat', icon: ICONS.chat, el: this.chat.el } };
     if (this.isModerator) {
       this.broadcastPanel = new BroadcastPanel({ broadcastId: this.broadcastId });
@@ -636,6 +640,15 @@ class Room {
     this.pushScene({ stage });
   }
 
+  /** Shows a chat message on stage, or takes it off if it is the one showing. */
+  featureComment(m) {
+    const current = this.scene.overlays.comment;
+    const showing = current.visible && current.messageId === m.id;
+    const comment = showing ? { ...current, visible: false } : { messageId: m.id, name: m.name, text: m.text, visible: true };
+    this.pushScene({ overlays: { ...this.scene.overlays, comment } });
+    this.overlaysPanel?.set(this.scene.overlays);
+  }
+
   /** Applies a scene change locally at once and sends it; the server's `scene-updated` confirms or corrects it. */
   pushScene(patch) {
     this.scene = { ...this.scene, ...patch };
@@ -679,10 +692,11 @@ class Room {
     this.conn.moderate(pid, action);
   }
 
-  async invite() {
+  /** Creates an invite link (guest by default, co-host on request), copies it and shows it. */
+  async invite(role = 'guest') {
     let invite;
     try {
-      invite = await api.createInvite(this.broadcastId, 'guest');
+      invite = await api.createInvite(this.broadcastId, role);
     } catch (e) {
       toast(`Could not create an invite: ${e.message}`, 'error');
       return;
@@ -695,12 +709,20 @@ class Room {
     } catch {
       copied = false;
     }
+    const roleTab = (r, label) =>
+      h(`button.seg${r === role ? '.active' : ''}`, { type: 'button', dataset: { inviteRole: r }, onclick: () => r !== role && this.invite(r) }, label);
     this.showDialog(
-      'Invite a guest',
-      h('p.muted', 'Anyone with this link can join the studio as a guest, without an account.'),
+      role === 'cohost' ? 'Invite a co-host' : 'Invite a guest',
+      h('div.segmented', roleTab('guest', 'Guest'), roleTab('cohost', 'Co-host')),
+      h(
+        'p.muted',
+        role === 'cohost'
+          ? 'A co-host can bring people on stage, change the layout and overlays, and mute or remove guests.'
+          : 'Anyone with this link can join the studio as a guest, without an account.',
+      ),
       h(
         'div.copy-row',
-        h('input', { type: 'text', readOnly: true, value: url, dataset: { inviteUrl: url }, onfocus: (e) => e.target.select() }),
+        h('input', { type: 'text', readOnly: true, value: url, dataset: { inviteUrl: url, role }, onfocus: (e) => e.target.select() }),
         h(
           'button.secondary',
           {
@@ -844,11 +866,9 @@ class Room {
 
 /** Fills a scene from the server with defaults so the UI never has to check for missing parts. */
 function normaliseScene(scene = {}) {
-  const base = emptyOverlays();
-  const o = scene.overlays ?? {};
   return {
     stage: Array.isArray(scene.stage) ? scene.stage : [],
     layout: scene.layout || 'grid',
-    overlays: { banner: { ...base.banner, ...o.banner }, lowerThird: { ...base.lowerThird, ...o.lowerThird }, logo: { ...base.logo, ...o.logo } },
+    overlays: normaliseOverlays(scene.overlays),
   };
 }

@@ -168,7 +168,7 @@ export class StageView {
     tile.name.textContent = info.screen ? `${info.name} · screen` : info.name;
   }
 
-  renderOverlays({ banner, lowerThird, logo } = {}) {
+  renderOverlays({ banner, lowerThird, logo, comment } = {}) {
     const layer = this.overlayLayer;
     layer.replaceChildren();
     if (logo?.visible && logo.url) layer.append(h('img.overlay-logo', { src: logo.url, alt: '' }));
@@ -176,6 +176,9 @@ export class StageView {
       layer.append(
         h('div.overlay-lower-third', h('div.lt-name', lowerThird.name ?? ''), lowerThird.title ? h('div.lt-title', lowerThird.title) : null),
       );
+    }
+    if (comment?.visible && comment.text) {
+      layer.append(h('div.overlay-comment', h('div.oc-name', comment.name ?? ''), h('div.oc-text', comment.text)));
     }
     if (banner?.visible && banner.text) layer.append(h('div.overlay-banner', banner.text));
   }
