@@ -76,6 +76,8 @@ export class StudioConnection {
     this.listeners = new Map();
     /** Remote ICE candidates that arrived before a remote description could take them. */
     this.pendingCandidates = [];
+    /** Our ICE candidates gathered before the offer went out. */
+    this.localCandidates = [];
     /** Serialises SDP work so a server offer never interleaves with our own offer/answer handling. */
     this.negotiation = Promise.resolve();
     /** True once our first (and only) offer has been sent. */
@@ -212,11 +214,10 @@ export class StudioConnection {
     }
     pc.onicecandidate = (e) => {
       if (!e.candidate) return;
-      this.send('ice-candidate', {
-        candidate: e.candidate.candidate,
-        sdpMid: e.candidate.sdpMid,
-        sdpMLineIndex: e.candidate.sdpMLineIndex,
-      });
+      const c = { candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid, sdpMLineIndex: e.candidate.sdpMLineIndex };
+      // The server learns about our peer connection from the offer, so nothing may reach it before that.
+      if (this.offered) this.send('ice-candidate', c);
+      else this.localCandidates.push(c);
     };
     pc.ontrack = (e) => this.onRemoteTrack(e);
     pc.onconnectionstatechange = () => this.emit('connection-state', { state: pc.connectionState });
@@ -225,6 +226,7 @@ export class StudioConnection {
       await pc.setLocalDescription(offer);
       this.offered = true;
       this.send('webrtc-offer', { sdp: pc.localDescription.sdp });
+      for (const c of this.localCandidates.splice(0)) this.send('ice-candidate', c);
     });
   }
 
