@@ -89,7 +89,9 @@ class Room {
     this.broadcast = null;
     this.selfId = null;
     this.role = 'guest';
+    /** Our own mic level, so our tile rings when we speak without waiting for the server's speaker detection. */
     this.meter = media.meter ?? new LevelMeter();
+    this.selfSpeakingTimer = 0;
     this.liveTimer = 0;
     /** Our own screen share as a stream for the preview tiles, or null. */
     this.selfScreenStream = null;
@@ -113,6 +115,18 @@ class Room {
     this.render();
     if (this.isModerator) this.broadcastPanel.load();
     window.addEventListener('beforeunload', this.unload);
+    if (!this.meter.analyser) this.meter.attach(this.media.audio);
+    this.selfSpeakingTimer = setInterval(() => this.updateSelfSpeaking(), 200);
+  }
+
+  updateSelfSpeaking() {
+    const self = this.people.get(this.selfId);
+    if (!self) return;
+    const speaking = this.media.audioEnabled && this.meter.level() > 0.12;
+    if (speaking !== Boolean(self.localSpeaking)) {
+      self.localSpeaking = speaking;
+      this.render();
+    }
   }
 
   /** Opens a connection, joins, and takes the room's state from `joined`. Listeners are bound before joining. */
@@ -460,7 +474,7 @@ class Room {
       const stream = self ? this.selfScreenStream : e.screenStream;
       return { name: this.displayName(e), stream, screen: true, videoEnabled: true };
     }
-    return { name: this.displayName(e), stream: e.stream, mirrored: self, videoEnabled: e.p.videoEnabled, speaking: e.p.speaking };
+    return { name: this.displayName(e), stream: e.stream, mirrored: self, videoEnabled: e.p.videoEnabled, speaking: self ? e.localSpeaking : e.p.speaking };
   }
 
   displayName(e) {
@@ -553,8 +567,9 @@ class Room {
     card.el.dataset.onStage = String(onStage);
     card.el.dataset.audioEnabled = String(p.audioEnabled !== false);
     card.el.dataset.videoEnabled = String(p.videoEnabled !== false);
-    card.el.dataset.speaking = String(Boolean(p.speaking) && p.audioEnabled !== false);
-    card.el.classList.toggle('speaking', Boolean(p.speaking) && p.audioEnabled !== false);
+    const speaking = (self ? Boolean(e.localSpeaking) : Boolean(p.speaking)) && p.audioEnabled !== false && kind === 'camera';
+    card.el.dataset.speaking = String(speaking);
+    card.el.classList.toggle('speaking', speaking);
     card.name.textContent = kind === 'screen' ? `${p.name} · screen` : self ? `${p.name} (you)` : p.name;
     card.name.title = `${p.name} — ${ROLE_LABEL[p.role] ?? p.role}`;
     if (kind === 'camera') {
@@ -836,6 +851,7 @@ class Room {
 
   teardown() {
     clearInterval(this.liveTimer);
+    clearInterval(this.selfSpeakingTimer);
     window.removeEventListener('beforeunload', this.unload);
     this.conn?.close();
     this.media.stop();
