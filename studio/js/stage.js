@@ -162,6 +162,7 @@ export class StageView {
     tile.avatar.hidden = showVideo;
     tile.avatar.textContent = initials(info.name);
     tile.avatar.style.setProperty('--hue', hueOf(info.name));
+    tile.el.classList.toggle('inset', p.z > 1);
     tile.el.classList.toggle('mirrored', Boolean(info.mirrored));
     tile.el.classList.toggle('screen', Boolean(info.screen));
     tile.el.classList.toggle('speaking', Boolean(info.speaking));
