@@ -139,8 +139,10 @@ export class BroadcastPanel {
   async test(dest) {
     toast(`Testing ${dest.name || dest.platform}…`);
     try {
+      // {ok, checks: [{name, ok, message}]}: name the first step that failed (DNS, TCP, TLS, handshake, key).
       const r = await api.testDestination(this.broadcastId, dest.id);
-      if (r?.ok === false) toast(`Test failed: ${r.error ?? r.message ?? 'unknown error'}`, 'error');
+      const failed = r?.checks?.find((c) => !c.ok);
+      if (r?.ok === false) toast(`Test failed${failed ? ` at ${failed.name}: ${failed.message}` : ''}`, 'error');
       else toast(`${dest.name || dest.platform}: connected and published a test stream.`, 'success');
     } catch (e) {
       toast(`Test failed: ${e.message}`, 'error');

@@ -728,7 +728,8 @@ class Room {
       h(`button.seg${r === role ? '.active' : ''}`, { type: 'button', dataset: { inviteRole: r }, onclick: () => r !== role && this.invite(r) }, label);
     this.showDialog(
       role === 'cohost' ? 'Invite a co-host' : 'Invite a guest',
-      h('div.segmented', roleTab('guest', 'Guest'), roleTab('cohost', 'Co-host')),
+      // Only the owner may hand out co-host rights.
+      this.role === 'host' ? h('div.segmented', roleTab('guest', 'Guest'), roleTab('cohost', 'Co-host')) : null,
       h(
         'p.muted',
         role === 'cohost'
