@@ -18,8 +18,36 @@ const STATUS_LABEL = {
   live: 'Live',
   reconnecting: 'Reconnecting…',
   failed: 'Failed',
+  stopped: 'Stopped',
   disabled: 'Off',
 };
+
+/**
+ * One output's status in the panel's terms, from a `destination-status` payload. Accepts the egress snapshot
+ * ({id, kind, state, reason?, retryInMs?, bitrateKbps, droppedFrames, uptimeSecs}) and the short form
+ * ({destinationId, status, bitrate (b/s), dropped, error}).
+ */
+export function normaliseStatus(s) {
+  const kbps = s.bitrateKbps;
+  return {
+    id: s.destinationId ?? s.id,
+    kind: s.kind ?? 'destination',
+    state: s.status ?? s.state ?? 'idle',
+    bitrate: s.bitrate ?? (Number.isFinite(kbps) ? kbps * 1000 : undefined),
+    dropped: s.dropped ?? s.droppedFrames,
+    uptime: s.uptimeSecs,
+    error: s.error ?? s.reason,
+    retryInMs: s.retryInMs,
+  };
+}
+
+function formatUptime(secs) {
+  if (!Number.isFinite(secs) || secs <= 0) return null;
+  const h = Math.floor(secs / 3600);
+  const m = String(Math.floor((secs % 3600) / 60)).padStart(2, '0');
+  const sec = String(Math.floor(secs % 60)).padStart(2, '0');
+  return h ? `${h}:${m}:${sec}` : `${m}:${sec}`;
+}
 
 function formatBitrate(bps) {
   if (!Number.isFinite(bps) || bps <= 0) return null;
@@ -33,6 +61,7 @@ export class BroadcastPanel {
     this.items = new Map();
     this.programVideo = h('video.program-video', { autoplay: true, playsInline: true, muted: true, dataset: { role: 'program-preview' } });
     this.programState = h('span.program-state', 'Waiting for the program…');
+    this.recordingState = h('span.program-state', { dataset: { role: 'recording-status' } });
     this.list = h('div.dest-list');
     this.form = this.buildForm();
     this.form.hidden = true;
@@ -44,7 +73,7 @@ export class BroadcastPanel {
     );
     this.el = h(
       'div.panel.broadcast-panel',
-      h('section.panel-section', h('h3', 'Program output'), h('div.program-monitor', this.programVideo, h('div.program-placeholder', 'The composed program appears here')), this.programState),
+      h('section.panel-section', h('h3', 'Program output'), h('div.program-monitor', this.programVideo, h('div.program-placeholder', 'The composed program appears here')), this.programState, this.recordingState),
       h('section.panel-section', h('h3', 'Destinations'), this.list, this.form, this.addBtn),
     );
   }
@@ -75,9 +104,15 @@ export class BroadcastPanel {
   }
 
   /** `destination-status` payload: {destinationId, status, bitrate?, dropped?, error?}. */
-  setStatus(s) {
-    const id = s.destinationId ?? s.id;
-    const item = this.items.get(id);
+  setStatus(raw) {
+    const s = normaliseStatus(raw);
+    if (s.kind === 'recording') {
+      const parts = [STATUS_LABEL[s.state] ?? s.state, formatUptime(s.uptime), formatBitrate(s.bitrate), s.error].filter(Boolean);
+      this.recordingState.textContent = `Recording: ${parts.join(' · ')}`;
+      this.recordingState.dataset.status = s.state;
+      return;
+    }
+    const item = this.items.get(s.id);
     if (!item) {
       this.load();
       return;
@@ -95,8 +130,13 @@ export class BroadcastPanel {
   }
 
   renderItem(dest, status) {
-    const state = dest.enabled === false ? 'disabled' : (status?.status ?? dest.status ?? 'idle');
-    const stats = [formatBitrate(status?.bitrate), status?.dropped != null ? `${status.dropped} dropped` : null].filter(Boolean);
+    const state = dest.enabled === false ? 'disabled' : (status?.state ?? dest.status ?? 'idle');
+    const stats = [
+      state === 'live' ? formatUptime(status?.uptime) : null,
+      formatBitrate(status?.bitrate),
+      status?.dropped != null ? `${status.dropped} dropped` : null,
+      state === 'reconnecting' && status?.retryInMs ? `retry in ${Math.ceil(status.retryInMs / 1000)} s` : null,
+    ].filter(Boolean);
     const toggle = h('input', {
       type: 'checkbox',
       checked: dest.enabled !== false,
