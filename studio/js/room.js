@@ -417,7 +417,7 @@ class Room {
     }
     const goLive = live
       ? h('button.danger', { type: 'button', dataset: { action: 'end-broadcast' }, onclick: () => this.endBroadcast() }, 'End broadcast')
-      : h('button.live', { type: 'button', dataset: { action: 'go-live' }, disabled: b.status === 'ended', onclick: () => this.goLive() }, icon(ICONS.broadcast), 'Go live');
+      : h('button.golive', { type: 'button', dataset: { action: 'go-live' }, disabled: b.status === 'ended', onclick: () => this.goLive() }, icon(ICONS.broadcast), 'Go live');
     mount(this.topActions, h('span.role-badge', ROLE_LABEL[this.role] ?? this.role), goLive);
   }
 
