@@ -167,6 +167,7 @@ class Room {
         old.closing = true;
         old.close();
         const joined = await this.connect();
+        this.chat.selfId = this.selfId;
         this.chat.add(joined.chat ?? []);
         await this.conn.publish({ audio: this.media.audio, camera: this.media.camera, screen: this.media.screen });
         if (this.media.screen) this.conn.sendStatus({ screenSharing: true });
