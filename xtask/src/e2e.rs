@@ -7,7 +7,8 @@
 //! the server's log in `target/e2e/backyard.log`.
 //!
 //! The suites: `room` (issue 4: three people see, hear and chat with each other), `program` (issue 6: go live
-//! from the studio to nginx-rtmp), `layout` (the studio's stage placements, no browser).
+//! from the studio to nginx-rtmp), `auth` (entry screens: sign in, register, bad invite links), `layout` (the
+//! studio's stage placements, no browser).
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
