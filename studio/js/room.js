@@ -846,6 +846,7 @@ class Room {
   }
 
   leave() {
+    if (this.isModerator && this.broadcast?.status === 'live' && !confirm('You are live. Leave the studio? The broadcast keeps going until a host ends it.')) return;
     this.left = true;
     this.teardown();
     this.onExit?.('left');
