@@ -155,6 +155,8 @@ impl Backyard {
             .arg("serve")
             .current_dir(root)
             .env("BACKYARD_SERVER__STUDIO_DIR", root.join("studio"))
+            // Every browser in the suites signs in from 127.0.0.1; the per-address auth limit is not under test here.
+            .env("BACKYARD_LIMITS__AUTH_PER_MINUTE", "600")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().context("duplicating the log file handle")?)
