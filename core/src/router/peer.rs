@@ -90,6 +90,8 @@ pub struct Peer {
     negotiated: bool,
     /// The server's outstanding offer.
     pending: Option<SdpPendingOffer>,
+    /// The client's ICE username fragment from its offer: trickled candidates must carry it.
+    remote_ufrag: Option<String>,
     connected: bool,
     inbound: Vec<Inbound>,
     outbound: Vec<Outbound>,
@@ -123,6 +125,7 @@ impl Peer {
             local_addr,
             negotiated: false,
             pending: None,
+            remote_ufrag: None,
             connected: false,
             inbound: vec![],
             outbound: vec![],
@@ -165,6 +168,9 @@ impl Peer {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
         self.negotiated = true;
+        if let Some(ufrag) = sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")) {
+            self.remote_ufrag = Some(ufrag.to_string());
+        }
         Ok(answer.to_sdp_string())
     }
 
@@ -208,6 +214,13 @@ impl Peer {
             return Ok(());
         }
         let c = Candidate::from_sdp_string(line).map_err(|e| RouterError::InvalidCandidate(e.to_string()))?;
+        if let (Some(theirs), Some(ours)) = (c.ufrag(), self.remote_ufrag.as_deref())
+            && theirs != ours
+        {
+            return Err(RouterError::InvalidCandidate(format!(
+                "the candidate belongs to another ICE session (ufrag {theirs})"
+            )));
+        }
         self.rtc.add_remote_candidate(c);
         Ok(())
     }
