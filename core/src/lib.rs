@@ -1,3 +1,4 @@
 
+pub mod egress;
 pub mod router;
 pub mod rtc;

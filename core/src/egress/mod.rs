@@ -1,0 +1,558 @@
+//! Egress: encode the program **once**, then fan the packets out to every destination and the recorder.
+//!
+//! ```text
+//!  push_video / push_audio ──► Encoder (x264 + AAC FIFO) ──► Arc<EncodedPacket>
+//!                                                              │ (never blocks: bounded queues, drop on overflow)
+//!                           ┌──────────────────────┬───────────┴──────────┐
+//!                     OutputQueue            OutputQueue              OutputQueue
+//!                     sender thread          sender thread            sender thread
+//!                     FLV → rtmp://…         FLV → rtmps://…          fMP4 → file
+//! ```
+//!
+//! Each output thread owns its FFmpeg context; every blocking FFmpeg call it makes is bounded by a watchdog
+//! (an AVIO interrupt callback plus `rw_timeout`), so a dead or frozen server costs only its own output,
+//! which reconnects on its own ([`ReconnectPolicy`]). Status changes go to a [`StatusSink`].
+//!
+//! Architecture Invariant: the encoder thread never waits for an output; outputs never touch the encoder
+//! except to ask for a keyframe.
+
+mod encoder;
+mod muxer;
+mod probe;
+pub mod redact;
+mod sender;
+mod status;
+mod test_pattern;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+pub use encoder::{
+    AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, SAMPLE_RATE, VIDEO_STREAM,
+    VideoFrame,
+};
+pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
+pub use sender::ReconnectPolicy;
+pub use status::{OutputKind, OutputState, OutputStatus, StatusSink, no_status_sink};
+pub use test_pattern::TestPattern;
+
+use encoder::Encoder;
+use muxer::{OutputOptions, StreamSpec};
+use sender::{OutputQueue, SenderSetup, SenderSummary};
+
+/// Errors of the egress API.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    /// The encoder settings cannot be used.
+    #[error("invalid encoder settings: {0}")]
+    InvalidSettings(String),
+    /// A destination URL is malformed or uses an unsupported scheme (the URL itself is never shown).
+    #[error("invalid destination {id}: {reason}")]
+    InvalidDestination {
+        /// The destination id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two outputs share an id.
+    #[error("duplicate output id {0}")]
+    DuplicateId(String),
+    /// No output with this id.
+    #[error("no output {0}")]
+    UnknownOutput(String),
+    /// FFmpeg refused to set up or run an encoder.
+    #[error("encoder: {0}")]
+    Encoder(String),
+    /// A frame does not have the size the encoder was opened with.
+    #[error("frame is {got:?}, encoder expects {expected:?}")]
+    FrameSize {
+        /// Encoder size.
+        expected: (u32, u32),
+        /// Frame size.
+        got: (u32, u32),
+    },
+    /// The recording file cannot be created.
+    #[error("recording {path}: {reason}")]
+    Recording {
+        /// Path of the file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The OS refused to start a thread.
+    #[error("spawn thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// One RTMP/RTMPS destination.
+#[derive(Clone, Debug)]
+pub struct DestinationConfig {
+    /// Caller's id (the destination row id); used in status and logs.
+    pub id: String,
+    /// Full ingest URL including the stream key, `rtmp://` or `rtmps://`. Never logged unredacted.
+    pub url: String,
+    /// Extra CA bundle for RTMPS (PEM); the system store is used otherwise. Verification is always on.
+    pub ca_file: Option<PathBuf>,
+    /// Limits of this destination on the shared encode.
+    pub constraints: DestinationConstraints,
+}
+
+/// Timeouts of every blocking network operation of an output.
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    /// Connect + TLS + RTMP handshake + publish.
+    pub open: Duration,
+    /// One write (also FFmpeg's `rw_timeout`).
+    pub write: Duration,
+    /// Trailer + close.
+    pub close: Duration,
+    /// How long [`Egress::stop`] lets outputs drain before interrupting them.
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            open: Duration::from_secs(5),
+            write: Duration::from_secs(5),
+            close: Duration::from_secs(2),
+            drain: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything egress needs to start.
+#[derive(Clone, Debug)]
+pub struct EgressConfig {
+    /// The program's encode before destination constraints apply.
+    pub encoder: EncoderSettings,
+    /// Destinations (may be empty: record only).
+    pub destinations: Vec<DestinationConfig>,
+    /// fMP4 recording path, if recording.
+    pub recording: Option<PathBuf>,
+    /// Reconnect cadence of destinations.
+    pub reconnect: ReconnectPolicy,
+    /// Network timeouts.
+    pub timeouts: Timeouts,
+    /// Media each destination may hold in its queue before it is considered slow.
+    pub queue: Duration,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            encoder: EncoderSettings::default(),
+            destinations: Vec::new(),
+            recording: None,
+            reconnect: ReconnectPolicy::default(),
+            timeouts: Timeouts::default(),
+            queue: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The recording as it was finalised.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Size on disk in bytes.
+    pub size_bytes: u64,
+    /// Media duration written.
+    pub duration_secs: f64,
+}
+
+/// What [`Egress::stop`] returns.
+#[derive(Clone, Debug)]
+pub struct EgressReport {
+    /// Final status of each output.
+    pub outputs: Vec<OutputStatus>,
+    /// The recording, if there was one.
+    pub recording: Option<RecordingReport>,
+}
+
+/// Initialises FFmpeg once and routes its log through the redactor.
+pub(crate) fn init_ffmpeg() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        // An init failure only means some registration did not happen; opening a codec reports it.
+        let _ = ffmpeg_next::init();
+        redact::install_ffmpeg_log_bridge();
+    });
+}
+
+struct OutputHandle {
+    id: String,
+    kind: OutputKind,
+    queue: Arc<OutputQueue>,
+    abort: Arc<AtomicBool>,
+    status: Arc<Mutex<OutputStatus>>,
+    thread: Option<JoinHandle<SenderSummary>>,
+    path: Option<PathBuf>,
+}
+
+/// State shared by the encoding side and [`EgressControl`].
+struct Shared {
+    outputs: Mutex<Vec<OutputHandle>>,
+    streams: Vec<StreamSpec>,
+    keyframe_request: Arc<AtomicBool>,
+    sink: StatusSink,
+    reconnect: ReconnectPolicy,
+    timeouts: Timeouts,
+    queue_capacity: usize,
+}
+
+// SAFETY: `streams` holds codec parameters that are only read (cloned) under `&self`; FFmpeg parameter
+// structs are plain data with no thread affinity. Everything else is Sync already.
+unsafe impl Sync for Shared {}
+
+/// A running egress. Owned by the program thread, which pushes frames into it.
+pub struct Egress {
+    encoder: Encoder,
+    shared: Arc<Shared>,
+    scratch: Vec<EncodedPacket>,
+}
+
+fn validate_url(id: &str, url: &str) -> Result<(), EgressError> {
+    let invalid = |reason: &str| EgressError::InvalidDestination { id: id.to_owned(), reason: reason.to_owned() };
+    let lower = url.to_ascii_lowercase();
+    let rest = if let Some(r) = lower.strip_prefix("rtmps://") {
+        r
+    } else if let Some(r) = lower.strip_prefix("rtmp://") {
+        r
+    } else {
+        return Err(invalid("URL must start with rtmp:// or rtmps://"));
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(invalid("URL has no host"));
+    }
+    if url.contains(char::is_whitespace) || url.contains('\0') {
+        return Err(invalid("URL contains whitespace"));
+    }
+    let path = &rest[host.len()..];
+    if path.trim_matches('/').is_empty() {
+        return Err(invalid("URL has no application/stream key path"));
+    }
+    Ok(())
+}
+
+/// The stream key is the last path segment (and any query) of an RTMP URL.
+fn register_url_secrets(url: &str) {
+    if let Some((_, after_scheme)) = url.split_once("://") {
+        let path = after_scheme.split_once('/').map_or("", |(_, p)| p);
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        if let Some(key) = path.rsplit('/').next() {
+            redact::register_secret(key);
+        }
+        for part in query.split('&') {
+            if let Some((_, v)) = part.split_once('=') {
+                redact::register_secret(v);
+            }
+        }
+    }
+}
+
+fn rtmp_options(dest: &DestinationConfig, timeouts: &Timeouts) -> OutputOptions {
+    let mut io = vec![("rw_timeout".to_owned(), timeouts.write.as_micros().to_string())];
+    if dest.url.to_ascii_lowercase().starts_with("rtmps://") {
+        io.push(("tls_verify".into(), "1".into()));
+        if let Some(ca) = &dest.ca_file {
+            io.push(("ca_file".into(), ca.display().to_string()));
+        }
+    }
+    OutputOptions {
+        format: "flv",
+        io,
+        // A live FLV has no duration/filesize to patch in at the end (and cannot seek to do so).
+        muxer: vec![("flvflags".into(), "no_duration_filesize".into())],
+        open_timeout: timeouts.open,
+        write_timeout: timeouts.write,
+        close_timeout: timeouts.close,
+    }
+}
+
+fn recording_options(timeouts: &Timeouts) -> OutputOptions {
+    OutputOptions {
+        format: "mp4",
+        io: Vec::new(),
+        muxer: vec![
+            // A fragment per keyframe and at least every second, moov up front: a killed process leaves
+            // a playable file missing at most the last fragment.
+            ("movflags".into(), "frag_keyframe+empty_moov+default_base_moof".into()),
+            ("frag_duration".into(), "1000000".into()),
+            ("flush_packets".into(), "1".into()),
+        ],
+        open_timeout: timeouts.open,
+        write_timeout: timeouts.write,
+        close_timeout: timeouts.close.max(Duration::from_secs(5)),
+    }
+}
+
+impl Shared {
+    fn spawn_output(
+        &self,
+        id: &str,
+        kind: OutputKind,
+        url: String,
+        options: OutputOptions,
+        path: Option<PathBuf>,
+        target: String,
+    ) -> Result<OutputHandle, EgressError> {
+        let queue = Arc::new(OutputQueue::new(self.queue_capacity));
+        let abort = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(Mutex::new(OutputStatus::new(id, kind, target)));
+        (self.sink)(&status.lock().clone());
+        let setup = SenderSetup {
+            url,
+            options,
+            streams: self.streams.clone(),
+            queue: Arc::clone(&queue),
+            abort: Arc::clone(&abort),
+            keyframe_request: Arc::clone(&self.keyframe_request),
+            reconnect: (kind == OutputKind::Destination).then(|| self.reconnect.clone()),
+            status: Arc::clone(&status),
+            sink: Arc::clone(&self.sink),
+        };
+        let thread = sender::spawn(setup, id)?;
+        Ok(OutputHandle { id: id.to_owned(), kind, queue, abort, status, thread: Some(thread), path })
+    }
+
+    fn add_destination(&self, dest: &DestinationConfig) -> Result<(), EgressError> {
+        validate_url(&dest.id, &dest.url)?;
+        let mut outputs = self.outputs.lock();
+        if outputs.iter().any(|o| o.id == dest.id) {
+            return Err(EgressError::DuplicateId(dest.id.clone()));
+        }
+        register_url_secrets(&dest.url);
+        let handle = self.spawn_output(
+            &dest.id,
+            OutputKind::Destination,
+            dest.url.clone(),
+            rtmp_options(dest, &self.timeouts),
+            None,
+            redact::redact_url(&dest.url),
+        )?;
+        outputs.push(handle);
+        Ok(())
+    }
+
+    fn fan_out(&self, packets: &mut Vec<EncodedPacket>) {
+        if packets.is_empty() {
+            return;
+        }
+        let outputs = self.outputs.lock();
+        for packet in packets.drain(..) {
+            let packet = Arc::new(packet);
+            for output in outputs.iter() {
+                output.queue.push(&packet);
+            }
+        }
+    }
+
+    fn statuses(&self) -> Vec<OutputStatus> {
+        self.outputs.lock().iter().map(|o| o.status.lock().clone()).collect()
+    }
+}
+
+/// Stops outputs: closes their queues, lets them drain until `drain` has passed, then interrupts whatever
+/// is still blocked and joins. Returns each output's final status and summary.
+fn shut_down(handles: Vec<OutputHandle>, drain: Duration) -> Vec<(OutputHandle, SenderSummary)> {
+    for h in &handles {
+        h.queue.close();
+    }
+    let deadline = Instant::now() + drain;
+    while Instant::now() < deadline && handles.iter().any(|h| h.thread.as_ref().is_some_and(|t| !t.is_finished())) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for h in &handles {
+        h.abort.store(true, Ordering::Release);
+    }
+    handles
+        .into_iter()
+        .map(|mut h| {
+            // A panicking sender is a bug; its output is over either way.
+            let summary = h.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
+            let mut s = h.status.lock();
+            if !matches!(s.state, OutputState::Failed { .. }) {
+                s.state = OutputState::Stopped;
+            }
+            s.bitrate_kbps = 0;
+            drop(s);
+            (h, summary)
+        })
+        .collect()
+}
+
+impl Egress {
+    /// Opens the encoders (settings constrained by every destination) and starts one thread per output.
+    pub fn start(config: EgressConfig, sink: StatusSink) -> Result<Egress, EgressError> {
+        init_ffmpeg();
+        for dest in &config.destinations {
+            validate_url(&dest.id, &dest.url)?;
+        }
+        let settings = config.encoder.constrained_by(config.destinations.iter().map(|d| &d.constraints));
+        let encoder = Encoder::new(&settings)?;
+        let packets_per_second = settings.fps as f64 + SAMPLE_RATE as f64 / AAC_FRAME as f64;
+        let queue_capacity = (packets_per_second * config.queue.as_secs_f64()).ceil().max(8.0) as usize;
+        let shared = Arc::new(Shared {
+            outputs: Mutex::new(Vec::new()),
+            streams: encoder.streams(),
+            keyframe_request: Arc::new(AtomicBool::new(false)),
+            sink,
+            reconnect: config.reconnect.clone(),
+            timeouts: config.timeouts.clone(),
+            queue_capacity,
+        });
+        if let Some(path) = &config.recording {
+            let handle = start_recording(&shared, path)?;
+            shared.outputs.lock().push(handle);
+        }
+        for dest in &config.destinations {
+            if let Err(e) = shared.add_destination(dest) {
+                let handles = std::mem::take(&mut *shared.outputs.lock());
+                shut_down(handles, Duration::ZERO);
+                return Err(e);
+            }
+        }
+        Ok(Egress { encoder, shared, scratch: Vec::new() })
+    }
+
+    /// The settings actually encoded (after destination constraints): the program renders at this size.
+    pub fn settings(&self) -> &EncoderSettings {
+        self.encoder.settings()
+    }
+
+    /// Encodes one composed frame shown at `at` (program media time, starting near zero) and queues it to
+    /// every output. Never blocks on an output.
+    pub fn push_video(&mut self, frame: &VideoFrame, at: Duration) -> Result<(), EgressError> {
+        let force = self.shared.keyframe_request.swap(false, Ordering::AcqRel);
+        self.encoder.encode_video(frame, at, force, &mut self.scratch)?;
+        self.shared.fan_out(&mut self.scratch);
+        Ok(())
+    }
+
+    /// Encodes mixed audio: interleaved stereo f32 at 48 kHz, continuous from the program's start.
+    pub fn push_audio(&mut self, interleaved_stereo: &[f32]) -> Result<(), EgressError> {
+        self.encoder.encode_audio(interleaved_stereo, &mut self.scratch)?;
+        self.shared.fan_out(&mut self.scratch);
+        Ok(())
+    }
+
+    /// A handle to add/remove destinations and read statuses from other threads.
+    pub fn control(&self) -> EgressControl {
+        EgressControl { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Current status of every output.
+    pub fn statuses(&self) -> Vec<OutputStatus> {
+        self.shared.statuses()
+    }
+
+    /// Flushes the encoders, lets outputs drain for at most `timeouts.drain`, then interrupts and closes
+    /// them. Bounded even when a server is frozen.
+    pub fn stop(mut self) -> EgressReport {
+        if let Err(e) = self.encoder.finish(&mut self.scratch) {
+            tracing::warn!(error = %e, "flushing the encoder failed");
+        }
+        self.shared.fan_out(&mut self.scratch);
+        let handles = std::mem::take(&mut *self.shared.outputs.lock());
+        let done = shut_down(handles, self.shared.timeouts.drain);
+        let mut report = EgressReport { outputs: Vec::new(), recording: None };
+        for (handle, summary) in done {
+            let status = handle.status.lock().clone();
+            (self.shared.sink)(&status);
+            if let (OutputKind::Recording, Some(path)) = (handle.kind, handle.path.as_ref()) {
+                report.recording = Some(RecordingReport {
+                    size_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+                    path: path.clone(),
+                    duration_secs: summary.media_duration.as_secs_f64(),
+                });
+            }
+            report.outputs.push(status);
+        }
+        report
+    }
+}
+
+fn start_recording(shared: &Shared, path: &Path) -> Result<OutputHandle, EgressError> {
+    let err = |reason: String| EgressError::Recording { path: path.to_owned(), reason };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let url = path.to_str().ok_or_else(|| err("path is not UTF-8".into()))?;
+    // "file:" so that a name containing ':' is never taken for a protocol.
+    let url = format!("file:{url}");
+    shared.spawn_output(
+        "recording",
+        OutputKind::Recording,
+        url,
+        recording_options(&shared.timeouts),
+        Some(path.to_owned()),
+        path.display().to_string(),
+    )
+}
+
+/// Cloneable handle for the API side: destinations can be added and removed while live.
+#[derive(Clone)]
+pub struct EgressControl {
+    shared: Arc<Shared>,
+}
+
+impl EgressControl {
+    /// Starts pushing to one more destination (its constraints cannot change the running encode).
+    pub fn add_destination(&self, dest: &DestinationConfig) -> Result<(), EgressError> {
+        self.shared.add_destination(dest)
+    }
+
+    /// Stops one destination (drains it briefly, then interrupts). Returns its final status.
+    pub fn remove_destination(&self, id: &str) -> Result<OutputStatus, EgressError> {
+        let handle = {
+            let mut outputs = self.shared.outputs.lock();
+            let pos = outputs
+                .iter()
+                .position(|o| o.id == id && o.kind == OutputKind::Destination)
+                .ok_or_else(|| EgressError::UnknownOutput(id.to_owned()))?;
+            outputs.remove(pos)
+        };
+        let mut done = shut_down(vec![handle], self.shared.timeouts.drain);
+        // unwrap: shut_down returns one entry per handle given.
+        let (handle, _) = done.pop().unwrap();
+        let status = handle.status.lock().clone();
+        (self.shared.sink)(&status);
+        Ok(status)
+    }
+
+    /// Current status of every output.
+    pub fn statuses(&self) -> Vec<OutputStatus> {
+        self.shared.statuses()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_urls_are_checked() {
+        assert!(validate_url("a", "rtmp://host/app/s3cr3t").is_ok());
+        assert!(validate_url("a", "RTMPS://host:443/app/s3cr3t").is_ok());
+        for bad in ["http://host/app/s3cr3t", "rtmp://", "rtmp:///s3cr3t", "rtmp://host", "rtmp://h/a s3cr3t", "file:/s3cr3t"] {
+            let err = validate_url("a", bad).unwrap_err();
+            assert!(!err.to_string().contains("s3cr3t"), "error leaks the URL: {err}");
+        }
+    }
+
+    #[test]
+    fn stream_keys_in_urls_are_registered_as_secrets() {
+        register_url_secrets("rtmp://h/app/live_abcdef?auth=tok123456");
+        let out = redact::redact_text("key live_abcdef and token tok123456");
+        assert_eq!(out, "key <redacted> and token <redacted>");
+    }
+}

@@ -1,0 +1,264 @@
+//! One FFmpeg output (FLV over RTMP/RTMPS, or a fragmented MP4 file) whose every blocking call is bounded.
+//!
+//! A frozen RTMP server (SIGSTOPped, or a stuck middlebox) accepts the TCP connection and then stops
+//! reading: FFmpeg's write blocks forever, and so does its close (RTMP sends `deleteStream` on close).
+//! `rw_timeout` alone does not cover the handshake and close paths, so the context gets an AVIO interrupt
+//! callback ([`Watchdog`]) installed *before* `avio_open2` (FFmpeg copies the callback into every nested
+//! protocol: rtmp → tls → tcp). This needs `avformat_alloc_output_context2` + `avio_open2` by hand:
+//! ffmpeg-next's `format::output*` opens the IO without a callback.
+
+use std::ffi::{CString, c_int, c_void};
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ffmpeg_next::codec::Parameters;
+use ffmpeg_next::packet::Mut as _;
+use ffmpeg_next::{Dictionary, Rational, ffi};
+
+use super::encoder::EncodedPacket;
+
+/// Decides when FFmpeg must give up a blocking call: at a per-call deadline, or at once when aborted.
+pub(crate) struct Watchdog {
+    /// Reference point for `deadline_ms`.
+    epoch: Instant,
+    /// Milliseconds after `epoch` at which the current call is interrupted; `u64::MAX` = no call running.
+    deadline_ms: AtomicU64,
+    /// Set by whoever owns the sender when the output must stop now (stop, remove).
+    abort: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    pub(crate) fn new(abort: Arc<AtomicBool>) -> Self {
+        Watchdog { epoch: Instant::now(), deadline_ms: AtomicU64::new(u64::MAX), abort }
+    }
+
+    pub(crate) fn arm(&self, budget: Duration) {
+        let at = self.epoch.elapsed() + budget;
+        self.deadline_ms.store(at.as_millis() as u64, Ordering::Release);
+    }
+
+    pub(crate) fn disarm(&self) {
+        self.deadline_ms.store(u64::MAX, Ordering::Release);
+    }
+
+    fn should_interrupt(&self) -> bool {
+        self.abort.load(Ordering::Acquire)
+            || self.epoch.elapsed().as_millis() as u64 >= self.deadline_ms.load(Ordering::Acquire)
+    }
+}
+
+pub(crate) unsafe extern "C" fn interrupt_callback(opaque: *mut c_void) -> c_int {
+    // SAFETY: opaque is the `Watchdog` boxed inside the `Muxer` that owns the context calling us; the box
+    // is freed only after the context is closed and freed.
+    let watchdog = unsafe { &*(opaque as *const Watchdog) };
+    c_int::from(watchdog.should_interrupt())
+}
+
+/// One elementary stream to create in the output.
+pub(crate) struct StreamSpec {
+    /// Codec parameters (with the encoder's global header / extradata).
+    pub params: Parameters,
+    /// Time base of the packets handed to [`Muxer::write`].
+    pub time_base: Rational,
+}
+
+impl Clone for StreamSpec {
+    fn clone(&self) -> Self {
+        StreamSpec { params: self.params.clone(), time_base: self.time_base }
+    }
+}
+
+/// How to open an output and how long each blocking call may take.
+pub(crate) struct OutputOptions {
+    /// Muxer short name: "flv" or "mp4".
+    pub format: &'static str,
+    /// Options for the protocol stack (`avio_open2`): rw_timeout, tls_verify, ca_file...
+    pub io: Vec<(String, String)>,
+    /// Options for the muxer (`avformat_write_header`): movflags, flvflags...
+    pub muxer: Vec<(String, String)>,
+    /// Budget for connect + handshake + publish + header.
+    pub open_timeout: Duration,
+    /// Budget for one packet write.
+    pub write_timeout: Duration,
+    /// Budget for trailer + close.
+    pub close_timeout: Duration,
+}
+
+/// An FFmpeg error with the operation that failed and FFmpeg's own explanation (redacted).
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {error}{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
+pub(crate) struct MuxError {
+    /// What was being done: "open", "write header", "write", "close".
+    pub op: &'static str,
+    /// FFmpeg's error code.
+    pub error: ffmpeg_next::Error,
+    /// Warning/error lines FFmpeg logged during the call (already redacted).
+    pub detail: String,
+}
+
+pub(crate) struct Muxer {
+    ctx: *mut ffi::AVFormatContext,
+    /// Kept boxed at a stable address: FFmpeg holds a pointer to it until `ctx` is freed.
+    watchdog: Box<Watchdog>,
+    /// Time base of the incoming packets, per stream.
+    packet_time_bases: Vec<Rational>,
+    write_timeout: Duration,
+    close_timeout: Duration,
+    /// Payload bytes written so far (for the bitrate shown to the host).
+    pub bytes_written: u64,
+}
+
+// SAFETY: the context is only touched through `&mut self`; FFmpeg contexts may move between threads.
+unsafe impl Send for Muxer {}
+
+fn dictionary(pairs: &[(String, String)]) -> Dictionary<'static> {
+    let mut dict = Dictionary::new();
+    for (k, v) in pairs {
+        dict.set(k, v);
+    }
+    dict
+}
+
+fn check(op: &'static str, code: c_int, capture: &super::redact::LogCapture) -> Result<c_int, MuxError> {
+    if code < 0 {
+        Err(MuxError { op, error: ffmpeg_next::Error::from(code), detail: capture.lines().join("; ") })
+    } else {
+        Ok(code)
+    }
+}
+
+impl Muxer {
+    /// Connects (for RTMP: TCP, TLS, handshake, connect, publish) and writes the header.
+    pub(crate) fn open(
+        url: &str,
+        streams: &[StreamSpec],
+        options: &OutputOptions,
+        abort: Arc<AtomicBool>,
+    ) -> Result<Muxer, MuxError> {
+        let capture = super::redact::LogCapture::start();
+        let invalid = |op| MuxError { op, error: ffmpeg_next::Error::InvalidData, detail: String::new() };
+        let c_url = CString::new(url).map_err(|_| invalid("open"))?;
+        let c_format = CString::new(options.format).map_err(|_| invalid("open"))?;
+        let mut ctx: *mut ffi::AVFormatContext = ptr::null_mut();
+        // SAFETY: out-pointer and NUL-terminated strings valid for the call.
+        let code = unsafe {
+            ffi::avformat_alloc_output_context2(&mut ctx, ptr::null_mut(), c_format.as_ptr(), c_url.as_ptr())
+        };
+        check("open", code, &capture)?;
+        let muxer = Muxer {
+            ctx,
+            watchdog: Box::new(Watchdog::new(abort)),
+            packet_time_bases: streams.iter().map(|s| s.time_base).collect(),
+            write_timeout: options.write_timeout,
+            close_timeout: options.close_timeout,
+            bytes_written: 0,
+        };
+        // SAFETY: ctx was just allocated; the watchdog box outlives it (see Drop).
+        unsafe {
+            (*ctx).interrupt_callback = ffi::AVIOInterruptCB {
+                callback: Some(interrupt_callback),
+                opaque: &*muxer.watchdog as *const Watchdog as *mut c_void,
+            };
+            for spec in streams {
+                let stream = ffi::avformat_new_stream(ctx, ptr::null());
+                if stream.is_null() {
+                    return Err(MuxError { op: "open", error: ffmpeg_next::Error::Bug, detail: String::new() });
+                }
+                check("open", ffi::avcodec_parameters_copy((*stream).codecpar, spec.params.as_ptr()), &capture)?;
+                (*(*stream).codecpar).codec_tag = 0;
+                (*stream).time_base = spec.time_base.into();
+            }
+        }
+        muxer.watchdog.arm(options.open_timeout);
+        // SAFETY: ownership comes back with Dictionary::own right after the call.
+        let mut io_opts = unsafe { dictionary(&options.io).disown() };
+        // SAFETY: ctx is valid; its interrupt callback lives as long as ctx; io_opts is owned and freed below.
+        let code = unsafe {
+            let code = ffi::avio_open2(
+                &mut (*ctx).pb,
+                c_url.as_ptr(),
+                ffi::AVIO_FLAG_WRITE,
+                &(*ctx).interrupt_callback,
+                &mut io_opts,
+            );
+            Dictionary::own(io_opts);
+            code
+        };
+        check("open", code, &capture)?;
+        // SAFETY: as above.
+        let mut mux_opts = unsafe { dictionary(&options.muxer).disown() };
+        // SAFETY: as above.
+        let code = unsafe {
+            let code = ffi::avformat_write_header(ctx, &mut mux_opts);
+            Dictionary::own(mux_opts);
+            code
+        };
+        muxer.watchdog.disarm();
+        check("write header", code, &capture)?;
+        Ok(muxer)
+    }
+
+    /// Writes one packet (timestamps given in the stream's packet time base, see [`StreamSpec`]).
+    /// `offset` is subtracted from pts/dts so that each connection's timeline starts near zero.
+    pub(crate) fn write(&mut self, packet: &EncodedPacket, offset: i64) -> Result<(), MuxError> {
+        let capture = super::redact::LogCapture::start();
+        let index = packet.stream_index;
+        let Some(&from) = self.packet_time_bases.get(index) else {
+            return Err(MuxError { op: "write", error: ffmpeg_next::Error::StreamNotFound, detail: String::new() });
+        };
+        let mut pkt = ffmpeg_next::Packet::copy(&packet.data);
+        pkt.set_stream(index);
+        pkt.set_pts(Some(packet.pts - offset));
+        pkt.set_dts(Some(packet.dts - offset));
+        pkt.set_duration(packet.duration);
+        if packet.keyframe {
+            pkt.set_flags(ffmpeg_next::packet::Flags::KEY);
+        }
+        // SAFETY: index < nb_streams (streams created from the same list in open).
+        let to: Rational = unsafe { (*(*(*self.ctx).streams.add(index))).time_base.into() };
+        pkt.rescale_ts(from, to);
+        self.watchdog.arm(self.write_timeout);
+        // SAFETY: ctx is open with a written header; the packet is a valid owned AVPacket.
+        let code = unsafe { ffi::av_interleaved_write_frame(self.ctx, pkt.as_mut_ptr()) };
+        self.watchdog.disarm();
+        check("write", code, &capture)?;
+        self.bytes_written += packet.data.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the trailer (flushing interleaving queues) and closes the connection, bounded by the
+    /// close budget (or at once if aborted).
+    pub(crate) fn finish(mut self) -> Result<(), MuxError> {
+        let capture = super::redact::LogCapture::start();
+        self.watchdog.arm(self.close_timeout);
+        // SAFETY: header was written in open().
+        let code = unsafe { ffi::av_write_trailer(self.ctx) };
+        let trailer = check("close", code, &capture).map(|_| ());
+        self.close_io();
+        trailer
+    }
+
+    fn close_io(&mut self) {
+        if self.ctx.is_null() {
+            return;
+        }
+        self.watchdog.arm(self.close_timeout);
+        // SAFETY: ctx is valid; pb may be null (avio_closep handles it); ctx freed exactly once.
+        unsafe {
+            if !(*self.ctx).pb.is_null() {
+                ffi::avio_closep(&mut (*self.ctx).pb);
+            }
+            ffi::avformat_free_context(self.ctx);
+        }
+        self.ctx = ptr::null_mut();
+        self.watchdog.disarm();
+    }
+}
+
+impl Drop for Muxer {
+    fn drop(&mut self) {
+        self.close_io();
+    }
+}
