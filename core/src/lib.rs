@@ -1,4 +1,9 @@
+//! Backyard's media engine: packet router, compositor, egress, plugin host and the event bus.
+//!
+//! Architecture Invariant: no HTTP server and no SQL in this crate; the gateway drives it.
 
+pub mod bus;
 pub mod egress;
+pub mod plugin_host;
 pub mod router;
 pub mod rtc;

@@ -1,1 +1,201 @@
-fn main() {}
+//! The `backyard` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use backyard::config::Config;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(name = "backyard", version, about = "Self-hosted live-streaming studio")]
+struct Cli {
+    /// Configuration file (TOML). Missing is fine: defaults, env and flags apply.
+    #[arg(long, short, env = "BACKYARD_CONFIG", default_value = "backyard.toml", global = true)]
+    config: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Flags that override the file and the environment.
+#[derive(clap::Args, Serialize, Default)]
+struct Overrides {
+    /// Address to listen on, e.g. 0.0.0.0:8080.
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bind: Option<SocketAddr>,
+    /// The URL browsers use to reach this instance.
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_url: Option<String>,
+    /// Data directory (SQLite file, secrets, uploads, recordings).
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://... or postgres://...
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print the effective configuration, secrets masked.
+    Config,
+}
+
+/// Shapes flag overrides like the config file, so figment can merge them.
+#[derive(Serialize)]
+struct Layer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    server: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    database: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    log: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<&Overrides> for Layer {
+    fn from(o: &Overrides) -> Self {
+        let mut server = serde_json::Map::new();
+        if let Some(b) = o.bind {
+            server.insert("bind".into(), b.to_string().into());
+        }
+        let mut database = serde_json::Map::new();
+        if let Some(u) = &o.database_url {
+            database.insert("url".into(), u.clone().into());
+        }
+        let mut log = serde_json::Map::new();
+        if o.log_json {
+            log.insert("json".into(), true.into());
+        }
+        Self { public_url: o.public_url.clone(), data_dir: o.data_dir.clone(), server, database, log }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if cfg.log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = Config::load(&cli.config, Layer::from(&cli.overrides))?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Config => {
+            let masked = cfg.masked();
+            println!("{}", toml_like(&serde_json::to_value(&masked)?));
+            Ok(())
+        }
+        Command::Serve => {
+            init_logging(&cfg);
+            cfg.ensure_secrets()?;
+            serve(cfg).await
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let bind = cfg.server.bind;
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => anyhow::bail!("server.tls_cert and server.tls_key must be set together"),
+    };
+    let public_url = cfg.public_url.clone();
+    let state = backyard::AppState::new(cfg).await?;
+    let closed = state.store.close_all_participants().await?;
+    if closed > 0 {
+        tracing::info!(closed, "marked participants from a previous run as left");
+    }
+    let app = backyard::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+    println!("Backyard studio: {public_url}  (listening on {}://{bind})", if tls.is_some() { "https" } else { "http" });
+    tracing::info!(%bind, %public_url, "listening");
+    match tls {
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .with_context(|| format!("loading TLS cert {} / key {}", cert.display(), key.display()))?;
+            axum_server::bind_rustls(bind, config).handle(handle).serve(app).await?;
+        }
+        None => axum_server::bind(bind).handle(handle).serve(app).await?,
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Stops accepting on SIGINT/SIGTERM and gives open requests 10 s to finish.
+async fn shutdown_on_signal(handle: axum_server::Handle) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = ctrl_c.await;
+            handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+}
+
+/// Prints a JSON value as TOML-ish `key = value` lines grouped by table, for `backyard config`.
+fn toml_like(v: &serde_json::Value) -> String {
+    fn scalar(v: &serde_json::Value) -> String {
+        v.to_string()
+    }
+    fn walk(prefix: &str, map: &serde_json::Map<String, serde_json::Value>, out: &mut String) {
+        let (tables, scalars): (Vec<_>, Vec<_>) = map.iter().partition(|(_, v)| v.is_object());
+        if !scalars.is_empty() && !prefix.is_empty() {
+            out.push_str(&format!("\n[{prefix}]\n"));
+        }
+        for (k, v) in scalars {
+            if !v.is_null() {
+                out.push_str(&format!("{k} = {}\n", scalar(v)));
+            }
+        }
+        for (k, v) in tables {
+            let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            if let Some(m) = v.as_object() {
+                if m.is_empty() {
+                    out.push_str(&format!("\n[{p}]\n"));
+                }
+                walk(&p, m, out);
+            }
+        }
+    }
+    let mut out = String::new();
+    if let Some(m) = v.as_object() {
+        walk("", m, &mut out);
+    }
+    out
+}

@@ -1,1 +1,66 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's chores. Builds with the machine's defaults (no clang/mold needed to
+//! build xtask itself); installs what is missing, idempotently, then passes the fast linker to the cargo
+//! builds it starts.
+//!
+//!   run     install what is missing, build and start `backyard` on embedded defaults (prints the studio URL)
+//!   test    install what is missing, start PostgreSQL/Redis if needed, run the whole suite
+//!   bench   benchmarks (`bench api`, ...): a table on stdout, JSON under target/bench/
+
+mod bench;
+mod setup;
+mod test;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
+    match cmd {
+        "run" => run(rest),
+        "test" => test::run(rest),
+        "bench" => bench::run(rest),
+        "setup" => setup::ensure_all(),
+        "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask <run [-- backyard args] | test | bench [api|...] | setup>");
+            Ok(())
+        }
+        other => bail!("unknown xtask command {other:?}; try `cargo xtask help`"),
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    // unwrap: xtask lives one level below the workspace root.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `cargo` with the fast linker (clang + mold) for the host target only, so wasm builds are unaffected.
+pub fn cargo_cmd() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "clang");
+    c.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C link-arg=-fuse-ld=mold");
+    c
+}
+
+/// Runs a command, failing with its name if it fails.
+pub fn status(cmd: &mut Command) -> anyhow::Result<()> {
+    let desc = format!("{cmd:?}");
+    let st = cmd.status().with_context(|| format!("starting {desc}"))?;
+    if !st.success() {
+        bail!("{desc} failed with {st}");
+    }
+    Ok(())
+}
+
+pub use setup::ensure_apt;
+
+fn run(rest: &[String]) -> anyhow::Result<()> {
+    setup::ensure_build_tools()?;
+    let rest: Vec<&String> = rest.iter().skip_while(|a| *a == "--").collect();
+    eprintln!("xtask: building and starting backyard (embedded defaults: SQLite + in-process bus under ./data)");
+    status(cargo_cmd().args(["run", "-p", "backyard", "--bin", "backyard", "--"]).args(rest))
+}

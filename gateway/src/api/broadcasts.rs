@@ -1,0 +1,214 @@
+//! `/api/broadcasts`: list, create, get, patch, delete, start, end, and the scene.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::auth::check_name;
+use super::extract::{ApiJson, ApiQuery, PageOf, PageQuery};
+use crate::auth::{BroadcastAccess, CurrentUser};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::Broadcast;
+use backyard_core::bus::{Event, topic};
+
+type Json<T> = axum::Json<T>;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBroadcast {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Free-form studio settings (resolution, theme...), a JSON object.
+    #[schema(value_type = Object)]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBroadcast {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    #[schema(value_type = Object)]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn check_description(d: &str) -> ApiResult<String> {
+    if d.chars().count() > 5000 {
+        return Err(ApiError::invalid("description", "must be at most 5000 characters"));
+    }
+    Ok(d.to_owned())
+}
+
+#[utoipa::path(get, path = "/api/broadcasts", tag = "broadcasts", params(PageQuery),
+    responses((status = 200, body = PageOf<Broadcast>), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> ApiResult<Json<PageOf<Broadcast>>> {
+    let (limit, offset) = page.bounds()?;
+    let p = state.store.list_broadcasts(user.id, limit, offset).await?;
+    Ok(axum::Json(PageOf { items: p.items, total: p.total, limit, offset }))
+}
+
+#[utoipa::path(post, path = "/api/broadcasts", tag = "broadcasts", request_body = CreateBroadcast,
+    responses((status = 201, body = Broadcast), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<CreateBroadcast>,
+) -> ApiResult<(StatusCode, Json<Broadcast>)> {
+    let title = check_name("title", &body.title, 200)?;
+    let description = check_description(&body.description)?;
+    let settings = serde_json::Value::Object(body.settings.unwrap_or_default());
+    let b = state.store.create_broadcast(user.id, &title, &description, settings).await?;
+    Ok((StatusCode::CREATED, axum::Json(b)))
+}
+
+#[utoipa::path(get, path = "/api/broadcasts/{id}", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Broadcast), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get(access: BroadcastAccess) -> ApiResult<Json<Broadcast>> {
+    Ok(axum::Json(access.broadcast))
+}
+
+#[utoipa::path(patch, path = "/api/broadcasts/{id}", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
+    request_body = PatchBroadcast, responses((status = 200, body = Broadcast), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    access: BroadcastAccess,
+    ApiJson(body): ApiJson<PatchBroadcast>,
+) -> ApiResult<Json<Broadcast>> {
+    access.require_owner()?;
+    let mut b = access.broadcast;
+    if let Some(t) = body.title {
+        b.title = check_name("title", &t, 200)?;
+    }
+    if let Some(d) = body.description {
+        b.description = check_description(&d)?;
+    }
+    if let Some(s) = body.settings {
+        b.settings = sqlx::types::Json(serde_json::Value::Object(s));
+    }
+    Ok(axum::Json(state.store.update_broadcast(&b).await?))
+}
+
+#[utoipa::path(delete, path = "/api/broadcasts/{id}", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn delete(State(state): State<AppState>, access: BroadcastAccess) -> ApiResult<StatusCode> {
+    access.require_owner()?;
+    if access.broadcast.status == "live" {
+        return Err(ApiError::conflict("broadcast_live", "end the broadcast before deleting it"));
+    }
+    state.store.delete_broadcast(access.broadcast.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn announce(state: &AppState, b: &Broadcast, event: &str, data: serde_json::Value) {
+    if let Err(e) = state.bus.publish(&topic::broadcast(b.id), Event::new(event, data)).await {
+        tracing::warn!(broadcast = %b.id, error = %e, "could not publish {event}");
+    }
+}
+
+#[utoipa::path(post, path = "/api/broadcasts/{id}/start", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Broadcast), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn start(State(state): State<AppState>, access: BroadcastAccess) -> ApiResult<Json<Broadcast>> {
+    access.require_host()?;
+    match access.broadcast.status.as_str() {
+        "live" => return Err(ApiError::conflict("already_live", "the broadcast is already live")),
+        "ended" => return Err(ApiError::conflict("broadcast_ended", "an ended broadcast cannot be restarted; create a new one")),
+        _ => {}
+    }
+    let now = OffsetDateTime::now_utc();
+    let b = state.store.set_broadcast_status(access.broadcast.id, "live", Some(now), None).await?;
+    state.metrics.active_broadcasts.inc();
+    announce(&state, &b, "broadcast-started", serde_json::json!({ "broadcastId": b.id, "startTime": rfc3339(now) })).await;
+    Ok(axum::Json(b))
+}
+
+#[utoipa::path(post, path = "/api/broadcasts/{id}/end", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Broadcast), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn end(State(state): State<AppState>, access: BroadcastAccess) -> ApiResult<Json<Broadcast>> {
+    access.require_host()?;
+    if access.broadcast.status != "live" {
+        return Err(ApiError::conflict("not_live", "the broadcast is not live"));
+    }
+    let now = OffsetDateTime::now_utc();
+    let b = state.store.set_broadcast_status(access.broadcast.id, "ended", None, Some(now)).await?;
+    state.metrics.active_broadcasts.dec();
+    announce(&state, &b, "broadcast-ended", serde_json::json!({ "broadcastId": b.id, "endTime": rfc3339(now) })).await;
+    Ok(axum::Json(b))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    // unwrap: formatting a valid UTC timestamp as RFC 3339 cannot fail.
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// The layouts the studio offers; layout plugins add to this list later.
+pub const LAYOUTS: &[&str] = &["grid", "spotlight", "sidebar", "solo", "pip", "screen-share"];
+
+/// What is on screen: who is on stage, the layout, and overlay settings.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scene {
+    /// Participant ids on stage, in order.
+    #[serde(default)]
+    pub stage: Vec<uuid::Uuid>,
+    #[serde(default = "default_layout")]
+    pub layout: String,
+    /// Overlay settings by overlay name (banner, lowerThird, logo, ...), each a JSON object.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub overlays: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_layout() -> String {
+    "grid".into()
+}
+
+impl Scene {
+    fn validate(&self) -> ApiResult<()> {
+        if !LAYOUTS.contains(&self.layout.as_str()) {
+            return Err(ApiError::invalid("layout", format!("unknown layout; one of {}", LAYOUTS.join(", "))));
+        }
+        if self.stage.len() > 25 {
+            return Err(ApiError::invalid("stage", "at most 25 participants on stage"));
+        }
+        for (name, v) in &self.overlays {
+            if !v.is_object() {
+                return Err(ApiError::invalid(format!("overlays.{name}"), "must be an object"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn scene_of(b: &Broadcast) -> Scene {
+    serde_json::from_value(b.scene.0.clone())
+        .unwrap_or(Scene { stage: vec![], layout: default_layout(), overlays: Default::default() })
+}
+
+#[utoipa::path(get, path = "/api/broadcasts/{id}/scene", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Scene), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_scene(access: BroadcastAccess) -> ApiResult<Json<Scene>> {
+    Ok(axum::Json(scene_of(&access.broadcast)))
+}
+
+#[utoipa::path(put, path = "/api/broadcasts/{id}/scene", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
+    request_body = Scene, responses((status = 200, body = Scene), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn put_scene(
+    State(state): State<AppState>,
+    access: BroadcastAccess,
+    ApiJson(scene): ApiJson<Scene>,
+) -> ApiResult<Json<Scene>> {
+    access.require_host()?;
+    scene.validate()?;
+    // unwrap: a Scene always serializes.
+    let value = serde_json::to_value(&scene).unwrap();
+    state.store.set_scene(access.broadcast.id, value.clone()).await?;
+    announce(&state, &access.broadcast, "scene-updated", serde_json::json!({ "scene": value })).await;
+    Ok(axum::Json(scene))
+}

@@ -1,0 +1,164 @@
+//! Invite links: `/api/broadcasts/{id}/invites` (host side) and `/api/invites/{token}/redeem` (guest side).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::auth::{GuestInfo, check_name};
+use super::extract::{ApiJson, ClientIp, PathParams};
+use crate::auth::tokens::random_token;
+use crate::auth::{BroadcastAccess, GUEST_COOKIE, path_uuid};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, Limit};
+use crate::store::Invite;
+use backyard_core::bus::{Event, topic};
+
+type Json<T> = axum::Json<T>;
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteView {
+    pub id: Uuid,
+    pub broadcast_id: Uuid,
+    pub token: String,
+    /// The link to send: opens the guest join page.
+    pub url: String,
+    /// `guest` | `cohost`
+    pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl InviteView {
+    fn new(state: &AppState, i: Invite) -> Self {
+        Self {
+            url: format!("{}/join/{}", state.cfg.public_url.trim_end_matches('/'), i.token),
+            id: i.id,
+            broadcast_id: i.broadcast_id,
+            token: i.token,
+            role: i.role,
+            expires_at: i.expires_at,
+            created_at: i.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateInvite {
+    /// `guest` (default) or `cohost`.
+    pub role: Option<String>,
+    /// 1..=720, default 24.
+    pub expires_in_hours: Option<i64>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemInvite {
+    /// The name shown to others in the studio.
+    pub name: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GuestEnvelope {
+    pub guest: GuestInfo,
+}
+
+#[utoipa::path(get, path = "/api/broadcasts/{id}/invites", tag = "invites", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<InviteView>), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn list(State(state): State<AppState>, access: BroadcastAccess) -> ApiResult<Json<Vec<InviteView>>> {
+    access.require_host()?;
+    let now = OffsetDateTime::now_utc();
+    let invites = state.store.invites(access.broadcast.id).await?;
+    Ok(axum::Json(invites.into_iter().filter(|i| i.expires_at > now).map(|i| InviteView::new(&state, i)).collect()))
+}
+
+#[utoipa::path(post, path = "/api/broadcasts/{id}/invites", tag = "invites", params(("id" = Uuid, Path)),
+    request_body = CreateInvite, responses((status = 201, body = InviteView), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    access: BroadcastAccess,
+    ApiJson(body): ApiJson<CreateInvite>,
+) -> ApiResult<(StatusCode, Json<InviteView>)> {
+    access.require_host()?;
+    let role = body.role.as_deref().unwrap_or("guest");
+    if role != "guest" && role != "cohost" {
+        return Err(ApiError::invalid("role", "guest or cohost"));
+    }
+    if role == "cohost" {
+        // Only the owner hands out co-host rights.
+        access.require_owner()?;
+    }
+    let hours = body.expires_in_hours.unwrap_or(24);
+    if !(1..=720).contains(&hours) {
+        return Err(ApiError::invalid("expiresInHours", "must be 1..=720"));
+    }
+    let (token, _) = random_token();
+    let invite = state
+        .store
+        .create_invite(access.broadcast.id, &token, role, access.user_id(), OffsetDateTime::now_utc() + Duration::hours(hours))
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(InviteView::new(&state, invite))))
+}
+
+#[utoipa::path(delete, path = "/api/broadcasts/{id}/invites/{inviteId}", tag = "invites",
+    params(("id" = Uuid, Path), ("inviteId" = Uuid, Path)), responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    access: BroadcastAccess,
+    PathParams(params): PathParams,
+) -> ApiResult<StatusCode> {
+    access.require_host()?;
+    let id = path_uuid(&params, "inviteId")?;
+    let sessions = state.store.revoke_invite(access.broadcast.id, id).await?.ok_or(ApiError::NotFound("invite"))?;
+    // Guests who came in through this link lose their session; their open sockets close via the bus.
+    for s in sessions {
+        let event = Event::new("session-revoked", serde_json::json!({ "sessionId": s }));
+        if let Err(e) = state.bus.publish(&topic::session(s), event).await {
+            tracing::warn!(error = %e, "could not announce session revocation");
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/invites/{token}/redeem", tag = "invites", params(("token" = String, Path)),
+    request_body = RedeemInvite, responses((status = 201, body = GuestEnvelope), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn redeem(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(token): Path<String>,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<RedeemInvite>,
+) -> ApiResult<impl IntoResponse> {
+    state.limits.check(Limit::Auth, ip, None)?;
+    let name = check_name("name", &body.name, 64)?;
+    let now = OffsetDateTime::now_utc();
+    let invite = state
+        .store
+        .invite_by_token(&token)
+        .await?
+        .filter(|i| i.revoked_at.is_none() && i.expires_at > now)
+        .ok_or(ApiError::NotFound("invite"))?;
+    let (session_token, hash) = random_token();
+    let ttl = Duration::hours(state.cfg.auth.guest_ttl_hours as i64);
+    let expires = (now + ttl).min(invite.expires_at.max(now + Duration::hours(1)));
+    let session = state.store.create_guest_session(&hash, &invite, &name, expires).await?;
+    let cookie = Cookie::build((GUEST_COOKIE, session_token))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.secure_cookies())
+        .path("/")
+        .max_age(expires - now)
+        .build();
+    let guest = GuestInfo { id: session.id, broadcast_id: session.broadcast_id, role: session.role, name: session.name };
+    Ok((StatusCode::CREATED, jar.add(cookie), axum::Json(GuestEnvelope { guest })))
+}

@@ -1,0 +1,160 @@
+//! The HTTP surface: `app(state)` builds the whole router (REST API, health, metrics, OpenAPI, studio files).
+//! Every REST route is registered through `utoipa_axum::routes!`, so the router and `/api/openapi.json` are
+//! generated from the same handler annotations and cannot drift apart.
+
+pub mod auth;
+pub mod broadcasts;
+pub mod destinations;
+pub mod extract;
+pub mod invites;
+pub mod recordings;
+pub mod uploads;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt as _;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Backyard API", description = "Self-hosted live-streaming studio: REST API. Errors are `{\"error\": {code, message, field}}`."),
+    components(schemas(ErrorBody)),
+    tags((name = "auth"), (name = "broadcasts"), (name = "destinations"), (name = "invites"), (name = "recordings"), (name = "uploads"), (name = "system"))
+)]
+struct ApiDoc;
+
+/// The REST routes and their OpenAPI description, from one list.
+pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(uploads::upload))
+        // The file plus multipart overhead; overrides the JSON limit set further out.
+        .layer(DefaultBodyLimit::max(upload_bytes + 64 * 1024));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(broadcasts::list, broadcasts::create))
+        .routes(routes!(broadcasts::get, broadcasts::patch, broadcasts::delete))
+        .routes(routes!(broadcasts::start))
+        .routes(routes!(broadcasts::end))
+        .routes(routes!(broadcasts::get_scene, broadcasts::put_scene))
+        .routes(routes!(destinations::list, destinations::create))
+        .routes(routes!(destinations::patch, destinations::delete))
+        .routes(routes!(destinations::test))
+        .routes(routes!(invites::list, invites::create))
+        .routes(routes!(invites::revoke))
+        .routes(routes!(invites::redeem))
+        .routes(routes!(recordings::list))
+        .routes(routes!(recordings::get, recordings::delete))
+        .routes(routes!(recordings::file))
+        .routes(routes!(uploads::serve))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(join_page))
+        .merge(uploads)
+        .split_for_parts()
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = api_router(state.cfg.limits.upload_bytes);
+    let openapi = std::sync::Arc::new(openapi);
+    api.route("/ws", axum::routing::get(crate::signaling::ws))
+        .layer(axum::Extension(openapi))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), origin_check))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(DefaultBodyLimit::max(state.cfg.limits.json_body_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Refuses state-changing requests that a browser sent from another site (CSRF), on top of SameSite=Lax.
+async fn origin_check(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes_state && !same_origin(&state, req.headers()) {
+        return ApiError::forbidden("cross-origin request refused (Origin does not match public_url)").into_response();
+    }
+    next.run(req).await
+}
+
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        // Not a browser (curl, API clients): nothing to forge.
+        return true;
+    };
+    if origin.eq_ignore_ascii_case(&state.public_origin) {
+        return true;
+    }
+    // Same host as the request itself (e.g. opened via localhost while public_url says 127.0.0.1).
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    !host.is_empty()
+        && origin.split_once("://").is_some_and(|(scheme, h)| (scheme == "http" || scheme == "https") && h.eq_ignore_ascii_case(host))
+}
+
+/// Unknown `/api/*` paths get a JSON 404; everything else is a studio file.
+async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") || req.uri().path() == "/api" {
+        return ApiError::bad_request("route_not_found", format!("no route {} {}", req.method(), req.uri().path()), None)
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response();
+    }
+    let dir = tower_http::services::ServeDir::new(&state.cfg.server.studio_dir).append_index_html_on_directories(true);
+    match dir.oneshot(req).await {
+        Ok(res) => res.into_response(),
+        Err(e) => ApiError::Internal(e.into()).into_response(),
+    }
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    ApiError::bad_request("method_not_allowed", format!("{} is not allowed on {}", req.method(), req.uri().path()), None)
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "ok")))]
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.count_users().await {
+        Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "store": state.store.backend()}))).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "system", responses((status = 200, description = "this document")))]
+async fn openapi_json(axum::Extension(doc): axum::Extension<std::sync::Arc<utoipa::openapi::OpenApi>>) -> Response {
+    axum::Json(doc.as_ref().clone()).into_response()
+}
+
+#[utoipa::path(get, path = "/join/{token}", tag = "system", params(("token" = String, Path)),
+    responses((status = 200, description = "the studio's guest join page", content_type = "text/html")))]
+async fn join_page(State(state): State<AppState>, req: Request) -> Response {
+    let page = state.cfg.server.studio_dir.join("join.html");
+    match tower_http::services::ServeFile::new(page).oneshot(req).await {
+        Ok(res) => res.into_response(),
+        Err(e) => ApiError::Internal(e.into()).into_response(),
+    }
+}

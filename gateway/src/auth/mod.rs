@@ -1,0 +1,168 @@
+//! Who is calling and what they may do. Every handler gets its caller through one of these extractors, so no
+//! handler can forget the check: `Caller` (a user or a guest), `CurrentUser` (an account), and `BroadcastAccess`
+//! (the broadcast in the path plus the caller's role in it; someone else's broadcast is a 404).
+
+pub mod password;
+pub mod tokens;
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum_extra::extract::CookieJar;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{Broadcast, GuestSession};
+
+pub const ACCESS_COOKIE: &str = "by_access";
+pub const REFRESH_COOKIE: &str = "by_refresh";
+pub const GUEST_COOKIE: &str = "by_guest";
+
+/// A role in one broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Created the broadcast: may do everything.
+    Host,
+    /// Invited as co-host: runs the show (start/end, scene, moderation, invites) but cannot delete the broadcast
+    /// or touch destinations' keys.
+    Cohost,
+    /// Invited guest: joins and talks.
+    Guest,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "host" => Some(Self::Host),
+            "cohost" => Some(Self::Cohost),
+            "guest" => Some(Self::Guest),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Cohost => "cohost",
+            Self::Guest => "guest",
+        }
+    }
+}
+
+/// A signed-in account.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: Uuid,
+    pub session_id: Uuid,
+}
+
+/// Whoever is calling: an account, or a guest session from an invite.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User(CurrentUser),
+    Guest(GuestSession),
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let access = bearer(parts).map(str::to_owned).or_else(|| jar.get(ACCESS_COOKIE).map(|c| c.value().to_owned()));
+        if let Some(token) = access {
+            let claims = state.jwt.verify(&token).ok_or(ApiError::Unauthenticated)?;
+            if !state.tokens.session_active(claims.sid).await.map_err(ApiError::Internal)? {
+                return Err(ApiError::Unauthenticated);
+            }
+            return Ok(Caller::User(CurrentUser { id: claims.sub, session_id: claims.sid }));
+        }
+        if let Some(guest) = jar.get(GUEST_COOKIE) {
+            let hash = tokens::hash_token(guest.value());
+            let session = state.store.guest_session_by_hash(&hash).await?.ok_or(ApiError::Unauthenticated)?;
+            if session.revoked_at.is_some() || session.expires_at < time::OffsetDateTime::now_utc() {
+                return Err(ApiError::Unauthenticated);
+            }
+            return Ok(Caller::Guest(session));
+        }
+        Err(ApiError::Unauthenticated)
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::User(u) => Ok(u),
+            Caller::Guest(_) => Err(ApiError::forbidden("this action needs an account; guests cannot do it")),
+        }
+    }
+}
+
+/// The broadcast named by the path's `id` and the caller's role in it.
+#[derive(Debug, Clone)]
+pub struct BroadcastAccess {
+    pub broadcast: Broadcast,
+    pub role: Role,
+    pub caller: Caller,
+}
+
+impl BroadcastAccess {
+    /// Host or co-host: running the show.
+    pub fn require_host(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Host | Role::Cohost => Ok(()),
+            Role::Guest => Err(ApiError::forbidden("only the host or a co-host may do this")),
+        }
+    }
+
+    /// The broadcast's owner only.
+    pub fn require_owner(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Host => Ok(()),
+            _ => Err(ApiError::forbidden("only the broadcast's host may do this")),
+        }
+    }
+
+    /// The account to attribute actions to (the owner for guests' and co-hosts' actions).
+    pub fn user_id(&self) -> Uuid {
+        match &self.caller {
+            Caller::User(u) => u.id,
+            Caller::Guest(_) => self.broadcast.user_id,
+        }
+    }
+}
+
+/// Parses a UUID path parameter, naming it in the error.
+pub fn path_uuid(params: &HashMap<String, String>, name: &str) -> Result<Uuid, ApiError> {
+    let raw = params.get(name).ok_or_else(|| ApiError::bad_request("bad_path", format!("missing {name}"), Some(name.into())))?;
+    raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("{name} must be a UUID"), Some(name.into())))
+}
+
+impl FromRequestParts<AppState> for BroadcastAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("bad_path", e.body_text(), None))?;
+        let id = path_uuid(&params, "id")?;
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let broadcast = state.store.broadcast(id).await?.ok_or(ApiError::NotFound("broadcast"))?;
+        let role = match &caller {
+            Caller::User(u) if u.id == broadcast.user_id => Role::Host,
+            Caller::Guest(g) if g.broadcast_id == broadcast.id => {
+                Role::parse(&g.role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad stored role {}", g.role)))?
+            }
+            // Someone else's broadcast: indistinguishable from a missing one.
+            _ => return Err(ApiError::NotFound("broadcast")),
+        };
+        Ok(Self { broadcast, role, caller })
+    }
+}

@@ -1,0 +1,371 @@
+//! Configuration: defaults < `backyard.toml` < `BACKYARD_*` environment < command-line flags (figment).
+//!
+//! Embedded mode (the default: SQLite under `data_dir`, no Redis) generates its secrets on first run and keeps
+//! them in `<data_dir>/secrets.toml`. With PostgreSQL, secrets must come from the configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The address browsers use to reach this instance. Invite links, the Origin check and `Secure` cookies
+    /// derive from it.
+    pub public_url: String,
+    /// Where the SQLite file, secrets, uploads and recordings live.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub auth: AuthConfig,
+    pub secrets: SecretsConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+    /// Per-plugin and per-destination blocks (`[destinations.youtube] enabled = true`), validated against
+    /// each plugin's manifest by the plugin host.
+    pub destinations: BTreeMap<String, toml_value::Table>,
+    pub plugins: PluginsConfig,
+}
+
+/// Free-form TOML tables kept as JSON values so they can be validated against plugin schemas.
+pub mod toml_value {
+    pub type Table = serde_json::Map<String, serde_json::Value>;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// PEM certificate chain and key: when both are set the gateway serves HTTPS itself.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Trust `X-Forwarded-For` for client addresses (only behind your own reverse proxy).
+    pub trust_proxy: bool,
+    /// Where the studio's files are served from.
+    pub studio_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://...`; empty means `<data_dir>/backyard.db`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port`; when set, refresh tokens and the event bus live in Redis.
+    pub url: Option<String>,
+    /// Prefix for every key and channel, so several deployments can share one Redis.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone may create an account.
+    Open,
+    /// An account needs a valid invite token.
+    Invite,
+    /// Only the first account (the instance admin) may be created.
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub registration: Registration,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_days: u64,
+    /// Guest sessions from an invite last this long.
+    pub guest_ttl_hours: u64,
+}
+
+/// Secret material. Masked by `backyard config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// HS256 key for access tokens (base64, ≥ 32 bytes).
+    pub jwt_key: Option<String>,
+    /// AES-256-GCM keys for stream keys, by key id (base64, 32 bytes each).
+    pub stream_key_keys: BTreeMap<String, String>,
+    /// The key id new stream keys are encrypted with.
+    pub stream_key_active: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub json_body_bytes: usize,
+    pub upload_bytes: usize,
+    /// Auth attempts (register, login, refresh) per minute, per client address and per account.
+    pub auth_per_minute: u32,
+    /// Uploads per minute, per client address and per account.
+    pub upload_per_minute: u32,
+    pub max_participants: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info,backyard=debug`.
+    pub level: String,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PluginsConfig {
+    /// Folders searched for `<name>/plugin.toml` + `.wasm`; empty means `<data_dir>/plugins` and `target/plugins`.
+    pub dirs: Vec<PathBuf>,
+    /// Per-plugin settings, validated against the plugin's config schema.
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, toml_value::Table>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            redis: RedisConfig { url: None, prefix: "backyard:".into() },
+            auth: AuthConfig::default(),
+            secrets: SecretsConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+            destinations: BTreeMap::new(),
+            plugins: PluginsConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            // unwrap: a literal socket address.
+            bind: "127.0.0.1:8080".parse().unwrap(),
+            tls_cert: None,
+            tls_key: None,
+            trust_proxy: false,
+            studio_dir: PathBuf::from("studio"),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: String::new(), max_connections: 8 }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { registration: Registration::Open, access_ttl_secs: 15 * 60, refresh_ttl_days: 30, guest_ttl_hours: 24 }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            json_body_bytes: 64 * 1024,
+            upload_bytes: 10 * 1024 * 1024,
+            auth_per_minute: 20,
+            upload_per_minute: 30,
+            max_participants: 12,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), json: false }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The files, environment or flags did not form a valid configuration.
+    #[error("configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// A value is present but unusable.
+    #[error("configuration: {field}: {message}")]
+    Field { field: &'static str, message: String },
+    /// Reading or writing the data directory failed.
+    #[error("configuration: {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl Config {
+    /// Layers defaults, the TOML file (if it exists), `BACKYARD_*` env (`__` separates levels, e.g.
+    /// `BACKYARD_DATABASE__URL`) and `overrides` (from CLI flags).
+    pub fn load(file: &Path, overrides: impl Serialize) -> Result<Self, ConfigError> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("BACKYARD_").split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+
+    /// True when running on PostgreSQL (production): secrets must then be given, not generated.
+    pub fn is_postgres(&self) -> bool {
+        self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://")
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("backyard.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Fills missing secrets: generated once and persisted in `<data_dir>/secrets.toml` in embedded mode; an
+    /// error naming the field in production.
+    pub fn ensure_secrets(&mut self) -> Result<(), ConfigError> {
+        let missing_jwt = self.secrets.jwt_key.is_none();
+        let missing_aes = self.secrets.stream_key_keys.is_empty();
+        if self.is_postgres() {
+            if missing_jwt {
+                return Err(ConfigError::Field { field: "secrets.jwt_key", message: "required with PostgreSQL".into() });
+            }
+            if missing_aes {
+                return Err(ConfigError::Field {
+                    field: "secrets.stream_key_keys",
+                    message: "required with PostgreSQL".into(),
+                });
+            }
+        } else if missing_jwt || missing_aes {
+            let path = self.data_dir.join("secrets.toml");
+            let io = |source| ConfigError::Io { path: path.clone(), source };
+            let stored: SecretsConfig = match std::fs::read_to_string(&path) {
+                Ok(text) => toml_from_str(&text).map_err(|message| ConfigError::Field { field: "secrets", message })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let generated = SecretsConfig {
+                        jwt_key: Some(random_key()),
+                        stream_key_keys: BTreeMap::from([("k1".to_owned(), random_key())]),
+                        stream_key_active: Some("k1".into()),
+                    };
+                    std::fs::create_dir_all(&self.data_dir).map_err(io)?;
+                    write_private(&path, &toml_to_string(&generated)).map_err(io)?;
+                    generated
+                }
+                Err(e) => return Err(io(e)),
+            };
+            if missing_jwt {
+                self.secrets.jwt_key = stored.jwt_key;
+            }
+            if missing_aes {
+                self.secrets.stream_key_keys = stored.stream_key_keys;
+                self.secrets.stream_key_active = stored.stream_key_active;
+            }
+        }
+        if self.secrets.stream_key_active.is_none() {
+            self.secrets.stream_key_active = self.secrets.stream_key_keys.keys().next_back().cloned();
+        }
+        Ok(())
+    }
+
+    /// The configuration as `backyard config` prints it: secrets replaced by `***`, passwords in URLs masked.
+    pub fn masked(&self) -> Self {
+        let mut c = self.clone();
+        if c.secrets.jwt_key.is_some() {
+            c.secrets.jwt_key = Some("***".into());
+        }
+        for v in c.secrets.stream_key_keys.values_mut() {
+            *v = "***".into();
+        }
+        c.database.url = mask_url_password(&c.database.url);
+        c.redis.url = c.redis.url.as_deref().map(mask_url_password);
+        c
+    }
+}
+
+fn mask_url_password(url: &str) -> String {
+    // scheme://user:password@host → scheme://user:***@host
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((auth, host)) = rest.split_once('@')
+        && let Some((user, _)) = auth.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+fn random_key() -> String {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+fn toml_from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    Figment::from(Toml::string(text)).extract().map_err(|e| e.to_string())
+}
+
+fn toml_to_string(secrets: &SecretsConfig) -> String {
+    let mut out = String::from("# Generated by backyard on first run. Keep private; losing it loses stored stream keys.\n");
+    if let Some(k) = &secrets.jwt_key {
+        out += &format!("jwt_key = \"{k}\"\n");
+    }
+    if let Some(k) = &secrets.stream_key_active {
+        out += &format!("stream_key_active = \"{k}\"\n");
+    }
+    out += "[stream_key_keys]\n";
+    for (id, k) in &secrets.stream_key_keys {
+        out += &format!("{id} = \"{k}\"\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_secrets_and_url_passwords() {
+        let mut c = Config::default();
+        c.secrets.jwt_key = Some("secret".into());
+        c.database.url = "postgres://u:pw@db/x".into();
+        let m = c.masked();
+        assert_eq!(m.secrets.jwt_key.as_deref(), Some("***"));
+        assert_eq!(m.database.url, "postgres://u:***@db/x");
+    }
+
+    #[test]
+    fn embedded_secrets_are_generated_once_and_persisted() {
+        let dir = std::env::temp_dir().join(format!("by-cfg-{}", uuid::Uuid::new_v4()));
+        let mut a = Config { data_dir: dir.clone(), ..Config::default() };
+        a.ensure_secrets().unwrap();
+        let mut b = Config { data_dir: dir.clone(), ..Config::default() };
+        b.ensure_secrets().unwrap();
+        assert_eq!(a.secrets.jwt_key, b.secrets.jwt_key);
+        assert_eq!(a.secrets.stream_key_keys, b.secrets.stream_key_keys);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn production_requires_secrets() {
+        let mut c = Config::default();
+        c.database.url = "postgres://localhost/x".into();
+        let err = c.ensure_secrets().unwrap_err().to_string();
+        assert!(err.contains("secrets.jwt_key"), "{err}");
+    }
+}

@@ -1,0 +1,64 @@
+//! Prometheus metrics (`GET /metrics`): requests and latencies by route, active broadcasts.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::state::AppState;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub active_broadcasts: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        // unwrap (all below): constant, valid metric definitions registered once into a fresh registry.
+        let requests = IntCounterVec::new(
+            Opts::new("backyard_http_requests_total", "HTTP requests by method, route and status"),
+            &["method", "route", "status"],
+        )
+        .unwrap();
+        let latency = HistogramVec::new(
+            HistogramOpts::new("backyard_http_request_duration_seconds", "HTTP request latency by route")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["method", "route"],
+        )
+        .unwrap();
+        let active_broadcasts = IntGauge::new("backyard_active_broadcasts", "Broadcasts currently live").unwrap();
+        registry.register(Box::new(requests.clone())).unwrap();
+        registry.register(Box::new(latency.clone())).unwrap();
+        registry.register(Box::new(active_broadcasts.clone())).unwrap();
+        Self { registry, requests, latency, active_broadcasts }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // unwrap: encoding into a Vec cannot fail.
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts and times every request by its route template (not the raw path, which would explode cardinality).
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    state.metrics.latency.with_label_values(&[&method, &route]).observe(start.elapsed().as_secs_f64());
+    state.metrics.requests.with_label_values(&[&method, &route, res.status().as_str()]).inc();
+    res
+}

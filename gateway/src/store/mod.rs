@@ -1,0 +1,735 @@
+//! The store: one trait, two backends (SQLite for embedded mode, PostgreSQL for production) sharing one
+//! test suite. Queries are checked at run time (`query_as` + `FromRow`); both dialects accept the same SQL
+//! text (`$n` placeholders, `RETURNING`, `ON CONFLICT`), so each query is written once and the two impls are
+//! generated from one body by `impl_store!`. Timestamps come from Rust (UTC), never from SQL functions.
+//!
+//! Architecture Invariant: handlers reach the database only through `Store`.
+
+mod model;
+
+pub use model::*;
+
+use async_trait::async_trait;
+use sqlx::types::Json;
+use sqlx::{PgPool, SqlitePool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write (e.g. an email already registered).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The database failed or is unreachable.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Running migrations failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A page of a list: `items` in a stable order and the `total` count.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    // users
+    async fn create_user(&self, email: &str, password: &str, name: &str, is_admin: bool) -> StoreResult<User>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>>;
+    async fn count_users(&self) -> StoreResult<i64>;
+
+    // sign-in sessions and refresh tokens (used when Redis is not configured)
+    async fn create_session(&self, user_id: Uuid) -> StoreResult<Session>;
+    async fn session(&self, id: Uuid) -> StoreResult<Option<Session>>;
+    async fn revoke_session(&self, id: Uuid) -> StoreResult<()>;
+    async fn insert_refresh(&self, hash: &[u8], family_id: Uuid, user_id: Uuid, expires_at: OffsetDateTime)
+    -> StoreResult<()>;
+    async fn use_refresh(&self, hash: &[u8]) -> StoreResult<RefreshUse>;
+
+    // broadcasts
+    async fn create_broadcast(&self, user_id: Uuid, title: &str, description: &str, settings: serde_json::Value)
+    -> StoreResult<Broadcast>;
+    async fn broadcast(&self, id: Uuid) -> StoreResult<Option<Broadcast>>;
+    async fn list_broadcasts(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Broadcast>>;
+    async fn update_broadcast(&self, b: &Broadcast) -> StoreResult<Broadcast>;
+    async fn set_broadcast_status(
+        &self,
+        id: Uuid,
+        status: &str,
+        start_time: Option<OffsetDateTime>,
+        end_time: Option<OffsetDateTime>,
+    ) -> StoreResult<Broadcast>;
+    async fn set_scene(&self, id: Uuid, scene: serde_json::Value) -> StoreResult<()>;
+    async fn delete_broadcast(&self, id: Uuid) -> StoreResult<bool>;
+    async fn count_live_broadcasts(&self) -> StoreResult<i64>;
+
+    // destinations
+    async fn create_destination(&self, d: NewDestination) -> StoreResult<DestinationRow>;
+    async fn destinations(&self, broadcast_id: Uuid) -> StoreResult<Vec<DestinationRow>>;
+    async fn destination(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<Option<DestinationRow>>;
+    async fn update_destination(&self, d: &DestinationRow) -> StoreResult<DestinationRow>;
+    async fn delete_destination(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<bool>;
+
+    // participants
+    async fn participant_joined(
+        &self,
+        broadcast_id: Uuid,
+        user_id: Option<Uuid>,
+        name: &str,
+        role: &str,
+        audio: bool,
+        video: bool,
+    ) -> StoreResult<Participant>;
+    async fn participant_status(&self, id: Uuid, audio: bool, video: bool, name: &str) -> StoreResult<()>;
+    async fn participant_left(&self, id: Uuid) -> StoreResult<()>;
+    async fn active_participants(&self, broadcast_id: Uuid) -> StoreResult<Vec<Participant>>;
+    /// Marks every participant still "in" as left: a restarted server has no live connections.
+    async fn close_all_participants(&self) -> StoreResult<u64>;
+
+    // recordings
+    async fn create_recording(&self, broadcast_id: Uuid, user_id: Uuid, title: &str) -> StoreResult<Recording>;
+    async fn finish_recording(&self, id: Uuid, status: &str, duration: f64, file_size: i64) -> StoreResult<()>;
+    async fn recording(&self, id: Uuid) -> StoreResult<Option<Recording>>;
+    async fn list_recordings(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Recording>>;
+    async fn delete_recording(&self, id: Uuid) -> StoreResult<bool>;
+
+    // invites and guest sessions
+    async fn create_invite(
+        &self,
+        broadcast_id: Uuid,
+        token: &str,
+        role: &str,
+        created_by: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<Invite>;
+    async fn invites(&self, broadcast_id: Uuid) -> StoreResult<Vec<Invite>>;
+    async fn invite_by_token(&self, token: &str) -> StoreResult<Option<Invite>>;
+    /// Revokes the invite and every guest session redeemed from it; returns the revoked sessions' ids.
+    async fn revoke_invite(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<Option<Vec<Uuid>>>;
+    async fn create_guest_session(
+        &self,
+        token_hash: &[u8],
+        invite: &Invite,
+        name: &str,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<GuestSession>;
+    async fn guest_session_by_hash(&self, token_hash: &[u8]) -> StoreResult<Option<GuestSession>>;
+    async fn revoke_guest_session(&self, id: Uuid) -> StoreResult<()>;
+
+    // uploads
+    async fn create_upload(&self, user_id: Uuid, sha256: &str, content_type: &str, size: i64) -> StoreResult<Upload>;
+    async fn upload_by_sha(&self, sha256: &str) -> StoreResult<Option<Upload>>;
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn unique(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Db(e),
+    }
+}
+
+/// SQLite (embedded mode).
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// PostgreSQL (production).
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+        use std::str::FromStr as _;
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(options).await?;
+        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tests that read raw rows.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tests that read raw rows.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Connects to the backend the URL names and runs its migrations.
+pub async fn connect(url: &str, max_connections: u32) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PgStore::connect(url, max_connections).await?))
+    } else {
+        Ok(std::sync::Arc::new(SqliteStore::connect(url, max_connections).await?))
+    }
+}
+
+macro_rules! impl_store {
+    ($ty:ident, $backend:literal) => {
+        #[async_trait]
+        impl Store for $ty {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn create_user(&self, email: &str, password: &str, name: &str, is_admin: bool) -> StoreResult<User> {
+                let t = now();
+                sqlx::query_as::<_, User>(
+                    "INSERT INTO users (id, email, password, name, is_admin, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(email)
+                .bind(password)
+                .bind(name)
+                .bind(is_admin)
+                .bind(t)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unique("account with this email"))
+            }
+
+            async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+                Ok(sqlx::query_as::<_, User>("SELECT * FROM users WHERE email = $1")
+                    .bind(email)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
+                Ok(sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn count_users(&self) -> StoreResult<i64> {
+                Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?)
+            }
+
+            async fn create_session(&self, user_id: Uuid) -> StoreResult<Session> {
+                Ok(sqlx::query_as::<_, Session>(
+                    "INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, $3) RETURNING *",
+                )
+                .bind(Uuid::new_v4())
+                .bind(user_id)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn session(&self, id: Uuid) -> StoreResult<Option<Session>> {
+                Ok(sqlx::query_as::<_, Session>("SELECT * FROM sessions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn revoke_session(&self, id: Uuid) -> StoreResult<()> {
+                sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(id)
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_refresh(
+                &self,
+                hash: &[u8],
+                family_id: Uuid,
+                user_id: Uuid,
+                expires_at: OffsetDateTime,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(hash)
+                .bind(family_id)
+                .bind(user_id)
+                .bind(expires_at)
+                .bind(now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn use_refresh(&self, hash: &[u8]) -> StoreResult<RefreshUse> {
+                let t = now();
+                // Marking used and reading in one statement makes two concurrent uses see one winner.
+                let taken: Option<(Uuid, Uuid)> = sqlx::query_as(
+                    "UPDATE refresh_tokens SET used_at = $2
+                     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+                     RETURNING family_id, user_id",
+                )
+                .bind(hash)
+                .bind(t)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some((family_id, user_id)) = taken {
+                    return Ok(RefreshUse::Valid { family_id, user_id });
+                }
+                let seen: Option<(Uuid, Uuid, Option<OffsetDateTime>)> =
+                    sqlx::query_as("SELECT family_id, user_id, used_at FROM refresh_tokens WHERE token_hash = $1")
+                        .bind(hash)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(match seen {
+                    Some((family_id, user_id, Some(_))) => RefreshUse::Reused { family_id, user_id },
+                    _ => RefreshUse::Invalid,
+                })
+            }
+
+            async fn create_broadcast(
+                &self,
+                user_id: Uuid,
+                title: &str,
+                description: &str,
+                settings: serde_json::Value,
+            ) -> StoreResult<Broadcast> {
+                let t = now();
+                Ok(sqlx::query_as::<_, Broadcast>(
+                    "INSERT INTO broadcasts (id, user_id, title, description, settings, scene, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(user_id)
+                .bind(title)
+                .bind(description)
+                .bind(Json(settings))
+                .bind(Json(serde_json::json!({})))
+                .bind(t)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn broadcast(&self, id: Uuid) -> StoreResult<Option<Broadcast>> {
+                Ok(sqlx::query_as::<_, Broadcast>("SELECT * FROM broadcasts WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn list_broadcasts(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Broadcast>> {
+                let items = sqlx::query_as::<_, Broadcast>(
+                    "SELECT * FROM broadcasts WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+                )
+                .bind(user_id)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?;
+                let total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM broadcasts WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(Page { items, total })
+            }
+
+            async fn update_broadcast(&self, b: &Broadcast) -> StoreResult<Broadcast> {
+                Ok(sqlx::query_as::<_, Broadcast>(
+                    "UPDATE broadcasts SET title = $2, description = $3, settings = $4, updated_at = $5
+                     WHERE id = $1 RETURNING *",
+                )
+                .bind(b.id)
+                .bind(&b.title)
+                .bind(&b.description)
+                .bind(&b.settings)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn set_broadcast_status(
+                &self,
+                id: Uuid,
+                status: &str,
+                start_time: Option<OffsetDateTime>,
+                end_time: Option<OffsetDateTime>,
+            ) -> StoreResult<Broadcast> {
+                Ok(sqlx::query_as::<_, Broadcast>(
+                    "UPDATE broadcasts SET status = $2, start_time = COALESCE($3, start_time),
+                     end_time = $4, updated_at = $5 WHERE id = $1 RETURNING *",
+                )
+                .bind(id)
+                .bind(status)
+                .bind(start_time)
+                .bind(end_time)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn set_scene(&self, id: Uuid, scene: serde_json::Value) -> StoreResult<()> {
+                sqlx::query("UPDATE broadcasts SET scene = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(Json(scene))
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_broadcast(&self, id: Uuid) -> StoreResult<bool> {
+                Ok(sqlx::query("DELETE FROM broadcasts WHERE id = $1").bind(id).execute(&self.pool).await?.rows_affected() > 0)
+            }
+
+            async fn count_live_broadcasts(&self) -> StoreResult<i64> {
+                Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM broadcasts WHERE status = 'live'")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn create_destination(&self, d: NewDestination) -> StoreResult<DestinationRow> {
+                let t = now();
+                Ok(sqlx::query_as::<_, DestinationRow>(
+                    "INSERT INTO destinations (id, broadcast_id, platform, name, rtmp_url, stream_key, stream_key_nonce,
+                     stream_key_kid, enabled, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(d.broadcast_id)
+                .bind(&d.platform)
+                .bind(&d.name)
+                .bind(&d.rtmp_url)
+                .bind(&d.stream_key)
+                .bind(&d.stream_key_nonce)
+                .bind(&d.stream_key_kid)
+                .bind(d.enabled)
+                .bind(t)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn destinations(&self, broadcast_id: Uuid) -> StoreResult<Vec<DestinationRow>> {
+                Ok(sqlx::query_as::<_, DestinationRow>(
+                    "SELECT * FROM destinations WHERE broadcast_id = $1 ORDER BY created_at, id",
+                )
+                .bind(broadcast_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn destination(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<Option<DestinationRow>> {
+                Ok(sqlx::query_as::<_, DestinationRow>("SELECT * FROM destinations WHERE broadcast_id = $1 AND id = $2")
+                    .bind(broadcast_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn update_destination(&self, d: &DestinationRow) -> StoreResult<DestinationRow> {
+                Ok(sqlx::query_as::<_, DestinationRow>(
+                    "UPDATE destinations SET name = $2, rtmp_url = $3, stream_key = $4, stream_key_nonce = $5,
+                     stream_key_kid = $6, enabled = $7, status = $8, updated_at = $9 WHERE id = $1 RETURNING *",
+                )
+                .bind(d.id)
+                .bind(&d.name)
+                .bind(&d.rtmp_url)
+                .bind(&d.stream_key)
+                .bind(&d.stream_key_nonce)
+                .bind(&d.stream_key_kid)
+                .bind(d.enabled)
+                .bind(&d.status)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn delete_destination(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<bool> {
+                Ok(sqlx::query("DELETE FROM destinations WHERE broadcast_id = $1 AND id = $2")
+                    .bind(broadcast_id)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    > 0)
+            }
+
+            async fn participant_joined(
+                &self,
+                broadcast_id: Uuid,
+                user_id: Option<Uuid>,
+                name: &str,
+                role: &str,
+                audio: bool,
+                video: bool,
+            ) -> StoreResult<Participant> {
+                let t = now();
+                Ok(sqlx::query_as::<_, Participant>(
+                    "INSERT INTO participants (id, broadcast_id, user_id, name, role, audio_enabled, video_enabled,
+                     joined_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8) RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(broadcast_id)
+                .bind(user_id)
+                .bind(name)
+                .bind(role)
+                .bind(audio)
+                .bind(video)
+                .bind(t)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn participant_status(&self, id: Uuid, audio: bool, video: bool, name: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE participants SET audio_enabled = $2, video_enabled = $3, name = $4, updated_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(audio)
+                .bind(video)
+                .bind(name)
+                .bind(now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn participant_left(&self, id: Uuid) -> StoreResult<()> {
+                let t = now();
+                sqlx::query("UPDATE participants SET left_at = $2, updated_at = $2 WHERE id = $1 AND left_at IS NULL")
+                    .bind(id)
+                    .bind(t)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn active_participants(&self, broadcast_id: Uuid) -> StoreResult<Vec<Participant>> {
+                Ok(sqlx::query_as::<_, Participant>(
+                    "SELECT * FROM participants WHERE broadcast_id = $1 AND left_at IS NULL ORDER BY joined_at, id",
+                )
+                .bind(broadcast_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn close_all_participants(&self) -> StoreResult<u64> {
+                let t = now();
+                Ok(sqlx::query("UPDATE participants SET left_at = $1, updated_at = $1 WHERE left_at IS NULL")
+                    .bind(t)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn create_recording(&self, broadcast_id: Uuid, user_id: Uuid, title: &str) -> StoreResult<Recording> {
+                let t = now();
+                let id = Uuid::now_v7();
+                Ok(sqlx::query_as::<_, Recording>(
+                    "INSERT INTO recordings (id, broadcast_id, user_id, title, url, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
+                )
+                .bind(id)
+                .bind(broadcast_id)
+                .bind(user_id)
+                .bind(title)
+                .bind(format!("/api/recordings/{id}/file"))
+                .bind(t)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn finish_recording(&self, id: Uuid, status: &str, duration: f64, file_size: i64) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE recordings SET status = $2, duration = $3, file_size = $4, updated_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(status)
+                .bind(duration)
+                .bind(file_size)
+                .bind(now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn recording(&self, id: Uuid) -> StoreResult<Option<Recording>> {
+                Ok(sqlx::query_as::<_, Recording>("SELECT * FROM recordings WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn list_recordings(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Recording>> {
+                let items = sqlx::query_as::<_, Recording>(
+                    "SELECT * FROM recordings WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+                )
+                .bind(user_id)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?;
+                let total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM recordings WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(Page { items, total })
+            }
+
+            async fn delete_recording(&self, id: Uuid) -> StoreResult<bool> {
+                Ok(sqlx::query("DELETE FROM recordings WHERE id = $1").bind(id).execute(&self.pool).await?.rows_affected() > 0)
+            }
+
+            async fn create_invite(
+                &self,
+                broadcast_id: Uuid,
+                token: &str,
+                role: &str,
+                created_by: Uuid,
+                expires_at: OffsetDateTime,
+            ) -> StoreResult<Invite> {
+                Ok(sqlx::query_as::<_, Invite>(
+                    "INSERT INTO invites (id, broadcast_id, token, role, created_by, expires_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(broadcast_id)
+                .bind(token)
+                .bind(role)
+                .bind(created_by)
+                .bind(expires_at)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unique("invite token"))?)
+            }
+
+            async fn invites(&self, broadcast_id: Uuid) -> StoreResult<Vec<Invite>> {
+                Ok(sqlx::query_as::<_, Invite>(
+                    "SELECT * FROM invites WHERE broadcast_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+                )
+                .bind(broadcast_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn invite_by_token(&self, token: &str) -> StoreResult<Option<Invite>> {
+                Ok(sqlx::query_as::<_, Invite>("SELECT * FROM invites WHERE token = $1")
+                    .bind(token)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn revoke_invite(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<Option<Vec<Uuid>>> {
+                let t = now();
+                let mut tx = self.pool.begin().await?;
+                let n = sqlx::query(
+                    "UPDATE invites SET revoked_at = $3 WHERE broadcast_id = $1 AND id = $2 AND revoked_at IS NULL",
+                )
+                .bind(broadcast_id)
+                .bind(id)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Ok(None);
+                }
+                let sessions: Vec<Uuid> = sqlx::query_scalar(
+                    "UPDATE guest_sessions SET revoked_at = $2 WHERE invite_id = $1 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(id)
+                .bind(t)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(sessions))
+            }
+
+            async fn create_guest_session(
+                &self,
+                token_hash: &[u8],
+                invite: &Invite,
+                name: &str,
+                expires_at: OffsetDateTime,
+            ) -> StoreResult<GuestSession> {
+                Ok(sqlx::query_as::<_, GuestSession>(
+                    "INSERT INTO guest_sessions (id, token_hash, invite_id, broadcast_id, name, role, expires_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+                )
+                .bind(Uuid::new_v4())
+                .bind(token_hash)
+                .bind(invite.id)
+                .bind(invite.broadcast_id)
+                .bind(name)
+                .bind(&invite.role)
+                .bind(expires_at)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn guest_session_by_hash(&self, token_hash: &[u8]) -> StoreResult<Option<GuestSession>> {
+                Ok(sqlx::query_as::<_, GuestSession>("SELECT * FROM guest_sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn revoke_guest_session(&self, id: Uuid) -> StoreResult<()> {
+                sqlx::query("UPDATE guest_sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(id)
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn create_upload(&self, user_id: Uuid, sha256: &str, content_type: &str, size: i64) -> StoreResult<Upload> {
+                Ok(sqlx::query_as::<_, Upload>(
+                    "INSERT INTO uploads (id, user_id, sha256, content_type, size, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(user_id)
+                .bind(sha256)
+                .bind(content_type)
+                .bind(size)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn upload_by_sha(&self, sha256: &str) -> StoreResult<Option<Upload>> {
+                Ok(sqlx::query_as::<_, Upload>("SELECT * FROM uploads WHERE sha256 = $1 ORDER BY created_at LIMIT 1")
+                    .bind(sha256)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+        }
+    };
+}
+
+impl_store!(SqliteStore, "sqlite");
+impl_store!(PgStore, "postgres");

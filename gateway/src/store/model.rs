@@ -1,0 +1,174 @@
+//! Rows as the store returns them. JSON uses the seed's camelCase names; secrets are skipped.
+
+use serde::Serialize;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    /// argon2id PHC string; never serialized.
+    #[serde(skip)]
+    pub password: String,
+    pub name: String,
+    pub avatar: Option<String>,
+    pub subscription_tier: String,
+    pub is_admin: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Broadcast {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub title: String,
+    pub description: String,
+    /// `scheduled` | `live` | `ended`
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub settings: Json<serde_json::Value>,
+    /// Stage, layout and overlays; read and written through `/scene`.
+    #[serde(skip)]
+    pub scene: Json<serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub start_time: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub end_time: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A destination as stored: the stream key only as AES-256-GCM ciphertext.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DestinationRow {
+    pub id: Uuid,
+    pub broadcast_id: Uuid,
+    pub platform: String,
+    pub name: String,
+    pub rtmp_url: String,
+    pub stream_key: Vec<u8>,
+    pub stream_key_nonce: Vec<u8>,
+    pub stream_key_kid: String,
+    pub enabled: bool,
+    pub status: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    pub id: Uuid,
+    pub broadcast_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub name: String,
+    pub role: String,
+    pub audio_enabled: bool,
+    pub video_enabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub joined_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub left_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Recording {
+    pub id: Uuid,
+    pub broadcast_id: Uuid,
+    pub user_id: Uuid,
+    pub title: String,
+    /// Seconds.
+    pub duration: f64,
+    pub file_size: i64,
+    /// Download path (`/api/recordings/:id/file`); the file itself lives under the data directory.
+    pub url: String,
+    /// `recording` | `ready` | `failed`
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Invite {
+    pub id: Uuid,
+    pub broadcast_id: Uuid,
+    pub token: String,
+    pub role: String,
+    pub created_by: Uuid,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GuestSession {
+    pub id: Uuid,
+    pub token_hash: Vec<u8>,
+    pub invite_id: Uuid,
+    pub broadcast_id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Upload {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub sha256: String,
+    pub content_type: String,
+    pub size: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// What taking (using) a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// Valid and now marked used: issue a new one in the same family.
+    Valid { family_id: Uuid, user_id: Uuid },
+    /// Already used before: a replay. The caller revokes the family.
+    Reused { family_id: Uuid, user_id: Uuid },
+    /// Unknown or expired.
+    Invalid,
+}
+
+/// Fields of a new destination (the key already encrypted).
+#[derive(Debug, Clone)]
+pub struct NewDestination {
+    pub broadcast_id: Uuid,
+    pub platform: String,
+    pub name: String,
+    pub rtmp_url: String,
+    pub stream_key: Vec<u8>,
+    pub stream_key_nonce: Vec<u8>,
+    pub stream_key_kid: String,
+    pub enabled: bool,
+}

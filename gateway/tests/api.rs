@@ -1,0 +1,445 @@
+//! The REST API end to end, in-process, on both backends (see `common`).
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{Backend, Cookies, RawDb, TestApp};
+use serde_json::json;
+
+both_backends!(
+    host_flow_register_login_broadcast_destination_start_end,
+    stream_keys_are_encrypted_at_rest_and_never_returned,
+    tampered_stream_key_is_reported_clearly,
+    refresh_rotates_and_reuse_revokes_the_family,
+    logout_revokes_the_session,
+    rate_limit_on_login_gives_429_with_retry_after,
+    invites_guest_sessions_and_roles,
+    revoking_an_invite_ends_its_guest_sessions,
+    registration_modes_and_first_admin,
+    lists_are_paginated_and_ordered,
+    scene_round_trip_and_validation,
+    recordings_list_get_range_delete,
+    uploads_are_type_checked_size_limited_and_served,
+    start_and_end_are_announced_on_the_bus,
+    cross_origin_state_changes_are_refused,
+    health_and_metrics,
+);
+
+async fn host_flow_register_login_broadcast_destination_start_end(b: Backend) {
+    let t = TestApp::new(b).await;
+    t.user("host@example.com").await;
+    // Log in again with the password, as a returning host would.
+    let login = t.post("/api/auth/login").json(json!({"email": "HOST@example.com", "password": "correct horse battery"})).send().await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let host = login.cookies();
+    assert!(host.get("by_access").is_some() && host.get("by_refresh").is_some());
+    let set_cookie = login.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert!(set_cookie.iter().all(|c| c.contains("HttpOnly") && c.contains("SameSite=Lax")), "{set_cookie:?}");
+
+    let me = t.get("/api/auth/me").cookies(&host).send().await;
+    assert_eq!(me.body["user"]["email"], "host@example.com");
+    assert_eq!(me.body["user"]["isAdmin"], true, "first account is the admin");
+    assert!(me.body["user"].get("password").is_none());
+
+    let id = t.broadcast(&host, "Friday show").await;
+    let got = t.get(&format!("/api/broadcasts/{id}")).cookies(&host).send().await;
+    assert_eq!(got.body["title"], "Friday show");
+    assert_eq!(got.body["status"], "scheduled");
+
+    let key = "abcd-efgh-ijkl-mnop-qrst";
+    let dest = t
+        .post(&format!("/api/broadcasts/{id}/destinations"))
+        .cookies(&host)
+        .json(json!({"platform": "youtube", "streamKey": key}))
+        .send()
+        .await;
+    assert_eq!(dest.status, StatusCode::CREATED, "{}", dest.body);
+    assert_eq!(dest.body["streamKey"], "••••qrst");
+    assert_eq!(dest.body["rtmpUrl"], "rtmp://a.rtmp.youtube.com/live2");
+    let list = t.get(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).send().await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    assert_eq!(list.body[0]["streamKey"], "••••qrst");
+    assert!(!list.bytes.windows(key.len()).any(|w| w == key.as_bytes()));
+
+    let dest_id = dest.body["id"].as_str().unwrap();
+    let patched = t
+        .req(Method::PATCH, &format!("/api/broadcasts/{id}/destinations/{dest_id}"))
+        .cookies(&host)
+        .json(json!({"enabled": false}))
+        .send()
+        .await;
+    assert_eq!(patched.body["enabled"], false);
+    let test = t.post(&format!("/api/broadcasts/{id}/destinations/{dest_id}/test")).cookies(&host).send().await;
+    assert_eq!(test.status, StatusCode::OK);
+    assert_eq!(test.body["ok"], true, "{}", test.body);
+
+    let started = t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    assert_eq!(started.body["status"], "live");
+    assert!(started.body["startTime"].is_string());
+    t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await.assert_error(StatusCode::CONFLICT);
+    let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
+    assert_eq!(ended.body["status"], "ended");
+    assert!(ended.body["endTime"].is_string());
+    t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await.assert_error(StatusCode::CONFLICT);
+
+    let del = t.req(Method::DELETE, &format!("/api/broadcasts/{id}/destinations/{dest_id}")).cookies(&host).send().await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    let del = t.req(Method::DELETE, &format!("/api/broadcasts/{id}")).cookies(&host).send().await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    t.get(&format!("/api/broadcasts/{id}")).cookies(&host).send().await.assert_error(StatusCode::NOT_FOUND);
+}
+
+/// Every column of every destination row, as text and as raw bytes.
+async fn raw_destination_rows(t: &TestApp) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    type Row = (String, String, String, Vec<u8>, Vec<u8>, String, String);
+    let sql = "SELECT platform, name, rtmp_url, stream_key, stream_key_nonce, stream_key_kid, status FROM destinations ORDER BY created_at";
+    let rows: Vec<Row> = match &t.raw {
+        RawDb::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+        RawDb::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+    };
+    rows.into_iter().map(|r| (format!("{} {} {} {} {}", r.0, r.1, r.2, r.5, r.6), r.3, r.4)).collect()
+}
+
+fn forms_of(key: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let e = base64::engine::general_purpose::STANDARD;
+    let u = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    vec![key.to_owned(), hex::encode(key), hex::encode(key).to_uppercase(), e.encode(key), u.encode(key)]
+}
+
+async fn stream_keys_are_encrypted_at_rest_and_never_returned(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    let key = "live_123456789_AbCdEfGhIjKlMnOpQrStUvWxYz";
+    for _ in 0..2 {
+        let r = t.post(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).json(json!({"platform": "twitch", "streamKey": key})).send().await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        assert_eq!(r.body["streamKey"], "••••WxYz");
+    }
+    let rows = raw_destination_rows(&t).await;
+    assert_eq!(rows.len(), 2);
+    for (text, ciphertext, nonce) in &rows {
+        let mut haystack = text.clone().into_bytes();
+        haystack.extend_from_slice(ciphertext);
+        haystack.extend_from_slice(nonce);
+        haystack.extend_from_slice(hex::encode(ciphertext).as_bytes());
+        for form in forms_of(key) {
+            assert!(!haystack.windows(form.len()).any(|w| w == form.as_bytes()), "found {form} in the raw row");
+        }
+    }
+    assert_ne!(rows[0].1, rows[1].1, "same key stored twice must give different ciphertexts");
+    assert_ne!(rows[0].2, rows[1].2, "nonces must differ");
+}
+
+async fn tampered_stream_key_is_reported_clearly(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    let r = t.post(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).json(json!({"platform": "rtmp", "rtmpUrl": "rtmp://127.0.0.1/live", "streamKey": "secret-key-123456"})).send().await;
+    let dest = r.body["id"].as_str().unwrap().to_owned();
+    let (_, mut ciphertext, _) = raw_destination_rows(&t).await.remove(0);
+    ciphertext[0] ^= 0x55;
+    match &t.raw {
+        RawDb::Sqlite(p) => sqlx::query("UPDATE destinations SET stream_key = $1").bind(&ciphertext).execute(p).await.unwrap(),
+        RawDb::Postgres(p) => sqlx::query("UPDATE destinations SET stream_key = $1").bind(&ciphertext).execute(p).await.unwrap(),
+    };
+    let list = t.get(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).send().await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body[0]["keyError"].as_str().unwrap().contains("tampered"), "{}", list.body);
+    let test = t.post(&format!("/api/broadcasts/{id}/destinations/{dest}/test")).cookies(&host).send().await;
+    assert_eq!(test.body["ok"], false);
+    assert!(test.body["checks"][1]["message"].as_str().unwrap().contains("tampered"), "{}", test.body);
+}
+
+async fn refresh_rotates_and_reuse_revokes_the_family(b: Backend) {
+    let t = TestApp::new(b).await;
+    let mut c = t.user("r@example.com").await;
+    let r1 = c.only("by_refresh");
+    let res = t.post("/api/auth/refresh").cookies(&r1).send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    c.update(&res);
+    let r2 = c.only("by_refresh");
+    assert_ne!(r1.get("by_refresh"), r2.get("by_refresh"), "refresh token rotates");
+    assert_eq!(t.get("/api/auth/me").cookies(&c).send().await.status, StatusCode::OK);
+    // Replaying the spent token: refused, and the whole family (session) is revoked.
+    t.post("/api/auth/refresh").cookies(&r1).send().await.assert_error(StatusCode::UNAUTHORIZED);
+    t.post("/api/auth/refresh").cookies(&r2).send().await.assert_error(StatusCode::UNAUTHORIZED);
+    t.get("/api/auth/me").cookies(&c.only("by_access")).send().await.assert_error(StatusCode::UNAUTHORIZED);
+    // A fresh login still works.
+    let login = t.post("/api/auth/login").json(json!({"email": "r@example.com", "password": "correct horse battery"})).send().await;
+    assert_eq!(login.status, StatusCode::OK);
+}
+
+async fn logout_revokes_the_session(b: Backend) {
+    let t = TestApp::new(b).await;
+    let c = t.user("l@example.com").await;
+    let other = t.post("/api/auth/login").json(json!({"email": "l@example.com", "password": "correct horse battery"})).send().await.cookies();
+    let out = t.post("/api/auth/logout").cookies(&c).send().await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(out.cookies().get("by_access") == Some(""), "logout clears the cookie");
+    t.get("/api/auth/me").cookies(&c).send().await.assert_error(StatusCode::UNAUTHORIZED);
+    t.post("/api/auth/refresh").cookies(&c.only("by_refresh")).send().await.assert_error(StatusCode::UNAUTHORIZED);
+    // Another device's session is untouched.
+    assert_eq!(t.get("/api/auth/me").cookies(&other).send().await.status, StatusCode::OK);
+}
+
+async fn rate_limit_on_login_gives_429_with_retry_after(b: Backend) {
+    let t = TestApp::with(b, |c| c.limits.auth_per_minute = 3).await;
+    for i in 0..3 {
+        let r = t.post("/api/auth/login").from_ip("10.0.0.1").json(json!({"email": "nobody@example.com", "password": "wrong password"})).send().await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = t.post("/api/auth/login").from_ip("10.0.0.1").json(json!({"email": "nobody@example.com", "password": "wrong password"})).send().await;
+    assert_eq!(r.assert_error(StatusCode::TOO_MANY_REQUESTS), "rate_limited");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    // Per account too: another address, same account, still limited.
+    let r = t.post("/api/auth/login").from_ip("10.0.0.2").json(json!({"email": "nobody@example.com", "password": "x"})).send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS);
+    // Another address and account is not.
+    let r = t.post("/api/auth/login").from_ip("10.0.0.3").json(json!({"email": "else@example.com", "password": "x"})).send().await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn invites_guest_sessions_and_roles(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "show").await;
+    let inv = t.post(&format!("/api/broadcasts/{id}/invites")).cookies(&host).json(json!({"role": "guest", "expiresInHours": 2})).send().await;
+    assert_eq!(inv.status, StatusCode::CREATED);
+    assert!(inv.body["url"].as_str().unwrap().starts_with("http://studio.test/join/"));
+    let list = t.get(&format!("/api/broadcasts/{id}/invites")).cookies(&host).send().await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+
+    let guest = t.guest(&host, &id, "guest", "Ada").await;
+    let me = t.get("/api/auth/me").cookies(&guest).send().await;
+    assert_eq!(me.body["guest"]["name"], "Ada");
+    assert_eq!(me.body["guest"]["role"], "guest");
+    assert_eq!(t.get(&format!("/api/broadcasts/{id}")).cookies(&guest).send().await.status, StatusCode::OK);
+    assert_eq!(t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&guest).send().await.status, StatusCode::OK);
+    // A guest may not run the show.
+    for path in ["start", "end", "invites", "destinations"] {
+        t.post(&format!("/api/broadcasts/{id}/{path}")).cookies(&guest).json(json!({})).send().await.assert_error(StatusCode::FORBIDDEN);
+    }
+    t.get("/api/broadcasts").cookies(&guest).send().await.assert_error(StatusCode::FORBIDDEN);
+    // Nor see other broadcasts.
+    let other = t.broadcast(&host, "other").await;
+    t.get(&format!("/api/broadcasts/{other}")).cookies(&guest).send().await.assert_error(StatusCode::NOT_FOUND);
+
+    // A co-host may start and end, but not delete or see keys.
+    let cohost = t.guest(&host, &id, "cohost", "Grace").await;
+    assert_eq!(t.post(&format!("/api/broadcasts/{id}/start")).cookies(&cohost).send().await.status, StatusCode::OK);
+    assert_eq!(t.post(&format!("/api/broadcasts/{id}/end")).cookies(&cohost).send().await.status, StatusCode::OK);
+    t.req(Method::DELETE, &format!("/api/broadcasts/{id}")).cookies(&cohost).send().await.assert_error(StatusCode::FORBIDDEN);
+    // Bad and unknown tokens.
+    t.post("/api/invites/not-a-token/redeem").json(json!({"name": "x"})).send().await.assert_error(StatusCode::NOT_FOUND);
+    let token = inv.body["token"].as_str().unwrap();
+    let r = t.post(&format!("/api/invites/{token}/redeem")).json(json!({"name": ""})).send().await;
+    assert_eq!(r.body["error"]["field"], "name");
+}
+
+async fn revoking_an_invite_ends_its_guest_sessions(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "show").await;
+    let inv = t.post(&format!("/api/broadcasts/{id}/invites")).cookies(&host).json(json!({})).send().await;
+    let token = inv.body["token"].as_str().unwrap();
+    let invite_id = inv.body["id"].as_str().unwrap();
+    let guest = t.post(&format!("/api/invites/{token}/redeem")).json(json!({"name": "Bob"})).send().await.cookies();
+    let session_id: uuid::Uuid = t.get("/api/auth/me").cookies(&guest).send().await.body["guest"]["id"].as_str().unwrap().parse().unwrap();
+    let mut events = t.state.bus.subscribe(&backyard_core::bus::topic::session(session_id));
+    let r = t.req(Method::DELETE, &format!("/api/broadcasts/{id}/invites/{invite_id}")).cookies(&host).send().await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    t.get("/api/auth/me").cookies(&guest).send().await.assert_error(StatusCode::UNAUTHORIZED);
+    t.post(&format!("/api/invites/{token}/redeem")).json(json!({"name": "Bob"})).send().await.assert_error(StatusCode::NOT_FOUND);
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await.expect("revocation announced").unwrap();
+    assert_eq!(ev.event, "session-revoked");
+    assert_eq!(t.get(&format!("/api/broadcasts/{id}/invites")).cookies(&host).send().await.body.as_array().unwrap().len(), 0);
+}
+
+async fn registration_modes_and_first_admin(b: Backend) {
+    let t = TestApp::with(b, |c| c.auth.registration = backyard::config::Registration::Closed).await;
+    // The first account may always be created: it is the admin.
+    t.user("admin@example.com").await;
+    let r = t.post("/api/auth/register").json(json!({"email": "late@example.com", "password": "long enough pw", "name": "Late"})).send().await;
+    r.assert_error(StatusCode::FORBIDDEN);
+
+    let t = TestApp::with(b, |c| c.auth.registration = backyard::config::Registration::Invite).await;
+    let admin = t.user("admin@example.com").await;
+    let r = t.post("/api/auth/register").json(json!({"email": "n@example.com", "password": "long enough pw", "name": "N"})).send().await;
+    assert_eq!(r.body["error"]["field"], "inviteToken");
+    let id = t.broadcast(&admin, "x").await;
+    let inv = t.post(&format!("/api/broadcasts/{id}/invites")).cookies(&admin).json(json!({})).send().await;
+    let r = t
+        .post("/api/auth/register")
+        .json(json!({"email": "n@example.com", "password": "long enough pw", "name": "N", "inviteToken": inv.body["token"]}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["user"]["isAdmin"], false);
+    // Duplicate email: 409.
+    let r = t.post("/api/auth/register").json(json!({"email": "N@example.com", "password": "long enough pw", "name": "N", "inviteToken": inv.body["token"]})).send().await;
+    r.assert_error(StatusCode::CONFLICT);
+}
+
+async fn lists_are_paginated_and_ordered(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    for i in 0..5 {
+        t.broadcast(&host, &format!("b{i}")).await;
+    }
+    let p1 = t.get("/api/broadcasts?limit=2").cookies(&host).send().await;
+    assert_eq!(p1.body["total"], 5);
+    let titles = |r: &common::Res| r.body["items"].as_array().unwrap().iter().map(|b| b["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(titles(&p1), ["b4", "b3"], "newest first");
+    let p3 = t.get("/api/broadcasts?limit=2&offset=4").cookies(&host).send().await;
+    assert_eq!(titles(&p3), ["b0"]);
+    let r = t.get("/api/broadcasts?limit=0").cookies(&host).send().await;
+    assert_eq!(r.body["error"]["field"], "limit");
+    let r = t.get("/api/broadcasts?limit=abc").cookies(&host).send().await;
+    assert_eq!(r.body["error"]["field"], "limit");
+    // Someone else sees none of them.
+    let other = t.user("o@example.com").await;
+    assert_eq!(t.get("/api/broadcasts").cookies(&other).send().await.body["total"], 0);
+}
+
+async fn scene_round_trip_and_validation(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
+    assert_eq!(get.body["layout"], "grid");
+    let p = uuid::Uuid::new_v4();
+    let scene = json!({"stage": [p], "layout": "spotlight", "overlays": {"banner": {"text": "Welcome"}}});
+    let put = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(scene.clone()).send().await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
+    assert_eq!(get.body, scene);
+    let bad = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(json!({"layout": "nope"})).send().await;
+    assert_eq!(bad.body["error"]["field"], "layout");
+    let bad = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(json!({"stage": ["not-a-uuid"]})).send().await;
+    assert_eq!(bad.body["error"]["field"], "stage[0]");
+}
+
+async fn recordings_list_get_range_delete(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    let user_id: uuid::Uuid = t.get("/api/auth/me").cookies(&host).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
+    let rec = t.state.store.create_recording(id.parse().unwrap(), user_id, "x").await.unwrap();
+    let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let path = backyard::api::recordings::recording_path(&t.state, rec.id);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &content).unwrap();
+    t.state.store.finish_recording(rec.id, "ready", 12.5, content.len() as i64).await.unwrap();
+
+    let list = t.get("/api/recordings").cookies(&host).send().await;
+    assert_eq!(list.body["total"], 1);
+    assert_eq!(list.body["items"][0]["fileSize"], 10_000);
+    let one = t.get(&format!("/api/recordings/{}", rec.id)).cookies(&host).send().await;
+    assert_eq!(one.body["duration"], 12.5);
+    let part = t.get(&format!("/api/recordings/{}/file", rec.id)).cookies(&host).header("range", "bytes=100-199").send().await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.bytes, &content[100..200]);
+    assert_eq!(part.headers["content-range"], "bytes 100-199/10000");
+    let whole = t.get(&format!("/api/recordings/{}/file", rec.id)).cookies(&host).send().await;
+    assert_eq!(whole.bytes, content);
+    // Not someone else's.
+    let other = t.user("o@example.com").await;
+    t.get(&format!("/api/recordings/{}/file", rec.id)).cookies(&other).send().await.assert_error(StatusCode::NOT_FOUND);
+    let del = t.req(Method::DELETE, &format!("/api/recordings/{}", rec.id)).cookies(&host).send().await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    assert!(!path.exists());
+    t.get(&format!("/api/recordings/{}", rec.id)).cookies(&host).send().await.assert_error(StatusCode::NOT_FOUND);
+}
+
+fn multipart(name: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "XbackyardX";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A valid 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01,
+    0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
+    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+async fn uploads_are_type_checked_size_limited_and_served(b: Backend) {
+    let t = TestApp::with(b, |c| c.limits.upload_bytes = 4096).await;
+    let host = t.user("h@example.com").await;
+    let (ct, body) = multipart("file", PNG);
+    let up = t.post("/api/upload").cookies(&host).raw(&ct, body).send().await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.body);
+    assert_eq!(up.body["contentType"], "image/png");
+    let url = up.body["url"].as_str().unwrap();
+    let got = t.get(url).send().await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.bytes, PNG);
+    assert_eq!(got.headers["content-type"], "image/png");
+    // A text file claiming to be an image.
+    let (ct, body) = multipart("file", b"<svg onload=alert(1)>");
+    let r = t.post("/api/upload").cookies(&host).raw(&ct, body).send().await;
+    assert_eq!(r.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE), "unsupported_image");
+    // Too big.
+    let mut big = PNG.to_vec();
+    big.resize(200_000, 0);
+    let (ct, body) = multipart("file", &big);
+    t.post("/api/upload").cookies(&host).raw(&ct, body).send().await.assert_error(StatusCode::PAYLOAD_TOO_LARGE);
+    // Wrong field, not multipart, unauthenticated.
+    let (ct, body) = multipart("other", PNG);
+    assert_eq!(t.post("/api/upload").cookies(&host).raw(&ct, body).send().await.body["error"]["field"], "file");
+    t.post("/api/upload").cookies(&host).json(json!({})).send().await.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (ct, body) = multipart("file", PNG);
+    t.post("/api/upload").raw(&ct, body).send().await.assert_error(StatusCode::UNAUTHORIZED);
+    t.get("/api/uploads/zz").send().await.assert_error(StatusCode::BAD_REQUEST);
+}
+
+async fn start_and_end_are_announced_on_the_bus(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    let mut events = t.state.bus.subscribe(&backyard_core::bus::topic::broadcast(id.parse().unwrap()));
+    t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
+    t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
+    let wait = std::time::Duration::from_secs(10);
+    let a = tokio::time::timeout(wait, events.recv()).await.expect("started event").unwrap();
+    let b2 = tokio::time::timeout(wait, events.recv()).await.expect("ended event").unwrap();
+    assert_eq!(a.event, "broadcast-started");
+    assert_eq!(a.data["broadcastId"], id);
+    assert_eq!(b2.event, "broadcast-ended");
+}
+
+async fn cross_origin_state_changes_are_refused(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let r = t.post("/api/broadcasts").cookies(&host).header("origin", "https://evil.example").json(json!({"title": "x"})).send().await;
+    r.assert_error(StatusCode::FORBIDDEN);
+    let r = t.post("/api/broadcasts").cookies(&host).header("origin", "http://studio.test").json(json!({"title": "x"})).send().await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // Reads are not affected.
+    assert_eq!(t.get("/api/broadcasts").cookies(&host).header("origin", "https://evil.example").send().await.status, StatusCode::OK);
+}
+
+async fn health_and_metrics(b: Backend) {
+    let t = TestApp::new(b).await;
+    let h = t.get("/healthz").send().await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.body["store"], if b == Backend::Sqlite { "sqlite" } else { "postgres" });
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
+    let m = t.get("/metrics").send().await;
+    let text = String::from_utf8(m.bytes).unwrap();
+    assert!(text.contains("backyard_active_broadcasts 1"), "{text}");
+    assert!(text.contains("backyard_http_requests_total{method=\"POST\",route=\"/api/broadcasts\",status=\"201\"} 1"), "{text}");
+    assert!(text.contains("backyard_http_request_duration_seconds_bucket"));
+}
+
+#[allow(dead_code)]
+fn _unused(_: Cookies) {}

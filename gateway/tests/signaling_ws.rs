@@ -1,0 +1,252 @@
+//! `GET /ws` over a real socket: a backyard on loopback, a host and guests as WebSocket clients, and str0m
+//! clients for the WebRTC offer. Checks the room rules and that bad input gets an `error` event while the
+//! room keeps working.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use backyard::AppState;
+use backyard::config::Config;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use str0m::Rtc;
+use str0m::media::{Direction, MediaKind};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use uuid::Uuid;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Server {
+    addr: SocketAddr,
+    state: AppState,
+}
+
+async fn server() -> anyhow::Result<Server> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut cfg = Config::default();
+    cfg.public_url = format!("http://{addr}");
+    cfg.server.bind = addr;
+    cfg.data_dir = std::env::temp_dir().join(format!("backyard-signaling-{}", Uuid::new_v4()));
+    cfg.limits.max_participants = 3;
+    cfg.ensure_secrets()?;
+    let state = AppState::new(cfg).await?;
+    let app = backyard::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Server { addr, state })
+}
+
+/// A host account with a broadcast; returns (bearer token, user id, broadcast id).
+async fn host(s: &Server, email: &str) -> anyhow::Result<(String, Uuid, Uuid)> {
+    let user = s.state.store.create_user(email, "not-a-real-hash", "Hosty", false).await?;
+    let sid = s.state.tokens.create_session(user.id).await?;
+    let b = s.state.store.create_broadcast(user.id, "Friday show", "", json!({})).await?;
+    Ok((s.state.jwt.issue(user.id, sid), user.id, b.id))
+}
+
+/// A guest session for the broadcast; returns the cookie value.
+async fn guest(s: &Server, broadcast: Uuid, host: Uuid, name: &str, role: &str) -> anyhow::Result<String> {
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let invite = s.state.store.create_invite(broadcast, &format!("inv-{}", Uuid::new_v4()), role, host, expires).await?;
+    let raw = format!("guest-{}", Uuid::new_v4());
+    s.state.store.create_guest_session(&backyard::auth::tokens::hash_token(&raw), &invite, name, expires).await?;
+    Ok(raw)
+}
+
+enum Cred<'a> {
+    Bearer(&'a str),
+    Guest(&'a str),
+}
+
+async fn connect(s: &Server, cred: Cred<'_>) -> anyhow::Result<Socket> {
+    let mut req = format!("ws://{}/ws", s.addr).into_client_request()?;
+    let (name, value) = match cred {
+        Cred::Bearer(t) => ("authorization", format!("Bearer {t}")),
+        Cred::Guest(t) => ("cookie", format!("by_guest={t}")),
+    };
+    req.headers_mut().insert(name, value.parse()?);
+    Ok(tokio_tungstenite::connect_async(req).await?.0)
+}
+
+async fn send(ws: &mut Socket, event: &str, data: Value) -> anyhow::Result<()> {
+    ws.send(Message::Text(json!({"event": event, "data": data}).to_string().into())).await?;
+    Ok(())
+}
+
+/// Reads events until `event` arrives (within 5 s) and returns its data; other events are skipped.
+async fn expect(ws: &mut Socket, event: &str) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = vec![];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .with_context(|| format!("waiting for {event}; saw {seen:?}"))?
+            .with_context(|| format!("socket ended waiting for {event}; saw {seen:?}"))??;
+        let Message::Text(text) = msg else {
+            if let Message::Close(_) = msg {
+                bail!("socket closed waiting for {event}; saw {seen:?}");
+            }
+            continue;
+        };
+        let v: Value = serde_json::from_str(text.as_str())?;
+        if v["event"] == event {
+            return Ok(v["data"].clone());
+        }
+        seen.push(v["event"].as_str().unwrap_or_default().to_owned());
+    }
+}
+
+/// Sends `event` and expects an `error` with `code` naming that event.
+async fn expect_error(ws: &mut Socket, event: &str, data: Value, code: &str) -> anyhow::Result<Value> {
+    send(ws, event, data).await?;
+    let e = expect(ws, "error").await?;
+    assert_eq!(e["code"], code, "{event}: {e}");
+    Ok(e)
+}
+
+fn str0m_offer() -> anyhow::Result<String> {
+    let mut rtc = Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
+    rtc.add_local_candidate(str0m::Candidate::host("127.0.0.1:50000".parse()?, "udp")?);
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    Ok(api.apply().context("an offer")?.0.to_sdp_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_upgrade_is_refused() -> anyhow::Result<()> {
+    let s = server().await?;
+    let req = format!("ws://{}/ws", s.addr).into_client_request()?;
+    let err = tokio_tungstenite::connect_async(req).await.err().context("must fail")?;
+    assert!(err.to_string().contains("401"), "{err}");
+    let err = connect(&s, Cred::Guest("forged")).await.err().context("must fail")?;
+    assert!(err.to_string().contains("401"), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_an_error_and_the_room_keeps_working() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, user, broadcast) = host(&s, "h1@example.org").await?;
+    let (_other_token, _, foreign) = host(&s, "h2@example.org").await?;
+    let mut ws = connect(&s, Cred::Bearer(&token)).await?;
+
+    expect_error(&mut ws, "webrtc-offer", json!({"sdp": "v=0"}), "not-joined").await?;
+    expect_error(&mut ws, "join-broadcast", json!({"broadcastId": foreign}), "not-found").await?;
+    expect_error(&mut ws, "join-broadcast", json!({"broadcastId": "nope"}), "invalid-field").await?;
+    send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast, "audioEnabled": true, "videoEnabled": true})).await?;
+    let joined = expect(&mut ws, "joined").await?;
+    assert_eq!(joined["role"], "host");
+    assert_eq!(joined["broadcast"]["id"], broadcast.to_string());
+    assert_eq!(joined["participants"], json!([]));
+
+    expect_error(&mut ws, "no-such-event", json!({}), "unknown-event").await?;
+    ws.send(Message::Text("{not json".into())).await?;
+    assert_eq!(expect(&mut ws, "error").await?["code"], "malformed-message");
+    ws.send(Message::Text(json!({"event": "chat-message", "data": {"text": "x".repeat(100_000)}}).to_string().into()))
+        .await?;
+    assert_eq!(expect(&mut ws, "error").await?["code"], "message-too-large");
+    let e = expect_error(&mut ws, "chat-message", json!({"txt": "hi"}), "invalid-field").await?;
+    assert_eq!(e["field"], "txt");
+    assert_eq!(e["event"], "chat-message");
+    expect_error(&mut ws, "ice-candidate", json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}), "no-media-session")
+        .await?;
+    expect_error(&mut ws, "webrtc-offer", json!({"sdp": "this is not SDP"}), "invalid-sdp").await?;
+    expect_error(&mut ws, "moderate", json!({"participantId": Uuid::new_v4(), "action": "remove"}), "not-found").await?;
+    expect_error(&mut ws, "join-broadcast", json!({"broadcastId": broadcast}), "already-joined").await?;
+
+    // A real offer is answered, and candidates of another ICE session are refused.
+    send(&mut ws, "webrtc-offer", json!({"sdp": str0m_offer()?})).await?;
+    let answer = expect(&mut ws, "webrtc-answer").await?;
+    assert!(answer["sdp"].as_str().is_some_and(|s| s.contains("a=candidate")), "{answer}");
+    let foreign_candidate = "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host ufrag someoneelse";
+    expect_error(&mut ws, "ice-candidate", json!({"candidate": foreign_candidate, "sdpMid": "0"}), "invalid-candidate").await?;
+    expect_error(&mut ws, "webrtc-answer", json!({"sdp": "garbage"}), "invalid-sdp").await?;
+
+    // The room still works: chat round-trips and is kept for late joiners.
+    send(&mut ws, "chat-message", json!({"text": "still here"})).await?;
+    let chat = expect(&mut ws, "chat-message").await?;
+    assert_eq!(chat["text"], "still here");
+    assert_eq!(chat["name"], "Hosty");
+    let g = guest(&s, broadcast, user, "Gus", "guest").await?;
+    let mut gws = connect(&s, Cred::Guest(&g)).await?;
+    send(&mut gws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let joined = expect(&mut gws, "joined").await?;
+    assert_eq!(joined["chat"][0]["text"], "still here");
+    assert_eq!(joined["participants"][0]["name"], "Hosty");
+    let pj = expect(&mut ws, "participant-joined").await?;
+    assert_eq!(pj["participant"]["name"], "Gus");
+    // A guest's cookie does not grant another broadcast.
+    let mut gws2 = connect(&s, Cred::Guest(&g)).await?;
+    expect_error(&mut gws2, "join-broadcast", json!({"broadcastId": foreign}), "not-found").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, user, broadcast) = host(&s, "h3@example.org").await?;
+    let mut host_ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut host_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let host_id = expect(&mut host_ws, "joined").await?["participantId"].clone();
+
+    let g1 = guest(&s, broadcast, user, "Gus", "guest").await?;
+    let mut g1_ws = connect(&s, Cred::Guest(&g1)).await?;
+    send(&mut g1_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let gus = expect(&mut g1_ws, "joined").await?;
+    assert_eq!(gus["role"], "guest");
+    let gus_id = gus["participantId"].clone();
+    expect(&mut host_ws, "participant-joined").await?;
+
+    // Guests may not moderate or set the scene.
+    expect_error(&mut g1_ws, "moderate", json!({"participantId": host_id, "action": "mute-audio"}), "forbidden").await?;
+    expect_error(&mut g1_ws, "scene-update", json!({"stage": [], "layout": "grid", "overlays": {}}), "forbidden").await?;
+
+    // Status changes reach everyone.
+    send(&mut g1_ws, "participant-status", json!({"videoEnabled": false, "name": "Gus B."})).await?;
+    let up = expect(&mut host_ws, "participant-status-updated").await?;
+    assert_eq!(up["participant"]["videoEnabled"], false);
+    assert_eq!(up["participant"]["name"], "Gus B.");
+    expect_error(&mut g1_ws, "participant-status", json!({"name": "  "}), "invalid-field").await?;
+
+    // The host mutes the guest: the guest is told, everyone sees the new state; the guest may unmute.
+    send(&mut host_ws, "moderate", json!({"participantId": gus_id, "action": "mute-audio"})).await?;
+    let m = expect(&mut g1_ws, "moderated").await?;
+    assert_eq!(m, json!({"action": "mute-audio", "byParticipantId": host_id}));
+    let up = expect(&mut host_ws, "participant-status-updated").await?;
+    assert_eq!(up["participant"]["audioEnabled"], false);
+    send(&mut g1_ws, "participant-status", json!({"audioEnabled": true})).await?;
+    let up = expect(&mut host_ws, "participant-status-updated").await?;
+    assert_eq!(up["participant"]["audioEnabled"], true);
+
+    // The room holds 3: a co-host fills it, a fourth is refused.
+    let c = guest(&s, broadcast, user, "Cora", "cohost").await?;
+    let mut c_ws = connect(&s, Cred::Guest(&c)).await?;
+    send(&mut c_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    assert_eq!(expect(&mut c_ws, "joined").await?["role"], "cohost");
+    let g2 = guest(&s, broadcast, user, "Gwen", "guest").await?;
+    let mut g2_ws = connect(&s, Cred::Guest(&g2)).await?;
+    expect_error(&mut g2_ws, "join-broadcast", json!({"broadcastId": broadcast}), "room-full").await?;
+    // A co-host may not moderate the host.
+    expect_error(&mut c_ws, "moderate", json!({"participantId": host_id, "action": "remove"}), "forbidden").await?;
+
+    // The host removes the guest: told, disconnected, session revoked; the others see them leave.
+    send(&mut host_ws, "moderate", json!({"participantId": gus_id, "action": "remove"})).await?;
+    assert_eq!(expect(&mut g1_ws, "moderated").await?["action"], "remove");
+    let left = expect(&mut host_ws, "participant-left").await?;
+    assert_eq!(left, json!({"participantId": gus_id, "reason": "removed"}));
+    assert!(connect(&s, Cred::Guest(&g1)).await.is_err(), "a removed guest's session is revoked");
+    // The seat is free again.
+    send(&mut g2_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    expect(&mut g2_ws, "joined").await?;
+    // Leaving is seen by the others.
+    send(&mut g2_ws, "leave-broadcast", json!({})).await?;
+    let left = expect(&mut c_ws, "participant-left").await?;
+    assert_eq!(left["reason"], "left");
+    Ok(())
+}

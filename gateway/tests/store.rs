@@ -1,0 +1,110 @@
+//! The `Store` trait's contract, run against both backends.
+
+mod common;
+
+use backyard::store::RefreshUse;
+use common::{Backend, TestApp};
+use time::{Duration, OffsetDateTime};
+
+both_backends!(
+    users_are_unique_by_email,
+    refresh_tokens_are_single_use_even_under_concurrency,
+    expired_refresh_tokens_are_invalid,
+    participants_join_leave_and_restart_cleanup,
+    invite_revocation_returns_its_guest_sessions,
+    deleting_a_broadcast_cascades,
+);
+
+async fn users_are_unique_by_email(b: Backend) {
+    let t = TestApp::new(b).await;
+    let s = &t.state.store;
+    let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
+    assert!(u.is_admin);
+    assert!(matches!(s.create_user("a@example.com", "phc", "B", false).await, Err(backyard::store::StoreError::Conflict(_))));
+    assert_eq!(s.count_users().await.unwrap(), 1);
+    assert_eq!(s.user_by_email("a@example.com").await.unwrap().unwrap().id, u.id);
+    assert!(s.user_by_id(uuid::Uuid::new_v4()).await.unwrap().is_none());
+}
+
+async fn refresh_tokens_are_single_use_even_under_concurrency(b: Backend) {
+    let t = TestApp::new(b).await;
+    let s = t.state.store.clone();
+    let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
+    let session = s.create_session(u.id).await.unwrap();
+    let hash = vec![7u8; 32];
+    s.insert_refresh(&hash, session.id, u.id, OffsetDateTime::now_utc() + Duration::days(1)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        let h = hash.clone();
+        tasks.push(tokio::spawn(async move { s.use_refresh(&h).await.unwrap() }));
+    }
+    let mut valid = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            RefreshUse::Valid { family_id, .. } => {
+                assert_eq!(family_id, session.id);
+                valid += 1
+            }
+            RefreshUse::Reused { .. } => {}
+            RefreshUse::Invalid => panic!("a known token is never invalid here"),
+        }
+    }
+    assert_eq!(valid, 1, "exactly one concurrent use wins");
+    assert!(matches!(s.use_refresh(&[1u8; 32]).await.unwrap(), RefreshUse::Invalid));
+}
+
+async fn expired_refresh_tokens_are_invalid(b: Backend) {
+    let t = TestApp::new(b).await;
+    let s = &t.state.store;
+    let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
+    let session = s.create_session(u.id).await.unwrap();
+    s.insert_refresh(&[3u8; 32], session.id, u.id, OffsetDateTime::now_utc() - Duration::minutes(1)).await.unwrap();
+    assert_eq!(s.use_refresh(&[3u8; 32]).await.unwrap(), RefreshUse::Invalid);
+}
+
+async fn participants_join_leave_and_restart_cleanup(b: Backend) {
+    let t = TestApp::new(b).await;
+    let s = &t.state.store;
+    let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
+    let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
+    let p1 = s.participant_joined(bc.id, Some(u.id), "A", "host", true, true).await.unwrap();
+    let p2 = s.participant_joined(bc.id, None, "G", "guest", true, false).await.unwrap();
+    assert_eq!(s.active_participants(bc.id).await.unwrap().len(), 2);
+    s.participant_status(p2.id, false, false, "Guest").await.unwrap();
+    s.participant_left(p1.id).await.unwrap();
+    let active = s.active_participants(bc.id).await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].name, "Guest");
+    assert!(!active[0].audio_enabled);
+    // After a restart nobody is connected.
+    assert_eq!(s.close_all_participants().await.unwrap(), 1);
+    assert!(s.active_participants(bc.id).await.unwrap().is_empty());
+}
+
+async fn invite_revocation_returns_its_guest_sessions(b: Backend) {
+    let t = TestApp::new(b).await;
+    let s = &t.state.store;
+    let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
+    let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
+    let inv = s.create_invite(bc.id, "tok", "guest", u.id, OffsetDateTime::now_utc() + Duration::hours(1)).await.unwrap();
+    let g = s.create_guest_session(&[1u8; 32], &inv, "G", OffsetDateTime::now_utc() + Duration::hours(1)).await.unwrap();
+    assert_eq!(s.guest_session_by_hash(&[1u8; 32]).await.unwrap().unwrap().id, g.id);
+    assert_eq!(s.revoke_invite(bc.id, inv.id).await.unwrap(), Some(vec![g.id]));
+    assert!(s.guest_session_by_hash(&[1u8; 32]).await.unwrap().unwrap().revoked_at.is_some());
+    assert_eq!(s.revoke_invite(bc.id, inv.id).await.unwrap(), None, "already revoked");
+    assert!(s.invites(bc.id).await.unwrap().is_empty());
+}
+
+async fn deleting_a_broadcast_cascades(b: Backend) {
+    let t = TestApp::new(b).await;
+    let s = &t.state.store;
+    let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
+    let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
+    s.participant_joined(bc.id, None, "G", "guest", true, true).await.unwrap();
+    let rec = s.create_recording(bc.id, u.id, "r").await.unwrap();
+    assert!(s.delete_broadcast(bc.id).await.unwrap());
+    assert!(s.broadcast(bc.id).await.unwrap().is_none());
+    assert!(s.recording(rec.id).await.unwrap().is_none());
+    assert!(!s.delete_broadcast(bc.id).await.unwrap());
+}
