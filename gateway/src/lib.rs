@@ -1,1 +1,16 @@
+//! The `backyard` gateway: configuration, the HTTP API, WebSocket signaling, auth and the store, around the
+//! media engine in `backyard-core`.
+//!
+//! Architecture Invariant: the gateway never touches RTP or pixels; it drives `backyard_core`.
 
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod metrics;
+pub mod state;
+pub mod store;
+
+pub use api::app;
+pub use state::AppState;
