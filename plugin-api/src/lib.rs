@@ -306,6 +306,51 @@ pub mod destination {
     pub fn h264_aac() -> (Vec<String>, Vec<String>) {
         (vec!["h264".into()], vec!["aac".into()])
     }
+
+    /// H.264 + AAC constraints with the given limits.
+    pub fn h264_aac_constraints(
+        max_width: u32,
+        max_height: u32,
+        max_fps: u32,
+        max_video_kbps: u32,
+        max_audio_kbps: u32,
+        max_keyframe_interval_s: u32,
+    ) -> Constraints {
+        let (video_codecs, audio_codecs) = h264_aac();
+        Constraints {
+            max_width,
+            max_height,
+            max_fps,
+            max_video_kbps,
+            max_audio_kbps,
+            max_keyframe_interval_s,
+            video_codecs,
+            audio_codecs,
+        }
+    }
+
+    /// `server` and `key` joined with exactly one `/`, as RTMP clients do.
+    pub fn join_key(server: &str, key: &str) -> String {
+        if key.is_empty() {
+            return server.trim_end_matches('/').to_string();
+        }
+        format!("{}/{}", server.trim_end_matches('/'), key)
+    }
+
+    /// A stream key as typed, trimmed; rejects empty keys, spaces, control characters and slashes.
+    pub fn clean_key(key: &str) -> Result<&str, FieldError> {
+        let k = key.trim();
+        if k.is_empty() {
+            return Err(field_error("stream-key", "is required"));
+        }
+        if k.len() > 512 {
+            return Err(field_error("stream-key", "is longer than 512 characters"));
+        }
+        if k.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+            return Err(field_error("stream-key", "must not contain spaces, slashes or control characters"));
+        }
+        Ok(k)
+    }
 }
 
 /// Export a type implementing [`filter::Guest`] as this component's `filter` world.

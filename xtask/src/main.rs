@@ -7,6 +7,7 @@
 //!   bench   benchmarks (`bench api`, ...): a table on stdout, JSON under target/bench/
 
 mod bench;
+mod plugins;
 mod setup;
 mod test;
 
@@ -23,8 +24,10 @@ fn main() -> anyhow::Result<()> {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "setup" => setup::ensure_all(),
+        "plugins" => plugins::cmd_plugins(rest),
+        "new-plugin" => plugins::cmd_new_plugin(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <run [-- backyard args] | test | bench [api|...] | setup>");
+            println!("usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins] | setup | plugins [--watch] | new-plugin <kind> <name> [--dir D]>");
             Ok(())
         }
         other => bail!("unknown xtask command {other:?}; try `cargo xtask help`"),

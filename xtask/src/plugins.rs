@@ -11,34 +11,24 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
+use crate::root;
+
 const TARGET: &str = "wasm32-wasip2";
 /// Only wasm artifacts see these flags, so they never invalidate the shared host build cache.
 const WASM_RUSTFLAGS: &str = "-C strip=debuginfo";
 
-fn root() -> PathBuf {
-    // xtask lives in <root>/xtask.
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// `cargo` with the team's shared linker settings for host builds.
+/// `cargo` with the shared linker settings, the wasm flags, and the shared target dir (also for
+/// generated plugins outside the workspace).
 fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(root())
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "clang")
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C link-arg=-fuse-ld=mold")
-        .env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", WASM_RUSTFLAGS)
+    let mut c = crate::cargo_cmd();
+    c.env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", WASM_RUSTFLAGS)
         // xtask itself runs with target/xtask; the builds it starts use the shared target dir.
         .env("CARGO_TARGET_DIR", root().join("target"));
     c
 }
 
 fn run(mut c: Command) -> Result<()> {
-    let shown = format!("{c:?}");
-    let status = c.status().with_context(|| format!("starting {shown}"))?;
-    if !status.success() {
-        bail!("{shown} failed with {status}");
-    }
-    Ok(())
+    crate::status(&mut c)
 }
 
 /// Install the wasm target with rustup when it is missing.
@@ -92,6 +82,11 @@ pub fn plugin_crates() -> Result<Vec<PluginCrate>> {
         }
     }
     Ok(out)
+}
+
+/// `--exclude <package>` for every plugin crate, so `cargo test --workspace` stays on the host crates.
+pub fn workspace_excludes() -> Result<Vec<String>> {
+    Ok(plugin_crates()?.into_iter().flat_map(|p| ["--exclude".to_string(), p.package]).collect())
 }
 
 /// Where first-party plugins are installed (a default `plugins.dirs` entry).

@@ -13,8 +13,12 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     setup::ensure_apt(setup::TEST_PACKAGES)?;
     let pg_url = setup::ensure_services()?;
 
+    // Plugins are wasm32-wasip2 crates: built (with the new-plugin template check) before the host tests
+    // that load them, and kept out of the host `cargo test`.
+    crate::plugins::build_plugins(true)?;
     let mut child = cargo_cmd()
         .args(["test", "--workspace", "--exclude", "xtask", "--no-fail-fast"])
+        .args(crate::plugins::workspace_excludes()?)
         .env("BY_TEST_PG_URL", &pg_url)
         .env("BY_TEST_REDIS_URL", "redis://127.0.0.1:6379")
         .stdout(Stdio::piped())
