@@ -1,0 +1,115 @@
+//! `cargo xtask bench plugins`: the plugin host's per-call costs against DESIGN §8's goals. Prints a
+//! table and writes `target/bench/plugins.json`. Needs `cargo xtask plugins` first (xtask does it).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use backyard_core::plugin_host::render::sample_stage;
+use backyard_core::plugin_host::{HostConfig, OverlayRequest, PluginHost, PluginKind, Prop, Size};
+
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    median: f64,
+    p99: f64,
+    goal: f64,
+    iterations: usize,
+}
+
+/// Time `f` `n` times (after `n / 10 + 1` warm-up runs); returns per-call durations sorted.
+fn time(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..n / 10 + 1 {
+        f();
+    }
+    let mut out: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn row(name: &'static str, unit: &'static str, goal: f64, samples: &[Duration]) -> Row {
+    let scale = match unit {
+        "µs" => 1e6,
+        "ms" => 1e3,
+        _ => 1.0,
+    };
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * scale;
+    Row { name, unit, median: at(0.5), p99: at(0.99), goal, iterations: samples.len() }
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let plugins = root.join("target/plugins");
+    let fixtures = root.join("target/plugin-fixtures");
+    let host = PluginHost::start(HostConfig { dirs: vec![plugins.clone(), fixtures.clone()], ..HostConfig::default() })
+        .expect("plugins installed: run `cargo xtask plugins`");
+    let mut rows = Vec::new();
+
+    let mut layout = host.layout("layouts").unwrap();
+    let stage = sample_stage("grid", 9, Size { width: 1280, height: 720 }, false);
+    rows.push(row("layout call, 9 participants", "µs", 5.0, &time(20_000, || {
+        std::hint::black_box(layout.place(&stage).unwrap());
+    })));
+
+    let mut overlay = host.overlay("overlays").unwrap();
+    let mut req = OverlayRequest {
+        overlay: "ticker".into(),
+        canvas: Size { width: 1280, height: 720 },
+        time_ms: 0,
+        props: vec![Prop { key: "text".into(), value: "Breaking: Backyard renders overlays in WebAssembly".into() }],
+        images: vec![],
+    };
+    rows.push(row("overlay render 1280x720 (ticker, every frame)", "ms", 2.0, &time(300, || {
+        req.time_ms += 33;
+        let out = overlay.render(&req).unwrap();
+        assert!(out.changed);
+    })));
+    req.overlay = "lower-third".into();
+    req.props = vec![Prop { key: "name".into(), value: "Alex Morgan".into() }, Prop { key: "title".into(), value: "Host".into() }];
+    let mut n = 0u64;
+    rows.push(row("overlay render 1280x720 (lower third, new text)", "ms", 2.0, &time(300, || {
+        n += 1;
+        req.props[1].value = format!("Host #{n}");
+        assert!(overlay.render(&req).unwrap().changed);
+    })));
+
+    let mut filter = host.filter("invert-filter").unwrap();
+    let mut frame = vec![128u8; 1280 * 720 * 4];
+    rows.push(row("filter round trip 1280x720", "ms", 1.5, &time(200, || {
+        filter.apply(&mut frame, 1280, 720, 0).unwrap();
+    })));
+
+    rows.push(row("instantiate (from cached InstancePre)", "µs", 20.0, &time(2_000, || {
+        std::hint::black_box(host.layout("layouts").unwrap());
+    })));
+
+    let wasm = std::fs::read(plugins.join("layouts/plugin.wasm")).unwrap();
+    rows.push(row("compile layouts plugin", "ms", 100.0, &time(10, || {
+        host.compile_only(PluginKind::Layout, &wasm).unwrap();
+    })));
+
+    println!("\n{:<48} {:>10} {:>10} {:>8} {:>6} {:>7}", "plugins", "median", "p99", "goal", "", "n");
+    for r in &rows {
+        let ok = if r.median <= r.goal { "ok" } else { "SLOW" };
+        println!(
+            "{:<48} {:>7.2} {:<2} {:>7.2} {:<2} {:>5} {:<2} {:>4} {:>7}",
+            r.name, r.median, r.unit, r.p99, r.unit, r.goal, r.unit, ok, r.iterations
+        );
+    }
+    let json = serde_json::json!({
+        "bench": "plugins",
+        "rows": rows.iter().map(|r| serde_json::json!({
+            "name": r.name, "unit": r.unit, "median": r.median, "p99": r.p99, "goal": r.goal,
+            "meetsGoal": r.median <= r.goal, "iterations": r.iterations,
+        })).collect::<Vec<_>>(),
+    });
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugins.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("wrote {}", dir.join("plugins.json").display());
+}

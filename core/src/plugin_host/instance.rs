@@ -1,0 +1,217 @@
+//! One plugin instance (its own `Store`) and the failure policy around every call into it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Store, Trap};
+
+use super::bindings::{destination, filter, layout, overlay};
+use super::state::HostState;
+use super::{CallFailure, PluginEntry, PluginError};
+
+/// The compiled, linked and type-checked form of a plugin, ready to instantiate in microseconds.
+pub(crate) enum Pre {
+    Layout(layout::LayoutPluginPre<HostState>),
+    Overlay(overlay::OverlayPluginPre<HostState>),
+    Destination(destination::DestinationPluginPre<HostState>),
+    Filter(filter::FilterPluginPre<HostState>),
+}
+
+/// A world's bindings that can be instantiated from a [`Pre`].
+pub(crate) trait World: Sized {
+    fn instantiate(pre: &Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self>;
+}
+
+macro_rules! world {
+    ($ty:ty, $variant:ident) => {
+        impl World for $ty {
+            fn instantiate(pre: &Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+                match pre {
+                    Pre::$variant(p) => p.instantiate(store),
+                    _ => Err(wasmtime::format_err!("plugin changed kind; reload it as a new plugin")),
+                }
+            }
+        }
+    };
+}
+world!(layout::LayoutPlugin, Layout);
+world!(overlay::OverlayPlugin, Overlay);
+world!(destination::DestinationPlugin, Destination);
+world!(filter::FilterPlugin, Filter);
+
+/// When a plugin that keeps failing is switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// Failures within `window` that disable the plugin (K).
+    pub max_failures: u32,
+    pub window: Duration,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        FailurePolicy { max_failures: 5, window: Duration::from_secs(60) }
+    }
+}
+
+/// Health of one plugin, shared by all its instances and shown by `list()`.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// Recent failure times, oldest first, within the policy window.
+    recent: VecDeque<Instant>,
+    pub(crate) total_failures: u64,
+    pub(crate) total_calls: u64,
+    pub(crate) last_error: Option<String>,
+    /// Set when the failure policy switched the plugin off; cleared by a reload.
+    pub(crate) disabled: Option<String>,
+}
+
+impl Health {
+    /// Count a failure; returns true when this one disabled the plugin.
+    fn record(&mut self, policy: FailurePolicy, message: String) -> bool {
+        let now = Instant::now();
+        self.total_failures += 1;
+        self.recent.push_back(now);
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) > policy.window) {
+            self.recent.pop_front();
+        }
+        self.last_error = Some(message.clone());
+        if self.disabled.is_none() && self.recent.len() as u32 >= policy.max_failures {
+            self.disabled = Some(format!(
+                "disabled after {} failures in {} s; last: {message}",
+                self.recent.len(),
+                policy.window.as_secs()
+            ));
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.recent.clear();
+        self.disabled = None;
+    }
+}
+
+/// One live instance of a plugin: its `Store`, its bindings, and the generation of the compiled
+/// plugin it was made from (a hot reload bumps the generation; the next call re-instantiates).
+pub(crate) struct Slot<W: World> {
+    pub(crate) entry: Arc<PluginEntry>,
+    engine: Engine,
+    live: Option<(Store<HostState>, W, u64)>,
+    pub(crate) last_failure: Option<PluginError>,
+}
+
+impl<W: World> Slot<W> {
+    pub(crate) fn new(entry: Arc<PluginEntry>, engine: Engine) -> Result<Slot<W>, PluginError> {
+        let mut slot = Slot { entry, engine, live: None, last_failure: None };
+        slot.instantiate().map_err(|f| slot.entry.call_error(f))?;
+        Ok(slot)
+    }
+
+    fn instantiate(&mut self) -> Result<(), CallFailure> {
+        self.live = None;
+        let generation = self.entry.generation.load(Ordering::Acquire);
+        let compiled = self.entry.compiled();
+        let limits = compiled.manifest.limits;
+        let state = HostState::new(
+            self.entry.name.clone(),
+            limits.memory_mb as usize * 1024 * 1024,
+            compiled.settings.clone(),
+            compiled.http.clone(),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // A start function that loops is stopped like any other call.
+        store.set_epoch_deadline(limits.call_ms.max(1) as u64 + 1);
+        let bindings = W::instantiate(&compiled.pre, &mut store).map_err(|e| classify(&store, e, limits.call_ms))?;
+        self.live = Some((store, bindings, generation));
+        Ok(())
+    }
+
+    /// Run `f` against the instance under the plugin's deadline and memory cap. A failure of any kind
+    /// is counted against the plugin, logged with its name, and leaves a fresh instance for the next call.
+    pub(crate) fn call<T>(
+        &mut self,
+        f: impl FnOnce(&W, &mut Store<HostState>) -> wasmtime::Result<T>,
+        check: impl FnOnce(&T) -> Result<(), String>,
+    ) -> Result<T, PluginError> {
+        let disabled = self.entry.health.lock().disabled.clone();
+        if let Some(reason) = disabled {
+            let err = PluginError::Disabled { plugin: self.entry.name.to_string(), reason };
+            self.last_failure = Some(err.clone());
+            return Err(err);
+        }
+        let generation = self.entry.generation.load(Ordering::Acquire);
+        let stale = self.live.as_ref().is_none_or(|(_, _, g)| *g != generation);
+        if stale {
+            if let Err(f) = self.instantiate() {
+                return Err(self.fail(f));
+            }
+        }
+        let call_ms = self.entry.compiled().manifest.limits.call_ms;
+        // unwrap: instantiate() above either filled `live` or returned.
+        let (store, bindings, _) = self.live.as_mut().unwrap();
+        store.data_mut().limiter.refused = false;
+        store.data_mut().refused_http = None;
+        // One epoch tick is a millisecond; +1 because the current tick is already partly over.
+        store.set_epoch_deadline(call_ms as u64 + 1);
+        self.entry.health.lock().total_calls += 1;
+        let outcome = match f(bindings, store) {
+            Ok(v) => match check(&v) {
+                Ok(()) => Ok(v),
+                Err(why) => Err(CallFailure::InvalidOutput(why)),
+            },
+            Err(e) => Err(classify(store, e, call_ms)),
+        };
+        match outcome {
+            Ok(v) => {
+                self.last_failure = None;
+                Ok(v)
+            }
+            Err(f) => {
+                // A trap may leave the instance's memory inconsistent: never call into it again.
+                self.live = None;
+                let err = self.fail(f);
+                if let Err(f) = self.instantiate() {
+                    tracing::warn!(plugin = &*self.entry.name, "re-instantiation failed: {f}");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn fail(&mut self, f: CallFailure) -> PluginError {
+        let err = self.entry.call_error(f);
+        let message = err.to_string();
+        let disabled = self.entry.health.lock().record(self.entry.policy, message.clone());
+        tracing::warn!(plugin = &*self.entry.name, "plugin call failed: {message}");
+        if disabled {
+            tracing::error!(plugin = &*self.entry.name, "plugin disabled after repeated failures");
+        }
+        self.last_failure = Some(err.clone());
+        err
+    }
+
+    /// Store and bindings of the current instance, for calls that need no failure policy (tests).
+    #[cfg(test)]
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+}
+
+/// Turn a wasmtime error into the failure the operator should read.
+fn classify(store: &Store<HostState>, e: wasmtime::Error, call_ms: u32) -> CallFailure {
+    if store.data().limiter.refused {
+        return CallFailure::OutOfMemory(format!("{e}"));
+    }
+    if let Some(host) = &store.data().refused_http {
+        return CallFailure::HttpRefused(host.clone());
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallFailure::Timeout(call_ms),
+        Some(trap) => CallFailure::Trap(trap.to_string()),
+        None => CallFailure::Trap(format!("{e:#}").lines().next().unwrap_or("unknown error").to_string()),
+    }
+}

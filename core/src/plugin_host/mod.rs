@@ -1,0 +1,753 @@
+//! The WebAssembly plugin host: layouts, overlays, destination adapters and filters run as sandboxed
+//! wasmtime components built against `plugin-api/wit` (`backyard:plugin@0.1.0`).
+//!
+//! # API for the gateway
+//!
+//! ```ignore
+//! use backyard_core::plugin_host::*;
+//! // Start-up: load every `<dir>/<name>/{plugin.toml, plugin.wasm}` and check the operator's
+//! // `[plugins.<name>]` / `[destinations.<platform>]` blocks against each manifest's config schema.
+//! let host = PluginHost::start(HostConfig {
+//!     dirs: vec![data_dir.join("plugins"), "target/plugins".into()],
+//!     settings: OperatorSettings { plugins, destinations },   // figment-extracted maps
+//!     watch: Some(Duration::from_millis(500)),                // hot reload
+//!     ..HostConfig::default()
+//! })?;                                                        // PluginError names plugin + field
+//! host.list();                        // GET /api/plugins: Vec<PluginSummary> (Serialize, camelCase)
+//! host.validate_destination("youtube", server_url, stream_key)   // blocking: use spawn_blocking
+//!     -> Result<Ingest { primary, backup, constraints }, DestinationError::Field(FieldError { field, message })>;
+//! render_to_png(wasm, &RenderOptions { participants: 4, width: 1280, height: 720, ..Default::default() }, out)?;
+//! // Compositor: one instance per program, called on its own thread.
+//! let mut layout = host.layout("layouts")?;  layout.place(&stage)?;
+//! let mut overlay = host.overlay("overlays")?;  overlay.render(&request)?;
+//! ```
+//!
+//! # Rules (DESIGN §4)
+//! - Compile once per `.wasm` ([`wasmtime::component::InstancePre`] cached); one `Store` per instance.
+//! - Per-call deadline from the manifest (`limits.call-ms`, default 10 ms, at most 33 ms for per-frame
+//!   kinds) by epoch interruption: a ticker thread advances the epoch every millisecond.
+//! - Memory cap from the manifest (`limits.memory-mb`) through `StoreLimits`.
+//! - WASI with no filesystem, environment, arguments or sockets; stdio is discarded.
+//! - Every output is validated; a trap, timeout, out-of-memory or invalid output is a failure: the call
+//!   serves the last good result, the instance is re-created from the cached `InstancePre`, and after
+//!   [`FailurePolicy::max_failures`] failures within its window the plugin is disabled (shown by
+//!   `list()`), until it is reloaded.
+//! - Hot reload: a watcher thread polls the plugin dirs; a changed `.wasm` is compiled on that thread and
+//!   swapped in; instances pick it up at their next call.
+
+mod bindings;
+mod destination;
+mod filter;
+mod http;
+mod instance;
+mod layout;
+pub mod manifest;
+mod overlay;
+pub mod render;
+mod state;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+pub use destination::{Constraints, DestinationError, DestinationInfo, DestinationInstance, FieldError, Ingest};
+pub use filter::FilterInstance;
+pub use instance::FailurePolicy;
+pub use layout::{Fit, LayoutInfo, LayoutInstance, Participant, Placement, Rect, Size, Stage};
+pub use manifest::{Manifest, PluginKind, PluginSettings};
+pub use overlay::{Image, Layer, NamedImage, OverlayInfo, OverlayInstance, OverlayOutput, OverlayRequest, Prop};
+pub use render::{RenderOptions, render_to_png};
+
+use instance::{Health, Pre};
+use state::HostState;
+
+/// File names inside a plugin's folder.
+pub const MANIFEST_FILE: &str = "plugin.toml";
+pub const WASM_FILE: &str = "plugin.wasm";
+
+/// Errors of the plugin host. Every variant names the plugin (or file) it is about.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    /// A `plugin.toml` is missing, unreadable or invalid.
+    #[error("{origin}: {message}")]
+    Manifest { origin: String, message: String },
+    /// An operator's setting does not match the plugin's config schema.
+    #[error("plugin '{plugin}': {field}: {message}")]
+    Settings { plugin: String, field: String, message: String },
+    /// The operator configured a plugin that is not installed.
+    #[error("{section}.{name}: no {kind} plugin named '{name}' is installed")]
+    NotInstalled { section: String, name: String, kind: String },
+    /// Reading a plugin's files failed.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// The component could not be compiled, linked or is of another kind than its manifest says.
+    #[error("plugin '{plugin}': {message}")]
+    Load { plugin: String, message: String },
+    /// Two plugin folders use the same name.
+    #[error("plugin '{name}' is installed twice: {first} and {second}")]
+    Duplicate { name: String, first: String, second: String },
+    /// No plugin of that name and kind is installed.
+    #[error("no {kind} plugin named '{name}' is installed")]
+    NotFound { name: String, kind: PluginKind },
+    /// The operator turned the plugin off.
+    #[error("plugin '{plugin}' is disabled in backyard.toml")]
+    NotEnabled { plugin: String },
+    /// The failure policy switched the plugin off.
+    #[error("plugin '{plugin}' is {reason}")]
+    Disabled { plugin: String, reason: String },
+    /// One call into the plugin failed.
+    #[error("plugin '{plugin}': {failure}")]
+    Call { plugin: String, failure: CallFailure },
+    /// Rendering a preview failed.
+    #[error("render: {0}")]
+    Render(String),
+}
+
+/// Why one call into a plugin failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallFailure {
+    /// The guest trapped (panic, `unreachable`, out-of-bounds access, stack overflow...).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The call ran past its deadline and was stopped.
+    #[error("call stopped after its {0} ms deadline")]
+    Timeout(u32),
+    /// The guest asked for more memory than its limit.
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
+    /// The guest returned something the host does not accept.
+    #[error("invalid output: {0}")]
+    InvalidOutput(String),
+    /// The guest returned an error of its own.
+    #[error("plugin error: {0}")]
+    Plugin(String),
+    /// The guest's HTTP request was refused (host not allowed).
+    #[error("HTTP request refused: {0}")]
+    HttpRefused(String),
+}
+
+/// The operator's plugin blocks from `backyard.toml`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct OperatorSettings {
+    /// `[plugins.<name>]` blocks, for layouts, overlays and filters.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginSettings>,
+    /// `[destinations.<platform>]` blocks, for destination adapters.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, PluginSettings>,
+}
+
+impl OperatorSettings {
+    /// Build from the free-form TOML tables of `backyard.toml` (as JSON maps): `enabled` must be a
+    /// boolean; every other key is checked against the plugin's schema when the host starts.
+    pub fn from_tables(
+        plugins: &BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+        destinations: &BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<OperatorSettings, PluginError> {
+        let convert = |section: &str, tables: &BTreeMap<String, serde_json::Map<String, serde_json::Value>>| {
+            tables
+                .iter()
+                .map(|(name, table)| {
+                    let mut values = table.clone();
+                    let enabled = match values.remove("enabled") {
+                        None => None,
+                        Some(serde_json::Value::Bool(b)) => Some(b),
+                        Some(_) => {
+                            return Err(PluginError::Settings {
+                                plugin: name.clone(),
+                                field: format!("{section}.{name}.enabled"),
+                                message: "must be true or false".into(),
+                            });
+                        }
+                    };
+                    Ok((name.clone(), PluginSettings { enabled, values }))
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()
+        };
+        Ok(OperatorSettings { plugins: convert("plugins", plugins)?, destinations: convert("destinations", destinations)? })
+    }
+}
+
+/// How the host starts.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Folders holding one sub-folder per plugin; later folders cannot reuse an earlier name.
+    pub dirs: Vec<PathBuf>,
+    pub settings: OperatorSettings,
+    pub failure: FailurePolicy,
+    /// Poll the dirs for changed plugins this often (hot reload); `None` turns reloading off.
+    pub watch: Option<Duration>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            dirs: Vec::new(),
+            settings: OperatorSettings::default(),
+            failure: FailurePolicy::default(),
+            watch: None,
+        }
+    }
+}
+
+/// One row of `GET /api/plugins`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginSummary {
+    pub name: String,
+    pub kind: PluginKind,
+    pub version: String,
+    pub api: String,
+    pub description: String,
+    /// The operator has not turned it off.
+    pub enabled: bool,
+    pub capabilities: manifest::Capabilities,
+    pub limits: manifest::Limits,
+    /// `ok`, `disabled` (by the operator) or `failed` (switched off by the failure policy).
+    pub status: &'static str,
+    pub last_error: Option<String>,
+    pub failures: u64,
+    pub calls: u64,
+    /// How many times the plugin was hot-reloaded.
+    pub reloads: u64,
+    pub path: String,
+}
+
+/// A compiled plugin version; replaced whole on hot reload.
+pub(crate) struct Compiled {
+    pub(crate) manifest: Manifest,
+    pub(crate) pre: Pre,
+    pub(crate) settings: Arc<BTreeMap<String, serde_json::Value>>,
+    pub(crate) enabled: bool,
+    pub(crate) http: Option<Arc<http::HttpPolicy>>,
+    /// Modification stamps of the files it was built from, for the watcher.
+    stamp: Stamp,
+}
+
+type Stamp = (Option<(SystemTime, u64)>, Option<(SystemTime, u64)>);
+
+/// An installed plugin: the current compiled version plus shared health.
+pub(crate) struct PluginEntry {
+    pub(crate) name: Arc<str>,
+    pub(crate) dir: PathBuf,
+    compiled: RwLock<Arc<Compiled>>,
+    /// Bumped on every swap; instances compare it before each call.
+    pub(crate) generation: AtomicU64,
+    pub(crate) health: Mutex<Health>,
+    pub(crate) policy: FailurePolicy,
+}
+
+impl PluginEntry {
+    pub(crate) fn compiled(&self) -> Arc<Compiled> {
+        self.compiled.read().clone()
+    }
+
+    pub(crate) fn call_error(&self, failure: CallFailure) -> PluginError {
+        PluginError::Call { plugin: self.name.to_string(), failure }
+    }
+
+    pub(crate) fn kind(&self) -> PluginKind {
+        self.compiled().manifest.kind
+    }
+}
+
+/// Engine and linkers shared by every plugin of one host.
+pub(crate) struct Runtime {
+    pub(crate) engine: Engine,
+    layout: Linker<HostState>,
+    overlay: Linker<HostState>,
+    destination: Linker<HostState>,
+    filter: Linker<HostState>,
+}
+
+impl Runtime {
+    fn new() -> Result<Runtime, PluginError> {
+        let err = |e: wasmtime::Error| PluginError::Load { plugin: "(host)".into(), message: format!("{e:#}") };
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(err)?;
+        let base = || -> wasmtime::Result<Linker<HostState>> {
+            let mut l = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut l)?;
+            Ok(l)
+        };
+        let mut layout = base().map_err(err)?;
+        bindings::layout::LayoutPlugin::add_to_linker::<_, HasSelf<_>>(&mut layout, |s| s).map_err(err)?;
+        let mut overlay = base().map_err(err)?;
+        bindings::overlay::OverlayPlugin::add_to_linker::<_, HasSelf<_>>(&mut overlay, |s| s).map_err(err)?;
+        let mut destination = base().map_err(err)?;
+        bindings::destination::DestinationPlugin::add_to_linker::<_, HasSelf<_>>(&mut destination, |s| s)
+            .map_err(err)?;
+        let mut filter = base().map_err(err)?;
+        bindings::filter::FilterPlugin::add_to_linker::<_, HasSelf<_>>(&mut filter, |s| s).map_err(err)?;
+        Ok(Runtime { engine, layout, overlay, destination, filter })
+    }
+
+    /// Compile `wasm` and prepare it for fast instantiation as a `kind` plugin.
+    fn prepare(&self, name: &str, kind: PluginKind, wasm: &[u8]) -> Result<Pre, PluginError> {
+        let load = |message: String| PluginError::Load { plugin: name.to_string(), message };
+        let component = Component::new(&self.engine, wasm).map_err(|e| load(format!("does not compile: {e:#}")))?;
+        let exports: Vec<String> =
+            component.component_type().exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let want = format!("{}@", kind.export_interface());
+        if !exports.iter().any(|n| n.starts_with(&want)) {
+            return Err(load(format!(
+                "manifest says kind '{kind}' but the component exports [{}]",
+                exports.join(", ")
+            )));
+        }
+        let link = |e: wasmtime::Error| load(format!("cannot be linked: {e:#}"));
+        Ok(match kind {
+            PluginKind::Layout => Pre::Layout(
+                bindings::layout::LayoutPluginPre::new(self.layout.instantiate_pre(&component).map_err(link)?)
+                    .map_err(link)?,
+            ),
+            PluginKind::Overlay => Pre::Overlay(
+                bindings::overlay::OverlayPluginPre::new(self.overlay.instantiate_pre(&component).map_err(link)?)
+                    .map_err(link)?,
+            ),
+            PluginKind::Destination => Pre::Destination(
+                bindings::destination::DestinationPluginPre::new(
+                    self.destination.instantiate_pre(&component).map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
+            PluginKind::Filter => Pre::Filter(
+                bindings::filter::FilterPluginPre::new(self.filter.instantiate_pre(&component).map_err(link)?)
+                    .map_err(link)?,
+            ),
+        })
+    }
+}
+
+struct Inner {
+    runtime: Runtime,
+    config: HostConfig,
+    plugins: RwLock<BTreeMap<String, Arc<PluginEntry>>>,
+    /// Destination instances reused by `validate_destination`.
+    destinations: Mutex<BTreeMap<String, DestinationInstance>>,
+    /// Tells the ticker and watcher threads to stop.
+    stop: Arc<AtomicBool>,
+    reloads: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// The plugin host: installed plugins, their health, and factories for instances.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost").field("plugins", &self.inner.plugins.read().keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl PluginHost {
+    /// Load every plugin under `config.dirs`, check the operator's settings against their schemas,
+    /// and start the epoch ticker (and the watcher when `config.watch` is set).
+    ///
+    /// A missing dir is skipped; a broken plugin or a bad setting is an error naming it.
+    pub fn start(config: HostConfig) -> Result<PluginHost, PluginError> {
+        let runtime = Runtime::new()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(runtime.engine.clone(), stop.clone())
+            .map_err(|e| PluginError::Load { plugin: "(host)".into(), message: format!("cannot start the epoch thread: {e}") })?;
+        let inner = Arc::new(Inner {
+            runtime,
+            config,
+            plugins: RwLock::new(BTreeMap::new()),
+            destinations: Mutex::new(BTreeMap::new()),
+            stop,
+            reloads: Mutex::new(BTreeMap::new()),
+        });
+        let host = PluginHost { inner };
+        let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for dir in host.plugin_dirs() {
+            let entry = host.load_entry(&dir)?;
+            let name = entry.name.to_string();
+            if let Some(first) = found.get(&name) {
+                return Err(PluginError::Duplicate {
+                    name,
+                    first: first.display().to_string(),
+                    second: dir.display().to_string(),
+                });
+            }
+            found.insert(name.clone(), dir);
+            host.inner.plugins.write().insert(name, Arc::new(entry));
+        }
+        host.check_operator_sections()?;
+        if let Some(every) = host.inner.config.watch {
+            spawn_watcher(Arc::downgrade(&host.inner), every);
+        }
+        Ok(host)
+    }
+
+    /// Every `<dir>/<name>/` holding a `plugin.toml`, in dir order then name order.
+    fn plugin_dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in &self.inner.config.dirs {
+            let Ok(rd) = std::fs::read_dir(dir) else { continue };
+            let mut subs: Vec<PathBuf> =
+                rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join(MANIFEST_FILE).is_file()).collect();
+            subs.sort();
+            out.extend(subs);
+        }
+        out
+    }
+
+    fn load_entry(&self, dir: &Path) -> Result<PluginEntry, PluginError> {
+        let compiled = self.compile_dir(dir)?;
+        let name: Arc<str> = compiled.manifest.name.as_str().into();
+        Ok(PluginEntry {
+            name,
+            dir: dir.to_path_buf(),
+            compiled: RwLock::new(Arc::new(compiled)),
+            generation: AtomicU64::new(0),
+            health: Mutex::new(Health::default()),
+            policy: self.inner.config.failure,
+        })
+    }
+
+    /// Read, check and compile the plugin in `dir`.
+    fn compile_dir(&self, dir: &Path) -> Result<Compiled, PluginError> {
+        let stamp = (file_stamp(&dir.join(MANIFEST_FILE)), file_stamp(&dir.join(WASM_FILE)));
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| PluginError::Io { path: manifest_path.display().to_string(), message: e.to_string() })?;
+        let manifest = Manifest::parse(&text, &manifest_path.display().to_string())?;
+        let wasm_path = dir.join(WASM_FILE);
+        let wasm = std::fs::read(&wasm_path)
+            .map_err(|e| PluginError::Io { path: wasm_path.display().to_string(), message: e.to_string() })?;
+        self.compile(manifest, &wasm, stamp)
+    }
+
+    fn compile(&self, manifest: Manifest, wasm: &[u8], stamp: Stamp) -> Result<Compiled, PluginError> {
+        let (section, block) = self.operator_block(&manifest);
+        let resolved = manifest.resolve_settings(section, block)?;
+        let pre = self.inner.runtime.prepare(&manifest.name, manifest.kind, wasm)?;
+        let http = (manifest.kind == PluginKind::Destination)
+            .then(|| Arc::new(http::HttpPolicy::new(&manifest.capabilities.allowed_hosts)));
+        Ok(Compiled {
+            pre,
+            settings: Arc::new(resolved.values),
+            enabled: resolved.enabled,
+            http,
+            stamp,
+            manifest,
+        })
+    }
+
+    fn operator_block(&self, manifest: &Manifest) -> (&'static str, Option<&PluginSettings>) {
+        let s = &self.inner.config.settings;
+        if manifest.kind == PluginKind::Destination {
+            ("destinations", s.destinations.get(&manifest.name))
+        } else {
+            ("plugins", s.plugins.get(&manifest.name))
+        }
+    }
+
+    /// Every operator block must name an installed plugin of the right kind.
+    fn check_operator_sections(&self) -> Result<(), PluginError> {
+        let plugins = self.inner.plugins.read();
+        let s = &self.inner.config.settings;
+        for name in s.destinations.keys() {
+            if !plugins.get(name).is_some_and(|p| p.kind() == PluginKind::Destination) {
+                return Err(PluginError::NotInstalled {
+                    section: "destinations".into(),
+                    name: name.clone(),
+                    kind: "destination".into(),
+                });
+            }
+        }
+        for name in s.plugins.keys() {
+            if !plugins.get(name).is_some_and(|p| p.kind() != PluginKind::Destination) {
+                return Err(PluginError::NotInstalled {
+                    section: "plugins".into(),
+                    name: name.clone(),
+                    kind: "layout, overlay or filter".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What is installed, for `GET /api/plugins`.
+    pub fn list(&self) -> Vec<PluginSummary> {
+        let reloads = self.inner.reloads.lock().clone();
+        self.inner
+            .plugins
+            .read()
+            .values()
+            .map(|e| {
+                let c = e.compiled();
+                let h = e.health.lock();
+                let status = if !c.enabled {
+                    "disabled"
+                } else if h.disabled.is_some() {
+                    "failed"
+                } else {
+                    "ok"
+                };
+                PluginSummary {
+                    name: e.name.to_string(),
+                    kind: c.manifest.kind,
+                    version: c.manifest.version.clone(),
+                    api: c.manifest.api.clone(),
+                    description: c.manifest.description.clone(),
+                    enabled: c.enabled,
+                    capabilities: c.manifest.capabilities.clone(),
+                    limits: c.manifest.limits,
+                    status,
+                    last_error: h.disabled.clone().or_else(|| h.last_error.clone()),
+                    failures: h.total_failures,
+                    calls: h.total_calls,
+                    reloads: reloads.get(&*e.name).copied().unwrap_or(0),
+                    path: e.dir.display().to_string(),
+                }
+            })
+            .collect()
+    }
+
+    fn entry(&self, name: &str, kind: PluginKind) -> Result<Arc<PluginEntry>, PluginError> {
+        let e = self
+            .inner
+            .plugins
+            .read()
+            .get(name)
+            .filter(|e| e.kind() == kind)
+            .cloned()
+            .ok_or(PluginError::NotFound { name: name.to_string(), kind })?;
+        if !e.compiled().enabled {
+            return Err(PluginError::NotEnabled { plugin: name.to_string() });
+        }
+        Ok(e)
+    }
+
+    /// Names of the installed, enabled plugins of `kind`.
+    pub fn names(&self, kind: PluginKind) -> Vec<String> {
+        self.inner
+            .plugins
+            .read()
+            .values()
+            .filter(|e| e.kind() == kind && e.compiled().enabled)
+            .map(|e| e.name.to_string())
+            .collect()
+    }
+
+    /// A new instance of layout plugin `name` (its own `Store`).
+    pub fn layout(&self, name: &str) -> Result<LayoutInstance, PluginError> {
+        LayoutInstance::new(self.entry(name, PluginKind::Layout)?, self.inner.runtime.engine.clone())
+    }
+
+    /// A new instance of overlay plugin `name`.
+    pub fn overlay(&self, name: &str) -> Result<OverlayInstance, PluginError> {
+        OverlayInstance::new(self.entry(name, PluginKind::Overlay)?, self.inner.runtime.engine.clone())
+    }
+
+    /// A new instance of filter plugin `name`.
+    pub fn filter(&self, name: &str) -> Result<FilterInstance, PluginError> {
+        FilterInstance::new(self.entry(name, PluginKind::Filter)?, self.inner.runtime.engine.clone())
+    }
+
+    /// A new instance of the destination adapter for `platform`.
+    pub fn destination(&self, platform: &str) -> Result<DestinationInstance, PluginError> {
+        DestinationInstance::new(self.entry(platform, PluginKind::Destination)?, self.inner.runtime.engine.clone())
+    }
+
+    /// Check what a user typed for a destination on `platform` and return where and how to push.
+    /// Blocking (an adapter may make an allow-listed HTTP call): call it from `spawn_blocking`.
+    pub fn validate_destination(
+        &self,
+        platform: &str,
+        server_url: &str,
+        stream_key: &str,
+    ) -> Result<Ingest, DestinationError> {
+        let mut cache = self.inner.destinations.lock();
+        if !cache.contains_key(platform) {
+            let inst = self.destination(platform).map_err(DestinationError::Plugin)?;
+            cache.insert(platform.to_string(), inst);
+        }
+        // unwrap: inserted just above when it was missing.
+        cache.get_mut(platform).unwrap().validate(server_url, stream_key)
+    }
+
+    /// Look for changed or new plugins now (the watcher does this every `watch` interval). Returns the
+    /// names swapped in. A plugin whose new version fails to load keeps running the old one.
+    pub fn reload_changed(&self) -> Vec<String> {
+        let mut swapped = Vec::new();
+        for dir in self.plugin_dirs() {
+            let stamp = (file_stamp(&dir.join(MANIFEST_FILE)), file_stamp(&dir.join(WASM_FILE)));
+            let existing = self.inner.plugins.read().values().find(|e| e.dir == dir).cloned();
+            match existing {
+                Some(entry) => {
+                    if entry.compiled().stamp == stamp {
+                        continue;
+                    }
+                    match self.compile_dir(&dir) {
+                        Ok(c) if c.manifest.name == *entry.name && c.manifest.kind == entry.kind() => {
+                            *entry.compiled.write() = Arc::new(c);
+                            entry.generation.fetch_add(1, Ordering::AcqRel);
+                            entry.health.lock().reset();
+                            *self.inner.reloads.lock().entry(entry.name.to_string()).or_default() += 1;
+                            tracing::info!(plugin = &*entry.name, "plugin reloaded");
+                            swapped.push(entry.name.to_string());
+                        }
+                        Ok(c) => {
+                            tracing::error!(
+                                plugin = &*entry.name,
+                                "reload refused: name or kind changed to '{}' ({}); restart to rename",
+                                c.manifest.name,
+                                c.manifest.kind
+                            );
+                            self.mark_stamp(&entry, stamp);
+                        }
+                        Err(e) => {
+                            tracing::error!(plugin = &*entry.name, "reload failed, keeping the running version: {e}");
+                            entry.health.lock().last_error = Some(format!("reload failed: {e}"));
+                            self.mark_stamp(&entry, stamp);
+                        }
+                    }
+                }
+                None => match self.load_entry(&dir) {
+                    Ok(entry) => {
+                        let name = entry.name.to_string();
+                        let mut plugins = self.inner.plugins.write();
+                        if plugins.contains_key(&name) {
+                            tracing::error!(plugin = name, "ignoring {}: name already installed", dir.display());
+                            continue;
+                        }
+                        tracing::info!(plugin = name, "new plugin loaded");
+                        plugins.insert(name.clone(), Arc::new(entry));
+                        swapped.push(name);
+                    }
+                    Err(e) => tracing::error!("new plugin in {} failed to load: {e}", dir.display()),
+                },
+            }
+        }
+        swapped
+    }
+
+    /// Remember a stamp we failed to load, so the watcher does not retry it every tick.
+    fn mark_stamp(&self, entry: &PluginEntry, stamp: Stamp) {
+        let c = entry.compiled();
+        // Re-wrap the same compiled version with the new stamp; the generation does not change.
+        let same = Compiled {
+            manifest: c.manifest.clone(),
+            pre: match &c.pre {
+                Pre::Layout(p) => Pre::Layout(p.clone()),
+                Pre::Overlay(p) => Pre::Overlay(p.clone()),
+                Pre::Destination(p) => Pre::Destination(p.clone()),
+                Pre::Filter(p) => Pre::Filter(p.clone()),
+            },
+            settings: c.settings.clone(),
+            enabled: c.enabled,
+            http: c.http.clone(),
+            stamp,
+        };
+        *entry.compiled.write() = Arc::new(same);
+    }
+
+    /// Load a single `.wasm` (with the `plugin.toml` beside it if any, else a manifest made from the
+    /// component's exports) into a host of its own, for the `plugin render` tool and tests.
+    pub fn load_file(wasm: &Path) -> Result<(PluginHost, String), PluginError> {
+        let io = |e: std::io::Error| PluginError::Io { path: wasm.display().to_string(), message: e.to_string() };
+        let bytes = std::fs::read(wasm).map_err(io)?;
+        let host = PluginHost::start(HostConfig::default())?;
+        let sibling = wasm.with_file_name(MANIFEST_FILE);
+        let manifest = if sibling.is_file() {
+            let text = std::fs::read_to_string(&sibling).map_err(io)?;
+            Manifest::parse(&text, &sibling.display().to_string())?
+        } else {
+            let kind = host.detect_kind(&bytes, wasm)?;
+            let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+            let name: String = stem
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+                .collect();
+            Manifest::parse(
+                &format!("name = \"{name}\"\nversion = \"0.0.0\"\nkind = \"{kind}\"\napi = \"{}\"\n", manifest::API_VERSION),
+                &wasm.display().to_string(),
+            )?
+        };
+        let name = manifest.name.clone();
+        let compiled = host.compile(manifest, &bytes, (None, None))?;
+        let entry = PluginEntry {
+            name: name.as_str().into(),
+            dir: wasm.parent().map(Path::to_path_buf).unwrap_or_default(),
+            compiled: RwLock::new(Arc::new(compiled)),
+            generation: AtomicU64::new(0),
+            health: Mutex::new(Health::default()),
+            policy: FailurePolicy::default(),
+        };
+        host.inner.plugins.write().insert(name.clone(), Arc::new(entry));
+        Ok((host, name))
+    }
+
+    fn detect_kind(&self, bytes: &[u8], path: &Path) -> Result<PluginKind, PluginError> {
+        let component = Component::new(&self.inner.runtime.engine, bytes).map_err(|e| PluginError::Load {
+            plugin: path.display().to_string(),
+            message: format!("does not compile: {e:#}"),
+        })?;
+        let exports: Vec<String> =
+            component.component_type().exports(&self.inner.runtime.engine).map(|(n, _)| n.to_string()).collect();
+        [PluginKind::Layout, PluginKind::Overlay, PluginKind::Destination, PluginKind::Filter]
+            .into_iter()
+            .find(|k| exports.iter().any(|n| n.starts_with(&format!("{}@", k.export_interface()))))
+            .ok_or_else(|| PluginError::Load {
+                plugin: path.display().to_string(),
+                message: format!("exports no Backyard plugin interface (exports: {})", exports.join(", ")),
+            })
+    }
+
+    /// Compile `wasm` as a `kind` plugin without installing it (for benchmarks of compile time).
+    pub fn compile_only(&self, kind: PluginKind, wasm: &[u8]) -> Result<(), PluginError> {
+        self.inner.runtime.prepare("(compile-only)", kind, wasm).map(|_| ())
+    }
+}
+
+fn file_stamp(p: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Advance the engine's epoch every millisecond: the unit of every call deadline.
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+            engine.increment_epoch();
+        }
+    })?;
+    Ok(())
+}
+
+fn spawn_watcher(inner: Weak<Inner>, every: Duration) {
+    let spawned = std::thread::Builder::new().name("plugin-watch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.stop.load(Ordering::Acquire) {
+                return;
+            }
+            PluginHost { inner }.reload_changed();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the plugin watcher, hot reload is off: {e}");
+    }
+}
