@@ -5,6 +5,8 @@
 
 use std::sync::OnceLock;
 
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
+
 use crate::types::Image;
 
 static REGULAR_TTF: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
@@ -17,17 +19,21 @@ pub enum Weight {
     Bold,
 }
 
-fn font(weight: Weight) -> &'static fontdue::Font {
-    static REGULAR: OnceLock<fontdue::Font> = OnceLock::new();
-    static BOLD: OnceLock<fontdue::Font> = OnceLock::new();
+fn font(weight: Weight) -> &'static FontRef<'static> {
+    static REGULAR: OnceLock<FontRef<'static>> = OnceLock::new();
+    static BOLD: OnceLock<FontRef<'static>> = OnceLock::new();
     let (cell, bytes) = match weight {
         Weight::Regular => (&REGULAR, REGULAR_TTF),
         Weight::Bold => (&BOLD, BOLD_TTF),
     };
-    cell.get_or_init(|| {
-        // unwrap: the embedded font is a known-good TTF; a broken one fails every test at once.
-        fontdue::Font::from_bytes(bytes, fontdue::FontSettings::default()).unwrap()
-    })
+    // Parsing is lazy (tables are read on use), so the first call stays within a frame's deadline.
+    // unwrap: the embedded font is a known-good TTF; a broken one fails every test at once.
+    cell.get_or_init(|| FontRef::try_from_slice(bytes).unwrap())
+}
+
+/// The scale at which the font's em square is `px` pixels (as CSS `font-size`).
+fn scale(f: &FontRef<'static>, px: f32) -> PxScale {
+    f.pt_to_px_scale(px).unwrap_or(PxScale::from(px))
 }
 
 /// An sRGB colour with straight alpha.
@@ -161,25 +167,28 @@ impl Canvas {
     /// Draw `text` with its baseline at `baseline_y`, starting at `x`; returns the advance width.
     pub fn text(&mut self, x: f32, baseline_y: f32, text: &str, px: f32, weight: Weight, c: Color) -> f32 {
         let f = font(weight);
+        let sc = scale(f, px);
+        let scaled = f.as_scaled(sc);
         let mut pen = x;
-        let mut prev: Option<char> = None;
+        let mut prev = None;
         for ch in text.chars() {
+            let id = f.glyph_id(ch);
             if let Some(p) = prev {
-                pen += f.horizontal_kern(p, ch, px).unwrap_or(0.0);
+                pen += scaled.kern(p, id);
             }
-            let (m, bitmap) = f.rasterize(ch, px);
-            let gx = (pen + m.xmin as f32).round() as i32;
-            let gy = (baseline_y - m.height as f32 - m.ymin as f32).round() as i32;
-            for row in 0..m.height {
-                for col in 0..m.width {
-                    let cov = bitmap[row * m.width + col];
-                    if cov > 0 {
-                        self.blend(gx + col as i32, gy + row as i32, c, cov);
+            let glyph = id.with_scale_and_position(sc, point(pen, baseline_y));
+            if let Some(outlined) = f.outline_glyph(glyph) {
+                let b = outlined.px_bounds();
+                let (ox, oy) = (b.min.x as i32, b.min.y as i32);
+                outlined.draw(|gx, gy, cov| {
+                    let a = (cov.clamp(0.0, 1.0) * 255.0) as u8;
+                    if a > 0 {
+                        self.blend(ox + gx as i32, oy + gy as i32, c, a);
                     }
-                }
+                });
             }
-            pen += m.advance_width;
-            prev = Some(ch);
+            pen += scaled.h_advance(id);
+            prev = Some(id);
         }
         pen - x
     }
@@ -188,21 +197,24 @@ impl Canvas {
 /// Width in pixels of `text` at size `px`.
 pub fn measure(text: &str, px: f32, weight: Weight) -> f32 {
     let f = font(weight);
+    let scaled = f.as_scaled(scale(f, px));
     let mut w = 0.0;
-    let mut prev: Option<char> = None;
+    let mut prev = None;
     for ch in text.chars() {
+        let id = f.glyph_id(ch);
         if let Some(p) = prev {
-            w += f.horizontal_kern(p, ch, px).unwrap_or(0.0);
+            w += scaled.kern(p, id);
         }
-        w += f.metrics(ch, px).advance_width;
-        prev = Some(ch);
+        w += scaled.h_advance(id);
+        prev = Some(id);
     }
     w
 }
 
 /// Ascent of the font at size `px` (distance from the top of a line to its baseline).
 pub fn ascent(px: f32, weight: Weight) -> f32 {
-    font(weight).horizontal_line_metrics(px).map(|m| m.ascent).unwrap_or(px * 0.8)
+    let f = font(weight);
+    f.as_scaled(scale(f, px)).ascent()
 }
 
 /// `text` cut to fit in `max_width` pixels, ending with `…` when it was cut.

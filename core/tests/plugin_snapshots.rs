@@ -1,0 +1,141 @@
+//! Snapshot tests: every first-party layout (1, 2, 4, 6, 9 participants; 16:9 and 9:16) and overlay is
+//! rendered to PNG and compared, with a tolerance, against the committed images in
+//! `core/tests/snapshots/plugins/` (open them to review a change). A missing snapshot is written on a
+//! developer machine and fails under `CI=true`; `UPDATE_SNAPSHOTS=1` rewrites them all.
+
+mod plugin_support;
+
+use std::path::PathBuf;
+
+use backyard_core::plugin_host::render::{Rgba, draw_overlay, draw_placements, sample_props, sample_stage};
+use backyard_core::plugin_host::{Image, NamedImage, OverlayRequest, Prop, Size};
+use plugin_support::*;
+
+/// Channels may differ by this much (font rasterisation, float rounding)...
+const TOLERANCE: u8 = 24;
+/// ...on at most this fraction of the pixels.
+const MAX_DIFF: f64 = 0.002;
+
+fn snapshot_dir() -> PathBuf {
+    root().join("core/tests/snapshots/plugins")
+}
+
+/// Compare `img` with the committed snapshot `name`; returns a description of the mismatch.
+fn check(name: &str, img: &Rgba) -> Option<String> {
+    let path = snapshot_dir().join(format!("{name}.png"));
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let update = std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
+    if update || !path.exists() {
+        if ci && !update {
+            return Some(format!("{name}: snapshot {} is missing (CI=true never writes one)", path.display()));
+        }
+        std::fs::create_dir_all(snapshot_dir()).unwrap();
+        std::fs::write(&path, img.to_png().unwrap()).unwrap();
+        eprintln!("wrote snapshot {}", path.display());
+        return None;
+    }
+    let want = Rgba::from_png(&std::fs::read(&path).unwrap()).unwrap();
+    match want.diff_fraction(img, TOLERANCE) {
+        None => Some(format!("{name}: size {}x{} != snapshot {}x{}", img.width, img.height, want.width, want.height)),
+        Some(d) if d > MAX_DIFF => {
+            let actual = std::env::temp_dir().join(format!("{name}.actual.png"));
+            std::fs::write(&actual, img.to_png().unwrap()).unwrap();
+            Some(format!("{name}: {:.2}% of pixels differ (see {})", d * 100.0, actual.display()))
+        }
+        Some(_) => None,
+    }
+}
+
+#[test]
+fn layouts_match_their_snapshots() {
+    let host = host(vec![plugins_dir()]);
+    let mut inst = host.layout("layouts").unwrap();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for layout in ["grid", "spotlight", "sidebar", "solo", "pip", "screen"] {
+        for n in [1, 2, 4, 6, 9] {
+            for (w, h) in [(640, 360), (360, 640)] {
+                let stage = sample_stage(layout, n, Size { width: w, height: h }, layout == "screen");
+                let placements = inst.place(&stage).unwrap();
+                assert!(inst.last_failure().is_none(), "{layout} {n}: {:?}", inst.last_failure());
+                let img = draw_placements(&stage, &placements);
+                failures.extend(check(&format!("layout-{layout}-{n}-{w}x{h}"), &img));
+                count += 1;
+            }
+        }
+    }
+    assert_eq!(count, 60);
+    assert!(failures.is_empty(), "{} snapshot(s) differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// A round, two-colour test logo, as a decoded upload would arrive.
+fn test_logo() -> Image {
+    let (w, h) = (120u32, 80u32);
+    let mut rgba = Vec::with_capacity((w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let (dx, dy) = (x as f32 - 60.0, (y as f32 - 40.0) * 1.5);
+            let inside = dx * dx + dy * dy < 55.0 * 55.0;
+            let c = if !inside { [0, 0, 0, 0] } else if x < 60 { [250, 204, 21, 255] } else { [22, 163, 74, 255] };
+            rgba.extend_from_slice(&c);
+        }
+    }
+    Image { width: w, height: h, rgba }
+}
+
+#[test]
+fn overlays_match_their_snapshots() {
+    let host = host(vec![plugins_dir()]);
+    let mut inst = host.overlay("overlays").unwrap();
+    let ids: Vec<String> = inst.overlays().unwrap().into_iter().map(|o| o.id).collect();
+    assert_eq!(ids, ["banner", "lower-third", "logo", "chat", "ticker"]);
+    let mut failures = Vec::new();
+    for (w, h) in [(640, 360), (360, 640)] {
+        for id in &ids {
+            let req = OverlayRequest {
+                overlay: id.clone(),
+                canvas: Size { width: w, height: h },
+                time_ms: 1500,
+                props: sample_props(),
+                images: vec![NamedImage { key: "logo".into(), image: test_logo() }],
+            };
+            let layer = inst.render(&req).unwrap().layer.cloned();
+            assert!(inst.last_failure().is_none(), "{id}: {:?}", inst.last_failure());
+            assert!(layer.is_some(), "{id} drew nothing");
+            let img = draw_overlay(req.canvas, layer.as_ref());
+            failures.extend(check(&format!("overlay-{id}-{w}x{h}"), &img));
+        }
+    }
+    assert!(failures.is_empty(), "{} snapshot(s) differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn overlays_signal_change_only_when_inputs_change() {
+    let host = host(vec![plugins_dir()]);
+    let mut inst = host.overlay("overlays").unwrap();
+    let mut req = OverlayRequest {
+        overlay: "lower-third".into(),
+        canvas: Size { width: 1280, height: 720 },
+        time_ms: 0,
+        props: vec![Prop { key: "name".into(), value: "Ada".into() }],
+        images: vec![],
+    };
+    assert!(inst.render(&req).unwrap().changed);
+    req.time_ms = 5000;
+    let again = inst.render(&req).unwrap();
+    assert!(!again.changed, "a static overlay re-rendered because time passed");
+    assert!(again.layer.is_some(), "the cached layer is still served");
+    req.props[0].value = "Grace".into();
+    assert!(inst.render(&req).unwrap().changed);
+    // With no text the overlay hides itself.
+    req.props.clear();
+    let hidden = inst.render(&req).unwrap();
+    assert!(hidden.changed && hidden.layer.is_none());
+    // The ticker moves with time.
+    let mut t = OverlayRequest { overlay: "ticker".into(), props: vec![Prop { key: "text".into(), value: "News".into() }], ..req };
+    let first = inst.render(&t).unwrap().layer.cloned().unwrap();
+    t.time_ms += 500;
+    let moved = inst.render(&t).unwrap();
+    assert!(moved.changed);
+    assert_ne!(moved.layer.unwrap().image.rgba, first.image.rgba);
+}
