@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod metrics;
+pub mod signaling;
 pub mod state;
 pub mod store;
 

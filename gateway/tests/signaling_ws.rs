@@ -148,7 +148,7 @@ async fn bad_input_gets_an_error_and_the_room_keeps_working() -> anyhow::Result<
     expect_error(&mut ws, "no-such-event", json!({}), "unknown-event").await?;
     ws.send(Message::Text("{not json".into())).await?;
     assert_eq!(expect(&mut ws, "error").await?["code"], "malformed-message");
-    ws.send(Message::Text(json!({"event": "chat-message", "data": {"text": "x".repeat(100_000)}}).to_string().into()))
+    ws.send(Message::Text(json!({"event": "chat-message", "data": {"text": "x".repeat(300_000)}}).to_string().into()))
         .await?;
     assert_eq!(expect(&mut ws, "error").await?["code"], "message-too-large");
     let e = expect_error(&mut ws, "chat-message", json!({"txt": "hi"}), "invalid-field").await?;
@@ -243,10 +243,11 @@ async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
     assert!(connect(&s, Cred::Guest(&g1)).await.is_err(), "a removed guest's session is revoked");
     // The seat is free again.
     send(&mut g2_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
-    expect(&mut g2_ws, "joined").await?;
-    // Leaving is seen by the others.
+    let g2_id = expect(&mut g2_ws, "joined").await?["participantId"].clone();
+    // Leaving is seen by the others (the co-host saw the removal first).
     send(&mut g2_ws, "leave-broadcast", json!({})).await?;
+    assert_eq!(expect(&mut c_ws, "participant-left").await?["participantId"], gus_id);
     let left = expect(&mut c_ws, "participant-left").await?;
-    assert_eq!(left["reason"], "left");
+    assert_eq!(left, json!({"participantId": g2_id, "reason": "left"}));
     Ok(())
 }

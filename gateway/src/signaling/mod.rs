@@ -1,0 +1,196 @@
+//! `GET /ws`: the studio's signaling (documented message by message in `docs/protocol.md`).
+//!
+//! One task per socket ([`session`]) speaks the protocol; the [`Hub`] holds what the sockets of a broadcast
+//! share on this node: who is in the room (with their live mic/camera/speaking state), the recent chat, and
+//! the media node whose router forwards their WebRTC media. Room-wide events travel over the bus
+//! (`topic::broadcast`), so the REST API's `broadcast-started` and friends reach the same sockets; events for
+//! one participant (their SDP, moderation) go straight to that socket.
+//!
+//! Auth happens at the upgrade (the `Caller` extractor: access cookie/Bearer or guest cookie); a revoked
+//! session closes its socket through `topic::session`.
+
+mod protocol;
+mod session;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use backyard_core::rtc::{MediaNode, NodeConfig};
+use parking_lot::Mutex;
+use tokio::sync::{OnceCell, mpsc};
+use uuid::Uuid;
+
+pub use protocol::{ChatMessage, ErrorData, Participant};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Chat messages kept per broadcast for late joiners.
+pub const CHAT_HISTORY: usize = 100;
+
+/// The node-wide signaling state, created on the first `/ws` request from the configuration.
+static HUB: OnceCell<Arc<Hub>> = OnceCell::const_new();
+
+/// What the sockets of this node share.
+pub struct Hub {
+    /// The SFU: one UDP socket, rooms keyed by broadcast id.
+    pub media: MediaNode,
+    /// Handed to clients in `joined`.
+    ice_servers: serde_json::Value,
+    max_participants: usize,
+    rooms: Mutex<HashMap<Uuid, Room>>,
+}
+
+#[derive(Default)]
+struct Room {
+    members: HashMap<Uuid, Member>,
+    chat: VecDeque<ChatMessage>,
+}
+
+struct Member {
+    participant: Participant,
+    /// The guest session behind the socket, revoked on removal (hosts are accounts and cannot be removed).
+    guest_session: Option<Uuid>,
+    /// Orders for that socket only.
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// Something another socket's handler tells this socket to do.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// A host muted us or removed us.
+    Moderated { action: protocol::ModerateAction, by: Uuid },
+}
+
+impl Hub {
+    /// Binds the media node. Its UDP socket binds to the HTTP server's IP on a free port and announces the IP
+    /// of `public_url`'s host (or the bind IP when that is not a wildcard).
+    async fn start(state: &AppState) -> anyhow::Result<Hub> {
+        let http_ip = state.cfg.server.bind.ip();
+        let mut config = NodeConfig::new(SocketAddr::new(http_ip, 0));
+        if http_ip.is_unspecified() {
+            config.advertised_ip = Some(public_ip(&state.cfg.public_url).await?);
+        }
+        config.room.max_peers = state.cfg.limits.max_participants as usize;
+        let media = MediaNode::bind(config).await?;
+        tracing::info!(udp = %media.advertised_addr(), "signaling ready");
+        Ok(Hub {
+            media,
+            ice_servers: serde_json::json!([]),
+            max_participants: state.cfg.limits.max_participants as usize,
+            rooms: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The hub of this process.
+    pub async fn get(state: &AppState) -> Result<Arc<Hub>, ApiError> {
+        HUB.get_or_try_init(|| async { Hub::start(state).await.map(Arc::new) })
+            .await
+            .cloned()
+            .map_err(ApiError::Internal)
+    }
+
+    /// The participants in a broadcast's room on this node.
+    pub fn participants(&self, broadcast: Uuid) -> Vec<Participant> {
+        let rooms = self.rooms.lock();
+        let mut list: Vec<_> =
+            rooms.get(&broadcast).map(|r| r.members.values().map(|m| m.participant.clone()).collect()).unwrap_or_default();
+        list.sort_by_key(|p| p.id);
+        list
+    }
+
+    fn chat(&self, broadcast: Uuid) -> Vec<ChatMessage> {
+        self.rooms.lock().get(&broadcast).map(|r| r.chat.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Adds a member unless the room is full.
+    fn admit(&self, broadcast: Uuid, member: Member) -> Result<(), ErrorData> {
+        let mut rooms = self.rooms.lock();
+        let room = rooms.entry(broadcast).or_default();
+        if room.members.len() >= self.max_participants {
+            return Err(ErrorData::new("room-full", format!("the room is full ({} participants)", self.max_participants)));
+        }
+        room.members.insert(member.participant.id, member);
+        Ok(())
+    }
+
+    fn remove(&self, broadcast: Uuid, participant: Uuid) {
+        if let Some(room) = self.rooms.lock().get_mut(&broadcast) {
+            room.members.remove(&participant);
+        }
+    }
+
+    /// Applies `f` to a member's participant and returns the result.
+    fn update(&self, broadcast: Uuid, participant: Uuid, f: impl FnOnce(&mut Participant)) -> Option<Participant> {
+        let mut rooms = self.rooms.lock();
+        let p = &mut rooms.get_mut(&broadcast)?.members.get_mut(&participant)?.participant;
+        f(p);
+        Some(p.clone())
+    }
+
+    fn member(&self, broadcast: Uuid, participant: Uuid) -> Option<(Participant, Option<Uuid>, mpsc::UnboundedSender<Control>)> {
+        let rooms = self.rooms.lock();
+        let m = rooms.get(&broadcast)?.members.get(&participant)?;
+        Some((m.participant.clone(), m.guest_session, m.control.clone()))
+    }
+
+    fn push_chat(&self, broadcast: Uuid, msg: ChatMessage) {
+        let mut rooms = self.rooms.lock();
+        let chat = &mut rooms.entry(broadcast).or_default().chat;
+        if chat.len() == CHAT_HISTORY {
+            chat.pop_front();
+        }
+        chat.push_back(msg);
+    }
+}
+
+/// The IP of `public_url`'s host: the address browsers reach this server at, hence where media goes.
+async fn public_ip(public_url: &str) -> anyhow::Result<IpAddr> {
+    let rest = public_url.split_once("://").map_or(public_url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse() {
+        return Ok(ip);
+    }
+    let addr = tokio::net::lookup_host((host, 0))
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("public_url host {host} does not resolve"))?;
+    Ok(addr.ip())
+}
+
+/// `GET /ws`: authenticates, then upgrades to the signaling socket.
+pub async fn ws(State(state): State<AppState>, headers: HeaderMap, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
+    if !same_origin(&state, &headers) {
+        return ApiError::forbidden("cross-origin WebSocket refused (Origin does not match public_url)").into_response();
+    }
+    let hub = match Hub::get(&state).await {
+        Ok(hub) => hub,
+        Err(e) => return e.into_response(),
+    };
+    // Frames above our own limit still arrive, so the client gets an `error` event instead of a dropped socket.
+    upgrade
+        .max_message_size(protocol::MAX_MESSAGE_BYTES * 16)
+        .on_upgrade(move |socket| session::run(socket, state, hub, caller))
+}
+
+/// A browser's WebSocket from another site carries our cookies only if SameSite allows; check Origin anyway.
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // not a browser
+    };
+    if origin.eq_ignore_ascii_case(&state.public_origin) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    !host.is_empty() && origin.split_once("://").is_some_and(|(_, h)| h.eq_ignore_ascii_case(host))
+}

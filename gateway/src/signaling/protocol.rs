@@ -1,0 +1,162 @@
+//! The signaling messages of `docs/protocol.md`: JSON text frames `{"event": "...", "data": {...}}`.
+//! Client messages are parsed strictly (unknown fields are errors naming the field); server messages are built
+//! here so their shapes live in one place.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Largest text frame a client may send. An answer in a full room repeats every codec for three m-lines per
+/// participant (~50 KiB for 12 participants), so this leaves headroom without letting one frame cost much.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Longest chat message, in characters.
+pub const MAX_CHAT_CHARS: usize = 2000;
+/// Longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// The outer frame.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub event: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JoinBroadcast {
+    pub broadcast_id: Uuid,
+    #[serde(default = "yes")]
+    pub audio_enabled: bool,
+    #[serde(default = "yes")]
+    pub video_enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `webrtc-offer` / `webrtc-answer`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sdp {
+    pub sdp: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IceCandidate {
+    pub candidate: String,
+    /// The server bundles everything on one transport, so which m-line a candidate names does not matter; the
+    /// fields are accepted because browsers send them.
+    #[serde(default, rename = "sdpMid")]
+    pub _sdp_mid: Option<String>,
+    #[serde(default, rename = "sdpMLineIndex")]
+    pub _sdp_m_line_index: Option<u32>,
+    /// Browsers' `RTCIceCandidate.toJSON()` includes it; the ufrag inside `candidate` is what is checked.
+    #[serde(default, rename = "usernameFragment")]
+    pub _username_fragment: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ParticipantStatus {
+    pub audio_enabled: Option<bool>,
+    pub video_enabled: Option<bool>,
+    pub screen_sharing: Option<bool>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatIn {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModerateAction {
+    MuteAudio,
+    MuteVideo,
+    Remove,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Moderate {
+    pub participant_id: Uuid,
+    pub action: ModerateAction,
+}
+
+/// A participant as every client sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub name: String,
+    pub role: &'static str,
+    pub audio_enabled: bool,
+    pub video_enabled: bool,
+    pub screen_sharing: bool,
+    pub speaking: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessage {
+    pub id: Uuid,
+    pub participant_id: Uuid,
+    pub name: String,
+    pub text: String,
+    /// RFC 3339.
+    pub sent_at: String,
+}
+
+/// The `error` event's data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorData {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+}
+
+impl ErrorData {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        ErrorData { code, message: message.into(), field: None, event: None }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+/// Parses an event's data, naming the offending field in the error.
+pub fn parse_data<T: DeserializeOwned>(data: serde_json::Value) -> Result<T, ErrorData> {
+    // A missing `data` is `null`; treat it as an empty object so all-optional payloads need none.
+    let data = if data.is_null() { serde_json::json!({}) } else { data };
+    serde_path_to_error::deserialize(data).map_err(|e| {
+        let message = e.inner().to_string();
+        let path = e.path().to_string();
+        let field = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|m| message.split(m).nth(1).and_then(|r| r.split('`').next()).map(str::to_owned))
+            .or_else(|| (path != ".").then_some(path));
+        let err = ErrorData::new("invalid-field", message);
+        match field {
+            Some(f) => err.field(f),
+            None => err,
+        }
+    })
+}
+
+/// A server event as a text frame.
+pub fn frame(event: &str, data: impl Serialize) -> String {
+    // unwrap: every payload here is plain data that always serializes.
+    serde_json::to_string(&serde_json::json!({ "event": event, "data": data })).expect("serializable event")
+}

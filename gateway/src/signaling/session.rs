@@ -1,0 +1,493 @@
+//! One signaling socket: parses client events, applies the room rules, and writes server events.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use backyard_core::bus::{Event, topic};
+use backyard_core::router::RouterError;
+use backyard_core::rtc::{CloseReason, MediaEvent, NodeError, PeerHandle, TrackSource};
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+use uuid::Uuid;
+
+use super::protocol::{self, ErrorData, ModerateAction, Participant, frame, parse_data};
+use super::{ChatMessage, Control, Hub, Member};
+use crate::auth::{Caller, Role};
+use crate::state::AppState;
+use crate::store::Broadcast;
+
+/// The socket's receivers that exist only while it is in a room. Kept apart from [`Session`] so `select!` can
+/// borrow each one while the handlers borrow the session.
+#[derive(Default)]
+struct Inbox {
+    room: Option<broadcast::Receiver<Arc<Event>>>,
+    media: Option<mpsc::UnboundedReceiver<MediaEvent>>,
+    control: Option<mpsc::UnboundedReceiver<Control>>,
+}
+
+struct Joined {
+    broadcast: Broadcast,
+    participant: Uuid,
+    role: Role,
+    /// The WebRTC session; `None` after it ended, until the client offers again.
+    media: Option<PeerHandle>,
+}
+
+struct Session {
+    state: AppState,
+    hub: Arc<Hub>,
+    caller: Caller,
+    joined: Option<Joined>,
+    /// Frames to write before reading on.
+    out: Vec<String>,
+    /// Close the socket after flushing `out`.
+    close: Option<&'static str>,
+}
+
+pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, caller: Caller) {
+    let (mut tx, mut rx) = socket.split();
+    let session_topic = topic::session(match &caller {
+        Caller::User(u) => u.session_id,
+        Caller::Guest(g) => g.id,
+    });
+    let mut revocations = state.bus.subscribe(&session_topic);
+    let mut s = Session { state, hub, caller, joined: None, out: vec![], close: None };
+    let mut inbox = Inbox::default();
+    loop {
+        for text in std::mem::take(&mut s.out) {
+            if tx.send(Message::Text(text.into())).await.is_err() {
+                s.leave(&mut inbox, "disconnected").await;
+                return;
+            }
+        }
+        if let Some(reason) = s.close {
+            let _ = tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: Utf8Bytes::from_static(reason) }))).await;
+            break;
+        }
+        tokio::select! {
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Text(text))) => s.on_text(text.as_str(), &mut inbox).await,
+                Some(Ok(Message::Binary(_))) => s.error(ErrorData::new("unsupported-frame", "send JSON text frames"), None),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    // Includes frames beyond the hard size limit.
+                    tracing::debug!("signaling socket failed: {e}");
+                    break;
+                }
+            },
+            ev = recv_room(&mut inbox.room) => s.on_room_event(ev),
+            ev = recv(&mut inbox.media) => s.on_media_event(ev, &mut inbox).await,
+            ctl = recv(&mut inbox.control) => s.on_control(ctl, &mut inbox).await,
+            ev = revocations.recv() => {
+                if ev.is_ok_and(|e| e.event == "session-revoked") {
+                    s.error(ErrorData::new("session-revoked", "your session ended; sign in or open the invite again"), None);
+                    s.leave(&mut inbox, "removed").await;
+                    s.close = Some("session revoked");
+                }
+            }
+        }
+    }
+    s.leave(&mut inbox, "disconnected").await;
+}
+
+async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_room(rx: &mut Option<broadcast::Receiver<Arc<Event>>>) -> Option<Arc<Event>> {
+    let Some(rx) = rx else { return std::future::pending().await };
+    loop {
+        match rx.recv().await {
+            Ok(e) => return Some(e),
+            // A burst outran this socket; the studio resynchronises from later events.
+            Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("signaling socket skipped {n} room events"),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+fn role_str(role: Role) -> &'static str {
+    role.as_str()
+}
+
+fn media_error(e: NodeError) -> ErrorData {
+    match e {
+        NodeError::Router(RouterError::InvalidSdp(m)) => ErrorData::new("invalid-sdp", m).field("sdp"),
+        NodeError::Router(RouterError::OfferCollision) => {
+            ErrorData::new("offer-collision", "answer the server's offer first; after the first offer only the server offers")
+        }
+        NodeError::Router(RouterError::NoPendingOffer) => ErrorData::new("no-pending-offer", "the server has no offer awaiting an answer"),
+        NodeError::Router(RouterError::InvalidCandidate(m)) => ErrorData::new("invalid-candidate", m).field("candidate"),
+        NodeError::Router(RouterError::RoomFull(n)) => ErrorData::new("room-full", format!("the room is full ({n} participants)")),
+        NodeError::Closed => ErrorData::new("media-closed", "the media session ended; send a new offer"),
+        other => ErrorData::new("media-error", other.to_string()),
+    }
+}
+
+impl Session {
+    fn send(&mut self, event: &str, data: impl serde::Serialize) {
+        self.out.push(frame(event, data));
+    }
+
+    fn error(&mut self, mut e: ErrorData, event: Option<&str>) {
+        e.event = event.map(str::to_owned);
+        self.send("error", e);
+    }
+
+    async fn publish(&self, broadcast: Uuid, event: &str, data: serde_json::Value) {
+        if let Err(e) = self.state.bus.publish(&topic::broadcast(broadcast), Event::new(event, data)).await {
+            tracing::warn!(%broadcast, "could not publish {event}: {e}");
+        }
+    }
+
+    async fn on_text(&mut self, text: &str, inbox: &mut Inbox) {
+        if text.len() > protocol::MAX_MESSAGE_BYTES {
+            let limit = protocol::MAX_MESSAGE_BYTES;
+            return self.error(ErrorData::new("message-too-large", format!("messages are limited to {limit} bytes")), None);
+        }
+        let envelope: protocol::Envelope = match serde_json::from_str(text) {
+            Ok(e) => e,
+            Err(e) => {
+                let msg = format!("expected {{\"event\": \"...\", \"data\": {{...}}}}: {e}");
+                return self.error(ErrorData::new("malformed-message", msg), None);
+            }
+        };
+        let event = envelope.event.clone();
+        if let Err(e) = self.dispatch(envelope, inbox).await {
+            self.error(e, Some(&event));
+        }
+    }
+
+    async fn dispatch(&mut self, env: protocol::Envelope, inbox: &mut Inbox) -> Result<(), ErrorData> {
+        match env.event.as_str() {
+            "join-broadcast" => self.join(parse_data(env.data)?, inbox).await,
+            "leave-broadcast" => {
+                self.joined()?;
+                self.leave(inbox, "left").await;
+                Ok(())
+            }
+            "webrtc-offer" => self.offer(parse_data(env.data)?, inbox).await,
+            "webrtc-answer" => {
+                let sdp: protocol::Sdp = parse_data(env.data)?;
+                self.media()?.answer(sdp.sdp).await.map_err(media_error)
+            }
+            "ice-candidate" => {
+                let c: protocol::IceCandidate = parse_data(env.data)?;
+                self.media()?.add_ice_candidate(c.candidate).await.map_err(media_error)
+            }
+            "participant-status" => self.status(parse_data(env.data)?).await,
+            "chat-message" => self.chat(parse_data(env.data)?).await,
+            "moderate" => self.moderate(parse_data(env.data)?).await,
+            "scene-update" => self.scene(env.data).await,
+            other => Err(ErrorData::new("unknown-event", format!("unknown event {other:?}")).field("event")),
+        }
+    }
+
+    fn joined(&self) -> Result<&Joined, ErrorData> {
+        self.joined.as_ref().ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))
+    }
+
+    fn media(&self) -> Result<&PeerHandle, ErrorData> {
+        self.joined()?
+            .media
+            .as_ref()
+            .ok_or_else(|| ErrorData::new("no-media-session", "send webrtc-offer first"))
+    }
+
+    async fn join(&mut self, req: protocol::JoinBroadcast, inbox: &mut Inbox) -> Result<(), ErrorData> {
+        if self.joined.is_some() {
+            return Err(ErrorData::new("already-joined", "leave the current broadcast first"));
+        }
+        let store = &self.state.store;
+        let internal = |e: crate::store::StoreError| {
+            tracing::error!("signaling store error: {e}");
+            ErrorData::new("internal", "the server could not complete that")
+        };
+        let not_found = || ErrorData::new("not-found", "no such broadcast").field("broadcastId");
+        let broadcast = store.broadcast(req.broadcast_id).await.map_err(internal)?.ok_or_else(not_found)?;
+        let (role, user_id, name, guest_session) = match &self.caller {
+            Caller::User(u) if u.id == broadcast.user_id => {
+                let user = store.user_by_id(u.id).await.map_err(internal)?.ok_or_else(not_found)?;
+                (Role::Host, Some(u.id), user.name, None)
+            }
+            Caller::Guest(g) if g.broadcast_id == broadcast.id => {
+                let role = Role::parse(&g.role).unwrap_or(Role::Guest);
+                (role, None, g.name.clone(), Some(g.id))
+            }
+            // Someone else's broadcast looks like a missing one, as in the REST API.
+            _ => return Err(not_found()),
+        };
+        if broadcast.status == "ended" {
+            return Err(ErrorData::new("broadcast-ended", "this broadcast has ended"));
+        }
+
+        // Subscribe before anyone can see us, so no room event is missed between the snapshot and the stream.
+        inbox.room = Some(self.state.bus.subscribe(&topic::broadcast(broadcast.id)));
+        let row = store
+            .participant_joined(broadcast.id, user_id, &name, role.as_str(), req.audio_enabled, req.video_enabled)
+            .await
+            .map_err(internal)?;
+        let participant = Participant {
+            id: row.id,
+            user_id,
+            name,
+            role: role_str(role),
+            audio_enabled: req.audio_enabled,
+            video_enabled: req.video_enabled,
+            screen_sharing: false,
+            speaking: false,
+        };
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let member = Member { participant: participant.clone(), guest_session, control: control_tx };
+        if let Err(e) = self.hub.admit(broadcast.id, member) {
+            inbox.room = None;
+            let _ = store.participant_left(row.id).await;
+            return Err(e);
+        }
+        inbox.control = Some(control_rx);
+        let others: Vec<_> = self.hub.participants(broadcast.id).into_iter().filter(|p| p.id != row.id).collect();
+        self.send(
+            "joined",
+            json!({
+                "participantId": row.id,
+                "role": role.as_str(),
+                "broadcast": {"id": broadcast.id, "title": broadcast.title, "status": broadcast.status},
+                "participants": others,
+                "iceServers": self.hub.ice_servers,
+                "chat": self.hub.chat(broadcast.id),
+                "scene": broadcast.scene.0,
+            }),
+        );
+        let id = broadcast.id;
+        self.joined = Some(Joined { broadcast, participant: row.id, role, media: None });
+        self.publish(id, "participant-joined", json!({ "participant": participant })).await;
+        Ok(())
+    }
+
+    /// Ends room membership (and the media session) if any.
+    async fn leave(&mut self, inbox: &mut Inbox, reason: &'static str) {
+        let Some(j) = self.joined.take() else { return };
+        *inbox = Inbox::default();
+        self.hub.remove(j.broadcast.id, j.participant);
+        drop(j.media);
+        if let Err(e) = self.state.store.participant_left(j.participant).await {
+            tracing::warn!("could not record participant {} leaving: {e}", j.participant);
+        }
+        self.publish(j.broadcast.id, "participant-left", json!({ "participantId": j.participant, "reason": reason }))
+            .await;
+    }
+
+    async fn offer(&mut self, sdp: protocol::Sdp, inbox: &mut Inbox) -> Result<(), ErrorData> {
+        let j = self.joined.as_mut().ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
+        if j.media.is_none() {
+            let (handle, events) = self.hub.media.join(&j.broadcast.id.to_string(), &j.participant.to_string()).map_err(media_error)?;
+            // A participant who muted before publishing stays muted.
+            if let Some((p, ..)) = self.hub.member(j.broadcast.id, j.participant) {
+                let _ = handle.set_muted(TrackSource::Microphone, !p.audio_enabled);
+                let _ = handle.set_muted(TrackSource::Camera, !p.video_enabled);
+            }
+            j.media = Some(handle);
+            inbox.media = Some(events);
+        }
+        // unwrap: set just above when missing.
+        let answer = j.media.as_ref().expect("a media session").offer(sdp.sdp).await.map_err(media_error)?;
+        self.send("webrtc-answer", protocol::Sdp { sdp: answer });
+        Ok(())
+    }
+
+    async fn status(&mut self, st: protocol::ParticipantStatus) -> Result<(), ErrorData> {
+        let j = self.joined()?;
+        let (broadcast, me) = (j.broadcast.id, j.participant);
+        let name = match st.name.as_deref().map(str::trim) {
+            Some("") => return Err(ErrorData::new("invalid-field", "name must not be empty").field("name")),
+            Some(n) if n.chars().count() > protocol::MAX_NAME_CHARS => {
+                return Err(ErrorData::new("invalid-field", format!("name is limited to {} characters", protocol::MAX_NAME_CHARS))
+                    .field("name"));
+            }
+            other => other.map(str::to_owned),
+        };
+        if let Some(handle) = &j.media {
+            // Unmuting oneself lifts a moderator's mute too, as in StreamYard.
+            if let Some(on) = st.audio_enabled {
+                let _ = handle.set_muted(TrackSource::Microphone, !on);
+            }
+            if let Some(on) = st.video_enabled {
+                let _ = handle.set_muted(TrackSource::Camera, !on);
+            }
+        }
+        let updated = self
+            .hub
+            .update(broadcast, me, |p| {
+                p.audio_enabled = st.audio_enabled.unwrap_or(p.audio_enabled);
+                p.video_enabled = st.video_enabled.unwrap_or(p.video_enabled);
+                p.screen_sharing = st.screen_sharing.unwrap_or(p.screen_sharing);
+                if let Some(n) = name {
+                    p.name = n;
+                }
+            })
+            .ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
+        self.persist_status(&updated).await;
+        self.publish(broadcast, "participant-status-updated", json!({ "participant": updated })).await;
+        Ok(())
+    }
+
+    async fn persist_status(&self, p: &Participant) {
+        if let Err(e) = self.state.store.participant_status(p.id, p.audio_enabled, p.video_enabled, &p.name).await {
+            tracing::warn!("could not record participant {} status: {e}", p.id);
+        }
+    }
+
+    async fn chat(&mut self, msg: protocol::ChatIn) -> Result<(), ErrorData> {
+        let j = self.joined()?;
+        let broadcast = j.broadcast.id;
+        let text = msg.text.trim();
+        if text.is_empty() {
+            return Err(ErrorData::new("invalid-field", "text must not be empty").field("text"));
+        }
+        if text.chars().count() > protocol::MAX_CHAT_CHARS {
+            return Err(ErrorData::new("invalid-field", format!("text is limited to {} characters", protocol::MAX_CHAT_CHARS))
+                .field("text"));
+        }
+        let (me, ..) = self
+            .hub
+            .member(broadcast, j.participant)
+            .ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
+        let sent_at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let chat = ChatMessage { id: Uuid::now_v7(), participant_id: me.id, name: me.name, text: text.to_owned(), sent_at };
+        self.hub.push_chat(broadcast, chat.clone());
+        // unwrap: plain data always serializes.
+        self.publish(broadcast, "chat-message", serde_json::to_value(chat).expect("serializable")).await;
+        Ok(())
+    }
+
+    async fn moderate(&mut self, req: protocol::Moderate) -> Result<(), ErrorData> {
+        let j = self.joined()?;
+        let (broadcast, me, my_role) = (j.broadcast.id, j.participant, j.role);
+        if my_role == Role::Guest {
+            return Err(ErrorData::new("forbidden", "only the host or a co-host may moderate"));
+        }
+        let (target, guest_session, control) = self
+            .hub
+            .member(broadcast, req.participant_id)
+            .ok_or_else(|| ErrorData::new("not-found", "no such participant in this room").field("participantId"))?;
+        if target.id == me {
+            return Err(ErrorData::new("invalid-field", "you cannot moderate yourself").field("participantId"));
+        }
+        // The host is beyond moderation; co-hosts moderate guests only.
+        if target.role == "host" || (my_role == Role::Cohost && target.role != "guest") {
+            return Err(ErrorData::new("forbidden", "you may not moderate that participant"));
+        }
+        let room = broadcast.to_string();
+        let who = target.id.to_string();
+        match req.action {
+            ModerateAction::MuteAudio | ModerateAction::MuteVideo => {
+                let (source, audio) = match req.action {
+                    ModerateAction::MuteAudio => (TrackSource::Microphone, true),
+                    _ => (TrackSource::Camera, false),
+                };
+                // Stop forwarding at once, even before the target's client reacts. No media session yet is fine.
+                let _ = self.hub.media.set_muted(&room, &who, source, true);
+                let updated = self
+                    .hub
+                    .update(broadcast, target.id, |p| {
+                        if audio {
+                            p.audio_enabled = false;
+                        } else {
+                            p.video_enabled = false;
+                        }
+                    })
+                    .ok_or_else(|| ErrorData::new("not-found", "the participant left").field("participantId"))?;
+                let _ = control.send(Control::Moderated { action: req.action, by: me });
+                self.persist_status(&updated).await;
+                self.publish(broadcast, "participant-status-updated", json!({ "participant": updated })).await;
+            }
+            ModerateAction::Remove => {
+                // Their session ends too, so the invite cookie cannot bring them back.
+                if let Some(id) = guest_session {
+                    if let Err(e) = self.state.store.revoke_guest_session(id).await {
+                        tracing::warn!("could not revoke guest session {id}: {e}");
+                    }
+                }
+                let _ = control.send(Control::Moderated { action: req.action, by: me });
+            }
+        }
+        Ok(())
+    }
+
+    async fn scene(&mut self, data: serde_json::Value) -> Result<(), ErrorData> {
+        let j = self.joined()?;
+        if j.role == Role::Guest {
+            return Err(ErrorData::new("forbidden", "only the host or a co-host may change the scene"));
+        }
+        let broadcast = j.broadcast.id;
+        let scene: crate::api::broadcasts::Scene = parse_data(data)?;
+        // unwrap: a Scene always serializes.
+        let value = serde_json::to_value(&scene).expect("serializable scene");
+        if let Err(e) = self.state.store.set_scene(broadcast, value.clone()).await {
+            tracing::error!("could not store the scene: {e}");
+            return Err(ErrorData::new("internal", "the server could not store the scene"));
+        }
+        self.publish(broadcast, "scene-updated", json!({ "scene": value })).await;
+        Ok(())
+    }
+
+    fn on_room_event(&mut self, ev: Option<Arc<Event>>) {
+        let Some(ev) = ev else { return };
+        let me = self.joined.as_ref().map(|j| j.participant.to_string());
+        let about = match ev.event.as_str() {
+            "participant-joined" => ev.data.pointer("/participant/id").and_then(|v| v.as_str()),
+            "participant-left" => ev.data.pointer("/participantId").and_then(|v| v.as_str()),
+            _ => None,
+        };
+        if about.is_some() && about == me.as_deref() {
+            return; // the client knows it joined (`joined`) or left
+        }
+        self.out.push(frame(&ev.event, &ev.data));
+    }
+
+    async fn on_media_event(&mut self, ev: Option<MediaEvent>, inbox: &mut Inbox) {
+        let Some(j) = self.joined.as_mut() else { return };
+        let (broadcast, me) = (j.broadcast.id, j.participant);
+        match ev {
+            Some(MediaEvent::Offer(sdp)) => self.send("webrtc-offer", protocol::Sdp { sdp }),
+            Some(MediaEvent::Speaking(speaking)) => {
+                if let Some(p) = self.hub.update(broadcast, me, |p| p.speaking = speaking) {
+                    self.publish(broadcast, "participant-status-updated", json!({ "participant": p })).await;
+                }
+            }
+            Some(MediaEvent::Closed(reason)) => {
+                j.media = None;
+                inbox.media = None;
+                if reason != CloseReason::Left {
+                    let message = format!("the media connection ended ({reason:?}); send a new webrtc-offer to reconnect");
+                    self.error(ErrorData::new("media-disconnected", message), None);
+                }
+            }
+            None => {
+                j.media = None;
+                inbox.media = None;
+            }
+            Some(MediaEvent::Connected | MediaEvent::TrackPublished(_)) => {}
+        }
+    }
+
+    async fn on_control(&mut self, ctl: Option<Control>, inbox: &mut Inbox) {
+        match ctl {
+            Some(Control::Moderated { action, by }) => {
+                self.send("moderated", json!({ "action": action, "byParticipantId": by }));
+                if action == ModerateAction::Remove {
+                    self.leave(inbox, "removed").await;
+                    self.close = Some("removed by a host");
+                }
+            }
+            None => inbox.control = None,
+        }
+    }
+}
