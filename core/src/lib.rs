@@ -3,6 +3,7 @@
 //! Architecture Invariant: no HTTP server and no SQL in this crate; the gateway drives it.
 
 pub mod bus;
+pub mod compositor;
 pub mod egress;
 pub mod plugin_host;
 pub mod router;

@@ -177,7 +177,9 @@ fn frozen_destination_blocks_neither_others_nor_stop() -> Result<()> {
     let steady = Nginx::start(NginxOptions::default())?;
     let statuses = StatusLog::default();
     let config = EgressConfig {
-        encoder: small(),
+        // CBR with filler at 16 Mb/s fills the frozen server's socket buffers within seconds, so its sender
+        // really blocks in a write (and then in the next handshake) instead of writing into kernel buffers.
+        encoder: EncoderSettings { video_kbps: 16_000, ..small() },
         destinations: vec![destination("frozen", frozen.rtmp_url("f")), destination("steady", steady.rtmp_url("s"))],
         ..Default::default()
     };
@@ -187,15 +189,24 @@ fn frozen_destination_blocks_neither_others_nor_stop() -> Result<()> {
     ensure!(wait_until(Duration::from_secs(10), || statuses.latest("frozen").is_some_and(|s| s.is_live())).is_some());
     std::thread::sleep(Duration::from_secs(2));
     frozen.freeze()?;
-    std::thread::sleep(Duration::from_secs(20));
+    let frozen_at = Instant::now();
+    let detected = wait_until(Duration::from_secs(20), || {
+        statuses.latest("frozen").is_some_and(|s| matches!(s.state, OutputState::Reconnecting { .. }))
+    });
+    println!("frozen server detected after {detected:?}: {:?}", statuses.latest("frozen").map(|s| s.state));
+    ensure!(detected.is_some(), "the frozen destination never timed out: {:?}", statuses.latest("frozen"));
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(frozen_at.elapsed()));
     let steady_status = statuses.latest("steady").expect("steady status");
-    ensure!(steady_status.is_live() && steady_status.bitrate_kbps > 200, "{steady_status:?}");
+    ensure!(steady_status.is_live() && steady_status.bitrate_kbps > 8_000, "{steady_status:?}");
+    ensure!(steady_status.dropped_frames == 0, "{steady_status:?}");
 
+    // Still frozen: the frozen sender is stuck in a write or a handshake right now.
     stop.store(true, Ordering::Release);
     let (egress, frames) = feeder.join().unwrap();
     let t = Instant::now();
     let report = egress.stop();
     let stop_took = t.elapsed();
+    println!("stop with a frozen destination took {stop_took:?}");
     ensure!(stop_took < Duration::from_secs(5), "stop took {stop_took:?} with a frozen server");
     ensure!(report.outputs.iter().all(|s| s.state == OutputState::Stopped), "{:?}", report.outputs);
 

@@ -130,6 +130,17 @@ fn check(op: &'static str, code: c_int, capture: &super::redact::LogCapture) -> 
 }
 
 impl Muxer {
+    /// Says "timed out" instead of FFmpeg's "Immediate exit requested" when the watchdog fired.
+    fn explain(&self, mut e: MuxError, budget: Duration) -> MuxError {
+        if e.error == ffmpeg_next::Error::Exit && !self.watchdog.abort.load(Ordering::Acquire) {
+            let note = format!("no progress for {:.1} s: server not reading (frozen?)", budget.as_secs_f64());
+            e.detail = if e.detail.is_empty() { note } else { format!("{note}; {}", e.detail) };
+        }
+        e
+    }
+}
+
+impl Muxer {
     /// Connects (for RTMP: TCP, TLS, handshake, connect, publish) and writes the header.
     pub(crate) fn open(
         url: &str,
@@ -186,7 +197,7 @@ impl Muxer {
             Dictionary::own(io_opts);
             code
         };
-        check("open", code, &capture)?;
+        check("open", code, &capture).map_err(|e| muxer.explain(e, options.open_timeout))?;
         // SAFETY: as above.
         let mut mux_opts = unsafe { dictionary(&options.muxer).disown() };
         // SAFETY: as above.
@@ -196,7 +207,7 @@ impl Muxer {
             code
         };
         muxer.watchdog.disarm();
-        check("write header", code, &capture)?;
+        check("write header", code, &capture).map_err(|e| muxer.explain(e, options.open_timeout))?;
         Ok(muxer)
     }
 
@@ -223,7 +234,7 @@ impl Muxer {
         // SAFETY: ctx is open with a written header; the packet is a valid owned AVPacket.
         let code = unsafe { ffi::av_interleaved_write_frame(self.ctx, pkt.as_mut_ptr()) };
         self.watchdog.disarm();
-        check("write", code, &capture)?;
+        check("write", code, &capture).map_err(|e| self.explain(e, self.write_timeout))?;
         self.bytes_written += packet.data.len() as u64;
         Ok(())
     }

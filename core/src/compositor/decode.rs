@@ -1,0 +1,200 @@
+//! Decoders for what participants send (VP8, VP9, H.264 video; Opus audio) into what the compositor core
+//! takes (I420 frames; interleaved stereo f32 at 48 kHz). One decoder per track, used on one thread (the
+//! pixel converter is not `Send`).
+
+use ffmpeg_next::{codec, decoder, format, frame, software::scaling};
+
+use crate::egress::VideoFrame;
+
+/// Decoding errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// This FFmpeg has no decoder for the codec.
+    #[error("no decoder for {0:?}")]
+    Unsupported(codec::Id),
+    /// FFmpeg refused the data or failed.
+    #[error("decode: {0}")]
+    Ffmpeg(#[from] ffmpeg_next::Error),
+}
+
+/// Video codecs a participant may publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VideoCodec {
+    Vp8,
+    Vp9,
+    H264,
+}
+
+impl VideoCodec {
+    fn id(self) -> codec::Id {
+        match self {
+            VideoCodec::Vp8 => codec::Id::VP8,
+            VideoCodec::Vp9 => codec::Id::VP9,
+            VideoCodec::H264 => codec::Id::H264,
+        }
+    }
+}
+
+/// Decodes one video track to I420.
+pub struct VideoDecoder {
+    decoder: decoder::Video,
+    /// Converter for sources that are not 4:2:0 planar (e.g. H.264 4:4:4), made on first need.
+    scaler: Option<(scaling::Context, format::Pixel, u32, u32)>,
+    decoded: frame::Video,
+}
+
+impl VideoDecoder {
+    pub fn new(codec: VideoCodec) -> Result<VideoDecoder, DecodeError> {
+        crate::egress::init_ffmpeg();
+        let found = decoder::find(codec.id()).ok_or(DecodeError::Unsupported(codec.id()))?;
+        let mut ctx = codec::context::Context::new_with_codec(found);
+        // Two slice/frame threads: decode of a 720p VP8 stream is ~1 ms a frame, more threads add latency.
+        ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Slice, count: 2, ..Default::default() });
+        let decoder = ctx.decoder().open_as(found)?.video()?;
+        Ok(VideoDecoder { decoder, scaler: None, decoded: frame::Video::empty() })
+    }
+
+    /// Feeds one whole encoded frame; returns the pictures it produced (usually one).
+    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<VideoFrame>, DecodeError> {
+        self.decoder.send_packet(&ffmpeg_next::Packet::copy(data))?;
+        let mut out = Vec::new();
+        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
+            out.push(self.to_i420()?);
+        }
+        Ok(out)
+    }
+
+    fn to_i420(&mut self) -> Result<VideoFrame, DecodeError> {
+        let (w, h) = (self.decoded.width() & !1, self.decoded.height() & !1);
+        let src = if matches!(self.decoded.format(), format::Pixel::YUV420P | format::Pixel::YUVJ420P) {
+            &self.decoded
+        } else {
+            let fmt = self.decoded.format();
+            let stale = !matches!(&self.scaler, Some((_, f, sw, sh)) if *f == fmt && *sw == w && *sh == h);
+            if stale {
+                let ctx = scaling::Context::get(fmt, w, h, format::Pixel::YUV420P, w, h, scaling::Flags::BILINEAR)?;
+                self.scaler = Some((ctx, fmt, w, h));
+            }
+            let mut converted = frame::Video::empty();
+            // unwrap: the scaler was created just above when missing.
+            self.scaler.as_mut().unwrap().0.run(&self.decoded, &mut converted)?;
+            self.decoded = converted;
+            &self.decoded
+        };
+        let mut out = VideoFrame::filled(w.max(2), h.max(2), [16, 128, 128]);
+        let (cw, ch) = (w.div_ceil(2) as usize, h.div_ceil(2) as usize);
+        let widths = [(w as usize, h as usize), (cw, ch), (cw, ch)];
+        let (y, u, v) = out.planes_mut();
+        for (plane, (dst, (pw, ph))) in [y, u, v].into_iter().zip(widths).enumerate() {
+            let stride = src.stride(plane);
+            let data = src.data(plane);
+            for row in 0..ph {
+                dst[row * pw..(row + 1) * pw].copy_from_slice(&data[row * stride..row * stride + pw]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes one Opus track to interleaved stereo f32 at 48 kHz.
+pub struct AudioDecoder {
+    decoder: decoder::Audio,
+    decoded: frame::Audio,
+}
+
+impl AudioDecoder {
+    pub fn opus() -> Result<AudioDecoder, DecodeError> {
+        crate::egress::init_ffmpeg();
+        let found = decoder::find(codec::Id::OPUS).ok_or(DecodeError::Unsupported(codec::Id::OPUS))?;
+        let decoder = codec::context::Context::new_with_codec(found).decoder().open_as(found)?.audio()?;
+        Ok(AudioDecoder { decoder, decoded: frame::Audio::empty() })
+    }
+
+    /// Feeds one packet; returns its samples (interleaved stereo; mono is duplicated).
+    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<f32>, DecodeError> {
+        self.decoder.send_packet(&ffmpeg_next::Packet::copy(data))?;
+        let mut out = Vec::new();
+        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
+            let f = &self.decoded;
+            let n = f.samples();
+            let channels = f.channels().max(1) as usize;
+            let sample = |ch: usize, i: usize| -> f32 {
+                let ch = ch.min(channels - 1);
+                match f.format() {
+                    format::Sample::F32(format::sample::Type::Planar) => f.plane::<f32>(ch)[i],
+                    format::Sample::F32(format::sample::Type::Packed) => {
+                        bytemuck_f32(f.data(0), i * channels + ch)
+                    }
+                    format::Sample::I16(format::sample::Type::Planar) => f.plane::<i16>(ch)[i] as f32 / 32768.0,
+                    format::Sample::I16(format::sample::Type::Packed) => {
+                        bytemuck_i16(f.data(0), i * channels + ch) as f32 / 32768.0
+                    }
+                    _ => 0.0,
+                }
+            };
+            out.reserve(n * 2);
+            for i in 0..n {
+                out.push(sample(0, i));
+                out.push(sample(1, i));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn bytemuck_f32(data: &[u8], index: usize) -> f32 {
+    data.get(index * 4..index * 4 + 4).map_or(0.0, |b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn bytemuck_i16(data: &[u8], index: usize) -> i16 {
+    data.get(index * 2..index * 2 + 2).map_or(0, |b| i16::from_ne_bytes([b[0], b[1]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ffmpeg_next::{Dictionary, Rational, encoder};
+
+    /// Encodes flat-colour frames with libvpx (VP8) and checks the decoder returns the colour.
+    #[test]
+    fn vp8_round_trip_keeps_colour() {
+        crate::egress::init_ffmpeg();
+        let vp8 = encoder::find_by_name("libvpx").expect("libvpx in Debian's FFmpeg");
+        let mut enc = codec::context::Context::new_with_codec(vp8).encoder().video().unwrap();
+        enc.set_width(64);
+        enc.set_height(48);
+        enc.set_format(format::Pixel::YUV420P);
+        enc.set_time_base(Rational(1, 30));
+        enc.set_bit_rate(500_000);
+        let mut opts = Dictionary::new();
+        opts.set("deadline", "realtime");
+        let mut enc = enc.open_as_with(vp8, opts).unwrap();
+        let mut dec = VideoDecoder::new(VideoCodec::Vp8).unwrap();
+        let mut src = frame::Video::new(format::Pixel::YUV420P, 64, 48);
+        let mut decoded = Vec::new();
+        for i in 0..10 {
+            for (plane, value) in [(0, 150u8), (1, 90), (2, 170)] {
+                src.data_mut(plane).fill(value);
+            }
+            src.set_pts(Some(i));
+            enc.send_frame(&src).unwrap();
+            let mut pkt = ffmpeg_next::Packet::empty();
+            while enc.receive_packet(&mut pkt).is_ok() {
+                decoded.extend(dec.decode(pkt.data().unwrap()).unwrap());
+            }
+        }
+        assert!(!decoded.is_empty());
+        let f = decoded.last().unwrap();
+        assert_eq!((f.width(), f.height()), (64, 48));
+        let (y, u, v) = f.planes();
+        assert!((y[100] as i32 - 150).abs() <= 3 && (u[10] as i32 - 90).abs() <= 3 && (v[10] as i32 - 170).abs() <= 3);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_crash() {
+        let mut dec = VideoDecoder::new(VideoCodec::H264).unwrap();
+        let _ = dec.decode(&[0, 0, 0, 1, 0xff, 0xff, 0x13]);
+        let mut audio = AudioDecoder::opus().unwrap();
+        let _ = audio.decode(&[0xff; 3]);
+    }
+}

@@ -1,0 +1,359 @@
+//! The program's compositor core, sans-IO: decoded frames and audio in, one composed frame and mixed
+//! audio out, all on one program clock. No threads, no sockets, no decoders here: the shell around it
+//! decodes (ffmpeg-next, a thread per track), feeds this core, and hands the output to [`crate::egress`].
+//!
+//! ```text
+//!  push_video(src, I420, source_time, arrival) ─┐            ┌─► compose(now) ─► VideoFrame (canvas)
+//!  push_audio(src, f32 stereo, source_time, arrival) ─► per-source clock mapping
+//!  set_placements(tiles from the layout plugin) ┘            └─► mix(until) ─► f32 stereo 48 kHz
+//! ```
+//!
+//! Timing: each source's timeline is mapped onto the program clock ([`clock::SourceClock`]) and both its
+//! audio and its video are presented at `mapped time + playout_delay`, so lip sync holds and a source clock
+//! running fast or slow is followed instead of accumulating drift.
+//!
+//! Architecture Invariant: this module never blocks, sleeps, reads a clock or spawns; time is an argument.
+
+pub mod blit;
+pub mod clock;
+pub mod decode;
+pub mod mixer;
+pub mod placement;
+pub mod program;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::egress::{SAMPLE_RATE, VideoFrame};
+pub use decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
+pub use placement::{Fit, Placement, PlacementError, Rect};
+pub use program::{EncodedMedia, Program};
+
+/// Canvas and timing of a program.
+#[derive(Clone, Debug)]
+pub struct CompositorConfig {
+    /// Canvas width (even).
+    pub width: u32,
+    /// Canvas height (even).
+    pub height: u32,
+    /// Background colour (Y, U, V).
+    pub background: [u8; 3],
+    /// Delay between a source's media time (mapped) and its presentation: absorbs network jitter.
+    pub playout_delay: Duration,
+    /// A source that sent no video for this long shows its name card instead of its last frame.
+    pub stall_after: Duration,
+    /// Output frame duration (the program tick), used to centre video presentation on the tick.
+    pub frame_duration: Duration,
+}
+
+impl Default for CompositorConfig {
+    fn default() -> Self {
+        CompositorConfig {
+            width: 1280,
+            height: 720,
+            background: [16, 128, 128],
+            playout_delay: Duration::from_millis(100),
+            stall_after: Duration::from_millis(1500),
+            frame_duration: Duration::from_micros(33_333),
+        }
+    }
+}
+
+/// Someone (or a screen share) on stage.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageMember {
+    /// Source id: participant id, or `<participantId>:screen`.
+    pub id: String,
+    /// Display name (for the name card).
+    pub name: String,
+}
+
+/// What a tile shows right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileView {
+    /// Fresh video.
+    Video,
+    /// The last frame, held while video is briefly missing.
+    LastFrame,
+    /// The name card: no video for longer than `stall_after` (or never any).
+    NameCard,
+}
+
+#[derive(Default)]
+struct Source {
+    name: String,
+    clock: clock::SourceClock,
+    /// Frames waiting for their presentation time: (source time, frame).
+    pending: VecDeque<(Duration, VideoFrame)>,
+    current: Option<VideoFrame>,
+    last_video_arrival: Option<Duration>,
+    audio: mixer::AudioTrack,
+    gain: f32,
+    muted: bool,
+}
+
+/// Video older than this counts as held (the last frame stays on screen until `stall_after`).
+const HELD_AFTER: Duration = Duration::from_millis(500);
+
+/// Frames kept per source while waiting for presentation (a burst beyond this drops the oldest).
+const MAX_PENDING_FRAMES: usize = 30;
+
+/// The sans-IO compositor. See the module docs.
+pub struct Compositor {
+    config: CompositorConfig,
+    sources: HashMap<String, Source>,
+    placements: Vec<Placement>,
+    canvas: VideoFrame,
+    /// Program sample index up to which audio was mixed.
+    mixed_until: i64,
+}
+
+fn samples_at(t: Duration) -> i64 {
+    (t.as_micros() as i64 * SAMPLE_RATE as i64) / 1_000_000
+}
+
+impl Compositor {
+    pub fn new(config: CompositorConfig) -> Compositor {
+        let canvas = VideoFrame::filled(config.width, config.height, config.background);
+        Compositor { config, sources: HashMap::new(), placements: Vec::new(), canvas, mixed_until: 0 }
+    }
+
+    pub fn config(&self) -> &CompositorConfig {
+        &self.config
+    }
+
+    /// Sets who is on stage. New members start with gain 1; members who left are forgotten, and tiles
+    /// naming them are dropped.
+    pub fn set_stage(&mut self, members: &[StageMember]) {
+        self.sources.retain(|id, _| members.iter().any(|m| &m.id == id));
+        for m in members {
+            let s = self.sources.entry(m.id.clone()).or_insert_with(|| Source { gain: 1.0, ..Default::default() });
+            s.name = m.name.clone();
+        }
+        let sources = &self.sources;
+        self.placements.retain(|p| sources.contains_key(&p.source));
+    }
+
+    /// Replaces the tiles. Invalid placements are refused and the previous ones stay (a failing layout
+    /// keeps the last good one).
+    pub fn set_placements(&mut self, mut placements: Vec<Placement>) -> Result<(), PlacementError> {
+        placement::validate(&placements, self.config.width, self.config.height, |s| self.sources.contains_key(s))?;
+        placements.sort_by_key(|p| p.z);
+        self.placements = placements;
+        Ok(())
+    }
+
+    pub fn placements(&self) -> &[Placement] {
+        &self.placements
+    }
+
+    /// Per-source volume (0 = silent, 1 = as received); non-finite or negative values count as 0.
+    pub fn set_gain(&mut self, source: &str, gain: f32) {
+        if let Some(s) = self.sources.get_mut(source) {
+            s.gain = if gain.is_finite() { gain.clamp(0.0, 4.0) } else { 0.0 };
+        }
+    }
+
+    /// Muted sources are not mixed (their buffer keeps following the clock).
+    pub fn set_muted(&mut self, source: &str, muted: bool) {
+        if let Some(s) = self.sources.get_mut(source) {
+            s.muted = muted;
+        }
+    }
+
+    /// A decoded frame of `source`, stamped `source_time` on the source's clock, that arrived at program
+    /// time `arrival`. Frames of sources not on stage are ignored.
+    pub fn push_video(&mut self, source: &str, frame: VideoFrame, source_time: Duration, arrival: Duration) {
+        let Some(s) = self.sources.get_mut(source) else { return };
+        s.clock.observe(source_time, arrival);
+        s.last_video_arrival = Some(arrival);
+        if s.pending.back().is_some_and(|(t, _)| *t >= source_time) {
+            // Out of order or a restarted source clock: start over from this frame.
+            s.pending.clear();
+        }
+        s.pending.push_back((source_time, frame));
+        while s.pending.len() > MAX_PENDING_FRAMES {
+            s.pending.pop_front();
+        }
+    }
+
+    /// Decoded audio of `source` (interleaved stereo f32, 48 kHz) whose first sample is at `source_time`.
+    pub fn push_audio(&mut self, source: &str, interleaved: &[f32], source_time: Duration, arrival: Duration) {
+        let Some(s) = self.sources.get_mut(source) else { return };
+        s.clock.observe(source_time, arrival);
+        s.audio.push(samples_at(source_time), interleaved);
+    }
+
+    /// What `source`'s tile shows at program time `now`.
+    pub fn tile_view(&self, source: &str, now: Duration) -> TileView {
+        match self.sources.get(source) {
+            Some(s) if s.current.is_some() => match s.last_video_arrival.map(|t| now.saturating_sub(t)) {
+                Some(age) if age < HELD_AFTER => TileView::Video,
+                Some(age) if age < self.config.stall_after => TileView::LastFrame,
+                _ => TileView::NameCard,
+            },
+            _ => TileView::NameCard,
+        }
+    }
+
+    /// Composes the frame presented at program time `now`.
+    pub fn compose(&mut self, now: Duration) -> &VideoFrame {
+        // A frame is due when its mapped time + delay falls before the middle of this tick.
+        let due = now.as_micros() as i64 + self.config.frame_duration.as_micros() as i64 / 2
+            - self.config.playout_delay.as_micros() as i64;
+        for s in self.sources.values_mut() {
+            while let Some((t, _)) = s.pending.front() {
+                match s.clock.to_program_us(*t) {
+                    Some(at) if at <= due => {
+                        // unwrap: front() just returned Some.
+                        let (_, frame) = s.pending.pop_front().unwrap();
+                        s.current = Some(frame);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        blit::fill(&mut self.canvas, Rect::new(0, 0, self.config.width, self.config.height), self.config.background);
+        for i in 0..self.placements.len() {
+            let p = &self.placements[i];
+            let view = self.tile_view(&p.source, now);
+            let Some(s) = self.sources.get(&p.source) else { continue };
+            match (view, s.current.as_ref()) {
+                (TileView::Video | TileView::LastFrame, Some(frame)) => {
+                    blit::draw_scaled(&mut self.canvas, frame, p.rect, p.fit, [16, 128, 128]);
+                }
+                _ => blit::draw_name_card(&mut self.canvas, p.rect, &s.name),
+            }
+        }
+        &self.canvas
+    }
+
+    /// Mixes program audio from where the last call stopped up to program time `until`: interleaved
+    /// stereo f32 at 48 kHz, continuous (silence where nobody speaks), ready for the encoder.
+    pub fn mix(&mut self, until: Duration) -> Vec<f32> {
+        let end = samples_at(until);
+        let frames = (end - self.mixed_until).max(0) as usize;
+        let mut out = vec![0.0f32; frames * 2];
+        if frames == 0 {
+            return out;
+        }
+        let delay = samples_at(self.config.playout_delay);
+        let mut scratch = vec![0.0f32; frames * 2];
+        for s in self.sources.values_mut() {
+            let Some(offset_us) = s.clock.offset_us() else { continue };
+            // Source sample that belongs at program sample `mixed_until`.
+            let wanted = (self.mixed_until - delay) as f64 - offset_us as f64 * SAMPLE_RATE as f64 / 1e6;
+            scratch.fill(0.0);
+            s.audio.mix_into(&mut scratch, wanted, 1.0);
+            if !s.muted {
+                for (o, v) in out.iter_mut().zip(&scratch) {
+                    *o += v * s.gain;
+                }
+            }
+        }
+        for o in &mut out {
+            *o = o.clamp(-1.0, 1.0);
+        }
+        self.mixed_until = end;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage() -> Vec<StageMember> {
+        vec![StageMember { id: "a".into(), name: "Ada".into() }, StageMember { id: "b".into(), name: "Bo".into() }]
+    }
+
+    fn two_tiles() -> Vec<Placement> {
+        vec![
+            Placement { source: "a".into(), rect: Rect::new(0, 0, 160, 180), z: 0, fit: Fit::Cover },
+            Placement { source: "b".into(), rect: Rect::new(160, 0, 160, 180), z: 0, fit: Fit::Cover },
+        ]
+    }
+
+    fn y_at(frame: &VideoFrame, x: u32, y: u32) -> u8 {
+        frame.planes().0[(y * frame.width() + x) as usize]
+    }
+
+    fn config() -> CompositorConfig {
+        CompositorConfig { width: 320, height: 180, playout_delay: Duration::from_millis(50), ..Default::default() }
+    }
+
+    #[test]
+    fn tiles_show_their_source_in_their_rectangle() {
+        let mut c = Compositor::new(config());
+        c.set_stage(&stage());
+        c.set_placements(two_tiles()).unwrap();
+        let ms = Duration::from_millis;
+        c.push_video("a", VideoFrame::filled(64, 36, [200, 128, 128]), ms(0), ms(0));
+        c.push_video("b", VideoFrame::filled(64, 36, [60, 128, 128]), ms(0), ms(0));
+        let f = c.compose(ms(100));
+        assert_eq!(y_at(f, 80, 90), 200);
+        assert_eq!(y_at(f, 240, 90), 60);
+    }
+
+    #[test]
+    fn frames_wait_for_the_playout_delay() {
+        let mut c = Compositor::new(config());
+        c.set_stage(&stage());
+        c.set_placements(two_tiles()).unwrap();
+        let ms = Duration::from_millis;
+        c.push_video("a", VideoFrame::filled(64, 36, [200, 128, 128]), ms(1000), ms(0));
+        // Mapped to program 0, shown from 50 ms (delay) - half a tick.
+        assert_ne!(y_at(c.compose(ms(0)), 80, 90), 200);
+        assert_eq!(y_at(c.compose(ms(40)), 80, 90), 200);
+    }
+
+    #[test]
+    fn stalled_source_shows_last_frame_then_name_card() {
+        let mut c = Compositor::new(config());
+        c.set_stage(&stage());
+        c.set_placements(two_tiles()).unwrap();
+        let ms = Duration::from_millis;
+        c.push_video("a", VideoFrame::filled(64, 36, [200, 128, 128]), ms(0), ms(0));
+        assert_eq!(y_at(c.compose(ms(100)), 80, 90 + 60), 200);
+        assert_eq!(c.tile_view("a", ms(1000)), TileView::LastFrame);
+        assert_eq!(y_at(c.compose(ms(1000)), 80, 150), 200);
+        assert_eq!(c.tile_view("a", ms(1600)), TileView::NameCard);
+        let card = blit::card_colour("Ada");
+        let f = c.compose(ms(1600));
+        assert_eq!(y_at(f, 10, 10), card[0]);
+        // b never sent video: its name card from the start.
+        assert_eq!(y_at(f, 170, 10), blit::card_colour("Bo")[0]);
+    }
+
+    #[test]
+    fn invalid_layout_keeps_the_last_good_one() {
+        let mut c = Compositor::new(config());
+        c.set_stage(&stage());
+        c.set_placements(two_tiles()).unwrap();
+        let bad = vec![Placement { source: "a".into(), rect: Rect::new(300, 0, 100, 100), z: 0, fit: Fit::Cover }];
+        assert!(c.set_placements(bad).is_err());
+        assert_eq!(c.placements().len(), 2);
+        c.set_stage(&stage()[..1]);
+        assert_eq!(c.placements().len(), 1, "tiles of people who left the stage go");
+    }
+
+    #[test]
+    fn mixer_applies_gain_and_mute_and_is_continuous() {
+        let mut c = Compositor::new(config());
+        c.set_stage(&stage());
+        let ms = Duration::from_millis;
+        // 1 s of constant 0.25 from a and 0.5 from b, arriving at once.
+        c.push_audio("a", &vec![0.25; 96_000], ms(0), ms(0));
+        c.push_audio("b", &vec![0.5; 96_000], ms(0), ms(0));
+        c.set_gain("b", 0.5);
+        let first = c.mix(ms(200));
+        assert_eq!(first.len(), 2 * 9600);
+        // Before the playout delay (50 ms) nothing plays; after it both do: 0.25 + 0.5 * 0.5.
+        assert_eq!(first[2 * 1000], 0.0);
+        assert!((first[2 * 5000] - 0.5).abs() < 1e-3, "{}", first[2 * 5000]);
+        c.set_muted("a", true);
+        let second = c.mix(ms(400));
+        assert_eq!(second.len(), 2 * 9600);
+        assert!((second[100] - 0.25).abs() < 1e-3, "{}", second[100]);
+    }
+}

@@ -1,0 +1,333 @@
+//! The thread shell around the sans-IO [`Compositor`]: a program per broadcast that ticks at the output
+//! frame rate, decodes each track on its own thread, and, once live, feeds [`Egress`].
+//!
+//! Inputs arrive over a channel and are applied at the start of each tick, so the core never sees two
+//! threads. A decoder that falls behind drops its own packets (bounded queue) and never slows the tick.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::decode::{AudioDecoder, VideoCodec, VideoDecoder};
+use super::{Compositor, CompositorConfig, Placement, PlacementError, StageMember, blit};
+use crate::egress::{Egress, EgressConfig, EgressError, EgressReport, EncoderSettings, StatusSink, VideoFrame};
+
+/// One encoded unit from the router (str0m `MediaData`, already depacketized).
+#[derive(Clone, Debug)]
+pub enum EncodedMedia {
+    /// A whole video frame.
+    Video { codec: VideoCodec, data: Vec<u8> },
+    /// One Opus packet.
+    Opus { data: Vec<u8> },
+}
+
+enum Command {
+    Video { source: String, frame: VideoFrame, source_time: Duration, arrival: Duration },
+    Audio { source: String, samples: Vec<f32>, source_time: Duration, arrival: Duration },
+    Stage(Vec<StageMember>),
+    Placements(Vec<Placement>, mpsc::Sender<Result<(), PlacementError>>),
+    Gain(String, f32),
+    Muted(String, bool),
+    GoLive(Box<Egress>),
+    EndLive(mpsc::Sender<Option<EgressReport>>),
+    Stop,
+}
+
+/// Packets a decoder thread may hold before it drops new ones.
+const DECODE_QUEUE: usize = 60;
+
+/// A running program.
+pub struct Program {
+    commands: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+    decoders: Mutex<HashMap<(String, bool), SyncSender<(EncodedMedia, Duration)>>>,
+    epoch: Instant,
+    /// The latest composed frame, for the studio's preview encoder.
+    preview: Arc<Mutex<Option<VideoFrame>>>,
+    fps: u32,
+}
+
+impl Program {
+    /// Starts ticking at `fps` on a new thread.
+    pub fn start(config: CompositorConfig, fps: u32) -> Result<Program, EgressError> {
+        let (commands, rx) = mpsc::channel();
+        let epoch = Instant::now();
+        let preview = Arc::new(Mutex::new(None));
+        let fps = fps.clamp(1, 120);
+        let core = Compositor::new(CompositorConfig {
+            frame_duration: Duration::from_secs_f64(1.0 / fps as f64),
+            ..config
+        });
+        let tick = Ticker { core, rx, epoch, fps, egress: None, live_since: None, preview: Arc::clone(&preview) };
+        let thread = std::thread::Builder::new().name("program".into()).spawn(move || tick.run())?;
+        Ok(Program { commands, thread: Some(thread), decoders: Mutex::new(HashMap::new()), epoch, preview, fps })
+    }
+
+    /// Program time now (the one clock everything is stamped with).
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    pub fn fps(&self) -> u32 {
+        self.fps
+    }
+
+    pub fn set_stage(&self, members: Vec<StageMember>) {
+        let _ = self.commands.send(Command::Stage(members));
+    }
+
+    /// Applies new placements at the next tick; an invalid set is refused and the last good one stays.
+    pub fn set_placements(&self, placements: Vec<Placement>) -> Result<(), PlacementError> {
+        let (tx, rx) = mpsc::channel();
+        if self.commands.send(Command::Placements(placements, tx)).is_err() {
+            return Ok(());
+        }
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or(Ok(()))
+    }
+
+    pub fn set_gain(&self, source: &str, gain: f32) {
+        let _ = self.commands.send(Command::Gain(source.to_owned(), gain));
+    }
+
+    pub fn set_muted(&self, source: &str, muted: bool) {
+        let _ = self.commands.send(Command::Muted(source.to_owned(), muted));
+    }
+
+    /// A decoded frame (e.g. from a test source), stamped on the source's clock.
+    pub fn push_frame(&self, source: &str, frame: VideoFrame, source_time: Duration) {
+        let arrival = self.now();
+        let _ = self.commands.send(Command::Video { source: source.to_owned(), frame, source_time, arrival });
+    }
+
+    /// Decoded audio (interleaved stereo f32, 48 kHz), stamped on the source's clock.
+    pub fn push_samples(&self, source: &str, samples: Vec<f32>, source_time: Duration) {
+        let arrival = self.now();
+        let _ = self.commands.send(Command::Audio { source: source.to_owned(), samples, source_time, arrival });
+    }
+
+    /// Encoded media from the router; decoded on the track's own thread (started on first use).
+    pub fn push_encoded(&self, source: &str, media: EncodedMedia, source_time: Duration) {
+        let is_video = matches!(media, EncodedMedia::Video { .. });
+        let mut decoders = self.decoders.lock();
+        let key = (source.to_owned(), is_video);
+        if !decoders.contains_key(&key) {
+            match spawn_decoder(source, &media, self.commands.clone(), self.epoch) {
+                Ok(tx) => {
+                    decoders.insert(key.clone(), tx);
+                }
+                Err(e) => {
+                    tracing::warn!(source, error = %e, "cannot start decoder");
+                    return;
+                }
+            }
+        }
+        if let Some(tx) = decoders.get(&key) {
+            match tx.try_send((media, source_time)) {
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => {
+                    decoders.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Starts encoding and pushing: destinations + recording. The egress encodes at its own (possibly
+    /// constrained) size; the canvas is scaled into it if they differ. Returns the settings used.
+    pub fn go_live(&self, config: EgressConfig, sink: StatusSink) -> Result<EncoderSettings, EgressError> {
+        let egress = Egress::start(config, sink)?;
+        let settings = egress.settings().clone();
+        let _ = self.commands.send(Command::GoLive(Box::new(egress)));
+        Ok(settings)
+    }
+
+    /// Stops egress (flush, close, finalise), bounded; the program keeps running for the preview.
+    pub fn end_live(&self) -> Option<EgressReport> {
+        let (tx, rx) = mpsc::channel();
+        self.commands.send(Command::EndLive(tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(15)).ok().flatten()
+    }
+
+    /// The latest composed frame.
+    pub fn preview(&self) -> Option<VideoFrame> {
+        self.preview.lock().clone()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        self.decoders.lock().clear();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn_decoder(
+    source: &str,
+    first: &EncodedMedia,
+    commands: Sender<Command>,
+    epoch: Instant,
+) -> Result<SyncSender<(EncodedMedia, Duration)>, EgressError> {
+    let (tx, rx) = mpsc::sync_channel::<(EncodedMedia, Duration)>(DECODE_QUEUE);
+    let source = source.to_owned();
+    let video_codec = match first {
+        EncodedMedia::Video { codec, .. } => Some(*codec),
+        EncodedMedia::Opus { .. } => None,
+    };
+    std::thread::Builder::new().name(format!("decode-{source}")).spawn(move || {
+        let mut video = None;
+        let mut audio = None;
+        let result = match video_codec {
+            Some(c) => VideoDecoder::new(c).map(|d| video = Some(d)),
+            None => AudioDecoder::opus().map(|d| audio = Some(d)),
+        };
+        if let Err(e) = result {
+            tracing::warn!(%source, error = %e, "decoder failed to open");
+            return;
+        }
+        while let Ok((media, source_time)) = rx.recv() {
+            match (media, video.as_mut(), audio.as_mut()) {
+                (EncodedMedia::Video { data, .. }, Some(d), _) => match d.decode(&data) {
+                    Ok(frames) => {
+                        for frame in frames {
+                            let arrival = epoch.elapsed();
+                            let cmd = Command::Video { source: source.clone(), frame, source_time, arrival };
+                            if commands.send(cmd).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(%source, error = %e, "video decode error"),
+                },
+                (EncodedMedia::Opus { data }, _, Some(d)) => match d.decode(&data) {
+                    Ok(samples) if !samples.is_empty() => {
+                        let arrival = epoch.elapsed();
+                        let cmd = Command::Audio { source: source.clone(), samples, source_time, arrival };
+                        if commands.send(cmd).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(%source, error = %e, "audio decode error"),
+                },
+                _ => {}
+            }
+        }
+    })?;
+    Ok(tx)
+}
+
+struct Ticker {
+    core: Compositor,
+    rx: Receiver<Command>,
+    epoch: Instant,
+    fps: u32,
+    egress: Option<Box<Egress>>,
+    /// Program time at which egress started (its media time zero).
+    live_since: Option<Duration>,
+    preview: Arc<Mutex<Option<VideoFrame>>>,
+}
+
+impl Ticker {
+    fn apply(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Video { source, frame, source_time, arrival } => {
+                self.core.push_video(&source, frame, source_time, arrival)
+            }
+            Command::Audio { source, samples, source_time, arrival } => {
+                self.core.push_audio(&source, &samples, source_time, arrival)
+            }
+            Command::Stage(members) => self.core.set_stage(&members),
+            Command::Placements(p, reply) => {
+                let _ = reply.send(self.core.set_placements(p));
+            }
+            Command::Gain(s, g) => self.core.set_gain(&s, g),
+            Command::Muted(s, m) => self.core.set_muted(&s, m),
+            Command::GoLive(egress) => {
+                if let Some(old) = self.egress.replace(egress) {
+                    old.stop();
+                }
+                self.live_since = None;
+            }
+            Command::EndLive(reply) => {
+                let report = self.egress.take().map(|e| e.stop());
+                let _ = reply.send(report);
+            }
+            Command::Stop => return false,
+        }
+        true
+    }
+
+    fn run(mut self) {
+        let tick = Duration::from_secs_f64(1.0 / self.fps as f64);
+        let mut n: u64 = 0;
+        let mut scaled: Option<VideoFrame> = None;
+        loop {
+            let due = tick * n as u32;
+            // Apply inputs until this tick is due.
+            loop {
+                let now = self.epoch.elapsed();
+                let Some(wait) = due.checked_sub(now).filter(|w| !w.is_zero()) else { break };
+                match self.rx.recv_timeout(wait) {
+                    Ok(cmd) => {
+                        if !self.apply(cmd) {
+                            return self.shutdown();
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return self.shutdown(),
+                }
+            }
+            while let Ok(cmd) = self.rx.try_recv() {
+                if !self.apply(cmd) {
+                    return self.shutdown();
+                }
+            }
+            // Late by more than a tick (machine overloaded): skip ticks instead of bursting.
+            let now = self.epoch.elapsed();
+            if now > due + tick {
+                n = (now.as_nanos() / tick.as_nanos()) as u64;
+                continue;
+            }
+            let audio = self.core.mix(due + tick);
+            let frame = self.core.compose(due);
+            if n % (self.fps as u64 / 5).max(1) == 0 {
+                *self.preview.lock() = Some(frame.clone());
+            }
+            if let Some(egress) = self.egress.as_mut() {
+                let since = *self.live_since.get_or_insert(due);
+                let media = due - since;
+                let s = egress.settings();
+                if scaled.as_ref().is_some_and(|f| (f.width(), f.height()) != (s.width, s.height)) {
+                    scaled = None;
+                }
+                let result = if (s.width, s.height) == (frame.width(), frame.height()) {
+                    egress.push_video(frame, media)
+                } else {
+                    let out = scaled.get_or_insert_with(|| VideoFrame::filled(s.width, s.height, [16, 128, 128]));
+                    let whole = super::Rect::new(0, 0, s.width, s.height);
+                    blit::draw_scaled(out, frame, whole, super::Fit::Contain, [16, 128, 128]);
+                    egress.push_video(out, media)
+                };
+                if let Err(e) = result.and_then(|_| egress.push_audio(&audio)) {
+                    tracing::error!(error = %e, "egress refused the program; ending live");
+                    if let Some(e) = self.egress.take() {
+                        e.stop();
+                    }
+                }
+            }
+            n += 1;
+        }
+    }
+
+    fn shutdown(mut self) {
+        if let Some(e) = self.egress.take() {
+            e.stop();
+        }
+    }
+}
