@@ -140,3 +140,97 @@ fn band_mean(luma: &[u8], r: Rect) -> f64 {
     }
     sum as f64 / (r.width * r.height) as f64
 }
+
+/// Decoded luma means per video frame (scaled down) with their timestamps, and mono audio samples with the
+/// timestamp of the first one.
+fn decode_av(path: &std::path::Path) -> Result<(Vec<(f64, f64)>, f64, Vec<f32>)> {
+    let p = probe(path)?;
+    let mut times = p.video_times.clone();
+    times.sort_by(f64::total_cmp);
+    let video = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-an", "-fps_mode", "passthrough", "-vf", "scale=16:9", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()?;
+    ensure!(video.status.success(), "{}", String::from_utf8_lossy(&video.stderr));
+    let means: Vec<f64> =
+        video.stdout.chunks_exact(144).map(|f| f.iter().map(|&v| v as f64).sum::<f64>() / 144.0).collect();
+    ensure!(means.len() == times.len(), "{} frames decoded, {} packets", means.len(), times.len());
+    let audio = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-ac", "1", "-f", "f32le", "-"])
+        .output()?;
+    ensure!(audio.status.success(), "{}", String::from_utf8_lossy(&audio.stderr));
+    let samples = audio.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let audio_start = p.audio_times.iter().copied().fold(f64::INFINITY, f64::min);
+    Ok((times.into_iter().zip(means).collect(), audio_start, samples))
+}
+
+#[test]
+fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
+    let nginx = Nginx::start(NginxOptions::default())?;
+    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
+    program.set_stage(vec![StageMember { id: "s".into(), name: "Sync".into() }]);
+    program.set_placements(vec![Placement { source: "s".into(), rect: Rect::new(0, 0, W, H), z: 0, fit: Fit::Cover }])
+        .map_err(anyhow::Error::msg)?;
+    let config = EgressConfig {
+        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1000, ..Default::default() },
+        destinations: vec![DestinationConfig {
+            id: "n".into(),
+            url: nginx.rtmp_url("sync"),
+            ca_file: None,
+            constraints: Default::default(),
+        }],
+        ..Default::default()
+    };
+    program.go_live(config, no_status_sink())?;
+    // A camera + microphone: every 2 s (from 1 s) one white frame, and a 100 ms beep starting with it.
+    let start = Instant::now();
+    for n in 0..(11 * 30u32) {
+        let t = Duration::from_secs_f64(n as f64 / 30.0);
+        if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let flash = n >= 30 && n % 60 == 30;
+        program.push_frame("s", VideoFrame::filled(320, 180, [if flash { 235 } else { 30 }, 128, 128]), t);
+        // 1600 samples = this frame's 33.3 ms of audio.
+        let first = n as usize * 1600;
+        let chunk: Vec<f32> = (first..first + 1600)
+            .flat_map(|i| {
+                let in_beep = i >= 48_000 && (i - 48_000) % 96_000 < 4_800;
+                let v = if in_beep { 0.6 * (i as f32 * 0.13).sin().signum() } else { 0.0 };
+                [v, v]
+            })
+            .collect();
+        program.push_samples("s", chunk, t);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    program.end_live().context("egress report")?;
+
+    let (frames, audio_start, samples) = decode_av(&nginx.recordings()[0])?;
+    let flashes: Vec<f64> = frames
+        .windows(2)
+        .filter(|w| w[1].1 > 150.0 && w[0].1 <= 150.0)
+        .map(|w| w[1].0)
+        .collect();
+    let mut beeps = Vec::new();
+    let mut quiet = 0usize;
+    for (i, s) in samples.iter().enumerate() {
+        if s.abs() > 0.3 {
+            if quiet > 2400 {
+                beeps.push(audio_start + i as f64 / 48_000.0);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    println!("flashes {flashes:?}\nbeeps   {beeps:?}");
+    ensure!(flashes.len() >= 4, "only {} flashes arrived", flashes.len());
+    for f in &flashes {
+        let nearest = beeps.iter().map(|b| b - f).min_by(|a, b| a.abs().total_cmp(&b.abs()));
+        ensure!(nearest.is_some_and(|d| d.abs() <= 0.040), "flash at {f:.3}: nearest beep offset {nearest:?}");
+    }
+    Ok(())
+}

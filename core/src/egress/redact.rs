@@ -225,6 +225,16 @@ mod tests {
     }
 
     #[test]
+    fn ffmpeg_own_log_lines_are_redacted() {
+        let capture = LogCapture::start();
+        let url = c"rtmp://ingest.example/live/abc-SECRET-123";
+        // SAFETY: a NUL-terminated format with one %s and a matching C string argument.
+        unsafe { ffi::av_log(std::ptr::null_mut(), ffi::AV_LOG_ERROR, c"Cannot open %s\n".as_ptr(), url.as_ptr()) };
+        let lines = capture.lines();
+        assert_eq!(lines, vec!["Cannot open rtmp://ingest.example/live/<redacted>".to_owned()]);
+    }
+
+    #[test]
     fn text_scrubs_urls_and_registered_secrets() {
         register_secret("sk_live_0123");
         let line = "Opening 'rtmp://127.0.0.1:1935/live/sk_live_0123' for writing; key sk_live_0123 rejected";
