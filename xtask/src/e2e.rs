@@ -149,7 +149,16 @@ impl Backyard {
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let log = out.join("backyard.log");
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        // backyard reads every BACKYARD_* variable as configuration and refuses unknown ones; the test-side
+        // variables (BACKYARD_URL, BACKYARD_E2E_*) are not its business.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k == "BACKYARD_URL" || k.starts_with("BACKYARD_E2E_") {
+                cmd.env_remove(&key);
+            }
+        }
+        let child = cmd
             .args(["--bind", &format!("127.0.0.1:{port}"), "--public-url", &url, "--data-dir"])
             .arg(&data_dir)
             .arg("serve")
