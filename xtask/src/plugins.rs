@@ -1,4 +1,4 @@
-//! `cargo xtask plugins [--watch]`, `cargo xtask new-plugin <kind> <name> [--dir D]`,
+//! `cargo xtask plugins [--watch] [--check-template]`, `cargo xtask new-plugin <kind> <name> [--dir D]`,
 //! `cargo xtask bench plugins`, and the plugin step of `cargo xtask test`.
 //!
 //! Plugins build for `wasm32-wasip2` in release, without debug info, into `target/plugins/<name>/`
@@ -149,7 +149,7 @@ fn template_check() -> Result<()> {
     let dir = new_plugin("layout", "new-plugin-check", Some(&tmp))?;
     // Its own unit tests, on the host.
     let mut t = cargo();
-    t.current_dir(&dir).args(["test", "--quiet"]);
+    t.current_dir(&dir).args(["test", "--lib", "--quiet"]);
     run(t)?;
     let mut b = cargo();
     b.current_dir(&dir).args(["build", "--release", "--target", TARGET]);
@@ -163,7 +163,8 @@ fn template_check() -> Result<()> {
 
 /// `cargo xtask plugins [--watch]`.
 pub fn cmd_plugins(args: &[String]) -> Result<()> {
-    build_plugins(false)?;
+    // `--check-template` also runs the new-plugin template check that `cargo xtask test` runs.
+    build_plugins(args.iter().any(|a| a == "--check-template"))?;
     if args.iter().any(|a| a == "--watch") {
         eprintln!("xtask: watching plugins/ and plugin-api/ (Ctrl-C to stop)");
         let mut last = newest_source()?;
@@ -252,7 +253,7 @@ pub fn new_plugin(kind: &str, name: &str, dir: Option<&Path>) -> Result<PathBuf>
         out.join("Cargo.toml"),
         format!(
             "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\n\
-             crate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nbackyard-plugin-api = {{ path = \"{}\", features = [{features}] }}\n{workspace}",
+             crate-type = [\"cdylib\"]\n\n[dependencies]\nbackyard-plugin-api = {{ path = \"{}\", features = [{features}] }}\n{workspace}",
             api.display()
         ),
     )?;
