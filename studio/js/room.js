@@ -475,7 +475,8 @@ class Room {
       const stream = self ? this.selfScreenStream : e.screenStream;
       return { name: this.displayName(e), stream, screen: true, videoEnabled: true };
     }
-    return { name: this.displayName(e), stream: e.stream, mirrored: self, videoEnabled: e.p.videoEnabled, speaking: self ? e.localSpeaking : e.p.speaking };
+    // The stage shows what viewers will see, so our own picture is not mirrored there (only in the strip).
+    return { name: this.displayName(e), stream: e.stream, mirrored: false, videoEnabled: e.p.videoEnabled, speaking: self ? e.localSpeaking : e.p.speaking };
   }
 
   displayName(e) {
