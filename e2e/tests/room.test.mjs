@@ -181,6 +181,23 @@ describe('issue 4: three people in the studio', { timeout: 240000 }, () => {
     await Promise.all([p.host, p.grace, p.linus].map((x) => expectChat(x.page, all)));
   });
 
+  it('a guest shares her screen as its own track, beside her camera, and stops', async () => {
+    await p.grace.page.click('[data-action=share-screen]');
+    for (const x of [p.host, p.linus]) {
+      const screen = card(x.page, PEOPLE.grace.name, 'screen').locator('video');
+      await eventually(`Grace's screen decoded for ${x.name}`, async () => {
+        const size = (await screen.count()) ? await screen.evaluate((v) => [v.videoWidth, v.videoHeight]) : [0, 0];
+        return size[0] > size[1] && size[1] > 0 ? size : false;
+      }, MEDIA_MS);
+      await expectPicture(x.page, PEOPLE.grace);
+    }
+    await screenshot(p.host.page, 'room-05-host-sees-screen');
+    await p.grace.page.click('[data-action=share-screen]');
+    for (const x of [p.host, p.linus]) {
+      await eventually(`Grace's screen tile gone for ${x.name}`, async () => (await card(x.page, PEOPLE.grace.name, 'screen').count()) === 0, 15000);
+    }
+  });
+
   it('host mutes a guest: the mic state updates for everyone, the guest may unmute', async () => {
     const host = p.host.page;
     for (const x of [p.host, p.linus]) assert.equal(await card(x.page, PEOPLE.grace.name).getAttribute('data-audio-enabled'), 'true');
@@ -193,8 +210,8 @@ describe('issue 4: three people in the studio', { timeout: 240000 }, () => {
       }, 10000);
     await Promise.all([muted(host), muted(p.linus.page), muted(p.grace.page, true)]);
     assert.equal(await p.grace.page.locator('[data-action=toggle-mic]').getAttribute('aria-pressed'), 'true', 'her own mic button shows muted');
-    await screenshot(host, 'room-05-host-muted-grace');
-    await screenshot(p.grace.page, 'room-06-grace-muted');
+    await screenshot(host, 'room-06-host-muted-grace');
+    await screenshot(p.grace.page, 'room-07-grace-muted');
     await p.grace.page.click('[data-action=toggle-mic]');
     await eventually('Grace unmuted herself, seen by the host', async () => (await card(host, PEOPLE.grace.name).getAttribute('data-audio-enabled')) === 'true', 10000);
   });
@@ -215,6 +232,18 @@ describe('issue 4: three people in the studio', { timeout: 240000 }, () => {
     await expectChat(p.late.page, ['Welcome, both of you', 'Hi from Grace', 'Linus here']);
     await expectPicture(p.late.page, PEOPLE.host);
     await expectPicture(p.late.page, PEOPLE.grace);
-    await screenshot(p.late.page, 'room-07-late-joiner');
+    await screenshot(p.late.page, 'room-08-late-joiner');
+  });
+
+  it('host removes a guest: the guest is told, and their tile disappears for the others', async () => {
+    const host = p.host.page;
+    host.once('dialog', (d) => d.accept());
+    await card(host, 'Late Guest').locator('[data-action=participant-menu]').click();
+    await host.click('.menu [data-action=remove]');
+    await p.late.page.waitForSelector('[data-role=room-ended][data-reason=removed]', { timeout: 15000 });
+    for (const x of [p.host, p.grace]) {
+      await eventually(`the removed guest's tile gone for ${x.name}`, async () => (await card(x.page, 'Late Guest').count()) === 0, 15000);
+    }
+    await screenshot(p.late.page, 'room-09-removed');
   });
 });
