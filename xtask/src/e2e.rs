@@ -18,8 +18,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::{cargo_cmd, ensure_apt, root, status};
+
 /// How long a freshly started backyard may take to answer `/healthz` (migrations on a new SQLite file included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `program`, `auth`, `layout`).
+pub fn cmd(args: &[String]) -> Result<()> {
+    let suites: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&root(), &suites)
+}
 
 /// Runs the browser suites named in `suites` (e.g. `["room"]`: `e2e/tests/room.test.mjs`), or all of them when
 /// `suites` is empty. `root` is the workspace root.
@@ -58,36 +66,6 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Installs the Debian packages that are not installed yet (one `apt-get update` only when needed).
-fn ensure_apt(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| {
-            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
-            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    println!("e2e: installing {}", missing.join(" "));
-    let update = Command::new("apt-get").args(["update", "-q"]).status().context("running apt-get update")?;
-    if !update.success() {
-        bail!("apt-get update failed ({update})");
-    }
-    let install = Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get install")?;
-    if !install.success() {
-        bail!("apt-get install {} failed ({install})", missing.join(" "));
-    }
-    Ok(())
-}
-
 fn require_node() -> Result<()> {
     match Command::new("node").arg("--version").output() {
         Ok(o) if o.status.success() => Ok(()),
@@ -105,29 +83,12 @@ fn ensure_node_modules(e2e: &Path) -> Result<()> {
         return Ok(());
     }
     println!("e2e: installing node modules in {}", e2e.display());
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(e2e)
-        .status()
-        .context("running npm ci")?;
-    if !status.success() {
-        bail!("npm ci in {} failed ({status})", e2e.display());
-    }
-    Ok(())
+    status(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(e2e))
 }
 
-/// Builds the `backyard` binary with the shared linker settings (see team notes) and returns its path.
+/// Builds the `backyard` binary (with the shared linker settings) and returns its path.
 fn build_backyard(root: &Path) -> Result<PathBuf> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-p", "backyard", "--bin", "backyard"])
-        .current_dir(root)
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "clang")
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C link-arg=-fuse-ld=mold")
-        .status()
-        .context("running cargo build -p backyard")?;
-    if !status.success() {
-        bail!("building backyard failed ({status})");
-    }
+    status(cargo_cmd().args(["build", "-p", "backyard", "--bin", "backyard"]))?;
     Ok(root.join("target").join("debug").join("backyard"))
 }
 

@@ -4,9 +4,11 @@
 //!
 //!   run     install what is missing, build and start `backyard` on embedded defaults (prints the studio URL)
 //!   test    install what is missing, start PostgreSQL/Redis if needed, run the whole suite
+//!   e2e     browser end-to-end tests (e2e/, Debian's Chromium) against a backyard it starts
 //!   bench   benchmarks (`bench api`, ...): a table on stdout, JSON under target/bench/
 
 mod bench;
+mod e2e;
 mod plugins;
 mod setup;
 mod test;
@@ -24,10 +26,11 @@ fn main() -> anyhow::Result<()> {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "setup" => setup::ensure_all(),
+        "e2e" => e2e::cmd(rest),
         "plugins" => plugins::cmd_plugins(rest),
         "new-plugin" => plugins::cmd_new_plugin(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins] | setup | plugins [--watch] | new-plugin <kind> <name> [--dir D]>");
+            println!("usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins] | setup | e2e [room|program|auth|layout] | plugins [--watch] | new-plugin <kind> <name> [--dir D]>");
             Ok(())
         }
         other => bail!("unknown xtask command {other:?}; try `cargo xtask help`"),
