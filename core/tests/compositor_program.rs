@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use backyard_core::compositor::{CompositorConfig, Fit, Placement, Program, Rect, StageMember, blit};
+use backyard_core::compositor::{CompositorConfig, Fit, OverlayLayer, Placement, Program, Rect, StageMember, blit};
 use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, VideoFrame, no_status_sink};
 use common::{Nginx, NginxOptions, probe};
 
@@ -56,6 +56,7 @@ fn tiles(left: &str, right: &str) -> Vec<Placement> {
 
 #[test]
 fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<()> {
+    let _serial = common::serial();
     let nginx = Nginx::start(NginxOptions::default())?;
     let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
     program.set_stage(vec![
@@ -63,6 +64,11 @@ fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<
         StageMember { id: "bob".into(), name: "Bob".into() },
     ]);
     program.set_placements(tiles("ann", "bob")).map_err(anyhow::Error::msg)?;
+    // A lower third: an opaque white band along the bottom.
+    let band = Rect::new(0, H as i32 - 40, W, 40);
+    program
+        .set_overlays(vec![OverlayLayer { id: "lower-third".into(), rect: band, rgba: [255u8; 4].repeat((W * 40) as usize), z: 1 }])
+        .map_err(anyhow::Error::msg)?;
 
     // Two camera-like sources: Ann bright, Bob dark; Bob's camera stops after 9 s.
     let stop = Arc::new(AtomicBool::new(false));
@@ -115,6 +121,9 @@ fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<
     let before = luma_at(file, 2.0)?;
     let (l, r) = (mean(&before, left), mean(&before, right));
     ensure!((l - full(200.0)).abs() < 12.0 && (r - full(50.0)).abs() < 12.0, "before switch: left {l:.0}, right {r:.0}");
+
+    let lower_third = band_mean(&before, Rect::new(8, H as i32 - 36, W - 16, 32));
+    ensure!((lower_third - full(235.0)).abs() < 12.0, "lower third luma {lower_third:.0}");
 
     let after = luma_at(file, 6.5)?;
     let (l, r) = (mean(&after, left), mean(&after, right));
@@ -169,6 +178,7 @@ fn decode_av(path: &std::path::Path) -> Result<(Vec<(f64, f64)>, f64, Vec<f32>)>
 
 #[test]
 fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
+    let _serial = common::serial();
     let nginx = Nginx::start(NginxOptions::default())?;
     let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
     program.set_stage(vec![StageMember { id: "s".into(), name: "Sync".into() }]);

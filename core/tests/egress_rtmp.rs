@@ -60,6 +60,7 @@ fn feed(mut egress: Egress, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(E
 
 #[test]
 fn publishes_h264_aac_to_rtmp_and_verified_rtmps_and_records_once() -> Result<()> {
+    let _serial = common::serial();
     let certs = TempDir::new("ca")?;
     let ca = TestCa::create(certs.path())?;
     let plain = Nginx::start(NginxOptions::default())?;
@@ -112,6 +113,7 @@ fn publishes_h264_aac_to_rtmp_and_verified_rtmps_and_records_once() -> Result<()
 
 #[test]
 fn killed_destination_reconnects_and_the_other_has_no_gap() -> Result<()> {
+    let _serial = common::serial();
     let mut victim = Nginx::start(NginxOptions::default())?;
     let steady = Nginx::start(NginxOptions::default())?;
     let statuses = StatusLog::default();
@@ -173,6 +175,7 @@ fn killed_destination_reconnects_and_the_other_has_no_gap() -> Result<()> {
 
 #[test]
 fn frozen_destination_blocks_neither_others_nor_stop() -> Result<()> {
+    let _serial = common::serial();
     let mut frozen = Nginx::start(NginxOptions::default())?;
     let steady = Nginx::start(NginxOptions::default())?;
     let statuses = StatusLog::default();
@@ -219,6 +222,7 @@ fn frozen_destination_blocks_neither_others_nor_stop() -> Result<()> {
 
 #[test]
 fn destination_test_reports_success_rejection_and_untrusted_tls() -> Result<()> {
+    let _serial = common::serial();
     let certs = TempDir::new("ca")?;
     let ca = TestCa::create(certs.path())?;
     let open = Nginx::start(NginxOptions { tls: Some((ca.cert_pem.clone(), ca.key_pem.clone())), ..Default::default() })?;
@@ -263,6 +267,7 @@ fn bad_destination_url_is_refused_up_front() {
 
 #[test]
 fn recording_only_egress_reports_status() -> Result<()> {
+    let _serial = common::serial();
     let out = TempDir::new("rec")?;
     let statuses = StatusLog::default();
     let config = EgressConfig { encoder: small(), recording: Some(out.path().join("r.mp4")), ..Default::default() };

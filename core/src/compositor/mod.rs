@@ -18,6 +18,7 @@ pub mod blit;
 pub mod clock;
 pub mod decode;
 pub mod mixer;
+pub mod overlay;
 pub mod placement;
 pub mod program;
 
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use crate::egress::{SAMPLE_RATE, VideoFrame};
 pub use decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
+pub use overlay::{OverlayError, OverlayLayer};
 pub use placement::{Fit, Placement, PlacementError, Rect};
 pub use program::{EncodedMedia, Program};
 
@@ -103,6 +105,8 @@ pub struct Compositor {
     config: CompositorConfig,
     sources: HashMap<String, Source>,
     placements: Vec<Placement>,
+    /// Overlay layers, converted once, in drawing order.
+    overlays: Vec<overlay::PreparedOverlay>,
     canvas: VideoFrame,
     /// Program sample index up to which audio was mixed.
     mixed_until: i64,
@@ -115,7 +119,14 @@ fn samples_at(t: Duration) -> i64 {
 impl Compositor {
     pub fn new(config: CompositorConfig) -> Compositor {
         let canvas = VideoFrame::filled(config.width, config.height, config.background);
-        Compositor { config, sources: HashMap::new(), placements: Vec::new(), canvas, mixed_until: 0 }
+        Compositor {
+            config,
+            sources: HashMap::new(),
+            placements: Vec::new(),
+            overlays: Vec::new(),
+            canvas,
+            mixed_until: 0,
+        }
     }
 
     pub fn config(&self) -> &CompositorConfig {
@@ -140,6 +151,15 @@ impl Compositor {
         placement::validate(&placements, self.config.width, self.config.height, |s| self.sources.contains_key(s))?;
         placements.sort_by_key(|p| p.z);
         self.placements = placements;
+        Ok(())
+    }
+
+    /// Replaces the overlay layers (call when an overlay plugin re-rendered; they are converted here once,
+    /// not per frame). A malformed layer refuses the whole set and the previous layers stay.
+    pub fn set_overlays(&mut self, layers: &[OverlayLayer]) -> Result<(), OverlayError> {
+        let mut prepared = layers.iter().map(overlay::PreparedOverlay::new).collect::<Result<Vec<_>, _>>()?;
+        prepared.sort_by_key(overlay::PreparedOverlay::z);
+        self.overlays = prepared;
         Ok(())
     }
 
@@ -224,6 +244,9 @@ impl Compositor {
                 }
                 _ => blit::draw_name_card(&mut self.canvas, p.rect, &s.name),
             }
+        }
+        for layer in &self.overlays {
+            layer.blend(&mut self.canvas);
         }
         &self.canvas
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::decode::{AudioDecoder, VideoCodec, VideoDecoder};
-use super::{Compositor, CompositorConfig, Placement, PlacementError, StageMember, blit};
+use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember, blit};
 use crate::egress::{Egress, EgressConfig, EgressError, EgressReport, EncoderSettings, StatusSink, VideoFrame};
 
 /// One encoded unit from the router (str0m `MediaData`, already depacketized).
@@ -30,6 +30,7 @@ enum Command {
     Audio { source: String, samples: Vec<f32>, source_time: Duration, arrival: Duration },
     Stage(Vec<StageMember>),
     Placements(Vec<Placement>, mpsc::Sender<Result<(), PlacementError>>),
+    Overlays(Vec<OverlayLayer>, mpsc::Sender<Result<(), OverlayError>>),
     Gain(String, f32),
     Muted(String, bool),
     GoLive(Box<Egress>),
@@ -84,6 +85,15 @@ impl Program {
     pub fn set_placements(&self, placements: Vec<Placement>) -> Result<(), PlacementError> {
         let (tx, rx) = mpsc::channel();
         if self.commands.send(Command::Placements(placements, tx)).is_err() {
+            return Ok(());
+        }
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or(Ok(()))
+    }
+
+    /// Replaces the overlay layers (as the overlay plugins rendered them) from the next tick.
+    pub fn set_overlays(&self, layers: Vec<OverlayLayer>) -> Result<(), OverlayError> {
+        let (tx, rx) = mpsc::channel();
+        if self.commands.send(Command::Overlays(layers, tx)).is_err() {
             return Ok(());
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or(Ok(()))
@@ -245,6 +255,9 @@ impl Ticker {
             Command::Stage(members) => self.core.set_stage(&members),
             Command::Placements(p, reply) => {
                 let _ = reply.send(self.core.set_placements(p));
+            }
+            Command::Overlays(layers, reply) => {
+                let _ = reply.send(self.core.set_overlays(&layers));
             }
             Command::Gain(s, g) => self.core.set_gain(&s, g),
             Command::Muted(s, m) => self.core.set_muted(&s, m),

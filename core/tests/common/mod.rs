@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+/// Held by each real-time test of a binary so they run one at a time: on a 2-core machine, parallel
+/// 720p encodes would starve each other and turn timing checks into noise.
+pub fn serial() -> parking_lot::MutexGuard<'static, ()> {
+    static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    SERIAL.lock()
+}
+
 /// A directory removed on drop.
 pub struct TempDir(PathBuf);
 
