@@ -142,9 +142,9 @@ async fn tampered_stream_key_is_reported_clearly(b: Backend) {
     let (_, mut ciphertext, _) = raw_destination_rows(&t).await.remove(0);
     ciphertext[0] ^= 0x55;
     match &t.raw {
-        RawDb::Sqlite(p) => sqlx::query("UPDATE destinations SET stream_key = $1").bind(&ciphertext).execute(p).await.unwrap(),
-        RawDb::Postgres(p) => sqlx::query("UPDATE destinations SET stream_key = $1").bind(&ciphertext).execute(p).await.unwrap(),
-    };
+        RawDb::Sqlite(p) => sqlx::query("UPDATE destinations SET stream_key = $1").bind(&ciphertext).execute(p).await.map(|_| ()).unwrap(),
+        RawDb::Postgres(p) => sqlx::query("UPDATE destinations SET stream_key = $1").bind(&ciphertext).execute(p).await.map(|_| ()).unwrap(),
+    }
     let list = t.get(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).send().await;
     assert_eq!(list.status, StatusCode::OK);
     assert!(list.body[0]["keyError"].as_str().unwrap().contains("tampered"), "{}", list.body);

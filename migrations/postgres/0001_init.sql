@@ -65,7 +65,7 @@ CREATE TABLE recordings (
     user_id      UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     title        TEXT NOT NULL,
     duration     DOUBLE PRECISION NOT NULL DEFAULT 0,
-    file_size    BOOLEAN NOT NULL DEFAULT FALSE,
+    file_size    BIGINT NOT NULL DEFAULT 0,
     url          TEXT NOT NULL,
     status       TEXT NOT NULL DEFAULT 'recording',
     created_at   TIMESTAMPTZ NOT NULL,

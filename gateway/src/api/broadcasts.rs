@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::auth::check_name;
 use super::extract::{ApiJson, ApiQuery, PageOf, PageQuery};
-use crate::auth::{BroadcastAccess, CurrentUser};
+use crate::auth::{BroadcastAccess, CurrentUser, HostAccess, OwnerAccess};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::Broadcast;
@@ -78,10 +78,9 @@ pub async fn get(access: BroadcastAccess) -> ApiResult<Json<Broadcast>> {
     request_body = PatchBroadcast, responses((status = 200, body = Broadcast), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
-    access: BroadcastAccess,
+    OwnerAccess(access): OwnerAccess,
     ApiJson(body): ApiJson<PatchBroadcast>,
 ) -> ApiResult<Json<Broadcast>> {
-    access.require_owner()?;
     let mut b = access.broadcast;
     if let Some(t) = body.title {
         b.title = check_name("title", &t, 200)?;
@@ -97,8 +96,7 @@ pub async fn patch(
 
 #[utoipa::path(delete, path = "/api/broadcasts/{id}", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn delete(State(state): State<AppState>, access: BroadcastAccess) -> ApiResult<StatusCode> {
-    access.require_owner()?;
+pub async fn delete(State(state): State<AppState>, OwnerAccess(access): OwnerAccess) -> ApiResult<StatusCode> {
     if access.broadcast.status == "live" {
         return Err(ApiError::conflict("broadcast_live", "end the broadcast before deleting it"));
     }
@@ -114,8 +112,7 @@ async fn announce(state: &AppState, b: &Broadcast, event: &str, data: serde_json
 
 #[utoipa::path(post, path = "/api/broadcasts/{id}/start", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Broadcast), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn start(State(state): State<AppState>, access: BroadcastAccess) -> ApiResult<Json<Broadcast>> {
-    access.require_host()?;
+pub async fn start(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Broadcast>> {
     match access.broadcast.status.as_str() {
         "live" => return Err(ApiError::conflict("already_live", "the broadcast is already live")),
         "ended" => return Err(ApiError::conflict("broadcast_ended", "an ended broadcast cannot be restarted; create a new one")),
@@ -130,8 +127,7 @@ pub async fn start(State(state): State<AppState>, access: BroadcastAccess) -> Ap
 
 #[utoipa::path(post, path = "/api/broadcasts/{id}/end", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Broadcast), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn end(State(state): State<AppState>, access: BroadcastAccess) -> ApiResult<Json<Broadcast>> {
-    access.require_host()?;
+pub async fn end(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Broadcast>> {
     if access.broadcast.status != "live" {
         return Err(ApiError::conflict("not_live", "the broadcast is not live"));
     }
@@ -201,10 +197,9 @@ pub async fn get_scene(access: BroadcastAccess) -> ApiResult<Json<Scene>> {
     request_body = Scene, responses((status = 200, body = Scene), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn put_scene(
     State(state): State<AppState>,
-    access: BroadcastAccess,
+    HostAccess(access): HostAccess,
     ApiJson(scene): ApiJson<Scene>,
 ) -> ApiResult<Json<Scene>> {
-    access.require_host()?;
     scene.validate()?;
     // unwrap: a Scene always serializes.
     let value = serde_json::to_value(&scene).unwrap();

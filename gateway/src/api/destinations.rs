@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::auth::check_name;
 use super::extract::{ApiJson, PathParams};
-use crate::auth::{BroadcastAccess, path_uuid};
+use crate::auth::{BroadcastAccess, HostAccess, OwnerAccess, path_uuid};
 use crate::crypto::mask;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -147,8 +147,7 @@ impl Destination {
 
 #[utoipa::path(get, path = "/api/broadcasts/{id}/destinations", tag = "destinations", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<Destination>), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn list(State(state): State<AppState>, access: BroadcastAccess) -> ApiResult<Json<Vec<Destination>>> {
-    access.require_host()?;
+pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Vec<Destination>>> {
     let rows = state.store.destinations(access.broadcast.id).await?;
     Ok(axum::Json(rows.into_iter().map(|r| Destination::from_row(&state, r)).collect::<ApiResult<_>>()?))
 }
@@ -157,10 +156,9 @@ pub async fn list(State(state): State<AppState>, access: BroadcastAccess) -> Api
     request_body = CreateDestination, responses((status = 201, body = Destination), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    access: BroadcastAccess,
+    OwnerAccess(access): OwnerAccess,
     ApiJson(body): ApiJson<CreateDestination>,
 ) -> ApiResult<(StatusCode, Json<Destination>)> {
-    access.require_owner()?;
     if !PLATFORMS.contains(&body.platform.as_str()) {
         return Err(ApiError::invalid("platform", format!("one of {}", PLATFORMS.join(", "))));
     }
@@ -202,11 +200,10 @@ async fn load(state: &AppState, access: &BroadcastAccess, params: &HashMap<Strin
     responses((status = 200, body = Destination), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
-    access: BroadcastAccess,
+    OwnerAccess(access): OwnerAccess,
     PathParams(params): PathParams,
     ApiJson(body): ApiJson<PatchDestination>,
 ) -> ApiResult<Json<Destination>> {
-    access.require_owner()?;
     let mut row = load(&state, &access, &params).await?;
     if let Some(n) = &body.name {
         row.name = check_name("name", n, 100)?;
@@ -231,10 +228,9 @@ pub async fn patch(
     params(("id" = Uuid, Path), ("destId" = Uuid, Path)), responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    access: BroadcastAccess,
+    OwnerAccess(access): OwnerAccess,
     PathParams(params): PathParams,
 ) -> ApiResult<StatusCode> {
-    access.require_owner()?;
     let row = load(&state, &access, &params).await?;
     state.store.delete_destination(access.broadcast.id, row.id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -244,10 +240,9 @@ pub async fn delete(
     params(("id" = Uuid, Path), ("destId" = Uuid, Path)), responses((status = 200, body = TestReport), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn test(
     State(state): State<AppState>,
-    access: BroadcastAccess,
+    HostAccess(access): HostAccess,
     PathParams(params): PathParams,
 ) -> ApiResult<Json<TestReport>> {
-    access.require_host()?;
     let row = load(&state, &access, &params).await?;
     let mut checks = Vec::new();
     let url = check_rtmp_url(&row.rtmp_url);

@@ -22,30 +22,32 @@ fn field_of(path: &serde_path_to_error::Path, message: &str) -> Option<String> {
             && let Some(name) = rest.split('`').next()
         {
             let parent = path.to_string();
-            return Some(if parent == "." { name.to_owned() } else { format!("{parent}.{name}") });
+            return Some(if parent == "." {
+                name.to_owned()
+            } else if parent == name || parent.ends_with(&format!(".{name}")) {
+                parent
+            } else {
+                format!("{parent}.{name}")
+            });
         }
     }
     let p = path.to_string();
     (p != ".").then_some(p)
 }
 
-/// Parses `bytes` as `T`, mapping every failure to a 400/422 naming the field.
+/// Parses `bytes` as `T`, mapping every failure to a 400 (not JSON) or 422 (not the expected shape) naming
+/// the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let inner = e.inner();
-        let message = inner.to_string();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request("malformed_json", format!("malformed JSON: {message}"), None)
-        } else {
-            let field = field_of(e.path(), &message);
-            ApiError::Invalid {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "invalid_field",
-                message,
-                field: Some(field.unwrap_or_else(|| "body".into())),
-            }
-        }
+    // Syntax first, so a truncated body is reported as malformed rather than by the first bad field in it.
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("malformed JSON: {e}"), None))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("body", "the body must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let message = e.inner().to_string();
+        let field = field_of(e.path(), &message).unwrap_or_else(|| "body".into());
+        ApiError::Invalid { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_field", message, field: Some(field) }
     })
 }
 
@@ -141,16 +143,21 @@ pub struct PageOf<T> {
     pub offset: i64,
 }
 
-/// The path's parameters by name (parsed by `auth::path_uuid`, which names the parameter in errors).
+/// The path's parameters by name. Every `id`/`…Id` parameter is checked to be a UUID here, before the body is
+/// read, so a bad id is reported as such whatever else is wrong with the request.
 pub struct PathParams(pub std::collections::HashMap<String, String>);
 
 impl FromRequestParts<AppState> for PathParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+        let params = axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
             .await
-            .map(|p| PathParams(p.0))
-            .map_err(|e| ApiError::bad_request("bad_path", e.body_text(), None))
+            .map_err(|e| ApiError::bad_request("bad_path", e.body_text(), None))?
+            .0;
+        for name in params.keys().filter(|k| *k == "id" || k.ends_with("Id")) {
+            crate::auth::path_uuid(&params, name)?;
+        }
+        Ok(PathParams(params))
     }
 }

@@ -1,6 +1,5 @@
 //! Invite links: `/api/broadcasts/{id}/invites` (host side) and `/api/invites/{token}/redeem` (guest side).
 
-use std::collections::HashMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,7 +13,7 @@ use uuid::Uuid;
 use super::auth::{GuestInfo, check_name};
 use super::extract::{ApiJson, ClientIp, PathParams};
 use crate::auth::tokens::random_token;
-use crate::auth::{BroadcastAccess, GUEST_COOKIE, path_uuid};
+use crate::auth::{HostAccess, GUEST_COOKIE, path_uuid};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, Limit};
 use crate::store::Invite;
@@ -75,8 +74,7 @@ pub struct GuestEnvelope {
 
 #[utoipa::path(get, path = "/api/broadcasts/{id}/invites", tag = "invites", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<InviteView>), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn list(State(state): State<AppState>, access: BroadcastAccess) -> ApiResult<Json<Vec<InviteView>>> {
-    access.require_host()?;
+pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Vec<InviteView>>> {
     let now = OffsetDateTime::now_utc();
     let invites = state.store.invites(access.broadcast.id).await?;
     Ok(axum::Json(invites.into_iter().filter(|i| i.expires_at > now).map(|i| InviteView::new(&state, i)).collect()))
@@ -86,10 +84,9 @@ pub async fn list(State(state): State<AppState>, access: BroadcastAccess) -> Api
     request_body = CreateInvite, responses((status = 201, body = InviteView), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    access: BroadcastAccess,
+    HostAccess(access): HostAccess,
     ApiJson(body): ApiJson<CreateInvite>,
 ) -> ApiResult<(StatusCode, Json<InviteView>)> {
-    access.require_host()?;
     let role = body.role.as_deref().unwrap_or("guest");
     if role != "guest" && role != "cohost" {
         return Err(ApiError::invalid("role", "guest or cohost"));
@@ -114,10 +111,9 @@ pub async fn create(
     params(("id" = Uuid, Path), ("inviteId" = Uuid, Path)), responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
-    access: BroadcastAccess,
+    HostAccess(access): HostAccess,
     PathParams(params): PathParams,
 ) -> ApiResult<StatusCode> {
-    access.require_host()?;
     let id = path_uuid(&params, "inviteId")?;
     let sessions = state.store.revoke_invite(access.broadcast.id, id).await?.ok_or(ApiError::NotFound("invite"))?;
     // Guests who came in through this link lose their session; their open sockets close via the bus.

@@ -139,6 +139,32 @@ impl BroadcastAccess {
     }
 }
 
+/// `BroadcastAccess` for the host or a co-host only: guests get 403 before the body is even read.
+pub struct HostAccess(pub BroadcastAccess);
+
+/// `BroadcastAccess` for the broadcast's owner only.
+pub struct OwnerAccess(pub BroadcastAccess);
+
+impl FromRequestParts<AppState> for HostAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let access = BroadcastAccess::from_request_parts(parts, state).await?;
+        access.require_host()?;
+        Ok(Self(access))
+    }
+}
+
+impl FromRequestParts<AppState> for OwnerAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let access = BroadcastAccess::from_request_parts(parts, state).await?;
+        access.require_owner()?;
+        Ok(Self(access))
+    }
+}
+
 /// Parses a UUID path parameter, naming it in the error.
 pub fn path_uuid(params: &HashMap<String, String>, name: &str) -> Result<Uuid, ApiError> {
     let raw = params.get(name).ok_or_else(|| ApiError::bad_request("bad_path", format!("missing {name}"), Some(name.into())))?;
