@@ -315,13 +315,15 @@ impl Peer {
             if let Some(e) = self.events.pop_front() {
                 return Ok(PeerOutput::Event(e));
             }
-            if let Some(offer) = self.offer_if_needed() {
-                return Ok(PeerOutput::Event(PeerEvent::Offer(offer)));
-            }
             match self.rtc.poll_output()? {
                 Output::Transmit(t) => return Ok(PeerOutput::Transmit(t)),
-                Output::Timeout(t) => return Ok(PeerOutput::Timeout(t)),
                 Output::Event(e) => self.handle_event(e),
+                // Offer only once str0m's events are drained: the client's m-lines must be published
+                // (MediaAdded) before a new local change is staged.
+                Output::Timeout(t) => match self.offer_if_needed() {
+                    Some(offer) => return Ok(PeerOutput::Event(PeerEvent::Offer(offer))),
+                    None => return Ok(PeerOutput::Timeout(t)),
+                },
             }
         }
     }
@@ -422,15 +424,41 @@ impl Peer {
     /// str0m keeps only RFC 8830 token characters of a stream id, which drops the `:` of
     /// `<participantId>:screen`; the protocol promises that id to the browser (which accepts
     /// any non-space characters), so it is put back in the offer text.
-    fn restore_stream_ids(&self, mut sdp: String) -> String {
-        for out in &self.outbound {
-            let wanted = out.track.stream_id();
-            let kept: String = wanted.chars().filter(is_msid_token_char).take(64).collect();
-            if kept != wanted {
-                sdp = sdp.replace(&format!("a=msid:{kept} "), &format!("a=msid:{wanted} "));
-            }
+    fn restore_stream_ids(&self, sdp: String) -> String {
+        let fixes: Vec<(String, String)> = self
+            .outbound
+            .iter()
+            .map(|o| o.track.stream_id())
+            .filter_map(|wanted| {
+                let kept: String = wanted.chars().filter(is_msid_token_char).take(64).collect();
+                (kept != wanted).then_some((kept, wanted))
+            })
+            .collect();
+        if fixes.is_empty() {
+            return sdp;
         }
-        sdp
+        let mut out = String::with_capacity(sdp.len() + 16 * fixes.len());
+        for line in sdp.split_inclusive("\r\n") {
+            if let Some(ids) = line.strip_prefix("a=msid-semantic:") {
+                // `a=msid-semantic: WMS <stream ids>`: replace whole tokens.
+                let body = ids.trim_end_matches("\r\n");
+                let fixed: Vec<&str> = body
+                    .split(' ')
+                    .map(|t| fixes.iter().find(|(k, _)| k == t).map_or(t, |(_, w)| w.as_str()))
+                    .collect();
+                out.push_str("a=msid-semantic:");
+                out.push_str(&fixed.join(" "));
+                out.push_str(&line[("a=msid-semantic:".len() + body.len())..]);
+                continue;
+            }
+            // `a=msid:<stream> <track>` and `a=ssrc:<n> msid:<stream> <track>`.
+            let mut line = line.to_string();
+            for (kept, wanted) in &fixes {
+                line = line.replace(&format!("msid:{kept} "), &format!("msid:{wanted} "));
+            }
+            out.push_str(&line);
+        }
+        out
     }
 }
 
@@ -455,4 +483,145 @@ fn is_msid_token_char(c: &char) -> bool {
         || (0x30..=0x39).contains(&u)
         || (0x41..=0x5a).contains(&u)
         || (0x5e..0x7e).contains(&u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crypto() -> Arc<CryptoProvider> {
+        Arc::new(str0m::crypto::from_feature_flags())
+    }
+
+    /// Polls until the peer only waits for time, keeping the events.
+    fn events(peer: &mut Peer) -> Vec<PeerEvent> {
+        let mut out = vec![];
+        loop {
+            match peer.poll_output().expect("poll") {
+                PeerOutput::Event(e) => out.push(e),
+                PeerOutput::Transmit(_) => {}
+                PeerOutput::Timeout(_) => return out,
+            }
+        }
+    }
+
+    /// Shuttles datagrams between the peer and a str0m client in memory (no sockets), advancing a simulated
+    /// clock, until both are connected; returns the peer's events meanwhile.
+    fn connect(peer: &mut Peer, client: &mut Rtc, start: Instant) -> Vec<PeerEvent> {
+        let server: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let mut out = vec![];
+        let mut client_connected = false;
+        let mut now = start;
+        for _ in 0..2000 {
+            loop {
+                match peer.poll_output().expect("peer poll") {
+                    PeerOutput::Event(e) => out.push(e),
+                    PeerOutput::Transmit(t) => {
+                        let r = Receive::new(Protocol::Udp, server, t.destination, &t.contents).expect("a datagram");
+                        client.handle_input(Input::Receive(now, r)).expect("client input");
+                    }
+                    PeerOutput::Timeout(_) => break,
+                }
+            }
+            loop {
+                match client.poll_output().expect("client poll") {
+                    Output::Event(Event::Connected) => client_connected = true,
+                    Output::Event(_) => {}
+                    Output::Transmit(t) => peer.handle_receive(now, t.source, &t.contents).expect("peer input"),
+                    Output::Timeout(_) => break,
+                }
+            }
+            if client_connected && peer.is_connected() && out.iter().any(|e| matches!(e, PeerEvent::Published { .. })) {
+                return out;
+            }
+            now += std::time::Duration::from_millis(5);
+            peer.handle_timeout(now).expect("peer timeout");
+            client.handle_input(Input::Timeout(now)).expect("client timeout");
+        }
+        panic!("no connection in simulated 10 s; peer events: {out:?}");
+    }
+
+    fn screen_of(participant: &str) -> TrackInfo {
+        TrackInfo { id: TrackId(7), publisher: PeerId(2), participant: participant.into(), source: TrackSource::Screen }
+    }
+
+    #[test]
+    fn the_client_offers_once_then_only_the_server_offers() {
+        let now = Instant::now();
+        let mut peer = Peer::new(PeerId(1), "192.0.2.1:5000".parse().unwrap(), crypto(), now);
+        let mut client = Rtc::builder().set_crypto_provider(crypto()).build(now);
+        client.add_local_candidate(Candidate::host("192.0.2.2:6000".parse().unwrap(), "udp").unwrap());
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+
+        // Nothing to offer before the client's first offer: the server never offers first.
+        peer.subscribe(screen_of("0192-ab"));
+        assert!(events(&mut peer).iter().all(|e| !matches!(e, PeerEvent::Offer(_))));
+        assert!(matches!(peer.accept_answer("v=0"), Err(RouterError::InvalidSdp(_) | RouterError::NoPendingOffer)));
+
+        let answer = peer.accept_offer(&offer.to_sdp_string()).unwrap();
+        client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+        // str0m reports the client's m-lines once media can flow, so connect the two in memory.
+        let evs = connect(&mut peer, &mut client, now);
+        let published: Vec<_> = evs
+            .iter()
+            .filter_map(|e| match e {
+                PeerEvent::Published { source, .. } => Some(*source),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(published, [TrackSource::Microphone, TrackSource::Camera, TrackSource::Screen]);
+        let offers: Vec<_> = evs
+            .iter()
+            .filter_map(|e| match e {
+                PeerEvent::Offer(sdp) => Some(sdp.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offers.len(), 1, "one server offer for the pending subscription");
+        assert!(evs.iter().any(|e| matches!(e, PeerEvent::Connected)));
+        assert!(offers[0].contains("a=msid:0192-ab:screen "), "the contract's stream id: {}", offers[0]);
+        assert!(!offers[0].contains("0192-abscreen"), "no trace of the filtered id: {}", offers[0]);
+        assert!(SdpOffer::from_sdp_string(&offers[0]).is_ok(), "still valid SDP");
+
+        // While that offer waits, a client offer is refused and no second server offer is made.
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (again, _) = api.apply().unwrap();
+        assert!(matches!(peer.accept_offer(&again.to_sdp_string()), Err(RouterError::OfferCollision)));
+        peer.subscribe(TrackInfo { id: TrackId(8), source: TrackSource::Camera, ..screen_of("0192-ab") });
+        assert!(events(&mut peer).iter().all(|e| !matches!(e, PeerEvent::Offer(_))));
+
+        // A garbled answer keeps the offer outstanding; the real one completes it and the next change is offered.
+        assert!(matches!(peer.accept_answer("nonsense"), Err(RouterError::InvalidSdp(_))));
+        let answer = client.sdp_api().accept_offer(SdpOffer::from_sdp_string(&offers[0]).unwrap()).unwrap();
+        peer.accept_answer(&answer.to_sdp_string()).unwrap();
+        assert!(matches!(peer.accept_answer(&answer.to_sdp_string()), Err(RouterError::NoPendingOffer)));
+        let next: Vec<_> = events(&mut peer).into_iter().filter(|e| matches!(e, PeerEvent::Offer(_))).collect();
+        assert_eq!(next.len(), 1, "the camera subscribed meanwhile is offered now");
+    }
+
+    #[test]
+    fn candidates_must_belong_to_the_clients_ice_session() {
+        let now = Instant::now();
+        let mut peer = Peer::new(PeerId(1), "192.0.2.1:5000".parse().unwrap(), crypto(), now);
+        let mut client = Rtc::builder().set_crypto_provider(crypto()).build(now);
+        client.add_local_candidate(Candidate::host("192.0.2.2:6000".parse().unwrap(), "udp").unwrap());
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, _) = api.apply().unwrap();
+        let ufrag = client.direct_api().local_ice_credentials().ufrag;
+        peer.accept_offer(&offer.to_sdp_string()).unwrap();
+        peer.add_remote_candidate(&format!("candidate:1 1 udp 2130706431 192.0.2.2 6001 typ host ufrag {ufrag}")).unwrap();
+        peer.add_remote_candidate("a=candidate:1 1 udp 2130706431 192.0.2.2 6002 typ host").unwrap();
+        peer.add_remote_candidate("").unwrap();
+        assert!(matches!(
+            peer.add_remote_candidate("candidate:1 1 udp 2130706431 192.0.2.9 6001 typ host ufrag intruder"),
+            Err(RouterError::InvalidCandidate(_))
+        ));
+        assert!(matches!(peer.add_remote_candidate("candidate:garbage"), Err(RouterError::InvalidCandidate(_))));
+    }
 }
