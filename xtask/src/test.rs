@@ -44,5 +44,8 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     if sqlite == 0 || postgres == 0 {
         bail!("a backend ran zero store/API tests (SQLite {sqlite}, PostgreSQL {postgres})");
     }
+    // Browser end to end: real Chromium processes with fake media against a freshly started backyard.
+    crate::e2e::run(&crate::root(), &["auth", "room", "layout"])?;
+    println!("xtask: all suites passed");
     Ok(())
 }
