@@ -78,7 +78,12 @@ async fn send(ws: &mut Socket, event: &str, data: Value) -> anyhow::Result<()> {
 
 /// Reads events until `event` arrives (within 5 s) and returns its data; other events are skipped.
 async fn expect(ws: &mut Socket, event: &str) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    Ok(expect_within(ws, event, Duration::from_secs(5)).await?.0)
+}
+
+/// Reads events until `event` arrives within `within`; returns its data and the names of the events skipped.
+async fn expect_within(ws: &mut Socket, event: &str, within: Duration) -> anyhow::Result<(Value, Vec<String>)> {
+    let deadline = Instant::now() + within;
     let mut seen = vec![];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -94,7 +99,7 @@ async fn expect(ws: &mut Socket, event: &str) -> anyhow::Result<Value> {
         };
         let v: Value = serde_json::from_str(text.as_str())?;
         if v["event"] == event {
-            return Ok(v["data"].clone());
+            return Ok((v["data"].clone(), seen));
         }
         seen.push(v["event"].as_str().unwrap_or_default().to_owned());
     }
@@ -249,5 +254,38 @@ async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
     assert_eq!(expect(&mut c_ws, "participant-left").await?["participantId"], gus_id);
     let left = expect(&mut c_ws, "participant-left").await?;
     assert_eq!(left, json!({"participantId": g2_id, "reason": "left"}));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_socket_keeps_its_seat_for_the_grace_period() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, user, broadcast) = host(&s, "h4@example.org").await?;
+    let mut host_ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut host_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    expect(&mut host_ws, "joined").await?;
+    let g = guest(&s, broadcast, user, "Gus", "guest").await?;
+    let mut gws = connect(&s, Cred::Guest(&g)).await?;
+    send(&mut gws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let gus = expect(&mut gws, "joined").await?["participantId"].clone();
+    expect(&mut host_ws, "participant-joined").await?;
+
+    // The socket drops without leave-broadcast; the same session comes back within the grace period.
+    drop(gws);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut gws = connect(&s, Cred::Guest(&g)).await?;
+    send(&mut gws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let again = expect(&mut gws, "joined").await?;
+    assert_eq!(again["participantId"], gus, "the same seat");
+    assert_eq!(again["participants"][0]["name"], "Hosty");
+    let (up, skipped) = expect_within(&mut host_ws, "participant-status-updated", Duration::from_secs(5)).await?;
+    assert_eq!(up["participant"]["id"], gus);
+    assert!(!skipped.iter().any(|e| e == "participant-left"), "the host never saw the guest leave: {skipped:?}");
+
+    // Gone for longer than the grace period: then the others see them leave.
+    drop(gws);
+    let within = backyard::signaling::RECONNECT_GRACE + Duration::from_secs(5);
+    let (left, _) = expect_within(&mut host_ws, "participant-left", within).await?;
+    assert_eq!(left, json!({"participantId": gus, "reason": "disconnected"}));
     Ok(())
 }

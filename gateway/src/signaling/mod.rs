@@ -32,6 +32,9 @@ use crate::state::AppState;
 
 /// Chat messages kept per broadcast for late joiners.
 pub const CHAT_HISTORY: usize = 100;
+/// How long a participant whose socket dropped keeps their seat: the same session joining again within it takes
+/// the seat back (same participant id, no leave/join churn for the others); after it they have left.
+pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The node-wide signaling state, created on the first `/ws` request from the configuration.
 static HUB: OnceCell<Arc<Hub>> = OnceCell::const_new();
@@ -44,6 +47,8 @@ pub struct Hub {
     ice_servers: serde_json::Value,
     max_participants: usize,
     rooms: Mutex<HashMap<Uuid, Room>>,
+    /// Generations for detached members.
+    next_detach: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -56,8 +61,14 @@ struct Member {
     participant: Participant,
     /// The guest session behind the socket, revoked on removal (hosts are accounts and cannot be removed).
     guest_session: Option<Uuid>,
+    /// The user session or guest session: who may take the seat back after a dropped socket.
+    session_key: Uuid,
     /// Orders for that socket only.
     control: mpsc::UnboundedSender<Control>,
+    /// Set while the socket is gone (within [`RECONNECT_GRACE`]): a generation, so a stale expiry does nothing.
+    detached: Option<u64>,
+    /// The media session of a detached member, ended when the seat is taken back or given up.
+    parked_media: Option<backyard_core::rtc::PeerHandle>,
 }
 
 /// Something another socket's handler tells this socket to do.
@@ -84,6 +95,7 @@ impl Hub {
             ice_servers: serde_json::json!([]),
             max_participants: state.cfg.limits.max_participants as usize,
             rooms: Mutex::new(HashMap::new()),
+            next_detach: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -137,6 +149,43 @@ impl Hub {
         let rooms = self.rooms.lock();
         let m = rooms.get(&broadcast)?.members.get(&participant)?;
         Some((m.participant.clone(), m.guest_session, m.control.clone()))
+    }
+
+    /// Marks a member whose socket dropped; returns the generation to expire it with.
+    fn detach(&self, broadcast: Uuid, participant: Uuid, media: Option<backyard_core::rtc::PeerHandle>) -> Option<u64> {
+        let generation = self.next_detach.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut rooms = self.rooms.lock();
+        let m = rooms.get_mut(&broadcast)?.members.get_mut(&participant)?;
+        m.detached = Some(generation);
+        m.parked_media = media;
+        Some(generation)
+    }
+
+    /// Removes a member still detached since `generation`; true if it did.
+    fn expire(&self, broadcast: Uuid, participant: Uuid, generation: u64) -> bool {
+        let mut rooms = self.rooms.lock();
+        let Some(room) = rooms.get_mut(&broadcast) else { return false };
+        if room.members.get(&participant).is_some_and(|m| m.detached == Some(generation)) {
+            room.members.remove(&participant);
+            return true;
+        }
+        false
+    }
+
+    /// Gives a detached seat of `session_key` back to a new socket; returns its participant.
+    fn reattach(&self, broadcast: Uuid, session_key: Uuid, control: mpsc::UnboundedSender<Control>) -> Option<Participant> {
+        let mut rooms = self.rooms.lock();
+        let m = rooms
+            .get_mut(&broadcast)?
+            .members
+            .values_mut()
+            .find(|m| m.session_key == session_key && m.detached.is_some())?;
+        m.detached = None;
+        m.control = control;
+        // The old connection is dead; the client publishes again with a fresh offer.
+        m.parked_media = None;
+        m.participant.speaking = false;
+        Some(m.participant.clone())
     }
 
     fn push_chat(&self, broadcast: Uuid, msg: ChatMessage) {

@@ -57,7 +57,7 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
     loop {
         for text in std::mem::take(&mut s.out) {
             if tx.send(Message::Text(text.into())).await.is_err() {
-                s.leave(&mut inbox, "disconnected").await;
+                s.detach();
                 return;
             }
         }
@@ -89,7 +89,20 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
             }
         }
     }
-    s.leave(&mut inbox, "disconnected").await;
+    // A closed socket that did not leave keeps its seat for a while (see `detach`); a deliberate close
+    // (removal, revocation) has left already.
+    s.detach();
+}
+
+/// Writes the participants row's end and tells the room.
+async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reason: &'static str) {
+    if let Err(e) = state.store.participant_left(participant).await {
+        tracing::warn!("could not record participant {participant} leaving: {e}");
+    }
+    let event = Event::new("participant-left", json!({ "participantId": participant, "reason": reason }));
+    if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event).await {
+        tracing::warn!(%broadcast, "could not publish participant-left: {e}");
+    }
 }
 
 async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
@@ -210,6 +223,10 @@ impl Session {
         };
         let not_found = || ErrorData::new("not-found", "no such broadcast").field("broadcastId");
         let broadcast = store.broadcast(req.broadcast_id).await.map_err(internal)?.ok_or_else(not_found)?;
+        let session_key = match &self.caller {
+            Caller::User(u) => u.session_id,
+            Caller::Guest(g) => g.id,
+        };
         let (role, user_id, name, guest_session) = match &self.caller {
             Caller::User(u) if u.id == broadcast.user_id => {
                 let user = store.user_by_id(u.id).await.map_err(internal)?.ok_or_else(not_found)?;
@@ -228,6 +245,16 @@ impl Session {
 
         // Subscribe before anyone can see us, so no room event is missed between the snapshot and the stream.
         inbox.room = Some(self.state.bus.subscribe(&topic::broadcast(broadcast.id)));
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        if let Some(participant) = self.hub.reattach(broadcast.id, session_key, control_tx.clone()) {
+            // Back within the grace period: the same seat, and the others never saw us leave.
+            inbox.control = Some(control_rx);
+            self.send_joined(&broadcast, &participant, role);
+            let id = broadcast.id;
+            self.joined = Some(Joined { broadcast, participant: participant.id, role, media: None });
+            self.publish(id, "participant-status-updated", json!({ "participant": participant })).await;
+            return Ok(());
+        }
         let row = store
             .participant_joined(broadcast.id, user_id, &name, role.as_str(), req.audio_enabled, req.video_enabled)
             .await
@@ -242,31 +269,39 @@ impl Session {
             screen_sharing: false,
             speaking: false,
         };
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let member = Member { participant: participant.clone(), guest_session, control: control_tx };
+        let member = Member {
+            participant: participant.clone(),
+            guest_session,
+            session_key,
+            control: control_tx,
+            detached: None,
+            parked_media: None,
+        };
         if let Err(e) = self.hub.admit(broadcast.id, member) {
             inbox.room = None;
             let _ = store.participant_left(row.id).await;
             return Err(e);
         }
         inbox.control = Some(control_rx);
-        let others: Vec<_> = self.hub.participants(broadcast.id).into_iter().filter(|p| p.id != row.id).collect();
-        self.send(
-            "joined",
-            json!({
-                "participantId": row.id,
-                "role": role.as_str(),
-                "broadcast": {"id": broadcast.id, "title": broadcast.title, "status": broadcast.status},
-                "participants": others,
-                "iceServers": self.hub.ice_servers,
-                "chat": self.hub.chat(broadcast.id),
-                "scene": broadcast.scene.0,
-            }),
-        );
+        self.send_joined(&broadcast, &participant, role);
         let id = broadcast.id;
         self.joined = Some(Joined { broadcast, participant: row.id, role, media: None });
         self.publish(id, "participant-joined", json!({ "participant": participant })).await;
         Ok(())
+    }
+
+    fn send_joined(&mut self, broadcast: &Broadcast, me: &Participant, role: Role) {
+        let others: Vec<_> = self.hub.participants(broadcast.id).into_iter().filter(|p| p.id != me.id).collect();
+        let data = json!({
+            "participantId": me.id,
+            "role": role.as_str(),
+            "broadcast": {"id": broadcast.id, "title": broadcast.title, "status": broadcast.status},
+            "participants": others,
+            "iceServers": self.hub.ice_servers,
+            "chat": self.hub.chat(broadcast.id),
+            "scene": broadcast.scene.0,
+        });
+        self.send("joined", data);
     }
 
     /// Ends room membership (and the media session) if any.
@@ -275,11 +310,22 @@ impl Session {
         *inbox = Inbox::default();
         self.hub.remove(j.broadcast.id, j.participant);
         drop(j.media);
-        if let Err(e) = self.state.store.participant_left(j.participant).await {
-            tracing::warn!("could not record participant {} leaving: {e}", j.participant);
-        }
-        self.publish(j.broadcast.id, "participant-left", json!({ "participantId": j.participant, "reason": reason }))
-            .await;
+        record_leave(&self.state, j.broadcast.id, j.participant, reason).await;
+    }
+
+    /// The socket dropped without a leave: keep the seat for [`RECONNECT_GRACE`](super::RECONNECT_GRACE), then
+    /// leave unless the same session took it back.
+    fn detach(&mut self) {
+        let Some(j) = self.joined.take() else { return };
+        let Some(generation) = self.hub.detach(j.broadcast.id, j.participant, j.media) else { return };
+        let (hub, state) = (self.hub.clone(), self.state.clone());
+        let (broadcast, participant) = (j.broadcast.id, j.participant);
+        tokio::spawn(async move {
+            tokio::time::sleep(super::RECONNECT_GRACE).await;
+            if hub.expire(broadcast, participant, generation) {
+                record_leave(&state, broadcast, participant, "disconnected").await;
+            }
+        });
     }
 
     async fn offer(&mut self, sdp: protocol::Sdp, inbox: &mut Inbox) -> Result<(), ErrorData> {
@@ -415,7 +461,11 @@ impl Session {
                         tracing::warn!("could not revoke guest session {id}: {e}");
                     }
                 }
-                let _ = control.send(Control::Moderated { action: req.action, by: me });
+                if control.send(Control::Moderated { action: req.action, by: me }).is_err() {
+                    // Their socket is gone (within the reconnect grace): give the seat up now.
+                    self.hub.remove(broadcast, target.id);
+                    record_leave(&self.state, broadcast, target.id, "removed").await;
+                }
             }
         }
         Ok(())
