@@ -213,6 +213,12 @@ impl Peer {
             // The browser's end-of-candidates marker.
             return Ok(());
         }
+        // `candidate:<foundation> <component> <proto> <priority> <address> <port> typ ...`. Browsers hide local
+        // addresses behind mDNS names until the page may use the camera; an ICE-lite server learns the client's
+        // address from its connectivity checks anyway, so such a candidate is accepted and not needed.
+        if line.split_whitespace().nth(4).is_some_and(|addr| addr.ends_with(".local")) {
+            return Ok(());
+        }
         let c = Candidate::from_sdp_string(line).map_err(|e| RouterError::InvalidCandidate(e.to_string()))?;
         if let (Some(theirs), Some(ours)) = (c.ufrag(), self.remote_ufrag.as_deref())
             && theirs != ours
@@ -618,6 +624,7 @@ mod tests {
         peer.add_remote_candidate(&format!("candidate:1 1 udp 2130706431 192.0.2.2 6001 typ host ufrag {ufrag}")).unwrap();
         peer.add_remote_candidate("a=candidate:1 1 udp 2130706431 192.0.2.2 6002 typ host").unwrap();
         peer.add_remote_candidate("").unwrap();
+        peer.add_remote_candidate("candidate:2 1 udp 2113937151 8a1f2c3d-aaaa-bbbb.local 54321 typ host").unwrap();
         assert!(matches!(
             peer.add_remote_candidate("candidate:1 1 udp 2130706431 192.0.2.9 6001 typ host ufrag intruder"),
             Err(RouterError::InvalidCandidate(_))
