@@ -11,12 +11,11 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ClientIp};
 use crate::auth::tokens::{hash_token, random_token};
-use crate::auth::{ACCESS_COOKIE, Caller, GUEST_COOKIE, REFRESH_COOKIE, password};
+use crate::auth::{ACCESS_COOKIE, Caller, GUEST_COOKIE, REFRESH_COOKIE, announce_revoked, password};
 use crate::config::Registration;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, Limit};
 use crate::store::{RefreshUse, User};
-use backyard_core::bus::{Event, topic};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -115,10 +114,7 @@ fn clear(jar: CookieJar) -> CookieJar {
 /// Ends a session everywhere: revoked in the token store, and open sockets told over the bus.
 async fn revoke(state: &AppState, session: Uuid) -> ApiResult<()> {
     state.tokens.revoke_session(session).await.map_err(ApiError::Internal)?;
-    let event = Event::new("session-revoked", serde_json::json!({ "sessionId": session }));
-    if let Err(e) = state.bus.publish(&topic::session(session), event).await {
-        tracing::warn!(error = %e, "could not announce session revocation");
-    }
+    announce_revoked(state, session).await;
     Ok(())
 }
 
@@ -215,10 +211,7 @@ pub async fn logout(State(state): State<AppState>, caller: Result<Caller, ApiErr
         Ok(Caller::User(u)) => revoke(&state, u.session_id).await?,
         Ok(Caller::Guest(g)) => {
             state.store.revoke_guest_session(g.id).await?;
-            let event = Event::new("session-revoked", serde_json::json!({ "sessionId": g.id }));
-            if let Err(e) = state.bus.publish(&topic::session(g.id), event).await {
-                tracing::warn!(error = %e, "could not announce session revocation");
-            }
+            announce_revoked(&state, g.id).await;
         }
         Err(_) => {}
     }

@@ -13,11 +13,10 @@ use uuid::Uuid;
 use super::auth::{GuestInfo, check_name};
 use super::extract::{ApiJson, ClientIp, PathParams};
 use crate::auth::tokens::random_token;
-use crate::auth::{HostAccess, GUEST_COOKIE, path_uuid};
+use crate::auth::{GUEST_COOKIE, HostAccess, announce_revoked, path_uuid};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, Limit};
 use crate::store::Invite;
-use backyard_core::bus::{Event, topic};
 
 type Json<T> = axum::Json<T>;
 
@@ -118,10 +117,7 @@ pub async fn revoke(
     let sessions = state.store.revoke_invite(access.broadcast.id, id).await?.ok_or(ApiError::NotFound("invite"))?;
     // Guests who came in through this link lose their session; their open sockets close via the bus.
     for s in sessions {
-        let event = Event::new("session-revoked", serde_json::json!({ "sessionId": s }));
-        if let Err(e) = state.bus.publish(&topic::session(s), event).await {
-            tracing::warn!(error = %e, "could not announce session revocation");
-        }
+        announce_revoked(&state, s).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

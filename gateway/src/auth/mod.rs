@@ -165,6 +165,14 @@ impl FromRequestParts<AppState> for OwnerAccess {
     }
 }
 
+/// Tells every node that a session (sign-in or guest) ended, so sockets opened with it close.
+pub async fn announce_revoked(state: &AppState, session_id: Uuid) {
+    let event = backyard_core::bus::Event::new("session-revoked", serde_json::json!({ "sessionId": session_id }));
+    if let Err(e) = state.bus.publish(&backyard_core::bus::topic::session(session_id), event).await {
+        tracing::warn!(error = %e, "could not announce session revocation");
+    }
+}
+
 /// Parses a UUID path parameter, naming it in the error.
 pub fn path_uuid(params: &HashMap<String, String>, name: &str) -> Result<Uuid, ApiError> {
     let raw = params.get(name).ok_or_else(|| ApiError::bad_request("bad_path", format!("missing {name}"), Some(name.into())))?;
