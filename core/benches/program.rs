@@ -1,0 +1,217 @@
+//! `cargo xtask bench program`: the program at 720p30 (four VP8 720p tiles, lower third + logo, x264
+//! veryfast 3 Mb/s + AAC) pushing to real nginx-rtmp servers and recording fMP4, then the ffmpeg CLI doing
+//! the same composite from the same encoded inputs, one after the other. Prints a table and writes
+//! `target/bench/program.json`. `BENCH_SECS` sets each phase's length (default 40 s; the issue's 2 min:
+//! `BENCH_SECS=120`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use backyard_core::compositor::{
+    CompositorConfig, EncodedMedia, Fit, OverlayLayer, Placement, Program, Rect, StageMember, VideoCodec,
+};
+use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, OutputStatus, no_status_sink};
+use common::{Nginx, NginxOptions, TempDir, cpu_time};
+
+const W: u32 = 1280;
+const H: u32 = 720;
+
+/// Reads the frames of an IVF file (VP8 elementary stream).
+fn read_ivf(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let data = std::fs::read(path)?;
+    ensure!(data.len() > 32 && &data[..4] == b"DKIF", "not IVF");
+    let header = u16::from_le_bytes([data[6], data[7]]) as usize;
+    let mut frames = Vec::new();
+    let mut at = header;
+    while at + 12 <= data.len() {
+        let size = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        at += 12;
+        ensure!(at + size <= data.len(), "truncated IVF");
+        frames.push(data[at..at + size].to_vec());
+        at += size;
+    }
+    Ok(frames)
+}
+
+fn make_inputs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let sources = ["testsrc2=size=1280x720:rate=30", "smptebars=size=1280x720:rate=30", "mandelbrot=size=1280x720:rate=30", "rgbtestsrc=size=1280x720:rate=30"];
+    let mut out = Vec::new();
+    for (i, src) in sources.iter().enumerate() {
+        let path = dir.join(format!("in{i}.ivf"));
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", src, "-t", "10", "-c:v", "libvpx", "-deadline", "realtime"])
+            .args(["-cpu-used", "8", "-b:v", "1500k", "-g", "60", "-pix_fmt", "yuv420p"])
+            .arg(&path)
+            .status()?;
+        ensure!(status.success(), "ffmpeg could not make {}", path.display());
+        out.push(path);
+    }
+    Ok(out)
+}
+
+fn overlays() -> Vec<OverlayLayer> {
+    let lower = Rect::new(40, H as i32 - 140, 700, 90);
+    let mut rgba = Vec::with_capacity((lower.width * lower.height * 4) as usize);
+    for _ in 0..lower.height {
+        for x in 0..lower.width {
+            rgba.extend_from_slice(&[20, 40, 160, if x < 8 { 255 } else { 220 }]);
+        }
+    }
+    let logo = Rect::new(W as i32 - 180, 30, 150, 150);
+    let mut logo_px = Vec::with_capacity((150 * 150 * 4) as usize);
+    for y in 0..150i32 {
+        for x in 0..150i32 {
+            let inside = (x - 75).pow(2) + (y - 75).pow(2) < 70 * 70;
+            logo_px.extend_from_slice(&[240, 200, 40, if inside { 255 } else { 0 }]);
+        }
+    }
+    vec![
+        OverlayLayer { id: "lower-third".into(), rect: lower, rgba, z: 1 },
+        OverlayLayer { id: "logo".into(), rect: logo, rgba: logo_px, z: 2 },
+    ]
+}
+
+struct Phase {
+    name: String,
+    cores: f64,
+    ticks_per_sec: f64,
+    statuses: Vec<OutputStatus>,
+}
+
+fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
+    let program = Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?;
+    let ids: Vec<String> = (0..inputs.len()).map(|i| format!("p{i}")).collect();
+    program.set_stage(ids.iter().map(|id| StageMember { id: id.clone(), name: id.clone() }).collect());
+    let (hw, hh) = (W / 2, H / 2);
+    program
+        .set_placements(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| Placement {
+                    source: id.clone(),
+                    rect: Rect::new((i as u32 % 2 * hw) as i32, (i as u32 / 2 * hh) as i32, hw, hh),
+                    z: 0,
+                    fit: Fit::Cover,
+                })
+                .collect(),
+        )
+        .map_err(anyhow::Error::msg)?;
+    program.set_overlays(overlays()).map_err(anyhow::Error::msg)?;
+    let config = EgressConfig {
+        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 3000, ..Default::default() },
+        destinations: servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| DestinationConfig {
+                id: format!("d{i}"),
+                url: s.rtmp_url(&format!("bench{i}")),
+                ca_file: None,
+                constraints: Default::default(),
+            })
+            .collect(),
+        recording: Some(rec.to_owned()),
+        ..Default::default()
+    };
+    program.go_live(config, no_status_sink())?;
+    let cpu0 = cpu_time();
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < Duration::from_secs(secs) {
+        let t = Duration::from_secs_f64(n as f64 / 30.0);
+        if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        for (id, frames) in ids.iter().zip(inputs) {
+            let data = frames[n as usize % frames.len()].clone();
+            program.push_encoded(id, EncodedMedia::Video { codec: VideoCodec::Vp8, data }, t);
+        }
+        n += 1;
+    }
+    let cores = cpu_time().saturating_sub(cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
+    let report = program.end_live().context("end live")?;
+    drop(program);
+    Ok(Phase { name: format!("program, {} RTMP + fMP4", servers.len()), cores, ticks_per_sec: n as f64 / secs as f64, statuses: report.outputs })
+}
+
+/// Children's CPU time (user + system) from /proc/self/stat (cutime + cstime).
+fn children_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t: u64 = f.get(13).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(14).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Duration::from_millis(t * 10)
+}
+
+fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-y"]);
+    for i in inputs {
+        cmd.args(["-re", "-stream_loop", "-1", "-c:v", "libvpx", "-i"]).arg(i);
+    }
+    cmd.args(["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]);
+    let filter = "[0:v]scale=640:360[a];[1:v]scale=640:360[b];[2:v]scale=640:360[c];[3:v]scale=640:360[d];\
+                  [a][b][c][d]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0[g];\
+                  [g]drawbox=x=40:y=580:w=700:h=90:color=0x1428a0@0.86:t=fill,drawbox=x=1100:y=30:w=150:h=150:color=0xf0c828:t=fill[v]";
+    let tee: Vec<String> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("[f=flv]{}", s.rtmp_url(&format!("ffmpeg{i}"))))
+        .chain(std::iter::once(format!("[f=mp4:movflags=frag_keyframe+empty_moov+default_base_moof]{}", rec.display())))
+        .collect();
+    cmd.args(["-filter_complex", filter, "-map", "[v]", "-map", "4:a"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-b:v", "3000k", "-maxrate", "3000k"])
+        .args(["-bufsize", "3000k", "-g", "60", "-c:a", "aac", "-b:a", "128k", "-t", &secs.to_string()])
+        .args(["-flags", "+global_header", "-f", "tee", &tee.join("|")])
+        .stdin(Stdio::null());
+    let cpu0 = children_cpu();
+    let start = Instant::now();
+    let status = cmd.status().context("run ffmpeg")?;
+    ensure!(status.success(), "ffmpeg CLI failed");
+    let cores = children_cpu().saturating_sub(cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
+    Ok(Phase { name: format!("ffmpeg CLI, {} RTMP + fMP4", servers.len()), cores, ticks_per_sec: 30.0, statuses: Vec::new() })
+}
+
+fn main() -> Result<()> {
+    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let dir = TempDir::new("bench-program")?;
+    println!("preparing four VP8 720p inputs ...");
+    let paths = make_inputs(dir.path())?;
+    let inputs: Vec<Vec<Vec<u8>>> = paths.iter().map(|p| read_ivf(p)).collect::<Result<_>>()?;
+    let servers: Vec<Nginx> = (0..3).map(|_| Nginx::start(NginxOptions::default())).collect::<Result<_>>()?;
+    let all: Vec<&Nginx> = servers.iter().collect();
+
+    let one = run_program(&inputs, &all[..1], secs, &dir.path().join("p1.mp4"))?;
+    let three = run_program(&inputs, &all, secs, &dir.path().join("p3.mp4"))?;
+    let cli = run_ffmpeg(&paths, &all, secs, &dir.path().join("ffmpeg.mp4"))?;
+
+    println!();
+    println!("{:<34} {:>8} {:>10}", "phase (720p30, 4×VP8 720p in)", "cores", "ticks/s");
+    for p in [&one, &three, &cli] {
+        println!("{:<34} {:>8.3} {:>10.1}", p.name, p.cores, p.ticks_per_sec);
+    }
+    let per_destination = (three.cores - one.cores) / 2.0;
+    println!("each extra destination: {:.2} % of a core (goal ≤ 0.5 %)", per_destination * 100.0);
+    println!("program / ffmpeg CLI: {:.2}× (goal ≤ 0.85×)", three.cores / cli.cores);
+    for s in &three.statuses {
+        println!("  {} {:?} dropped={} connects={}", s.id, s.state, s.dropped_frames, s.connects);
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&out)?;
+    let json = serde_json::json!({
+        "secs": secs,
+        "program_1_destination_cores": one.cores,
+        "program_3_destinations_cores": three.cores,
+        "ffmpeg_cli_3_destinations_cores": cli.cores,
+        "extra_destination_cores": per_destination,
+        "ratio_to_ffmpeg_cli": three.cores / cli.cores,
+        "outputs": three.statuses,
+    });
+    std::fs::write(out.join("program.json"), serde_json::to_string_pretty(&json)?)?;
+    println!("wrote target/bench/program.json");
+    Ok(())
+}

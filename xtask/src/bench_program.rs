@@ -1,0 +1,19 @@
+//! `cargo xtask bench program`: the program (compositor + encode once + 3 RTMP + fMP4) against the ffmpeg
+//! CLI doing the same job, both on real nginx-rtmp servers. The bench itself is `core/benches/program.rs`;
+//! `BENCH_SECS` sets each phase's length.
+
+use anyhow::{Context as _, bail};
+
+use crate::{cargo_cmd, setup};
+
+pub fn run() -> anyhow::Result<()> {
+    setup::ensure_apt(&["ffmpeg", "nginx", "libnginx-mod-rtmp"])?;
+    let status = cargo_cmd()
+        .args(["bench", "-p", "backyard-core", "--bench", "program"])
+        .status()
+        .context("starting cargo bench")?;
+    if !status.success() {
+        bail!("bench program failed");
+    }
+    Ok(())
+}
