@@ -78,6 +78,7 @@ fn overlays() -> Vec<OverlayLayer> {
 
 struct Phase {
     name: String,
+    stats: Option<backyard_core::compositor::ProgramStats>,
     cores: f64,
     ticks_per_sec: f64,
     statuses: Vec<OutputStatus>,
@@ -133,9 +134,10 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
         n += 1;
     }
     let cores = cpu_time().saturating_sub(cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
+    let stats = program.stats();
     let report = program.end_live().context("end live")?;
     drop(program);
-    Ok(Phase { name: format!("program, {} RTMP + fMP4", servers.len()), cores, ticks_per_sec: n as f64 / secs as f64, statuses: report.outputs })
+    Ok(Phase { name: format!("program, {} RTMP + fMP4", servers.len()), stats: Some(stats), cores, ticks_per_sec: n as f64 / secs as f64, statuses: report.outputs })
 }
 
 /// Children's CPU time (user + system) from /proc/self/stat (cutime + cstime).
@@ -173,7 +175,7 @@ fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> 
     let status = cmd.status().context("run ffmpeg")?;
     ensure!(status.success(), "ffmpeg CLI failed");
     let cores = children_cpu().saturating_sub(cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
-    Ok(Phase { name: format!("ffmpeg CLI, {} RTMP + fMP4", servers.len()), cores, ticks_per_sec: 30.0, statuses: Vec::new() })
+    Ok(Phase { name: format!("ffmpeg CLI, {} RTMP + fMP4", servers.len()), stats: None, cores, ticks_per_sec: 30.0, statuses: Vec::new() })
 }
 
 fn main() -> Result<()> {
@@ -197,6 +199,12 @@ fn main() -> Result<()> {
     let per_destination = (three.cores - one.cores) / 2.0;
     println!("each extra destination: {:.2} % of a core (goal ≤ 0.5 %)", per_destination * 100.0);
     println!("program / ffmpeg CLI: {:.2}× (goal ≤ 0.85×)", three.cores / cli.cores);
+    if let Some(st) = &three.stats {
+        println!(
+            "per frame: decode {:.2} ms (per input frame), compose (scale+blit+overlays) {:.2} ms, mix {:.3} ms, encode+fan-out {:.2} ms; skipped ticks {}",
+            st.decode_ms, st.compose_ms, st.mix_ms, st.encode_ms, st.skipped_ticks
+        );
+    }
     for s in &three.statuses {
         println!("  {} {:?} dropped={} connects={}", s.id, s.state, s.dropped_frames, s.connects);
     }
@@ -209,6 +217,7 @@ fn main() -> Result<()> {
         "ffmpeg_cli_3_destinations_cores": cli.cores,
         "extra_destination_cores": per_destination,
         "ratio_to_ffmpeg_cli": three.cores / cli.cores,
+        "stages": three.stats,
         "outputs": three.statuses,
     });
     std::fs::write(out.join("program.json"), serde_json::to_string_pretty(&json)?)?;

@@ -29,7 +29,7 @@ use crate::egress::{SAMPLE_RATE, VideoFrame};
 pub use decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 pub use overlay::{OverlayError, OverlayLayer};
 pub use placement::{Fit, Placement, PlacementError, Rect};
-pub use program::{EncodedMedia, Program};
+pub use program::{EncodedMedia, Program, ProgramStats};
 
 /// Canvas and timing of a program.
 #[derive(Clone, Debug)]

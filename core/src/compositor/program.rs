@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,6 +39,59 @@ enum Command {
     Stop,
 }
 
+/// Time spent per stage, summed since start (for benches and metrics).
+#[derive(Debug, Default)]
+struct Counters {
+    ticks: AtomicU64,
+    skipped_ticks: AtomicU64,
+    compose_ns: AtomicU64,
+    mix_ns: AtomicU64,
+    encode_ns: AtomicU64,
+    decoded_frames: AtomicU64,
+    decode_ns: AtomicU64,
+}
+
+/// Per-stage cost of a program so far.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgramStats {
+    /// Output frames composed.
+    pub ticks: u64,
+    /// Ticks skipped because the machine was late by more than a frame.
+    pub skipped_ticks: u64,
+    /// Mean compose (scale + blit + overlays) time per frame, ms.
+    pub compose_ms: f64,
+    /// Mean audio mix time per frame, ms.
+    pub mix_ms: f64,
+    /// Mean encode + fan-out time per frame while live, ms.
+    pub encode_ms: f64,
+    /// Video frames decoded (all tracks).
+    pub decoded_frames: u64,
+    /// Mean decode time per video frame, ms.
+    pub decode_ms: f64,
+}
+
+impl Counters {
+    fn stats(&self) -> ProgramStats {
+        let ms = |ns: &AtomicU64, n: u64| ns.load(Ordering::Relaxed) as f64 / 1e6 / n.max(1) as f64;
+        let ticks = self.ticks.load(Ordering::Relaxed);
+        let decoded = self.decoded_frames.load(Ordering::Relaxed);
+        ProgramStats {
+            ticks,
+            skipped_ticks: self.skipped_ticks.load(Ordering::Relaxed),
+            compose_ms: ms(&self.compose_ns, ticks),
+            mix_ms: ms(&self.mix_ns, ticks),
+            encode_ms: ms(&self.encode_ns, ticks),
+            decoded_frames: decoded,
+            decode_ms: ms(&self.decode_ns, decoded),
+        }
+    }
+}
+
+fn add_elapsed(counter: &AtomicU64, since: Instant) {
+    counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+}
+
 /// Packets a decoder thread may hold before it drops new ones.
 const DECODE_QUEUE: usize = 60;
 
@@ -50,6 +104,7 @@ pub struct Program {
     /// The latest composed frame, for the studio's preview encoder.
     preview: Arc<Mutex<Option<VideoFrame>>>,
     fps: u32,
+    counters: Arc<Counters>,
 }
 
 impl Program {
@@ -63,9 +118,19 @@ impl Program {
             frame_duration: Duration::from_secs_f64(1.0 / fps as f64),
             ..config
         });
-        let tick = Ticker { core, rx, epoch, fps, egress: None, live_since: None, preview: Arc::clone(&preview) };
+        let counters = Arc::new(Counters::default());
+        let tick = Ticker {
+            core,
+            rx,
+            epoch,
+            fps,
+            egress: None,
+            live_since: None,
+            preview: Arc::clone(&preview),
+            counters: Arc::clone(&counters),
+        };
         let thread = std::thread::Builder::new().name("program".into()).spawn(move || tick.run())?;
-        Ok(Program { commands, thread: Some(thread), decoders: Mutex::new(HashMap::new()), epoch, preview, fps })
+        Ok(Program { commands, thread: Some(thread), decoders: Mutex::new(HashMap::new()), epoch, preview, fps, counters })
     }
 
     /// Program time now (the one clock everything is stamped with).
@@ -75,6 +140,11 @@ impl Program {
 
     pub fn fps(&self) -> u32 {
         self.fps
+    }
+
+    /// Per-stage cost so far.
+    pub fn stats(&self) -> ProgramStats {
+        self.counters.stats()
     }
 
     pub fn set_stage(&self, members: Vec<StageMember>) {
@@ -125,7 +195,7 @@ impl Program {
         let mut decoders = self.decoders.lock();
         let key = (source.to_owned(), is_video);
         if !decoders.contains_key(&key) {
-            match spawn_decoder(source, &media, self.commands.clone(), self.epoch) {
+            match spawn_decoder(source, &media, self.commands.clone(), self.epoch, Arc::clone(&self.counters)) {
                 Ok(tx) => {
                     decoders.insert(key.clone(), tx);
                 }
@@ -182,6 +252,7 @@ fn spawn_decoder(
     first: &EncodedMedia,
     commands: Sender<Command>,
     epoch: Instant,
+    counters: Arc<Counters>,
 ) -> Result<SyncSender<(EncodedMedia, Duration)>, EgressError> {
     let (tx, rx) = mpsc::sync_channel::<(EncodedMedia, Duration)>(DECODE_QUEUE);
     let source = source.to_owned();
@@ -202,7 +273,13 @@ fn spawn_decoder(
         }
         while let Ok((media, source_time)) = rx.recv() {
             match (media, video.as_mut(), audio.as_mut()) {
-                (EncodedMedia::Video { data, .. }, Some(d), _) => match d.decode(&data) {
+                (EncodedMedia::Video { data, .. }, Some(d), _) => match {
+                    let t = Instant::now();
+                    let r = d.decode(&data);
+                    add_elapsed(&counters.decode_ns, t);
+                    counters.decoded_frames.fetch_add(1, Ordering::Relaxed);
+                    r
+                } {
                     Ok(frames) => {
                         for frame in frames {
                             let arrival = epoch.elapsed();
@@ -241,6 +318,7 @@ struct Ticker {
     /// Program time at which egress started (its media time zero).
     live_since: Option<Duration>,
     preview: Arc<Mutex<Option<VideoFrame>>>,
+    counters: Arc<Counters>,
 }
 
 impl Ticker {
@@ -304,11 +382,19 @@ impl Ticker {
             // Late by more than a tick (machine overloaded): skip ticks instead of bursting.
             let now = self.epoch.elapsed();
             if now > due + tick {
-                n = (now.as_nanos() / tick.as_nanos()) as u64;
+                let caught_up = (now.as_nanos() / tick.as_nanos()) as u64;
+                self.counters.skipped_ticks.fetch_add(caught_up.saturating_sub(n), Ordering::Relaxed);
+                n = caught_up;
                 continue;
             }
+            let t = Instant::now();
             let audio = self.core.mix(due + tick);
+            add_elapsed(&self.counters.mix_ns, t);
+            let t = Instant::now();
             let frame = self.core.compose(due);
+            add_elapsed(&self.counters.compose_ns, t);
+            self.counters.ticks.fetch_add(1, Ordering::Relaxed);
+            let encode_start = Instant::now();
             if n % (self.fps as u64 / 5).max(1) == 0 {
                 *self.preview.lock() = Some(frame.clone());
             }
@@ -333,6 +419,7 @@ impl Ticker {
                         e.stop();
                     }
                 }
+                add_elapsed(&self.counters.encode_ns, encode_start);
             }
             n += 1;
         }
