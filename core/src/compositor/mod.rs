@@ -17,6 +17,7 @@
 pub mod blit;
 pub mod clock;
 pub mod decode;
+mod label;
 pub mod mixer;
 pub mod overlay;
 pub mod placement;
@@ -46,6 +47,8 @@ pub struct CompositorConfig {
     pub stall_after: Duration,
     /// Output frame duration (the program tick), used to centre video presentation on the tick.
     pub frame_duration: Duration,
+    /// Draw each participant's name on their tile (and under the avatar of a name card).
+    pub name_labels: bool,
 }
 
 impl Default for CompositorConfig {
@@ -57,6 +60,7 @@ impl Default for CompositorConfig {
             playout_delay: Duration::from_millis(100),
             stall_after: Duration::from_millis(1500),
             frame_duration: Duration::from_micros(33_333),
+            name_labels: true,
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct Compositor {
     placements: Vec<Placement>,
     /// Overlay layers, converted once, in drawing order.
     overlays: Vec<overlay::PreparedOverlay>,
+    /// Rendered name labels by (name, tile, is name card); `None` where a tile is too small for one.
+    labels: HashMap<(String, Rect, bool), Option<overlay::PreparedOverlay>>,
     canvas: VideoFrame,
     /// Program sample index up to which audio was mixed.
     mixed_until: i64,
@@ -124,6 +130,7 @@ impl Compositor {
             sources: HashMap::new(),
             placements: Vec::new(),
             overlays: Vec::new(),
+            labels: HashMap::new(),
             canvas,
             mixed_until: 0,
         }
@@ -151,6 +158,7 @@ impl Compositor {
         placement::validate(&placements, self.config.width, self.config.height, |s| self.sources.contains_key(s))?;
         placements.sort_by_key(|p| p.z);
         self.placements = placements;
+        self.labels.clear();
         Ok(())
     }
 
@@ -238,11 +246,26 @@ impl Compositor {
             let p = &self.placements[i];
             let view = self.tile_view(&p.source, now);
             let Some(s) = self.sources.get(&p.source) else { continue };
-            match (view, s.current.as_ref()) {
+            let card = match (view, s.current.as_ref()) {
                 (TileView::Video | TileView::LastFrame, Some(frame)) => {
                     blit::draw_scaled(&mut self.canvas, frame, p.rect, p.fit, [16, 128, 128]);
+                    false
                 }
-                _ => blit::draw_name_card(&mut self.canvas, p.rect, &s.name),
+                _ => {
+                    blit::draw_name_card(&mut self.canvas, p.rect, &s.name);
+                    true
+                }
+            };
+            if self.config.name_labels && !s.name.is_empty() {
+                if self.labels.len() > 256 {
+                    self.labels.clear();
+                }
+                let label = self.labels.entry((s.name.clone(), p.rect, card)).or_insert_with(|| {
+                    if card { label::card_name(&s.name, p.rect) } else { label::tile_label(&s.name, p.rect) }
+                });
+                if let Some(label) = label {
+                    label.blend(&mut self.canvas);
+                }
             }
         }
         for layer in &self.overlays {

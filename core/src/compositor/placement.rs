@@ -1,7 +1,7 @@
 //! Where tiles go: plain data, as a layout plugin returns it, checked before use.
 
 /// A rectangle on the canvas, in pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Rect {
     pub x: i32,
     pub y: i32,
