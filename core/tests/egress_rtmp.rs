@@ -281,3 +281,76 @@ fn recording_only_egress_reports_status() -> Result<()> {
     ensure!((p.duration - 2.0).abs() < 0.4, "{p:?}");
     Ok(())
 }
+
+/// A TCP relay to `upstream` that forwards client → server at most `bytes_per_sec` (a congested uplink).
+fn slow_relay(upstream: u16, bytes_per_sec: usize) -> Result<u16> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = s_read.read(&mut buf) {
+                    if n == 0 || c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let chunk = bytes_per_sec / 20;
+                let mut buf = vec![0u8; chunk];
+                loop {
+                    match c_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s_write.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+#[test]
+fn slow_destination_drops_its_own_frames_only() -> Result<()> {
+    let _serial = common::serial();
+    let congested = Nginx::start(NginxOptions::default())?;
+    let steady = Nginx::start(NginxOptions::default())?;
+    // 6 Mb/s of program through a 2 Mb/s relay: that destination cannot keep up.
+    let relay = slow_relay(congested.rtmp_port, 250_000)?;
+    let statuses = StatusLog::default();
+    let config = EgressConfig {
+        encoder: EncoderSettings { video_kbps: 6_000, ..small() },
+        destinations: vec![
+            destination("slow", format!("rtmp://127.0.0.1:{relay}/live/slow")),
+            destination("steady", steady.rtmp_url("s")),
+        ],
+        ..Default::default()
+    };
+    let mut egress = Egress::start(config, statuses.sink())?;
+    let mut pattern = TestPattern::new(640, 360, 30);
+    let frames = pattern.run_realtime(&mut egress, Duration::from_secs(15), &AtomicBool::new(false))?;
+    let slow_live = statuses.latest("slow");
+    let report = egress.stop();
+    let slow = report.outputs.iter().find(|s| s.id == "slow").expect("slow status");
+    let fast = report.outputs.iter().find(|s| s.id == "steady").expect("steady status");
+    println!("slow: {slow_live:?}\nfinal slow: {slow:?}\nsteady: {fast:?}");
+    ensure!(slow.dropped_frames > 30, "the congested destination dropped only {} frames", slow.dropped_frames);
+    ensure!(fast.dropped_frames == 0 && fast.connects == 1, "{fast:?}");
+    let p = probe(&steady.recordings()[0])?;
+    ensure!(p.max_video_gap() < 0.1, "steady gap {}", p.max_video_gap());
+    ensure!(p.video_times.len() as f64 >= frames as f64 * 0.95 - 60.0, "steady got {} of {frames}", p.video_times.len());
+    // What the congested server did get starts on keyframes and decodes.
+    let c = probe(congested.recordings().first().expect("congested recording"))?;
+    ensure!(c.video_codec == "h264" && !c.video_times.is_empty(), "{c:?}");
+    Ok(())
+}
