@@ -50,7 +50,13 @@ impl TestPattern {
                 }
             }
         }
-        TestPattern { background, fps: fps.max(1), frames: 0, samples: 0, tone_hz: 1000.0 }
+        TestPattern {
+            background,
+            fps: fps.max(1),
+            frames: 0,
+            samples: 0,
+            tone_hz: 1000.0,
+        }
     }
 
     /// Media time of the next frame.
@@ -89,7 +95,12 @@ impl TestPattern {
     }
 
     /// Feeds `egress` in real time for `duration` (or until `stop` is set). Returns frames pushed.
-    pub fn run_realtime(&mut self, egress: &mut Egress, duration: Duration, stop: &AtomicBool) -> Result<u64, EgressError> {
+    pub fn run_realtime(
+        &mut self,
+        egress: &mut Egress,
+        duration: Duration,
+        stop: &AtomicBool,
+    ) -> Result<u64, EgressError> {
         let start = Instant::now();
         let first = self.next_time();
         let mut pushed = 0;
