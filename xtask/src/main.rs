@@ -8,8 +8,10 @@
 //!   bench   benchmarks (`bench api`, ...): a table on stdout, JSON under target/bench/
 
 mod bench;
+mod bench_program;
 mod e2e;
 mod plugins;
+mod bench_sfu;
 mod setup;
 mod test;
 
