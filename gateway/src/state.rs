@@ -27,6 +27,37 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `scheme://host[:port]` of `public_url`, for the Origin check.
     pub public_origin: Arc<str>,
+    /// Sessions recently confirmed active, so most requests skip the session lookup.
+    pub active_sessions: Arc<ActiveSessions>,
+}
+
+/// How long a confirmed-active session is trusted without asking the token store again. Revocations evict at
+/// once on every node through the bus; this bound only covers a missed bus message.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Bus topic that carries every revocation, so each node can evict its cache entry.
+pub const REVOCATIONS_TOPIC: &str = "sessions:revoked";
+
+#[derive(Default)]
+pub struct ActiveSessions {
+    confirmed: parking_lot::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
+}
+
+impl ActiveSessions {
+    pub fn is_fresh(&self, id: uuid::Uuid) -> bool {
+        self.confirmed.lock().get(&id).is_some_and(|at| at.elapsed() < SESSION_RECHECK)
+    }
+    pub fn confirm(&self, id: uuid::Uuid) {
+        let mut map = self.confirmed.lock();
+        // Bounded: stale entries go whenever the map grows large.
+        if map.len() > 100_000 {
+            map.retain(|_, at| at.elapsed() < SESSION_RECHECK);
+        }
+        map.insert(id, std::time::Instant::now());
+    }
+    pub fn evict(&self, id: uuid::Uuid) {
+        self.confirmed.lock().remove(&id);
+    }
 }
 
 impl AppState {
@@ -55,7 +86,30 @@ impl AppState {
         metrics.active_broadcasts.set(store.count_live_broadcasts().await?);
         let public_origin = origin_of(&cfg.public_url)
             .ok_or_else(|| anyhow::anyhow!("public_url: must be an absolute http(s) URL, got {:?}", cfg.public_url))?;
+        let active_sessions = Arc::new(ActiveSessions::default());
+        // Revocations from any node evict the cached session here.
+        let mut revoked = bus.subscribe(REVOCATIONS_TOPIC);
+        let cache = Arc::downgrade(&active_sessions);
+        tokio::spawn(async move {
+            loop {
+                match revoked.recv().await {
+                    Ok(ev) => {
+                        let Some(cache) = cache.upgrade() else { break };
+                        if let Some(id) = ev.data.get("sessionId").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()) {
+                            cache.evict(id);
+                        }
+                    }
+                    // Missed some: forget everything rather than trust a possibly revoked session.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => match cache.upgrade() {
+                        Some(cache) => cache.confirmed.lock().clear(),
+                        None => break,
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
         Ok(Self {
+            active_sessions,
             limits: Arc::new(RateLimits::new(&cfg)),
             cfg: Arc::new(cfg),
             store,

@@ -185,6 +185,30 @@ async fn logout_revokes_the_session(b: Backend) {
     assert_eq!(t.get("/api/auth/me").cookies(&other).send().await.status, StatusCode::OK);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_node_ends_the_session_on_another_at_once() {
+    use tower::ServiceExt as _;
+    let t = TestApp::new(Backend::Postgres).await;
+    let node_b = t.second_node().await;
+    let c = t.user("n@example.com").await;
+    let me_on_b = || {
+        let req = axum::http::Request::builder().uri("/api/auth/me").header("cookie", c.header()).body(axum::body::Body::empty()).unwrap();
+        node_b.clone().oneshot(req)
+    };
+    // Node B has now confirmed (and cached) the session.
+    assert_eq!(me_on_b().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(t.post("/api/auth/logout").cookies(&c).send().await.status, StatusCode::NO_CONTENT);
+    // The revocation reaches node B over Redis well before its cache would expire on its own (5 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if me_on_b().await.unwrap().status() == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node B still accepts a session revoked on node A");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn rate_limit_on_login_gives_429_with_retry_after(b: Backend) {
     let t = TestApp::with(b, |c| c.limits.auth_per_minute = 3).await;
     for i in 0..3 {

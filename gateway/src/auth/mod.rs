@@ -77,8 +77,11 @@ impl FromRequestParts<AppState> for Caller {
         let access = bearer(parts).map(str::to_owned).or_else(|| jar.get(ACCESS_COOKIE).map(|c| c.value().to_owned()));
         if let Some(token) = access {
             let claims = state.jwt.verify(&token).ok_or(ApiError::Unauthenticated)?;
-            if !state.tokens.session_active(claims.sid).await.map_err(ApiError::Internal)? {
-                return Err(ApiError::Unauthenticated);
+            if !state.active_sessions.is_fresh(claims.sid) {
+                if !state.tokens.session_active(claims.sid).await.map_err(ApiError::Internal)? {
+                    return Err(ApiError::Unauthenticated);
+                }
+                state.active_sessions.confirm(claims.sid);
             }
             return Ok(Caller::User(CurrentUser { id: claims.sub, session_id: claims.sid }));
         }
@@ -167,9 +170,12 @@ impl FromRequestParts<AppState> for OwnerAccess {
 
 /// Tells every node that a session (sign-in or guest) ended, so sockets opened with it close.
 pub async fn announce_revoked(state: &AppState, session_id: Uuid) {
+    state.active_sessions.evict(session_id);
     let event = backyard_core::bus::Event::new("session-revoked", serde_json::json!({ "sessionId": session_id }));
-    if let Err(e) = state.bus.publish(&backyard_core::bus::topic::session(session_id), event).await {
-        tracing::warn!(error = %e, "could not announce session revocation");
+    for topic in [backyard_core::bus::topic::session(session_id), crate::state::REVOCATIONS_TOPIC.to_owned()] {
+        if let Err(e) = state.bus.publish(&topic, event.clone()).await {
+            tracing::warn!(error = %e, "could not announce session revocation");
+        }
     }
 }
 

@@ -129,6 +129,13 @@ impl TestApp {
         Self { backend, app, state, raw, data_dir, cleanup }
     }
 
+    /// A second node over the same database (and, on PostgreSQL, the same Redis prefix): its own bus, token
+    /// store connections and caches, as another `backyard` process would have.
+    pub async fn second_node(&self) -> Router {
+        let state = AppState::with_store((*self.state.cfg).clone(), self.state.store.clone()).await.unwrap();
+        backyard::app(state)
+    }
+
     pub fn req(&self, method: Method, path: &str) -> Req<'_> {
         Req { app: self, method, path: path.to_owned(), headers: vec![], body: None, ip: None }
     }
