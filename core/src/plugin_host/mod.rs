@@ -55,7 +55,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use destination::{Constraints, DestinationError, DestinationInfo, DestinationInstance, FieldError, Ingest};
 pub use filter::FilterInstance;
@@ -67,6 +67,9 @@ pub use render::{RenderOptions, render_to_png};
 
 use instance::{Health, Pre};
 use state::HostState;
+
+/// Plugin instances one host can run at once (pooled slots).
+pub const MAX_INSTANCES: u32 = 256;
 
 /// File names inside a plugin's folder.
 pub const MANIFEST_FILE: &str = "plugin.toml";
@@ -273,7 +276,23 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(err)?;
+        // Pooled instance slots make (re-)instantiation take microseconds (DESIGN §8: ~13 µs); the pool
+        // bounds how many plugin instances one host runs at once.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(MAX_INSTANCES)
+            .total_core_instances(MAX_INSTANCES * 8)
+            .total_memories(MAX_INSTANCES)
+            .total_tables(MAX_INSTANCES * 8)
+            .max_memory_size(manifest::MAX_MEMORY_MB as usize * 1024 * 1024);
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = match Engine::new(&pooled) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e}); instantiating on demand");
+                Engine::new(&config).map_err(err)?
+            }
+        };
         let base = || -> wasmtime::Result<Linker<HostState>> {
             let mut l = Linker::new(&engine);
             wasmtime_wasi::p2::add_to_linker_sync(&mut l)?;
