@@ -51,6 +51,36 @@ enum Command {
     Serve,
     /// Print the effective configuration, secrets masked.
     Config,
+    /// Plugin tools for authors.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Render a layout or overlay plugin to PNG without a broadcast.
+    Render {
+        /// The plugin component (a `plugin.toml` beside it is used when present).
+        wasm: PathBuf,
+        /// Participants on stage (layouts).
+        #[arg(long, default_value_t = 4)]
+        participants: usize,
+        /// Canvas size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "1280x720")]
+        size: String,
+        /// Layout id (default: the plugin's first).
+        #[arg(long)]
+        layout: Option<String>,
+        /// Overlay id (default: the plugin's first).
+        #[arg(long)]
+        overlay: Option<String>,
+        /// Milliseconds since the overlay appeared (animations).
+        #[arg(long, default_value_t = 0)]
+        time_ms: u64,
+        /// Output PNG file.
+        #[arg(long, default_value = "scene.png")]
+        out: PathBuf,
+    },
 }
 
 /// Shapes flag overrides like the config file, so figment can merge them.
@@ -104,7 +134,27 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Config => {
             let masked = cfg.masked();
-            println!("{}", toml_like(&serde_json::to_value(&masked)?));
+            let text = toml_like(&serde_json::to_value(&masked)?);
+            // A closed pipe (`backyard config | head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Render { wasm, participants, size, layout, overlay, time_ms, out }) => {
+            let (width, height) = size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                .with_context(|| format!("--size {size:?} is not WIDTHxHEIGHT"))?;
+            let opts = backyard_core::plugin_host::RenderOptions {
+                participants,
+                width,
+                height,
+                layout,
+                overlay,
+                props: None,
+                time_ms,
+            };
+            backyard_core::plugin_host::render_to_png(&wasm, &opts, &out)?;
+            println!("wrote {}", out.display());
             Ok(())
         }
         Command::Serve => {
