@@ -198,6 +198,27 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<std::sync::
     }
 }
 
+/// One page of a user's rows from `$table`, newest first, with the total count.
+macro_rules! page_of_user {
+    ($pool:expr, $ty:ty, $table:literal, $user:expr, $limit:expr, $offset:expr) => {{
+        let items = sqlx::query_as::<_, $ty>(concat!(
+            "SELECT * FROM ",
+            $table,
+            " WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind($user)
+        .bind($limit)
+        .bind($offset)
+        .fetch_all($pool)
+        .await?;
+        let total = sqlx::query_scalar::<_, i64>(concat!("SELECT COUNT(*) FROM ", $table, " WHERE user_id = $1"))
+            .bind($user)
+            .fetch_one($pool)
+            .await?;
+        Ok(Page { items, total })
+    }};
+}
+
 macro_rules! impl_store {
     ($ty:ident, $backend:literal) => {
         #[async_trait]
@@ -340,19 +361,7 @@ macro_rules! impl_store {
             }
 
             async fn list_broadcasts(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Broadcast>> {
-                let items = sqlx::query_as::<_, Broadcast>(
-                    "SELECT * FROM broadcasts WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-                )
-                .bind(user_id)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await?;
-                let total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM broadcasts WHERE user_id = $1")
-                    .bind(user_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(Page { items, total })
+                page_of_user!(&self.pool, Broadcast, "broadcasts", user_id, limit, offset)
             }
 
             async fn update_broadcast(&self, b: &Broadcast) -> StoreResult<Broadcast> {
@@ -582,19 +591,7 @@ macro_rules! impl_store {
             }
 
             async fn list_recordings(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Recording>> {
-                let items = sqlx::query_as::<_, Recording>(
-                    "SELECT * FROM recordings WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-                )
-                .bind(user_id)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await?;
-                let total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM recordings WHERE user_id = $1")
-                    .bind(user_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(Page { items, total })
+                page_of_user!(&self.pool, Recording, "recordings", user_id, limit, offset)
             }
 
             async fn delete_recording(&self, id: Uuid) -> StoreResult<bool> {
