@@ -52,9 +52,14 @@ fn main() {
 
     let mut layout = host.layout("layouts").unwrap();
     let stage = sample_stage("grid", 9, Size { width: 1280, height: 720 }, false);
-    rows.push(row("layout call, 9 participants", "µs", 5.0, &time(20_000, || {
-        std::hint::black_box(layout.place(&stage).unwrap());
-    })));
+    rows.push(row(
+        "layout call, 9 participants",
+        "µs",
+        5.0,
+        &time(20_000, || {
+            std::hint::black_box(layout.place(&stage).unwrap());
+        }),
+    ));
 
     let mut overlay = host.overlay("overlays").unwrap();
     // Calls that served the cached layer because the render failed (e.g. ran past its deadline on a
@@ -67,22 +72,35 @@ fn main() {
         props: vec![Prop { key: "text".into(), value: "Breaking: Backyard renders overlays in WebAssembly".into() }],
         images: vec![],
     };
-    rows.push(row("overlay render 1280x720 (ticker, every frame)", "ms", 2.0, &time(300, || {
-        req.time_ms += 33;
-        if !overlay.render(&req).unwrap().changed {
-            missed += 1;
-        }
-    })));
+    rows.push(row(
+        "overlay render 1280x720 (ticker, every frame)",
+        "ms",
+        2.0,
+        &time(300, || {
+            req.time_ms += 33;
+            if !overlay.render(&req).unwrap().changed {
+                missed += 1;
+            }
+        }),
+    ));
     req.overlay = "lower-third".into();
-    req.props = vec![Prop { key: "name".into(), value: "Alex Morgan".into() }, Prop { key: "title".into(), value: "Host".into() }];
+    req.props = vec![
+        Prop { key: "name".into(), value: "Alex Morgan".into() },
+        Prop { key: "title".into(), value: "Host".into() },
+    ];
     let mut n = 0u64;
-    rows.push(row("overlay render 1280x720 (lower third, new text)", "ms", 2.0, &time(300, || {
-        n += 1;
-        req.props[1].value = format!("Host #{n}");
-        if !overlay.render(&req).unwrap().changed {
-            missed += 1;
-        }
-    })));
+    rows.push(row(
+        "overlay render 1280x720 (lower third, new text)",
+        "ms",
+        2.0,
+        &time(300, || {
+            n += 1;
+            req.props[1].value = format!("Host #{n}");
+            if !overlay.render(&req).unwrap().changed {
+                missed += 1;
+            }
+        }),
+    ));
 
     if missed > 0 {
         println!("note: {missed} overlay renders failed and served the cached layer: {:?}", overlay.last_failure());
@@ -90,18 +108,33 @@ fn main() {
 
     let mut filter = host.filter("invert-filter").unwrap();
     let mut frame = vec![128u8; 1280 * 720 * 4];
-    rows.push(row("filter round trip 1280x720", "ms", 1.5, &time(200, || {
-        filter.apply(&mut frame, 1280, 720, 0).unwrap();
-    })));
+    rows.push(row(
+        "filter round trip 1280x720",
+        "ms",
+        1.5,
+        &time(200, || {
+            filter.apply(&mut frame, 1280, 720, 0).unwrap();
+        }),
+    ));
 
-    rows.push(row("instantiate (from cached InstancePre)", "µs", 20.0, &time(2_000, || {
-        std::hint::black_box(host.layout("layouts").unwrap());
-    })));
+    rows.push(row(
+        "instantiate (from cached InstancePre)",
+        "µs",
+        20.0,
+        &time(2_000, || {
+            std::hint::black_box(host.layout("layouts").unwrap());
+        }),
+    ));
 
     let wasm = std::fs::read(plugins.join("layouts/plugin.wasm")).unwrap();
-    rows.push(row("compile layouts plugin", "ms", 100.0, &time(10, || {
-        host.compile_only(PluginKind::Layout, &wasm).unwrap();
-    })));
+    rows.push(row(
+        "compile layouts plugin",
+        "ms",
+        100.0,
+        &time(10, || {
+            host.compile_only(PluginKind::Layout, &wasm).unwrap();
+        }),
+    ));
 
     println!("\n{:<48} {:>10} {:>10} {:>8} {:>6} {:>7}", "plugins", "median", "p99", "goal", "", "n");
     for r in &rows {

@@ -13,12 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use backyard_core::compositor::{
-    CompositorConfig, EncodedMedia, Fit, OverlayLayer, Placement, Program, Rect, StageMember,
-    VideoCodec,
+    CompositorConfig, EncodedMedia, Fit, OverlayLayer, Placement, Program, Rect, StageMember, VideoCodec,
 };
-use backyard_core::egress::{
-    DestinationConfig, EgressConfig, EncoderSettings, OutputStatus, no_status_sink,
-};
+use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, OutputStatus, no_status_sink};
 use common::{Nginx, NginxOptions, TempDir, cpu_time};
 
 const W: u32 = 1280;
@@ -32,8 +29,7 @@ fn read_ivf(path: &Path) -> Result<Vec<Vec<u8>>> {
     let mut frames = Vec::new();
     let mut at = header;
     while at + 12 <= data.len() {
-        let size =
-            u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        let size = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
         at += 12;
         ensure!(at + size <= data.len(), "truncated IVF");
         frames.push(data[at..at + size].to_vec());
@@ -68,16 +64,7 @@ fn make_inputs(dir: &Path) -> Result<Vec<PathBuf>> {
                 "-deadline",
                 "realtime",
             ])
-            .args([
-                "-cpu-used",
-                "8",
-                "-b:v",
-                "1500k",
-                "-g",
-                "60",
-                "-pix_fmt",
-                "yuv420p",
-            ])
+            .args(["-cpu-used", "8", "-b:v", "1500k", "-g", "60", "-pix_fmt", "yuv420p"])
             .arg(&path)
             .status()?;
         ensure!(status.success(), "ffmpeg could not make {}", path.display());
@@ -103,18 +90,8 @@ fn overlays() -> Vec<OverlayLayer> {
         }
     }
     vec![
-        OverlayLayer {
-            id: "lower-third".into(),
-            rect: lower,
-            rgba,
-            z: 1,
-        },
-        OverlayLayer {
-            id: "logo".into(),
-            rect: logo,
-            rgba: logo_px,
-            z: 2,
-        },
+        OverlayLayer { id: "lower-third".into(), rect: lower, rgba, z: 1 },
+        OverlayLayer { id: "logo".into(), rect: logo, rgba: logo_px, z: 2 },
     ]
 }
 
@@ -126,29 +103,10 @@ struct Phase {
     statuses: Vec<OutputStatus>,
 }
 
-fn run_program(
-    inputs: &[Vec<Vec<u8>>],
-    servers: &[&Nginx],
-    secs: u64,
-    rec: &Path,
-) -> Result<Phase> {
-    let program = Program::start(
-        CompositorConfig {
-            width: W,
-            height: H,
-            ..Default::default()
-        },
-        30,
-    )?;
+fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
+    let program = Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?;
     let ids: Vec<String> = (0..inputs.len()).map(|i| format!("p{i}")).collect();
-    program.set_stage(
-        ids.iter()
-            .map(|id| StageMember {
-                id: id.clone(),
-                name: id.clone(),
-            })
-            .collect(),
-    );
+    program.set_stage(ids.iter().map(|id| StageMember { id: id.clone(), name: id.clone() }).collect());
     let (hw, hh) = (W / 2, H / 2);
     program
         .set_placements(
@@ -156,29 +114,16 @@ fn run_program(
                 .enumerate()
                 .map(|(i, id)| Placement {
                     source: id.clone(),
-                    rect: Rect::new(
-                        (i as u32 % 2 * hw) as i32,
-                        (i as u32 / 2 * hh) as i32,
-                        hw,
-                        hh,
-                    ),
+                    rect: Rect::new((i as u32 % 2 * hw) as i32, (i as u32 / 2 * hh) as i32, hw, hh),
                     z: 0,
                     fit: Fit::Cover,
                 })
                 .collect(),
         )
         .map_err(anyhow::Error::msg)?;
-    program
-        .set_overlays(overlays())
-        .map_err(anyhow::Error::msg)?;
+    program.set_overlays(overlays()).map_err(anyhow::Error::msg)?;
     let config = EgressConfig {
-        encoder: EncoderSettings {
-            width: W,
-            height: H,
-            fps: 30,
-            video_kbps: 3000,
-            ..Default::default()
-        },
+        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 3000, ..Default::default() },
         destinations: servers
             .iter()
             .enumerate()
@@ -203,14 +148,7 @@ fn run_program(
         }
         for (id, frames) in ids.iter().zip(inputs) {
             let data = frames[n as usize % frames.len()].clone();
-            program.push_encoded(
-                id,
-                EncodedMedia::Video {
-                    codec: VideoCodec::Vp8,
-                    data,
-                },
-                t,
-            );
+            program.push_encoded(id, EncodedMedia::Video { codec: VideoCodec::Vp8, data }, t);
         }
         n += 1;
     }
@@ -232,8 +170,8 @@ fn children_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let t: u64 = f.get(13).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(14).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let t: u64 =
+        f.get(13).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(14).and_then(|v| v.parse().ok()).unwrap_or(0);
     Duration::from_millis(t * 10)
 }
 
@@ -241,8 +179,7 @@ fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> 
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-v", "error", "-y"]);
     for i in inputs {
-        cmd.args(["-re", "-stream_loop", "-1", "-c:v", "libvpx", "-i"])
-            .arg(i);
+        cmd.args(["-re", "-stream_loop", "-1", "-c:v", "libvpx", "-i"]).arg(i);
     }
     cmd.args(["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]);
     let filter = "[0:v]scale=640:360[a];[1:v]scale=640:360[b];[2:v]scale=640:360[c];[3:v]scale=640:360[d];\
@@ -252,36 +189,11 @@ fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> 
         .iter()
         .enumerate()
         .map(|(i, s)| format!("[f=flv]{}", s.rtmp_url(&format!("ffmpeg{i}"))))
-        .chain(std::iter::once(format!(
-            "[f=mp4:movflags=frag_keyframe+empty_moov+default_base_moof]{}",
-            rec.display()
-        )))
+        .chain(std::iter::once(format!("[f=mp4:movflags=frag_keyframe+empty_moov+default_base_moof]{}", rec.display())))
         .collect();
     cmd.args(["-filter_complex", filter, "-map", "[v]", "-map", "4:a"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-            "-b:v",
-            "3000k",
-            "-maxrate",
-            "3000k",
-        ])
-        .args([
-            "-bufsize",
-            "3000k",
-            "-g",
-            "60",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-t",
-            &secs.to_string(),
-        ])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-b:v", "3000k", "-maxrate", "3000k"])
+        .args(["-bufsize", "3000k", "-g", "60", "-c:a", "aac", "-b:a", "128k", "-t", &secs.to_string()])
         .args(["-flags", "+global_header", "-f", "tee", &tee.join("|")])
         .stdin(Stdio::null());
     let cpu0 = children_cpu();
@@ -299,17 +211,12 @@ fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> 
 }
 
 fn main() -> Result<()> {
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
     let dir = TempDir::new("bench-program")?;
     println!("preparing four VP8 720p inputs ...");
     let paths = make_inputs(dir.path())?;
     let inputs: Vec<Vec<Vec<u8>>> = paths.iter().map(|p| read_ivf(p)).collect::<Result<_>>()?;
-    let servers: Vec<Nginx> = (0..3)
-        .map(|_| Nginx::start(NginxOptions::default()))
-        .collect::<Result<_>>()?;
+    let servers: Vec<Nginx> = (0..3).map(|_| Nginx::start(NginxOptions::default())).collect::<Result<_>>()?;
     let all: Vec<&Nginx> = servers.iter().collect();
 
     let one = run_program(&inputs, &all[..1], secs, &dir.path().join("p1.mp4"))?;
@@ -317,22 +224,13 @@ fn main() -> Result<()> {
     let cli = run_ffmpeg(&paths, &all, secs, &dir.path().join("ffmpeg.mp4"))?;
 
     println!();
-    println!(
-        "{:<34} {:>8} {:>10}",
-        "phase (720p30, 4×VP8 720p in)", "cores", "ticks/s"
-    );
+    println!("{:<34} {:>8} {:>10}", "phase (720p30, 4×VP8 720p in)", "cores", "ticks/s");
     for p in [&one, &three, &cli] {
         println!("{:<34} {:>8.3} {:>10.1}", p.name, p.cores, p.ticks_per_sec);
     }
     let per_destination = (three.cores - one.cores) / 2.0;
-    println!(
-        "each extra destination: {:.2} % of a core (goal ≤ 0.5 %)",
-        per_destination * 100.0
-    );
-    println!(
-        "program / ffmpeg CLI: {:.2}× (goal ≤ 0.85×)",
-        three.cores / cli.cores
-    );
+    println!("each extra destination: {:.2} % of a core (goal ≤ 0.5 %)", per_destination * 100.0);
+    println!("program / ffmpeg CLI: {:.2}× (goal ≤ 0.85×)", three.cores / cli.cores);
     if let Some(st) = &three.stats {
         println!(
             "per frame: decode {:.2} ms (per input frame), compose (scale+blit+overlays) {:.2} ms, mix {:.3} ms, encode+fan-out {:.2} ms; skipped ticks {}",
@@ -340,10 +238,7 @@ fn main() -> Result<()> {
         );
     }
     for s in &three.statuses {
-        println!(
-            "  {} {:?} dropped={} connects={}",
-            s.id, s.state, s.dropped_frames, s.connects
-        );
+        println!("  {} {:?} dropped={} connects={}", s.id, s.state, s.dropped_frames, s.connects);
     }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out)?;
@@ -357,10 +252,7 @@ fn main() -> Result<()> {
         "stages": three.stats,
         "outputs": three.statuses,
     });
-    std::fs::write(
-        out.join("program.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+    std::fs::write(out.join("program.json"), serde_json::to_string_pretty(&json)?)?;
     println!("wrote target/bench/program.json");
     Ok(())
 }

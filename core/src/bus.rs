@@ -54,11 +54,7 @@ pub enum BusError {
 /// Publish/subscribe by topic.
 pub trait Bus: Send + Sync + 'static {
     /// Deliver `event` to every subscriber of `topic` on every node.
-    fn publish<'a>(
-        &'a self,
-        topic: &'a str,
-        event: Event,
-    ) -> futures::future::BoxFuture<'a, Result<(), BusError>>;
+    fn publish<'a>(&'a self, topic: &'a str, event: Event) -> futures::future::BoxFuture<'a, Result<(), BusError>>;
     /// Receive the events published to `topic` from now on.
     fn subscribe(&self, topic: &str) -> broadcast::Receiver<Arc<Event>>;
 }
@@ -74,10 +70,7 @@ impl Topics {
         let mut channels = self.channels.lock();
         // Drop channels nobody listens to any more, so topics of finished rooms don't accumulate.
         channels.retain(|_, tx| tx.receiver_count() > 0);
-        channels
-            .entry(topic.to_owned())
-            .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
-            .subscribe()
+        channels.entry(topic.to_owned()).or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0).subscribe()
     }
 
     fn deliver(&self, topic: &str, event: Arc<Event>) {
@@ -101,11 +94,7 @@ impl InProcessBus {
 }
 
 impl Bus for InProcessBus {
-    fn publish<'a>(
-        &'a self,
-        topic: &'a str,
-        event: Event,
-    ) -> futures::future::BoxFuture<'a, Result<(), BusError>> {
+    fn publish<'a>(&'a self, topic: &'a str, event: Event) -> futures::future::BoxFuture<'a, Result<(), BusError>> {
         self.topics.deliver(topic, Arc::new(event));
         Box::pin(async { Ok(()) })
     }
@@ -186,11 +175,7 @@ impl Drop for RedisBus {
 }
 
 impl Bus for RedisBus {
-    fn publish<'a>(
-        &'a self,
-        topic: &'a str,
-        event: Event,
-    ) -> futures::future::BoxFuture<'a, Result<(), BusError>> {
+    fn publish<'a>(&'a self, topic: &'a str, event: Event) -> futures::future::BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
             let payload = serde_json::to_vec(&event)?;
             let mut conn = self.conn.clone();

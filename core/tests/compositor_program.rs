@@ -10,12 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use backyard_core::compositor::{
-    CompositorConfig, Fit, OverlayLayer, Placement, Program, Rect, StageMember, blit,
-};
-use backyard_core::egress::{
-    DestinationConfig, EgressConfig, EncoderSettings, VideoFrame, no_status_sink,
-};
+use backyard_core::compositor::{CompositorConfig, Fit, OverlayLayer, Placement, Program, Rect, StageMember, blit};
+use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, VideoFrame, no_status_sink};
 use common::{Nginx, NginxOptions, probe};
 
 const W: u32 = 640;
@@ -57,18 +53,8 @@ fn mean(luma: &[u8], r: Rect) -> f64 {
 
 fn tiles(left: &str, right: &str) -> Vec<Placement> {
     vec![
-        Placement {
-            source: left.into(),
-            rect: Rect::new(0, 0, W / 2, H),
-            z: 0,
-            fit: Fit::Cover,
-        },
-        Placement {
-            source: right.into(),
-            rect: Rect::new(W as i32 / 2, 0, W / 2, H),
-            z: 0,
-            fit: Fit::Cover,
-        },
+        Placement { source: left.into(), rect: Rect::new(0, 0, W / 2, H), z: 0, fit: Fit::Cover },
+        Placement { source: right.into(), rect: Rect::new(W as i32 / 2, 0, W / 2, H), z: 0, fit: Fit::Cover },
     ]
 }
 
@@ -76,27 +62,12 @@ fn tiles(left: &str, right: &str) -> Vec<Placement> {
 fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<()> {
     let _serial = common::serial();
     let nginx = Nginx::start(NginxOptions::default())?;
-    let program = Arc::new(Program::start(
-        CompositorConfig {
-            width: W,
-            height: H,
-            ..Default::default()
-        },
-        30,
-    )?);
+    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
     program.set_stage(vec![
-        StageMember {
-            id: "ann".into(),
-            name: "Ann".into(),
-        },
-        StageMember {
-            id: "bob".into(),
-            name: "Bob".into(),
-        },
+        StageMember { id: "ann".into(), name: "Ann".into() },
+        StageMember { id: "bob".into(), name: "Bob".into() },
     ]);
-    program
-        .set_placements(tiles("ann", "bob"))
-        .map_err(anyhow::Error::msg)?;
+    program.set_placements(tiles("ann", "bob")).map_err(anyhow::Error::msg)?;
     // A lower third: an opaque white band along the bottom.
     let band = Rect::new(0, H as i32 - 40, W, 40);
     program
@@ -131,13 +102,7 @@ fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<
     };
     std::thread::sleep(Duration::from_millis(500));
     let config = EgressConfig {
-        encoder: EncoderSettings {
-            width: W,
-            height: H,
-            fps: 30,
-            video_kbps: 1000,
-            ..Default::default()
-        },
+        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1000, ..Default::default() },
         destinations: vec![DestinationConfig {
             id: "n".into(),
             url: nginx.rtmp_url("program"),
@@ -148,9 +113,7 @@ fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<
     };
     program.go_live(config, no_status_sink())?;
     std::thread::sleep(Duration::from_secs(4));
-    program
-        .set_placements(tiles("bob", "ann"))
-        .map_err(anyhow::Error::msg)?;
+    program.set_placements(tiles("bob", "ann")).map_err(anyhow::Error::msg)?;
     // Bob stops at 9.5 s of program time; the card shows once stall_after (1.5 s) has passed.
     std::thread::sleep(Duration::from_secs(9));
     let report = program.end_live().context("egress report")?;
@@ -158,17 +121,10 @@ fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<
     feeder.join().unwrap();
     ensure!(report.outputs.len() == 1, "{:?}", report.outputs);
 
-    ensure!(
-        nginx.publish_count() == 1,
-        "layout switch caused {} publishes",
-        nginx.publish_count()
-    );
+    ensure!(nginx.publish_count() == 1, "layout switch caused {} publishes", nginx.publish_count());
     let file = &nginx.recordings()[0];
     let p = probe(file)?;
-    ensure!(
-        p.video_codec == "h264" && p.audio_codec == "aac" && (p.width, p.height) == (W, H),
-        "{p:?}"
-    );
+    ensure!(p.video_codec == "h264" && p.audio_codec == "aac" && (p.width, p.height) == (W, H), "{p:?}");
     let [left, right] = [tiles("", "")[0].rect, tiles("", "")[1].rect];
 
     let before = luma_at(file, 2.0)?;
@@ -179,32 +135,20 @@ fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<
     );
 
     let lower_third = band_mean(&before, Rect::new(8, H as i32 - 36, W - 16, 32));
-    ensure!(
-        (lower_third - full(235.0)).abs() < 12.0,
-        "lower third luma {lower_third:.0}"
-    );
+    ensure!((lower_third - full(235.0)).abs() < 12.0, "lower third luma {lower_third:.0}");
 
     let after = luma_at(file, 6.5)?;
     let (l, r) = (mean(&after, left), mean(&after, right));
-    ensure!(
-        (l - full(50.0)).abs() < 12.0 && (r - full(200.0)).abs() < 12.0,
-        "after switch: left {l:.0}, right {r:.0}"
-    );
+    ensure!((l - full(50.0)).abs() < 12.0 && (r - full(200.0)).abs() < 12.0, "after switch: left {l:.0}, right {r:.0}");
 
     let card = luma_at(file, 12.0)?;
     let expected = full(blit::card_colour("Bob")[0] as f64);
     // Sample the card away from its avatar disc: the top quarter of Bob's (left) tile.
     let band = Rect::new(left.x + 8, 8, left.width - 16, 40);
     let got = band_mean(&card, band);
-    ensure!(
-        (got - expected).abs() < 12.0,
-        "name card luma {got:.0}, expected {expected}"
-    );
+    ensure!((got - expected).abs() < 12.0, "name card luma {got:.0}, expected {expected}");
     let r = mean(&card, right);
-    ensure!(
-        (r - full(200.0)).abs() < 12.0,
-        "Ann still live on the right: {r:.0}"
-    );
+    ensure!((r - full(200.0)).abs() < 12.0, "Ann still live on the right: {r:.0}");
     Ok(())
 }
 
@@ -227,50 +171,19 @@ fn decode_av(path: &std::path::Path) -> Result<(Vec<(f64, f64)>, f64, Vec<f32>)>
     let video = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args([
-            "-an",
-            "-fps_mode",
-            "passthrough",
-            "-vf",
-            "scale=16:9",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "gray",
-            "-",
-        ])
+        .args(["-an", "-fps_mode", "passthrough", "-vf", "scale=16:9", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
         .output()?;
-    ensure!(
-        video.status.success(),
-        "{}",
-        String::from_utf8_lossy(&video.stderr)
-    );
-    let means: Vec<f64> = video
-        .stdout
-        .chunks_exact(144)
-        .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() / 144.0)
-        .collect();
-    ensure!(
-        means.len() == times.len(),
-        "{} frames decoded, {} packets",
-        means.len(),
-        times.len()
-    );
+    ensure!(video.status.success(), "{}", String::from_utf8_lossy(&video.stderr));
+    let means: Vec<f64> =
+        video.stdout.chunks_exact(144).map(|f| f.iter().map(|&v| v as f64).sum::<f64>() / 144.0).collect();
+    ensure!(means.len() == times.len(), "{} frames decoded, {} packets", means.len(), times.len());
     let audio = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
         .args(["-vn", "-ac", "1", "-f", "f32le", "-"])
         .output()?;
-    ensure!(
-        audio.status.success(),
-        "{}",
-        String::from_utf8_lossy(&audio.stderr)
-    );
-    let samples = audio
-        .stdout
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    ensure!(audio.status.success(), "{}", String::from_utf8_lossy(&audio.stderr));
+    let samples = audio.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     let audio_start = p.audio_times.iter().copied().fold(f64::INFINITY, f64::min);
     Ok((times.into_iter().zip(means).collect(), audio_start, samples))
 }
@@ -279,34 +192,13 @@ fn decode_av(path: &std::path::Path) -> Result<(Vec<(f64, f64)>, f64, Vec<f32>)>
 fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
     let _serial = common::serial();
     let nginx = Nginx::start(NginxOptions::default())?;
-    let program = Arc::new(Program::start(
-        CompositorConfig {
-            width: W,
-            height: H,
-            ..Default::default()
-        },
-        30,
-    )?);
-    program.set_stage(vec![StageMember {
-        id: "s".into(),
-        name: "Sync".into(),
-    }]);
+    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
+    program.set_stage(vec![StageMember { id: "s".into(), name: "Sync".into() }]);
     program
-        .set_placements(vec![Placement {
-            source: "s".into(),
-            rect: Rect::new(0, 0, W, H),
-            z: 0,
-            fit: Fit::Cover,
-        }])
+        .set_placements(vec![Placement { source: "s".into(), rect: Rect::new(0, 0, W, H), z: 0, fit: Fit::Cover }])
         .map_err(anyhow::Error::msg)?;
     let config = EgressConfig {
-        encoder: EncoderSettings {
-            width: W,
-            height: H,
-            fps: 30,
-            video_kbps: 1000,
-            ..Default::default()
-        },
+        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1000, ..Default::default() },
         destinations: vec![DestinationConfig {
             id: "n".into(),
             url: nginx.rtmp_url("sync"),
@@ -324,21 +216,13 @@ fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
             std::thread::sleep(wait);
         }
         let flash = n >= 30 && n % 60 == 30;
-        program.push_frame(
-            "s",
-            VideoFrame::filled(320, 180, [if flash { 235 } else { 30 }, 128, 128]),
-            t,
-        );
+        program.push_frame("s", VideoFrame::filled(320, 180, [if flash { 235 } else { 30 }, 128, 128]), t);
         // 1600 samples = this frame's 33.3 ms of audio.
         let first = n as usize * 1600;
         let chunk: Vec<f32> = (first..first + 1600)
             .flat_map(|i| {
                 let in_beep = i >= 48_000 && (i - 48_000) % 96_000 < 4_800;
-                let v = if in_beep {
-                    0.6 * (i as f32 * 0.13).sin().signum()
-                } else {
-                    0.0
-                };
+                let v = if in_beep { 0.6 * (i as f32 * 0.13).sin().signum() } else { 0.0 };
                 [v, v]
             })
             .collect();
@@ -348,11 +232,7 @@ fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
     program.end_live().context("egress report")?;
 
     let (frames, audio_start, samples) = decode_av(&nginx.recordings()[0])?;
-    let flashes: Vec<f64> = frames
-        .windows(2)
-        .filter(|w| w[1].1 > 150.0 && w[0].1 <= 150.0)
-        .map(|w| w[1].0)
-        .collect();
+    let flashes: Vec<f64> = frames.windows(2).filter(|w| w[1].1 > 150.0 && w[0].1 <= 150.0).map(|w| w[1].0).collect();
     let mut beeps = Vec::new();
     let mut quiet = 0usize;
     for (i, s) in samples.iter().enumerate() {
@@ -368,14 +248,8 @@ fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
     println!("flashes {flashes:?}\nbeeps   {beeps:?}");
     ensure!(flashes.len() >= 4, "only {} flashes arrived", flashes.len());
     for f in &flashes {
-        let nearest = beeps
-            .iter()
-            .map(|b| b - f)
-            .min_by(|a, b| a.abs().total_cmp(&b.abs()));
-        ensure!(
-            nearest.is_some_and(|d| d.abs() <= 0.040),
-            "flash at {f:.3}: nearest beep offset {nearest:?}"
-        );
+        let nearest = beeps.iter().map(|b| b - f).min_by(|a, b| a.abs().total_cmp(&b.abs()));
+        ensure!(nearest.is_some_and(|d| d.abs() <= 0.040), "flash at {f:.3}: nearest beep offset {nearest:?}");
     }
     Ok(())
 }

@@ -27,10 +27,7 @@ struct Sim {
 
 impl Sim {
     fn jitter(&mut self) -> f64 {
-        self.seed = self
-            .seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((self.seed >> 33) % 25) as f64 / 1000.0
     }
 
@@ -47,12 +44,7 @@ impl Sim {
             let st = self.origin + self.next_frame as f64 / FPS as f64;
             let y = if self.is_event(st) { 235 } else { 40 };
             let arrival = (st - self.origin) / self.rate + self.jitter();
-            c.push_video(
-                "p",
-                VideoFrame::filled(32, 18, [y, 128, 128]),
-                secs(st),
-                secs(arrival),
-            );
+            c.push_video("p", VideoFrame::filled(32, 18, [y, 128, 128]), secs(st), secs(arrival));
             self.next_frame += 1;
         }
         // Audio in 20 ms chunks, sent when captured.
@@ -60,16 +52,11 @@ impl Sim {
             let st = self.origin + self.next_audio as f64 / SAMPLE_RATE as f64;
             let chunk: Vec<f32> = (0..960)
                 .flat_map(|i| {
-                    let v = if self.is_event(st + i as f64 / SAMPLE_RATE as f64) {
-                        0.5
-                    } else {
-                        0.0
-                    };
+                    let v = if self.is_event(st + i as f64 / SAMPLE_RATE as f64) { 0.5 } else { 0.0 };
                     [v, v]
                 })
                 .collect();
-            let arrival =
-                (st + 960.0 / SAMPLE_RATE as f64 - self.origin) / self.rate + self.jitter();
+            let arrival = (st + 960.0 / SAMPLE_RATE as f64 - self.origin) / self.rate + self.jitter();
             c.push_audio("p", &chunk, secs(st), secs(arrival));
             self.next_audio += 960;
         }
@@ -82,29 +69,11 @@ fn secs(s: f64) -> Duration {
 
 /// Runs an hour of program time; returns the A/V offset (beep onset - flash onset, s) of every event.
 fn run_hour(rate: f64, origin: f64, seed: u64) -> Vec<f64> {
-    let mut c = Compositor::new(CompositorConfig {
-        width: 32,
-        height: 18,
-        ..Default::default()
-    });
-    c.set_stage(&[StageMember {
-        id: "p".into(),
-        name: "P".into(),
-    }]);
-    c.set_placements(vec![Placement {
-        source: "p".into(),
-        rect: Rect::new(0, 0, 32, 18),
-        z: 0,
-        fit: Fit::Cover,
-    }])
-    .unwrap();
-    let mut sim = Sim {
-        rate,
-        origin,
-        next_frame: 0,
-        next_audio: 0,
-        seed,
-    };
+    let mut c = Compositor::new(CompositorConfig { width: 32, height: 18, ..Default::default() });
+    c.set_stage(&[StageMember { id: "p".into(), name: "P".into() }]);
+    c.set_placements(vec![Placement { source: "p".into(), rect: Rect::new(0, 0, 32, 18), z: 0, fit: Fit::Cover }])
+        .unwrap();
+    let mut sim = Sim { rate, origin, next_frame: 0, next_audio: 0, seed };
     let (mut flashes, mut beeps) = (Vec::new(), Vec::new());
     let (mut was_bright, mut was_loud) = (false, false);
     let mut sample_index: u64 = 0;
@@ -128,11 +97,7 @@ fn run_hour(rate: f64, origin: f64, seed: u64) -> Vec<f64> {
         }
     }
     assert!(flashes.len() >= 355, "{} flashes", flashes.len());
-    assert_eq!(
-        flashes.len(),
-        beeps.len(),
-        "flashes {flashes:?}\nbeeps {beeps:?}"
-    );
+    assert_eq!(flashes.len(), beeps.len(), "flashes {flashes:?}\nbeeps {beeps:?}");
     flashes.iter().zip(&beeps).map(|(f, b)| b - f).collect()
 }
 
@@ -148,10 +113,6 @@ fn flash_and_beep_stay_within_40ms_over_an_hour_of_drifting_clocks() {
             worst * 1e3,
             last * 1e3
         );
-        assert!(
-            worst <= 0.040,
-            "clock x{rate}: worst A/V offset {:.1} ms",
-            worst * 1e3
-        );
+        assert!(worst <= 0.040, "clock x{rate}: worst A/V offset {:.1} ms", worst * 1e3);
     }
 }

@@ -22,26 +22,14 @@ fn recording_child_process() {
         return;
     };
     let config = EgressConfig {
-        encoder: EncoderSettings {
-            width: 640,
-            height: 360,
-            fps: 30,
-            video_kbps: 800,
-            ..Default::default()
-        },
+        encoder: EncoderSettings { width: 640, height: 360, fps: 30, video_kbps: 800, ..Default::default() },
         recording: Some(path.clone()),
         ..Default::default()
     };
     let mut egress = Egress::start(config, no_status_sink()).expect("start egress");
     std::fs::write(path.with_extension("started"), b"").expect("write marker");
     let mut pattern = TestPattern::new(640, 360, 30);
-    pattern
-        .run_realtime(
-            &mut egress,
-            Duration::from_secs(120),
-            &AtomicBool::new(false),
-        )
-        .expect("feed");
+    pattern.run_realtime(&mut egress, Duration::from_secs(120), &AtomicBool::new(false)).expect("feed");
 }
 
 #[test]
@@ -49,12 +37,7 @@ fn recording_survives_kill_9() -> Result<()> {
     let dir = TempDir::new("kill9")?;
     let path = dir.path().join("program.mp4");
     let mut child = Command::new(std::env::current_exe()?)
-        .args([
-            "recording_child_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
+        .args(["recording_child_process", "--exact", "--ignored", "--nocapture"])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -70,15 +53,7 @@ fn recording_survives_kill_9() -> Result<()> {
     child.wait()?;
     let p = probe(&path)?;
     ensure!(p.video_codec == "h264" && p.audio_codec == "aac", "{p:?}");
-    ensure!(
-        (p.duration - wall).abs() <= 3.0,
-        "file plays {:.2} s, recorded for {wall:.2} s",
-        p.duration
-    );
-    ensure!(
-        p.video_times.len() as f64 >= (wall - 3.0) * 30.0,
-        "only {} frames",
-        p.video_times.len()
-    );
+    ensure!((p.duration - wall).abs() <= 3.0, "file plays {:.2} s, recorded for {wall:.2} s", p.duration);
+    ensure!(p.video_times.len() as f64 >= (wall - 3.0) * 30.0, "only {} frames", p.video_times.len());
     Ok(())
 }

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use backyard_core::egress::{
-    DestinationConfig, DestinationTestError, Egress, EgressConfig, EncoderSettings, OutputKind,
-    OutputState, OutputStatus, StatusSink, TestOptions, TestPattern, test_destination,
-    test_destination_with,
+    DestinationConfig, DestinationTestError, Egress, EgressConfig, EncoderSettings, OutputKind, OutputState,
+    OutputStatus, StatusSink, TestOptions, TestPattern, test_destination, test_destination_with,
 };
 use common::{Nginx, NginxOptions, TempDir, TestCa, probe, wait_until};
 use parking_lot::Mutex;
@@ -27,50 +26,25 @@ impl StatusLog {
     }
 
     fn latest(&self, id: &str) -> Option<OutputStatus> {
-        self.0
-            .lock()
-            .iter()
-            .rev()
-            .find(|(_, s)| s.id == id)
-            .map(|(_, s)| s.clone())
+        self.0.lock().iter().rev().find(|(_, s)| s.id == id).map(|(_, s)| s.clone())
     }
 
     /// First time `id` was live at or after `since`.
     fn live_after(&self, id: &str, since: Instant) -> Option<Instant> {
-        self.0
-            .lock()
-            .iter()
-            .find(|(t, s)| *t >= since && s.id == id && s.is_live())
-            .map(|(t, _)| *t)
+        self.0.lock().iter().find(|(t, s)| *t >= since && s.id == id && s.is_live()).map(|(t, _)| *t)
     }
 
     fn all(&self, id: &str) -> Vec<OutputStatus> {
-        self.0
-            .lock()
-            .iter()
-            .filter(|(_, s)| s.id == id)
-            .map(|(_, s)| s.clone())
-            .collect()
+        self.0.lock().iter().filter(|(_, s)| s.id == id).map(|(_, s)| s.clone()).collect()
     }
 }
 
 fn destination(id: &str, url: String) -> DestinationConfig {
-    DestinationConfig {
-        id: id.into(),
-        url,
-        ca_file: None,
-        constraints: Default::default(),
-    }
+    DestinationConfig { id: id.into(), url, ca_file: None, constraints: Default::default() }
 }
 
 fn small() -> EncoderSettings {
-    EncoderSettings {
-        width: 640,
-        height: 360,
-        fps: 30,
-        video_kbps: 800,
-        ..Default::default()
-    }
+    EncoderSettings { width: 640, height: 360, fps: 30, video_kbps: 800, ..Default::default() }
 }
 
 /// Runs the test pattern into `egress` on a thread until `stop` is set; returns frames pushed.
@@ -79,9 +53,7 @@ fn feed(mut egress: Egress, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(E
         let s = egress.settings().clone();
         let mut pattern = TestPattern::new(s.width, s.height, s.fps);
         // unwrap: the pattern always matches the encoder size.
-        let frames = pattern
-            .run_realtime(&mut egress, Duration::from_secs(3600), &stop)
-            .unwrap();
+        let frames = pattern.run_realtime(&mut egress, Duration::from_secs(3600), &stop).unwrap();
         (egress, frames)
     })
 }
@@ -92,27 +64,16 @@ fn publishes_h264_aac_to_rtmp_and_verified_rtmps_and_records_once() -> Result<()
     let certs = TempDir::new("ca")?;
     let ca = TestCa::create(certs.path())?;
     let plain = Nginx::start(NginxOptions::default())?;
-    let tls = Nginx::start(NginxOptions {
-        tls: Some((ca.cert_pem.clone(), ca.key_pem.clone())),
-        ..Default::default()
-    })?;
+    let tls =
+        Nginx::start(NginxOptions { tls: Some((ca.cert_pem.clone(), ca.key_pem.clone())), ..Default::default() })?;
     let out = TempDir::new("rec")?;
     let recording = out.path().join("program.mp4");
     let statuses = StatusLog::default();
     let mut secure = destination("secure", tls.rtmps_url("key-secure-123"));
     secure.ca_file = Some(ca.ca_pem.clone());
     let config = EgressConfig {
-        encoder: EncoderSettings {
-            width: 1280,
-            height: 720,
-            fps: 30,
-            video_kbps: 2500,
-            ..Default::default()
-        },
-        destinations: vec![
-            destination("plain", plain.rtmp_url("key-plain-456")),
-            secure,
-        ],
+        encoder: EncoderSettings { width: 1280, height: 720, fps: 30, video_kbps: 2500, ..Default::default() },
+        destinations: vec![destination("plain", plain.rtmp_url("key-plain-456")), secure],
         recording: Some(recording.clone()),
         ..Default::default()
     };
@@ -120,75 +81,33 @@ fn publishes_h264_aac_to_rtmp_and_verified_rtmps_and_records_once() -> Result<()
     let wall0 = Instant::now();
     let mut egress = Egress::start(config, statuses.sink())?;
     let mut pattern = TestPattern::new(1280, 720, 30);
-    let frames =
-        pattern.run_realtime(&mut egress, Duration::from_secs(8), &AtomicBool::new(false))?;
-    let live: Vec<_> = egress
-        .statuses()
-        .into_iter()
-        .filter(|s| s.is_live())
-        .map(|s| s.id)
-        .collect();
+    let frames = pattern.run_realtime(&mut egress, Duration::from_secs(8), &AtomicBool::new(false))?;
+    let live: Vec<_> = egress.statuses().into_iter().filter(|s| s.is_live()).map(|s| s.id).collect();
     let report = egress.stop();
     let cpu = common::cpu_time().saturating_sub(cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64();
-    println!(
-        "720p30 2.5 Mb/s, 2 RTMP(S) + fMP4, incl. pattern generation: {:.1} % of a core",
-        cpu * 100.0
-    );
-    ensure!(
-        live.len() == 3,
-        "not all outputs live while streaming: {live:?}; {:?}",
-        report.outputs
-    );
+    println!("720p30 2.5 Mb/s, 2 RTMP(S) + fMP4, incl. pattern generation: {:.1} % of a core", cpu * 100.0);
+    ensure!(live.len() == 3, "not all outputs live while streaming: {live:?}; {:?}", report.outputs);
     ensure!(frames >= 235, "pushed only {frames} frames");
 
     for (name, server) in [("plain", &plain), ("secure", &tls)] {
-        ensure!(
-            server.publish_count() == 1,
-            "{name}: {} publishes",
-            server.publish_count()
-        );
+        ensure!(server.publish_count() == 1, "{name}: {} publishes", server.publish_count());
         let files = server.recordings();
         ensure!(files.len() == 1, "{name}: recordings {files:?}");
         let p = probe(&files[0])?;
-        ensure!(
-            p.video_codec == "h264" && p.audio_codec == "aac",
-            "{name}: {p:?}"
-        );
-        ensure!(
-            (p.width, p.height) == (1280, 720),
-            "{name}: size {}x{}",
-            p.width,
-            p.height
-        );
+        ensure!(p.video_codec == "h264" && p.audio_codec == "aac", "{name}: {p:?}");
+        ensure!((p.width, p.height) == (1280, 720), "{name}: size {}x{}", p.width, p.height);
         ensure!((28.5..=31.5).contains(&p.fps()), "{name}: fps {}", p.fps());
-        ensure!(
-            p.video_times.len() >= 200,
-            "{name}: only {} frames arrived",
-            p.video_times.len()
-        );
+        ensure!(p.video_times.len() >= 200, "{name}: only {} frames arrived", p.video_times.len());
         ensure!(p.max_video_gap() < 0.1, "{name}: gap {}", p.max_video_gap());
     }
     let rec = report.recording.expect("recording report");
     let p = probe(&recording)?;
-    ensure!(
-        p.video_codec == "h264" && p.audio_codec == "aac" && (p.width, p.height) == (1280, 720),
-        "{p:?}"
-    );
-    ensure!(
-        (p.duration - 8.0).abs() < 0.5,
-        "recording duration {}",
-        p.duration
-    );
-    ensure!(
-        (rec.duration_secs - 8.0).abs() < 0.5 && rec.size_bytes > 100_000,
-        "{rec:?}"
-    );
+    ensure!(p.video_codec == "h264" && p.audio_codec == "aac" && (p.width, p.height) == (1280, 720), "{p:?}");
+    ensure!((p.duration - 8.0).abs() < 0.5, "recording duration {}", p.duration);
+    ensure!((rec.duration_secs - 8.0).abs() < 0.5 && rec.size_bytes > 100_000, "{rec:?}");
     for s in report.outputs {
         ensure!(s.state == OutputState::Stopped, "{s:?}");
-        ensure!(
-            !s.target.contains("key-plain-456") && !s.target.contains("key-secure-123"),
-            "key leaked: {s:?}"
-        );
+        ensure!(!s.target.contains("key-plain-456") && !s.target.contains("key-secure-123"), "key leaked: {s:?}");
     }
     Ok(())
 }
@@ -211,42 +130,22 @@ fn killed_destination_reconnects_and_the_other_has_no_gap() -> Result<()> {
     let egress = Egress::start(config, statuses.sink())?;
     let started = Instant::now();
     let feeder = feed(egress, stop.clone());
-    ensure!(
-        wait_until(Duration::from_secs(10), || statuses
-            .latest("victim")
-            .is_some_and(|s| s.is_live()))
-        .is_some()
-    );
+    ensure!(wait_until(Duration::from_secs(10), || statuses.latest("victim").is_some_and(|s| s.is_live())).is_some());
     std::thread::sleep(Duration::from_secs(3));
 
     victim.kill();
     let failed = wait_until(Duration::from_secs(10), || {
-        statuses
-            .latest("victim")
-            .is_some_and(|s| matches!(s.state, OutputState::Reconnecting { .. }))
+        statuses.latest("victim").is_some_and(|s| matches!(s.state, OutputState::Reconnecting { .. }))
     });
-    ensure!(
-        failed.is_some(),
-        "victim never went to reconnecting: {:?}",
-        statuses.latest("victim")
-    );
+    ensure!(failed.is_some(), "victim never went to reconnecting: {:?}", statuses.latest("victim"));
     std::thread::sleep(Duration::from_secs(10));
     let back = Instant::now();
     victim.restart()?;
-    let relive = wait_until(Duration::from_secs(15), || {
-        statuses.live_after("victim", back).is_some()
-    });
-    ensure!(
-        relive.is_some_and(|d| d <= Duration::from_secs(5)),
-        "victim live again after {relive:?}"
-    );
+    let relive = wait_until(Duration::from_secs(15), || statuses.live_after("victim", back).is_some());
+    ensure!(relive.is_some_and(|d| d <= Duration::from_secs(5)), "victim live again after {relive:?}");
     // Published again for real: nginx saw a second publish and recorded media.
     std::thread::sleep(Duration::from_secs(3));
-    ensure!(
-        victim.publish_count() == 2,
-        "victim nginx saw {} publishes in all",
-        victim.publish_count()
-    );
+    ensure!(victim.publish_count() == 2, "victim nginx saw {} publishes in all", victim.publish_count());
 
     stop.store(true, Ordering::Release);
     // unwrap: the feeder thread only panics if the test pattern does not fit the encoder.
@@ -255,28 +154,15 @@ fn killed_destination_reconnects_and_the_other_has_no_gap() -> Result<()> {
     let report = egress.stop();
 
     let p = probe(&steady.recordings()[0])?;
-    ensure!(
-        steady.publish_count() == 1,
-        "steady published {} times",
-        steady.publish_count()
-    );
-    ensure!(
-        p.max_video_gap() < 0.1,
-        "steady destination has a gap of {} s",
-        p.max_video_gap()
-    );
+    ensure!(steady.publish_count() == 1, "steady published {} times", steady.publish_count());
+    ensure!(p.max_video_gap() < 0.1, "steady destination has a gap of {} s", p.max_video_gap());
     let expected = frames as f64;
     ensure!(
         (p.video_times.len() as f64) > expected * 0.95 - 60.0,
         "steady got {} frames of {frames} pushed in {elapsed:.1} s",
         p.video_times.len()
     );
-    let v = probe(
-        victim
-            .recordings()
-            .last()
-            .expect("victim recording after restart"),
-    )?;
+    let v = probe(victim.recordings().last().expect("victim recording after restart"))?;
     ensure!(v.video_codec == "h264" && v.video_times.len() > 30, "{v:?}");
     let reasons: Vec<String> = statuses
         .all("victim")
@@ -286,19 +172,8 @@ fn killed_destination_reconnects_and_the_other_has_no_gap() -> Result<()> {
             _ => None,
         })
         .collect();
-    ensure!(
-        !reasons.is_empty() && reasons.iter().all(|r| !r.contains("victim-key-789")),
-        "{reasons:?}"
-    );
-    ensure!(
-        report
-            .outputs
-            .iter()
-            .find(|s| s.id == "victim")
-            .is_some_and(|s| s.connects == 2),
-        "{:?}",
-        report.outputs
-    );
+    ensure!(!reasons.is_empty() && reasons.iter().all(|r| !r.contains("victim-key-789")), "{reasons:?}");
+    ensure!(report.outputs.iter().find(|s| s.id == "victim").is_some_and(|s| s.connects == 2), "{:?}", report.outputs);
     Ok(())
 }
 
@@ -311,48 +186,25 @@ fn frozen_destination_blocks_neither_others_nor_stop() -> Result<()> {
     let config = EgressConfig {
         // CBR with filler at 16 Mb/s fills the frozen server's socket buffers within seconds, so its sender
         // really blocks in a write (and then in the next handshake) instead of writing into kernel buffers.
-        encoder: EncoderSettings {
-            video_kbps: 16_000,
-            ..small()
-        },
-        destinations: vec![
-            destination("frozen", frozen.rtmp_url("f")),
-            destination("steady", steady.rtmp_url("s")),
-        ],
+        encoder: EncoderSettings { video_kbps: 16_000, ..small() },
+        destinations: vec![destination("frozen", frozen.rtmp_url("f")), destination("steady", steady.rtmp_url("s"))],
         ..Default::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
     let egress = Egress::start(config, statuses.sink())?;
     let feeder = feed(egress, stop.clone());
-    ensure!(
-        wait_until(Duration::from_secs(10), || statuses
-            .latest("frozen")
-            .is_some_and(|s| s.is_live()))
-        .is_some()
-    );
+    ensure!(wait_until(Duration::from_secs(10), || statuses.latest("frozen").is_some_and(|s| s.is_live())).is_some());
     std::thread::sleep(Duration::from_secs(2));
     frozen.freeze()?;
     let frozen_at = Instant::now();
     let detected = wait_until(Duration::from_secs(20), || {
-        statuses
-            .latest("frozen")
-            .is_some_and(|s| matches!(s.state, OutputState::Reconnecting { .. }))
+        statuses.latest("frozen").is_some_and(|s| matches!(s.state, OutputState::Reconnecting { .. }))
     });
-    println!(
-        "frozen server detected after {detected:?}: {:?}",
-        statuses.latest("frozen").map(|s| s.state)
-    );
-    ensure!(
-        detected.is_some(),
-        "the frozen destination never timed out: {:?}",
-        statuses.latest("frozen")
-    );
+    println!("frozen server detected after {detected:?}: {:?}", statuses.latest("frozen").map(|s| s.state));
+    ensure!(detected.is_some(), "the frozen destination never timed out: {:?}", statuses.latest("frozen"));
     std::thread::sleep(Duration::from_secs(20).saturating_sub(frozen_at.elapsed()));
     let steady_status = statuses.latest("steady").expect("steady status");
-    ensure!(
-        steady_status.is_live() && steady_status.bitrate_kbps > 8_000,
-        "{steady_status:?}"
-    );
+    ensure!(steady_status.is_live() && steady_status.bitrate_kbps > 8_000, "{steady_status:?}");
     ensure!(steady_status.dropped_frames == 0, "{steady_status:?}");
 
     // Still frozen: the frozen sender is stuck in a write or a handshake right now.
@@ -362,31 +214,13 @@ fn frozen_destination_blocks_neither_others_nor_stop() -> Result<()> {
     let report = egress.stop();
     let stop_took = t.elapsed();
     println!("stop with a frozen destination took {stop_took:?}");
-    ensure!(
-        stop_took < Duration::from_secs(5),
-        "stop took {stop_took:?} with a frozen server"
-    );
-    ensure!(
-        report
-            .outputs
-            .iter()
-            .all(|s| s.state == OutputState::Stopped),
-        "{:?}",
-        report.outputs
-    );
+    ensure!(stop_took < Duration::from_secs(5), "stop took {stop_took:?} with a frozen server");
+    ensure!(report.outputs.iter().all(|s| s.state == OutputState::Stopped), "{:?}", report.outputs);
 
     frozen.thaw()?;
     let p = probe(&steady.recordings()[0])?;
-    ensure!(
-        p.max_video_gap() < 0.1,
-        "steady has a gap of {} s while the other froze",
-        p.max_video_gap()
-    );
-    ensure!(
-        p.video_times.len() as f64 > frames as f64 * 0.95 - 60.0,
-        "steady got {} of {frames}",
-        p.video_times.len()
-    );
+    ensure!(p.max_video_gap() < 0.1, "steady has a gap of {} s while the other froze", p.max_video_gap());
+    ensure!(p.video_times.len() as f64 > frames as f64 * 0.95 - 60.0, "steady got {} of {frames}", p.video_times.len());
     Ok(())
 }
 
@@ -395,56 +229,32 @@ fn destination_test_reports_success_rejection_and_untrusted_tls() -> Result<()> 
     let _serial = common::serial();
     let certs = TempDir::new("ca")?;
     let ca = TestCa::create(certs.path())?;
-    let open = Nginx::start(NginxOptions {
-        tls: Some((ca.cert_pem.clone(), ca.key_pem.clone())),
-        ..Default::default()
-    })?;
-    let closed = Nginx::start(NginxOptions {
-        deny_publish: true,
-        ..Default::default()
-    })?;
+    let open =
+        Nginx::start(NginxOptions { tls: Some((ca.cert_pem.clone(), ca.key_pem.clone())), ..Default::default() })?;
+    let closed = Nginx::start(NginxOptions { deny_publish: true, ..Default::default() })?;
 
     let ok = test_destination_with(
         &open.rtmp_url("probe-key"),
-        &TestOptions {
-            publish_for: Duration::from_secs(2),
-            ..Default::default()
-        },
+        &TestOptions { publish_for: Duration::from_secs(2), ..Default::default() },
     )?;
     ensure!(ok.frames_sent >= 55 && ok.bytes_sent > 10_000, "{ok:?}");
     ensure!(!ok.target.contains("probe-key"), "{ok:?}");
-    ensure!(
-        open.publish_count() == 1,
-        "nginx saw {} publishes",
-        open.publish_count()
-    );
+    ensure!(open.publish_count() == 1, "nginx saw {} publishes", open.publish_count());
     let p = probe(&open.recordings()[0])?;
     ensure!(p.video_codec == "h264" && p.audio_codec == "aac", "{p:?}");
 
     let tls_ok = test_destination_with(
         &open.rtmps_url("probe-key-2"),
-        &TestOptions {
-            publish_for: Duration::from_secs(1),
-            ca_file: Some(ca.ca_pem.clone()),
-            ..Default::default()
-        },
+        &TestOptions { publish_for: Duration::from_secs(1), ca_file: Some(ca.ca_pem.clone()), ..Default::default() },
     )?;
     ensure!(tls_ok.tls_ms.is_some(), "{tls_ok:?}");
 
     // The system store does not trust the test CA: verification must fail, at the TLS step.
-    let untrusted =
-        test_destination(&open.rtmps_url("probe-key-3"), Duration::from_secs(10)).unwrap_err();
-    ensure!(
-        matches!(untrusted, DestinationTestError::Tls(_)),
-        "{untrusted:?}"
-    );
+    let untrusted = test_destination(&open.rtmps_url("probe-key-3"), Duration::from_secs(10)).unwrap_err();
+    ensure!(matches!(untrusted, DestinationTestError::Tls(_)), "{untrusted:?}");
 
-    let rejected =
-        test_destination(&closed.rtmp_url("wrong-key"), Duration::from_secs(10)).unwrap_err();
-    ensure!(
-        matches!(rejected, DestinationTestError::Rejected(_)),
-        "{rejected:?}"
-    );
+    let rejected = test_destination(&closed.rtmp_url("wrong-key"), Duration::from_secs(10)).unwrap_err();
+    ensure!(matches!(rejected, DestinationTestError::Rejected(_)), "{rejected:?}");
     ensure!(!rejected.to_string().contains("wrong-key"), "{rejected}");
     Ok(())
 }
@@ -456,9 +266,7 @@ fn bad_destination_url_is_refused_up_front() {
         destinations: vec![destination("x", "http://example.com/live/key".into())],
         ..Default::default()
     };
-    let err = Egress::start(config, backyard_core::egress::no_status_sink())
-        .err()
-        .expect("must refuse");
+    let err = Egress::start(config, backyard_core::egress::no_status_sink()).err().expect("must refuse");
     assert!(err.to_string().contains("rtmp://"), "{err}");
 }
 
@@ -467,20 +275,12 @@ fn recording_only_egress_reports_status() -> Result<()> {
     let _serial = common::serial();
     let out = TempDir::new("rec")?;
     let statuses = StatusLog::default();
-    let config = EgressConfig {
-        encoder: small(),
-        recording: Some(out.path().join("r.mp4")),
-        ..Default::default()
-    };
+    let config = EgressConfig { encoder: small(), recording: Some(out.path().join("r.mp4")), ..Default::default() };
     let mut egress = Egress::start(config, statuses.sink())?;
     let mut pattern = TestPattern::new(640, 360, 30);
     pattern.run_realtime(&mut egress, Duration::from_secs(2), &AtomicBool::new(false))?;
     let report = egress.stop();
-    ensure!(
-        report.outputs.len() == 1 && report.outputs[0].kind == OutputKind::Recording,
-        "{:?}",
-        report.outputs
-    );
+    ensure!(report.outputs.len() == 1 && report.outputs[0].kind == OutputKind::Recording, "{:?}", report.outputs);
     ensure!(statuses.all("recording").iter().any(OutputStatus::is_live));
     let p = probe(&out.path().join("r.mp4"))?;
     ensure!((p.duration - 2.0).abs() < 0.4, "{p:?}");
@@ -497,8 +297,7 @@ fn slow_relay(upstream: u16, bytes_per_sec: usize) -> Result<u16> {
             let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
                 continue;
             };
-            let (mut c_read, mut s_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             let (mut s_read, mut c_write) = (server, client);
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 4096];
@@ -537,10 +336,7 @@ fn slow_destination_drops_its_own_frames_only() -> Result<()> {
     let relay = slow_relay(congested.rtmp_port, 250_000)?;
     let statuses = StatusLog::default();
     let config = EgressConfig {
-        encoder: EncoderSettings {
-            video_kbps: 6_000,
-            ..small()
-        },
+        encoder: EncoderSettings { video_kbps: 6_000, ..small() },
         destinations: vec![
             destination("slow", format!("rtmp://127.0.0.1:{relay}/live/slow")),
             destination("steady", steady.rtmp_url("s")),
@@ -549,29 +345,13 @@ fn slow_destination_drops_its_own_frames_only() -> Result<()> {
     };
     let mut egress = Egress::start(config, statuses.sink())?;
     let mut pattern = TestPattern::new(640, 360, 30);
-    let frames = pattern.run_realtime(
-        &mut egress,
-        Duration::from_secs(15),
-        &AtomicBool::new(false),
-    )?;
+    let frames = pattern.run_realtime(&mut egress, Duration::from_secs(15), &AtomicBool::new(false))?;
     let slow_live = statuses.latest("slow");
     let report = egress.stop();
-    let slow = report
-        .outputs
-        .iter()
-        .find(|s| s.id == "slow")
-        .expect("slow status");
-    let fast = report
-        .outputs
-        .iter()
-        .find(|s| s.id == "steady")
-        .expect("steady status");
+    let slow = report.outputs.iter().find(|s| s.id == "slow").expect("slow status");
+    let fast = report.outputs.iter().find(|s| s.id == "steady").expect("steady status");
     println!("slow: {slow_live:?}\nfinal slow: {slow:?}\nsteady: {fast:?}");
-    ensure!(
-        slow.dropped_frames > 30,
-        "the congested destination dropped only {} frames",
-        slow.dropped_frames
-    );
+    ensure!(slow.dropped_frames > 30, "the congested destination dropped only {} frames", slow.dropped_frames);
     ensure!(fast.dropped_frames == 0 && fast.connects == 1, "{fast:?}");
     let p = probe(&steady.recordings()[0])?;
     ensure!(p.max_video_gap() < 0.1, "steady gap {}", p.max_video_gap());
@@ -582,9 +362,6 @@ fn slow_destination_drops_its_own_frames_only() -> Result<()> {
     );
     // What the congested server did get starts on keyframes and decodes.
     let c = probe(congested.recordings().first().expect("congested recording"))?;
-    ensure!(
-        c.video_codec == "h264" && !c.video_times.is_empty(),
-        "{c:?}"
-    );
+    ensure!(c.video_codec == "h264" && !c.video_times.is_empty(), "{c:?}");
     Ok(())
 }

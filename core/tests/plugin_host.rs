@@ -5,9 +5,7 @@ mod plugin_support;
 
 use std::collections::BTreeMap;
 
-use backyard_core::plugin_host::{
-    HostConfig, OperatorSettings, PluginError, PluginHost, PluginKind, PluginSettings,
-};
+use backyard_core::plugin_host::{HostConfig, OperatorSettings, PluginError, PluginHost, PluginKind, PluginSettings};
 use plugin_support::*;
 
 fn settings(json: serde_json::Value) -> PluginSettings {
@@ -59,7 +57,8 @@ fn spotlight_makes_the_active_speaker_largest() {
     let mut stage = stage_n("spotlight", 5, 1280, 720);
     stage.active_speaker = Some("p3".into());
     let placed = inst.place(&stage).unwrap();
-    let biggest = placed.iter().max_by(|a, b| (a.rect.width * a.rect.height).total_cmp(&(b.rect.width * b.rect.height))).unwrap();
+    let biggest =
+        placed.iter().max_by(|a, b| (a.rect.width * a.rect.height).total_cmp(&(b.rect.width * b.rect.height))).unwrap();
     assert_eq!(biggest.participant_id, "p3");
 }
 
@@ -91,11 +90,16 @@ fn bad_operator_settings_fail_start_up_naming_plugin_and_field() {
         .unwrap_err()
     };
     let e = start(BTreeMap::from([("layouts".into(), settings(serde_json::json!({"gap": "wide"})))]), BTreeMap::new());
-    assert!(matches!(&e, PluginError::Settings { plugin, field, .. } if plugin == "layouts" && field == "plugins.layouts.gap"), "{e}");
+    assert!(
+        matches!(&e, PluginError::Settings { plugin, field, .. } if plugin == "layouts" && field == "plugins.layouts.gap"),
+        "{e}"
+    );
     assert!(e.to_string().contains("integer"), "{e}");
-    let e = start(BTreeMap::from([("layouts".into(), settings(serde_json::json!({"colour": "red"})))]), BTreeMap::new());
+    let e =
+        start(BTreeMap::from([("layouts".into(), settings(serde_json::json!({"colour": "red"})))]), BTreeMap::new());
     assert!(e.to_string().contains("plugins.layouts.colour") && e.to_string().contains("unknown"), "{e}");
-    let e = start(BTreeMap::new(), BTreeMap::from([("myspace".into(), settings(serde_json::json!({"enabled": true})))]));
+    let e =
+        start(BTreeMap::new(), BTreeMap::from([("myspace".into(), settings(serde_json::json!({"enabled": true})))]));
     assert!(e.to_string().contains("destinations.myspace"), "{e}");
 }
 
@@ -121,13 +125,21 @@ fn broken_plugin_folders_are_reported_by_name() {
     let dir = tempdir("broken");
     let p = dir.join("broken");
     std::fs::create_dir_all(&p).unwrap();
-    std::fs::write(p.join("plugin.toml"), "name = \"broken\"\nversion = \"0.1.0\"\nkind = \"layout\"\napi = \"0.1.0\"\n").unwrap();
+    std::fs::write(
+        p.join("plugin.toml"),
+        "name = \"broken\"\nversion = \"0.1.0\"\nkind = \"layout\"\napi = \"0.1.0\"\n",
+    )
+    .unwrap();
     std::fs::write(p.join("plugin.wasm"), b"\0asm not really").unwrap();
     let e = PluginHost::start(HostConfig { dirs: vec![dir.clone()], ..HostConfig::default() }).unwrap_err();
     assert!(e.to_string().contains("plugin 'broken'") && e.to_string().contains("compile"), "{e}");
     // A layout component whose manifest claims another kind.
     std::fs::copy(plugins_dir().join("layouts/plugin.wasm"), p.join("plugin.wasm")).unwrap();
-    std::fs::write(p.join("plugin.toml"), "name = \"broken\"\nversion = \"0.1.0\"\nkind = \"overlay\"\napi = \"0.1.0\"\n").unwrap();
+    std::fs::write(
+        p.join("plugin.toml"),
+        "name = \"broken\"\nversion = \"0.1.0\"\nkind = \"overlay\"\napi = \"0.1.0\"\n",
+    )
+    .unwrap();
     let e = PluginHost::start(HostConfig { dirs: vec![dir.clone()], ..HostConfig::default() }).unwrap_err();
     assert!(e.to_string().contains("kind 'overlay'"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();

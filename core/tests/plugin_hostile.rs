@@ -167,17 +167,15 @@ fn http_only_reaches_allowed_hosts() {
     let host = both(100);
     // Allowed: `localhost` is in the fixture's allowed-hosts.
     let (port, seen) = serve_once("okkey");
-    let ingest = host
-        .validate_destination("hostile-destination", "", &format!("http://localhost:{port}/check"))
-        .unwrap();
+    let ingest =
+        host.validate_destination("hostile-destination", "", &format!("http://localhost:{port}/check")).unwrap();
     assert_eq!(ingest.primary, "rtmp://127.0.0.1/live/okkey");
     assert!(seen.recv_timeout(Duration::from_secs(5)).unwrap().starts_with("GET /check"));
 
     // Not allowed: the same server by IP is not in allowed-hosts, so no connection is made.
     let (port, seen) = serve_once("stolen");
-    let e = host
-        .validate_destination("hostile-destination", "", &format!("http://127.0.0.1:{port}/steal"))
-        .unwrap_err();
+    let e =
+        host.validate_destination("hostile-destination", "", &format!("http://127.0.0.1:{port}/steal")).unwrap_err();
     match e {
         DestinationError::Field(f) => assert!(f.message.contains("not in allowed-hosts"), "{f:?}"),
         other => panic!("expected a refusal, got {other}"),

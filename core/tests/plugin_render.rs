@@ -21,7 +21,13 @@ fn distinct_colours(img: &Rgba) -> usize {
 #[test]
 fn renders_a_layout_wasm_to_a_png_file() {
     let out = std::env::temp_dir().join(format!("backyard-render-{}.png", std::process::id()));
-    let opts = RenderOptions { participants: 3, width: 640, height: 360, layout: Some("grid".into()), ..RenderOptions::default() };
+    let opts = RenderOptions {
+        participants: 3,
+        width: 640,
+        height: 360,
+        layout: Some("grid".into()),
+        ..RenderOptions::default()
+    };
     render_to_png(&plugins_dir().join("layouts/plugin.wasm"), &opts, &out).unwrap();
     let img = Rgba::from_png(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!((img.width, img.height), (640, 360));
@@ -31,7 +37,8 @@ fn renders_a_layout_wasm_to_a_png_file() {
 
 #[test]
 fn renders_an_overlay_wasm() {
-    let opts = RenderOptions { width: 640, height: 360, overlay: Some("lower-third".into()), ..RenderOptions::default() };
+    let opts =
+        RenderOptions { width: 640, height: 360, overlay: Some("lower-third".into()), ..RenderOptions::default() };
     let img = render_file(&plugins_dir().join("overlays/plugin.wasm"), &opts).unwrap();
     assert!(distinct_colours(&img) > 5);
 }

@@ -76,7 +76,13 @@ fn test_logo() -> Image {
         for x in 0..w {
             let (dx, dy) = (x as f32 - 60.0, (y as f32 - 40.0) * 1.5);
             let inside = dx * dx + dy * dy < 55.0 * 55.0;
-            let c = if !inside { [0, 0, 0, 0] } else if x < 60 { [250, 204, 21, 255] } else { [22, 163, 74, 255] };
+            let c = if !inside {
+                [0, 0, 0, 0]
+            } else if x < 60 {
+                [250, 204, 21, 255]
+            } else {
+                [22, 163, 74, 255]
+            };
             rgba.extend_from_slice(&c);
         }
     }
@@ -132,7 +138,11 @@ fn overlays_signal_change_only_when_inputs_change() {
     let hidden = inst.render(&req).unwrap();
     assert!(hidden.changed && hidden.layer.is_none());
     // The ticker moves with time.
-    let mut t = OverlayRequest { overlay: "ticker".into(), props: vec![Prop { key: "text".into(), value: "News".into() }], ..req };
+    let mut t = OverlayRequest {
+        overlay: "ticker".into(),
+        props: vec![Prop { key: "text".into(), value: "News".into() }],
+        ..req
+    };
     let first = inst.render(&t).unwrap().layer.cloned().unwrap();
     t.time_ms += 500;
     let moved = inst.render(&t).unwrap();

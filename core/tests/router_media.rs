@@ -44,8 +44,11 @@ async fn three_peers_exchange_audio_and_video() -> anyhow::Result<()> {
         // Each client sees exactly the other two participants' microphone and camera.
         let mut open: Vec<_> = stats.open.iter().cloned().collect();
         open.sort_by_key(|(s, k)| (s.clone(), k.is_video()));
-        let mut want: Vec<_> =
-            names.iter().filter(|&&o| o != c.name).flat_map(|o| [(o.to_string(), AUDIO), (o.to_string(), VIDEO)]).collect();
+        let mut want: Vec<_> = names
+            .iter()
+            .filter(|&&o| o != c.name)
+            .flat_map(|o| [(o.to_string(), AUDIO), (o.to_string(), VIDEO)])
+            .collect();
         want.sort_by_key(|(s, k)| (s.clone(), k.is_video()));
         assert_eq!(open, want, "{}'s forwarded tracks", c.name);
         for ((stream, kind), r) in &stats.received {
@@ -111,10 +114,8 @@ async fn a_leavers_tracks_disappear_from_the_others() -> anyhow::Result<()> {
     }
     carol.leave().await?;
     for c in [&alice, &bob] {
-        wait_for("carol's tracks to be stopped", SOON, || {
-            !c.has_open("carol", AUDIO) && !c.has_open("carol", VIDEO)
-        })
-        .await?;
+        wait_for("carol's tracks to be stopped", SOON, || !c.has_open("carol", AUDIO) && !c.has_open("carol", VIDEO))
+            .await?;
         let frames = c.received("carol", VIDEO).frames;
         pause(300).await;
         assert_eq!(c.received("carol", VIDEO).frames, frames, "no frames from a participant who left");
@@ -209,8 +210,10 @@ async fn a_full_room_refuses_a_join_and_frees_the_seat_on_leave() -> anyhow::Res
     bob.leave().await?;
     wait_for("bob's seat to free", SOON, || node.participants("room-6").len() == 1).await?;
     let carol = Client::join(&node, "room-6", "carol", Source::default()).await?;
-    wait_for("carol and alice to exchange media", SOON, || gets_from(&carol, "alice", 10) && gets_from(&alice, "carol", 10))
-        .await?;
+    wait_for("carol and alice to exchange media", SOON, || {
+        gets_from(&carol, "alice", 10) && gets_from(&alice, "carol", 10)
+    })
+    .await?;
     alice.leave().await?;
     carol.leave().await?;
     Ok(())

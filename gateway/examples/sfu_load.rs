@@ -72,9 +72,23 @@ async fn main() -> anyhow::Result<()> {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(tokio::sync::Notify::new());
     let mut tasks = vec![];
-    tasks.push(tokio::spawn(client(a.ws.clone(), a.token.clone(), a.broadcast.clone(), Some(a.kbps), counters.clone(), stop.clone())));
+    tasks.push(tokio::spawn(client(
+        a.ws.clone(),
+        a.token.clone(),
+        a.broadcast.clone(),
+        Some(a.kbps),
+        counters.clone(),
+        stop.clone(),
+    )));
     for _ in 0..a.subscribers {
-        tasks.push(tokio::spawn(client(a.ws.clone(), a.token.clone(), a.broadcast.clone(), None, counters.clone(), stop.clone())));
+        tasks.push(tokio::spawn(client(
+            a.ws.clone(),
+            a.token.clone(),
+            a.broadcast.clone(),
+            None,
+            counters.clone(),
+            stop.clone(),
+        )));
         // Joining all at once is a different bench; pace the joins a little.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -130,7 +144,8 @@ async fn client(
 
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
     let local = socket.local_addr()?;
-    let mut rtc = Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
+    let mut rtc =
+        Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
     let mut api = rtc.sdp_api();
     // The publisher offers the studio's three slots; a subscriber publishes nothing (one receive-only line), so
@@ -179,7 +194,8 @@ async fn client(
         };
         let mut wake = timeout;
         if kbps.is_some() {
-            wake = wake.min(start + Duration::from_millis(20) * audio_n).min(start + Duration::from_millis(33) * video_n);
+            wake =
+                wake.min(start + Duration::from_millis(20) * audio_n).min(start + Duration::from_millis(33) * video_n);
         }
         tokio::select! {
             _ = stop.notified() => return Ok(()),
@@ -252,7 +268,11 @@ fn audio_frame() -> Vec<u8> {
 
 /// A VP8-shaped frame: bit 0 of the first byte clear marks a keyframe.
 fn video_frame(keyframe: bool, size: usize, n: u32) -> Vec<u8> {
-    let mut v = if keyframe { vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01] } else { vec![0x11, 0x02, 0x00] };
+    let mut v = if keyframe {
+        vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]
+    } else {
+        vec![0x11, 0x02, 0x00]
+    };
     v.resize(size.max(16), (n % 251) as u8);
     v
 }

@@ -40,10 +40,14 @@ pub struct StreamKeyCipher {
 }
 
 impl StreamKeyCipher {
-    pub fn new<'a>(keys: impl IntoIterator<Item = (&'a String, &'a String)>, active: &str) -> Result<Self, CryptoError> {
+    pub fn new<'a>(
+        keys: impl IntoIterator<Item = (&'a String, &'a String)>,
+        active: &str,
+    ) -> Result<Self, CryptoError> {
         let mut map = HashMap::new();
         for (id, b64) in keys {
-            let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| CryptoError::BadKey(id.clone()))?;
+            let raw =
+                base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| CryptoError::BadKey(id.clone()))?;
             let cipher = Aes256Gcm::new_from_slice(&raw).map_err(|_| CryptoError::BadKey(id.clone()))?;
             map.insert(id.clone(), cipher);
         }

@@ -95,7 +95,8 @@ impl AppState {
                 match revoked.recv().await {
                     Ok(ev) => {
                         let Some(cache) = cache.upgrade() else { break };
-                        if let Some(id) = ev.data.get("sessionId").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()) {
+                        if let Some(id) = ev.data.get("sessionId").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())
+                        {
                             cache.evict(id);
                         }
                     }
@@ -177,7 +178,8 @@ impl RateLimits {
         let keys = [ip.map(|ip| format!("ip:{ip}")), account.map(|a| format!("acct:{}", a.to_lowercase()))];
         for key in keys.into_iter().flatten() {
             if let Err(not_until) = limiter.check_key(&key) {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+                let wait =
+                    not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
                 return Err(ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
             }
         }

@@ -29,11 +29,16 @@ async fn host_flow_register_login_broadcast_destination_start_end(b: Backend) {
     let t = TestApp::new(b).await;
     t.user("host@example.com").await;
     // Log in again with the password, as a returning host would.
-    let login = t.post("/api/auth/login").json(json!({"email": "HOST@example.com", "password": "correct horse battery"})).send().await;
+    let login = t
+        .post("/api/auth/login")
+        .json(json!({"email": "HOST@example.com", "password": "correct horse battery"}))
+        .send()
+        .await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     let host = login.cookies();
     assert!(host.get("by_access").is_some() && host.get("by_refresh").is_some());
-    let set_cookie = login.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let set_cookie =
+        login.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
     assert!(set_cookie.iter().all(|c| c.contains("HttpOnly") && c.contains("SameSite=Lax")), "{set_cookie:?}");
 
     let me = t.get("/api/auth/me").cookies(&host).send().await;
@@ -83,7 +88,8 @@ async fn host_flow_register_login_broadcast_destination_start_end(b: Backend) {
     assert!(ended.body["endTime"].is_string());
     t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await.assert_error(StatusCode::CONFLICT);
 
-    let del = t.req(Method::DELETE, &format!("/api/broadcasts/{id}/destinations/{dest_id}")).cookies(&host).send().await;
+    let del =
+        t.req(Method::DELETE, &format!("/api/broadcasts/{id}/destinations/{dest_id}")).cookies(&host).send().await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     let del = t.req(Method::DELETE, &format!("/api/broadcasts/{id}")).cookies(&host).send().await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
@@ -114,7 +120,12 @@ async fn stream_keys_are_encrypted_at_rest_and_never_returned(b: Backend) {
     let id = t.broadcast(&host, "x").await;
     let key = "live_123456789_AbCdEfGhIjKlMnOpQrStUvWxYz";
     for _ in 0..2 {
-        let r = t.post(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).json(json!({"platform": "twitch", "streamKey": key})).send().await;
+        let r = t
+            .post(&format!("/api/broadcasts/{id}/destinations"))
+            .cookies(&host)
+            .json(json!({"platform": "twitch", "streamKey": key}))
+            .send()
+            .await;
         assert_eq!(r.status, StatusCode::CREATED);
         assert_eq!(r.body["streamKey"], "••••WxYz");
     }
@@ -137,13 +148,28 @@ async fn tampered_stream_key_is_reported_clearly(b: Backend) {
     let t = TestApp::new(b).await;
     let host = t.user("h@example.com").await;
     let id = t.broadcast(&host, "x").await;
-    let r = t.post(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).json(json!({"platform": "rtmp", "rtmpUrl": "rtmp://127.0.0.1/live", "streamKey": "secret-key-123456"})).send().await;
+    let r = t
+        .post(&format!("/api/broadcasts/{id}/destinations"))
+        .cookies(&host)
+        .json(json!({"platform": "rtmp", "rtmpUrl": "rtmp://127.0.0.1/live", "streamKey": "secret-key-123456"}))
+        .send()
+        .await;
     let dest = r.body["id"].as_str().unwrap().to_owned();
     let (_, mut ciphertext, _) = raw_destination_rows(&t).await.remove(0);
     ciphertext[0] ^= 0x55;
     match &t.raw {
-        RawDb::Sqlite(p) => sqlx::query("UPDATE destinations SET stream_key = $1").bind(&ciphertext).execute(p).await.map(|_| ()).unwrap(),
-        RawDb::Postgres(p) => sqlx::query("UPDATE destinations SET stream_key = $1").bind(&ciphertext).execute(p).await.map(|_| ()).unwrap(),
+        RawDb::Sqlite(p) => sqlx::query("UPDATE destinations SET stream_key = $1")
+            .bind(&ciphertext)
+            .execute(p)
+            .await
+            .map(|_| ())
+            .unwrap(),
+        RawDb::Postgres(p) => sqlx::query("UPDATE destinations SET stream_key = $1")
+            .bind(&ciphertext)
+            .execute(p)
+            .await
+            .map(|_| ())
+            .unwrap(),
     }
     let list = t.get(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).send().await;
     assert_eq!(list.status, StatusCode::OK);
@@ -168,14 +194,23 @@ async fn refresh_rotates_and_reuse_revokes_the_family(b: Backend) {
     t.post("/api/auth/refresh").cookies(&r2).send().await.assert_error(StatusCode::UNAUTHORIZED);
     t.get("/api/auth/me").cookies(&c.only("by_access")).send().await.assert_error(StatusCode::UNAUTHORIZED);
     // A fresh login still works.
-    let login = t.post("/api/auth/login").json(json!({"email": "r@example.com", "password": "correct horse battery"})).send().await;
+    let login = t
+        .post("/api/auth/login")
+        .json(json!({"email": "r@example.com", "password": "correct horse battery"}))
+        .send()
+        .await;
     assert_eq!(login.status, StatusCode::OK);
 }
 
 async fn logout_revokes_the_session(b: Backend) {
     let t = TestApp::new(b).await;
     let c = t.user("l@example.com").await;
-    let other = t.post("/api/auth/login").json(json!({"email": "l@example.com", "password": "correct horse battery"})).send().await.cookies();
+    let other = t
+        .post("/api/auth/login")
+        .json(json!({"email": "l@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .cookies();
     let out = t.post("/api/auth/logout").cookies(&c).send().await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
     assert!(out.cookies().get("by_access") == Some(""), "logout clears the cookie");
@@ -192,7 +227,11 @@ async fn logout_on_one_node_ends_the_session_on_another_at_once() {
     let node_b = t.second_node().await;
     let c = t.user("n@example.com").await;
     let me_on_b = || {
-        let req = axum::http::Request::builder().uri("/api/auth/me").header("cookie", c.header()).body(axum::body::Body::empty()).unwrap();
+        let req = axum::http::Request::builder()
+            .uri("/api/auth/me")
+            .header("cookie", c.header())
+            .body(axum::body::Body::empty())
+            .unwrap();
         node_b.clone().oneshot(req)
     };
     // Node B has now confirmed (and cached) the session.
@@ -212,18 +251,38 @@ async fn logout_on_one_node_ends_the_session_on_another_at_once() {
 async fn rate_limit_on_login_gives_429_with_retry_after(b: Backend) {
     let t = TestApp::with(b, |c| c.limits.auth_per_minute = 3).await;
     for i in 0..3 {
-        let r = t.post("/api/auth/login").from_ip("10.0.0.1").json(json!({"email": "nobody@example.com", "password": "wrong password"})).send().await;
+        let r = t
+            .post("/api/auth/login")
+            .from_ip("10.0.0.1")
+            .json(json!({"email": "nobody@example.com", "password": "wrong password"}))
+            .send()
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
     }
-    let r = t.post("/api/auth/login").from_ip("10.0.0.1").json(json!({"email": "nobody@example.com", "password": "wrong password"})).send().await;
+    let r = t
+        .post("/api/auth/login")
+        .from_ip("10.0.0.1")
+        .json(json!({"email": "nobody@example.com", "password": "wrong password"}))
+        .send()
+        .await;
     assert_eq!(r.assert_error(StatusCode::TOO_MANY_REQUESTS), "rate_limited");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     // Per account too: another address, same account, still limited.
-    let r = t.post("/api/auth/login").from_ip("10.0.0.2").json(json!({"email": "nobody@example.com", "password": "x"})).send().await;
+    let r = t
+        .post("/api/auth/login")
+        .from_ip("10.0.0.2")
+        .json(json!({"email": "nobody@example.com", "password": "x"}))
+        .send()
+        .await;
     r.assert_error(StatusCode::TOO_MANY_REQUESTS);
     // Another address and account is not.
-    let r = t.post("/api/auth/login").from_ip("10.0.0.3").json(json!({"email": "else@example.com", "password": "x"})).send().await;
+    let r = t
+        .post("/api/auth/login")
+        .from_ip("10.0.0.3")
+        .json(json!({"email": "else@example.com", "password": "x"}))
+        .send()
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -231,7 +290,12 @@ async fn invites_guest_sessions_and_roles(b: Backend) {
     let t = TestApp::new(b).await;
     let host = t.user("h@example.com").await;
     let id = t.broadcast(&host, "show").await;
-    let inv = t.post(&format!("/api/broadcasts/{id}/invites")).cookies(&host).json(json!({"role": "guest", "expiresInHours": 2})).send().await;
+    let inv = t
+        .post(&format!("/api/broadcasts/{id}/invites"))
+        .cookies(&host)
+        .json(json!({"role": "guest", "expiresInHours": 2}))
+        .send()
+        .await;
     assert_eq!(inv.status, StatusCode::CREATED);
     assert!(inv.body["url"].as_str().unwrap().starts_with("http://studio.test/join/"));
     let list = t.get(&format!("/api/broadcasts/{id}/invites")).cookies(&host).send().await;
@@ -245,7 +309,12 @@ async fn invites_guest_sessions_and_roles(b: Backend) {
     assert_eq!(t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&guest).send().await.status, StatusCode::OK);
     // A guest may not run the show.
     for path in ["start", "end", "invites", "destinations"] {
-        t.post(&format!("/api/broadcasts/{id}/{path}")).cookies(&guest).json(json!({})).send().await.assert_error(StatusCode::FORBIDDEN);
+        t.post(&format!("/api/broadcasts/{id}/{path}"))
+            .cookies(&guest)
+            .json(json!({}))
+            .send()
+            .await
+            .assert_error(StatusCode::FORBIDDEN);
     }
     t.get("/api/broadcasts").cookies(&guest).send().await.assert_error(StatusCode::FORBIDDEN);
     // Nor see other broadcasts.
@@ -256,9 +325,17 @@ async fn invites_guest_sessions_and_roles(b: Backend) {
     let cohost = t.guest(&host, &id, "cohost", "Grace").await;
     assert_eq!(t.post(&format!("/api/broadcasts/{id}/start")).cookies(&cohost).send().await.status, StatusCode::OK);
     assert_eq!(t.post(&format!("/api/broadcasts/{id}/end")).cookies(&cohost).send().await.status, StatusCode::OK);
-    t.req(Method::DELETE, &format!("/api/broadcasts/{id}")).cookies(&cohost).send().await.assert_error(StatusCode::FORBIDDEN);
+    t.req(Method::DELETE, &format!("/api/broadcasts/{id}"))
+        .cookies(&cohost)
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
     // Bad and unknown tokens.
-    t.post("/api/invites/not-a-token/redeem").json(json!({"name": "x"})).send().await.assert_error(StatusCode::NOT_FOUND);
+    t.post("/api/invites/not-a-token/redeem")
+        .json(json!({"name": "x"}))
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
     let token = inv.body["token"].as_str().unwrap();
     let r = t.post(&format!("/api/invites/{token}/redeem")).json(json!({"name": ""})).send().await;
     assert_eq!(r.body["error"]["field"], "name");
@@ -272,27 +349,46 @@ async fn revoking_an_invite_ends_its_guest_sessions(b: Backend) {
     let token = inv.body["token"].as_str().unwrap();
     let invite_id = inv.body["id"].as_str().unwrap();
     let guest = t.post(&format!("/api/invites/{token}/redeem")).json(json!({"name": "Bob"})).send().await.cookies();
-    let session_id: uuid::Uuid = t.get("/api/auth/me").cookies(&guest).send().await.body["guest"]["id"].as_str().unwrap().parse().unwrap();
+    let session_id: uuid::Uuid =
+        t.get("/api/auth/me").cookies(&guest).send().await.body["guest"]["id"].as_str().unwrap().parse().unwrap();
     let mut events = t.state.bus.subscribe(&backyard_core::bus::topic::session(session_id));
     let r = t.req(Method::DELETE, &format!("/api/broadcasts/{id}/invites/{invite_id}")).cookies(&host).send().await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     t.get("/api/auth/me").cookies(&guest).send().await.assert_error(StatusCode::UNAUTHORIZED);
-    t.post(&format!("/api/invites/{token}/redeem")).json(json!({"name": "Bob"})).send().await.assert_error(StatusCode::NOT_FOUND);
-    let ev = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await.expect("revocation announced").unwrap();
+    t.post(&format!("/api/invites/{token}/redeem"))
+        .json(json!({"name": "Bob"}))
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+        .await
+        .expect("revocation announced")
+        .unwrap();
     assert_eq!(ev.event, "session-revoked");
-    assert_eq!(t.get(&format!("/api/broadcasts/{id}/invites")).cookies(&host).send().await.body.as_array().unwrap().len(), 0);
+    assert_eq!(
+        t.get(&format!("/api/broadcasts/{id}/invites")).cookies(&host).send().await.body.as_array().unwrap().len(),
+        0
+    );
 }
 
 async fn registration_modes_and_first_admin(b: Backend) {
     let t = TestApp::with(b, |c| c.auth.registration = backyard::config::Registration::Closed).await;
     // The first account may always be created: it is the admin.
     t.user("admin@example.com").await;
-    let r = t.post("/api/auth/register").json(json!({"email": "late@example.com", "password": "long enough pw", "name": "Late"})).send().await;
+    let r = t
+        .post("/api/auth/register")
+        .json(json!({"email": "late@example.com", "password": "long enough pw", "name": "Late"}))
+        .send()
+        .await;
     r.assert_error(StatusCode::FORBIDDEN);
 
     let t = TestApp::with(b, |c| c.auth.registration = backyard::config::Registration::Invite).await;
     let admin = t.user("admin@example.com").await;
-    let r = t.post("/api/auth/register").json(json!({"email": "n@example.com", "password": "long enough pw", "name": "N"})).send().await;
+    let r = t
+        .post("/api/auth/register")
+        .json(json!({"email": "n@example.com", "password": "long enough pw", "name": "N"}))
+        .send()
+        .await;
     assert_eq!(r.body["error"]["field"], "inviteToken");
     let id = t.broadcast(&admin, "x").await;
     let inv = t.post(&format!("/api/broadcasts/{id}/invites")).cookies(&admin).json(json!({})).send().await;
@@ -316,7 +412,9 @@ async fn lists_are_paginated_and_ordered(b: Backend) {
     }
     let p1 = t.get("/api/broadcasts?limit=2").cookies(&host).send().await;
     assert_eq!(p1.body["total"], 5);
-    let titles = |r: &common::Res| r.body["items"].as_array().unwrap().iter().map(|b| b["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let titles = |r: &common::Res| {
+        r.body["items"].as_array().unwrap().iter().map(|b| b["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
     assert_eq!(titles(&p1), ["b4", "b3"], "newest first");
     let p3 = t.get("/api/broadcasts?limit=2&offset=4").cookies(&host).send().await;
     assert_eq!(titles(&p3), ["b0"]);
@@ -337,13 +435,24 @@ async fn scene_round_trip_and_validation(b: Backend) {
     assert_eq!(get.body["layout"], "grid");
     let p = uuid::Uuid::new_v4();
     let scene = json!({"stage": [p], "layout": "spotlight", "overlays": {"banner": {"text": "Welcome"}}});
-    let put = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(scene.clone()).send().await;
+    let put =
+        t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(scene.clone()).send().await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
     assert_eq!(get.body, scene);
-    let bad = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(json!({"layout": "nope"})).send().await;
+    let bad = t
+        .req(Method::PUT, &format!("/api/broadcasts/{id}/scene"))
+        .cookies(&host)
+        .json(json!({"layout": "nope"}))
+        .send()
+        .await;
     assert_eq!(bad.body["error"]["field"], "layout");
-    let bad = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(json!({"stage": ["not-a-uuid"]})).send().await;
+    let bad = t
+        .req(Method::PUT, &format!("/api/broadcasts/{id}/scene"))
+        .cookies(&host)
+        .json(json!({"stage": ["not-a-uuid"]}))
+        .send()
+        .await;
     assert_eq!(bad.body["error"]["field"], "stage[0]");
 }
 
@@ -351,7 +460,8 @@ async fn recordings_list_get_range_delete(b: Backend) {
     let t = TestApp::new(b).await;
     let host = t.user("h@example.com").await;
     let id = t.broadcast(&host, "x").await;
-    let user_id: uuid::Uuid = t.get("/api/auth/me").cookies(&host).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
+    let user_id: uuid::Uuid =
+        t.get("/api/auth/me").cookies(&host).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
     let rec = t.state.store.create_recording(id.parse().unwrap(), user_id, "x").await.unwrap();
     let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let path = backyard::api::recordings::recording_path(&t.state, rec.id);
@@ -364,7 +474,8 @@ async fn recordings_list_get_range_delete(b: Backend) {
     assert_eq!(list.body["items"][0]["fileSize"], 10_000);
     let one = t.get(&format!("/api/recordings/{}", rec.id)).cookies(&host).send().await;
     assert_eq!(one.body["duration"], 12.5);
-    let part = t.get(&format!("/api/recordings/{}/file", rec.id)).cookies(&host).header("range", "bytes=100-199").send().await;
+    let part =
+        t.get(&format!("/api/recordings/{}/file", rec.id)).cookies(&host).header("range", "bytes=100-199").send().await;
     assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(part.bytes, &content[100..200]);
     assert_eq!(part.headers["content-range"], "bytes 100-199/10000");
@@ -389,9 +500,10 @@ fn multipart(name: &str, data: &[u8]) -> (String, Vec<u8>) {
 
 /// A valid 1×1 PNG.
 const PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01,
-    0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
-    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D,
+    0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
 async fn uploads_are_type_checked_size_limited_and_served(b: Backend) {
@@ -442,12 +554,27 @@ async fn start_and_end_are_announced_on_the_bus(b: Backend) {
 async fn cross_origin_state_changes_are_refused(b: Backend) {
     let t = TestApp::new(b).await;
     let host = t.user("h@example.com").await;
-    let r = t.post("/api/broadcasts").cookies(&host).header("origin", "https://evil.example").json(json!({"title": "x"})).send().await;
+    let r = t
+        .post("/api/broadcasts")
+        .cookies(&host)
+        .header("origin", "https://evil.example")
+        .json(json!({"title": "x"}))
+        .send()
+        .await;
     r.assert_error(StatusCode::FORBIDDEN);
-    let r = t.post("/api/broadcasts").cookies(&host).header("origin", "http://studio.test").json(json!({"title": "x"})).send().await;
+    let r = t
+        .post("/api/broadcasts")
+        .cookies(&host)
+        .header("origin", "http://studio.test")
+        .json(json!({"title": "x"}))
+        .send()
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     // Reads are not affected.
-    assert_eq!(t.get("/api/broadcasts").cookies(&host).header("origin", "https://evil.example").send().await.status, StatusCode::OK);
+    assert_eq!(
+        t.get("/api/broadcasts").cookies(&host).header("origin", "https://evil.example").send().await.status,
+        StatusCode::OK
+    );
 }
 
 async fn health_and_metrics(b: Backend) {
@@ -461,7 +588,10 @@ async fn health_and_metrics(b: Backend) {
     let m = t.get("/metrics").send().await;
     let text = String::from_utf8(m.bytes).unwrap();
     assert!(text.contains("backyard_active_broadcasts 1"), "{text}");
-    assert!(text.contains("backyard_http_requests_total{method=\"POST\",route=\"/api/broadcasts\",status=\"201\"} 1"), "{text}");
+    assert!(
+        text.contains("backyard_http_requests_total{method=\"POST\",route=\"/api/broadcasts\",status=\"201\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("backyard_http_request_duration_seconds_bucket"));
 }
 

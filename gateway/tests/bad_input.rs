@@ -34,7 +34,12 @@ fn endpoints() -> Vec<Endpoint> {
     use Who::*;
     let e = |m: Method, path, who, wrong_type: Option<Value>| Endpoint { method: m, path, who, wrong_type };
     vec![
-        e(Method::POST, "/api/auth/register", Public, Some(json!({"email": 5, "password": "long enough", "name": "n"}))),
+        e(
+            Method::POST,
+            "/api/auth/register",
+            Public,
+            Some(json!({"email": 5, "password": "long enough", "name": "n"})),
+        ),
         e(Method::POST, "/api/auth/login", Public, Some(json!({"email": ["x"], "password": "p"}))),
         e(Method::POST, "/api/auth/refresh", Public, None),
         e(Method::GET, "/api/auth/me", Anyone, None),
@@ -79,7 +84,11 @@ fn fill(path: &str, ids: &[(&'static str, String)]) -> String {
 fn check(label: &str, r: &Res, want: StatusCode) {
     assert!(!r.status.is_server_error(), "{label}: got {} {}", r.status, String::from_utf8_lossy(&r.bytes));
     assert_eq!(r.status, want, "{label}: {}", String::from_utf8_lossy(&r.bytes));
-    assert!(r.body["error"]["code"].is_string() && r.body["error"]["message"].is_string(), "{label}: no JSON error body: {}", String::from_utf8_lossy(&r.bytes));
+    assert!(
+        r.body["error"]["code"].is_string() && r.body["error"]["message"].is_string(),
+        "{label}: no JSON error body: {}",
+        String::from_utf8_lossy(&r.bytes)
+    );
 }
 
 async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
@@ -87,13 +96,20 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
     let host = t.user("host@example.com").await;
     let other = t.user("other@example.com").await;
     let bid = t.broadcast(&host, "show").await;
-    let dest = t.post(&format!("/api/broadcasts/{bid}/destinations")).cookies(&host).json(json!({"platform": "youtube", "streamKey": "abcd-efgh-ijkl-mnop"})).send().await;
+    let dest = t
+        .post(&format!("/api/broadcasts/{bid}/destinations"))
+        .cookies(&host)
+        .json(json!({"platform": "youtube", "streamKey": "abcd-efgh-ijkl-mnop"}))
+        .send()
+        .await;
     let inv = t.post(&format!("/api/broadcasts/{bid}/invites")).cookies(&host).json(json!({})).send().await;
     let guest = t.guest(&host, &bid, "guest", "G").await;
-    let me: uuid::Uuid = t.get("/api/auth/me").cookies(&host).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
+    let me: uuid::Uuid =
+        t.get("/api/auth/me").cookies(&host).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
     let rec = t.state.store.create_recording(bid.parse().unwrap(), me, "r").await.unwrap();
     let other_bid = t.broadcast(&other, "theirs").await;
-    let other_me: uuid::Uuid = t.get("/api/auth/me").cookies(&other).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
+    let other_me: uuid::Uuid =
+        t.get("/api/auth/me").cookies(&other).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
     let other_rec = t.state.store.create_recording(other_bid.parse().unwrap(), other_me, "r").await.unwrap();
     let f = Fixture {
         host,
@@ -168,7 +184,11 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
         }
         if ep.path.contains("{u}") {
             check(&label("unknown upload"), &send(&f.host, &path).send().await, StatusCode::NOT_FOUND);
-            check(&label("malformed upload id"), &send(&f.host, "/api/uploads/..%2F..%2Fetc").send().await, StatusCode::BAD_REQUEST);
+            check(
+                &label("malformed upload id"),
+                &send(&f.host, "/api/uploads/..%2F..%2Fetc").send().await,
+                StatusCode::BAD_REQUEST,
+            );
             cases += 2;
         }
         // Someone else's broadcast or recording: indistinguishable from missing.
@@ -192,6 +212,10 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
     }
     // Unknown routes and methods are JSON too.
     check("unknown route", &t.get("/api/nope").send().await, StatusCode::NOT_FOUND);
-    check("wrong method", &t.req(Method::PUT, "/api/broadcasts").cookies(&f.host).send().await, StatusCode::METHOD_NOT_ALLOWED);
+    check(
+        "wrong method",
+        &t.req(Method::PUT, "/api/broadcasts").cookies(&f.host).send().await,
+        StatusCode::METHOD_NOT_ALLOWED,
+    );
     assert!(cases > 100, "the table exercised {cases} cases");
 }

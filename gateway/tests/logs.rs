@@ -61,7 +61,11 @@ async fn scenario(b: Backend) {
         .await;
     t.get(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).send().await;
     // A bad key that echoes back in an error must not be logged either.
-    t.post(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).json(json!({"platform": "facebook", "streamKey": format!("{key} with spaces")})).send().await;
+    t.post(&format!("/api/broadcasts/{id}/destinations"))
+        .cookies(&host)
+        .json(json!({"platform": "facebook", "streamKey": format!("{key} with spaces")}))
+        .send()
+        .await;
     drop(t);
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();

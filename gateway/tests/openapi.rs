@@ -63,7 +63,10 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
                 .replace("{sha256}", &"0".repeat(64));
             let r = t.req(m, &concrete).send().await;
             let code = r.body["error"]["code"].as_str().unwrap_or("");
-            assert!(code != "route_not_found" && code != "method_not_allowed", "{method} {path} is documented but not routed");
+            assert!(
+                code != "route_not_found" && code != "method_not_allowed",
+                "{method} {path} is documented but not routed"
+            );
             assert!(!r.status.is_server_error(), "{method} {path}: {}", r.status);
             operations += 1;
         }

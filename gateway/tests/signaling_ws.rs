@@ -50,7 +50,8 @@ async fn host(s: &Server, email: &str) -> anyhow::Result<(String, Uuid, Uuid)> {
 /// A guest session for the broadcast; returns the cookie value.
 async fn guest(s: &Server, broadcast: Uuid, host: Uuid, name: &str, role: &str) -> anyhow::Result<String> {
     let expires = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
-    let invite = s.state.store.create_invite(broadcast, &format!("inv-{}", Uuid::new_v4()), role, host, expires).await?;
+    let invite =
+        s.state.store.create_invite(broadcast, &format!("inv-{}", Uuid::new_v4()), role, host, expires).await?;
     let raw = format!("guest-{}", Uuid::new_v4());
     s.state.store.create_guest_session(&backyard::auth::tokens::hash_token(&raw), &invite, name, expires).await?;
     Ok(raw)
@@ -114,7 +115,8 @@ async fn expect_error(ws: &mut Socket, event: &str, data: Value, code: &str) -> 
 }
 
 fn str0m_offer() -> anyhow::Result<String> {
-    let mut rtc = Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
+    let mut rtc =
+        Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
     rtc.add_local_candidate(str0m::Candidate::host("127.0.0.1:50000".parse()?, "udp")?);
     let mut api = rtc.sdp_api();
     api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
@@ -144,7 +146,8 @@ async fn bad_input_gets_an_error_and_the_room_keeps_working() -> anyhow::Result<
     expect_error(&mut ws, "webrtc-offer", json!({"sdp": "v=0"}), "not-joined").await?;
     expect_error(&mut ws, "join-broadcast", json!({"broadcastId": foreign}), "not-found").await?;
     expect_error(&mut ws, "join-broadcast", json!({"broadcastId": "nope"}), "invalid-field").await?;
-    send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast, "audioEnabled": true, "videoEnabled": true})).await?;
+    send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast, "audioEnabled": true, "videoEnabled": true}))
+        .await?;
     let joined = expect(&mut ws, "joined").await?;
     assert_eq!(joined["role"], "host");
     assert_eq!(joined["broadcast"]["id"], broadcast.to_string());
@@ -159,10 +162,16 @@ async fn bad_input_gets_an_error_and_the_room_keeps_working() -> anyhow::Result<
     let e = expect_error(&mut ws, "chat-message", json!({"txt": "hi"}), "invalid-field").await?;
     assert_eq!(e["field"], "txt");
     assert_eq!(e["event"], "chat-message");
-    expect_error(&mut ws, "ice-candidate", json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}), "no-media-session")
-        .await?;
+    expect_error(
+        &mut ws,
+        "ice-candidate",
+        json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}),
+        "no-media-session",
+    )
+    .await?;
     expect_error(&mut ws, "webrtc-offer", json!({"sdp": "this is not SDP"}), "invalid-sdp").await?;
-    expect_error(&mut ws, "moderate", json!({"participantId": Uuid::new_v4(), "action": "remove"}), "not-found").await?;
+    expect_error(&mut ws, "moderate", json!({"participantId": Uuid::new_v4(), "action": "remove"}), "not-found")
+        .await?;
     expect_error(&mut ws, "join-broadcast", json!({"broadcastId": broadcast}), "already-joined").await?;
 
     // A real offer is answered, and candidates of another ICE session are refused.
@@ -170,7 +179,8 @@ async fn bad_input_gets_an_error_and_the_room_keeps_working() -> anyhow::Result<
     let answer = expect(&mut ws, "webrtc-answer").await?;
     assert!(answer["sdp"].as_str().is_some_and(|s| s.contains("a=candidate")), "{answer}");
     let foreign_candidate = "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host ufrag someoneelse";
-    expect_error(&mut ws, "ice-candidate", json!({"candidate": foreign_candidate, "sdpMid": "0"}), "invalid-candidate").await?;
+    expect_error(&mut ws, "ice-candidate", json!({"candidate": foreign_candidate, "sdpMid": "0"}), "invalid-candidate")
+        .await?;
     expect_error(&mut ws, "webrtc-answer", json!({"sdp": "garbage"}), "invalid-sdp").await?;
 
     // The room still works: chat round-trips and is kept for late joiners.
@@ -209,8 +219,10 @@ async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
     expect(&mut host_ws, "participant-joined").await?;
 
     // Guests may not moderate or set the scene.
-    expect_error(&mut g1_ws, "moderate", json!({"participantId": host_id, "action": "mute-audio"}), "forbidden").await?;
-    expect_error(&mut g1_ws, "scene-update", json!({"stage": [], "layout": "grid", "overlays": {}}), "forbidden").await?;
+    expect_error(&mut g1_ws, "moderate", json!({"participantId": host_id, "action": "mute-audio"}), "forbidden")
+        .await?;
+    expect_error(&mut g1_ws, "scene-update", json!({"stage": [], "layout": "grid", "overlays": {}}), "forbidden")
+        .await?;
 
     // Status changes reach everyone.
     send(&mut g1_ws, "participant-status", json!({"videoEnabled": false, "name": "Gus B."})).await?;

@@ -20,7 +20,10 @@ async fn users_are_unique_by_email(b: Backend) {
     let s = &t.state.store;
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     assert!(u.is_admin);
-    assert!(matches!(s.create_user("a@example.com", "phc", "B", false).await, Err(backyard::store::StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_user("a@example.com", "phc", "B", false).await,
+        Err(backyard::store::StoreError::Conflict(_))
+    ));
     assert_eq!(s.count_users().await.unwrap(), 1);
     assert_eq!(s.user_by_email("a@example.com").await.unwrap().unwrap().id, u.id);
     assert!(s.user_by_id(uuid::Uuid::new_v4()).await.unwrap().is_none());
@@ -87,8 +90,10 @@ async fn invite_revocation_returns_its_guest_sessions(b: Backend) {
     let s = &t.state.store;
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
-    let inv = s.create_invite(bc.id, "tok", "guest", u.id, OffsetDateTime::now_utc() + Duration::hours(1)).await.unwrap();
-    let g = s.create_guest_session(&[1u8; 32], &inv, "G", OffsetDateTime::now_utc() + Duration::hours(1)).await.unwrap();
+    let inv =
+        s.create_invite(bc.id, "tok", "guest", u.id, OffsetDateTime::now_utc() + Duration::hours(1)).await.unwrap();
+    let g =
+        s.create_guest_session(&[1u8; 32], &inv, "G", OffsetDateTime::now_utc() + Duration::hours(1)).await.unwrap();
     assert_eq!(s.guest_session_by_hash(&[1u8; 32]).await.unwrap().unwrap().id, g.id);
     assert_eq!(s.revoke_invite(bc.id, inv.id).await.unwrap(), Some(vec![g.id]));
     assert!(s.guest_session_by_hash(&[1u8; 32]).await.unwrap().unwrap().revoked_at.is_some());

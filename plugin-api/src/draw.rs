@@ -263,8 +263,20 @@ fn corner_coverage(px: i32, py: i32, w: i32, h: i32, r: f32) -> u8 {
     let cx = px as f32 + 0.5;
     let cy = py as f32 + 0.5;
     let (w, h) = (w as f32, h as f32);
-    let dx = if cx < r { r - cx } else if cx > w - r { cx - (w - r) } else { return 255 };
-    let dy = if cy < r { r - cy } else if cy > h - r { cy - (h - r) } else { return 255 };
+    let dx = if cx < r {
+        r - cx
+    } else if cx > w - r {
+        cx - (w - r)
+    } else {
+        return 255;
+    };
+    let dy = if cy < r {
+        r - cy
+    } else if cy > h - r {
+        cy - (h - r)
+    } else {
+        return 255;
+    };
     let d = (dx * dx + dy * dy).sqrt() - r;
     ((0.5 - d).clamp(0.0, 1.0) * 255.0) as u8
 }

@@ -114,15 +114,9 @@ pub fn split_long(area: Rect, fraction: f32, gap: f32) -> (Rect, Rect) {
     let f = fraction.clamp(0.0, 1.0);
     if area.height > area.width {
         let h1 = (area.height - gap) * f;
-        (
-            rect(area.x, area.y, area.width, h1),
-            rect(area.x, area.y + h1 + gap, area.width, area.height - h1 - gap),
-        )
+        (rect(area.x, area.y, area.width, h1), rect(area.x, area.y + h1 + gap, area.width, area.height - h1 - gap))
     } else {
         let w1 = (area.width - gap) * f;
-        (
-            rect(area.x, area.y, w1, area.height),
-            rect(area.x + w1 + gap, area.y, area.width - w1 - gap, area.height),
-        )
+        (rect(area.x, area.y, w1, area.height), rect(area.x + w1 + gap, area.y, area.width - w1 - gap, area.height))
     }
 }

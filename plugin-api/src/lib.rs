@@ -53,8 +53,8 @@ pub mod common_bindings {
 
 /// What the host offers every plugin: logging, a monotonic clock and the operator's configuration.
 pub mod host {
-    pub use crate::common_bindings::backyard::plugin::host::{ConfigValue, LogLevel};
     use crate::common_bindings::backyard::plugin::host as imp;
+    pub use crate::common_bindings::backyard::plugin::host::{ConfigValue, LogLevel};
 
     /// Write a line to the host's log; the host tags it with the plugin's name.
     pub fn log(level: LogLevel, message: &str) {
@@ -118,9 +118,7 @@ pub mod layout_bindings {
 #[cfg(feature = "layout")]
 pub mod layout {
     pub use crate::geometry::*;
-    pub use crate::layout_bindings::exports::backyard::plugin::layout::{
-        Guest, LayoutInfo, Placement, Stage,
-    };
+    pub use crate::layout_bindings::exports::backyard::plugin::layout::{Guest, LayoutInfo, Placement, Stage};
     pub use crate::types::{Fit, Participant, Rect, Size};
 
     /// A `LayoutInfo` from three strings.

@@ -165,14 +165,27 @@ mod tests {
 
     #[test]
     fn rejects_bad_urls() {
-        for bad in ["", "example.com/live", "rtmp://", "rtmp://u:p@h/x", "rtmp://h:99999/x", "rtmp://h x/", "rtmp://h/#f"] {
+        for bad in
+            ["", "example.com/live", "rtmp://", "rtmp://u:p@h/x", "rtmp://h:99999/x", "rtmp://h x/", "rtmp://h/#f"]
+        {
             assert!(parse(bad).is_err(), "{bad} accepted");
         }
     }
 
     #[test]
     fn private_hosts() {
-        for h in ["127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.1.1", "::1", "fd00::1", "localhost", "nas.local", "router"] {
+        for h in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "localhost",
+            "nas.local",
+            "router",
+        ] {
             assert!(is_private_host(h), "{h}");
         }
         for h in ["a.rtmp.youtube.com", "8.8.8.8", "2001:4860::1", "live.twitch.tv"] {

@@ -81,12 +81,23 @@ pub(crate) fn seed(base: &str) -> anyhow::Result<(String, String)> {
     let jar = std::env::temp_dir().join(format!("backyard-bench-jar-{}", std::process::id()));
     let jar_s = jar.to_string_lossy().into_owned();
     curl(&[
-        "-fsS", "-c", &jar_s, "-H", "content-type: application/json",
-        "-d", r#"{"email":"bench@example.com","password":"bench password","name":"Bench"}"#,
+        "-fsS",
+        "-c",
+        &jar_s,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"email":"bench@example.com","password":"bench password","name":"Bench"}"#,
         &format!("{base}/api/auth/register"),
     ])?;
     let created = curl(&[
-        "-fsS", "-b", &jar_s, "-H", "content-type: application/json", "-d", r#"{"title":"bench"}"#,
+        "-fsS",
+        "-b",
+        &jar_s,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"title":"bench"}"#,
         &format!("{base}/api/broadcasts"),
     ])?;
     let id = created.split("\"id\":\"").nth(1).and_then(|s| s.split('"').next()).context("broadcast id in response")?;
@@ -94,7 +105,9 @@ pub(crate) fn seed(base: &str) -> anyhow::Result<(String, String)> {
     let _ = std::fs::remove_file(&jar);
     let access = jar_text
         .lines()
-        .find_map(|l| l.split('\t').collect::<Vec<_>>().windows(2).find(|w| w[0] == "by_access").map(|w| w[1].to_owned()))
+        .find_map(|l| {
+            l.split('\t').collect::<Vec<_>>().windows(2).find(|w| w[0] == "by_access").map(|w| w[1].to_owned())
+        })
         .context("access cookie")?;
     Ok((access, id.to_owned()))
 }
@@ -158,7 +171,8 @@ fn api() -> anyhow::Result<()> {
         let mut pg_db = None;
         if backend == "postgres" {
             let db = format!("backyard_bench_{}", std::process::id());
-            let _ = Command::new("psql").args([pg_url.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {db}")]).status();
+            let _ =
+                Command::new("psql").args([pg_url.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {db}")]).status();
             status(Command::new("psql").args([pg_url.as_str(), "-qc", &format!("CREATE DATABASE {db}")]))?;
             let url = format!("{}/{db}", pg_url.rsplit_once('/').map(|p| p.0).unwrap_or(&pg_url));
             envs.push(("BACKYARD_DATABASE__URL", url));
@@ -175,19 +189,31 @@ fn api() -> anyhow::Result<()> {
             wrk(&url, &cookie, secs)
         })();
         if let Some(db) = pg_db {
-            let _ = Command::new("psql").args([pg_url.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")]).status();
+            let _ = Command::new("psql")
+                .args([pg_url.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")])
+                .status();
         }
         rows.push((backend, result?));
     }
 
-    println!("\nbench api: GET /api/broadcasts/:id, wrk -t1 -c32 -d{secs}s, release build, 2 cores shared by server and wrk");
-    println!("{:<10} {:>12} {:>10} {:>10} {:>8}   goal (SQLite): >= 20000 req/s, p99 <= 10 ms", "backend", "req/s", "p50 ms", "p99 ms", "non-2xx");
-    let mut json = String::from("{\n  \"bench\": \"api\",\n  \"endpoint\": \"GET /api/broadcasts/:id\",\n  \"results\": [\n");
+    println!(
+        "\nbench api: GET /api/broadcasts/:id, wrk -t1 -c32 -d{secs}s, release build, 2 cores shared by server and wrk"
+    );
+    println!(
+        "{:<10} {:>12} {:>10} {:>10} {:>8}   goal (SQLite): >= 20000 req/s, p99 <= 10 ms",
+        "backend", "req/s", "p50 ms", "p99 ms", "non-2xx"
+    );
+    let mut json =
+        String::from("{\n  \"bench\": \"api\",\n  \"endpoint\": \"GET /api/broadcasts/:id\",\n  \"results\": [\n");
     for (i, (backend, r)) in rows.iter().enumerate() {
         println!("{:<10} {:>12.0} {:>10.2} {:>10.2} {:>8}", backend, r.rps, r.p50_ms, r.p99_ms, r.errors);
         json += &format!(
             "    {{\"backend\": \"{backend}\", \"requests_per_sec\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"non_2xx\": {}}}{}\n",
-            r.rps, r.p50_ms, r.p99_ms, r.errors, if i + 1 < rows.len() { "," } else { "" }
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            r.errors,
+            if i + 1 < rows.len() { "," } else { "" }
         );
     }
     json += "  ],\n  \"goal\": {\"sqlite_requests_per_sec\": 20000, \"sqlite_p99_ms\": 10}\n}\n";

@@ -117,7 +117,8 @@ pub fn run() -> anyhow::Result<()> {
             if i + 1 < rows.len() { "," } else { "" }
         );
     }
-    json += "  ],\n  \"goal\": {\"mbps_per_core\": 1000, \"vs_janus_cpu\": 0.8},\n  \"janus\": \"not measured yet\"\n}\n";
+    json +=
+        "  ],\n  \"goal\": {\"mbps_per_core\": 1000, \"vs_janus_cpu\": 0.8},\n  \"janus\": \"not measured yet\"\n}\n";
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("sfu.json"), json)?;

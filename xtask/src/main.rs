@@ -9,9 +9,9 @@
 
 mod bench;
 mod bench_program;
+mod bench_sfu;
 mod e2e;
 mod plugins;
-mod bench_sfu;
 mod setup;
 mod test;
 
@@ -32,7 +32,9 @@ fn main() -> anyhow::Result<()> {
         "plugins" => plugins::cmd_plugins(rest),
         "new-plugin" => plugins::cmd_new_plugin(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins] | setup | e2e [room|program|auth|layout] | plugins [--watch] | new-plugin <kind> <name> [--dir D]>");
+            println!(
+                "usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins] | setup | e2e [room|program|auth|layout] | plugins [--watch] | new-plugin <kind> <name> [--dir D]>"
+            );
             Ok(())
         }
         other => bail!("unknown xtask command {other:?}; try `cargo xtask help`"),

@@ -120,12 +120,7 @@ pub fn build_plugins(with_template_check: bool) -> Result<()> {
         let dest = if p.fixture { fixtures_dir() } else { plugins_dir() }.join(&p.name);
         install(&wasm_dir.join(format!("{}.wasm", p.package.replace('-', "_"))), &p.dir.join("plugin.toml"), &dest)?;
     }
-    eprintln!(
-        "xtask: {} plugins in {} and {}",
-        crates.len(),
-        plugins_dir().display(),
-        fixtures_dir().display()
-    );
+    eprintln!("xtask: {} plugins in {} and {}", crates.len(), plugins_dir().display(), fixtures_dir().display());
     if with_template_check {
         template_check()?;
     }

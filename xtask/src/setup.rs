@@ -20,7 +20,8 @@ pub const BUILD_PACKAGES: &[&str] = &[
 ];
 
 /// Real peers the tests and benches start on loopback.
-pub const TEST_PACKAGES: &[&str] = &["ffmpeg", "nginx", "libnginx-mod-rtmp", "libnginx-mod-stream", "curl", "wrk", "coturn"];
+pub const TEST_PACKAGES: &[&str] =
+    &["ffmpeg", "nginx", "libnginx-mod-rtmp", "libnginx-mod-stream", "curl", "wrk", "coturn"];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -116,7 +117,8 @@ pub fn ensure_services() -> anyhow::Result<String> {
     if !tcp_open("127.0.0.1:5432") {
         ensure_apt(&["postgresql"])?;
         eprintln!("xtask: starting PostgreSQL on 127.0.0.1:5432");
-        let versions = std::fs::read_dir("/etc/postgresql").context("no /etc/postgresql after installing postgresql")?;
+        let versions =
+            std::fs::read_dir("/etc/postgresql").context("no /etc/postgresql after installing postgresql")?;
         for v in versions.flatten() {
             let v = v.file_name().to_string_lossy().into_owned();
             let _ = Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", &v, "main", "start"]).status();
@@ -134,9 +136,8 @@ pub fn ensure_services() -> anyhow::Result<String> {
         return Ok(with_password.into());
     }
     // A fresh Debian cluster: local peer auth works for the postgres OS user; give it a known password.
-    let set = Command::new("su")
-        .args(["postgres", "-c", "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\""])
-        .status();
+    let set =
+        Command::new("su").args(["postgres", "-c", "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\""]).status();
     if set.map(|s| s.success()).unwrap_or(false) && psql_ok(with_password) {
         return Ok(with_password.into());
     }

@@ -19,16 +19,10 @@ pub fn fit_rects(sw: u32, sh: u32, tile: Rect, fit: Fit) -> (Rect, Rect) {
             if sw64 * th > tw * sh64 {
                 // Source wider: crop its sides.
                 let cw = ((sh64 * tw / th) as u32).clamp(2, sw) & !1;
-                (
-                    Rect::new((((sw - cw) / 2) & !1) as i32, 0, cw, sh & !1),
-                    tile,
-                )
+                (Rect::new((((sw - cw) / 2) & !1) as i32, 0, cw, sh & !1), tile)
             } else {
                 let ch = ((sw64 * th / tw) as u32).clamp(2, sh) & !1;
-                (
-                    Rect::new(0, (((sh - ch) / 2) & !1) as i32, sw & !1, ch),
-                    tile,
-                )
+                (Rect::new(0, (((sh - ch) / 2) & !1) as i32, sw & !1, ch), tile)
             }
         }
         Fit::Contain => {
@@ -82,8 +76,7 @@ fn scale_plane(
         for (o, &(x0, x1, wx)) in out.iter_mut().zip(&xs) {
             let top = r0[x0] as u32 * (65536 - wx) + r0[x1] as u32 * wx;
             let bottom = r1[x0] as u32 * (65536 - wx) + r1[x1] as u32 * wx;
-            let v = ((top as u64 * (65536 - wy) as u64 + bottom as u64 * wy as u64 + (1 << 31))
-                >> 32) as u8;
+            let v = ((top as u64 * (65536 - wy) as u64 + bottom as u64 * wy as u64 + (1 << 31)) >> 32) as u8;
             *o = v;
         }
     }
@@ -91,13 +84,7 @@ fn scale_plane(
 
 /// Draws `src` into `tile` of `canvas`; with [`Fit::Contain`] the uncovered part of the tile is filled
 /// with `letterbox` (Y, U, V). The tile must lie inside the canvas (checked by placement validation).
-pub fn draw_scaled(
-    canvas: &mut VideoFrame,
-    src: &VideoFrame,
-    tile: Rect,
-    fit: Fit,
-    letterbox: [u8; 3],
-) {
+pub fn draw_scaled(canvas: &mut VideoFrame, src: &VideoFrame, tile: Rect, fit: Fit, letterbox: [u8; 3]) {
     let tile = clip(tile.even(), canvas.width(), canvas.height());
     let (crop, to) = fit_rects(src.width(), src.height(), tile, fit);
     let to = clip(to, canvas.width(), canvas.height());
@@ -108,22 +95,8 @@ pub fn draw_scaled(
     let (cw2, sw2) = (cw.div_ceil(2), sw.div_ceil(2));
     let (sy, su, sv) = src.planes();
     let (dy, du, dv) = canvas.planes_mut();
-    let c = |r: Rect| {
-        (
-            r.x as usize,
-            r.y as usize,
-            r.width as usize,
-            r.height as usize,
-        )
-    };
-    let h = |r: Rect| {
-        (
-            r.x as usize / 2,
-            r.y as usize / 2,
-            r.width as usize / 2,
-            r.height as usize / 2,
-        )
-    };
+    let c = |r: Rect| (r.x as usize, r.y as usize, r.width as usize, r.height as usize);
+    let h = |r: Rect| (r.x as usize / 2, r.y as usize / 2, r.width as usize / 2, r.height as usize / 2);
     scale_plane(sy, sw, c(crop), dy, cw, c(to));
     scale_plane(su, sw2, h(crop), du, cw2, h(to));
     scale_plane(sv, sw2, h(crop), dv, cw2, h(to));
@@ -147,10 +120,7 @@ pub fn fill(canvas: &mut VideoFrame, rect: Rect, yuv: [u8; 3]) {
         y[row * cw + r.x as usize..row * cw + r.x as usize + r.width as usize].fill(yuv[0]);
     }
     for row in r.y as usize / 2..(r.y as usize + r.height as usize) / 2 {
-        let (a, b) = (
-            row * cw2 + r.x as usize / 2,
-            row * cw2 + (r.x as usize + r.width as usize) / 2,
-        );
+        let (a, b) = (row * cw2 + r.x as usize / 2, row * cw2 + (r.x as usize + r.width as usize) / 2);
         u[a..b].fill(yuv[1]);
         v[a..b].fill(yuv[2]);
     }
@@ -158,17 +128,9 @@ pub fn fill(canvas: &mut VideoFrame, rect: Rect, yuv: [u8; 3]) {
 
 /// A stable colour per name (Y, U, V), mid-dark so white initials would read on it.
 pub fn card_colour(name: &str) -> [u8; 3] {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    let hues: [[u8; 3]; 6] = [
-        [82, 150, 96],
-        [76, 168, 120],
-        [90, 110, 160],
-        [70, 160, 150],
-        [95, 100, 120],
-        [80, 130, 170],
-    ];
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let hues: [[u8; 3]; 6] =
+        [[82, 150, 96], [76, 168, 120], [90, 110, 160], [70, 160, 150], [95, 100, 120], [80, 130, 170]];
     hues[(hash % hues.len() as u64) as usize]
 }
 
@@ -178,10 +140,7 @@ pub fn draw_name_card(canvas: &mut VideoFrame, tile: Rect, name: &str) {
     fill(canvas, tile, colour);
     let t = clip(tile.even(), canvas.width(), canvas.height());
     let radius = (t.width.min(t.height) / 5).max(1) as i64;
-    let (cx, cy) = (
-        t.x as i64 + t.width as i64 / 2,
-        t.y as i64 + t.height as i64 / 2,
-    );
+    let (cx, cy) = (t.x as i64 + t.width as i64 / 2, t.y as i64 + t.height as i64 / 2);
     let cw = canvas.width() as i64;
     let (y, _, _) = canvas.planes_mut();
     let disc = colour[0].saturating_add(80);
@@ -239,13 +198,7 @@ mod tests {
             }
         }
         let mut canvas = VideoFrame::filled(64, 16, [0, 128, 128]);
-        draw_scaled(
-            &mut canvas,
-            &src,
-            Rect::new(0, 0, 64, 16),
-            Fit::Cover,
-            [0, 128, 128],
-        );
+        draw_scaled(&mut canvas, &src, Rect::new(0, 0, 64, 16), Fit::Cover, [0, 128, 128]);
         let row = &canvas.planes().0[..64];
         assert!(row.windows(2).all(|w| w[1] >= w[0]), "{row:?}");
         assert!(row[0] < 8 && row[63] > 247, "{row:?}");

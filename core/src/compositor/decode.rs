@@ -55,11 +55,7 @@ impl VideoDecoder {
             ..Default::default()
         });
         let decoder = ctx.decoder().open_as(found)?.video()?;
-        Ok(VideoDecoder {
-            decoder,
-            scaler: None,
-            decoded: frame::Video::empty(),
-        })
+        Ok(VideoDecoder { decoder, scaler: None, decoded: frame::Video::empty() })
     }
 
     /// Feeds one whole encoded frame; returns the pictures it produced (usually one).
@@ -74,34 +70,18 @@ impl VideoDecoder {
 
     fn to_i420(&mut self) -> Result<VideoFrame, DecodeError> {
         let (w, h) = (self.decoded.width() & !1, self.decoded.height() & !1);
-        let src = if matches!(
-            self.decoded.format(),
-            format::Pixel::YUV420P | format::Pixel::YUVJ420P
-        ) {
+        let src = if matches!(self.decoded.format(), format::Pixel::YUV420P | format::Pixel::YUVJ420P) {
             &self.decoded
         } else {
             let fmt = self.decoded.format();
-            let stale =
-                !matches!(&self.scaler, Some((_, f, sw, sh)) if *f == fmt && *sw == w && *sh == h);
+            let stale = !matches!(&self.scaler, Some((_, f, sw, sh)) if *f == fmt && *sw == w && *sh == h);
             if stale {
-                let ctx = scaling::Context::get(
-                    fmt,
-                    w,
-                    h,
-                    format::Pixel::YUV420P,
-                    w,
-                    h,
-                    scaling::Flags::BILINEAR,
-                )?;
+                let ctx = scaling::Context::get(fmt, w, h, format::Pixel::YUV420P, w, h, scaling::Flags::BILINEAR)?;
                 self.scaler = Some((ctx, fmt, w, h));
             }
             let mut converted = frame::Video::empty();
             // unwrap: the scaler was created just above when missing.
-            self.scaler
-                .as_mut()
-                .unwrap()
-                .0
-                .run(&self.decoded, &mut converted)?;
+            self.scaler.as_mut().unwrap().0.run(&self.decoded, &mut converted)?;
             self.decoded = converted;
             &self.decoded
         };
@@ -113,8 +93,7 @@ impl VideoDecoder {
             let stride = src.stride(plane);
             let data = src.data(plane);
             for row in 0..ph {
-                dst[row * pw..(row + 1) * pw]
-                    .copy_from_slice(&data[row * stride..row * stride + pw]);
+                dst[row * pw..(row + 1) * pw].copy_from_slice(&data[row * stride..row * stride + pw]);
             }
         }
         Ok(out)
@@ -130,16 +109,9 @@ pub struct AudioDecoder {
 impl AudioDecoder {
     pub fn opus() -> Result<AudioDecoder, DecodeError> {
         crate::egress::init_ffmpeg();
-        let found =
-            decoder::find(codec::Id::OPUS).ok_or(DecodeError::Unsupported(codec::Id::OPUS))?;
-        let decoder = codec::context::Context::new_with_codec(found)
-            .decoder()
-            .open_as(found)?
-            .audio()?;
-        Ok(AudioDecoder {
-            decoder,
-            decoded: frame::Audio::empty(),
-        })
+        let found = decoder::find(codec::Id::OPUS).ok_or(DecodeError::Unsupported(codec::Id::OPUS))?;
+        let decoder = codec::context::Context::new_with_codec(found).decoder().open_as(found)?.audio()?;
+        Ok(AudioDecoder { decoder, decoded: frame::Audio::empty() })
     }
 
     /// Feeds one packet; returns its samples (interleaved stereo; mono is duplicated).
@@ -154,12 +126,8 @@ impl AudioDecoder {
                 let ch = ch.min(channels - 1);
                 match f.format() {
                     format::Sample::F32(format::sample::Type::Planar) => f.plane::<f32>(ch)[i],
-                    format::Sample::F32(format::sample::Type::Packed) => {
-                        bytemuck_f32(f.data(0), i * channels + ch)
-                    }
-                    format::Sample::I16(format::sample::Type::Planar) => {
-                        f.plane::<i16>(ch)[i] as f32 / 32768.0
-                    }
+                    format::Sample::F32(format::sample::Type::Packed) => bytemuck_f32(f.data(0), i * channels + ch),
+                    format::Sample::I16(format::sample::Type::Planar) => f.plane::<i16>(ch)[i] as f32 / 32768.0,
                     format::Sample::I16(format::sample::Type::Packed) => {
                         bytemuck_i16(f.data(0), i * channels + ch) as f32 / 32768.0
                     }
@@ -177,13 +145,11 @@ impl AudioDecoder {
 }
 
 fn bytemuck_f32(data: &[u8], index: usize) -> f32 {
-    data.get(index * 4..index * 4 + 4)
-        .map_or(0.0, |b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    data.get(index * 4..index * 4 + 4).map_or(0.0, |b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn bytemuck_i16(data: &[u8], index: usize) -> i16 {
-    data.get(index * 2..index * 2 + 2)
-        .map_or(0, |b| i16::from_ne_bytes([b[0], b[1]]))
+    data.get(index * 2..index * 2 + 2).map_or(0, |b| i16::from_ne_bytes([b[0], b[1]]))
 }
 
 #[cfg(test)]
@@ -196,10 +162,7 @@ mod tests {
     fn vp8_round_trip_keeps_colour() {
         crate::egress::init_ffmpeg();
         let vp8 = encoder::find_by_name("libvpx").expect("libvpx in Debian's FFmpeg");
-        let mut enc = codec::context::Context::new_with_codec(vp8)
-            .encoder()
-            .video()
-            .unwrap();
+        let mut enc = codec::context::Context::new_with_codec(vp8).encoder().video().unwrap();
         enc.set_width(64);
         enc.set_height(48);
         enc.set_format(format::Pixel::YUV420P);
@@ -226,11 +189,7 @@ mod tests {
         let f = decoded.last().unwrap();
         assert_eq!((f.width(), f.height()), (64, 48));
         let (y, u, v) = f.planes();
-        assert!(
-            (y[100] as i32 - 150).abs() <= 3
-                && (u[10] as i32 - 90).abs() <= 3
-                && (v[10] as i32 - 170).abs() <= 3
-        );
+        assert!((y[100] as i32 - 150).abs() <= 3 && (u[10] as i32 - 90).abs() <= 3 && (v[10] as i32 - 170).abs() <= 3);
     }
 
     #[test]

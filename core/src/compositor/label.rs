@@ -21,9 +21,7 @@ fn font() -> &'static fontdue::Font {
 
 /// Text width in pixels at `px`.
 fn measure(text: &str, px: f32) -> f32 {
-    text.chars()
-        .map(|c| font().metrics(c, px).advance_width)
-        .sum()
+    text.chars().map(|c| font().metrics(c, px).advance_width).sum()
 }
 
 /// `text`, shortened with "…" to fit `max_width`.
@@ -82,23 +80,13 @@ pub(crate) fn tile_label(name: &str, tile: Rect) -> Option<PreparedOverlay> {
     let px = label_px(tile)?;
     let margin = (px / 2.0) as u32;
     let padding = (px / 3.0) as u32;
-    let text = fit_text(
-        name,
-        px,
-        tile.width.saturating_sub(2 * margin + 2 * padding) as f32,
-    );
+    let text = fit_text(name, px, tile.width.saturating_sub(2 * margin + 2 * padding) as f32);
     let (full_w, full_h, rgba) = render(&text, px, padding, [0, 0, 0, 150]);
     let (w, h) = (full_w.min(tile.width), full_h.min(tile.height));
     let rgba = crop(&rgba, w, h, full_w);
     let x = tile.x + margin as i32;
     let y = tile.y + tile.height as i32 - margin as i32 - h as i32;
-    PreparedOverlay::new(&OverlayLayer {
-        id: format!("label:{name}"),
-        rect: Rect::new(x, y, w, h),
-        rgba,
-        z: 0,
-    })
-    .ok()
+    PreparedOverlay::new(&OverlayLayer { id: format!("label:{name}"), rect: Rect::new(x, y, w, h), rgba, z: 0 }).ok()
 }
 
 /// The name under the avatar disc of a name card.
@@ -110,15 +98,8 @@ pub(crate) fn card_name(name: &str, tile: Rect) -> Option<PreparedOverlay> {
     let rgba = crop(&rgba, w, h, full_w);
     let radius = (tile.width.min(tile.height) / 5) as i32;
     let x = tile.x + (tile.width as i32 - w as i32) / 2;
-    let y = (tile.y + tile.height as i32 / 2 + radius + (px / 2.0) as i32)
-        .min(tile.y + tile.height as i32 - h as i32);
-    PreparedOverlay::new(&OverlayLayer {
-        id: format!("card:{name}"),
-        rect: Rect::new(x, y, w, h),
-        rgba,
-        z: 0,
-    })
-    .ok()
+    let y = (tile.y + tile.height as i32 / 2 + radius + (px / 2.0) as i32).min(tile.y + tile.height as i32 - h as i32);
+    PreparedOverlay::new(&OverlayLayer { id: format!("card:{name}"), rect: Rect::new(x, y, w, h), rgba, z: 0 }).ok()
 }
 
 /// The top-left `w`×`h` of an RGBA buffer whose rows are `full_w` wide.
@@ -127,9 +108,7 @@ fn crop(rgba: &[u8], w: u32, h: u32, full_w: u32) -> Vec<u8> {
         return rgba[..(w * h * 4) as usize].to_vec();
     }
     (0..h as usize)
-        .flat_map(|row| {
-            rgba[row * full_w as usize * 4..(row * full_w as usize + w as usize) * 4].to_vec()
-        })
+        .flat_map(|row| rgba[row * full_w as usize * 4..(row * full_w as usize + w as usize) * 4].to_vec())
         .collect()
 }
 

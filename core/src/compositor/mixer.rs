@@ -29,15 +29,11 @@ impl AudioTrack {
     /// back in time restarts the buffer.
     pub fn push(&mut self, at: i64, interleaved: &[f32]) {
         let end = self.start + self.buffer.len() as i64;
-        if self.buffer.is_empty()
-            || at < end - (SAMPLE_RATE as i64 / 100)
-            || at > end + SAMPLE_RATE as i64
-        {
+        if self.buffer.is_empty() || at < end - (SAMPLE_RATE as i64 / 100) || at > end + SAMPLE_RATE as i64 {
             self.buffer.clear();
             self.start = at;
         } else if at > end {
-            self.buffer
-                .extend(std::iter::repeat_n([0.0, 0.0], (at - end) as usize));
+            self.buffer.extend(std::iter::repeat_n([0.0, 0.0], (at - end) as usize));
         } else if at < end {
             // Small overlap (timestamp rounding): drop the overlapping part of the new chunk.
             let skip = ((end - at) as usize * 2).min(interleaved.len());
@@ -68,23 +64,14 @@ impl AudioTrack {
         if error.abs() > JUMP_SAMPLES {
             read = wanted;
         }
-        let correction =
-            (error / SAMPLE_RATE as f64 * GAIN_PER_SECOND).clamp(-MAX_CORRECTION, MAX_CORRECTION);
-        let step = 1.0
-            + if error.abs() > JUMP_SAMPLES {
-                0.0
-            } else {
-                correction
-            };
+        let correction = (error / SAMPLE_RATE as f64 * GAIN_PER_SECOND).clamp(-MAX_CORRECTION, MAX_CORRECTION);
+        let step = 1.0 + if error.abs() > JUMP_SAMPLES { 0.0 } else { correction };
         for i in 0..frames {
             let pos = read - self.start as f64;
             if pos >= 0.0 {
                 let i0 = pos.floor() as usize;
                 let frac = (pos - i0 as f64) as f32;
-                if let (Some(a), Some(b)) = (
-                    self.buffer.get(i0),
-                    self.buffer.get(i0 + 1).or(self.buffer.get(i0)),
-                ) {
+                if let (Some(a), Some(b)) = (self.buffer.get(i0), self.buffer.get(i0 + 1).or(self.buffer.get(i0))) {
                     out[2 * i] += gain * (a[0] + (b[0] - a[0]) * frac);
                     out[2 * i + 1] += gain * (a[1] + (b[1] - a[1]) * frac);
                 }
@@ -93,8 +80,7 @@ impl AudioTrack {
         }
         self.read = Some(read);
         // Samples behind the read position (with one for interpolation) are done.
-        let done =
-            (read.floor() as i64 - 1 - self.start).clamp(0, self.buffer.len() as i64) as usize;
+        let done = (read.floor() as i64 - 1 - self.start).clamp(0, self.buffer.len() as i64) as usize;
         self.buffer.drain(..done);
         self.start += done as i64;
     }
@@ -112,9 +98,7 @@ mod tests {
     #[test]
     fn plays_what_was_pushed_at_the_wanted_position() {
         let mut t = AudioTrack::default();
-        let ramp: Vec<f32> = (0..4800)
-            .flat_map(|i| [i as f32 / 4800.0, -(i as f32) / 4800.0])
-            .collect();
+        let ramp: Vec<f32> = (0..4800).flat_map(|i| [i as f32 / 4800.0, -(i as f32) / 4800.0]).collect();
         t.push(1000, &ramp);
         let mut out = vec![0.0; 960];
         t.mix_into(&mut out, 1100.0, 1.0);

@@ -143,13 +143,9 @@ impl Compositor {
     /// Sets who is on stage. New members start with gain 1; members who left are forgotten, and tiles
     /// naming them are dropped.
     pub fn set_stage(&mut self, members: &[StageMember]) {
-        self.sources
-            .retain(|id, _| members.iter().any(|m| &m.id == id));
+        self.sources.retain(|id, _| members.iter().any(|m| &m.id == id));
         for m in members {
-            let s = self.sources.entry(m.id.clone()).or_insert_with(|| Source {
-                gain: 1.0,
-                ..Default::default()
-            });
+            let s = self.sources.entry(m.id.clone()).or_insert_with(|| Source { gain: 1.0, ..Default::default() });
             s.name = m.name.clone();
         }
         let sources = &self.sources;
@@ -159,9 +155,7 @@ impl Compositor {
     /// Replaces the tiles. Invalid placements are refused and the previous ones stay (a failing layout
     /// keeps the last good one).
     pub fn set_placements(&mut self, mut placements: Vec<Placement>) -> Result<(), PlacementError> {
-        placement::validate(&placements, self.config.width, self.config.height, |s| {
-            self.sources.contains_key(s)
-        })?;
+        placement::validate(&placements, self.config.width, self.config.height, |s| self.sources.contains_key(s))?;
         placements.sort_by_key(|p| p.z);
         self.placements = placements;
         self.labels.clear();
@@ -171,10 +165,7 @@ impl Compositor {
     /// Replaces the overlay layers (call when an overlay plugin re-rendered; they are converted here once,
     /// not per frame). A malformed layer refuses the whole set and the previous layers stay.
     pub fn set_overlays(&mut self, layers: &[OverlayLayer]) -> Result<(), OverlayError> {
-        let mut prepared = layers
-            .iter()
-            .map(overlay::PreparedOverlay::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut prepared = layers.iter().map(overlay::PreparedOverlay::new).collect::<Result<Vec<_>, _>>()?;
         prepared.sort_by_key(overlay::PreparedOverlay::z);
         self.overlays = prepared;
         Ok(())
@@ -187,11 +178,7 @@ impl Compositor {
     /// Per-source volume (0 = silent, 1 = as received); non-finite or negative values count as 0.
     pub fn set_gain(&mut self, source: &str, gain: f32) {
         if let Some(s) = self.sources.get_mut(source) {
-            s.gain = if gain.is_finite() {
-                gain.clamp(0.0, 4.0)
-            } else {
-                0.0
-            };
+            s.gain = if gain.is_finite() { gain.clamp(0.0, 4.0) } else { 0.0 };
         }
     }
 
@@ -204,13 +191,7 @@ impl Compositor {
 
     /// A decoded frame of `source`, stamped `source_time` on the source's clock, that arrived at program
     /// time `arrival`. Frames of sources not on stage are ignored.
-    pub fn push_video(
-        &mut self,
-        source: &str,
-        frame: VideoFrame,
-        source_time: Duration,
-        arrival: Duration,
-    ) {
+    pub fn push_video(&mut self, source: &str, frame: VideoFrame, source_time: Duration, arrival: Duration) {
         let Some(s) = self.sources.get_mut(source) else {
             return;
         };
@@ -227,13 +208,7 @@ impl Compositor {
     }
 
     /// Decoded audio of `source` (interleaved stereo f32, 48 kHz) whose first sample is at `source_time`.
-    pub fn push_audio(
-        &mut self,
-        source: &str,
-        interleaved: &[f32],
-        source_time: Duration,
-        arrival: Duration,
-    ) {
+    pub fn push_audio(&mut self, source: &str, interleaved: &[f32], source_time: Duration, arrival: Duration) {
         let Some(s) = self.sources.get_mut(source) else {
             return;
         };
@@ -244,13 +219,11 @@ impl Compositor {
     /// What `source`'s tile shows at program time `now`.
     pub fn tile_view(&self, source: &str, now: Duration) -> TileView {
         match self.sources.get(source) {
-            Some(s) if s.current.is_some() => {
-                match s.last_video_arrival.map(|t| now.saturating_sub(t)) {
-                    Some(age) if age < HELD_AFTER => TileView::Video,
-                    Some(age) if age < self.config.stall_after => TileView::LastFrame,
-                    _ => TileView::NameCard,
-                }
-            }
+            Some(s) if s.current.is_some() => match s.last_video_arrival.map(|t| now.saturating_sub(t)) {
+                Some(age) if age < HELD_AFTER => TileView::Video,
+                Some(age) if age < self.config.stall_after => TileView::LastFrame,
+                _ => TileView::NameCard,
+            },
             _ => TileView::NameCard,
         }
     }
@@ -272,11 +245,7 @@ impl Compositor {
                 }
             }
         }
-        blit::fill(
-            &mut self.canvas,
-            Rect::new(0, 0, self.config.width, self.config.height),
-            self.config.background,
-        );
+        blit::fill(&mut self.canvas, Rect::new(0, 0, self.config.width, self.config.height), self.config.background);
         for i in 0..self.placements.len() {
             let p = &self.placements[i];
             let view = self.tile_view(&p.source, now);
@@ -297,16 +266,9 @@ impl Compositor {
                 if self.labels.len() > 256 {
                     self.labels.clear();
                 }
-                let label = self
-                    .labels
-                    .entry((s.name.clone(), p.rect, card))
-                    .or_insert_with(|| {
-                        if card {
-                            label::card_name(&s.name, p.rect)
-                        } else {
-                            label::tile_label(&s.name, p.rect)
-                        }
-                    });
+                let label = self.labels.entry((s.name.clone(), p.rect, card)).or_insert_with(|| {
+                    if card { label::card_name(&s.name, p.rect) } else { label::tile_label(&s.name, p.rect) }
+                });
                 if let Some(label) = label {
                     label.blend(&mut self.canvas);
                 }
@@ -334,8 +296,7 @@ impl Compositor {
                 continue;
             };
             // Source sample that belongs at program sample `mixed_until`.
-            let wanted =
-                (self.mixed_until - delay) as f64 - offset_us as f64 * SAMPLE_RATE as f64 / 1e6;
+            let wanted = (self.mixed_until - delay) as f64 - offset_us as f64 * SAMPLE_RATE as f64 / 1e6;
             scratch.fill(0.0);
             s.audio.mix_into(&mut scratch, wanted, 1.0);
             if !s.muted {
@@ -357,32 +318,13 @@ mod tests {
     use super::*;
 
     fn stage() -> Vec<StageMember> {
-        vec![
-            StageMember {
-                id: "a".into(),
-                name: "Ada".into(),
-            },
-            StageMember {
-                id: "b".into(),
-                name: "Bo".into(),
-            },
-        ]
+        vec![StageMember { id: "a".into(), name: "Ada".into() }, StageMember { id: "b".into(), name: "Bo".into() }]
     }
 
     fn two_tiles() -> Vec<Placement> {
         vec![
-            Placement {
-                source: "a".into(),
-                rect: Rect::new(0, 0, 160, 180),
-                z: 0,
-                fit: Fit::Cover,
-            },
-            Placement {
-                source: "b".into(),
-                rect: Rect::new(160, 0, 160, 180),
-                z: 0,
-                fit: Fit::Cover,
-            },
+            Placement { source: "a".into(), rect: Rect::new(0, 0, 160, 180), z: 0, fit: Fit::Cover },
+            Placement { source: "b".into(), rect: Rect::new(160, 0, 160, 180), z: 0, fit: Fit::Cover },
         ]
     }
 
@@ -391,12 +333,7 @@ mod tests {
     }
 
     fn config() -> CompositorConfig {
-        CompositorConfig {
-            width: 320,
-            height: 180,
-            playout_delay: Duration::from_millis(50),
-            ..Default::default()
-        }
+        CompositorConfig { width: 320, height: 180, playout_delay: Duration::from_millis(50), ..Default::default() }
     }
 
     #[test]
@@ -405,18 +342,8 @@ mod tests {
         c.set_stage(&stage());
         c.set_placements(two_tiles()).unwrap();
         let ms = Duration::from_millis;
-        c.push_video(
-            "a",
-            VideoFrame::filled(64, 36, [200, 128, 128]),
-            ms(0),
-            ms(0),
-        );
-        c.push_video(
-            "b",
-            VideoFrame::filled(64, 36, [60, 128, 128]),
-            ms(0),
-            ms(0),
-        );
+        c.push_video("a", VideoFrame::filled(64, 36, [200, 128, 128]), ms(0), ms(0));
+        c.push_video("b", VideoFrame::filled(64, 36, [60, 128, 128]), ms(0), ms(0));
         let f = c.compose(ms(100));
         assert_eq!(y_at(f, 80, 90), 200);
         assert_eq!(y_at(f, 240, 90), 60);
@@ -428,12 +355,7 @@ mod tests {
         c.set_stage(&stage());
         c.set_placements(two_tiles()).unwrap();
         let ms = Duration::from_millis;
-        c.push_video(
-            "a",
-            VideoFrame::filled(64, 36, [200, 128, 128]),
-            ms(1000),
-            ms(0),
-        );
+        c.push_video("a", VideoFrame::filled(64, 36, [200, 128, 128]), ms(1000), ms(0));
         // Mapped to program 0, shown from 50 ms (delay) - half a tick.
         assert_ne!(y_at(c.compose(ms(0)), 80, 90), 200);
         assert_eq!(y_at(c.compose(ms(40)), 80, 90), 200);
@@ -445,12 +367,7 @@ mod tests {
         c.set_stage(&stage());
         c.set_placements(two_tiles()).unwrap();
         let ms = Duration::from_millis;
-        c.push_video(
-            "a",
-            VideoFrame::filled(64, 36, [200, 128, 128]),
-            ms(0),
-            ms(0),
-        );
+        c.push_video("a", VideoFrame::filled(64, 36, [200, 128, 128]), ms(0), ms(0));
         assert_eq!(y_at(c.compose(ms(100)), 80, 90 + 60), 200);
         assert_eq!(c.tile_view("a", ms(1000)), TileView::LastFrame);
         assert_eq!(y_at(c.compose(ms(1000)), 80, 150), 200);
@@ -467,20 +384,11 @@ mod tests {
         let mut c = Compositor::new(config());
         c.set_stage(&stage());
         c.set_placements(two_tiles()).unwrap();
-        let bad = vec![Placement {
-            source: "a".into(),
-            rect: Rect::new(300, 0, 100, 100),
-            z: 0,
-            fit: Fit::Cover,
-        }];
+        let bad = vec![Placement { source: "a".into(), rect: Rect::new(300, 0, 100, 100), z: 0, fit: Fit::Cover }];
         assert!(c.set_placements(bad).is_err());
         assert_eq!(c.placements().len(), 2);
         c.set_stage(&stage()[..1]);
-        assert_eq!(
-            c.placements().len(),
-            1,
-            "tiles of people who left the stage go"
-        );
+        assert_eq!(c.placements().len(), 1, "tiles of people who left the stage go");
     }
 
     #[test]

@@ -94,11 +94,7 @@ impl PreparedOverlay {
                     last = col + 1;
                 }
             }
-            p.spans.push(if first == usize::MAX {
-                (0, 0)
-            } else {
-                (first, last)
-            });
+            p.spans.push(if first == usize::MAX { (0, 0) } else { (first, last) });
         }
         let cw = ew / 2;
         for cy in 0..eh / 2 {
@@ -155,10 +151,7 @@ impl PreparedOverlay {
         let (ccw, cch, ocw) = ((cw + 1) / 2, (chh + 1) / 2, ow / 2);
         for row in 0..oh / 2 {
             let cy = oy / 2 + row;
-            let (a, b) = (
-                self.spans[(row * 2) as usize],
-                self.spans[(row * 2 + 1) as usize],
-            );
+            let (a, b) = (self.spans[(row * 2) as usize], self.spans[(row * 2 + 1) as usize]);
             let (first, last) = (a.0.min(b.0) / 2, a.1.max(b.1).div_ceil(2));
             if cy < 0 || cy >= cch || first >= last {
                 continue;
@@ -187,19 +180,10 @@ mod tests {
         let mut rgba = Vec::new();
         for _ in 0..4 {
             for col in 0..8 {
-                rgba.extend_from_slice(if col < 4 {
-                    &[255, 255, 255, 255]
-                } else {
-                    &[255, 0, 0, 0]
-                });
+                rgba.extend_from_slice(if col < 4 { &[255, 255, 255, 255] } else { &[255, 0, 0, 0] });
             }
         }
-        let layer = OverlayLayer {
-            id: "t".into(),
-            rect: Rect::new(2, 2, 8, 4),
-            rgba,
-            z: 0,
-        };
+        let layer = OverlayLayer { id: "t".into(), rect: Rect::new(2, 2, 8, 4), rgba, z: 0 };
         let p = PreparedOverlay::new(&layer).unwrap();
         let mut canvas = VideoFrame::filled(16, 8, [50, 128, 128]);
         p.blend(&mut canvas);
@@ -212,36 +196,20 @@ mod tests {
 
     #[test]
     fn half_alpha_mixes_halfway_and_clips_at_the_edge() {
-        let layer = OverlayLayer {
-            id: "h".into(),
-            rect: Rect::new(12, 6, 8, 4),
-            rgba: [0, 0, 0, 128].repeat(32),
-            z: 0,
-        };
+        let layer =
+            OverlayLayer { id: "h".into(), rect: Rect::new(12, 6, 8, 4), rgba: [0, 0, 0, 128].repeat(32), z: 0 };
         let p = PreparedOverlay::new(&layer).unwrap();
         let mut canvas = VideoFrame::filled(16, 8, [200, 128, 128]);
         p.blend(&mut canvas);
         let y = canvas.planes().0;
         // Black is Y=16: 200 * 127/255 + 16 * 128/255 ≈ 108.
-        assert!(
-            (y[7 * 16 + 13] as i32 - 108).abs() <= 1,
-            "{}",
-            y[7 * 16 + 13]
-        );
+        assert!((y[7 * 16 + 13] as i32 - 108).abs() <= 1, "{}", y[7 * 16 + 13]);
         assert_eq!(y[5 * 16 + 13], 200);
     }
 
     #[test]
     fn wrong_buffer_size_is_refused() {
-        let layer = OverlayLayer {
-            id: "x".into(),
-            rect: Rect::new(0, 0, 4, 4),
-            rgba: vec![0; 10],
-            z: 0,
-        };
-        assert!(matches!(
-            PreparedOverlay::new(&layer),
-            Err(OverlayError::SizeMismatch { .. })
-        ));
+        let layer = OverlayLayer { id: "x".into(), rect: Rect::new(0, 0, 4, 4), rgba: vec![0; 10], z: 0 };
+        assert!(matches!(PreparedOverlay::new(&layer), Err(OverlayError::SizeMismatch { .. })));
     }
 }

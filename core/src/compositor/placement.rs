@@ -11,12 +11,7 @@ pub struct Rect {
 
 impl Rect {
     pub fn new(x: i32, y: i32, width: u32, height: u32) -> Rect {
-        Rect {
-            x,
-            y,
-            width,
-            height,
-        }
+        Rect { x, y, width, height }
     }
 
     /// The same rectangle snapped to even coordinates and sizes (4:2:0 chroma covers 2×2 pixels).
@@ -25,19 +20,11 @@ impl Rect {
         let y0 = self.y & !1;
         let x1 = (self.x + self.width as i32 + 1) & !1;
         let y1 = (self.y + self.height as i32 + 1) & !1;
-        Rect {
-            x: x0,
-            y: y0,
-            width: (x1 - x0).max(0) as u32,
-            height: (y1 - y0).max(0) as u32,
-        }
+        Rect { x: x0, y: y0, width: (x1 - x0).max(0) as u32, height: (y1 - y0).max(0) as u32 }
     }
 
     pub fn contains(&self, px: i32, py: i32) -> bool {
-        px >= self.x
-            && py >= self.y
-            && px < self.x + self.width as i32
-            && py < self.y + self.height as i32
+        px >= self.x && py >= self.y && px < self.x + self.width as i32 && py < self.y + self.height as i32
     }
 }
 
@@ -115,12 +102,7 @@ pub fn validate(
             && (r.x as i64 + r.width as i64) <= width as i64
             && (r.y as i64 + r.height as i64) <= height as i64;
         if !inside {
-            return Err(PlacementError::OutsideCanvas {
-                source_id: p.source.clone(),
-                rect: r,
-                width,
-                height,
-            });
+            return Err(PlacementError::OutsideCanvas { source_id: p.source.clone(), rect: r, width, height });
         }
         if !is_known(&p.source) {
             return Err(PlacementError::UnknownSource(p.source.clone()));
@@ -134,12 +116,7 @@ mod tests {
     use super::*;
 
     fn tile(source: &str, rect: Rect) -> Placement {
-        Placement {
-            source: source.into(),
-            rect,
-            z: 0,
-            fit: Fit::Cover,
-        }
+        Placement { source: source.into(), rect, z: 0, fit: Fit::Cover }
     }
 
     #[test]

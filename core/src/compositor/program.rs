@@ -14,13 +14,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::decode::{AudioDecoder, VideoCodec, VideoDecoder};
-use super::{
-    Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError,
-    StageMember, blit,
-};
-use crate::egress::{
-    Egress, EgressConfig, EgressError, EgressReport, EncoderSettings, StatusSink, VideoFrame,
-};
+use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember, blit};
+use crate::egress::{Egress, EgressConfig, EgressError, EgressReport, EncoderSettings, StatusSink, VideoFrame};
 
 /// One encoded unit from the router (str0m `MediaData`, already depacketized).
 #[derive(Clone, Debug)]
@@ -32,18 +27,8 @@ pub enum EncodedMedia {
 }
 
 enum Command {
-    Video {
-        source: String,
-        frame: VideoFrame,
-        source_time: Duration,
-        arrival: Duration,
-    },
-    Audio {
-        source: String,
-        samples: Vec<f32>,
-        source_time: Duration,
-        arrival: Duration,
-    },
+    Video { source: String, frame: VideoFrame, source_time: Duration, arrival: Duration },
+    Audio { source: String, samples: Vec<f32>, source_time: Duration, arrival: Duration },
     Stage(Vec<StageMember>),
     Placements(Vec<Placement>, mpsc::Sender<Result<(), PlacementError>>),
     Overlays(Vec<OverlayLayer>, mpsc::Sender<Result<(), OverlayError>>),
@@ -129,10 +114,8 @@ impl Program {
         let epoch = Instant::now();
         let preview = Arc::new(Mutex::new(None));
         let fps = fps.clamp(1, 120);
-        let core = Compositor::new(CompositorConfig {
-            frame_duration: Duration::from_secs_f64(1.0 / fps as f64),
-            ..config
-        });
+        let core =
+            Compositor::new(CompositorConfig { frame_duration: Duration::from_secs_f64(1.0 / fps as f64), ..config });
         let counters = Arc::new(Counters::default());
         let tick = Ticker {
             core,
@@ -144,9 +127,7 @@ impl Program {
             preview: Arc::clone(&preview),
             counters: Arc::clone(&counters),
         };
-        let thread = std::thread::Builder::new()
-            .name("program".into())
-            .spawn(move || tick.run())?;
+        let thread = std::thread::Builder::new().name("program".into()).spawn(move || tick.run())?;
         Ok(Program {
             commands,
             thread: Some(thread),
@@ -179,11 +160,7 @@ impl Program {
     /// Applies new placements at the next tick; an invalid set is refused and the last good one stays.
     pub fn set_placements(&self, placements: Vec<Placement>) -> Result<(), PlacementError> {
         let (tx, rx) = mpsc::channel();
-        if self
-            .commands
-            .send(Command::Placements(placements, tx))
-            .is_err()
-        {
+        if self.commands.send(Command::Placements(placements, tx)).is_err() {
             return Ok(());
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or(Ok(()))
@@ -209,23 +186,13 @@ impl Program {
     /// A decoded frame (e.g. from a test source), stamped on the source's clock.
     pub fn push_frame(&self, source: &str, frame: VideoFrame, source_time: Duration) {
         let arrival = self.now();
-        let _ = self.commands.send(Command::Video {
-            source: source.to_owned(),
-            frame,
-            source_time,
-            arrival,
-        });
+        let _ = self.commands.send(Command::Video { source: source.to_owned(), frame, source_time, arrival });
     }
 
     /// Decoded audio (interleaved stereo f32, 48 kHz), stamped on the source's clock.
     pub fn push_samples(&self, source: &str, samples: Vec<f32>, source_time: Duration) {
         let arrival = self.now();
-        let _ = self.commands.send(Command::Audio {
-            source: source.to_owned(),
-            samples,
-            source_time,
-            arrival,
-        });
+        let _ = self.commands.send(Command::Audio { source: source.to_owned(), samples, source_time, arrival });
     }
 
     /// Encoded media from the router; decoded on the track's own thread (started on first use).
@@ -234,13 +201,7 @@ impl Program {
         let mut decoders = self.decoders.lock();
         let key = (source.to_owned(), is_video);
         if !decoders.contains_key(&key) {
-            match spawn_decoder(
-                source,
-                &media,
-                self.commands.clone(),
-                self.epoch,
-                Arc::clone(&self.counters),
-            ) {
+            match spawn_decoder(source, &media, self.commands.clone(), self.epoch, Arc::clone(&self.counters)) {
                 Ok(tx) => {
                     decoders.insert(key.clone(), tx);
                 }
@@ -262,11 +223,7 @@ impl Program {
 
     /// Starts encoding and pushing: destinations + recording. The egress encodes at its own (possibly
     /// constrained) size; the canvas is scaled into it if they differ. Returns the settings used.
-    pub fn go_live(
-        &self,
-        config: EgressConfig,
-        sink: StatusSink,
-    ) -> Result<EncoderSettings, EgressError> {
+    pub fn go_live(&self, config: EgressConfig, sink: StatusSink) -> Result<EncoderSettings, EgressError> {
         let egress = Egress::start(config, sink)?;
         let settings = egress.settings().clone();
         let _ = self.commands.send(Command::GoLive(Box::new(egress)));
@@ -309,64 +266,52 @@ fn spawn_decoder(
         EncodedMedia::Video { codec, .. } => Some(*codec),
         EncodedMedia::Opus { .. } => None,
     };
-    std::thread::Builder::new()
-        .name(format!("decode-{source}"))
-        .spawn(move || {
-            let mut video = None;
-            let mut audio = None;
-            let result = match video_codec {
-                Some(c) => VideoDecoder::new(c).map(|d| video = Some(d)),
-                None => AudioDecoder::opus().map(|d| audio = Some(d)),
-            };
-            if let Err(e) = result {
-                tracing::warn!(%source, error = %e, "decoder failed to open");
-                return;
-            }
-            while let Ok((media, source_time)) = rx.recv() {
-                match (media, video.as_mut(), audio.as_mut()) {
-                    (EncodedMedia::Video { data, .. }, Some(d), _) => match {
-                        let t = Instant::now();
-                        let r = d.decode(&data);
-                        add_elapsed(&counters.decode_ns, t);
-                        counters.decoded_frames.fetch_add(1, Ordering::Relaxed);
-                        r
-                    } {
-                        Ok(frames) => {
-                            for frame in frames {
-                                let arrival = epoch.elapsed();
-                                let cmd = Command::Video {
-                                    source: source.clone(),
-                                    frame,
-                                    source_time,
-                                    arrival,
-                                };
-                                if commands.send(cmd).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(e) => tracing::debug!(%source, error = %e, "video decode error"),
-                    },
-                    (EncodedMedia::Opus { data }, _, Some(d)) => match d.decode(&data) {
-                        Ok(samples) if !samples.is_empty() => {
+    std::thread::Builder::new().name(format!("decode-{source}")).spawn(move || {
+        let mut video = None;
+        let mut audio = None;
+        let result = match video_codec {
+            Some(c) => VideoDecoder::new(c).map(|d| video = Some(d)),
+            None => AudioDecoder::opus().map(|d| audio = Some(d)),
+        };
+        if let Err(e) = result {
+            tracing::warn!(%source, error = %e, "decoder failed to open");
+            return;
+        }
+        while let Ok((media, source_time)) = rx.recv() {
+            match (media, video.as_mut(), audio.as_mut()) {
+                (EncodedMedia::Video { data, .. }, Some(d), _) => match {
+                    let t = Instant::now();
+                    let r = d.decode(&data);
+                    add_elapsed(&counters.decode_ns, t);
+                    counters.decoded_frames.fetch_add(1, Ordering::Relaxed);
+                    r
+                } {
+                    Ok(frames) => {
+                        for frame in frames {
                             let arrival = epoch.elapsed();
-                            let cmd = Command::Audio {
-                                source: source.clone(),
-                                samples,
-                                source_time,
-                                arrival,
-                            };
+                            let cmd = Command::Video { source: source.clone(), frame, source_time, arrival };
                             if commands.send(cmd).is_err() {
                                 return;
                             }
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!(%source, error = %e, "audio decode error"),
-                    },
-                    _ => {}
-                }
+                    }
+                    Err(e) => tracing::debug!(%source, error = %e, "video decode error"),
+                },
+                (EncodedMedia::Opus { data }, _, Some(d)) => match d.decode(&data) {
+                    Ok(samples) if !samples.is_empty() => {
+                        let arrival = epoch.elapsed();
+                        let cmd = Command::Audio { source: source.clone(), samples, source_time, arrival };
+                        if commands.send(cmd).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(%source, error = %e, "audio decode error"),
+                },
+                _ => {}
             }
-        })?;
+        }
+    })?;
     Ok(tx)
 }
 
@@ -385,20 +330,12 @@ struct Ticker {
 impl Ticker {
     fn apply(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Video {
-                source,
-                frame,
-                source_time,
-                arrival,
-            } => self.core.push_video(&source, frame, source_time, arrival),
-            Command::Audio {
-                source,
-                samples,
-                source_time,
-                arrival,
-            } => self
-                .core
-                .push_audio(&source, &samples, source_time, arrival),
+            Command::Video { source, frame, source_time, arrival } => {
+                self.core.push_video(&source, frame, source_time, arrival)
+            }
+            Command::Audio { source, samples, source_time, arrival } => {
+                self.core.push_audio(&source, &samples, source_time, arrival)
+            }
             Command::Stage(members) => self.core.set_stage(&members),
             Command::Placements(p, reply) => {
                 let _ = reply.send(self.core.set_placements(p));
@@ -454,9 +391,7 @@ impl Ticker {
             let now = self.epoch.elapsed();
             if now > due + tick {
                 let caught_up = (now.as_nanos() / tick.as_nanos()) as u64;
-                self.counters
-                    .skipped_ticks
-                    .fetch_add(caught_up.saturating_sub(n), Ordering::Relaxed);
+                self.counters.skipped_ticks.fetch_add(caught_up.saturating_sub(n), Ordering::Relaxed);
                 n = caught_up;
                 continue;
             }
@@ -475,18 +410,13 @@ impl Ticker {
                 let since = *self.live_since.get_or_insert(due);
                 let media = due - since;
                 let s = egress.settings();
-                if scaled
-                    .as_ref()
-                    .is_some_and(|f| (f.width(), f.height()) != (s.width, s.height))
-                {
+                if scaled.as_ref().is_some_and(|f| (f.width(), f.height()) != (s.width, s.height)) {
                     scaled = None;
                 }
                 let result = if (s.width, s.height) == (frame.width(), frame.height()) {
                     egress.push_video(frame, media)
                 } else {
-                    let out = scaled.get_or_insert_with(|| {
-                        VideoFrame::filled(s.width, s.height, [16, 128, 128])
-                    });
+                    let out = scaled.get_or_insert_with(|| VideoFrame::filled(s.width, s.height, [16, 128, 128]));
                     let whole = super::Rect::new(0, 0, s.width, s.height);
                     blit::draw_scaled(out, frame, whole, super::Fit::Contain, [16, 128, 128]);
                     egress.push_video(out, media)

@@ -92,12 +92,8 @@ impl EncoderSettings {
             if let Some(max) = c.max_fps {
                 s.fps = s.fps.min(max.max(1));
             }
-            let scale_w = c
-                .max_width
-                .map_or(1.0, |m| (m as f64 / s.width as f64).min(1.0));
-            let scale_h = c
-                .max_height
-                .map_or(1.0, |m| (m as f64 / s.height as f64).min(1.0));
+            let scale_w = c.max_width.map_or(1.0, |m| (m as f64 / s.width as f64).min(1.0));
+            let scale_h = c.max_height.map_or(1.0, |m| (m as f64 / s.height as f64).min(1.0));
             let scale = scale_w.min(scale_h);
             if scale < 1.0 {
                 s.width = ((s.width as f64 * scale) as u32 & !1).max(2);
@@ -149,21 +145,13 @@ impl VideoFrame {
         let mut data = vec![yuv[0]; w * h + 2 * cw * ch];
         data[w * h..w * h + cw * ch].fill(yuv[1]);
         data[w * h + cw * ch..].fill(yuv[2]);
-        VideoFrame {
-            width,
-            height,
-            data,
-        }
+        VideoFrame { width, height, data }
     }
 
     /// Wraps I420 bytes; `None` if the length does not match the size.
     pub fn from_i420(width: u32, height: u32, data: Vec<u8>) -> Option<VideoFrame> {
         let (w, h) = (width as usize, height as usize);
-        (data.len() == w * h + 2 * w.div_ceil(2) * h.div_ceil(2)).then_some(VideoFrame {
-            width,
-            height,
-            data,
-        })
+        (data.len() == w * h + 2 * w.div_ceil(2) * h.div_ceil(2)).then_some(VideoFrame { width, height, data })
     }
 
     pub fn width(&self) -> u32 {
@@ -241,13 +229,9 @@ impl Encoder {
     pub(crate) fn new(settings: &EncoderSettings) -> Result<Encoder, EgressError> {
         settings.validate()?;
         super::init_ffmpeg();
-        let x264 = encoder::find_by_name("libx264").ok_or_else(|| {
-            EgressError::Encoder("libx264 is not available in this FFmpeg".into())
-        })?;
-        let mut v = codec::context::Context::new_with_codec(x264)
-            .encoder()
-            .video()
-            .map_err(ff("x264"))?;
+        let x264 = encoder::find_by_name("libx264")
+            .ok_or_else(|| EgressError::Encoder("libx264 is not available in this FFmpeg".into()))?;
+        let mut v = codec::context::Context::new_with_codec(x264).encoder().video().map_err(ff("x264"))?;
         let video_time_base = Rational(1, settings.fps as i32);
         v.set_width(settings.width);
         v.set_height(settings.height);
@@ -275,13 +259,9 @@ impl Encoder {
         opts.set("x264-params", "scenecut=0:nal-hrd=cbr:force-cfr=1");
         let video = v.open_as_with(x264, opts).map_err(ff("open x264"))?;
 
-        let aac = encoder::find(codec::Id::AAC).ok_or_else(|| {
-            EgressError::Encoder("AAC encoder is not available in this FFmpeg".into())
-        })?;
-        let mut a = codec::context::Context::new_with_codec(aac)
-            .encoder()
-            .audio()
-            .map_err(ff("aac"))?;
+        let aac = encoder::find(codec::Id::AAC)
+            .ok_or_else(|| EgressError::Encoder("AAC encoder is not available in this FFmpeg".into()))?;
+        let mut a = codec::context::Context::new_with_codec(aac).encoder().audio().map_err(ff("aac"))?;
         let audio_time_base = Rational(1, SAMPLE_RATE as i32);
         a.set_rate(SAMPLE_RATE as i32);
         a.set_format(format::Sample::F32(format::sample::Type::Planar));
@@ -292,10 +272,7 @@ impl Encoder {
         a.set_flags(codec::Flags::GLOBAL_HEADER);
         let audio = a.open_as(aac).map_err(ff("open aac"))?;
         if audio.frame_size() as usize != AAC_FRAME {
-            return Err(EgressError::Encoder(format!(
-                "unexpected AAC frame size {}",
-                audio.frame_size()
-            )));
+            return Err(EgressError::Encoder(format!("unexpected AAC frame size {}", audio.frame_size())));
         }
         Ok(Encoder {
             video,
@@ -313,14 +290,8 @@ impl Encoder {
     /// Stream descriptions for muxers (codec parameters incl. extradata, packet time bases).
     pub(crate) fn streams(&self) -> Vec<StreamSpec> {
         vec![
-            StreamSpec {
-                params: Parameters::from(&self.video),
-                time_base: self.video_time_base,
-            },
-            StreamSpec {
-                params: Parameters::from(&self.audio),
-                time_base: self.audio_time_base,
-            },
+            StreamSpec { params: Parameters::from(&self.video), time_base: self.video_time_base },
+            StreamSpec { params: Parameters::from(&self.audio), time_base: self.audio_time_base },
         ]
     }
 
@@ -351,16 +322,11 @@ impl Encoder {
         // The encoder may still reference the buffer of the previous frame: copy-on-write if so.
         // SAFETY: the frame is a valid, allocated video frame owned by self.
         if unsafe { ffmpeg_next::ffi::av_frame_make_writable(self.video_frame.as_mut_ptr()) } < 0 {
-            return Err(EgressError::Encoder(
-                "out of memory for a video frame".into(),
-            ));
+            return Err(EgressError::Encoder("out of memory for a video frame".into()));
         }
         let (y, u, v) = picture.planes();
-        let widths = [
-            picture.width() as usize,
-            picture.width().div_ceil(2) as usize,
-            picture.width().div_ceil(2) as usize,
-        ];
+        let widths =
+            [picture.width() as usize, picture.width().div_ceil(2) as usize, picture.width().div_ceil(2) as usize];
         for (plane, (src, width)) in [y, u, v].into_iter().zip(widths).enumerate() {
             let stride = self.video_frame.stride(plane);
             let dst = self.video_frame.data_mut(plane);
@@ -369,14 +335,8 @@ impl Encoder {
             }
         }
         self.video_frame.set_pts(Some(pts));
-        self.video_frame.set_kind(if force_keyframe {
-            picture::Type::I
-        } else {
-            picture::Type::None
-        });
-        self.video
-            .send_frame(&self.video_frame)
-            .map_err(ff("encode video"))?;
+        self.video_frame.set_kind(if force_keyframe { picture::Type::I } else { picture::Type::None });
+        self.video.send_frame(&self.video_frame).map_err(ff("encode video"))?;
         self.drain_video(out)
     }
 
@@ -386,19 +346,10 @@ impl Encoder {
         interleaved: &[f32],
         out: &mut Vec<EncodedPacket>,
     ) -> Result<(), EgressError> {
-        self.fifo.extend(interleaved.iter().map(|s| {
-            if s.is_finite() {
-                s.clamp(-1.0, 1.0)
-            } else {
-                0.0
-            }
-        }));
+        self.fifo.extend(interleaved.iter().map(|s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 }));
         while self.fifo.len() >= AAC_FRAME * 2 {
-            let mut frame = frame::Audio::new(
-                format::Sample::F32(format::sample::Type::Planar),
-                AAC_FRAME,
-                ChannelLayout::STEREO,
-            );
+            let mut frame =
+                frame::Audio::new(format::Sample::F32(format::sample::Type::Planar), AAC_FRAME, ChannelLayout::STEREO);
             frame.set_rate(SAMPLE_RATE);
             for i in 0..AAC_FRAME {
                 // unwrap: the loop condition guarantees 2 * AAC_FRAME queued samples.
@@ -428,9 +379,7 @@ impl Encoder {
         loop {
             match self.video.receive_packet(&mut packet) {
                 Ok(()) => out.push(to_encoded(&packet, VIDEO_STREAM, 1)),
-                Err(ffmpeg_next::Error::Other {
-                    errno: ffmpeg_next::util::error::EAGAIN,
-                })
+                Err(ffmpeg_next::Error::Other { errno: ffmpeg_next::util::error::EAGAIN })
                 | Err(ffmpeg_next::Error::Eof) => {
                     return Ok(());
                 }
@@ -444,9 +393,7 @@ impl Encoder {
         loop {
             match self.audio.receive_packet(&mut packet) {
                 Ok(()) => out.push(to_encoded(&packet, AUDIO_STREAM, AAC_FRAME as i64)),
-                Err(ffmpeg_next::Error::Other {
-                    errno: ffmpeg_next::util::error::EAGAIN,
-                })
+                Err(ffmpeg_next::Error::Other { errno: ffmpeg_next::util::error::EAGAIN })
                 | Err(ffmpeg_next::Error::Eof) => {
                     return Ok(());
                 }
@@ -456,22 +403,14 @@ impl Encoder {
     }
 }
 
-fn to_encoded(
-    packet: &ffmpeg_next::Packet,
-    stream_index: usize,
-    default_duration: i64,
-) -> EncodedPacket {
+fn to_encoded(packet: &ffmpeg_next::Packet, stream_index: usize, default_duration: i64) -> EncodedPacket {
     let pts = packet.pts().or(packet.dts()).unwrap_or(0);
     EncodedPacket {
         stream_index,
         data: packet.data().map(<[u8]>::to_vec).unwrap_or_default(),
         pts,
         dts: packet.dts().unwrap_or(pts),
-        duration: if packet.duration() > 0 {
-            packet.duration()
-        } else {
-            default_duration
-        },
+        duration: if packet.duration() > 0 { packet.duration() } else { default_duration },
         keyframe: stream_index == AUDIO_STREAM || packet.is_key(),
     }
 }
@@ -482,16 +421,8 @@ mod tests {
 
     #[test]
     fn strictest_constraints_win() {
-        let base = EncoderSettings {
-            width: 1920,
-            height: 1080,
-            video_kbps: 6000,
-            ..Default::default()
-        };
-        let yt = DestinationConstraints {
-            max_video_kbps: Some(4500),
-            ..Default::default()
-        };
+        let base = EncoderSettings { width: 1920, height: 1080, video_kbps: 6000, ..Default::default() };
+        let yt = DestinationConstraints { max_video_kbps: Some(4500), ..Default::default() };
         let small = DestinationConstraints {
             max_width: Some(1280),
             max_height: Some(720),
@@ -508,27 +439,16 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_refused() {
-        let odd = EncoderSettings {
-            width: 641,
-            ..Default::default()
-        };
+        let odd = EncoderSettings { width: 641, ..Default::default() };
         assert!(odd.validate().is_err());
-        let zero_fps = EncoderSettings {
-            fps: 0,
-            ..Default::default()
-        };
+        let zero_fps = EncoderSettings { fps: 0, ..Default::default() };
         assert!(zero_fps.validate().is_err());
         assert!(EncoderSettings::default().validate().is_ok());
     }
 
     #[test]
     fn aac_fifo_emits_only_whole_frames() {
-        let mut enc = Encoder::new(&EncoderSettings {
-            width: 320,
-            height: 180,
-            ..Default::default()
-        })
-        .unwrap();
+        let mut enc = Encoder::new(&EncoderSettings { width: 320, height: 180, ..Default::default() }).unwrap();
         let mut out = Vec::new();
         // 1500 stereo samples: one AAC frame's worth queued, 476 left in the FIFO.
         enc.encode_audio(&vec![0.1; 1500 * 2], &mut out).unwrap();
@@ -541,19 +461,9 @@ mod tests {
 
     #[test]
     fn wrong_frame_size_is_an_error_not_a_crash() {
-        let mut enc = Encoder::new(&EncoderSettings {
-            width: 320,
-            height: 180,
-            ..Default::default()
-        })
-        .unwrap();
+        let mut enc = Encoder::new(&EncoderSettings { width: 320, height: 180, ..Default::default() }).unwrap();
         let mut out = Vec::new();
-        let err = enc.encode_video(
-            &VideoFrame::filled(640, 360, [16, 128, 128]),
-            Duration::ZERO,
-            false,
-            &mut out,
-        );
+        let err = enc.encode_video(&VideoFrame::filled(640, 360, [16, 128, 128]), Duration::ZERO, false, &mut out);
         assert!(matches!(err, Err(EgressError::FrameSize { .. })));
     }
 
@@ -570,25 +480,12 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..35u32 {
             let frame = VideoFrame::filled(320, 180, [(i * 7 % 200) as u8 + 16, 128, 128]);
-            enc.encode_video(
-                &frame,
-                Duration::from_millis(i as u64 * 100),
-                i == 25,
-                &mut out,
-            )
-            .unwrap();
+            enc.encode_video(&frame, Duration::from_millis(i as u64 * 100), i == 25, &mut out).unwrap();
         }
         enc.finish(&mut out).unwrap();
-        let keys: Vec<i64> = out
-            .iter()
-            .filter(|p| p.is_video() && p.keyframe)
-            .map(|p| p.pts)
-            .collect();
+        let keys: Vec<i64> = out.iter().filter(|p| p.is_video() && p.keyframe).map(|p| p.pts).collect();
         assert_eq!(&keys[..4], &[0, 10, 20, 25], "{keys:?}");
-        assert!(
-            keys.windows(2).all(|w| w[1] - w[0] <= 10),
-            "GOP longer than 1 s: {keys:?}"
-        );
+        assert!(keys.windows(2).all(|w| w[1] - w[0] <= 10), "GOP longer than 1 s: {keys:?}");
         assert_eq!(out.iter().filter(|p| p.is_video()).count(), 35);
     }
 }

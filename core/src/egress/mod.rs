@@ -33,12 +33,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 pub use encoder::{
-    AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, SAMPLE_RATE,
-    VIDEO_STREAM, VideoFrame,
+    AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, SAMPLE_RATE, VIDEO_STREAM,
+    VideoFrame,
 };
-pub use probe::{
-    DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with,
-};
+pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
 pub use sender::ReconnectPolicy;
 pub use status::{OutputKind, OutputState, OutputStatus, StatusSink, no_status_sink};
 pub use test_pattern::TestPattern;
@@ -222,10 +220,7 @@ pub struct Egress {
 }
 
 fn validate_url(id: &str, url: &str) -> Result<(), EgressError> {
-    let invalid = |reason: &str| EgressError::InvalidDestination {
-        id: id.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| EgressError::InvalidDestination { id: id.to_owned(), reason: reason.to_owned() };
     let lower = url.to_ascii_lowercase();
     let rest = if let Some(r) = lower.strip_prefix("rtmps://") {
         r
@@ -265,10 +260,7 @@ fn register_url_secrets(url: &str) {
 }
 
 fn rtmp_options(dest: &DestinationConfig, timeouts: &Timeouts) -> OutputOptions {
-    let mut io = vec![(
-        "rw_timeout".to_owned(),
-        timeouts.write.as_micros().to_string(),
-    )];
+    let mut io = vec![("rw_timeout".to_owned(), timeouts.write.as_micros().to_string())];
     if dest.url.to_ascii_lowercase().starts_with("rtmps://") {
         io.push(("tls_verify".into(), "1".into()));
         if let Some(ca) = &dest.ca_file {
@@ -293,10 +285,7 @@ fn recording_options(timeouts: &Timeouts) -> OutputOptions {
         muxer: vec![
             // A fragment per keyframe and at least every second, moov up front: a killed process leaves
             // a playable file missing at most the last fragment.
-            (
-                "movflags".into(),
-                "frag_keyframe+empty_moov+default_base_moof".into(),
-            ),
+            ("movflags".into(), "frag_keyframe+empty_moov+default_base_moof".into()),
             ("frag_duration".into(), "1000000".into()),
             ("flush_packets".into(), "1".into()),
         ],
@@ -332,15 +321,7 @@ impl Shared {
             sink: Arc::clone(&self.sink),
         };
         let thread = sender::spawn(setup, id)?;
-        Ok(OutputHandle {
-            id: id.to_owned(),
-            kind,
-            queue,
-            abort,
-            status,
-            thread: Some(thread),
-            path,
-        })
+        Ok(OutputHandle { id: id.to_owned(), kind, queue, abort, status, thread: Some(thread), path })
     }
 
     fn add_destination(&self, dest: &DestinationConfig) -> Result<(), EgressError> {
@@ -376,11 +357,7 @@ impl Shared {
     }
 
     fn statuses(&self) -> Vec<OutputStatus> {
-        self.outputs
-            .lock()
-            .iter()
-            .map(|o| o.status.lock().clone())
-            .collect()
+        self.outputs.lock().iter().map(|o| o.status.lock().clone()).collect()
     }
 }
 
@@ -391,11 +368,7 @@ fn shut_down(handles: Vec<OutputHandle>, drain: Duration) -> Vec<(OutputHandle, 
         h.queue.close();
     }
     let deadline = Instant::now() + drain;
-    while Instant::now() < deadline
-        && handles
-            .iter()
-            .any(|h| h.thread.as_ref().is_some_and(|t| !t.is_finished()))
-    {
+    while Instant::now() < deadline && handles.iter().any(|h| h.thread.as_ref().is_some_and(|t| !t.is_finished())) {
         std::thread::sleep(Duration::from_millis(20));
     }
     for h in &handles {
@@ -405,11 +378,7 @@ fn shut_down(handles: Vec<OutputHandle>, drain: Duration) -> Vec<(OutputHandle, 
         .into_iter()
         .map(|mut h| {
             // A panicking sender is a bug; its output is over either way.
-            let summary = h
-                .thread
-                .take()
-                .and_then(|t| t.join().ok())
-                .unwrap_or_default();
+            let summary = h.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
             let mut s = h.status.lock();
             if !matches!(s.state, OutputState::Failed { .. }) {
                 s.state = OutputState::Stopped;
@@ -428,14 +397,10 @@ impl Egress {
         for dest in &config.destinations {
             validate_url(&dest.id, &dest.url)?;
         }
-        let settings = config
-            .encoder
-            .constrained_by(config.destinations.iter().map(|d| &d.constraints));
+        let settings = config.encoder.constrained_by(config.destinations.iter().map(|d| &d.constraints));
         let encoder = Encoder::new(&settings)?;
         let packets_per_second = settings.fps as f64 + SAMPLE_RATE as f64 / AAC_FRAME as f64;
-        let queue_capacity = (packets_per_second * config.queue.as_secs_f64())
-            .ceil()
-            .max(8.0) as usize;
+        let queue_capacity = (packets_per_second * config.queue.as_secs_f64()).ceil().max(8.0) as usize;
         let shared = Arc::new(Shared {
             outputs: Mutex::new(Vec::new()),
             streams: encoder.streams(),
@@ -456,11 +421,7 @@ impl Egress {
                 return Err(e);
             }
         }
-        Ok(Egress {
-            encoder,
-            shared,
-            scratch: Vec::new(),
-        })
+        Ok(Egress { encoder, shared, scratch: Vec::new() })
     }
 
     /// The settings actually encoded (after destination constraints): the program renders at this size.
@@ -472,25 +433,21 @@ impl Egress {
     /// every output. Never blocks on an output.
     pub fn push_video(&mut self, frame: &VideoFrame, at: Duration) -> Result<(), EgressError> {
         let force = self.shared.keyframe_request.swap(false, Ordering::AcqRel);
-        self.encoder
-            .encode_video(frame, at, force, &mut self.scratch)?;
+        self.encoder.encode_video(frame, at, force, &mut self.scratch)?;
         self.shared.fan_out(&mut self.scratch);
         Ok(())
     }
 
     /// Encodes mixed audio: interleaved stereo f32 at 48 kHz, continuous from the program's start.
     pub fn push_audio(&mut self, interleaved_stereo: &[f32]) -> Result<(), EgressError> {
-        self.encoder
-            .encode_audio(interleaved_stereo, &mut self.scratch)?;
+        self.encoder.encode_audio(interleaved_stereo, &mut self.scratch)?;
         self.shared.fan_out(&mut self.scratch);
         Ok(())
     }
 
     /// A handle to add/remove destinations and read statuses from other threads.
     pub fn control(&self) -> EgressControl {
-        EgressControl {
-            shared: Arc::clone(&self.shared),
-        }
+        EgressControl { shared: Arc::clone(&self.shared) }
     }
 
     /// Current status of every output.
@@ -507,10 +464,7 @@ impl Egress {
         self.shared.fan_out(&mut self.scratch);
         let handles = std::mem::take(&mut *self.shared.outputs.lock());
         let done = shut_down(handles, self.shared.timeouts.drain);
-        let mut report = EgressReport {
-            outputs: Vec::new(),
-            recording: None,
-        };
+        let mut report = EgressReport { outputs: Vec::new(), recording: None };
         for (handle, summary) in done {
             let status = handle.status.lock().clone();
             (self.shared.sink)(&status);
@@ -528,16 +482,11 @@ impl Egress {
 }
 
 fn start_recording(shared: &Shared, path: &Path) -> Result<OutputHandle, EgressError> {
-    let err = |reason: String| EgressError::Recording {
-        path: path.to_owned(),
-        reason,
-    };
+    let err = |reason: String| EgressError::Recording { path: path.to_owned(), reason };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
-    let url = path
-        .to_str()
-        .ok_or_else(|| err("path is not UTF-8".into()))?;
+    let url = path.to_str().ok_or_else(|| err("path is not UTF-8".into()))?;
     // "file:" so that a name containing ':' is never taken for a protocol.
     let url = format!("file:{url}");
     shared.spawn_output(
@@ -594,19 +543,11 @@ mod tests {
     fn destination_urls_are_checked() {
         assert!(validate_url("a", "rtmp://host/app/s3cr3t").is_ok());
         assert!(validate_url("a", "RTMPS://host:443/app/s3cr3t").is_ok());
-        for bad in [
-            "http://host/app/s3cr3t",
-            "rtmp://",
-            "rtmp:///s3cr3t",
-            "rtmp://host",
-            "rtmp://h/a s3cr3t",
-            "file:/s3cr3t",
-        ] {
+        for bad in
+            ["http://host/app/s3cr3t", "rtmp://", "rtmp:///s3cr3t", "rtmp://host", "rtmp://h/a s3cr3t", "file:/s3cr3t"]
+        {
             let err = validate_url("a", bad).unwrap_err();
-            assert!(
-                !err.to_string().contains("s3cr3t"),
-                "error leaks the URL: {err}"
-            );
+            assert!(!err.to_string().contains("s3cr3t"), "error leaks the URL: {err}");
         }
     }
 

@@ -31,17 +31,12 @@ pub(crate) struct Watchdog {
 
 impl Watchdog {
     pub(crate) fn new(abort: Arc<AtomicBool>) -> Self {
-        Watchdog {
-            epoch: Instant::now(),
-            deadline_ms: AtomicU64::new(u64::MAX),
-            abort,
-        }
+        Watchdog { epoch: Instant::now(), deadline_ms: AtomicU64::new(u64::MAX), abort }
     }
 
     pub(crate) fn arm(&self, budget: Duration) {
         let at = self.epoch.elapsed() + budget;
-        self.deadline_ms
-            .store(at.as_millis() as u64, Ordering::Release);
+        self.deadline_ms.store(at.as_millis() as u64, Ordering::Release);
     }
 
     pub(crate) fn disarm(&self) {
@@ -71,10 +66,7 @@ pub(crate) struct StreamSpec {
 
 impl Clone for StreamSpec {
     fn clone(&self) -> Self {
-        StreamSpec {
-            params: self.params.clone(),
-            time_base: self.time_base,
-        }
+        StreamSpec { params: self.params.clone(), time_base: self.time_base }
     }
 }
 
@@ -129,17 +121,9 @@ fn dictionary(pairs: &[(String, String)]) -> Dictionary<'static> {
     dict
 }
 
-fn check(
-    op: &'static str,
-    code: c_int,
-    capture: &super::redact::LogCapture,
-) -> Result<c_int, MuxError> {
+fn check(op: &'static str, code: c_int, capture: &super::redact::LogCapture) -> Result<c_int, MuxError> {
     if code < 0 {
-        Err(MuxError {
-            op,
-            error: ffmpeg_next::Error::from(code),
-            detail: capture.lines().join("; "),
-        })
+        Err(MuxError { op, error: ffmpeg_next::Error::from(code), detail: capture.lines().join("; ") })
     } else {
         Ok(code)
     }
@@ -149,15 +133,8 @@ impl Muxer {
     /// Says "timed out" instead of FFmpeg's "Immediate exit requested" when the watchdog fired.
     fn explain(&self, mut e: MuxError, budget: Duration) -> MuxError {
         if e.error == ffmpeg_next::Error::Exit && !self.watchdog.abort.load(Ordering::Acquire) {
-            let note = format!(
-                "no progress for {:.1} s: server not reading (frozen?)",
-                budget.as_secs_f64()
-            );
-            e.detail = if e.detail.is_empty() {
-                note
-            } else {
-                format!("{note}; {}", e.detail)
-            };
+            let note = format!("no progress for {:.1} s: server not reading (frozen?)", budget.as_secs_f64());
+            e.detail = if e.detail.is_empty() { note } else { format!("{note}; {}", e.detail) };
         }
         e
     }
@@ -172,22 +149,13 @@ impl Muxer {
         abort: Arc<AtomicBool>,
     ) -> Result<Muxer, MuxError> {
         let capture = super::redact::LogCapture::start();
-        let invalid = |op| MuxError {
-            op,
-            error: ffmpeg_next::Error::InvalidData,
-            detail: String::new(),
-        };
+        let invalid = |op| MuxError { op, error: ffmpeg_next::Error::InvalidData, detail: String::new() };
         let c_url = CString::new(url).map_err(|_| invalid("open"))?;
         let c_format = CString::new(options.format).map_err(|_| invalid("open"))?;
         let mut ctx: *mut ffi::AVFormatContext = ptr::null_mut();
         // SAFETY: out-pointer and NUL-terminated strings valid for the call.
         let code = unsafe {
-            ffi::avformat_alloc_output_context2(
-                &mut ctx,
-                ptr::null_mut(),
-                c_format.as_ptr(),
-                c_url.as_ptr(),
-            )
+            ffi::avformat_alloc_output_context2(&mut ctx, ptr::null_mut(), c_format.as_ptr(), c_url.as_ptr())
         };
         check("open", code, &capture)?;
         let muxer = Muxer {
@@ -207,17 +175,9 @@ impl Muxer {
             for spec in streams {
                 let stream = ffi::avformat_new_stream(ctx, ptr::null());
                 if stream.is_null() {
-                    return Err(MuxError {
-                        op: "open",
-                        error: ffmpeg_next::Error::Bug,
-                        detail: String::new(),
-                    });
+                    return Err(MuxError { op: "open", error: ffmpeg_next::Error::Bug, detail: String::new() });
                 }
-                check(
-                    "open",
-                    ffi::avcodec_parameters_copy((*stream).codecpar, spec.params.as_ptr()),
-                    &capture,
-                )?;
+                check("open", ffi::avcodec_parameters_copy((*stream).codecpar, spec.params.as_ptr()), &capture)?;
                 (*(*stream).codecpar).codec_tag = 0;
                 (*stream).time_base = spec.time_base.into();
             }
@@ -247,8 +207,7 @@ impl Muxer {
             code
         };
         muxer.watchdog.disarm();
-        check("write header", code, &capture)
-            .map_err(|e| muxer.explain(e, options.open_timeout))?;
+        check("write header", code, &capture).map_err(|e| muxer.explain(e, options.open_timeout))?;
         Ok(muxer)
     }
 
@@ -258,11 +217,7 @@ impl Muxer {
         let capture = super::redact::LogCapture::start();
         let index = packet.stream_index;
         let Some(&from) = self.packet_time_bases.get(index) else {
-            return Err(MuxError {
-                op: "write",
-                error: ffmpeg_next::Error::StreamNotFound,
-                detail: String::new(),
-            });
+            return Err(MuxError { op: "write", error: ffmpeg_next::Error::StreamNotFound, detail: String::new() });
         };
         let mut pkt = ffmpeg_next::Packet::copy(&packet.data);
         pkt.set_stream(index);

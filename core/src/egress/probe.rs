@@ -15,9 +15,7 @@ use super::encoder::{Encoder, EncoderSettings};
 use super::muxer::{Muxer, Watchdog, interrupt_callback};
 use super::redact::{LogCapture, redact_url};
 use super::test_pattern::TestPattern;
-use super::{
-    DestinationConfig, Timeouts, init_ffmpeg, register_url_secrets, rtmp_options, validate_url,
-};
+use super::{DestinationConfig, Timeouts, init_ffmpeg, register_url_secrets, rtmp_options, validate_url};
 
 /// A connection that dies this soon after the publish request counts as a refused stream key.
 const REJECTION_WINDOW: Duration = Duration::from_secs(3);
@@ -35,11 +33,7 @@ pub struct TestOptions {
 
 impl Default for TestOptions {
     fn default() -> Self {
-        TestOptions {
-            timeout: Duration::from_secs(15),
-            publish_for: Duration::from_secs(3),
-            ca_file: None,
-        }
+        TestOptions { timeout: Duration::from_secs(15), publish_for: Duration::from_secs(3), ca_file: None }
     }
 }
 
@@ -99,13 +93,7 @@ pub enum DestinationTestError {
 
 /// Tests `url` with default options (system CAs, 3 s of pattern), within `timeout`.
 pub fn test_destination(url: &str, timeout: Duration) -> Result<TestReport, DestinationTestError> {
-    test_destination_with(
-        url,
-        &TestOptions {
-            timeout,
-            ..TestOptions::default()
-        },
-    )
+    test_destination_with(url, &TestOptions { timeout, ..TestOptions::default() })
 }
 
 struct Target {
@@ -116,9 +104,7 @@ struct Target {
 
 fn parse(url: &str) -> Result<Target, DestinationTestError> {
     validate_url("test", url).map_err(|e| match e {
-        super::EgressError::InvalidDestination { reason, .. } => {
-            DestinationTestError::InvalidUrl(reason)
-        }
+        super::EgressError::InvalidDestination { reason, .. } => DestinationTestError::InvalidUrl(reason),
         other => DestinationTestError::InvalidUrl(other.to_string()),
     })?;
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
@@ -126,9 +112,7 @@ fn parse(url: &str) -> Result<Target, DestinationTestError> {
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| DestinationTestError::InvalidUrl("bad IPv6 host".into()))?;
+        let (h, after) = v6.split_once(']').ok_or_else(|| DestinationTestError::InvalidUrl("bad IPv6 host".into()))?;
         (h.to_owned(), after.strip_prefix(':').map(str::to_owned))
     } else {
         match authority.rsplit_once(':') {
@@ -137,9 +121,7 @@ fn parse(url: &str) -> Result<Target, DestinationTestError> {
         }
     };
     let port = match port {
-        Some(p) => p
-            .parse()
-            .map_err(|_| DestinationTestError::InvalidUrl("bad port".into()))?,
+        Some(p) => p.parse().map_err(|_| DestinationTestError::InvalidUrl("bad port".into()))?,
         None if tls => 443,
         None => 1935,
     };
@@ -153,11 +135,7 @@ fn remaining(deadline: Instant, step: &str) -> Result<Duration, DestinationTestE
         .ok_or_else(|| DestinationTestError::Tcp(format!("test timed out before {step}")))
 }
 
-fn resolve(
-    host: &str,
-    port: u16,
-    budget: Duration,
-) -> Result<Vec<SocketAddr>, DestinationTestError> {
+fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, DestinationTestError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let query = (host.to_owned(), port);
     // getaddrinfo has no timeout of its own: run it aside and stop waiting at the budget.
@@ -175,17 +153,9 @@ fn resolve(
     }
 }
 
-fn tls_check(
-    target: &Target,
-    ca_file: Option<&PathBuf>,
-    budget: Duration,
-) -> Result<(), DestinationTestError> {
+fn tls_check(target: &Target, ca_file: Option<&PathBuf>, budget: Duration) -> Result<(), DestinationTestError> {
     let capture = LogCapture::start();
-    let host = if target.host.contains(':') {
-        format!("[{}]", target.host)
-    } else {
-        target.host.clone()
-    };
+    let host = if target.host.contains(':') { format!("[{}]", target.host) } else { target.host.clone() };
     let url = CString::new(format!("tls://{host}:{}", target.port))
         .map_err(|_| DestinationTestError::InvalidUrl("NUL in host".into()))?;
     let mut opts = Dictionary::new();
@@ -205,13 +175,7 @@ fn tls_check(
     let mut raw = unsafe { opts.disown() };
     // SAFETY: valid out-pointer, URL and callback (the watchdog outlives the IO context, closed below).
     let code = unsafe {
-        let code = ffi::avio_open2(
-            &mut pb,
-            url.as_ptr(),
-            ffi::AVIO_FLAG_READ_WRITE,
-            &callback,
-            &mut raw,
-        );
+        let code = ffi::avio_open2(&mut pb, url.as_ptr(), ffi::AVIO_FLAG_READ_WRITE, &callback, &mut raw);
         Dictionary::own(raw);
         if !pb.is_null() {
             ffi::avio_closep(&mut pb);
@@ -220,11 +184,7 @@ fn tls_check(
     };
     if code < 0 {
         let lines = capture.lines();
-        let detail = if lines.is_empty() {
-            ffmpeg_next::Error::from(code).to_string()
-        } else {
-            lines.join("; ")
-        };
+        let detail = if lines.is_empty() { ffmpeg_next::Error::from(code).to_string() } else { lines.join("; ") };
         return Err(DestinationTestError::Tls(detail));
     }
     Ok(())
@@ -244,20 +204,13 @@ fn classify_open_failure(error: &super::muxer::MuxError, lines: &[String]) -> De
     if error.op == "write header" {
         return DestinationTestError::Publish(error.to_string());
     }
-    let reason = if all.is_empty() {
-        error.error.to_string()
-    } else {
-        all
-    };
+    let reason = if all.is_empty() { error.error.to_string() } else { all };
     DestinationTestError::Handshake(reason)
 }
 
 /// Tests `url`: resolve, connect, TLS (verified) for RTMPS, RTMP handshake + publish, then publishes a test
 /// pattern for `publish_for`.
-pub fn test_destination_with(
-    url: &str,
-    options: &TestOptions,
-) -> Result<TestReport, DestinationTestError> {
+pub fn test_destination_with(url: &str, options: &TestOptions) -> Result<TestReport, DestinationTestError> {
     init_ffmpeg();
     let deadline = Instant::now() + options.timeout;
     let target = parse(url)?;
@@ -297,23 +250,12 @@ pub fn test_destination_with(
 
     if target.tls {
         let t = Instant::now();
-        tls_check(
-            &target,
-            options.ca_file.as_ref(),
-            remaining(deadline, "TLS")?,
-        )?;
+        tls_check(&target, options.ca_file.as_ref(), remaining(deadline, "TLS")?)?;
         report.tls_ms = Some(t.elapsed().as_millis() as u64);
     }
 
-    let settings = EncoderSettings {
-        width: 640,
-        height: 360,
-        fps: 30,
-        video_kbps: 800,
-        ..Default::default()
-    };
-    let mut encoder =
-        Encoder::new(&settings).map_err(|e| DestinationTestError::Encoder(e.to_string()))?;
+    let settings = EncoderSettings { width: 640, height: 360, fps: 30, video_kbps: 800, ..Default::default() };
+    let mut encoder = Encoder::new(&settings).map_err(|e| DestinationTestError::Encoder(e.to_string()))?;
     let dest = DestinationConfig {
         id: "test".into(),
         url: url.to_owned(),
@@ -321,11 +263,7 @@ pub fn test_destination_with(
         constraints: Default::default(),
     };
     let budget = remaining(deadline, "RTMP handshake")?;
-    let timeouts = Timeouts {
-        open: budget,
-        write: budget.min(Duration::from_secs(5)),
-        ..Timeouts::default()
-    };
+    let timeouts = Timeouts { open: budget, write: budget.min(Duration::from_secs(5)), ..Timeouts::default() };
     let output_options = rtmp_options(&dest, &timeouts);
     let t = Instant::now();
     let abort = Arc::new(AtomicBool::new(false));
@@ -341,9 +279,7 @@ pub fn test_destination_with(
     let mut pattern = TestPattern::new(settings.width, settings.height, settings.fps);
     let start = Instant::now();
     let mut packets = Vec::new();
-    let publish_for = options
-        .publish_for
-        .min(deadline.saturating_duration_since(Instant::now()));
+    let publish_for = options.publish_for.min(deadline.saturating_duration_since(Instant::now()));
     // RTMP servers that refuse a key (nginx-rtmp `deny`, on_publish returning 403) often just hang up after
     // the publish request, which FFmpeg only notices on a later write; "Server error" lines carry the
     // reason when the server sends one.
@@ -368,9 +304,7 @@ pub fn test_destination_with(
         encoder
             .encode_video(&frame, at, false, &mut packets)
             .map_err(|e| DestinationTestError::Encoder(e.to_string()))?;
-        encoder
-            .encode_audio(&audio, &mut packets)
-            .map_err(|e| DestinationTestError::Encoder(e.to_string()))?;
+        encoder.encode_audio(&audio, &mut packets).map_err(|e| DestinationTestError::Encoder(e.to_string()))?;
         for p in packets.drain(..) {
             if let Err(e) = muxer.write(&p, 0) {
                 return Err(failed(&e, capture.lines(), start.elapsed()));
@@ -383,9 +317,7 @@ pub fn test_destination_with(
     report.bytes_sent = muxer.bytes_written;
     report.published_secs = start.elapsed().as_secs_f64();
     let elapsed = start.elapsed();
-    muxer
-        .finish()
-        .map_err(|e| failed(&e, capture.lines(), elapsed))?;
+    muxer.finish().map_err(|e| failed(&e, capture.lines(), elapsed))?;
     Ok(report)
 }
 
@@ -402,39 +334,21 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port, t.tls), ("10.0.0.1", 1936, false));
         let t = parse("rtmp://[::1]:19350/app/key").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 19350));
-        assert!(matches!(
-            parse("rtmp://h:port/app/key"),
-            Err(DestinationTestError::InvalidUrl(_))
-        ));
-        assert!(matches!(
-            parse("https://h/app/key"),
-            Err(DestinationTestError::InvalidUrl(_))
-        ));
+        assert!(matches!(parse("rtmp://h:port/app/key"), Err(DestinationTestError::InvalidUrl(_))));
+        assert!(matches!(parse("https://h/app/key"), Err(DestinationTestError::InvalidUrl(_))));
     }
 
     #[test]
     fn unresolvable_host_is_a_dns_error() {
-        let err = test_destination(
-            "rtmp://no-such-host.invalid/app/key",
-            Duration::from_secs(10),
-        )
-        .unwrap_err();
+        let err = test_destination("rtmp://no-such-host.invalid/app/key", Duration::from_secs(10)).unwrap_err();
         assert!(matches!(err, DestinationTestError::Dns(_)), "{err:?}");
     }
 
     #[test]
     fn closed_port_is_a_tcp_error() {
         // Bind then drop: the port is free and nothing listens on it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let err = test_destination(
-            &format!("rtmp://127.0.0.1:{port}/app/key"),
-            Duration::from_secs(5),
-        )
-        .unwrap_err();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let err = test_destination(&format!("rtmp://127.0.0.1:{port}/app/key"), Duration::from_secs(5)).unwrap_err();
         assert!(matches!(err, DestinationTestError::Tcp(_)), "{err:?}");
     }
 
@@ -449,11 +363,7 @@ mod tests {
                 let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
             }
         });
-        let err = test_destination(
-            &format!("rtmp://127.0.0.1:{port}/app/key"),
-            Duration::from_secs(5),
-        )
-        .unwrap_err();
+        let err = test_destination(&format!("rtmp://127.0.0.1:{port}/app/key"), Duration::from_secs(5)).unwrap_err();
         assert!(matches!(err, DestinationTestError::Handshake(_)), "{err:?}");
     }
 }

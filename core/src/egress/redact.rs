@@ -34,18 +34,12 @@ pub fn register_secret(secret: &str) {
 /// `rtmp://host:1935/live/<redacted>`.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
-        return if url.is_empty() {
-            String::new()
-        } else {
-            MASK.to_owned()
-        };
+        return if url.is_empty() { String::new() } else { MASK.to_owned() };
     };
     let (scheme, rest) = (&url[..scheme_end], &url[scheme_end + 3..]);
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let tail = &rest[authority_end..];
     let mut out = format!("{scheme}://{host}");
     if let Some(path) = tail.strip_prefix('/') {
@@ -146,12 +140,7 @@ impl LogCapture {
 
     /// The lines captured so far.
     pub(crate) fn lines(&self) -> Vec<String> {
-        CAPTURES.with(|c| {
-            c.borrow()
-                .get(self.depth)
-                .map(|(_, l)| l.clone())
-                .unwrap_or_default()
-        })
+        CAPTURES.with(|c| c.borrow().get(self.depth).map(|(_, l)| l.clone()).unwrap_or_default())
     }
 }
 
@@ -161,17 +150,8 @@ impl Drop for LogCapture {
     }
 }
 
-unsafe extern "C" fn ffmpeg_log(
-    avcl: *mut c_void,
-    level: c_int,
-    fmt: *const c_char,
-    args: *mut ffi::__va_list_tag,
-) {
-    let capture_level = CAPTURES.with(|c| {
-        c.try_borrow()
-            .ok()
-            .and_then(|c| c.iter().map(|(l, _)| *l).max())
-    });
+unsafe extern "C" fn ffmpeg_log(avcl: *mut c_void, level: c_int, fmt: *const c_char, args: *mut ffi::__va_list_tag) {
+    let capture_level = CAPTURES.with(|c| c.try_borrow().ok().and_then(|c| c.iter().map(|(l, _)| *l).max()));
     let log_level = unsafe { ffi::av_log_get_level() };
     let wanted_by_capture = capture_level.is_some_and(|l| level <= l);
     if level > log_level && !wanted_by_capture {
@@ -181,15 +161,7 @@ unsafe extern "C" fn ffmpeg_log(
     let mut print_prefix: c_int = 1;
     // SAFETY: buf is writable for its length; fmt/args come straight from FFmpeg for this call.
     let written = unsafe {
-        ffi::av_log_format_line2(
-            avcl,
-            level,
-            fmt,
-            args,
-            buf.as_mut_ptr(),
-            buf.len() as c_int,
-            &mut print_prefix,
-        )
+        ffi::av_log_format_line2(avcl, level, fmt, args, buf.as_mut_ptr(), buf.len() as c_int, &mut print_prefix)
     };
     if written < 0 {
         return;
@@ -234,10 +206,7 @@ mod tests {
             redact_url("rtmps://user:pw@live.example:443/app/sub/KEY?token=zz"),
             "rtmps://live.example:443/app/<redacted>"
         );
-        assert_eq!(
-            redact_url("rtmp://h/app?key=secret"),
-            "rtmp://h/app/<redacted>"
-        );
+        assert_eq!(redact_url("rtmp://h/app?key=secret"), "rtmp://h/app/<redacted>");
         assert_eq!(redact_url("rtmp://h:1935"), "rtmp://h:1935");
         assert_eq!(redact_url("not a url"), "<redacted>");
     }
@@ -247,19 +216,9 @@ mod tests {
         let capture = LogCapture::start();
         let url = c"rtmp://ingest.example/live/abc-SECRET-123";
         // SAFETY: a NUL-terminated format with one %s and a matching C string argument.
-        unsafe {
-            ffi::av_log(
-                std::ptr::null_mut(),
-                ffi::AV_LOG_ERROR,
-                c"Cannot open %s\n".as_ptr(),
-                url.as_ptr(),
-            )
-        };
+        unsafe { ffi::av_log(std::ptr::null_mut(), ffi::AV_LOG_ERROR, c"Cannot open %s\n".as_ptr(), url.as_ptr()) };
         let lines = capture.lines();
-        assert_eq!(
-            lines,
-            vec!["Cannot open rtmp://ingest.example/live/<redacted>".to_owned()]
-        );
+        assert_eq!(lines, vec!["Cannot open rtmp://ingest.example/live/<redacted>".to_owned()]);
     }
 
     #[test]
@@ -268,14 +227,8 @@ mod tests {
         let line = "Opening 'rtmp://127.0.0.1:1935/live/sk_live_0123' for writing; key sk_live_0123 rejected";
         let out = redact_text(line);
         assert!(!out.contains("sk_live_0123"), "{out}");
-        assert!(
-            out.contains("rtmp://127.0.0.1:1935/live/<redacted>"),
-            "{out}"
-        );
+        assert!(out.contains("rtmp://127.0.0.1:1935/live/<redacted>"), "{out}");
         assert_eq!(redact_text("RTMPS://h/a/b c"), "RTMPS://h/a/<redacted> c");
-        assert_eq!(
-            redact_text("no url here, rtmp alone"),
-            "no url here, rtmp alone"
-        );
+        assert_eq!(redact_text("no url here, rtmp alone"), "no url here, rtmp alone");
     }
 }

@@ -54,12 +54,7 @@ pub(crate) struct Backoff {
 impl Backoff {
     pub(crate) fn new(policy: ReconnectPolicy) -> Self {
         let slow_delay = policy.slow_start;
-        Backoff {
-            policy,
-            failing_since: None,
-            slow_delay,
-            attempts: 0,
-        }
+        Backoff { policy, failing_since: None, slow_delay, attempts: 0 }
     }
 
     /// Delay before the next attempt, given a failure at `now`.
@@ -70,10 +65,7 @@ impl Backoff {
             return self.policy.fast_interval;
         }
         let delay = self.slow_delay;
-        self.slow_delay = self
-            .slow_delay
-            .mul_f64(self.policy.factor)
-            .min(self.policy.max);
+        self.slow_delay = self.slow_delay.mul_f64(self.policy.factor).min(self.policy.max);
         delay
     }
 
@@ -245,9 +237,7 @@ impl Sender {
             if self.setup.queue.is_closed() || self.setup.abort.load(Ordering::Acquire) {
                 return true;
             }
-            std::thread::sleep(
-                Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())),
-            );
+            std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
         }
         false
     }
@@ -261,12 +251,8 @@ impl Sender {
             }
             // Accept packets before connecting so the keyframe requested below is not missed.
             self.setup.queue.set_accepting(true);
-            let opened = Muxer::open(
-                &self.setup.url,
-                &self.setup.streams,
-                &self.setup.options,
-                Arc::clone(&self.setup.abort),
-            );
+            let opened =
+                Muxer::open(&self.setup.url, &self.setup.streams, &self.setup.options, Arc::clone(&self.setup.abort));
             let failure = match opened {
                 Ok(muxer) => {
                     if let Some(b) = backoff.as_mut() {
@@ -282,13 +268,11 @@ impl Sender {
                     let session_start = Instant::now();
                     match self.session(muxer, &mut summary) {
                         Ok(()) => break,
-                        Err(mut e)
-                            if session_start.elapsed() < Duration::from_secs(3)
-                                && e.detail.is_empty() =>
-                        {
+                        Err(mut e) if session_start.elapsed() < Duration::from_secs(3) && e.detail.is_empty() => {
                             // Typical of a refused stream key: the server accepts the connection, then
                             // hangs up after the publish request.
-                            e.detail = "the server closed the connection right after publish: stream key refused?".into();
+                            e.detail =
+                                "the server closed the connection right after publish: stream key refused?".into();
                             e
                         }
                         Err(e) => e,
@@ -313,11 +297,7 @@ impl Sender {
                     let attempt = b.attempts;
                     tracing::warn!(target = %self.target(), %reason, attempt, "output failed, retrying");
                     self.publish(|s| {
-                        s.state = OutputState::Reconnecting {
-                            reason,
-                            attempt,
-                            retry_in_ms: delay.as_millis() as u64,
-                        };
+                        s.state = OutputState::Reconnecting { reason, attempt, retry_in_ms: delay.as_millis() as u64 };
                         s.bitrate_kbps = 0;
                         s.uptime_secs = 0;
                     });
@@ -367,9 +347,7 @@ impl Sender {
                     }
                     muxer.write(&packet, offset)?;
                     self.bytes_total = session_base + muxer.bytes_written;
-                    let end = Duration::from_micros(
-                        to_micros(packet.pts + packet.duration, tb).max(0) as u64,
-                    );
+                    let end = Duration::from_micros(to_micros(packet.pts + packet.duration, tb).max(0) as u64);
                     summary.media_duration = summary.media_duration.max(end);
                 }
                 Pop::Closed => {
@@ -385,9 +363,7 @@ impl Sender {
             }
             if last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();
-                let kbps = self
-                    .meter
-                    .update(self.started.elapsed(), self.bytes_total - session_base);
+                let kbps = self.meter.update(self.started.elapsed(), self.bytes_total - session_base);
                 let uptime = live_since.elapsed().as_secs();
                 self.publish(|s| {
                     s.bitrate_kbps = kbps;
@@ -399,19 +375,9 @@ impl Sender {
 }
 
 /// Starts the thread of one output.
-pub(crate) fn spawn(
-    setup: SenderSetup,
-    name: &str,
-) -> std::io::Result<std::thread::JoinHandle<SenderSummary>> {
-    let sender = Sender {
-        setup,
-        started: Instant::now(),
-        meter: RateMeter::default(),
-        bytes_total: 0,
-    };
-    std::thread::Builder::new()
-        .name(format!("egress-{name}"))
-        .spawn(move || sender.run())
+pub(crate) fn spawn(setup: SenderSetup, name: &str) -> std::io::Result<std::thread::JoinHandle<SenderSummary>> {
+    let sender = Sender { setup, started: Instant::now(), meter: RateMeter::default(), bytes_total: 0 };
+    std::thread::Builder::new().name(format!("egress-{name}")).spawn(move || sender.run())
 }
 
 #[cfg(test)]
@@ -419,14 +385,7 @@ mod tests {
     use super::*;
 
     fn video(keyframe: bool) -> Arc<EncodedPacket> {
-        Arc::new(EncodedPacket {
-            stream_index: 0,
-            data: vec![0; 10],
-            pts: 0,
-            dts: 0,
-            duration: 1,
-            keyframe,
-        })
+        Arc::new(EncodedPacket { stream_index: 0, data: vec![0; 10], pts: 0, dts: 0, duration: 1, keyframe })
     }
 
     #[test]

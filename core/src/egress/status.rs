@@ -136,16 +136,8 @@ mod tests {
 
     #[test]
     fn status_serializes_for_the_studio() {
-        let mut s = OutputStatus::new(
-            "d1",
-            OutputKind::Destination,
-            "rtmp://h/app/<redacted>".into(),
-        );
-        s.state = OutputState::Reconnecting {
-            reason: "write: Broken pipe".into(),
-            attempt: 2,
-            retry_in_ms: 1000,
-        };
+        let mut s = OutputStatus::new("d1", OutputKind::Destination, "rtmp://h/app/<redacted>".into());
+        s.state = OutputState::Reconnecting { reason: "write: Broken pipe".into(), attempt: 2, retry_in_ms: 1000 };
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["state"], "reconnecting");
         assert_eq!(json["reason"], "write: Broken pipe");

@@ -50,13 +50,7 @@ impl TestPattern {
                 }
             }
         }
-        TestPattern {
-            background,
-            fps: fps.max(1),
-            frames: 0,
-            samples: 0,
-            tone_hz: 1000.0,
-        }
+        TestPattern { background, fps: fps.max(1), frames: 0, samples: 0, tone_hz: 1000.0 }
     }
 
     /// Media time of the next frame.

@@ -41,13 +41,8 @@ impl FilterInstance {
         let mut back: Option<FrameSlot> = None;
         let result = self.slot.call(
             |b, s| {
-                let res = s.data_mut().push_frame(FrameSlot {
-                    width,
-                    height,
-                    rgba: pixels,
-                    taken: false,
-                    written: false,
-                })?;
+                let res =
+                    s.data_mut().push_frame(FrameSlot { width, height, rgba: pixels, taken: false, written: false })?;
                 let borrowed = wasmtime::component::Resource::<FrameSlot>::new_borrow(res.rep());
                 let out = b.backyard_plugin_filter().call_apply(&mut *s, borrowed, time_ms);
                 back = Some(s.data_mut().take_frame(res)?);

@@ -103,8 +103,7 @@ pub(crate) fn validate(stage: &Stage, placements: &[Placement]) -> Result<(), St
         if r.width <= 0.0 || r.height <= 0.0 {
             return Err(format!("placement of '{}' is empty ({}x{})", p.participant_id, r.width, r.height));
         }
-        if r.x < -EDGE_SLACK || r.y < -EDGE_SLACK || r.x + r.width > w + EDGE_SLACK || r.y + r.height > h + EDGE_SLACK
-        {
+        if r.x < -EDGE_SLACK || r.y < -EDGE_SLACK || r.x + r.width > w + EDGE_SLACK || r.y + r.height > h + EDGE_SLACK {
             return Err(format!(
                 "placement of '{}' ({}, {}, {}x{}) is outside the {}x{} canvas",
                 p.participant_id, r.x, r.y, r.width, r.height, w, h

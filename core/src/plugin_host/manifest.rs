@@ -205,7 +205,11 @@ impl Manifest {
 
     /// Check an operator's block for this plugin and return the effective values (defaults filled in)
     /// plus whether the plugin is enabled. Errors name the plugin and the field.
-    pub fn resolve_settings(&self, section: &str, block: Option<&PluginSettings>) -> Result<ResolvedSettings, PluginError> {
+    pub fn resolve_settings(
+        &self,
+        section: &str,
+        block: Option<&PluginSettings>,
+    ) -> Result<ResolvedSettings, PluginError> {
         let err = |field: &str, message: String| PluginError::Settings {
             plugin: self.name.clone(),
             field: format!("{section}.{}.{field}", self.name),
@@ -219,7 +223,10 @@ impl Manifest {
                 let known: Vec<&str> = self.config.keys().map(String::as_str).collect();
                 return Err(err(
                     key,
-                    format!("unknown setting (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") }),
+                    format!(
+                        "unknown setting (known: {})",
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ),
                 ));
             }
         }
@@ -285,12 +292,15 @@ fn check_value(s: &Setting, v: &serde_json::Value) -> Result<(), String> {
         (SettingType::Bool, Value::Bool(_)) => Ok(()),
         (SettingType::Integer, Value::Number(n)) if n.is_i64() => check_range(s, n.as_f64().unwrap_or(0.0)),
         (SettingType::Number, Value::Number(n)) => check_range(s, n.as_f64().unwrap_or(f64::NAN)),
-        (ty, _) => Err(format!("must be {}", match ty {
-            SettingType::String => "a string",
-            SettingType::Bool => "true or false",
-            SettingType::Integer => "an integer",
-            SettingType::Number => "a number",
-        })),
+        (ty, _) => Err(format!(
+            "must be {}",
+            match ty {
+                SettingType::String => "a string",
+                SettingType::Bool => "true or false",
+                SettingType::Integer => "an integer",
+                SettingType::Number => "a number",
+            }
+        )),
     }
 }
 
@@ -357,15 +367,21 @@ mod tests {
     fn operator_settings_are_checked_against_the_schema() {
         let m = Manifest::parse(GOOD, "t").unwrap();
         let block = |json: serde_json::Value| -> PluginSettings { serde_json::from_value(json).unwrap() };
-        let ok = m.resolve_settings("destinations", Some(&block(serde_json::json!({"enabled": true, "region": "eu"})))).unwrap();
+        let ok = m
+            .resolve_settings("destinations", Some(&block(serde_json::json!({"enabled": true, "region": "eu"}))))
+            .unwrap();
         assert!(ok.enabled);
         assert_eq!(ok.values["allow-private-hosts"], serde_json::json!(false));
         let e = m.resolve_settings("destinations", Some(&block(serde_json::json!({"regoin": "eu"})))).unwrap_err();
         assert!(e.to_string().contains("destinations.rtmp.regoin"), "{e}");
         let e = m.resolve_settings("destinations", Some(&block(serde_json::json!({"region": "mars"})))).unwrap_err();
         assert!(e.to_string().contains("one of eu, us"), "{e}");
-        let e = m.resolve_settings("destinations", Some(&block(serde_json::json!({"allow-private-hosts": "yes"})))).unwrap_err();
+        let e = m
+            .resolve_settings("destinations", Some(&block(serde_json::json!({"allow-private-hosts": "yes"}))))
+            .unwrap_err();
         assert!(e.to_string().contains("true or false"), "{e}");
-        assert!(!m.resolve_settings("destinations", Some(&block(serde_json::json!({"enabled": false})))).unwrap().enabled);
+        assert!(
+            !m.resolve_settings("destinations", Some(&block(serde_json::json!({"enabled": false})))).unwrap().enabled
+        );
     }
 }

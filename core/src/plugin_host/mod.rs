@@ -174,7 +174,10 @@ impl OperatorSettings {
                 })
                 .collect::<Result<BTreeMap<_, _>, _>>()
         };
-        Ok(OperatorSettings { plugins: convert("plugins", plugins)?, destinations: convert("destinations", destinations)? })
+        Ok(OperatorSettings {
+            plugins: convert("plugins", plugins)?,
+            destinations: convert("destinations", destinations)?,
+        })
     }
 }
 
@@ -384,8 +387,10 @@ impl PluginHost {
     pub fn start(config: HostConfig) -> Result<PluginHost, PluginError> {
         let runtime = Runtime::new()?;
         let stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(runtime.engine.clone(), stop.clone())
-            .map_err(|e| PluginError::Load { plugin: "(host)".into(), message: format!("cannot start the epoch thread: {e}") })?;
+        spawn_ticker(runtime.engine.clone(), stop.clone()).map_err(|e| PluginError::Load {
+            plugin: "(host)".into(),
+            message: format!("cannot start the epoch thread: {e}"),
+        })?;
         let inner = Arc::new(Inner {
             runtime,
             config,
@@ -461,14 +466,7 @@ impl PluginHost {
         let pre = self.inner.runtime.prepare(&manifest.name, manifest.kind, wasm)?;
         let http = (manifest.kind == PluginKind::Destination)
             .then(|| Arc::new(http::HttpPolicy::new(&manifest.capabilities.allowed_hosts)));
-        Ok(Compiled {
-            pre,
-            settings: Arc::new(resolved.values),
-            enabled: resolved.enabled,
-            http,
-            stamp,
-            manifest,
-        })
+        Ok(Compiled { pre, settings: Arc::new(resolved.values), enabled: resolved.enabled, http, stamp, manifest })
     }
 
     fn operator_block(&self, manifest: &Manifest) -> (&'static str, Option<&PluginSettings>) {
@@ -694,12 +692,13 @@ impl PluginHost {
         } else {
             let kind = host.detect_kind(&bytes, wasm)?;
             let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
-            let name: String = stem
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
-                .collect();
+            let name: String =
+                stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
             Manifest::parse(
-                &format!("name = \"{name}\"\nversion = \"0.0.0\"\nkind = \"{kind}\"\napi = \"{}\"\n", manifest::API_VERSION),
+                &format!(
+                    "name = \"{name}\"\nversion = \"0.0.0\"\nkind = \"{kind}\"\napi = \"{}\"\n",
+                    manifest::API_VERSION
+                ),
                 &wasm.display().to_string(),
             )?
         };

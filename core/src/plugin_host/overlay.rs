@@ -70,7 +70,8 @@ impl OverlayInstance {
             }
             Ok(Ok(Rendered::Unchanged)) => Ok(OverlayOutput { layer: self.cache[&key].as_ref(), changed: false }),
             Ok(Err(message)) => {
-                let err = PluginError::Call { plugin: self.plugin().to_string(), failure: CallFailure::Plugin(message) };
+                let err =
+                    PluginError::Call { plugin: self.plugin().to_string(), failure: CallFailure::Plugin(message) };
                 self.slot.last_failure = Some(err.clone());
                 self.fallback(&key, err)
             }
@@ -101,7 +102,11 @@ pub(crate) fn validate(req: &OverlayRequest, layer: &Layer) -> Result<(), String
         return Err("layer is empty (use `hidden`)".into());
     }
     let (x, y) = (layer.x as i64, layer.y as i64);
-    if x < 0 || y < 0 || x + img.width as i64 > req.canvas.width as i64 || y + img.height as i64 > req.canvas.height as i64 {
+    if x < 0
+        || y < 0
+        || x + img.width as i64 > req.canvas.width as i64
+        || y + img.height as i64 > req.canvas.height as i64
+    {
         return Err(format!(
             "layer at ({x}, {y}) size {}x{} is outside the {}x{} canvas",
             img.width, img.height, req.canvas.width, req.canvas.height

@@ -171,8 +171,9 @@ impl destination::backyard::plugin::http::Host for HostState {
     fn send(
         &mut self,
         request: destination::backyard::plugin::http::Request,
-    ) -> wasmtime::Result<Result<destination::backyard::plugin::http::Response, destination::backyard::plugin::http::HttpError>>
-    {
+    ) -> wasmtime::Result<
+        Result<destination::backyard::plugin::http::Response, destination::backyard::plugin::http::HttpError>,
+    > {
         use destination::backyard::plugin::http::HttpError;
         let Some(policy) = self.http.clone() else {
             return Ok(Err(HttpError::NotAllowed("this plugin may not make HTTP requests".into())));

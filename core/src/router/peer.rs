@@ -621,7 +621,8 @@ mod tests {
         let (offer, _) = api.apply().unwrap();
         let ufrag = client.direct_api().local_ice_credentials().ufrag;
         peer.accept_offer(&offer.to_sdp_string()).unwrap();
-        peer.add_remote_candidate(&format!("candidate:1 1 udp 2130706431 192.0.2.2 6001 typ host ufrag {ufrag}")).unwrap();
+        peer.add_remote_candidate(&format!("candidate:1 1 udp 2130706431 192.0.2.2 6001 typ host ufrag {ufrag}"))
+            .unwrap();
         peer.add_remote_candidate("a=candidate:1 1 udp 2130706431 192.0.2.2 6002 typ host").unwrap();
         peer.add_remote_candidate("").unwrap();
         peer.add_remote_candidate("candidate:2 1 udp 2113937151 8a1f2c3d-aaaa-bbbb.local 54321 typ host").unwrap();

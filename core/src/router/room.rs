@@ -23,11 +23,7 @@ pub struct RoomConfig {
 
 impl Default for RoomConfig {
     fn default() -> Self {
-        RoomConfig {
-            max_peers: 16,
-            keyframe_interval: Duration::from_millis(300),
-            speaker: SpeakerConfig::default(),
-        }
+        RoomConfig { max_peers: 16, keyframe_interval: Duration::from_millis(300), speaker: SpeakerConfig::default() }
     }
 }
 
@@ -175,10 +171,7 @@ impl Room {
         if self.peers.len() >= self.config.max_peers {
             return Err(RouterError::RoomFull(self.config.max_peers));
         }
-        self.peers.insert(
-            peer,
-            PeerEntry { participant: participant.to_string(), published: vec![], muted: vec![] },
-        );
+        self.peers.insert(peer, PeerEntry { participant: participant.to_string(), published: vec![], muted: vec![] });
         for track in self.tracks.values_mut() {
             track.subscribers.insert(peer, Subscription::Negotiating);
             self.decisions.push_back(Decision::Subscribe { peer, track: track.info.clone() });
@@ -250,7 +243,13 @@ impl Room {
             *sub = Subscription::Active;
         } else {
             *sub = Subscription::AwaitingKeyframe;
-            Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, self.config.keyframe_interval);
+            Self::request_keyframe(
+                &mut self.decisions,
+                t,
+                KeyframeRequestKind::Fir,
+                now,
+                self.config.keyframe_interval,
+            );
         }
     }
 
@@ -319,7 +318,13 @@ impl Room {
 
     /// Moderation: stop (or resume) forwarding the peer's tracks from `source`. Resuming video
     /// holds subscribers until a fresh keyframe, which is requested at once.
-    pub fn set_muted(&mut self, peer: PeerId, source: TrackSource, muted: bool, now: Instant) -> Result<(), RouterError> {
+    pub fn set_muted(
+        &mut self,
+        peer: PeerId,
+        source: TrackSource,
+        muted: bool,
+        now: Instant,
+    ) -> Result<(), RouterError> {
         let entry = self.peers.get_mut(&peer).ok_or(RouterError::UnknownPeer(peer))?;
         entry.muted.retain(|&s| s != source);
         if muted {
@@ -514,10 +519,7 @@ mod tests {
         drain(&mut room);
         let lossy = Frame { contiguous: false, ..DELTA };
         assert_eq!(forward(&mut room, cam, lossy, t0 + ms(500)), vec![PeerId(2)]);
-        assert!(matches!(
-            &drain(&mut room)[..],
-            [Decision::RequestKeyframe { kind: KeyframeRequestKind::Pli, .. }]
-        ));
+        assert!(matches!(&drain(&mut room)[..], [Decision::RequestKeyframe { kind: KeyframeRequestKind::Pli, .. }]));
     }
 
     #[test]

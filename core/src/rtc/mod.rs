@@ -215,9 +215,8 @@ impl Demux {
 impl MediaNode {
     /// Binds the node's UDP socket and starts receiving. Must run inside a tokio runtime.
     pub async fn bind(config: NodeConfig) -> Result<Self, NodeError> {
-        let socket = UdpSocket::bind(config.bind)
-            .await
-            .map_err(|source| NodeError::Bind { addr: config.bind, source })?;
+        let socket =
+            UdpSocket::bind(config.bind).await.map_err(|source| NodeError::Bind { addr: config.bind, source })?;
         let local = socket.local_addr().map_err(|source| NodeError::Bind { addr: config.bind, source })?;
         let ip = config.advertised_ip.unwrap_or(local.ip());
         if ip.is_unspecified() {
@@ -322,10 +321,7 @@ impl MediaNode {
         };
         tokio::spawn(task.run());
         tracing::debug!(room, participant, peer = id.0, "joined");
-        Ok((
-            PeerHandle { id, participant: participant.to_string(), room: shared, cmd: cmd_tx },
-            events_rx,
-        ))
+        Ok((PeerHandle { id, participant: participant.to_string(), room: shared, cmd: cmd_tx }, events_rx))
     }
 
     /// Moderation: stop (or resume) forwarding a participant's tracks from `source` in `room`.

@@ -49,11 +49,7 @@ impl Drop for TempDir {
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     // unwrap: binding port 0 on loopback only fails if the machine has no loopback.
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
@@ -77,53 +73,18 @@ pub struct TestCa {
 impl TestCa {
     pub fn create(dir: &Path) -> Result<TestCa> {
         let run = |args: &[&str]| -> Result<()> {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .context("run openssl")?;
-            ensure!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let out = Command::new("openssl").args(args).current_dir(dir).output().context("run openssl")?;
+            ensure!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
             Ok(())
         };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
         run(&[
             &["req", "-x509"][..],
             &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Backyard Test CA",
-            ],
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Backyard Test CA"],
         ]
         .concat())?;
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat())?;
+        run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat())?;
         std::fs::write(
             dir.join("ext.cnf"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
@@ -145,11 +106,7 @@ impl TestCa {
             "-extfile",
             "ext.cnf",
         ])?;
-        Ok(TestCa {
-            ca_pem: dir.join("ca.pem"),
-            cert_pem: dir.join("server.pem"),
-            key_pem: dir.join("server.key"),
-        })
+        Ok(TestCa { ca_pem: dir.join("ca.pem"), cert_pem: dir.join("server.pem"), key_pem: dir.join("server.key") })
     }
 }
 
@@ -180,16 +137,9 @@ impl Nginx {
         let rtmp_port = free_port();
         let tls_port = options.tls.as_ref().map(|_| free_port());
         let p = dir.path().display();
-        let stream_module = if tls_port.is_some() {
-            "load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
-        } else {
-            ""
-        };
-        let deny = if options.deny_publish {
-            "deny publish all;"
-        } else {
-            ""
-        };
+        let stream_module =
+            if tls_port.is_some() { "load_module /usr/lib/nginx/modules/ngx_stream_module.so;" } else { "" };
+        let deny = if options.deny_publish { "deny publish all;" } else { "" };
         let stream_block = match (&options.tls, tls_port) {
             (Some((cert, key)), Some(port)) => format!(
                 "stream {{ server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {}; proxy_pass 127.0.0.1:{rtmp_port}; }} }}",
@@ -207,13 +157,7 @@ impl Nginx {
              {stream_block}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf)?;
-        let mut nginx = Nginx {
-            child: None,
-            dir,
-            rtmp_port,
-            tls_port,
-            stopped: false,
-        };
+        let mut nginx = Nginx { child: None, dir, rtmp_port, tls_port, stopped: false };
         nginx.spawn()?;
         Ok(nginx)
     }
@@ -231,13 +175,10 @@ impl Nginx {
             .spawn()
             .context("spawn nginx")?;
         self.child = Some(child);
-        let ready = wait_for_port(self.rtmp_port, Duration::from_secs(10)).and_then(|_| {
-            self.tls_port
-                .map_or(Ok(()), |p| wait_for_port(p, Duration::from_secs(10)))
-        });
+        let ready = wait_for_port(self.rtmp_port, Duration::from_secs(10))
+            .and_then(|_| self.tls_port.map_or(Ok(()), |p| wait_for_port(p, Duration::from_secs(10))));
         if let Err(e) = ready {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default();
             bail!("{e}; nginx log:\n{log}");
         }
         Ok(())
@@ -249,10 +190,7 @@ impl Nginx {
 
     /// RTMPS through the TLS front; the certificate is for `localhost`.
     pub fn rtmps_url(&self, key: &str) -> String {
-        format!(
-            "rtmps://localhost:{}/live/{key}",
-            self.tls_port.expect("nginx started without TLS")
-        )
+        format!("rtmps://localhost:{}/live/{key}", self.tls_port.expect("nginx started without TLS"))
     }
 
     fn pid(&self) -> Option<u32> {
@@ -277,13 +215,7 @@ impl Nginx {
     /// SIGSTOP: the kernel still accepts connections but nginx reads nothing.
     pub fn freeze(&mut self) -> Result<()> {
         let pid = self.pid().context("not running")?;
-        ensure!(
-            Command::new("kill")
-                .args(["-STOP", &pid.to_string()])
-                .status()?
-                .success(),
-            "kill -STOP failed"
-        );
+        ensure!(Command::new("kill").args(["-STOP", &pid.to_string()]).status()?.success(), "kill -STOP failed");
         self.stopped = true;
         Ok(())
     }
@@ -291,21 +223,14 @@ impl Nginx {
     /// SIGCONT.
     pub fn thaw(&mut self) -> Result<()> {
         let pid = self.pid().context("not running")?;
-        ensure!(
-            Command::new("kill")
-                .args(["-CONT", &pid.to_string()])
-                .status()?
-                .success(),
-            "kill -CONT failed"
-        );
+        ensure!(Command::new("kill").args(["-CONT", &pid.to_string()]).status()?.success(), "kill -CONT failed");
         self.stopped = false;
         Ok(())
     }
 
     /// Number of publishes nginx accepted so far (from its log).
     pub fn publish_count(&self) -> usize {
-        let log =
-            std::fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default();
         log.lines().filter(|l| l.contains("publish: name=")).count()
     }
 
@@ -316,18 +241,9 @@ impl Nginx {
     /// The FLV files nginx recorded, oldest first.
     pub fn recordings(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("rec"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "flv"))
-                    .collect()
-            })
+            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "flv")).collect())
             .unwrap_or_default();
-        files.sort_by_key(|p| {
-            std::fs::metadata(p)
-                .and_then(|m| m.created().or_else(|_| m.modified()))
-                .ok()
-        });
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.created().or_else(|_| m.modified())).ok());
         files
     }
 }
@@ -376,31 +292,13 @@ impl Probe {
 }
 
 fn ffprobe(args: &[&str], path: &Path) -> Result<String> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(args)
-        .arg(path)
-        .output()
-        .context("run ffprobe")?;
-    ensure!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(path).output().context("run ffprobe")?;
+    ensure!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn probe(path: &Path) -> Result<Probe> {
-    let streams = ffprobe(
-        &[
-            "-show_entries",
-            "stream=codec_type,codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ],
-        path,
-    )?;
+    let streams = ffprobe(&["-show_entries", "stream=codec_type,codec_name,width,height", "-of", "csv=p=0"], path)?;
     let mut p = Probe {
         video_codec: String::new(),
         audio_codec: String::new(),
@@ -422,20 +320,9 @@ pub fn probe(path: &Path) -> Result<Probe> {
             _ => {}
         }
     }
-    let format = ffprobe(
-        &["-show_entries", "format=duration", "-of", "csv=p=0"],
-        path,
-    )?;
+    let format = ffprobe(&["-show_entries", "format=duration", "-of", "csv=p=0"], path)?;
     p.duration = format.trim().parse().unwrap_or(0.0);
-    let packets = ffprobe(
-        &[
-            "-show_entries",
-            "packet=codec_type,pts_time",
-            "-of",
-            "csv=p=0",
-        ],
-        path,
-    )?;
+    let packets = ffprobe(&["-show_entries", "packet=codec_type,pts_time", "-of", "csv=p=0"], path)?;
     for line in packets.lines() {
         let mut f = line.split(',');
         let (Some(kind), Some(t)) = (f.next(), f.next()) else {
@@ -457,8 +344,8 @@ pub fn cpu_time() -> Duration {
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ticks: u64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     Duration::from_millis(ticks * 10)
 }
 

@@ -20,7 +20,11 @@ pub fn plugins_dir() -> PathBuf {
 /// Hostile fixtures and other test-only plugins, installed by `cargo xtask plugins`.
 pub fn fixtures_dir() -> PathBuf {
     let d = root().join("target/plugin-fixtures");
-    assert!(d.join("hostile-layout/plugin.wasm").is_file(), "{} has no fixtures: run `cargo xtask plugins` first", d.display());
+    assert!(
+        d.join("hostile-layout/plugin.wasm").is_file(),
+        "{} has no fixtures: run `cargo xtask plugins` first",
+        d.display()
+    );
     d
 }
 

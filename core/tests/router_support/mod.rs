@@ -90,9 +90,8 @@ impl Client {
         let (handle, events) = node.join(room, name)?;
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         let local = socket.local_addr()?;
-        let mut rtc = Rtc::builder()
-            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-            .build(Instant::now());
+        let mut rtc =
+            Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp")?);
         let mut api = rtc.sdp_api();
         let mic = api.add_media(MediaKind::Audio, Direction::SendOnly, Some(name.into()), Some("mic".into()), None);
@@ -293,9 +292,12 @@ impl ClientLoop {
         let mut payload = format!("from:{};", self.name).into_bytes();
         payload.resize(80, 0xa5);
         let level = self.source.audio_level;
-        writer
-            .audio_level(level, level > -50)
-            .write(pt, now, MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ), payload)?;
+        writer.audio_level(level, level > -50).write(
+            pt,
+            now,
+            MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ),
+            payload,
+        )?;
         Ok(())
     }
 

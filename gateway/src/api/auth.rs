@@ -75,7 +75,13 @@ pub fn check_name(field: &str, name: &str, max: usize) -> Result<String, ApiErro
     Ok(name.to_owned())
 }
 
-fn cookie(state: &AppState, name: &'static str, value: String, path: &'static str, max_age: Duration) -> Cookie<'static> {
+fn cookie(
+    state: &AppState,
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    max_age: Duration,
+) -> Cookie<'static> {
     Cookie::build((name, value))
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -100,9 +106,13 @@ async fn issue(state: &AppState, jar: CookieJar, user_id: Uuid, session: Uuid) -
         .await
         .map_err(ApiError::Internal)?;
     let access = state.jwt.issue(user_id, session);
-    Ok(jar
-        .add(cookie(state, ACCESS_COOKIE, access, "/", Duration::seconds(state.jwt.ttl_secs())))
-        .add(cookie(state, REFRESH_COOKIE, refresh, "/api/auth", ttl)))
+    Ok(jar.add(cookie(state, ACCESS_COOKIE, access, "/", Duration::seconds(state.jwt.ttl_secs()))).add(cookie(
+        state,
+        REFRESH_COOKIE,
+        refresh,
+        "/api/auth",
+        ttl,
+    )))
 }
 
 fn clear(jar: CookieJar) -> CookieJar {
@@ -183,7 +193,11 @@ pub async fn login(
 
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth",
     responses((status = 200, body = UserEnvelope), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn refresh(State(state): State<AppState>, ClientIp(ip): ClientIp, jar: CookieJar) -> ApiResult<impl IntoResponse> {
+pub async fn refresh(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    jar: CookieJar,
+) -> ApiResult<impl IntoResponse> {
     state.limits.check(Limit::Auth, ip, None)?;
     let token = jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned()).ok_or(ApiError::Unauthenticated)?;
     match state.tokens.use_refresh(&hash_token(&token)).await.map_err(ApiError::Internal)? {
@@ -206,7 +220,11 @@ pub async fn refresh(State(state): State<AppState>, ClientIp(ip): ClientIp, jar:
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 204)))]
-pub async fn logout(State(state): State<AppState>, caller: Result<Caller, ApiError>, jar: CookieJar) -> ApiResult<impl IntoResponse> {
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    jar: CookieJar,
+) -> ApiResult<impl IntoResponse> {
     match caller {
         Ok(Caller::User(u)) => revoke(&state, u.session_id).await?,
         Ok(Caller::Guest(g)) => {

@@ -115,13 +115,19 @@ async fn announce(state: &AppState, b: &Broadcast, event: &str, data: serde_json
 pub async fn start(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Broadcast>> {
     match access.broadcast.status.as_str() {
         "live" => return Err(ApiError::conflict("already_live", "the broadcast is already live")),
-        "ended" => return Err(ApiError::conflict("broadcast_ended", "an ended broadcast cannot be restarted; create a new one")),
+        "ended" => {
+            return Err(ApiError::conflict(
+                "broadcast_ended",
+                "an ended broadcast cannot be restarted; create a new one",
+            ));
+        }
         _ => {}
     }
     let now = OffsetDateTime::now_utc();
     let b = state.store.set_broadcast_status(access.broadcast.id, "live", Some(now), None).await?;
     state.metrics.active_broadcasts.inc();
-    announce(&state, &b, "broadcast-started", serde_json::json!({ "broadcastId": b.id, "startTime": rfc3339(now) })).await;
+    announce(&state, &b, "broadcast-started", serde_json::json!({ "broadcastId": b.id, "startTime": rfc3339(now) }))
+        .await;
     Ok(axum::Json(b))
 }
 
@@ -183,8 +189,11 @@ impl Scene {
 }
 
 fn scene_of(b: &Broadcast) -> Scene {
-    serde_json::from_value(b.scene.0.clone())
-        .unwrap_or(Scene { stage: vec![], layout: default_layout(), overlays: Default::default() })
+    serde_json::from_value(b.scene.0.clone()).unwrap_or(Scene {
+        stage: vec![],
+        layout: default_layout(),
+        overlays: Default::default(),
+    })
 }
 
 #[utoipa::path(get, path = "/api/broadcasts/{id}/scene", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),

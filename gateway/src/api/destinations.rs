@@ -122,13 +122,14 @@ pub fn check_stream_key(key: &str) -> ApiResult<&str> {
 
 impl Destination {
     fn from_row(state: &AppState, row: DestinationRow) -> ApiResult<Self> {
-        let (stream_key, key_error) = match state.cipher.open(&row.stream_key, &row.stream_key_nonce, &row.stream_key_kid) {
-            Ok(key) => (mask(&key), None),
-            Err(e) => {
-                tracing::error!(destination = %row.id, error = %e, "stream key unreadable");
-                (String::new(), Some(e.to_string()))
-            }
-        };
+        let (stream_key, key_error) =
+            match state.cipher.open(&row.stream_key, &row.stream_key_nonce, &row.stream_key_kid) {
+                Ok(key) => (mask(&key), None),
+                Err(e) => {
+                    tracing::error!(destination = %row.id, error = %e, "stream key unreadable");
+                    (String::new(), Some(e.to_string()))
+                }
+            };
         Ok(Self {
             id: row.id,
             broadcast_id: row.broadcast_id,
@@ -190,7 +191,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(Destination::from_row(&state, row)?)))
 }
 
-async fn load(state: &AppState, access: &BroadcastAccess, params: &HashMap<String, String>) -> ApiResult<DestinationRow> {
+async fn load(
+    state: &AppState,
+    access: &BroadcastAccess,
+    params: &HashMap<String, String>,
+) -> ApiResult<DestinationRow> {
     let id = path_uuid(params, "destId")?;
     state.store.destination(access.broadcast.id, id).await?.ok_or(ApiError::NotFound("destination"))
 }
@@ -253,7 +258,9 @@ pub async fn test(
     });
     let key = state.cipher.open(&row.stream_key, &row.stream_key_nonce, &row.stream_key_kid);
     let key_check = match &key {
-        Ok(k) => check_stream_key(k).map(|_| "stream key decrypts and is well-formed".to_owned()).map_err(|e| e.to_string()),
+        Ok(k) => {
+            check_stream_key(k).map(|_| "stream key decrypts and is well-formed".to_owned()).map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     };
     checks.push(TestCheck {

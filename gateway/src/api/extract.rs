@@ -47,7 +47,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&value).map_err(|e| {
         let message = e.inner().to_string();
         let field = field_of(e.path(), &message).unwrap_or_else(|| "body".into());
-        ApiError::Invalid { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_field", message, field: Some(field) }
+        ApiError::Invalid {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_field",
+            message,
+            field: Some(field),
+        }
     })
 }
 
@@ -55,11 +60,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        let is_json =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+                ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
         if !is_json {
             return Err(ApiError::UnsupportedMediaType("expected Content-Type: application/json".into()));
         }

@@ -1,6 +1,5 @@
 //! Invite links: `/api/broadcasts/{id}/invites` (host side) and `/api/invites/{token}/redeem` (guest side).
 
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -101,7 +100,13 @@ pub async fn create(
     let (token, _) = random_token();
     let invite = state
         .store
-        .create_invite(access.broadcast.id, &token, role, access.user_id(), OffsetDateTime::now_utc() + Duration::hours(hours))
+        .create_invite(
+            access.broadcast.id,
+            &token,
+            role,
+            access.user_id(),
+            OffsetDateTime::now_utc() + Duration::hours(hours),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(InviteView::new(&state, invite))))
 }
@@ -151,6 +156,7 @@ pub async fn redeem(
         .path("/")
         .max_age(expires - now)
         .build();
-    let guest = GuestInfo { id: session.id, broadcast_id: session.broadcast_id, role: session.role, name: session.name };
+    let guest =
+        GuestInfo { id: session.id, broadcast_id: session.broadcast_id, role: session.role, name: session.name };
     Ok((StatusCode::CREATED, jar.add(cookie), axum::Json(GuestEnvelope { guest })))
 }

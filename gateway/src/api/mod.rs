@@ -104,15 +104,21 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
     // Same host as the request itself (e.g. opened via localhost while public_url says 127.0.0.1).
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     !host.is_empty()
-        && origin.split_once("://").is_some_and(|(scheme, h)| (scheme == "http" || scheme == "https") && h.eq_ignore_ascii_case(host))
+        && origin
+            .split_once("://")
+            .is_some_and(|(scheme, h)| (scheme == "http" || scheme == "https") && h.eq_ignore_ascii_case(host))
 }
 
 /// Unknown `/api/*` paths get a JSON 404; everything else is a studio file.
 async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     if req.uri().path().starts_with("/api/") || req.uri().path() == "/api" {
-        return ApiError::bad_request("route_not_found", format!("no route {} {}", req.method(), req.uri().path()), None)
-            .with_status(StatusCode::NOT_FOUND)
-            .into_response();
+        return ApiError::bad_request(
+            "route_not_found",
+            format!("no route {} {}", req.method(), req.uri().path()),
+            None,
+        )
+        .with_status(StatusCode::NOT_FOUND)
+        .into_response();
     }
     let dir = tower_http::services::ServeDir::new(&state.cfg.server.studio_dir).append_index_html_on_directories(true);
     match dir.oneshot(req).await {
@@ -122,15 +128,20 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    ApiError::bad_request("method_not_allowed", format!("{} is not allowed on {}", req.method(), req.uri().path()), None)
-        .with_status(StatusCode::METHOD_NOT_ALLOWED)
-        .into_response()
+    ApiError::bad_request(
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+        None,
+    )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    .into_response()
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "ok")))]
 async fn healthz(State(state): State<AppState>) -> Response {
     match state.store.count_users().await {
-        Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "store": state.store.backend()}))).into_response(),
+        Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "store": state.store.backend()})))
+            .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),

@@ -80,9 +80,7 @@ pub async fn file(
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Err(ApiError::NotFound("recording file"));
     }
-    let res = tower_http::services::ServeFile::new(&path)
-        .oneshot(req)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let res =
+        tower_http::services::ServeFile::new(&path).oneshot(req).await.map_err(|e| ApiError::Internal(e.into()))?;
     Ok(res.into_response())
 }

@@ -65,12 +65,13 @@ pub async fn upload(
     if data.len() > state.cfg.limits.upload_bytes {
         return Err(ApiError::PayloadTooLarge);
     }
-    let content_type = infer::get(&data).map(|t| t.mime_type()).filter(|m| ALLOWED.contains(m)).ok_or_else(|| ApiError::Invalid {
-        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        code: "unsupported_image",
-        message: "only PNG, JPEG, GIF and WebP images are accepted".into(),
-        field: Some("file".into()),
-    })?;
+    let content_type =
+        infer::get(&data).map(|t| t.mime_type()).filter(|m| ALLOWED.contains(m)).ok_or_else(|| ApiError::Invalid {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_image",
+            message: "only PNG, JPEG, GIF and WebP images are accepted".into(),
+            field: Some("file".into()),
+        })?;
     let sha = hex::encode(Sha256::digest(&data));
     let dir = state.cfg.data_dir.join("uploads");
     let path = dir.join(&sha);
@@ -98,12 +99,21 @@ pub async fn upload(
     responses((status = 200, description = "the image"), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn serve(State(state): State<AppState>, Path(sha): Path<String>) -> ApiResult<Response> {
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-        return Err(ApiError::bad_request("invalid_id", "sha256 must be 64 lowercase hex digits", Some("sha256".into())));
+        return Err(ApiError::bad_request(
+            "invalid_id",
+            "sha256 must be 64 lowercase hex digits",
+            Some("sha256".into()),
+        ));
     }
     let row = state.store.upload_by_sha(&sha).await?.ok_or(ApiError::NotFound("upload"))?;
-    let bytes = tokio::fs::read(state.cfg.data_dir.join("uploads").join(&sha)).await.map_err(|_| ApiError::NotFound("upload"))?;
+    let bytes = tokio::fs::read(state.cfg.data_dir.join("uploads").join(&sha))
+        .await
+        .map_err(|_| ApiError::NotFound("upload"))?;
     Ok((
-        [(header::CONTENT_TYPE, row.content_type), (header::CACHE_CONTROL, "public, max-age=31536000, immutable".into())],
+        [
+            (header::CONTENT_TYPE, row.content_type),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable".into()),
+        ],
         bytes,
     )
         .into_response())

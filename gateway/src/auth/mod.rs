@@ -181,7 +181,9 @@ pub async fn announce_revoked(state: &AppState, session_id: Uuid) {
 
 /// Parses a UUID path parameter, naming it in the error.
 pub fn path_uuid(params: &HashMap<String, String>, name: &str) -> Result<Uuid, ApiError> {
-    let raw = params.get(name).ok_or_else(|| ApiError::bad_request("bad_path", format!("missing {name}"), Some(name.into())))?;
+    let raw = params
+        .get(name)
+        .ok_or_else(|| ApiError::bad_request("bad_path", format!("missing {name}"), Some(name.into())))?;
     raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("{name} must be a UUID"), Some(name.into())))
 }
 

@@ -25,7 +25,8 @@ pub async fn verify(password: String, phc: Option<String>) -> bool {
             Some(p) => (p, true),
             None => (DUMMY.clone(), false),
         };
-        let ok = PasswordHash::new(&phc).is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok());
+        let ok =
+            PasswordHash::new(&phc).is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok());
         ok && real
     })
     .await

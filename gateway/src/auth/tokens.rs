@@ -83,8 +83,13 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn create_session(&self, user_id: Uuid) -> anyhow::Result<Uuid>;
     async fn session_active(&self, session_id: Uuid) -> anyhow::Result<bool>;
     async fn revoke_session(&self, session_id: Uuid) -> anyhow::Result<()>;
-    async fn insert_refresh(&self, hash: &[u8], session_id: Uuid, user_id: Uuid, expires_at: OffsetDateTime)
-    -> anyhow::Result<()>;
+    async fn insert_refresh(
+        &self,
+        hash: &[u8],
+        session_id: Uuid,
+        user_id: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> anyhow::Result<()>;
     async fn use_refresh(&self, hash: &[u8]) -> anyhow::Result<RefreshUse>;
 }
 
@@ -153,7 +158,13 @@ impl TokenStore for RedisTokens {
     async fn create_session(&self, _user_id: Uuid) -> anyhow::Result<Uuid> {
         let id = Uuid::new_v4();
         let mut c = self.conn.clone();
-        redis::cmd("SET").arg(self.sess_key(id)).arg("active").arg("EX").arg(self.ttl_secs).query_async::<()>(&mut c).await?;
+        redis::cmd("SET")
+            .arg(self.sess_key(id))
+            .arg("active")
+            .arg("EX")
+            .arg(self.ttl_secs)
+            .query_async::<()>(&mut c)
+            .await?;
         Ok(id)
     }
     async fn session_active(&self, session_id: Uuid) -> anyhow::Result<bool> {

@@ -110,8 +110,10 @@ impl Hub {
     /// The participants in a broadcast's room on this node.
     pub fn participants(&self, broadcast: Uuid) -> Vec<Participant> {
         let rooms = self.rooms.lock();
-        let mut list: Vec<_> =
-            rooms.get(&broadcast).map(|r| r.members.values().map(|m| m.participant.clone()).collect()).unwrap_or_default();
+        let mut list: Vec<_> = rooms
+            .get(&broadcast)
+            .map(|r| r.members.values().map(|m| m.participant.clone()).collect())
+            .unwrap_or_default();
         list.sort_by_key(|p| p.id);
         list
     }
@@ -125,7 +127,10 @@ impl Hub {
         let mut rooms = self.rooms.lock();
         let room = rooms.entry(broadcast).or_default();
         if room.members.len() >= self.max_participants {
-            return Err(ErrorData::new("room-full", format!("the room is full ({} participants)", self.max_participants)));
+            return Err(ErrorData::new(
+                "room-full",
+                format!("the room is full ({} participants)", self.max_participants),
+            ));
         }
         room.members.insert(member.participant.id, member);
         Ok(())
@@ -145,7 +150,11 @@ impl Hub {
         Some(p.clone())
     }
 
-    fn member(&self, broadcast: Uuid, participant: Uuid) -> Option<(Participant, Option<Uuid>, mpsc::UnboundedSender<Control>)> {
+    fn member(
+        &self,
+        broadcast: Uuid,
+        participant: Uuid,
+    ) -> Option<(Participant, Option<Uuid>, mpsc::UnboundedSender<Control>)> {
         let rooms = self.rooms.lock();
         let m = rooms.get(&broadcast)?.members.get(&participant)?;
         Some((m.participant.clone(), m.guest_session, m.control.clone()))
@@ -173,7 +182,12 @@ impl Hub {
     }
 
     /// Gives a detached seat of `session_key` back to a new socket; returns its participant.
-    fn reattach(&self, broadcast: Uuid, session_key: Uuid, control: mpsc::UnboundedSender<Control>) -> Option<Participant> {
+    fn reattach(
+        &self,
+        broadcast: Uuid,
+        session_key: Uuid,
+        control: mpsc::UnboundedSender<Control>,
+    ) -> Option<Participant> {
         let mut rooms = self.rooms.lock();
         let m = rooms
             .get_mut(&broadcast)?
@@ -218,9 +232,15 @@ async fn public_ip(public_url: &str) -> anyhow::Result<IpAddr> {
 }
 
 /// `GET /ws`: authenticates, then upgrades to the signaling socket.
-pub async fn ws(State(state): State<AppState>, headers: HeaderMap, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
+pub async fn ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     if !same_origin(&state, &headers) {
-        return ApiError::forbidden("cross-origin WebSocket refused (Origin does not match public_url)").into_response();
+        return ApiError::forbidden("cross-origin WebSocket refused (Origin does not match public_url)")
+            .into_response();
     }
     let hub = match Hub::get(&state).await {
         Ok(hub) => hub,

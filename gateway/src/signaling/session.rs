@@ -62,7 +62,8 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
             }
         }
         if let Some(reason) = s.close {
-            let _ = tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: Utf8Bytes::from_static(reason) }))).await;
+            let _ =
+                tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: Utf8Bytes::from_static(reason) }))).await;
             break;
         }
         tokio::select! {
@@ -131,12 +132,19 @@ fn role_str(role: Role) -> &'static str {
 fn media_error(e: NodeError) -> ErrorData {
     match e {
         NodeError::Router(RouterError::InvalidSdp(m)) => ErrorData::new("invalid-sdp", m).field("sdp"),
-        NodeError::Router(RouterError::OfferCollision) => {
-            ErrorData::new("offer-collision", "answer the server's offer first; after the first offer only the server offers")
+        NodeError::Router(RouterError::OfferCollision) => ErrorData::new(
+            "offer-collision",
+            "answer the server's offer first; after the first offer only the server offers",
+        ),
+        NodeError::Router(RouterError::NoPendingOffer) => {
+            ErrorData::new("no-pending-offer", "the server has no offer awaiting an answer")
         }
-        NodeError::Router(RouterError::NoPendingOffer) => ErrorData::new("no-pending-offer", "the server has no offer awaiting an answer"),
-        NodeError::Router(RouterError::InvalidCandidate(m)) => ErrorData::new("invalid-candidate", m).field("candidate"),
-        NodeError::Router(RouterError::RoomFull(n)) => ErrorData::new("room-full", format!("the room is full ({n} participants)")),
+        NodeError::Router(RouterError::InvalidCandidate(m)) => {
+            ErrorData::new("invalid-candidate", m).field("candidate")
+        }
+        NodeError::Router(RouterError::RoomFull(n)) => {
+            ErrorData::new("room-full", format!("the room is full ({n} participants)"))
+        }
         NodeError::Closed => ErrorData::new("media-closed", "the media session ended; send a new offer"),
         other => ErrorData::new("media-error", other.to_string()),
     }
@@ -161,7 +169,8 @@ impl Session {
     async fn on_text(&mut self, text: &str, inbox: &mut Inbox) {
         if text.len() > protocol::MAX_MESSAGE_BYTES {
             let limit = protocol::MAX_MESSAGE_BYTES;
-            return self.error(ErrorData::new("message-too-large", format!("messages are limited to {limit} bytes")), None);
+            return self
+                .error(ErrorData::new("message-too-large", format!("messages are limited to {limit} bytes")), None);
         }
         let envelope: protocol::Envelope = match serde_json::from_str(text) {
             Ok(e) => e,
@@ -206,10 +215,7 @@ impl Session {
     }
 
     fn media(&self) -> Result<&PeerHandle, ErrorData> {
-        self.joined()?
-            .media
-            .as_ref()
-            .ok_or_else(|| ErrorData::new("no-media-session", "send webrtc-offer first"))
+        self.joined()?.media.as_ref().ok_or_else(|| ErrorData::new("no-media-session", "send webrtc-offer first"))
     }
 
     async fn join(&mut self, req: protocol::JoinBroadcast, inbox: &mut Inbox) -> Result<(), ErrorData> {
@@ -331,7 +337,8 @@ impl Session {
     async fn offer(&mut self, sdp: protocol::Sdp, inbox: &mut Inbox) -> Result<(), ErrorData> {
         let j = self.joined.as_mut().ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
         if j.media.is_none() {
-            let (handle, events) = self.hub.media.join(&j.broadcast.id.to_string(), &j.participant.to_string()).map_err(media_error)?;
+            let (handle, events) =
+                self.hub.media.join(&j.broadcast.id.to_string(), &j.participant.to_string()).map_err(media_error)?;
             // A participant who muted before publishing stays muted.
             if let Some((p, ..)) = self.hub.member(j.broadcast.id, j.participant) {
                 let _ = handle.set_muted(TrackSource::Microphone, !p.audio_enabled);
@@ -352,8 +359,11 @@ impl Session {
         let name = match st.name.as_deref().map(str::trim) {
             Some("") => return Err(ErrorData::new("invalid-field", "name must not be empty").field("name")),
             Some(n) if n.chars().count() > protocol::MAX_NAME_CHARS => {
-                return Err(ErrorData::new("invalid-field", format!("name is limited to {} characters", protocol::MAX_NAME_CHARS))
-                    .field("name"));
+                return Err(ErrorData::new(
+                    "invalid-field",
+                    format!("name is limited to {} characters", protocol::MAX_NAME_CHARS),
+                )
+                .field("name"));
             }
             other => other.map(str::to_owned),
         };
@@ -396,17 +406,20 @@ impl Session {
             return Err(ErrorData::new("invalid-field", "text must not be empty").field("text"));
         }
         if text.chars().count() > protocol::MAX_CHAT_CHARS {
-            return Err(ErrorData::new("invalid-field", format!("text is limited to {} characters", protocol::MAX_CHAT_CHARS))
-                .field("text"));
+            return Err(ErrorData::new(
+                "invalid-field",
+                format!("text is limited to {} characters", protocol::MAX_CHAT_CHARS),
+            )
+            .field("text"));
         }
         let (me, ..) = self
             .hub
             .member(broadcast, j.participant)
             .ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
-        let sent_at = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let chat = ChatMessage { id: Uuid::now_v7(), participant_id: me.id, name: me.name, text: text.to_owned(), sent_at };
+        let sent_at =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let chat =
+            ChatMessage { id: Uuid::now_v7(), participant_id: me.id, name: me.name, text: text.to_owned(), sent_at };
         self.hub.push_chat(broadcast, chat.clone());
         // unwrap: plain data always serializes.
         self.publish(broadcast, "chat-message", serde_json::to_value(chat).expect("serializable")).await;
@@ -516,7 +529,8 @@ impl Session {
                 j.media = None;
                 inbox.media = None;
                 if reason != CloseReason::Left {
-                    let message = format!("the media connection ended ({reason:?}); send a new webrtc-offer to reconnect");
+                    let message =
+                        format!("the media connection ended ({reason:?}); send a new webrtc-offer to reconnect");
                     self.error(ErrorData::new("media-disconnected", message), None);
                 }
             }

@@ -51,13 +51,23 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, user_id: Uuid) -> StoreResult<Session>;
     async fn session(&self, id: Uuid) -> StoreResult<Option<Session>>;
     async fn revoke_session(&self, id: Uuid) -> StoreResult<()>;
-    async fn insert_refresh(&self, hash: &[u8], family_id: Uuid, user_id: Uuid, expires_at: OffsetDateTime)
-    -> StoreResult<()>;
+    async fn insert_refresh(
+        &self,
+        hash: &[u8],
+        family_id: Uuid,
+        user_id: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()>;
     async fn use_refresh(&self, hash: &[u8]) -> StoreResult<RefreshUse>;
 
     // broadcasts
-    async fn create_broadcast(&self, user_id: Uuid, title: &str, description: &str, settings: serde_json::Value)
-    -> StoreResult<Broadcast>;
+    async fn create_broadcast(
+        &self,
+        user_id: Uuid,
+        title: &str,
+        description: &str,
+        settings: serde_json::Value,
+    ) -> StoreResult<Broadcast>;
     async fn broadcast(&self, id: Uuid) -> StoreResult<Option<Broadcast>>;
     async fn list_broadcasts(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Broadcast>>;
     async fn update_broadcast(&self, b: &Broadcast) -> StoreResult<Broadcast>;

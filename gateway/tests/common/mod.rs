@@ -15,9 +15,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use backyard::AppState;
 use backyard::config::Config;
 use backyard::store::{PgStore, SqliteStore, Store};
-use backyard::AppState;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -103,9 +103,9 @@ impl TestApp {
             Backend::Postgres => {
                 let admin = pg_admin_url();
                 let database = format!("by_test_{tag}");
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for these tests and unreachable: {e}"));
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {admin} is required for these tests and unreachable: {e}")
+                });
                 sqlx::query(&format!("CREATE DATABASE {database}")).execute(&mut conn).await.unwrap();
                 let url = replace_db(&admin, &database);
                 let store = PgStore::connect(&url, 4).await.expect("connect test database");
@@ -150,7 +150,9 @@ impl TestApp {
     pub async fn user(&self, email: &str) -> Cookies {
         let res = self
             .post("/api/auth/register")
-            .json(json!({"email": email, "password": "correct horse battery", "name": email.split('@').next().unwrap()}))
+            .json(
+                json!({"email": email, "password": "correct horse battery", "name": email.split('@').next().unwrap()}),
+            )
             .send()
             .await;
         assert_eq!(res.status, StatusCode::CREATED, "register {email}: {}", res.body);
@@ -166,7 +168,12 @@ impl TestApp {
 
     /// Invites and redeems a guest (or co-host) into `broadcast`; returns the guest's cookies.
     pub async fn guest(&self, owner: &Cookies, broadcast: &str, role: &str, name: &str) -> Cookies {
-        let inv = self.post(&format!("/api/broadcasts/{broadcast}/invites")).cookies(owner).json(json!({"role": role})).send().await;
+        let inv = self
+            .post(&format!("/api/broadcasts/{broadcast}/invites"))
+            .cookies(owner)
+            .json(json!({"role": role}))
+            .send()
+            .await;
         assert_eq!(inv.status, StatusCode::CREATED, "{}", inv.body);
         let token = inv.body["token"].as_str().unwrap();
         let res = self.post(&format!("/api/invites/{token}/redeem")).json(json!({"name": name})).send().await;
@@ -184,13 +191,18 @@ impl Drop for TestApp {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async move {
                     if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&c.pg_admin_url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", c.database)).execute(&mut conn).await;
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", c.database))
+                            .execute(&mut conn)
+                            .await;
                     }
                     if let Ok(client) = redis::Client::open(c.redis_url.as_str())
                         && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                     {
-                        let keys: Vec<String> =
-                            redis::cmd("KEYS").arg(format!("{}*", c.redis_prefix)).query_async(&mut conn).await.unwrap_or_default();
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{}*", c.redis_prefix))
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or_default();
                         if !keys.is_empty() {
                             let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
                         }

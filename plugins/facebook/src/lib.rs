@@ -29,13 +29,19 @@ impl Guest for Facebook {
         if !server.is_empty() {
             let u = url::parse(server).map_err(|m| field_error("server-url", format!("server URL {m}")))?;
             if u.scheme == "rtmp" {
-                return Err(field_error("server-url", "Facebook accepts only RTMPS: use rtmps://live-api-s.facebook.com:443/rtmp/"));
+                return Err(field_error(
+                    "server-url",
+                    "Facebook accepts only RTMPS: use rtmps://live-api-s.facebook.com:443/rtmp/",
+                ));
             }
             if u.scheme != "rtmps" {
                 return Err(field_error("server-url", format!("must be rtmps://, not {}://", u.scheme)));
             }
             if u.host != "live-api-s.facebook.com" || u.segments() != ["rtmp"] {
-                return Err(field_error("server-url", "is not Facebook's ingest (rtmps://live-api-s.facebook.com:443/rtmp/)"));
+                return Err(field_error(
+                    "server-url",
+                    "is not Facebook's ingest (rtmps://live-api-s.facebook.com:443/rtmp/)",
+                ));
             }
         }
         Ok(Ingest {

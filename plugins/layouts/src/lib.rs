@@ -71,12 +71,7 @@ fn fit_for(p: &Participant) -> Fit {
 fn grid(stage: &Stage, s: &Style) -> Vec<Placement> {
     let area = inset(canvas_rect(stage.canvas), s.margin);
     let cells = grid_cells(area, stage.participants.len(), WIDE, s.gap);
-    stage
-        .participants
-        .iter()
-        .zip(cells)
-        .map(|(p, r)| tile(&p.id, r).fit(fit_for(p)).radius(s.radius).build())
-        .collect()
+    stage.participants.iter().zip(cells).map(|(p, r)| tile(&p.id, r).fit(fit_for(p)).radius(s.radius).build()).collect()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -128,10 +123,7 @@ fn featured(stage: &Stage, s: &Style, strip: Strip) -> Vec<Placement> {
         grid_cells(strip_area, others.len(), WIDE, s.gap)
     };
     out.extend(
-        others
-            .iter()
-            .zip(cells)
-            .map(|(p, r)| tile(&p.id, r).fit(fit_for(p)).radius(s.radius * 0.6).z(1).build()),
+        others.iter().zip(cells).map(|(p, r)| tile(&p.id, r).fit(fit_for(p)).radius(s.radius * 0.6).z(1).build()),
     );
     out
 }

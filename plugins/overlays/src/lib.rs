@@ -171,10 +171,8 @@ fn chat(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let max_w = (s.w * 0.55).max(240.0 * s.k) - 2.0 * pad;
     let author = ellipsize(author, a_px, Weight::Bold, max_w);
     let lines = wrap(message, m_px, Weight::Regular, max_w, 3);
-    let text_w = lines
-        .iter()
-        .map(|l| measure(l, m_px, Weight::Regular))
-        .fold(measure(&author, a_px, Weight::Bold), f32::max);
+    let text_w =
+        lines.iter().map(|l| measure(l, m_px, Weight::Regular)).fold(measure(&author, a_px, Weight::Bold), f32::max);
     let line_h = m_px * 1.3;
     let h = pad * 2.0 + a_px * 1.4 + lines.len() as f32 * line_h;
     let (x, y, w, h) = place(s.margin, s.h - s.margin * 2.5 - h, text_w + 2.0 * pad + 6.0 * s.k, h, s);

@@ -12,7 +12,11 @@ const DEFAULT_SERVER: &str = "rtmps://live.twitch.tv:443/app";
 
 impl Guest for Twitch {
     fn info() -> DestinationInfo {
-        DestinationInfo { platform: "twitch".into(), name: "Twitch".into(), default_server_url: Some(DEFAULT_SERVER.into()) }
+        DestinationInfo {
+            platform: "twitch".into(),
+            name: "Twitch".into(),
+            default_server_url: Some(DEFAULT_SERVER.into()),
+        }
     }
 
     fn validate(req: IngestRequest) -> Result<Ingest, FieldError> {
