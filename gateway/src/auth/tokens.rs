@@ -138,6 +138,18 @@ impl RedisTokens {
     fn sess_key(&self, id: Uuid) -> String {
         format!("{}sess:{id}", self.prefix)
     }
+    /// Records a session's state (`active` | `revoked`) for the refresh lifetime.
+    async fn set_session(&self, id: Uuid, state: &str) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.sess_key(id))
+            .arg(state)
+            .arg("EX")
+            .arg(self.ttl_secs)
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
     fn rt_key(&self, hash: &[u8]) -> String {
         format!("{}rt:{}", self.prefix, hex::encode(hash))
     }
@@ -157,14 +169,7 @@ return {1, fam, user}
 impl TokenStore for RedisTokens {
     async fn create_session(&self, _user_id: Uuid) -> anyhow::Result<Uuid> {
         let id = Uuid::new_v4();
-        let mut c = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.sess_key(id))
-            .arg("active")
-            .arg("EX")
-            .arg(self.ttl_secs)
-            .query_async::<()>(&mut c)
-            .await?;
+        self.set_session(id, "active").await?;
         Ok(id)
     }
     async fn session_active(&self, session_id: Uuid) -> anyhow::Result<bool> {
@@ -173,15 +178,7 @@ impl TokenStore for RedisTokens {
         Ok(v.as_deref() == Some("active"))
     }
     async fn revoke_session(&self, session_id: Uuid) -> anyhow::Result<()> {
-        let mut c = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.sess_key(session_id))
-            .arg("revoked")
-            .arg("EX")
-            .arg(self.ttl_secs)
-            .query_async::<()>(&mut c)
-            .await?;
-        Ok(())
+        self.set_session(session_id, "revoked").await
     }
     async fn insert_refresh(
         &self,
