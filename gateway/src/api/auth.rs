@@ -149,10 +149,8 @@ pub async fn register(
             Registration::Closed => return Err(ApiError::forbidden("registration is closed on this instance")),
             Registration::Invite => {
                 let token = body.invite_token.as_deref().unwrap_or("");
-                let valid = match state.store.invite_by_token(token).await? {
-                    Some(i) => i.revoked_at.is_none() && i.expires_at > OffsetDateTime::now_utc(),
-                    None => false,
-                };
+                let valid =
+                    state.store.invite_by_token(token).await?.is_some_and(|i| i.usable_at(OffsetDateTime::now_utc()));
                 if !valid {
                     return Err(ApiError::invalid("inviteToken", "registration needs a valid invite on this instance"));
                 }

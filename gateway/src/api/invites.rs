@@ -75,7 +75,7 @@ pub struct GuestEnvelope {
 pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Vec<InviteView>>> {
     let now = OffsetDateTime::now_utc();
     let invites = state.store.invites(access.broadcast.id).await?;
-    Ok(axum::Json(invites.into_iter().filter(|i| i.expires_at > now).map(|i| InviteView::new(&state, i)).collect()))
+    Ok(axum::Json(invites.into_iter().filter(|i| i.usable_at(now)).map(|i| InviteView::new(&state, i)).collect()))
 }
 
 #[utoipa::path(post, path = "/api/broadcasts/{id}/invites", tag = "invites", params(("id" = Uuid, Path)),
@@ -139,12 +139,8 @@ pub async fn redeem(
     state.limits.check(Limit::Auth, ip, None)?;
     let name = check_name("name", &body.name, 64)?;
     let now = OffsetDateTime::now_utc();
-    let invite = state
-        .store
-        .invite_by_token(&token)
-        .await?
-        .filter(|i| i.revoked_at.is_none() && i.expires_at > now)
-        .ok_or(ApiError::NotFound("invite"))?;
+    let invite =
+        state.store.invite_by_token(&token).await?.filter(|i| i.usable_at(now)).ok_or(ApiError::NotFound("invite"))?;
     let (session_token, hash) = random_token();
     let ttl = Duration::hours(state.cfg.auth.guest_ttl_hours as i64);
     let expires = (now + ttl).min(invite.expires_at.max(now + Duration::hours(1)));

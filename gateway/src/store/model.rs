@@ -116,6 +116,13 @@ pub struct Invite {
     pub created_at: OffsetDateTime,
 }
 
+impl Invite {
+    /// Not revoked and not expired at `now`: the link still lets someone in.
+    pub fn usable_at(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GuestSession {
     pub id: Uuid,
