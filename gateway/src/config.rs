@@ -4,7 +4,7 @@
 //! them in `<data_dir>/secrets.toml`. With PostgreSQL, secrets must come from the configuration.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -28,6 +28,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub media: MediaConfig,
+    pub ice: IceConfig,
     /// Per-plugin and per-destination blocks (`[destinations.youtube] enabled = true`), validated against
     /// each plugin's manifest by the plugin host.
     pub destinations: BTreeMap<String, toml_value::Table>,
@@ -122,6 +124,34 @@ pub struct LogConfig {
     pub json: bool,
 }
 
+/// The media node's UDP socket (WebRTC media of every participant on this node).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The IP the UDP socket binds (the OS picks the port); unset: the IP of `server.bind`.
+    pub bind: Option<IpAddr>,
+    /// The IP announced to clients as the server's ICE candidate (behind NAT: the public IP); unset: the bind
+    /// IP, or `public_url`'s host when the bind IP is a wildcard.
+    pub advertised_ip: Option<IpAddr>,
+}
+
+/// ICE servers handed to clients on join. TURN gets time-limited credentials made from `turn_secret`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IceConfig {
+    /// `stun:host:port` URLs clients use to learn their public address.
+    pub stun_urls: Vec<String>,
+    /// `turn:host:port?transport=udp|tcp` or `turns:host:port` URLs of a TURN server (coturn) that relays media
+    /// for clients whose network blocks direct UDP to this server.
+    pub turn_urls: Vec<String>,
+    /// The TURN server's shared secret (coturn `use-auth-secret` + `static-auth-secret`). Masked by
+    /// `backyard config`.
+    pub turn_secret: Option<String>,
+    /// How long a TURN credential handed out on join stays valid (it must outlive the join; a relayed
+    /// connection keeps its allocation while it refreshes it).
+    pub turn_ttl_secs: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PluginsConfig {
@@ -144,6 +174,8 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            media: MediaConfig::default(),
+            ice: IceConfig::default(),
             destinations: BTreeMap::new(),
             plugins: PluginsConfig::default(),
         }
@@ -187,6 +219,12 @@ impl Default for LimitsConfig {
     }
 }
 
+impl Default for IceConfig {
+    fn default() -> Self {
+        Self { stun_urls: Vec::new(), turn_urls: Vec::new(), turn_secret: None, turn_ttl_secs: 3600 }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".into(), json: false }
@@ -208,14 +246,47 @@ pub enum ConfigError {
 
 impl Config {
     /// Layers defaults, the TOML file (if it exists), `BACKYARD_*` env (`__` separates levels, e.g.
-    /// `BACKYARD_DATABASE__URL`) and `overrides` (from CLI flags).
+    /// `BACKYARD_DATABASE__URL`; lists as `BACKYARD_ICE__TURN_URLS='["turn:..."]'`) and `overrides` (from CLI
+    /// flags), then [`validate`](Self::validate)s the result.
     pub fn load(file: &Path, overrides: impl Serialize) -> Result<Self, ConfigError> {
-        Figment::from(Serialized::defaults(Config::default()))
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
             .merge(Env::prefixed("BACKYARD_").split("__"))
             .merge(Serialized::defaults(overrides))
             .extract()
-            .map_err(|e| ConfigError::Invalid(Box::new(e)))
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what the types alone do not: the error names the first field that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let field = |field, message: String| Err(ConfigError::Field { field, message });
+        for url in &self.ice.stun_urls {
+            if !has_scheme_and_host(url, &["stun", "stuns"]) {
+                return field("ice.stun_urls", format!("{url:?} is not a stun: or stuns: URL with a host"));
+            }
+        }
+        for url in &self.ice.turn_urls {
+            if !has_scheme_and_host(url, &["turn", "turns"]) {
+                return field("ice.turn_urls", format!("{url:?} is not a turn: or turns: URL with a host"));
+            }
+        }
+        if !self.ice.turn_urls.is_empty() && self.ice.turn_secret.as_deref().is_none_or(str::is_empty) {
+            return field(
+                "ice.turn_secret",
+                "required with ice.turn_urls (the TURN server's static-auth-secret)".into(),
+            );
+        }
+        if self.ice.turn_ttl_secs == 0 {
+            return field("ice.turn_ttl_secs", "must be at least 1".into());
+        }
+        if let Some(ip) = self.media.advertised_ip
+            && ip.is_unspecified()
+        {
+            return field("media.advertised_ip", format!("{ip} is a wildcard, not an address clients can reach"));
+        }
+        Ok(())
     }
 
     /// True when running on PostgreSQL (production): secrets must then be given, not generated.
@@ -289,10 +360,20 @@ impl Config {
         for v in c.secrets.stream_key_keys.values_mut() {
             *v = "***".into();
         }
+        if c.ice.turn_secret.is_some() {
+            c.ice.turn_secret = Some("***".into());
+        }
         c.database.url = mask_url_password(&c.database.url);
         c.redis.url = c.redis.url.as_deref().map(mask_url_password);
         c
     }
+}
+
+/// `scheme:host[:port][?query]` with one of `schemes` and a non-empty host (RFC 7064/7065 URIs have no `//`).
+fn has_scheme_and_host(url: &str, schemes: &[&str]) -> bool {
+    url.split_once(':').is_some_and(|(scheme, rest)| {
+        schemes.contains(&scheme) && !rest.starts_with('/') && !rest.split([':', '?']).next().unwrap_or("").is_empty()
+    })
 }
 
 fn mask_url_password(url: &str) -> String {
@@ -348,8 +429,10 @@ mod tests {
         let mut c = Config::default();
         c.secrets.jwt_key = Some("secret".into());
         c.database.url = "postgres://u:pw@db/x".into();
+        c.ice.turn_secret = Some("coturn-secret".into());
         let m = c.masked();
         assert_eq!(m.secrets.jwt_key.as_deref(), Some("***"));
+        assert_eq!(m.ice.turn_secret.as_deref(), Some("***"));
         assert_eq!(m.database.url, "postgres://u:***@db/x");
     }
 
@@ -371,5 +454,47 @@ mod tests {
         c.database.url = "postgres://localhost/x".into();
         let err = c.ensure_secrets().unwrap_err().to_string();
         assert!(err.contains("secrets.jwt_key"), "{err}");
+    }
+
+    fn ice(stun: &[&str], turn: &[&str], secret: Option<&str>) -> Config {
+        let mut c = Config::default();
+        c.ice.stun_urls = stun.iter().map(|s| s.to_string()).collect();
+        c.ice.turn_urls = turn.iter().map(|s| s.to_string()).collect();
+        c.ice.turn_secret = secret.map(str::to_owned);
+        c
+    }
+
+    fn invalid_field(c: &Config) -> &'static str {
+        match c.validate() {
+            Err(ConfigError::Field { field, .. }) => field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ice_urls_and_secret_are_validated_naming_the_field() {
+        let ok = ice(
+            &["stun:stun.example.org:3478", "stun:[2001:db8::1]:3478"],
+            &[
+                "turn:turn.example.org:3478?transport=udp",
+                "turns:turn.example.org:5349?transport=tcp",
+                "turn:127.0.0.1",
+            ],
+            Some("s3cret"),
+        );
+        ok.validate().unwrap();
+        assert_eq!(invalid_field(&ice(&["turn:stun.example.org"], &[], None)), "ice.stun_urls");
+        assert_eq!(invalid_field(&ice(&["stun.example.org:3478"], &[], None)), "ice.stun_urls");
+        assert_eq!(invalid_field(&ice(&[], &["stun:turn.example.org:3478"], Some("s"))), "ice.turn_urls");
+        assert_eq!(invalid_field(&ice(&[], &["turn://turn.example.org"], Some("s"))), "ice.turn_urls");
+        assert_eq!(invalid_field(&ice(&[], &["turn::3478"], Some("s"))), "ice.turn_urls");
+        assert_eq!(invalid_field(&ice(&[], &["turn:turn.example.org"], None)), "ice.turn_secret");
+        assert_eq!(invalid_field(&ice(&[], &["turn:turn.example.org"], Some(""))), "ice.turn_secret");
+        let mut zero_ttl = ok.clone();
+        zero_ttl.ice.turn_ttl_secs = 0;
+        assert_eq!(invalid_field(&zero_ttl), "ice.turn_ttl_secs");
+        let mut wildcard = Config::default();
+        wildcard.media.advertised_ip = Some("0.0.0.0".parse().unwrap());
+        assert_eq!(invalid_field(&wildcard), "media.advertised_ip");
     }
 }

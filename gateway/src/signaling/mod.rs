@@ -9,6 +9,7 @@
 //! Auth happens at the upgrade (the `Caller` extractor: access cookie/Bearer or guest cookie); a revoked
 //! session closes its socket through `topic::session`.
 
+mod ice;
 mod protocol;
 mod session;
 
@@ -43,8 +44,8 @@ static HUB: OnceCell<Arc<Hub>> = OnceCell::const_new();
 pub struct Hub {
     /// The SFU: one UDP socket, rooms keyed by broadcast id.
     pub media: MediaNode,
-    /// Handed to clients in `joined`.
-    ice_servers: serde_json::Value,
+    /// Handed to clients in `joined`, TURN with a credential per join.
+    ice_servers: ice::IceServers,
     max_participants: usize,
     rooms: Mutex<HashMap<Uuid, Room>>,
     /// Generations for detached members.
@@ -79,20 +80,23 @@ pub(crate) enum Control {
 }
 
 impl Hub {
-    /// Binds the media node. Its UDP socket binds to the HTTP server's IP on a free port and announces the IP
-    /// of `public_url`'s host (or the bind IP when that is not a wildcard).
+    /// Binds the media node. Its UDP socket binds to `media.bind` (default: the HTTP server's IP) on a free port
+    /// and announces `media.advertised_ip`, else the bind IP, else (wildcard bind) the IP of `public_url`'s host.
     async fn start(state: &AppState) -> anyhow::Result<Hub> {
-        let http_ip = state.cfg.server.bind.ip();
-        let mut config = NodeConfig::new(SocketAddr::new(http_ip, 0));
-        if http_ip.is_unspecified() {
-            config.advertised_ip = Some(public_ip(&state.cfg.public_url).await?);
-        }
+        let media_cfg = &state.cfg.media;
+        let bind_ip = media_cfg.bind.unwrap_or(state.cfg.server.bind.ip());
+        let mut config = NodeConfig::new(SocketAddr::new(bind_ip, 0));
+        config.advertised_ip = match media_cfg.advertised_ip {
+            Some(ip) => Some(ip),
+            None if bind_ip.is_unspecified() => Some(public_ip(&state.cfg.public_url).await?),
+            None => None,
+        };
         config.room.max_peers = state.cfg.limits.max_participants as usize;
         let media = MediaNode::bind(config).await?;
         tracing::info!(udp = %media.advertised_addr(), "signaling ready");
         Ok(Hub {
             media,
-            ice_servers: serde_json::json!([]),
+            ice_servers: ice::IceServers::new(&state.cfg.ice),
             max_participants: state.cfg.limits.max_participants as usize,
             rooms: Mutex::new(HashMap::new()),
             next_detach: std::sync::atomic::AtomicU64::new(1),

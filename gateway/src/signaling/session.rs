@@ -303,7 +303,7 @@ impl Session {
             "role": role.as_str(),
             "broadcast": {"id": broadcast.id, "title": broadcast.title, "status": broadcast.status},
             "participants": others,
-            "iceServers": self.hub.ice_servers,
+            "iceServers": self.hub.ice_servers.for_participant(me.id, std::time::SystemTime::now()),
             "chat": self.hub.chat(broadcast.id),
             "scene": broadcast.scene.0,
         });
