@@ -39,6 +39,14 @@ export function defaultSocketUrl(loc = window.location) {
   return `${scheme}//${loc.host}/ws`;
 }
 
+/**
+ * "relay" when the page URL has `?relay=1` (media only through the TURN servers from `joined`: how to check a
+ * TURN set-up, and how the TURN e2e test proves the relay path), else "all".
+ */
+export function defaultIceTransportPolicy(loc = window.location) {
+  return new URLSearchParams(loc.search).get('relay') === '1' ? 'relay' : 'all';
+}
+
 /** Splits a forwarded stream id into who published it and what it is. */
 export function describeStreamId(streamId) {
   if (streamId === 'program') return { participantId: null, kind: 'program' };
@@ -57,9 +65,11 @@ export function describeStreamId(streamId) {
  *   await c.publish({audio: micTrack, camera: camTrack});
  */
 export class StudioConnection {
-  constructor({ url = defaultSocketUrl() } = {}) {
+  constructor({ url = defaultSocketUrl(), iceTransportPolicy = defaultIceTransportPolicy() } = {}) {
     /** WebSocket address of the signaling endpoint. */
     this.url = url;
+    /** "all" or "relay" (TURN only), for the peer connection. */
+    this.iceTransportPolicy = iceTransportPolicy;
     /** The open socket, or null before `open()` / after close. */
     this.socket = null;
     /** The peer connection to the SFU; created by `publish()` after `joined` delivered the ICE servers. */
@@ -199,7 +209,12 @@ export class StudioConnection {
    */
   async publish(tracks = {}) {
     if (this.pc) throw new Error('already publishing');
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection({
+      iceServers: this.iceServers,
+      iceTransportPolicy: this.iceTransportPolicy,
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+    });
     this.pc = pc;
     const cameraStream = new MediaStream();
     const screenStream = new MediaStream();
