@@ -138,6 +138,29 @@ export function near(got, want, tol) {
   return got.every((v, i) => Math.abs(v - want[i]) <= tol);
 }
 
+/** The tile of the participant called `name` on `page`: their camera, or their screen share (`kind`). */
+export function participantCard(page, name, kind = 'camera') {
+  return page.locator(`.participant-card[data-kind=${kind}]`, { has: page.locator('.card-name', { hasText: name }) });
+}
+
+/**
+ * Waits until the camera tile of `who` ({name, left, right}: a `makeClip` clip's colours) on `page` decodes
+ * frames showing who's two colours. VP8 keeps a flat known pattern within a few levels (DESIGN §8); the default
+ * tolerance covers the YUV 4:2:0 round trip too.
+ */
+export async function expectPicture(page, who, { tolerance = 28, ms = 30000 } = {}) {
+  const video = participantCard(page, who.name).locator('video');
+  const want = [rgb(who.left), rgb(who.right)];
+  await eventually(
+    `${who.name}'s picture`,
+    async () => {
+      const got = await sampleVideo(video);
+      return got && near(got[0], want[0], tolerance) && near(got[1], want[1], tolerance) ? got : false;
+    },
+    ms,
+  );
+}
+
 /**
  * Polls `probe` until it returns a truthy value or `ms` passes; returns that value or throws with the last
  * value seen, so a failure says what the page showed instead of only "timed out".

@@ -7,34 +7,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, launchParticipant, makeClip, near, rgb, sampleVideo, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, expectPicture, launchParticipant, makeClip, participantCard as card, screenshot } from '../lib/harness.mjs';
 
 // Each participant's clip: two halves of distinct colours, far apart in every channel so a swapped or tinted
-// picture cannot pass. VP8 keeps a flat known pattern within a few levels (DESIGN §8); the tolerance covers
-// the YUV 4:2:0 round trip too.
+// picture cannot pass (`expectPicture`).
 const PEOPLE = {
   host: { name: 'Ada Host', left: 'c83232', right: '3232c8' },
   grace: { name: 'Grace Guest', left: '32c832', right: 'c8c832' },
   linus: { name: 'Linus Guest', left: 'c832c8', right: '32c8c8' },
 };
-const TOLERANCE = 28;
 const MEDIA_MS = 30000;
-
-const card = (page, name, kind = 'camera') => page.locator(`.participant-card[data-kind=${kind}]`, { has: page.locator('.card-name', { hasText: name }) });
-
-/** Waits until the camera tile of `who` on `page` decodes frames showing who's two colours. */
-async function expectPicture(page, who) {
-  const video = card(page, who.name).locator('video');
-  const want = [rgb(who.left), rgb(who.right)];
-  await eventually(
-    `${who.name}'s picture`,
-    async () => {
-      const got = await sampleVideo(video);
-      return got && near(got[0], want[0], TOLERANCE) && near(got[1], want[1], TOLERANCE) ? got : false;
-    },
-    MEDIA_MS,
-  );
-}
 
 /** Inbound audio RTP stats of every peer connection on the page. */
 async function inboundAudio(page) {

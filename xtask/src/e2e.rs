@@ -2,13 +2,18 @@
 //! playwright-core) against a backyard this task builds and starts on loopback with a fresh data directory.
 //!
 //! Installs what is missing first: the apt packages `chromium`, `ffmpeg` (the tests make their fake-camera
-//! clips with it and read back what a destination received) and `nginx` + `libnginx-mod-rtmp` (the destination
-//! the program test goes live to), and `e2e/node_modules` from the lockfile. Screenshots land in `target/e2e/`,
-//! the server's log in `target/e2e/backyard.log`.
+//! clips with it and read back what a destination received), `nginx` + `libnginx-mod-rtmp` (the destination
+//! the program test goes live to) and `coturn`, and `e2e/node_modules` from the lockfile. Screenshots land in
+//! `target/e2e/`, the server's log in `target/e2e/backyard.log`, coturn's in `target/e2e/turnserver.log`.
 //!
-//! The suites: `room` (issue 4: three people see, hear and chat with each other), `program` (issue 6: go live
-//! from the studio to nginx-rtmp), `auth` (entry screens: sign in, register, bad invite links), `layout` (the
-//! studio's stage placements, no browser).
+//! A coturn on loopback (REST-API credentials from a random shared secret) runs for the whole run: backyard is
+//! configured with it (`[ice] turn_urls`, `turn_secret`), so every join hands out a TURN server, and the tests
+//! get its URL and secret as `BACKYARD_E2E_TURN_URL` and `BACKYARD_E2E_TURN_SECRET`.
+//!
+//! The suites: `room` (issue 4: three people see, hear and chat with each other), `turn` (issue 4: the same
+//! through coturn only, and refused credentials), `program` (issue 6: go live from the studio to nginx-rtmp),
+//! `auth` (entry screens: sign in, register, bad invite links), `layout` (the studio's stage placements, no
+//! browser).
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -23,7 +28,8 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 /// How long a freshly started backyard may take to answer `/healthz` (migrations on a new SQLite file included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `program`, `auth`, `layout`).
+/// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
+/// `layout`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)
@@ -32,14 +38,16 @@ pub fn cmd(args: &[String]) -> Result<()> {
 /// Runs the browser suites named in `suites` (e.g. `["room"]`: `e2e/tests/room.test.mjs`), or all of them when
 /// `suites` is empty. `root` is the workspace root.
 pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
-    ensure_apt(&["chromium", "ffmpeg", "nginx", "libnginx-mod-rtmp"])?;
+    ensure_apt(&["chromium", "ffmpeg", "nginx", "libnginx-mod-rtmp", "coturn"])?;
     require_node()?;
     let e2e = root.join("e2e");
     ensure_node_modules(&e2e)?;
     let bin = build_backyard(root)?;
     let out = root.join("target").join("e2e");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let server = Backyard::start(root, &bin, &out)?;
+    let turn = Turn::start(&out)?;
+    println!("e2e: coturn at {} (log: {})", turn.url, turn.log.display());
+    let server = Backyard::start(root, &bin, &out, &turn)?;
     println!("e2e: backyard at {} (log: {})", server.url, server.log.display());
     let files: Vec<String> = if suites.is_empty() {
         vec!["tests/".into()]
@@ -57,9 +65,12 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
         .current_dir(&e2e)
         .env("BACKYARD_URL", &server.url)
         .env("BACKYARD_E2E_SHOTS", &out)
+        .env("BACKYARD_E2E_TURN_URL", &turn.url)
+        .env("BACKYARD_E2E_TURN_SECRET", &turn.secret)
         .status()
         .context("running node --test")?;
     drop(server);
+    drop(turn);
     if !status.success() {
         bail!("browser end-to-end tests failed ({status}); screenshots and the server log are in {}", out.display());
     }
@@ -103,7 +114,7 @@ struct Backyard {
 }
 
 impl Backyard {
-    fn start(root: &Path, bin: &Path, out: &Path) -> Result<Self> {
+    fn start(root: &Path, bin: &Path, out: &Path, turn: &Turn) -> Result<Self> {
         let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
         let data_dir = std::env::temp_dir().join(format!("backyard-e2e-{}-{port}", std::process::id()));
@@ -127,6 +138,11 @@ impl Backyard {
             .env("BACKYARD_SERVER__STUDIO_DIR", root.join("studio"))
             // Every browser in the suites signs in from 127.0.0.1; the per-address auth limit is not under test here.
             .env("BACKYARD_LIMITS__AUTH_PER_MINUTE", "600")
+            // A list in figment's environment syntax.
+            .env("BACKYARD_ICE__TURN_URLS", format!("[\"{}\"]", turn.url))
+            .env("BACKYARD_ICE__TURN_SECRET", &turn.secret)
+            // The program suite pushes to nginx-rtmp on loopback through the custom RTMP adapter.
+            .env("BACKYARD_DESTINATIONS__RTMP__ALLOW-PRIVATE-HOSTS", "true")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().context("duplicating the log file handle")?)
@@ -161,6 +177,91 @@ impl Drop for Backyard {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// coturn on a free loopback port, checking TURN REST API credentials against a random shared secret; killed
+/// on drop.
+struct Turn {
+    /// `turn:127.0.0.1:<port>?transport=udp`.
+    url: String,
+    /// Its `static-auth-secret`.
+    secret: String,
+    /// Its stdout and stderr.
+    log: PathBuf,
+    child: Child,
+    /// Its pid file (coturn wants one; the default is under /var/run).
+    pid_file: PathBuf,
+}
+
+impl Turn {
+    fn start(out: &Path) -> Result<Self> {
+        // The TCP port is free now and its UDP twin almost surely too; coturn listens on both.
+        let port = free_port()?;
+        // Not all digits, or figment would read the environment value as a number.
+        let secret = format!("e2e-{}", random_hex(16)?);
+        let log = out.join("turnserver.log");
+        let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let pid_file = std::env::temp_dir().join(format!("backyard-e2e-turn-{}-{port}.pid", std::process::id()));
+        let child = Command::new("turnserver")
+            .arg("-n") // no turnserver.conf: only these flags
+            .args(["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", &format!("--listening-port={port}")])
+            .args(["--use-auth-secret", &format!("--static-auth-secret={secret}"), "--realm=backyard.test"])
+            // Backyard's media socket is on loopback too; coturn refuses loopback peers unless told.
+            .arg("--allow-loopback-peers")
+            .args(["--no-tls", "--no-dtls", "--no-cli", "--log-file=stdout", "--simple-log"])
+            .arg(format!("--pidfile={}", pid_file.display()))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().context("duplicating the log file handle")?)
+            .stderr(log_file)
+            .spawn()
+            .context("starting turnserver (Debian package coturn)")?;
+        let url = format!("turn:127.0.0.1:{port}?transport=udp");
+        let mut turn = Turn { url, secret, log, child, pid_file };
+        turn.wait_ready(port)?;
+        Ok(turn)
+    }
+
+    /// Until a STUN Binding request over UDP gets a Binding success response.
+    fn wait_ready(&mut self, port: u16) -> Result<()> {
+        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a UDP socket")?;
+        socket.set_read_timeout(Some(Duration::from_millis(200))).context("setting a UDP read timeout")?;
+        // Binding request (0x0001), no attributes, the RFC 5389 magic cookie, a fixed transaction id.
+        let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        request.extend_from_slice(b"backyard-e2e");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().context("polling turnserver")? {
+                bail!("turnserver exited during start-up ({status}); see {}", self.log.display());
+            }
+            let _ = socket.send_to(&request, (Ipv4Addr::LOCALHOST, port));
+            let mut buf = [0u8; 512];
+            if let Ok((n, _)) = socket.recv_from(&mut buf)
+                && n >= 20
+                && buf[..2] == [0x01, 0x01]
+                && buf[8..20] == request[8..20]
+            {
+                return Ok(());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!("turnserver did not answer STUN within {START_TIMEOUT:?}; see {}", self.log.display());
+            }
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// `bytes` random bytes from the OS, hex-encoded.
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A port nobody listens on right now (the OS picks it; we release it for backyard to take).
