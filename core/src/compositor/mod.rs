@@ -17,10 +17,12 @@
 pub mod blit;
 pub mod clock;
 pub mod decode;
+mod feed;
 mod label;
 pub mod mixer;
 pub mod overlay;
 pub mod placement;
+pub mod preview;
 pub mod program;
 
 use std::collections::{HashMap, VecDeque};
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use crate::egress::{SAMPLE_RATE, VideoFrame};
 pub use decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
+pub use feed::{ProgramFeed, encoded_media};
 pub use overlay::{OverlayError, OverlayLayer};
 pub use placement::{Fit, Placement, PlacementError, Rect};
 pub use program::{EncodedMedia, Program, ProgramStats};
@@ -119,7 +122,7 @@ pub struct Compositor {
 }
 
 fn samples_at(t: Duration) -> i64 {
-    (t.as_micros() as i64 * SAMPLE_RATE as i64) / 1_000_000
+    (t.as_micros() as i128 * SAMPLE_RATE as i128 / 1_000_000) as i64
 }
 
 impl Compositor {

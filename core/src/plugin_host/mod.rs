@@ -60,10 +60,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use destination::{Constraints, DestinationError, DestinationInfo, DestinationInstance, FieldError, Ingest};
 pub use filter::FilterInstance;
 pub use instance::FailurePolicy;
-pub use layout::{Fit, LayoutInfo, LayoutInstance, Participant, Placement, Rect, Size, Stage};
+pub use layout::{Fit, LayoutInfo, LayoutInstance, Participant, Placement, Rect, Size, Stage, program_placements};
 pub use manifest::{Manifest, PluginKind, PluginSettings};
 pub use overlay::{Image, Layer, NamedImage, OverlayInfo, OverlayInstance, OverlayOutput, OverlayRequest, Prop};
-pub use render::{RenderOptions, render_to_png};
+pub use render::{RenderOptions, Rgba, render_to_png};
 
 use instance::{Health, Pre};
 use state::HostState;
@@ -601,6 +601,17 @@ impl PluginHost {
         }
         // unwrap: inserted just above when it was missing.
         cache.get_mut(platform).unwrap().validate(server_url, stream_key)
+    }
+
+    /// Platform id, display name and default server URL of the adapter for `platform`.
+    pub fn destination_info(&self, platform: &str) -> Result<DestinationInfo, DestinationError> {
+        let mut cache = self.inner.destinations.lock();
+        if !cache.contains_key(platform) {
+            let inst = self.destination(platform).map_err(DestinationError::Plugin)?;
+            cache.insert(platform.to_string(), inst);
+        }
+        // unwrap: inserted just above when it was missing.
+        cache.get_mut(platform).unwrap().info().map_err(DestinationError::Plugin)
     }
 
     /// Look for changed or new plugins now (the watcher does this every `watch` interval). Returns the

@@ -279,6 +279,22 @@ impl Room {
         decisions.push_back(Decision::RequestKeyframe { publisher: t.info.publisher, track: t.info.id, kind });
     }
 
+    /// Frames of `track` are forwarded (it exists and moderation has not muted it).
+    pub fn forwards(&self, track: TrackId) -> bool {
+        self.tracks.get(&track).is_some_and(|t| !t.muted)
+    }
+
+    /// Asks the publishers of every video track (or only `participant`'s) for a keyframe: a consumer outside
+    /// the room (the program's decoders) is starting on them. Coalesced like any other request.
+    pub fn request_keyframes(&mut self, participant: Option<&str>, now: Instant) {
+        let interval = self.config.keyframe_interval;
+        for t in self.tracks.values_mut() {
+            if participant.is_none_or(|p| p == t.info.participant) {
+                Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, interval);
+            }
+        }
+    }
+
     /// A frame arrived from the publisher of `track`: returns the peers to forward it to
     /// (written into `to`, which is cleared first). May queue keyframe requests and speaking
     /// changes.

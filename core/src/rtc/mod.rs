@@ -89,6 +89,17 @@ pub enum MediaEvent {
     Closed(CloseReason),
 }
 
+/// One frame a tap sees: whose, from which source, and the depacketized data (str0m `MediaData`).
+pub struct TapFrame<'a> {
+    pub participant: &'a str,
+    pub source: TrackSource,
+    pub data: &'a MediaData,
+}
+
+/// Receives every frame published in a room that moderation lets through (muted tracks are not tapped),
+/// on the publisher's task: it must not block (hand the frame to a bounded queue).
+pub type MediaTap = Arc<dyn Fn(&TapFrame<'_>) + Send + Sync>;
+
 /// Why a media session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
@@ -123,6 +134,8 @@ struct Inner {
     crypto: Arc<CryptoProvider>,
     room_config: RoomConfig,
     rooms: Mutex<HashMap<String, Arc<RoomShared>>>,
+    /// Taps by room name; kept here too so a room that empties and fills again keeps its tap.
+    taps: Mutex<HashMap<String, MediaTap>>,
     demux: Arc<Mutex<Demux>>,
     next_peer: AtomicU64,
     /// The socket's receive loop; aborted when the node is dropped.
@@ -144,6 +157,8 @@ struct RoomShared {
 struct RoomState {
     room: Room,
     links: HashMap<PeerId, PeerLink>,
+    /// The room's program, fed every frame moderation lets through.
+    tap: Option<MediaTap>,
     /// The room left the node (last peer gone); its timer task ends.
     closed: bool,
 }
@@ -233,6 +248,7 @@ impl MediaNode {
                 crypto: Arc::new(str0m::crypto::from_feature_flags()),
                 room_config: config.room,
                 rooms: Mutex::new(HashMap::new()),
+                taps: Mutex::new(HashMap::new()),
                 demux,
                 next_peer: AtomicU64::new(1),
                 recv_task,
@@ -272,6 +288,7 @@ impl MediaNode {
                         state: Mutex::new(RoomState {
                             room: Room::new(inner.room_config),
                             links: HashMap::new(),
+                            tap: inner.taps.lock().get(room).cloned(),
                             closed: false,
                         }),
                     });
@@ -333,6 +350,34 @@ impl MediaNode {
         st.room.set_muted(peer, source, muted, Instant::now())?;
         dispatch(&mut st);
         Ok(())
+    }
+
+    /// Sends every frame published in `room` (now and after it empties and fills again) to `tap`, or stops
+    /// with `None`. Installing a tap asks every video publisher for a keyframe, so decoders start at once.
+    pub fn set_tap(&self, room: &str, tap: Option<MediaTap>) {
+        {
+            let mut taps = self.inner.taps.lock();
+            match &tap {
+                Some(t) => taps.insert(room.to_string(), t.clone()),
+                None => taps.remove(room),
+            };
+        }
+        let Some(shared) = self.inner.rooms.lock().get(room).cloned() else { return };
+        let mut st = shared.state.lock();
+        let starting = tap.is_some();
+        st.tap = tap;
+        if starting {
+            st.room.request_keyframes(None, Instant::now());
+            dispatch(&mut st);
+        }
+    }
+
+    /// Asks `participant`'s video publishers in `room` for a keyframe (e.g. they were just put on stage).
+    pub fn request_keyframes(&self, room: &str, participant: &str) {
+        let Some(shared) = self.inner.rooms.lock().get(room).cloned() else { return };
+        let mut st = shared.state.lock();
+        st.room.request_keyframes(Some(participant), Instant::now());
+        dispatch(&mut st);
     }
 
     /// The participants with a media session in `room`.
@@ -613,6 +658,12 @@ impl PeerTask {
             PeerEvent::Frame { track, frame, data } => {
                 let mut st = room.state.lock();
                 st.room.on_frame(track, frame, now, targets);
+                if let Some(tap) = &st.tap
+                    && st.room.forwards(track)
+                    && let Some(info) = st.room.track(track)
+                {
+                    tap(&TapFrame { participant: &info.participant, source: info.source, data: &data });
+                }
                 if !targets.is_empty() {
                     let f = Arc::new(Forwarded { track, data });
                     for peer in targets.iter() {

@@ -1,0 +1,108 @@
+//! From the router to the program: the frames a room's tap sees become [`Program::push_encoded`] calls.
+//!
+//! The codec comes from the negotiated payload parameters. Time is the hard part: RTP timestamps of a
+//! participant's audio and video start at unrelated random values and tick at different rates, but the
+//! compositor keeps one clock per source and presents audio and video against it. So each track's RTP time
+//! is mapped onto the sender's wallclock: through its latest RTCP sender report (NTP time ↔ RTP time, the
+//! same clock for every track of a browser) once one has arrived, and until then from the arrival of the
+//! track's first frame. Both land on one timeline per participant; the compositor's clock mapping absorbs
+//! the one step when a track switches to sender-report time.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use str0m::format::Codec;
+use str0m::media::MediaData;
+
+use super::decode::VideoCodec;
+use super::program::{EncodedMedia, Program};
+use crate::router::TrackSource;
+
+/// Maps one track's RTP time onto the sender's wallclock.
+#[derive(Debug, Default)]
+struct TrackClock {
+    /// (wallclock of `rtp`, `rtp` in seconds): from the latest sender report, or from the first arrival.
+    anchor: Option<(Duration, f64)>,
+    from_sender_report: bool,
+}
+
+impl TrackClock {
+    fn source_time(&mut self, data: &MediaData) -> Duration {
+        let rtp = data.time.as_seconds();
+        if let Some(sr) = &data.last_sender_info
+            && let Ok(ntp) = sr.ntp_time.duration_since(UNIX_EPOCH)
+        {
+            self.anchor = Some((ntp, sr.rtp_time.as_seconds()));
+            self.from_sender_report = true;
+        }
+        let (wall, at) = *self.anchor.get_or_insert_with(|| {
+            let age = Instant::now().saturating_duration_since(data.network_time);
+            let arrived = SystemTime::now().checked_sub(age).unwrap_or_else(SystemTime::now);
+            (arrived.duration_since(UNIX_EPOCH).unwrap_or_default(), rtp)
+        });
+        let offset = rtp - at;
+        if offset >= 0.0 {
+            wall + Duration::from_secs_f64(offset)
+        } else {
+            wall.saturating_sub(Duration::from_secs_f64(-offset))
+        }
+    }
+}
+
+/// What the program gets from one room: encoded frames with their source times.
+pub struct ProgramFeed {
+    clocks: Mutex<HashMap<(String, TrackSource), TrackClock>>,
+    /// Wallclock times are given to the program relative to this (an hour before the feed started, so a
+    /// sender's clock running somewhat behind ours stays positive), keeping the numbers small.
+    base: Duration,
+}
+
+impl Default for ProgramFeed {
+    fn default() -> Self {
+        ProgramFeed::new()
+    }
+}
+
+impl ProgramFeed {
+    pub fn new() -> ProgramFeed {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        ProgramFeed { clocks: Mutex::new(HashMap::new()), base: now.saturating_sub(Duration::from_secs(3600)) }
+    }
+
+    /// The program source a track feeds: the participant id for camera and microphone (one clock, so they
+    /// stay in sync), `<participantId>:screen` for a screen share.
+    pub fn source_id(participant: &str, source: TrackSource) -> String {
+        source.stream_id(participant)
+    }
+
+    /// Hands one frame to `program`. Frames of codecs the program cannot decode are ignored.
+    pub fn push(&self, program: &Program, participant: &str, source: TrackSource, data: &MediaData) {
+        let Some(media) = encoded_media(data) else { return };
+        let time = self
+            .clocks
+            .lock()
+            .entry((participant.to_owned(), source))
+            .or_default()
+            .source_time(data)
+            .saturating_sub(self.base);
+        program.push_encoded(&Self::source_id(participant, source), media, time);
+    }
+
+    /// Forgets a participant's track clocks (they left; a rejoin starts fresh RTP timelines).
+    pub fn forget(&self, participant: &str) {
+        self.clocks.lock().retain(|(p, _), _| p != participant);
+    }
+}
+
+/// The frame as the program's decoders take it, if its codec is one they decode.
+pub fn encoded_media(data: &MediaData) -> Option<EncodedMedia> {
+    let bytes = data.data.to_vec();
+    match data.params.spec().codec {
+        Codec::Opus => Some(EncodedMedia::Opus { data: bytes }),
+        Codec::Vp8 => Some(EncodedMedia::Video { codec: VideoCodec::Vp8, data: bytes }),
+        Codec::Vp9 => Some(EncodedMedia::Video { codec: VideoCodec::Vp9, data: bytes }),
+        Codec::H264 => Some(EncodedMedia::Video { codec: VideoCodec::H264, data: bytes }),
+        _ => None,
+    }
+}

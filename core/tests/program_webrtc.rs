@@ -1,0 +1,386 @@
+//! Issue 6's main integration: three in-process WebRTC publishers (str0m clients sending real VP8 + Opus made
+//! by ffmpeg: a distinct colour and tone each) join a media node; the room's tap feeds the program, the
+//! first-party layout plugin places them, and the program goes live to two nginx-rtmp servers (one over
+//! verified RTMPS) while recording. What nginx received is H.264 + AAC at the configured size and ~30 fps,
+//! each participant's colour sits in the rectangle the layout plugin gave it, and a live layout switch
+//! changes the picture without a second publish.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use backyard_core::compositor::{CompositorConfig, Program, ProgramFeed, Rect, StageMember};
+use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, no_status_sink};
+use backyard_core::plugin_host::{self as ph, HostConfig, PluginHost};
+use backyard_core::rtc::{MediaEvent, MediaNode, NodeConfig, PeerHandle, TapFrame};
+use common::{Nginx, NginxOptions, TempDir, TestCa, probe};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+const W: u32 = 640;
+const H: u32 = 360;
+
+/// One encoded packet of a clip.
+struct Packet {
+    video: bool,
+    /// Presentation time in seconds from the clip's start.
+    pts: f64,
+    data: Vec<u8>,
+}
+
+/// A `secs`-long WebM of a solid colour (VP8, a keyframe every 10 frames) and a sine tone (Opus, stereo),
+/// read back into packets.
+fn clip(dir: &Path, name: &str, rgb: &str, tone_hz: u32, secs: u32) -> Result<(Vec<Packet>, f64)> {
+    let path = dir.join(format!("{name}.webm"));
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("color=c=0x{rgb}:s=640x360:r=30:d={secs}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency={tone_hz}:sample_rate=48000:duration={secs}"))
+        .args(["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "500k", "-g", "10"])
+        .args(["-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-frame_duration", "20"])
+        .arg(&path)
+        .output()
+        .context("run ffmpeg")?;
+    ensure!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    ffmpeg_next::init()?;
+    let mut input = ffmpeg_next::format::input(&path)?;
+    let kinds: Vec<(bool, f64)> = input
+        .streams()
+        .map(|s| (s.parameters().medium() == ffmpeg_next::media::Type::Video, f64::from(s.time_base())))
+        .collect();
+    let mut packets = Vec::new();
+    for (stream, packet) in input.packets() {
+        let (video, tb) = kinds[stream.index()];
+        let Some(data) = packet.data() else { continue };
+        packets.push(Packet { video, pts: packet.pts().unwrap_or(0) as f64 * tb, data: data.to_vec() });
+    }
+    packets.sort_by(|a, b| a.pts.total_cmp(&b.pts));
+    // Opus starts slightly before zero (its pre-skip): start the clip at its first packet.
+    let first = packets.first().map_or(0.0, |p| p.pts);
+    for p in &mut packets {
+        p.pts -= first;
+    }
+    ensure!(packets.iter().any(|p| p.video) && packets.iter().any(|p| !p.video), "clip has audio and video");
+    Ok((packets, f64::from(secs)))
+}
+
+/// A WebRTC publisher: a str0m client that sends its clip in real time, looping, until stopped.
+struct Publisher {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Publisher {
+    async fn join(node: &MediaNode, room: &str, name: &str, clip: (Vec<Packet>, f64)) -> Result<Publisher> {
+        let (handle, events) = node.join(room, name)?;
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        let local = socket.local_addr()?;
+        let mut rtc =
+            Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp")?);
+        let mut api = rtc.sdp_api();
+        let mic = api.add_media(MediaKind::Audio, Direction::SendOnly, Some(name.into()), Some("mic".into()), None);
+        let cam = api.add_media(MediaKind::Video, Direction::SendOnly, Some(name.into()), Some("cam".into()), None);
+        let (offer, pending) = api.apply().context("an offer")?;
+        let answer = handle.offer(offer.to_sdp_string()).await?;
+        rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer)?)?;
+        let (stop, stop_rx) = oneshot::channel();
+        let looped = Loop { rtc, socket, local, handle, events, mic, cam, packets: clip.0, period: clip.1 };
+        Ok(Publisher { stop: Some(stop), task: tokio::spawn(looped.run(stop_rx)) })
+    }
+
+    async fn leave(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+struct Loop {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: std::net::SocketAddr,
+    handle: PeerHandle,
+    events: mpsc::UnboundedReceiver<MediaEvent>,
+    mic: Mid,
+    cam: Mid,
+    packets: Vec<Packet>,
+    period: f64,
+}
+
+impl Loop {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) -> Result<()> {
+        let mut buf = vec![0u8; 2048];
+        let mut connected: Option<Instant> = None;
+        let mut next = 0usize;
+        let mut lap = 0u64;
+        loop {
+            let timeout = self.drive(&mut connected).await?;
+            let due = connected.map(|start| {
+                let p = &self.packets[next];
+                start + Duration::from_secs_f64(p.pts + lap as f64 * self.period)
+            });
+            let wake = due.map_or(timeout, |d| d.min(timeout));
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                r = self.socket.recv_from(&mut buf) => {
+                    let (n, source) = r?;
+                    if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
+                        self.rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+                    }
+                }
+                ev = self.events.recv() => match ev {
+                    Some(MediaEvent::Offer(sdp)) => {
+                        let answer = self.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sdp)?)?;
+                        self.handle.answer(answer.to_sdp_string()).await?;
+                    }
+                    Some(MediaEvent::Closed(reason)) => bail!("media session closed: {reason:?}"),
+                    Some(_) => {}
+                    None => bail!("media session ended"),
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    let now = Instant::now();
+                    self.rtc.handle_input(Input::Timeout(now))?;
+                    while due.is_some_and(|d| d <= now) {
+                        self.send(next, lap, now)?;
+                        next += 1;
+                        if next == self.packets.len() {
+                            next = 0;
+                            lap += 1;
+                        }
+                        let start = connected.expect("sending only once connected");
+                        let p = &self.packets[next];
+                        if start + Duration::from_secs_f64(p.pts + lap as f64 * self.period) > now {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, i: usize, lap: u64, now: Instant) -> Result<()> {
+        let p = &self.packets[i];
+        let t = p.pts + lap as f64 * self.period;
+        let (mid, codec, time) = if p.video {
+            (self.cam, Codec::Vp8, MediaTime::new((t * 90_000.0) as u64, Frequency::NINETY_KHZ))
+        } else {
+            (self.mic, Codec::Opus, MediaTime::new((t * 48_000.0) as u64, Frequency::FORTY_EIGHT_KHZ))
+        };
+        let Some(writer) = self.rtc.writer(mid) else { return Ok(()) };
+        let Some(pt) = writer.payload_params().find(|x| x.spec().codec == codec).map(|x| x.pt()) else {
+            bail!("{codec:?} not negotiated");
+        };
+        writer.write(pt, now, time, p.data.clone())?;
+        Ok(())
+    }
+
+    async fn drive(&mut self, connected: &mut Option<Instant>) -> Result<Instant> {
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Transmit(t) => {
+                    self.socket.send_to(&t.contents, t.destination).await?;
+                }
+                Output::Timeout(t) => return Ok(t),
+                Output::Event(Event::Connected) => *connected = Some(Instant::now()),
+                Output::Event(_) => {}
+            }
+        }
+    }
+}
+
+/// The decoded RGB frame nearest to `at` seconds in `path`.
+fn rgb_at(path: &Path, at: f64) -> Result<Vec<u8>> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{at:.2}"), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .context("run ffmpeg")?;
+    ensure!(
+        out.status.success() && out.stdout.len() == (W * H * 3) as usize,
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out.stdout)
+}
+
+/// Mean colour of a rectangle's inner half (away from scaled edges and the name label).
+fn mean_rgb(rgb: &[u8], r: Rect) -> [f64; 3] {
+    let (x0, y0) = (r.x as u32 + r.width / 4, r.y as u32 + r.height / 4);
+    let (x1, y1) = (r.x as u32 + r.width * 3 / 4, r.y as u32 + r.height * 3 / 4);
+    let mut sum = [0u64; 3];
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let i = ((y * W + x) * 3) as usize;
+            for c in 0..3 {
+                sum[c] += u64::from(rgb[i + c]);
+            }
+        }
+    }
+    let n = ((x1 - x0) * (y1 - y0)).max(1) as f64;
+    sum.map(|s| s as f64 / n)
+}
+
+fn colour(hex: &str) -> [f64; 3] {
+    let v = u32::from_str_radix(hex, 16).expect("hex colour");
+    [(v >> 16) as f64, ((v >> 8) & 0xff) as f64, (v & 0xff) as f64]
+}
+
+/// Every participant's colour is in the rectangle `placements` gives it.
+fn check_places(
+    frame: &[u8],
+    placements: &[backyard_core::compositor::Placement],
+    who: &[(&str, &str)],
+    when: &str,
+) -> Result<()> {
+    for (name, hex) in who {
+        let p = placements.iter().find(|p| p.source == *name).with_context(|| format!("{name} placed"))?;
+        let got = mean_rgb(frame, p.rect);
+        let want = colour(hex);
+        let off = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+        ensure!(off < 40.0, "{when}: {name}'s tile {:?} is {got:?}, want ~{want:?}", p.rect);
+    }
+    Ok(())
+}
+
+fn plugin_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
+}
+
+fn placements(
+    layout: &mut ph::LayoutInstance,
+    name: &str,
+    who: &[(&str, &str)],
+    speaker: &str,
+) -> Result<Vec<backyard_core::compositor::Placement>> {
+    let participants = who
+        .iter()
+        .map(|(id, _)| ph::Participant {
+            id: (*id).into(),
+            name: (*id).into(),
+            speaking: *id == speaker,
+            screen_share: false,
+            video_enabled: true,
+        })
+        .collect();
+    let stage = ph::Stage {
+        layout: name.into(),
+        canvas: ph::Size { width: W, height: H },
+        participants,
+        active_speaker: Some(speaker.into()),
+    };
+    Ok(ph::program_placements(layout.place(&stage)?, W, H))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<()> {
+    let _serial = common::serial();
+    let dir = TempDir::new("webrtc-program")?;
+    let who = [("alice", "c83232"), ("bob", "32c832"), ("carol", "3232c8")];
+    let clips = [
+        clip(dir.path(), "alice", who[0].1, 440, 6)?,
+        clip(dir.path(), "bob", who[1].1, 660, 6)?,
+        clip(dir.path(), "carol", who[2].1, 880, 6)?,
+    ];
+
+    let host = PluginHost::start(HostConfig { dirs: vec![plugin_dir()], ..HostConfig::default() })
+        .context("the first-party plugins (cargo xtask plugins) load")?;
+    let mut layout = host.layout("layouts")?;
+    let node = MediaNode::bind(NodeConfig::new("127.0.0.1:0".parse()?)).await?;
+    let program =
+        Arc::new(Program::start(CompositorConfig { width: W, height: H, ..CompositorConfig::default() }, 30)?);
+    let feed = Arc::new(ProgramFeed::new());
+    let (tap_program, tap_feed) = (program.clone(), feed.clone());
+    node.set_tap(
+        "show",
+        Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f.participant, f.source, f.data))),
+    );
+
+    let mut publishers = Vec::new();
+    for ((name, _), clip) in who.iter().zip(clips) {
+        publishers.push(Publisher::join(&node, "show", name, clip).await?);
+    }
+    program.set_stage(who.iter().map(|(id, _)| StageMember { id: (*id).into(), name: (*id).into() }).collect());
+    let grid = placements(&mut layout, "grid", &who, "alice")?;
+    program.set_placements(grid.clone())?;
+
+    // Every publisher's video is decoding before the program goes on air.
+    let ready = common::wait_until(Duration::from_secs(20), || program.stats().decoded_frames > 3 * 45);
+    ensure!(ready.is_some(), "decoding the three publishers: {:?}", program.stats());
+
+    let certs = TempDir::new("webrtc-program-ca")?;
+    let ca = TestCa::create(certs.path())?;
+    let plain = Nginx::start(NginxOptions::default())?;
+    let tls =
+        Nginx::start(NginxOptions { tls: Some((ca.cert_pem.clone(), ca.key_pem.clone())), ..NginxOptions::default() })?;
+    let mut secure = DestinationConfig {
+        id: "secure".into(),
+        url: tls.rtmps_url("key-secure-123"),
+        ca_file: Some(ca.ca_pem.clone()),
+        constraints: Default::default(),
+    };
+    secure.constraints.max_fps = Some(30);
+    let recording = dir.path().join("program.mp4");
+    let started = Instant::now();
+    program.go_live(
+        EgressConfig {
+            encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1200, ..EncoderSettings::default() },
+            destinations: vec![
+                DestinationConfig {
+                    id: "plain".into(),
+                    url: plain.rtmp_url("key-plain-123"),
+                    ca_file: None,
+                    constraints: Default::default(),
+                },
+                secure,
+            ],
+            recording: Some(recording.clone()),
+            ..EgressConfig::default()
+        },
+        no_status_sink(),
+    )?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let switched_at = started.elapsed().as_secs_f64();
+    let sidebar = placements(&mut layout, "sidebar", &who, "bob")?;
+    ensure!(sidebar != grid, "the sidebar layout differs from the grid");
+    program.set_placements(sidebar.clone())?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let program_for_end = program.clone();
+    let report = tokio::task::spawn_blocking(move || program_for_end.end_live()).await?.context("egress report")?;
+    for p in publishers {
+        p.leave().await?;
+    }
+    node.set_tap("show", None);
+
+    ensure!(report.recording.as_ref().is_some_and(|r| r.duration_secs > 8.0), "recording: {:?}", report.recording);
+    for (server, label) in [(&plain, "rtmp"), (&tls, "rtmps")] {
+        ensure!(
+            server.publish_count() == 1,
+            "{label}: {} publishes (a layout switch must not reconnect)",
+            server.publish_count()
+        );
+        let files = server.recordings();
+        let file = files.first().with_context(|| format!("{label}: nginx recorded nothing"))?;
+        let p = probe(file)?;
+        ensure!(p.video_codec == "h264" && p.audio_codec == "aac", "{label}: {} + {}", p.video_codec, p.audio_codec);
+        ensure!((p.width, p.height) == (W, H), "{label}: {}x{}", p.width, p.height);
+        ensure!((p.fps() - 30.0).abs() < 3.0, "{label}: {} fps", p.fps());
+        // Before the switch: the grid; after it: the sidebar with bob featured.
+        check_places(&rgb_at(file, switched_at - 2.0)?, &grid, &who, &format!("{label} grid"))?;
+        check_places(&rgb_at(file, switched_at + 3.0)?, &sidebar, &who, &format!("{label} sidebar"))?;
+    }
+    check_places(&rgb_at(&recording, switched_at - 2.0)?, &grid, &who, "recording grid")?;
+    Ok(())
+}
