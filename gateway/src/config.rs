@@ -34,6 +34,54 @@ pub struct Config {
     /// each plugin's manifest by the plugin host.
     pub destinations: BTreeMap<String, toml_value::Table>,
     pub plugins: PluginsConfig,
+    pub program: ProgramConfig,
+}
+
+/// The composed program of each broadcast: canvas, frame rate and the encode before destination limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgramConfig {
+    /// Canvas width in pixels (even): 1280 for 720p, 1920 for 1080p, 720 or 1080 for vertical 9:16.
+    pub width: u32,
+    /// Canvas height in pixels (even).
+    pub height: u32,
+    /// Output frames per second.
+    pub fps: u32,
+    /// Video bitrate, kb/s (lowered further by the strictest destination).
+    pub video_kbps: u32,
+    /// AAC bitrate, kb/s.
+    pub audio_kbps: u32,
+    /// x264 preset (`veryfast` suits 720p30 on two cores).
+    pub preset: String,
+}
+
+impl Default for ProgramConfig {
+    fn default() -> Self {
+        Self { width: 1280, height: 720, fps: 30, video_kbps: 3000, audio_kbps: 128, preset: "veryfast".into() }
+    }
+}
+
+impl ProgramConfig {
+    /// Checks sizes and rates, naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, message: &str| Err(ConfigError::Field { field, message: message.into() });
+        if !(160..=3840).contains(&self.width) || self.width % 2 != 0 {
+            return bad("program.width", "must be an even number of pixels from 160 to 3840");
+        }
+        if !(160..=3840).contains(&self.height) || self.height % 2 != 0 {
+            return bad("program.height", "must be an even number of pixels from 160 to 3840");
+        }
+        if !(1..=60).contains(&self.fps) {
+            return bad("program.fps", "must be 1..=60");
+        }
+        if !(100..=50_000).contains(&self.video_kbps) {
+            return bad("program.video_kbps", "must be 100..=50000");
+        }
+        if !(32..=512).contains(&self.audio_kbps) {
+            return bad("program.audio_kbps", "must be 32..=512");
+        }
+        Ok(())
+    }
 }
 
 /// Free-form TOML tables kept as JSON values so they can be validated against plugin schemas.
@@ -178,6 +226,7 @@ impl Default for Config {
             ice: IceConfig::default(),
             destinations: BTreeMap::new(),
             plugins: PluginsConfig::default(),
+            program: ProgramConfig::default(),
         }
     }
 }
@@ -286,6 +335,7 @@ impl Config {
         {
             return field("media.advertised_ip", format!("{ip} is a wildcard, not an address clients can reach"));
         }
+        self.program.validate()?;
         Ok(())
     }
 

@@ -175,6 +175,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     let public_url = cfg.public_url.clone();
     let state = backyard::AppState::new(cfg).await?;
+    // A broken plugin or a bad `[plugins.*]` / `[destinations.*]` setting stops start-up, naming it.
+    let host = state.plugins.host().await.context("loading plugins")?;
+    let installed = host.list();
+    tracing::info!(
+        plugins = installed.len(),
+        dirs = ?state.plugins.dirs(),
+        "plugins loaded: {}",
+        installed.iter().map(|p| format!("{} {} ({})", p.name, p.version, p.kind.as_str())).collect::<Vec<_>>().join(", ")
+    );
     let closed = state.store.close_all_participants().await?;
     if closed > 0 {
         tracing::info!(closed, "marked participants from a previous run as left");

@@ -5,7 +5,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::state::AppState;
 
@@ -14,6 +16,11 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub active_broadcasts: IntGauge,
+    /// Per output (destination or recording): 1 for the state it is in, 0 for the others.
+    pub output_state: IntGaugeVec,
+    pub output_bitrate_kbps: IntGaugeVec,
+    pub output_dropped_frames: IntGaugeVec,
+    pub output_connects: IntGaugeVec,
 }
 
 impl Metrics {
@@ -35,7 +42,32 @@ impl Metrics {
         registry.register(Box::new(requests.clone())).unwrap();
         registry.register(Box::new(latency.clone())).unwrap();
         registry.register(Box::new(active_broadcasts.clone())).unwrap();
-        Self { registry, requests, latency, active_broadcasts }
+        let labels = &["broadcast", "output", "kind"];
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap();
+            registry.register(Box::new(g.clone())).unwrap();
+            g
+        };
+        let output_state = gauge(
+            "backyard_output_state",
+            "1 when the output (destination or recording) is in this state",
+            &["broadcast", "output", "kind", "state"],
+        );
+        let output_bitrate_kbps = gauge("backyard_output_bitrate_kbps", "Bitrate an output sends, kb/s", labels);
+        let output_dropped_frames =
+            gauge("backyard_output_dropped_frames", "Frames an output dropped because it was slow", labels);
+        let output_connects =
+            gauge("backyard_output_connects", "Successful connects of an output (1 + reconnects)", labels);
+        Self {
+            registry,
+            requests,
+            latency,
+            active_broadcasts,
+            output_state,
+            output_bitrate_kbps,
+            output_dropped_frames,
+            output_connects,
+        }
     }
 
     pub fn render(&self) -> String {

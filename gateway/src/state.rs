@@ -29,6 +29,8 @@ pub struct AppState {
     pub public_origin: Arc<str>,
     /// Sessions recently confirmed active, so most requests skip the session lookup.
     pub active_sessions: Arc<ActiveSessions>,
+    /// Layouts, overlays and destination adapters (WebAssembly), started on first use or by `serve`.
+    pub plugins: Arc<crate::plugins::Plugins>,
 }
 
 /// How long a confirmed-active session is trusted without asking the token store again. Revocations evict at
@@ -87,6 +89,7 @@ impl AppState {
         let public_origin = origin_of(&cfg.public_url)
             .ok_or_else(|| anyhow::anyhow!("public_url: must be an absolute http(s) URL, got {:?}", cfg.public_url))?;
         let active_sessions = Arc::new(ActiveSessions::default());
+        let plugins = Arc::new(crate::plugins::Plugins::new(&cfg)?);
         // Revocations from any node evict the cached session here.
         let mut revoked = bus.subscribe(REVOCATIONS_TOPIC);
         let cache = Arc::downgrade(&active_sessions);
@@ -111,6 +114,7 @@ impl AppState {
         });
         Ok(Self {
             active_sessions,
+            plugins,
             limits: Arc::new(RateLimits::new(&cfg)),
             cfg: Arc::new(cfg),
             store,

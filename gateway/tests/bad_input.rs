@@ -52,6 +52,7 @@ fn endpoints() -> Vec<Endpoint> {
         e(Method::POST, "/api/broadcasts/{b}/end", Host, None),
         e(Method::GET, "/api/broadcasts/{b}/scene", Anyone, None),
         e(Method::PUT, "/api/broadcasts/{b}/scene", Host, Some(json!({"layout": 5}))),
+        e(Method::GET, "/api/broadcasts/{b}/program.jpg", Host, None),
         e(Method::GET, "/api/broadcasts/{b}/destinations", Host, None),
         e(Method::POST, "/api/broadcasts/{b}/destinations", Host, Some(json!({"platform": 5, "streamKey": "k"}))),
         e(Method::PATCH, "/api/broadcasts/{b}/destinations/{d}", Host, Some(json!({"enabled": "yes"}))),
@@ -61,6 +62,7 @@ fn endpoints() -> Vec<Endpoint> {
         e(Method::POST, "/api/broadcasts/{b}/invites", Host, Some(json!({"role": 5}))),
         e(Method::DELETE, "/api/broadcasts/{b}/invites/{i}", Host, None),
         e(Method::POST, "/api/invites/{t}/redeem", Public, Some(json!({"name": 5}))),
+        e(Method::GET, "/api/plugins", Account, None),
         e(Method::GET, "/api/recordings", Account, None),
         e(Method::GET, "/api/recordings/{r}", Account, None),
         e(Method::DELETE, "/api/recordings/{r}", Account, None),
@@ -99,7 +101,7 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
     let dest = t
         .post(&format!("/api/broadcasts/{bid}/destinations"))
         .cookies(&host)
-        .json(json!({"platform": "youtube", "streamKey": "abcd-efgh-ijkl-mnop"}))
+        .json(json!({"platform": "youtube", "streamKey": "abcd-efgh-ijkl-mnop-qrst"}))
         .send()
         .await;
     let inv = t.post(&format!("/api/broadcasts/{bid}/invites")).cookies(&host).json(json!({})).send().await;

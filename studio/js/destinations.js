@@ -88,6 +88,47 @@ export class BroadcastPanel {
     }
   }
 
+  /**
+   * Shows the composed program: the server's latest frame as a small JPEG, a few times a second, drawn onto
+   * a canvas whose stream feeds the preview <video>. Keeps polling (slower) while no program is running.
+   */
+  startPreview(fps = 5) {
+    if (this.previewTimer) return;
+    const canvas = document.createElement('canvas');
+    const ctx = canvas.getContext('2d');
+    let stream = null;
+    const tick = async () => {
+      let wait = 1000 / fps;
+      try {
+        const res = await fetch(`/api/broadcasts/${this.broadcastId}/program.jpg`, { credentials: 'same-origin', cache: 'no-store' });
+        if (res.ok) {
+          const bitmap = await createImageBitmap(await res.blob());
+          if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+            canvas.width = bitmap.width;
+            canvas.height = bitmap.height;
+          }
+          ctx.drawImage(bitmap, 0, 0);
+          bitmap.close();
+          if (!stream) {
+            stream = canvas.captureStream(fps);
+            this.setProgramStream(stream);
+          }
+        } else {
+          wait = 1000;
+        }
+      } catch {
+        wait = 2000;
+      }
+      this.previewTimer = setTimeout(tick, wait);
+    };
+    this.previewTimer = setTimeout(tick, 0);
+  }
+
+  stopPreview() {
+    clearTimeout(this.previewTimer);
+    this.previewTimer = null;
+  }
+
   setProgramStream(stream) {
     this.programVideo.srcObject = stream;
     this.el.querySelector('.program-monitor').classList.toggle('has-video', Boolean(stream));

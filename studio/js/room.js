@@ -113,7 +113,10 @@ class Room {
     this.media.on('screen-ended', () => this.setScreenShare(false));
     await this.conn.publish({ audio: this.media.audio, camera: this.media.camera, screen: null });
     this.render();
-    if (this.isModerator) this.broadcastPanel.load();
+    if (this.isModerator) {
+      this.broadcastPanel.load();
+      this.broadcastPanel.startPreview();
+    }
     window.addEventListener('beforeunload', this.unload);
     if (!this.meter.analyser) this.meter.attach(this.media.audio);
     this.selfSpeakingTimer = setInterval(() => this.updateSelfSpeaking(), 200);
@@ -856,6 +859,7 @@ class Room {
   teardown() {
     clearInterval(this.liveTimer);
     clearInterval(this.selfSpeakingTimer);
+    this.broadcastPanel?.stopPreview();
     window.removeEventListener('beforeunload', this.unload);
     this.conn?.close();
     this.media.stop();

@@ -123,6 +123,11 @@ pub async fn start(State(state): State<AppState>, HostAccess(access): HostAccess
         }
         _ => {}
     }
+    // Encode once and push to every enabled destination while recording; nothing is marked live unless
+    // that started.
+    let hub = crate::signaling::Hub::get(&state).await?;
+    let members = hub.participants(access.broadcast.id);
+    hub.programs.go_live(&state, &hub.media, &access.broadcast, members).await?;
     let now = OffsetDateTime::now_utc();
     let b = state.store.set_broadcast_status(access.broadcast.id, "live", Some(now), None).await?;
     state.metrics.active_broadcasts.inc();
@@ -137,6 +142,10 @@ pub async fn end(State(state): State<AppState>, HostAccess(access): HostAccess) 
     if access.broadcast.status != "live" {
         return Err(ApiError::conflict("not_live", "the broadcast is not live"));
     }
+    // Flush and close every output and finalise the recording (bounded by egress' timeouts). An ended
+    // broadcast cannot go live again, so its program stops too.
+    let hub = crate::signaling::Hub::get(&state).await?;
+    hub.programs.end_live(&state, access.broadcast.id).await?;
     let now = OffsetDateTime::now_utc();
     let b = state.store.set_broadcast_status(access.broadcast.id, "ended", None, Some(now)).await?;
     state.metrics.active_broadcasts.dec();
@@ -188,7 +197,7 @@ impl Scene {
     }
 }
 
-fn scene_of(b: &Broadcast) -> Scene {
+pub fn scene_of(b: &Broadcast) -> Scene {
     serde_json::from_value(b.scene.0.clone()).unwrap_or(Scene {
         stage: vec![],
         layout: default_layout(),
@@ -215,4 +224,29 @@ pub async fn put_scene(
     state.store.set_scene(access.broadcast.id, value.clone()).await?;
     announce(&state, &access.broadcast, "scene-updated", serde_json::json!({ "scene": value })).await;
     Ok(axum::Json(scene))
+}
+
+/// Width of the studio's program preview.
+const PREVIEW_WIDTH: u32 = 640;
+
+#[utoipa::path(get, path = "/api/broadcasts/{id}/program.jpg", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "the latest composed program frame, 640 pixels wide", content_type = "image/jpeg"),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn program_preview(
+    State(state): State<AppState>,
+    HostAccess(access): HostAccess,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let hub = crate::signaling::Hub::get(&state).await?;
+    let frame = hub
+        .programs
+        .get(access.broadcast.id)
+        .and_then(|live| live.program.preview())
+        .ok_or(ApiError::NotFound("program (no host is in the studio yet)"))?;
+    let jpeg = tokio::task::spawn_blocking(move || backyard_core::compositor::preview::jpeg(&frame, PREVIEW_WIDTH))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/jpeg"), (axum::http::header::CACHE_CONTROL, "no-store")], jpeg)
+        .into_response())
 }

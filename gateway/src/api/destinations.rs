@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 use super::auth::check_name;
 use super::extract::{ApiJson, PathParams};
+use backyard_core::plugin_host::{DestinationError, Ingest, PluginKind};
+
 use crate::auth::{BroadcastAccess, HostAccess, OwnerAccess, path_uuid};
 use crate::crypto::mask;
 use crate::error::{ApiError, ApiResult};
@@ -64,6 +66,8 @@ pub struct PatchDestination {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TestCheck {
+    /// `streamKey`, `ingest` (the platform adapter's check), then the stage of the real connection that
+    /// failed or passed: `dns`, `tcp`, `tls`, `handshake`, `rejected`, `publish`, or `publish` when all passed.
     pub name: String,
     pub ok: bool,
     pub message: String,
@@ -73,25 +77,64 @@ pub struct TestCheck {
 pub struct TestReport {
     pub ok: bool,
     pub checks: Vec<TestCheck>,
+    /// Timings of the real connect + publish (DNS, TCP, TLS, publish accepted, frames sent), when it got that far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub connection: Option<backyard_core::egress::TestReport>,
 }
 
-pub const PLATFORMS: &[&str] = &["youtube", "twitch", "facebook", "rtmp"];
+/// How long a destination test may take in all.
+const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-fn default_ingest(platform: &str) -> Option<&'static str> {
-    match platform {
-        "youtube" => Some("rtmp://a.rtmp.youtube.com/live2"),
-        "twitch" => Some("rtmp://live.twitch.tv/app"),
-        "facebook" => Some("rtmps://live-api-s.facebook.com:443/rtmp"),
-        _ => None,
+/// What a destination adapter made of a server URL and stream key.
+pub struct Resolved {
+    /// The server URL to store: as typed, or the adapter's default when none was typed.
+    pub server_url: String,
+    /// Where and how to push (the primary URL carries the key: never log or store it).
+    pub ingest: Ingest,
+    /// The adapter's display name for the platform.
+    pub display_name: String,
+}
+
+/// Asks `platform`'s destination adapter (a plugin) to check what the user typed. An unknown or disabled
+/// platform and the adapter's field errors are 422s naming the field.
+pub async fn resolve(state: &AppState, platform: &str, server_url: &str, stream_key: &str) -> ApiResult<Resolved> {
+    let host = state.plugins.api_host().await?;
+    let platforms = host.names(PluginKind::Destination);
+    if !platforms.iter().any(|p| p == platform) {
+        return Err(ApiError::invalid(
+            "platform",
+            if platforms.is_empty() {
+                "no destination adapters are enabled on this server".to_owned()
+            } else {
+                format!("one of {}", platforms.join(", "))
+            },
+        ));
     }
+    let (platform, server_url, stream_key) = (platform.to_owned(), server_url.trim().to_owned(), stream_key.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let info = host.destination_info(&platform);
+        let ingest = host.validate_destination(&platform, &server_url, &stream_key);
+        (info, ingest, server_url)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))
+    .and_then(|(info, ingest, typed)| {
+        let info = info.map_err(destination_error)?;
+        let ingest = ingest.map_err(destination_error)?;
+        let server_url = if typed.is_empty() {
+            info.default_server_url.ok_or_else(|| ApiError::invalid("rtmpUrl", "required for this platform"))?
+        } else {
+            typed
+        };
+        Ok(Resolved { server_url, ingest, display_name: info.name })
+    })
 }
 
-fn display_name(platform: &str) -> &'static str {
-    match platform {
-        "youtube" => "YouTube",
-        "twitch" => "Twitch",
-        "facebook" => "Facebook",
-        _ => "Custom RTMP",
+fn destination_error(e: DestinationError) -> ApiError {
+    match e {
+        DestinationError::Field(f) => ApiError::invalid(f.field, f.message),
+        DestinationError::Plugin(p) => ApiError::Internal(anyhow::anyhow!(p)),
     }
 }
 
@@ -160,18 +203,17 @@ pub async fn create(
     OwnerAccess(access): OwnerAccess,
     ApiJson(body): ApiJson<CreateDestination>,
 ) -> ApiResult<(StatusCode, Json<Destination>)> {
-    if !PLATFORMS.contains(&body.platform.as_str()) {
-        return Err(ApiError::invalid("platform", format!("one of {}", PLATFORMS.join(", "))));
-    }
-    let rtmp_url = match (&body.rtmp_url, default_ingest(&body.platform)) {
-        (Some(u), _) => check_rtmp_url(u)?,
-        (None, Some(d)) => d.to_owned(),
-        (None, None) => return Err(ApiError::invalid("rtmpUrl", "required for a custom RTMP destination")),
-    };
     let key = check_stream_key(&body.stream_key)?;
+    if let Some(u) = &body.rtmp_url
+        && !u.trim().is_empty()
+    {
+        check_rtmp_url(u)?;
+    }
+    let resolved = resolve(&state, &body.platform, body.rtmp_url.as_deref().unwrap_or(""), key).await?;
+    let rtmp_url = resolved.server_url;
     let name = match &body.name {
         Some(n) => check_name("name", n, 100)?,
-        None => display_name(&body.platform).to_owned(),
+        None => resolved.display_name,
     };
     let sealed = state.cipher.seal(key);
     let row = state
@@ -213,14 +255,32 @@ pub async fn patch(
     if let Some(n) = &body.name {
         row.name = check_name("name", n, 100)?;
     }
-    if let Some(u) = &body.rtmp_url {
-        row.rtmp_url = check_rtmp_url(u)?;
+    if let Some(u) = &body.rtmp_url
+        && !u.trim().is_empty()
+    {
+        check_rtmp_url(u)?;
     }
-    if let Some(k) = &body.stream_key {
-        let sealed = state.cipher.seal(check_stream_key(k)?);
-        row.stream_key = sealed.ciphertext;
-        row.stream_key_nonce = sealed.nonce;
-        row.stream_key_kid = sealed.kid;
+    if body.rtmp_url.is_some() || body.stream_key.is_some() {
+        // The adapter checks the pair as it will be pushed: the new value with the stored other half.
+        let stored_key;
+        let key = match &body.stream_key {
+            Some(k) => check_stream_key(k)?,
+            None => {
+                stored_key =
+                    state.cipher.open(&row.stream_key, &row.stream_key_nonce, &row.stream_key_kid).map_err(|e| {
+                        ApiError::invalid("streamKey", format!("the stored key is unreadable ({e}): re-enter it"))
+                    })?;
+                stored_key.as_str()
+            }
+        };
+        let url = body.rtmp_url.as_deref().unwrap_or(&row.rtmp_url);
+        row.rtmp_url = resolve(&state, &row.platform, url, key).await?.server_url;
+        if body.stream_key.is_some() {
+            let sealed = state.cipher.seal(key);
+            row.stream_key = sealed.ciphertext;
+            row.stream_key_nonce = sealed.nonce;
+            row.stream_key_kid = sealed.kid;
+        }
     }
     if let Some(e) = body.enabled {
         row.enabled = e;
@@ -250,24 +310,60 @@ pub async fn test(
 ) -> ApiResult<Json<TestReport>> {
     let row = load(&state, &access, &params).await?;
     let mut checks = Vec::new();
-    let url = check_rtmp_url(&row.rtmp_url);
-    checks.push(TestCheck {
-        name: "url".into(),
-        ok: url.is_ok(),
-        message: url.err().map(|e| e.to_string()).unwrap_or_else(|| "well-formed rtmp(s) URL".into()),
-    });
-    let key = state.cipher.open(&row.stream_key, &row.stream_key_nonce, &row.stream_key_kid);
-    let key_check = match &key {
-        Ok(k) => {
-            check_stream_key(k).map(|_| "stream key decrypts and is well-formed".to_owned()).map_err(|e| e.to_string())
-        }
-        Err(e) => Err(e.to_string()),
+    let check = |name: &str, result: Result<String, String>| {
+        let ok = result.is_ok();
+        TestCheck { name: name.into(), ok, message: result.unwrap_or_else(|e| e) }
     };
-    checks.push(TestCheck {
-        name: "streamKey".into(),
-        ok: key_check.is_ok(),
-        message: key_check.unwrap_or_else(|e| e),
-    });
-    tracing::debug!(destination = %row.id, url = %row.rtmp_url, "destination checked");
-    Ok(axum::Json(TestReport { ok: checks.iter().all(|c| c.ok), checks }))
+    let key = state
+        .cipher
+        .open(&row.stream_key, &row.stream_key_nonce, &row.stream_key_kid)
+        .map_err(|e| e.to_string())
+        .and_then(|k| match check_stream_key(&k) {
+            Ok(_) => Ok(k),
+            Err(e) => Err(e.to_string()),
+        });
+    checks.push(check(
+        "streamKey",
+        key.as_ref().map(|_| "stream key decrypts and is well-formed".into()).map_err(Clone::clone),
+    ));
+    let Ok(key) = key else { return Ok(axum::Json(TestReport { ok: false, checks, connection: None })) };
+    let ingest = match resolve(&state, &row.platform, &row.rtmp_url, &key).await {
+        Ok(r) => {
+            checks.push(check("ingest", Ok(format!("{} accepts the server URL and key", r.display_name))));
+            r.ingest
+        }
+        Err(e) => {
+            checks.push(check("ingest", Err(e.to_string())));
+            return Ok(axum::Json(TestReport { ok: false, checks, connection: None }));
+        }
+    };
+    // A real RTMP(S) connect and a few seconds of test pattern: what failed is named by its stage.
+    let url = ingest.primary;
+    let outcome = tokio::task::spawn_blocking(move || backyard_core::egress::test_destination(&url, TEST_TIMEOUT))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let connection = match outcome {
+        Ok(report) => {
+            checks.push(check(
+                "publish",
+                Ok(format!(
+                    "published {} frames in {:.1} s (DNS {} ms, TCP {} ms{}, accepted after {} ms)",
+                    report.frames_sent,
+                    report.published_secs,
+                    report.dns_ms,
+                    report.tcp_ms,
+                    report.tls_ms.map(|t| format!(", TLS {t} ms")).unwrap_or_default(),
+                    report.publish_accept_ms
+                )),
+            ));
+            Some(report)
+        }
+        Err(e) => {
+            let stage = serde_json::to_value(&e).ok().and_then(|v| v["stage"].as_str().map(str::to_owned));
+            checks.push(check(stage.as_deref().unwrap_or("connect"), Err(e.to_string())));
+            None
+        }
+    };
+    tracing::debug!(destination = %row.id, ok = connection.is_some(), "destination tested");
+    Ok(axum::Json(TestReport { ok: checks.iter().all(|c| c.ok), checks, connection }))
 }

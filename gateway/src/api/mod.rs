@@ -7,6 +7,7 @@ pub mod broadcasts;
 pub mod destinations;
 pub mod extract;
 pub mod invites;
+pub mod plugins;
 pub mod recordings;
 pub mod uploads;
 
@@ -27,7 +28,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Backyard API", description = "Self-hosted live-streaming studio: REST API. Errors are `{\"error\": {code, message, field}}`."),
     components(schemas(ErrorBody)),
-    tags((name = "auth"), (name = "broadcasts"), (name = "destinations"), (name = "invites"), (name = "recordings"), (name = "uploads"), (name = "system"))
+    tags((name = "auth"), (name = "broadcasts"), (name = "destinations"), (name = "invites"), (name = "plugins"), (name = "recordings"), (name = "uploads"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -48,12 +49,14 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(broadcasts::start))
         .routes(routes!(broadcasts::end))
         .routes(routes!(broadcasts::get_scene, broadcasts::put_scene))
+        .routes(routes!(broadcasts::program_preview))
         .routes(routes!(destinations::list, destinations::create))
         .routes(routes!(destinations::patch, destinations::delete))
         .routes(routes!(destinations::test))
         .routes(routes!(invites::list, invites::create))
         .routes(routes!(invites::revoke))
         .routes(routes!(invites::redeem))
+        .routes(routes!(plugins::list))
         .routes(routes!(recordings::list))
         .routes(routes!(recordings::get, recordings::delete))
         .routes(routes!(recordings::file))

@@ -50,6 +50,8 @@ pub struct Hub {
     rooms: Mutex<HashMap<Uuid, Room>>,
     /// Generations for detached members.
     next_detach: std::sync::atomic::AtomicU64,
+    /// The program of each broadcast whose studio is open on this node.
+    pub programs: crate::live::Programs,
 }
 
 #[derive(Default)]
@@ -100,6 +102,7 @@ impl Hub {
             max_participants: state.cfg.limits.max_participants as usize,
             rooms: Mutex::new(HashMap::new()),
             next_detach: std::sync::atomic::AtomicU64::new(1),
+            programs: crate::live::Programs::default(),
         })
     }
 
@@ -120,6 +123,11 @@ impl Hub {
             .unwrap_or_default();
         list.sort_by_key(|p| p.id);
         list
+    }
+
+    /// Someone who may run the show (host or co-host) is in the room.
+    pub fn has_host(&self, broadcast: Uuid) -> bool {
+        self.rooms.lock().get(&broadcast).is_some_and(|r| r.members.values().any(|m| m.participant.role != "guest"))
     }
 
     fn chat(&self, broadcast: Uuid) -> Vec<ChatMessage> {

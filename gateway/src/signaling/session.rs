@@ -104,6 +104,13 @@ async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reas
     if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event).await {
         tracing::warn!(%broadcast, "could not publish participant-left: {e}");
     }
+    // The last host left: the program stops unless the broadcast is on air (then it goes on, showing name
+    // cards for whoever is gone).
+    if let Ok(hub) = Hub::get(state).await
+        && !hub.has_host(broadcast)
+    {
+        hub.programs.stop_if_idle(broadcast).await;
+    }
 }
 
 async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
@@ -257,8 +264,10 @@ impl Session {
             inbox.control = Some(control_rx);
             self.send_joined(&broadcast, &participant, role);
             let id = broadcast.id;
+            self.start_program(&broadcast, role).await;
             self.joined = Some(Joined { broadcast, participant: participant.id, role, media: None });
             self.publish(id, "participant-status-updated", json!({ "participant": participant })).await;
+            self.hub.programs.refresh(id);
             return Ok(());
         }
         let row = store
@@ -291,9 +300,22 @@ impl Session {
         inbox.control = Some(control_rx);
         self.send_joined(&broadcast, &participant, role);
         let id = broadcast.id;
-        self.joined = Some(Joined { broadcast, participant: row.id, role, media: None });
         self.publish(id, "participant-joined", json!({ "participant": participant })).await;
+        self.start_program(&broadcast, role).await;
+        self.joined = Some(Joined { broadcast, participant: row.id, role, media: None });
         Ok(())
+    }
+
+    /// A host or co-host in the studio starts the broadcast's program, so they see the composed preview
+    /// before going live. A program that cannot start is logged; the room works without it.
+    async fn start_program(&self, broadcast: &Broadcast, role: Role) {
+        if role == Role::Guest {
+            return;
+        }
+        let members = self.hub.participants(broadcast.id);
+        if let Err(e) = self.hub.programs.ensure(&self.state, &self.hub.media, broadcast, members).await {
+            tracing::error!(broadcast = %broadcast.id, "program not started: {e}");
+        }
     }
 
     fn send_joined(&mut self, broadcast: &Broadcast, me: &Participant, role: Role) {

@@ -80,6 +80,10 @@ fn test_config(data_dir: PathBuf) -> Config {
     // Tests register many accounts; the rate-limit test sets its own small limit.
     cfg.limits.auth_per_minute = 10_000;
     cfg.limits.upload_per_minute = 10_000;
+    // Tests push to nginx-rtmp on loopback through the custom RTMP adapter.
+    let mut rtmp = serde_json::Map::new();
+    rtmp.insert("allow-private-hosts".into(), serde_json::Value::Bool(true));
+    cfg.destinations.insert("rtmp".into(), rtmp);
     cfg
 }
 

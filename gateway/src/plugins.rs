@@ -1,0 +1,82 @@
+//! The node's plugin host, built from `[plugins]` and `[destinations.*]` in the configuration.
+//!
+//! `backyard serve` starts it before listening, so a broken plugin or a bad operator setting stops start-up
+//! with an error naming the plugin and the field. Elsewhere (tests, tools) it starts on first use.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backyard_core::plugin_host::{HostConfig, OperatorSettings, PluginError, PluginHost};
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// The plugin host of this node, started once.
+pub struct Plugins {
+    config: HostConfig,
+    host: OnceCell<PluginHost>,
+}
+
+/// How often changed `.wasm` files are looked for (hot reload).
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+impl Plugins {
+    /// Reads the operator's plugin settings; fails on a malformed `enabled` naming the plugin.
+    pub fn new(cfg: &Config) -> Result<Plugins, PluginError> {
+        let settings = OperatorSettings::from_tables(&cfg.plugins.settings, &cfg.destinations)?;
+        Ok(Plugins {
+            config: HostConfig { dirs: plugin_dirs(cfg), settings, watch: Some(WATCH_EVERY), ..HostConfig::default() },
+            host: OnceCell::new(),
+        })
+    }
+
+    /// The host, compiling every installed plugin on first call (off the async threads).
+    pub async fn host(&self) -> Result<PluginHost, PluginError> {
+        self.host
+            .get_or_try_init(|| {
+                let config = self.config.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || PluginHost::start(config)).await.unwrap_or_else(|e| {
+                        Err(PluginError::Load { plugin: "(host)".into(), message: format!("start-up panicked: {e}") })
+                    })
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    /// [`Self::host`] for request handlers: a failure is a 500 that names the plugin.
+    pub async fn api_host(&self) -> Result<PluginHost, ApiError> {
+        self.host().await.map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))
+    }
+
+    /// Where plugins are looked for.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.config.dirs
+    }
+}
+
+/// `plugins.dirs`, or by default `<data_dir>/plugins` (operators' own) then the plugins this checkout built
+/// (`cargo xtask plugins` writes `target/plugins`), each listed once.
+fn plugin_dirs(cfg: &Config) -> Vec<PathBuf> {
+    if !cfg.plugins.dirs.is_empty() {
+        return cfg.plugins.dirs.clone();
+    }
+    let candidates = [
+        cfg.data_dir.join("plugins"),
+        PathBuf::from("target/plugins"),
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")),
+    ];
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for dir in candidates {
+        // A missing folder is skipped by the host; an existing one is listed once, however it is spelled.
+        let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+        if !seen.contains(&key) {
+            seen.push(key);
+            dirs.push(dir);
+        }
+    }
+    dirs
+}

@@ -1,0 +1,115 @@
+//! The plugin platform as operators and hosts meet it: `GET /api/plugins`, destinations checked by their
+//! platform's adapter plugin, `[destinations.*]` switches, and bad operator settings stopping start-up with an
+//! error that names the plugin and the field.
+
+mod common;
+
+use axum::http::StatusCode;
+use backyard::config::Config;
+use common::{Backend, TestApp};
+use serde_json::json;
+
+both_backends!(
+    installed_plugins_are_listed_with_kind_version_and_status,
+    destinations_are_checked_by_their_platform_adapter
+);
+
+async fn installed_plugins_are_listed_with_kind_version_and_status(b: Backend) {
+    let t = TestApp::new(b).await;
+    t.get("/api/plugins").send().await.assert_error(StatusCode::UNAUTHORIZED);
+    let user = t.user("ops@example.com").await;
+    let r = t.get("/api/plugins").cookies(&user).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let list = r.body.as_array().expect("an array");
+    let find = |name: &str| list.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} in {}", r.body));
+    for (name, kind) in [
+        ("layouts", "layout"),
+        ("overlays", "overlay"),
+        ("youtube", "destination"),
+        ("twitch", "destination"),
+        ("facebook", "destination"),
+        ("rtmp", "destination"),
+    ] {
+        let p = find(name);
+        assert_eq!(p["kind"], kind, "{p}");
+        assert_eq!(p["enabled"], true, "{p}");
+        assert_eq!(p["status"], "ok", "{p}");
+        assert_eq!(p["api"], "0.1.0", "{p}");
+        assert!(p["version"].as_str().is_some_and(|v| !v.is_empty()), "{p}");
+        assert!(p["capabilities"]["allowedHosts"].is_array(), "{p}");
+        assert!(p["limits"]["callMs"].as_u64().is_some_and(|ms| ms > 0), "{p}");
+    }
+}
+
+async fn destinations_are_checked_by_their_platform_adapter(b: Backend) {
+    let t = TestApp::with(b, |cfg| {
+        let mut off = serde_json::Map::new();
+        off.insert("enabled".into(), json!(false));
+        cfg.destinations.insert("facebook".into(), off);
+    })
+    .await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    let create = |body: serde_json::Value| {
+        let t = &t;
+        let host = &host;
+        let id = &id;
+        async move { t.post(&format!("/api/broadcasts/{id}/destinations")).cookies(host).json(body).send().await }
+    };
+    // The YouTube adapter knows YouTube's key shape and ingest servers.
+    let r = create(json!({"platform": "youtube", "streamKey": "not-a-youtube-key"})).await;
+    r.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.body["error"]["field"], "streamKey", "{}", r.body);
+    let r = create(
+        json!({"platform": "youtube", "rtmpUrl": "rtmp://evil.example/live2", "streamKey": "abcd-1234-efgh-5678-ijkl"}),
+    )
+    .await;
+    assert_eq!(r.body["error"]["field"], "rtmpUrl", "{}", r.body);
+    let ok = create(json!({"platform": "youtube", "streamKey": "abcd-1234-efgh-5678-ijkl"})).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+    assert_eq!(ok.body["rtmpUrl"], "rtmps://a.rtmps.youtube.com:443/live2", "the adapter's default server");
+    // A patch is checked the same way, against the stored key.
+    let dest = ok.body["id"].as_str().unwrap();
+    let r = t
+        .req(axum::http::Method::PATCH, &format!("/api/broadcasts/{id}/destinations/{dest}"))
+        .cookies(&host)
+        .json(json!({"rtmpUrl": "rtmp://live.twitch.tv/app"}))
+        .send()
+        .await;
+    assert_eq!(r.body["error"]["field"], "rtmpUrl", "{}", r.body);
+    // The operator turned Facebook off: it is not a platform here.
+    let r = create(json!({"platform": "facebook", "streamKey": "FB-1234567890-0-AbCdEfGhIjKlMnOp"})).await;
+    assert_eq!(r.body["error"]["field"], "platform", "{}", r.body);
+    assert!(!r.body["error"]["message"].as_str().unwrap().contains("facebook"), "{}", r.body);
+    let listed = t.get("/api/plugins").cookies(&host).send().await;
+    let fb = listed.body.as_array().unwrap().iter().find(|p| p["name"] == "facebook").cloned().unwrap();
+    assert_eq!((fb["enabled"].clone(), fb["status"].clone()), (json!(false), json!("disabled")));
+    // Custom RTMP refuses other schemes.
+    let r = create(json!({"platform": "rtmp", "rtmpUrl": "http://example.com/live", "streamKey": "k-123456"})).await;
+    assert_eq!(r.body["error"]["field"], "rtmpUrl", "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_bad_operator_setting_stops_start_up_naming_plugin_and_field() {
+    let mut cfg = Config::default();
+    let mut rtmp = serde_json::Map::new();
+    rtmp.insert("max-video-kbps".into(), json!("lots"));
+    cfg.destinations.insert("rtmp".into(), rtmp);
+    let plugins = backyard::plugins::Plugins::new(&cfg).expect("enabled is fine");
+    let err = plugins.host().await.expect_err("a string where the schema wants an integer").to_string();
+    assert!(err.contains("rtmp") && err.contains("max-video-kbps"), "{err}");
+
+    let mut cfg = Config::default();
+    let mut yt = serde_json::Map::new();
+    yt.insert("enabled".into(), json!("yes"));
+    cfg.destinations.insert("youtube".into(), yt);
+    let err = backyard::plugins::Plugins::new(&cfg).err().expect("enabled must be a boolean").to_string();
+    assert!(err.contains("youtube") && err.contains("enabled"), "{err}");
+
+    let mut cfg = Config::default();
+    let mut unknown = serde_json::Map::new();
+    unknown.insert("enabled".into(), json!(true));
+    cfg.destinations.insert("myspace".into(), unknown);
+    let err = backyard::plugins::Plugins::new(&cfg).unwrap().host().await.expect_err("no such adapter").to_string();
+    assert!(err.contains("myspace"), "{err}");
+}

@@ -1,0 +1,100 @@
+//! Go live through the REST API to a real nginx-rtmp: the destination test publishes a test pattern, `start`
+//! resolves the destination through its adapter plugin and pushes the program (H.264 + AAC) while recording,
+//! the room hears `destination-status` and Prometheus shows the output, `end` finalises a playable
+//! recording that the recordings API serves.
+
+mod common;
+#[path = "../../core/tests/common/mod.rs"]
+mod media;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use backyard_core::bus::topic;
+use common::{Backend, TestApp};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_live_pushes_to_nginx_records_and_ends_cleanly() -> anyhow::Result<()> {
+    let nginx = media::Nginx::start(media::NginxOptions::default())?;
+    let t = TestApp::new(Backend::Sqlite).await;
+    let host = t.user("live@example.com").await;
+    let id = t.broadcast(&host, "Live show").await;
+    let bid: uuid::Uuid = id.parse()?;
+
+    let server = format!("rtmp://127.0.0.1:{}/live", nginx.rtmp_port);
+    let dest = t
+        .post(&format!("/api/broadcasts/{id}/destinations"))
+        .cookies(&host)
+        .json(json!({"platform": "rtmp", "name": "Local nginx", "rtmpUrl": server, "streamKey": "show-key"}))
+        .send()
+        .await;
+    assert_eq!(dest.status, StatusCode::CREATED, "{}", dest.body);
+    let dest_id = dest.body["id"].as_str().unwrap().to_owned();
+
+    // A real connect and publish of the test pattern.
+    let test = t.post(&format!("/api/broadcasts/{id}/destinations/{dest_id}/test")).cookies(&host).send().await;
+    assert_eq!(test.body["ok"], true, "{}", test.body);
+    assert!(test.body["connection"]["framesSent"].as_u64().unwrap_or(0) > 0, "{}", test.body);
+    let published_by_test = nginx.publish_count();
+    assert_eq!(published_by_test, 1, "the destination test published once");
+
+    let mut room = t.state.bus.subscribe(&topic::broadcast(bid));
+    let started = t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    assert_eq!(started.body["status"], "live");
+
+    // The room hears the destination go live.
+    let live = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let ev = room.recv().await.expect("room events");
+            if ev.event == "destination-status"
+                && ev.data["destinationId"] == dest_id.as_str()
+                && ev.data["state"] == "live"
+            {
+                return ev.data.clone();
+            }
+        }
+    })
+    .await
+    .expect("destination-status live within 20 s");
+    assert!(!live["target"].as_str().unwrap_or_default().contains("show-key"), "the key is redacted: {live}");
+    let metrics = t.get("/metrics").send().await;
+    let text = String::from_utf8_lossy(&metrics.bytes);
+    assert!(
+        text.lines().any(|l| l.starts_with("backyard_output_state")
+            && l.contains(&dest_id)
+            && l.contains("state=\"live\"")
+            && l.ends_with(" 1")),
+        "metrics show the destination live:\n{text}"
+    );
+
+    // A few seconds on air, then end: flushed, closed, recording finalised.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
+    assert_eq!(nginx.publish_count(), published_by_test + 1, "exactly one publish while live");
+
+    // What nginx received: H.264 + AAC at the configured size, ~30 fps.
+    let received = nginx.recordings().into_iter().max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let received = received.expect("nginx recorded the stream");
+    let probe = media::probe(&received)?;
+    assert_eq!((probe.video_codec.as_str(), probe.audio_codec.as_str()), ("h264", "aac"));
+    assert_eq!((probe.width, probe.height), (1280, 720));
+    assert!((probe.fps() - 30.0).abs() < 3.0, "fps {}", probe.fps());
+
+    let recs = t.get("/api/recordings").cookies(&host).send().await;
+    let rec = &recs.body["items"][0];
+    assert_eq!(rec["status"], "ready", "{}", recs.body);
+    assert!(rec["duration"].as_f64().unwrap_or(0.0) > 2.0, "{}", recs.body);
+    let file = t.get(&format!("/api/recordings/{}/file", rec["id"].as_str().unwrap())).cookies(&host).send().await;
+    assert_eq!(file.status, StatusCode::OK);
+    let path = std::env::temp_dir().join(format!("backyard-rec-{}.mp4", uuid::Uuid::new_v4()));
+    std::fs::write(&path, &file.bytes)?;
+    let recorded = media::probe(&path);
+    let _ = std::fs::remove_file(&path);
+    let recorded = recorded?;
+    assert_eq!((recorded.video_codec.as_str(), recorded.audio_codec.as_str()), ("h264", "aac"));
+    assert!(recorded.duration > 2.0, "recorded {} s", recorded.duration);
+    Ok(())
+}
