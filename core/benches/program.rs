@@ -39,8 +39,13 @@ fn read_ivf(path: &Path) -> Result<Vec<Vec<u8>>> {
 }
 
 fn make_inputs(dir: &Path) -> Result<Vec<PathBuf>> {
+    // Input 0 carries its frame number as ten black/white blocks along its top edge, so the receiver can
+    // tell which source frame it is looking at (added latency).
+    let counter = format!(
+        "testsrc2=size=1280x720:rate=30,format=yuv420p,geq=lum='if(lt(Y,{COUNTER_H}),if(mod(floor(N/pow(2,floor(X/{COUNTER_W}))),2),235,16),lum(X,Y))':cb='cb(X,Y)':cr='cr(X,Y)'"
+    );
     let sources = [
-        "testsrc2=size=1280x720:rate=30",
+        counter.as_str(),
         "smptebars=size=1280x720:rate=30",
         "mandelbrot=size=1280x720:rate=30",
         "rgbtestsrc=size=1280x720:rate=30",
@@ -95,12 +100,85 @@ fn overlays() -> Vec<OverlayLayer> {
     ]
 }
 
+/// The frame counter of input 0: bit `i` is the block at x in [i·W, (i+1)·W), y < H, in source pixels.
+const COUNTER_W: u32 = 96;
+const COUNTER_H: u32 = 48;
+const COUNTER_BITS: u32 = 10;
+
+/// Watches what nginx relays (an ffmpeg player, low-delay flags) and reads input 0's frame counter in the
+/// top-left tile (the source scaled by ½): (when the frame arrived here, the counter).
+fn watch_counter(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(Instant, u32)>> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut seen = Vec::new();
+        let Ok(mut child) = Command::new("ffmpeg")
+            .args(["-v", "error", "-fflags", "nobuffer", "-flags", "low_delay", "-probesize", "32768"])
+            .args(["-analyzeduration", "0", "-i", &url, "-an", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return seen;
+        };
+        let mut out = child.stdout.take().expect("piped stdout");
+        let mut frame = vec![0u8; (W * H) as usize];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && out.read_exact(&mut frame).is_ok() {
+            let at = Instant::now();
+            // Tile 0 is the top-left quarter; the source is scaled by ½ into it.
+            let y = COUNTER_H / 4;
+            let mut value = 0u32;
+            for bit in 0..COUNTER_BITS {
+                let x = (bit * COUNTER_W + COUNTER_W / 2) / 2;
+                if frame[(y * W + x) as usize] > 128 {
+                    value |= 1 << bit;
+                }
+            }
+            seen.push((at, value));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        seen
+    })
+}
+
+/// Added latency per frame seen at the receiver: from pushing source frame `n` (counter `n % frames`) into
+/// the program to seeing it decoded from nginx, matched with the latest push of that counter before it.
+fn latencies(sent: &[Instant], seen: &[(Instant, u32)], frames: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for &(at, counter) in seen {
+        let pushed = sent
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(n, t)| **t <= at && (*n % frames) as u32 == counter % (1 << COUNTER_BITS));
+        if let Some((_, t)) = pushed {
+            let ms = at.duration_since(*t).as_secs_f64() * 1000.0;
+            // A wrong read (a block mid-transition) matches a push a whole loop earlier: not a latency.
+            if ms < 2000.0 {
+                out.push(ms);
+            }
+        }
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
+}
+
 struct Phase {
     name: String,
     stats: Option<backyard_core::compositor::ProgramStats>,
     cores: f64,
     ticks_per_sec: f64,
     statuses: Vec<OutputStatus>,
+    /// Added latency source push → decoded from nginx, ms, sorted.
+    latency_ms: Vec<f64>,
 }
 
 fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
@@ -138,6 +216,9 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
         ..Default::default()
     };
     program.go_live(config, no_status_sink())?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_counter(servers[0].rtmp_url("bench0"), stop.clone());
+    let mut sent = Vec::new();
     let cpu0 = cpu_time();
     let start = Instant::now();
     let mut n: u64 = 0;
@@ -146,6 +227,7 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
         if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
+        sent.push(Instant::now());
         for (id, frames) in ids.iter().zip(inputs) {
             let data = frames[n as usize % frames.len()].clone();
             program.push_encoded(id, EncodedMedia::Video { codec: VideoCodec::Vp8, data }, t);
@@ -156,12 +238,17 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
     let stats = program.stats();
     let report = program.end_live().context("end live")?;
     drop(program);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = watcher.join().unwrap_or_default();
+    // The player's first second (connect, probe, first keyframe) is not steady state.
+    let steady: Vec<(Instant, u32)> = seen.into_iter().filter(|(at, _)| *at > start + Duration::from_secs(3)).collect();
     Ok(Phase {
         name: format!("program, {} RTMP + fMP4", servers.len()),
         stats: Some(stats),
         cores,
         ticks_per_sec: n as f64 / secs as f64,
         statuses: report.outputs,
+        latency_ms: latencies(&sent, &steady, inputs[0].len()),
     })
 }
 
@@ -207,6 +294,7 @@ fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> 
         cores,
         ticks_per_sec: 30.0,
         statuses: Vec::new(),
+        latency_ms: Vec::new(),
     })
 }
 
@@ -237,6 +325,14 @@ fn main() -> Result<()> {
             st.decode_ms, st.compose_ms, st.mix_ms, st.encode_ms, st.skipped_ticks
         );
     }
+    let (p50, p90) = (percentile(&three.latency_ms, 0.5), percentile(&three.latency_ms, 0.9));
+    match (p50, p90) {
+        (Some(p50), Some(p90)) => println!(
+            "added latency source → RTMP (decoded by an ffmpeg player at nginx): median {p50:.0} ms, p90 {p90:.0} ms over {} frames (goal ≤ 300 ms)",
+            three.latency_ms.len()
+        ),
+        _ => println!("added latency: no frame counter was read back"),
+    }
     for s in &three.statuses {
         println!("  {} {:?} dropped={} connects={}", s.id, s.state, s.dropped_frames, s.connects);
     }
@@ -250,6 +346,7 @@ fn main() -> Result<()> {
         "extra_destination_cores": per_destination,
         "ratio_to_ffmpeg_cli": three.cores / cli.cores,
         "stages": three.stats,
+        "added_latency_ms": {"median": p50, "p90": p90, "frames": three.latency_ms.len()},
         "outputs": three.statuses,
     });
     std::fs::write(out.join("program.json"), serde_json::to_string_pretty(&json)?)?;

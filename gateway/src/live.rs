@@ -46,6 +46,15 @@ pub struct Live {
     pub program: Arc<Program>,
     director: mpsc::UnboundedSender<Order>,
     on_air: tokio::sync::Mutex<Option<OnAir>>,
+    /// The latest status of each output while on air, by output id (destination id or `recording`).
+    statuses: Arc<Mutex<HashMap<String, OutputStatus>>>,
+}
+
+impl Live {
+    /// The latest status of an output (a destination's id), if the program is on air.
+    pub fn output_status(&self, id: &str) -> Option<OutputStatus> {
+        self.statuses.lock().get(id).cloned()
+    }
 }
 
 /// Egress attached to a program.
@@ -91,6 +100,7 @@ impl Programs {
             program: program.clone(),
             director: tx,
             on_air: tokio::sync::Mutex::new(None),
+            statuses: Arc::default(),
         });
         running.insert(broadcast.id, live.clone());
         drop(running);
@@ -165,7 +175,8 @@ impl Programs {
             ..EgressConfig::default()
         };
         let (tx, rx) = mpsc::unbounded_channel::<OutputStatus>();
-        tokio::spawn(publish_statuses(state.clone(), broadcast.id, rx));
+        live.statuses.lock().clear();
+        tokio::spawn(publish_statuses(state.clone(), broadcast.id, live.statuses.clone(), rx));
         let program = live.program.clone();
         let started = tokio::task::spawn_blocking(move || {
             program.go_live(
@@ -247,9 +258,15 @@ async fn resolve_destinations(state: &AppState, broadcast: Uuid) -> ApiResult<Ve
 }
 
 /// Every output status change goes to the room (`destination-status`) and to the metrics.
-async fn publish_statuses(state: AppState, broadcast: Uuid, mut rx: mpsc::UnboundedReceiver<OutputStatus>) {
+async fn publish_statuses(
+    state: AppState,
+    broadcast: Uuid,
+    latest: Arc<Mutex<HashMap<String, OutputStatus>>>,
+    mut rx: mpsc::UnboundedReceiver<OutputStatus>,
+) {
     const STATES: [&str; 5] = ["connecting", "live", "reconnecting", "failed", "stopped"];
     while let Some(status) = rx.recv().await {
+        latest.lock().insert(status.id.clone(), status.clone());
         let mut data = serde_json::to_value(&status).unwrap_or_default();
         let kind = data["kind"].as_str().unwrap_or("destination").to_owned();
         let current = data["state"].as_str().unwrap_or("").to_owned();
@@ -598,4 +615,34 @@ impl ParticipantIn {
             speaking: self.speaking,
         }
     }
+}
+
+/// After a restart of a single-node server (no Redis): broadcasts still marked live have lost their program,
+/// so they end now, and recordings still marked as being written are finalised from their file (fragmented
+/// MP4 stays playable after a crash) or marked failed when nothing usable was written. With Redis, other
+/// nodes may be running those broadcasts, so nothing is touched.
+pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
+    if state.cfg.redis.url.is_some() {
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    for b in state.store.live_broadcasts().await? {
+        state.store.set_broadcast_status(b.id, "ended", None, Some(now)).await?;
+        state.metrics.active_broadcasts.dec();
+        tracing::warn!(broadcast = %b.id, "was live when the server stopped: ended");
+    }
+    for rec in state.store.unfinished_recordings().await? {
+        let path = crate::api::recordings::recording_path(state, rec.id);
+        let size = tokio::fs::metadata(&path).await.map(|m| m.len() as i64).unwrap_or(0);
+        let probe = path.clone();
+        let duration = tokio::task::spawn_blocking(move || backyard_core::egress::media_duration(&probe))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0.0);
+        let status = if size > 0 && duration > 0.0 { "ready" } else { "failed" };
+        state.store.finish_recording(rec.id, status, duration, size).await?;
+        tracing::warn!(recording = %rec.id, status, duration, size, "recording interrupted by a restart, finalised");
+    }
+    Ok(())
 }

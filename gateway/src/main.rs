@@ -188,6 +188,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if closed > 0 {
         tracing::info!(closed, "marked participants from a previous run as left");
     }
+    backyard::live::recover_after_restart(&state).await.context("recovering broadcasts and recordings")?;
     let app = backyard::app(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));

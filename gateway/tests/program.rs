@@ -69,6 +69,11 @@ async fn go_live_pushes_to_nginx_records_and_ends_cleanly() -> anyhow::Result<()
         "metrics show the destination live:\n{text}"
     );
 
+    // The destinations API shows the output's live status too.
+    let listed = t.get(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).send().await;
+    assert_eq!(listed.body[0]["status"], "live", "{}", listed.body);
+    assert!(listed.body[0]["live"]["uptimeSecs"].is_u64(), "{}", listed.body);
+
     // A few seconds on air, then end: flushed, closed, recording finalised.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
@@ -96,5 +101,44 @@ async fn go_live_pushes_to_nginx_records_and_ends_cleanly() -> anyhow::Result<()
     let recorded = recorded?;
     assert_eq!((recorded.video_codec.as_str(), recorded.audio_codec.as_str()), ("h264", "aac"));
     assert!(recorded.duration > 2.0, "recorded {} s", recorded.duration);
+    Ok(())
+}
+
+/// A server killed while live: on the next start the broadcast is ended and the recording (fragmented MP4,
+/// cut off mid-write) is finalised from its file with its real duration.
+#[tokio::test]
+async fn a_restart_finalises_interrupted_recordings_and_ends_orphaned_broadcasts() -> anyhow::Result<()> {
+    let t = TestApp::new(Backend::Sqlite).await;
+    let host = t.user("crash@example.com").await;
+    let id = t.broadcast(&host, "Crashed show").await;
+    let bid: uuid::Uuid = id.parse()?;
+    let owner = t.state.store.broadcast(bid).await?.expect("the broadcast").user_id;
+    t.state.store.set_broadcast_status(bid, "live", Some(time::OffsetDateTime::now_utc()), None).await?;
+    let rec = t.state.store.create_recording(bid, owner, "Crashed show").await?;
+    let lost = t.state.store.create_recording(bid, owner, "Nothing written").await?;
+    // What the recorder leaves behind when killed: 5 s of fragmented MP4 with the last fragment cut short.
+    let path = backyard::api::recordings::recording_path(&t.state, rec.id);
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=5", "-f", "lavfi", "-i"])
+        .args(["sine=d=5", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac"])
+        .args(["-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4"])
+        .arg(&path)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let len = std::fs::metadata(&path)?.len();
+    std::fs::OpenOptions::new().write(true).open(&path)?.set_len(len - 2000)?;
+
+    backyard::live::recover_after_restart(&t.state).await?;
+
+    let b = t.get(&format!("/api/broadcasts/{id}")).cookies(&host).send().await;
+    assert_eq!(b.body["status"], "ended", "{}", b.body);
+    let got = t.get(&format!("/api/recordings/{}", rec.id)).cookies(&host).send().await;
+    assert_eq!(got.body["status"], "ready", "{}", got.body);
+    let duration = got.body["duration"].as_f64().unwrap_or(0.0);
+    assert!((3.5..=5.5).contains(&duration), "duration {duration}: {}", got.body);
+    assert_eq!(got.body["fileSize"].as_i64(), Some((len - 2000) as i64), "{}", got.body);
+    let failed = t.get(&format!("/api/recordings/{}", lost.id)).cookies(&host).send().await;
+    assert_eq!(failed.body["status"], "failed", "{}", failed.body);
     Ok(())
 }

@@ -36,6 +36,7 @@ pub use encoder::{
     AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, SAMPLE_RATE, VIDEO_STREAM,
     VideoFrame,
 };
+pub use muxer::media_duration;
 pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
 pub use sender::ReconnectPolicy;
 pub use status::{OutputKind, OutputState, OutputStatus, StatusSink, no_status_sink};

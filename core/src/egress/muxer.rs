@@ -273,3 +273,19 @@ impl Drop for Muxer {
         self.close_io();
     }
 }
+
+/// Media duration of a file FFmpeg can read (e.g. a recording whose writer was killed), in seconds.
+pub fn media_duration(path: &std::path::Path) -> Option<f64> {
+    super::init_ffmpeg();
+    let input = ffmpeg_next::format::input(&path).ok()?;
+    let container = input.duration();
+    if container > 0 {
+        return Some(container as f64 / f64::from(ffmpeg_next::ffi::AV_TIME_BASE));
+    }
+    // A fragmented file without a total in its header: the longest stream.
+    input
+        .streams()
+        .filter(|s| s.duration() > 0)
+        .map(|s| s.duration() as f64 * f64::from(s.time_base()))
+        .reduce(f64::max)
+}

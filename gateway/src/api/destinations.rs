@@ -37,7 +37,14 @@ pub struct Destination {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_error: Option<String>,
     pub enabled: bool,
+    /// `idle` off air; while the broadcast is live, the output's state (`connecting`, `live`,
+    /// `reconnecting`, `failed`, `stopped`), with the details in `live`.
     pub status: String,
+    /// While live: the output's status as `destination-status` carries it (bitrate, dropped frames, uptime,
+    /// reconnect reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub live: Option<serde_json::Value>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -165,6 +172,16 @@ pub fn check_stream_key(key: &str) -> ApiResult<&str> {
 
 impl Destination {
     fn from_row(state: &AppState, row: DestinationRow) -> ApiResult<Self> {
+        Self::with_live(state, row, None)
+    }
+
+    /// The row, with the output's live status when the program is on air.
+    fn with_live(
+        state: &AppState,
+        row: DestinationRow,
+        live: Option<backyard_core::egress::OutputStatus>,
+    ) -> ApiResult<Self> {
+        let live = live.and_then(|s| serde_json::to_value(s).ok());
         let (stream_key, key_error) =
             match state.cipher.open(&row.stream_key, &row.stream_key_nonce, &row.stream_key_kid) {
                 Ok(key) => (mask(&key), None),
@@ -182,7 +199,8 @@ impl Destination {
             stream_key,
             key_error,
             enabled: row.enabled,
-            status: row.status,
+            status: live.as_ref().and_then(|l| l["state"].as_str()).map_or(row.status, str::to_owned),
+            live,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -193,7 +211,15 @@ impl Destination {
     responses((status = 200, body = Vec<Destination>), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Vec<Destination>>> {
     let rows = state.store.destinations(access.broadcast.id).await?;
-    Ok(axum::Json(rows.into_iter().map(|r| Destination::from_row(&state, r)).collect::<ApiResult<_>>()?))
+    let program = crate::signaling::Hub::get(&state).await?.programs.get(access.broadcast.id);
+    let list = rows
+        .into_iter()
+        .map(|r| {
+            let live = program.as_ref().and_then(|p| p.output_status(&r.id.to_string()));
+            Destination::with_live(&state, r, live)
+        })
+        .collect::<ApiResult<_>>()?;
+    Ok(axum::Json(list))
 }
 
 #[utoipa::path(post, path = "/api/broadcasts/{id}/destinations", tag = "destinations", params(("id" = Uuid, Path)),

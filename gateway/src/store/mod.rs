@@ -81,6 +81,7 @@ pub trait Store: Send + Sync + 'static {
     async fn set_scene(&self, id: Uuid, scene: serde_json::Value) -> StoreResult<()>;
     async fn delete_broadcast(&self, id: Uuid) -> StoreResult<bool>;
     async fn count_live_broadcasts(&self) -> StoreResult<i64>;
+    async fn live_broadcasts(&self) -> StoreResult<Vec<Broadcast>>;
 
     // destinations
     async fn create_destination(&self, d: NewDestination) -> StoreResult<DestinationRow>;
@@ -109,6 +110,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_recording(&self, broadcast_id: Uuid, user_id: Uuid, title: &str) -> StoreResult<Recording>;
     async fn finish_recording(&self, id: Uuid, status: &str, duration: f64, file_size: i64) -> StoreResult<()>;
     async fn recording(&self, id: Uuid) -> StoreResult<Option<Recording>>;
+    /// Recordings still marked as being written (their process ended without finalising them).
+    async fn unfinished_recordings(&self) -> StoreResult<Vec<Recording>>;
     async fn list_recordings(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Recording>>;
     async fn delete_recording(&self, id: Uuid) -> StoreResult<bool>;
 
@@ -428,6 +431,12 @@ macro_rules! impl_store {
                     .await?)
             }
 
+            async fn live_broadcasts(&self) -> StoreResult<Vec<Broadcast>> {
+                Ok(sqlx::query_as::<_, Broadcast>("SELECT * FROM broadcasts WHERE status = 'live'")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
             async fn create_destination(&self, d: NewDestination) -> StoreResult<DestinationRow> {
                 let t = now();
                 Ok(sqlx::query_as::<_, DestinationRow>(
@@ -597,6 +606,12 @@ macro_rules! impl_store {
                 Ok(sqlx::query_as::<_, Recording>("SELECT * FROM recordings WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn unfinished_recordings(&self) -> StoreResult<Vec<Recording>> {
+                Ok(sqlx::query_as::<_, Recording>("SELECT * FROM recordings WHERE status = 'recording'")
+                    .fetch_all(&self.pool)
                     .await?)
             }
 
