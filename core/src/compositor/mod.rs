@@ -283,6 +283,11 @@ impl Compositor {
         &self.canvas
     }
 
+    /// Program time up to which audio has been mixed (where the next [`Self::mix`] starts).
+    pub fn mixed_until(&self) -> Duration {
+        Duration::from_micros((self.mixed_until.max(0) as u64 * 1_000_000) / SAMPLE_RATE as u64)
+    }
+
     /// Mixes program audio from where the last call stopped up to program time `until`: interleaved
     /// stereo f32 at 48 kHz, continuous (silence where nobody speaks), ready for the encoder.
     pub fn mix(&mut self, until: Duration) -> Vec<f32> {

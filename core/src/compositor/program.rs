@@ -396,7 +396,8 @@ impl Ticker {
                 continue;
             }
             let t = Instant::now();
-            let audio = self.core.mix(due + tick);
+            let audio_from = self.core.mixed_until();
+            let mut audio = self.core.mix(due + tick);
             add_elapsed(&self.counters.mix_ns, t);
             let t = Instant::now();
             let frame = self.core.compose(due);
@@ -407,6 +408,14 @@ impl Ticker {
                 *self.preview.lock() = Some(frame.clone());
             }
             if let Some(egress) = self.egress.as_mut() {
+                if self.live_since.is_none() && audio_from < due {
+                    // Going live right after skipped ticks: this mix also covers the skipped span before
+                    // `due`, which has no video. Egress media time 0 is `due` for both, so drop that audio
+                    // (else the whole broadcast's audio would lag its video by the skipped span).
+                    let early =
+                        (due - audio_from).as_micros() as usize * crate::egress::SAMPLE_RATE as usize / 1_000_000;
+                    audio.drain(..(early * 2).min(audio.len()));
+                }
                 let since = *self.live_since.get_or_insert(due);
                 let media = due - since;
                 let s = egress.settings();
