@@ -127,6 +127,9 @@ pub fn ensure_services() -> anyhow::Result<String> {
             bail!("PostgreSQL is required at 127.0.0.1:5432 and could not be started");
         }
     }
+    // The checks below speak to the server through psql: a machine whose PostgreSQL runs elsewhere (a
+    // container, another host's port) may not have the client yet.
+    ensure_apt(&["postgresql-client"])?;
     let trust = "postgres://postgres@127.0.0.1:5432/postgres";
     if psql_ok(trust) {
         return Ok(trust.into());
