@@ -162,32 +162,6 @@ fn band_mean(luma: &[u8], r: Rect) -> f64 {
     sum as f64 / (r.width * r.height) as f64
 }
 
-/// Decoded luma means per video frame (scaled down) with their timestamps, and mono audio samples with the
-/// timestamp of the first one.
-fn decode_av(path: &std::path::Path) -> Result<(Vec<(f64, f64)>, f64, Vec<f32>)> {
-    let p = probe(path)?;
-    let mut times = p.video_times.clone();
-    times.sort_by(f64::total_cmp);
-    let video = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-an", "-fps_mode", "passthrough", "-vf", "scale=16:9", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
-        .output()?;
-    ensure!(video.status.success(), "{}", String::from_utf8_lossy(&video.stderr));
-    let means: Vec<f64> =
-        video.stdout.chunks_exact(144).map(|f| f.iter().map(|&v| v as f64).sum::<f64>() / 144.0).collect();
-    ensure!(means.len() == times.len(), "{} frames decoded, {} packets", means.len(), times.len());
-    let audio = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-vn", "-ac", "1", "-f", "f32le", "-"])
-        .output()?;
-    ensure!(audio.status.success(), "{}", String::from_utf8_lossy(&audio.stderr));
-    let samples = audio.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let audio_start = p.audio_times.iter().copied().fold(f64::INFINITY, f64::min);
-    Ok((times.into_iter().zip(means).collect(), audio_start, samples))
-}
-
 #[test]
 fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
     let _serial = common::serial();
@@ -231,20 +205,7 @@ fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     program.end_live().context("egress report")?;
 
-    let (frames, audio_start, samples) = decode_av(&nginx.recordings()[0])?;
-    let flashes: Vec<f64> = frames.windows(2).filter(|w| w[1].1 > 150.0 && w[0].1 <= 150.0).map(|w| w[1].0).collect();
-    let mut beeps = Vec::new();
-    let mut quiet = 0usize;
-    for (i, s) in samples.iter().enumerate() {
-        if s.abs() > 0.3 {
-            if quiet > 2400 {
-                beeps.push(audio_start + i as f64 / 48_000.0);
-            }
-            quiet = 0;
-        } else {
-            quiet += 1;
-        }
-    }
+    let (flashes, beeps) = common::flashes_and_beeps(&nginx.recordings()[0], None)?;
     println!("flashes {flashes:?}\nbeeps   {beeps:?}");
     ensure!(flashes.len() >= 4, "only {} flashes arrived", flashes.len());
     for f in &flashes {

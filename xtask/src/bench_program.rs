@@ -7,13 +7,21 @@ use anyhow::{Context as _, bail};
 use crate::{cargo_cmd, setup};
 
 pub fn run() -> anyhow::Result<()> {
+    core_bench("program")
+}
+
+/// `cargo xtask bench sync`: A/V sync of two sources with clocks ±0.1 % off over `BENCH_SECS` (default
+/// 600) real seconds, measured in what nginx received (`core/benches/sync.rs`).
+pub fn sync() -> anyhow::Result<()> {
+    core_bench("sync")
+}
+
+fn core_bench(name: &str) -> anyhow::Result<()> {
     setup::ensure_apt(&["ffmpeg", "nginx", "libnginx-mod-rtmp"])?;
-    let status = cargo_cmd()
-        .args(["bench", "-p", "backyard-core", "--bench", "program"])
-        .status()
-        .context("starting cargo bench")?;
+    let status =
+        cargo_cmd().args(["bench", "-p", "backyard-core", "--bench", name]).status().context("starting cargo bench")?;
     if !status.success() {
-        bail!("bench program failed");
+        bail!("bench {name} failed");
     }
     Ok(())
 }

@@ -360,3 +360,64 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<
     }
     None
 }
+
+/// Decoded luma means per video frame (16×9 cells, row-major) with their timestamps, and mono audio samples
+/// with the timestamp of the first one.
+pub fn decode_av(path: &Path) -> Result<(Vec<(f64, [f64; 144])>, f64, Vec<f32>)> {
+    let p = probe(path)?;
+    let mut times = p.video_times.clone();
+    times.sort_by(f64::total_cmp);
+    let video = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-an", "-fps_mode", "passthrough", "-vf", "scale=16:9", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()?;
+    ensure!(video.status.success(), "{}", String::from_utf8_lossy(&video.stderr));
+    let cells: Vec<[f64; 144]> = video
+        .stdout
+        .chunks_exact(144)
+        .map(|f| {
+            let mut c = [0.0; 144];
+            for (o, &v) in c.iter_mut().zip(f) {
+                *o = v as f64;
+            }
+            c
+        })
+        .collect();
+    ensure!(cells.len() == times.len(), "{} frames decoded, {} packets", cells.len(), times.len());
+    let audio = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-ac", "1", "-f", "f32le", "-"])
+        .output()?;
+    ensure!(audio.status.success(), "{}", String::from_utf8_lossy(&audio.stderr));
+    let samples = audio.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let audio_start = p.audio_times.iter().copied().fold(f64::INFINITY, f64::min);
+    Ok((times.into_iter().zip(cells).collect(), audio_start, samples))
+}
+
+/// Times of white flashes (mean luma of the given 16×9 columns, or the whole frame, crossing 150) and of
+/// beeps (audio above 0.3 after 50 ms of quiet) in a recording.
+pub fn flashes_and_beeps(path: &Path, columns: Option<std::ops::Range<usize>>) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (frames, audio_start, samples) = decode_av(path)?;
+    let cols = columns.unwrap_or(0..16);
+    let luma = |c: &[f64; 144]| {
+        let picked: Vec<f64> = (0..9).flat_map(|row| cols.clone().map(move |col| c[row * 16 + col])).collect();
+        picked.iter().sum::<f64>() / picked.len().max(1) as f64
+    };
+    let flashes =
+        frames.windows(2).filter(|w| luma(&w[1].1) > 150.0 && luma(&w[0].1) <= 150.0).map(|w| w[1].0).collect();
+    let mut beeps = Vec::new();
+    let mut quiet = 0usize;
+    for (i, s) in samples.iter().enumerate() {
+        if s.abs() > 0.3 {
+            if quiet > 2400 {
+                beeps.push(audio_start + i as f64 / 48_000.0);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    Ok((flashes, beeps))
+}
