@@ -17,7 +17,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "sfu" => crate::bench_sfu::run(),
         "plugins" => crate::plugins::bench(),
         "program" => crate::bench_program::run(),
-        other => bail!("unknown bench {other:?}; available: api, sfu, plugins, program"),
+        "sync" => crate::bench_program::sync(),
+        other => bail!("unknown bench {other:?}; available: api, sfu, plugins, program, sync"),
     }
 }
 
