@@ -6,6 +6,7 @@
 //! changes the picture without a second publish.
 
 mod common;
+mod router_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,11 +19,11 @@ use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, no
 use backyard_core::plugin_host::{self as ph, HostConfig, PluginHost};
 use backyard_core::rtc::{MediaEvent, MediaNode, NodeConfig, PeerHandle, TapFrame};
 use common::{Nginx, NginxOptions, TempDir, TestCa, probe};
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::SdpOffer;
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::media::{Frequency, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -82,18 +83,8 @@ struct Publisher {
 
 impl Publisher {
     async fn join(node: &MediaNode, room: &str, name: &str, clip: (Vec<Packet>, f64)) -> Result<Publisher> {
-        let (handle, events) = node.join(room, name)?;
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
-        let local = socket.local_addr()?;
-        let mut rtc =
-            Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp")?);
-        let mut api = rtc.sdp_api();
-        let mic = api.add_media(MediaKind::Audio, Direction::SendOnly, Some(name.into()), Some("mic".into()), None);
-        let cam = api.add_media(MediaKind::Video, Direction::SendOnly, Some(name.into()), Some("cam".into()), None);
-        let (offer, pending) = api.apply().context("an offer")?;
-        let answer = handle.offer(offer.to_sdp_string()).await?;
-        rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer)?)?;
+        let router_support::Joined { handle, events, socket, local, rtc, mic, cam } =
+            router_support::join_publishing(node, room, name).await?;
         let (stop, stop_rx) = oneshot::channel();
         let looped = Loop { rtc, socket, local, handle, events, mic, cam, packets: clip.0, period: clip.1 };
         Ok(Publisher { stop: Some(stop), task: tokio::spawn(looped.run(stop_rx)) })

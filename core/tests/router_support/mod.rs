@@ -82,23 +82,41 @@ pub struct Client {
     task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// A str0m client joined to a node's room, publishing a microphone and a camera (its first offer is
+/// answered); the caller drives it.
+pub struct Joined {
+    pub handle: PeerHandle,
+    pub events: mpsc::UnboundedReceiver<MediaEvent>,
+    pub socket: UdpSocket,
+    pub local: SocketAddr,
+    pub rtc: Rtc,
+    pub mic: Mid,
+    pub cam: Mid,
+}
+
+/// Joins `room` as `name` on loopback and negotiates a send-only microphone and camera.
+pub async fn join_publishing(node: &MediaNode, room: &str, name: &str) -> anyhow::Result<Joined> {
+    let (handle, events) = node.join(room, name)?;
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let local = socket.local_addr()?;
+    let mut rtc =
+        Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp")?);
+    let mut api = rtc.sdp_api();
+    let mic = api.add_media(MediaKind::Audio, Direction::SendOnly, Some(name.into()), Some("mic".into()), None);
+    let cam = api.add_media(MediaKind::Video, Direction::SendOnly, Some(name.into()), Some("cam".into()), None);
+    let (offer, pending) = api.apply().context("an offer")?;
+    let answer = handle.offer(offer.to_sdp_string()).await?;
+    rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer)?)?;
+    Ok(Joined { handle, events, socket, local, rtc, mic, cam })
+}
+
 impl Client {
     /// Joins `room` as `name`, publishes microphone and camera in the first offer, and runs
     /// the client until [`Client::leave`].
     pub async fn join(node: &MediaNode, room: &str, name: &str, source: Source) -> anyhow::Result<Client> {
         let joined_at = Instant::now();
-        let (handle, events) = node.join(room, name)?;
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
-        let local = socket.local_addr()?;
-        let mut rtc =
-            Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags())).build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp")?);
-        let mut api = rtc.sdp_api();
-        let mic = api.add_media(MediaKind::Audio, Direction::SendOnly, Some(name.into()), Some("mic".into()), None);
-        let cam = api.add_media(MediaKind::Video, Direction::SendOnly, Some(name.into()), Some("cam".into()), None);
-        let (offer, pending) = api.apply().context("an offer")?;
-        let answer = handle.offer(offer.to_sdp_string()).await?;
-        rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer)?)?;
+        let Joined { handle, events, socket, local, rtc, mic, cam } = join_publishing(node, room, name).await?;
 
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (stop, stop_rx) = oneshot::channel();
