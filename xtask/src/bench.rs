@@ -22,7 +22,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -69,7 +69,7 @@ pub(crate) fn start_server(bin: &Path, envs: &[(&str, String)]) -> anyhow::Resul
     bail!("backyard did not become healthy at {}", server.base)
 }
 
-fn curl(args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn curl(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("curl").args(args).output().context("running curl")?;
     if !out.status.success() {
         bail!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));

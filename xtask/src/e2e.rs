@@ -77,7 +77,7 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn require_node() -> Result<()> {
+pub(crate) fn require_node() -> Result<()> {
     match Command::new("node").arg("--version").output() {
         Ok(o) if o.status.success() => Ok(()),
         _ => {
@@ -89,7 +89,7 @@ fn require_node() -> Result<()> {
 
 /// `npm ci` from the lockfile when playwright-core is not installed yet (it never downloads a browser:
 /// the tests use Debian's /usr/bin/chromium).
-fn ensure_node_modules(e2e: &Path) -> Result<()> {
+pub(crate) fn ensure_node_modules(e2e: &Path) -> Result<()> {
     if e2e.join("node_modules").join("playwright-core").join("package.json").exists() {
         return Ok(());
     }
