@@ -3,7 +3,9 @@
 //! process so the server's CPU can be measured apart from the clients'.
 //!
 //! Two servers, the same clients and media:
-//! - Backyard: every client joins the broadcast through the real signaling socket (`/ws`).
+//! - Backyard: every client joins the broadcast through the real signaling socket (`/ws`), with `--invite` as a
+//!   guest of its own (redeemed here), so the room is a pure SFU: a host in the room would also start the
+//!   broadcast's program (compositor), which Janus has no counterpart for.
 //! - Janus 1.1's videoroom plugin through its HTTP API: each client has its own Janus session and handle (long
 //!   poll `GET /janus/<session>` for events); the publisher creates the room and sends its offer with
 //!   `joinandconfigure`; each subscriber joins as `subscriber` with `feed` = the publisher's id, Janus offers and
@@ -12,7 +14,7 @@
 //! Prints `ready` once every subscriber receives the publisher's video, `measure-start` / `measure-end` around
 //! the measured window, then one `result key=value ...` line with the totals.
 //!
-//! Usage: sfu_load --ws ws://127.0.0.1:PORT/ws --token JWT --broadcast ID --subscribers N
+//! Usage: sfu_load --ws ws://127.0.0.1:PORT/ws (--invite TOKEN | --token JWT) --broadcast ID --subscribers N
 //!                 [--seconds 10] [--warmup 2] [--kbps 2500]
 //!        sfu_load --janus http://127.0.0.1:PORT/janus --subscribers N [--seconds 10] [--warmup 2] [--kbps 2500]
 //!        and `--bind-ip IP` (default 127.0.0.1): the clients' host candidate. Janus (libnice) never gathers
@@ -40,12 +42,21 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// How a client signs in to Backyard's `/ws`.
+#[derive(Clone)]
+enum Auth {
+    /// An account's access token (a host: joining starts the room's program).
+    Bearer(String),
+    /// An invite token each client redeems for a guest session of its own (a pure SFU room: no program).
+    Invite(String),
+}
+
 /// Which server the clients talk to.
 #[derive(Clone)]
 enum Server {
     Backyard {
         ws: String,
-        token: String,
+        auth: Auth,
         broadcast: String,
     },
     /// The Janus HTTP API's base, e.g. `http://127.0.0.1:8088/janus`.
@@ -72,7 +83,13 @@ fn args() -> anyhow::Result<Args> {
     let get = |k: &str| map.get(k).cloned().with_context(|| format!("--{k} is required"));
     let server = match map.get("janus") {
         Some(url) => Server::Janus(JanusUrl::parse(url)?),
-        None => Server::Backyard { ws: get("ws")?, token: get("token")?, broadcast: get("broadcast")? },
+        None => {
+            let auth = match map.get("invite") {
+                Some(t) => Auth::Invite(t.clone()),
+                None => Auth::Bearer(get("token")?),
+            };
+            Server::Backyard { ws: get("ws")?, auth, broadcast: get("broadcast")? }
+        }
     };
     Ok(Args {
         server,
@@ -186,9 +203,9 @@ fn spawn_client(
     // A Backyard client always offers first (the studio's one offer); a Janus subscriber is offered to.
     let offers_first = !matches!((server, &role), (Server::Janus(_), Role::Subscriber { .. }));
     let signaling = match server.clone() {
-        Server::Backyard { ws, token, broadcast } => {
+        Server::Backyard { ws, auth, broadcast } => {
             drop(role);
-            tokio::spawn(backyard_signaling(ws, token, broadcast, in_tx, out_rx))
+            tokio::spawn(backyard_signaling(ws, auth, broadcast, in_tx, out_rx))
         }
         Server::Janus(url) => tokio::spawn(janus_signaling(url, role, in_tx, out_rx)),
     };
@@ -212,13 +229,33 @@ async fn ws_send(ws: &mut Socket, event: &str, data: Value) -> anyhow::Result<()
 /// Backyard's `/ws`: join the broadcast, then relay offers and answers.
 async fn backyard_signaling(
     url: String,
-    token: String,
+    auth: Auth,
     broadcast: String,
     to_media: mpsc::Sender<Sig>,
     mut from_media: mpsc::Receiver<Sig>,
 ) -> anyhow::Result<()> {
-    let mut req = url.into_client_request()?;
-    req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    let mut req = url.clone().into_client_request()?;
+    match auth {
+        Auth::Bearer(token) => {
+            req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+        }
+        Auth::Invite(invite) => {
+            let addr = url.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_owned();
+            static GUEST: AtomicU64 = AtomicU64::new(1);
+            let name = format!("bench guest {}", GUEST.fetch_add(1, Ordering::Relaxed));
+            let (head, _) = http(&addr, "POST", &format!("/api/invites/{invite}/redeem"), Some(json!({"name": name})))
+                .await
+                .context("redeeming the invite")?;
+            let cookie = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+                .find_map(|(_, v)| v.trim().split(';').next().filter(|c| c.starts_with("by_guest=")))
+                .context("a guest cookie from the invite")?
+                .to_owned();
+            req.headers_mut().insert("cookie", cookie.parse()?);
+        }
+    }
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
     ws_send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
     loop {
@@ -266,12 +303,16 @@ impl JanusUrl {
 
 /// One HTTP/1.0 request to Janus (a connection per request: only signaling goes this way) returning its JSON.
 async fn janus_http(url: &JanusUrl, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let (_, json) = http(&url.addr, method, &format!("{}{path}", url.path), body).await?;
+    Ok(serde_json::from_str(&json).with_context(|| format!("Janus {method} {path}: {json}"))?)
+}
+
+/// One HTTP/1.0 request with a JSON body; returns the response head and body, failing unless 2xx.
+async fn http(addr: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(String, String)> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut s = TcpStream::connect(&url.addr).await.with_context(|| format!("connecting to Janus at {}", url.addr))?;
+    let mut s = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     let head = format!(
-        "{method} {}{path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        url.path,
-        url.addr,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await?;
@@ -279,11 +320,11 @@ async fn janus_http(url: &JanusUrl, method: &str, path: &str, body: Option<Value
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).await?;
     let text = String::from_utf8_lossy(&resp);
-    let (status, json) = text.split_once("\r\n\r\n").context("an HTTP response from Janus")?;
-    if !status.starts_with("HTTP/1.") || status.get(9..12) != Some("200") {
-        bail!("Janus {method} {path}: {}", status.lines().next().unwrap_or_default());
+    let (head, body) = text.split_once("\r\n\r\n").with_context(|| format!("an HTTP response from {addr}"))?;
+    if !head.starts_with("HTTP/1.") || !head.get(9..10).is_some_and(|c| c == "2") {
+        bail!("{method} {path}: {} {body}", head.lines().next().unwrap_or_default());
     }
-    Ok(serde_json::from_str(json).with_context(|| format!("Janus {method} {path}: {json}"))?)
+    Ok((head.to_owned(), body.to_owned()))
 }
 
 /// A Janus API request (`janus` = create, attach, message, ...) on `path`; fails on an `error` reply or a

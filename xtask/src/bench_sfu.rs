@@ -2,7 +2,8 @@
 //!
 //! (a) One publisher at ~2.5 Mb/s of video plus audio forwarded to N subscribers (N = 1, 10, 50), with the
 //! clients (str0m, `gateway/examples/sfu_load.rs`) in their own process; the same load through a release
-//! `backyard` (joining through the real `/ws` signaling) and, side by side, through Janus 1.1's videoroom plugin
+//! `backyard` (joining through the real `/ws` signaling, each as a guest through an invite, so no host starts the
+//! room's program) and, side by side, through Janus 1.1's videoroom plugin
 //! (Debian package `janus`, started here on loopback with only the videoroom plugin and the HTTP transport).
 //! Each server's CPU is read from /proc around the same measured window; the forwarded rate is what the
 //! subscribers received, so a server that forwards less than asked shows it (the `delivered` column: forwarded
@@ -339,9 +340,26 @@ pub fn run() -> anyhow::Result<()> {
     let mut rows: Vec<(usize, Row, Option<Result<Row, String>>)> = vec![];
     for &n in &ns {
         let server = start_server(&bin, &[("BACKYARD_LIMITS__MAX_PARTICIPANTS", (n + 8).to_string())])?;
-        let (token, broadcast) = seed(&server.base)?;
+        let (cookie, broadcast) = seed(&server.base)?;
+        // Every client is a guest through an invite: no host in the room, so no program runs beside the SFU.
+        let created = curl(&[
+            "-fsS",
+            "-H",
+            &format!("cookie: by_access={cookie}"),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"role":"guest"}"#,
+            &format!("{}/api/broadcasts/{broadcast}/invites", server.base),
+        ])?;
+        let invite = created
+            .split("\"token\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .context("invite token in response")?
+            .to_owned();
         let ws = format!("{}/ws", server.base.replacen("http://", "ws://", 1));
-        let mut args = vec!["--ws".to_owned(), ws, "--token".into(), token, "--broadcast".into(), broadcast];
+        let mut args = vec!["--ws".to_owned(), ws, "--invite".into(), invite, "--broadcast".into(), broadcast];
         args.extend(common(n));
         let backyard = measure(&load, &args, server.child.id(), "backyard")?;
         drop(server);
