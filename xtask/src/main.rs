@@ -71,6 +71,10 @@ pub use setup::ensure_apt;
 fn run(rest: &[String]) -> anyhow::Result<()> {
     setup::ensure_build_tools()?;
     let rest: Vec<&String> = rest.iter().skip_while(|a| *a == "--").collect();
+    // Layouts, overlays and destination adapters are plugins: without them there is no program layout and
+    // no platform to stream to (found on a fresh machine, where target/plugins did not exist yet).
+    eprintln!("xtask: building the first-party plugins (wasm32-wasip2) into target/plugins");
+    plugins::build_plugins(false)?;
     eprintln!("xtask: building and starting backyard (embedded defaults: SQLite + in-process bus under ./data)");
     status(cargo_cmd().args(["run", "-p", "backyard", "--bin", "backyard", "--"]).args(rest))
 }
