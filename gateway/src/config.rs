@@ -176,8 +176,11 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
-    /// The IP the UDP socket binds (the OS picks the port); unset: the IP of `server.bind`.
+    /// The IP the UDP socket binds; unset: the IP of `server.bind`.
     pub bind: Option<IpAddr>,
+    /// The UDP port every participant's media goes through (one socket per node, so one port to open in a
+    /// firewall); 0: the OS picks a free one.
+    pub port: u16,
     /// The IP announced to clients as the server's ICE candidate (behind NAT: the public IP); unset: the bind
     /// IP, or `public_url`'s host when the bind IP is a wildcard.
     pub advertised_ip: Option<IpAddr>,

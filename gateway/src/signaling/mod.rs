@@ -82,12 +82,12 @@ pub(crate) enum Control {
 }
 
 impl Hub {
-    /// Binds the media node. Its UDP socket binds to `media.bind` (default: the HTTP server's IP) on a free port
-    /// and announces `media.advertised_ip`, else the bind IP, else (wildcard bind) the IP of `public_url`'s host.
+    /// Binds the media node. Its UDP socket binds to `media.bind` (default: the HTTP server's IP) on `media.port`
+    /// (default: a free port) and announces `media.advertised_ip`, else the bind IP, else (wildcard bind) the IP of `public_url`'s host.
     async fn start(state: &AppState) -> anyhow::Result<Hub> {
         let media_cfg = &state.cfg.media;
         let bind_ip = media_cfg.bind.unwrap_or(state.cfg.server.bind.ip());
-        let mut config = NodeConfig::new(SocketAddr::new(bind_ip, 0));
+        let mut config = NodeConfig::new(SocketAddr::new(bind_ip, media_cfg.port));
         config.advertised_ip = match media_cfg.advertised_ip {
             Some(ip) => Some(ip),
             None if bind_ip.is_unspecified() => Some(public_ip(&state.cfg.public_url).await?),
