@@ -12,7 +12,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { backyardUrl, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, hostWithInvite, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
 
 const JOINS = Number(process.env.BENCH_JOINS ?? 10);
 const HOST = { name: 'Bench Host', left: 'c83232', right: '3232c8' };
@@ -78,21 +78,12 @@ async function main() {
     const host = await launchParticipant('bench-host', { clip: HOST.clip });
     people.push(host);
     const page = host.page;
-    await page.goto(`${base}/#/register`);
-    await page.fill('input[name=name]', HOST.name);
-    await page.fill('input[name=email]', `bench-${Date.now()}@example.test`);
-    await page.fill('input[name=password]', 'bench password long enough');
-    await page.click('form.auth-form button[type=submit]');
-    await page.waitForSelector('form.create-form');
-    await page.fill('input[name=title]', 'Join bench');
-    await page.click('[data-action=create-broadcast]');
-    await page.click('[data-action=enter-studio]');
-    await page.waitForSelector('.studio[data-role=host]', { timeout: 15000 });
-    await page.click('[data-action=invite]');
-    const input = page.locator('[data-invite-url]');
-    await input.waitFor();
-    const link = `${base}/join/${(await input.inputValue()).split('/join/')[1]}`;
-    await page.keyboard.press('Escape');
+    const link = await hostWithInvite(page, {
+      base,
+      name: HOST.name,
+      email: `bench-${Date.now()}@example.test`,
+      title: 'Join bench',
+    });
 
     // The joiner: one Chromium for every join.
     const guest = await launchParticipant('bench-guest', { clip: GUEST.clip });

@@ -179,3 +179,26 @@ export async function eventually(what, probe, ms = 20000, every = 250) {
     await new Promise((r) => setTimeout(r, every));
   }
 }
+
+/**
+ * In `page`: registers a new host account, creates a broadcast titled `title`, enters its studio and copies the
+ * guest invite link, which it returns. `query` (e.g. `?relay=1`) is used for the studio and appended to the link.
+ */
+export async function hostWithInvite(page, { base, name, email, title, query = '' }) {
+  await page.goto(`${base}/${query}#/register`);
+  await page.fill('input[name=name]', name);
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', 'correct horse battery');
+  await page.click('form.auth-form button[type=submit]');
+  await page.waitForSelector('form.create-form');
+  await page.fill('input[name=title]', title);
+  await page.click('[data-action=create-broadcast]');
+  await page.click('[data-action=enter-studio]');
+  await page.waitForSelector('.studio[data-role=host]', { timeout: 15000 });
+  await page.click('[data-action=invite]');
+  const input = page.locator('[data-invite-url]');
+  await input.waitFor();
+  const link = `${base}/join/${(await input.inputValue()).split('/join/')[1]}${query}`;
+  await page.keyboard.press('Escape');
+  return link;
+}

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, launchParticipant, makeClip, rgb, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, hostWithInvite, launchParticipant, makeClip, rgb, screenshot } from '../lib/harness.mjs';
 import { findColour, grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
 
 const PEOPLE = {
@@ -74,18 +74,12 @@ describe('issue 6: go live from the studio to a real RTMP server', { timeout: 24
     p.host = await launchParticipant('host', { clip: PEOPLE.host.clip });
     const page = p.host.page;
     page.on('dialog', (d) => d.accept());
-    await page.goto(`${base}/#/register`);
-    await page.fill('input[name=name]', PEOPLE.host.name);
-    await page.fill('input[name=email]', `program-${Date.now()}@example.test`);
-    await page.fill('input[name=password]', 'correct horse battery');
-    await page.click('form.auth-form button[type=submit]');
-    await page.fill('input[name=title]', 'E2E go live');
-    await page.click('[data-action=create-broadcast]');
-    await page.click('[data-action=enter-studio]');
-    await page.waitForSelector('.studio[data-role=host]', { timeout: 15000 });
-    await page.click('[data-action=invite]');
-    const link = await page.locator('[data-invite-url]').inputValue();
-    await page.keyboard.press('Escape');
+    const link = await hostWithInvite(page, {
+      base,
+      name: PEOPLE.host.name,
+      email: `program-${Date.now()}@example.test`,
+      title: 'E2E go live',
+    });
 
     p.guest = await launchParticipant('guest', { clip: PEOPLE.guest.clip });
     await p.guest.page.goto(`${base}/join/${link.split('/join/')[1]}`);

@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, expectPicture, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, expectPicture, hostWithInvite, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
 
 const PEOPLE = {
   host: { name: 'Tess Host', left: 'c83232', right: '32c832' },
@@ -110,21 +110,13 @@ describe('issue 4: media through TURN only (coturn, time-limited credentials)', 
   it('a host with relay-only ICE registers, creates a broadcast and invites a guest', async () => {
     p.host = await launchParticipant('turn-host', { clip: PEOPLE.host.clip });
     const page = p.host.page;
-    await page.goto(`${base}/?relay=1#/register`);
-    await page.fill('input[name=name]', PEOPLE.host.name);
-    await page.fill('input[name=email]', `turn-host-${Date.now()}@example.test`);
-    await page.fill('input[name=password]', 'correct horse battery');
-    await page.click('form.auth-form button[type=submit]');
-    await page.waitForSelector('form.create-form');
-    await page.fill('input[name=title]', 'E2E through TURN');
-    await page.click('[data-action=create-broadcast]');
-    await page.click('[data-action=enter-studio]');
-    await page.waitForSelector('.studio[data-role=host]', { timeout: 15000 });
-    await page.click('[data-action=invite]');
-    const input = page.locator('[data-invite-url]');
-    await input.waitFor();
-    inviteLink = `${base}/join/${(await input.inputValue()).split('/join/')[1]}?relay=1`;
-    await page.keyboard.press('Escape');
+    inviteLink = await hostWithInvite(page, {
+      base,
+      name: PEOPLE.host.name,
+      email: `turn-host-${Date.now()}@example.test`,
+      title: 'E2E through TURN',
+      query: '?relay=1',
+    });
   });
 
   it('a guest with relay-only ICE joins through the link', async () => {
