@@ -106,27 +106,23 @@ const COUNTER_H: u32 = 48;
 const COUNTER_BITS: u32 = 10;
 
 /// Watches what nginx relays (an ffmpeg player, low-delay flags) and reads input 0's frame counter in the
-/// top-left tile (the source scaled by ½): (when the frame arrived here, the counter).
-fn watch_counter(
-    url: String,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<Vec<(Instant, u32)>> {
-    std::thread::spawn(move || {
+/// top-left tile (the source scaled by ½): (when the frame arrived here, the counter). Stop it by killing
+/// the returned player (nginx keeps a player's connection open after the publisher leaves).
+fn watch_counter(url: &str) -> Result<(std::process::Child, std::thread::JoinHandle<Vec<(Instant, u32)>>)> {
+    let mut child = Command::new("ffmpeg")
+        .args(["-v", "error", "-fflags", "nobuffer", "-flags", "low_delay", "-probesize", "32768"])
+        .args(["-analyzeduration", "0", "-i", url, "-an", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the ffmpeg player")?;
+    let mut out = child.stdout.take().context("piped stdout")?;
+    let reader = std::thread::spawn(move || {
         use std::io::Read;
         let mut seen = Vec::new();
-        let Ok(mut child) = Command::new("ffmpeg")
-            .args(["-v", "error", "-fflags", "nobuffer", "-flags", "low_delay", "-probesize", "32768"])
-            .args(["-analyzeduration", "0", "-i", &url, "-an", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-        else {
-            return seen;
-        };
-        let mut out = child.stdout.take().expect("piped stdout");
         let mut frame = vec![0u8; (W * H) as usize];
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) && out.read_exact(&mut frame).is_ok() {
+        while out.read_exact(&mut frame).is_ok() {
             let at = Instant::now();
             // Tile 0 is the top-left quarter; the source is scaled by ½ into it.
             let y = COUNTER_H / 4;
@@ -139,10 +135,9 @@ fn watch_counter(
             }
             seen.push((at, value));
         }
-        let _ = child.kill();
-        let _ = child.wait();
         seen
-    })
+    });
+    Ok((child, reader))
 }
 
 /// Added latency per frame seen at the receiver: from pushing source frame `n` (counter `n % frames`) into
@@ -216,8 +211,7 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
         ..Default::default()
     };
     program.go_live(config, no_status_sink())?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = watch_counter(servers[0].rtmp_url("bench0"), stop.clone());
+    let (mut player, watcher) = watch_counter(&servers[0].rtmp_url("bench0"))?;
     let mut sent = Vec::new();
     let cpu0 = cpu_time();
     let start = Instant::now();
@@ -238,7 +232,8 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
     let stats = program.stats();
     let report = program.end_live().context("end live")?;
     drop(program);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = player.kill();
+    let _ = player.wait();
     let seen = watcher.join().unwrap_or_default();
     // The player's first second (connect, probe, first keyframe) is not steady state.
     let steady: Vec<(Instant, u32)> = seen.into_iter().filter(|(at, _)| *at > start + Duration::from_secs(3)).collect();
