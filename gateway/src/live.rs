@@ -345,22 +345,12 @@ impl Director {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Ok(ev) => self.on_event(&ev, &media),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // Missed some: rebuild from the hub's view of the room.
-                        if let Ok(hub) = crate::signaling::Hub::get(&state).await {
-                            self.members = hub.participants(self.broadcast).into_iter().map(|p| (p.id, p)).collect();
-                        }
-                        self.relayout(&media);
-                    }
+                    // Missed some: rebuild from the hub's view of the room.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.resync(&state, &media).await,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
                 order = orders.recv() => match order {
-                    Some(Order::Refresh) => {
-                        if let Ok(hub) = crate::signaling::Hub::get(&state).await {
-                            self.members = hub.participants(self.broadcast).into_iter().map(|p| (p.id, p)).collect();
-                        }
-                        self.relayout(&media);
-                    }
+                    Some(Order::Refresh) => self.resync(&state, &media).await,
                     Some(Order::Stop) | None => break,
                 },
                 _ = status.tick() => {
@@ -379,6 +369,14 @@ impl Director {
         }
         media.set_tap(&room, None);
         tracing::info!(broadcast = %self.broadcast, "program stopped");
+    }
+
+    /// Takes the members from the hub (the node's view of the room) and relayouts.
+    async fn resync(&mut self, state: &AppState, media: &MediaNode) {
+        if let Ok(hub) = crate::signaling::Hub::get(state).await {
+            self.members = hub.participants(self.broadcast).into_iter().map(|p| (p.id, p)).collect();
+        }
+        self.relayout(media);
     }
 
     fn on_event(&mut self, ev: &Event, media: &MediaNode) {
