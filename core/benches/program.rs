@@ -3,20 +3,33 @@
 //! the same composite from the same encoded inputs, one after the other. Prints a table and writes
 //! `target/bench/program.json`. `BENCH_SECS` sets each phase's length (default 40 s; the 2 min:
 //! `BENCH_SECS=120`).
+//!
+//! The four inputs arrive as they would from cameras: four str0m publishers send them over WebRTC (loopback)
+//! to a media node whose tap feeds the program, and the live preview (VP8) is encoded as if a host watched.
+//! CPU is read per thread from /proc and grouped by thread name, so WebRTC receive (the node's runtime),
+//! decode, the program thread (compose, overlays, mix, encoder calls), x264's own threads, the senders and
+//! recorder (mux + network), and the preview are told apart; the publishers are not counted.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/router_support/mod.rs"]
+mod router_support;
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use backyard_core::compositor::{
-    CompositorConfig, EncodedMedia, Fit, OverlayLayer, Placement, Program, Rect, StageMember, VideoCodec,
+    CompositorConfig, Fit, OverlayLayer, Placement, PreviewPacket, PreviewSink, Program, ProgramFeed, Rect, StageMember,
 };
 use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, OutputStatus, no_status_sink};
-use common::{Nginx, NginxOptions, TempDir, cpu_time};
+use backyard_core::rtc::{MediaNode, NodeConfig, TapFrame};
+use common::{Nginx, NginxOptions, TempDir};
+use router_support::{Packet, Publisher};
 
 const W: u32 = 1280;
 const H: u32 = 720;
@@ -169,15 +182,86 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 struct Phase {
     name: String,
     stats: Option<backyard_core::compositor::ProgramStats>,
+    /// CPU of the program's own stages (WebRTC receive and publishers excluded), cores.
     cores: f64,
+    /// Cores by thread group (program phases only).
+    groups: BTreeMap<&'static str, f64>,
     ticks_per_sec: f64,
     statuses: Vec<OutputStatus>,
-    /// Added latency source push → decoded from nginx, ms, sorted.
+    /// Added latency camera (publisher send) → decoded from nginx, ms, sorted.
     latency_ms: Vec<f64>,
+    /// Live preview bytes per second.
+    preview_bps: f64,
+}
+
+/// Thread groups that are the program's stages (what the ffmpeg CLI's work is compared with).
+const STAGES: [&str; 5] = ["decode", "program thread", "x264 threads", "mux + send", "preview"];
+
+fn group(comm: &str) -> &'static str {
+    match comm {
+        c if c.starts_with("webrtc-rx") => "webrtc receive",
+        c if c.starts_with("decode-") => "decode",
+        "program" => "program thread",
+        c if c.starts_with("x264") => "x264 threads",
+        c if c.starts_with("egress-") => "mux + send",
+        "program-preview" => "preview",
+        c if c.starts_with("publishers") => "publishers",
+        _ => "other",
+    }
+}
+
+/// CPU time (user + system) of each of this process's threads: tid → (name, time).
+fn thread_cpu() -> HashMap<u64, (String, Duration)> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the name: state is field 3, utime 14, stime 15 (clock ticks of 10 ms).
+        let ticks: u64 = [11, 12].iter().filter_map(|&i| f.get(i)?.parse::<u64>().ok()).sum();
+        out.insert(tid, (comm, Duration::from_millis(ticks * 10)));
+    }
+    out
+}
+
+/// Cores used per thread group between two snapshots over `wall`.
+fn groups_between(
+    before: &HashMap<u64, (String, Duration)>,
+    after: &HashMap<u64, (String, Duration)>,
+    wall: Duration,
+) -> BTreeMap<&'static str, f64> {
+    let mut out = BTreeMap::new();
+    for (tid, (comm, t)) in after {
+        let t0 = before.get(tid).map_or(Duration::ZERO, |(_, t)| *t);
+        *out.entry(group(comm)).or_insert(0.0) += t.saturating_sub(t0).as_secs_f64() / wall.as_secs_f64();
+    }
+    out
+}
+
+/// The preview as if a host watched: always wanted, a keyframe asked for at the start, bytes counted.
+#[derive(Default)]
+struct CountingPreview {
+    bytes: AtomicU64,
+    asked: std::sync::atomic::AtomicBool,
+}
+
+impl PreviewSink for CountingPreview {
+    fn watched(&self) -> bool {
+        true
+    }
+    fn take_keyframe_request(&self) -> bool {
+        !self.asked.swap(true, Ordering::Relaxed)
+    }
+    fn send(&self, frame: PreviewPacket) {
+        self.bytes.fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+    }
 }
 
 fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
-    let program = Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?;
+    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
     let ids: Vec<String> = (0..inputs.len()).map(|i| format!("p{i}")).collect();
     program.set_stage(ids.iter().map(|id| StageMember { id: id.clone(), name: id.clone() }).collect());
     let (hw, hh) = (W / 2, H / 2);
@@ -195,6 +279,34 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
         )
         .map_err(anyhow::Error::msg)?;
     program.set_overlays(overlays()).map_err(anyhow::Error::msg)?;
+    let preview = Arc::new(CountingPreview::default());
+    program.set_preview_sink(Some(preview.clone()));
+
+    // The cameras: four publishers over WebRTC into a media node whose tap feeds the program.
+    let media_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("webrtc-rx").enable_all().build()?;
+    let pub_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("publishers").enable_all().build()?;
+    let node = media_rt.block_on(MediaNode::bind(NodeConfig::new("127.0.0.1:0".parse()?)))?;
+    let feed = Arc::new(ProgramFeed::new());
+    let (tap_program, tap_feed) = (program.clone(), feed.clone());
+    node.set_tap(
+        "bench",
+        Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f.participant, f.source, f.data))),
+    );
+    let mut publishers = Vec::new();
+    for (id, frames) in ids.iter().zip(inputs) {
+        let packets: Vec<Packet> = frames
+            .iter()
+            .enumerate()
+            .map(|(n, data)| Packet { video: true, pts: n as f64 / 30.0, data: data.clone() })
+            .collect();
+        let clip = (packets, frames.len() as f64 / 30.0);
+        publishers.push(pub_rt.block_on(Publisher::join_on(&node, Some(media_rt.handle()), "bench", id, clip))?);
+    }
+    let decoding = common::wait_until(Duration::from_secs(30), || program.stats().decoded_frames > 4 * 60);
+    ensure!(decoding.is_some(), "the four WebRTC inputs did not start decoding: {:?}", program.stats());
+
     let config = EgressConfig {
         encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 3000, ..Default::default() },
         destinations: servers
@@ -210,40 +322,52 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
         recording: Some(rec.to_owned()),
         ..Default::default()
     };
-    program.go_live(config, no_status_sink())?;
+    // Opened on a thread named "x264" so the encoder's own threads (which take their creator's name) are
+    // counted as encode.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("x264".into())
+            .spawn_scoped(scope, || program.go_live(config, no_status_sink()))
+            .map_err(anyhow::Error::from)?
+            .join()
+            .map_err(|_| anyhow::anyhow!("go_live panicked"))?
+            .map_err(anyhow::Error::from)
+    })?;
     let (mut player, watcher) = watch_counter(&servers[0].rtmp_url("bench0"))?;
-    let mut sent = Vec::new();
-    let cpu0 = cpu_time();
+    let stats0 = program.stats();
+    let preview0 = preview.bytes.load(Ordering::Relaxed);
+    let cpu0 = thread_cpu();
     let start = Instant::now();
-    let mut n: u64 = 0;
-    while start.elapsed() < Duration::from_secs(secs) {
-        let t = Duration::from_secs_f64(n as f64 / 30.0);
-        if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        sent.push(Instant::now());
-        for (id, frames) in ids.iter().zip(inputs) {
-            let data = frames[n as usize % frames.len()].clone();
-            program.push_encoded(id, EncodedMedia::Video { codec: VideoCodec::Vp8, data }, t);
-        }
-        n += 1;
-    }
-    let cores = cpu_time().saturating_sub(cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(secs));
+    let wall = start.elapsed();
+    let groups = groups_between(&cpu0, &thread_cpu(), wall);
+    let preview_bps = (preview.bytes.load(Ordering::Relaxed) - preview0) as f64 * 8.0 / wall.as_secs_f64();
     let stats = program.stats();
     let report = program.end_live().context("end live")?;
+    let sent = publishers[0].sent.lock().clone();
+    for p in publishers {
+        pub_rt.block_on(p.leave())?;
+    }
+    node.set_tap("bench", None);
+    program.set_preview_sink(None);
     drop(program);
+    drop(node);
+    media_rt.shutdown_background();
+    pub_rt.shutdown_background();
     let _ = player.kill();
     let _ = player.wait();
     let seen = watcher.join().unwrap_or_default();
-    // The player's first second (connect, probe, first keyframe) is not steady state.
+    // The player's first seconds (connect, probe, first keyframe) are not steady state.
     let steady: Vec<(Instant, u32)> = seen.into_iter().filter(|(at, _)| *at > start + Duration::from_secs(3)).collect();
     Ok(Phase {
         name: format!("program, {} RTMP + fMP4", servers.len()),
+        cores: STAGES.iter().map(|g| groups.get(g).copied().unwrap_or(0.0)).sum(),
+        groups,
+        ticks_per_sec: (stats.ticks - stats0.ticks) as f64 / wall.as_secs_f64(),
         stats: Some(stats),
-        cores,
-        ticks_per_sec: n as f64 / secs as f64,
         statuses: report.outputs,
         latency_ms: latencies(&sent, &steady, inputs[0].len()),
+        preview_bps,
     })
 }
 
@@ -287,10 +411,41 @@ fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> 
         name: format!("ffmpeg CLI, {} RTMP + fMP4", servers.len()),
         stats: None,
         cores,
+        groups: BTreeMap::new(),
         ticks_per_sec: 30.0,
         statuses: Vec::new(),
         latency_ms: Vec::new(),
+        preview_bps: 0.0,
     })
+}
+
+/// Mean time of one call of the first-party grid layout for four participants, µs.
+fn layout_call_us() -> Option<f64> {
+    use backyard_core::plugin_host::{self as ph, HostConfig, PluginHost};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    let host = PluginHost::start(HostConfig { dirs: vec![dir], ..HostConfig::default() }).ok()?;
+    let mut layout = host.layout("layouts").ok()?;
+    let stage = ph::Stage {
+        layout: "grid".into(),
+        canvas: ph::Size { width: W, height: H },
+        participants: (0..4)
+            .map(|i| ph::Participant {
+                id: format!("p{i}"),
+                name: format!("Person {i}"),
+                speaking: i == 0,
+                screen_share: false,
+                video_enabled: true,
+            })
+            .collect(),
+        active_speaker: Some("p0".into()),
+    };
+    layout.place(&stage).ok()?;
+    let n = 2000;
+    let t = Instant::now();
+    for _ in 0..n {
+        layout.place(&stage).ok()?;
+    }
+    Some(t.elapsed().as_secs_f64() * 1e6 / f64::from(n))
 }
 
 fn main() -> Result<()> {
@@ -311,19 +466,36 @@ fn main() -> Result<()> {
     for p in [&one, &three, &cli] {
         println!("{:<34} {:>8.3} {:>10.1}", p.name, p.cores, p.ticks_per_sec);
     }
+    println!("  (program: its stages only; WebRTC receive is below, the publishers are not counted)");
+    println!();
+    println!("{:<34} {:>8} {:>8}", "program cores by thread group", "1 dest", "3 dests");
+    let names: std::collections::BTreeSet<&str> = one.groups.keys().chain(three.groups.keys()).copied().collect();
+    for g in names {
+        let (a, b) = (one.groups.get(g).copied().unwrap_or(0.0), three.groups.get(g).copied().unwrap_or(0.0));
+        println!("{:<34} {:>8.3} {:>8.3}", g, a, b);
+    }
     let per_destination = (three.cores - one.cores) / 2.0;
+    println!();
     println!("each extra destination: {:.2} % of a core (goal ≤ 0.5 %)", per_destination * 100.0);
     println!("program / ffmpeg CLI: {:.2}× (goal ≤ 0.85×)", three.cores / cli.cores);
     if let Some(st) = &three.stats {
         println!(
-            "per frame: decode {:.2} ms (per input frame), compose (scale+blit+overlays) {:.2} ms, mix {:.3} ms, encode+fan-out {:.2} ms; skipped ticks {}",
-            st.decode_ms, st.compose_ms, st.mix_ms, st.encode_ms, st.skipped_ticks
+            "per frame: decode {:.2} ms (per input frame), compose (scale + blit + labels) {:.2} ms, overlays {:.2} ms, mix {:.3} ms, encode + fan-out {:.2} ms, preview (scale + VP8) {:.2} ms per preview frame; skipped ticks {}",
+            st.decode_ms, st.compose_ms, st.overlay_ms, st.mix_ms, st.encode_ms, st.preview_ms, st.skipped_ticks
         );
+    }
+    println!("live preview: {:.0} kb/s VP8", three.preview_bps / 1000.0);
+    let layout_us = layout_call_us();
+    match layout_us {
+        Some(us) => println!(
+            "layout plugin (grid, 4 participants): {us:.1} µs per call, called on stage changes, not per frame"
+        ),
+        None => println!("layout plugin: not measured (no plugins in target/plugins; cargo xtask plugins)"),
     }
     let (p50, p90) = (percentile(&three.latency_ms, 0.5), percentile(&three.latency_ms, 0.9));
     match (p50, p90) {
         (Some(p50), Some(p90)) => println!(
-            "added latency source → RTMP (decoded by an ffmpeg player at nginx): median {p50:.0} ms, p90 {p90:.0} ms over {} frames (goal ≤ 300 ms)",
+            "added latency camera → RTMP (publisher send → decoded by an ffmpeg player at nginx): median {p50:.0} ms, p90 {p90:.0} ms over {} frames (goal ≤ 300 ms)",
             three.latency_ms.len()
         ),
         _ => println!("added latency: no frame counter was read back"),
@@ -340,7 +512,10 @@ fn main() -> Result<()> {
         "ffmpeg_cli_3_destinations_cores": cli.cores,
         "extra_destination_cores": per_destination,
         "ratio_to_ffmpeg_cli": three.cores / cli.cores,
+        "cores_by_thread_group": {"one_destination": one.groups, "three_destinations": three.groups},
         "stages": three.stats,
+        "preview_bits_per_sec": three.preview_bps,
+        "layout_plugin_us_per_call": layout_us,
         "added_latency_ms": {"median": p50, "p90": p90, "frames": three.latency_ms.len()},
         "outputs": three.statuses,
     });

@@ -17,26 +17,17 @@ use anyhow::{Context, Result, bail, ensure};
 use backyard_core::compositor::{CompositorConfig, Program, ProgramFeed, Rect, StageMember};
 use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, no_status_sink};
 use backyard_core::plugin_host::{self as ph, HostConfig, PluginHost};
-use backyard_core::rtc::{MediaEvent, MediaNode, NodeConfig, PeerHandle, TapFrame};
+use backyard_core::rtc::{MediaEvent, MediaNode, NodeConfig, TapFrame};
 use common::{Nginx, NginxOptions, TempDir, TestCa, probe};
+use router_support::{Packet, Publisher};
 use str0m::change::SdpOffer;
-use str0m::format::Codec;
-use str0m::media::{Frequency, MediaTime, Mid};
+use str0m::media::Mid;
 use str0m::net::{Protocol, Receive};
-use str0m::{Event, Input, Output, Rtc};
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use str0m::{Event, Input, Output};
+use tokio::sync::oneshot;
 
 const W: u32 = 640;
 const H: u32 = 360;
-
-/// One encoded packet of a clip.
-struct Packet {
-    video: bool,
-    /// Presentation time in seconds from the clip's start.
-    pts: f64,
-    data: Vec<u8>,
-}
 
 /// A `secs`-long WebM of a solid colour (VP8, a keyframe every 10 frames) and a sine tone (Opus, stereo),
 /// read back into packets.
@@ -73,122 +64,6 @@ fn clip(dir: &Path, name: &str, rgb: &str, tone_hz: u32, secs: u32) -> Result<(V
     }
     ensure!(packets.iter().any(|p| p.video) && packets.iter().any(|p| !p.video), "clip has audio and video");
     Ok((packets, f64::from(secs)))
-}
-
-/// A WebRTC publisher: a str0m client that sends its clip in real time, looping, until stopped.
-struct Publisher {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<()>>,
-}
-
-impl Publisher {
-    async fn join(node: &MediaNode, room: &str, name: &str, clip: (Vec<Packet>, f64)) -> Result<Publisher> {
-        let router_support::Joined { handle, events, socket, local, rtc, mic, cam } =
-            router_support::join_publishing(node, room, name).await?;
-        let (stop, stop_rx) = oneshot::channel();
-        let looped = Loop { rtc, socket, local, handle, events, mic, cam, packets: clip.0, period: clip.1 };
-        Ok(Publisher { stop: Some(stop), task: tokio::spawn(looped.run(stop_rx)) })
-    }
-
-    async fn leave(mut self) -> Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task).await?
-    }
-}
-
-struct Loop {
-    rtc: Rtc,
-    socket: UdpSocket,
-    local: std::net::SocketAddr,
-    handle: PeerHandle,
-    events: mpsc::UnboundedReceiver<MediaEvent>,
-    mic: Mid,
-    cam: Mid,
-    packets: Vec<Packet>,
-    period: f64,
-}
-
-impl Loop {
-    async fn run(mut self, mut stop: oneshot::Receiver<()>) -> Result<()> {
-        let mut buf = vec![0u8; 2048];
-        let mut connected: Option<Instant> = None;
-        let mut next = 0usize;
-        let mut lap = 0u64;
-        loop {
-            let timeout = self.drive(&mut connected).await?;
-            let due = connected.map(|start| {
-                let p = &self.packets[next];
-                start + Duration::from_secs_f64(p.pts + lap as f64 * self.period)
-            });
-            let wake = due.map_or(timeout, |d| d.min(timeout));
-            tokio::select! {
-                _ = &mut stop => return Ok(()),
-                r = self.socket.recv_from(&mut buf) => {
-                    let (n, source) = r?;
-                    if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
-                        self.rtc.handle_input(Input::Receive(Instant::now(), receive))?;
-                    }
-                }
-                ev = self.events.recv() => match ev {
-                    Some(MediaEvent::Offer(sdp)) => {
-                        let answer = self.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sdp)?)?;
-                        self.handle.answer(answer.to_sdp_string()).await?;
-                    }
-                    Some(MediaEvent::Closed(reason)) => bail!("media session closed: {reason:?}"),
-                    Some(_) => {}
-                    None => bail!("media session ended"),
-                },
-                _ = tokio::time::sleep_until(wake.into()) => {
-                    let now = Instant::now();
-                    self.rtc.handle_input(Input::Timeout(now))?;
-                    while due.is_some_and(|d| d <= now) {
-                        self.send(next, lap, now)?;
-                        next += 1;
-                        if next == self.packets.len() {
-                            next = 0;
-                            lap += 1;
-                        }
-                        let start = connected.expect("sending only once connected");
-                        let p = &self.packets[next];
-                        if start + Duration::from_secs_f64(p.pts + lap as f64 * self.period) > now {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn send(&mut self, i: usize, lap: u64, now: Instant) -> Result<()> {
-        let p = &self.packets[i];
-        let t = p.pts + lap as f64 * self.period;
-        let (mid, codec, time) = if p.video {
-            (self.cam, Codec::Vp8, MediaTime::new((t * 90_000.0) as u64, Frequency::NINETY_KHZ))
-        } else {
-            (self.mic, Codec::Opus, MediaTime::new((t * 48_000.0) as u64, Frequency::FORTY_EIGHT_KHZ))
-        };
-        let Some(writer) = self.rtc.writer(mid) else { return Ok(()) };
-        let Some(pt) = writer.payload_params().find(|x| x.spec().codec == codec).map(|x| x.pt()) else {
-            bail!("{codec:?} not negotiated");
-        };
-        writer.write(pt, now, time, p.data.clone())?;
-        Ok(())
-    }
-
-    async fn drive(&mut self, connected: &mut Option<Instant>) -> Result<Instant> {
-        loop {
-            match self.rtc.poll_output()? {
-                Output::Transmit(t) => {
-                    self.socket.send_to(&t.contents, t.destination).await?;
-                }
-                Output::Timeout(t) => return Ok(t),
-                Output::Event(Event::Connected) => *connected = Some(Instant::now()),
-                Output::Event(_) => {}
-            }
-        }
-    }
 }
 
 /// The decoded RGB frame nearest to `at` seconds in `path`.
@@ -373,5 +248,174 @@ async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<
         check_places(&rgb_at(file, switched_at + 3.0)?, &sidebar, &who, &format!("{label} sidebar"))?;
     }
     check_places(&rgb_at(&recording, switched_at - 2.0)?, &grid, &who, "recording grid")?;
+    Ok(())
+}
+
+/// A str0m client in the room that publishes nothing and collects the program preview's VP8 frames.
+struct Watcher {
+    frames: Arc<parking_lot::Mutex<Vec<(Vec<u8>, bool)>>>,
+    /// Every server offer's SDP.
+    offers: Arc<parking_lot::Mutex<Vec<String>>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// The `a=mid:` of the m-section whose MediaStream id is `program`, if the SDP has one.
+fn program_mid(sdp: &str) -> Option<String> {
+    sdp.split("\r\nm=")
+        .find(|section| section.contains("msid:program "))
+        .and_then(|section| section.lines().find_map(|l| l.strip_prefix("a=mid:")).map(|m| m.trim().to_string()))
+}
+
+impl Watcher {
+    async fn join(node: &MediaNode, room: &str, name: &str, watch: bool) -> Result<Watcher> {
+        let router_support::Joined { handle, mut events, socket, local, mut rtc, .. } =
+            router_support::join_publishing(node, room, name).await?;
+        handle.watch_program(watch)?;
+        let frames = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let offers = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (stop, mut stop_rx) = oneshot::channel();
+        let (out_frames, out_offers) = (frames.clone(), offers.clone());
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let mut program: Option<Mid> = None;
+            loop {
+                let timeout = loop {
+                    match rtc.poll_output()? {
+                        Output::Transmit(t) => {
+                            socket.send_to(&t.contents, t.destination).await?;
+                        }
+                        Output::Timeout(t) => break t,
+                        Output::Event(Event::MediaData(d)) if Some(d.mid) == program => {
+                            out_frames.lock().push((d.data.to_vec(), d.is_keyframe()));
+                        }
+                        Output::Event(_) => {}
+                    }
+                };
+                tokio::select! {
+                    _ = &mut stop_rx => return Ok(()),
+                    r = socket.recv_from(&mut buf) => {
+                        let (n, source) = r?;
+                        if let Ok(receive) = Receive::new(Protocol::Udp, source, local, &buf[..n]) {
+                            rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+                        }
+                    }
+                    ev = events.recv() => match ev {
+                        Some(MediaEvent::Offer(sdp)) => {
+                            if let Some(mid) = program_mid(&sdp) {
+                                program = Some(Mid::from(mid.as_str()));
+                            }
+                            out_offers.lock().push(sdp.clone());
+                            let answer = rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sdp)?)?;
+                            handle.answer(answer.to_sdp_string()).await?;
+                        }
+                        Some(MediaEvent::Closed(reason)) => bail!("media session closed: {reason:?}"),
+                        Some(_) => {}
+                        None => bail!("media session ended"),
+                    },
+                    _ = tokio::time::sleep_until(timeout.into()) => {
+                        rtc.handle_input(Input::Timeout(Instant::now()))?;
+                    }
+                }
+            }
+        });
+        Ok(Watcher { frames, offers, stop: Some(stop), task })
+    }
+
+    async fn leave(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_watch_the_program_preview_over_their_webrtc_connection() -> Result<()> {
+    use backyard_core::compositor::{Fit, Placement, VideoCodec, VideoDecoder};
+    let _serial = common::serial();
+    let dir = TempDir::new("webrtc-preview")?;
+    let who = [("alice", "c83232"), ("bob", "32c832")];
+    let node = MediaNode::bind(NodeConfig::new("127.0.0.1:0".parse()?)).await?;
+    let program =
+        Arc::new(Program::start(CompositorConfig { width: W, height: H, ..CompositorConfig::default() }, 30)?);
+    let feed = Arc::new(ProgramFeed::new());
+    let (tap_program, tap_feed) = (program.clone(), feed.clone());
+    node.set_tap(
+        "show",
+        Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f.participant, f.source, f.data))),
+    );
+    // Published before anyone is in the room: the room made on first join carries it.
+    program.set_preview_sink(Some(Arc::new(node.publish_program("show"))));
+
+    let mut publishers = Vec::new();
+    for (i, (name, hex)) in who.iter().enumerate() {
+        publishers
+            .push(Publisher::join(&node, "show", name, clip(dir.path(), name, hex, 440 + 220 * i as u32, 4)?).await?);
+    }
+    program.set_stage(who.iter().map(|(id, _)| StageMember { id: (*id).into(), name: (*id).into() }).collect());
+    let halves = [Rect::new(0, 0, W / 2, H), Rect::new(W as i32 / 2, 0, W / 2, H)];
+    program.set_placements(
+        who.iter()
+            .zip(halves)
+            .map(|((id, _), rect)| Placement { source: (*id).into(), rect, z: 0, fit: Fit::Cover })
+            .collect(),
+    )?;
+    let host = Watcher::join(&node, "show", "host", true).await?;
+    let guest = Watcher::join(&node, "show", "guest", false).await?;
+
+    router_support::wait_for("40 program preview frames at the host", Duration::from_secs(20), || {
+        host.frames.lock().len() >= 40
+    })
+    .await?;
+    let frames = host.frames.lock().clone();
+    ensure!(frames[0].1, "a watcher's first frame is a keyframe (it asked for one)");
+    // The stream decodes, at the preview's size, into the composed picture: alice left, bob right.
+    let mut decoder = VideoDecoder::new(VideoCodec::Vp8)?;
+    let mut last = None;
+    for (data, _) in &frames {
+        if let Some(f) = decoder.decode(data)?.pop() {
+            last = Some(f);
+        }
+    }
+    let picture = last.context("the preview decodes")?;
+    ensure!((picture.width(), picture.height()) == (W, H), "preview {}x{}", picture.width(), picture.height());
+    let composed = program.preview().context("a composed frame")?;
+    let yuv = |f: &backyard_core::egress::VideoFrame, x: u32, y: u32| {
+        let (py, pu, pv) = f.planes();
+        let c = (y / 2 * f.width().div_ceil(2) + x / 2) as usize;
+        [py[(y * f.width() + x) as usize], pu[c], pv[c]]
+    };
+    for (x, name) in [(W / 4, "alice"), (W * 3 / 4, "bob")] {
+        let (got, want) = (yuv(&picture, x, H / 2), yuv(&composed, x, H / 2));
+        let off = got.iter().zip(want).map(|(g, w)| g.abs_diff(w)).max().unwrap_or(0);
+        ensure!(off <= 12, "{name}'s tile in the preview is {got:?}, composed {want:?}");
+    }
+    ensure!(yuv(&picture, W / 4, H / 2) != yuv(&picture, W * 3 / 4, H / 2), "two different tiles");
+    ensure!(guest.frames.lock().is_empty(), "a guest gets no preview frames");
+    ensure!(
+        guest.offers.lock().iter().all(|sdp| program_mid(sdp).is_none()),
+        "a guest is never offered the program track"
+    );
+    let stats = program.stats();
+    ensure!(stats.preview_frames >= 40 && stats.preview_ms > 0.0, "{stats:?}");
+
+    // Withdrawing the preview renegotiates the host's m-line away and no more frames come.
+    let offers_before = host.offers.lock().len();
+    program.set_preview_sink(None);
+    router_support::wait_for("a server offer without the program", Duration::from_secs(10), || {
+        host.offers.lock().len() > offers_before
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = host.frames.lock().len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(host.frames.lock().len() == settled, "no preview frames after it was withdrawn");
+    for p in publishers {
+        p.leave().await?;
+    }
+    host.leave().await?;
+    guest.leave().await?;
+    node.set_tap("show", None);
     Ok(())
 }

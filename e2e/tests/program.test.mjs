@@ -123,8 +123,26 @@ describe('issue 6: go live from the studio to a real RTMP server', { timeout: 24
     await screenshot(page, 'program-01-host-live');
   });
 
-  it('the studio’s program preview shows the composed picture', async () => {
+  it('the studio’s program preview shows the composed picture, live over the host’s WebRTC connection', async () => {
     const preview = p.host.page.locator('video[data-role=program-preview]');
+    await eventually('the preview plays the server’s program track', async () => (await preview.getAttribute('data-source')) === 'webrtc', 30000);
+    // The <video> plays a track one of the page's peer connections receives, and frames of it are decoded.
+    const decoded = await eventually('program track frames decoded', () => p.host.page.evaluate(async () => {
+      const track = document.querySelector('video[data-role=program-preview]').srcObject?.getVideoTracks()[0];
+      for (const pc of window.__peerConnections ?? []) {
+        const receiver = pc.getReceivers().find((r) => r.track === track);
+        if (!receiver) continue;
+        let frames = 0;
+        (await receiver.getStats()).forEach((s) => {
+          if (s.type === 'inbound-rtp') frames = s.framesDecoded ?? 0;
+        });
+        return frames > 10 ? { frames, sdp: pc.remoteDescription.sdp.includes('msid:program ') } : false;
+      }
+      return false;
+    }), 30000);
+    assert.ok(decoded.sdp, 'the track is the server’s `program` stream');
+    const guestSees = await p.guest.page.evaluate(() => (window.__peerConnections ?? []).some((pc) => pc.remoteDescription?.sdp.includes('msid:program ')));
+    assert.equal(guestSees, false, 'guests are not sent the program preview');
     const frame = await eventually('program preview frames', async () => {
       const f = await grabVideo(preview);
       return f && findColour(f, rgb(PEOPLE.guest.left), TOLERANCE) ? f : false;

@@ -33,6 +33,9 @@ const LAYOUT_PLUGIN: &str = "layouts";
 const OVERLAY_PLUGIN: &str = "overlays";
 /// How often `program-status` is published.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
+/// How often visible overlays are drawn again while shown, so animated ones (the ticker) move; a plugin
+/// answers "unchanged" for the others and nothing reaches the program then.
+const ANIMATE_EVERY: Duration = Duration::from_millis(33);
 
 /// The programs running on this node, by broadcast.
 #[derive(Default)]
@@ -112,6 +115,8 @@ impl Programs {
             &room,
             Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f.participant, f.source, f.data))),
         );
+        // The live preview goes to hosts and co-hosts over their WebRTC connections (msid `program`).
+        program.set_preview_sink(Some(Arc::new(media.publish_program(&room))));
         let director = Director::new(state, &host, broadcast, program, feed, members);
         tokio::spawn(director.run(state.clone(), media.clone(), rx));
         tracing::info!(broadcast = %broadcast.id, width = cfg.width, height = cfg.height, fps = cfg.fps, "program started");
@@ -340,9 +345,12 @@ impl Director {
         self.relayout(&media);
         self.render_overlays();
         let mut status = tokio::time::interval(STATUS_EVERY);
+        let mut animate = tokio::time::interval(ANIMATE_EVERY);
+        animate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_ticks = 0;
         loop {
             tokio::select! {
+                _ = animate.tick(), if !self.shown_at.is_empty() => self.animate_overlays(),
                 ev = events.recv() => match ev {
                     Ok(ev) => self.on_event(&ev, &media),
                     // Missed some: rebuild from the hub's view of the room.
@@ -368,6 +376,7 @@ impl Director {
             }
         }
         media.set_tap(&room, None);
+        self.program.set_preview_sink(None);
         tracing::info!(broadcast = %self.broadcast, "program stopped");
     }
 
@@ -490,7 +499,26 @@ impl Director {
     /// The scene's overlays as the overlay plugin draws them. The studio's keys map onto the plugin's
     /// overlays: `banner` → banner, `lowerThird` → lower-third, `logo` → logo, `comment` → chat.
     fn render_overlays(&mut self) {
-        let Some(plugin) = self.overlays.as_mut() else { return };
+        if let Some(layers) = self.draw_overlays(true) {
+            if let Err(e) = self.program.set_overlays(layers) {
+                tracing::warn!(broadcast = %self.broadcast, plugin = OVERLAY_PLUGIN, "overlays refused: {e}");
+            }
+        }
+    }
+
+    /// Draws the shown overlays again at their current time; the program gets them only if one changed.
+    fn animate_overlays(&mut self) {
+        if let Some(layers) = self.draw_overlays(false) {
+            self.program.update_overlays(layers);
+        }
+    }
+
+    /// The layers of the scene's visible overlays, or `None` when `always` is false and none changed.
+    fn draw_overlays(&mut self, always: bool) -> Option<Vec<OverlayLayer>> {
+        let scene = &self.scene.overlays;
+        self.shown_at
+            .retain(|k, _| scene.get(k).and_then(|v| v.get("visible")).and_then(|x| x.as_bool()) == Some(true));
+        let plugin = self.overlays.as_mut()?;
         let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").trim().to_owned();
         let mut requests = Vec::new();
         for (key, v) in &self.scene.overlays {
@@ -534,9 +562,11 @@ impl Director {
             });
         }
         let mut layers = Vec::new();
+        let mut changed = always;
         for (z, req) in requests.iter().enumerate() {
             match plugin.render(req) {
                 Ok(out) => {
+                    changed |= out.changed;
                     if let Some(layer) = out.layer {
                         layers.push(OverlayLayer {
                             id: req.overlay.clone(),
@@ -551,9 +581,7 @@ impl Director {
                 }
             }
         }
-        if let Err(e) = self.program.set_overlays(layers) {
-            tracing::warn!(broadcast = %self.broadcast, plugin = OVERLAY_PLUGIN, "overlays refused: {e}");
-        }
+        changed.then_some(layers)
     }
 }
 

@@ -74,8 +74,37 @@ async fn go_live_pushes_to_nginx_records_and_ends_cleanly() -> anyhow::Result<()
     assert_eq!(listed.body[0]["status"], "live", "{}", listed.body);
     assert!(listed.body[0]["live"]["uptimeSecs"].is_u64(), "{}", listed.body);
 
+    // A ticker scrolls: the director re-renders it as time passes, so the program changes with nothing else
+    // moving; hidden again, the picture holds still.
+    let still = || async {
+        let r = t.get(&format!("/api/broadcasts/{id}/program.jpg")).cookies(&host).send().await;
+        assert_eq!(r.status, StatusCode::OK);
+        r.bytes
+    };
+    let scene = |visible: bool| json!({"layout": "grid", "overlays": {"ticker": {"visible": visible, "text": "Breaking: the ticker scrolls"}}});
+    let put = t
+        .req(axum::http::Method::PUT, &format!("/api/broadcasts/{id}/scene"))
+        .cookies(&host)
+        .json(scene(true))
+        .send()
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (a, _) = (still().await, tokio::time::sleep(Duration::from_millis(600)).await);
+    assert_ne!(a, still().await, "the ticker moved between two stills");
+    let put = t
+        .req(axum::http::Method::PUT, &format!("/api/broadcasts/{id}/scene"))
+        .cookies(&host)
+        .json(scene(false))
+        .send()
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (c, _) = (still().await, tokio::time::sleep(Duration::from_millis(600)).await);
+    assert_eq!(c, still().await, "with the ticker hidden the program holds still");
+
     // A few seconds on air, then end: flushed, closed, recording finalised.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
     assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
     assert_eq!(nginx.publish_count(), published_by_test + 1, "exactly one publish while live");

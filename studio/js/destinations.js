@@ -89,11 +89,12 @@ export class BroadcastPanel {
   }
 
   /**
-   * Shows the composed program: the server's latest frame as a small JPEG, a few times a second, drawn onto
-   * a canvas whose stream feeds the preview <video>. Keeps polling (slower) while no program is running.
+   * Shows the composed program until its live WebRTC track arrives (`useLiveProgram`): the server's latest frame
+   * as a small JPEG, a few times a second, drawn onto a canvas whose stream feeds the preview <video>. Keeps
+   * polling (slower) while no program is running.
    */
   startPreview(fps = 5) {
-    if (this.previewTimer) return;
+    if (this.previewTimer || this.liveProgram) return;
     const canvas = document.createElement('canvas');
     const ctx = canvas.getContext('2d');
     let stream = null;
@@ -101,6 +102,7 @@ export class BroadcastPanel {
       let wait = 1000 / fps;
       try {
         const res = await fetch(`/api/broadcasts/${this.broadcastId}/program.jpg`, { credentials: 'same-origin', cache: 'no-store' });
+        if (this.liveProgram || !this.previewTimer) return;
         if (res.ok) {
           const bitmap = await createImageBitmap(await res.blob());
           if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
@@ -111,7 +113,7 @@ export class BroadcastPanel {
           bitmap.close();
           if (!stream) {
             stream = canvas.captureStream(fps);
-            this.setProgramStream(stream);
+            this.setProgramStream(stream, 'stills');
           }
         } else {
           wait = 1000;
@@ -119,6 +121,7 @@ export class BroadcastPanel {
       } catch {
         wait = 2000;
       }
+      if (this.liveProgram || !this.previewTimer) return;
       this.previewTimer = setTimeout(tick, wait);
     };
     this.previewTimer = setTimeout(tick, 0);
@@ -129,8 +132,25 @@ export class BroadcastPanel {
     this.previewTimer = null;
   }
 
-  setProgramStream(stream) {
+  /** The server's live program track (msid `program`) arrived: show it and stop polling stills. */
+  useLiveProgram(stream) {
+    this.liveProgram = stream;
+    this.stopPreview();
+    this.setProgramStream(stream, 'webrtc');
+  }
+
+  /** The live program track ended (the program stopped): back to stills until it returns. */
+  liveProgramEnded(stream) {
+    if (this.liveProgram !== stream) return;
+    this.liveProgram = null;
+    this.setProgramStream(null);
+    this.startPreview();
+  }
+
+  setProgramStream(stream, source = null) {
     this.programVideo.srcObject = stream;
+    if (source) this.programVideo.dataset.source = source;
+    else delete this.programVideo.dataset.source;
     this.el.querySelector('.program-monitor').classList.toggle('has-video', Boolean(stream));
   }
 

@@ -229,7 +229,7 @@ class Room {
     });
     on('track', ({ participantId, kind, stream }) => {
       if (kind === 'program') {
-        this.broadcastPanel?.setProgramStream(stream);
+        this.broadcastPanel?.useLiveProgram(stream);
         return;
       }
       const entry = this.people.get(participantId);
@@ -244,6 +244,10 @@ class Room {
       this.render();
     });
     on('track-removed', ({ participantId, kind, stream }) => {
+      if (kind === 'program') {
+        if (!stream.getTracks().length) this.broadcastPanel?.liveProgramEnded(stream);
+        return;
+      }
       const entry = this.people.get(participantId);
       if (kind === 'screen' && entry && entry.screenStream === stream && !stream.getTracks().length) entry.screenStream = null;
       this.render();

@@ -48,10 +48,11 @@ impl VideoDecoder {
         crate::egress::init_ffmpeg();
         let found = decoder::find(codec.id()).ok_or(DecodeError::Unsupported(codec.id()))?;
         let mut ctx = codec::context::Context::new_with_codec(found);
-        // Two slice/frame threads: decode of a 720p VP8 stream is ~1 ms a frame, more threads add latency.
+        // One thread per decoder: a program decodes several tracks at once (a thread each), so the cores are
+        // already shared out; slice threads only add hand-offs (browsers' VP8 has one token partition).
         ctx.set_threading(codec::threading::Config {
-            kind: codec::threading::Type::Slice,
-            count: 2,
+            kind: codec::threading::Type::None,
+            count: 1,
             ..Default::default()
         });
         let decoder = ctx.decoder().open_as(found)?.video()?;
@@ -85,18 +86,20 @@ impl VideoDecoder {
             self.decoded = converted;
             &self.decoded
         };
-        let mut out = VideoFrame::filled(w.max(2), h.max(2), [16, 128, 128]);
+        let (w, h) = (w.max(2), h.max(2));
         let (cw, ch) = (w.div_ceil(2) as usize, h.div_ceil(2) as usize);
-        let widths = [(w as usize, h as usize), (cw, ch), (cw, ch)];
-        let (y, u, v) = out.planes_mut();
-        for (plane, (dst, (pw, ph))) in [y, u, v].into_iter().zip(widths).enumerate() {
+        let planes = [(w as usize, h as usize), (cw, ch), (cw, ch)];
+        // Rows appended straight from the decoder's planes: the frame's bytes are written once.
+        let mut data = Vec::with_capacity(w as usize * h as usize + 2 * cw * ch);
+        for (plane, (pw, ph)) in planes.into_iter().enumerate() {
             let stride = src.stride(plane);
-            let data = src.data(plane);
+            let bytes = src.data(plane);
             for row in 0..ph {
-                dst[row * pw..(row + 1) * pw].copy_from_slice(&data[row * stride..row * stride + pw]);
+                data.extend_from_slice(&bytes[row * stride..row * stride + pw]);
             }
         }
-        Ok(out)
+        // expect: the length is the I420 size of w×h by construction.
+        Ok(VideoFrame::from_i420(w, h, data).expect("an I420 frame"))
     }
 }
 

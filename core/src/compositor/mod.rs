@@ -33,6 +33,7 @@ pub use decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 pub use feed::{ProgramFeed, encoded_media};
 pub use overlay::{OverlayError, OverlayLayer};
 pub use placement::{Fit, Placement, PlacementError, Rect};
+pub use preview::{PreviewPacket, PreviewSink};
 pub use program::{EncodedMedia, Program, ProgramStats};
 
 /// Canvas and timing of a program.
@@ -155,6 +156,11 @@ impl Compositor {
         self.placements.retain(|p| sources.contains_key(&p.source));
     }
 
+    /// The canvas (width, height).
+    pub fn canvas_size(&self) -> (u32, u32) {
+        (self.config.width, self.config.height)
+    }
+
     /// Replaces the tiles. Invalid placements are refused and the previous ones stay (a failing layout
     /// keeps the last good one).
     pub fn set_placements(&mut self, mut placements: Vec<Placement>) -> Result<(), PlacementError> {
@@ -231,8 +237,14 @@ impl Compositor {
         }
     }
 
-    /// Composes the frame presented at program time `now`.
+    /// Composes the frame presented at program time `now`: tiles, then overlays.
     pub fn compose(&mut self, now: Duration) -> &VideoFrame {
+        self.compose_tiles(now);
+        self.blend_overlays()
+    }
+
+    /// The first half of [`Self::compose`]: background, tiles (scaled frames or name cards) and name labels.
+    pub fn compose_tiles(&mut self, now: Duration) {
         // A frame is due when its mapped time + delay falls before the middle of this tick.
         let due = now.as_micros() as i64 + self.config.frame_duration.as_micros() as i64 / 2
             - self.config.playout_delay.as_micros() as i64;
@@ -277,6 +289,10 @@ impl Compositor {
                 }
             }
         }
+    }
+
+    /// The second half of [`Self::compose`]: the overlay layers over the tiles.
+    pub fn blend_overlays(&mut self) -> &VideoFrame {
         for layer in &self.overlays {
             layer.blend(&mut self.canvas);
         }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::decode::{AudioDecoder, VideoCodec, VideoDecoder};
+use super::preview::{PreviewEncoder, PreviewPacket, PreviewSettings, PreviewSink};
 use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember, blit};
 use crate::egress::{Egress, EgressConfig, EgressError, EgressReport, EncoderSettings, StatusSink, VideoFrame};
 
@@ -27,15 +28,27 @@ pub enum EncodedMedia {
 }
 
 enum Command {
-    Video { source: String, frame: VideoFrame, source_time: Duration, arrival: Duration },
-    Audio { source: String, samples: Vec<f32>, source_time: Duration, arrival: Duration },
+    Video {
+        source: String,
+        frame: VideoFrame,
+        source_time: Duration,
+        arrival: Duration,
+    },
+    Audio {
+        source: String,
+        samples: Vec<f32>,
+        source_time: Duration,
+        arrival: Duration,
+    },
     Stage(Vec<StageMember>),
     Placements(Vec<Placement>, mpsc::Sender<Result<(), PlacementError>>),
-    Overlays(Vec<OverlayLayer>, mpsc::Sender<Result<(), OverlayError>>),
+    /// New overlay layers; the reply (if asked for) says whether they were taken.
+    Overlays(Vec<OverlayLayer>, Option<mpsc::Sender<Result<(), OverlayError>>>),
     Gain(String, f32),
     Muted(String, bool),
     GoLive(Box<Egress>),
     EndLive(mpsc::Sender<Option<EgressReport>>),
+    Preview(Option<Arc<dyn PreviewSink>>),
     Stop,
 }
 
@@ -45,10 +58,13 @@ struct Counters {
     ticks: AtomicU64,
     skipped_ticks: AtomicU64,
     compose_ns: AtomicU64,
+    overlay_ns: AtomicU64,
     mix_ns: AtomicU64,
     encode_ns: AtomicU64,
     decoded_frames: AtomicU64,
     decode_ns: AtomicU64,
+    preview_frames: AtomicU64,
+    preview_ns: AtomicU64,
 }
 
 /// Per-stage cost of a program so far.
@@ -59,8 +75,10 @@ pub struct ProgramStats {
     pub ticks: u64,
     /// Ticks skipped because the machine was late by more than a frame.
     pub skipped_ticks: u64,
-    /// Mean compose (scale + blit + overlays) time per frame, ms.
+    /// Mean compose time per frame (tiles scaled into the canvas, name cards and labels), ms.
     pub compose_ms: f64,
+    /// Mean overlay blending time per frame, ms.
+    pub overlay_ms: f64,
     /// Mean audio mix time per frame, ms.
     pub mix_ms: f64,
     /// Mean encode + fan-out time per frame while live, ms.
@@ -69,6 +87,10 @@ pub struct ProgramStats {
     pub decoded_frames: u64,
     /// Mean decode time per video frame, ms.
     pub decode_ms: f64,
+    /// Live preview frames encoded (VP8, for hosts watching over WebRTC).
+    pub preview_frames: u64,
+    /// Mean live preview scale + encode time per preview frame, ms.
+    pub preview_ms: f64,
 }
 
 impl Counters {
@@ -76,14 +98,18 @@ impl Counters {
         let ms = |ns: &AtomicU64, n: u64| ns.load(Ordering::Relaxed) as f64 / 1e6 / n.max(1) as f64;
         let ticks = self.ticks.load(Ordering::Relaxed);
         let decoded = self.decoded_frames.load(Ordering::Relaxed);
+        let previews = self.preview_frames.load(Ordering::Relaxed);
         ProgramStats {
             ticks,
             skipped_ticks: self.skipped_ticks.load(Ordering::Relaxed),
             compose_ms: ms(&self.compose_ns, ticks),
+            overlay_ms: ms(&self.overlay_ns, ticks),
             mix_ms: ms(&self.mix_ns, ticks),
             encode_ms: ms(&self.encode_ns, ticks),
             decoded_frames: decoded,
             decode_ms: ms(&self.decode_ns, decoded),
+            preview_frames: previews,
+            preview_ms: ms(&self.preview_ns, previews),
         }
     }
 }
@@ -125,6 +151,7 @@ impl Program {
             egress: None,
             live_since: None,
             preview: Arc::clone(&preview),
+            live_preview: None,
             counters: Arc::clone(&counters),
         };
         let thread = std::thread::Builder::new().name("program".into()).spawn(move || tick.run())?;
@@ -169,10 +196,16 @@ impl Program {
     /// Replaces the overlay layers (as the overlay plugins rendered them) from the next tick.
     pub fn set_overlays(&self, layers: Vec<OverlayLayer>) -> Result<(), OverlayError> {
         let (tx, rx) = mpsc::channel();
-        if self.commands.send(Command::Overlays(layers, tx)).is_err() {
+        if self.commands.send(Command::Overlays(layers, Some(tx))).is_err() {
             return Ok(());
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or(Ok(()))
+    }
+
+    /// Like [`Self::set_overlays`] without waiting for the next tick (animation frames, e.g. a scrolling
+    /// ticker); refused layers are logged and the previous ones stay.
+    pub fn update_overlays(&self, layers: Vec<OverlayLayer>) {
+        let _ = self.commands.send(Command::Overlays(layers, None));
     }
 
     pub fn set_gain(&self, source: &str, gain: f32) {
@@ -235,6 +268,12 @@ impl Program {
         let (tx, rx) = mpsc::channel();
         self.commands.send(Command::EndLive(tx)).ok()?;
         rx.recv_timeout(Duration::from_secs(15)).ok().flatten()
+    }
+
+    /// Sends a live preview (a small VP8 encode of every second or third composed frame, on its own thread) to
+    /// `sink` while it is watched, or stops with `None`.
+    pub fn set_preview_sink(&self, sink: Option<Arc<dyn PreviewSink>>) {
+        let _ = self.commands.send(Command::Preview(sink));
     }
 
     /// The latest composed frame.
@@ -315,6 +354,65 @@ fn spawn_decoder(
     Ok(tx)
 }
 
+/// The live preview's encoder thread and the sink it feeds.
+struct LivePreview {
+    sink: Arc<dyn PreviewSink>,
+    /// Composed frames for the encoder; one waits at most (a busy encoder skips frames, never the tick).
+    frames: SyncSender<(VideoFrame, Duration)>,
+    /// Every how many ticks a frame is previewed.
+    every: u64,
+}
+
+impl LivePreview {
+    fn start(sink: Arc<dyn PreviewSink>, canvas: (u32, u32), fps: u32, counters: Arc<Counters>) -> Option<Self> {
+        let settings = PreviewSettings::default();
+        let every = u64::from(fps.div_ceil(settings.fps).max(1));
+        let settings = PreviewSettings { fps: (fps / every as u32).max(1), ..settings };
+        let mut encoder = match PreviewEncoder::new(canvas, settings) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "no live program preview (the studio falls back to stills)");
+                return None;
+            }
+        };
+        let (frames, rx) = mpsc::sync_channel::<(VideoFrame, Duration)>(1);
+        let out = Arc::clone(&sink);
+        let spawned = std::thread::Builder::new().name("program-preview".into()).spawn(move || {
+            while let Ok((frame, at)) = rx.recv() {
+                let t = Instant::now();
+                let keyframe = out.take_keyframe_request();
+                match encoder.encode(&frame, keyframe) {
+                    Ok(packets) => {
+                        add_elapsed(&counters.preview_ns, t);
+                        counters.preview_frames.fetch_add(1, Ordering::Relaxed);
+                        for (data, keyframe) in packets {
+                            out.send(PreviewPacket { data, keyframe, at });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live program preview stopped");
+                        return;
+                    }
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no live program preview");
+            return None;
+        }
+        Some(LivePreview { sink, frames, every })
+    }
+
+    /// Hands tick `n`'s frame to the encoder if it is a preview tick, someone watches and the encoder is free.
+    fn offer(&self, n: u64, frame: &VideoFrame, at: Duration) {
+        if n % self.every == 0 && self.sink.watched() {
+            match self.frames.try_send((frame.clone(), at)) {
+                Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+}
+
 struct Ticker {
     core: Compositor,
     rx: Receiver<Command>,
@@ -324,6 +422,7 @@ struct Ticker {
     /// Program time at which egress started (its media time zero).
     live_since: Option<Duration>,
     preview: Arc<Mutex<Option<VideoFrame>>>,
+    live_preview: Option<LivePreview>,
     counters: Arc<Counters>,
 }
 
@@ -341,7 +440,17 @@ impl Ticker {
                 let _ = reply.send(self.core.set_placements(p));
             }
             Command::Overlays(layers, reply) => {
-                let _ = reply.send(self.core.set_overlays(&layers));
+                let result = self.core.set_overlays(&layers);
+                match reply {
+                    Some(reply) => {
+                        let _ = reply.send(result);
+                    }
+                    None => {
+                        if let Err(e) = result {
+                            tracing::warn!(error = %e, "overlay layers refused; the previous ones stay");
+                        }
+                    }
+                }
             }
             Command::Gain(s, g) => self.core.set_gain(&s, g),
             Command::Muted(s, m) => self.core.set_muted(&s, m),
@@ -354,6 +463,10 @@ impl Ticker {
             Command::EndLive(reply) => {
                 let report = self.egress.take().map(|e| e.stop());
                 let _ = reply.send(report);
+            }
+            Command::Preview(sink) => {
+                let (w, h) = self.core.canvas_size();
+                self.live_preview = sink.and_then(|s| LivePreview::start(s, (w, h), self.fps, self.counters.clone()));
             }
             Command::Stop => return false,
         }
@@ -400,13 +513,19 @@ impl Ticker {
             let mut audio = self.core.mix(due + tick);
             add_elapsed(&self.counters.mix_ns, t);
             let t = Instant::now();
-            let frame = self.core.compose(due);
+            self.core.compose_tiles(due);
             add_elapsed(&self.counters.compose_ns, t);
+            let t = Instant::now();
+            let frame = self.core.blend_overlays();
+            add_elapsed(&self.counters.overlay_ns, t);
             self.counters.ticks.fetch_add(1, Ordering::Relaxed);
-            let encode_start = Instant::now();
             if n % (self.fps as u64 / 5).max(1) == 0 {
                 *self.preview.lock() = Some(frame.clone());
             }
+            if let Some(p) = &self.live_preview {
+                p.offer(n, frame, due);
+            }
+            let encode_start = Instant::now();
             if let Some(egress) = self.egress.as_mut() {
                 if self.live_since.is_none() && audio_from < due {
                     // Going live right after skipped ticks: this mix also covers the skipped span before

@@ -193,12 +193,6 @@ impl<W: World> Slot<W> {
         self.last_failure = Some(err.clone());
         err
     }
-
-    /// Store and bindings of the current instance, for calls that need no failure policy (tests).
-    #[cfg(test)]
-    pub(crate) fn is_live(&self) -> bool {
-        self.live.is_some()
-    }
 }
 
 /// Turn a wasmtime error into the failure the operator should read.

@@ -20,7 +20,7 @@ mod peer;
 mod room;
 mod speaker;
 
-pub use peer::{Peer, PeerEvent, PeerOutput};
+pub use peer::{LocalFrame, Peer, PeerEvent, PeerOutput};
 pub use room::{Decision, Frame, Room, RoomConfig, TrackInfo};
 pub use speaker::{SpeakerConfig, SpeakerDetector};
 
@@ -29,6 +29,12 @@ use str0m::media::MediaKind;
 /// Identifies a peer (one participant's WebRTC connection) within a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u64);
+
+impl PeerId {
+    /// The node itself as a publisher: the program preview ([`Room::publish_program`]). No session has this id
+    /// (a node numbers its peers from 1).
+    pub const PROGRAM: PeerId = PeerId(0);
+}
 
 /// Identifies one published track within a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,6 +49,8 @@ pub enum TrackSource {
     Camera,
     /// The participant's screen share.
     Screen,
+    /// The composed program, encoded small by the node for hosts and co-hosts to watch.
+    Program,
 }
 
 impl TrackSource {
@@ -50,16 +58,18 @@ impl TrackSource {
     pub fn kind(self) -> MediaKind {
         match self {
             TrackSource::Microphone => MediaKind::Audio,
-            TrackSource::Camera | TrackSource::Screen => MediaKind::Video,
+            TrackSource::Camera | TrackSource::Screen | TrackSource::Program => MediaKind::Video,
         }
     }
 
     /// The MediaStream id (msid) subscribers see for this track, per the protocol contract:
-    /// the participant id for camera and microphone, `<participantId>:screen` for a screen.
+    /// the participant id for camera and microphone, `<participantId>:screen` for a screen, `program` for the
+    /// program preview.
     pub fn stream_id(self, participant: &str) -> String {
         match self {
             TrackSource::Microphone | TrackSource::Camera => participant.to_string(),
             TrackSource::Screen => format!("{participant}:screen"),
+            TrackSource::Program => "program".to_string(),
         }
     }
 
@@ -69,6 +79,7 @@ impl TrackSource {
             TrackSource::Microphone => "mic",
             TrackSource::Camera => "camera",
             TrackSource::Screen => "screen",
+            TrackSource::Program => "program",
         }
     }
 }

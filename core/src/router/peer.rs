@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::CryptoProvider;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -44,6 +45,21 @@ pub enum PeerEvent {
     Offer(String),
     /// ICE and DTLS are up.
     Connected,
+}
+
+/// A frame the node encoded itself (the program preview), written to subscribers like a forwarded one.
+#[derive(Debug, Clone)]
+pub struct LocalFrame {
+    /// The codec of `data`; a subscriber that did not negotiate it does not get the frame.
+    pub codec: Codec,
+    /// Media time (90 kHz for video).
+    pub time: MediaTime,
+    /// The real time `time` stands for.
+    pub wallclock: Instant,
+    /// A keyframe (a decoder can start on it).
+    pub keyframe: bool,
+    /// The whole encoded frame, shared by every subscriber.
+    pub data: Arc<[u8]>,
 }
 
 /// A forwarded track's m-line.
@@ -277,6 +293,19 @@ impl Peer {
             writer = writer.audio_level(level, data.ext_vals.voice_activity.unwrap_or(false));
         }
         writer.write(pt, data.network_time, data.time, data.data.clone())?;
+        Ok(true)
+    }
+
+    /// Writes a frame the node encoded ([`LocalFrame`]) on `track`'s m-line, in the payload type this peer
+    /// negotiated for its codec. Returns whether the frame was written.
+    pub fn write_local(&mut self, track: TrackId, frame: &LocalFrame) -> Result<bool, RouterError> {
+        let Some(out) = self.outbound.iter().find(|o| o.track.id == track) else { return Ok(false) };
+        let OutState::Open(mid) = out.state else { return Ok(false) };
+        let Some(writer) = self.rtc.writer(mid) else { return Ok(false) };
+        let Some(pt) = writer.payload_params().find(|p| p.spec().codec == frame.codec).map(|p| p.pt()) else {
+            return Ok(false);
+        };
+        writer.write(pt, frame.wallclock, frame.time, frame.data.clone())?;
         Ok(true)
     }
 

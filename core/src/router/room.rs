@@ -1,6 +1,6 @@
 //! One broadcast's media bookkeeping: peers, published tracks, subscriptions, and decisions.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequestKind, MediaKind};
@@ -125,12 +125,24 @@ pub struct Room {
     tracks: BTreeMap<TrackId, Track>,
     next_track: u64,
     decisions: VecDeque<Decision>,
+    /// The program preview track, while the node publishes one.
+    program: Option<TrackId>,
+    /// Peers that watch the program preview (hosts and co-hosts), whether or not it is published yet.
+    program_watchers: BTreeSet<PeerId>,
 }
 
 impl Room {
     /// An empty room.
     pub fn new(config: RoomConfig) -> Self {
-        Room { config, peers: BTreeMap::new(), tracks: BTreeMap::new(), next_track: 1, decisions: VecDeque::new() }
+        Room {
+            config,
+            peers: BTreeMap::new(),
+            tracks: BTreeMap::new(),
+            next_track: 1,
+            decisions: VecDeque::new(),
+            program: None,
+            program_watchers: BTreeSet::new(),
+        }
     }
 
     /// Number of peers in the room.
@@ -163,7 +175,8 @@ impl Room {
         self.tracks.get(&track).into_iter().flat_map(|t| t.subscribers.keys().copied())
     }
 
-    /// Adds a peer and subscribes it to every published track.
+    /// Adds a peer and subscribes it to every published track (but the program preview, which only watchers
+    /// get: [`Room::watch_program`]).
     pub fn add_peer(&mut self, peer: PeerId, participant: &str) -> Result<(), RouterError> {
         if self.peers.contains_key(&peer) {
             return Err(RouterError::DuplicatePeer(peer));
@@ -172,7 +185,7 @@ impl Room {
             return Err(RouterError::RoomFull(self.config.max_peers));
         }
         self.peers.insert(peer, PeerEntry { participant: participant.to_string(), published: vec![], muted: vec![] });
-        for track in self.tracks.values_mut() {
+        for track in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
             track.subscribers.insert(peer, Subscription::Negotiating);
             self.decisions.push_back(Decision::Subscribe { peer, track: track.info.clone() });
         }
@@ -182,6 +195,7 @@ impl Room {
     /// Removes a peer: its tracks are unsubscribed from everyone, its subscriptions dropped.
     pub fn remove_peer(&mut self, peer: PeerId) {
         let Some(entry) = self.peers.remove(&peer) else { return };
+        self.program_watchers.remove(&peer);
         for track in entry.published {
             self.unpublish(track);
         }
@@ -213,8 +227,68 @@ impl Room {
         Ok(id)
     }
 
+    /// Publishes the program preview, the node's own track ([`PeerId::PROGRAM`], msid `program`), to the
+    /// watchers. Its keyframe requests are decisions like any other, addressed to [`PeerId::PROGRAM`].
+    /// Publishing it again returns the same track.
+    pub fn publish_program(&mut self) -> TrackId {
+        if let Some(id) = self.program {
+            return id;
+        }
+        let id = TrackId(self.next_track);
+        self.next_track += 1;
+        let info =
+            TrackInfo { id, publisher: PeerId::PROGRAM, participant: "program".into(), source: TrackSource::Program };
+        let mut subscribers = BTreeMap::new();
+        for &peer in &self.program_watchers {
+            subscribers.insert(peer, Subscription::Negotiating);
+            self.decisions.push_back(Decision::Subscribe { peer, track: info.clone() });
+        }
+        self.tracks.insert(id, Track { info, subscribers, muted: false, last_keyframe_request: None, speaker: None });
+        self.program = Some(id);
+        id
+    }
+
+    /// Withdraws the program preview.
+    pub fn unpublish_program(&mut self) {
+        if let Some(id) = self.program.take() {
+            self.unpublish(id);
+        }
+    }
+
+    /// The program preview track, while published.
+    pub fn program_track(&self) -> Option<TrackId> {
+        self.program
+    }
+
+    /// Whether anyone watches the program preview (a subscription exists, ready or not).
+    pub fn program_watched(&self) -> bool {
+        self.program.and_then(|id| self.tracks.get(&id)).is_some_and(|t| !t.subscribers.is_empty())
+    }
+
+    /// Lets the peer watch the program preview, now and whenever it is published, or stops that.
+    pub fn watch_program(&mut self, peer: PeerId, watch: bool) -> Result<(), RouterError> {
+        if !self.peers.contains_key(&peer) {
+            return Err(RouterError::UnknownPeer(peer));
+        }
+        let changed = if watch { self.program_watchers.insert(peer) } else { self.program_watchers.remove(&peer) };
+        let track = self.program.and_then(|id| self.tracks.get_mut(&id));
+        if let (true, Some(t)) = (changed, track) {
+            if watch {
+                t.subscribers.insert(peer, Subscription::Negotiating);
+                self.decisions.push_back(Decision::Subscribe { peer, track: t.info.clone() });
+            } else {
+                t.subscribers.remove(&peer);
+                self.decisions.push_back(Decision::Unsubscribe { peer, track: t.info.id });
+            }
+        }
+        Ok(())
+    }
+
     /// Withdraws a track: every subscriber's m-line for it is stopped.
     pub fn unpublish(&mut self, track: TrackId) {
+        if self.program == Some(track) {
+            self.program = None;
+        }
         let Some(t) = self.tracks.remove(&track) else { return };
         if let Some(p) = self.peers.get_mut(&t.info.publisher) {
             p.published.retain(|&id| id != track);
@@ -288,7 +362,7 @@ impl Room {
     /// the room (the program's decoders) is starting on them. Coalesced like any other request.
     pub fn request_keyframes(&mut self, participant: Option<&str>, now: Instant) {
         let interval = self.config.keyframe_interval;
-        for t in self.tracks.values_mut() {
+        for t in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
             if participant.is_none_or(|p| p == t.info.participant) {
                 Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, interval);
             }
@@ -608,6 +682,62 @@ mod tests {
         assert_eq!(forward(&mut room, cam, KEY, t0 + ms(60)), vec![b]);
         room.set_muted(a, TrackSource::Microphone, false, t0 + ms(70)).unwrap();
         assert_eq!(forward(&mut room, mic, DELTA, t0 + ms(80)), vec![b]);
+    }
+
+    #[test]
+    fn only_watchers_get_the_program_and_its_keyframe_requests_go_to_the_node() {
+        let t0 = Instant::now();
+        let mut room = Room::new(RoomConfig::default());
+        let (host, guest, cohost) = (PeerId(1), PeerId(2), PeerId(3));
+        room.add_peer(host, "host").unwrap();
+        room.add_peer(guest, "guest").unwrap();
+        // Watching before the program exists subscribes when it is published.
+        room.watch_program(host, true).unwrap();
+        assert!(drain(&mut room).is_empty());
+        assert!(!room.program_watched());
+        let program = room.publish_program();
+        assert_eq!(room.publish_program(), program, "publishing twice is one track");
+        let d = drain(&mut room);
+        assert!(
+            matches!(&d[..], [Decision::Subscribe { peer, track }]
+                if *peer == host && track.stream_id() == "program" && track.publisher == PeerId::PROGRAM),
+            "{d:?}"
+        );
+        assert!(room.program_watched());
+        // A late joiner is not subscribed to it; a co-host who watches is.
+        room.add_peer(cohost, "cohost").unwrap();
+        assert!(drain(&mut room).is_empty());
+        room.watch_program(cohost, true).unwrap();
+        room.watch_program(cohost, true).unwrap();
+        assert_eq!(drain(&mut room).len(), 1, "one subscription however often asked");
+        assert!(matches!(room.watch_program(PeerId(9), true), Err(RouterError::UnknownPeer(_))));
+
+        room.subscription_ready(host, program, t0);
+        assert_eq!(
+            drain(&mut room),
+            vec![Decision::RequestKeyframe {
+                publisher: PeerId::PROGRAM,
+                track: program,
+                kind: KeyframeRequestKind::Fir
+            }]
+        );
+        assert!(forward(&mut room, program, DELTA, t0).is_empty());
+        assert_eq!(forward(&mut room, program, KEY, t0 + ms(10)), vec![host]);
+        // Consumers outside the room (the program's own decoders) never ask the program for keyframes.
+        room.request_keyframes(None, t0 + ms(1000));
+        assert!(drain(&mut room).is_empty());
+
+        room.watch_program(cohost, false).unwrap();
+        assert_eq!(drain(&mut room), vec![Decision::Unsubscribe { peer: cohost, track: program }]);
+        room.unpublish_program();
+        assert_eq!(drain(&mut room), vec![Decision::Unsubscribe { peer: host, track: program }]);
+        assert_eq!(room.program_track(), None);
+        assert!(!room.program_watched());
+        // The host still watches: a program published again reaches them.
+        room.remove_peer(guest);
+        let again = room.publish_program();
+        assert_ne!(again, program);
+        assert!(matches!(&drain(&mut room)[..], [Decision::Subscribe { peer, .. }] if *peer == host));
     }
 
     #[test]

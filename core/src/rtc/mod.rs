@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::router::{Decision, Peer, PeerEvent, PeerId, PeerOutput, Room, RoomConfig, RouterError, TrackId, TrackInfo};
 
-pub use crate::router::TrackSource;
+pub use crate::router::{LocalFrame, TrackSource};
 
 /// How a node binds and what it tells clients.
 #[derive(Debug, Clone)]
@@ -136,6 +136,8 @@ struct Inner {
     rooms: Mutex<HashMap<String, Arc<RoomShared>>>,
     /// Taps by room name; kept here too so a room that empties and fills again keeps its tap.
     taps: Mutex<HashMap<String, MediaTap>>,
+    /// Program previews by room name, kept for the same reason.
+    programs: Mutex<HashMap<String, Arc<ProgramShared>>>,
     demux: Arc<Mutex<Demux>>,
     next_peer: AtomicU64,
     /// The socket's receive loop; aborted when the node is dropped.
@@ -159,6 +161,8 @@ struct RoomState {
     links: HashMap<PeerId, PeerLink>,
     /// The room's program, fed every frame moderation lets through.
     tap: Option<MediaTap>,
+    /// The program preview the node publishes into the room, if any.
+    program: Option<(TrackId, Arc<ProgramShared>)>,
     /// The room left the node (last peer gone); its timer task ends.
     closed: bool,
 }
@@ -171,10 +175,23 @@ struct PeerLink {
     events: mpsc::UnboundedSender<MediaEvent>,
 }
 
-/// A frame on its way from a publisher's task to a subscriber's.
+/// A frame on its way from a publisher's task (or the node's program preview) to a subscriber's.
 struct Forwarded {
     track: TrackId,
-    data: MediaData,
+    payload: Payload,
+}
+
+enum Payload {
+    /// Depacketized from a publisher.
+    Relayed(MediaData),
+    /// Encoded by the node.
+    Local(LocalFrame),
+}
+
+/// A [`ProgramTrack`]'s state the room reaches.
+struct ProgramShared {
+    /// A watcher's decoder needs a keyframe.
+    keyframe_wanted: AtomicBool,
 }
 
 enum PeerCmd {
@@ -249,6 +266,7 @@ impl MediaNode {
                 room_config: config.room,
                 rooms: Mutex::new(HashMap::new()),
                 taps: Mutex::new(HashMap::new()),
+                programs: Mutex::new(HashMap::new()),
                 demux,
                 next_peer: AtomicU64::new(1),
                 recv_task,
@@ -283,12 +301,15 @@ impl MediaNode {
             let shared = rooms
                 .entry(room.to_string())
                 .or_insert_with(|| {
+                    let mut router = Room::new(inner.room_config);
+                    let program = inner.programs.lock().get(room).map(|p| (router.publish_program(), p.clone()));
                     let shared = Arc::new(RoomShared {
                         name: room.to_string(),
                         state: Mutex::new(RoomState {
-                            room: Room::new(inner.room_config),
+                            room: router,
                             links: HashMap::new(),
                             tap: inner.taps.lock().get(room).cloned(),
+                            program,
                             closed: false,
                         }),
                     });
@@ -380,6 +401,23 @@ impl MediaNode {
         dispatch(&mut st);
     }
 
+    /// Publishes the program preview into `room` (now, and whenever the room empties and fills again) for the
+    /// peers that watch it ([`PeerHandle::watch_program`]); dropping the returned track withdraws it. A second
+    /// call replaces the first's track.
+    pub fn publish_program(&self, room: &str) -> ProgramTrack {
+        let shared = Arc::new(ProgramShared { keyframe_wanted: AtomicBool::new(true) });
+        self.inner.programs.lock().insert(room.to_string(), shared.clone());
+        let existing = self.inner.rooms.lock().get(room).cloned();
+        if let Some(room) = existing {
+            let mut st = room.state.lock();
+            st.room.unpublish_program();
+            let track = st.room.publish_program();
+            st.program = Some((track, shared.clone()));
+            dispatch(&mut st);
+        }
+        ProgramTrack { inner: self.inner.clone(), room: room.to_string(), shared }
+    }
+
     /// The participants with a media session in `room`.
     pub fn participants(&self, room: &str) -> Vec<String> {
         let Some(shared) = self.inner.rooms.lock().get(room).cloned() else { return vec![] };
@@ -440,8 +478,104 @@ impl PeerHandle {
         Ok(())
     }
 
+    /// Lets this participant watch the room's program preview (hosts and co-hosts), or stops that.
+    pub fn watch_program(&self, watch: bool) -> Result<(), NodeError> {
+        let mut st = self.room.state.lock();
+        st.room.watch_program(self.id, watch)?;
+        dispatch(&mut st);
+        Ok(())
+    }
+
     /// Ends the session (same as dropping the handle).
     pub fn leave(self) {}
+}
+
+/// The program preview a node publishes into a room ([`MediaNode::publish_program`]): the frames the program's
+/// preview encoder sends go to the peers that watch it. Dropping it withdraws the track.
+pub struct ProgramTrack {
+    inner: Arc<Inner>,
+    room: String,
+    shared: Arc<ProgramShared>,
+}
+
+impl ProgramTrack {
+    /// The room's state, while this track is the one published there.
+    fn with_room<T>(&self, f: impl FnOnce(&mut RoomState, TrackId) -> T) -> Option<T> {
+        let room = self.inner.rooms.lock().get(&self.room).cloned()?;
+        let mut st = room.state.lock();
+        let track = st.program.as_ref().filter(|(_, p)| Arc::ptr_eq(p, &self.shared)).map(|(t, _)| *t)?;
+        Some(f(&mut st, track))
+    }
+
+    /// Whether anyone watches (so encoding is worth it).
+    pub fn watched(&self) -> bool {
+        self.with_room(|st, _| st.room.program_watched()).unwrap_or(false)
+    }
+
+    /// Whether a watcher asked for a keyframe since the last call (the first call says yes).
+    pub fn take_keyframe_request(&self) -> bool {
+        self.shared.keyframe_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Sends one encoded frame to the watchers (those still waiting for a keyframe skip deltas).
+    pub fn send(&self, frame: LocalFrame) {
+        let mut targets = Vec::new();
+        self.with_room(|st, track| {
+            let info = crate::router::Frame { keyframe: frame.keyframe, contiguous: true, ..Default::default() };
+            st.room.on_frame(track, info, Instant::now(), &mut targets);
+            if !targets.is_empty() {
+                let f = Arc::new(Forwarded { track, payload: Payload::Local(frame) });
+                for peer in &targets {
+                    if let Some(link) = st.links.get(peer)
+                        && link.frames.try_send(f.clone()).is_err()
+                    {
+                        tracing::debug!(peer = peer.0, "subscriber queue full, program frame dropped");
+                    }
+                }
+            }
+            dispatch(st);
+        });
+    }
+}
+
+impl crate::compositor::PreviewSink for ProgramTrack {
+    fn watched(&self) -> bool {
+        ProgramTrack::watched(self)
+    }
+
+    fn take_keyframe_request(&self) -> bool {
+        ProgramTrack::take_keyframe_request(self)
+    }
+
+    fn send(&self, frame: crate::compositor::PreviewPacket) {
+        let ticks = frame.at.as_micros() * 90_000 / 1_000_000;
+        ProgramTrack::send(
+            self,
+            LocalFrame {
+                codec: str0m::format::Codec::Vp8,
+                time: str0m::media::MediaTime::from_90khz(ticks as u64),
+                wallclock: Instant::now(),
+                keyframe: frame.keyframe,
+                data: frame.data.into(),
+            },
+        );
+    }
+}
+
+impl Drop for ProgramTrack {
+    fn drop(&mut self) {
+        {
+            let mut programs = self.inner.programs.lock();
+            if programs.get(&self.room).is_some_and(|p| Arc::ptr_eq(p, &self.shared)) {
+                programs.remove(&self.room);
+            }
+        }
+        self.with_room(|st, _| {
+            st.room.unpublish_program();
+            st.program = None;
+            dispatch(st);
+        });
+    }
 }
 
 impl Drop for PeerHandle {
@@ -458,6 +592,12 @@ fn dispatch(st: &mut RoomState) {
         let (peer, cmd) = match decision {
             Decision::Subscribe { peer, track } => (peer, PeerCmd::Subscribe(track)),
             Decision::Unsubscribe { peer, track } => (peer, PeerCmd::Unsubscribe(track)),
+            Decision::RequestKeyframe { publisher, .. } if publisher == PeerId::PROGRAM => {
+                if let Some((_, program)) = &st.program {
+                    program.keyframe_wanted.store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
             Decision::RequestKeyframe { publisher, track, kind } => (publisher, PeerCmd::RequestKeyframe(track, kind)),
             Decision::Speaking { peer, speaking, .. } => {
                 if let Some(link) = st.links.get(&peer) {
@@ -606,7 +746,11 @@ impl PeerTask {
     }
 
     fn write(&mut self, f: &Forwarded) {
-        if let Err(e) = self.peer.write_frame(f.track, &f.data) {
+        let written = match &f.payload {
+            Payload::Relayed(data) => self.peer.write_frame(f.track, data),
+            Payload::Local(frame) => self.peer.write_local(f.track, frame),
+        };
+        if let Err(e) = written {
             tracing::debug!(peer = self.peer.id().0, "frame not written: {e}");
         }
     }
@@ -665,7 +809,7 @@ impl PeerTask {
                     tap(&TapFrame { participant: &info.participant, source: info.source, data: &data });
                 }
                 if !targets.is_empty() {
-                    let f = Arc::new(Forwarded { track, data });
+                    let f = Arc::new(Forwarded { track, payload: Payload::Relayed(data) });
                     for peer in targets.iter() {
                         if let Some(link) = st.links.get(peer)
                             && link.frames.try_send(f.clone()).is_err()

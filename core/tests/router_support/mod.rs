@@ -96,7 +96,20 @@ pub struct Joined {
 
 /// Joins `room` as `name` on loopback and negotiates a send-only microphone and camera.
 pub async fn join_publishing(node: &MediaNode, room: &str, name: &str) -> anyhow::Result<Joined> {
-    let (handle, events) = node.join(room, name)?;
+    join_publishing_on(node, None, room, name).await
+}
+
+/// [`join_publishing`] with the node's peer task spawned on `media` (default: the current runtime).
+pub async fn join_publishing_on(
+    node: &MediaNode,
+    media: Option<&tokio::runtime::Handle>,
+    room: &str,
+    name: &str,
+) -> anyhow::Result<Joined> {
+    let (handle, events) = {
+        let _on = media.map(|h| h.enter());
+        node.join(room, name)?
+    };
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
     let local = socket.local_addr()?;
     let mut rtc =
@@ -342,5 +355,149 @@ impl ClientLoop {
             self.stats.lock().keyframes_sent += 1;
         }
         Ok(())
+    }
+}
+
+/// One encoded packet of a clip.
+pub struct Packet {
+    pub video: bool,
+    /// Presentation time in seconds from the clip's start.
+    pub pts: f64,
+    pub data: Vec<u8>,
+}
+
+/// A WebRTC publisher of real media (e.g. an ffmpeg-made clip of VP8 + Opus packets), looping in real time.
+pub struct Publisher {
+    /// When each video packet was handed to str0m, in order.
+    pub sent: Arc<Mutex<Vec<Instant>>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Publisher {
+    pub async fn join(node: &MediaNode, room: &str, name: &str, clip: (Vec<Packet>, f64)) -> anyhow::Result<Publisher> {
+        Self::join_on(node, None, room, name, clip).await
+    }
+
+    /// Like [`Publisher::join`], with the node's side of the session (its peer task) on `media`'s runtime,
+    /// so a bench can tell the node's CPU from the publisher's by thread.
+    pub async fn join_on(
+        node: &MediaNode,
+        media: Option<&tokio::runtime::Handle>,
+        room: &str,
+        name: &str,
+        clip: (Vec<Packet>, f64),
+    ) -> anyhow::Result<Publisher> {
+        let Joined { handle, events, socket, local, rtc, mic, cam } =
+            join_publishing_on(node, media, room, name).await?;
+        let (stop, stop_rx) = oneshot::channel();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let looped =
+            Loop { rtc, socket, local, handle, events, mic, cam, packets: clip.0, period: clip.1, sent: sent.clone() };
+        Ok(Publisher { sent, stop: Some(stop), task: tokio::spawn(looped.run(stop_rx)) })
+    }
+
+    pub async fn leave(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+struct Loop {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: std::net::SocketAddr,
+    handle: PeerHandle,
+    events: mpsc::UnboundedReceiver<MediaEvent>,
+    mic: Mid,
+    cam: Mid,
+    packets: Vec<Packet>,
+    period: f64,
+    sent: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Loop {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; 2048];
+        let mut connected: Option<Instant> = None;
+        let mut next = 0usize;
+        let mut lap = 0u64;
+        loop {
+            let timeout = self.drive(&mut connected).await?;
+            let due = connected.map(|start| {
+                let p = &self.packets[next];
+                start + Duration::from_secs_f64(p.pts + lap as f64 * self.period)
+            });
+            let wake = due.map_or(timeout, |d| d.min(timeout));
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                r = self.socket.recv_from(&mut buf) => {
+                    let (n, source) = r?;
+                    if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
+                        self.rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+                    }
+                }
+                ev = self.events.recv() => match ev {
+                    Some(MediaEvent::Offer(sdp)) => {
+                        let answer = self.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sdp)?)?;
+                        self.handle.answer(answer.to_sdp_string()).await?;
+                    }
+                    Some(MediaEvent::Closed(reason)) => bail!("media session closed: {reason:?}"),
+                    Some(_) => {}
+                    None => bail!("media session ended"),
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    let now = Instant::now();
+                    self.rtc.handle_input(Input::Timeout(now))?;
+                    while due.is_some_and(|d| d <= now) {
+                        self.send(next, lap, now)?;
+                        next += 1;
+                        if next == self.packets.len() {
+                            next = 0;
+                            lap += 1;
+                        }
+                        let start = connected.expect("sending only once connected");
+                        let p = &self.packets[next];
+                        if start + Duration::from_secs_f64(p.pts + lap as f64 * self.period) > now {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, i: usize, lap: u64, now: Instant) -> anyhow::Result<()> {
+        let p = &self.packets[i];
+        let t = p.pts + lap as f64 * self.period;
+        let (mid, codec, time) = if p.video {
+            (self.cam, Codec::Vp8, MediaTime::new((t * 90_000.0) as u64, Frequency::NINETY_KHZ))
+        } else {
+            (self.mic, Codec::Opus, MediaTime::new((t * 48_000.0) as u64, Frequency::FORTY_EIGHT_KHZ))
+        };
+        let Some(writer) = self.rtc.writer(mid) else { return Ok(()) };
+        let Some(pt) = writer.payload_params().find(|x| x.spec().codec == codec).map(|x| x.pt()) else {
+            bail!("{codec:?} not negotiated");
+        };
+        writer.write(pt, now, time, p.data.clone())?;
+        if p.video {
+            self.sent.lock().push(now);
+        }
+        Ok(())
+    }
+
+    async fn drive(&mut self, connected: &mut Option<Instant>) -> anyhow::Result<Instant> {
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Transmit(t) => {
+                    self.socket.send_to(&t.contents, t.destination).await?;
+                }
+                Output::Timeout(t) => return Ok(t),
+                Output::Event(Event::Connected) => *connected = Some(Instant::now()),
+                Output::Event(_) => {}
+            }
+        }
     }
 }

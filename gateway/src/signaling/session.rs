@@ -366,6 +366,10 @@ impl Session {
                 let _ = handle.set_muted(TrackSource::Microphone, !p.audio_enabled);
                 let _ = handle.set_muted(TrackSource::Camera, !p.video_enabled);
             }
+            // Hosts and co-hosts watch the program preview over this connection.
+            if j.role != Role::Guest {
+                let _ = handle.watch_program(true);
+            }
             j.media = Some(handle);
             inbox.media = Some(events);
         }
