@@ -1,8 +1,7 @@
 //! `cargo xtask bench program`: the program at 720p30 (four VP8 720p tiles, lower third + logo, x264
 //! veryfast 3 Mb/s + AAC) pushing to real nginx-rtmp servers and recording fMP4, then the ffmpeg CLI doing
 //! the same composite from the same encoded inputs, one after the other. Prints a table and writes
-//! `target/bench/program.json`. `BENCH_SECS` sets each phase's length (default 40 s; the 2 min:
-//! `BENCH_SECS=120`).
+//! `target/bench/program.json`. `BENCH_SECS` sets each phase's length (default 120 s, the 2 minutes).
 //!
 //! The four inputs arrive as they would from cameras: four str0m publishers send them over WebRTC (loopback)
 //! to a media node whose tap feeds the program, and the live preview (VP8) is encoded as if a host watched.
@@ -24,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use backyard_core::compositor::{
-    CompositorConfig, Fit, OverlayLayer, Placement, PreviewPacket, PreviewSink, Program, ProgramFeed, Rect, StageMember,
+    CompositorConfig, Fit, OverlayLayer, Placement, PreviewPacket, PreviewSink, Program, Rect, StageMember,
 };
 use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, OutputStatus, no_status_sink};
-use backyard_core::rtc::{MediaNode, NodeConfig, TapFrame};
+use backyard_core::rtc::{MediaNode, NodeConfig};
 use common::{Nginx, NginxOptions, TempDir};
 use router_support::{Packet, Publisher};
 
@@ -288,12 +287,7 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
     let pub_rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("publishers").enable_all().build()?;
     let node = media_rt.block_on(MediaNode::bind(NodeConfig::new("127.0.0.1:0".parse()?)))?;
-    let feed = Arc::new(ProgramFeed::new());
-    let (tap_program, tap_feed) = (program.clone(), feed.clone());
-    node.set_tap(
-        "bench",
-        Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f.participant, f.source, f.data))),
-    );
+    router_support::tap_into(&node, "bench", &program);
     let mut publishers = Vec::new();
     for (id, frames) in ids.iter().zip(inputs) {
         let packets: Vec<Packet> = frames
@@ -449,7 +443,7 @@ fn layout_call_us() -> Option<f64> {
 }
 
 fn main() -> Result<()> {
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
     let dir = TempDir::new("bench-program")?;
     println!("preparing four VP8 720p inputs ...");
     let paths = make_inputs(dir.path())?;
@@ -461,6 +455,7 @@ fn main() -> Result<()> {
     let three = run_program(&inputs, &all, secs, &dir.path().join("p3.mp4"))?;
     let cli = run_ffmpeg(&paths, &all, secs, &dir.path().join("ffmpeg.mp4"))?;
 
+    let layout_us = layout_call_us();
     println!();
     println!("{:<34} {:>8} {:>10}", "phase (720p30, 4×VP8 720p in)", "cores", "ticks/s");
     for p in [&one, &three, &cli] {
@@ -468,30 +463,50 @@ fn main() -> Result<()> {
     }
     println!("  (program: its stages only; WebRTC receive is below, the publishers are not counted)");
     println!();
-    println!("{:<34} {:>8} {:>8}", "program cores by thread group", "1 dest", "3 dests");
+    println!("{:<34} {:>8} {:>8} {:>12}", "cores by thread group", "1 dest", "3 dests", "ms / frame");
     let names: std::collections::BTreeSet<&str> = one.groups.keys().chain(three.groups.keys()).copied().collect();
     for g in names {
         let (a, b) = (one.groups.get(g).copied().unwrap_or(0.0), three.groups.get(g).copied().unwrap_or(0.0));
-        println!("{:<34} {:>8.3} {:>8.3}", g, a, b);
+        // CPU per output frame at 30 fps (3 destinations).
+        println!("{:<34} {:>8.3} {:>8.3} {:>12.2}", g, a, b, b * 1000.0 / 30.0);
     }
     let per_destination = (three.cores - one.cores) / 2.0;
+    // What a destination adds is its sender thread (mux + socket writes); the difference of the totals above
+    // also carries the phases' noise.
+    let mux = |p: &Phase| p.groups.get("mux + send").copied().unwrap_or(0.0);
+    let per_sender = (mux(&three) - mux(&one)) / 2.0;
     println!();
-    println!("each extra destination: {:.2} % of a core (goal ≤ 0.5 %)", per_destination * 100.0);
+    println!(
+        "each extra destination: {:.2} % of a core by its sender thread, {:.2} % by the difference of the totals (goal ≤ 0.5 %)",
+        per_sender * 100.0,
+        per_destination * 100.0
+    );
     println!("program / ffmpeg CLI: {:.2}× (goal ≤ 0.85×)", three.cores / cli.cores);
     if let Some(st) = &three.stats {
+        println!();
+        println!("per-stage time (wall time on the stage's thread, 3 destinations):");
+        println!("  decode   {:>7.2} ms per input frame ({} frames)", st.decode_ms, st.decoded_frames);
+        match layout_us {
+            Some(us) => println!(
+                "  layout   {:>7.3} ms per call (grid, 4 people; the layout plugin runs on stage changes, not per frame)",
+                us / 1000.0
+            ),
+            None => println!("  layout   not measured (no plugins in target/plugins: cargo xtask plugins)"),
+        }
+        println!("  blit     {:>7.2} ms per frame (tiles scaled into the canvas, name labels)", st.compose_ms);
+        println!("  overlay  {:>7.2} ms per frame (lower third + logo)", st.overlay_ms);
+        println!("  mix      {:>7.3} ms per frame", st.mix_ms);
+        println!("  encode   {:>7.2} ms per frame (x264 + AAC calls and fan-out to the queues)", st.encode_ms);
         println!(
-            "per frame: decode {:.2} ms (per input frame), compose (scale + blit + labels) {:.2} ms, overlays {:.2} ms, mix {:.3} ms, encode + fan-out {:.2} ms, preview (scale + VP8) {:.2} ms per preview frame; skipped ticks {}",
-            st.decode_ms, st.compose_ms, st.overlay_ms, st.mix_ms, st.encode_ms, st.preview_ms, st.skipped_ticks
+            "  mux      {:>7.2} ms of CPU per frame (FLV/fMP4 muxing and socket writes on the sender threads)",
+            three.groups.get("mux + send").copied().unwrap_or(0.0) * 1000.0 / 30.0
+        );
+        println!(
+            "  preview  {:>7.2} ms per preview frame (scale + VP8, {} frames); skipped ticks {}",
+            st.preview_ms, st.preview_frames, st.skipped_ticks
         );
     }
     println!("live preview: {:.0} kb/s VP8", three.preview_bps / 1000.0);
-    let layout_us = layout_call_us();
-    match layout_us {
-        Some(us) => println!(
-            "layout plugin (grid, 4 participants): {us:.1} µs per call, called on stage changes, not per frame"
-        ),
-        None => println!("layout plugin: not measured (no plugins in target/plugins; cargo xtask plugins)"),
-    }
     let (p50, p90) = (percentile(&three.latency_ms, 0.5), percentile(&three.latency_ms, 0.9));
     match (p50, p90) {
         (Some(p50), Some(p90)) => println!(
@@ -511,6 +526,7 @@ fn main() -> Result<()> {
         "program_3_destinations_cores": three.cores,
         "ffmpeg_cli_3_destinations_cores": cli.cores,
         "extra_destination_cores": per_destination,
+        "extra_destination_sender_cores": per_sender,
         "ratio_to_ffmpeg_cli": three.cores / cli.cores,
         "cores_by_thread_group": {"one_destination": one.groups, "three_destinations": three.groups},
         "stages": three.stats,

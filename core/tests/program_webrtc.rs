@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use backyard_core::compositor::{CompositorConfig, Program, ProgramFeed, Rect, StageMember};
+use backyard_core::compositor::{CompositorConfig, Program, Rect, StageMember};
 use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, no_status_sink};
 use backyard_core::plugin_host::{self as ph, HostConfig, PluginHost};
-use backyard_core::rtc::{MediaEvent, MediaNode, NodeConfig, TapFrame};
+use backyard_core::rtc::{MediaEvent, MediaNode, NodeConfig};
 use common::{Nginx, NginxOptions, TempDir, TestCa, probe};
 use router_support::{Packet, Publisher};
 use str0m::change::SdpOffer;
@@ -167,12 +167,7 @@ async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<
     let node = MediaNode::bind(NodeConfig::new("127.0.0.1:0".parse()?)).await?;
     let program =
         Arc::new(Program::start(CompositorConfig { width: W, height: H, ..CompositorConfig::default() }, 30)?);
-    let feed = Arc::new(ProgramFeed::new());
-    let (tap_program, tap_feed) = (program.clone(), feed.clone());
-    node.set_tap(
-        "show",
-        Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f.participant, f.source, f.data))),
-    );
+    router_support::tap_into(&node, "show", &program);
 
     let mut publishers = Vec::new();
     for ((name, _), clip) in who.iter().zip(clips) {
@@ -339,12 +334,7 @@ async fn hosts_watch_the_program_preview_over_their_webrtc_connection() -> Resul
     let node = MediaNode::bind(NodeConfig::new("127.0.0.1:0".parse()?)).await?;
     let program =
         Arc::new(Program::start(CompositorConfig { width: W, height: H, ..CompositorConfig::default() }, 30)?);
-    let feed = Arc::new(ProgramFeed::new());
-    let (tap_program, tap_feed) = (program.clone(), feed.clone());
-    node.set_tap(
-        "show",
-        Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f.participant, f.source, f.data))),
-    );
+    router_support::tap_into(&node, "show", &program);
     // Published before anyone is in the room: the room made on first join carries it.
     program.set_preview_sink(Some(Arc::new(node.publish_program("show"))));
 

@@ -94,17 +94,26 @@ export class BroadcastPanel {
    * polling (slower) while no program is running.
    */
   startPreview(fps = 5) {
-    if (this.previewTimer || this.liveProgram) return;
+    if (this.previewRun || this.liveProgram) return;
     const canvas = document.createElement('canvas');
     const ctx = canvas.getContext('2d');
     let stream = null;
+    // This polling run, so a tick still in flight after stopPreview (or a later restart) ends quietly.
+    const run = {};
+    this.previewRun = run;
+    const polling = () => this.previewRun === run && !this.liveProgram;
     const tick = async () => {
       let wait = 1000 / fps;
       try {
         const res = await fetch(`/api/broadcasts/${this.broadcastId}/program.jpg`, { credentials: 'same-origin', cache: 'no-store' });
-        if (this.liveProgram || !this.previewTimer) return;
+        if (!polling()) return;
         if (res.ok) {
           const bitmap = await createImageBitmap(await res.blob());
+          // The live track may have arrived while this still was on its way: it wins.
+          if (!polling()) {
+            bitmap.close();
+            return;
+          }
           if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
             canvas.width = bitmap.width;
             canvas.height = bitmap.height;
@@ -121,7 +130,7 @@ export class BroadcastPanel {
       } catch {
         wait = 2000;
       }
-      if (this.liveProgram || !this.previewTimer) return;
+      if (!polling()) return;
       this.previewTimer = setTimeout(tick, wait);
     };
     this.previewTimer = setTimeout(tick, 0);
@@ -130,6 +139,7 @@ export class BroadcastPanel {
   stopPreview() {
     clearTimeout(this.previewTimer);
     this.previewTimer = null;
+    this.previewRun = null;
   }
 
   /** The server's live program track (msid `program`) arrived: show it and stop polling stills. */
