@@ -125,6 +125,14 @@ fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<
     let file = &nginx.recordings()[0];
     let p = probe(file)?;
     ensure!(p.video_codec == "h264" && p.audio_codec == "aac" && (p.width, p.height) == (W, H), "{p:?}");
+    // Bob's camera stopping does not stop the program: frames keep coming at 30 fps through the stall.
+    ensure!((p.fps() - 30.0).abs() < 1.0, "fps {} across the stalled camera", p.fps());
+    ensure!(p.max_video_gap() < 0.1, "a {:.3} s gap in the program's frames", p.max_video_gap());
+    ensure!(
+        p.video_times.last().copied().unwrap_or(0.0) > 12.0,
+        "the program ran on past the stall: {:?} s",
+        p.video_times.last()
+    );
     let [left, right] = [tiles("", "")[0].rect, tiles("", "")[1].rect];
 
     let before = luma_at(file, 2.0)?;
