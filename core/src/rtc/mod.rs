@@ -523,16 +523,7 @@ impl ProgramTrack {
         self.with_room(|st, track| {
             let info = crate::router::Frame { keyframe: frame.keyframe, contiguous: true, ..Default::default() };
             st.room.on_frame(track, info, Instant::now(), &mut targets);
-            if !targets.is_empty() {
-                let f = Arc::new(Forwarded { track, payload: Payload::Local(frame) });
-                for peer in &targets {
-                    if let Some(link) = st.links.get(peer)
-                        && link.frames.try_send(f.clone()).is_err()
-                    {
-                        tracing::debug!(peer = peer.0, "subscriber queue full, program frame dropped");
-                    }
-                }
-            }
+            deliver(st, &targets, track, Payload::Local(frame));
             dispatch(st);
         });
     }
@@ -582,6 +573,21 @@ impl Drop for PeerHandle {
     fn drop(&mut self) {
         // The task may be gone already; then there is nothing to end.
         let _ = self.cmd.send(PeerCmd::Leave);
+    }
+}
+
+/// Queues one frame of `track` to each of `targets`' tasks; a full queue drops it for that subscriber only.
+fn deliver(st: &RoomState, targets: &[PeerId], track: TrackId, payload: Payload) {
+    if targets.is_empty() {
+        return;
+    }
+    let f = Arc::new(Forwarded { track, payload });
+    for peer in targets {
+        if let Some(link) = st.links.get(peer)
+            && link.frames.try_send(f.clone()).is_err()
+        {
+            tracing::debug!(peer = peer.0, "subscriber queue full, frame dropped");
+        }
     }
 }
 
@@ -808,16 +814,7 @@ impl PeerTask {
                 {
                     tap(&TapFrame { participant: &info.participant, source: info.source, data: &data });
                 }
-                if !targets.is_empty() {
-                    let f = Arc::new(Forwarded { track, payload: Payload::Relayed(data) });
-                    for peer in targets.iter() {
-                        if let Some(link) = st.links.get(peer)
-                            && link.frames.try_send(f.clone()).is_err()
-                        {
-                            tracing::debug!(peer = peer.0, "subscriber queue full, frame dropped");
-                        }
-                    }
-                }
+                deliver(&st, targets, track, Payload::Relayed(data));
                 dispatch(&mut st);
             }
             PeerEvent::Published { mid, source } => {
