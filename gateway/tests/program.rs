@@ -81,27 +81,28 @@ async fn go_live_pushes_to_nginx_records_and_ends_cleanly() -> anyhow::Result<()
         assert_eq!(r.status, StatusCode::OK);
         r.bytes
     };
-    let scene = |visible: bool| json!({"layout": "grid", "overlays": {"ticker": {"visible": visible, "text": "Breaking: the ticker scrolls"}}});
-    let put = t
-        .req(axum::http::Method::PUT, &format!("/api/broadcasts/{id}/scene"))
-        .cookies(&host)
-        .json(scene(true))
-        .send()
-        .await;
-    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (a, _) = (still().await, tokio::time::sleep(Duration::from_millis(600)).await);
-    assert_ne!(a, still().await, "the ticker moved between two stills");
-    let put = t
-        .req(axum::http::Method::PUT, &format!("/api/broadcasts/{id}/scene"))
-        .cookies(&host)
-        .json(scene(false))
-        .send()
-        .await;
-    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (c, _) = (still().await, tokio::time::sleep(Duration::from_millis(600)).await);
-    assert_eq!(c, still().await, "with the ticker hidden the program holds still");
+    // Shows or hides the ticker, lets the director catch up, then takes two stills 600 ms apart.
+    let two_stills = |visible: bool| {
+        let (t, host, id, still) = (&t, &host, &id, &still);
+        async move {
+            let scene = json!({"layout": "grid", "overlays": {"ticker": {"visible": visible, "text": "Breaking: the ticker scrolls"}}});
+            let put = t
+                .req(axum::http::Method::PUT, &format!("/api/broadcasts/{id}/scene"))
+                .cookies(host)
+                .json(scene)
+                .send()
+                .await;
+            assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let first = still().await;
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            (first, still().await)
+        }
+    };
+    let (a, b) = two_stills(true).await;
+    assert_ne!(a, b, "the ticker moved between two stills");
+    let (c, d) = two_stills(false).await;
+    assert_eq!(c, d, "with the ticker hidden the program holds still");
 
     // A few seconds on air, then end: flushed, closed, recording finalised.
     tokio::time::sleep(Duration::from_secs(3)).await;

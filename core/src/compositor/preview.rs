@@ -82,7 +82,7 @@ pub struct PreviewEncoder {
     next_pts: i64,
 }
 
-// SAFETY: the scaler and codec contexts are owned by this value and used from one thread at a time (FFmpeg
+// SAFETY: the codec context and frame are owned by this value and used from one thread at a time (FFmpeg
 // contexts are not tied to the thread that made them).
 unsafe impl Send for PreviewEncoder {}
 
@@ -108,7 +108,7 @@ impl PreviewEncoder {
         opts.set("deadline", "realtime");
         opts.set("cpu-used", "16");
         opts.set("lag-in-frames", "0");
-        // Recover quickly from a lost packet: no frame depends on more than the last one and the golden frame.
+        // Entropy contexts are not carried from frame to frame, so a lost packet spoils less of what follows.
         opts.set("error-resilient", "default");
         let vp8 = ctx.open_as_with(vpx, opts).map_err(ff("open libvpx"))?;
         Ok(PreviewEncoder {
@@ -145,7 +145,7 @@ impl PreviewEncoder {
         if unsafe { ffmpeg_next::ffi::av_frame_make_writable(self.dst.as_mut_ptr()) } < 0 {
             return Err(PreviewError("out of memory for a preview frame".into()));
         }
-        copy_into(&self.small, &mut self.dst);
+        self.small.write_into(&mut self.dst);
         self.dst.set_pts(Some(self.next_pts));
         self.next_pts += 1;
         self.dst.set_kind(if keyframe { picture::Type::I } else { picture::Type::None });
@@ -163,20 +163,6 @@ impl PreviewEncoder {
     }
 }
 
-/// Copies an I420 frame into an FFmpeg frame of the same size (rows may be padded there).
-fn copy_into(frame: &VideoFrame, dst: &mut frame::Video) {
-    let fw = frame.width();
-    let (y, u, v) = frame.planes();
-    for (plane, data, width) in [(0, y, fw as usize), (1, u, fw.div_ceil(2) as usize), (2, v, fw.div_ceil(2) as usize)]
-    {
-        let stride = dst.stride(plane);
-        let out = dst.data_mut(plane);
-        for (src_row, dst_row) in data.chunks_exact(width).zip(out.chunks_mut(stride)) {
-            dst_row[..width].copy_from_slice(src_row);
-        }
-    }
-}
-
 /// `frame` scaled to at most `max_width` pixels wide (aspect kept, even sizes) as a JPEG.
 pub fn jpeg(frame: &VideoFrame, max_width: u32) -> Result<Vec<u8>, PreviewError> {
     crate::egress::init_ffmpeg();
@@ -185,7 +171,7 @@ pub fn jpeg(frame: &VideoFrame, max_width: u32) -> Result<Vec<u8>, PreviewError>
     let h = (((u64::from(fh) * u64::from(w)) / u64::from(fw).max(1)) as u32).max(2) & !1;
 
     let mut src = frame::Video::new(format::Pixel::YUV420P, fw, fh);
-    copy_into(frame, &mut src);
+    frame.write_into(&mut src);
     let mut scaled = frame::Video::empty();
     scaling::Context::get(format::Pixel::YUV420P, fw, fh, format::Pixel::YUVJ420P, w, h, scaling::Flags::BILINEAR)
         .map_err(ff("scaler"))?

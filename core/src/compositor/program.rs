@@ -406,9 +406,8 @@ impl LivePreview {
     /// Hands tick `n`'s frame to the encoder if it is a preview tick, someone watches and the encoder is free.
     fn offer(&self, n: u64, frame: &VideoFrame, at: Duration) {
         if n % self.every == 0 && self.sink.watched() {
-            match self.frames.try_send((frame.clone(), at)) {
-                Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
-            }
+            // Full: the encoder is still on the last one, this frame is skipped. Gone: it stopped and said why.
+            let _ = self.frames.try_send((frame.clone(), at));
         }
     }
 }

@@ -148,6 +148,18 @@ impl VideoFrame {
         VideoFrame { width, height, data }
     }
 
+    /// Copies the picture into an allocated FFmpeg YUV420P frame of the same size (whose rows may be padded).
+    pub(crate) fn write_into(&self, dst: &mut frame::Video) {
+        let (w, cw) = (self.width as usize, self.width.div_ceil(2) as usize);
+        let (y, u, v) = self.planes();
+        for (plane, (src, width)) in [(y, w), (u, cw), (v, cw)].into_iter().enumerate() {
+            let stride = dst.stride(plane);
+            for (src_row, dst_row) in src.chunks_exact(width).zip(dst.data_mut(plane).chunks_mut(stride)) {
+                dst_row[..width].copy_from_slice(src_row);
+            }
+        }
+    }
+
     /// Wraps I420 bytes; `None` if the length does not match the size.
     pub fn from_i420(width: u32, height: u32, data: Vec<u8>) -> Option<VideoFrame> {
         let (w, h) = (width as usize, height as usize);
@@ -324,16 +336,7 @@ impl Encoder {
         if unsafe { ffmpeg_next::ffi::av_frame_make_writable(self.video_frame.as_mut_ptr()) } < 0 {
             return Err(EgressError::Encoder("out of memory for a video frame".into()));
         }
-        let (y, u, v) = picture.planes();
-        let widths =
-            [picture.width() as usize, picture.width().div_ceil(2) as usize, picture.width().div_ceil(2) as usize];
-        for (plane, (src, width)) in [y, u, v].into_iter().zip(widths).enumerate() {
-            let stride = self.video_frame.stride(plane);
-            let dst = self.video_frame.data_mut(plane);
-            for (src_row, dst_row) in src.chunks_exact(width).zip(dst.chunks_mut(stride)) {
-                dst_row[..width].copy_from_slice(src_row);
-            }
-        }
+        picture.write_into(&mut self.video_frame);
         self.video_frame.set_pts(Some(pts));
         self.video_frame.set_kind(if force_keyframe { picture::Type::I } else { picture::Type::None });
         self.video.send_frame(&self.video_frame).map_err(ff("encode video"))?;
