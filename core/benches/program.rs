@@ -311,6 +311,7 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
                 url: s.rtmp_url(&format!("bench{i}")),
                 ca_file: None,
                 constraints: Default::default(),
+                address_policy: backyard_core::egress::AddressPolicy::Any,
             })
             .collect(),
         recording: Some(rec.to_owned()),

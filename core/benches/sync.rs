@@ -61,6 +61,7 @@ fn main() -> Result<()> {
                 url: nginx.rtmp_url("sync"),
                 ca_file: None,
                 constraints: Default::default(),
+                address_policy: backyard_core::egress::AddressPolicy::Any,
             }],
             ..Default::default()
         },

@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod compositor;
+pub mod director;
 pub mod egress;
 pub mod plugin_host;
 pub mod router;

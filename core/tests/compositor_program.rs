@@ -108,6 +108,7 @@ fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<
             url: nginx.rtmp_url("program"),
             ca_file: None,
             constraints: Default::default(),
+            address_policy: backyard_core::egress::AddressPolicy::Any,
         }],
         ..Default::default()
     };
@@ -186,6 +187,7 @@ fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
             url: nginx.rtmp_url("sync"),
             ca_file: None,
             constraints: Default::default(),
+            address_policy: backyard_core::egress::AddressPolicy::Any,
         }],
         ..Default::default()
     };

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use backyard_core::egress::{
-    DestinationConfig, DestinationTestError, Egress, EgressConfig, EncoderSettings, OutputKind, OutputState,
-    OutputStatus, StatusSink, TestOptions, TestPattern, test_destination, test_destination_with,
+    AddressPolicy, DestinationConfig, DestinationTestError, Egress, EgressConfig, EncoderSettings, OutputKind,
+    OutputState, OutputStatus, StatusSink, TestOptions, TestPattern, test_destination_with,
 };
 use common::{Nginx, NginxOptions, TempDir, TestCa, probe, wait_until};
 use parking_lot::Mutex;
@@ -40,7 +40,18 @@ impl StatusLog {
 }
 
 fn destination(id: &str, url: String) -> DestinationConfig {
-    DestinationConfig { id: id.into(), url, ca_file: None, constraints: Default::default() }
+    DestinationConfig {
+        id: id.into(),
+        url,
+        ca_file: None,
+        constraints: Default::default(),
+        address_policy: AddressPolicy::Any,
+    }
+}
+
+/// The test's nginx runs on loopback, which the operator of a real server would have to allow.
+fn local() -> TestOptions {
+    TestOptions { timeout: Duration::from_secs(10), address_policy: AddressPolicy::Any, ..Default::default() }
 }
 
 fn small() -> EncoderSettings {
@@ -109,6 +120,30 @@ fn publishes_h264_aac_to_rtmp_and_verified_rtmps_and_records_once() -> Result<()
         ensure!(s.state == OutputState::Stopped, "{s:?}");
         ensure!(!s.target.contains("key-plain-456") && !s.target.contains("key-secure-123"), "key leaked: {s:?}");
     }
+    Ok(())
+}
+
+#[test]
+fn a_destination_that_resolves_to_a_private_address_fails_without_connecting() -> Result<()> {
+    let _serial = common::serial();
+    let nginx = Nginx::start(NginxOptions::default())?;
+    let statuses = StatusLog::default();
+    // The same server spelled as users could spell it: the policy looks at the resolved address.
+    let mut refused = destination("refused", nginx.rtmp_url("private-key").replace("127.0.0.1", "0x7f.1"));
+    refused.address_policy = AddressPolicy::PublicOnly;
+    let config = EgressConfig { encoder: small(), destinations: vec![refused], ..Default::default() };
+    let mut egress = Egress::start(config, statuses.sink())?;
+    let mut pattern = TestPattern::new(640, 360, 30);
+    pattern.run_realtime(&mut egress, Duration::from_secs(2), &AtomicBool::new(false))?;
+    let report = egress.stop();
+    let states: Vec<_> = statuses.all("refused").into_iter().map(|s| s.state).collect();
+    ensure!(
+        states.iter().any(|s| matches!(s, OutputState::Failed { reason } if reason.contains("not allowed"))),
+        "no clear failure: {states:?}"
+    );
+    ensure!(!states.iter().any(|s| matches!(s, OutputState::Live)), "went live: {states:?}");
+    ensure!(nginx.publish_count() == 0, "nginx saw {} publishes", nginx.publish_count());
+    ensure!(report.outputs.iter().all(|o| !o.target.contains("private-key")), "{:?}", report.outputs);
     Ok(())
 }
 
@@ -235,7 +270,7 @@ fn destination_test_reports_success_rejection_and_untrusted_tls() -> Result<()> 
 
     let ok = test_destination_with(
         &open.rtmp_url("probe-key"),
-        &TestOptions { publish_for: Duration::from_secs(2), ..Default::default() },
+        &TestOptions { publish_for: Duration::from_secs(2), ..local() },
     )?;
     ensure!(ok.frames_sent >= 55 && ok.bytes_sent > 10_000, "{ok:?}");
     ensure!(!ok.target.contains("probe-key"), "{ok:?}");
@@ -245,15 +280,15 @@ fn destination_test_reports_success_rejection_and_untrusted_tls() -> Result<()> 
 
     let tls_ok = test_destination_with(
         &open.rtmps_url("probe-key-2"),
-        &TestOptions { publish_for: Duration::from_secs(1), ca_file: Some(ca.ca_pem.clone()), ..Default::default() },
+        &TestOptions { publish_for: Duration::from_secs(1), ca_file: Some(ca.ca_pem.clone()), ..local() },
     )?;
     ensure!(tls_ok.tls_ms.is_some(), "{tls_ok:?}");
 
     // The system store does not trust the test CA: verification must fail, at the TLS step.
-    let untrusted = test_destination(&open.rtmps_url("probe-key-3"), Duration::from_secs(10)).unwrap_err();
+    let untrusted = test_destination_with(&open.rtmps_url("probe-key-3"), &local()).unwrap_err();
     ensure!(matches!(untrusted, DestinationTestError::Tls(_)), "{untrusted:?}");
 
-    let rejected = test_destination(&closed.rtmp_url("wrong-key"), Duration::from_secs(10)).unwrap_err();
+    let rejected = test_destination_with(&closed.rtmp_url("wrong-key"), &local()).unwrap_err();
     ensure!(matches!(rejected, DestinationTestError::Rejected(_)), "{rejected:?}");
     ensure!(!rejected.to_string().contains("wrong-key"), "{rejected}");
     Ok(())

@@ -191,6 +191,7 @@ async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<
         url: tls.rtmps_url("key-secure-123"),
         ca_file: Some(ca.ca_pem.clone()),
         constraints: Default::default(),
+        address_policy: backyard_core::egress::AddressPolicy::Any,
     };
     secure.constraints.max_fps = Some(30);
     let recording = dir.path().join("program.mp4");
@@ -204,6 +205,7 @@ async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<
                     url: plain.rtmp_url("key-plain-123"),
                     ca_file: None,
                     constraints: Default::default(),
+                    address_policy: backyard_core::egress::AddressPolicy::Any,
                 },
                 secure,
             ],

@@ -131,6 +131,24 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::scene::SceneError> for ApiError {
+    fn from(e: crate::scene::SceneError) -> Self {
+        Self::invalid(e.field, e.message)
+    }
+}
+
+impl From<crate::program::ProgramError> for ApiError {
+    fn from(e: crate::program::ProgramError) -> Self {
+        use crate::program::ProgramError as P;
+        match e {
+            P::AlreadyLive => Self::conflict("already_live", "the program is already on air"),
+            P::Destination { field, message } => Self::invalid(field, message),
+            P::Store(e) => e.into(),
+            e @ (P::Plugins(_) | P::Start(_) | P::Recording(_)) => Self::Internal(anyhow::anyhow!(e)),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {

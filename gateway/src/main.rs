@@ -188,10 +188,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if closed > 0 {
         tracing::info!(closed, "marked participants from a previous run as left");
     }
-    backyard::live::recover_after_restart(&state).await.context("recovering broadcasts and recordings")?;
-    let app = backyard::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    backyard::program::recover_after_restart(&state).await.context("recovering broadcasts and recordings")?;
+    let app = backyard::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone()));
+    tokio::spawn(shutdown_on_signal(handle.clone(), state));
     println!("Backyard studio: {public_url}  (listening on {}://{bind})", if tls.is_some() { "https" } else { "http" });
     tracing::info!(%bind, %public_url, "listening");
     match tls {
@@ -208,8 +208,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops accepting on SIGINT/SIGTERM and gives open requests 10 s to finish.
-async fn shutdown_on_signal(handle: axum_server::Handle) {
+/// On SIGINT/SIGTERM: ends the programs on air (outputs flushed, recordings finalised, rows updated), then
+/// stops accepting and gives open requests 10 s to finish.
+async fn shutdown_on_signal(handle: axum_server::Handle, state: backyard::AppState) {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -225,6 +226,7 @@ async fn shutdown_on_signal(handle: axum_server::Handle) {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    backyard::program::end_all(&state).await;
     handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
 }
 

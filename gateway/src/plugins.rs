@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use backyard_core::director::{LayoutChoice, layout_choices};
 use backyard_core::plugin_host::{HostConfig, OperatorSettings, PluginError, PluginHost};
 use tokio::sync::OnceCell;
 
@@ -49,6 +50,13 @@ impl Plugins {
     /// [`Self::host`] for request handlers: a failure is a 500 that names the plugin.
     pub async fn api_host(&self) -> Result<PluginHost, ApiError> {
         self.host().await.map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))
+    }
+
+    /// The layouts the studio may pick from, as the loaded layout plugins offer them (plugin calls run on a
+    /// blocking thread). Empty when the host does not start.
+    pub async fn layouts(&self) -> Vec<LayoutChoice> {
+        let Ok(host) = self.host().await else { return Vec::new() };
+        tokio::task::spawn_blocking(move || layout_choices(&host)).await.unwrap_or_default()
     }
 
     /// Where plugins are looked for.

@@ -443,7 +443,8 @@ async fn scene_round_trip_and_validation(b: Backend) {
     let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
     assert_eq!(get.body["layout"], "grid");
     let p = uuid::Uuid::new_v4();
-    let scene = json!({"stage": [p], "layout": "spotlight", "overlays": {"banner": {"text": "Welcome"}}});
+    let scene =
+        json!({"stage": [p], "layout": "spotlight", "overlays": {"banner": {"text": "Welcome", "visible": false}}});
     let put =
         t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(scene.clone()).send().await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
@@ -463,6 +464,20 @@ async fn scene_round_trip_and_validation(b: Backend) {
         .send()
         .await;
     assert_eq!(bad.body["error"]["field"], "stage[0]");
+    // The same rules as over the WebSocket: a crowd, a non-object overlay, an over-long text; none is stored.
+    let crowd: Vec<uuid::Uuid> = (0..30).map(|_| uuid::Uuid::new_v4()).collect();
+    for (body, field) in [
+        (json!({"stage": crowd}), "stage"),
+        (json!({"overlays": {"banner": "Welcome"}}), "overlays.banner"),
+        (json!({"overlays": {"banner": {"text": "x".repeat(2000), "visible": true}}}), "overlays.banner.text"),
+        (json!({"overlays": {"ticker": {"text": "y".repeat(3000), "visible": true}}}), "overlays.ticker.text"),
+    ] {
+        let bad = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(body).send().await;
+        bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.body["error"]["field"], field, "{}", bad.body);
+    }
+    let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
+    assert_eq!(get.body, scene, "a refused scene is not stored");
 }
 
 async fn recordings_list_get_range_delete(b: Backend) {
@@ -473,7 +488,7 @@ async fn recordings_list_get_range_delete(b: Backend) {
         t.get("/api/auth/me").cookies(&host).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
     let rec = t.state.store.create_recording(id.parse().unwrap(), user_id, "x").await.unwrap();
     let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-    let path = backyard::api::recordings::recording_path(&t.state, rec.id);
+    let path = backyard::program::recording_path(&t.state.cfg.data_dir, rec.id);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &content).unwrap();
     t.state.store.finish_recording(rec.id, "ready", 12.5, content.len() as i64).await.unwrap();
@@ -552,11 +567,11 @@ async fn start_and_end_are_announced_on_the_bus(b: Backend) {
     let mut events = t.state.bus.subscribe(&backyard_core::bus::topic::broadcast(id.parse().unwrap()));
     t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
     t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
-    // The broadcast's own events, in order; the program's status reports interleave with them.
+    // The broadcast's own events, in order; the program's status reports and its stage interleave with them.
     let wait = std::time::Duration::from_secs(10);
     let mut next = async || loop {
         let ev = tokio::time::timeout(wait, events.recv()).await.expect("an event").unwrap();
-        if !ev.event.ends_with("-status") {
+        if !ev.event.ends_with("-status") && ev.event != "stage-layout" {
             return ev;
         }
     };

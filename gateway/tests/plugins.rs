@@ -11,7 +11,8 @@ use serde_json::json;
 
 both_backends!(
     installed_plugins_are_listed_with_kind_version_and_status,
-    destinations_are_checked_by_their_platform_adapter
+    destinations_are_checked_by_their_platform_adapter,
+    custom_rtmp_refuses_every_spelling_of_a_private_address
 );
 
 async fn installed_plugins_are_listed_with_kind_version_and_status(b: Backend) {
@@ -87,6 +88,72 @@ async fn destinations_are_checked_by_their_platform_adapter(b: Backend) {
     // Custom RTMP refuses other schemes.
     let r = create(json!({"platform": "rtmp", "rtmpUrl": "http://example.com/live", "streamKey": "k-123456"})).await;
     assert_eq!(r.body["error"]["field"], "rtmpUrl", "{}", r.body);
+}
+
+/// Users cannot aim the server at its own network through a custom RTMP destination, however they spell
+/// the address: a private one is a 422 on create and on patch, and a stored one that has come to resolve
+/// to a private address is never connected to by a destination test, whose reply says no more than that.
+async fn custom_rtmp_refuses_every_spelling_of_a_private_address(b: Backend) {
+    let t = TestApp::with(b, |cfg| {
+        cfg.destinations.remove("rtmp");
+    })
+    .await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    let path = format!("/api/broadcasts/{id}/destinations");
+    for url in [
+        "rtmp://127.0.0.1/live",
+        "rtmp://127.1/live",
+        "rtmp://0x7f.0.0.1/live",
+        "rtmp://0177.0.0.1/live",
+        "rtmp://127.000.000.001/live",
+        "rtmp://2130706433/live",
+        "rtmp://169.254.43518/live",
+        "rtmp://0xa9.0xfe.0xa9.0xfe/live",
+        "rtmp://[::1]/live",
+        "rtmp://[::ffff:127.0.0.1]/live",
+        "rtmp://localhost/live",
+        "rtmp://localhost./live",
+    ] {
+        let r = t
+            .post(&path)
+            .cookies(&host)
+            .json(json!({"platform": "rtmp", "rtmpUrl": url, "streamKey": "k-123456"}))
+            .send()
+            .await;
+        r.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.body["error"]["field"], "rtmpUrl", "{url}: {}", r.body);
+    }
+    let ok = t
+        .post(&path)
+        .cookies(&host)
+        .json(json!({"platform": "rtmp", "rtmpUrl": "rtmp://live.example.com/app", "streamKey": "k-123456"}))
+        .send()
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+    let dest = ok.body["id"].as_str().unwrap().to_owned();
+    let r = t
+        .req(axum::http::Method::PATCH, &format!("{path}/{dest}"))
+        .cookies(&host)
+        .json(json!({"rtmpUrl": "rtmp://0x7f.1/app"}))
+        .send()
+        .await;
+    r.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.body["error"]["field"], "rtmpUrl", "{}", r.body);
+
+    // A row that points at loopback already (entered before the rule, or its name now resolves there): the
+    // test must not connect, and must read the same for an open port as for a closed one.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The broadcast's only destination (the test's database holds nothing else).
+    t.raw.execute(&format!("UPDATE destinations SET rtmp_url = 'rtmp://127.1:{port}/app'")).await;
+    let r = t.post(&format!("{path}/{dest}/test")).cookies(&host).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["ok"], false, "{}", r.body);
+    let text = r.body.to_string();
+    assert!(!text.contains(&port.to_string()) && !text.to_lowercase().contains("refused"), "{text}");
+    assert!(listener.accept().is_err(), "the destination test connected to loopback");
 }
 
 #[tokio::test]

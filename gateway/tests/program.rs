@@ -147,7 +147,7 @@ async fn a_restart_finalises_interrupted_recordings_and_ends_orphaned_broadcasts
     let rec = t.state.store.create_recording(bid, owner, "Crashed show").await?;
     let lost = t.state.store.create_recording(bid, owner, "Nothing written").await?;
     // What the recorder leaves behind when killed: 5 s of fragmented MP4 with the last fragment cut short.
-    let path = backyard::api::recordings::recording_path(&t.state, rec.id);
+    let path = backyard::program::recording_path(&t.state.cfg.data_dir, rec.id);
     std::fs::create_dir_all(path.parent().unwrap())?;
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=5", "-f", "lavfi", "-i"])
@@ -159,7 +159,7 @@ async fn a_restart_finalises_interrupted_recordings_and_ends_orphaned_broadcasts
     let len = std::fs::metadata(&path)?.len();
     std::fs::OpenOptions::new().write(true).open(&path)?.set_len(len - 2000)?;
 
-    backyard::live::recover_after_restart(&t.state).await?;
+    backyard::program::recover_after_restart(&t.state).await?;
 
     let b = t.get(&format!("/api/broadcasts/{id}")).cookies(&host).send().await;
     assert_eq!(b.body["status"], "ended", "{}", b.body);

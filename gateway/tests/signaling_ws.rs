@@ -208,7 +208,27 @@ async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
     let (token, user, broadcast) = host(&s, "h3@example.org").await?;
     let mut host_ws = connect(&s, Cred::Bearer(&token)).await?;
     send(&mut host_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
-    let host_id = expect(&mut host_ws, "joined").await?["participantId"].clone();
+    let joined = expect(&mut host_ws, "joined").await?;
+    let host_id = joined["participantId"].clone();
+    // The layouts on offer are the layout plugins' own.
+    let layouts: Vec<&str> = joined["layouts"].as_array().unwrap().iter().filter_map(|l| l["id"].as_str()).collect();
+    for id in ["grid", "spotlight", "sidebar", "solo", "pip", "screen"] {
+        assert!(layouts.contains(&id), "{id} not offered: {layouts:?}");
+    }
+
+    // A scene the rules refuse gets an error naming the field, and is neither stored nor announced.
+    let crowd: Vec<String> = (0..30).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for (data, field) in [
+        (json!({"layout": "disco"}), "layout"),
+        (json!({"stage": crowd}), "stage"),
+        (json!({"overlays": {"banner": "hi"}}), "overlays.banner"),
+        (json!({"overlays": {"ticker": {"text": "y".repeat(3000), "visible": true}}}), "overlays.ticker.text"),
+    ] {
+        let e = expect_error(&mut host_ws, "scene-update", data, "invalid-field").await?;
+        assert_eq!(e["field"], field, "{e}");
+    }
+    send(&mut host_ws, "scene-update", json!({"layout": "spotlight"})).await?;
+    assert_eq!(expect(&mut host_ws, "scene-updated").await?["scene"]["layout"], "spotlight");
 
     let g1 = guest(&s, broadcast, user, "Gus", "guest").await?;
     let mut g1_ws = connect(&s, Cred::Guest(&g1)).await?;

@@ -164,11 +164,14 @@ impl Canvas {
         }
     }
 
-    /// Draw `text` with its baseline at `baseline_y`, starting at `x`; returns the advance width.
+    /// Draw `text` with its baseline at `baseline_y`, starting at `x`; returns the advance width. Glyphs
+    /// wholly outside the canvas are laid out but not rasterised, so a long scrolling text costs what its
+    /// visible part costs.
     pub fn text(&mut self, x: f32, baseline_y: f32, text: &str, px: f32, weight: Weight, c: Color) -> f32 {
         let f = font(weight);
         let sc = scale(f, px);
         let scaled = f.as_scaled(sc);
+        let right = self.width as f32;
         let mut pen = x;
         let mut prev = None;
         for ch in text.chars() {
@@ -176,18 +179,23 @@ impl Canvas {
             if let Some(p) = prev {
                 pen += scaled.kern(p, id);
             }
-            let glyph = id.with_scale_and_position(sc, point(pen, baseline_y));
-            if let Some(outlined) = f.outline_glyph(glyph) {
-                let b = outlined.px_bounds();
-                let (ox, oy) = (b.min.x as i32, b.min.y as i32);
-                outlined.draw(|gx, gy, cov| {
-                    let a = (cov.clamp(0.0, 1.0) * 255.0) as u8;
-                    if a > 0 {
-                        self.blend(ox + gx as i32, oy + gy as i32, c, a);
-                    }
-                });
+            let advance = scaled.h_advance(id);
+            // A glyph's ink stays within about one em of its pen position.
+            let visible = pen + advance + px >= 0.0 && pen - px <= right;
+            if visible {
+                let glyph = id.with_scale_and_position(sc, point(pen, baseline_y));
+                if let Some(outlined) = f.outline_glyph(glyph) {
+                    let b = outlined.px_bounds();
+                    let (ox, oy) = (b.min.x as i32, b.min.y as i32);
+                    outlined.draw(|gx, gy, cov| {
+                        let a = (cov.clamp(0.0, 1.0) * 255.0) as u8;
+                        if a > 0 {
+                            self.blend(ox + gx as i32, oy + gy as i32, c, a);
+                        }
+                    });
+                }
             }
-            pen += scaled.h_advance(id);
+            pen += advance;
             prev = Some(id);
         }
         pen - x
@@ -196,10 +204,17 @@ impl Canvas {
 
 /// Width in pixels of `text` at size `px`.
 pub fn measure(text: &str, px: f32, weight: Weight) -> f32 {
+    advances(text, px, weight).last().copied().unwrap_or(0.0)
+}
+
+/// The pen position after each character of `text` (kerning included): one pass over the text, so callers
+/// that cut or wrap text stay linear in its length.
+fn advances(text: &str, px: f32, weight: Weight) -> Vec<f32> {
     let f = font(weight);
     let scaled = f.as_scaled(scale(f, px));
     let mut w = 0.0;
     let mut prev = None;
+    let mut out = Vec::with_capacity(text.len());
     for ch in text.chars() {
         let id = f.glyph_id(ch);
         if let Some(p) = prev {
@@ -207,8 +222,9 @@ pub fn measure(text: &str, px: f32, weight: Weight) -> f32 {
         }
         w += scaled.h_advance(id);
         prev = Some(id);
+        out.push(w);
     }
-    w
+    out
 }
 
 /// Ascent of the font at size `px` (distance from the top of a line to its baseline).
@@ -217,43 +233,61 @@ pub fn ascent(px: f32, weight: Weight) -> f32 {
     f.as_scaled(scale(f, px)).ascent()
 }
 
-/// `text` cut to fit in `max_width` pixels, ending with `…` when it was cut.
+/// `text` cut to fit in `max_width` pixels, ending with `…` when it was cut. Linear in the text's length.
 pub fn ellipsize(text: &str, px: f32, weight: Weight, max_width: f32) -> String {
-    if measure(text, px, weight) <= max_width {
+    let widths = advances(text, px, weight);
+    if widths.last().is_none_or(|w| *w <= max_width) {
         return text.to_string();
     }
-    let mut out: String = text.to_string();
-    while !out.is_empty() {
-        out.pop();
-        let candidate = format!("{}…", out.trim_end());
-        if measure(&candidate, px, weight) <= max_width {
-            return candidate;
-        }
+    let room = max_width - measure("…", px, weight);
+    // Characters that fit before the ellipsis (kerning against it is ignored: it only ever narrows).
+    let keep = widths.iter().take_while(|w| **w <= room).count();
+    if room <= 0.0 || keep == 0 {
+        return if room >= 0.0 { "…".to_string() } else { String::new() };
     }
-    String::new()
+    let kept: String = text.chars().take(keep).collect();
+    format!("{}…", kept.trim_end())
 }
 
 /// Words of `text` wrapped into lines no wider than `max_width`, at most `max_lines` (the last one
-/// ellipsized when text remains).
+/// ellipsized when text remains). Linear in the text's length: each word is measured once.
 pub fn wrap(text: &str, px: f32, weight: Weight, max_width: f32, max_lines: usize) -> Vec<String> {
+    let space = measure(" ", px, weight);
     let mut lines: Vec<String> = Vec::new();
     let mut cur = String::new();
-    for word in text.split_whitespace() {
-        let candidate = if cur.is_empty() { word.to_string() } else { format!("{cur} {word}") };
-        if measure(&candidate, px, weight) <= max_width || cur.is_empty() {
-            cur = candidate;
+    let mut cur_w = 0.0;
+    let mut words = text.split_whitespace();
+    for word in words.by_ref() {
+        let w = measure(word, px, weight);
+        if cur.is_empty() {
+            (cur, cur_w) = (word.to_string(), w);
+        } else if cur_w + space + w <= max_width {
+            cur.push(' ');
+            cur.push_str(word);
+            cur_w += space + w;
         } else {
             lines.push(std::mem::take(&mut cur));
-            cur = word.to_string();
+            (cur, cur_w) = (word.to_string(), w);
+            if max_lines > 0 && lines.len() == max_lines {
+                break;
+            }
         }
+    }
+    if max_lines > 0 && lines.len() == max_lines {
+        // More text than lines: the last line takes the rest, cut with an ellipsis.
+        let mut rest = lines.pop().unwrap_or_default();
+        for word in std::iter::once(cur.as_str()).chain(words) {
+            rest.push(' ');
+            rest.push_str(word);
+            if measure(&rest, px, weight) > max_width {
+                break;
+            }
+        }
+        lines.push(ellipsize(&rest, px, weight, max_width));
+        return lines.into_iter().map(|l| ellipsize(&l, px, weight, max_width)).collect();
     }
     if !cur.is_empty() {
         lines.push(cur);
-    }
-    if lines.len() > max_lines && max_lines > 0 {
-        let rest = lines[max_lines - 1..].join(" ");
-        lines.truncate(max_lines - 1);
-        lines.push(ellipsize(&rest, px, weight, max_width));
     }
     lines.into_iter().map(|l| ellipsize(&l, px, weight, max_width)).collect()
 }
@@ -319,6 +353,20 @@ mod tests {
         let lit = c.rgba.chunks(4).filter(|p| p[3] > 0).count();
         assert!(lit > 100, "only {lit} pixels drawn");
         assert!((measure("Hello", 24.0, Weight::Bold) - w).abs() < 0.01);
+    }
+
+    #[test]
+    fn cutting_and_wrapping_long_text_fits_and_ends_with_an_ellipsis() {
+        let long = "word ".repeat(2000);
+        let lines = wrap(&long, 30.0, Weight::Bold, 600.0, 2);
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| measure(l, 30.0, Weight::Bold) <= 600.0), "{lines:?}");
+        assert!(lines[1].ends_with('…'), "{lines:?}");
+        let one_word = "x".repeat(3000);
+        let cut = ellipsize(&one_word, 30.0, Weight::Bold, 300.0);
+        assert!(cut.ends_with('…') && measure(&cut, 30.0, Weight::Bold) <= 300.0, "{cut}");
+        assert_eq!(wrap("short text", 30.0, Weight::Bold, 600.0, 2), vec!["short text".to_string()]);
+        assert_eq!(ellipsize("fits", 30.0, Weight::Bold, 600.0), "fits");
     }
 
     #[test]

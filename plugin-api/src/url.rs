@@ -100,13 +100,20 @@ pub fn parse(input: &str) -> Result<Url, String> {
     })
 }
 
-/// True for loopback, private, link-local, unspecified and unique-local addresses and for names that
-/// only resolve inside a private network (`localhost`, `*.local`, `*.internal`, `*.lan`, single labels).
-/// A public-looking name that resolves to a private address is caught by the host when it connects.
+/// True for hosts that are not on the public internet: any IP literal that is not a public unicast address
+/// (loopback, private, link-local, CGNAT, multicast, reserved, and IPv6 forms that embed such an IPv4
+/// address) and names that only resolve inside a private network (`localhost`, `*.local`, `*.internal`,
+/// `*.lan`, single labels). IPv4 literals are read the way resolvers read them (`127.1`, `0x7f.0.0.1`,
+/// `0177.0.0.1`, `2130706433`), so no spelling slips through. A public-looking name that resolves to a
+/// private address is caught by the host, which checks every resolved address when it connects.
 pub fn is_private_host(host: &str) -> bool {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    let h = host.trim_end_matches('.').trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     if let Ok(ip) = h.parse::<IpAddr>() {
         return is_private_ip(ip);
+    }
+    if let Some(parsed) = ipv4_literal(&h) {
+        // A host that reads as a number but is no valid address is refused rather than guessed at.
+        return parsed.is_none_or(|v4| is_private_ip(IpAddr::V4(v4)));
     }
     h == "localhost"
         || h.ends_with(".localhost")
@@ -117,7 +124,62 @@ pub fn is_private_host(host: &str) -> bool {
         || !h.contains('.')
 }
 
-/// True for addresses that are not reachable on the public internet.
+/// Reads `host` as resolvers (`inet_aton`) and browsers read an IPv4 literal: one to four dot-separated
+/// numbers, each decimal, octal (leading `0`) or hexadecimal (`0x`), the last filling the remaining bytes.
+/// `None` when the host is a name (its last label is not a number); `Some(None)` when it looks like a
+/// number but is no valid address.
+pub fn ipv4_literal(host: &str) -> Option<Option<Ipv4Addr>> {
+    let host = host.trim_end_matches('.');
+    let parts: Vec<&str> = host.split('.').collect();
+    let last = parts.last()?;
+    if number(last).is_none() && !last.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if parts.len() > 4 {
+        return Some(None);
+    }
+    let mut values = Vec::with_capacity(parts.len());
+    for p in &parts {
+        match number(p) {
+            Some(v) => values.push(v),
+            None => return Some(None),
+        }
+    }
+    let (head, tail) = values.split_at(values.len() - 1);
+    if head.iter().any(|&v| v > 255) {
+        return Some(None);
+    }
+    let tail_bits = 8 * (4 - head.len() as u32);
+    if tail_bits < 64 && tail[0] >= 1u64 << tail_bits {
+        return Some(None);
+    }
+    let mut addr: u64 = tail[0];
+    for (i, v) in head.iter().enumerate() {
+        addr |= v << (24 - 8 * i as u32);
+    }
+    Some(u32::try_from(addr).ok().map(Ipv4Addr::from))
+}
+
+/// One part of an IPv4 literal: decimal, octal with a leading `0`, or hexadecimal with `0x`.
+fn number(part: &str) -> Option<u64> {
+    let (digits, radix) = if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+        (hex, 16)
+    } else if part.len() > 1 && part.starts_with('0') {
+        (&part[1..], 8)
+    } else {
+        (part, 10)
+    };
+    if digits.is_empty() {
+        // `0x` alone is zero to resolvers; an empty part is not a number.
+        return (radix == 16).then_some(0);
+    }
+    if digits.len() > 12 {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
+
+/// True for addresses that are not public unicast addresses on the internet.
 pub fn is_private_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_private_v4(v4),
@@ -125,11 +187,27 @@ pub fn is_private_ip(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private_v4(v4);
             }
-            let first = v6.segments()[0];
-            v6 == Ipv6Addr::LOCALHOST
-                || v6 == Ipv6Addr::UNSPECIFIED
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
+            let s = v6.segments();
+            let embedded_v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+            // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4 address
+            // that a gateway on the path may reach: judge that one.
+            if s[..6] == [0; 6] && v6 != Ipv6Addr::LOCALHOST && v6 != Ipv6Addr::UNSPECIFIED {
+                return is_private_v4(embedded_v4(s[6], s[7]));
+            }
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4] {
+                return is_private_v4(embedded_v4(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_private_v4(embedded_v4(s[1], s[2]));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                // Unique local fc00::/7, link-local fe80::/10, site-local fec0::/10, documentation 2001:db8::/32.
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
         }
     }
 }
@@ -141,9 +219,15 @@ fn is_private_v4(v4: Ipv4Addr) -> bool {
         || v4.is_link_local()
         || v4.is_unspecified()
         || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
         || o[0] == 0
         // Carrier-grade NAT 100.64.0.0/10.
         || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        // Benchmarking 198.18.0.0/15, IETF protocol assignments 192.0.0.0/24, reserved 240.0.0.0/4.
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || o[0] >= 240
 }
 
 #[cfg(test)]
@@ -188,8 +272,45 @@ mod tests {
         ] {
             assert!(is_private_host(h), "{h}");
         }
-        for h in ["a.rtmp.youtube.com", "8.8.8.8", "2001:4860::1", "live.twitch.tv"] {
+        for h in ["a.rtmp.youtube.com", "8.8.8.8", "2001:4860::1", "live.twitch.tv", "1.2.3.4.example.com"] {
             assert!(!is_private_host(h), "{h}");
         }
+    }
+
+    #[test]
+    fn every_spelling_of_a_private_address_is_private() {
+        for h in [
+            "127.1",
+            "0x7f.0.0.1",
+            "0177.0.0.1",
+            "127.000.000.001",
+            "2130706433",
+            "0x7f000001",
+            "169.254.43518",
+            "0xa9.0xfe.0xa9.0xfe",
+            "10.0x10.1",
+            "[::1]",
+            "::ffff:127.0.0.1",
+            "::ffff:7f00:1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:101::1",
+            "ff02::1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "100.64.0.1",
+            // Numbers that are no address at all are refused, not guessed at.
+            "256.0.0.1",
+            "1.2.3.4.5",
+            "1.2.3.0x1ff",
+            "099.0.0.1",
+        ] {
+            assert!(is_private_host(h), "{h} accepted");
+        }
+        assert_eq!(ipv4_literal("127.1"), Some(Some(Ipv4Addr::new(127, 0, 0, 1))));
+        assert_eq!(ipv4_literal("169.254.43518"), Some(Some(Ipv4Addr::new(169, 254, 169, 254))));
+        assert_eq!(ipv4_literal("0xa9.0xfe.0xa9.0xfe"), Some(Some(Ipv4Addr::new(169, 254, 169, 254))));
+        assert_eq!(ipv4_literal("8.8.8.8"), Some(Some(Ipv4Addr::new(8, 8, 8, 8))));
+        assert_eq!(ipv4_literal("live.example.com"), None);
     }
 }

@@ -22,31 +22,17 @@ const STATUS_LABEL = {
   disabled: 'Off',
 };
 
-/**
- * One output's status in the panel's terms, from a `destination-status` payload. Accepts the egress snapshot
- * ({id, kind, state, reason?, retryInMs?, bitrateKbps, droppedFrames, uptimeSecs}) and the short form
- * ({destinationId, status, bitrate (b/s), dropped, error}).
- */
-export function normaliseStatus(s) {
-  const kbps = s.bitrateKbps;
-  return {
-    id: s.destinationId ?? s.id,
-    kind: s.kind ?? 'destination',
-    state: s.status ?? s.state ?? 'idle',
-    bitrate: s.bitrate ?? (Number.isFinite(kbps) ? kbps * 1000 : undefined),
-    dropped: s.dropped ?? s.droppedFrames,
-    uptime: s.uptimeSecs,
-    error: s.error ?? s.reason,
-    retryInMs: s.retryInMs,
-  };
-}
-
 function formatUptime(secs) {
   if (!Number.isFinite(secs) || secs <= 0) return null;
   const h = Math.floor(secs / 3600);
   const m = String(Math.floor((secs % 3600) / 60)).padStart(2, '0');
   const sec = String(Math.floor(secs % 60)).padStart(2, '0');
   return h ? `${h}:${m}:${sec}` : `${m}:${sec}`;
+}
+
+/** kb/s as b/s, or undefined. */
+function kbps(v) {
+  return Number.isFinite(v) ? v * 1000 : undefined;
 }
 
 function formatBitrate(bps) {
@@ -57,8 +43,10 @@ function formatBitrate(bps) {
 export class BroadcastPanel {
   constructor({ broadcastId }) {
     this.broadcastId = broadcastId;
-    /** Destinations by id, each {dest, status} where status is the last destination-status payload. */
+    /** The broadcast's destinations by id, as the REST API lists them. */
     this.items = new Map();
+    /** Output statuses while on air (room-state.js's `outputs`): destinations by id, and the recording. */
+    this.outputs = { destinations: {}, recording: null };
     this.programVideo = h('video.program-video', { autoplay: true, playsInline: true, muted: true, dataset: { role: 'program-preview' } });
     this.programState = h('span.program-state', 'Waiting for the program…');
     this.recordingState = h('span.program-state', { dataset: { role: 'recording-status' } });
@@ -81,7 +69,7 @@ export class BroadcastPanel {
   async load() {
     try {
       const json = await api.listDestinations(this.broadcastId);
-      for (const d of itemsOf(json)) this.items.set(d.id, { dest: d, status: this.items.get(d.id)?.status ?? null });
+      for (const d of itemsOf(json)) this.items.set(d.id, { dest: d });
       this.renderList();
     } catch (e) {
       mount(this.list, h('div.form-error', `Could not load destinations: ${e.message}`));
@@ -164,9 +152,10 @@ export class BroadcastPanel {
     this.el.querySelector('.program-monitor').classList.toggle('has-video', Boolean(stream));
   }
 
-  /** `program-status` payload: {state, fps?, bitrate?, error?} (fields optional). */
+  /** The latest `program-status`: {state, fps, onStage, stats}. */
   setProgramStatus(s) {
-    const parts = [s.state ?? s.status ?? 'running'];
+    if (!s) return;
+    const parts = [s.state ?? 'running'];
     if (s.fps) parts.push(`${Math.round(s.fps)} fps`);
     const br = formatBitrate(s.bitrate);
     if (br) parts.push(br);
@@ -174,22 +163,21 @@ export class BroadcastPanel {
     this.programState.textContent = `Program: ${parts.join(' · ')}`;
   }
 
-  /** `destination-status` payload: {destinationId, status, bitrate?, dropped?, error?}. */
-  setStatus(raw) {
-    const s = normaliseStatus(raw);
-    if (s.kind === 'recording') {
-      const parts = [STATUS_LABEL[s.state] ?? s.state, formatUptime(s.uptime), formatBitrate(s.bitrate), s.error].filter(Boolean);
+  /**
+   * The outputs' statuses changed (a `destination-status` arrived). Each status is room-state.js's
+   * `normaliseOutputStatus`: {destinationId, kind, state, reason?, retryInMs?, bitrateKbps, droppedFrames,
+   * uptimeSecs, ...}. A status for a destination this panel does not know yet reloads the list.
+   */
+  setOutputs(outputs) {
+    this.outputs = outputs;
+    const r = outputs.recording;
+    if (r) {
+      const parts = [STATUS_LABEL[r.state] ?? r.state, formatUptime(r.uptimeSecs), formatBitrate(kbps(r.bitrateKbps)), r.reason].filter(Boolean);
       this.recordingState.textContent = `Recording: ${parts.join(' · ')}`;
-      this.recordingState.dataset.status = s.state;
-      return;
+      this.recordingState.dataset.status = r.state;
     }
-    const item = this.items.get(s.id);
-    if (!item) {
-      this.load();
-      return;
-    }
-    item.status = s;
-    this.renderList();
+    if (Object.keys(outputs.destinations).some((id) => !this.items.has(id))) this.load();
+    else this.renderList();
   }
 
   renderList() {
@@ -197,15 +185,15 @@ export class BroadcastPanel {
       mount(this.list, h('div.dest-empty', 'No destinations yet. Going live with none records only.'));
       return;
     }
-    mount(this.list, [...this.items.values()].map(({ dest, status }) => this.renderItem(dest, status)));
+    mount(this.list, [...this.items.values()].map(({ dest }) => this.renderItem(dest, this.outputs.destinations[dest.id] ?? null)));
   }
 
   renderItem(dest, status) {
     const state = dest.enabled === false ? 'disabled' : (status?.state ?? dest.status ?? 'idle');
     const stats = [
-      state === 'live' ? formatUptime(status?.uptime) : null,
-      formatBitrate(status?.bitrate),
-      status?.dropped != null ? `${status.dropped} dropped` : null,
+      state === 'live' ? formatUptime(status?.uptimeSecs) : null,
+      formatBitrate(kbps(status?.bitrateKbps)),
+      status?.droppedFrames != null ? `${status.droppedFrames} dropped` : null,
       state === 'reconnecting' && status?.retryInMs ? `retry in ${Math.ceil(status.retryInMs / 1000)} s` : null,
     ].filter(Boolean);
     const toggle = h('input', {
@@ -236,7 +224,7 @@ export class BroadcastPanel {
           h('span.dest-status-text', STATUS_LABEL[state] ?? state),
         ),
         stats.length ? h('div.dest-stats', stats.join(' · ')) : null,
-        status?.error ? h('div.dest-error', status.error) : null,
+        status?.reason ? h('div.dest-error', status.reason) : null,
       ),
       h(
         'div.dest-actions',
@@ -305,7 +293,7 @@ export class BroadcastPanel {
           if (platform.value === 'rtmp') body.rtmpUrl = url.value.trim();
           try {
             const dest = await api.addDestination(this.broadcastId, body);
-            this.items.set(dest.id, { dest, status: null });
+            this.items.set(dest.id, { dest });
             this.renderList();
             e.target.reset();
             sync();

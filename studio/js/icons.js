@@ -27,4 +27,20 @@ export const ICONS = {
   layoutSolo: ['M3 4h18v16H3z'],
   layoutPip: ['M3 4h18v16H3z', 'M13 12h6v6h-6z'],
   layoutScreen: ['M3 4h14v12H3z', 'M19 4h2v4h-2z', 'M19 10h2v4h-2z', 'M7 20h6'],
+  layoutOther: ['M3 4h18v16H3z', 'M3 12h10', 'M13 4v16', 'M16 15h3'],
 };
+
+/** The first-party layouts' own icons, by layout id; any other layout (a plugin's) gets `layoutOther`. */
+const LAYOUT_ICONS = {
+  solo: ICONS.layoutSolo,
+  grid: ICONS.layoutGrid,
+  spotlight: ICONS.layoutSpotlight,
+  sidebar: ICONS.layoutSidebar,
+  pip: ICONS.layoutPip,
+  screen: ICONS.layoutScreen,
+};
+
+/** The icon for a layout id from the server's list. */
+export function layoutIcon(id) {
+  return Object.hasOwn(LAYOUT_ICONS, id) ? LAYOUT_ICONS[id] : ICONS.layoutOther;
+}

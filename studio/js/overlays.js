@@ -5,24 +5,9 @@
 
 import { api } from './api.js';
 import { h, toast } from './dom.js';
+import { emptyOverlays, normaliseOverlays } from './room-state.js';
 
 const MAX_LOGO_BYTES = 5 * 1024 * 1024;
-
-export function emptyOverlays() {
-  return {
-    banner: { text: '', visible: false },
-    lowerThird: { name: '', title: '', visible: false },
-    logo: { url: '', visible: false },
-    comment: { messageId: '', name: '', text: '', visible: false },
-  };
-}
-
-/** Fills every overlay with its defaults, keeping what `overlays` sets. */
-export function normaliseOverlays(overlays = {}) {
-  const base = emptyOverlays();
-  for (const k of Object.keys(base)) base[k] = { ...base[k], ...(overlays?.[k] ?? {}) };
-  return base;
-}
 
 export class OverlaysPanel {
   /** `onchange(overlays)` is called with the whole object after each edit. */

@@ -1,7 +1,7 @@
 // The studio's protocol client: one WebSocket to `GET /ws` carrying the signaling events of docs/protocol.md, and
 // one RTCPeerConnection to the server's SFU. Nothing in here touches the DOM; the UI listens to its events.
 //
-// Negotiation rule (DESIGN §3.1): the client makes exactly one offer, the first, which publishes three send-only
+// Negotiation rule (docs/protocol.md): the client makes exactly one offer, the first, which publishes three send-only
 // slots in a fixed order: microphone (audio), camera (video) and screen (video, empty until the user shares).
 // Camera/mic share one MediaStream and the screen slot has its own, so the server can tell them apart by msid.
 // After the server's answer, only the server offers (when others' tracks come and go) and the client answers,
@@ -16,7 +16,7 @@ const SERVER_EVENTS = new Set([
   'joined', 'participant-joined', 'participant-left', 'participant-status-updated',
   'webrtc-offer', 'webrtc-answer', 'ice-candidate', 'chat-message',
   'broadcast-started', 'broadcast-ended', 'moderated',
-  'scene-updated', 'destination-status', 'program-status', 'error',
+  'scene-updated', 'stage-layout', 'destination-status', 'program-status', 'error',
 ]);
 
 /** The order of the publisher's m-lines in its first offer; the server relies on it. */

@@ -10,10 +10,14 @@
 //! configured with it (`[ice] turn_urls`, `turn_secret`), so every join hands out a TURN server, and the tests
 //! get its URL and secret as `BACKYARD_E2E_TURN_URL` and `BACKYARD_E2E_TURN_SECRET`.
 //!
-//! The suites: `room` (issue 4: three people see, hear and chat with each other), `turn` (issue 4: the same
-//! through coturn only, and refused credentials), `program` (issue 6: go live from the studio to nginx-rtmp),
-//! `auth` (entry screens: sign in, register, bad invite links), `layout` (the studio's stage placements, no
-//! browser).
+//! The backyard under test has a third-party layout installed in its data directory's plugin folder (the
+//! `new-plugin` template's layout, as an operator would install one), so the studio offers it beside the
+//! first-party layouts.
+//!
+//! The suites: `room` (three people see, hear and chat with each other), `turn` (the same through coturn only,
+//! and refused credentials), `program` (go live from the studio to nginx-rtmp), `auth` (entry screens: sign
+//! in, register, bad invite links), `stage` (the host's stage draws exactly the program's tiles, for every
+//! layout offered), `room-state` (the studio's room state module, no browser).
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -29,7 +33,7 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
-/// `layout`).
+/// `stage`, `room-state`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)
@@ -103,6 +107,21 @@ fn build_backyard(root: &Path) -> Result<PathBuf> {
     Ok(root.join("target").join("debug").join("backyard"))
 }
 
+/// Installs the `new-plugin` template's layout (built by `cargo xtask plugins --check-template`) into
+/// `<data_dir>/plugins`, where an operator's own plugins go.
+fn install_third_party_layout(data_dir: &Path) -> Result<()> {
+    let fixture = crate::plugins::fixtures_dir().join("new-plugin-check");
+    if !fixture.join("plugin.wasm").exists() {
+        crate::plugins::build_plugins(true)?;
+    }
+    let to = data_dir.join("plugins").join("new-plugin-check");
+    std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
+    for file in ["plugin.toml", "plugin.wasm"] {
+        std::fs::copy(fixture.join(file), to.join(file)).with_context(|| format!("installing {file}"))?;
+    }
+    Ok(())
+}
+
 /// A backyard process on a free loopback port with its own data directory; killed and cleaned up on drop.
 struct Backyard {
     /// What the tests open, e.g. `http://127.0.0.1:41234`.
@@ -119,6 +138,7 @@ impl Backyard {
         let url = format!("http://127.0.0.1:{port}");
         let data_dir = std::env::temp_dir().join(format!("backyard-e2e-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        install_third_party_layout(&data_dir)?;
         let log = out.join("backyard.log");
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(bin);
@@ -143,7 +163,8 @@ impl Backyard {
             .env("BACKYARD_ICE__TURN_SECRET", &turn.secret)
             // The program suite pushes to nginx-rtmp on loopback through the custom RTMP adapter.
             .env("BACKYARD_DESTINATIONS__RTMP__ALLOW-PRIVATE-HOSTS", "true")
-            .env("RUST_LOG", "info")
+            // `BACKYARD_E2E_RUST_LOG` (e.g. `info,backyard_core::router=debug`) to look closer at a failure.
+            .env("RUST_LOG", std::env::var("BACKYARD_E2E_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().context("duplicating the log file handle")?)
             .stderr(log_file)

@@ -45,7 +45,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         bail!("a backend ran zero store/API tests (SQLite {sqlite}, PostgreSQL {postgres})");
     }
     // Browser end to end: real Chromium processes with fake media against a freshly started backyard.
-    crate::e2e::run(&crate::root(), &["auth", "room", "layout", "turn", "program"])?;
+    crate::e2e::run(&crate::root(), &["auth", "room-state", "room", "stage", "turn", "program"])?;
     println!("xtask: all suites passed");
     Ok(())
 }

@@ -76,8 +76,13 @@ impl ProgramFeed {
         source.stream_id(participant)
     }
 
-    /// Hands one frame to `program`. Frames of codecs the program cannot decode are ignored.
+    /// Hands one frame to `program`, copied once, if its source is on stage; frames of codecs the program
+    /// cannot decode and of sources off stage are dropped before any copy.
     pub fn push(&self, program: &Program, participant: &str, source: TrackSource, data: &MediaData) {
+        let id = Self::source_id(participant, source);
+        if !program.wants(&id) {
+            return;
+        }
         let Some(media) = encoded_media(data) else { return };
         let time = self
             .clocks
@@ -86,7 +91,7 @@ impl ProgramFeed {
             .or_default()
             .source_time(data)
             .saturating_sub(self.base);
-        program.push_encoded(&Self::source_id(participant, source), media, time);
+        program.push_encoded(&id, media, time);
     }
 
     /// Forgets a participant's track clocks (they left; a rejoin starts fresh RTP timelines).
@@ -97,12 +102,16 @@ impl ProgramFeed {
 
 /// The frame as the program's decoders take it, if its codec is one they decode.
 pub fn encoded_media(data: &MediaData) -> Option<EncodedMedia> {
-    let bytes = data.data.to_vec();
-    match data.params.spec().codec {
-        Codec::Opus => Some(EncodedMedia::Opus { data: bytes }),
-        Codec::Vp8 => Some(EncodedMedia::Video { codec: VideoCodec::Vp8, data: bytes }),
-        Codec::Vp9 => Some(EncodedMedia::Video { codec: VideoCodec::Vp9, data: bytes }),
-        Codec::H264 => Some(EncodedMedia::Video { codec: VideoCodec::H264, data: bytes }),
-        _ => None,
-    }
+    let codec = match data.params.spec().codec {
+        Codec::Opus => None,
+        Codec::Vp8 => Some(VideoCodec::Vp8),
+        Codec::Vp9 => Some(VideoCodec::Vp9),
+        Codec::H264 => Some(VideoCodec::H264),
+        _ => return None,
+    };
+    let data = data.data.to_vec();
+    Some(match codec {
+        Some(codec) => EncodedMedia::Video { codec, data },
+        None => EncodedMedia::Opus { data },
+    })
 }

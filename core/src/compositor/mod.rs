@@ -180,6 +180,21 @@ impl Compositor {
         Ok(())
     }
 
+    /// Shows one overlay layer, replacing the layer with the same id (the others stay as they are, converted
+    /// already). A malformed layer is refused and the previous one with that id stays.
+    pub fn put_overlay(&mut self, layer: &OverlayLayer) -> Result<(), OverlayError> {
+        let prepared = overlay::PreparedOverlay::new(layer)?;
+        self.overlays.retain(|o| o.id != layer.id);
+        self.overlays.push(prepared);
+        self.overlays.sort_by_key(overlay::PreparedOverlay::z);
+        Ok(())
+    }
+
+    /// Takes the overlay layer `id` off the canvas.
+    pub fn remove_overlay(&mut self, id: &str) {
+        self.overlays.retain(|o| o.id != id);
+    }
+
     pub fn placements(&self) -> &[Placement] {
         &self.placements
     }

@@ -38,6 +38,8 @@ pub enum OverlayError {
 /// coverage (most of a lower third's rows are short; a banner's are empty outside the band).
 #[derive(Debug)]
 pub(crate) struct PreparedOverlay {
+    /// The layer's id, so one overlay can be replaced without touching the others.
+    pub(crate) id: String,
     rect: Rect,
     z: i32,
     y: Vec<u8>,
@@ -73,6 +75,7 @@ impl PreparedOverlay {
         let (ew, eh) = (w & !1, h & !1);
         let rect = Rect::new(layer.rect.x & !1, layer.rect.y & !1, ew as u32, eh as u32);
         let mut p = PreparedOverlay {
+            id: layer.id.clone(),
             rect,
             z: layer.z,
             y: vec![0; ew * eh],

@@ -4,7 +4,7 @@
 //! Inputs arrive over a channel and are applied at the start of each tick, so the core never sees two
 //! threads. A decoder that falls behind drops its own packets (bounded queue) and never slows the tick.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
@@ -44,6 +44,10 @@ enum Command {
     Placements(Vec<Placement>, mpsc::Sender<Result<(), PlacementError>>),
     /// New overlay layers; the reply (if asked for) says whether they were taken.
     Overlays(Vec<OverlayLayer>, Option<mpsc::Sender<Result<(), OverlayError>>>),
+    /// One overlay layer shown or replaced by id.
+    PutOverlay(OverlayLayer),
+    /// One overlay layer taken off by id.
+    RemoveOverlay(String),
     Gain(String, f32),
     Muted(String, bool),
     GoLive(Box<Egress>),
@@ -91,6 +95,8 @@ pub struct ProgramStats {
     pub preview_frames: u64,
     /// Mean live preview scale + encode time per preview frame, ms.
     pub preview_ms: f64,
+    /// Sources with a running decoder (each on stage; a source off stage has none).
+    pub decoding: Vec<String>,
 }
 
 impl Counters {
@@ -110,6 +116,7 @@ impl Counters {
             decode_ms: ms(&self.decode_ns, decoded),
             preview_frames: previews,
             preview_ms: ms(&self.preview_ns, previews),
+            decoding: Vec::new(),
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct Program {
     commands: Sender<Command>,
     thread: Option<JoinHandle<()>>,
     decoders: Mutex<HashMap<(String, bool), SyncSender<(EncodedMedia, Duration)>>>,
+    /// Source ids on stage: the only ones decoded.
+    on_stage: Mutex<HashSet<String>>,
     epoch: Instant,
     /// The latest composed frame, for the studio's preview encoder.
     preview: Arc<Mutex<Option<VideoFrame>>>,
@@ -159,6 +168,7 @@ impl Program {
             commands,
             thread: Some(thread),
             decoders: Mutex::new(HashMap::new()),
+            on_stage: Mutex::new(HashSet::new()),
             epoch,
             preview,
             fps,
@@ -175,12 +185,24 @@ impl Program {
         self.fps
     }
 
-    /// Per-stage cost so far.
+    /// Per-stage cost so far, and which sources are being decoded.
     pub fn stats(&self) -> ProgramStats {
-        self.counters.stats()
+        let mut stats = self.counters.stats();
+        let mut decoding: Vec<String> = self.decoders.lock().keys().map(|(source, _)| source.clone()).collect();
+        decoding.sort();
+        decoding.dedup();
+        stats.decoding = decoding;
+        stats
     }
 
+    /// Who is on stage, in order. Only on-stage sources are decoded: a source's decoders start with its
+    /// first frame on stage and stop when it leaves the stage.
     pub fn set_stage(&self, members: Vec<StageMember>) {
+        {
+            let mut on_stage = self.on_stage.lock();
+            *on_stage = members.iter().map(|m| m.id.clone()).collect();
+            self.decoders.lock().retain(|(source, _), _| on_stage.contains(source));
+        }
         let _ = self.commands.send(Command::Stage(members));
     }
 
@@ -208,6 +230,17 @@ impl Program {
         let _ = self.commands.send(Command::Overlays(layers, None));
     }
 
+    /// Shows or replaces one overlay layer by id from the next tick, leaving the other layers alone (a
+    /// scrolling ticker re-renders only itself); a refused layer is logged and the previous one stays.
+    pub fn put_overlay(&self, layer: OverlayLayer) {
+        let _ = self.commands.send(Command::PutOverlay(layer));
+    }
+
+    /// Takes overlay layer `id` off from the next tick.
+    pub fn remove_overlay(&self, id: &str) {
+        let _ = self.commands.send(Command::RemoveOverlay(id.to_owned()));
+    }
+
     pub fn set_gain(&self, source: &str, gain: f32) {
         let _ = self.commands.send(Command::Gain(source.to_owned(), gain));
     }
@@ -228,8 +261,17 @@ impl Program {
         let _ = self.commands.send(Command::Audio { source: source.to_owned(), samples, source_time, arrival });
     }
 
-    /// Encoded media from the router; decoded on the track's own thread (started on first use).
+    /// Whether `source` is on stage (only on-stage sources are decoded).
+    pub fn wants(&self, source: &str) -> bool {
+        self.on_stage.lock().contains(source)
+    }
+
+    /// Encoded media from the router; decoded on the track's own thread (started on first use) while the
+    /// source is on stage, dropped otherwise.
     pub fn push_encoded(&self, source: &str, media: EncodedMedia, source_time: Duration) {
+        if !self.wants(source) {
+            return;
+        }
         let is_video = matches!(media, EncodedMedia::Video { .. });
         let mut decoders = self.decoders.lock();
         let key = (source.to_owned(), is_video);
@@ -438,6 +480,12 @@ impl Ticker {
             Command::Placements(p, reply) => {
                 let _ = reply.send(self.core.set_placements(p));
             }
+            Command::PutOverlay(layer) => {
+                if let Err(e) = self.core.put_overlay(&layer) {
+                    tracing::warn!(error = %e, "overlay layer refused; the previous one stays");
+                }
+            }
+            Command::RemoveOverlay(id) => self.core.remove_overlay(&id),
             Command::Overlays(layers, reply) => {
                 let result = self.core.set_overlays(&layers);
                 match reply {

@@ -16,6 +16,7 @@
 //! Architecture Invariant: the encoder thread never waits for an output; outputs never touch the encoder
 //! except to ask for a keyframe.
 
+mod address;
 mod encoder;
 mod muxer;
 mod probe;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+pub use address::{AddressError, AddressPolicy, check as check_address};
 pub use encoder::{
     AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, SAMPLE_RATE, VIDEO_STREAM,
     VideoFrame,
@@ -101,6 +103,8 @@ pub struct DestinationConfig {
     pub ca_file: Option<PathBuf>,
     /// Limits of this destination on the shared encode.
     pub constraints: DestinationConstraints,
+    /// Which addresses the URL's host may resolve to (checked on every connect).
+    pub address_policy: AddressPolicy,
 }
 
 /// Timeouts of every blocking network operation of an output.
@@ -303,6 +307,7 @@ impl Shared {
         kind: OutputKind,
         url: String,
         options: OutputOptions,
+        address_policy: Option<AddressPolicy>,
         path: Option<PathBuf>,
         target: String,
     ) -> Result<OutputHandle, EgressError> {
@@ -313,6 +318,7 @@ impl Shared {
         let setup = SenderSetup {
             url,
             options,
+            address_policy,
             streams: self.streams.clone(),
             queue: Arc::clone(&queue),
             abort: Arc::clone(&abort),
@@ -337,6 +343,7 @@ impl Shared {
             OutputKind::Destination,
             dest.url.clone(),
             rtmp_options(dest, &self.timeouts),
+            Some(dest.address_policy),
             None,
             redact::redact_url(&dest.url),
         )?;
@@ -495,6 +502,7 @@ fn start_recording(shared: &Shared, path: &Path) -> Result<OutputHandle, EgressE
         OutputKind::Recording,
         url,
         recording_options(&shared.timeouts),
+        None,
         Some(path.to_owned()),
         path.display().to_string(),
     )

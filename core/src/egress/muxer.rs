@@ -71,6 +71,7 @@ impl Clone for StreamSpec {
 }
 
 /// How to open an output and how long each blocking call may take.
+#[derive(Clone)]
 pub(crate) struct OutputOptions {
     /// Muxer short name: "flv" or "mp4".
     pub format: &'static str,

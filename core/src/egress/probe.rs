@@ -2,7 +2,7 @@
 //! step, so the host learns *which* step failed (DNS, TCP, TLS, RTMP handshake, key rejected, publish).
 
 use std::ffi::{CString, c_void};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::ptr;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use ffmpeg_next::{Dictionary, ffi};
 
+use super::address::{self, AddressError, AddressPolicy, Pinned};
 use super::encoder::{Encoder, EncoderSettings};
 use super::muxer::{Muxer, Watchdog, interrupt_callback};
 use super::redact::{LogCapture, redact_url};
@@ -29,11 +30,19 @@ pub struct TestOptions {
     pub publish_for: Duration,
     /// Extra CA bundle for RTMPS.
     pub ca_file: Option<PathBuf>,
+    /// Which addresses the host may resolve to. A refused address is never connected to, and the reply
+    /// says only "could not connect", so a test cannot map the server's network.
+    pub address_policy: AddressPolicy,
 }
 
 impl Default for TestOptions {
     fn default() -> Self {
-        TestOptions { timeout: Duration::from_secs(15), publish_for: Duration::from_secs(3), ca_file: None }
+        TestOptions {
+            timeout: Duration::from_secs(15),
+            publish_for: Duration::from_secs(3),
+            ca_file: None,
+            address_policy: AddressPolicy::PublicOnly,
+        }
     }
 }
 
@@ -91,41 +100,9 @@ pub enum DestinationTestError {
     Encoder(String),
 }
 
-/// Tests `url` with default options (system CAs, 3 s of pattern), within `timeout`.
+/// Tests `url` with default options (system CAs, 3 s of pattern, public addresses only), within `timeout`.
 pub fn test_destination(url: &str, timeout: Duration) -> Result<TestReport, DestinationTestError> {
     test_destination_with(url, &TestOptions { timeout, ..TestOptions::default() })
-}
-
-struct Target {
-    tls: bool,
-    host: String,
-    port: u16,
-}
-
-fn parse(url: &str) -> Result<Target, DestinationTestError> {
-    validate_url("test", url).map_err(|e| match e {
-        super::EgressError::InvalidDestination { reason, .. } => DestinationTestError::InvalidUrl(reason),
-        other => DestinationTestError::InvalidUrl(other.to_string()),
-    })?;
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let tls = scheme.eq_ignore_ascii_case("rtmps");
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| DestinationTestError::InvalidUrl("bad IPv6 host".into()))?;
-        (h.to_owned(), after.strip_prefix(':').map(str::to_owned))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p.to_owned())),
-            None => (authority.to_owned(), None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse().map_err(|_| DestinationTestError::InvalidUrl("bad port".into()))?,
-        None if tls => 443,
-        None => 1935,
-    };
-    Ok(Target { tls, host, port })
 }
 
 fn remaining(deadline: Instant, step: &str) -> Result<Duration, DestinationTestError> {
@@ -135,31 +112,15 @@ fn remaining(deadline: Instant, step: &str) -> Result<Duration, DestinationTestE
         .ok_or_else(|| DestinationTestError::Tcp(format!("test timed out before {step}")))
 }
 
-fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, DestinationTestError> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let query = (host.to_owned(), port);
-    // getaddrinfo has no timeout of its own: run it aside and stop waiting at the budget.
-    std::thread::Builder::new()
-        .name("egress-dns".into())
-        .spawn(move || {
-            let _ = tx.send(query.to_socket_addrs().map(Vec::from_iter));
-        })
-        .map_err(|e| DestinationTestError::Dns(e.to_string()))?;
-    match rx.recv_timeout(budget) {
-        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(DestinationTestError::Dns(format!("{host} has no address"))),
-        Ok(Err(e)) => Err(DestinationTestError::Dns(format!("{host}: {e}"))),
-        Err(_) => Err(DestinationTestError::Dns(format!("{host}: timed out"))),
-    }
-}
-
-fn tls_check(target: &Target, ca_file: Option<&PathBuf>, budget: Duration) -> Result<(), DestinationTestError> {
+fn tls_check(pinned: &Pinned, ca_file: Option<&PathBuf>, budget: Duration) -> Result<(), DestinationTestError> {
     let capture = LogCapture::start();
-    let host = if target.host.contains(':') { format!("[{}]", target.host) } else { target.host.clone() };
-    let url = CString::new(format!("tls://{host}:{}", target.port))
+    let url = CString::new(format!("tls://{}", pinned.address))
         .map_err(|_| DestinationTestError::InvalidUrl("NUL in host".into()))?;
     let mut opts = Dictionary::new();
     opts.set("tls_verify", "1");
+    for (k, v) in pinned.io.iter().filter(|(k, _)| k == "verifyhost") {
+        opts.set(k, v);
+    }
     opts.set("rw_timeout", &budget.as_micros().to_string());
     if let Some(ca) = ca_file {
         opts.set("ca_file", &ca.display().to_string());
@@ -213,7 +174,10 @@ fn classify_open_failure(error: &super::muxer::MuxError, lines: &[String]) -> De
 pub fn test_destination_with(url: &str, options: &TestOptions) -> Result<TestReport, DestinationTestError> {
     init_ffmpeg();
     let deadline = Instant::now() + options.timeout;
-    let target = parse(url)?;
+    validate_url("test", url).map_err(|e| match e {
+        super::EgressError::InvalidDestination { reason, .. } => DestinationTestError::InvalidUrl(reason),
+        other => DestinationTestError::InvalidUrl(other.to_string()),
+    })?;
     register_url_secrets(url);
     let mut report = TestReport {
         target: redact_url(url),
@@ -227,30 +191,25 @@ pub fn test_destination_with(url: &str, options: &TestOptions) -> Result<TestRep
         bytes_sent: 0,
     };
 
+    // Resolve once and check every address: from here on only the checked address is connected to.
     let t = Instant::now();
-    let addrs = resolve(&target.host, target.port, remaining(deadline, "DNS")?)?;
+    let pinned = address::pin(url, options.address_policy, 0, remaining(deadline, "DNS")?).map_err(|e| match e {
+        AddressError::InvalidUrl(m) => DestinationTestError::InvalidUrl(m),
+        AddressError::Dns(m) => DestinationTestError::Dns(m),
+        AddressError::NotAllowed => DestinationTestError::Tcp("could not connect".into()),
+    })?;
     report.dns_ms = t.elapsed().as_millis() as u64;
-    report.addresses = addrs.iter().map(ToString::to_string).collect();
+    report.addresses = pinned.addresses.iter().map(ToString::to_string).collect();
 
     let t = Instant::now();
-    let mut last_err = None;
-    for addr in &addrs {
-        match TcpStream::connect_timeout(addr, remaining(deadline, "TCP connect")?) {
-            Ok(_) => {
-                last_err = None;
-                break;
-            }
-            Err(e) => last_err = Some(format!("{addr}: {e}")),
-        }
-    }
-    if let Some(e) = last_err {
-        return Err(DestinationTestError::Tcp(e));
+    if let Err(e) = TcpStream::connect_timeout(&pinned.address, remaining(deadline, "TCP connect")?) {
+        return Err(DestinationTestError::Tcp(format!("{}: {e}", pinned.address)));
     }
     report.tcp_ms = t.elapsed().as_millis() as u64;
 
-    if target.tls {
+    if url.to_ascii_lowercase().starts_with("rtmps://") {
         let t = Instant::now();
-        tls_check(&target, options.ca_file.as_ref(), remaining(deadline, "TLS")?)?;
+        tls_check(&pinned, options.ca_file.as_ref(), remaining(deadline, "TLS")?)?;
         report.tls_ms = Some(t.elapsed().as_millis() as u64);
     }
 
@@ -261,15 +220,17 @@ pub fn test_destination_with(url: &str, options: &TestOptions) -> Result<TestRep
         url: url.to_owned(),
         ca_file: options.ca_file.clone(),
         constraints: Default::default(),
+        address_policy: options.address_policy,
     };
     let budget = remaining(deadline, "RTMP handshake")?;
     let timeouts = Timeouts { open: budget, write: budget.min(Duration::from_secs(5)), ..Timeouts::default() };
-    let output_options = rtmp_options(&dest, &timeouts);
+    let mut output_options = rtmp_options(&dest, &timeouts);
+    output_options.io.extend(pinned.io.iter().cloned());
     let t = Instant::now();
     let abort = Arc::new(AtomicBool::new(false));
     // Debug lines tell whether the publish request was sent before the server hung up.
     let capture = LogCapture::with_level(ffi::AV_LOG_DEBUG);
-    let mut muxer = match Muxer::open(url, &encoder.streams(), &output_options, abort) {
+    let mut muxer = match Muxer::open(&pinned.url, &encoder.streams(), &output_options, abort) {
         Ok(m) => m,
         Err(e) => return Err(classify_open_failure(&e, &capture.lines())),
     };
@@ -325,17 +286,29 @@ pub fn test_destination_with(url: &str, options: &TestOptions) -> Result<TestRep
 mod tests {
     use super::*;
 
+    /// Loopback servers are this test's own: allowed as an operator would allow a local RTMP server.
+    fn local(url: &str) -> Result<TestReport, DestinationTestError> {
+        let options =
+            TestOptions { timeout: Duration::from_secs(5), address_policy: AddressPolicy::Any, ..Default::default() };
+        test_destination_with(url, &options)
+    }
+
     #[test]
-    fn urls_parse_with_default_ports() {
-        let t = parse("rtmps://live.example/app/key").unwrap();
-        assert!(t.tls);
-        assert_eq!((t.host.as_str(), t.port), ("live.example", 443));
-        let t = parse("rtmp://10.0.0.1:1936/app/key").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.tls), ("10.0.0.1", 1936, false));
-        let t = parse("rtmp://[::1]:19350/app/key").unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("::1", 19350));
-        assert!(matches!(parse("rtmp://h:port/app/key"), Err(DestinationTestError::InvalidUrl(_))));
-        assert!(matches!(parse("https://h/app/key"), Err(DestinationTestError::InvalidUrl(_))));
+    fn a_private_address_in_any_spelling_is_never_connected_to_and_the_reply_says_no_more() {
+        // A listener that would answer: a refused test must not reach it, nor tell it from a closed port.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for host in
+            ["127.0.0.1", "127.1", "0x7f.0.0.1", "0177.0.0.1", "127.000.000.001", "localhost", "[::ffff:127.0.0.1]"]
+        {
+            let err = test_destination(&format!("rtmp://{host}:{port}/app/key"), Duration::from_secs(5)).unwrap_err();
+            assert_eq!(err, DestinationTestError::Tcp("could not connect".into()), "{host}");
+        }
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let err = test_destination(&format!("rtmp://127.1:{closed}/app/key"), Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err, DestinationTestError::Tcp("could not connect".into()), "a closed port reads the same");
+        assert!(listener.accept().is_err(), "the refused test connected");
     }
 
     #[test]
@@ -348,7 +321,7 @@ mod tests {
     fn closed_port_is_a_tcp_error() {
         // Bind then drop: the port is free and nothing listens on it.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let err = test_destination(&format!("rtmp://127.0.0.1:{port}/app/key"), Duration::from_secs(5)).unwrap_err();
+        let err = local(&format!("rtmp://127.0.0.1:{port}/app/key")).unwrap_err();
         assert!(matches!(err, DestinationTestError::Tcp(_)), "{err:?}");
     }
 
@@ -363,7 +336,7 @@ mod tests {
                 let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
             }
         });
-        let err = test_destination(&format!("rtmp://127.0.0.1:{port}/app/key"), Duration::from_secs(5)).unwrap_err();
+        let err = local(&format!("rtmp://127.0.0.1:{port}/app/key")).unwrap_err();
         assert!(matches!(err, DestinationTestError::Handshake(_)), "{err:?}");
     }
 }

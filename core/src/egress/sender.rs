@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ffmpeg_next::Rational;
 use parking_lot::{Condvar, Mutex};
 
+use super::address::{self, AddressError, AddressPolicy};
 use super::encoder::EncodedPacket;
 use super::muxer::{MuxError, Muxer, OutputOptions, StreamSpec};
 use super::status::{OutputState, OutputStatus, RateMeter, StatusSink};
@@ -183,6 +184,9 @@ impl OutputQueue {
 pub(crate) struct SenderSetup {
     pub url: String,
     pub options: OutputOptions,
+    /// For network outputs: which addresses the URL's host may resolve to, checked before every connect;
+    /// the connection then goes to the checked address. `None` for files.
+    pub address_policy: Option<AddressPolicy>,
     pub streams: Vec<StreamSpec>,
     pub queue: Arc<OutputQueue>,
     /// Set to interrupt any FFmpeg call of this output now.
@@ -251,9 +255,8 @@ impl Sender {
             }
             // Accept packets before connecting so the keyframe requested below is not missed.
             self.setup.queue.set_accepting(true);
-            let opened =
-                Muxer::open(&self.setup.url, &self.setup.streams, &self.setup.options, Arc::clone(&self.setup.abort));
-            let failure = match opened {
+            let attempt = backoff.as_ref().map_or(0, |b| b.attempts);
+            let failure = match self.connect(attempt) {
                 Ok(muxer) => {
                     if let Some(b) = backoff.as_mut() {
                         b.on_success();
@@ -273,24 +276,18 @@ impl Sender {
                             // hangs up after the publish request.
                             e.detail =
                                 "the server closed the connection right after publish: stream key refused?".into();
-                            e
+                            Failure::from(e)
                         }
-                        Err(e) => e,
+                        Err(e) => Failure::from(e),
                     }
                 }
-                Err(e) => e,
+                Err(f) => f,
             };
             self.setup.queue.set_accepting(false);
             if self.setup.abort.load(Ordering::Acquire) || self.setup.queue.is_closed() {
                 break;
             }
-            let reason = failure.to_string();
-            let permanent = matches!(
-                failure.error,
-                ffmpeg_next::Error::ProtocolNotFound
-                    | ffmpeg_next::Error::MuxerNotFound
-                    | ffmpeg_next::Error::InvalidData
-            ) && failure.op == "open";
+            let Failure { reason, permanent } = failure;
             match backoff.as_mut() {
                 Some(b) if !permanent => {
                     let delay = b.on_failure(self.started.elapsed());
@@ -327,6 +324,21 @@ impl Sender {
 
     fn target(&self) -> String {
         self.setup.status.lock().target.clone()
+    }
+
+    /// Opens the output; a network output first has its host resolved and checked, and connects to the
+    /// checked address.
+    fn connect(&self, attempt: u32) -> Result<Muxer, Failure> {
+        let abort = Arc::clone(&self.setup.abort);
+        let Some(policy) = self.setup.address_policy else {
+            return Muxer::open(&self.setup.url, &self.setup.streams, &self.setup.options, abort)
+                .map_err(Failure::from);
+        };
+        let pinned = address::pin(&self.setup.url, policy, attempt, self.setup.options.open_timeout)
+            .map_err(|e| Failure { permanent: !matches!(e, AddressError::Dns(_)), reason: e.to_string() })?;
+        let mut options = self.setup.options.clone();
+        options.io.extend(pinned.io);
+        Muxer::open(&pinned.url, &self.setup.streams, &options, abort).map_err(Failure::from)
     }
 
     /// Writes packets until the queue is closed (Ok) or the connection fails (Err).
@@ -371,6 +383,22 @@ impl Sender {
                 });
             }
         }
+    }
+}
+
+/// Why a connection attempt or a session ended, and whether trying again could help.
+struct Failure {
+    reason: String,
+    permanent: bool,
+}
+
+impl From<MuxError> for Failure {
+    fn from(e: MuxError) -> Failure {
+        let permanent = matches!(
+            e.error,
+            ffmpeg_next::Error::ProtocolNotFound | ffmpeg_next::Error::MuxerNotFound | ffmpeg_next::Error::InvalidData
+        ) && e.op == "open";
+        Failure { reason: e.to_string(), permanent }
     }
 }
 

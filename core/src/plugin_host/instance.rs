@@ -41,10 +41,12 @@ world!(overlay::OverlayPlugin, Overlay);
 world!(destination::DestinationPlugin, Destination);
 world!(filter::FilterPlugin, Filter);
 
-/// When a plugin that keeps failing is switched off.
+/// When an instance that keeps failing is switched off. The policy is scoped to the instance (one
+/// broadcast's program holds its own), never the node: input that makes one broadcast's plugin fail switches
+/// off that broadcast's instance only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailurePolicy {
-    /// Failures within `window` that disable the plugin (K).
+    /// Failures within `window` that switch the instance off (K).
     pub max_failures: u32,
     pub window: Duration,
 }
@@ -55,43 +57,16 @@ impl Default for FailurePolicy {
     }
 }
 
-/// Health of one plugin, shared by all its instances and shown by `list()`.
+/// Health of one plugin across all its instances, shown by `list()`.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
-    /// Recent failure times, oldest first, within the policy window.
-    recent: VecDeque<Instant>,
     pub(crate) total_failures: u64,
     pub(crate) total_calls: u64,
     pub(crate) last_error: Option<String>,
-    /// Set when the failure policy switched the plugin off; cleared by a reload.
-    pub(crate) disabled: Option<String>,
-}
-
-impl Health {
-    /// Count a failure; returns true when this one disabled the plugin.
-    fn record(&mut self, policy: FailurePolicy, message: String) -> bool {
-        let now = Instant::now();
-        self.total_failures += 1;
-        self.recent.push_back(now);
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) > policy.window) {
-            self.recent.pop_front();
-        }
-        self.last_error = Some(message.clone());
-        if self.disabled.is_none() && self.recent.len() as u32 >= policy.max_failures {
-            self.disabled = Some(format!(
-                "disabled after {} failures in {} s; last: {message}",
-                self.recent.len(),
-                policy.window.as_secs()
-            ));
-            return true;
-        }
-        false
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.recent.clear();
-        self.disabled = None;
-    }
+    /// Instances alive now that the failure policy switched off.
+    pub(crate) switched_off: u32,
+    /// Why the last instance was switched off.
+    pub(crate) last_switch_off: Option<String>,
 }
 
 /// One live instance of a plugin: its `Store`, its bindings, and the generation of the compiled
@@ -101,11 +76,25 @@ pub(crate) struct Slot<W: World> {
     engine: Engine,
     live: Option<(Store<HostState>, W, u64)>,
     pub(crate) last_failure: Option<PluginError>,
+    /// This instance's recent failure times, oldest first, within the policy window.
+    recent: VecDeque<Instant>,
+    /// Set when the failure policy switched this instance off, with the generation it failed on: a hot
+    /// reload (a new generation) gives it another chance.
+    switched_off: Option<(String, u64)>,
+}
+
+impl<W: World> Drop for Slot<W> {
+    fn drop(&mut self) {
+        if self.switched_off.is_some() {
+            self.entry.health.lock().switched_off -= 1;
+        }
+    }
 }
 
 impl<W: World> Slot<W> {
     pub(crate) fn new(entry: Arc<PluginEntry>, engine: Engine) -> Result<Slot<W>, PluginError> {
-        let mut slot = Slot { entry, engine, live: None, last_failure: None };
+        let mut slot =
+            Slot { entry, engine, live: None, last_failure: None, recent: VecDeque::new(), switched_off: None };
         slot.instantiate().map_err(|f| slot.entry.call_error(f))?;
         Ok(slot)
     }
@@ -131,19 +120,25 @@ impl<W: World> Slot<W> {
     }
 
     /// Run `f` against the instance under the plugin's deadline and memory cap. A failure of any kind
-    /// is counted against the plugin, logged with its name, and leaves a fresh instance for the next call.
+    /// is counted against this instance, logged with the plugin's name, and leaves a fresh instance for
+    /// the next call.
     pub(crate) fn call<T>(
         &mut self,
         f: impl FnOnce(&W, &mut Store<HostState>) -> wasmtime::Result<T>,
         check: impl FnOnce(&T) -> Result<(), String>,
     ) -> Result<T, PluginError> {
-        let disabled = self.entry.health.lock().disabled.clone();
-        if let Some(reason) = disabled {
-            let err = PluginError::Disabled { plugin: self.entry.name.to_string(), reason };
-            self.last_failure = Some(err.clone());
-            return Err(err);
-        }
         let generation = self.entry.generation.load(Ordering::Acquire);
+        if let Some((reason, failed_on)) = &self.switched_off {
+            if *failed_on == generation {
+                let err = PluginError::Disabled { plugin: self.entry.name.to_string(), reason: reason.clone() };
+                self.last_failure = Some(err.clone());
+                return Err(err);
+            }
+            // Reloaded since: try the new version.
+            self.switched_off = None;
+            self.recent.clear();
+            self.entry.health.lock().switched_off -= 1;
+        }
         let stale = self.live.as_ref().is_none_or(|(_, _, g)| *g != generation);
         if stale {
             if let Err(f) = self.instantiate() {
@@ -185,10 +180,31 @@ impl<W: World> Slot<W> {
     fn fail(&mut self, f: CallFailure) -> PluginError {
         let err = self.entry.call_error(f);
         let message = err.to_string();
-        let disabled = self.entry.health.lock().record(self.entry.policy, message.clone());
+        let policy = self.entry.policy;
+        let now = Instant::now();
+        self.recent.push_back(now);
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) > policy.window) {
+            self.recent.pop_front();
+        }
+        let switch_off = self.switched_off.is_none() && self.recent.len() as u32 >= policy.max_failures;
+        {
+            let mut health = self.entry.health.lock();
+            health.total_failures += 1;
+            health.last_error = Some(message.clone());
+            if switch_off {
+                let reason = format!(
+                    "switched off for this broadcast after {} failures in {} s; last: {message}",
+                    self.recent.len(),
+                    policy.window.as_secs()
+                );
+                health.switched_off += 1;
+                health.last_switch_off = Some(reason.clone());
+                self.switched_off = Some((reason, self.entry.generation.load(Ordering::Acquire)));
+            }
+        }
         tracing::warn!(plugin = &*self.entry.name, "plugin call failed: {message}");
-        if disabled {
-            tracing::error!(plugin = &*self.entry.name, "plugin disabled after repeated failures");
+        if switch_off {
+            tracing::error!(plugin = &*self.entry.name, "plugin instance switched off after repeated failures");
         }
         self.last_failure = Some(err.clone());
         err

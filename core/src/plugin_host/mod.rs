@@ -30,8 +30,9 @@
 //! - WASI with no filesystem, environment, arguments or sockets; stdio is discarded.
 //! - Every output is validated; a trap, timeout, out-of-memory or invalid output is a failure: the call
 //!   serves the last good result, the instance is re-created from the cached `InstancePre`, and after
-//!   [`FailurePolicy::max_failures`] failures within its window the plugin is disabled (shown by
-//!   `list()`), until it is reloaded.
+//!   [`FailurePolicy::max_failures`] failures within its window that instance (one broadcast's) is switched
+//!   off until the plugin is reloaded; other instances of the plugin go on (`list()` shows `failed` while
+//!   any instance is switched off).
 //! - Hot reload: a watcher thread polls the plugin dirs; a changed `.wasm` is compiled on that thread and
 //!   swapped in; instances pick it up at their next call.
 
@@ -216,7 +217,8 @@ pub struct PluginSummary {
     pub enabled: bool,
     pub capabilities: manifest::Capabilities,
     pub limits: manifest::Limits,
-    /// `ok`, `disabled` (by the operator) or `failed` (switched off by the failure policy).
+    /// `ok`, `disabled` (by the operator) or `failed` (the failure policy switched off at least one running
+    /// instance: one broadcast's, the others keep theirs).
     pub status: &'static str,
     pub last_error: Option<String>,
     pub failures: u64,
@@ -515,7 +517,7 @@ impl PluginHost {
                 let h = e.health.lock();
                 let status = if !c.enabled {
                     "disabled"
-                } else if h.disabled.is_some() {
+                } else if h.switched_off > 0 {
                     "failed"
                 } else {
                     "ok"
@@ -530,7 +532,7 @@ impl PluginHost {
                     capabilities: c.manifest.capabilities.clone(),
                     limits: c.manifest.limits,
                     status,
-                    last_error: h.disabled.clone().or_else(|| h.last_error.clone()),
+                    last_error: if h.switched_off > 0 { h.last_switch_off.clone() } else { h.last_error.clone() },
                     failures: h.total_failures,
                     calls: h.total_calls,
                     reloads: reloads.get(&*e.name).copied().unwrap_or(0),
@@ -603,6 +605,14 @@ impl PluginHost {
         cache.get_mut(platform).unwrap().validate(server_url, stream_key)
     }
 
+    /// A boolean setting of plugin `name` as it runs (the operator's value or the manifest's default);
+    /// `None` when the plugin or the key is missing or not a boolean.
+    pub fn setting_flag(&self, name: &str, key: &str) -> Option<bool> {
+        let plugins = self.inner.plugins.read();
+        let entry = plugins.get(name)?;
+        entry.compiled().settings.get(key)?.as_bool()
+    }
+
     /// Platform id, display name and default server URL of the adapter for `platform`.
     pub fn destination_info(&self, platform: &str) -> Result<DestinationInfo, DestinationError> {
         let mut cache = self.inner.destinations.lock();
@@ -630,7 +640,7 @@ impl PluginHost {
                         Ok(c) if c.manifest.name == *entry.name && c.manifest.kind == entry.kind() => {
                             *entry.compiled.write() = Arc::new(c);
                             entry.generation.fetch_add(1, Ordering::AcqRel);
-                            entry.health.lock().reset();
+                            // Instances switched off get another chance at their next call.
                             *self.inner.reloads.lock().entry(entry.name.to_string()).or_default() += 1;
                             tracing::info!(plugin = &*entry.name, "plugin reloaded");
                             swapped.push(entry.name.to_string());

@@ -322,9 +322,10 @@ impl Peer {
                 KeyframeRequestKind::Fir => KeyframeRequestKind::Pli,
             }
         };
-        if let Err(e) = writer.request_keyframe(None, kind) {
+        match writer.request_keyframe(None, kind) {
+            Ok(()) => tracing::debug!(peer = self.id.0, ?track, ?kind, "keyframe requested"),
             // No RTP seen on the m-line yet, or neither kind negotiated.
-            tracing::debug!(peer = self.id.0, ?track, "keyframe request not sent: {e}");
+            Err(e) => tracing::debug!(peer = self.id.0, ?track, "keyframe request not sent: {e}"),
         }
     }
 

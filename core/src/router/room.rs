@@ -104,6 +104,9 @@ struct Track {
     muted: bool,
     /// When a keyframe was last requested from the publisher.
     last_keyframe_request: Option<Instant>,
+    /// A consumer outside the room (the program's decoder) started on this track and has not had a
+    /// keyframe since: asked for one like a subscriber awaiting a keyframe, until one passes.
+    tap_awaits_keyframe: bool,
     /// Speaking state (audio tracks only).
     speaker: Option<SpeakerDetector>,
 }
@@ -223,7 +226,10 @@ impl Room {
             self.decisions.push_back(Decision::Subscribe { peer: other, track: info.clone() });
         }
         let speaker = (source == TrackSource::Microphone).then(|| SpeakerDetector::new(self.config.speaker));
-        self.tracks.insert(id, Track { info, subscribers, muted, last_keyframe_request: None, speaker });
+        self.tracks.insert(
+            id,
+            Track { info, subscribers, muted, last_keyframe_request: None, tap_awaits_keyframe: false, speaker },
+        );
         Ok(id)
     }
 
@@ -243,7 +249,17 @@ impl Room {
             subscribers.insert(peer, Subscription::Negotiating);
             self.decisions.push_back(Decision::Subscribe { peer, track: info.clone() });
         }
-        self.tracks.insert(id, Track { info, subscribers, muted: false, last_keyframe_request: None, speaker: None });
+        self.tracks.insert(
+            id,
+            Track {
+                info,
+                subscribers,
+                muted: false,
+                last_keyframe_request: None,
+                tap_awaits_keyframe: false,
+                speaker: None,
+            },
+        );
         self.program = Some(id);
         id
     }
@@ -359,11 +375,15 @@ impl Room {
     }
 
     /// Asks the publishers of every video track (or only `participant`'s) for a keyframe: a consumer outside
-    /// the room (the program's decoders) is starting on them. Coalesced like any other request.
+    /// the room (the program's decoders, which start only when a source comes on stage) is starting on them.
+    /// The request is repeated (coalesced like a subscriber's) until a keyframe passes: publishers ignore
+    /// requests that come too soon after another, and a keyframe a subscriber got a moment ago reached no
+    /// decoder that starts now.
     pub fn request_keyframes(&mut self, participant: Option<&str>, now: Instant) {
         let interval = self.config.keyframe_interval;
         for t in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
-            if participant.is_none_or(|p| p == t.info.participant) {
+            if participant.is_none_or(|p| p == t.info.participant) && t.info.kind().is_video() {
+                t.tap_awaits_keyframe = true;
                 Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, interval);
             }
         }
@@ -390,6 +410,9 @@ impl Room {
             return;
         }
         let video = t.info.kind().is_video();
+        if frame.keyframe {
+            t.tap_awaits_keyframe = false;
+        }
         if video && !frame.contiguous {
             // Loss upstream: every subscriber's picture is broken until the next keyframe.
             Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Pli, now, interval);
@@ -457,7 +480,7 @@ impl Room {
     pub fn handle_timeout(&mut self, now: Instant) {
         let interval = self.config.keyframe_interval;
         for t in self.tracks.values_mut() {
-            if t.subscribers.values().any(|s| *s == Subscription::AwaitingKeyframe) {
+            if t.tap_awaits_keyframe || t.subscribers.values().any(|s| *s == Subscription::AwaitingKeyframe) {
                 Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, interval);
             }
             if let Some(speaking) = t.speaker.as_mut().and_then(|s| s.poll_change(now)) {
@@ -474,7 +497,9 @@ impl Room {
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         for t in self.tracks.values() {
-            if !t.muted && t.subscribers.values().any(|s| *s == Subscription::AwaitingKeyframe) {
+            if !t.muted
+                && (t.tap_awaits_keyframe || t.subscribers.values().any(|s| *s == Subscription::AwaitingKeyframe))
+            {
                 let due = t.last_keyframe_request.map_or(now, |l| l + self.config.keyframe_interval);
                 next = Some(next.map_or(due, |n| n.min(due)));
             }
@@ -569,6 +594,37 @@ mod tests {
         assert_eq!(forward(&mut room, cam, DELTA, t0 + ms(350)), vec![b]);
         room.handle_timeout(t0 + ms(2000));
         assert!(drain(&mut room).is_empty(), "no request once the subscriber is served");
+        assert_eq!(room.poll_timeout(t0 + ms(2000)), None);
+    }
+
+    #[test]
+    fn a_decoder_starting_on_a_track_is_asked_a_keyframe_until_one_passes() {
+        let t0 = Instant::now();
+        let mut room = Room::new(RoomConfig::default());
+        let (a, b) = (PeerId(1), PeerId(2));
+        room.add_peer(a, "alice").unwrap();
+        room.add_peer(b, "bob").unwrap();
+        let cam = room.publish(a, TrackSource::Camera).unwrap();
+        room.publish(a, TrackSource::Microphone).unwrap();
+        drain(&mut room);
+        room.subscription_ready(b, cam, t0);
+        drain(&mut room);
+        assert_eq!(forward(&mut room, cam, KEY, t0 + ms(20)), vec![b]);
+        // Alice goes on stage 100 ms later: the publisher would ignore a request this soon, and the keyframe
+        // bob got came before the program's decoder existed, so the request stands until a keyframe passes.
+        room.request_keyframes(Some("alice"), t0 + ms(100));
+        assert!(drain(&mut room).is_empty(), "coalesced with bob's");
+        assert_eq!(room.poll_timeout(t0 + ms(100)), Some(t0 + ms(300)));
+        forward(&mut room, cam, DELTA, t0 + ms(150));
+        room.handle_timeout(t0 + ms(300));
+        assert_eq!(
+            drain(&mut room),
+            vec![Decision::RequestKeyframe { publisher: a, track: cam, kind: KeyframeRequestKind::Fir }],
+            "video only, asked again"
+        );
+        forward(&mut room, cam, KEY, t0 + ms(340));
+        room.handle_timeout(t0 + ms(2000));
+        assert!(drain(&mut room).is_empty(), "no request once a keyframe passed");
         assert_eq!(room.poll_timeout(t0 + ms(2000)), None);
     }
 

@@ -9,6 +9,7 @@ use super::auth::check_name;
 use super::extract::{ApiJson, ApiQuery, PageOf, PageQuery};
 use crate::auth::{BroadcastAccess, CurrentUser, HostAccess, OwnerAccess};
 use crate::error::{ApiError, ApiResult};
+use crate::scene::Scene;
 use crate::state::AppState;
 use crate::store::Broadcast;
 use backyard_core::bus::{Event, topic};
@@ -145,7 +146,7 @@ pub async fn end(State(state): State<AppState>, HostAccess(access): HostAccess) 
     // Flush and close every output and finalise the recording (bounded by egress' timeouts). An ended
     // broadcast cannot go live again, so its program stops too.
     let hub = crate::signaling::Hub::get(&state).await?;
-    hub.programs.end_live(&state, access.broadcast.id).await?;
+    hub.programs.end_live(&state, &hub.media, access.broadcast.id).await?;
     let now = OffsetDateTime::now_utc();
     let b = state.store.set_broadcast_status(access.broadcast.id, "ended", None, Some(now)).await?;
     state.metrics.active_broadcasts.dec();
@@ -158,57 +159,10 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap()
 }
 
-/// The layouts the studio offers; layout plugins add to this list later.
-pub const LAYOUTS: &[&str] = &["grid", "spotlight", "sidebar", "solo", "pip", "screen-share"];
-
-/// What is on screen: who is on stage, the layout, and overlay settings.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Scene {
-    /// Participant ids on stage, in order.
-    #[serde(default)]
-    pub stage: Vec<uuid::Uuid>,
-    #[serde(default = "default_layout")]
-    pub layout: String,
-    /// Overlay settings by overlay name (banner, lowerThird, logo, ...), each a JSON object.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub overlays: serde_json::Map<String, serde_json::Value>,
-}
-
-fn default_layout() -> String {
-    "grid".into()
-}
-
-impl Scene {
-    fn validate(&self) -> ApiResult<()> {
-        if !LAYOUTS.contains(&self.layout.as_str()) {
-            return Err(ApiError::invalid("layout", format!("unknown layout; one of {}", LAYOUTS.join(", "))));
-        }
-        if self.stage.len() > 25 {
-            return Err(ApiError::invalid("stage", "at most 25 participants on stage"));
-        }
-        for (name, v) in &self.overlays {
-            if !v.is_object() {
-                return Err(ApiError::invalid(format!("overlays.{name}"), "must be an object"));
-            }
-        }
-        Ok(())
-    }
-}
-
-pub fn scene_of(b: &Broadcast) -> Scene {
-    serde_json::from_value(b.scene.0.clone()).unwrap_or(Scene {
-        stage: vec![],
-        layout: default_layout(),
-        overlays: Default::default(),
-    })
-}
-
 #[utoipa::path(get, path = "/api/broadcasts/{id}/scene", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Scene), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_scene(access: BroadcastAccess) -> ApiResult<Json<Scene>> {
-    Ok(axum::Json(scene_of(&access.broadcast)))
+    Ok(axum::Json(Scene::of(&access.broadcast)))
 }
 
 #[utoipa::path(put, path = "/api/broadcasts/{id}/scene", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
@@ -218,7 +172,8 @@ pub async fn put_scene(
     HostAccess(access): HostAccess,
     ApiJson(scene): ApiJson<Scene>,
 ) -> ApiResult<Json<Scene>> {
-    scene.validate()?;
+    let layouts: Vec<String> = state.plugins.layouts().await.into_iter().map(|l| l.id).collect();
+    scene.validate(&layouts)?;
     // unwrap: a Scene always serializes.
     let value = serde_json::to_value(&scene).unwrap();
     state.store.set_scene(access.broadcast.id, value.clone()).await?;

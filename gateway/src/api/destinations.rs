@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::auth::check_name;
 use super::extract::{ApiJson, PathParams};
+use backyard_core::egress::{AddressError, AddressPolicy, TestOptions, check_address};
 use backyard_core::plugin_host::{DestinationError, Ingest, PluginKind};
 
 use crate::auth::{BroadcastAccess, HostAccess, OwnerAccess, path_uuid};
@@ -101,7 +102,14 @@ pub struct Resolved {
     pub ingest: Ingest,
     /// The adapter's display name for the platform.
     pub display_name: String,
+    /// Which addresses the ingest may resolve to: public ones, unless the operator allowed private hosts
+    /// for this platform (`[destinations.<platform>] allow-private-hosts`).
+    pub address_policy: AddressPolicy,
 }
+
+/// How long entering a destination waits for its host name to resolve. A name that does not resolve (yet)
+/// is accepted: it is checked again on every connect.
+const RESOLVE_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Asks `platform`'s destination adapter (a plugin) to check what the user typed. An unknown or disabled
 /// platform and the adapter's field errors are 422s naming the field.
@@ -122,19 +130,29 @@ pub async fn resolve(state: &AppState, platform: &str, server_url: &str, stream_
     tokio::task::spawn_blocking(move || {
         let info = host.destination_info(&platform);
         let ingest = host.validate_destination(&platform, &server_url, &stream_key);
-        (info, ingest, server_url)
+        let policy = if host.setting_flag(&platform, "allow-private-hosts") == Some(true) {
+            AddressPolicy::Any
+        } else {
+            AddressPolicy::PublicOnly
+        };
+        // The adapter judged the URL's text; what counts is where its host resolves to.
+        let address = ingest.as_ref().ok().map(|i| check_address(&i.primary, policy, RESOLVE_BUDGET));
+        (info, ingest, server_url, policy, address)
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))
-    .and_then(|(info, ingest, typed)| {
+    .and_then(|(info, ingest, typed, address_policy, address)| {
         let info = info.map_err(destination_error)?;
         let ingest = ingest.map_err(destination_error)?;
+        if let Some(Err(e @ (AddressError::NotAllowed | AddressError::InvalidUrl(_)))) = address {
+            return Err(ApiError::invalid("rtmpUrl", e.to_string()));
+        }
         let server_url = if typed.is_empty() {
             info.default_server_url.ok_or_else(|| ApiError::invalid("rtmpUrl", "required for this platform"))?
         } else {
             typed
         };
-        Ok(Resolved { server_url, ingest, display_name: info.name })
+        Ok(Resolved { server_url, ingest, display_name: info.name, address_policy })
     })
 }
 
@@ -353,10 +371,10 @@ pub async fn test(
         key.as_ref().map(|_| "stream key decrypts and is well-formed".into()).map_err(Clone::clone),
     ));
     let Ok(key) = key else { return Ok(axum::Json(TestReport { ok: false, checks, connection: None })) };
-    let ingest = match resolve(&state, &row.platform, &row.rtmp_url, &key).await {
+    let (ingest, address_policy) = match resolve(&state, &row.platform, &row.rtmp_url, &key).await {
         Ok(r) => {
             checks.push(check("ingest", Ok(format!("{} accepts the server URL and key", r.display_name))));
-            r.ingest
+            (r.ingest, r.address_policy)
         }
         Err(e) => {
             checks.push(check("ingest", Err(e.to_string())));
@@ -365,7 +383,8 @@ pub async fn test(
     };
     // A real RTMP(S) connect and a few seconds of test pattern: what failed is named by its stage.
     let url = ingest.primary;
-    let outcome = tokio::task::spawn_blocking(move || backyard_core::egress::test_destination(&url, TEST_TIMEOUT))
+    let options = TestOptions { timeout: TEST_TIMEOUT, address_policy, ..TestOptions::default() };
+    let outcome = tokio::task::spawn_blocking(move || backyard_core::egress::test_destination_with(&url, &options))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let connection = match outcome {

@@ -1,24 +1,17 @@
 //! `/api/recordings`: list, get, delete, and download with HTTP Range.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt as _;
-use uuid::Uuid;
 
 use super::extract::{ApiQuery, PageOf, PageQuery, PathParams};
 use crate::auth::{CurrentUser, path_uuid};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::Recording;
-
-/// Where a recording's file lives.
-pub fn recording_path(state: &AppState, id: Uuid) -> PathBuf {
-    state.cfg.data_dir.join("recordings").join(format!("{id}.mp4"))
-}
 
 async fn own(state: &AppState, user: &CurrentUser, params: &HashMap<String, String>) -> ApiResult<Recording> {
     let id = path_uuid(params, "id")?;
@@ -58,7 +51,7 @@ pub async fn delete(
     if rec.status == "recording" {
         return Err(ApiError::conflict("recording_in_progress", "end the broadcast before deleting its recording"));
     }
-    match tokio::fs::remove_file(recording_path(&state, rec.id)).await {
+    match tokio::fs::remove_file(crate::program::recording_path(&state.cfg.data_dir, rec.id)).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ApiError::Internal(e.into())),
@@ -76,7 +69,7 @@ pub async fn file(
     req: Request,
 ) -> ApiResult<Response> {
     let rec = own(&state, &user, &params).await?;
-    let path = recording_path(&state, rec.id);
+    let path = crate::program::recording_path(&state.cfg.data_dir, rec.id);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Err(ApiError::NotFound("recording file"));
     }

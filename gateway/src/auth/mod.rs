@@ -21,7 +21,7 @@ pub const REFRESH_COOKIE: &str = "by_refresh";
 pub const GUEST_COOKIE: &str = "by_guest";
 
 /// A role in one broadcast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Created the broadcast: may do everything.
@@ -49,6 +49,19 @@ impl Role {
             Self::Guest => "guest",
         }
     }
+}
+
+/// The caller's role in `broadcast`: the one derivation the REST API and the WebSocket share. `None` when the
+/// broadcast is not the caller's (which callers make indistinguishable from a missing one); a stored invite
+/// role that does not read is an error, never a silent guest.
+pub fn role_in(caller: &Caller, broadcast: &crate::store::Broadcast) -> anyhow::Result<Option<Role>> {
+    Ok(match caller {
+        Caller::User(u) if u.id == broadcast.user_id => Some(Role::Host),
+        Caller::Guest(g) if g.broadcast_id == broadcast.id => {
+            Some(Role::parse(&g.role).ok_or_else(|| anyhow::anyhow!("invite session with unknown role {:?}", g.role))?)
+        }
+        _ => None,
+    })
 }
 
 /// A signed-in account.
@@ -197,14 +210,7 @@ impl FromRequestParts<AppState> for BroadcastAccess {
         let id = path_uuid(&params, "id")?;
         let caller = Caller::from_request_parts(parts, state).await?;
         let broadcast = state.store.broadcast(id).await?.ok_or(ApiError::NotFound("broadcast"))?;
-        let role = match &caller {
-            Caller::User(u) if u.id == broadcast.user_id => Role::Host,
-            Caller::Guest(g) if g.broadcast_id == broadcast.id => {
-                Role::parse(&g.role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad stored role {}", g.role)))?
-            }
-            // Someone else's broadcast: indistinguishable from a missing one.
-            _ => return Err(ApiError::NotFound("broadcast")),
-        };
+        let role = role_in(&caller, &broadcast).map_err(ApiError::Internal)?.ok_or(ApiError::NotFound("broadcast"))?;
         Ok(Self { broadcast, role, caller })
     }
 }

@@ -51,7 +51,7 @@ pub struct Hub {
     /// Generations for detached members.
     next_detach: std::sync::atomic::AtomicU64,
     /// The program of each broadcast whose studio is open on this node.
-    pub programs: crate::live::Programs,
+    pub programs: crate::program::Programs,
 }
 
 #[derive(Default)]
@@ -102,7 +102,7 @@ impl Hub {
             max_participants: state.cfg.limits.max_participants as usize,
             rooms: Mutex::new(HashMap::new()),
             next_detach: std::sync::atomic::AtomicU64::new(1),
-            programs: crate::live::Programs::default(),
+            programs: crate::program::Programs::default(),
         })
     }
 
@@ -112,6 +112,11 @@ impl Hub {
             .await
             .cloned()
             .map_err(ApiError::Internal)
+    }
+
+    /// The hub, if this process started it.
+    pub fn running() -> Option<Arc<Hub>> {
+        HUB.get().cloned()
     }
 
     /// The participants in a broadcast's room on this node.
@@ -127,7 +132,10 @@ impl Hub {
 
     /// Someone who may run the show (host or co-host) is in the room.
     pub fn has_host(&self, broadcast: Uuid) -> bool {
-        self.rooms.lock().get(&broadcast).is_some_and(|r| r.members.values().any(|m| m.participant.role != "guest"))
+        self.rooms
+            .lock()
+            .get(&broadcast)
+            .is_some_and(|r| r.members.values().any(|m| m.participant.role != crate::auth::Role::Guest))
     }
 
     fn chat(&self, broadcast: Uuid) -> Vec<ChatMessage> {

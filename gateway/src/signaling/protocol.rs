@@ -89,14 +89,14 @@ pub struct Moderate {
     pub action: ModerateAction,
 }
 
-/// A participant as every client sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A participant as every client sees it (and as the bus carries it between nodes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Participant {
     pub id: Uuid,
     pub user_id: Option<Uuid>,
     pub name: String,
-    pub role: &'static str,
+    pub role: crate::auth::Role,
     pub audio_enabled: bool,
     pub video_enabled: bool,
     pub screen_sharing: bool,

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::protocol::{self, ErrorData, ModerateAction, Participant, frame, parse_data};
 use super::{ChatMessage, Control, Hub, Member};
 use crate::auth::{Caller, Role};
+use crate::scene::Scene;
 use crate::state::AppState;
 use crate::store::Broadcast;
 
@@ -109,7 +110,7 @@ async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reas
     if let Ok(hub) = Hub::get(state).await
         && !hub.has_host(broadcast)
     {
-        hub.programs.stop_if_idle(broadcast).await;
+        hub.programs.stop_if_idle(&hub.media, broadcast).await;
     }
 }
 
@@ -130,10 +131,6 @@ async fn recv_room(rx: &mut Option<broadcast::Receiver<Arc<Event>>>) -> Option<A
             Err(broadcast::error::RecvError::Closed) => return None,
         }
     }
-}
-
-fn role_str(role: Role) -> &'static str {
-    role.as_str()
 }
 
 fn media_error(e: NodeError) -> ErrorData {
@@ -240,17 +237,19 @@ impl Session {
             Caller::User(u) => u.session_id,
             Caller::Guest(g) => g.id,
         };
-        let (role, user_id, name, guest_session) = match &self.caller {
-            Caller::User(u) if u.id == broadcast.user_id => {
+        // Someone else's broadcast looks like a missing one, as in the REST API.
+        let role = crate::auth::role_in(&self.caller, &broadcast)
+            .map_err(|e| {
+                tracing::error!("joining: {e}");
+                ErrorData::new("internal", "the server could not read this session's role")
+            })?
+            .ok_or_else(not_found)?;
+        let (user_id, name, guest_session) = match &self.caller {
+            Caller::User(u) => {
                 let user = store.user_by_id(u.id).await.map_err(internal)?.ok_or_else(not_found)?;
-                (Role::Host, Some(u.id), user.name, None)
+                (Some(u.id), user.name, None)
             }
-            Caller::Guest(g) if g.broadcast_id == broadcast.id => {
-                let role = Role::parse(&g.role).unwrap_or(Role::Guest);
-                (role, None, g.name.clone(), Some(g.id))
-            }
-            // Someone else's broadcast looks like a missing one, as in the REST API.
-            _ => return Err(not_found()),
+            Caller::Guest(g) => (None, g.name.clone(), Some(g.id)),
         };
         if broadcast.status == "ended" {
             return Err(ErrorData::new("broadcast-ended", "this broadcast has ended"));
@@ -262,7 +261,7 @@ impl Session {
         if let Some(participant) = self.hub.reattach(broadcast.id, session_key, control_tx.clone()) {
             // Back within the grace period: the same seat, and the others never saw us leave.
             inbox.control = Some(control_rx);
-            self.send_joined(&broadcast, &participant, role);
+            self.send_joined(&broadcast, &participant, role).await;
             let id = broadcast.id;
             self.start_program(&broadcast, role).await;
             self.joined = Some(Joined { broadcast, participant: participant.id, role, media: None });
@@ -278,7 +277,7 @@ impl Session {
             id: row.id,
             user_id,
             name,
-            role: role_str(role),
+            role,
             audio_enabled: req.audio_enabled,
             video_enabled: req.video_enabled,
             screen_sharing: false,
@@ -298,7 +297,7 @@ impl Session {
             return Err(e);
         }
         inbox.control = Some(control_rx);
-        self.send_joined(&broadcast, &participant, role);
+        self.send_joined(&broadcast, &participant, role).await;
         let id = broadcast.id;
         self.publish(id, "participant-joined", json!({ "participant": participant })).await;
         self.start_program(&broadcast, role).await;
@@ -318,8 +317,10 @@ impl Session {
         }
     }
 
-    fn send_joined(&mut self, broadcast: &Broadcast, me: &Participant, role: Role) {
+    async fn send_joined(&mut self, broadcast: &Broadcast, me: &Participant, role: Role) {
         let others: Vec<_> = self.hub.participants(broadcast.id).into_iter().filter(|p| p.id != me.id).collect();
+        let layouts = self.state.plugins.layouts().await;
+        let stage_layout = self.hub.programs.get(broadcast.id).and_then(|l| l.stage_layout());
         let data = json!({
             "participantId": me.id,
             "role": role.as_str(),
@@ -327,7 +328,9 @@ impl Session {
             "participants": others,
             "iceServers": self.hub.ice_servers.for_participant(me.id, std::time::SystemTime::now()),
             "chat": self.hub.chat(broadcast.id),
-            "scene": broadcast.scene.0,
+            "scene": Scene::of(broadcast),
+            "layouts": layouts,
+            "stageLayout": stage_layout,
         });
         self.send("joined", data);
     }
@@ -466,7 +469,7 @@ impl Session {
             return Err(ErrorData::new("invalid-field", "you cannot moderate yourself").field("participantId"));
         }
         // The host is beyond moderation; co-hosts moderate guests only.
-        if target.role == "host" || (my_role == Role::Cohost && target.role != "guest") {
+        if target.role == Role::Host || (my_role == Role::Cohost && target.role != Role::Guest) {
             return Err(ErrorData::new("forbidden", "you may not moderate that participant"));
         }
         let room = broadcast.to_string();
@@ -516,7 +519,9 @@ impl Session {
             return Err(ErrorData::new("forbidden", "only the host or a co-host may change the scene"));
         }
         let broadcast = j.broadcast.id;
-        let scene: crate::api::broadcasts::Scene = parse_data(data)?;
+        let scene: Scene = parse_data(data)?;
+        let layouts: Vec<String> = self.state.plugins.layouts().await.into_iter().map(|l| l.id).collect();
+        scene.validate(&layouts).map_err(|e| ErrorData::new("invalid-field", e.message).field(e.field))?;
         // unwrap: a Scene always serializes.
         let value = serde_json::to_value(&scene).expect("serializable scene");
         if let Err(e) = self.state.store.set_scene(broadcast, value.clone()).await {

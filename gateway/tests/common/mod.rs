@@ -50,6 +50,17 @@ pub enum RawDb {
     Postgres(sqlx::PgPool),
 }
 
+impl RawDb {
+    /// Runs a statement written in the SQL both dialects accept (a test reaching past the API on purpose).
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            RawDb::Sqlite(p) => sqlx::query(sql).execute(p).await.map(drop),
+            RawDb::Postgres(p) => sqlx::query(sql).execute(p).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
 pub struct TestApp {
     pub backend: Backend,
     pub app: Router,

@@ -1,0 +1,346 @@
+// The host's stage is what goes on air. A host and two guests in three Chromium processes, each with its own
+// two-colour fake camera; the host puts 1, then 3 people on stage and, for every layout the server offers in
+// `joined.layouts`, the tiles the studio draws on its stage (`[data-source]` elements, measured relative to
+// the stage element as fractions of it) match the program's tiles from the server's latest `stage-layout`
+// event within 2 % of the canvas, and the composed program (`GET /api/broadcasts/{id}/program.jpg`, decoded
+// in the page with an <img> and a canvas) shows each camera tile's owner's colours where that tile is. Then a
+// guest shares her screen and every layout is checked again.
+//
+// Six people on stage would take six Chromium processes, too heavy for a 2-core machine; placements for six
+// (and more) are left to the server's own layout tests.
+//
+// Everyone's microphone is muted first: the fake microphone beeps, and a changing active speaker would move
+// tiles in the speaker-led layouts while they are measured.
+//
+// Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { backyardUrl, eventually, hostWithInvite, launchParticipant, makeClip, near, rgb, screenshot } from '../lib/harness.mjs';
+
+const PEOPLE = {
+  host: { name: 'Stella Host', left: 'c83232', right: '3232c8' },
+  ada: { name: 'Ada Guest', left: '32c832', right: 'c8c832' },
+  bob: { name: 'Bob Guest', left: 'c832c8', right: '32c8c8' },
+};
+/** How far a stage tile's edges may be from the program's, as a fraction of the canvas. */
+const GEOMETRY_TOLERANCE = 0.02;
+/** The program scales, composes and JPEG-encodes a VP8 picture: a little more than the SFU tests allow. */
+const COLOUR_TOLERANCE = 40;
+const MEDIA_MS = 45000;
+
+/**
+ * Watches `page`'s signaling socket: the `joined` answer, who is who (participant id → name), and every
+ * `stage-layout` the server sends.
+ */
+function recordSignaling(page) {
+  const rec = { joined: null, names: new Map(), stageLayouts: [] };
+  page.on('websocket', (ws) => {
+    if (!new URL(ws.url()).pathname.endsWith('/ws')) return;
+    ws.on('framereceived', ({ payload }) => {
+      let msg;
+      try {
+        msg = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+      } catch {
+        return;
+      }
+      const data = msg?.data ?? {};
+      switch (msg?.event) {
+        case 'joined':
+          rec.joined = data;
+          rec.stageLayouts = data.stageLayout ? [data.stageLayout] : [];
+          for (const p of data.participants ?? []) rec.names.set(p.id, p.name);
+          break;
+        case 'participant-joined':
+        case 'participant-status-updated':
+          rec.names.set(data.participant.id, data.participant.name);
+          break;
+        case 'stage-layout':
+          rec.stageLayouts.push(data);
+          break;
+        default:
+          break;
+      }
+    });
+  });
+  return rec;
+}
+
+/** The latest placements the server sent, or null. */
+const latestLayout = (rec) => rec.stageLayouts.at(-1) ?? null;
+
+/** Every `[data-source]` tile on the studio's stage, as fractions of the stage element, plus the stage's shape. */
+async function stageRects(page) {
+  return page.evaluate(() => {
+    const stage = document.querySelector('[data-role=stage]');
+    if (!stage) return null;
+    const s = stage.getBoundingClientRect();
+    const tiles = [...stage.querySelectorAll('[data-source]')].map((el) => {
+      const r = el.getBoundingClientRect();
+      return {
+        source: el.dataset.source,
+        fit: el.dataset.fit,
+        x: (r.left - s.left) / s.width,
+        y: (r.top - s.top) / s.height,
+        w: r.width / s.width,
+        h: r.height / s.height,
+      };
+    });
+    return { aspect: s.width / s.height, tiles };
+  });
+}
+
+/**
+ * Fetches the program's latest composed frame as the host and decodes it in the page (an <img> drawn on a
+ * canvas); returns its size and the mean colour of a small box around each point (fractions of the frame).
+ */
+async function sampleProgram(page, broadcastId, points) {
+  return page.evaluate(
+    async ({ id, points }) => {
+      const res = await fetch(`/api/broadcasts/${id}/program.jpg`, { credentials: 'same-origin', cache: 'no-store' });
+      if (!res.ok) return { error: `program.jpg: HTTP ${res.status}` };
+      const url = URL.createObjectURL(await res.blob());
+      try {
+        const img = new Image();
+        img.src = url;
+        await img.decode();
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth;
+        c.height = img.naturalHeight;
+        const ctx = c.getContext('2d', { willReadFrequently: true });
+        ctx.drawImage(img, 0, 0);
+        const box = 6;
+        const colours = points.map(([fx, fy]) => {
+          const x = Math.min(c.width - box, Math.max(0, Math.round(fx * c.width - box / 2)));
+          const y = Math.min(c.height - box, Math.max(0, Math.round(fy * c.height - box / 2)));
+          const d = ctx.getImageData(x, y, box, box).data;
+          const sum = [0, 0, 0];
+          for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
+          return sum.map((v) => Math.round(v / (d.length / 4)));
+        });
+        return { width: c.width, height: c.height, colours };
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+    },
+    { id: broadcastId, points },
+  );
+}
+
+/** Is the canvas point (fractions) inside tile `t` (a `stage-layout` tile, pixels on `canvas`)? */
+function inside(t, canvas, [fx, fy]) {
+  const x = fx * canvas.width;
+  const y = fy * canvas.height;
+  return x >= t.x && x <= t.x + t.width && y >= t.y && y <= t.y + t.height;
+}
+
+/**
+ * Checks one moment: the host's stage shows exactly the tiles of the latest `stage-layout` (same sources,
+ * same fit, rectangles within the tolerance), and program.jpg shows each visible camera tile's owner.
+ * Returns a description of the first mismatch, or null when everything matches.
+ */
+async function compare(host, rec, broadcastId, { layout, expect }) {
+  const sl = latestLayout(rec);
+  if (!sl) return 'no stage-layout yet';
+  if (sl.layout !== layout) return `the latest stage-layout is for ${sl.layout}, not ${layout}`;
+  const problem = expect(sl);
+  if (problem) return problem;
+  const { canvas } = sl;
+  const view = await stageRects(host.page);
+  if (!view) return 'no stage on the host’s page';
+  const wantAspect = canvas.width / canvas.height;
+  if (Math.abs(view.aspect - wantAspect) / wantAspect > GEOMETRY_TOLERANCE) return `stage aspect ${view.aspect}, canvas ${wantAspect}`;
+  const drawn = new Map(view.tiles.map((t) => [t.source, t]));
+  if (drawn.size !== sl.tiles.length || sl.tiles.some((t) => !drawn.has(t.source))) {
+    return `stage shows ${JSON.stringify([...drawn.keys()])}, the program ${JSON.stringify(sl.tiles.map((t) => t.source))}`;
+  }
+  for (const t of sl.tiles) {
+    const d = drawn.get(t.source);
+    const want = { x: t.x / canvas.width, y: t.y / canvas.height, w: t.width / canvas.width, h: t.height / canvas.height };
+    for (const k of ['x', 'y', 'w', 'h']) {
+      if (Math.abs(d[k] - want[k]) > GEOMETRY_TOLERANCE) return `${t.source} ${k}: stage ${d[k].toFixed(3)}, program ${want[k].toFixed(3)}`;
+    }
+    if (d.fit !== t.fit) return `${t.source} fit: stage ${d.fit}, program ${t.fit}`;
+  }
+
+  // Each camera tile: a point a third in from either side at mid-height shows that half of the owner's clip
+  // (a cover crop is centred, so the halves stay on their sides), unless a tile above covers the point.
+  const checks = [];
+  for (const t of sl.tiles) {
+    if (t.screen) continue;
+    const who = Object.values(PEOPLE).find((p) => p.id === t.participantId);
+    if (!who) return `a tile for ${t.participantId}, who is none of the test's people`;
+    const above = sl.tiles.filter((o) => o !== t && (o.z > t.z || (o.z === t.z && sl.tiles.indexOf(o) > sl.tiles.indexOf(t))));
+    for (const [side, fx] of [['left', 0.3], ['right', 0.7]]) {
+      const point = [(t.x + fx * t.width) / canvas.width, (t.y + 0.5 * t.height) / canvas.height];
+      if (above.some((o) => inside(o, canvas, point))) continue;
+      checks.push({ who, side, point });
+    }
+  }
+  const program = await sampleProgram(host.page, broadcastId, checks.map((c) => c.point));
+  if (program.error) return program.error;
+  if (Math.abs(program.width / program.height - wantAspect) / wantAspect > GEOMETRY_TOLERANCE) {
+    return `program.jpg is ${program.width}x${program.height}, the canvas ${canvas.width}x${canvas.height}`;
+  }
+  for (const [i, c] of checks.entries()) {
+    const want = rgb(c.who[c.side]);
+    if (!near(program.colours[i], want, COLOUR_TOLERANCE)) {
+      return `program.jpg at ${c.point.map((v) => v.toFixed(3))} is ${program.colours[i]}, want ${c.who.name}'s ${c.side} #${c.who[c.side]}`;
+    }
+  }
+  return null;
+}
+
+async function joinAsGuest(p, link, name) {
+  await p.page.goto(link);
+  await p.page.fill('input[name=name]', name);
+  await p.page.click('[data-action=enter-studio]');
+  await p.page.waitForSelector('.studio', { timeout: 15000 });
+}
+
+/** Puts exactly `ids` on stage from the host's strip, and waits until the server's scene says so. */
+async function setStage(page, ids) {
+  for (const card of await page.locator('.participant-card[data-kind=camera]').all()) {
+    const id = await card.getAttribute('data-participant-id');
+    const on = (await card.getAttribute('data-on-stage')) === 'true';
+    if (on !== ids.includes(id)) await card.locator('[data-action=toggle-stage]').click();
+  }
+  await eventually(
+    `${ids.length} on stage`,
+    async () => {
+      const on = await page.locator('.participant-card[data-kind=camera][data-on-stage=true]').evaluateAll((els) => els.map((e) => e.dataset.participantId));
+      return on.length === ids.length && ids.every((id) => on.includes(id)) ? on : false;
+    },
+    15000,
+  );
+}
+
+describe('the host’s stage is the program', { timeout: 600000 }, () => {
+  const base = backyardUrl();
+  let clipDir;
+  const p = {};
+  let rec;
+  let broadcastId;
+
+  before(async () => {
+    clipDir = await mkdtemp(path.join(tmpdir(), 'backyard-clips-'));
+    for (const [key, who] of Object.entries(PEOPLE)) who.clip = await makeClip(clipDir, key, who.left, who.right);
+  });
+
+  after(async () => {
+    for (const x of Object.values(p)) {
+      if (process.env.BACKYARD_E2E_LOGS) console.log(`--- ${x.name} console\n${x.logs.join('\n')}`);
+      await x.close();
+    }
+    if (clipDir) await rm(clipDir, { recursive: true, force: true });
+  });
+
+  it('a host and two guests are in the studio, microphones off', async () => {
+    p.host = await launchParticipant('host', { clip: PEOPLE.host.clip });
+    rec = recordSignaling(p.host.page);
+    const link = await hostWithInvite(p.host.page, {
+      base,
+      name: PEOPLE.host.name,
+      email: `stage-${Date.now()}@example.test`,
+      title: 'E2E stage',
+    });
+    broadcastId = decodeURIComponent(new URL(p.host.page.url()).hash.split('/studio/')[1] ?? '');
+    assert.ok(broadcastId, `the studio's address names the broadcast: ${p.host.page.url()}`);
+    for (const key of ['ada', 'bob']) {
+      p[key] = await launchParticipant(key, { clip: PEOPLE[key].clip });
+      await joinAsGuest(p[key], link, PEOPLE[key].name);
+    }
+    const names = () => [...rec.names.values()];
+    await eventually('the host knows both guests', async () => (names().includes(PEOPLE.ada.name) && names().includes(PEOPLE.bob.name) ? names() : false), 15000);
+    PEOPLE.host.id = rec.joined.participantId;
+    for (const key of ['ada', 'bob']) {
+      PEOPLE[key].id = [...rec.names].find(([, name]) => name === PEOPLE[key].name)?.[0];
+      assert.ok(PEOPLE[key].id, `${PEOPLE[key].name} has a participant id`);
+    }
+    for (const x of [p.host, p.ada, p.bob]) {
+      await x.page.click('[data-action=toggle-mic]');
+      assert.equal(await x.page.getAttribute('[data-action=toggle-mic]', 'aria-pressed'), 'true', `${x.name}'s microphone is off`);
+    }
+  });
+
+  it('the layout toolbar is the server’s list of layouts', async () => {
+    const layouts = rec.joined.layouts;
+    assert.ok(Array.isArray(layouts) && layouts.length > 0, 'joined lists the layouts');
+    for (const id of ['grid', 'solo', 'spotlight', 'sidebar', 'pip', 'screen']) {
+      assert.ok(layouts.some((l) => l.id === id), `the first-party ${id} layout is offered`);
+    }
+    const buttons = await p.host.page.locator('.layout-bar [data-layout]').evaluateAll((els) => els.map((e) => ({ id: e.dataset.layout, title: e.title })));
+    assert.deepEqual(
+      buttons.map((b) => b.id),
+      layouts.map((l) => l.id),
+    );
+    for (const [i, l] of layouts.entries()) assert.equal(buttons[i].title, l.description || l.name);
+    assert.equal(await p.host.page.locator('[data-role=stage] [data-source]').count(), 0, 'nobody on stage yet');
+  });
+
+  /** Every layout the server offers, with `ids` on stage; `screens` are the sources of the screens shared. */
+  async function everyLayout(ids, screens = []) {
+    for (const { id: layout } of rec.joined.layouts) {
+      await p.host.page.click(`.layout-bar [data-layout="${layout}"]`);
+      const expect = (sl) => {
+        const wanted = new Set([...ids, ...screens]);
+        const stray = sl.tiles.find((t) => !wanted.has(t.source));
+        if (stray) return `${stray.source} is placed but not on stage`;
+        if (!sl.tiles.length) return 'nobody placed';
+        // The grid shows everyone on stage; every other layout picks from them as it likes.
+        if (layout === 'grid' && sl.tiles.length !== wanted.size) return `grid places ${sl.tiles.length} of ${wanted.size}`;
+        return null;
+      };
+      await eventually(
+        `${layout} with ${ids.length} on stage${screens.length ? ' and a screen' : ''}: the stage matches the program`,
+        async () => {
+          const problem = await compare(p.host, rec, broadcastId, { layout, expect });
+          return problem === null ? true : { problem };
+        },
+        MEDIA_MS,
+        500,
+      );
+      if (ids.length > 1) await screenshot(p.host.page, `stage-${ids.length}${screens.length ? '-screen' : ''}-${layout.replace('/', '_')}`);
+    }
+  }
+
+  it('one on stage: every layout', async () => {
+    await setStage(p.host.page, [PEOPLE.host.id]);
+    await everyLayout([PEOPLE.host.id]);
+  });
+
+  it('three on stage: every layout', async () => {
+    await setStage(p.host.page, [PEOPLE.host.id, PEOPLE.ada.id, PEOPLE.bob.id]);
+    await everyLayout([PEOPLE.host.id, PEOPLE.ada.id, PEOPLE.bob.id]);
+  });
+
+  it('three on stage and a screen share: every layout', async () => {
+    await p.ada.page.click('[data-action=share-screen]');
+    const screen = `${PEOPLE.ada.id}:screen`;
+    await eventually('the program places Ada’s screen', async () => latestLayout(rec)?.tiles.some((t) => t.source === screen && t.screen), 30000);
+    await everyLayout([PEOPLE.host.id, PEOPLE.ada.id, PEOPLE.bob.id], [screen]);
+    await p.host.page.click('.layout-bar [data-layout="screen"]');
+    await eventually('the screen layout makes the screen the largest tile, letterboxed', async () => {
+      const now = latestLayout(rec);
+      if (now?.layout !== 'screen') return false;
+      const big = now.tiles.reduce((a, b) => (a.width * a.height >= b.width * b.height ? a : b));
+      return big.source === screen && big.fit === 'contain' ? big : false;
+    }, 15000);
+    await p.ada.page.click('[data-action=share-screen]');
+    await eventually('the screen leaves the program and the stage', async () => {
+      const gone = !latestLayout(rec)?.tiles.some((t) => t.source === screen);
+      return gone && (await p.host.page.locator(`[data-role=stage] [data-source="${screen}"]`).count()) === 0;
+    }, 15000);
+  });
+
+  it('nobody on stage: the stage is empty again', async () => {
+    await setStage(p.host.page, []);
+    await eventually('no tiles on the stage, the empty-stage hint shows', async () => {
+      const tiles = await p.host.page.locator('[data-role=stage] [data-source]').count();
+      return tiles === 0 && (await p.host.page.locator('.stage-empty').isVisible());
+    }, 15000);
+  });
+});

@@ -1,0 +1,240 @@
+//! The shell around core's [`Director`]: a thread of its own per program, so layout and overlay plugin calls
+//! and the program's replies never hold an async worker, fed by a task that follows the room on the bus.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use backyard_core::bus::{Event, topic};
+use backyard_core::compositor::{Program, ProgramFeed};
+use backyard_core::director::{self, Director, Member, Output, PluginLayouts, PluginPainter, StageLayout};
+use backyard_core::plugin_host::{self as ph, PluginHost};
+use backyard_core::rtc::MediaNode;
+use parking_lot::Mutex;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::scene::Scene;
+use crate::signaling::Participant;
+use crate::state::AppState;
+
+/// How often `program-status` is published.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// What the director thread is told.
+pub(super) enum Input {
+    Scene(director::Scene),
+    Member(Member),
+    Left(String),
+    /// Everyone in the room (after events were missed).
+    Members(Vec<Member>),
+}
+
+/// The director thread of one program: inputs go in over a channel; the latest stage as the studio draws
+/// it is kept for late joiners.
+pub(super) struct DirectorThread {
+    inputs: mpsc::Sender<Input>,
+    stage: Arc<Mutex<Option<StageLayout>>>,
+}
+
+impl DirectorThread {
+    /// Starts directing `program`: plugin instances of its own, the canvas from `canvas`.
+    pub(super) fn spawn(
+        state: &AppState,
+        host: PluginHost,
+        broadcast: Uuid,
+        program: Arc<Program>,
+        media: MediaNode,
+        canvas: ph::Size,
+    ) -> std::io::Result<DirectorThread> {
+        let (inputs, rx) = mpsc::channel();
+        let stage = Arc::new(Mutex::new(None));
+        let shell = Shell {
+            broadcast,
+            program,
+            media,
+            stage: stage.clone(),
+            bus: state.bus.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let data_dir = state.cfg.data_dir.clone();
+        std::thread::Builder::new().name("program-director".into()).spawn(move || {
+            let overlays = host
+                .overlay(director::OVERLAY_PLUGIN)
+                .map_err(
+                    |e| tracing::error!(%broadcast, plugin = director::OVERLAY_PLUGIN, "program without overlays: {e}"),
+                )
+                .ok();
+            let painter = PluginPainter::new(overlays, move |url: &str| load_upload(&data_dir, url));
+            let director = Director::new(canvas, PluginLayouts::new(host), painter);
+            shell.run(director, rx);
+        })?;
+        Ok(DirectorThread { inputs, stage })
+    }
+
+    pub(super) fn send(&self, input: Input) {
+        let _ = self.inputs.send(input);
+    }
+
+    /// The stage as the studio draws it, once anyone was placed.
+    pub(super) fn stage(&self) -> Option<StageLayout> {
+        self.stage.lock().clone()
+    }
+}
+
+/// Carries out what the director decides.
+struct Shell {
+    broadcast: Uuid,
+    program: Arc<Program>,
+    media: MediaNode,
+    stage: Arc<Mutex<Option<StageLayout>>>,
+    bus: Arc<dyn backyard_core::bus::Bus>,
+    /// The server's runtime, for publishing on the bus from this thread.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Shell {
+    fn run<L: director::Layouts, P: director::Painter>(self, mut d: Director<L, P>, rx: mpsc::Receiver<Input>) {
+        loop {
+            let wait = d.poll_timeout().map_or(Duration::from_secs(3600), |t| t.saturating_sub(self.program.now()));
+            match rx.recv_timeout(wait) {
+                Ok(input) => {
+                    let now = self.program.now();
+                    match input {
+                        Input::Scene(scene) => d.handle_scene(scene, now),
+                        Input::Member(m) => d.handle_member(m, now),
+                        Input::Left(id) => d.handle_left(&id, now),
+                        Input::Members(all) => d.handle_members(all, now),
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // The program was stopped: its `Live` (and so the sender) is gone.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            d.handle_tick(self.program.now());
+            while let Some(out) = d.poll_output() {
+                self.carry_out(out);
+            }
+        }
+        tracing::debug!(broadcast = %self.broadcast, "director stopped");
+    }
+
+    fn carry_out(&self, out: Output) {
+        let room = self.broadcast.to_string();
+        match out {
+            Output::Stage(members) => self.program.set_stage(members),
+            Output::Placements { placements, stage } => {
+                if let Err(e) = self.program.set_placements(placements) {
+                    tracing::warn!(broadcast = %self.broadcast, "placements refused, the last good ones stay: {e}");
+                    return;
+                }
+                *self.stage.lock() = Some(stage.clone());
+                let (bus, broadcast) = (self.bus.clone(), self.broadcast);
+                let data = serde_json::to_value(&stage).unwrap_or_default();
+                self.runtime.spawn(async move {
+                    let _ = bus.publish(&topic::broadcast(broadcast), Event::new("stage-layout", data)).await;
+                });
+            }
+            Output::ShowOverlay(layer) => self.program.put_overlay(layer),
+            Output::HideOverlay(id) => self.program.remove_overlay(&id),
+            Output::Keyframe(participant) => self.media.request_keyframes(&room, &participant),
+        }
+    }
+}
+
+/// An uploaded PNG (`/api/uploads/<sha256>`) decoded to RGBA.
+fn load_upload(data_dir: &Path, url: &str) -> Option<ph::Image> {
+    let sha = url.strip_prefix("/api/uploads/")?;
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let bytes = std::fs::read(data_dir.join("uploads").join(sha)).ok()?;
+    match ph::Rgba::from_png(&bytes) {
+        Ok(img) => Some(ph::Image { width: img.width, height: img.height, rgba: img.pixels }),
+        Err(e) => {
+            tracing::warn!(url, "logo is not a PNG the program can draw: {e}");
+            None
+        }
+    }
+}
+
+/// The director's view of a participant.
+pub(super) fn member(p: &Participant) -> Member {
+    Member {
+        id: p.id.to_string(),
+        name: p.name.clone(),
+        speaking: p.speaking,
+        video_enabled: p.video_enabled,
+        screen_sharing: p.screen_sharing,
+    }
+}
+
+/// Follows the room on the bus and feeds the director; publishes `program-status` every 2 s. Ends when
+/// `stop` fires or the bus closes.
+pub(super) async fn follow_room(
+    state: AppState,
+    live: Arc<super::Live>,
+    feed: Arc<ProgramFeed>,
+    mut refresh: tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let broadcast = live.broadcast;
+    let mut events = state.bus.subscribe(&topic::broadcast(broadcast));
+    let mut status = tokio::time::interval(STATUS_EVERY);
+    let mut last_ticks = 0;
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) => on_event(&live, &feed, &ev),
+                // Missed some: rebuild from the hub's view of the room.
+                Err(RecvError::Lagged(_)) => resync(&state, &live).await,
+                Err(RecvError::Closed) => break,
+            },
+            order = refresh.recv() => match order {
+                Some(()) => resync(&state, &live).await,
+                None => break,
+            },
+            _ = status.tick() => {
+                let stats = live.program.stats();
+                let fps = (stats.ticks - last_ticks) as f64 / STATUS_EVERY.as_secs_f64();
+                last_ticks = stats.ticks;
+                let on_stage = live.director.stage().map(|s| s.tiles.into_iter().map(|t| t.source).collect::<Vec<_>>());
+                let data = serde_json::json!({
+                    "state": "running",
+                    "fps": (fps * 10.0).round() / 10.0,
+                    "stats": stats,
+                    "onStage": on_stage.unwrap_or_default(),
+                });
+                let _ = state.bus.publish(&topic::broadcast(broadcast), Event::new("program-status", data)).await;
+            }
+        }
+    }
+}
+
+async fn resync(state: &AppState, live: &super::Live) {
+    if let Ok(hub) = crate::signaling::Hub::get(state).await {
+        live.director.send(Input::Members(hub.participants(live.broadcast).iter().map(member).collect()));
+    }
+}
+
+fn on_event(live: &super::Live, feed: &ProgramFeed, ev: &Event) {
+    match ev.event.as_str() {
+        "scene-updated" => match serde_json::from_value::<Scene>(ev.data["scene"].clone()) {
+            Ok(scene) => live.director.send(Input::Scene(scene.to_director())),
+            Err(e) => tracing::warn!(broadcast = %live.broadcast, "unreadable scene: {e}"),
+        },
+        "participant-joined" | "participant-status-updated" => {
+            match serde_json::from_value::<Participant>(ev.data["participant"].clone()) {
+                Ok(p) => live.director.send(Input::Member(member(&p))),
+                Err(e) => tracing::warn!(broadcast = %live.broadcast, "unreadable participant: {e}"),
+            }
+        }
+        "participant-left" => {
+            if let Some(id) = ev.data["participantId"].as_str() {
+                feed.forget(id);
+                live.director.send(Input::Left(id.to_owned()));
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,414 @@
+//! The program of each broadcast on this node, from the studio opening to the end of the broadcast.
+//!
+//! A host entering the studio starts the broadcast's [`Program`]: the router's tap feeds it the on-stage
+//! participants' frames (no network hop; off-stage sources are neither copied nor decoded). Core's director
+//! decides what the program shows, on a thread of its own ([`director`]): a task follows the room on the bus
+//! (who is there, who speaks, the scene the hosts set) and feeds it; it answers with the program's stage,
+//! placements (the layout plugin), overlay layers (the overlay plugin) and the `stage-layout` the studio
+//! draws. `POST /start` attaches egress (the broadcast's enabled destinations, resolved by their adapters,
+//! plus the recording); `POST /end` flushes and finalises it. Output status goes to the room as
+//! `destination-status` and to Prometheus (series removed when the outputs end); program health as
+//! `program-status`. Errors are [`ProgramError`]s; only `error.rs` maps them to HTTP.
+
+mod director;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use backyard_core::bus::{Event, topic};
+use backyard_core::compositor::{CompositorConfig, Program, ProgramFeed};
+use backyard_core::director::StageLayout;
+use backyard_core::egress::{DestinationConfig, DestinationConstraints, EgressConfig, EncoderSettings, OutputStatus};
+use backyard_core::plugin_host as ph;
+use backyard_core::rtc::{MediaNode, TapFrame};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::scene::Scene;
+use crate::signaling::Participant;
+use crate::state::AppState;
+use crate::store::{Broadcast, StoreError};
+
+use self::director::{DirectorThread, Input};
+
+/// Why a program could not start, go live or end.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// The plugin host did not start (names the plugin).
+    #[error("plugins: {0}")]
+    Plugins(ph::PluginError),
+    /// The compositor, its director or the encoder could not start.
+    #[error("starting the program: {0}")]
+    Start(String),
+    /// `POST /start` while on air.
+    #[error("the program is already on air")]
+    AlreadyLive,
+    /// An enabled destination cannot be used: `field` is `destinations.<id>`.
+    #[error("{message}")]
+    Destination { field: String, message: String },
+    /// The recording's folder could not be made.
+    #[error("recording: {0}")]
+    Recording(std::io::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The programs running on this node, by broadcast.
+#[derive(Default)]
+pub struct Programs {
+    running: Mutex<HashMap<Uuid, Arc<Live>>>,
+}
+
+/// One broadcast's running program.
+pub struct Live {
+    pub broadcast: Uuid,
+    pub program: Arc<Program>,
+    /// Decides the program's stage, placements and overlays on a thread of its own.
+    director: DirectorThread,
+    /// Asks the room follower to rebuild the director's view of the room.
+    refresh: mpsc::UnboundedSender<()>,
+    on_air: tokio::sync::Mutex<Option<OnAir>>,
+    /// The latest status of each output while on air, by output id (destination id or `recording`).
+    statuses: Arc<Mutex<HashMap<String, OutputStatus>>>,
+}
+
+impl Live {
+    /// The latest status of an output (a destination's id), if the program is on air.
+    pub fn output_status(&self, id: &str) -> Option<OutputStatus> {
+        self.statuses.lock().get(id).cloned()
+    }
+
+    /// The stage as the studio draws it (the program's tiles), once anyone was placed.
+    pub fn stage_layout(&self) -> Option<StageLayout> {
+        self.director.stage()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        tracing::info!(broadcast = %self.broadcast, "program stopped");
+    }
+}
+
+/// Egress attached to a program.
+struct OnAir {
+    recording: Option<Uuid>,
+}
+
+impl Programs {
+    /// The broadcast's program, started if it is not running. `members` are who is in the room now.
+    pub async fn ensure(
+        &self,
+        state: &AppState,
+        media: &MediaNode,
+        broadcast: &Broadcast,
+        members: Vec<Participant>,
+    ) -> Result<Arc<Live>, ProgramError> {
+        if let Some(live) = self.running.lock().get(&broadcast.id) {
+            return Ok(live.clone());
+        }
+        let host = state.plugins.host().await.map_err(ProgramError::Plugins)?;
+        let cfg = &state.cfg.program;
+        let mut running = self.running.lock();
+        if let Some(live) = running.get(&broadcast.id) {
+            return Ok(live.clone());
+        }
+        let program = Program::start(
+            CompositorConfig { width: cfg.width, height: cfg.height, ..CompositorConfig::default() },
+            cfg.fps,
+        )
+        .map_err(|e| ProgramError::Start(e.to_string()))?;
+        let program = Arc::new(program);
+        let feed = Arc::new(ProgramFeed::new());
+        let canvas = ph::Size { width: cfg.width, height: cfg.height };
+        let director = DirectorThread::spawn(state, host, broadcast.id, program.clone(), media.clone(), canvas)
+            .map_err(|e| ProgramError::Start(format!("director thread: {e}")))?;
+        director.send(Input::Members(members.iter().map(director::member).collect()));
+        director.send(Input::Scene(Scene::of(broadcast).to_director()));
+        let (refresh, refresh_rx) = mpsc::unbounded_channel();
+        let live = Arc::new(Live {
+            broadcast: broadcast.id,
+            program: program.clone(),
+            director,
+            refresh,
+            on_air: tokio::sync::Mutex::new(None),
+            statuses: Arc::default(),
+        });
+        running.insert(broadcast.id, live.clone());
+        drop(running);
+
+        let room = broadcast.id.to_string();
+        let tap_program = program.clone();
+        let tap_feed = feed.clone();
+        media.set_tap(
+            &room,
+            Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f.participant, f.source, f.data))),
+        );
+        // The live preview goes to hosts and co-hosts over their WebRTC connections (msid `program`).
+        program.set_preview_sink(Some(Arc::new(media.publish_program(&room))));
+        tokio::spawn(director::follow_room(state.clone(), live.clone(), feed, refresh_rx));
+        tracing::info!(broadcast = %broadcast.id, width = cfg.width, height = cfg.height, fps = cfg.fps, "program started");
+        Ok(live)
+    }
+
+    pub fn get(&self, broadcast: Uuid) -> Option<Arc<Live>> {
+        self.running.lock().get(&broadcast).cloned()
+    }
+
+    /// The room changed in a way the bus does not carry (a member's seat was given back): relayout.
+    pub fn refresh(&self, broadcast: Uuid) {
+        if let Some(live) = self.get(broadcast) {
+            let _ = live.refresh.send(());
+        }
+    }
+
+    /// Stops the program unless it is on air: its tap and preview are withdrawn; the director thread and the
+    /// room follower end with the last reference.
+    pub async fn stop_if_idle(&self, media: &MediaNode, broadcast: Uuid) {
+        let Some(live) = self.get(broadcast) else { return };
+        if live.on_air.lock().await.is_some() {
+            return;
+        }
+        self.running.lock().remove(&broadcast);
+        let room = broadcast.to_string();
+        media.set_tap(&room, None);
+        live.program.set_preview_sink(None);
+    }
+
+    /// Every program on air on this node.
+    pub fn on_air(&self) -> Vec<Uuid> {
+        self.running.lock().keys().copied().collect()
+    }
+
+    /// `POST /start`: encode once and push to every enabled destination, recording as well. Fails before
+    /// anything goes out when a destination cannot be resolved (naming it) or the encoder cannot start.
+    pub async fn go_live(
+        &self,
+        state: &AppState,
+        media: &MediaNode,
+        broadcast: &Broadcast,
+        members: Vec<Participant>,
+    ) -> Result<(), ProgramError> {
+        let live = self.ensure(state, media, broadcast, members).await?;
+        let mut on_air = live.on_air.lock().await;
+        if on_air.is_some() {
+            return Err(ProgramError::AlreadyLive);
+        }
+        let destinations = resolve_destinations(state, broadcast.id).await?;
+        let recording = state.store.create_recording(broadcast.id, broadcast.user_id, &broadcast.title).await?;
+        let path = recording_path(&state.cfg.data_dir, recording.id);
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(ProgramError::Recording)?;
+        }
+        let p = &state.cfg.program;
+        let config = EgressConfig {
+            encoder: EncoderSettings {
+                width: p.width,
+                height: p.height,
+                fps: p.fps,
+                video_kbps: p.video_kbps,
+                audio_kbps: p.audio_kbps,
+                preset: p.preset.clone(),
+                ..EncoderSettings::default()
+            },
+            destinations,
+            recording: Some(path.clone()),
+            ..EgressConfig::default()
+        };
+        let (tx, rx) = mpsc::unbounded_channel::<OutputStatus>();
+        live.statuses.lock().clear();
+        tokio::spawn(publish_statuses(state.clone(), broadcast.id, live.statuses.clone(), rx));
+        let program = live.program.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            program.go_live(
+                config,
+                Arc::new(move |s: &OutputStatus| {
+                    let _ = tx.send(s.clone());
+                }),
+            )
+        })
+        .await
+        .map_err(|e| ProgramError::Start(e.to_string()))?;
+        match started {
+            Ok(settings) => {
+                tracing::info!(broadcast = %broadcast.id, ?settings, recording = %path.display(), "on air");
+                *on_air = Some(OnAir { recording: Some(recording.id) });
+                Ok(())
+            }
+            Err(e) => {
+                let _ = state.store.finish_recording(recording.id, "failed", 0.0, 0).await;
+                Err(ProgramError::Start(format!("the encoder: {e}")))
+            }
+        }
+    }
+
+    /// `POST /end`: flushes and closes every output (bounded by egress' own timeouts), finalises the
+    /// recording row, and stops the program.
+    pub async fn end_live(&self, state: &AppState, media: &MediaNode, broadcast: Uuid) -> Result<(), ProgramError> {
+        let Some(live) = self.get(broadcast) else { return Ok(()) };
+        let on_air = live.on_air.lock().await.take();
+        if let Some(on_air) = on_air {
+            let program = live.program.clone();
+            let report = tokio::task::spawn_blocking(move || program.end_live())
+                .await
+                .map_err(|e| ProgramError::Start(e.to_string()))?;
+            if let Some(id) = on_air.recording {
+                let (duration, size) = report
+                    .as_ref()
+                    .and_then(|r| r.recording.as_ref())
+                    .map(|r| (r.duration_secs, r.size_bytes as i64))
+                    .unwrap_or((0.0, 0));
+                let status = if size > 0 { "ready" } else { "failed" };
+                state.store.finish_recording(id, status, duration, size).await?;
+                tracing::info!(%broadcast, recording = %id, duration, size, "recording finalised");
+            }
+        }
+        self.stop_if_idle(media, broadcast).await;
+        Ok(())
+    }
+}
+
+/// Ends every broadcast on air on this node, as `POST /end` would (the server is stopping): outputs flushed
+/// and closed, recordings finalised, rows and the room told. A program that cannot end cleanly is left to
+/// the restart recovery, as after a crash.
+pub async fn end_all(state: &AppState) {
+    let Some(hub) = crate::signaling::Hub::running() else { return };
+    for broadcast in hub.programs.on_air() {
+        let Some(live) = hub.programs.get(broadcast) else { continue };
+        if live.on_air.lock().await.is_none() {
+            continue;
+        }
+        if let Err(e) = hub.programs.end_live(state, &hub.media, broadcast).await {
+            tracing::error!(%broadcast, "could not end the broadcast cleanly: {e}");
+            continue;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        match state.store.set_broadcast_status(broadcast, "ended", None, Some(now)).await {
+            Ok(_) => {
+                state.metrics.active_broadcasts.dec();
+                let data = serde_json::json!({ "broadcastId": broadcast, "endTime": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(), "reason": "server-stopping" });
+                let _ = state.bus.publish(&topic::broadcast(broadcast), Event::new("broadcast-ended", data)).await;
+                tracing::info!(%broadcast, "ended: the server is stopping");
+            }
+            Err(e) => tracing::error!(%broadcast, "could not mark the broadcast ended: {e}"),
+        }
+    }
+}
+
+/// Where a recording is written.
+pub fn recording_path(data_dir: &Path, id: Uuid) -> PathBuf {
+    data_dir.join("recordings").join(format!("{id}.mp4"))
+}
+
+/// The enabled destinations of a broadcast as egress takes them: each adapter resolves its ingest URL (the
+/// key decrypted only here) and encoder limits.
+async fn resolve_destinations(state: &AppState, broadcast: Uuid) -> Result<Vec<DestinationConfig>, ProgramError> {
+    let mut out = Vec::new();
+    for row in state.store.destinations(broadcast).await?.into_iter().filter(|d| d.enabled) {
+        let field = format!("destinations.{}", row.id);
+        let key = state.cipher.open(&row.stream_key, &row.stream_key_nonce, &row.stream_key_kid).map_err(|e| {
+            ProgramError::Destination {
+                field: field.clone(),
+                message: format!("{}: the stream key cannot be read ({e}); enter it again", row.name),
+            }
+        })?;
+        let resolved = crate::api::destinations::resolve(state, &row.platform, &row.rtmp_url, &key)
+            .await
+            .map_err(|e| ProgramError::Destination { field: field.clone(), message: format!("{}: {e}", row.name) })?;
+        let c = resolved.ingest.constraints;
+        out.push(DestinationConfig {
+            id: row.id.to_string(),
+            url: resolved.ingest.primary,
+            ca_file: None,
+            constraints: DestinationConstraints {
+                max_width: Some(c.max_width),
+                max_height: Some(c.max_height),
+                max_video_kbps: Some(c.max_video_kbps),
+                max_audio_kbps: Some(c.max_audio_kbps),
+                max_keyframe_interval: Some(Duration::from_secs(c.max_keyframe_interval_s.into())),
+                max_fps: Some(c.max_fps),
+            },
+            address_policy: resolved.address_policy,
+        });
+    }
+    Ok(out)
+}
+
+/// Every output status change goes to the room (`destination-status`) and to the metrics.
+async fn publish_statuses(
+    state: AppState,
+    broadcast: Uuid,
+    latest: Arc<Mutex<HashMap<String, OutputStatus>>>,
+    mut rx: mpsc::UnboundedReceiver<OutputStatus>,
+) {
+    const STATES: [&str; 5] = ["connecting", "live", "reconnecting", "failed", "stopped"];
+    let mut seen: Vec<(String, String)> = Vec::new();
+    while let Some(status) = rx.recv().await {
+        latest.lock().insert(status.id.clone(), status.clone());
+        let mut data = serde_json::to_value(&status).unwrap_or_default();
+        let kind = data["kind"].as_str().unwrap_or("destination").to_owned();
+        let current = data["state"].as_str().unwrap_or("").to_owned();
+        if kind == "destination" {
+            data["destinationId"] = data["id"].clone();
+        }
+        let b = broadcast.to_string();
+        let m = &state.metrics;
+        if !seen.iter().any(|(id, _)| *id == status.id) {
+            seen.push((status.id.clone(), kind.clone()));
+        }
+        for s in STATES {
+            m.output_state.with_label_values(&[&b, &status.id, &kind, s]).set(i64::from(s == current));
+        }
+        m.output_bitrate_kbps.with_label_values(&[&b, &status.id, &kind]).set(status.bitrate_kbps.into());
+        m.output_dropped_frames.with_label_values(&[&b, &status.id, &kind]).set(status.dropped_frames as i64);
+        m.output_connects.with_label_values(&[&b, &status.id, &kind]).set(status.connects.into());
+        if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), Event::new("destination-status", data)).await {
+            tracing::debug!(%broadcast, "could not publish destination-status: {e}");
+        }
+    }
+    // The egress ended (its status sink was dropped): its series go, so a long-running node's metrics do not
+    // grow with every broadcast it ever ran.
+    let (b, m) = (broadcast.to_string(), &state.metrics);
+    for (id, kind) in seen {
+        for s in STATES {
+            let _ = m.output_state.remove_label_values(&[&b, &id, &kind, s]);
+        }
+        let _ = m.output_bitrate_kbps.remove_label_values(&[&b, &id, &kind]);
+        let _ = m.output_dropped_frames.remove_label_values(&[&b, &id, &kind]);
+        let _ = m.output_connects.remove_label_values(&[&b, &id, &kind]);
+    }
+}
+
+/// After a restart of a single-node server (no Redis): broadcasts still marked live have lost their program,
+/// so they end now, and recordings still marked as being written are finalised from their file (fragmented
+/// MP4 stays playable after a crash) or marked failed when nothing usable was written. With Redis, other
+/// nodes may be running those broadcasts, so nothing is touched.
+pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
+    if state.cfg.redis.url.is_some() {
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    for b in state.store.live_broadcasts().await? {
+        state.store.set_broadcast_status(b.id, "ended", None, Some(now)).await?;
+        state.metrics.active_broadcasts.dec();
+        tracing::warn!(broadcast = %b.id, "was live when the server stopped: ended");
+    }
+    for rec in state.store.unfinished_recordings().await? {
+        let path = recording_path(&state.cfg.data_dir, rec.id);
+        let size = tokio::fs::metadata(&path).await.map(|m| m.len() as i64).unwrap_or(0);
+        let probe = path.clone();
+        let duration = tokio::task::spawn_blocking(move || backyard_core::egress::media_duration(&probe))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0.0);
+        let status = if size > 0 && duration > 0.0 { "ready" } else { "failed" };
+        state.store.finish_recording(rec.id, status, duration, size).await?;
+        tracing::warn!(recording = %rec.id, status, duration, size, "recording interrupted by a restart, finalised");
+    }
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The scene: who is on stage, the layout, and the overlays the hosts set. One type and one validation serve
+//! the REST API (`PUT /api/broadcasts/{id}/scene`) and the WebSocket (`scene-update`); the program reads the
+//! same type. Every text has a documented length limit, so no accepted scene can make an overlay plugin miss
+//! its deadline (`docs/protocol.md`, "Scene").
+
+use backyard_core::director;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::Broadcast;
+
+/// At most this many participants on stage.
+pub const MAX_STAGE: usize = 25;
+
+/// Length limits of the overlay texts, in characters.
+pub mod limits {
+    pub const BANNER_TEXT: usize = 200;
+    pub const LOWER_THIRD_NAME: usize = 80;
+    pub const LOWER_THIRD_TITLE: usize = 120;
+    pub const COMMENT_NAME: usize = 80;
+    pub const COMMENT_TEXT: usize = 500;
+    pub const TICKER_TEXT: usize = 500;
+}
+
+/// What is on screen.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scene {
+    /// Participant ids on stage, in order (at most 25, no repeats).
+    #[serde(default)]
+    pub stage: Vec<Uuid>,
+    /// A layout id the server offers (`joined.layouts`; first-party ids are plain, a third-party plugin's are
+    /// `<plugin>/<id>`).
+    #[serde(default = "default_layout")]
+    pub layout: String,
+    #[serde(default)]
+    pub overlays: Overlays,
+}
+
+impl Default for Scene {
+    fn default() -> Self {
+        Scene { stage: Vec::new(), layout: default_layout(), overlays: Overlays::default() }
+    }
+}
+
+fn default_layout() -> String {
+    "grid".into()
+}
+
+/// The overlays the studio controls. Each is drawn by the overlay plugin while `visible`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Overlays {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banner: Option<Banner>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_third: Option<LowerThird>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo: Option<Logo>,
+    /// A chat message shown on screen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<Comment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticker: Option<Ticker>,
+}
+
+/// A message box near the bottom.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Banner {
+    #[serde(default)]
+    pub visible: bool,
+    /// At most 200 characters.
+    #[serde(default)]
+    pub text: String,
+    /// `#rgb`, `#rrggbb` or `#rrggbbaa`; the operator's accent when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+}
+
+/// Name and title at the bottom left.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LowerThird {
+    #[serde(default)]
+    pub visible: bool,
+    /// At most 80 characters.
+    #[serde(default)]
+    pub name: String,
+    /// At most 120 characters.
+    #[serde(default)]
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+}
+
+/// An uploaded image in a corner.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Logo {
+    #[serde(default)]
+    pub visible: bool,
+    /// `/api/uploads/<sha256>` as `POST /api/upload` returned it, or empty.
+    #[serde(default)]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Corner>,
+    /// Width as a share of the canvas width, 0.02 to 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<f64>,
+}
+
+/// A corner of the canvas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Corner {
+    TopLeft,
+    TopRight,
+    BottomLeft,
+    BottomRight,
+}
+
+impl Corner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Corner::TopLeft => "top-left",
+            Corner::TopRight => "top-right",
+            Corner::BottomLeft => "bottom-left",
+            Corner::BottomRight => "bottom-right",
+        }
+    }
+}
+
+/// A chat message on screen.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Comment {
+    #[serde(default)]
+    pub visible: bool,
+    /// The chat message's id, so the studio knows which one is showing.
+    #[serde(default)]
+    pub message_id: String,
+    /// Author, at most 80 characters.
+    #[serde(default)]
+    pub name: String,
+    /// At most 500 characters.
+    #[serde(default)]
+    pub text: String,
+}
+
+/// Text scrolling along the bottom edge.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Ticker {
+    #[serde(default)]
+    pub visible: bool,
+    /// At most 500 characters.
+    #[serde(default)]
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+}
+
+/// A scene field that breaks a rule: the REST API answers 422, the WebSocket an `error` event, both naming
+/// the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SceneError {
+    /// JSON path of the field, e.g. `overlays.banner.text`.
+    pub field: String,
+    pub message: String,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> SceneError {
+    SceneError { field: field.to_owned(), message: message.into() }
+}
+
+/// A text within `max` characters, without control characters.
+fn text(field: &str, value: &str, max: usize) -> Result<(), SceneError> {
+    if value.chars().count() > max {
+        return Err(bad(field, format!("must be at most {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(bad(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn color(field: &str, value: Option<&String>) -> Result<(), SceneError> {
+    let Some(v) = value else { return Ok(()) };
+    let hex = v.strip_prefix('#').unwrap_or("");
+    if ![3, 6, 8].contains(&hex.len()) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(field, "must be a colour like #2563eb"));
+    }
+    Ok(())
+}
+
+impl Scene {
+    /// Checks every rule; `layouts` are the layout ids the server offers now.
+    pub fn validate(&self, layouts: &[String]) -> Result<(), SceneError> {
+        if !layouts.iter().any(|l| *l == self.layout) {
+            return Err(bad("layout", format!("unknown layout; one of {}", layouts.join(", "))));
+        }
+        if self.stage.len() > MAX_STAGE {
+            return Err(bad("stage", format!("at most {MAX_STAGE} participants on stage")));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = self.stage.iter().find(|id| !seen.insert(**id)) {
+            return Err(bad("stage", format!("{dup} is on stage twice")));
+        }
+        let o = &self.overlays;
+        if let Some(b) = &o.banner {
+            text("overlays.banner.text", &b.text, limits::BANNER_TEXT)?;
+            color("overlays.banner.color", b.color.as_ref())?;
+        }
+        if let Some(l) = &o.lower_third {
+            text("overlays.lowerThird.name", &l.name, limits::LOWER_THIRD_NAME)?;
+            text("overlays.lowerThird.title", &l.title, limits::LOWER_THIRD_TITLE)?;
+            color("overlays.lowerThird.color", l.color.as_ref())?;
+        }
+        if let Some(l) = &o.logo {
+            let sha = l.url.strip_prefix("/api/uploads/").unwrap_or("-");
+            if !l.url.is_empty() && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(bad("overlays.logo.url", "must be an /api/uploads/<sha256> URL from POST /api/upload"));
+            }
+            if l.size.is_some_and(|s| !(0.02..=0.5).contains(&s)) {
+                return Err(bad("overlays.logo.size", "must be between 0.02 and 0.5"));
+            }
+        }
+        if let Some(c) = &o.comment {
+            text("overlays.comment.messageId", &c.message_id, 64)?;
+            text("overlays.comment.name", &c.name, limits::COMMENT_NAME)?;
+            text("overlays.comment.text", &c.text, limits::COMMENT_TEXT)?;
+        }
+        if let Some(t) = &o.ticker {
+            text("overlays.ticker.text", &t.text, limits::TICKER_TEXT)?;
+            color("overlays.ticker.color", t.color.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// The scene as the program's director takes it: visible overlays only.
+    pub fn to_director(&self) -> director::Scene {
+        let o = &self.overlays;
+        let mut overlays = Vec::new();
+        if let Some(b) = o.banner.as_ref().filter(|b| b.visible) {
+            overlays.push(director::Overlay::Banner { text: b.text.clone(), color: b.color.clone() });
+        }
+        if let Some(l) = o.lower_third.as_ref().filter(|l| l.visible) {
+            overlays.push(director::Overlay::LowerThird {
+                name: l.name.clone(),
+                title: l.title.clone(),
+                color: l.color.clone(),
+            });
+        }
+        if let Some(l) = o.logo.as_ref().filter(|l| l.visible && !l.url.is_empty()) {
+            overlays.push(director::Overlay::Logo {
+                url: l.url.clone(),
+                position: l.position.map(|c| c.as_str().to_owned()),
+                size: l.size,
+            });
+        }
+        if let Some(c) = o.comment.as_ref().filter(|c| c.visible) {
+            overlays.push(director::Overlay::Comment { author: c.name.clone(), text: c.text.clone() });
+        }
+        if let Some(t) = o.ticker.as_ref().filter(|t| t.visible) {
+            overlays.push(director::Overlay::Ticker { text: t.text.clone(), color: t.color.clone() });
+        }
+        director::Scene {
+            stage: self.stage.iter().map(Uuid::to_string).collect(),
+            layout: self.layout.clone(),
+            overlays,
+        }
+    }
+
+    /// The broadcast's stored scene (the default one when none was set, or a stored one no longer reads).
+    pub fn of(b: &Broadcast) -> Scene {
+        serde_json::from_value(b.scene.0.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layouts() -> Vec<String> {
+        ["grid", "solo", "corner-layouts/corner"].map(String::from).to_vec()
+    }
+
+    fn parse(v: serde_json::Value) -> Result<Scene, String> {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_studio_scene_reads_and_passes() {
+        let s = parse(serde_json::json!({
+            "stage": [Uuid::nil()], "layout": "corner-layouts/corner",
+            "overlays": {"banner": {"text": "Hello", "visible": true, "color": "#2563eb"},
+                         "lowerThird": {"name": "Ada", "title": "Host", "visible": false},
+                         "logo": {"url": "", "visible": false},
+                         "comment": {"messageId": "", "name": "", "text": "", "visible": false}}}))
+        .unwrap();
+        assert_eq!(s.validate(&layouts()), Ok(()));
+        assert_eq!(s.overlays.banner.as_ref().unwrap().text, "Hello");
+    }
+
+    #[test]
+    fn unknown_layouts_crowds_long_texts_and_non_objects_are_refused_naming_the_field() {
+        let mut s = Scene { layout: "disco".into(), ..Scene::default() };
+        assert_eq!(s.validate(&layouts()).unwrap_err().field, "layout");
+        s.layout = "grid".into();
+        s.stage = (0..30).map(|_| Uuid::new_v4()).collect();
+        assert_eq!(s.validate(&layouts()).unwrap_err().field, "stage");
+        s.stage = vec![Uuid::nil(), Uuid::nil()];
+        assert_eq!(s.validate(&layouts()).unwrap_err().field, "stage");
+        s.stage.clear();
+        s.overlays.banner = Some(Banner { visible: true, text: "x".repeat(2000), color: None });
+        assert_eq!(s.validate(&layouts()).unwrap_err().field, "overlays.banner.text");
+        s.overlays.banner = None;
+        s.overlays.ticker = Some(Ticker { visible: true, text: "y".repeat(3000), color: None });
+        assert_eq!(s.validate(&layouts()).unwrap_err().field, "overlays.ticker.text");
+        s.overlays.ticker = Some(Ticker { visible: true, text: "ok\u{7}".into(), color: None });
+        assert_eq!(s.validate(&layouts()).unwrap_err().field, "overlays.ticker.text");
+        assert!(parse(serde_json::json!({"overlays": {"banner": "text"}})).is_err());
+        assert!(parse(serde_json::json!({"overlays": {"fireworks": {}}})).is_err());
+    }
+}

@@ -1,0 +1,72 @@
+// The studio's buttons: the control bar under the strip (mic, camera, screen share, settings, invite, leave)
+// and, for hosts and co-hosts, the layout toolbar above it, built from the layouts the server offers.
+
+import { h, icon, mount } from './dom.js';
+import { ICONS, layoutIcon } from './icons.js';
+
+export class ControlBar {
+  /**
+   * `moderator` adds the Invite button. Handlers: `onToggleMic`, `onToggleCamera`, `onToggleScreen`,
+   * `onSettings`, `onInvite`, `onLeave`.
+   */
+  constructor({ moderator, onToggleMic, onToggleCamera, onToggleScreen, onSettings, onInvite, onLeave }) {
+    const button = (action, onclick, cls = '') => h(`button.ctrl${cls}`, { type: 'button', dataset: { action }, onclick });
+    this.mic = button('toggle-mic', onToggleMic);
+    this.cam = button('toggle-camera', onToggleCamera);
+    this.screen = button('share-screen', onToggleScreen);
+    const settings = button('settings', onSettings);
+    const invite = moderator ? button('invite', onInvite) : null;
+    const leave = button('leave', onLeave, '.danger');
+    mount(settings, icon(ICONS.settings), h('span', 'Settings'));
+    if (invite) mount(invite, icon(ICONS.invite), h('span', 'Invite'));
+    mount(leave, icon(ICONS.leave), h('span', 'Leave'));
+    this.el = h('div.control-bar', this.mic, this.cam, this.screen, settings, invite, leave);
+  }
+
+  /** Shows the local devices' state (a LocalMedia). */
+  paint(m) {
+    const { mic, cam, screen } = this;
+    mount(mic, icon(m.audioEnabled ? ICONS.mic : ICONS.micOff), h('span', m.audioEnabled ? 'Mute' : 'Unmute'));
+    mic.classList.toggle('off', !m.audioEnabled);
+    mic.disabled = !m.audio;
+    mic.setAttribute('aria-pressed', String(!m.audioEnabled));
+    mount(cam, icon(m.videoEnabled ? ICONS.cam : ICONS.camOff), h('span', m.videoEnabled ? 'Stop cam' : 'Start cam'));
+    cam.classList.toggle('off', !m.videoEnabled);
+    cam.disabled = !m.camera;
+    mount(screen, icon(ICONS.screen), h('span', m.screen ? 'Stop share' : 'Share screen'));
+    screen.classList.toggle('on', Boolean(m.screen));
+  }
+}
+
+export class LayoutBar {
+  /** `onPick(layoutId)` when a layout button is pressed. */
+  constructor({ onPick }) {
+    this.onPick = onPick;
+    this.el = h('div.layout-bar', { role: 'toolbar', 'aria-label': 'Layout' });
+    this.shown = null;
+  }
+
+  /** `choices` is `layoutChoices(state)`: the server's layouts in order, `active` on the scene's. */
+  render(choices) {
+    const key = JSON.stringify(choices);
+    if (key === this.shown) return;
+    this.shown = key;
+    mount(
+      this.el,
+      choices.map((l) =>
+        h(
+          `button.layout-btn${l.active ? '.active' : ''}`,
+          {
+            type: 'button',
+            title: l.description || l.name,
+            'aria-pressed': String(l.active),
+            dataset: { layout: l.id, plugin: l.plugin || null },
+            onclick: () => this.onPick(l.id),
+          },
+          icon(layoutIcon(l.id)),
+          h('span', l.name),
+        ),
+      ),
+    );
+  }
+}

@@ -1,0 +1,127 @@
+// The studio's dialogs: the invite link (guest or co-host) and the camera / microphone / speakers settings.
+
+import { api } from './api.js';
+import { h, icon, toast } from './dom.js';
+import { ICONS } from './icons.js';
+import { describeMediaError, LevelMeter } from './media.js';
+import { deviceSelect } from './prejoin.js';
+
+/** A modal dialog with a title and a close button; replaces any dialog already open. */
+export function showDialog(title, ...content) {
+  document.querySelector('dialog.modal')?.remove();
+  const dlg = h(
+    'dialog.modal',
+    h('div.modal-head', h('h2', title), h('button.icon-btn', { type: 'button', title: 'Close', onclick: () => dlg.close() }, icon(ICONS.close))),
+    ...content,
+  );
+  dlg.addEventListener('close', () => dlg.remove());
+  document.body.append(dlg);
+  dlg.showModal();
+  return dlg;
+}
+
+export function closeDialogs() {
+  document.querySelector('dialog.modal')?.remove();
+}
+
+/**
+ * Creates an invite link for `broadcastId` (guest by default, co-host on request), copies it and shows it.
+ * Only the owner (`canInviteCohost`) may hand out co-host rights.
+ */
+export async function inviteDialog({ broadcastId, role = 'guest', canInviteCohost }) {
+  let invite;
+  try {
+    invite = await api.createInvite(broadcastId, role);
+  } catch (e) {
+    toast(`Could not create an invite: ${e.message}`, 'error');
+    return;
+  }
+  const url = invite.url ?? `${location.origin}/join/${invite.token}`;
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(url);
+    copied = true;
+  } catch {
+    copied = false;
+  }
+  const roleTab = (r, label) =>
+    h(
+      `button.seg${r === role ? '.active' : ''}`,
+      { type: 'button', dataset: { inviteRole: r }, onclick: () => r !== role && inviteDialog({ broadcastId, role: r, canInviteCohost }) },
+      label,
+    );
+  showDialog(
+    role === 'cohost' ? 'Invite a co-host' : 'Invite a guest',
+    canInviteCohost ? h('div.segmented', roleTab('guest', 'Guest'), roleTab('cohost', 'Co-host')) : null,
+    h(
+      'p.muted',
+      role === 'cohost'
+        ? 'A co-host can bring people on stage, change the layout and overlays, and mute or remove guests.'
+        : 'Anyone with this link can join the studio as a guest, without an account.',
+    ),
+    h(
+      'div.copy-row',
+      h('input', { type: 'text', readOnly: true, value: url, dataset: { inviteUrl: url, role }, onfocus: (e) => e.target.select() }),
+      h(
+        'button.secondary',
+        {
+          type: 'button',
+          onclick: async (ev) => {
+            try {
+              await navigator.clipboard.writeText(url);
+              ev.target.textContent = 'Copied';
+            } catch {
+              ev.target.textContent = 'Select and copy';
+            }
+          },
+        },
+        copied ? 'Copied' : 'Copy',
+      ),
+    ),
+    h('p.field-hint', `Expires ${invite.expiresAt ? new Date(invite.expiresAt).toLocaleString() : 'when the broadcast ends'}.`),
+  );
+  if (copied) toast('Invite link copied to the clipboard.', 'success');
+}
+
+/**
+ * Camera, microphone (with a level meter) and, where the browser can route audio, speakers. `media` is the
+ * LocalMedia; `sinkId` the speakers in use; `onCamera()` after the camera changed; `onSpeakers(deviceId)`.
+ */
+export function settingsDialog({ media, sinkId, onCamera, onSpeakers }) {
+  const body = h('div.settings-body', 'Loading devices…');
+  showDialog('Camera and microphone', body);
+  media.devices().then((list) => {
+    const meterBar = h('div.meter-bar');
+    const meter = new LevelMeter();
+    meter.attach(media.audio);
+    const tick = () => {
+      if (!body.isConnected) {
+        meter.close();
+        return;
+      }
+      meterBar.style.width = `${Math.round(meter.level() * 100)}%`;
+      requestAnimationFrame(tick);
+    };
+    body.replaceChildren(
+      h(
+        'div.field',
+        h('label', 'Camera'),
+        deviceSelect(list.videoinput, media.camera?.getSettings().deviceId, 'Camera', (id) =>
+          media.useCamera(id).then(() => onCamera()).catch((e) => toast(describeMediaError(e, 'camera'), 'error')),
+        ),
+      ),
+      h(
+        'div.field',
+        h('label', 'Microphone'),
+        deviceSelect(list.audioinput, media.audio?.getSettings().deviceId, 'Microphone', (id) =>
+          media.useMicrophone(id).then((t) => meter.attach(t)).catch((e) => toast(describeMediaError(e, 'microphone'), 'error')),
+        ),
+        h('div.meter', meterBar),
+      ),
+    );
+    if (list.audiooutput.length && typeof HTMLMediaElement.prototype.setSinkId === 'function') {
+      body.append(h('div.field', h('label', 'Speakers'), deviceSelect(list.audiooutput, sinkId, 'Speakers', onSpeakers)));
+    }
+    requestAnimationFrame(tick);
+  });
+}

@@ -1,0 +1,352 @@
+// The studio room's state as plain data: what the server told us (participants, scene, the layouts on offer,
+// the program's tile placements, chat, output and program status) plus the few local facts the views need.
+// No DOM, no WebSocket, no media: `apply(state, {event, data})` folds one protocol event (docs/protocol.md)
+// into a new state and never changes the one it was given; the selectors below turn a state into what the
+// views draw. The room keeps the current state and re-renders after each event.
+
+/** Roles that may change the scene and moderate. */
+export const MODERATOR_ROLES = new Set(['host', 'cohost']);
+
+/** How each role is named on screen. */
+export const ROLE_LABEL = { host: 'Host', cohost: 'Co-host', guest: 'Guest' };
+
+/** Where the canvas stands before the program places anyone: the stage keeps this shape until then. */
+export const DEFAULT_CANVAS = Object.freeze({ width: 1280, height: 720 });
+
+/** How many chat messages the state keeps (the server hands late joiners its last 100). */
+export const CHAT_LIMIT = 500;
+
+/** Every overlay the studio controls, with nothing shown. */
+export function emptyOverlays() {
+  return {
+    banner: { text: '', visible: false },
+    lowerThird: { name: '', title: '', visible: false },
+    logo: { url: '', visible: false },
+    comment: { messageId: '', name: '', text: '', visible: false },
+  };
+}
+
+/** Fills every overlay with its defaults, keeping what `overlays` sets. */
+export function normaliseOverlays(overlays = {}) {
+  const base = emptyOverlays();
+  for (const k of Object.keys(base)) base[k] = { ...base[k], ...(overlays?.[k] ?? {}) };
+  return base;
+}
+
+/**
+ * Fills a scene from the server with defaults so the views never check for missing parts. A scene stored
+ * before layouts came from the server's plugins may still say `screen-share`; that layout is `screen` now.
+ */
+export function normaliseScene(scene = {}) {
+  const layout = typeof scene?.layout === 'string' && scene.layout ? scene.layout : 'grid';
+  return {
+    stage: Array.isArray(scene?.stage) ? scene.stage.filter((id) => typeof id === 'string') : [],
+    layout: layout === 'screen-share' ? 'screen' : layout,
+    overlays: normaliseOverlays(scene?.overlays),
+  };
+}
+
+/** The layouts from `joined`: `{id, name, description, plugin}` each, in the server's order, ids unique. */
+export function normaliseLayouts(list) {
+  if (!Array.isArray(list)) return [];
+  const seen = new Set();
+  const out = [];
+  for (const l of list) {
+    if (!l || typeof l.id !== 'string' || !l.id || seen.has(l.id)) continue;
+    seen.add(l.id);
+    out.push({
+      id: l.id,
+      name: typeof l.name === 'string' && l.name ? l.name : l.id,
+      description: typeof l.description === 'string' ? l.description : '',
+      plugin: typeof l.plugin === 'string' ? l.plugin : '',
+    });
+  }
+  return out;
+}
+
+const num = (v, fallback = 0) => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);
+
+/**
+ * A `stage-layout` payload (or `joined.stageLayout`) with every field present and of the right type, or null.
+ * Tiles keep the server's order and values: rectangles in canvas pixels, `fit` `cover` or `contain`.
+ */
+export function normaliseStageLayout(data) {
+  if (!data || typeof data !== 'object') return null;
+  const width = num(data.canvas?.width);
+  const height = num(data.canvas?.height);
+  const canvas = width > 0 && height > 0 ? { width, height } : { ...DEFAULT_CANVAS };
+  const tiles = [];
+  for (const t of Array.isArray(data.tiles) ? data.tiles : []) {
+    if (!t || typeof t.source !== 'string' || !t.source) continue;
+    const screen = typeof t.screen === 'boolean' ? t.screen : t.source.endsWith(':screen');
+    tiles.push({
+      source: t.source,
+      participantId: typeof t.participantId === 'string' && t.participantId ? t.participantId : t.source.replace(/:screen$/, ''),
+      screen,
+      name: typeof t.name === 'string' ? t.name : '',
+      x: num(t.x),
+      y: num(t.y),
+      width: Math.max(0, num(t.width)),
+      height: Math.max(0, num(t.height)),
+      z: num(t.z),
+      fit: t.fit === 'contain' ? 'contain' : 'cover',
+    });
+  }
+  return { layout: typeof data.layout === 'string' ? data.layout : '', canvas, tiles };
+}
+
+/**
+ * One output's status from a `destination-status` payload: `{id, destinationId, kind, state, target, reason,
+ * attempt, retryInMs, bitrateKbps, droppedFrames, uptimeSecs, connects}` (the recording has kind `recording`
+ * and no destinationId). Fields the server left out stay undefined.
+ */
+export function normaliseOutputStatus(data = {}) {
+  const kind = data.kind === 'recording' ? 'recording' : 'destination';
+  return {
+    id: data.id,
+    destinationId: kind === 'destination' ? (data.destinationId ?? data.id) : undefined,
+    kind,
+    state: typeof data.state === 'string' ? data.state : 'idle',
+    target: data.target,
+    reason: data.reason,
+    attempt: data.attempt,
+    retryInMs: data.retryInMs,
+    bitrateKbps: data.bitrateKbps,
+    droppedFrames: data.droppedFrames,
+    uptimeSecs: data.uptimeSecs,
+    connects: data.connects,
+  };
+}
+
+/** The state before `joined`. */
+export function initialState() {
+  return {
+    /** Our participant id and role in the room, from `joined`. */
+    selfId: null,
+    role: 'guest',
+    /** {id, title, status, startTime?, endTime?}. */
+    broadcast: null,
+    /** Everyone in the room including us, by participant id, in the order they became known. */
+    participants: {},
+    /** Our own mic level says we are speaking (the server's detection lags; our tile rings at once). */
+    selfSpeaking: false,
+    scene: normaliseScene(),
+    /** The layouts the server's layout plugins offer, in toolbar order. */
+    layouts: [],
+    /** The program's latest placements, or null before it placed anyone. */
+    stageLayout: null,
+    chat: [],
+    /** Output statuses while on air: destinations by destination id, and the recording. */
+    outputs: { destinations: {}, recording: null },
+    /** The latest `program-status`, or null. */
+    program: null,
+    /** A host removed us. */
+    removed: false,
+  };
+}
+
+function withParticipant(state, p) {
+  if (!p || typeof p.id !== 'string') return state;
+  const old = state.participants[p.id];
+  return { ...state, participants: { ...state.participants, [p.id]: { ...old, ...p } } };
+}
+
+function withoutParticipant(state, id) {
+  if (!(id in state.participants)) return state;
+  const participants = { ...state.participants };
+  delete participants[id];
+  return { ...state, participants };
+}
+
+function withChat(chat, messages) {
+  const seen = new Set(chat.map((m) => m.id));
+  const added = [];
+  for (const m of messages) {
+    if (!m || typeof m.id !== 'string' || seen.has(m.id)) continue;
+    seen.add(m.id);
+    added.push(m);
+  }
+  if (!added.length) return chat;
+  return [...chat, ...added].slice(-CHAT_LIMIT);
+}
+
+/**
+ * Folds one server event into the state and returns the new state (the same object when nothing changed).
+ * `self` (for `joined` only) is our own entry when the server's list leaves us out, e.g.
+ * `{audioEnabled, videoEnabled}` from the local devices.
+ */
+export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
+  data ??= {};
+  switch (event) {
+    case 'joined': {
+      const participants = {};
+      for (const p of Array.isArray(data.participants) ? data.participants : []) if (p && typeof p.id === 'string') participants[p.id] = { ...p };
+      const selfId = data.participantId ?? null;
+      const role = data.role ?? 'guest';
+      if (selfId && !participants[selfId]) {
+        participants[selfId] = {
+          id: selfId,
+          userId: null,
+          name: 'You',
+          role,
+          audioEnabled: true,
+          videoEnabled: true,
+          screenSharing: false,
+          speaking: false,
+          ...self,
+        };
+      }
+      return {
+        ...state,
+        selfId,
+        role,
+        broadcast: data.broadcast ?? null,
+        participants,
+        scene: normaliseScene(data.scene),
+        layouts: normaliseLayouts(data.layouts),
+        stageLayout: normaliseStageLayout(data.stageLayout),
+        chat: withChat(state.chat, Array.isArray(data.chat) ? data.chat : []),
+        removed: false,
+      };
+    }
+    case 'participant-joined':
+    case 'participant-status-updated':
+      return withParticipant(state, data.participant);
+    case 'participant-left':
+      return withoutParticipant(state, data.participantId);
+    case 'chat-message': {
+      const chat = withChat(state.chat, [data]);
+      return chat === state.chat ? state : { ...state, chat };
+    }
+    case 'broadcast-started':
+      return { ...state, broadcast: { ...state.broadcast, status: 'live', startTime: data.startTime } };
+    case 'broadcast-ended':
+      return { ...state, broadcast: { ...state.broadcast, status: 'ended', endTime: data.endTime } };
+    case 'moderated':
+      if (data.action === 'mute-audio') return patchParticipant(state, state.selfId, { audioEnabled: false });
+      if (data.action === 'mute-video') return patchParticipant(state, state.selfId, { videoEnabled: false });
+      if (data.action === 'remove') return { ...state, removed: true };
+      return state;
+    case 'scene-updated':
+      return { ...state, scene: normaliseScene(data.scene) };
+    case 'stage-layout':
+      return { ...state, stageLayout: normaliseStageLayout(data) };
+    case 'destination-status': {
+      const s = normaliseOutputStatus(data);
+      if (s.kind === 'recording') return { ...state, outputs: { ...state.outputs, recording: s } };
+      if (typeof s.destinationId !== 'string') return state;
+      return { ...state, outputs: { ...state.outputs, destinations: { ...state.outputs.destinations, [s.destinationId]: s } } };
+    }
+    case 'program-status':
+      return { ...state, program: { ...data } };
+    default:
+      return state;
+  }
+}
+
+// ------------------------------------------------------------------ local changes
+
+/** A participant's fields changed here before the server says so (our own mic, camera, screen share). */
+export function patchParticipant(state, id, patch) {
+  if (!id || !state.participants[id]) return state;
+  return withParticipant(state, { ...patch, id });
+}
+
+/** A scene change made here, shown at once; the server's `scene-updated` confirms or corrects it. */
+export function patchScene(state, patch) {
+  return { ...state, scene: normaliseScene({ ...state.scene, ...patch }) };
+}
+
+/** Our mic level crossed the speaking threshold. */
+export function setSelfSpeaking(state, speaking) {
+  return state.selfSpeaking === Boolean(speaking) ? state : { ...state, selfSpeaking: Boolean(speaking) };
+}
+
+// ------------------------------------------------------------------ selectors
+
+export function isModerator(state) {
+  return MODERATOR_ROLES.has(state.role);
+}
+
+/** Everyone in the room, ourselves first, then in the order they became known. */
+export function participantList(state) {
+  const self = state.participants[state.selfId];
+  return [...(self ? [self] : []), ...Object.values(state.participants).filter((p) => p.id !== state.selfId)];
+}
+
+/** How a participant is named in the studio: ours says "(you)". */
+export function displayName(state, p) {
+  return p.id === state.selfId ? `${p.name} (you)` : p.name;
+}
+
+/** The stream id of a participant's camera or screen: the participant id, or `<id>:screen`. */
+export function sourceOf(participantId, kind) {
+  return kind === 'screen' ? `${participantId}:screen` : participantId;
+}
+
+/**
+ * The strip's cards in order: each participant's camera, followed by their screen while they share one.
+ * `hasScreen(participantId)` says whether a screen picture is there to show (a remote share's track may arrive
+ * after the status says it started).
+ */
+export function stripItems(state, hasScreen = () => true) {
+  const out = [];
+  for (const p of participantList(state)) {
+    out.push({ key: sourceOf(p.id, 'camera'), participantId: p.id, kind: 'camera' });
+    const sharing = p.id === state.selfId ? hasScreen(p.id) : Boolean(p.screenSharing) && hasScreen(p.id);
+    if (sharing) out.push({ key: sourceOf(p.id, 'screen'), participantId: p.id, kind: 'screen' });
+  }
+  return out;
+}
+
+/** The layout toolbar: the server's layouts, the scene's one marked active. */
+export function layoutChoices(state) {
+  return state.layouts.map((l) => ({ ...l, active: l.id === state.scene.layout }));
+}
+
+function overlapping(a, b) {
+  return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+}
+
+/**
+ * What the stage draws: the program's canvas and its tiles as fractions of it (`x`, `y`, `w`, `h` in 0..1),
+ * each with the studio's label, whether its video is on, whether its speaker is talking, and `layer`: the
+ * tile's drawing order (0 at the bottom; higher `z` on top, the server's order among equal `z`). `inset` marks
+ * a tile drawn over a lower one (picture-in-picture). No tiles before the program placed anyone.
+ */
+export function stageTiles(state) {
+  const sl = state.stageLayout;
+  const canvas = sl?.canvas ?? { ...DEFAULT_CANVAS };
+  if (!sl) return { canvas, layout: null, tiles: [] };
+  const order = sl.tiles.map((t, i) => ({ t, i })).sort((a, b) => a.t.z - b.t.z || a.i - b.i);
+  const layerOf = new Map(order.map(({ i }, rank) => [i, rank]));
+  // Drawn over a larger tile that is below it: a picture-in-picture inset.
+  const isInset = (t, i) =>
+    sl.tiles.some((o, j) => layerOf.get(j) < layerOf.get(i) && o.width * o.height > t.width * t.height && overlapping(o, t));
+  const tiles = sl.tiles.map((t, i) => {
+    // A participant the room does not know (yet) is named as the server names them.
+    const p = state.participants[t.participantId];
+    const self = t.participantId === state.selfId;
+    const name = p ? p.name : t.name;
+    const label = !p ? t.name : t.screen ? `${p.name} · screen` : displayName(state, p);
+    return {
+      source: t.source,
+      participantId: t.participantId,
+      screen: t.screen,
+      self,
+      name,
+      label,
+      x: t.x / canvas.width,
+      y: t.y / canvas.height,
+      w: t.width / canvas.width,
+      h: t.height / canvas.height,
+      z: t.z,
+      layer: layerOf.get(i),
+      inset: isInset(t, i),
+      fit: t.fit,
+      videoEnabled: t.screen || p?.videoEnabled !== false,
+      speaking: !t.screen && (self ? state.selfSpeaking : Boolean(p?.speaking)),
+    };
+  });
+  return { canvas, layout: sl.layout, tiles };
+}
