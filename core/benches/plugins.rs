@@ -1,4 +1,4 @@
-//! `cargo xtask bench plugins`: the plugin host's per-call costs against DESIGN §8's goals. Prints a
+//! `cargo xtask bench plugins`: the plugin host's per-call costs against their goals. Prints a
 //! table and writes `target/bench/plugins.json`. Needs `cargo xtask plugins` first (xtask does it).
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Issue 6's main integration: three in-process WebRTC publishers (str0m clients sending real VP8 + Opus made
+//! The program end to end: three in-process WebRTC publishers (str0m clients sending real VP8 + Opus made
 //! by ffmpeg: a distinct colour and tone each) join a media node; the room's tap feeds the program, the
 //! first-party layout plugin places them, and the program goes live to two nginx-rtmp servers (one over
 //! verified RTMPS) while recording. What nginx received is H.264 + AAC at the configured size and ~30 fps,
@@ -408,6 +408,43 @@ async fn hosts_watch_the_program_preview_over_their_webrtc_connection() -> Resul
     }
     host.leave().await?;
     guest.leave().await?;
+    node.set_tap("show", None);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_sources_on_stage_are_decoded() -> Result<()> {
+    let _serial = common::serial();
+    let dir = TempDir::new("webrtc-offstage")?;
+    let who = [("alice", "c83232"), ("bob", "32c832"), ("carol", "3232c8")];
+    let node = MediaNode::bind(NodeConfig::new("127.0.0.1:0".parse()?)).await?;
+    let program =
+        Arc::new(Program::start(CompositorConfig { width: W, height: H, ..CompositorConfig::default() }, 30)?);
+    router_support::tap_into(&node, "show", &program);
+    let mut publishers = Vec::new();
+    for (i, (name, hex)) in who.iter().enumerate() {
+        publishers
+            .push(Publisher::join(&node, "show", name, clip(dir.path(), name, hex, 440 + 220 * i as u32, 6)?).await?);
+    }
+    let stage = |ids: &[&str]| ids.iter().map(|id| StageMember { id: (*id).into(), name: (*id).into() }).collect();
+    program.set_stage(stage(&["alice", "bob"]));
+    node.request_keyframes("show", "alice");
+    node.request_keyframes("show", "bob");
+    let decoding = common::wait_until(Duration::from_secs(20), || {
+        let s = program.stats();
+        s.decoding == ["alice", "bob"] && s.decoded_frames > 60
+    });
+    ensure!(decoding.is_some(), "alice and bob decoding, carol not: {:?}", program.stats());
+
+    // Bob leaves the stage and carol comes on: his decoders stop at once, hers start.
+    program.set_stage(stage(&["alice", "carol"]));
+    ensure!(program.stats().decoding == ["alice"], "bob's decoders stopped: {:?}", program.stats());
+    node.request_keyframes("show", "carol");
+    let swapped = common::wait_until(Duration::from_secs(20), || program.stats().decoding == ["alice", "carol"]);
+    ensure!(swapped.is_some(), "carol decoding: {:?}", program.stats());
+    for p in publishers {
+        p.leave().await?;
+    }
     node.set_tap("show", None);
     Ok(())
 }

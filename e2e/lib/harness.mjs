@@ -16,7 +16,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const SHOTS = process.env.BACKYARD_E2E_SHOTS ?? path.join(ROOT, 'target', 'e2e');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
-/** Flags measured on these machines (DESIGN §8, rust-svc.md): no sandbox as root, no network chatter, fake media. */
+/** Flags measured on these machines (measured on these machines): no sandbox as root, no network chatter, fake media. */
 const BASE_FLAGS = [
   '--no-sandbox',
   '--disable-gpu',
@@ -145,7 +145,7 @@ export function participantCard(page, name, kind = 'camera') {
 
 /**
  * Waits until the camera tile of `who` ({name, left, right}: a `makeClip` clip's colours) on `page` decodes
- * frames showing who's two colours. VP8 keeps a flat known pattern within a few levels (DESIGN §8); the default
+ * frames showing who's two colours. VP8 keeps a flat known pattern within a few levels; the default
  * tolerance covers the YUV 4:2:0 round trip too.
  */
 export async function expectPicture(page, who, { tolerance = 28, ms = 30000 } = {}) {

@@ -1,4 +1,4 @@
-// Issue 6's browser acceptance: a host and a guest in Chromium, both put on stage from the studio UI; the host
+// Going live from the studio: a host and a guest in Chromium, both put on stage from the studio UI; the host
 // adds a custom RTMP destination (a real nginx-rtmp on loopback) and presses Go live. The stream nginx receives
 // is H.264 + AAC and shows both participants' camera patterns; the destination panel says "Live"; the program
 // preview in the studio shows the composed picture; End stops it.
@@ -49,7 +49,7 @@ async function grabVideo(locator, width = 320, height = 180) {
   return data && { width, height, rgb: Uint8Array.from(data) };
 }
 
-describe('issue 6: go live from the studio to a real RTMP server', { timeout: 240000 }, () => {
+describe('go live from the studio to a real RTMP server', { timeout: 240000 }, () => {
   const base = backyardUrl();
   let clipDir;
   let nginx;

@@ -1,4 +1,4 @@
-// Issue 4's browser acceptance: a host and two guests in three Chromium processes, each with its own fake
+// Three people in the studio: a host and two guests in three Chromium processes, each with its own fake
 // camera clip, see and hear each other through Backyard's SFU; leave, host mute, chat and chat history work.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
@@ -72,7 +72,7 @@ async function joinAsGuest(p, link, name) {
   await p.page.waitForSelector('.studio', { timeout: 15000 });
 }
 
-describe('issue 4: three people in the studio', { timeout: 240000 }, () => {
+describe('three people in the studio', { timeout: 240000 }, () => {
   const base = backyardUrl();
   let clipDir;
   const p = {};

@@ -1,4 +1,4 @@
-// Issue 4, ICE: media through a real TURN server. `cargo xtask e2e` runs a coturn on loopback with REST-API
+// ICE: media through a real TURN server. `cargo xtask e2e` runs a coturn on loopback with REST-API
 // credentials (`use-auth-secret`) and configures backyard with it (`[ice] turn_urls`, `turn_secret`); here a host
 // and a guest open the studio with `?relay=1` (relay-only ICE), so their media can only flow through coturn.
 // They decode each other's video, and the selected candidate pair of every peer connection is a relay one.
@@ -85,7 +85,7 @@ async function gatherRelay(page, server) {
   }, server);
 }
 
-describe('issue 4: media through TURN only (coturn, time-limited credentials)', { timeout: 180000 }, () => {
+describe('media through TURN only (coturn, time-limited credentials)', { timeout: 180000 }, () => {
   const base = backyardUrl();
   const turnUrl = process.env.BACKYARD_E2E_TURN_URL;
   const turnSecret = process.env.BACKYARD_E2E_TURN_SECRET;

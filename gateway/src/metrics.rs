@@ -32,18 +32,21 @@ impl Metrics {
             &["method", "route", "status"],
         )
         .unwrap();
+        // unwrap: as above.
         let latency = HistogramVec::new(
             HistogramOpts::new("backyard_http_request_duration_seconds", "HTTP request latency by route")
                 .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             &["method", "route"],
         )
         .unwrap();
+        // unwrap: as above.
         let active_broadcasts = IntGauge::new("backyard_active_broadcasts", "Broadcasts currently live").unwrap();
         registry.register(Box::new(requests.clone())).unwrap();
         registry.register(Box::new(latency.clone())).unwrap();
         registry.register(Box::new(active_broadcasts.clone())).unwrap();
         let labels = &["broadcast", "output", "kind"];
         let gauge = |name: &str, help: &str, labels: &[&str]| {
+            // unwrap: as above, constant definitions into a fresh registry.
             let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap();
             registry.register(Box::new(g.clone())).unwrap();
             g

@@ -5,7 +5,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::{Backend, TestApp};
 
-/// DESIGN §6: the public API.
+/// The public API.
 const DESIGN_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/auth/register"),
     ("post", "/api/auth/login"),

@@ -25,6 +25,10 @@ struct Server {
 }
 
 async fn server() -> anyhow::Result<Server> {
+    server_with(|_| {}).await
+}
+
+async fn server_with(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let mut cfg = Config::default();
@@ -32,6 +36,7 @@ async fn server() -> anyhow::Result<Server> {
     cfg.server.bind = addr;
     cfg.data_dir = std::env::temp_dir().join(format!("backyard-signaling-{}", Uuid::new_v4()));
     cfg.limits.max_participants = 3;
+    tweak(&mut cfg);
     cfg.ensure_secrets()?;
     let state = AppState::new(cfg).await?;
     let app = backyard::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -320,4 +325,121 @@ async fn a_dropped_socket_keeps_its_seat_for_the_grace_period() -> anyhow::Resul
     let (left, _) = expect_within(&mut host_ws, "participant-left", within).await?;
     assert_eq!(left, json!({"participantId": gus, "reason": "disconnected"}));
     Ok(())
+}
+
+/// One plain HTTP/1.1 `GET /healthz` on a fresh connection; returns how long the answer took.
+async fn healthz_time(addr: SocketAddr) -> anyhow::Result<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let start = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await?;
+    anyhow::ensure!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    Ok(start.elapsed())
+}
+
+fn p99(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[(times.len() * 99).div_ceil(100) - 1]
+}
+
+/// p99 of 200 `/healthz` requests and of 50 chat round trips on `ws`.
+async fn latencies(s: &Server, ws: &mut Socket) -> anyhow::Result<(Duration, Duration)> {
+    let mut http = Vec::new();
+    for _ in 0..200 {
+        http.push(healthz_time(s.addr).await?);
+    }
+    let mut chat = Vec::new();
+    for i in 0..50 {
+        let start = Instant::now();
+        send(ws, "chat-message", json!({"text": format!("ping {i}")})).await?;
+        expect(ws, "chat-message").await?;
+        chat.push(start.elapsed());
+    }
+    Ok((p99(http), p99(chat)))
+}
+
+/// A layout plugin that spins on every call in a broadcast does not slow the API or signaling: plugin calls
+/// run on the program's own director thread, never on the server's async workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_plugin_spinning_on_every_call_does_not_slow_the_api_or_signaling() -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let s = server_with(|cfg| {
+        cfg.plugins.dirs = vec![root.join("target/plugins"), root.join("target/plugin-fixtures")];
+    })
+    .await?;
+    // The hostile layout spins for as long as the first person on stage's name says, just under its 20 ms
+    // deadline (so it is never switched off and spins on every call).
+    let user = s.state.store.create_user("spin@example.org", "not-a-real-hash", "slow:15", false).await?;
+    let sid = s.state.tokens.create_session(user.id).await?;
+    let broadcast = s.state.store.create_broadcast(user.id, "Spin show", "", json!({})).await?.id;
+    let token = s.state.jwt.issue(user.id, sid);
+    let mut ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let me = expect(&mut ws, "joined").await?["participantId"].clone();
+    send(&mut ws, "scene-update", json!({"stage": [me], "layout": "grid"})).await?;
+    expect(&mut ws, "scene-updated").await?;
+    // Going live puts the program on air (recording only).
+    let started = s.state.store.broadcast(broadcast).await?.expect("the broadcast");
+    let hub = backyard::signaling::Hub::get(&s.state).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    hub.programs.go_live(&s.state, &hub.media, &started, hub.participants(broadcast)).await?;
+
+    // A guest on stage keeps the layout busy: every camera toggle of theirs is a new stage to place. The same
+    // load runs with a quick layout first, so the comparison isolates what the spinning plugin costs.
+    let g = guest(&s, broadcast, user.id, "Gus", "guest").await?;
+    let mut toggler = connect(&s, Cred::Guest(&g)).await?;
+    send(&mut toggler, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let gus = expect(&mut toggler, "joined").await?["participantId"].clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toggling = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut on = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                on = !on;
+                if send(&mut toggler, "participant-status", json!({"videoEnabled": on})).await.is_err() {
+                    break;
+                }
+                // The next toggle once this one is through, reading what the room sends as a client does.
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(5), toggler.next()).await {
+                        Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("participant-status-updated") => break,
+                        Ok(Some(Ok(_))) => {}
+                        _ => return,
+                    }
+                }
+            }
+        })
+    };
+    send(&mut ws, "scene-update", json!({"stage": [me, gus], "layout": "grid"})).await?;
+    expect(&mut ws, "scene-updated").await?;
+    let (http_quick, chat_quick) = latencies(&s, &mut ws).await?;
+
+    send(&mut ws, "scene-update", json!({"stage": [me, gus], "layout": "hostile-layout/row"})).await?;
+    expect(&mut ws, "scene-updated").await?;
+    let calls_before = plugin_calls(&s).await?;
+    let (http_spin, chat_spin) = latencies(&s, &mut ws).await?;
+    let calls = plugin_calls(&s).await? - calls_before;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    toggling.await?;
+    println!(
+        "p99 /healthz {http_quick:?} → {http_spin:?}; p99 chat {chat_quick:?} → {chat_spin:?}; {calls} spinning layout calls"
+    );
+    assert!(calls >= 10, "the spinning layout was called only {calls} times");
+    // Generous: twice the p99 under the same load with a quick layout, and never less than 50 ms of room on a
+    // loaded two-core machine.
+    let bound = |quick: Duration| (quick * 2).max(Duration::from_millis(50));
+    assert!(http_spin <= bound(http_quick), "/healthz p99 {http_quick:?} → {http_spin:?}");
+    assert!(chat_spin <= bound(chat_quick), "chat p99 {chat_quick:?} → {chat_spin:?}");
+    hub.programs.end_live(&s.state, &hub.media, broadcast).await?;
+    Ok(())
+}
+
+/// Calls made to the hostile layout so far, as the plugin list counts them.
+async fn plugin_calls(s: &Server) -> anyhow::Result<u64> {
+    let host = s.state.plugins.host().await?;
+    let row = host.list().into_iter().find(|p| p.name == "hostile-layout").context("hostile-layout installed")?;
+    anyhow::ensure!(row.status == "ok", "{row:?}");
+    Ok(row.calls)
 }

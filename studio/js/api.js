@@ -1,4 +1,4 @@
-// REST client for the gateway's JSON API (DESIGN §6). Cookies carry auth; an expired access token is refreshed
+// REST client for the gateway's JSON API. Cookies carry auth; an expired access token is refreshed
 // once, transparently, and the request retried.
 
 /** An error returned by the API as {"error": {code, message, field}}, or a network failure. */

@@ -9,7 +9,7 @@ import { openStudio } from './room.js';
 const root = document.getElementById('app');
 /** {user} or {guest} from /api/auth/me, or null when signed out. */
 let session = null;
-/** Keeps the 15-minute access token fresh while the page is open (DESIGN §3.1). */
+/** Keeps the 15-minute access token fresh while the page is open. */
 let refreshTimer = 0;
 /** The open studio room, torn down when the user navigates away from it. */
 let activeRoom = null;

