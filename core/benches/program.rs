@@ -9,6 +9,14 @@
 //! decode, the program thread (compose, overlays, mix, encoder calls), x264's own threads, the senders and
 //! recorder (mux + network), and the preview are told apart; the publishers are not counted.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::type_complexity,
+    clippy::await_holding_lock,
+    clippy::field_reassign_with_default,
+    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../tests/router_support/mod.rs"]

@@ -548,8 +548,7 @@ impl Layouts for PluginLayouts {
             let instance = self.host.layout(plugin)?;
             self.instances.insert(plugin.to_owned(), instance);
         }
-        // unwrap: inserted just above when it was missing.
-        self.instances.get_mut(plugin).unwrap().place(stage)
+        self.instances.get_mut(plugin).expect("inserted just above when it was missing").place(stage)
     }
 }
 

@@ -21,6 +21,14 @@
 //!        loopback candidates, so against Janus the clients use the machine's own address (still no packet leaves
 //!        the host).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::type_complexity,
+    clippy::await_holding_lock,
+    clippy::field_reassign_with_default,
+    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
+)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -304,7 +312,7 @@ impl JanusUrl {
 /// One HTTP/1.0 request to Janus (a connection per request: only signaling goes this way) returning its JSON.
 async fn janus_http(url: &JanusUrl, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let (_, json) = http(&url.addr, method, &format!("{}{path}", url.path), body).await?;
-    Ok(serde_json::from_str(&json).with_context(|| format!("Janus {method} {path}: {json}"))?)
+    serde_json::from_str(&json).with_context(|| format!("Janus {method} {path}: {json}"))
 }
 
 /// One HTTP/1.0 request with a JSON body; returns the response head and body, failing unless 2xx.
@@ -321,7 +329,7 @@ async fn http(addr: &str, method: &str, path: &str, body: Option<Value>) -> anyh
     s.read_to_end(&mut resp).await?;
     let text = String::from_utf8_lossy(&resp);
     let (head, body) = text.split_once("\r\n\r\n").with_context(|| format!("an HTTP response from {addr}"))?;
-    if !head.starts_with("HTTP/1.") || !head.get(9..10).is_some_and(|c| c == "2") {
+    if !head.starts_with("HTTP/1.") || head.get(9..10).is_none_or(|c| c != "2") {
         bail!("{method} {path}: {} {body}", head.lines().next().unwrap_or_default());
     }
     Ok((head.to_owned(), body.to_owned()))

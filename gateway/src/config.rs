@@ -65,10 +65,10 @@ impl ProgramConfig {
     /// Checks sizes and rates, naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, message: &str| Err(ConfigError::Field { field, message: message.into() });
-        if !(160..=3840).contains(&self.width) || self.width % 2 != 0 {
+        if !(160..=3840).contains(&self.width) || !self.width.is_multiple_of(2) {
             return bad("program.width", "must be an even number of pixels from 160 to 3840");
         }
-        if !(160..=3840).contains(&self.height) || self.height % 2 != 0 {
+        if !(160..=3840).contains(&self.height) || !self.height.is_multiple_of(2) {
             return bad("program.height", "must be an even number of pixels from 160 to 3840");
         }
         if !(1..=60).contains(&self.fps) {
@@ -237,8 +237,7 @@ impl Default for Config {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            // unwrap: a literal socket address.
-            bind: "127.0.0.1:8080".parse().unwrap(),
+            bind: "127.0.0.1:8080".parse().expect("a literal socket address"),
             tls_cert: None,
             tls_key: None,
             trust_proxy: false,

@@ -60,10 +60,9 @@ impl StreamKeyCipher {
     pub fn seal(&self, plaintext: &str) -> Sealed {
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        // unwrap: the active key exists (checked in `new`), and AES-GCM encryption of a short input cannot fail.
         let ciphertext = self.keys[&self.active]
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: AAD })
-            .unwrap();
+            .expect("the active key exists (checked in new), and AES-GCM encryption of a short input cannot fail");
         Sealed { ciphertext, nonce: nonce.to_vec(), kid: self.active.clone() }
     }
 

@@ -23,32 +23,32 @@ pub struct Metrics {
     pub output_connects: IntGaugeVec,
 }
 
+/// Why registering the metrics below cannot fail.
+const DEFINED: &str = "constant, valid metric definitions registered once into a fresh registry";
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        // unwrap (all below): constant, valid metric definitions registered once into a fresh registry.
         let requests = IntCounterVec::new(
             Opts::new("backyard_http_requests_total", "HTTP requests by method, route and status"),
             &["method", "route", "status"],
         )
-        .unwrap();
-        // unwrap: as above.
+        .expect(DEFINED);
         let latency = HistogramVec::new(
             HistogramOpts::new("backyard_http_request_duration_seconds", "HTTP request latency by route")
                 .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             &["method", "route"],
         )
-        .unwrap();
-        // unwrap: as above.
-        let active_broadcasts = IntGauge::new("backyard_active_broadcasts", "Broadcasts currently live").unwrap();
-        registry.register(Box::new(requests.clone())).unwrap();
-        registry.register(Box::new(latency.clone())).unwrap();
-        registry.register(Box::new(active_broadcasts.clone())).unwrap();
+        .expect(DEFINED);
+        let active_broadcasts =
+            IntGauge::new("backyard_active_broadcasts", "Broadcasts currently live").expect(DEFINED);
+        registry.register(Box::new(requests.clone())).expect(DEFINED);
+        registry.register(Box::new(latency.clone())).expect(DEFINED);
+        registry.register(Box::new(active_broadcasts.clone())).expect(DEFINED);
         let labels = &["broadcast", "output", "kind"];
         let gauge = |name: &str, help: &str, labels: &[&str]| {
-            // unwrap: as above, constant definitions into a fresh registry.
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap();
-            registry.register(Box::new(g.clone())).unwrap();
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect(DEFINED);
+            registry.register(Box::new(g.clone())).expect(DEFINED);
             g
         };
         let output_state = gauge(
@@ -75,8 +75,7 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        // unwrap: encoding into a Vec cannot fail.
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).unwrap();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("encoding into a Vec cannot fail");
         String::from_utf8_lossy(&out).into_owned()
     }
 }

@@ -198,7 +198,7 @@ fn color(field: &str, value: Option<&String>) -> Result<(), SceneError> {
 impl Scene {
     /// Checks every rule; `layouts` are the layout ids the server offers now.
     pub fn validate(&self, layouts: &[String]) -> Result<(), SceneError> {
-        if !layouts.iter().any(|l| *l == self.layout) {
+        if !layouts.contains(&self.layout) {
             return Err(bad("layout", format!("unknown layout; one of {}", layouts.join(", "))));
         }
         if self.stage.len() > MAX_STAGE {

@@ -164,8 +164,7 @@ pub enum Limit {
 impl RateLimits {
     fn new(cfg: &Config) -> Self {
         let quota = |n: u32| {
-            // unwrap: max(1) makes it non-zero.
-            governor::Quota::per_minute(std::num::NonZeroU32::new(n.max(1)).unwrap())
+            governor::Quota::per_minute(std::num::NonZeroU32::new(n.max(1)).expect("max(1) makes it non-zero"))
         };
         Self {
             auth: governor::RateLimiter::keyed(quota(cfg.limits.auth_per_minute)),

@@ -1,5 +1,13 @@
 //! The REST API end to end, in-process, on both backends (see `common`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::type_complexity,
+    clippy::await_holding_lock,
+    clippy::field_reassign_with_default,
+    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
+)]
+
 mod common;
 
 use axum::http::{Method, StatusCode};
@@ -262,7 +270,7 @@ async fn rate_limit_on_login_gives_429_with_retry_after(b: Backend) {
     for i in 0..3 {
         let r = t
             .post("/api/auth/login")
-            .from_ip("10.0.0.1")
+            .with_ip("10.0.0.1")
             .json(json!({"email": "nobody@example.com", "password": "wrong password"}))
             .send()
             .await;
@@ -270,7 +278,7 @@ async fn rate_limit_on_login_gives_429_with_retry_after(b: Backend) {
     }
     let r = t
         .post("/api/auth/login")
-        .from_ip("10.0.0.1")
+        .with_ip("10.0.0.1")
         .json(json!({"email": "nobody@example.com", "password": "wrong password"}))
         .send()
         .await;
@@ -280,7 +288,7 @@ async fn rate_limit_on_login_gives_429_with_retry_after(b: Backend) {
     // Per account too: another address, same account, still limited.
     let r = t
         .post("/api/auth/login")
-        .from_ip("10.0.0.2")
+        .with_ip("10.0.0.2")
         .json(json!({"email": "nobody@example.com", "password": "x"}))
         .send()
         .await;
@@ -288,7 +296,7 @@ async fn rate_limit_on_login_gives_429_with_retry_after(b: Backend) {
     // Another address and account is not.
     let r = t
         .post("/api/auth/login")
-        .from_ip("10.0.0.3")
+        .with_ip("10.0.0.3")
         .json(json!({"email": "else@example.com", "password": "x"}))
         .send()
         .await;

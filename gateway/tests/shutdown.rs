@@ -1,6 +1,14 @@
 //! Stopping the server: SIGTERM during a live broadcast ends it as `POST /end` would, so the recording is
 //! whole and playable and every row is final before the process exits.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::type_complexity,
+    clippy::await_holding_lock,
+    clippy::field_reassign_with_default,
+    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
+)]
+
 #[path = "../../core/tests/common/mod.rs"]
 mod media;
 

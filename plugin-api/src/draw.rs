@@ -27,8 +27,10 @@ fn font(weight: Weight) -> &'static FontRef<'static> {
         Weight::Bold => (&BOLD, BOLD_TTF),
     };
     // Parsing is lazy (tables are read on use), so the first call stays within a frame's deadline.
-    // unwrap: the embedded font is a known-good TTF; a broken one fails every test at once.
-    cell.get_or_init(|| FontRef::try_from_slice(bytes).unwrap())
+    cell.get_or_init(|| {
+        FontRef::try_from_slice(bytes)
+            .expect("the embedded font is a known-good TTF; a broken one fails every test at once")
+    })
 }
 
 /// The scale at which the font's em square is `px` pixels (as CSS `font-size`).

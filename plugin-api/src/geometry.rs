@@ -20,7 +20,8 @@ pub fn inset(r: Rect, by: f32) -> Rect {
 
 /// The largest rectangle of the given aspect ratio (width / height) centred in `area`.
 pub fn fit_aspect(area: Rect, aspect: f32) -> Rect {
-    if area.width <= 0.0 || area.height <= 0.0 || !(aspect > 0.0) {
+    // NaN is no aspect either.
+    if area.width <= 0.0 || area.height <= 0.0 || aspect.is_nan() || aspect <= 0.0 {
         return area;
     }
     let (w, h) = if area.width / area.height > aspect {

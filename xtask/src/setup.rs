@@ -78,6 +78,24 @@ pub fn ensure_build_tools() -> anyhow::Result<()> {
     ensure_wasm_target()
 }
 
+/// rustfmt and clippy, which the test suite's gates run (rustup's default profile has them; a minimal one
+/// does not).
+pub fn ensure_lint_tools() -> anyhow::Result<()> {
+    for (tool, component) in [("fmt", "rustfmt"), ("clippy", "clippy")] {
+        let present = Command::new("cargo")
+            .args([tool, "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            eprintln!("xtask: adding the {component} component");
+            crate::status(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn ensure_all() -> anyhow::Result<()> {
     ensure_build_tools()?;
     ensure_apt(TEST_PACKAGES)?;

@@ -2,16 +2,36 @@
 //! either backend.
 
 use std::io::{BufRead as _, BufReader};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
-use crate::{cargo_cmd, setup};
+use crate::{cargo_cmd, setup, status};
+
+/// The cargo that runs xtask.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
     setup::ensure_build_tools()?;
+    setup::ensure_lint_tools()?;
     setup::ensure_apt(setup::TEST_PACKAGES)?;
     let pg_url = setup::ensure_services()?;
+
+    // Gates first: they are quick, and a red one needs no suite to tell.
+    println!("xtask: cargo fmt --check");
+    status(Command::new(cargo()).args(["fmt", "--all", "--", "--check"]).current_dir(crate::root()))
+        .context("formatting differs: run `cargo fmt --all`")?;
+    crate::tidy::run()?;
+    println!("xtask: cargo clippy -D warnings");
+    status(
+        cargo_cmd()
+            .args(["clippy", "--workspace", "--exclude", "xtask", "--all-targets"])
+            .args(crate::plugins::workspace_excludes()?)
+            .args(["--", "-D", "warnings"]),
+    )
+    .context("clippy found warnings")?;
 
     // Plugins are wasm32-wasip2 crates: built (with the new-plugin template check) before the host tests
     // that load them, and kept out of the host `cargo test`.
@@ -36,14 +56,17 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             postgres += 1;
         }
     }
-    let status = child.wait()?;
+    let exit = child.wait()?;
     println!("xtask: store/API suites passed: {sqlite} on SQLite, {postgres} on PostgreSQL+Redis");
-    if !status.success() {
+    if !exit.success() {
         bail!("cargo test failed");
     }
     if sqlite == 0 || postgres == 0 {
         bail!("a backend ran zero store/API tests (SQLite {sqlite}, PostgreSQL {postgres})");
     }
+    // The SDK's drawing code (text layout, shapes) is compiled into plugins only: tested on its own.
+    status(cargo_cmd().args(["test", "-p", "backyard-plugin-api", "--features", "draw", "--lib"]))
+        .context("the plugin SDK's drawing tests failed")?;
     // Browser end to end: real Chromium processes with fake media against a freshly started backyard.
     crate::e2e::run(&crate::root(), &["auth", "room-state", "room", "stage", "turn", "program"])?;
     println!("xtask: all suites passed");

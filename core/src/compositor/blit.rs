@@ -167,10 +167,10 @@ pub fn draw_name_card(canvas: &mut VideoFrame, tile: Rect, name: &str) {
     for py in (cy - radius).max(0)..(cy + radius) {
         for px in (cx - radius).max(0)..(cx + radius).min(cw) {
             let (dx, dy) = (px - cx, py - cy);
-            if dx * dx + dy * dy <= radius * radius {
-                if let Some(p) = y.get_mut((py * cw + px) as usize) {
-                    *p = disc;
-                }
+            if dx * dx + dy * dy <= radius * radius
+                && let Some(p) = y.get_mut((py * cw + px) as usize)
+            {
+                *p = disc;
             }
         }
     }

@@ -64,12 +64,12 @@ impl VideoDecoder {
         self.decoder.send_packet(&ffmpeg_next::Packet::copy(data))?;
         let mut out = Vec::new();
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
-            out.push(self.to_i420()?);
+            out.push(self.convert_to_i420()?);
         }
         Ok(out)
     }
 
-    fn to_i420(&mut self) -> Result<VideoFrame, DecodeError> {
+    fn convert_to_i420(&mut self) -> Result<VideoFrame, DecodeError> {
         let (w, h) = (self.decoded.width() & !1, self.decoded.height() & !1);
         let src = if matches!(self.decoded.format(), format::Pixel::YUV420P | format::Pixel::YUVJ420P) {
             &self.decoded
@@ -81,8 +81,11 @@ impl VideoDecoder {
                 self.scaler = Some((ctx, fmt, w, h));
             }
             let mut converted = frame::Video::empty();
-            // unwrap: the scaler was created just above when missing.
-            self.scaler.as_mut().unwrap().0.run(&self.decoded, &mut converted)?;
+            self.scaler
+                .as_mut()
+                .expect("the scaler was created just above when missing")
+                .0
+                .run(&self.decoded, &mut converted)?;
             self.decoded = converted;
             &self.decoded
         };

@@ -15,7 +15,7 @@ fn font() -> &'static fontdue::Font {
             include_bytes!("../../../plugin-api/fonts/DejaVuSans-Bold.ttf") as &[u8],
             fontdue::FontSettings::default(),
         )
-        .unwrap()
+        .expect("the embedded font is a known-good TTF (the same one overlays and previews use)")
     })
 }
 

@@ -267,8 +267,7 @@ impl Compositor {
             while let Some((t, _)) = s.pending.front() {
                 match s.clock.to_program_us(*t) {
                     Some(at) if at <= due => {
-                        // unwrap: front() just returned Some.
-                        let (_, frame) = s.pending.pop_front().unwrap();
+                        let (_, frame) = s.pending.pop_front().expect("front() just returned Some");
                         s.current = Some(frame);
                     }
                     _ => break,

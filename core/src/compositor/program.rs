@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::decode::{AudioDecoder, VideoCodec, VideoDecoder};
+use super::decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 use super::preview::{PreviewEncoder, PreviewPacket, PreviewSettings, PreviewSink};
 use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember, blit};
 use crate::egress::{Egress, EgressConfig, EgressError, EgressReport, EncoderSettings, StatusSink, VideoFrame};
@@ -128,11 +128,14 @@ fn add_elapsed(counter: &AtomicU64, since: Instant) {
 /// Packets a decoder thread may hold before it drops new ones.
 const DECODE_QUEUE: usize = 60;
 
+/// Where a source's decoder thread takes its packets: (source id, is video) → queue.
+type DecoderInput = SyncSender<(EncodedMedia, Duration)>;
+
 /// A running program.
 pub struct Program {
     commands: Sender<Command>,
     thread: Option<JoinHandle<()>>,
-    decoders: Mutex<HashMap<(String, bool), SyncSender<(EncodedMedia, Duration)>>>,
+    decoders: Mutex<HashMap<(String, bool), DecoderInput>>,
     /// Source ids on stage: the only ones decoded.
     on_stage: Mutex<HashSet<String>>,
     epoch: Instant,
@@ -334,6 +337,15 @@ impl Drop for Program {
     }
 }
 
+/// Decodes one video frame, counting its time and the frame in the program's stats.
+fn timed_decode(d: &mut VideoDecoder, data: &[u8], counters: &Counters) -> Result<Vec<VideoFrame>, DecodeError> {
+    let t = Instant::now();
+    let r = d.decode(data);
+    add_elapsed(&counters.decode_ns, t);
+    counters.decoded_frames.fetch_add(1, Ordering::Relaxed);
+    r
+}
+
 fn spawn_decoder(
     source: &str,
     first: &EncodedMedia,
@@ -360,13 +372,7 @@ fn spawn_decoder(
         }
         while let Ok((media, source_time)) = rx.recv() {
             match (media, video.as_mut(), audio.as_mut()) {
-                (EncodedMedia::Video { data, .. }, Some(d), _) => match {
-                    let t = Instant::now();
-                    let r = d.decode(&data);
-                    add_elapsed(&counters.decode_ns, t);
-                    counters.decoded_frames.fetch_add(1, Ordering::Relaxed);
-                    r
-                } {
+                (EncodedMedia::Video { data, .. }, Some(d), _) => match timed_decode(d, &data, &counters) {
                     Ok(frames) => {
                         for frame in frames {
                             let arrival = epoch.elapsed();
@@ -447,7 +453,7 @@ impl LivePreview {
 
     /// Hands tick `n`'s frame to the encoder if it is a preview tick, someone watches and the encoder is free.
     fn offer(&self, n: u64, frame: &VideoFrame, at: Duration) {
-        if n % self.every == 0 && self.sink.watched() {
+        if n.is_multiple_of(self.every) && self.sink.watched() {
             // Full: the encoder is still on the last one, this frame is skipped. Gone: it stopped and said why.
             let _ = self.frames.try_send((frame.clone(), at));
         }
@@ -566,7 +572,7 @@ impl Ticker {
             let frame = self.core.blend_overlays();
             add_elapsed(&self.counters.overlay_ns, t);
             self.counters.ticks.fetch_add(1, Ordering::Relaxed);
-            if n % (self.fps as u64 / 5).max(1) == 0 {
+            if n.is_multiple_of((self.fps as u64 / 5).max(1)) {
                 *self.preview.lock() = Some(frame.clone());
             }
             if let Some(p) = &self.live_preview {

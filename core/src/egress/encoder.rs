@@ -356,8 +356,8 @@ impl Encoder {
             frame.set_rate(SAMPLE_RATE);
             for i in 0..AAC_FRAME {
                 // unwrap: the loop condition guarantees 2 * AAC_FRAME queued samples.
-                let l = self.fifo.pop_front().unwrap();
-                let r = self.fifo.pop_front().unwrap();
+                let l = self.fifo.pop_front().expect("the loop condition guarantees 2 * AAC_FRAME queued samples");
+                let r = self.fifo.pop_front().expect("the loop condition guarantees 2 * AAC_FRAME queued samples");
                 frame.plane_mut::<f32>(0)[i] = l;
                 frame.plane_mut::<f32>(1)[i] = r;
             }

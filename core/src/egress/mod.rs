@@ -301,6 +301,7 @@ fn recording_options(timeouts: &Timeouts) -> OutputOptions {
 }
 
 impl Shared {
+    #[allow(clippy::too_many_arguments, reason = "each argument is one part of the output being started")]
     fn spawn_output(
         &self,
         id: &str,
@@ -531,8 +532,7 @@ impl EgressControl {
             outputs.remove(pos)
         };
         let mut done = shut_down(vec![handle], self.shared.timeouts.drain);
-        // unwrap: shut_down returns one entry per handle given.
-        let (handle, _) = done.pop().unwrap();
+        let (handle, _) = done.pop().expect("shut_down returns one entry per handle given");
         let status = handle.status.lock().clone();
         (self.shared.sink)(&status);
         Ok(status)

@@ -152,6 +152,7 @@ impl Drop for LogCapture {
 
 unsafe extern "C" fn ffmpeg_log(avcl: *mut c_void, level: c_int, fmt: *const c_char, args: *mut ffi::__va_list_tag) {
     let capture_level = CAPTURES.with(|c| c.try_borrow().ok().and_then(|c| c.iter().map(|(l, _)| *l).max()));
+    // SAFETY: reads FFmpeg's global log level; no arguments, callable from any thread.
     let log_level = unsafe { ffi::av_log_get_level() };
     let wanted_by_capture = capture_level.is_some_and(|l| level <= l);
     if level > log_level && !wanted_by_capture {

@@ -140,14 +140,11 @@ impl<W: World> Slot<W> {
             self.entry.health.lock().switched_off -= 1;
         }
         let stale = self.live.as_ref().is_none_or(|(_, _, g)| *g != generation);
-        if stale {
-            if let Err(f) = self.instantiate() {
-                return Err(self.fail(f));
-            }
+        if stale && let Err(f) = self.instantiate() {
+            return Err(self.fail(f));
         }
         let call_ms = self.entry.compiled().manifest.limits.call_ms;
-        // unwrap: instantiate() above either filled `live` or returned.
-        let (store, bindings, _) = self.live.as_mut().unwrap();
+        let (store, bindings, _) = self.live.as_mut().expect("instantiate() above either filled live or returned");
         store.data_mut().limiter.refused = false;
         store.data_mut().refused_http = None;
         // One epoch tick is a millisecond; +1 because the current tick is already partly over.

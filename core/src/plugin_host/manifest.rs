@@ -282,10 +282,10 @@ fn check_value(s: &Setting, v: &serde_json::Value) -> Result<(), String> {
     use serde_json::Value;
     match (s.ty, v) {
         (SettingType::String, Value::String(text)) => {
-            if let Some(choices) = &s.choices {
-                if !choices.iter().any(|c| c == text) {
-                    return Err(format!("must be one of {}", choices.join(", ")));
-                }
+            if let Some(choices) = &s.choices
+                && !choices.iter().any(|c| c == text)
+            {
+                return Err(format!("must be one of {}", choices.join(", ")));
             }
             Ok(())
         }
@@ -308,15 +308,15 @@ fn check_range(s: &Setting, x: f64) -> Result<(), String> {
     if !x.is_finite() {
         return Err("must be finite".into());
     }
-    if let Some(min) = s.min {
-        if x < min {
-            return Err(format!("must be at least {min}"));
-        }
+    if let Some(min) = s.min
+        && x < min
+    {
+        return Err(format!("must be at least {min}"));
     }
-    if let Some(max) = s.max {
-        if x > max {
-            return Err(format!("must be at most {max}"));
-        }
+    if let Some(max) = s.max
+        && x > max
+    {
+        return Err(format!("must be at most {max}"));
     }
     Ok(())
 }

@@ -183,7 +183,7 @@ impl OperatorSettings {
 }
 
 /// How the host starts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct HostConfig {
     /// Folders holding one sub-folder per plugin; later folders cannot reuse an earlier name.
     pub dirs: Vec<PathBuf>,
@@ -191,17 +191,6 @@ pub struct HostConfig {
     pub failure: FailurePolicy,
     /// Poll the dirs for changed plugins this often (hot reload); `None` turns reloading off.
     pub watch: Option<Duration>,
-}
-
-impl Default for HostConfig {
-    fn default() -> Self {
-        HostConfig {
-            dirs: Vec::new(),
-            settings: OperatorSettings::default(),
-            failure: FailurePolicy::default(),
-            watch: None,
-        }
-    }
 }
 
 /// One row of `GET /api/plugins`.
@@ -602,7 +591,7 @@ impl PluginHost {
             cache.insert(platform.to_string(), inst);
         }
         // unwrap: inserted just above when it was missing.
-        cache.get_mut(platform).unwrap().validate(server_url, stream_key)
+        cache.get_mut(platform).expect("inserted just above when it was missing").validate(server_url, stream_key)
     }
 
     /// A boolean setting of plugin `name` as it runs (the operator's value or the manifest's default);
@@ -621,7 +610,11 @@ impl PluginHost {
             cache.insert(platform.to_string(), inst);
         }
         // unwrap: inserted just above when it was missing.
-        cache.get_mut(platform).unwrap().info().map_err(DestinationError::Plugin)
+        cache
+            .get_mut(platform)
+            .expect("inserted just above when it was missing")
+            .info()
+            .map_err(DestinationError::Plugin)
     }
 
     /// Look for changed or new plugins now (the watcher does this every `watch` interval). Returns the

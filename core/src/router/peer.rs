@@ -18,6 +18,10 @@ use super::{PeerId, RouterError, TrackId, TrackSource};
 
 /// What the shell must act on.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "polled one at a time and consumed at once; boxing would allocate per packet"
+)]
 pub enum PeerOutput {
     /// Send this datagram.
     Transmit(Transmit),
@@ -29,6 +33,7 @@ pub enum PeerOutput {
 
 /// What happened on the connection, translated into the router's terms.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant, reason = "a frame moves by value on the hot path; boxing would allocate per frame")]
 pub enum PeerEvent {
     /// The client added an m-line it sends on. The shell registers it with the room
     /// ([`Room::publish`](super::Room::publish)) and reports the id back with

@@ -181,6 +181,7 @@ struct Forwarded {
     payload: Payload,
 }
 
+#[allow(clippy::large_enum_variant, reason = "a frame moves by value on the hot path; boxing would allocate per frame")]
 enum Payload {
     /// Depacketized from a publisher.
     Relayed(MediaData),

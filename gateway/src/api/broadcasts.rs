@@ -155,8 +155,8 @@ pub async fn end(State(state): State<AppState>, HostAccess(access): HostAccess) 
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    // unwrap: formatting a valid UTC timestamp as RFC 3339 cannot fail.
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("formatting a valid UTC timestamp as RFC 3339 cannot fail")
 }
 
 #[utoipa::path(get, path = "/api/broadcasts/{id}/scene", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
@@ -174,8 +174,7 @@ pub async fn put_scene(
 ) -> ApiResult<Json<Scene>> {
     let layouts: Vec<String> = state.plugins.layouts().await.into_iter().map(|l| l.id).collect();
     scene.validate(&layouts)?;
-    // unwrap: a Scene always serializes.
-    let value = serde_json::to_value(&scene).unwrap();
+    let value = serde_json::to_value(&scene).expect("a Scene always serializes");
     state.store.set_scene(access.broadcast.id, value.clone()).await?;
     announce(&state, &access.broadcast, "scene-updated", serde_json::json!({ "scene": value })).await;
     Ok(axum::Json(scene))

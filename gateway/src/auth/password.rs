@@ -4,8 +4,11 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 
 fn argon2() -> Argon2<'static> {
-    // unwrap: constant, valid parameters.
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(19 * 1024, 2, 1, None).unwrap())
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(19 * 1024, 2, 1, None).expect("constant, valid parameters"),
+    )
 }
 
 /// Hashes on a blocking thread: one hash costs tens of milliseconds of CPU.
@@ -35,6 +38,8 @@ pub async fn verify(password: String, phc: Option<String>) -> bool {
 
 static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let salt = SaltString::generate(&mut OsRng);
-    // unwrap: hashing a constant with valid parameters.
-    argon2().hash_password(b"backyard-dummy-password", &salt).unwrap().to_string()
+    argon2()
+        .hash_password(b"backyard-dummy-password", &salt)
+        .expect("hashing a constant with valid parameters")
+        .to_string()
 });

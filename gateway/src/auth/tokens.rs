@@ -51,8 +51,8 @@ impl Jwt {
     pub fn issue(&self, user_id: Uuid, session_id: Uuid) -> String {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims { sub: user_id, sid: session_id, iat: now, exp: now + self.ttl_secs };
-        // unwrap: HS256 encoding of a plain struct cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap()
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding of a plain struct cannot fail")
     }
 
     pub fn verify(&self, token: &str) -> Option<Claims> {

@@ -65,8 +65,7 @@ impl IceServers {
 /// The credential for `user` valid until `expires` (unix seconds) under the TURN server's shared `secret`.
 pub fn turn_credential(secret: &str, user: &str, expires: u64) -> TurnCredential {
     let username = format!("{expires}:{user}");
-    // unwrap: HMAC accepts keys of any length.
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(username.as_bytes());
     let credential = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     TurnCredential { username, credential }

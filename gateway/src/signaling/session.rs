@@ -498,10 +498,10 @@ impl Session {
             }
             ModerateAction::Remove => {
                 // Their session ends too, so the invite cookie cannot bring them back.
-                if let Some(id) = guest_session {
-                    if let Err(e) = self.state.store.revoke_guest_session(id).await {
-                        tracing::warn!("could not revoke guest session {id}: {e}");
-                    }
+                if let Some(id) = guest_session
+                    && let Err(e) = self.state.store.revoke_guest_session(id).await
+                {
+                    tracing::warn!("could not revoke guest session {id}: {e}");
                 }
                 if control.send(Control::Moderated { action: req.action, by: me }).is_err() {
                     // Their socket is gone (within the reconnect grace): give the seat up now.

@@ -292,7 +292,7 @@ impl Req<'_> {
         self.body = Some((content_type.into(), body));
         self
     }
-    pub fn from_ip(mut self, ip: &str) -> Self {
+    pub fn with_ip(mut self, ip: &str) -> Self {
         self.ip = Some(format!("{ip}:40000").parse().unwrap());
         self
     }
