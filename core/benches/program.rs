@@ -267,14 +267,17 @@ impl PreviewSink for CountingPreview {
     }
 }
 
-fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
+/// One program phase: `inputs` publishers in the room, the first `on_stage` of them on stage (the 2×2 grid shows
+/// the first four), pushing to `servers` while recording to `rec`.
+fn run_program(inputs: &[Vec<Vec<u8>>], on_stage: usize, servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
     let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
     let ids: Vec<String> = (0..inputs.len()).map(|i| format!("p{i}")).collect();
-    program.set_stage(ids.iter().map(|id| StageMember { id: id.clone(), name: id.clone() }).collect());
+    program.set_stage(ids.iter().take(on_stage).map(|id| StageMember { id: id.clone(), name: id.clone() }).collect());
     let (hw, hh) = (W / 2, H / 2);
     program
         .set_placements(
             ids.iter()
+                .take(4)
                 .enumerate()
                 .map(|(i, id)| Placement {
                     source: id.clone(),
@@ -306,8 +309,12 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
         let clip = (packets, frames.len() as f64 / 30.0);
         publishers.push(pub_rt.block_on(Publisher::join_on(&node, Some(media_rt.handle()), "bench", id, clip))?);
     }
-    let decoding = common::wait_until(Duration::from_secs(30), || program.stats().decoded_frames > 4 * 60);
-    ensure!(decoding.is_some(), "the four WebRTC inputs did not start decoding: {:?}", program.stats());
+    for id in ids.iter().take(on_stage) {
+        node.request_keyframes("bench", id);
+    }
+    let decoding =
+        common::wait_until(Duration::from_secs(30), || program.stats().decoded_frames > on_stage as u64 * 60);
+    ensure!(decoding.is_some(), "the on-stage WebRTC inputs did not start decoding: {:?}", program.stats());
 
     let config = EgressConfig {
         encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 3000, ..Default::default() },
@@ -363,7 +370,7 @@ fn run_program(inputs: &[Vec<Vec<u8>>], servers: &[&Nginx], secs: u64, rec: &Pat
     // The player's first seconds (connect, probe, first keyframe) are not steady state.
     let steady: Vec<(Instant, u32)> = seen.into_iter().filter(|(at, _)| *at > start + Duration::from_secs(3)).collect();
     Ok(Phase {
-        name: format!("program, {} RTMP + fMP4", servers.len()),
+        name: format!("program, {} RTMP + fMP4, {on_stage} of {} on stage", servers.len(), inputs.len()),
         cores: STAGES.iter().map(|g| groups.get(g).copied().unwrap_or(0.0)).sum(),
         groups,
         ticks_per_sec: (stats.ticks - stats0.ticks) as f64 / wall.as_secs_f64(),
@@ -460,16 +467,29 @@ fn main() -> Result<()> {
     let servers: Vec<Nginx> = (0..3).map(|_| Nginx::start(NginxOptions::default())).collect::<Result<_>>()?;
     let all: Vec<&Nginx> = servers.iter().collect();
 
-    let one = run_program(&inputs, &all[..1], secs, &dir.path().join("p1.mp4"))?;
-    let three = run_program(&inputs, &all, secs, &dir.path().join("p3.mp4"))?;
+    let one = run_program(&inputs, 4, &all[..1], secs, &dir.path().join("p1.mp4"))?;
+    let three = run_program(&inputs, 4, &all, secs, &dir.path().join("p3.mp4"))?;
     let cli = run_ffmpeg(&paths, &all, secs, &dir.path().join("ffmpeg.mp4"))?;
+    // Six people in the room, four on stage: the two backstage are not decoded. Against it, the same room with
+    // all six on stage (decoded, the grid still showing four): what decoding everyone in the room used to cost.
+    let six: Vec<Vec<Vec<u8>>> = (0..6).map(|i| inputs[i % inputs.len()].clone()).collect();
+    let six_all = run_program(&six, 6, &all[..1], secs, &dir.path().join("p6a.mp4"))?;
+    let six_four = run_program(&six, 4, &all[..1], secs, &dir.path().join("p6f.mp4"))?;
 
     let layout_us = layout_call_us();
     println!();
-    println!("{:<34} {:>8} {:>10}", "phase (720p30, 4×VP8 720p in)", "cores", "ticks/s");
-    for p in [&one, &three, &cli] {
-        println!("{:<34} {:>8.3} {:>10.1}", p.name, p.cores, p.ticks_per_sec);
+    println!("{:<52} {:>8} {:>10}", "phase (720p30, 4×VP8 720p in)", "cores", "ticks/s");
+    for p in [&one, &three, &cli, &six_all, &six_four] {
+        println!("{:<52} {:>8.3} {:>10.1}", p.name, p.cores, p.ticks_per_sec);
     }
+    let decode = |p: &Phase| p.groups.get("decode").copied().unwrap_or(0.0);
+    println!(
+        "6 in the room, 4 on stage: decode {:.3} cores (all 6 decoded: {:.3}), program {:.3} cores (all 6: {:.3})",
+        decode(&six_four),
+        decode(&six_all),
+        six_four.cores,
+        six_all.cores
+    );
     println!("  (program: its stages only; WebRTC receive is below, the publishers are not counted)");
     println!();
     println!("{:<34} {:>8} {:>8} {:>12}", "cores by thread group", "1 dest", "3 dests", "ms / frame");
@@ -537,6 +557,9 @@ fn main() -> Result<()> {
         "extra_destination_cores": per_destination,
         "extra_destination_sender_cores": per_sender,
         "ratio_to_ffmpeg_cli": three.cores / cli.cores,
+        "six_in_room_four_on_stage": {"program_cores": six_four.cores, "decode_cores": decode(&six_four),
+            "decoding": six_four.stats.as_ref().map(|s| s.decoding.clone())},
+        "six_in_room_six_decoded": {"program_cores": six_all.cores, "decode_cores": decode(&six_all)},
         "cores_by_thread_group": {"one_destination": one.groups, "three_destinations": three.groups},
         "stages": three.stats,
         "preview_bits_per_sec": three.preview_bps,

@@ -151,7 +151,7 @@ pub fn layout_choices(host: &PluginHost) -> Vec<LayoutChoice> {
 }
 
 /// The stage as the studio draws it: exactly the program's tiles.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageLayout {
     pub layout: String,
@@ -160,14 +160,14 @@ pub struct StageLayout {
 }
 
 /// The program canvas in pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CanvasSize {
     pub width: u32,
     pub height: u32,
 }
 
 /// One tile of the program, in canvas pixels.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tile {
     /// The program source: the participant id, or `<participantId>:screen`.
@@ -181,7 +181,7 @@ pub struct Tile {
     pub height: u32,
     pub z: i32,
     /// `cover` or `contain`.
-    pub fit: &'static str,
+    pub fit: String,
 }
 
 /// What the shell is to do.
@@ -456,7 +456,8 @@ impl<L: Layouts, P: Painter> Director<L, P> {
                     fit: match p.fit {
                         Fit::Cover => "cover",
                         Fit::Contain => "contain",
-                    },
+                    }
+                    .to_owned(),
                 }
             })
             .collect();
@@ -698,7 +699,10 @@ mod tests {
         assert!(out.contains(&Output::Keyframe("c".into())), "the screen is a new source: {out:?}");
         let stage = d.stage_layout().unwrap();
         let screen = stage.tiles.iter().find(|t| t.screen).unwrap();
-        assert_eq!((screen.participant_id.as_str(), screen.fit, screen.name.as_str()), ("c", "contain", "C (screen)"));
+        assert_eq!(
+            (screen.participant_id.as_str(), screen.fit.as_str(), screen.name.as_str()),
+            ("c", "contain", "C (screen)")
+        );
     }
 
     #[test]

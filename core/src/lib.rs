@@ -1,8 +1,7 @@
-//! Backyard's media engine: packet router, compositor, egress, plugin host and the event bus.
+//! Backyard's media engine: packet router, director, compositor, egress and plugin host.
 //!
 //! Architecture Invariant: no HTTP server and no SQL in this crate; the gateway drives it.
 
-pub mod bus;
 pub mod compositor;
 pub mod director;
 pub mod egress;

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use backyard_core::bus::{Bus, InProcessBus, RedisBus};
+use crate::bus::{Bus, InProcessBus, RedisBus};
 
 use crate::auth::tokens::{DbTokens, Jwt, RedisTokens, TokenStore};
 use crate::config::Config;
@@ -31,6 +31,8 @@ pub struct AppState {
     pub active_sessions: Arc<ActiveSessions>,
     /// Layouts, overlays and destination adapters (WebAssembly), started on first use or by `serve`.
     pub plugins: Arc<crate::plugins::Plugins>,
+    /// This node's signaling hub (media node, rooms, programs), started on the first `/ws` or program request.
+    pub hub: Arc<tokio::sync::OnceCell<Arc<crate::signaling::Hub>>>,
 }
 
 /// How long a confirmed-active session is trusted without asking the token store again. Revocations evict at
@@ -115,6 +117,7 @@ impl AppState {
         Ok(Self {
             active_sessions,
             plugins,
+            hub: Arc::default(),
             limits: Arc::new(RateLimits::new(&cfg)),
             cfg: Arc::new(cfg),
             store,

@@ -368,7 +368,7 @@ async fn revoking_an_invite_ends_its_guest_sessions(b: Backend) {
     let guest = t.post(&format!("/api/invites/{token}/redeem")).json(json!({"name": "Bob"})).send().await.cookies();
     let session_id: uuid::Uuid =
         t.get("/api/auth/me").cookies(&guest).send().await.body["guest"]["id"].as_str().unwrap().parse().unwrap();
-    let mut events = t.state.bus.subscribe(&backyard_core::bus::topic::session(session_id));
+    let mut events = t.state.bus.subscribe(&backyard::bus::topic::session(session_id));
     let r = t.req(Method::DELETE, &format!("/api/broadcasts/{id}/invites/{invite_id}")).cookies(&host).send().await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     t.get("/api/auth/me").cookies(&guest).send().await.assert_error(StatusCode::UNAUTHORIZED);
@@ -572,7 +572,7 @@ async fn start_and_end_are_announced_on_the_bus(b: Backend) {
     let t = TestApp::new(b).await;
     let host = t.user("h@example.com").await;
     let id = t.broadcast(&host, "x").await;
-    let mut events = t.state.bus.subscribe(&backyard_core::bus::topic::broadcast(id.parse().unwrap()));
+    let mut events = t.state.bus.subscribe(&backyard::bus::topic::broadcast(id.parse().unwrap()));
     t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
     t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
     // The broadcast's own events, in order; the program's status reports and its stage interleave with them.

@@ -18,7 +18,7 @@ mod media;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use backyard_core::bus::topic;
+use backyard::bus::topic;
 use common::{Backend, TestApp};
 use serde_json::json;
 

@@ -72,7 +72,7 @@ struct Counters {
 }
 
 /// Per-stage cost of a program so far.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgramStats {
     /// Output frames composed.

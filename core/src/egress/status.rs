@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Where an output stands.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
 pub enum OutputState {
     /// First connection attempt in progress.
@@ -31,7 +31,7 @@ pub enum OutputState {
 }
 
 /// Kind of output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OutputKind {
     /// An RTMP/RTMPS destination.
@@ -41,7 +41,7 @@ pub enum OutputKind {
 }
 
 /// A snapshot of one output, published on every change and once a second while live.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutputStatus {
     /// The destination id given by the caller (the recording uses "recording").

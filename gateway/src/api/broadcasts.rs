@@ -8,11 +8,12 @@ use time::OffsetDateTime;
 use super::auth::check_name;
 use super::extract::{ApiJson, ApiQuery, PageOf, PageQuery};
 use crate::auth::{BroadcastAccess, CurrentUser, HostAccess, OwnerAccess};
+use crate::bus::topic;
 use crate::error::{ApiError, ApiResult};
 use crate::scene::Scene;
+use crate::signaling::RoomEvent;
 use crate::state::AppState;
 use crate::store::Broadcast;
-use backyard_core::bus::{Event, topic};
 
 type Json<T> = axum::Json<T>;
 
@@ -105,9 +106,9 @@ pub async fn delete(State(state): State<AppState>, OwnerAccess(access): OwnerAcc
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn announce(state: &AppState, b: &Broadcast, event: &str, data: serde_json::Value) {
-    if let Err(e) = state.bus.publish(&topic::broadcast(b.id), Event::new(event, data)).await {
-        tracing::warn!(broadcast = %b.id, error = %e, "could not publish {event}");
+async fn announce(state: &AppState, b: &Broadcast, event: RoomEvent) {
+    if let Err(e) = state.bus.publish(&topic::broadcast(b.id), event.to_bus()).await {
+        tracing::warn!(broadcast = %b.id, error = %e, "could not publish {}", event.name());
     }
 }
 
@@ -132,8 +133,7 @@ pub async fn start(State(state): State<AppState>, HostAccess(access): HostAccess
     let now = OffsetDateTime::now_utc();
     let b = state.store.set_broadcast_status(access.broadcast.id, "live", Some(now), None).await?;
     state.metrics.active_broadcasts.inc();
-    announce(&state, &b, "broadcast-started", serde_json::json!({ "broadcastId": b.id, "startTime": rfc3339(now) }))
-        .await;
+    announce(&state, &b, RoomEvent::BroadcastStarted { broadcast_id: b.id, start_time: rfc3339(now) }).await;
     Ok(axum::Json(b))
 }
 
@@ -150,7 +150,7 @@ pub async fn end(State(state): State<AppState>, HostAccess(access): HostAccess) 
     let now = OffsetDateTime::now_utc();
     let b = state.store.set_broadcast_status(access.broadcast.id, "ended", None, Some(now)).await?;
     state.metrics.active_broadcasts.dec();
-    announce(&state, &b, "broadcast-ended", serde_json::json!({ "broadcastId": b.id, "endTime": rfc3339(now) })).await;
+    announce(&state, &b, RoomEvent::BroadcastEnded { broadcast_id: b.id, end_time: rfc3339(now), reason: None }).await;
     Ok(axum::Json(b))
 }
 
@@ -175,8 +175,8 @@ pub async fn put_scene(
     let layouts: Vec<String> = state.plugins.layouts().await.into_iter().map(|l| l.id).collect();
     scene.validate(&layouts)?;
     let value = serde_json::to_value(&scene).expect("a Scene always serializes");
-    state.store.set_scene(access.broadcast.id, value.clone()).await?;
-    announce(&state, &access.broadcast, "scene-updated", serde_json::json!({ "scene": value })).await;
+    state.store.set_scene(access.broadcast.id, value).await?;
+    announce(&state, &access.broadcast, RoomEvent::SceneUpdated { scene: Box::new(scene.clone()) }).await;
     Ok(axum::Json(scene))
 }
 

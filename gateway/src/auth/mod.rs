@@ -184,8 +184,8 @@ impl FromRequestParts<AppState> for OwnerAccess {
 /// Tells every node that a session (sign-in or guest) ended, so sockets opened with it close.
 pub async fn announce_revoked(state: &AppState, session_id: Uuid) {
     state.active_sessions.evict(session_id);
-    let event = backyard_core::bus::Event::new("session-revoked", serde_json::json!({ "sessionId": session_id }));
-    for topic in [backyard_core::bus::topic::session(session_id), crate::state::REVOCATIONS_TOPIC.to_owned()] {
+    let event = crate::bus::Event::new("session-revoked", serde_json::json!({ "sessionId": session_id }));
+    for topic in [crate::bus::topic::session(session_id), crate::state::REVOCATIONS_TOPIC.to_owned()] {
         if let Err(e) = state.bus.publish(&topic, event.clone()).await {
             tracing::warn!(error = %e, "could not announce session revocation");
         }

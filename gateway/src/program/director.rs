@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use backyard_core::bus::{Event, topic};
+use crate::bus::{Event, topic};
 use backyard_core::compositor::{Program, ProgramFeed};
 use backyard_core::director::{self, Director, Member, Output, PluginLayouts, PluginPainter, StageLayout};
 use backyard_core::plugin_host::{self as ph, PluginHost};
@@ -15,8 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use crate::scene::Scene;
-use crate::signaling::Participant;
+use crate::signaling::{Participant, RoomEvent};
 use crate::state::AppState;
 
 /// How often `program-status` is published.
@@ -89,7 +88,7 @@ struct Shell {
     program: Arc<Program>,
     media: MediaNode,
     stage: Arc<Mutex<Option<StageLayout>>>,
-    bus: Arc<dyn backyard_core::bus::Bus>,
+    bus: Arc<dyn crate::bus::Bus>,
     /// The server's runtime, for publishing on the bus from this thread.
     runtime: tokio::runtime::Handle,
 }
@@ -131,9 +130,9 @@ impl Shell {
                 }
                 *self.stage.lock() = Some(stage.clone());
                 let (bus, broadcast) = (self.bus.clone(), self.broadcast);
-                let data = serde_json::to_value(&stage).unwrap_or_default();
+                let event = RoomEvent::StageLayout(stage).to_bus();
                 self.runtime.spawn(async move {
-                    let _ = bus.publish(&topic::broadcast(broadcast), Event::new("stage-layout", data)).await;
+                    let _ = bus.publish(&topic::broadcast(broadcast), event).await;
                 });
             }
             Output::ShowOverlay(layer) => self.program.put_overlay(layer),
@@ -199,13 +198,13 @@ pub(super) async fn follow_room(
                 let fps = (stats.ticks - last_ticks) as f64 / STATUS_EVERY.as_secs_f64();
                 last_ticks = stats.ticks;
                 let on_stage = live.director.stage().map(|s| s.tiles.into_iter().map(|t| t.source).collect::<Vec<_>>());
-                let data = serde_json::json!({
-                    "state": "running",
-                    "fps": (fps * 10.0).round() / 10.0,
-                    "stats": stats,
-                    "onStage": on_stage.unwrap_or_default(),
-                });
-                let _ = state.bus.publish(&topic::broadcast(broadcast), Event::new("program-status", data)).await;
+                let event = RoomEvent::ProgramStatus {
+                    state: "running".into(),
+                    fps: (fps * 10.0).round() / 10.0,
+                    stats,
+                    on_stage: on_stage.unwrap_or_default(),
+                };
+                let _ = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await;
             }
         }
     }
@@ -218,23 +217,17 @@ async fn resync(state: &AppState, live: &super::Live) {
 }
 
 fn on_event(live: &super::Live, feed: &ProgramFeed, ev: &Event) {
-    match ev.event.as_str() {
-        "scene-updated" => match serde_json::from_value::<Scene>(ev.data["scene"].clone()) {
-            Ok(scene) => live.director.send(Input::Scene(scene.to_director())),
-            Err(e) => tracing::warn!(broadcast = %live.broadcast, "unreadable scene: {e}"),
-        },
-        "participant-joined" | "participant-status-updated" => {
-            match serde_json::from_value::<Participant>(ev.data["participant"].clone()) {
-                Ok(p) => live.director.send(Input::Member(member(&p))),
-                Err(e) => tracing::warn!(broadcast = %live.broadcast, "unreadable participant: {e}"),
-            }
+    match RoomEvent::from_bus(ev) {
+        Ok(RoomEvent::SceneUpdated { scene }) => live.director.send(Input::Scene(scene.to_director())),
+        Ok(RoomEvent::ParticipantJoined { participant } | RoomEvent::ParticipantStatusUpdated { participant }) => {
+            live.director.send(Input::Member(member(&participant)))
         }
-        "participant-left" => {
-            if let Some(id) = ev.data["participantId"].as_str() {
-                feed.forget(id);
-                live.director.send(Input::Left(id.to_owned()));
-            }
+        Ok(RoomEvent::ParticipantLeft { participant_id, .. }) => {
+            let id = participant_id.to_string();
+            feed.forget(&id);
+            live.director.send(Input::Left(id));
         }
-        _ => {}
+        Ok(_) => {}
+        Err(e) => tracing::warn!(broadcast = %live.broadcast, event = %ev.event, "unreadable room event: {e}"),
     }
 }

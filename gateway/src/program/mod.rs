@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backyard_core::bus::{Event, topic};
+use crate::bus::topic;
 use backyard_core::compositor::{CompositorConfig, Program, ProgramFeed};
 use backyard_core::director::StageLayout;
-use backyard_core::egress::{DestinationConfig, DestinationConstraints, EgressConfig, EncoderSettings, OutputStatus};
+use backyard_core::egress::{
+    DestinationConfig, DestinationConstraints, EgressConfig, EncoderSettings, OutputKind, OutputStatus,
+};
 use backyard_core::plugin_host as ph;
 use backyard_core::rtc::{MediaNode, TapFrame};
 use parking_lot::Mutex;
@@ -28,7 +30,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::scene::Scene;
-use crate::signaling::Participant;
+use crate::signaling::{Participant, RoomEvent};
 use crate::state::AppState;
 use crate::store::{Broadcast, StoreError};
 
@@ -276,7 +278,7 @@ impl Programs {
 /// and closed, recordings finalised, rows and the room told. A program that cannot end cleanly is left to
 /// the restart recovery, as after a crash.
 pub async fn end_all(state: &AppState) {
-    let Some(hub) = crate::signaling::Hub::running() else { return };
+    let Some(hub) = crate::signaling::Hub::running(state) else { return };
     for broadcast in hub.programs.on_air() {
         let Some(live) = hub.programs.get(broadcast) else { continue };
         if live.on_air.lock().await.is_none() {
@@ -290,8 +292,12 @@ pub async fn end_all(state: &AppState) {
         match state.store.set_broadcast_status(broadcast, "ended", None, Some(now)).await {
             Ok(_) => {
                 state.metrics.active_broadcasts.dec();
-                let data = serde_json::json!({ "broadcastId": broadcast, "endTime": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(), "reason": "server-stopping" });
-                let _ = state.bus.publish(&topic::broadcast(broadcast), Event::new("broadcast-ended", data)).await;
+                let ended = RoomEvent::BroadcastEnded {
+                    broadcast_id: broadcast,
+                    end_time: now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                    reason: Some("server-stopping".into()),
+                };
+                let _ = state.bus.publish(&topic::broadcast(broadcast), ended.to_bus()).await;
                 tracing::info!(%broadcast, "ended: the server is stopping");
             }
             Err(e) => tracing::error!(%broadcast, "could not mark the broadcast ended: {e}"),
@@ -349,12 +355,10 @@ async fn publish_statuses(
     let mut seen: Vec<(String, String)> = Vec::new();
     while let Some(status) = rx.recv().await {
         latest.lock().insert(status.id.clone(), status.clone());
-        let mut data = serde_json::to_value(&status).unwrap_or_default();
-        let kind = data["kind"].as_str().unwrap_or("destination").to_owned();
-        let current = data["state"].as_str().unwrap_or("").to_owned();
-        if kind == "destination" {
-            data["destinationId"] = data["id"].clone();
-        }
+        // The labels spell kind and state as the wire does.
+        let wire = serde_json::to_value(&status).unwrap_or_default();
+        let kind = wire["kind"].as_str().unwrap_or("destination").to_owned();
+        let current = wire["state"].as_str().unwrap_or("").to_owned();
         let b = broadcast.to_string();
         let m = &state.metrics;
         if !seen.iter().any(|(id, _)| *id == status.id) {
@@ -366,7 +370,9 @@ async fn publish_statuses(
         m.output_bitrate_kbps.with_label_values(&[&b, &status.id, &kind]).set(status.bitrate_kbps.into());
         m.output_dropped_frames.with_label_values(&[&b, &status.id, &kind]).set(status.dropped_frames as i64);
         m.output_connects.with_label_values(&[&b, &status.id, &kind]).set(status.connects.into());
-        if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), Event::new("destination-status", data)).await {
+        let destination_id = (status.kind == OutputKind::Destination).then(|| status.id.clone());
+        let event = RoomEvent::DestinationStatus { status, destination_id };
+        if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
             tracing::debug!(%broadcast, "could not publish destination-status: {e}");
         }
     }

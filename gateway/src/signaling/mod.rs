@@ -9,6 +9,7 @@
 //! Auth happens at the upgrade (the `Caller` extractor: access cookie/Bearer or guest cookie); a revoked
 //! session closes its socket through `topic::session`.
 
+pub mod events;
 mod ice;
 mod protocol;
 mod session;
@@ -22,9 +23,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use backyard_core::rtc::{MediaNode, NodeConfig};
 use parking_lot::Mutex;
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
+pub use events::RoomEvent;
 pub use protocol::{ChatMessage, ErrorData, Participant};
 
 use crate::auth::Caller;
@@ -36,9 +38,6 @@ pub const CHAT_HISTORY: usize = 100;
 /// How long a participant whose socket dropped keeps their seat: the same session joining again within it takes
 /// the seat back (same participant id, no leave/join churn for the others); after it they have left.
 pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The node-wide signaling state, created on the first `/ws` request from the configuration.
-static HUB: OnceCell<Arc<Hub>> = OnceCell::const_new();
 
 /// What the sockets of this node share.
 pub struct Hub {
@@ -106,17 +105,19 @@ impl Hub {
         })
     }
 
-    /// The hub of this process.
+    /// The hub of this node (`state`), started on first use.
     pub async fn get(state: &AppState) -> Result<Arc<Hub>, ApiError> {
-        HUB.get_or_try_init(|| async { Hub::start(state).await.map(Arc::new) })
+        state
+            .hub
+            .get_or_try_init(|| async { Hub::start(state).await.map(Arc::new) })
             .await
             .cloned()
             .map_err(ApiError::Internal)
     }
 
-    /// The hub, if this process started it.
-    pub fn running() -> Option<Arc<Hub>> {
-        HUB.get().cloned()
+    /// The node's hub, if it was started.
+    pub fn running(state: &AppState) -> Option<Arc<Hub>> {
+        state.hub.get().cloned()
     }
 
     /// The participants in a broadcast's room on this node.
@@ -156,9 +157,15 @@ impl Hub {
         Ok(())
     }
 
+    /// Takes a member out; a room nobody is in any more (detached seats count as in) is dropped with its
+    /// chat history, so a long-running node does not keep every room it ever had.
     fn remove(&self, broadcast: Uuid, participant: Uuid) {
-        if let Some(room) = self.rooms.lock().get_mut(&broadcast) {
+        let mut rooms = self.rooms.lock();
+        if let Some(room) = rooms.get_mut(&broadcast) {
             room.members.remove(&participant);
+            if room.members.is_empty() {
+                rooms.remove(&broadcast);
+            }
         }
     }
 

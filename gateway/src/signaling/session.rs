@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::bus::{Event, topic};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use backyard_core::bus::{Event, topic};
 use backyard_core::router::RouterError;
 use backyard_core::rtc::{CloseReason, MediaEvent, NodeError, PeerHandle, TrackSource};
 use futures::{SinkExt, StreamExt};
@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::protocol::{self, ErrorData, ModerateAction, Participant, frame, parse_data};
-use super::{ChatMessage, Control, Hub, Member};
+use super::{ChatMessage, Control, Hub, Member, RoomEvent};
 use crate::auth::{Caller, Role};
 use crate::scene::Scene;
 use crate::state::AppState;
@@ -101,8 +101,8 @@ async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reas
     if let Err(e) = state.store.participant_left(participant).await {
         tracing::warn!("could not record participant {participant} leaving: {e}");
     }
-    let event = Event::new("participant-left", json!({ "participantId": participant, "reason": reason }));
-    if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event).await {
+    let event = RoomEvent::ParticipantLeft { participant_id: participant, reason: reason.into() };
+    if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
         tracing::warn!(%broadcast, "could not publish participant-left: {e}");
     }
     // The last host left: the program stops unless the broadcast is on air (then it goes on, showing name
@@ -164,9 +164,9 @@ impl Session {
         self.send("error", e);
     }
 
-    async fn publish(&self, broadcast: Uuid, event: &str, data: serde_json::Value) {
-        if let Err(e) = self.state.bus.publish(&topic::broadcast(broadcast), Event::new(event, data)).await {
-            tracing::warn!(%broadcast, "could not publish {event}: {e}");
+    async fn publish(&self, broadcast: Uuid, event: RoomEvent) {
+        if let Err(e) = self.state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
+            tracing::warn!(%broadcast, "could not publish {}: {e}", event.name());
         }
     }
 
@@ -265,7 +265,7 @@ impl Session {
             let id = broadcast.id;
             self.start_program(&broadcast, role).await;
             self.joined = Some(Joined { broadcast, participant: participant.id, role, media: None });
-            self.publish(id, "participant-status-updated", json!({ "participant": participant })).await;
+            self.publish(id, RoomEvent::ParticipantStatusUpdated { participant }).await;
             self.hub.programs.refresh(id);
             return Ok(());
         }
@@ -299,7 +299,7 @@ impl Session {
         inbox.control = Some(control_rx);
         self.send_joined(&broadcast, &participant, role).await;
         let id = broadcast.id;
-        self.publish(id, "participant-joined", json!({ "participant": participant })).await;
+        self.publish(id, RoomEvent::ParticipantJoined { participant }).await;
         self.start_program(&broadcast, role).await;
         self.joined = Some(Joined { broadcast, participant: row.id, role, media: None });
         Ok(())
@@ -417,7 +417,7 @@ impl Session {
             })
             .ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
         self.persist_status(&updated).await;
-        self.publish(broadcast, "participant-status-updated", json!({ "participant": updated })).await;
+        self.publish(broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
         Ok(())
     }
 
@@ -450,8 +450,7 @@ impl Session {
         let chat =
             ChatMessage { id: Uuid::now_v7(), participant_id: me.id, name: me.name, text: text.to_owned(), sent_at };
         self.hub.push_chat(broadcast, chat.clone());
-        // unwrap: plain data always serializes.
-        self.publish(broadcast, "chat-message", serde_json::to_value(chat).expect("serializable")).await;
+        self.publish(broadcast, RoomEvent::ChatMessage(chat)).await;
         Ok(())
     }
 
@@ -494,7 +493,7 @@ impl Session {
                     .ok_or_else(|| ErrorData::new("not-found", "the participant left").field("participantId"))?;
                 let _ = control.send(Control::Moderated { action: req.action, by: me });
                 self.persist_status(&updated).await;
-                self.publish(broadcast, "participant-status-updated", json!({ "participant": updated })).await;
+                self.publish(broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
             }
             ModerateAction::Remove => {
                 // Their session ends too, so the invite cookie cannot bring them back.
@@ -528,19 +527,19 @@ impl Session {
             tracing::error!("could not store the scene: {e}");
             return Err(ErrorData::new("internal", "the server could not store the scene"));
         }
-        self.publish(broadcast, "scene-updated", json!({ "scene": value })).await;
+        self.publish(broadcast, RoomEvent::SceneUpdated { scene: Box::new(scene) }).await;
         Ok(())
     }
 
     fn on_room_event(&mut self, ev: Option<Arc<Event>>) {
         let Some(ev) = ev else { return };
-        let me = self.joined.as_ref().map(|j| j.participant.to_string());
-        let about = match ev.event.as_str() {
-            "participant-joined" => ev.data.pointer("/participant/id").and_then(|v| v.as_str()),
-            "participant-left" => ev.data.pointer("/participantId").and_then(|v| v.as_str()),
+        let me = self.joined.as_ref().map(|j| j.participant);
+        let about = match RoomEvent::from_bus(&ev) {
+            Ok(RoomEvent::ParticipantJoined { participant }) => Some(participant.id),
+            Ok(RoomEvent::ParticipantLeft { participant_id, .. }) => Some(participant_id),
             _ => None,
         };
-        if about.is_some() && about == me.as_deref() {
+        if about.is_some() && about == me {
             return; // the client knows it joined (`joined`) or left
         }
         self.out.push(frame(&ev.event, &ev.data));
@@ -553,7 +552,7 @@ impl Session {
             Some(MediaEvent::Offer(sdp)) => self.send("webrtc-offer", protocol::Sdp { sdp }),
             Some(MediaEvent::Speaking(speaking)) => {
                 if let Some(p) = self.hub.update(broadcast, me, |p| p.speaking = speaking) {
-                    self.publish(broadcast, "participant-status-updated", json!({ "participant": p })).await;
+                    self.publish(broadcast, RoomEvent::ParticipantStatusUpdated { participant: p }).await;
                 }
             }
             Some(MediaEvent::Closed(reason)) => {
