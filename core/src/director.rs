@@ -426,7 +426,7 @@ impl<L: Layouts, P: Painter> Director<L, P> {
         match self.layouts.place(&plugin, &request) {
             Ok(placed) => {
                 self.last_request = Some(key);
-                let placements = ph::program_placements(placed, self.canvas.width, self.canvas.height);
+                let placements = program_placements(placed, self.canvas.width, self.canvas.height);
                 let stage = self.stage_layout_of(&placements, &participants);
                 if self.stage_layout.as_ref() != Some(&stage) {
                     self.stage_layout = Some(stage.clone());
@@ -529,6 +529,31 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             Err(e) => tracing::warn!(plugin = OVERLAY_PLUGIN, overlay = key, "overlay not drawn: {e}"),
         }
     }
+}
+
+/// A layout plugin's placements as the compositor takes them: rectangles rounded to whole pixels and kept
+/// inside the `width` × `height` canvas (the host validated them already; rounding may nudge an edge by a
+/// pixel).
+pub fn program_placements(placed: Vec<ph::Placement>, width: u32, height: u32) -> Vec<Placement> {
+    let (w, h) = (width as i32, height as i32);
+    placed
+        .into_iter()
+        .map(|p| {
+            let x = (p.rect.x.round() as i32).clamp(0, w - 2);
+            let y = (p.rect.y.round() as i32).clamp(0, h - 2);
+            let right = ((p.rect.x + p.rect.width).round() as i32).clamp(x + 2, w);
+            let bottom = ((p.rect.y + p.rect.height).round() as i32).clamp(y + 2, h);
+            Placement {
+                source: p.participant_id,
+                rect: Rect::new(x, y, (right - x) as u32, (bottom - y) as u32),
+                z: p.z,
+                fit: match p.fit {
+                    ph::Fit::Cover => Fit::Cover,
+                    ph::Fit::Contain => Fit::Contain,
+                },
+            }
+        })
+        .collect()
 }
 
 /// [`Layouts`] from the node's plugin host: one instance per layout plugin, made on first use.

@@ -5,6 +5,7 @@
 pub mod compositor;
 pub mod director;
 pub mod egress;
+pub mod media;
 pub mod plugin_host;
 pub mod router;
 pub mod rtc;

@@ -155,7 +155,7 @@ fn placements(
         participants,
         active_speaker: Some(speaker.into()),
     };
-    Ok(ph::program_placements(layout.place(&stage)?, W, H))
+    Ok(backyard_core::director::program_placements(layout.place(&stage)?, W, H))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

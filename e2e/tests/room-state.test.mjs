@@ -174,6 +174,21 @@ describe('room state: events', () => {
     assert.equal(same, s, 'an unknown leaver changes nothing');
   });
 
+  it('a room-state after a lag replaces who is here, the scene and the stage, and merges the chat', () => {
+    let s = joined();
+    s = fold([{ event: 'room-state', data: {
+      participants: [person(HOST, 'Host'), person(BOB, 'Bob')],
+      scene: { stage: [BOB], layout: 'solo', overlays: {} },
+      stageLayout: null,
+      chat: [{ id: 'c1', participantId: BOB, name: 'Bob', text: 'missed this', sentAt: '2026-11-29T10:12:16.123Z' }],
+      skipped: 300,
+    } }], s);
+    assert.deepEqual(Object.keys(s.participants).sort(), [HOST, BOB].sort(), 'Ada left while we lagged');
+    assert.deepEqual(s.scene.stage, [BOB]);
+    assert.equal(s.scene.layout, 'solo');
+    assert.ok(s.chat.some((m) => m.text === 'missed this'));
+  });
+
   it('chat messages are added once, and only the latest are kept', () => {
     let s = joined();
     const m = { id: 'm2', participantId: ADA, name: 'Ada', text: 'hello' };

@@ -150,6 +150,9 @@ pub struct SecretsConfig {
     pub stream_key_keys: BTreeMap<String, String>,
     /// The key id new stream keys are encrypted with.
     pub stream_key_active: Option<String>,
+    /// When set, `GET /metrics` answers only `Authorization: Bearer <metrics_token>` (its series name
+    /// broadcasts and destinations); unset, it is public, for a scraper on a private network.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +165,10 @@ pub struct LimitsConfig {
     /// Uploads per minute, per client address and per account.
     pub upload_per_minute: u32,
     pub max_participants: u32,
+    /// Destination tests (a real connect and publish each) per minute, per client address and per account.
+    pub destination_tests_per_minute: u32,
+    /// Destination tests running at once on this node; more get a 429 until one ends.
+    pub destination_tests_at_once: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,6 +273,8 @@ impl Default for LimitsConfig {
             auth_per_minute: 20,
             upload_per_minute: 30,
             max_participants: 12,
+            destination_tests_per_minute: 6,
+            destination_tests_at_once: 4,
         }
     }
 }
@@ -382,6 +391,7 @@ impl Config {
                         jwt_key: Some(random_key()),
                         stream_key_keys: BTreeMap::from([("k1".to_owned(), random_key())]),
                         stream_key_active: Some("k1".into()),
+                        metrics_token: None,
                     };
                     std::fs::create_dir_all(&self.data_dir).map_err(io)?;
                     write_private(&path, &toml_to_string(&generated)).map_err(io)?;
@@ -414,6 +424,9 @@ impl Config {
         }
         if c.ice.turn_secret.is_some() {
             c.ice.turn_secret = Some("***".into());
+        }
+        if c.secrets.metrics_token.is_some() {
+            c.secrets.metrics_token = Some("***".into());
         }
         c.database.url = mask_url_password(&c.database.url);
         c.redis.url = c.redis.url.as_deref().map(mask_url_password);

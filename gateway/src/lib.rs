@@ -16,6 +16,7 @@ pub mod scene;
 pub mod signaling;
 pub mod state;
 pub mod store;
+pub mod text;
 
 pub use api::app;
 pub use state::AppState;

@@ -200,12 +200,26 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
                 .with_context(|| format!("loading TLS cert {} / key {}", cert.display(), key.display()))?;
-            axum_server::bind_rustls(bind, config).handle(handle).serve(app).await?;
+            let mut server = axum_server::bind_rustls(bind, config).handle(handle);
+            cap_headers(server.http_builder());
+            server.serve(app).await?;
         }
-        None => axum_server::bind(bind).handle(handle).serve(app).await?,
+        None => {
+            let mut server = axum_server::bind(bind).handle(handle);
+            cap_headers(server.http_builder());
+            server.serve(app).await?;
+        }
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Request headers a client may send in all: more is answered `431` before any handler runs.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+fn cap_headers(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    builder.http1().max_buf_size(MAX_HEADER_BYTES);
+    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
 }
 
 /// On SIGINT/SIGTERM: ends the programs on air (outputs flushed, recordings finalised, rows updated), then

@@ -18,7 +18,7 @@ pub mod limits {
     pub const LOWER_THIRD_NAME: usize = 80;
     pub const LOWER_THIRD_TITLE: usize = 120;
     pub const COMMENT_NAME: usize = 80;
-    pub const COMMENT_TEXT: usize = 500;
+    pub const COMMENT_TEXT: usize = 2000;
     pub const TICKER_TEXT: usize = 500;
 }
 

@@ -44,20 +44,22 @@ pub const REVOCATIONS_TOPIC: &str = "sessions:revoked";
 
 #[derive(Default)]
 pub struct ActiveSessions {
-    confirmed: parking_lot::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
+    /// Session id → (its user, when confirmed).
+    confirmed: parking_lot::Mutex<std::collections::HashMap<uuid::Uuid, (uuid::Uuid, std::time::Instant)>>,
 }
 
 impl ActiveSessions {
-    pub fn is_fresh(&self, id: uuid::Uuid) -> bool {
-        self.confirmed.lock().get(&id).is_some_and(|at| at.elapsed() < SESSION_RECHECK)
+    /// Session `id` was confirmed as `user`'s moments ago.
+    pub fn is_fresh(&self, id: uuid::Uuid, user: uuid::Uuid) -> bool {
+        self.confirmed.lock().get(&id).is_some_and(|(u, at)| *u == user && at.elapsed() < SESSION_RECHECK)
     }
-    pub fn confirm(&self, id: uuid::Uuid) {
+    pub fn confirm(&self, id: uuid::Uuid, user: uuid::Uuid) {
         let mut map = self.confirmed.lock();
         // Bounded: stale entries go whenever the map grows large.
         if map.len() > 100_000 {
-            map.retain(|_, at| at.elapsed() < SESSION_RECHECK);
+            map.retain(|_, (_, at)| at.elapsed() < SESSION_RECHECK);
         }
-        map.insert(id, std::time::Instant::now());
+        map.insert(id, (user, std::time::Instant::now()));
     }
     pub fn evict(&self, id: uuid::Uuid) {
         self.confirmed.lock().remove(&id);
@@ -155,6 +157,103 @@ type KeyedLimiter = governor::DefaultKeyedRateLimiter<String>;
 pub struct RateLimits {
     auth: KeyedLimiter,
     upload: KeyedLimiter,
+    destination_test: KeyedLimiter,
+    /// Destination tests running now, bounded node-wide (each holds a thread and a connection for seconds).
+    pub destination_tests: Arc<tokio::sync::Semaphore>,
+    /// Failed sign-ins, the other half of the login limits.
+    pub login_failures: LoginFailures,
+}
+
+/// Failed sign-ins in the last minute. An address that keeps failing on an account is refused (429) for that
+/// account only, and an account failing from many addresses (a spread-out guessing attack) is answered
+/// slowly, so guessing stays expensive while the owner, signing in with the right password from an address
+/// that has not been failing, always gets in: nobody can lock an account by knowing its email.
+pub struct LoginFailures {
+    /// Failures allowed per (account, address) and per account in [`LOGIN_WINDOW`].
+    per_pair: u32,
+    per_account: u32,
+    recent: parking_lot::Mutex<std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>>,
+}
+
+/// How long a failed sign-in counts.
+pub const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long an attempt on an account under a spread-out attack waits before the password is checked.
+pub const LOGIN_SLOW_PATH: std::time::Duration = std::time::Duration::from_secs(1);
+/// Tracked keys beyond which stale entries are swept (memory stays bounded under a spray of accounts).
+const LOGIN_TRACKED: usize = 10_000;
+
+/// What a sign-in attempt may do, judged before its password is checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginGate {
+    Go,
+    /// The account is under attack from many addresses: check the password after [`LOGIN_SLOW_PATH`].
+    Slow,
+    /// This address has failed too often on this account.
+    Refuse {
+        retry_after_secs: u64,
+    },
+}
+
+impl LoginFailures {
+    fn new(per_minute: u32) -> Self {
+        LoginFailures {
+            per_pair: per_minute.max(1),
+            per_account: per_minute.max(1).saturating_mul(5),
+            recent: Default::default(),
+        }
+    }
+
+    fn keys(account: &str, ip: Option<IpAddr>) -> (String, String) {
+        let ip = ip.map_or("-".to_owned(), |ip| ip.to_string());
+        (format!("pair:{account}|{ip}"), format!("acct:{account}"))
+    }
+
+    /// Judges an attempt on `account` from `ip`, before the password is checked.
+    pub fn gate(&self, account: &str, ip: Option<IpAddr>) -> LoginGate {
+        let now = std::time::Instant::now();
+        let (pair, acct) = Self::keys(account, ip);
+        let mut recent = self.recent.lock();
+        let mut live = |key: &str| {
+            let q = recent.get_mut(key)?;
+            while q.front().is_some_and(|t| now.duration_since(*t) > LOGIN_WINDOW) {
+                q.pop_front();
+            }
+            Some((q.len() as u32, q.front().copied()))
+        };
+        if let Some((n, Some(oldest))) = live(&pair)
+            && n >= self.per_pair
+        {
+            let wait = LOGIN_WINDOW.saturating_sub(now.duration_since(oldest));
+            return LoginGate::Refuse { retry_after_secs: wait.as_secs().max(1) };
+        }
+        match live(&acct) {
+            Some((n, _)) if n >= self.per_account => LoginGate::Slow,
+            _ => LoginGate::Go,
+        }
+    }
+
+    /// Counts a failed attempt.
+    pub fn failed(&self, account: &str, ip: Option<IpAddr>) {
+        let now = std::time::Instant::now();
+        let (pair, acct) = Self::keys(account, ip);
+        let mut recent = self.recent.lock();
+        if recent.len() > LOGIN_TRACKED {
+            recent.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= LOGIN_WINDOW));
+        }
+        for key in [pair, acct] {
+            let q = recent.entry(key).or_default();
+            q.push_back(now);
+            // Never more than the window can count.
+            if q.len() > 1000 {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// A successful sign-in clears its address's failures on the account.
+    pub fn succeeded(&self, account: &str, ip: Option<IpAddr>) {
+        self.recent.lock().remove(&Self::keys(account, ip).0);
+    }
 }
 
 /// Which limit a request counts against.
@@ -162,6 +261,7 @@ pub struct RateLimits {
 pub enum Limit {
     Auth,
     Upload,
+    DestinationTest,
 }
 
 impl RateLimits {
@@ -172,6 +272,11 @@ impl RateLimits {
         Self {
             auth: governor::RateLimiter::keyed(quota(cfg.limits.auth_per_minute)),
             upload: governor::RateLimiter::keyed(quota(cfg.limits.upload_per_minute)),
+            destination_test: governor::RateLimiter::keyed(quota(cfg.limits.destination_tests_per_minute)),
+            destination_tests: Arc::new(tokio::sync::Semaphore::new(
+                cfg.limits.destination_tests_at_once.max(1) as usize
+            )),
+            login_failures: LoginFailures::new(cfg.limits.auth_per_minute),
         }
     }
 
@@ -180,6 +285,7 @@ impl RateLimits {
         let limiter = match which {
             Limit::Auth => &self.auth,
             Limit::Upload => &self.upload,
+            Limit::DestinationTest => &self.destination_test,
         };
         let keys = [ip.map(|ip| format!("ip:{ip}")), account.map(|a| format!("acct:{}", a.to_lowercase()))];
         for key in keys.into_iter().flatten() {

@@ -21,8 +21,11 @@ both_backends!(
     refresh_rotates_and_reuse_revokes_the_family,
     logout_revokes_the_session,
     rate_limit_on_login_gives_429_with_retry_after,
+    failed_logins_cannot_lock_the_owner_out,
+    an_access_token_must_name_a_session_of_its_own_user,
     invites_guest_sessions_and_roles,
     revoking_an_invite_ends_its_guest_sessions,
+    cohosts_see_and_manage_guest_invites_only,
     registration_modes_and_first_admin,
     lists_are_paginated_and_ordered,
     scene_round_trip_and_validation,
@@ -285,14 +288,14 @@ async fn rate_limit_on_login_gives_429_with_retry_after(b: Backend) {
     assert_eq!(r.assert_error(StatusCode::TOO_MANY_REQUESTS), "rate_limited");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
-    // Per account too: another address, same account, still limited.
+    // Failures lock out the address that failed, not the account: another address is still heard.
     let r = t
         .post("/api/auth/login")
         .with_ip("10.0.0.2")
         .json(json!({"email": "nobody@example.com", "password": "x"}))
         .send()
         .await;
-    r.assert_error(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Another address and account is not.
     let r = t
         .post("/api/auth/login")
@@ -301,6 +304,65 @@ async fn rate_limit_on_login_gives_429_with_retry_after(b: Backend) {
         .send()
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Knowing someone's email is not enough to lock them out: failures from one address are refused at that
+/// address only, guesses spread over many addresses are slowed down, and the right password from an address
+/// that has not been failing gets in.
+async fn failed_logins_cannot_lock_the_owner_out(b: Backend) {
+    let t = TestApp::with(b, |c| c.limits.auth_per_minute = 4).await;
+    t.user("victim@example.com").await;
+    let login = |ip: &'static str, password: &'static str| {
+        let t = &t;
+        async move {
+            t.post("/api/auth/login")
+                .with_ip(ip)
+                .json(json!({"email": "victim@example.com", "password": password}))
+                .send()
+                .await
+        }
+    };
+    // An attacker at one address: refused after the limit.
+    for _ in 0..4 {
+        assert_eq!(login("10.9.0.1", "guess").await.status, StatusCode::UNAUTHORIZED);
+    }
+    login("10.9.0.1", "guess").await.assert_error(StatusCode::TOO_MANY_REQUESTS);
+    // Spread over many addresses (4 per address, 24 in all): never a 429 for a fresh address.
+    for n in 2..8u8 {
+        let ip: &'static str = Box::leak(format!("10.9.0.{n}").into_boxed_str());
+        for _ in 0..4 {
+            assert_eq!(login(ip, "guess").await.status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    // The owner, from their own address, with the right password: in, after the slowed-down check.
+    let started = std::time::Instant::now();
+    let r = login("10.9.1.1", "correct horse battery").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(started.elapsed() >= backyard::state::LOGIN_SLOW_PATH, "the account under attack answers slowly");
+}
+
+/// A signed access token is only good with a session of the user it names: pairing someone's user id with
+/// another account's live session (as a leaked signing key or a mix-up could) gets nowhere.
+async fn an_access_token_must_name_a_session_of_its_own_user(b: Backend) {
+    let t = TestApp::new(b).await;
+    t.user("a@example.com").await;
+    t.user("b@example.com").await;
+    let id_of = |email: &str| {
+        let t = &t;
+        let email = email.to_owned();
+        async move { t.state.store.user_by_email(&email).await.unwrap().unwrap().id }
+    };
+    let (a, b_id) = (id_of("a@example.com").await, id_of("b@example.com").await);
+    let a_session = t.state.tokens.create_session(a).await.unwrap();
+    let mine = t.state.jwt.issue(a, a_session);
+    let me = t.get("/api/auth/me").header("authorization", &format!("Bearer {mine}")).send().await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    let crossed = t.state.jwt.issue(b_id, a_session);
+    t.get("/api/auth/me")
+        .header("authorization", &format!("Bearer {crossed}"))
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
 }
 
 async fn invites_guest_sessions_and_roles(b: Backend) {
@@ -356,6 +418,43 @@ async fn invites_guest_sessions_and_roles(b: Backend) {
     let token = inv.body["token"].as_str().unwrap();
     let r = t.post(&format!("/api/invites/{token}/redeem")).json(json!({"name": ""})).send().await;
     assert_eq!(r.body["error"]["field"], "name");
+}
+
+async fn cohosts_see_and_manage_guest_invites_only(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "show").await;
+    let invite = |role: &str| {
+        let (t, host, id) = (&t, &host, &id);
+        let role = role.to_owned();
+        async move {
+            let r =
+                t.post(&format!("/api/broadcasts/{id}/invites")).cookies(host).json(json!({"role": role})).send().await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let guest_link = invite("guest").await;
+    let cohost_link = invite("cohost").await;
+    let cohost = t.guest(&host, &id, "cohost", "Grace").await;
+    // The co-host's list holds guest links only; the owner's holds both.
+    let listed = t.get(&format!("/api/broadcasts/{id}/invites")).cookies(&cohost).send().await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let roles: Vec<&str> = listed.body.as_array().unwrap().iter().map(|i| i["role"].as_str().unwrap()).collect();
+    assert!(!roles.is_empty() && roles.iter().all(|r| *r == "guest"), "a co-host sees {roles:?}");
+    assert!(!listed.body.to_string().contains(&cohost_link), "the co-host link is not listed");
+    let all = t.get(&format!("/api/broadcasts/{id}/invites")).cookies(&host).send().await;
+    assert!(all.body.to_string().contains(&cohost_link), "the owner sees it");
+    // A co-host may not revoke the owner's co-host link (it looks missing), but may revoke a guest link.
+    t.req(Method::DELETE, &format!("/api/broadcasts/{id}/invites/{cohost_link}"))
+        .cookies(&cohost)
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    let r = t.req(Method::DELETE, &format!("/api/broadcasts/{id}/invites/{guest_link}")).cookies(&cohost).send().await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let all = t.get(&format!("/api/broadcasts/{id}/invites")).cookies(&host).send().await;
+    assert!(all.body.to_string().contains(&cohost_link), "the co-host link survived");
 }
 
 async fn revoking_an_invite_ends_its_guest_sessions(b: Backend) {
@@ -550,6 +649,17 @@ async fn uploads_are_type_checked_size_limited_and_served(b: Backend) {
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.bytes, PNG);
     assert_eq!(got.headers["content-type"], "image/png");
+    // Never sniffed into something else (a PNG that is also valid HTML stays an image).
+    assert_eq!(got.headers["x-content-type-options"], "nosniff");
+    // The studio's pages carry a policy that keeps other sites from framing them and scripts to its own.
+    // A refusal that may leave a body unread says the connection ends with it.
+    let refused = t.get("/api/auth/me").send().await;
+    assert_eq!((refused.status, refused.headers["connection"].to_str().unwrap()), (StatusCode::UNAUTHORIZED, "close"));
+    let page = t.get("/").send().await;
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers["referrer-policy"], "same-origin");
     // A text file claiming to be an image.
     let (ct, body) = multipart("file", b"<svg onload=alert(1)>");
     let r = t.post("/api/upload").cookies(&host).raw(&ct, body).send().await;
@@ -609,6 +719,31 @@ async fn cross_origin_state_changes_are_refused(b: Backend) {
         .send()
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    // The whole origin counts: another scheme or port of the same host is another site.
+    for origin in ["https://studio.test", "http://studio.test:8443", "http://studio.test.evil.example"] {
+        let r =
+            t.post("/api/broadcasts").cookies(&host).header("origin", origin).json(json!({"title": "x"})).send().await;
+        r.assert_error(StatusCode::FORBIDDEN);
+    }
+    // The studio opened under another name of this server (its Host) over public_url's scheme is itself.
+    let r = t
+        .post("/api/broadcasts")
+        .cookies(&host)
+        .header("host", "localhost:8080")
+        .header("origin", "http://localhost:8080")
+        .json(json!({"title": "x"}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // A browser that says the request is cross-site is believed, Origin or not.
+    let r = t
+        .post("/api/broadcasts")
+        .cookies(&host)
+        .header("sec-fetch-site", "cross-site")
+        .json(json!({"title": "x"}))
+        .send()
+        .await;
+    r.assert_error(StatusCode::FORBIDDEN);
     // Reads are not affected.
     assert_eq!(
         t.get("/api/broadcasts").cookies(&host).header("origin", "https://evil.example").send().await.status,
@@ -632,6 +767,13 @@ async fn health_and_metrics(b: Backend) {
         "{text}"
     );
     assert!(text.contains("backyard_http_request_duration_seconds_bucket"));
+
+    // With a token configured, the series are the scraper's only.
+    let t = TestApp::with(b, |c| c.secrets.metrics_token = Some("scrape-me".into())).await;
+    t.get("/metrics").send().await.assert_error(StatusCode::UNAUTHORIZED);
+    t.get("/metrics").header("authorization", "Bearer wrong").send().await.assert_error(StatusCode::UNAUTHORIZED);
+    let m = t.get("/metrics").header("authorization", "Bearer scrape-me").send().await;
+    assert_eq!(m.status, StatusCode::OK);
 }
 
 #[allow(dead_code)]

@@ -20,7 +20,8 @@ use serde_json::json;
 both_backends!(
     installed_plugins_are_listed_with_kind_version_and_status,
     destinations_are_checked_by_their_platform_adapter,
-    custom_rtmp_refuses_every_spelling_of_a_private_address
+    custom_rtmp_refuses_every_spelling_of_a_private_address,
+    destination_tests_are_limited_per_account_and_at_once
 );
 
 async fn installed_plugins_are_listed_with_kind_version_and_status(b: Backend) {
@@ -162,6 +163,46 @@ async fn custom_rtmp_refuses_every_spelling_of_a_private_address(b: Backend) {
     let text = r.body.to_string();
     assert!(!text.contains(&port.to_string()) && !text.to_lowercase().contains("refused"), "{text}");
     assert!(listener.accept().is_err(), "the destination test connected to loopback");
+}
+
+/// A destination test connects and publishes for real, so tests are rationed: per account per minute, and a
+/// few at once on the node. Past either limit a 429 says when to come back; nothing piles up.
+async fn destination_tests_are_limited_per_account_and_at_once(b: Backend) {
+    let t = TestApp::with(b, |cfg| {
+        cfg.limits.destination_tests_per_minute = 3;
+        cfg.limits.destination_tests_at_once = 1;
+    })
+    .await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    // A server that accepts and then says nothing: a test of it runs until its own timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let r = t
+        .post(&format!("/api/broadcasts/{id}/destinations"))
+        .cookies(&host)
+        .json(json!({"platform": "rtmp", "rtmpUrl": format!("rtmp://127.0.0.1:{port}/live"), "streamKey": "k-123456"}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let path = format!("/api/broadcasts/{id}/destinations/{}/test", r.body["id"].as_str().unwrap());
+    // One running: a second at the same time is turned away at once.
+    let running = {
+        let (app, path, host) = (t.app.clone(), path.clone(), host.clone());
+        tokio::spawn(async move { common::send_with(app, axum::http::Method::POST, &path, &host).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let r = t.post(&path).cookies(&host).send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "refused without waiting");
+    assert!(r.headers.contains_key("retry-after"));
+    drop(silent);
+    let first = running.await.unwrap();
+    assert_eq!(first, StatusCode::OK);
+    // Three a minute per account: the two above counted, one more is heard, the next is not.
+    assert_eq!(t.post(&path).cookies(&host).send().await.status, StatusCode::OK);
+    t.post(&path).cookies(&host).send().await.assert_error(StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]

@@ -52,10 +52,13 @@ async fn go_live_pushes_to_nginx_records_and_ends_cleanly() -> anyhow::Result<()
     assert_eq!(started.status, StatusCode::OK, "{}", started.body);
     assert_eq!(started.body["status"], "live");
 
-    // The room hears the destination go live.
+    // The room hears the destination go live; the recording's status names no file on the server.
     let live = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let ev = room.recv().await.expect("room events");
+            if ev.event == "destination-status" && ev.data["kind"] == "recording" {
+                assert_eq!(ev.data["target"], "recording", "{}", ev.data);
+            }
             if ev.event == "destination-status"
                 && ev.data["destinationId"] == dest_id.as_str()
                 && ev.data["state"] == "live"

@@ -48,6 +48,10 @@ async fn server_with(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Server> 
     cfg.ensure_secrets()?;
     let state = AppState::new(cfg).await?;
     let app = backyard::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // As the real server's listener does: no Nagle, so small signaling frames are not held back.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Server { addr, state })
 }
@@ -82,7 +86,8 @@ async fn connect(s: &Server, cred: Cred<'_>) -> anyhow::Result<Socket> {
         Cred::Guest(t) => ("cookie", format!("by_guest={t}")),
     };
     req.headers_mut().insert(name, value.parse()?);
-    Ok(tokio_tungstenite::connect_async(req).await?.0)
+    // No Nagle: small frames go out at once, as a browser sends them, so round trips measure the server.
+    Ok(tokio_tungstenite::connect_async_with_config(req, None, true).await?.0)
 }
 
 async fn send(ws: &mut Socket, event: &str, data: Value) -> anyhow::Result<()> {
@@ -146,6 +151,15 @@ async fn an_unauthenticated_upgrade_is_refused() -> anyhow::Result<()> {
     assert!(err.to_string().contains("401"), "{err}");
     let err = connect(&s, Cred::Guest("forged")).await.err().context("must fail")?;
     assert!(err.to_string().contains("401"), "{err}");
+    // Signed in, but from another site: the same check as the REST API's.
+    let (token, _, _) = host(&s, "cross@example.org").await?;
+    for (name, value) in [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")] {
+        let mut req = format!("ws://{}/ws", s.addr).into_client_request()?;
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+        req.headers_mut().insert(name, value.parse()?);
+        let err = tokio_tungstenite::connect_async(req).await.err().context("must fail")?;
+        assert!(err.to_string().contains("403"), "{name}: {err}");
+    }
     Ok(())
 }
 
@@ -263,6 +277,11 @@ async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
     assert_eq!(up["participant"]["videoEnabled"], false);
     assert_eq!(up["participant"]["name"], "Gus B.");
     expect_error(&mut g1_ws, "participant-status", json!({"name": "  "}), "invalid-field").await?;
+    // The REST API's rule for names and texts: no control characters either.
+    let e = expect_error(&mut g1_ws, "participant-status", json!({"name": "Gus\u{7}"}), "invalid-field").await?;
+    assert_eq!(e["field"], "name");
+    let e = expect_error(&mut g1_ws, "chat-message", json!({"text": "two\nlines"}), "invalid-field").await?;
+    assert_eq!(e["field"], "text");
 
     // The host mutes the guest: the guest is told, everyone sees the new state; the guest may unmute.
     send(&mut host_ws, "moderate", json!({"participantId": gus_id, "action": "mute-audio"})).await?;
@@ -352,20 +371,23 @@ fn p99(mut times: Vec<Duration>) -> Duration {
     times[(times.len() * 99).div_ceil(100) - 1]
 }
 
-/// p99 of 200 `/healthz` requests and of 50 chat round trips on `ws`.
+/// p99 of 200 `/healthz` requests and of 100 signaling round trips on `ws` (a message the session answers
+/// itself, so a chat rate limit does not pace it), spread over about 1.5 s.
 async fn latencies(s: &Server, ws: &mut Socket) -> anyhow::Result<(Duration, Duration)> {
     let mut http = Vec::new();
     for _ in 0..200 {
         http.push(healthz_time(s.addr).await?);
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut chat = Vec::new();
-    for i in 0..50 {
+    let mut signaling = Vec::new();
+    for _ in 0..100 {
         let start = Instant::now();
-        send(ws, "chat-message", json!({"text": format!("ping {i}")})).await?;
-        expect(ws, "chat-message").await?;
-        chat.push(start.elapsed());
+        send(ws, "latency-probe", json!({})).await?;
+        expect(ws, "error").await?;
+        signaling.push(start.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok((p99(http), p99(chat)))
+    Ok((p99(http), p99(signaling)))
 }
 
 /// A layout plugin that spins on every call in a broadcast does not slow the API or signaling: plugin calls
@@ -409,7 +431,9 @@ async fn a_layout_plugin_spinning_on_every_call_does_not_slow_the_api_or_signali
                 if send(&mut toggler, "participant-status", json!({"videoEnabled": on})).await.is_err() {
                     break;
                 }
-                // The next toggle once this one is through, reading what the room sends as a client does.
+                // The next toggle once this one is through (within the socket's status rate), reading what the
+                // room sends as a client does.
+                let pace = tokio::time::sleep(Duration::from_millis(50));
                 loop {
                     match tokio::time::timeout(Duration::from_secs(5), toggler.next()).await {
                         Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("participant-status-updated") => break,
@@ -417,6 +441,7 @@ async fn a_layout_plugin_spinning_on_every_call_does_not_slow_the_api_or_signali
                         _ => return,
                     }
                 }
+                pace.await;
             }
         })
     };
@@ -432,14 +457,14 @@ async fn a_layout_plugin_spinning_on_every_call_does_not_slow_the_api_or_signali
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     toggling.await?;
     println!(
-        "p99 /healthz {http_quick:?} → {http_spin:?}; p99 chat {chat_quick:?} → {chat_spin:?}; {calls} spinning layout calls"
+        "p99 /healthz {http_quick:?} → {http_spin:?}; p99 signaling {chat_quick:?} → {chat_spin:?}; {calls} spinning layout calls"
     );
     assert!(calls >= 10, "the spinning layout was called only {calls} times");
     // Generous: twice the p99 under the same load with a quick layout, and never less than 50 ms of room on a
     // loaded two-core machine.
     let bound = |quick: Duration| (quick * 2).max(Duration::from_millis(50));
     assert!(http_spin <= bound(http_quick), "/healthz p99 {http_quick:?} → {http_spin:?}");
-    assert!(chat_spin <= bound(chat_quick), "chat p99 {chat_quick:?} → {chat_spin:?}");
+    assert!(chat_spin <= bound(chat_quick), "signaling p99 {chat_quick:?} → {chat_spin:?}");
     hub.programs.end_live(&s.state, &hub.media, broadcast).await?;
     Ok(())
 }
@@ -450,4 +475,90 @@ async fn plugin_calls(s: &Server) -> anyhow::Result<u64> {
     let row = host.list().into_iter().find(|p| p.name == "hostile-layout").context("hostile-layout installed")?;
     anyhow::ensure!(row.status == "ok", "{row:?}");
     Ok(row.calls)
+}
+
+/// Outputs are the hosts' business: a guest's socket is not sent `destination-status`, a host's is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_are_not_told_about_destinations() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, user, broadcast) = host(&s, "dest@example.org").await?;
+    let mut host_ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut host_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    expect(&mut host_ws, "joined").await?;
+    let g = guest(&s, broadcast, user, "Gus", "guest").await?;
+    let mut guest_ws = connect(&s, Cred::Guest(&g)).await?;
+    send(&mut guest_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    expect(&mut guest_ws, "joined").await?;
+    // What the program publishes when a destination goes live.
+    let status = json!({"id": "d1", "destinationId": "d1", "kind": "destination", "target": "rtmp://example.com/live/••••",
+        "state": "live", "bitrateKbps": 2980, "droppedFrames": 0, "uptimeSecs": 1, "connects": 1});
+    let event = backyard::bus::Event::new("destination-status", status);
+    s.state.bus.publish(&backyard::bus::topic::broadcast(broadcast), event).await?;
+    assert_eq!(expect(&mut host_ws, "destination-status").await?["state"], "live");
+    // The guest's next event is the chat after it, not the status.
+    send(&mut host_ws, "chat-message", json!({"text": "after the status"})).await?;
+    let (chat, skipped) = expect_within(&mut guest_ws, "chat-message", Duration::from_secs(5)).await?;
+    assert_eq!(chat["text"], "after the status");
+    assert!(!skipped.iter().any(|e| e == "destination-status"), "the guest saw {skipped:?}");
+    Ok(())
+}
+
+/// One socket cannot flood the room: chat beyond its rate is refused with an error, the room gets at most the
+/// burst, and the socket keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_flood_is_refused_past_the_socket_rate() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, user, broadcast) = host(&s, "flood@example.org").await?;
+    let mut host_ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut host_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    expect(&mut host_ws, "joined").await?;
+    let g = guest(&s, broadcast, user, "Flo", "guest").await?;
+    let mut flood = connect(&s, Cred::Guest(&g)).await?;
+    send(&mut flood, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    expect(&mut flood, "joined").await?;
+    for i in 0..60 {
+        send(&mut flood, "chat-message", json!({"text": format!("spam {i}")})).await?;
+    }
+    let e = expect(&mut flood, "error").await?;
+    assert_eq!((e["code"].as_str(), e["event"].as_str()), (Some("rate-limited"), Some("chat-message")), "{e}");
+    // The host hears the burst, not the flood: count what arrives within a second.
+    let mut heard = 0;
+    let until = Instant::now() + Duration::from_secs(1);
+    while let Ok(Ok((_, _))) = tokio::time::timeout(
+        until.saturating_duration_since(Instant::now()),
+        expect_within(&mut host_ws, "chat-message", Duration::from_secs(1)),
+    )
+    .await
+    {
+        heard += 1;
+    }
+    assert!((10..=15).contains(&heard), "the host heard {heard} of 60");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    send(&mut flood, "chat-message", json!({"text": "calm again"})).await?;
+    let (chat, _) = expect_within(&mut host_ws, "chat-message", Duration::from_secs(5)).await?;
+    assert_eq!(chat["text"], "calm again");
+    Ok(())
+}
+
+/// A socket that falls behind a burst of room events is not left with a silently wrong room: once it catches
+/// up it gets `room-state`, the room as it is now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_lags_behind_the_room_gets_its_state_again() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, _, broadcast) = host(&s, "lag@example.org").await?;
+    let mut ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let me = expect(&mut ws, "joined").await?["participantId"].clone();
+    // The client reads nothing while a burst far larger than its socket's buffers goes by.
+    let filler = "x".repeat(4000);
+    for i in 0..3000 {
+        let ev = backyard::bus::Event::new("chat-message", json!({"id": i, "text": filler}));
+        s.state.bus.publish(&backyard::bus::topic::broadcast(broadcast), ev).await?;
+    }
+    let (state, _) = expect_within(&mut ws, "room-state", Duration::from_secs(30)).await?;
+    assert!(state["skipped"].as_u64().unwrap_or(0) > 0, "{}", state["skipped"]);
+    let ids: Vec<&Value> = state["participants"].as_array().unwrap().iter().map(|p| &p["id"]).collect();
+    assert_eq!(ids, [&me], "the room as it is: just us");
+    assert_eq!(state["scene"]["layout"], "grid");
+    Ok(())
 }

@@ -13,7 +13,7 @@
 
 /** Events the server may send; anything else is reported as a protocol error and ignored. */
 const SERVER_EVENTS = new Set([
-  'joined', 'participant-joined', 'participant-left', 'participant-status-updated',
+  'joined', 'room-state', 'participant-joined', 'participant-left', 'participant-status-updated',
   'webrtc-offer', 'webrtc-answer', 'ice-candidate', 'chat-message',
   'broadcast-started', 'broadcast-ended', 'moderated',
   'scene-updated', 'stage-layout', 'destination-status', 'program-status', 'error',

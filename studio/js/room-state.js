@@ -209,6 +209,19 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
         removed: false,
       };
     }
+    case 'room-state': {
+      // The socket fell behind a burst: the room as it is now replaces what we had.
+      const participants = {};
+      for (const p of Array.isArray(data.participants) ? data.participants : []) if (p && typeof p.id === 'string') participants[p.id] = { ...p };
+      if (state.selfId && !participants[state.selfId] && state.participants[state.selfId]) participants[state.selfId] = state.participants[state.selfId];
+      return {
+        ...state,
+        participants,
+        scene: normaliseScene(data.scene),
+        stageLayout: normaliseStageLayout(data.stageLayout),
+        chat: withChat(state.chat, Array.isArray(data.chat) ? data.chat : []),
+      };
+    }
     case 'participant-joined':
     case 'participant-status-updated':
       return withParticipant(state, data.participant);

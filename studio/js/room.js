@@ -33,6 +33,7 @@ import { TopBar } from './topbar.js';
 
 /** Server events that change the room's state (room-state.js's `apply`). */
 const STATE_EVENTS = [
+  'room-state',
   'participant-joined',
   'participant-left',
   'participant-status-updated',

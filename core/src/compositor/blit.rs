@@ -2,7 +2,7 @@
 //! intermediate frame), fills, and the name card of a participant without video.
 
 use super::placement::{Fit, Rect};
-use crate::egress::VideoFrame;
+use crate::media::VideoFrame;
 
 /// Source crop and destination rectangle for drawing a `sw`×`sh` source into `tile` with `fit`.
 /// Both come back with even coordinates.

@@ -4,7 +4,7 @@
 
 use ffmpeg_next::{codec, decoder, format, frame, software::scaling};
 
-use crate::egress::VideoFrame;
+use crate::media::VideoFrame;
 
 /// Decoding errors.
 #[derive(Debug, thiserror::Error)]

@@ -115,7 +115,7 @@ fn crop(rgba: &[u8], w: u32, h: u32, full_w: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::egress::VideoFrame;
+    use crate::media::VideoFrame;
 
     #[test]
     fn label_sits_in_the_bottom_left_and_has_white_text() {

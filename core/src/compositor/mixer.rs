@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::egress::SAMPLE_RATE;
+use crate::media::SAMPLE_RATE;
 
 /// Ratio correction per second of position error (steady-state error at 0.1 % drift: 2 ms).
 const GAIN_PER_SECOND: f64 = 0.5;

@@ -28,7 +28,7 @@ pub mod program;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::egress::{SAMPLE_RATE, VideoFrame};
+use crate::media::{SAMPLE_RATE, VideoFrame};
 pub use decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 pub use feed::{ProgramFeed, encoded_media};
 pub use overlay::{OverlayError, OverlayLayer};

@@ -2,7 +2,7 @@
 //! images converted to YUV + alpha once when they change, then blended every frame only where they cover.
 
 use super::placement::Rect;
-use crate::egress::VideoFrame;
+use crate::media::VideoFrame;
 
 /// One RGBA layer to put on the program (straight alpha, row-major, `rect.width * rect.height * 4` bytes).
 #[derive(Clone, Debug, PartialEq)]

@@ -5,12 +5,10 @@
 //!   over their WebRTC connection.
 //! - Still: [`jpeg`], the latest composed frame scaled down as a JPEG (`GET .../program.jpg`).
 
-use std::time::Duration;
-
 use ffmpeg_next::{Dictionary, Packet, Rational, codec, encoder, format, frame, picture, software::scaling};
 
 use super::{Fit, Rect, blit};
-use crate::egress::VideoFrame;
+use crate::media::VideoFrame;
 
 /// Why a preview could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -21,27 +19,7 @@ fn ff(what: &'static str) -> impl Fn(ffmpeg_next::Error) -> PreviewError {
     move |e| PreviewError(format!("{what}: {e}"))
 }
 
-/// Where the live preview goes. Implemented by the media node's program track
-/// ([`crate::rtc::ProgramTrack`]); the program bench counts bytes with its own.
-pub trait PreviewSink: Send + Sync {
-    /// Whether anyone watches: nothing is encoded while no one does.
-    fn watched(&self) -> bool;
-    /// Whether a viewer's decoder needs a keyframe; the request is cleared by asking.
-    fn take_keyframe_request(&self) -> bool;
-    /// One encoded VP8 frame of the program at program time `at`.
-    fn send(&self, frame: PreviewPacket);
-}
-
-/// One encoded preview frame.
-#[derive(Clone, Debug)]
-pub struct PreviewPacket {
-    /// A whole VP8 frame.
-    pub data: Vec<u8>,
-    /// A keyframe (a decoder can start on it).
-    pub keyframe: bool,
-    /// Program time of the composed frame it shows.
-    pub at: Duration,
-}
+pub use crate::media::{PreviewPacket, PreviewSink};
 
 /// Size, rate and bitrate of the live preview.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

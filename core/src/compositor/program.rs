@@ -16,7 +16,8 @@ use parking_lot::Mutex;
 use super::decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 use super::preview::{PreviewEncoder, PreviewPacket, PreviewSettings, PreviewSink};
 use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember, blit};
-use crate::egress::{Egress, EgressConfig, EgressError, EgressReport, EncoderSettings, StatusSink, VideoFrame};
+use crate::egress::{Egress, EgressConfig, EgressError, EgressReport, EncoderSettings, StatusSink};
+use crate::media::VideoFrame;
 
 /// One encoded unit from the router (str0m `MediaData`, already depacketized).
 #[derive(Clone, Debug)]
@@ -585,7 +586,7 @@ impl Ticker {
                     // `due`, which has no video. Egress media time 0 is `due` for both, so drop that audio
                     // (else the whole broadcast's audio would lag its video by the skipped span).
                     let early =
-                        (due - audio_from).as_micros() as usize * crate::egress::SAMPLE_RATE as usize / 1_000_000;
+                        (due - audio_from).as_micros() as usize * crate::media::SAMPLE_RATE as usize / 1_000_000;
                     audio.drain(..(early * 2).min(audio.len()));
                 }
                 let since = *self.live_since.get_or_insert(due);

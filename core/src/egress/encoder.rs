@@ -9,9 +9,9 @@ use ffmpeg_next::{Dictionary, Rational, encoder, format, frame, picture};
 
 use super::EgressError;
 use super::muxer::StreamSpec;
+pub use crate::media::VideoFrame;
 
-/// Audio sample rate of the program (Hz).
-pub const SAMPLE_RATE: u32 = 48_000;
+pub use crate::media::SAMPLE_RATE;
 /// Samples per AAC frame (per channel). AAC accepts nothing else, hence the FIFO.
 pub const AAC_FRAME: usize = 1024;
 /// Stream index of video in every output.
@@ -126,70 +126,6 @@ impl EncoderSettings {
             return bad("keyframe interval too short");
         }
         Ok(())
-    }
-}
-
-/// One uncompressed I420 (YUV 4:2:0 planar, limited range) picture, planes tightly packed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VideoFrame {
-    width: u32,
-    height: u32,
-    data: Vec<u8>,
-}
-
-impl VideoFrame {
-    /// A frame filled with one colour given as Y, U, V.
-    pub fn filled(width: u32, height: u32, yuv: [u8; 3]) -> VideoFrame {
-        let (w, h) = (width as usize, height as usize);
-        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-        let mut data = vec![yuv[0]; w * h + 2 * cw * ch];
-        data[w * h..w * h + cw * ch].fill(yuv[1]);
-        data[w * h + cw * ch..].fill(yuv[2]);
-        VideoFrame { width, height, data }
-    }
-
-    /// Copies the picture into an allocated FFmpeg YUV420P frame of the same size (whose rows may be padded).
-    pub(crate) fn write_into(&self, dst: &mut frame::Video) {
-        let (w, cw) = (self.width as usize, self.width.div_ceil(2) as usize);
-        let (y, u, v) = self.planes();
-        for (plane, (src, width)) in [(y, w), (u, cw), (v, cw)].into_iter().enumerate() {
-            let stride = dst.stride(plane);
-            for (src_row, dst_row) in src.chunks_exact(width).zip(dst.data_mut(plane).chunks_mut(stride)) {
-                dst_row[..width].copy_from_slice(src_row);
-            }
-        }
-    }
-
-    /// Wraps I420 bytes; `None` if the length does not match the size.
-    pub fn from_i420(width: u32, height: u32, data: Vec<u8>) -> Option<VideoFrame> {
-        let (w, h) = (width as usize, height as usize);
-        (data.len() == w * h + 2 * w.div_ceil(2) * h.div_ceil(2)).then_some(VideoFrame { width, height, data })
-    }
-
-    pub fn width(&self) -> u32 {
-        self.width
-    }
-
-    pub fn height(&self) -> u32 {
-        self.height
-    }
-
-    /// Y, U and V planes (row stride = width, and width/2 rounded up for chroma).
-    pub fn planes(&self) -> (&[u8], &[u8], &[u8]) {
-        let (w, h) = (self.width as usize, self.height as usize);
-        let c = w.div_ceil(2) * h.div_ceil(2);
-        let (y, rest) = self.data.split_at(w * h);
-        let (u, v) = rest.split_at(c);
-        (y, u, v)
-    }
-
-    /// Mutable Y, U and V planes.
-    pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
-        let (w, h) = (self.width as usize, self.height as usize);
-        let c = w.div_ceil(2) * h.div_ceil(2);
-        let (y, rest) = self.data.split_at_mut(w * h);
-        let (u, v) = rest.split_at_mut(c);
-        (y, u, v)
     }
 }
 

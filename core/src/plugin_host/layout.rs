@@ -115,28 +115,3 @@ pub(crate) fn validate(stage: &Stage, placements: &[Placement]) -> Result<(), St
     }
     Ok(())
 }
-
-/// A layout plugin's placements as the compositor takes them: rectangles rounded to whole pixels and kept
-/// inside the `width` × `height` canvas (the host validated them already; rounding may nudge an edge by a
-/// pixel).
-pub fn program_placements(placed: Vec<Placement>, width: u32, height: u32) -> Vec<crate::compositor::Placement> {
-    let (w, h) = (width as i32, height as i32);
-    placed
-        .into_iter()
-        .map(|p| {
-            let x = (p.rect.x.round() as i32).clamp(0, w - 2);
-            let y = (p.rect.y.round() as i32).clamp(0, h - 2);
-            let right = ((p.rect.x + p.rect.width).round() as i32).clamp(x + 2, w);
-            let bottom = ((p.rect.y + p.rect.height).round() as i32).clamp(y + 2, h);
-            crate::compositor::Placement {
-                source: p.participant_id,
-                rect: crate::compositor::Rect::new(x, y, (right - x) as u32, (bottom - y) as u32),
-                z: p.z,
-                fit: match p.fit {
-                    Fit::Cover => crate::compositor::Fit::Cover,
-                    Fit::Contain => crate::compositor::Fit::Contain,
-                },
-            }
-        })
-        .collect()
-}

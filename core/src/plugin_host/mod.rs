@@ -61,7 +61,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use destination::{Constraints, DestinationError, DestinationInfo, DestinationInstance, FieldError, Ingest};
 pub use filter::FilterInstance;
 pub use instance::FailurePolicy;
-pub use layout::{Fit, LayoutInfo, LayoutInstance, Participant, Placement, Rect, Size, Stage, program_placements};
+pub use layout::{Fit, LayoutInfo, LayoutInstance, Participant, Placement, Rect, Size, Stage};
 pub use manifest::{Manifest, PluginKind, PluginSettings};
 pub use overlay::{Image, Layer, NamedImage, OverlayInfo, OverlayInstance, OverlayOutput, OverlayRequest, Prop};
 pub use render::{RenderOptions, Rgba, render_to_png};

@@ -530,7 +530,7 @@ impl ProgramTrack {
     }
 }
 
-impl crate::compositor::PreviewSink for ProgramTrack {
+impl crate::media::PreviewSink for ProgramTrack {
     fn watched(&self) -> bool {
         ProgramTrack::watched(self)
     }
@@ -539,7 +539,7 @@ impl crate::compositor::PreviewSink for ProgramTrack {
         ProgramTrack::take_keyframe_request(self)
     }
 
-    fn send(&self, frame: crate::compositor::PreviewPacket) {
+    fn send(&self, frame: crate::media::PreviewPacket) {
         let ticks = frame.at.as_micros() * 90_000 / 1_000_000;
         ProgramTrack::send(
             self,

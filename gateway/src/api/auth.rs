@@ -14,7 +14,7 @@ use crate::auth::tokens::{hash_token, random_token};
 use crate::auth::{ACCESS_COOKIE, Caller, GUEST_COOKIE, REFRESH_COOKIE, announce_revoked, password};
 use crate::config::Registration;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{AppState, Limit};
+use crate::state::{AppState, LOGIN_SLOW_PATH, Limit, LoginGate};
 use crate::store::{RefreshUse, User};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -68,11 +68,7 @@ fn normalize_email(raw: &str) -> Result<String, ApiError> {
 }
 
 pub fn check_name(field: &str, name: &str, max: usize) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > max || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(field, format!("must be 1..={max} characters without control characters")));
-    }
-    Ok(name.to_owned())
+    crate::text::one_line(field, name, max).map_err(|e| ApiError::invalid(e.field, e.message))
 }
 
 fn cookie(
@@ -174,9 +170,21 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<impl IntoResponse> {
     let email = body.email.trim().to_lowercase();
-    state.limits.check(Limit::Auth, ip, Some(&email))?;
+    // Attempts count per address; failures, not attempts, count per account (see `LoginFailures`).
+    state.limits.check(Limit::Auth, ip, None)?;
+    let failures = &state.limits.login_failures;
+    match failures.gate(&email, ip) {
+        LoginGate::Refuse { retry_after_secs } => return Err(ApiError::RateLimited { retry_after_secs }),
+        LoginGate::Slow => tokio::time::sleep(LOGIN_SLOW_PATH).await,
+        LoginGate::Go => {}
+    }
     let user = state.store.user_by_email(&email).await?;
     let ok = password::verify(body.password, user.as_ref().map(|u| u.password.clone())).await;
+    if ok {
+        failures.succeeded(&email, ip);
+    } else {
+        failures.failed(&email, ip);
+    }
     let Some(user) = user.filter(|_| ok) else {
         return Err(ApiError::Invalid {
             status: StatusCode::UNAUTHORIZED,
@@ -200,7 +208,7 @@ pub async fn refresh(
     let token = jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned()).ok_or(ApiError::Unauthenticated)?;
     match state.tokens.use_refresh(&hash_token(&token)).await.map_err(ApiError::Internal)? {
         RefreshUse::Valid { family_id, user_id } => {
-            if !state.tokens.session_active(family_id).await.map_err(ApiError::Internal)? {
+            if !state.tokens.session_active(family_id, user_id).await.map_err(ApiError::Internal)? {
                 return Err(ApiError::Unauthenticated);
             }
             let user = state.store.user_by_id(user_id).await?.ok_or(ApiError::Unauthenticated)?;

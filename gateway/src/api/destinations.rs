@@ -10,14 +10,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::auth::check_name;
-use super::extract::{ApiJson, PathParams};
+use super::extract::{ApiJson, ClientIp, PathParams};
 use backyard_core::egress::{AddressError, AddressPolicy, TestOptions, check_address};
 use backyard_core::plugin_host::{DestinationError, Ingest, PluginKind};
 
 use crate::auth::{BroadcastAccess, HostAccess, OwnerAccess, path_uuid};
 use crate::crypto::mask;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::state::{AppState, Limit};
 use crate::store::{DestinationRow, NewDestination};
 
 type Json<T> = axum::Json<T>;
@@ -346,13 +346,26 @@ pub async fn delete(
 }
 
 #[utoipa::path(post, path = "/api/broadcasts/{id}/destinations/{destId}/test", tag = "destinations",
-    params(("id" = Uuid, Path), ("destId" = Uuid, Path)), responses((status = 200, body = TestReport), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = Uuid, Path), ("destId" = Uuid, Path)), responses((status = 200, body = TestReport), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn test(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     HostAccess(access): HostAccess,
     PathParams(params): PathParams,
 ) -> ApiResult<Json<TestReport>> {
     let row = load(&state, &access, &params).await?;
+    // A test is a real connect and publish for seconds: limited per address and account, and bounded at once.
+    let who = match &access.caller {
+        crate::auth::Caller::User(u) => u.id,
+        crate::auth::Caller::Guest(g) => g.id,
+    };
+    state.limits.check(Limit::DestinationTest, ip, Some(&who.to_string()))?;
+    let _running = state
+        .limits
+        .destination_tests
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::RateLimited { retry_after_secs: 5 })?;
     let mut checks = Vec::new();
     let check = |name: &str, result: Result<String, String>| {
         let ok = result.is_ok();

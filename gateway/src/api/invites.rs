@@ -75,7 +75,15 @@ pub struct GuestEnvelope {
 pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Vec<InviteView>>> {
     let now = OffsetDateTime::now_utc();
     let invites = state.store.invites(access.broadcast.id).await?;
-    Ok(axum::Json(invites.into_iter().filter(|i| i.usable_at(now)).map(|i| InviteView::new(&state, i)).collect()))
+    // Co-hosts see and manage guest links only: co-host links are the owner's to hand out.
+    let owner = access.require_owner().is_ok();
+    Ok(axum::Json(
+        invites
+            .into_iter()
+            .filter(|i| i.usable_at(now) && (owner || i.role == "guest"))
+            .map(|i| InviteView::new(&state, i))
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/broadcasts/{id}/invites", tag = "invites", params(("id" = Uuid, Path)),
@@ -119,6 +127,13 @@ pub async fn revoke(
     PathParams(params): PathParams,
 ) -> ApiResult<StatusCode> {
     let id = path_uuid(&params, "inviteId")?;
+    if access.require_owner().is_err() {
+        // A co-host may revoke guest links only; the owner's co-host links look like missing ones.
+        let invites = state.store.invites(access.broadcast.id).await?;
+        if !invites.iter().any(|i| i.id == id && i.role == "guest") {
+            return Err(ApiError::NotFound("invite"));
+        }
+    }
     let sessions = state.store.revoke_invite(access.broadcast.id, id).await?.ok_or(ApiError::NotFound("invite"))?;
     // Guests who came in through this link lose their session; their open sockets close via the bus.
     for s in sessions {

@@ -13,10 +13,11 @@ pub mod uploads;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt as _;
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -78,38 +79,43 @@ pub fn app(state: AppState) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), origin_check))
+        .layer(middleware::from_fn(close_after_refusal))
+        // On every response: the policy above, no MIME sniffing (an upload is served as the type it was checked
+        // to be, never as HTML), no referrer to other sites.
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(DefaultBodyLimit::max(state.cfg.limits.json_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
+/// The studio's content security policy: its own scripts, styles, images and media only (uploads and camera
+/// streams are same-origin or `blob:`), signaling to itself, and no framing by other sites.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+     media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+/// A refusal that may come before the request body was read (auth, access, size, rate) says `Connection: close`,
+/// so the client knows the connection ends with it instead of finding out mid-upload.
+async fn close_after_refusal(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let early =
+        [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::PAYLOAD_TOO_LARGE, StatusCode::TOO_MANY_REQUESTS];
+    if early.contains(&res.status()) {
+        res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
 /// Refuses state-changing requests that a browser sent from another site (CSRF), on top of SameSite=Lax.
 async fn origin_check(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes_state && !same_origin(&state, req.headers()) {
+    if changes_state && !crate::auth::same_origin(&state, req.headers()) {
         return ApiError::forbidden("cross-origin request refused (Origin does not match public_url)").into_response();
     }
     next.run(req).await
-}
-
-fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
-    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-        return false;
-    }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        // Not a browser (curl, API clients): nothing to forge.
-        return true;
-    };
-    if origin.eq_ignore_ascii_case(&state.public_origin) {
-        return true;
-    }
-    // Same host as the request itself (e.g. opened via localhost while public_url says 127.0.0.1).
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    !host.is_empty()
-        && origin
-            .split_once("://")
-            .is_some_and(|(scheme, h)| (scheme == "http" || scheme == "https") && h.eq_ignore_ascii_case(host))
 }
 
 /// Unknown `/api/*` paths get a JSON 404; everything else is a studio file.
@@ -153,8 +159,18 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, body = crate::error::ErrorBody)))]
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.cfg.secrets.metrics_token {
+        use sha2::Digest as _;
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        // Compared as digests, so the time taken says nothing about how much of the token matched.
+        let digest = |t: &str| sha2::Sha256::digest(t.as_bytes());
+        if given.is_none_or(|g| digest(g) != digest(token)) {
+            return ApiError::Unauthenticated.into_response();
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 

@@ -64,6 +64,27 @@ pub fn role_in(caller: &Caller, broadcast: &crate::store::Broadcast) -> anyhow::
     })
 }
 
+/// Whether a request is not a cross-site browser request: the one check behind the REST API's state-changing
+/// requests and the WebSocket upgrade. `Sec-Fetch-Site: cross-site` is refused; a browser `Origin` must be
+/// `public_url`'s (scheme, host and port), or the request's own host over `public_url`'s scheme (a studio
+/// opened as `localhost` while `public_url` says `127.0.0.1`). No `Origin` is not a browser: nothing to forge.
+pub fn same_origin(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    use axum::http::header;
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if origin.eq_ignore_ascii_case(&state.public_origin) {
+        return true;
+    }
+    let scheme = state.public_origin.split_once("://").map_or("", |(s, _)| s);
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    !host.is_empty()
+        && origin.split_once("://").is_some_and(|(s, h)| s.eq_ignore_ascii_case(scheme) && h.eq_ignore_ascii_case(host))
+}
+
 /// A signed-in account.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
@@ -90,11 +111,12 @@ impl FromRequestParts<AppState> for Caller {
         let access = bearer(parts).map(str::to_owned).or_else(|| jar.get(ACCESS_COOKIE).map(|c| c.value().to_owned()));
         if let Some(token) = access {
             let claims = state.jwt.verify(&token).ok_or(ApiError::Unauthenticated)?;
-            if !state.active_sessions.is_fresh(claims.sid) {
-                if !state.tokens.session_active(claims.sid).await.map_err(ApiError::Internal)? {
+            // The session must be the token's user's: a token naming someone else's session is refused.
+            if !state.active_sessions.is_fresh(claims.sid, claims.sub) {
+                if !state.tokens.session_active(claims.sid, claims.sub).await.map_err(ApiError::Internal)? {
                     return Err(ApiError::Unauthenticated);
                 }
-                state.active_sessions.confirm(claims.sid);
+                state.active_sessions.confirm(claims.sid, claims.sub);
             }
             return Ok(Caller::User(CurrentUser { id: claims.sub, session_id: claims.sid }));
         }

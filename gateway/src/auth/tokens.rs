@@ -81,7 +81,8 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     async fn create_session(&self, user_id: Uuid) -> anyhow::Result<Uuid>;
-    async fn session_active(&self, session_id: Uuid) -> anyhow::Result<bool>;
+    /// The session exists, is not revoked, and is `user_id`'s (a token naming another user's session is refused).
+    async fn session_active(&self, session_id: Uuid, user_id: Uuid) -> anyhow::Result<bool>;
     async fn revoke_session(&self, session_id: Uuid) -> anyhow::Result<()>;
     async fn insert_refresh(
         &self,
@@ -101,8 +102,8 @@ impl TokenStore for DbTokens {
     async fn create_session(&self, user_id: Uuid) -> anyhow::Result<Uuid> {
         Ok(self.0.create_session(user_id).await?.id)
     }
-    async fn session_active(&self, session_id: Uuid) -> anyhow::Result<bool> {
-        Ok(self.0.session(session_id).await?.is_some_and(|s| s.revoked_at.is_none()))
+    async fn session_active(&self, session_id: Uuid, user_id: Uuid) -> anyhow::Result<bool> {
+        Ok(self.0.session(session_id).await?.is_some_and(|s| s.revoked_at.is_none() && s.user_id == user_id))
     }
     async fn revoke_session(&self, session_id: Uuid) -> anyhow::Result<()> {
         Ok(self.0.revoke_session(session_id).await?)
@@ -167,15 +168,15 @@ return {1, fam, user}
 
 #[async_trait]
 impl TokenStore for RedisTokens {
-    async fn create_session(&self, _user_id: Uuid) -> anyhow::Result<Uuid> {
+    async fn create_session(&self, user_id: Uuid) -> anyhow::Result<Uuid> {
         let id = Uuid::new_v4();
-        self.set_session(id, "active").await?;
+        self.set_session(id, &format!("active:{user_id}")).await?;
         Ok(id)
     }
-    async fn session_active(&self, session_id: Uuid) -> anyhow::Result<bool> {
+    async fn session_active(&self, session_id: Uuid, user_id: Uuid) -> anyhow::Result<bool> {
         let mut c = self.conn.clone();
         let v: Option<String> = redis::cmd("GET").arg(self.sess_key(session_id)).query_async(&mut c).await?;
-        Ok(v.as_deref() == Some("active"))
+        Ok(v.as_deref() == Some(format!("active:{user_id}").as_str()))
     }
     async fn revoke_session(&self, session_id: Uuid) -> anyhow::Result<()> {
         self.set_session(session_id, "revoked").await

@@ -371,6 +371,11 @@ async fn publish_statuses(
         m.output_dropped_frames.with_label_values(&[&b, &status.id, &kind]).set(status.dropped_frames as i64);
         m.output_connects.with_label_values(&[&b, &status.id, &kind]).set(status.connects.into());
         let destination_id = (status.kind == OutputKind::Destination).then(|| status.id.clone());
+        let mut status = status;
+        if status.kind == OutputKind::Recording {
+            // The file's path on the server is nobody's business in the studio.
+            status.target = "recording".into();
+        }
         let event = RoomEvent::DestinationStatus { status, destination_id };
         if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
             tracing::debug!(%broadcast, "could not publish destination-status: {e}");

@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use backyard_core::rtc::{MediaNode, NodeConfig};
 use parking_lot::Mutex;
@@ -265,7 +265,8 @@ pub async fn ws(
     caller: Caller,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !same_origin(&state, &headers) {
+    // A browser's WebSocket from another site carries our cookies only if SameSite allows; check anyway.
+    if !crate::auth::same_origin(&state, &headers) {
         return ApiError::forbidden("cross-origin WebSocket refused (Origin does not match public_url)")
             .into_response();
     }
@@ -277,16 +278,4 @@ pub async fn ws(
     upgrade
         .max_message_size(protocol::MAX_MESSAGE_BYTES * 16)
         .on_upgrade(move |socket| session::run(socket, state, hub, caller))
-}
-
-/// A browser's WebSocket from another site carries our cookies only if SameSite allows; check Origin anyway.
-fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true; // not a browser
-    };
-    if origin.eq_ignore_ascii_case(&state.public_origin) {
-        return true;
-    }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    !host.is_empty() && origin.split_once("://").is_some_and(|(_, h)| h.eq_ignore_ascii_case(host))
 }

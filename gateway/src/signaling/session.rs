@@ -35,11 +35,24 @@ struct Joined {
     media: Option<PeerHandle>,
 }
 
+/// What one socket may send per second, sustained and in a burst: more is refused with `rate-limited`, so
+/// one participant cannot flood the room (and the bus every node shares).
+const CHAT_PER_SECOND: (u32, u32) = (5, 10);
+const STATUS_PER_SECOND: (u32, u32) = (20, 40);
+
+fn per_second((rate, burst): (u32, u32)) -> governor::DefaultDirectRateLimiter {
+    let n = |v: u32| std::num::NonZeroU32::new(v.max(1)).expect("max(1) makes it non-zero");
+    governor::RateLimiter::direct(governor::Quota::per_second(n(rate)).allow_burst(n(burst)))
+}
+
 struct Session {
     state: AppState,
     hub: Arc<Hub>,
     caller: Caller,
     joined: Option<Joined>,
+    /// This socket's chat and own-status rates.
+    chat_rate: governor::DefaultDirectRateLimiter,
+    status_rate: governor::DefaultDirectRateLimiter,
     /// Frames to write before reading on.
     out: Vec<String>,
     /// Close the socket after flushing `out`.
@@ -53,7 +66,16 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
         Caller::Guest(g) => g.id,
     });
     let mut revocations = state.bus.subscribe(&session_topic);
-    let mut s = Session { state, hub, caller, joined: None, out: vec![], close: None };
+    let mut s = Session {
+        state,
+        hub,
+        caller,
+        joined: None,
+        chat_rate: per_second(CHAT_PER_SECOND),
+        status_rate: per_second(STATUS_PER_SECOND),
+        out: vec![],
+        close: None,
+    };
     let mut inbox = Inbox::default();
     loop {
         for text in std::mem::take(&mut s.out) {
@@ -79,7 +101,11 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
                     break;
                 }
             },
-            ev = recv_room(&mut inbox.room) => s.on_room_event(ev),
+            ev = recv_room(&mut inbox.room) => match ev {
+                Some(RoomIn::Event(ev)) => s.on_room_event(Some(ev)),
+                Some(RoomIn::Lagged(n)) => s.resync_room(n).await,
+                None => s.on_room_event(None),
+            },
             ev = recv(&mut inbox.media) => s.on_media_event(ev, &mut inbox).await,
             ctl = recv(&mut inbox.control) => s.on_control(ctl, &mut inbox).await,
             ev = revocations.recv() => {
@@ -114,6 +140,15 @@ async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reas
     }
 }
 
+/// A text field the shared rule refused, as the socket reports it.
+fn invalid(e: crate::text::TextError) -> ErrorData {
+    ErrorData::new("invalid-field", e.message).field(e.field)
+}
+
+fn rate_limited(event: &str, (rate, burst): (u32, u32)) -> ErrorData {
+    ErrorData::new("rate-limited", format!("too many {event} messages: at most {rate} a second (bursts of {burst})"))
+}
+
 async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -121,15 +156,19 @@ async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
     }
 }
 
-async fn recv_room(rx: &mut Option<broadcast::Receiver<Arc<Event>>>) -> Option<Arc<Event>> {
+/// What the room's bus subscription yields.
+enum RoomIn {
+    Event(Arc<Event>),
+    /// A burst outran this socket and this many events were skipped: the client gets the room's state again.
+    Lagged(u64),
+}
+
+async fn recv_room(rx: &mut Option<broadcast::Receiver<Arc<Event>>>) -> Option<RoomIn> {
     let Some(rx) = rx else { return std::future::pending().await };
-    loop {
-        match rx.recv().await {
-            Ok(e) => return Some(e),
-            // A burst outran this socket; the studio resynchronises from later events.
-            Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("signaling socket skipped {n} room events"),
-            Err(broadcast::error::RecvError::Closed) => return None,
-        }
+    match rx.recv().await {
+        Ok(e) => Some(RoomIn::Event(e)),
+        Err(broadcast::error::RecvError::Lagged(n)) => Some(RoomIn::Lagged(n)),
+        Err(broadcast::error::RecvError::Closed) => None,
     }
 }
 
@@ -206,8 +245,18 @@ impl Session {
                 let c: protocol::IceCandidate = parse_data(env.data)?;
                 self.media()?.add_ice_candidate(c.candidate).await.map_err(media_error)
             }
-            "participant-status" => self.status(parse_data(env.data)?).await,
-            "chat-message" => self.chat(parse_data(env.data)?).await,
+            "participant-status" => {
+                if self.status_rate.check().is_err() {
+                    return Err(rate_limited("participant-status", STATUS_PER_SECOND));
+                }
+                self.status(parse_data(env.data)?).await
+            }
+            "chat-message" => {
+                if self.chat_rate.check().is_err() {
+                    return Err(rate_limited("chat-message", CHAT_PER_SECOND));
+                }
+                self.chat(parse_data(env.data)?).await
+            }
             "moderate" => self.moderate(parse_data(env.data)?).await,
             "scene-update" => self.scene(env.data).await,
             other => Err(ErrorData::new("unknown-event", format!("unknown event {other:?}")).field("event")),
@@ -385,16 +434,9 @@ impl Session {
     async fn status(&mut self, st: protocol::ParticipantStatus) -> Result<(), ErrorData> {
         let j = self.joined()?;
         let (broadcast, me) = (j.broadcast.id, j.participant);
-        let name = match st.name.as_deref().map(str::trim) {
-            Some("") => return Err(ErrorData::new("invalid-field", "name must not be empty").field("name")),
-            Some(n) if n.chars().count() > protocol::MAX_NAME_CHARS => {
-                return Err(ErrorData::new(
-                    "invalid-field",
-                    format!("name is limited to {} characters", protocol::MAX_NAME_CHARS),
-                )
-                .field("name"));
-            }
-            other => other.map(str::to_owned),
+        let name = match st.name.as_deref() {
+            Some(n) => Some(crate::text::one_line("name", n, protocol::MAX_NAME_CHARS).map_err(invalid)?),
+            None => None,
         };
         if let Some(handle) = &j.media {
             // Unmuting oneself lifts a moderator's mute too, as in StreamYard.
@@ -430,17 +472,8 @@ impl Session {
     async fn chat(&mut self, msg: protocol::ChatIn) -> Result<(), ErrorData> {
         let j = self.joined()?;
         let broadcast = j.broadcast.id;
-        let text = msg.text.trim();
-        if text.is_empty() {
-            return Err(ErrorData::new("invalid-field", "text must not be empty").field("text"));
-        }
-        if text.chars().count() > protocol::MAX_CHAT_CHARS {
-            return Err(ErrorData::new(
-                "invalid-field",
-                format!("text is limited to {} characters", protocol::MAX_CHAT_CHARS),
-            )
-            .field("text"));
-        }
+        let text = crate::text::one_line("text", &msg.text, protocol::MAX_CHAT_CHARS).map_err(invalid)?;
+        let text = text.as_str();
         let (me, ..) = self
             .hub
             .member(broadcast, j.participant)
@@ -531,12 +564,34 @@ impl Session {
         Ok(())
     }
 
+    /// Room events were skipped: nothing is lost silently, the client gets the room as it is now (`room-state`).
+    async fn resync_room(&mut self, skipped: u64) {
+        let Some(j) = self.joined.as_ref() else { return };
+        let id = j.broadcast.id;
+        tracing::info!(broadcast = %id, skipped, "a socket lagged behind the room: sending its state again");
+        let scene = match self.state.store.broadcast(id).await {
+            Ok(Some(b)) => Scene::of(&b),
+            _ => Scene::of(&j.broadcast),
+        };
+        let data = json!({
+            "participants": self.hub.participants(id),
+            "scene": scene,
+            "stageLayout": self.hub.programs.get(id).and_then(|l| l.stage_layout()),
+            "chat": self.hub.chat(id),
+            "skipped": skipped,
+        });
+        self.send("room-state", data);
+    }
+
     fn on_room_event(&mut self, ev: Option<Arc<Event>>) {
         let Some(ev) = ev else { return };
         let me = self.joined.as_ref().map(|j| j.participant);
+        let guest = self.joined.as_ref().is_none_or(|j| j.role == Role::Guest);
         let about = match RoomEvent::from_bus(&ev) {
             Ok(RoomEvent::ParticipantJoined { participant }) => Some(participant.id),
             Ok(RoomEvent::ParticipantLeft { participant_id, .. }) => Some(participant_id),
+            // Outputs are the hosts' business: guests do not learn destinations or their state.
+            Ok(RoomEvent::DestinationStatus { .. }) if guest => return,
             _ => None,
         };
         if about.is_some() && about == me {

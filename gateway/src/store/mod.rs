@@ -174,8 +174,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
+        let file = options.get_filename().to_owned();
         let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(options).await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        // The database holds sessions, invite links and encrypted stream keys: readable by this user only,
+        // write-ahead log and shared-memory files included.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = file.clone().into_os_string();
+            path.push(suffix);
+            set_private(std::path::Path::new(&path));
+        }
         Ok(Self { pool })
     }
 
@@ -199,6 +207,16 @@ impl PgStore {
     /// The pool, for tests that read raw rows.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// Mode 0600 on a file that exists (Unix); a failure is logged, not fatal (the operator may have chosen otherwise).
+fn set_private(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if path.exists()
+        && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    {
+        tracing::warn!(path = %path.display(), "could not make the database file private: {e}");
     }
 }
 

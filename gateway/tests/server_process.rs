@@ -1,5 +1,6 @@
-//! Stopping the server: SIGTERM during a live broadcast ends it as `POST /end` would, so the recording is
-//! whole and playable and every row is final before the process exits.
+//! The `backyard` binary as a process: SIGTERM during a live broadcast ends it as `POST /end` would (the
+//! recording whole and playable, every row final before the process exits), and what its HTTP server refuses
+//! before any handler runs.
 
 #![allow(
     clippy::unwrap_used,
@@ -55,14 +56,14 @@ fn request(
     Ok((status, cookies, json))
 }
 
-#[test]
-fn sigterm_during_a_live_broadcast_finalises_the_recording_and_the_rows() -> anyhow::Result<()> {
-    let data = media::TempDir::new("shutdown")?;
+/// Starts `backyard serve` on a free loopback port with `data` as its data directory; returns it and its
+/// address once `/healthz` answers.
+fn start_server(data: &std::path::Path) -> anyhow::Result<(std::process::Child, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr = format!("127.0.0.1:{port}");
     let mut server = Command::new(env!("CARGO_BIN_EXE_backyard"))
         .args(["--bind", &addr, "--public-url", &format!("http://{addr}"), "--data-dir"])
-        .arg(data.path())
+        .arg(data)
         .arg("serve")
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("RUST_LOG", "info")
@@ -71,9 +72,37 @@ fn sigterm_during_a_live_broadcast_finalises_the_recording_and_the_rows() -> any
         .spawn()?;
     let up = Instant::now();
     while request(&addr, "GET", "/healthz", "", None).ok().map(|r| r.0) != Some(200) {
-        ensure!(up.elapsed() < Duration::from_secs(60), "the server did not come up");
+        if up.elapsed() > Duration::from_secs(60) {
+            let _ = server.kill();
+            anyhow::bail!("the server did not come up");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    Ok((server, addr))
+}
+
+#[test]
+fn an_oversized_request_header_is_refused_before_any_handler() -> anyhow::Result<()> {
+    let data = media::TempDir::new("headers")?;
+    let (mut server, addr) = start_server(data.path())?;
+    let mut tcp = TcpStream::connect(&addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let big = "x".repeat(200 * 1024);
+    // The server may answer and close before the whole header is written.
+    let _ = write!(tcp, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer);
+    let _ = server.kill();
+    let _ = server.wait();
+    ensure!(!answer.starts_with("HTTP/1.1 200"), "a 200 KB header was accepted");
+    ensure!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{}", answer.lines().next().unwrap_or_default());
+    Ok(())
+}
+
+#[test]
+fn sigterm_during_a_live_broadcast_finalises_the_recording_and_the_rows() -> anyhow::Result<()> {
+    let data = media::TempDir::new("shutdown")?;
+    let (mut server, addr) = start_server(data.path())?;
     let (status, cookies, _) = request(
         &addr,
         "POST",
@@ -106,8 +135,11 @@ fn sigterm_during_a_live_broadcast_finalises_the_recording_and_the_rows() -> any
     };
     ensure!(exit.success(), "the server exited with {exit}");
 
-    // The rows, read straight from the embedded database the process left.
+    // The rows, read straight from the embedded database the process left (readable by its user only).
     let db = data.path().join("backyard.db");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&db)?.permissions().mode() & 0o777;
+    ensure!(mode == 0o600, "the database file is {mode:o}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (broadcast_status, recordings): (String, Vec<(String, f64, i64)>) = rt.block_on(async {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await?;
