@@ -1,14 +1,6 @@
 //! `cargo xtask bench plugins`: the plugin host's per-call costs against their goals. Prints a
 //! table and writes `target/bench/plugins.json`. Needs `cargo xtask plugins` first (xtask does it).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -9,14 +9,6 @@
 //! decode, the program thread (compose, overlays, mix, encoder calls), x264's own threads, the senders and
 //! recorder (mux + network), and the preview are told apart; the publishers are not counted.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../tests/router_support/mod.rs"]
@@ -128,7 +120,10 @@ const COUNTER_BITS: u32 = 10;
 /// Watches what nginx relays (an ffmpeg player, low-delay flags) and reads input 0's frame counter in the
 /// top-left tile (the source scaled by ½): (when the frame arrived here, the counter). Stop it by killing
 /// the returned player (nginx keeps a player's connection open after the publisher leaves).
-fn watch_counter(url: &str) -> Result<(std::process::Child, std::thread::JoinHandle<Vec<(Instant, u32)>>)> {
+/// What the latency watcher saw: (when a frame arrived here, the counter it showed).
+type Seen = std::thread::JoinHandle<Vec<(Instant, u32)>>;
+
+fn watch_counter(url: &str) -> Result<(std::process::Child, Seen)> {
     let mut child = Command::new("ffmpeg")
         .args(["-v", "error", "-fflags", "nobuffer", "-flags", "low_delay", "-probesize", "32768"])
         .args(["-analyzeduration", "0", "-i", url, "-an", "-f", "rawvideo", "-pix_fmt", "gray", "-"])

@@ -4,14 +4,6 @@
 //! recorded is decoded to measure each flash's offset to its beep. Goal: every offset ≤ 40 ms, no drift
 //! accumulated from the first minute to the last. Table on stdout, `target/bench/sync.json`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -2,6 +2,8 @@
 //!
 //! Architecture Invariant: no HTTP server and no SQL in this crate; the gateway drives it.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))] // outside tests, what cannot fail says why with `expect`
+
 pub mod compositor;
 pub mod director;
 pub mod egress;

@@ -2,14 +2,6 @@
 //! decoding what nginx recorded: each source's colour in the rectangle it was placed in, a live layout
 //! switch without a second publish, and a stalled source turning into its name card.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod common;
 
 use std::process::Command;

@@ -3,14 +3,6 @@
 //! program output (composed frames + mixed audio, from the sans-IO core only) must keep every flash and
 //! its beep within 40 ms of each other.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 use std::time::Duration;
 
 use backyard_core::compositor::{Compositor, CompositorConfig, Fit, Placement, Rect, StageMember};

@@ -1,14 +1,6 @@
 //! Egress against real nginx-rtmp servers: what arrives (ffprobe), faults (kill, freeze), RTMPS with a
 //! verified certificate, and the destination test.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod common;
 
 use std::sync::Arc;

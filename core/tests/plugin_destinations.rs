@@ -2,14 +2,6 @@
 //! each platform, the ingest URLs and limits they return, and the custom RTMP adapter's refusal of
 //! other schemes and private networks unless the operator allows them.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod plugin_support;
 
 use std::collections::BTreeMap;

@@ -1,14 +1,6 @@
 //! The plugin host loads the first-party plugins, checks operator settings against manifests, and
 //! serves layouts whose output it validates.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod plugin_support;
 
 use std::collections::BTreeMap;

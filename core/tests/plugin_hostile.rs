@@ -3,14 +3,6 @@
 //! `allowed-hosts` are each stopped or rejected within their limit; the host keeps serving the last good
 //! result, the error names the plugin, and the process and other plugins carry on. Also: hot reload.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod plugin_support;
 
 use std::io::{Read, Write};
@@ -51,7 +43,8 @@ fn each_hostile_layout_is_contained_and_the_last_good_result_is_served() {
     assert_eq!(good.len(), 3);
     assert!(bad.last_failure().is_none());
 
-    let cases: &[(&str, fn(&CallFailure) -> bool)] = &[
+    type Expect = fn(&CallFailure) -> bool;
+    let cases: &[(&str, Expect)] = &[
         ("trap", |f| matches!(f, CallFailure::Trap(_))),
         ("loop", |f| matches!(f, CallFailure::Timeout(20))),
         ("oom", |f| matches!(f, CallFailure::OutOfMemory(_))),

@@ -3,14 +3,6 @@
 //! `core/tests/snapshots/plugins/` (open them to review a change). A missing snapshot is written on a
 //! developer machine and fails under `CI=true`; `UPDATE_SNAPSHOTS=1` rewrites them all.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod plugin_support;
 
 use std::path::PathBuf;

@@ -5,14 +5,6 @@
 //! each participant's colour sits in the rectangle the layout plugin gave it, and a live layout switch
 //! changes the picture without a second publish.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod common;
 mod router_support;
 
@@ -159,6 +151,7 @@ fn placements(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock, reason = "the suite's serial lock is held for the whole test on purpose")]
 async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<()> {
     let _serial = common::serial();
     let dir = TempDir::new("webrtc-program")?;
@@ -257,8 +250,11 @@ async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<
 }
 
 /// A str0m client in the room that publishes nothing and collects the program preview's VP8 frames.
+/// Preview frames a watcher received: (VP8 data, keyframe).
+type Frames = Arc<parking_lot::Mutex<Vec<(Vec<u8>, bool)>>>;
+
 struct Watcher {
-    frames: Arc<parking_lot::Mutex<Vec<(Vec<u8>, bool)>>>,
+    frames: Frames,
     /// Every server offer's SDP.
     offers: Arc<parking_lot::Mutex<Vec<String>>>,
     stop: Option<oneshot::Sender<()>>,
@@ -336,6 +332,7 @@ impl Watcher {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock, reason = "the suite's serial lock is held for the whole test on purpose")]
 async fn hosts_watch_the_program_preview_over_their_webrtc_connection() -> Result<()> {
     use backyard_core::compositor::{Fit, Placement, VideoCodec, VideoDecoder};
     let _serial = common::serial();
@@ -421,6 +418,7 @@ async fn hosts_watch_the_program_preview_over_their_webrtc_connection() -> Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock, reason = "the suite's serial lock is held for the whole test on purpose")]
 async fn only_sources_on_stage_are_decoded() -> Result<()> {
     let _serial = common::serial();
     let dir = TempDir::new("webrtc-offstage")?;

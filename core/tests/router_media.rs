@@ -1,14 +1,6 @@
 //! The router end to end: str0m clients in this process exchange media through a real
 //! `MediaNode` over loopback UDP (DTLS-SRTP, ICE, RTCP and all).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod router_support;
 
 use std::time::Duration;

@@ -202,3 +202,19 @@ export async function hostWithInvite(page, { base, name, email, title, query = '
   await page.keyboard.press('Escape');
   return link;
 }
+
+/** A fresh folder with a two-colour fake-camera clip for each of `people` (`{key: {left, right}}`, sets `.clip`). */
+export async function makeClips(people) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'backyard-clips-'));
+  for (const [key, who] of Object.entries(people)) who.clip = await makeClip(dir, key, who.left, who.right);
+  return dir;
+}
+
+/** Closes every participant's browser (printing its console when BACKYARD_E2E_LOGS is set) and removes `clipDir`. */
+export async function closeAll(participants, clipDir) {
+  for (const x of Object.values(participants)) {
+    if (process.env.BACKYARD_E2E_LOGS) console.log(`--- ${x.name} console\n${x.logs.join('\n')}`);
+    await x.close();
+  }
+  if (clipDir) await rm(clipDir, { recursive: true, force: true });
+}

@@ -15,11 +15,8 @@
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, hostWithInvite, launchParticipant, makeClip, near, rgb, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, hostWithInvite, closeAll, launchParticipant, makeClips, near, rgb, screenshot } from '../lib/harness.mjs';
 
 const PEOPLE = {
   host: { name: 'Stella Host', left: 'c83232', right: '3232c8' },
@@ -226,17 +223,10 @@ describe('the host’s stage is the program', { timeout: 600000 }, () => {
   let broadcastId;
 
   before(async () => {
-    clipDir = await mkdtemp(path.join(tmpdir(), 'backyard-clips-'));
-    for (const [key, who] of Object.entries(PEOPLE)) who.clip = await makeClip(clipDir, key, who.left, who.right);
+    clipDir = await makeClips(PEOPLE);
   });
 
-  after(async () => {
-    for (const x of Object.values(p)) {
-      if (process.env.BACKYARD_E2E_LOGS) console.log(`--- ${x.name} console\n${x.logs.join('\n')}`);
-      await x.close();
-    }
-    if (clipDir) await rm(clipDir, { recursive: true, force: true });
-  });
+  after(() => closeAll(p, clipDir));
 
   it('a host and two guests are in the studio, microphones off', async () => {
     p.host = await launchParticipant('host', { clip: PEOPLE.host.clip });

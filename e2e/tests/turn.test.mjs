@@ -7,11 +7,8 @@
 
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, expectPicture, hostWithInvite, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, expectPicture, hostWithInvite, closeAll, launchParticipant, makeClips, screenshot } from '../lib/harness.mjs';
 
 const PEOPLE = {
   host: { name: 'Tess Host', left: 'c83232', right: '32c832' },
@@ -95,17 +92,10 @@ describe('media through TURN only (coturn, time-limited credentials)', { timeout
 
   before(async () => {
     assert.ok(turnUrl && turnSecret, 'BACKYARD_E2E_TURN_URL and BACKYARD_E2E_TURN_SECRET are set (run through `cargo xtask e2e turn`)');
-    clipDir = await mkdtemp(path.join(tmpdir(), 'backyard-clips-'));
-    for (const [key, who] of Object.entries(PEOPLE)) who.clip = await makeClip(clipDir, key, who.left, who.right);
+    clipDir = await makeClips(PEOPLE);
   });
 
-  after(async () => {
-    for (const x of Object.values(p)) {
-      if (process.env.BACKYARD_E2E_LOGS) console.log(`--- ${x.name} console\n${x.logs.join('\n')}`);
-      await x.close();
-    }
-    if (clipDir) await rm(clipDir, { recursive: true, force: true });
-  });
+  after(() => closeAll(p, clipDir));
 
   it('a host with relay-only ICE registers, creates a broadcast and invites a guest', async () => {
     p.host = await launchParticipant('turn-host', { clip: PEOPLE.host.clip });

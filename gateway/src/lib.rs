@@ -3,6 +3,8 @@
 //!
 //! Architecture Invariant: the gateway never touches RTP or pixels; it drives `backyard_core`.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))] // outside tests, what cannot fail says why with `expect`
+
 pub mod api;
 pub mod auth;
 pub mod bus;

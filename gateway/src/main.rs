@@ -1,5 +1,7 @@
 //! The `backyard` binary.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))] // outside tests, what cannot fail says why with `expect`
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

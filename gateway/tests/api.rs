@@ -1,13 +1,5 @@
 //! The REST API end to end, in-process, on both backends (see `common`).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod common;
 
 use axum::http::{Method, StatusCode};

@@ -2,14 +2,6 @@
 //! oversized bodies, bad and unknown ids, someone else's resources, no credentials, and guests calling host
 //! actions. Every answer must be a 4xx with the JSON error body; none may be a 5xx.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod common;
 
 use axum::http::{Method, StatusCode};

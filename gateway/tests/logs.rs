@@ -1,13 +1,5 @@
 //! Stream keys never reach the logs, even at TRACE.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod common;
 
 use std::io::Write;

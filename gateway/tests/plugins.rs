@@ -2,14 +2,6 @@
 //! platform's adapter plugin, `[destinations.*]` switches, and bad operator settings stopping start-up with an
 //! error that names the plugin and the field.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod common;
 
 use axum::http::StatusCode;

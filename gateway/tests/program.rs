@@ -3,14 +3,6 @@
 //! the room hears `destination-status` and Prometheus shows the output, `end` finalises a playable
 //! recording that the recordings API serves.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 mod common;
 #[path = "../../core/tests/common/mod.rs"]
 mod media;

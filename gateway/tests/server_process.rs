@@ -2,14 +2,6 @@
 //! recording whole and playable, every row final before the process exits), and what its HTTP server refuses
 //! before any handler runs.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 #[path = "../../core/tests/common/mod.rs"]
 mod media;
 

@@ -2,14 +2,6 @@
 //! clients for the WebRTC offer. Checks the room rules and that bad input gets an `error` event while the
 //! room keeps working.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::await_holding_lock,
-    clippy::field_reassign_with_default,
-    reason = "tests, benches and tools: they fail by panicking, spell out their data, and hold the suite's serial lock across awaits"
-)]
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,10 +31,12 @@ async fn server() -> anyhow::Result<Server> {
 async fn server_with(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let mut cfg = Config::default();
-    cfg.public_url = format!("http://{addr}");
+    let mut cfg = Config {
+        public_url: format!("http://{addr}"),
+        data_dir: std::env::temp_dir().join(format!("backyard-signaling-{}", Uuid::new_v4())),
+        ..Config::default()
+    };
     cfg.server.bind = addr;
-    cfg.data_dir = std::env::temp_dir().join(format!("backyard-signaling-{}", Uuid::new_v4()));
     cfg.limits.max_participants = 3;
     tweak(&mut cfg);
     cfg.ensure_secrets()?;

@@ -29,6 +29,8 @@
 //! this crate must export exactly its own world. The host imports (`log`, `now_ms`, `config`) are in
 //! [`host`] for every kind.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))] // outside tests, what cannot fail says why with `expect`
+
 extern crate self as backyard_plugin_api;
 
 /// Re-exported so the export macros work in crates that do not depend on `wit-bindgen` themselves.

@@ -361,9 +361,12 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<
     None
 }
 
+/// (per video frame: its time and 16×9 luma means), the first audio sample's time, mono samples.
+pub type DecodedAv = (Vec<(f64, [f64; 144])>, f64, Vec<f32>);
+
 /// Decoded luma means per video frame (16×9 cells, row-major) with their timestamps, and mono audio samples
 /// with the timestamp of the first one.
-pub fn decode_av(path: &Path) -> Result<(Vec<(f64, [f64; 144])>, f64, Vec<f32>)> {
+pub fn decode_av(path: &Path) -> Result<DecodedAv> {
     let p = probe(path)?;
     let mut times = p.video_times.clone();
     times.sort_by(f64::total_cmp);
