@@ -102,6 +102,33 @@ fn main() {
         }),
     ));
 
+    // The worst input a scene may carry (its text limits: banner 200, ticker 500, chat comment 2000
+    // characters): one render must stay well inside the overlay plugin's 33 ms deadline.
+    let long = |n: usize| "Wide words and more wide words ".repeat(n / 31 + 1).chars().take(n).collect::<String>();
+    for (name, overlay_id, props) in [
+        ("overlay worst accepted banner (200 chars)", "banner", vec![("text", long(200))]),
+        ("overlay worst accepted ticker (500 chars, moving)", "ticker", vec![("text", long(500))]),
+        ("overlay worst accepted chat (2000 chars)", "chat", vec![("author", long(80)), ("message", long(2000))]),
+    ] {
+        req.overlay = overlay_id.into();
+        req.props = props.into_iter().map(|(k, v)| Prop { key: k.into(), value: v }).collect();
+        let mut n = 0u64;
+        rows.push(row(
+            name,
+            "ms",
+            10.0,
+            &time(100, || {
+                // New inputs every call, so each is a full render.
+                n += 1;
+                req.time_ms = n * 33;
+                req.props[0].value.replace_range(0..1, if n.is_multiple_of(2) { "W" } else { "V" });
+                if !overlay.render(&req).unwrap().changed {
+                    missed += 1;
+                }
+            }),
+        ));
+    }
+
     if missed > 0 {
         println!("note: {missed} overlay renders failed and served the cached layer: {:?}", overlay.last_failure());
     }
