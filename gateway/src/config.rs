@@ -169,6 +169,12 @@ pub struct LimitsConfig {
     pub destination_tests_per_minute: u32,
     /// Destination tests running at once on this node; more get a 429 until one ends.
     pub destination_tests_at_once: u32,
+    /// Per-account quotas: broadcasts kept, broadcasts on air at once, bytes of uploads and of recordings
+    /// kept. Past one, creating more is refused with a 429 naming the limit.
+    pub broadcasts_per_account: u32,
+    pub live_per_account: u32,
+    pub upload_bytes_per_account: u64,
+    pub recording_bytes_per_account: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,6 +281,10 @@ impl Default for LimitsConfig {
             max_participants: 12,
             destination_tests_per_minute: 6,
             destination_tests_at_once: 4,
+            broadcasts_per_account: 200,
+            live_per_account: 3,
+            upload_bytes_per_account: 500 * 1024 * 1024,
+            recording_bytes_per_account: 50 * 1024 * 1024 * 1024,
         }
     }
 }

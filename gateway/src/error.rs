@@ -25,6 +25,9 @@ pub enum ApiError {
     /// Too many requests; retry after this many seconds (429).
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// An account quota is reached (429, `field` names the `[limits]` key).
+    #[error("{message}")]
+    QuotaExceeded { limit: &'static str, message: String },
     /// The body exceeds the configured limit (413).
     #[error("request body too large")]
     PayloadTooLarge,
@@ -73,7 +76,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -87,6 +90,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::RateLimited { .. } => "rate_limited",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Internal(_) => "internal",
@@ -114,6 +118,7 @@ impl IntoResponse for ApiError {
         }
         let field = match &self {
             Self::Invalid { field, .. } => field.clone(),
+            Self::QuotaExceeded { limit, .. } => Some(format!("limits.{limit}")),
             _ => None,
         };
         let body = ErrorBody { error: ErrorDetail { code: self.code().into(), message: self.to_string(), field } };

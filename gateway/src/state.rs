@@ -264,6 +264,45 @@ pub enum Limit {
     DestinationTest,
 }
 
+/// Which account quota an action needs room in.
+#[derive(Clone, Copy, Debug)]
+pub enum Quota {
+    /// One more broadcast.
+    Broadcast,
+    /// One more broadcast on air (recordings kept must also be under their quota).
+    GoLive,
+    /// An upload of this many bytes.
+    Upload(u64),
+}
+
+impl AppState {
+    /// Refuses (429, naming the `[limits]` key) what would take `user` past a quota.
+    pub async fn check_quota(&self, user: uuid::Uuid, quota: Quota) -> Result<(), ApiError> {
+        let l = &self.cfg.limits;
+        let u = self.store.usage(user).await?;
+        let over = |limit: &'static str, message: String| Err(ApiError::QuotaExceeded { limit, message });
+        match quota {
+            Quota::Broadcast if u.broadcasts as u64 >= u64::from(l.broadcasts_per_account) => over(
+                "broadcasts_per_account",
+                format!("this account keeps {} broadcasts, the most it may; delete one first", u.broadcasts),
+            ),
+            Quota::GoLive if u.live as u64 >= u64::from(l.live_per_account) => over(
+                "live_per_account",
+                format!("this account has {} broadcasts on air, the most it may at once", u.live),
+            ),
+            Quota::GoLive if u.recording_bytes as u64 >= l.recording_bytes_per_account => over(
+                "recording_bytes_per_account",
+                format!("this account's recordings take {} bytes, its quota; delete some first", u.recording_bytes),
+            ),
+            Quota::Upload(size) if u.upload_bytes as u64 + size > l.upload_bytes_per_account => over(
+                "upload_bytes_per_account",
+                format!("this upload would take the account's uploads past {} bytes", l.upload_bytes_per_account),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl RateLimits {
     fn new(cfg: &Config) -> Self {
         let quota = |n: u32| {

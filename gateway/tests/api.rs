@@ -15,6 +15,7 @@ both_backends!(
     rate_limit_on_login_gives_429_with_retry_after,
     failed_logins_cannot_lock_the_owner_out,
     an_access_token_must_name_a_session_of_its_own_user,
+    account_quotas_are_refused_naming_the_limit,
     invites_guest_sessions_and_roles,
     revoking_an_invite_ends_its_guest_sessions,
     cohosts_see_and_manage_guest_invites_only,
@@ -331,6 +332,41 @@ async fn failed_logins_cannot_lock_the_owner_out(b: Backend) {
     let r = login("10.9.1.1", "correct horse battery").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(started.elapsed() >= backyard::state::LOGIN_SLOW_PATH, "the account under attack answers slowly");
+}
+
+/// What one account may grow is bounded: past a quota, the request is a 429 whose `field` names the limit, and
+/// another account is not affected.
+async fn account_quotas_are_refused_naming_the_limit(b: Backend) {
+    let t = TestApp::with(b, |c| {
+        c.limits.broadcasts_per_account = 2;
+        c.limits.live_per_account = 1;
+        c.limits.upload_bytes_per_account = (PNG.len() * 2) as u64;
+    })
+    .await;
+    let host = t.user("q@example.com").await;
+    let first = t.broadcast(&host, "one").await;
+    let second = t.broadcast(&host, "two").await;
+    let r = t.post("/api/broadcasts").cookies(&host).json(json!({"title": "three"})).send().await;
+    assert_eq!(r.assert_error(StatusCode::TOO_MANY_REQUESTS), "quota_exceeded");
+    assert_eq!(r.body["error"]["field"], "limits.broadcasts_per_account", "{}", r.body);
+    // One on air at once.
+    assert_eq!(t.post(&format!("/api/broadcasts/{first}/start")).cookies(&host).send().await.status, StatusCode::OK);
+    let r = t.post(&format!("/api/broadcasts/{second}/start")).cookies(&host).send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.body["error"]["field"], "limits.live_per_account", "{}", r.body);
+    assert_eq!(t.post(&format!("/api/broadcasts/{first}/end")).cookies(&host).send().await.status, StatusCode::OK);
+    // Uploads: two fit, the third would pass the byte quota.
+    for _ in 0..2 {
+        let (ct, body) = multipart("file", PNG);
+        assert_eq!(t.post("/api/upload").cookies(&host).raw(&ct, body).send().await.status, StatusCode::CREATED);
+    }
+    let (ct, body) = multipart("file", PNG);
+    let r = t.post("/api/upload").cookies(&host).raw(&ct, body).send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.body["error"]["field"], "limits.upload_bytes_per_account", "{}", r.body);
+    // Someone else starts with room of their own.
+    let other = t.user("r@example.com").await;
+    t.broadcast(&other, "theirs").await;
 }
 
 /// A signed access token is only good with a session of the user it names: pairing someone's user id with

@@ -12,7 +12,7 @@ use crate::bus::topic;
 use crate::error::{ApiError, ApiResult};
 use crate::scene::Scene;
 use crate::signaling::RoomEvent;
-use crate::state::AppState;
+use crate::state::{AppState, Quota};
 use crate::store::Broadcast;
 
 type Json<T> = axum::Json<T>;
@@ -57,7 +57,7 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/api/broadcasts", tag = "broadcasts", request_body = CreateBroadcast,
-    responses((status = 201, body = Broadcast), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Broadcast), (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -65,6 +65,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Broadcast>)> {
     let title = check_name("title", &body.title, 200)?;
     let description = check_description(&body.description)?;
+    state.check_quota(user.id, Quota::Broadcast).await?;
     let settings = serde_json::Value::Object(body.settings.unwrap_or_default());
     let b = state.store.create_broadcast(user.id, &title, &description, settings).await?;
     Ok((StatusCode::CREATED, axum::Json(b)))
@@ -113,7 +114,7 @@ async fn announce(state: &AppState, b: &Broadcast, event: RoomEvent) {
 }
 
 #[utoipa::path(post, path = "/api/broadcasts/{id}/start", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = Broadcast), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Broadcast), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn start(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Broadcast>> {
     match access.broadcast.status.as_str() {
         "live" => return Err(ApiError::conflict("already_live", "the broadcast is already live")),
@@ -125,6 +126,8 @@ pub async fn start(State(state): State<AppState>, HostAccess(access): HostAccess
         }
         _ => {}
     }
+    // The owner's quotas count, whoever of the hosts presses Go live.
+    state.check_quota(access.broadcast.user_id, Quota::GoLive).await?;
     // Encode once and push to every enabled destination while recording; nothing is marked live unless
     // that started.
     let hub = crate::signaling::Hub::get(&state).await?;

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::extract::ClientIp;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{AppState, Limit};
+use crate::state::{AppState, Limit, Quota};
 
 const ALLOWED: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 
@@ -42,7 +42,7 @@ fn too_large(e: axum::extract::multipart::MultipartError) -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/upload", tag = "uploads", request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 201, body = UploadView), (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = UploadView), (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -72,6 +72,7 @@ pub async fn upload(
             message: "only PNG, JPEG, GIF and WebP images are accepted".into(),
             field: Some("file".into()),
         })?;
+    state.check_quota(user.id, Quota::Upload(data.len() as u64)).await?;
     let sha = hex::encode(Sha256::digest(&data));
     let dir = state.cfg.data_dir.join("uploads");
     let path = dir.join(&sha);

@@ -31,6 +31,16 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A page of a list: `items` in a stable order and the `total` count.
+/// What one account holds, counted for its quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Usage {
+    pub broadcasts: i64,
+    /// Broadcasts on air now.
+    pub live: i64,
+    pub upload_bytes: i64,
+    pub recording_bytes: i64,
+}
+
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
@@ -81,6 +91,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_scene(&self, id: Uuid, scene: serde_json::Value) -> StoreResult<()>;
     async fn delete_broadcast(&self, id: Uuid) -> StoreResult<bool>;
     async fn count_live_broadcasts(&self) -> StoreResult<i64>;
+    /// What an account holds now, for its quotas.
+    async fn usage(&self, user_id: Uuid) -> StoreResult<Usage>;
     async fn live_broadcasts(&self) -> StoreResult<Vec<Broadcast>>;
 
     // destinations
@@ -441,6 +453,18 @@ macro_rules! impl_store {
 
             async fn delete_broadcast(&self, id: Uuid) -> StoreResult<bool> {
                 Ok(sqlx::query("DELETE FROM broadcasts WHERE id = $1").bind(id).execute(&self.pool).await?.rows_affected() > 0)
+            }
+
+            async fn usage(&self, user_id: Uuid) -> StoreResult<Usage> {
+                Ok(sqlx::query_as::<_, Usage>(
+                    "SELECT (SELECT COUNT(*) FROM broadcasts WHERE user_id = $1) AS broadcasts, \
+                     (SELECT COUNT(*) FROM broadcasts WHERE user_id = $1 AND status = 'live') AS live, \
+                     CAST((SELECT COALESCE(SUM(size), 0) FROM uploads WHERE user_id = $1) AS BIGINT) AS upload_bytes, \
+                     CAST((SELECT COALESCE(SUM(file_size), 0) FROM recordings WHERE user_id = $1) AS BIGINT) AS recording_bytes",
+                )
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?)
             }
 
             async fn count_live_broadcasts(&self) -> StoreResult<i64> {
