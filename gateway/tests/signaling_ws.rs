@@ -543,9 +543,10 @@ async fn a_socket_that_lags_behind_the_room_gets_its_state_again() -> anyhow::Re
     let mut ws = connect(&s, Cred::Bearer(&token)).await?;
     send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
     let me = expect(&mut ws, "joined").await?["participantId"].clone();
-    // The client reads nothing while a burst far larger than its socket's buffers goes by.
+    // The client reads nothing while a burst far larger than its socket's buffers (80 MB, against at most about
+    // 10 MB that loopback buffers hold) goes by: the session blocks on the socket and its bus queue overflows.
     let filler = "x".repeat(4000);
-    for i in 0..3000 {
+    for i in 0..20_000 {
         let ev = backyard::bus::Event::new("chat-message", json!({"id": i, "text": filler}));
         s.state.bus.publish(&backyard::bus::topic::broadcast(broadcast), ev).await?;
     }
