@@ -142,6 +142,15 @@ impl From<crate::scene::SceneError> for ApiError {
     }
 }
 
+impl From<crate::scene::ApplyError> for ApiError {
+    fn from(e: crate::scene::ApplyError) -> Self {
+        match e {
+            crate::scene::ApplyError::Invalid(e) => e.into(),
+            crate::scene::ApplyError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::program::ProgramError> for ApiError {
     fn from(e: crate::program::ProgramError) -> Self {
         use crate::program::ProgramError as P;

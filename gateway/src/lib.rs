@@ -19,6 +19,7 @@ pub mod signaling;
 pub mod state;
 pub mod store;
 pub mod text;
+pub mod uploads;
 
 pub use api::app;
 pub use state::AppState;

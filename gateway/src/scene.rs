@@ -7,6 +7,8 @@ use backyard_core::director;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::signaling::RoomEvent;
+use crate::state::AppState;
 use crate::store::Broadcast;
 
 /// At most this many participants on stage.
@@ -51,8 +53,9 @@ fn default_layout() -> String {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Overlays {
+    /// A message box near the bottom; text at most 200 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub banner: Option<Banner>,
+    pub banner: Option<TextOverlay>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lower_third: Option<LowerThird>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,17 +63,17 @@ pub struct Overlays {
     /// A chat message shown on screen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<Comment>,
+    /// Text scrolling along the bottom edge; text at most 500 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ticker: Option<Ticker>,
+    pub ticker: Option<TextOverlay>,
 }
 
-/// A message box near the bottom.
+/// An overlay that shows a text (the banner, the ticker); its length limit depends on which.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Banner {
+pub struct TextOverlay {
     #[serde(default)]
     pub visible: bool,
-    /// At most 200 characters.
     #[serde(default)]
     pub text: String,
     /// `#rgb`, `#rrggbb` or `#rrggbbaa`; the operator's accent when absent.
@@ -148,17 +151,29 @@ pub struct Comment {
     pub text: String,
 }
 
-/// Text scrolling along the bottom edge.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Ticker {
-    #[serde(default)]
-    pub visible: bool,
-    /// At most 500 characters.
-    #[serde(default)]
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub color: Option<String>,
+/// Why a scene was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// It breaks a rule (names the field).
+    #[error(transparent)]
+    Invalid(#[from] SceneError),
+    /// Storing it failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The one path a new scene takes, from REST or the WebSocket: checked against the layouts the server offers
+/// now, stored, and announced to the room (`scene-updated`).
+pub async fn apply(state: &AppState, broadcast: Uuid, scene: Scene) -> Result<Scene, ApplyError> {
+    let layouts: Vec<String> = state.plugins.layouts().await.into_iter().map(|l| l.id).collect();
+    scene.validate(&layouts)?;
+    let value = serde_json::to_value(&scene).expect("a Scene always serializes");
+    state.store.set_scene(broadcast, value).await?;
+    let event = RoomEvent::SceneUpdated { scene: Box::new(scene.clone()) };
+    if let Err(e) = state.bus.publish(&crate::bus::topic::broadcast(broadcast), event.to_bus()).await {
+        tracing::warn!(%broadcast, "could not publish scene-updated: {e}");
+    }
+    Ok(scene)
 }
 
 /// A scene field that breaks a rule: the REST API answers 422, the WebSocket an `error` event, both naming
@@ -195,6 +210,14 @@ fn color(field: &str, value: Option<&String>) -> Result<(), SceneError> {
     Ok(())
 }
 
+impl TextOverlay {
+    /// Its text within `max` characters and a well-formed colour; `name` is its key in `overlays`.
+    fn validate(&self, name: &str, max: usize) -> Result<(), SceneError> {
+        text(&format!("overlays.{name}.text"), &self.text, max)?;
+        color(&format!("overlays.{name}.color"), self.color.as_ref())
+    }
+}
+
 impl Scene {
     /// Checks every rule; `layouts` are the layout ids the server offers now.
     pub fn validate(&self, layouts: &[String]) -> Result<(), SceneError> {
@@ -210,8 +233,7 @@ impl Scene {
         }
         let o = &self.overlays;
         if let Some(b) = &o.banner {
-            text("overlays.banner.text", &b.text, limits::BANNER_TEXT)?;
-            color("overlays.banner.color", b.color.as_ref())?;
+            b.validate("banner", limits::BANNER_TEXT)?;
         }
         if let Some(l) = &o.lower_third {
             text("overlays.lowerThird.name", &l.name, limits::LOWER_THIRD_NAME)?;
@@ -219,8 +241,7 @@ impl Scene {
             color("overlays.lowerThird.color", l.color.as_ref())?;
         }
         if let Some(l) = &o.logo {
-            let sha = l.url.strip_prefix("/api/uploads/").unwrap_or("-");
-            if !l.url.is_empty() && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit())) {
+            if !l.url.is_empty() && crate::uploads::sha_of_url(&l.url).is_none() {
                 return Err(bad("overlays.logo.url", "must be an /api/uploads/<sha256> URL from POST /api/upload"));
             }
             if l.size.is_some_and(|s| !(0.02..=0.5).contains(&s)) {
@@ -233,8 +254,7 @@ impl Scene {
             text("overlays.comment.text", &c.text, limits::COMMENT_TEXT)?;
         }
         if let Some(t) = &o.ticker {
-            text("overlays.ticker.text", &t.text, limits::TICKER_TEXT)?;
-            color("overlays.ticker.color", t.color.as_ref())?;
+            t.validate("ticker", limits::TICKER_TEXT)?;
         }
         Ok(())
     }
@@ -314,12 +334,12 @@ mod tests {
         s.stage = vec![Uuid::nil(), Uuid::nil()];
         assert_eq!(s.validate(&layouts()).unwrap_err().field, "stage");
         s.stage.clear();
-        s.overlays.banner = Some(Banner { visible: true, text: "x".repeat(2000), color: None });
+        s.overlays.banner = Some(TextOverlay { visible: true, text: "x".repeat(2000), color: None });
         assert_eq!(s.validate(&layouts()).unwrap_err().field, "overlays.banner.text");
         s.overlays.banner = None;
-        s.overlays.ticker = Some(Ticker { visible: true, text: "y".repeat(3000), color: None });
+        s.overlays.ticker = Some(TextOverlay { visible: true, text: "y".repeat(3000), color: None });
         assert_eq!(s.validate(&layouts()).unwrap_err().field, "overlays.ticker.text");
-        s.overlays.ticker = Some(Ticker { visible: true, text: "ok\u{7}".into(), color: None });
+        s.overlays.ticker = Some(TextOverlay { visible: true, text: "ok\u{7}".into(), color: None });
         assert_eq!(s.validate(&layouts()).unwrap_err().field, "overlays.ticker.text");
         assert!(parse(serde_json::json!({"overlays": {"banner": "text"}})).is_err());
         assert!(parse(serde_json::json!({"overlays": {"fireworks": {}}})).is_err());

@@ -24,6 +24,13 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     status(Command::new(cargo()).args(["fmt", "--all", "--", "--check"]).current_dir(crate::root()))
         .context("formatting differs: run `cargo fmt --all`")?;
     crate::tidy::run()?;
+    // xtask's own tests (tidy's rules among them), built as xtask is: with the machine's defaults.
+    status(
+        Command::new(cargo())
+            .args(["test", "-p", "xtask", "--target-dir", "target/xtask", "--quiet"])
+            .current_dir(crate::root()),
+    )
+    .context("xtask's own tests failed")?;
     println!("xtask: cargo clippy -D warnings");
     status(
         cargo_cmd()

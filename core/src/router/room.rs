@@ -120,6 +120,13 @@ struct PeerEntry {
     muted: Vec<TrackSource>,
 }
 
+impl Track {
+    /// Someone (a subscriber, or the program's decoder through the tap) waits for this track's next keyframe.
+    fn awaits_keyframe(&self) -> bool {
+        self.tap_awaits_keyframe || self.subscribers.values().any(|s| *s == Subscription::AwaitingKeyframe)
+    }
+}
+
 /// The sans-IO SFU room. See the [module docs](super).
 #[derive(Debug)]
 pub struct Room {
@@ -480,7 +487,7 @@ impl Room {
     pub fn handle_timeout(&mut self, now: Instant) {
         let interval = self.config.keyframe_interval;
         for t in self.tracks.values_mut() {
-            if t.tap_awaits_keyframe || t.subscribers.values().any(|s| *s == Subscription::AwaitingKeyframe) {
+            if t.awaits_keyframe() {
                 Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, interval);
             }
             if let Some(speaking) = t.speaker.as_mut().and_then(|s| s.poll_change(now)) {
@@ -497,9 +504,7 @@ impl Room {
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         for t in self.tracks.values() {
-            if !t.muted
-                && (t.tap_awaits_keyframe || t.subscribers.values().any(|s| *s == Subscription::AwaitingKeyframe))
-            {
+            if !t.muted && t.awaits_keyframe() {
                 let due = t.last_keyframe_request.map_or(now, |l| l + self.config.keyframe_interval);
                 next = Some(next.map_or(due, |n| n.min(due)));
             }
@@ -569,9 +574,8 @@ mod tests {
         assert_eq!(room.track(screen).unwrap().kind(), MediaKind::Video);
     }
 
-    #[test]
-    fn a_new_video_subscriber_gets_a_keyframe_request_and_no_deltas_before_it() {
-        let t0 = Instant::now();
+    /// Alice (peer 1) publishes a camera that bob (peer 2) subscribes to at `t0`.
+    fn alice_camera_to_bob(t0: Instant) -> (Room, PeerId, PeerId, TrackId) {
         let mut room = Room::new(RoomConfig::default());
         let (a, b) = (PeerId(1), PeerId(2));
         room.add_peer(a, "alice").unwrap();
@@ -579,6 +583,13 @@ mod tests {
         let cam = room.publish(a, TrackSource::Camera).unwrap();
         drain(&mut room);
         room.subscription_ready(b, cam, t0);
+        (room, a, b, cam)
+    }
+
+    #[test]
+    fn a_new_video_subscriber_gets_a_keyframe_request_and_no_deltas_before_it() {
+        let t0 = Instant::now();
+        let (mut room, a, b, cam) = alice_camera_to_bob(t0);
         assert_eq!(
             drain(&mut room),
             vec![Decision::RequestKeyframe { publisher: a, track: cam, kind: KeyframeRequestKind::Fir }]
@@ -600,14 +611,8 @@ mod tests {
     #[test]
     fn a_decoder_starting_on_a_track_is_asked_a_keyframe_until_one_passes() {
         let t0 = Instant::now();
-        let mut room = Room::new(RoomConfig::default());
-        let (a, b) = (PeerId(1), PeerId(2));
-        room.add_peer(a, "alice").unwrap();
-        room.add_peer(b, "bob").unwrap();
-        let cam = room.publish(a, TrackSource::Camera).unwrap();
+        let (mut room, a, b, cam) = alice_camera_to_bob(t0);
         room.publish(a, TrackSource::Microphone).unwrap();
-        drain(&mut room);
-        room.subscription_ready(b, cam, t0);
         drain(&mut room);
         assert_eq!(forward(&mut room, cam, KEY, t0 + ms(20)), vec![b]);
         // Alice goes on stage 100 ms later: the publisher would ignore a request this soon, and the keyframe

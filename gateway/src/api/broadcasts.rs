@@ -175,12 +175,7 @@ pub async fn put_scene(
     HostAccess(access): HostAccess,
     ApiJson(scene): ApiJson<Scene>,
 ) -> ApiResult<Json<Scene>> {
-    let layouts: Vec<String> = state.plugins.layouts().await.into_iter().map(|l| l.id).collect();
-    scene.validate(&layouts)?;
-    let value = serde_json::to_value(&scene).expect("a Scene always serializes");
-    state.store.set_scene(access.broadcast.id, value).await?;
-    announce(&state, &access.broadcast, RoomEvent::SceneUpdated { scene: Box::new(scene.clone()) }).await;
-    Ok(axum::Json(scene))
+    Ok(axum::Json(crate::scene::apply(&state, access.broadcast.id, scene).await?))
 }
 
 /// Width of the studio's program preview.

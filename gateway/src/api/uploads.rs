@@ -74,7 +74,7 @@ pub async fn upload(
         })?;
     state.check_quota(user.id, Quota::Upload(data.len() as u64)).await?;
     let sha = hex::encode(Sha256::digest(&data));
-    let dir = state.cfg.data_dir.join("uploads");
+    let dir = crate::uploads::dir(&state.cfg.data_dir);
     let path = dir.join(&sha);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(e.into()))?;
@@ -88,7 +88,7 @@ pub async fn upload(
         StatusCode::CREATED,
         axum::Json(UploadView {
             id: row.id,
-            url: format!("/api/uploads/{sha}"),
+            url: crate::uploads::url(&sha),
             sha256: sha,
             content_type: row.content_type,
             size: row.size,
@@ -99,7 +99,7 @@ pub async fn upload(
 #[utoipa::path(get, path = "/api/uploads/{sha256}", tag = "uploads", params(("sha256" = String, Path)),
     responses((status = 200, description = "the image"), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn serve(State(state): State<AppState>, Path(sha): Path<String>) -> ApiResult<Response> {
-    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if !crate::uploads::is_sha256(&sha) {
         return Err(ApiError::bad_request(
             "invalid_id",
             "sha256 must be 64 lowercase hex digits",
@@ -107,7 +107,7 @@ pub async fn serve(State(state): State<AppState>, Path(sha): Path<String>) -> Ap
         ));
     }
     let row = state.store.upload_by_sha(&sha).await?.ok_or(ApiError::NotFound("upload"))?;
-    let bytes = tokio::fs::read(state.cfg.data_dir.join("uploads").join(&sha))
+    let bytes = tokio::fs::read(crate::uploads::dir(&state.cfg.data_dir).join(&sha))
         .await
         .map_err(|_| ApiError::NotFound("upload"))?;
     Ok((

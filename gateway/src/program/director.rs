@@ -144,11 +144,8 @@ impl Shell {
 
 /// An uploaded PNG (`/api/uploads/<sha256>`) decoded to RGBA.
 fn load_upload(data_dir: &Path, url: &str) -> Option<ph::Image> {
-    let sha = url.strip_prefix("/api/uploads/")?;
-    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let bytes = std::fs::read(data_dir.join("uploads").join(sha)).ok()?;
+    let sha = crate::uploads::sha_of_url(url)?;
+    let bytes = std::fs::read(crate::uploads::dir(data_dir).join(sha)).ok()?;
     match ph::Rgba::from_png(&bytes) {
         Ok(img) => Some(ph::Image { width: img.width, height: img.height, rgba: img.pixels }),
         Err(e) => {

@@ -181,8 +181,8 @@ impl Programs {
         live.program.set_preview_sink(None);
     }
 
-    /// Every program on air on this node.
-    pub fn on_air(&self) -> Vec<Uuid> {
+    /// The broadcasts whose program runs on this node (on air or not).
+    pub fn running(&self) -> Vec<Uuid> {
         self.running.lock().keys().copied().collect()
     }
 
@@ -279,7 +279,7 @@ impl Programs {
 /// the restart recovery, as after a crash.
 pub async fn end_all(state: &AppState) {
     let Some(hub) = crate::signaling::Hub::running(state) else { return };
-    for broadcast in hub.programs.on_air() {
+    for broadcast in hub.programs.running() {
         let Some(live) = hub.programs.get(broadcast) else { continue };
         if live.on_air.lock().await.is_none() {
             continue;

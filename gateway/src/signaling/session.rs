@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::protocol::{self, ErrorData, ModerateAction, Participant, frame, parse_data};
 use super::{ChatMessage, Control, Hub, Member, RoomEvent};
 use crate::auth::{Caller, Role};
-use crate::scene::Scene;
+use crate::scene::{ApplyError, Scene};
 use crate::state::AppState;
 use crate::store::Broadcast;
 
@@ -473,15 +473,13 @@ impl Session {
         let j = self.joined()?;
         let broadcast = j.broadcast.id;
         let text = crate::text::one_line("text", &msg.text, protocol::MAX_CHAT_CHARS).map_err(invalid)?;
-        let text = text.as_str();
         let (me, ..) = self
             .hub
             .member(broadcast, j.participant)
             .ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
         let sent_at =
             time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let chat =
-            ChatMessage { id: Uuid::now_v7(), participant_id: me.id, name: me.name, text: text.to_owned(), sent_at };
+        let chat = ChatMessage { id: Uuid::now_v7(), participant_id: me.id, name: me.name, text, sent_at };
         self.hub.push_chat(broadcast, chat.clone());
         self.publish(broadcast, RoomEvent::ChatMessage(chat)).await;
         Ok(())
@@ -552,16 +550,14 @@ impl Session {
         }
         let broadcast = j.broadcast.id;
         let scene: Scene = parse_data(data)?;
-        let layouts: Vec<String> = self.state.plugins.layouts().await.into_iter().map(|l| l.id).collect();
-        scene.validate(&layouts).map_err(|e| ErrorData::new("invalid-field", e.message).field(e.field))?;
-        // unwrap: a Scene always serializes.
-        let value = serde_json::to_value(&scene).expect("serializable scene");
-        if let Err(e) = self.state.store.set_scene(broadcast, value.clone()).await {
-            tracing::error!("could not store the scene: {e}");
-            return Err(ErrorData::new("internal", "the server could not store the scene"));
+        match crate::scene::apply(&self.state, broadcast, scene).await {
+            Ok(_) => Ok(()),
+            Err(ApplyError::Invalid(e)) => Err(ErrorData::new("invalid-field", e.message).field(e.field)),
+            Err(ApplyError::Store(e)) => {
+                tracing::error!("could not store the scene: {e}");
+                Err(ErrorData::new("internal", "the server could not store the scene"))
+            }
         }
-        self.publish(broadcast, RoomEvent::SceneUpdated { scene: Box::new(scene) }).await;
-        Ok(())
     }
 
     /// Room events were skipped: nothing is lost silently, the client gets the room as it is now (`room-state`).
