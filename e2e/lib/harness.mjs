@@ -60,32 +60,20 @@ export function rgb(hex) {
   return [0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16));
 }
 
-/**
- * One participant: its own Chromium process and profile, optionally with its own fake camera clip.
- * The init script records every RTCPeerConnection the page creates, so tests can read getStats() without
- * the studio exposing anything for them.
- */
-export async function launchParticipant(name, { clip, width = 1440, height = 900 } = {}) {
-  const profile = await mkdtemp(path.join(tmpdir(), `backyard-e2e-${name}-`));
-  const args = [...BASE_FLAGS];
-  if (clip) args.push(`--use-file-for-fake-video-capture=${clip}`);
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args,
-    viewport: { width, height },
-    permissions: ['camera', 'microphone', 'clipboard-read', 'clipboard-write'],
-  });
-  await context.addInitScript(() => {
-    const Native = window.RTCPeerConnection;
-    window.__peerConnections = [];
-    window.RTCPeerConnection = function (...a) {
-      const pc = new Native(...a);
-      window.__peerConnections.push(pc);
-      return pc;
-    };
-    window.RTCPeerConnection.prototype = Native.prototype;
-  });
+/** Records every RTCPeerConnection a page creates, so tests can read getStats() without the studio exposing anything. */
+function recordPeerConnections() {
+  const Native = window.RTCPeerConnection;
+  window.__peerConnections = [];
+  window.RTCPeerConnection = function (...a) {
+    const pc = new Native(...a);
+    window.__peerConnections.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+}
+
+/** A participant on `page` of `context`, its console kept; `close` ends it (and whatever `cleanup` adds). */
+async function participant(name, context, cleanup = async () => {}) {
   const page = context.pages()[0] ?? (await context.newPage());
   const logs = [];
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
@@ -97,9 +85,53 @@ export async function launchParticipant(name, { clip, width = 1440, height = 900
     logs,
     async close() {
       await context.close().catch(() => {});
-      await rm(profile, { recursive: true, force: true });
+      await cleanup();
     },
   };
+}
+
+const PERMISSIONS = ['camera', 'microphone', 'clipboard-read', 'clipboard-write'];
+
+/**
+ * One participant: its own Chromium process and profile, optionally with its own fake camera clip.
+ * Its page records every RTCPeerConnection it creates (`window.__peerConnections`).
+ */
+export async function launchParticipant(name, { clip, width = 1440, height = 900 } = {}) {
+  const profile = await mkdtemp(path.join(tmpdir(), `backyard-e2e-${name}-`));
+  const args = [...BASE_FLAGS];
+  if (clip) args.push(`--use-file-for-fake-video-capture=${clip}`);
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args,
+    viewport: { width, height },
+    permissions: PERMISSIONS,
+  });
+  await context.addInitScript(recordPeerConnections);
+  return participant(name, context, () => rm(profile, { recursive: true, force: true }));
+}
+
+/**
+ * `count` participants in one Chromium process, each in a context of its own (own cookies, so each is a separate
+ * guest) and all showing the same fake camera `clip`: more people in a room than a process each would allow on
+ * a small machine. Returns them in order, named `${name}-1`, `${name}-2`, ...; closing the last ends the process.
+ */
+export async function launchCrowd(name, count, { clip, width = 960, height = 600 } = {}) {
+  const args = [...BASE_FLAGS];
+  if (clip) args.push(`--use-file-for-fake-video-capture=${clip}`);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+  let open = count;
+  const crowd = [];
+  for (let i = 1; i <= count; i++) {
+    const context = await browser.newContext({ viewport: { width, height }, permissions: PERMISSIONS });
+    await context.addInitScript(recordPeerConnections);
+    crowd.push(
+      await participant(`${name}-${i}`, context, async () => {
+        if (--open === 0) await browser.close().catch(() => {});
+      }),
+    );
+  }
+  return crowd;
 }
 
 export async function screenshot(page, name) {

@@ -407,6 +407,9 @@ async fn invites_guest_sessions_and_roles(b: Backend) {
     assert!(inv.body["url"].as_str().unwrap().starts_with("http://studio.test/join/"));
     let list = t.get(&format!("/api/broadcasts/{id}/invites")).cookies(&host).send().await;
     assert_eq!(list.body.as_array().unwrap().len(), 1);
+    // The server keeps only the link's hash: a listed invite has no link to show again.
+    assert_eq!(list.body[0]["id"], inv.body["id"]);
+    assert!(list.body[0].get("token").is_none() && list.body[0].get("url").is_none(), "{}", list.body);
 
     let guest = t.guest(&host, &id, "guest", "Ada").await;
     let me = t.get("/api/auth/me").cookies(&guest).send().await;

@@ -164,9 +164,9 @@ async fn bad_input_gets_an_error_and_the_room_keeps_working() -> anyhow::Result<
     let (_other_token, _, foreign) = host(&s, "h2@example.org").await?;
     let mut ws = connect(&s, Cred::Bearer(&token)).await?;
 
-    expect_error(&mut ws, "webrtc-offer", json!({"sdp": "v=0"}), "not-joined").await?;
-    expect_error(&mut ws, "join-broadcast", json!({"broadcastId": foreign}), "not-found").await?;
-    expect_error(&mut ws, "join-broadcast", json!({"broadcastId": "nope"}), "invalid-field").await?;
+    expect_error(&mut ws, "webrtc-offer", json!({"sdp": "v=0"}), "not_joined").await?;
+    expect_error(&mut ws, "join-broadcast", json!({"broadcastId": foreign}), "not_found").await?;
+    expect_error(&mut ws, "join-broadcast", json!({"broadcastId": "nope"}), "invalid_field").await?;
     send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast, "audioEnabled": true, "videoEnabled": true}))
         .await?;
     let joined = expect(&mut ws, "joined").await?;
@@ -174,35 +174,35 @@ async fn bad_input_gets_an_error_and_the_room_keeps_working() -> anyhow::Result<
     assert_eq!(joined["broadcast"]["id"], broadcast.to_string());
     assert_eq!(joined["participants"], json!([]));
 
-    expect_error(&mut ws, "no-such-event", json!({}), "unknown-event").await?;
+    expect_error(&mut ws, "no-such-event", json!({}), "unknown_event").await?;
     ws.send(Message::Text("{not json".into())).await?;
-    assert_eq!(expect(&mut ws, "error").await?["code"], "malformed-message");
+    assert_eq!(expect(&mut ws, "error").await?["code"], "malformed_message");
     ws.send(Message::Text(json!({"event": "chat-message", "data": {"text": "x".repeat(300_000)}}).to_string().into()))
         .await?;
-    assert_eq!(expect(&mut ws, "error").await?["code"], "message-too-large");
-    let e = expect_error(&mut ws, "chat-message", json!({"txt": "hi"}), "invalid-field").await?;
+    assert_eq!(expect(&mut ws, "error").await?["code"], "message_too_large");
+    let e = expect_error(&mut ws, "chat-message", json!({"txt": "hi"}), "invalid_field").await?;
     assert_eq!(e["field"], "txt");
     assert_eq!(e["event"], "chat-message");
     expect_error(
         &mut ws,
         "ice-candidate",
         json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}),
-        "no-media-session",
+        "no_media_session",
     )
     .await?;
-    expect_error(&mut ws, "webrtc-offer", json!({"sdp": "this is not SDP"}), "invalid-sdp").await?;
-    expect_error(&mut ws, "moderate", json!({"participantId": Uuid::new_v4(), "action": "remove"}), "not-found")
+    expect_error(&mut ws, "webrtc-offer", json!({"sdp": "this is not SDP"}), "invalid_sdp").await?;
+    expect_error(&mut ws, "moderate", json!({"participantId": Uuid::new_v4(), "action": "remove"}), "not_found")
         .await?;
-    expect_error(&mut ws, "join-broadcast", json!({"broadcastId": broadcast}), "already-joined").await?;
+    expect_error(&mut ws, "join-broadcast", json!({"broadcastId": broadcast}), "already_joined").await?;
 
     // A real offer is answered, and candidates of another ICE session are refused.
     send(&mut ws, "webrtc-offer", json!({"sdp": str0m_offer()?})).await?;
     let answer = expect(&mut ws, "webrtc-answer").await?;
     assert!(answer["sdp"].as_str().is_some_and(|s| s.contains("a=candidate")), "{answer}");
     let foreign_candidate = "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host ufrag someoneelse";
-    expect_error(&mut ws, "ice-candidate", json!({"candidate": foreign_candidate, "sdpMid": "0"}), "invalid-candidate")
+    expect_error(&mut ws, "ice-candidate", json!({"candidate": foreign_candidate, "sdpMid": "0"}), "invalid_candidate")
         .await?;
-    expect_error(&mut ws, "webrtc-answer", json!({"sdp": "garbage"}), "invalid-sdp").await?;
+    expect_error(&mut ws, "webrtc-answer", json!({"sdp": "garbage"}), "invalid_sdp").await?;
 
     // The room still works: chat round-trips and is kept for late joiners.
     send(&mut ws, "chat-message", json!({"text": "still here"})).await?;
@@ -219,7 +219,7 @@ async fn bad_input_gets_an_error_and_the_room_keeps_working() -> anyhow::Result<
     assert_eq!(pj["participant"]["name"], "Gus");
     // A guest's cookie does not grant another broadcast.
     let mut gws2 = connect(&s, Cred::Guest(&g)).await?;
-    expect_error(&mut gws2, "join-broadcast", json!({"broadcastId": foreign}), "not-found").await?;
+    expect_error(&mut gws2, "join-broadcast", json!({"broadcastId": foreign}), "not_found").await?;
     Ok(())
 }
 
@@ -245,7 +245,7 @@ async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
         (json!({"overlays": {"banner": "hi"}}), "overlays.banner"),
         (json!({"overlays": {"ticker": {"text": "y".repeat(3000), "visible": true}}}), "overlays.ticker.text"),
     ] {
-        let e = expect_error(&mut host_ws, "scene-update", data, "invalid-field").await?;
+        let e = expect_error(&mut host_ws, "scene-update", data, "invalid_field").await?;
         assert_eq!(e["field"], field, "{e}");
     }
     send(&mut host_ws, "scene-update", json!({"layout": "spotlight"})).await?;
@@ -270,11 +270,11 @@ async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
     let up = expect(&mut host_ws, "participant-status-updated").await?;
     assert_eq!(up["participant"]["videoEnabled"], false);
     assert_eq!(up["participant"]["name"], "Gus B.");
-    expect_error(&mut g1_ws, "participant-status", json!({"name": "  "}), "invalid-field").await?;
+    expect_error(&mut g1_ws, "participant-status", json!({"name": "  "}), "invalid_field").await?;
     // The REST API's rule for names and texts: no control characters either.
-    let e = expect_error(&mut g1_ws, "participant-status", json!({"name": "Gus\u{7}"}), "invalid-field").await?;
+    let e = expect_error(&mut g1_ws, "participant-status", json!({"name": "Gus\u{7}"}), "invalid_field").await?;
     assert_eq!(e["field"], "name");
-    let e = expect_error(&mut g1_ws, "chat-message", json!({"text": "two\nlines"}), "invalid-field").await?;
+    let e = expect_error(&mut g1_ws, "chat-message", json!({"text": "two\nlines"}), "invalid_field").await?;
     assert_eq!(e["field"], "text");
 
     // The host mutes the guest: the guest is told, everyone sees the new state; the guest may unmute.
@@ -294,7 +294,7 @@ async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
     assert_eq!(expect(&mut c_ws, "joined").await?["role"], "cohost");
     let g2 = guest(&s, broadcast, user, "Gwen", "guest").await?;
     let mut g2_ws = connect(&s, Cred::Guest(&g2)).await?;
-    expect_error(&mut g2_ws, "join-broadcast", json!({"broadcastId": broadcast}), "room-full").await?;
+    expect_error(&mut g2_ws, "join-broadcast", json!({"broadcastId": broadcast}), "room_full").await?;
     // A co-host may not moderate the host.
     expect_error(&mut c_ws, "moderate", json!({"participantId": host_id, "action": "remove"}), "forbidden").await?;
 
@@ -514,7 +514,7 @@ async fn a_chat_flood_is_refused_past_the_socket_rate() -> anyhow::Result<()> {
         send(&mut flood, "chat-message", json!({"text": format!("spam {i}")})).await?;
     }
     let e = expect(&mut flood, "error").await?;
-    assert_eq!((e["code"].as_str(), e["event"].as_str()), (Some("rate-limited"), Some("chat-message")), "{e}");
+    assert_eq!((e["code"].as_str(), e["event"].as_str()), (Some("rate_limited"), Some("chat-message")), "{e}");
     // The host hears the burst, not the flood: count what arrives within a second.
     let mut heard = 0;
     let until = Instant::now() + Duration::from_secs(1);

@@ -12,6 +12,7 @@ both_backends!(
     expired_refresh_tokens_are_invalid,
     participants_join_leave_and_restart_cleanup,
     invite_revocation_returns_its_guest_sessions,
+    invite_tokens_are_stored_hashed_and_plain_rows_from_before_are_hashed_at_start,
     deleting_a_broadcast_cascades,
 );
 
@@ -99,6 +100,35 @@ async fn invite_revocation_returns_its_guest_sessions(b: Backend) {
     assert!(s.guest_session_by_hash(&[1u8; 32]).await.unwrap().unwrap().revoked_at.is_some());
     assert_eq!(s.revoke_invite(bc.id, inv.id).await.unwrap(), None, "already revoked");
     assert!(s.invites(bc.id).await.unwrap().is_empty());
+}
+
+async fn invite_tokens_are_stored_hashed_and_plain_rows_from_before_are_hashed_at_start(b: Backend) {
+    let t = TestApp::new(b).await;
+    let s = &t.state.store;
+    let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
+    let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
+    let later = OffsetDateTime::now_utc() + Duration::hours(1);
+    let token = "Zm9yIHRlc3RzIG9ubHksIDMyIGJ5dGVzIG9mIHRva2VuIQ";
+    let inv = s.create_invite(bc.id, token, "guest", u.id, later).await.unwrap();
+    assert_ne!(inv.token_sha256, token);
+    assert_eq!(t.raw.count(&format!("SELECT COUNT(*) FROM invites WHERE token_sha256 = '{token}'")).await, 0);
+    assert_eq!(s.invite_by_token(token).await.unwrap().unwrap().id, inv.id);
+    assert!(s.invite_by_token("Zm9yIHRlc3RzIG9ubHksIDMyIGJ5dGVzIG9mIHRva2VuIg").await.unwrap().is_none());
+
+    // A row as a server before hashing wrote it: the token itself in the column.
+    let old = "b2xkIGxpbmsgZnJvbSBiZWZvcmUgaGFzaGluZyBsYW5kZWQ";
+    let old_inv = s.create_invite(bc.id, "placeholder", "guest", u.id, later).await.unwrap();
+    t.raw
+        .execute(&format!("UPDATE invites SET token_sha256 = '{old}' WHERE token_sha256 = '{}'", old_inv.token_sha256))
+        .await;
+    let url = match b {
+        Backend::Sqlite => format!("sqlite://{}", t.data_dir.join("backyard.db").display()),
+        Backend::Postgres => t.state.cfg.database.url.clone(),
+    };
+    let restarted = backyard::store::connect(&url, 1).await.unwrap();
+    assert_eq!(restarted.invite_by_token(old).await.unwrap().unwrap().id, old_inv.id, "the old link still works");
+    assert_eq!(t.raw.count(&format!("SELECT COUNT(*) FROM invites WHERE token_sha256 = '{old}'")).await, 0);
+    assert_eq!(restarted.invite_by_token(token).await.unwrap().unwrap().id, inv.id, "hashed rows are left alone");
 }
 
 async fn deleting_a_broadcast_cascades(b: Backend) {

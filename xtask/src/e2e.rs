@@ -17,7 +17,12 @@
 //! The suites: `room` (three people see, hear and chat with each other), `turn` (the same through coturn only,
 //! and refused credentials), `program` (go live from the studio to nginx-rtmp), `auth` (entry screens: sign
 //! in, register, bad invite links), `stage` (the host's stage draws exactly the program's tiles, for every
-//! layout offered), `room-state` (the studio's room state module, no browser).
+//! layout offered), `room-state` (the studio's room state module, no browser), `openapi` (schemathesis, every
+//! check, against `/api/openapi.json`, signed in; no browser).
+//!
+//! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
+//! `python3-venv` is installed first when `python3 -m venv` cannot make one); its path reaches the tests as
+//! `BACKYARD_E2E_SCHEMATHESIS`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -33,7 +38,7 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
-/// `stage`, `room-state`).
+/// `stage`, `room-state`, `openapi`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)
@@ -46,6 +51,7 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
     require_node()?;
     let e2e = root.join("e2e");
     ensure_node_modules(&e2e)?;
+    let schemathesis = ensure_schemathesis(root)?;
     let bin = build_backyard(root)?;
     let out = root.join("target").join("e2e");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -71,6 +77,7 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
         .env("BACKYARD_E2E_SHOTS", &out)
         .env("BACKYARD_E2E_TURN_URL", &turn.url)
         .env("BACKYARD_E2E_TURN_SECRET", &turn.secret)
+        .env("BACKYARD_E2E_SCHEMATHESIS", &schemathesis)
         .status()
         .context("running node --test")?;
     drop(server);
@@ -99,6 +106,32 @@ pub(crate) fn ensure_node_modules(e2e: &Path) -> Result<()> {
     }
     println!("e2e: installing node modules in {}", e2e.display());
     status(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(e2e))
+}
+
+/// The schemathesis version the `openapi` suite runs (its checks and generation change between versions).
+const SCHEMATHESIS: &str = "4.32.5";
+
+/// Installs schemathesis (pinned) into `target/tools/schemathesis-<version>` unless it is there; returns the
+/// path of its `st` command.
+fn ensure_schemathesis(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target").join("tools").join(format!("schemathesis-{SCHEMATHESIS}"));
+    let st = venv.join("bin").join("st");
+    if st.exists() {
+        return Ok(st);
+    }
+    println!("e2e: installing schemathesis {SCHEMATHESIS} into {}", venv.display());
+    let make_venv = || Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+    if !make_venv().is_ok_and(|s| s.success()) {
+        ensure_apt(&["python3", "python3-venv"])?;
+        let _ = std::fs::remove_dir_all(&venv);
+        status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    status(
+        Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("schemathesis=={SCHEMATHESIS}")),
+    )?;
+    Ok(st)
 }
 
 /// Builds the `backyard` binary (with the shared linker settings) and returns its path.

@@ -75,7 +75,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     status(cargo_cmd().args(["test", "-p", "backyard-plugin-api", "--features", "draw", "--lib"]))
         .context("the plugin SDK's drawing tests failed")?;
     // Browser end to end: real Chromium processes with fake media against a freshly started backyard.
-    crate::e2e::run(&crate::root(), &["auth", "room-state", "room", "stage", "turn", "program"])?;
+    crate::e2e::run(&crate::root(), &["auth", "room-state", "room", "stage", "turn", "program", "openapi"])?;
     println!("xtask: all suites passed");
     Ok(())
 }

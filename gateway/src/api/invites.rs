@@ -24,9 +24,13 @@ type Json<T> = axum::Json<T>;
 pub struct InviteView {
     pub id: Uuid,
     pub broadcast_id: Uuid,
-    pub token: String,
-    /// The link to send: opens the guest join page.
-    pub url: String,
+    /// The link's secret, in the reply that created the invite only: the server keeps just its hash, so a lost
+    /// link is replaced by a new invite (and the old one revoked), never shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The link to send (opens the guest join page), in the reply that created the invite only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// `guest` | `cohost`
     pub role: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -36,12 +40,13 @@ pub struct InviteView {
 }
 
 impl InviteView {
-    fn new(state: &AppState, i: Invite) -> Self {
+    /// A stored invite, without its link (the server cannot show it again).
+    fn listed(i: Invite) -> Self {
         Self {
-            url: format!("{}/join/{}", state.cfg.public_url.trim_end_matches('/'), i.token),
+            url: None,
+            token: None,
             id: i.id,
             broadcast_id: i.broadcast_id,
-            token: i.token,
             role: i.role,
             expires_at: i.expires_at,
             created_at: i.created_at,
@@ -81,7 +86,7 @@ pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess)
         invites
             .into_iter()
             .filter(|i| i.usable_at(now) && (owner || i.role == "guest"))
-            .map(|i| InviteView::new(&state, i))
+            .map(InviteView::listed)
             .collect(),
     ))
 }
@@ -116,7 +121,11 @@ pub async fn create(
             OffsetDateTime::now_utc() + Duration::hours(hours),
         )
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(InviteView::new(&state, invite))))
+    let url = format!("{}/join/{}", state.cfg.public_url.trim_end_matches('/'), token);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(InviteView { url: Some(url), token: Some(token), ..InviteView::listed(invite) }),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/broadcasts/{id}/invites/{inviteId}", tag = "invites",

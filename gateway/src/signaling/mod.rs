@@ -149,7 +149,7 @@ impl Hub {
         let room = rooms.entry(broadcast).or_default();
         if room.members.len() >= self.max_participants {
             return Err(ErrorData::new(
-                "room-full",
+                "room_full",
                 format!("the room is full ({} participants)", self.max_participants),
             ));
         }

@@ -147,7 +147,7 @@ pub fn parse_data<T: DeserializeOwned>(data: serde_json::Value) -> Result<T, Err
             .iter()
             .find_map(|m| message.split(m).nth(1).and_then(|r| r.split('`').next()).map(str::to_owned))
             .or_else(|| (path != ".").then_some(path));
-        let err = ErrorData::new("invalid-field", message);
+        let err = ErrorData::new("invalid_field", message);
         match field {
             Some(f) => err.field(f),
             None => err,

@@ -92,7 +92,7 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
         tokio::select! {
             msg = rx.next() => match msg {
                 Some(Ok(Message::Text(text))) => s.on_text(text.as_str(), &mut inbox).await,
-                Some(Ok(Message::Binary(_))) => s.error(ErrorData::new("unsupported-frame", "send JSON text frames"), None),
+                Some(Ok(Message::Binary(_))) => s.error(ErrorData::new("unsupported_frame", "send JSON text frames"), None),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Err(e)) => {
@@ -110,7 +110,7 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
             ctl = recv(&mut inbox.control) => s.on_control(ctl, &mut inbox).await,
             ev = revocations.recv() => {
                 if ev.is_ok_and(|e| e.event == "session-revoked") {
-                    s.error(ErrorData::new("session-revoked", "your session ended; sign in or open the invite again"), None);
+                    s.error(ErrorData::new("session_revoked", "your session ended; sign in or open the invite again"), None);
                     s.leave(&mut inbox, "removed").await;
                     s.close = Some("session revoked");
                 }
@@ -142,11 +142,11 @@ async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reas
 
 /// A text field the shared rule refused, as the socket reports it.
 fn invalid(e: crate::text::TextError) -> ErrorData {
-    ErrorData::new("invalid-field", e.message).field(e.field)
+    ErrorData::new("invalid_field", e.message).field(e.field)
 }
 
 fn rate_limited(event: &str, (rate, burst): (u32, u32)) -> ErrorData {
-    ErrorData::new("rate-limited", format!("too many {event} messages: at most {rate} a second (bursts of {burst})"))
+    ErrorData::new("rate_limited", format!("too many {event} messages: at most {rate} a second (bursts of {burst})"))
 }
 
 async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
@@ -174,22 +174,22 @@ async fn recv_room(rx: &mut Option<broadcast::Receiver<Arc<Event>>>) -> Option<R
 
 fn media_error(e: NodeError) -> ErrorData {
     match e {
-        NodeError::Router(RouterError::InvalidSdp(m)) => ErrorData::new("invalid-sdp", m).field("sdp"),
+        NodeError::Router(RouterError::InvalidSdp(m)) => ErrorData::new("invalid_sdp", m).field("sdp"),
         NodeError::Router(RouterError::OfferCollision) => ErrorData::new(
-            "offer-collision",
+            "offer_collision",
             "answer the server's offer first; after the first offer only the server offers",
         ),
         NodeError::Router(RouterError::NoPendingOffer) => {
-            ErrorData::new("no-pending-offer", "the server has no offer awaiting an answer")
+            ErrorData::new("no_pending_offer", "the server has no offer awaiting an answer")
         }
         NodeError::Router(RouterError::InvalidCandidate(m)) => {
-            ErrorData::new("invalid-candidate", m).field("candidate")
+            ErrorData::new("invalid_candidate", m).field("candidate")
         }
         NodeError::Router(RouterError::RoomFull(n)) => {
-            ErrorData::new("room-full", format!("the room is full ({n} participants)"))
+            ErrorData::new("room_full", format!("the room is full ({n} participants)"))
         }
-        NodeError::Closed => ErrorData::new("media-closed", "the media session ended; send a new offer"),
-        other => ErrorData::new("media-error", other.to_string()),
+        NodeError::Closed => ErrorData::new("media_closed", "the media session ended; send a new offer"),
+        other => ErrorData::new("media_error", other.to_string()),
     }
 }
 
@@ -213,13 +213,13 @@ impl Session {
         if text.len() > protocol::MAX_MESSAGE_BYTES {
             let limit = protocol::MAX_MESSAGE_BYTES;
             return self
-                .error(ErrorData::new("message-too-large", format!("messages are limited to {limit} bytes")), None);
+                .error(ErrorData::new("message_too_large", format!("messages are limited to {limit} bytes")), None);
         }
         let envelope: protocol::Envelope = match serde_json::from_str(text) {
             Ok(e) => e,
             Err(e) => {
                 let msg = format!("expected {{\"event\": \"...\", \"data\": {{...}}}}: {e}");
-                return self.error(ErrorData::new("malformed-message", msg), None);
+                return self.error(ErrorData::new("malformed_message", msg), None);
             }
         };
         let event = envelope.event.clone();
@@ -259,28 +259,28 @@ impl Session {
             }
             "moderate" => self.moderate(parse_data(env.data)?).await,
             "scene-update" => self.scene(env.data).await,
-            other => Err(ErrorData::new("unknown-event", format!("unknown event {other:?}")).field("event")),
+            other => Err(ErrorData::new("unknown_event", format!("unknown event {other:?}")).field("event")),
         }
     }
 
     fn joined(&self) -> Result<&Joined, ErrorData> {
-        self.joined.as_ref().ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))
+        self.joined.as_ref().ok_or_else(|| ErrorData::new("not_joined", "send join-broadcast first"))
     }
 
     fn media(&self) -> Result<&PeerHandle, ErrorData> {
-        self.joined()?.media.as_ref().ok_or_else(|| ErrorData::new("no-media-session", "send webrtc-offer first"))
+        self.joined()?.media.as_ref().ok_or_else(|| ErrorData::new("no_media_session", "send webrtc-offer first"))
     }
 
     async fn join(&mut self, req: protocol::JoinBroadcast, inbox: &mut Inbox) -> Result<(), ErrorData> {
         if self.joined.is_some() {
-            return Err(ErrorData::new("already-joined", "leave the current broadcast first"));
+            return Err(ErrorData::new("already_joined", "leave the current broadcast first"));
         }
         let store = &self.state.store;
         let internal = |e: crate::store::StoreError| {
             tracing::error!("signaling store error: {e}");
             ErrorData::new("internal", "the server could not complete that")
         };
-        let not_found = || ErrorData::new("not-found", "no such broadcast").field("broadcastId");
+        let not_found = || ErrorData::new("not_found", "no such broadcast").field("broadcastId");
         let broadcast = store.broadcast(req.broadcast_id).await.map_err(internal)?.ok_or_else(not_found)?;
         let session_key = match &self.caller {
             Caller::User(u) => u.session_id,
@@ -301,7 +301,7 @@ impl Session {
             Caller::Guest(g) => (None, g.name.clone(), Some(g.id)),
         };
         if broadcast.status == "ended" {
-            return Err(ErrorData::new("broadcast-ended", "this broadcast has ended"));
+            return Err(ErrorData::new("broadcast_ended", "this broadcast has ended"));
         }
 
         // Subscribe before anyone can see us, so no room event is missed between the snapshot and the stream.
@@ -409,7 +409,7 @@ impl Session {
     }
 
     async fn offer(&mut self, sdp: protocol::Sdp, inbox: &mut Inbox) -> Result<(), ErrorData> {
-        let j = self.joined.as_mut().ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
+        let j = self.joined.as_mut().ok_or_else(|| ErrorData::new("not_joined", "send join-broadcast first"))?;
         if j.media.is_none() {
             let (handle, events) =
                 self.hub.media.join(&j.broadcast.id.to_string(), &j.participant.to_string()).map_err(media_error)?;
@@ -457,7 +457,7 @@ impl Session {
                     p.name = n;
                 }
             })
-            .ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
+            .ok_or_else(|| ErrorData::new("not_joined", "send join-broadcast first"))?;
         self.persist_status(&updated).await;
         self.publish(broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
         Ok(())
@@ -476,7 +476,7 @@ impl Session {
         let (me, ..) = self
             .hub
             .member(broadcast, j.participant)
-            .ok_or_else(|| ErrorData::new("not-joined", "send join-broadcast first"))?;
+            .ok_or_else(|| ErrorData::new("not_joined", "send join-broadcast first"))?;
         let sent_at =
             time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         let chat = ChatMessage { id: Uuid::now_v7(), participant_id: me.id, name: me.name, text, sent_at };
@@ -494,9 +494,9 @@ impl Session {
         let (target, guest_session, control) = self
             .hub
             .member(broadcast, req.participant_id)
-            .ok_or_else(|| ErrorData::new("not-found", "no such participant in this room").field("participantId"))?;
+            .ok_or_else(|| ErrorData::new("not_found", "no such participant in this room").field("participantId"))?;
         if target.id == me {
-            return Err(ErrorData::new("invalid-field", "you cannot moderate yourself").field("participantId"));
+            return Err(ErrorData::new("invalid_field", "you cannot moderate yourself").field("participantId"));
         }
         // The host is beyond moderation; co-hosts moderate guests only.
         if target.role == Role::Host || (my_role == Role::Cohost && target.role != Role::Guest) {
@@ -521,7 +521,7 @@ impl Session {
                             p.video_enabled = false;
                         }
                     })
-                    .ok_or_else(|| ErrorData::new("not-found", "the participant left").field("participantId"))?;
+                    .ok_or_else(|| ErrorData::new("not_found", "the participant left").field("participantId"))?;
                 let _ = control.send(Control::Moderated { action: req.action, by: me });
                 self.persist_status(&updated).await;
                 self.publish(broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
@@ -552,7 +552,7 @@ impl Session {
         let scene: Scene = parse_data(data)?;
         match crate::scene::apply(&self.state, broadcast, scene).await {
             Ok(_) => Ok(()),
-            Err(ApplyError::Invalid(e)) => Err(ErrorData::new("invalid-field", e.message).field(e.field)),
+            Err(ApplyError::Invalid(e)) => Err(ErrorData::new("invalid_field", e.message).field(e.field)),
             Err(ApplyError::Store(e)) => {
                 tracing::error!("could not store the scene: {e}");
                 Err(ErrorData::new("internal", "the server could not store the scene"))
@@ -612,7 +612,7 @@ impl Session {
                 if reason != CloseReason::Left {
                     let message =
                         format!("the media connection ended ({reason:?}); send a new webrtc-offer to reconnect");
-                    self.error(ErrorData::new("media-disconnected", message), None);
+                    self.error(ErrorData::new("media_disconnected", message), None);
                 }
             }
             None => {

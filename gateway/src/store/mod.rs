@@ -127,7 +127,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_recordings(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Recording>>;
     async fn delete_recording(&self, id: Uuid) -> StoreResult<bool>;
 
-    // invites and guest sessions
+    // invites and guest sessions: an invite's token is stored as its SHA-256 only, so the database never holds a
+    // usable link; the link is shown once, in the reply that created it.
     async fn create_invite(
         &self,
         broadcast_id: Uuid,
@@ -189,6 +190,9 @@ impl SqliteStore {
         let file = options.get_filename().to_owned();
         let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(options).await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        let store = Self { pool };
+        store.hash_plain_invite_tokens().await?;
+        let pool = store.pool;
         // The database holds sessions, invite links and encrypted stream keys: readable by this user only,
         // write-ahead log and shared-memory files included.
         for suffix in ["", "-wal", "-shm"] {
@@ -213,7 +217,9 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.hash_plain_invite_tokens().await?;
+        Ok(store)
     }
 
     /// The pool, for tests that read raw rows.
@@ -674,12 +680,12 @@ macro_rules! impl_store {
                 expires_at: OffsetDateTime,
             ) -> StoreResult<Invite> {
                 Ok(sqlx::query_as::<_, Invite>(
-                    "INSERT INTO invites (id, broadcast_id, token, role, created_by, expires_at, created_at)
+                    "INSERT INTO invites (id, broadcast_id, token_sha256, role, created_by, expires_at, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
                 )
                 .bind(Uuid::now_v7())
                 .bind(broadcast_id)
-                .bind(token)
+                .bind(invite_token_sha256(token))
                 .bind(role)
                 .bind(created_by)
                 .bind(expires_at)
@@ -699,8 +705,8 @@ macro_rules! impl_store {
             }
 
             async fn invite_by_token(&self, token: &str) -> StoreResult<Option<Invite>> {
-                Ok(sqlx::query_as::<_, Invite>("SELECT * FROM invites WHERE token = $1")
-                    .bind(token)
+                Ok(sqlx::query_as::<_, Invite>("SELECT * FROM invites WHERE token_sha256 = $1")
+                    .bind(invite_token_sha256(token))
                     .fetch_optional(&self.pool)
                     .await?)
             }
@@ -795,5 +801,36 @@ macro_rules! impl_store {
     };
 }
 
+/// How an invite token is stored and looked up: lowercase hex of its SHA-256 (64 characters).
+pub fn invite_token_sha256(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// Databases written before invite tokens were stored hashed hold the token itself in `token_sha256`; hash those
+/// rows in place (a plain token is 43 base64url characters, never 64 hex digits), so old links keep working.
+macro_rules! hash_plain_invite_tokens {
+    ($ty:ty) => {
+        impl $ty {
+            async fn hash_plain_invite_tokens(&self) -> StoreResult<()> {
+                let plain: Vec<(Uuid, String)> =
+                    sqlx::query_as("SELECT id, token_sha256 FROM invites WHERE length(token_sha256) <> 64")
+                        .fetch_all(&self.pool)
+                        .await?;
+                for (id, token) in plain {
+                    sqlx::query("UPDATE invites SET token_sha256 = $1 WHERE id = $2")
+                        .bind(invite_token_sha256(&token))
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+hash_plain_invite_tokens!(SqliteStore);
+hash_plain_invite_tokens!(PgStore);
 impl_store!(SqliteStore, "sqlite");
 impl_store!(PgStore, "postgres");

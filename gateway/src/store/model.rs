@@ -108,7 +108,8 @@ pub struct Recording {
 pub struct Invite {
     pub id: Uuid,
     pub broadcast_id: Uuid,
-    pub token: String,
+    /// Lowercase hex SHA-256 of the link's token; the token itself is never stored.
+    pub token_sha256: String,
     pub role: String,
     pub created_by: Uuid,
     pub expires_at: OffsetDateTime,

@@ -59,6 +59,15 @@ impl RawDb {
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+
+    /// The single integer a `SELECT COUNT(*) ...` in the SQL both dialects accept returns.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            RawDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            RawDb::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
 }
 
 pub struct TestApp {
