@@ -119,8 +119,11 @@ impl FromRequestParts<AppState> for ClientIp {
 /// Pagination: `?limit=&offset=`, limit 1..=100 (default 20).
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     pub offset: Option<i64>,
 }
 
@@ -131,8 +134,8 @@ impl PageQuery {
         if !(1..=100).contains(&limit) {
             return Err(ApiError::bad_request("invalid_query", "limit must be 1..=100", Some("limit".into())));
         }
-        if offset < 0 {
-            return Err(ApiError::bad_request("invalid_query", "offset must be ≥ 0", Some("offset".into())));
+        if !(0..=1_000_000_000).contains(&offset) {
+            return Err(ApiError::bad_request("invalid_query", "offset must be 0..=1000000000", Some("offset".into())));
         }
         Ok((limit, offset))
     }

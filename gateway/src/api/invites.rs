@@ -54,19 +54,35 @@ impl InviteView {
     }
 }
 
+/// Who an invite lets in.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // a schema only: the body's `role` is checked where it is read
+pub enum InviteRole {
+    Guest,
+    Cohost,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateInvite {
     /// `guest` (default) or `cohost`.
+    #[schema(value_type = Option<InviteRole>)]
     pub role: Option<String>,
-    /// 1..=720, default 24.
-    pub expires_in_hours: Option<i64>,
+    /// Whole hours, 1..=720, default 24 (`24` and `24.0` are the same number).
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 720)]
+    pub expires_in_hours: Option<f64>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemInvite {
     /// The name shown to others in the studio.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
 }
 
@@ -106,10 +122,11 @@ pub async fn create(
         // Only the owner hands out co-host rights.
         access.require_owner()?;
     }
-    let hours = body.expires_in_hours.unwrap_or(24);
-    if !(1..=720).contains(&hours) {
-        return Err(ApiError::invalid("expiresInHours", "must be 1..=720"));
+    let hours = body.expires_in_hours.unwrap_or(24.0);
+    if !(1.0..=720.0).contains(&hours) || hours.fract() != 0.0 {
+        return Err(ApiError::invalid("expiresInHours", "must be a whole number 1..=720"));
     }
+    let hours = hours as i64;
     let (token, _) = random_token();
     let invite = state
         .store

@@ -7,6 +7,7 @@ pub mod broadcasts;
 pub mod destinations;
 pub mod extract;
 pub mod invites;
+pub mod openapi;
 pub mod plugins;
 pub mod recordings;
 pub mod uploads;
@@ -39,7 +40,7 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(uploads::upload))
         // The file plus multipart overhead; overrides the JSON limit set further out.
         .layer(DefaultBodyLimit::max(upload_bytes + 64 * 1024));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
@@ -67,7 +68,10 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(openapi_json))
         .routes(routes!(join_page))
         .merge(uploads)
-        .split_for_parts()
+        .split_for_parts();
+    let mut doc = doc;
+    openapi::complete(&mut doc);
+    (router, doc)
 }
 
 /// The whole application.

@@ -96,7 +96,7 @@ pub async fn upload(
     ))
 }
 
-#[utoipa::path(get, path = "/api/uploads/{sha256}", tag = "uploads", params(("sha256" = String, Path)),
+#[utoipa::path(get, path = "/api/uploads/{sha256}", tag = "uploads", params(("sha256" = String, Path, pattern = r"^[0-9a-f]{64}$")),
     responses((status = 200, description = "the image"), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn serve(State(state): State<AppState>, Path(sha): Path<String>) -> ApiResult<Response> {
     if !crate::uploads::is_sha256(&sha) {
