@@ -6,12 +6,14 @@
 //!   test    install what is missing, start PostgreSQL/Redis if needed, run the whole suite
 //!   e2e     browser end-to-end tests (e2e/, Debian's Chromium) against a backyard it starts
 //!   bench   benchmarks (`bench api`, ...): a table on stdout, JSON under target/bench/
+//!   fuzz    the fuzz targets for minutes each (`fuzz [target...] [--secs N]`), counts in target/bench/fuzz.json
 //!   tidy    the repository's conventions (no pointers outside the repo, justified unwraps, this help complete)
 
 mod bench;
 mod bench_program;
 mod bench_sfu;
 mod e2e;
+mod fuzz;
 mod plugins;
 mod setup;
 mod test;
@@ -31,12 +33,13 @@ fn main() -> anyhow::Result<()> {
         "bench" => bench::run(rest),
         "setup" => setup::ensure_all(),
         "e2e" => e2e::cmd(rest),
+        "fuzz" => fuzz::cmd(rest),
         "plugins" => plugins::cmd_plugins(rest),
         "new-plugin" => plugins::cmd_new_plugin(rest),
         "tidy" => tidy::run(),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins|program|sync] | setup | e2e [auth|room|room-state|stage|turn|program] | plugins [--watch] [--check-template] | new-plugin <kind> <name> [--dir D] | tidy>"
+                "usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins|program|sync] | setup | e2e [auth|room|room-state|stage|turn|program|openapi] | fuzz [signaling|sdp|ice-candidate|plugin-output] [--secs N] | plugins [--watch] [--check-template] | new-plugin <kind> <name> [--dir D] | tidy>"
             );
             Ok(())
         }

@@ -39,6 +39,8 @@
 mod bindings;
 mod destination;
 mod filter;
+#[cfg(test)]
+mod fuzz;
 mod http;
 mod instance;
 mod layout;

@@ -175,6 +175,30 @@ impl Peer {
         self.connected
     }
 
+    /// Runs one negotiation step of the WebRTC stack. Some malformed SDP (found by fuzzing: a payload type
+    /// mapped twice within an m-line the offer does not list it in) makes it panic; the panic is caught here so
+    /// it cannot end the task that serves this peer, the client gets `InvalidSdp`, and the connection, whose
+    /// state the panic may have left half-changed, is closed.
+    fn guarded<T, E: std::fmt::Display>(
+        &mut self,
+        what: &str,
+        step: impl FnOnce(&mut Rtc) -> Result<T, E>,
+    ) -> Result<T, RouterError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&mut self.rtc))) {
+            Ok(result) => result.map_err(|e| RouterError::InvalidSdp(e.to_string())),
+            Err(_) => {
+                tracing::warn!(
+                    peer = self.id.0,
+                    "the WebRTC stack panicked on the client's {what}; closing this connection"
+                );
+                self.rtc.disconnect();
+                Err(RouterError::InvalidSdp(format!(
+                    "the {what} could not be negotiated; the media connection is closed"
+                )))
+            }
+        }
+    }
+
     /// Ends the connection.
     pub fn disconnect(&mut self) {
         self.rtc.disconnect();
@@ -187,7 +211,7 @@ impl Peer {
             return Err(RouterError::OfferCollision);
         }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
-        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
+        let answer = self.guarded("offer", |rtc| rtc.sdp_api().accept_offer(offer))?;
         self.negotiated = true;
         if let Some(ufrag) = sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")) {
             self.remote_ufrag = Some(ufrag.to_string());
@@ -200,7 +224,7 @@ impl Peer {
         // Parse before consuming the pending offer, so a garbled answer leaves it outstanding.
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
         let pending = self.pending.take().ok_or(RouterError::NoPendingOffer)?;
-        let result = self.rtc.sdp_api().accept_answer(pending, answer);
+        let result = self.guarded("answer", |rtc| rtc.sdp_api().accept_answer(pending, answer));
         let accepted = result.is_ok();
         let mut kept = Vec::with_capacity(self.outbound.len());
         for mut out in self.outbound.drain(..) {
@@ -221,7 +245,7 @@ impl Peer {
             }
         }
         self.outbound = kept;
-        result.map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
+        result?;
         self.report_ready();
         Ok(())
     }
@@ -584,6 +608,19 @@ mod tests {
 
     fn screen_of(participant: &str) -> TrackInfo {
         TrackInfo { id: TrackId(7), publisher: PeerId(2), participant: participant.into(), source: TrackSource::Screen }
+    }
+
+    #[test]
+    fn an_offer_that_makes_the_webrtc_stack_panic_is_refused_and_closes_only_that_connection() {
+        // Found by the SDP fuzz target: a payload type mapped twice in an m-line that does not list it.
+        let offer = include_str!("../../../fuzz/corpus/sdp/payload-type-mapped-twice.sdp");
+        let mut peer = Peer::new(PeerId(1), "192.0.2.1:5000".parse().unwrap(), crypto(), Instant::now());
+        let quiet = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let result = peer.accept_offer(offer);
+        std::panic::set_hook(quiet);
+        assert!(matches!(result, Err(RouterError::InvalidSdp(_))), "{result:?}");
+        assert!(!peer.is_alive(), "the connection the panic may have spoiled is closed");
     }
 
     #[test]

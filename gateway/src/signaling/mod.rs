@@ -11,7 +11,7 @@
 
 pub mod events;
 mod ice;
-mod protocol;
+pub mod protocol;
 mod session;
 
 use std::collections::{HashMap, VecDeque};

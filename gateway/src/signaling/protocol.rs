@@ -155,6 +155,68 @@ pub fn parse_data<T: DeserializeOwned>(data: serde_json::Value) -> Result<T, Err
     })
 }
 
+/// A client message, parsed and its data checked against its event's shape; what the session acts on.
+#[derive(Debug)]
+pub enum ClientMessage {
+    JoinBroadcast(JoinBroadcast),
+    LeaveBroadcast,
+    WebrtcOffer(Sdp),
+    WebrtcAnswer(Sdp),
+    IceCandidate(IceCandidate),
+    ParticipantStatus(ParticipantStatus),
+    ChatMessage(ChatIn),
+    Moderate(Moderate),
+    /// Parsed as a scene, not yet checked against the room (who is in it, which layouts are loaded).
+    SceneUpdate(Box<crate::scene::Scene>),
+}
+
+impl ClientMessage {
+    /// Parses one text frame. The error is the `error` event to send back; its `event` is the client event
+    /// when the envelope could be read (so the client knows which of its messages was refused).
+    pub fn parse(text: &str) -> Result<ClientMessage, ErrorData> {
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(ErrorData::new(
+                "message_too_large",
+                format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"),
+            ));
+        }
+        let env: Envelope = serde_json::from_str(text).map_err(|e| {
+            ErrorData::new("malformed_message", format!("expected {{\"event\": \"...\", \"data\": {{...}}}}: {e}"))
+        })?;
+        let parsed = match env.event.as_str() {
+            "join-broadcast" => parse_data(env.data).map(ClientMessage::JoinBroadcast),
+            "leave-broadcast" => Ok(ClientMessage::LeaveBroadcast),
+            "webrtc-offer" => parse_data(env.data).map(ClientMessage::WebrtcOffer),
+            "webrtc-answer" => parse_data(env.data).map(ClientMessage::WebrtcAnswer),
+            "ice-candidate" => parse_data(env.data).map(ClientMessage::IceCandidate),
+            "participant-status" => parse_data(env.data).map(ClientMessage::ParticipantStatus),
+            "chat-message" => parse_data(env.data).map(ClientMessage::ChatMessage),
+            "moderate" => parse_data(env.data).map(ClientMessage::Moderate),
+            "scene-update" => parse_data(env.data).map(|s| ClientMessage::SceneUpdate(Box::new(s))),
+            other => Err(ErrorData::new("unknown_event", format!("unknown event {other:?}")).field("event")),
+        };
+        parsed.map_err(|mut e| {
+            e.event = Some(env.event);
+            e
+        })
+    }
+
+    /// The event name, as the client spelled it.
+    pub fn event(&self) -> &'static str {
+        match self {
+            ClientMessage::JoinBroadcast(_) => "join-broadcast",
+            ClientMessage::LeaveBroadcast => "leave-broadcast",
+            ClientMessage::WebrtcOffer(_) => "webrtc-offer",
+            ClientMessage::WebrtcAnswer(_) => "webrtc-answer",
+            ClientMessage::IceCandidate(_) => "ice-candidate",
+            ClientMessage::ParticipantStatus(_) => "participant-status",
+            ClientMessage::ChatMessage(_) => "chat-message",
+            ClientMessage::Moderate(_) => "moderate",
+            ClientMessage::SceneUpdate(_) => "scene-update",
+        }
+    }
+}
+
 /// A server event as a text frame.
 pub fn frame(event: &str, data: impl Serialize) -> String {
     // unwrap: every payload here is plain data that always serializes.

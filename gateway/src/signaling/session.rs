@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
-use super::protocol::{self, ErrorData, ModerateAction, Participant, frame, parse_data};
+use super::protocol::{self, ClientMessage, ErrorData, ModerateAction, Participant, frame};
 use super::{ChatMessage, Control, Hub, Member, RoomEvent};
 use crate::auth::{Caller, Role};
 use crate::scene::{ApplyError, Scene};
@@ -210,56 +210,44 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str, inbox: &mut Inbox) {
-        if text.len() > protocol::MAX_MESSAGE_BYTES {
-            let limit = protocol::MAX_MESSAGE_BYTES;
-            return self
-                .error(ErrorData::new("message_too_large", format!("messages are limited to {limit} bytes")), None);
-        }
-        let envelope: protocol::Envelope = match serde_json::from_str(text) {
-            Ok(e) => e,
-            Err(e) => {
-                let msg = format!("expected {{\"event\": \"...\", \"data\": {{...}}}}: {e}");
-                return self.error(ErrorData::new("malformed_message", msg), None);
+        let msg = match ClientMessage::parse(text) {
+            Ok(msg) => msg,
+            Err(mut e) => {
+                let event = e.event.take();
+                return self.error(e, event.as_deref());
             }
         };
-        let event = envelope.event.clone();
-        if let Err(e) = self.dispatch(envelope, inbox).await {
-            self.error(e, Some(&event));
+        let event = msg.event();
+        if let Err(e) = self.dispatch(msg, inbox).await {
+            self.error(e, Some(event));
         }
     }
 
-    async fn dispatch(&mut self, env: protocol::Envelope, inbox: &mut Inbox) -> Result<(), ErrorData> {
-        match env.event.as_str() {
-            "join-broadcast" => self.join(parse_data(env.data)?, inbox).await,
-            "leave-broadcast" => {
+    async fn dispatch(&mut self, msg: ClientMessage, inbox: &mut Inbox) -> Result<(), ErrorData> {
+        match msg {
+            ClientMessage::JoinBroadcast(req) => self.join(req, inbox).await,
+            ClientMessage::LeaveBroadcast => {
                 self.joined()?;
                 self.leave(inbox, "left").await;
                 Ok(())
             }
-            "webrtc-offer" => self.offer(parse_data(env.data)?, inbox).await,
-            "webrtc-answer" => {
-                let sdp: protocol::Sdp = parse_data(env.data)?;
-                self.media()?.answer(sdp.sdp).await.map_err(media_error)
-            }
-            "ice-candidate" => {
-                let c: protocol::IceCandidate = parse_data(env.data)?;
-                self.media()?.add_ice_candidate(c.candidate).await.map_err(media_error)
-            }
-            "participant-status" => {
+            ClientMessage::WebrtcOffer(sdp) => self.offer(sdp, inbox).await,
+            ClientMessage::WebrtcAnswer(sdp) => self.media()?.answer(sdp.sdp).await.map_err(media_error),
+            ClientMessage::IceCandidate(c) => self.media()?.add_ice_candidate(c.candidate).await.map_err(media_error),
+            ClientMessage::ParticipantStatus(st) => {
                 if self.status_rate.check().is_err() {
                     return Err(rate_limited("participant-status", STATUS_PER_SECOND));
                 }
-                self.status(parse_data(env.data)?).await
+                self.status(st).await
             }
-            "chat-message" => {
+            ClientMessage::ChatMessage(msg) => {
                 if self.chat_rate.check().is_err() {
                     return Err(rate_limited("chat-message", CHAT_PER_SECOND));
                 }
-                self.chat(parse_data(env.data)?).await
+                self.chat(msg).await
             }
-            "moderate" => self.moderate(parse_data(env.data)?).await,
-            "scene-update" => self.scene(env.data).await,
-            other => Err(ErrorData::new("unknown_event", format!("unknown event {other:?}")).field("event")),
+            ClientMessage::Moderate(req) => self.moderate(req).await,
+            ClientMessage::SceneUpdate(scene) => self.scene(*scene).await,
         }
     }
 
@@ -543,13 +531,12 @@ impl Session {
         Ok(())
     }
 
-    async fn scene(&mut self, data: serde_json::Value) -> Result<(), ErrorData> {
+    async fn scene(&mut self, scene: Scene) -> Result<(), ErrorData> {
         let j = self.joined()?;
         if j.role == Role::Guest {
             return Err(ErrorData::new("forbidden", "only the host or a co-host may change the scene"));
         }
         let broadcast = j.broadcast.id;
-        let scene: Scene = parse_data(data)?;
         match crate::scene::apply(&self.state, broadcast, scene).await {
             Ok(_) => Ok(()),
             Err(ApplyError::Invalid(e)) => Err(ErrorData::new("invalid_field", e.message).field(e.field)),
