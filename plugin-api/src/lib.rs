@@ -97,7 +97,21 @@ pub mod types {
 
 /// Export a type implementing [`layout::Guest`] as this component's `layout` world.
 #[cfg(feature = "layout")]
-pub use layout_bindings::export_layout;
+#[macro_export]
+macro_rules! export_layout {
+    ($t:ident) => {
+        // The component glue exists on wasm32 only: a host build (`cargo build`, `cargo test`, an IDE's check)
+        // compiles and links the plugin's own code without it.
+        #[cfg(target_arch = "wasm32")]
+        $crate::layout_bindings::export_layout!($t);
+        // Elsewhere the implementation is only referenced, so the host build sees it used.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = || {
+            let _ = <$t as $crate::layout::Guest>::layouts;
+            let _ = <$t as $crate::layout::Guest>::place;
+        };
+    };
+}
 
 #[cfg(feature = "layout")]
 #[doc(hidden)]
@@ -186,7 +200,21 @@ pub mod layout {
 
 /// Export a type implementing [`overlay::Guest`] as this component's `overlay` world.
 #[cfg(feature = "overlay")]
-pub use overlay_bindings::export_overlay;
+#[macro_export]
+macro_rules! export_overlay {
+    ($t:ident) => {
+        // The component glue exists on wasm32 only: a host build (`cargo build`, `cargo test`, an IDE's check)
+        // compiles and links the plugin's own code without it.
+        #[cfg(target_arch = "wasm32")]
+        $crate::overlay_bindings::export_overlay!($t);
+        // Elsewhere the implementation is only referenced, so the host build sees it used.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = || {
+            let _ = <$t as $crate::overlay::Guest>::overlays;
+            let _ = <$t as $crate::overlay::Guest>::render;
+        };
+    };
+}
 
 #[cfg(feature = "overlay")]
 #[doc(hidden)]
@@ -270,7 +298,21 @@ pub mod overlay {
 
 /// Export a type implementing [`destination::Guest`] as this component's `destination` world.
 #[cfg(feature = "destination")]
-pub use destination_bindings::export_destination;
+#[macro_export]
+macro_rules! export_destination {
+    ($t:ident) => {
+        // The component glue exists on wasm32 only: a host build (`cargo build`, `cargo test`, an IDE's check)
+        // compiles and links the plugin's own code without it.
+        #[cfg(target_arch = "wasm32")]
+        $crate::destination_bindings::export_destination!($t);
+        // Elsewhere the implementation is only referenced, so the host build sees it used.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = || {
+            let _ = <$t as $crate::destination::Guest>::info;
+            let _ = <$t as $crate::destination::Guest>::validate;
+        };
+    };
+}
 
 #[cfg(feature = "destination")]
 #[doc(hidden)]
@@ -355,7 +397,20 @@ pub mod destination {
 
 /// Export a type implementing [`filter::Guest`] as this component's `filter` world.
 #[cfg(feature = "filter")]
-pub use filter_bindings::export_filter;
+#[macro_export]
+macro_rules! export_filter {
+    ($t:ident) => {
+        // The component glue exists on wasm32 only: a host build (`cargo build`, `cargo test`, an IDE's check)
+        // compiles and links the plugin's own code without it.
+        #[cfg(target_arch = "wasm32")]
+        $crate::filter_bindings::export_filter!($t);
+        // Elsewhere the implementation is only referenced, so the host build sees it used.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = || {
+            let _ = <$t as $crate::filter::Guest>::apply;
+        };
+    };
+}
 
 #[cfg(feature = "filter")]
 #[doc(hidden)]

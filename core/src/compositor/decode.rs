@@ -45,7 +45,7 @@ pub struct VideoDecoder {
 
 impl VideoDecoder {
     pub fn new(codec: VideoCodec) -> Result<VideoDecoder, DecodeError> {
-        crate::egress::init_ffmpeg();
+        crate::ffmpeg::init();
         let found = decoder::find(codec.id()).ok_or(DecodeError::Unsupported(codec.id()))?;
         let mut ctx = codec::context::Context::new_with_codec(found);
         // One thread per decoder: a program decodes several tracks at once (a thread each), so the cores are
@@ -114,7 +114,7 @@ pub struct AudioDecoder {
 
 impl AudioDecoder {
     pub fn opus() -> Result<AudioDecoder, DecodeError> {
-        crate::egress::init_ffmpeg();
+        crate::ffmpeg::init();
         let found = decoder::find(codec::Id::OPUS).ok_or(DecodeError::Unsupported(codec::Id::OPUS))?;
         let decoder = codec::context::Context::new_with_codec(found).decoder().open_as(found)?.audio()?;
         Ok(AudioDecoder { decoder, decoded: frame::Audio::empty() })
@@ -166,7 +166,7 @@ mod tests {
     /// Encodes flat-colour frames with libvpx (VP8) and checks the decoder returns the colour.
     #[test]
     fn vp8_round_trip_keeps_colour() {
-        crate::egress::init_ffmpeg();
+        crate::ffmpeg::init();
         let vp8 = encoder::find_by_name("libvpx").expect("libvpx in Debian's FFmpeg");
         let mut enc = codec::context::Context::new_with_codec(vp8).encoder().video().unwrap();
         enc.set_width(64);

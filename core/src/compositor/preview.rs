@@ -67,7 +67,7 @@ unsafe impl Send for PreviewEncoder {}
 impl PreviewEncoder {
     /// An encoder for a `canvas` (width, height) program.
     pub fn new(canvas: (u32, u32), settings: PreviewSettings) -> Result<PreviewEncoder, PreviewError> {
-        crate::egress::init_ffmpeg();
+        crate::ffmpeg::init();
         let size = preview_size(canvas.0, canvas.1, settings.max_side);
         let vpx = encoder::find_by_name("libvpx")
             .ok_or_else(|| PreviewError("this FFmpeg has no libvpx (VP8) encoder".into()))?;
@@ -143,7 +143,7 @@ impl PreviewEncoder {
 
 /// `frame` scaled to at most `max_width` pixels wide (aspect kept, even sizes) as a JPEG.
 pub fn jpeg(frame: &VideoFrame, max_width: u32) -> Result<Vec<u8>, PreviewError> {
-    crate::egress::init_ffmpeg();
+    crate::ffmpeg::init();
     let (fw, fh) = (frame.width(), frame.height());
     let w = (max_width.min(fw).max(2)) & !1;
     let h = (((u64::from(fh) * u64::from(w)) / u64::from(fw).max(1)) as u32).max(2) & !1;

@@ -176,7 +176,7 @@ fn ff(what: &'static str) -> impl Fn(ffmpeg_next::Error) -> EgressError {
 impl Encoder {
     pub(crate) fn new(settings: &EncoderSettings) -> Result<Encoder, EgressError> {
         settings.validate()?;
-        super::init_ffmpeg();
+        crate::ffmpeg::init();
         let x264 = encoder::find_by_name("libx264")
             .ok_or_else(|| EgressError::Encoder("libx264 is not available in this FFmpeg".into()))?;
         let mut v = codec::context::Context::new_with_codec(x264).encoder().video().map_err(ff("x264"))?;

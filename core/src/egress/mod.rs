@@ -20,7 +20,6 @@ mod address;
 mod encoder;
 mod muxer;
 mod probe;
-pub mod redact;
 mod sender;
 mod status;
 mod test_pattern;
@@ -182,16 +181,6 @@ pub struct EgressReport {
     pub recording: Option<RecordingReport>,
 }
 
-/// Initialises FFmpeg once and routes its log through the redactor.
-pub(crate) fn init_ffmpeg() {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        // An init failure only means some registration did not happen; opening a codec reports it.
-        let _ = ffmpeg_next::init();
-        redact::install_ffmpeg_log_bridge();
-    });
-}
-
 struct OutputHandle {
     id: String,
     kind: OutputKind,
@@ -254,11 +243,11 @@ fn register_url_secrets(url: &str) {
         let path = after_scheme.split_once('/').map_or("", |(_, p)| p);
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         if let Some(key) = path.rsplit('/').next() {
-            redact::register_secret(key);
+            crate::ffmpeg::register_secret(key);
         }
         for part in query.split('&') {
             if let Some((_, v)) = part.split_once('=') {
-                redact::register_secret(v);
+                crate::ffmpeg::register_secret(v);
             }
         }
     }
@@ -346,7 +335,7 @@ impl Shared {
             rtmp_options(dest, &self.timeouts),
             Some(dest.address_policy),
             None,
-            redact::redact_url(&dest.url),
+            crate::ffmpeg::redact_url(&dest.url),
         )?;
         outputs.push(handle);
         Ok(())
@@ -402,7 +391,7 @@ fn shut_down(handles: Vec<OutputHandle>, drain: Duration) -> Vec<(OutputHandle, 
 impl Egress {
     /// Opens the encoders (settings constrained by every destination) and starts one thread per output.
     pub fn start(config: EgressConfig, sink: StatusSink) -> Result<Egress, EgressError> {
-        init_ffmpeg();
+        crate::ffmpeg::init();
         for dest in &config.destinations {
             validate_url(&dest.id, &dest.url)?;
         }
@@ -563,7 +552,7 @@ mod tests {
     #[test]
     fn stream_keys_in_urls_are_registered_as_secrets() {
         register_url_secrets("rtmp://h/app/live_abcdef?auth=tok123456");
-        let out = redact::redact_text("key live_abcdef and token tok123456");
+        let out = crate::ffmpeg::redact_text("key live_abcdef and token tok123456");
         assert_eq!(out, "key <redacted> and token <redacted>");
     }
 }

@@ -122,7 +122,7 @@ fn dictionary(pairs: &[(String, String)]) -> Dictionary<'static> {
     dict
 }
 
-fn check(op: &'static str, code: c_int, capture: &super::redact::LogCapture) -> Result<c_int, MuxError> {
+fn check(op: &'static str, code: c_int, capture: &crate::ffmpeg::LogCapture) -> Result<c_int, MuxError> {
     if code < 0 {
         Err(MuxError { op, error: ffmpeg_next::Error::from(code), detail: capture.lines().join("; ") })
     } else {
@@ -149,7 +149,7 @@ impl Muxer {
         options: &OutputOptions,
         abort: Arc<AtomicBool>,
     ) -> Result<Muxer, MuxError> {
-        let capture = super::redact::LogCapture::start();
+        let capture = crate::ffmpeg::LogCapture::start();
         let invalid = |op| MuxError { op, error: ffmpeg_next::Error::InvalidData, detail: String::new() };
         let c_url = CString::new(url).map_err(|_| invalid("open"))?;
         let c_format = CString::new(options.format).map_err(|_| invalid("open"))?;
@@ -215,7 +215,7 @@ impl Muxer {
     /// Writes one packet (timestamps given in the stream's packet time base, see [`StreamSpec`]).
     /// `offset` is subtracted from pts/dts so that each connection's timeline starts near zero.
     pub(crate) fn write(&mut self, packet: &EncodedPacket, offset: i64) -> Result<(), MuxError> {
-        let capture = super::redact::LogCapture::start();
+        let capture = crate::ffmpeg::LogCapture::start();
         let index = packet.stream_index;
         let Some(&from) = self.packet_time_bases.get(index) else {
             return Err(MuxError { op: "write", error: ffmpeg_next::Error::StreamNotFound, detail: String::new() });
@@ -243,7 +243,7 @@ impl Muxer {
     /// Writes the trailer (flushing interleaving queues) and closes the connection, bounded by the
     /// close budget (or at once if aborted).
     pub(crate) fn finish(mut self) -> Result<(), MuxError> {
-        let capture = super::redact::LogCapture::start();
+        let capture = crate::ffmpeg::LogCapture::start();
         self.watchdog.arm(self.close_timeout);
         // SAFETY: header was written in open().
         let code = unsafe { ffi::av_write_trailer(self.ctx) };
@@ -277,7 +277,7 @@ impl Drop for Muxer {
 
 /// Media duration of a file FFmpeg can read (e.g. a recording whose writer was killed), in seconds.
 pub fn media_duration(path: &std::path::Path) -> Option<f64> {
-    super::init_ffmpeg();
+    crate::ffmpeg::init();
     let input = ffmpeg_next::format::input(&path).ok()?;
     let container = input.duration();
     if container > 0 {

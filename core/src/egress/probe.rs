@@ -14,9 +14,9 @@ use ffmpeg_next::{Dictionary, ffi};
 use super::address::{self, AddressError, AddressPolicy, Pinned};
 use super::encoder::{Encoder, EncoderSettings};
 use super::muxer::{Muxer, Watchdog, interrupt_callback};
-use super::redact::{LogCapture, redact_url};
 use super::test_pattern::TestPattern;
-use super::{DestinationConfig, Timeouts, init_ffmpeg, register_url_secrets, rtmp_options, validate_url};
+use super::{DestinationConfig, Timeouts, register_url_secrets, rtmp_options, validate_url};
+use crate::ffmpeg::{LogCapture, redact_url};
 
 /// A connection that dies this soon after the publish request counts as a refused stream key.
 const REJECTION_WINDOW: Duration = Duration::from_secs(3);
@@ -172,7 +172,7 @@ fn classify_open_failure(error: &super::muxer::MuxError, lines: &[String]) -> De
 /// Tests `url`: resolve, connect, TLS (verified) for RTMPS, RTMP handshake + publish, then publishes a test
 /// pattern for `publish_for`.
 pub fn test_destination_with(url: &str, options: &TestOptions) -> Result<TestReport, DestinationTestError> {
-    init_ffmpeg();
+    crate::ffmpeg::init();
     let deadline = Instant::now() + options.timeout;
     validate_url("test", url).map_err(|e| match e {
         super::EgressError::InvalidDestination { reason, .. } => DestinationTestError::InvalidUrl(reason),

@@ -1,4 +1,4 @@
-//! Stream keys never reach a log line.
+//! FFmpeg, once per process ([`init`]), and its logs, in which stream keys never appear.
 //!
 //! An RTMP URL carries the stream key in its path (`rtmp://host/app/KEY`) or its query, so every URL is
 //! logged through [`redact_url`]. FFmpeg logs on its own (e.g. `Connection to tcp://... failed`,
@@ -14,6 +14,17 @@ use parking_lot::RwLock;
 use ffmpeg_next::ffi;
 
 const MASK: &str = "<redacted>";
+
+/// Initialises FFmpeg and routes its log through [`install_ffmpeg_log_bridge`]; every user of FFmpeg (decoders,
+/// the preview, egress) calls it first. Runs once.
+pub(crate) fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        // An init failure only means some registration did not happen; opening a codec reports it.
+        let _ = ffmpeg_next::init();
+        install_ffmpeg_log_bridge();
+    });
+}
 
 /// Secrets (stream keys) registered by the senders: scrubbed even where they appear outside a URL.
 fn secrets() -> &'static RwLock<HashSet<String>> {

@@ -1,0 +1,154 @@
+//! What the gateway holds: a participant's media session ([`PeerHandle`]) and the room's program preview
+//! track ([`ProgramTrack`]).
+
+use super::*;
+
+/// The gateway's grip on one participant's media session. Dropping it ends the session.
+pub struct PeerHandle {
+    pub(super) id: PeerId,
+    pub(super) participant: String,
+    pub(super) room: Arc<RoomShared>,
+    pub(super) cmd: mpsc::UnboundedSender<PeerCmd>,
+}
+
+impl PeerHandle {
+    /// The participant this session belongs to.
+    pub fn participant(&self) -> &str {
+        &self.participant
+    }
+
+    /// The room.
+    pub fn room(&self) -> &str {
+        &self.room.name
+    }
+
+    /// Passes the client's offer (`webrtc-offer`) and returns the server's answer. Only the
+    /// first exchange is client-initiated; a later client offer is refused while a server offer
+    /// awaits its answer ([`RouterError::OfferCollision`]).
+    pub async fn offer(&self, sdp: String) -> Result<String, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(PeerCmd::Offer(sdp, tx)).map_err(|_| NodeError::Closed)?;
+        Ok(rx.await.map_err(|_| NodeError::Closed)??)
+    }
+
+    /// Passes the client's answer (`webrtc-answer`) to the server's last offer.
+    pub async fn answer(&self, sdp: String) -> Result<(), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(PeerCmd::Answer(sdp, tx)).map_err(|_| NodeError::Closed)?;
+        Ok(rx.await.map_err(|_| NodeError::Closed)??)
+    }
+
+    /// Passes a trickled ICE candidate (`ice-candidate`'s `candidate` line). An empty line
+    /// (end of candidates) is accepted and ignored.
+    pub async fn add_ice_candidate(&self, candidate: String) -> Result<(), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(PeerCmd::Candidate(candidate, tx)).map_err(|_| NodeError::Closed)?;
+        Ok(rx.await.map_err(|_| NodeError::Closed)??)
+    }
+
+    /// Stops (or resumes) forwarding this participant's `source` — moderation, or the
+    /// participant unmuting themselves.
+    pub fn set_muted(&self, source: TrackSource, muted: bool) -> Result<(), NodeError> {
+        let mut st = self.room.state.lock();
+        st.room.set_muted(self.id, source, muted, Instant::now())?;
+        dispatch(&mut st);
+        Ok(())
+    }
+
+    /// Lets this participant watch the room's program preview (hosts and co-hosts), or stops that.
+    pub fn watch_program(&self, watch: bool) -> Result<(), NodeError> {
+        let mut st = self.room.state.lock();
+        st.room.watch_program(self.id, watch)?;
+        dispatch(&mut st);
+        Ok(())
+    }
+
+    /// Ends the session (same as dropping the handle).
+    pub fn leave(self) {}
+}
+
+/// The program preview a node publishes into a room ([`MediaNode::publish_program`]): the frames the program's
+/// preview encoder sends go to the peers that watch it. Dropping it withdraws the track.
+pub struct ProgramTrack {
+    pub(super) inner: Arc<Inner>,
+    pub(super) room: String,
+    pub(super) shared: Arc<ProgramShared>,
+}
+
+impl ProgramTrack {
+    /// The room's state, while this track is the one published there.
+    fn with_room<T>(&self, f: impl FnOnce(&mut RoomState, TrackId) -> T) -> Option<T> {
+        let room = self.inner.rooms.lock().get(&self.room).cloned()?;
+        let mut st = room.state.lock();
+        let track = st.program.as_ref().filter(|(_, p)| Arc::ptr_eq(p, &self.shared)).map(|(t, _)| *t)?;
+        Some(f(&mut st, track))
+    }
+
+    /// Whether anyone watches (so encoding is worth it).
+    pub fn watched(&self) -> bool {
+        self.with_room(|st, _| st.room.program_watched()).unwrap_or(false)
+    }
+
+    /// Whether a watcher asked for a keyframe since the last call (the first call says yes).
+    pub fn take_keyframe_request(&self) -> bool {
+        self.shared.keyframe_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Sends one encoded frame to the watchers (those still waiting for a keyframe skip deltas).
+    pub fn send(&self, frame: LocalFrame) {
+        let mut targets = Vec::new();
+        self.with_room(|st, track| {
+            let info = crate::router::Frame { keyframe: frame.keyframe, contiguous: true, ..Default::default() };
+            st.room.on_frame(track, info, Instant::now(), &mut targets);
+            deliver(st, &targets, track, Payload::Local(frame));
+            dispatch(st);
+        });
+    }
+}
+
+impl crate::media::PreviewSink for ProgramTrack {
+    fn watched(&self) -> bool {
+        ProgramTrack::watched(self)
+    }
+
+    fn take_keyframe_request(&self) -> bool {
+        ProgramTrack::take_keyframe_request(self)
+    }
+
+    fn send(&self, frame: crate::media::PreviewPacket) {
+        let ticks = frame.at.as_micros() * 90_000 / 1_000_000;
+        ProgramTrack::send(
+            self,
+            LocalFrame {
+                codec: str0m::format::Codec::Vp8,
+                time: str0m::media::MediaTime::from_90khz(ticks as u64),
+                wallclock: Instant::now(),
+                keyframe: frame.keyframe,
+                data: frame.data.into(),
+            },
+        );
+    }
+}
+
+impl Drop for ProgramTrack {
+    fn drop(&mut self) {
+        {
+            let mut programs = self.inner.programs.lock();
+            if programs.get(&self.room).is_some_and(|p| Arc::ptr_eq(p, &self.shared)) {
+                programs.remove(&self.room);
+            }
+        }
+        self.with_room(|st, _| {
+            st.room.unpublish_program();
+            st.program = None;
+            dispatch(st);
+        });
+    }
+}
+
+impl Drop for PeerHandle {
+    fn drop(&mut self) {
+        // The task may be gone already; then there is nothing to end.
+        let _ = self.cmd.send(PeerCmd::Leave);
+    }
+}

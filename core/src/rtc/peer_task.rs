@@ -1,0 +1,202 @@
+//! One task per peer: it owns the peer's `str0m::Rtc`, takes the gateway's commands and the room's
+//! forwarded frames, and drives the connection's time.
+
+use super::*;
+
+pub(super) enum PeerCmd {
+    Offer(String, oneshot::Sender<Result<String, RouterError>>),
+    Answer(String, oneshot::Sender<Result<(), RouterError>>),
+    Candidate(String, oneshot::Sender<Result<(), RouterError>>),
+    Subscribe(TrackInfo),
+    Unsubscribe(TrackId),
+    RequestKeyframe(TrackId, KeyframeRequestKind),
+    Leave,
+}
+
+/// Removes a peer from the node when its task ends, however it ends (including a panic).
+pub(super) struct Registration {
+    pub(super) inner: Arc<Inner>,
+    pub(super) room: Arc<RoomShared>,
+    pub(super) id: PeerId,
+    pub(super) events: mpsc::UnboundedSender<MediaEvent>,
+    pub(super) reason: CloseReason,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.inner.demux.lock().remove(self.id);
+        {
+            // Lock order: rooms, then a room's state (as in `join`).
+            let mut rooms = self.inner.rooms.lock();
+            let mut st = self.room.state.lock();
+            st.room.remove_peer(self.id);
+            st.links.remove(&self.id);
+            dispatch(&mut st);
+            if st.room.is_empty() {
+                st.closed = true;
+                if rooms.get(&self.room.name).is_some_and(|r| Arc::ptr_eq(r, &self.room)) {
+                    rooms.remove(&self.room.name);
+                }
+            }
+        }
+        tracing::debug!(room = %self.room.name, peer = self.id.0, reason = ?self.reason, "left");
+        let _ = self.events.send(MediaEvent::Closed(self.reason.clone()));
+    }
+}
+
+pub(super) struct PeerTask {
+    pub(super) registration: Registration,
+    pub(super) peer: Peer,
+    pub(super) cmd_rx: mpsc::UnboundedReceiver<PeerCmd>,
+    pub(super) frames_rx: mpsc::Receiver<Arc<Forwarded>>,
+    pub(super) dgram_rx: mpsc::Receiver<Datagram>,
+    /// Set by the first offer: the connection must be up by then.
+    pub(super) connect_by: Option<Instant>,
+}
+
+impl PeerTask {
+    pub(super) async fn run(mut self) {
+        let reason = match self.run_loop().await {
+            Ok(reason) => reason,
+            Err(e) => CloseReason::Failed(e.to_string()),
+        };
+        self.peer.disconnect();
+        self.registration.reason = reason;
+    }
+
+    pub(super) async fn run_loop(&mut self) -> Result<CloseReason, RouterError> {
+        let mut targets = Vec::new();
+        loop {
+            let deadline = self.drive(&mut targets)?;
+            if !self.peer.is_alive() {
+                return Ok(CloseReason::Disconnected);
+            }
+            if let Some(by) = self.connect_by {
+                if self.peer.is_connected() {
+                    self.connect_by = None;
+                } else if Instant::now() >= by {
+                    return Ok(CloseReason::Disconnected);
+                }
+            }
+            let deadline = self.connect_by.map_or(deadline, |by| deadline.min(by));
+            tokio::select! {
+                cmd = self.cmd_rx.recv() => match cmd {
+                    None | Some(PeerCmd::Leave) => return Ok(CloseReason::Left),
+                    Some(cmd) => self.handle_cmd(cmd),
+                },
+                Some(d) = self.dgram_rx.recv() => {
+                    self.peer.handle_receive(d.received, d.source, &d.data)?;
+                    // Take what else arrived without going round the select.
+                    while let Ok(d) = self.dgram_rx.try_recv() {
+                        self.peer.handle_receive(d.received, d.source, &d.data)?;
+                    }
+                }
+                Some(f) = self.frames_rx.recv() => {
+                    self.write(&f);
+                    while let Ok(f) = self.frames_rx.try_recv() {
+                        self.write(&f);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.peer.handle_timeout(Instant::now())?;
+                }
+            }
+        }
+    }
+
+    pub(super) fn write(&mut self, f: &Forwarded) {
+        let written = match &f.payload {
+            Payload::Relayed(data) => self.peer.write_frame(f.track, data),
+            Payload::Local(frame) => self.peer.write_local(f.track, frame),
+        };
+        if let Err(e) = written {
+            tracing::debug!(peer = self.peer.id().0, "frame not written: {e}");
+        }
+    }
+
+    pub(super) fn handle_cmd(&mut self, cmd: PeerCmd) {
+        match cmd {
+            PeerCmd::Offer(sdp, reply) => {
+                let result = self.peer.accept_offer(&sdp);
+                if result.is_ok() && self.connect_by.is_none() && !self.peer.is_connected() {
+                    self.connect_by = Some(Instant::now() + CONNECT_TIMEOUT);
+                }
+                let _ = reply.send(result);
+            }
+            PeerCmd::Answer(sdp, reply) => {
+                let _ = reply.send(self.peer.accept_answer(&sdp));
+            }
+            PeerCmd::Candidate(c, reply) => {
+                let _ = reply.send(self.peer.add_remote_candidate(&c));
+            }
+            PeerCmd::Subscribe(track) => self.peer.subscribe(track),
+            PeerCmd::Unsubscribe(track) => self.peer.unsubscribe(track),
+            PeerCmd::RequestKeyframe(track, kind) => self.peer.request_keyframe(track, kind),
+            // `run_loop` ends the task on Leave before it gets here.
+            PeerCmd::Leave => {}
+        }
+    }
+
+    /// Polls the peer until it only waits for time, acting on what it says.
+    pub(super) fn drive(&mut self, targets: &mut Vec<PeerId>) -> Result<Instant, RouterError> {
+        loop {
+            match self.peer.poll_output()? {
+                PeerOutput::Transmit(t) => {
+                    if let Err(e) = self.registration.inner.socket.try_send_to(&t.contents, t.destination) {
+                        tracing::debug!(destination = %t.destination, "UDP send failed: {e}");
+                    }
+                }
+                PeerOutput::Timeout(t) => return Ok(t),
+                PeerOutput::Event(e) => self.on_event(e, targets),
+            }
+        }
+    }
+
+    pub(super) fn on_event(&mut self, event: PeerEvent, targets: &mut Vec<PeerId>) {
+        let id = self.peer.id();
+        let room = &self.registration.room;
+        let events = &self.registration.events;
+        let now = Instant::now();
+        match event {
+            PeerEvent::Frame { track, frame, data } => {
+                let mut st = room.state.lock();
+                st.room.on_frame(track, frame, now, targets);
+                if let Some(tap) = &st.tap
+                    && st.room.forwards(track)
+                    && let Some(info) = st.room.track(track)
+                {
+                    tap(&TapFrame { participant: &info.participant, source: info.source, data: &data });
+                }
+                deliver(&st, targets, track, Payload::Relayed(data));
+                dispatch(&mut st);
+            }
+            PeerEvent::Published { mid, source } => {
+                let mut st = room.state.lock();
+                match st.room.publish(id, source) {
+                    Ok(track) => {
+                        self.peer.bind_published(mid, track);
+                        let _ = events.send(MediaEvent::TrackPublished(source));
+                    }
+                    Err(e) => tracing::warn!(peer = id.0, "track not published: {e}"),
+                }
+                dispatch(&mut st);
+            }
+            PeerEvent::KeyframeRequest { track, kind } => {
+                let mut st = room.state.lock();
+                st.room.keyframe_requested(id, track, kind, now);
+                dispatch(&mut st);
+            }
+            PeerEvent::SubscriptionReady { track } => {
+                let mut st = room.state.lock();
+                st.room.subscription_ready(id, track, now);
+                dispatch(&mut st);
+            }
+            PeerEvent::Offer(sdp) => {
+                let _ = events.send(MediaEvent::Offer(sdp));
+            }
+            PeerEvent::Connected => {
+                let _ = events.send(MediaEvent::Connected);
+            }
+        }
+    }
+}

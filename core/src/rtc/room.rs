@@ -1,0 +1,109 @@
+//! A room as the node keeps it: the router's state machine, the links to its peers' tasks, and the fan-out
+//! of frames and decisions to them.
+
+use super::*;
+
+/// One room: the router's state machine and the channels to its peers' tasks.
+pub(super) struct RoomShared {
+    pub(super) name: String,
+    pub(super) state: Mutex<RoomState>,
+}
+
+pub(super) struct RoomState {
+    pub(super) room: Room,
+    pub(super) links: HashMap<PeerId, PeerLink>,
+    /// The room's program, fed every frame moderation lets through.
+    pub(super) tap: Option<MediaTap>,
+    /// The program preview the node publishes into the room, if any.
+    pub(super) program: Option<(TrackId, Arc<ProgramShared>)>,
+    /// The room left the node (last peer gone); its timer task ends.
+    pub(super) closed: bool,
+}
+
+/// The way into a peer task.
+pub(super) struct PeerLink {
+    pub(super) participant: String,
+    pub(super) cmd: mpsc::UnboundedSender<PeerCmd>,
+    pub(super) frames: mpsc::Sender<Arc<Forwarded>>,
+    pub(super) events: mpsc::UnboundedSender<MediaEvent>,
+}
+
+/// A frame on its way from a publisher's task (or the node's program preview) to a subscriber's.
+pub(super) struct Forwarded {
+    pub(super) track: TrackId,
+    pub(super) payload: Payload,
+}
+
+#[allow(clippy::large_enum_variant, reason = "a frame moves by value on the hot path; boxing would allocate per frame")]
+pub(super) enum Payload {
+    /// Depacketized from a publisher.
+    Relayed(MediaData),
+    /// Encoded by the node.
+    Local(LocalFrame),
+}
+
+/// A [`ProgramTrack`]'s state the room reaches.
+pub(super) struct ProgramShared {
+    /// A watcher's decoder needs a keyframe.
+    pub(super) keyframe_wanted: AtomicBool,
+}
+
+/// Queues one frame of `track` to each of `targets`' tasks; a full queue drops it for that subscriber only.
+pub(super) fn deliver(st: &RoomState, targets: &[PeerId], track: TrackId, payload: Payload) {
+    if targets.is_empty() {
+        return;
+    }
+    let f = Arc::new(Forwarded { track, payload });
+    for peer in targets {
+        if let Some(link) = st.links.get(peer)
+            && link.frames.try_send(f.clone()).is_err()
+        {
+            tracing::debug!(peer = peer.0, "subscriber queue full, frame dropped");
+        }
+    }
+}
+
+/// Carries the room's decisions to the peers' tasks. Called with the room locked, after every
+/// input to the room.
+pub(super) fn dispatch(st: &mut RoomState) {
+    while let Some(decision) = st.room.poll_decision() {
+        let (peer, cmd) = match decision {
+            Decision::Subscribe { peer, track } => (peer, PeerCmd::Subscribe(track)),
+            Decision::Unsubscribe { peer, track } => (peer, PeerCmd::Unsubscribe(track)),
+            Decision::RequestKeyframe { publisher, .. } if publisher == PeerId::PROGRAM => {
+                if let Some((_, program)) = &st.program {
+                    program.keyframe_wanted.store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
+            Decision::RequestKeyframe { publisher, track, kind } => (publisher, PeerCmd::RequestKeyframe(track, kind)),
+            Decision::Speaking { peer, speaking, .. } => {
+                if let Some(link) = st.links.get(&peer) {
+                    let _ = link.events.send(MediaEvent::Speaking(speaking));
+                }
+                continue;
+            }
+        };
+        if let Some(link) = st.links.get(&peer) {
+            // A closed channel means the peer task is ending; its cleanup removes it.
+            let _ = link.cmd.send(cmd);
+        }
+    }
+}
+
+pub(super) async fn room_timer(shared: Arc<RoomShared>) {
+    loop {
+        let now = Instant::now();
+        let next = {
+            let mut st = shared.state.lock();
+            if st.closed {
+                return;
+            }
+            st.room.handle_timeout(now);
+            dispatch(&mut st);
+            st.room.poll_timeout(now)
+        };
+        let next = next.map_or(now + ROOM_TICK, |t| t.min(now + ROOM_TICK)).max(now + Duration::from_millis(1));
+        tokio::time::sleep_until(next.into()).await;
+    }
+}
