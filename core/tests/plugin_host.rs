@@ -63,6 +63,37 @@ fn spotlight_makes_the_active_speaker_largest() {
 }
 
 #[test]
+fn a_second_start_loads_compiled_plugins_from_the_cache_without_compiling() {
+    let cache = tempdir("compile-cache");
+    let start = || {
+        PluginHost::start(HostConfig {
+            dirs: vec![plugins_dir()],
+            compile_cache: Some(cache.clone()),
+            ..HostConfig::default()
+        })
+        .unwrap()
+    };
+    let first = start();
+    let plugins = first.list().len() as u64;
+    assert!(plugins >= 2, "the first-party plugins are installed");
+    assert_eq!((first.compile_stats().compiled, first.compile_stats().cache_hits), (plugins, 0));
+    drop(first);
+    let second = start();
+    assert_eq!((second.compile_stats().compiled, second.compile_stats().cache_hits), (0, plugins));
+    // What came from the cache works.
+    let placed = second.layout("layouts").unwrap().place(&stage_n("grid", 4, 1280, 720)).unwrap();
+    assert_eq!(placed.len(), 4);
+    drop(second);
+    // A damaged cache file is compiled again, not trusted.
+    for f in std::fs::read_dir(&cache).unwrap().flatten() {
+        std::fs::write(f.path(), b"not a compiled component").unwrap();
+    }
+    let third = start();
+    assert_eq!((third.compile_stats().compiled, third.compile_stats().cache_hits), (plugins, 0));
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
 fn operator_config_reaches_the_plugin() {
     let mut plugins = BTreeMap::new();
     plugins.insert("layouts".to_string(), settings(serde_json::json!({"rounded": false, "gap": 0})));

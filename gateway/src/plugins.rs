@@ -27,7 +27,14 @@ impl Plugins {
     pub fn new(cfg: &Config) -> Result<Plugins, PluginError> {
         let settings = OperatorSettings::from_tables(&cfg.plugins.settings, &cfg.destinations)?;
         Ok(Plugins {
-            config: HostConfig { dirs: plugin_dirs(cfg), settings, watch: Some(WATCH_EVERY), ..HostConfig::default() },
+            config: HostConfig {
+                dirs: plugin_dirs(cfg),
+                settings,
+                watch: Some(WATCH_EVERY),
+                // Compiled plugins are kept in the data directory: a restart loads them instead of compiling.
+                compile_cache: Some(cfg.data_dir.join("plugin-cache")),
+                ..HostConfig::default()
+            },
             host: OnceCell::new(),
         })
     }
@@ -38,9 +45,22 @@ impl Plugins {
             .get_or_try_init(|| {
                 let config = self.config.clone();
                 async move {
-                    tokio::task::spawn_blocking(move || PluginHost::start(config)).await.unwrap_or_else(|e| {
-                        Err(PluginError::Load { plugin: "(host)".into(), message: format!("start-up panicked: {e}") })
-                    })
+                    let started = std::time::Instant::now();
+                    let host =
+                        tokio::task::spawn_blocking(move || PluginHost::start(config)).await.unwrap_or_else(|e| {
+                            Err(PluginError::Load {
+                                plugin: "(host)".into(),
+                                message: format!("start-up panicked: {e}"),
+                            })
+                        })?;
+                    let stats = host.compile_stats();
+                    tracing::info!(
+                        compiled = stats.compiled,
+                        from_cache = stats.cache_hits,
+                        ms = started.elapsed().as_millis() as u64,
+                        "plugins ready"
+                    );
+                    Ok(host)
                 }
             })
             .await

@@ -193,6 +193,18 @@ pub struct HostConfig {
     pub failure: FailurePolicy,
     /// Poll the dirs for changed plugins this often (hot reload); `None` turns reloading off.
     pub watch: Option<Duration>,
+    /// Keep compiled components here (wasmtime's serialized form, named by the `.wasm` file's SHA-256 and the
+    /// engine's configuration), so a restart loads them instead of compiling again. `None`: compile every time.
+    /// The folder must be the server's own (what is in it is loaded as machine code).
+    pub compile_cache: Option<PathBuf>,
+}
+
+/// How plugins were made ready since the host started: compiled from `.wasm`, or loaded from the compile cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompileStats {
+    pub compiled: u64,
+    pub cache_hits: u64,
 }
 
 /// One row of `GET /api/plugins`.
@@ -260,6 +272,9 @@ impl PluginEntry {
 /// Engine and linkers shared by every plugin of one host.
 pub(crate) struct Runtime {
     pub(crate) engine: Engine,
+    compile_cache: Option<PathBuf>,
+    compiled: AtomicU64,
+    cache_hits: AtomicU64,
     layout: Linker<HostState>,
     overlay: Linker<HostState>,
     destination: Linker<HostState>,
@@ -267,7 +282,7 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    fn new() -> Result<Runtime, PluginError> {
+    fn new(compile_cache: Option<PathBuf>) -> Result<Runtime, PluginError> {
         let err = |e: wasmtime::Error| PluginError::Load { plugin: "(host)".into(), message: format!("{e:#}") };
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -303,13 +318,70 @@ impl Runtime {
             .map_err(err)?;
         let mut filter = base().map_err(err)?;
         bindings::filter::FilterPlugin::add_to_linker::<_, HasSelf<_>>(&mut filter, |s| s).map_err(err)?;
-        Ok(Runtime { engine, layout, overlay, destination, filter })
+        if let Some(dir) = &compile_cache
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!(dir = %dir.display(), "no plugin compile cache ({e}); plugins compile at every start");
+        }
+        Ok(Runtime {
+            engine,
+            compile_cache,
+            compiled: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            layout,
+            overlay,
+            destination,
+            filter,
+        })
+    }
+
+    /// The component for `wasm`: from the compile cache when it holds one made by an engine configured like
+    /// this one, else compiled (and then written to the cache).
+    fn component(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.compile_cache else {
+            self.compiled.fetch_add(1, Ordering::Relaxed);
+            return Component::new(&self.engine, wasm);
+        };
+        use sha2::Digest as _;
+        use std::hash::{Hash as _, Hasher as _};
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let key = format!("{}-{:016x}", hex::encode(sha2::Sha256::digest(wasm)), engine_hash.finish());
+        let path = dir.join(format!("{key}.cwasm"));
+        // Read into memory rather than mapped: a file changed in place under a mapping would crash the process.
+        if let Ok(bytes) = std::fs::read(&path) {
+            // SAFETY: files in the cache folder are written only by `Component::serialize` below, by an engine
+            // whose configuration hashes the same (the name says so) and for these exact `.wasm` bytes; the
+            // folder is the server's own (documented on `HostConfig::compile_cache`). wasmtime still checks the
+            // header and version and refuses a mismatch, which falls back to compiling.
+            match unsafe { Component::deserialize(&self.engine, &bytes) } {
+                Ok(c) => {
+                    self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(c);
+                }
+                Err(e) => tracing::warn!(file = %path.display(), "compiled plugin not usable ({e:#}); compiling again"),
+            }
+        }
+        let component = Component::new(&self.engine, wasm)?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        match component.serialize() {
+            Ok(bytes) => {
+                // Written whole under a temporary name, then renamed: a reader never sees half a file.
+                let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
+                if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)) {
+                    tracing::warn!(file = %path.display(), "could not keep the compiled plugin: {e}");
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+            Err(e) => tracing::warn!("could not serialize a compiled plugin: {e:#}"),
+        }
+        Ok(component)
     }
 
     /// Compile `wasm` and prepare it for fast instantiation as a `kind` plugin.
     fn prepare(&self, name: &str, kind: PluginKind, wasm: &[u8]) -> Result<Pre, PluginError> {
         let load = |message: String| PluginError::Load { plugin: name.to_string(), message };
-        let component = Component::new(&self.engine, wasm).map_err(|e| load(format!("does not compile: {e:#}")))?;
+        let component = self.component(wasm).map_err(|e| load(format!("does not compile: {e:#}")))?;
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(n, _)| n.to_string()).collect();
         let want = format!("{}@", kind.export_interface());
@@ -373,12 +445,18 @@ impl std::fmt::Debug for PluginHost {
 }
 
 impl PluginHost {
+    /// How many plugins were compiled, and how many loaded from the compile cache, since the host started.
+    pub fn compile_stats(&self) -> CompileStats {
+        let r = &self.inner.runtime;
+        CompileStats { compiled: r.compiled.load(Ordering::Relaxed), cache_hits: r.cache_hits.load(Ordering::Relaxed) }
+    }
+
     /// Load every plugin under `config.dirs`, check the operator's settings against their schemas,
     /// and start the epoch ticker (and the watcher when `config.watch` is set).
     ///
     /// A missing dir is skipped; a broken plugin or a bad setting is an error naming it.
     pub fn start(config: HostConfig) -> Result<PluginHost, PluginError> {
-        let runtime = Runtime::new()?;
+        let runtime = Runtime::new(config.compile_cache.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(runtime.engine.clone(), stop.clone()).map_err(|e| PluginError::Load {
             plugin: "(host)".into(),
