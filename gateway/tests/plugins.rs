@@ -197,9 +197,17 @@ async fn destination_tests_are_limited_per_account_and_at_once(b: Backend) {
     t.post(&path).cookies(&host).send().await.assert_error(StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// Defaults, with a data directory of the test's own (the plugin host keeps its compile cache there).
+fn fresh_config() -> Config {
+    Config {
+        data_dir: std::env::temp_dir().join(format!("backyard-plugins-{}", uuid::Uuid::new_v4())),
+        ..Config::default()
+    }
+}
+
 #[tokio::test]
 async fn a_bad_operator_setting_stops_start_up_naming_plugin_and_field() {
-    let mut cfg = Config::default();
+    let mut cfg = fresh_config();
     let mut rtmp = serde_json::Map::new();
     rtmp.insert("max-video-kbps".into(), json!("lots"));
     cfg.destinations.insert("rtmp".into(), rtmp);
@@ -207,17 +215,19 @@ async fn a_bad_operator_setting_stops_start_up_naming_plugin_and_field() {
     let err = plugins.host().await.expect_err("a string where the schema wants an integer").to_string();
     assert!(err.contains("rtmp") && err.contains("max-video-kbps"), "{err}");
 
-    let mut cfg = Config::default();
+    let _ = std::fs::remove_dir_all(&cfg.data_dir);
+    let mut cfg = fresh_config();
     let mut yt = serde_json::Map::new();
     yt.insert("enabled".into(), json!("yes"));
     cfg.destinations.insert("youtube".into(), yt);
     let err = backyard::plugins::Plugins::new(&cfg).err().expect("enabled must be a boolean").to_string();
     assert!(err.contains("youtube") && err.contains("enabled"), "{err}");
 
-    let mut cfg = Config::default();
+    let mut cfg = fresh_config();
     let mut unknown = serde_json::Map::new();
     unknown.insert("enabled".into(), json!(true));
     cfg.destinations.insert("myspace".into(), unknown);
     let err = backyard::plugins::Plugins::new(&cfg).unwrap().host().await.expect_err("no such adapter").to_string();
     assert!(err.contains("myspace"), "{err}");
+    let _ = std::fs::remove_dir_all(&cfg.data_dir);
 }
