@@ -56,10 +56,9 @@ pub fn cmd(args: &[String]) -> Result<()> {
         // libtest prints the test's name first on the same line, so the report starts mid-line.
         let marker = format!("fuzz {}:", t.name);
         let report = stdout.lines().find_map(|l| l.find(&marker).map(|at| l[at..].to_owned()));
-        if !out.status.success() || report.is_none() {
+        let (true, Some(report)) = (out.status.success(), report) else {
             bail!("fuzz target {} failed:\n{stdout}", t.name);
-        }
-        let report = report.unwrap_or_default();
+        };
         println!("{report}");
         lines.push(report);
     }

@@ -272,7 +272,8 @@ impl PluginEntry {
 /// Engine and linkers shared by every plugin of one host.
 pub(crate) struct Runtime {
     pub(crate) engine: Engine,
-    compile_cache: Option<PathBuf>,
+    /// The compile cache's folder and this engine's configuration tag (part of every cached file's name).
+    compile_cache: Option<(PathBuf, String)>,
     compiled: AtomicU64,
     cache_hits: AtomicU64,
     layout: Linker<HostState>,
@@ -323,6 +324,12 @@ impl Runtime {
         {
             tracing::warn!(dir = %dir.display(), "no plugin compile cache ({e}); plugins compile at every start");
         }
+        let compile_cache = compile_cache.map(|dir| {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut engine_hash);
+            (dir, format!("{:016x}", engine_hash.finish()))
+        });
         Ok(Runtime {
             engine,
             compile_cache,
@@ -338,15 +345,12 @@ impl Runtime {
     /// The component for `wasm`: from the compile cache when it holds one made by an engine configured like
     /// this one, else compiled (and then written to the cache).
     fn component(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
-        let Some(dir) = &self.compile_cache else {
+        let Some((dir, engine_tag)) = &self.compile_cache else {
             self.compiled.fetch_add(1, Ordering::Relaxed);
             return Component::new(&self.engine, wasm);
         };
         use sha2::Digest as _;
-        use std::hash::{Hash as _, Hasher as _};
-        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let key = format!("{}-{:016x}", hex::encode(sha2::Sha256::digest(wasm)), engine_hash.finish());
+        let key = format!("{}-{engine_tag}", hex::encode(sha2::Sha256::digest(wasm)));
         let path = dir.join(format!("{key}.cwasm"));
         // Read into memory rather than mapped: a file changed in place under a mapping would crash the process.
         if let Ok(bytes) = std::fs::read(&path) {

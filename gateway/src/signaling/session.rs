@@ -212,10 +212,8 @@ impl Session {
     async fn on_text(&mut self, text: &str, inbox: &mut Inbox) {
         let msg = match ClientMessage::parse(text) {
             Ok(msg) => msg,
-            Err(mut e) => {
-                let event = e.event.take();
-                return self.error(e, event.as_deref());
-            }
+            // The parse error already names the client event when the envelope could be read.
+            Err(e) => return self.send("error", e),
         };
         let event = msg.event();
         if let Err(e) = self.dispatch(msg, inbox).await {
