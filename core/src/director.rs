@@ -38,22 +38,48 @@ pub struct Member {
 /// An overlay the hosts show, in the studio's vocabulary.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Overlay {
-    Banner { text: String, color: Option<String> },
-    LowerThird { name: String, title: String, color: Option<String> },
-    Logo { url: String, position: Option<String>, size: Option<f64> },
-    Comment { author: String, text: String },
-    Ticker { text: String, color: Option<String> },
+    Banner {
+        text: String,
+        color: Option<String>,
+    },
+    LowerThird {
+        name: String,
+        title: String,
+        color: Option<String>,
+    },
+    Logo {
+        url: String,
+        position: Option<String>,
+        size: Option<f64>,
+    },
+    Comment {
+        author: String,
+        text: String,
+    },
+    Ticker {
+        text: String,
+        color: Option<String>,
+    },
+    /// An overlay of an installed overlay plugin other than the first-party one (`scene.overlays.plugins`),
+    /// with the props the hosts set for it.
+    Plugin {
+        plugin: String,
+        id: String,
+        props: Vec<(String, String)>,
+    },
 }
 
 impl Overlay {
-    /// The studio's name for it (`scene.overlays.<key>`), also the program layer's id.
-    pub fn key(&self) -> &'static str {
+    /// The studio's name for it (`scene.overlays.<key>`, or `<plugin>/<id>` for a plugin's), also the program
+    /// layer's id.
+    pub fn key(&self) -> String {
         match self {
-            Overlay::Banner { .. } => "banner",
-            Overlay::LowerThird { .. } => "lowerThird",
-            Overlay::Logo { .. } => "logo",
-            Overlay::Comment { .. } => "comment",
-            Overlay::Ticker { .. } => "ticker",
+            Overlay::Banner { .. } => "banner".into(),
+            Overlay::LowerThird { .. } => "lowerThird".into(),
+            Overlay::Logo { .. } => "logo".into(),
+            Overlay::Comment { .. } => "comment".into(),
+            Overlay::Ticker { .. } => "ticker".into(),
+            Overlay::Plugin { plugin, id, .. } => format!("{plugin}/{id}"),
         }
     }
 
@@ -65,23 +91,32 @@ impl Overlay {
             Overlay::LowerThird { .. } => 2,
             Overlay::Banner { .. } => 3,
             Overlay::Comment { .. } => 4,
+            Overlay::Plugin { .. } => 5,
         }
     }
 
-    /// Whether it changes with time while shown (and so is drawn again every [`ANIMATE_EVERY`]).
+    /// Whether it may change with time while shown (and so is drawn again every [`ANIMATE_EVERY`]): the
+    /// ticker, and any plugin's overlay (it answers `unchanged` when it did not move, which costs one call).
     fn animates(&self) -> bool {
-        matches!(self, Overlay::Ticker { .. })
+        matches!(self, Overlay::Ticker { .. } | Overlay::Plugin { .. })
     }
 
-    /// The overlay plugin's overlay id and properties for it, and the upload it shows, if any.
-    fn request(&self) -> (&'static str, Vec<(&'static str, String)>, Option<&str>) {
+    /// The overlay plugin, its overlay id and the properties for it, and the upload it shows, if any.
+    fn request(&self) -> (&str, &str, Vec<(&str, String)>, Option<&str>) {
         let color = |c: &Option<String>| c.clone().unwrap_or_default();
+        let first = OVERLAY_PLUGIN;
         match self {
-            Overlay::Banner { text, color: c } => ("banner", vec![("text", text.clone()), ("color", color(c))], None),
-            Overlay::LowerThird { name, title, color: c } => {
-                ("lower-third", vec![("name", name.clone()), ("title", title.clone()), ("color", color(c))], None)
+            Overlay::Banner { text, color: c } => {
+                (first, "banner", vec![("text", text.clone()), ("color", color(c))], None)
             }
+            Overlay::LowerThird { name, title, color: c } => (
+                first,
+                "lower-third",
+                vec![("name", name.clone()), ("title", title.clone()), ("color", color(c))],
+                None,
+            ),
             Overlay::Logo { url, position, size } => (
+                first,
                 "logo",
                 vec![
                     ("position", position.clone().unwrap_or_default()),
@@ -90,9 +125,14 @@ impl Overlay {
                 Some(url.as_str()),
             ),
             Overlay::Comment { author, text } => {
-                ("chat", vec![("author", author.clone()), ("message", text.clone())], None)
+                (first, "chat", vec![("author", author.clone()), ("message", text.clone())], None)
             }
-            Overlay::Ticker { text, color: c } => ("ticker", vec![("text", text.clone()), ("color", color(c))], None),
+            Overlay::Ticker { text, color: c } => {
+                (first, "ticker", vec![("text", text.clone()), ("color", color(c))], None)
+            }
+            Overlay::Plugin { plugin, id, props } => {
+                (plugin, id, props.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(), None)
+            }
         }
     }
 }
@@ -145,6 +185,42 @@ pub fn layout_choices(host: &PluginHost) -> Vec<LayoutChoice> {
                 plugin: plugin.clone(),
             })),
             Err(e) => tracing::warn!(plugin, "layout plugin offers no layouts: {e}"),
+        }
+    }
+    out
+}
+
+/// An overlay of a plugin other than the first-party one, as the studio offers it (`joined.overlays`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OverlayChoice {
+    /// `<plugin>/<overlay id>`: the key under `scene.overlays.plugins`.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The props it reads, which the hosts fill in.
+    pub props: Vec<String>,
+    /// The overlay plugin it comes from.
+    pub plugin: String,
+}
+
+/// Every overlay the installed overlay plugins other than the first-party one offer (the studio's own
+/// overlays have controls of their own), by plugin name. Plugin calls: run off the async threads.
+pub fn overlay_choices(host: &PluginHost) -> Vec<OverlayChoice> {
+    let mut plugins = host.names(PluginKind::Overlay);
+    plugins.retain(|p| p != OVERLAY_PLUGIN);
+    plugins.sort();
+    let mut out = Vec::new();
+    for plugin in plugins {
+        match host.overlay(&plugin).and_then(|mut i| i.overlays()) {
+            Ok(list) => out.extend(list.into_iter().map(|o| OverlayChoice {
+                id: format!("{plugin}/{}", o.id),
+                name: o.name,
+                description: o.description,
+                props: o.props,
+                plugin: plugin.clone(),
+            })),
+            Err(e) => tracing::warn!(plugin, "overlay plugin offers no overlays: {e}"),
         }
     }
     out
@@ -216,9 +292,10 @@ pub enum Painted {
     Layer { x: i32, y: i32, image: ph::Image },
 }
 
-/// Overlay layers from the overlay plugin, and the uploads they show.
+/// Overlay layers from overlay plugins, and the uploads they show.
 pub trait Painter {
-    fn render(&mut self, req: &ph::OverlayRequest) -> Result<Painted, PluginError>;
+    /// A layer from overlay plugin `plugin` for `req`.
+    fn render(&mut self, plugin: &str, req: &ph::OverlayRequest) -> Result<Painted, PluginError>;
     /// An uploaded image by its URL, decoded; `None` when it is not there or not an image.
     fn image(&mut self, url: &str) -> Option<ph::Image>;
 }
@@ -244,7 +321,7 @@ pub struct Director<L: Layouts, P: Painter> {
     last_request: Option<RequestKey>,
     on_stage: Vec<StageMember>,
     stage_layout: Option<StageLayout>,
-    shown: HashMap<&'static str, Shown>,
+    shown: HashMap<String, Shown>,
     last_animation: Option<Duration>,
     outputs: VecDeque<Output>,
 }
@@ -307,10 +384,10 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             return;
         }
         self.last_animation = Some(now);
-        let animated: Vec<&'static str> =
-            self.shown.iter().filter(|(_, s)| s.overlay.animates()).map(|(k, _)| *k).collect();
+        let animated: Vec<String> =
+            self.shown.iter().filter(|(_, s)| s.overlay.animates()).map(|(k, _)| k.clone()).collect();
         for key in animated {
-            self.paint(key, now, false);
+            self.paint(&key, now, false);
         }
     }
 
@@ -471,27 +548,27 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     /// Brings the shown overlays in line with the scene: new or changed ones drawn, gone ones taken off,
     /// unchanged ones left alone (their layers stay in the program as they are).
     fn restage_overlays(&mut self, now: Duration) {
-        let wanted: HashMap<&'static str, Overlay> = self.scene.overlays.iter().map(|o| (o.key(), o.clone())).collect();
-        let gone: Vec<&'static str> = self.shown.keys().filter(|k| !wanted.contains_key(*k)).copied().collect();
+        let wanted: HashMap<String, Overlay> = self.scene.overlays.iter().map(|o| (o.key(), o.clone())).collect();
+        let gone: Vec<String> = self.shown.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
         for key in gone {
-            self.shown.remove(key);
-            self.outputs.push_back(Output::HideOverlay(key.to_owned()));
+            self.shown.remove(&key);
+            self.outputs.push_back(Output::HideOverlay(key));
         }
         for (key, overlay) in wanted {
-            if self.shown.get(key).is_some_and(|s| s.overlay == overlay) {
+            if self.shown.get(&key).is_some_and(|s| s.overlay == overlay) {
                 continue;
             }
-            let since = self.shown.get(key).map_or(now, |s| s.since);
-            self.shown.insert(key, Shown { overlay, since });
-            self.paint(key, now, true);
+            let since = self.shown.get(&key).map_or(now, |s| s.since);
+            self.shown.insert(key.clone(), Shown { overlay, since });
+            self.paint(&key, now, true);
         }
     }
 
     /// Renders one shown overlay at `now`; `fresh` when its inputs changed (a layer is sent even if the
     /// plugin's answer is the one it gave before for other inputs).
-    fn paint(&mut self, key: &'static str, now: Duration, fresh: bool) {
+    fn paint(&mut self, key: &str, now: Duration, fresh: bool) {
         let Some(shown) = self.shown.get(key) else { return };
-        let (overlay_id, props, image_url) = shown.overlay.request();
+        let (plugin, overlay_id, props, image_url) = shown.overlay.request();
         let z = shown.overlay.z();
         let images = match image_url {
             Some(url) => match self.painter.image(url) {
@@ -514,7 +591,7 @@ impl<L: Layouts, P: Painter> Director<L, P> {
                 .collect(),
             images,
         };
-        match self.painter.render(&request) {
+        match self.painter.render(plugin, &request) {
             Ok(Painted::Layer { x, y, image }) => self.outputs.push_back(Output::ShowOverlay(OverlayLayer {
                 id: key.to_owned(),
                 rect: Rect::new(x, y, image.width, image.height),
@@ -526,7 +603,7 @@ impl<L: Layouts, P: Painter> Director<L, P> {
                 tracing::debug!(overlay = key, "overlay plugin drew the same layer for new inputs");
             }
             Ok(Painted::Unchanged) => {}
-            Err(e) => tracing::warn!(plugin = OVERLAY_PLUGIN, overlay = key, "overlay not drawn: {e}"),
+            Err(e) => tracing::warn!(plugin, overlay = key, "overlay not drawn: {e}"),
         }
     }
 }
@@ -582,25 +659,32 @@ impl Layouts for PluginLayouts {
 /// distinct URLs does not grow memory).
 const IMAGE_CACHE: usize = 4;
 
-/// [`Painter`] from an overlay plugin instance and an upload loader (file read and decode, the shell's IO).
+/// [`Painter`] from the node's overlay plugins (an instance of each, made on first use) and an upload loader
+/// (file read and decode, the shell's IO).
 pub struct PluginPainter<F: FnMut(&str) -> Option<ph::Image>> {
-    overlays: Option<OverlayInstance>,
+    host: PluginHost,
+    /// One instance per overlay plugin used so far; `None` when it could not be made (logged once).
+    instances: HashMap<String, Option<OverlayInstance>>,
     load: F,
     /// Recently used uploads, most recent last.
     images: VecDeque<(String, Option<ph::Image>)>,
 }
 
 impl<F: FnMut(&str) -> Option<ph::Image>> PluginPainter<F> {
-    /// `overlays` is `None` when the overlay plugin could not be instantiated: nothing is drawn.
-    pub fn new(overlays: Option<OverlayInstance>, load: F) -> Self {
-        PluginPainter { overlays, load, images: VecDeque::new() }
+    /// Overlays from `host`'s overlay plugins; uploads through `load`.
+    pub fn new(host: PluginHost, load: F) -> Self {
+        PluginPainter { host, instances: HashMap::new(), load, images: VecDeque::new() }
     }
 }
 
 impl<F: FnMut(&str) -> Option<ph::Image>> Painter for PluginPainter<F> {
-    fn render(&mut self, req: &ph::OverlayRequest) -> Result<Painted, PluginError> {
-        let Some(plugin) = self.overlays.as_mut() else { return Ok(Painted::Hidden) };
-        let out = plugin.render(req)?;
+    fn render(&mut self, plugin: &str, req: &ph::OverlayRequest) -> Result<Painted, PluginError> {
+        let host = &self.host;
+        let instance = self.instances.entry(plugin.to_owned()).or_insert_with(|| {
+            host.overlay(plugin).map_err(|e| tracing::error!(plugin, "overlays of this plugin are not drawn: {e}")).ok()
+        });
+        let Some(instance) = instance.as_mut() else { return Ok(Painted::Hidden) };
+        let out = instance.render(req)?;
         Ok(match (out.changed, out.layer) {
             (false, _) => Painted::Unchanged,
             (true, None) => Painted::Hidden,
@@ -668,11 +752,14 @@ mod tests {
     #[derive(Default)]
     struct Ink {
         renders: Vec<(String, u64)>,
+        /// The plugin of each render, in order.
+        plugins: Vec<String>,
     }
 
     impl Painter for Ink {
-        fn render(&mut self, req: &ph::OverlayRequest) -> Result<Painted, PluginError> {
+        fn render(&mut self, plugin: &str, req: &ph::OverlayRequest) -> Result<Painted, PluginError> {
             self.renders.push((req.overlay.clone(), req.time_ms));
+            self.plugins.push(plugin.to_owned());
             if req.props.is_empty() {
                 return Ok(Painted::Hidden);
             }
@@ -825,6 +912,36 @@ mod tests {
         d.handle_scene(s, MS(20));
         assert_eq!(drain(&mut d), [Output::HideOverlay("comment".into())]);
         assert_eq!(d.poll_timeout(), None, "nothing animates");
+    }
+
+    #[test]
+    fn a_plugins_overlay_goes_to_its_plugin_with_its_props_and_keeps_being_asked() {
+        let mut d = director();
+        let mut s = scene(&[], "grid");
+        let props = vec![("text".to_string(), "Home 2 – 1 Away".to_string())];
+        s.overlays = vec![
+            Overlay::Banner { text: "live".into(), color: None },
+            Overlay::Plugin { plugin: "scoreboard".into(), id: "score".into(), props: props.clone() },
+        ];
+        d.handle_scene(s.clone(), MS(0));
+        let out = drain(&mut d);
+        let layer = out
+            .iter()
+            .find_map(|o| if let Output::ShowOverlay(l) = o { (l.id == "scoreboard/score").then_some(l) } else { None })
+            .expect("the plugin's layer, by <plugin>/<id>");
+        assert!(layer.z > 4, "a plugin's overlay is drawn over the studio's own");
+        let i = d.painter.renders.iter().position(|(o, _)| o == "score").expect("asked for its overlay id");
+        assert_eq!(d.painter.plugins[i], "scoreboard");
+        assert_eq!(d.painter.plugins[1 - i], OVERLAY_PLUGIN);
+        // It may animate: asked again on ticks, with the time since it appeared.
+        assert_eq!(d.poll_timeout(), Some(Duration::ZERO));
+        d.handle_tick(MS(500));
+        assert_eq!(d.painter.renders.last(), Some(&("score".to_string(), 500)));
+        // Hidden: taken off by its key.
+        s.overlays.truncate(1);
+        d.handle_scene(s, MS(600));
+        assert_eq!(drain(&mut d).last(), Some(&Output::HideOverlay("scoreboard/score".into())));
+        assert_eq!(d.poll_timeout(), None, "nothing animates any more");
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn distinct_colours(img: &Rgba) -> usize {
 fn renders_a_layout_wasm_to_a_png_file() {
     let out = std::env::temp_dir().join(format!("backyard-render-{}.png", std::process::id()));
     let opts = RenderOptions {
-        participants: 3,
+        participants: RenderOptions::guests(3),
         width: 640,
         height: 360,
         layout: Some("grid".into()),
@@ -38,7 +38,7 @@ fn renders_a_layout_wasm_to_a_png_file() {
 #[test]
 fn renders_an_overlay_wasm() {
     let opts =
-        RenderOptions { width: 640, height: 360, overlay: Some("lower-third".into()), ..RenderOptions::default() };
+        RenderOptions { width: 640, height: 360, overlays: vec!["lower-third".into()], ..RenderOptions::default() };
     let img = render_file(&plugins_dir().join("overlays/plugin.wasm"), &opts).unwrap();
     assert!(distinct_colours(&img) > 5);
 }
@@ -63,7 +63,7 @@ fn the_new_plugin_template_loads_and_renders() {
         eprintln!("skipping: {} not built (run `cargo xtask test`)", wasm.display());
         return;
     }
-    let opts = RenderOptions { participants: 4, width: 640, height: 360, ..RenderOptions::default() };
+    let opts = RenderOptions { width: 640, height: 360, ..RenderOptions::default() };
     let img = render_file(&wasm, &opts).unwrap();
     assert!(distinct_colours(&img) > 4, "the template rendered nothing");
 }

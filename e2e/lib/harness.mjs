@@ -55,6 +55,16 @@ export async function makeClip(dir, name, left, right, { width = 640, height = 3
   return file;
 }
 
+/**
+ * A silent WAV file in `dir`, for a fake microphone that never speaks (Chromium's own fake microphone beeps,
+ * which makes its owner the active speaker now and then).
+ */
+export async function makeSilence(dir, name = 'silence') {
+  const file = path.join(dir, `${name}.wav`);
+  await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'anullsrc=r=48000:cl=mono', '-t', '2', file]);
+  return file;
+}
+
 /** Converts "d03030" to [r, g, b]. */
 export function rgb(hex) {
   return [0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16));
@@ -116,9 +126,10 @@ export async function launchParticipant(name, { clip, width = 1440, height = 900
  * guest) and all showing the same fake camera `clip`: more people in a room than a process each would allow on
  * a small machine. Returns them in order, named `${name}-1`, `${name}-2`, ...; closing the last ends the process.
  */
-export async function launchCrowd(name, count, { clip, width = 960, height = 600 } = {}) {
+export async function launchCrowd(name, count, { clip, audio, width = 960, height = 600 } = {}) {
   const args = [...BASE_FLAGS];
   if (clip) args.push(`--use-file-for-fake-video-capture=${clip}`);
+  if (audio) args.push(`--use-file-for-fake-audio-capture=${audio}`);
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
   let open = count;
   const crowd = [];

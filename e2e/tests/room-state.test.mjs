@@ -145,6 +145,36 @@ describe('room state: joined', () => {
     assert.deepEqual(joined({ layouts: undefined }).layouts, [], 'a server without the list offers none');
   });
 
+  it('takes the plugins’ overlays from joined: ids are <plugin>/<overlay>, props are names, duplicates dropped', () => {
+    const s = joined({
+      overlays: [
+        { id: 'scoreboard/score', name: 'Score', description: 'The score', props: ['home', 'away', 7], plugin: 'scoreboard' },
+        { id: 'banner' },
+        { id: 'scoreboard/score', name: 'Again' },
+        { id: 'clock/clock' },
+      ],
+    });
+    assert.deepEqual(s.overlayChoices, [
+      { id: 'scoreboard/score', name: 'Score', description: 'The score', props: ['home', 'away'], plugin: 'scoreboard' },
+      { id: 'clock/clock', name: 'clock/clock', description: '', props: [], plugin: '' },
+    ]);
+    assert.deepEqual(joined({ overlays: undefined }).overlayChoices, []);
+  });
+
+  it('a scene keeps plugin overlays and the ticker, with visible a boolean and props text only', () => {
+    const overlays = {
+      ticker: { text: 'news', visible: true },
+      plugins: { 'scoreboard/score': { visible: true, props: { home: '2', away: 1 } }, 'clock/clock': { visible: 'yes' } },
+    };
+    const scene = normaliseScene({ overlays });
+    assert.deepEqual(scene.overlays.ticker, { text: 'news', visible: true });
+    assert.deepEqual(scene.overlays.plugins, {
+      'scoreboard/score': { visible: true, props: { home: '2' } },
+      'clock/clock': { visible: false, props: {} },
+    });
+    assert.deepEqual(normaliseScene({}).overlays.plugins, {});
+  });
+
   it('takes the latest placements from joined', () => {
     const stageLayout = { layout: 'grid', canvas: { width: 1280, height: 720 }, tiles: [tile(ADA, 'Ada', 0, 180, 640, 360)] };
     const s = joined({ stageLayout });

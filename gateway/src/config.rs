@@ -500,6 +500,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_configuration_loads_with_its_plugin_blocks_commented_or_not() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../backyard.example.toml");
+        let text = std::fs::read_to_string(&example).unwrap();
+        Config::load(&example, serde_json::Map::new()).unwrap();
+        // Every commented plugin and destination block, turned on.
+        let mut on = String::new();
+        let mut in_plugins = false;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                in_plugins = line == "[plugins]";
+            }
+            let uncommented = line.strip_prefix("# ").filter(|l| {
+                let setting = l.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c == '_')
+                });
+                in_plugins && (l.starts_with("[plugins.") || l.starts_with("[destinations.") || setting)
+            });
+            on.push_str(uncommented.map(|l| l.split(" #").next().unwrap_or(l)).unwrap_or(line));
+            on.push('\n');
+        }
+        let file = std::env::temp_dir().join(format!("by-example-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&file, &on).unwrap();
+        let cfg = Config::load(&file, serde_json::Map::new()).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(cfg.plugins.settings["layouts"]["gap"].as_i64(), Some(8), "{on}");
+        assert_eq!(cfg.plugins.settings["scoreboard"]["corner"].as_str(), Some("bottom-right"));
+        assert!(cfg.plugins.dirs.is_empty());
+        for platform in ["youtube", "twitch", "facebook", "rtmp"] {
+            assert!(cfg.destinations.contains_key(platform), "[destinations.{platform}] in {on}");
+        }
+    }
+
+    #[test]
     fn masks_secrets_and_url_passwords() {
         let mut c = Config::default();
         c.secrets.jwt_key = Some("secret".into());

@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod metrics;
+pub mod plugin_tools;
 pub mod plugins;
 pub mod program;
 pub mod scene;

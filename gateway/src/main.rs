@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use backyard::config::Config;
+use backyard::plugin_tools::{self, PluginCommand};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
@@ -58,33 +59,6 @@ enum Command {
     Plugin(PluginCommand),
 }
 
-#[derive(Subcommand)]
-enum PluginCommand {
-    /// Render a layout or overlay plugin to PNG without a broadcast.
-    Render {
-        /// The plugin component (a `plugin.toml` beside it is used when present).
-        wasm: PathBuf,
-        /// Participants on stage (layouts).
-        #[arg(long, default_value_t = 4)]
-        participants: usize,
-        /// Canvas size, WIDTHxHEIGHT.
-        #[arg(long, default_value = "1280x720")]
-        size: String,
-        /// Layout id (default: the plugin's first).
-        #[arg(long)]
-        layout: Option<String>,
-        /// Overlay id (default: the plugin's first).
-        #[arg(long)]
-        overlay: Option<String>,
-        /// Milliseconds since the overlay appeared (animations).
-        #[arg(long, default_value_t = 0)]
-        time_ms: u64,
-        /// Output PNG file.
-        #[arg(long, default_value = "scene.png")]
-        out: PathBuf,
-    },
-}
-
 /// Shapes flag overrides like the config file, so figment can merge them.
 #[derive(Serialize)]
 struct Layer {
@@ -129,40 +103,85 @@ fn init_logging(cfg: &Config) {
     }
 }
 
+/// Plugin tools show the plugins' own log lines (every level) and the host's warnings, without timestamps.
+fn init_plugin_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,backyard_core::plugin_host::state=trace"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut cfg = Config::load(&cli.config, Layer::from(&cli.overrides))?;
+    let load = || Config::load(&cli.config, Layer::from(&cli.overrides));
     match cli.command.unwrap_or(Command::Serve) {
         Command::Config => {
-            let masked = cfg.masked();
+            let masked = load()?.masked();
             let text = toml_like(&serde_json::to_value(&masked)?);
             // A closed pipe (`backyard config | head`) is not an error worth a panic.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
             Ok(())
         }
-        Command::Plugin(PluginCommand::Render { wasm, participants, size, layout, overlay, time_ms, out }) => {
-            let (width, height) = size
-                .split_once('x')
-                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
-                .with_context(|| format!("--size {size:?} is not WIDTHxHEIGHT"))?;
-            let opts = backyard_core::plugin_host::RenderOptions {
-                participants,
-                width,
-                height,
-                layout,
-                overlay,
-                props: None,
-                time_ms,
-            };
-            backyard_core::plugin_host::render_to_png(&wasm, &opts, &out)?;
-            println!("wrote {}", out.display());
+        Command::Plugin(command) => {
+            // An author's mistake is one line, not a backtrace.
+            if let Err(e) = plugin(command, &cli.config, &cli.overrides) {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Serve => {
+            let mut cfg = load()?;
             init_logging(&cfg);
             cfg.ensure_secrets()?;
             serve(cfg).await
+        }
+    }
+}
+
+/// `backyard plugin ...`.
+fn plugin(command: PluginCommand, config_file: &std::path::Path, overrides: &Overrides) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::New { kind, name, dir, sdk } => {
+            let made = plugin_tools::new::create(&plugin_tools::new::NewPlugin { kind: kind.into(), name, dir, sdk })?;
+            let shown = made.dir.strip_prefix(std::env::current_dir()?).unwrap_or(&made.dir).display().to_string();
+            let kind = backyard_core::plugin_host::PluginKind::from(kind);
+            let article = if kind == backyard_core::plugin_host::PluginKind::Overlay { "an" } else { "a" };
+            println!("created {shown}/ ({article} {kind} plugin)");
+            println!("next (once per machine: rustup target add wasm32-wasip2):");
+            println!("  cd {shown}");
+            println!("  cargo build --release --target wasm32-wasip2");
+            match &made.preview {
+                Some(p) => println!("  {p}"),
+                None => println!("  cargo test"),
+            }
+            Ok(())
+        }
+        PluginCommand::Sdk { dir } => {
+            plugin_tools::sdk::write(&dir)?;
+            println!("wrote the Backyard plugin SDK {} into {}", plugin_tools::sdk::SDK_VERSION, dir.display());
+            Ok(())
+        }
+        PluginCommand::Render(args) => {
+            init_plugin_logging();
+            // An explicit `-c` that does not exist is a mistake; the default file may be missing.
+            let explicit = config_file != std::path::Path::new("backyard.toml");
+            if explicit && !config_file.is_file() {
+                anyhow::bail!("-c {}: no such file", config_file.display());
+            }
+            let config = config_file.is_file().then_some(config_file);
+            let overrides = Layer::from(overrides);
+            let settings = || -> anyhow::Result<backyard_core::plugin_host::OperatorSettings> {
+                let cfg = Config::load(config_file, &overrides)?;
+                Ok(backyard_core::plugin_host::OperatorSettings::from_tables(&cfg.plugins.settings, &cfg.destinations)?)
+            };
+            plugin_tools::render::run(&args, config, &settings)
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backyard_core::director::{LayoutChoice, layout_choices};
+use backyard_core::director::{LayoutChoice, OverlayChoice, layout_choices, overlay_choices};
 use backyard_core::plugin_host::{HostConfig, OperatorSettings, PluginError, PluginHost};
 use tokio::sync::OnceCell;
 
@@ -79,23 +79,31 @@ impl Plugins {
         tokio::task::spawn_blocking(move || layout_choices(&host)).await.unwrap_or_default()
     }
 
+    /// The overlays of the loaded overlay plugins other than the first-party one, which the hosts may put on
+    /// the program (plugin calls run on a blocking thread). Empty when the host does not start.
+    pub async fn overlays(&self) -> Vec<OverlayChoice> {
+        let Ok(host) = self.host().await else { return Vec::new() };
+        tokio::task::spawn_blocking(move || overlay_choices(&host)).await.unwrap_or_default()
+    }
+
     /// Where plugins are looked for.
     pub fn dirs(&self) -> &[PathBuf] {
         &self.config.dirs
     }
 }
 
-/// `plugins.dirs`, or by default `<data_dir>/plugins` (operators' own) then the plugins this checkout built
-/// (`cargo xtask plugins` writes `target/plugins`), each listed once.
+/// `plugins.dirs`, or by default `<data_dir>/plugins` (operators' own) then `./target/plugins` (where
+/// `cargo xtask plugins` puts the first-party plugins in a checkout), and in a development build also the
+/// `target/plugins` of the checkout it was built from (so tests and `cargo run` from anywhere find them), each
+/// listed once. `docs/plugins.md` lists the same folders.
 fn plugin_dirs(cfg: &Config) -> Vec<PathBuf> {
     if !cfg.plugins.dirs.is_empty() {
         return cfg.plugins.dirs.clone();
     }
-    let candidates = [
-        cfg.data_dir.join("plugins"),
-        PathBuf::from("target/plugins"),
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")),
-    ];
+    let mut candidates = vec![cfg.data_dir.join("plugins"), PathBuf::from("target/plugins")];
+    if cfg!(debug_assertions) {
+        candidates.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")));
+    }
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut seen: Vec<PathBuf> = Vec::new();
     for dir in candidates {

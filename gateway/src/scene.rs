@@ -22,6 +22,12 @@ pub mod limits {
     pub const COMMENT_NAME: usize = 80;
     pub const COMMENT_TEXT: usize = 2000;
     pub const TICKER_TEXT: usize = 500;
+    /// Overlays of plugins in one scene, shown or not.
+    pub const PLUGIN_OVERLAYS: usize = 8;
+    /// Props one plugin overlay is given.
+    pub const PLUGIN_PROPS: usize = 16;
+    /// One prop's value.
+    pub const PLUGIN_PROP_TEXT: usize = 500;
 }
 
 /// What is on screen.
@@ -66,6 +72,22 @@ pub struct Overlays {
     /// Text scrolling along the bottom edge; text at most 500 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticker: Option<TextOverlay>,
+    /// Overlays of installed overlay plugins other than the first-party one, by `<plugin>/<overlay>` as
+    /// `joined.overlays` offers them (at most 8).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub plugins: std::collections::BTreeMap<String, PluginOverlay>,
+}
+
+/// A plugin's overlay in the scene: drawn by its plugin while `visible`, with the props the hosts set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PluginOverlay {
+    #[serde(default)]
+    pub visible: bool,
+    /// Values for props the overlay reads (its `props` in `joined.overlays`): at most 16, each at most 500
+    /// characters.
+    #[serde(default)]
+    pub props: std::collections::BTreeMap<String, String>,
 }
 
 /// An overlay that shows a text (the banner, the ticker); its length limit depends on which.
@@ -166,7 +188,7 @@ pub enum ApplyError {
 /// now, stored, and announced to the room (`scene-updated`).
 pub async fn apply(state: &AppState, broadcast: Uuid, scene: Scene) -> Result<Scene, ApplyError> {
     let layouts: Vec<String> = state.plugins.layouts().await.into_iter().map(|l| l.id).collect();
-    scene.validate(&layouts)?;
+    scene.validate(&layouts, &state.plugins.overlays().await)?;
     let value = serde_json::to_value(&scene).expect("a Scene always serializes");
     state.store.set_scene(broadcast, value).await?;
     let event = RoomEvent::SceneUpdated { scene: Box::new(scene.clone()) };
@@ -219,8 +241,8 @@ impl TextOverlay {
 }
 
 impl Scene {
-    /// Checks every rule; `layouts` are the layout ids the server offers now.
-    pub fn validate(&self, layouts: &[String]) -> Result<(), SceneError> {
+    /// Checks every rule; `layouts` are the layout ids the server offers now, `overlays` the plugins' overlays.
+    pub fn validate(&self, layouts: &[String], overlays: &[director::OverlayChoice]) -> Result<(), SceneError> {
         if !layouts.contains(&self.layout) {
             return Err(bad("layout", format!("unknown layout; one of {}", layouts.join(", "))));
         }
@@ -256,6 +278,31 @@ impl Scene {
         if let Some(t) = &o.ticker {
             t.validate("ticker", limits::TICKER_TEXT)?;
         }
+        if o.plugins.len() > limits::PLUGIN_OVERLAYS {
+            return Err(bad("overlays.plugins", format!("at most {} plugin overlays", limits::PLUGIN_OVERLAYS)));
+        }
+        for (key, overlay) in &o.plugins {
+            let field = format!("overlays.plugins.{key}");
+            let Some(offered) = overlays.iter().find(|c| &c.id == key) else {
+                let ids: Vec<&str> = overlays.iter().map(|c| c.id.as_str()).collect();
+                let known =
+                    if ids.is_empty() { "none is installed".to_string() } else { format!("one of {}", ids.join(", ")) };
+                return Err(bad(&field, format!("unknown plugin overlay; {known}")));
+            };
+            if overlay.props.len() > limits::PLUGIN_PROPS {
+                return Err(bad(&format!("{field}.props"), format!("at most {} props", limits::PLUGIN_PROPS)));
+            }
+            for (prop, value) in &overlay.props {
+                if !offered.props.contains(prop) {
+                    let reads = if offered.props.is_empty() { "none".to_string() } else { offered.props.join(", ") };
+                    return Err(bad(
+                        &format!("{field}.props.{prop}"),
+                        format!("the overlay reads no such prop; it reads {reads}"),
+                    ));
+                }
+                text(&format!("{field}.props.{prop}"), value, limits::PLUGIN_PROP_TEXT)?;
+            }
+        }
         Ok(())
     }
 
@@ -286,6 +333,15 @@ impl Scene {
         if let Some(t) = o.ticker.as_ref().filter(|t| t.visible) {
             overlays.push(director::Overlay::Ticker { text: t.text.clone(), color: t.color.clone() });
         }
+        for (key, p) in o.plugins.iter().filter(|(_, p)| p.visible) {
+            // Validated keys are `<plugin>/<overlay>`.
+            let Some((plugin, id)) = key.split_once('/') else { continue };
+            overlays.push(director::Overlay::Plugin {
+                plugin: plugin.to_owned(),
+                id: id.to_owned(),
+                props: p.props.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            });
+        }
         director::Scene {
             stage: self.stage.iter().map(Uuid::to_string).collect(),
             layout: self.layout.clone(),
@@ -307,6 +363,16 @@ mod tests {
         ["grid", "solo", "corner-layouts/corner"].map(String::from).to_vec()
     }
 
+    fn overlays() -> Vec<director::OverlayChoice> {
+        vec![director::OverlayChoice {
+            id: "scoreboard/score".into(),
+            name: "Score".into(),
+            description: "The score".into(),
+            props: vec!["home".into(), "away".into()],
+            plugin: "scoreboard".into(),
+        }]
+    }
+
     fn parse(v: serde_json::Value) -> Result<Scene, String> {
         serde_json::from_value(v).map_err(|e| e.to_string())
     }
@@ -320,28 +386,67 @@ mod tests {
                          "logo": {"url": "", "visible": false},
                          "comment": {"messageId": "", "name": "", "text": "", "visible": false}}}))
         .unwrap();
-        assert_eq!(s.validate(&layouts()), Ok(()));
+        assert_eq!(s.validate(&layouts(), &overlays()), Ok(()));
         assert_eq!(s.overlays.banner.as_ref().unwrap().text, "Hello");
     }
 
     #[test]
     fn unknown_layouts_crowds_long_texts_and_non_objects_are_refused_naming_the_field() {
         let mut s = Scene { layout: "disco".into(), ..Scene::default() };
-        assert_eq!(s.validate(&layouts()).unwrap_err().field, "layout");
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "layout");
         s.layout = "grid".into();
         s.stage = (0..30).map(|_| Uuid::new_v4()).collect();
-        assert_eq!(s.validate(&layouts()).unwrap_err().field, "stage");
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "stage");
         s.stage = vec![Uuid::nil(), Uuid::nil()];
-        assert_eq!(s.validate(&layouts()).unwrap_err().field, "stage");
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "stage");
         s.stage.clear();
         s.overlays.banner = Some(TextOverlay { visible: true, text: "x".repeat(2000), color: None });
-        assert_eq!(s.validate(&layouts()).unwrap_err().field, "overlays.banner.text");
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "overlays.banner.text");
         s.overlays.banner = None;
         s.overlays.ticker = Some(TextOverlay { visible: true, text: "y".repeat(3000), color: None });
-        assert_eq!(s.validate(&layouts()).unwrap_err().field, "overlays.ticker.text");
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "overlays.ticker.text");
         s.overlays.ticker = Some(TextOverlay { visible: true, text: "ok\u{7}".into(), color: None });
-        assert_eq!(s.validate(&layouts()).unwrap_err().field, "overlays.ticker.text");
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "overlays.ticker.text");
         assert!(parse(serde_json::json!({"overlays": {"banner": "text"}})).is_err());
+        assert!(parse(serde_json::json!({"overlays": {"plugins": {"scoreboard/score": "on"}}})).is_err());
         assert!(parse(serde_json::json!({"overlays": {"fireworks": {}}})).is_err());
+    }
+
+    #[test]
+    fn plugin_overlays_name_an_offered_overlay_and_only_the_props_it_reads() {
+        let mut s = Scene::default();
+        let on = |props: &[(&str, &str)]| PluginOverlay {
+            visible: true,
+            props: props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        s.overlays.plugins.insert("scoreboard/score".into(), on(&[("home", "2"), ("away", "1")]));
+        assert_eq!(s.validate(&layouts(), &overlays()), Ok(()));
+        let d = s.to_director();
+        assert_eq!(
+            d.overlays,
+            [director::Overlay::Plugin {
+                plugin: "scoreboard".into(),
+                id: "score".into(),
+                props: vec![("away".into(), "1".into()), ("home".into(), "2".into())],
+            }]
+        );
+        s.overlays.plugins.insert("scoreboard/score".into(), on(&[("colour", "red")]));
+        assert_eq!(
+            s.validate(&layouts(), &overlays()).unwrap_err().field,
+            "overlays.plugins.scoreboard/score.props.colour"
+        );
+        s.overlays.plugins.insert("scoreboard/score".into(), on(&[("home", &"9".repeat(501))]));
+        assert_eq!(
+            s.validate(&layouts(), &overlays()).unwrap_err().field,
+            "overlays.plugins.scoreboard/score.props.home"
+        );
+        s.overlays.plugins.clear();
+        s.overlays.plugins.insert("fireworks/boom".into(), on(&[]));
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "overlays.plugins.fireworks/boom");
+        s.overlays.plugins = (0..9).map(|i| (format!("scoreboard/s{i}"), on(&[]))).collect();
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "overlays.plugins");
+        // A hidden one is kept in the scene but not drawn.
+        s.overlays.plugins = [("scoreboard/score".to_string(), PluginOverlay { visible: false, ..on(&[]) })].into();
+        assert!(s.to_director().overlays.is_empty());
     }
 }

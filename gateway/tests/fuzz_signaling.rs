@@ -35,6 +35,10 @@ const DICT: &[&str] = &[
     "\"comment\"",
     "\"logo\"",
     "\"visible\"",
+    "\"plugins\"",
+    "\"scoreboard/score\"",
+    "\"props\"",
+    "\"home\"",
     "\"color\"",
     "\"#fff\"",
     "\"action\"",
@@ -58,13 +62,20 @@ const PARSE_CODES: &[&str] = &["message_too_large", "malformed_message", "unknow
 #[test]
 fn signaling_messages_never_panic_and_refusals_are_documented() {
     let layouts: Vec<String> = ["grid", "solo", "spotlight"].map(String::from).to_vec();
+    let overlays = vec![backyard_core::director::OverlayChoice {
+        id: "scoreboard/score".into(),
+        name: "Score".into(),
+        description: String::new(),
+        props: vec!["home".into(), "away".into()],
+        plugin: "scoreboard".into(),
+    }];
     fuzz_support::run("signaling", DICT, |input| {
         let text = String::from_utf8_lossy(input);
         match ClientMessage::parse(&text) {
             Ok(msg) => {
                 let event = msg.event();
                 let checked = match msg {
-                    ClientMessage::SceneUpdate(scene) => scene.validate(&layouts).map_err(|e| e.to_string()),
+                    ClientMessage::SceneUpdate(scene) => scene.validate(&layouts, &overlays).map_err(|e| e.to_string()),
                     ClientMessage::ChatMessage(c) => {
                         backyard::text::one_line("text", &c.text, protocol::MAX_CHAT_CHARS)
                             .map(drop)

@@ -15,7 +15,9 @@ static BOLD_TTF: &[u8] = include_bytes!("../fonts/DejaVuSans-Bold.ttf");
 /// Which face of the embedded font to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Weight {
+    /// DejaVu Sans.
     Regular,
+    /// DejaVu Sans Bold.
     Bold,
 }
 
@@ -41,17 +43,25 @@ fn scale(f: &FontRef<'static>, px: f32) -> PxScale {
 /// An sRGB colour with straight alpha.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Color {
+    /// Red, 0 to 255.
     pub r: u8,
+    /// Green, 0 to 255.
     pub g: u8,
+    /// Blue, 0 to 255.
     pub b: u8,
+    /// Opacity, 0 (transparent) to 255 (opaque).
     pub a: u8,
 }
 
 impl Color {
+    /// Opaque white.
     pub const WHITE: Color = Color::rgba(255, 255, 255, 255);
+    /// Opaque black.
     pub const BLACK: Color = Color::rgba(0, 0, 0, 255);
+    /// Nothing at all.
     pub const TRANSPARENT: Color = Color::rgba(0, 0, 0, 0);
 
+    /// A colour from its four channels.
     pub const fn rgba(r: u8, g: u8, b: u8, a: u8) -> Color {
         Color { r, g, b, a }
     }
@@ -78,7 +88,9 @@ impl Color {
 /// An RGBA pixel buffer to draw into.
 #[derive(Debug, Clone)]
 pub struct Canvas {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
     /// `width * height * 4` bytes, straight alpha.
     pub rgba: Vec<u8>,

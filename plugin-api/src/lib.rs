@@ -2,34 +2,14 @@
 //!
 //! A plugin is a crate built for `wasm32-wasip2` that depends on this one with the feature of its kind
 //! (`layout`, `overlay`, `destination` or `filter`), implements that kind's `Guest` trait and exports it
-//! with the kind's macro. A whole layout plugin:
-//!
-//! ```ignore
-//! use backyard_plugin_api::layout::*;
-//!
-//! struct Rows;
-//!
-//! impl Guest for Rows {
-//!     fn layouts() -> Vec<LayoutInfo> {
-//!         vec![info("rows", "Rows", "Everyone in one row")]
-//!     }
-//!     fn place(stage: Stage) -> Result<Vec<Placement>, String> {
-//!         let area = canvas_rect(stage.canvas);
-//!         let cells = grid_cells(area, stage.participants.len(), 1, 8.0);
-//!         Ok(stage.participants.iter().zip(cells)
-//!             .map(|(p, r)| tile(&p.id, r).fit(Fit::Cover).name(true).build())
-//!             .collect())
-//!     }
-//! }
-//!
-//! backyard_plugin_api::export_layout!(Rows);
-//! ```
+//! with the kind's macro: [`layout`] and [`overlay`] open with a whole plugin each.
 //!
 //! Only the kind's bindings are generated (one cargo feature per kind) because a component built from
 //! this crate must export exactly its own world. The host imports (`log`, `now_ms`, `config`) are in
 //! [`host`] for every kind.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))] // outside tests, what cannot fail says why with `expect`
+#![warn(missing_docs)] // `cargo doc` is the SDK's reference: every public item says what it is
 
 extern crate self as backyard_plugin_api;
 
@@ -54,6 +34,21 @@ pub mod common_bindings {
 }
 
 /// What the host offers every plugin: logging, a monotonic clock and the operator's configuration.
+///
+/// Settings are declared in `plugin.toml` and set by the operator in `backyard.toml`; a plugin reads them
+/// with the helper of their type. They are fixed for the life of an instance: a changed setting reloads
+/// the plugin.
+///
+/// ```no_run
+/// // plugin.toml:   [config.speed]  type = "integer"  default = 120
+/// //                [config.scale]  type = "number"   default = 1.0
+/// // backyard.toml: [plugins.my-ticker]  speed = 200
+/// use backyard_plugin_api::host::{LogLevel, config_integer, config_number, log};
+///
+/// let speed = config_integer("speed", 120); // 200
+/// let scale = config_number("scale", 1.0); // 1.0 (an integer setting is taken too)
+/// log(LogLevel::Debug, &format!("speed {speed}, scale {scale}"));
+/// ```
 pub mod host {
     use crate::common_bindings::backyard::plugin::host as imp;
     pub use crate::common_bindings::backyard::plugin::host::{ConfigValue, LogLevel};
@@ -73,7 +68,7 @@ pub mod host {
         imp::config(key)
     }
 
-    /// A `flag` config value, or `default` when it is unset or of another type.
+    /// A `bool` config value, or `default` when it is unset or of another type.
     pub fn config_flag(key: &str, default: bool) -> bool {
         match config(key) {
             Some(ConfigValue::Flag(b)) => b,
@@ -81,11 +76,29 @@ pub mod host {
         }
     }
 
-    /// A `text` config value, or `default` when it is unset or of another type.
+    /// A `string` config value, or `default` when it is unset or of another type.
     pub fn config_text(key: &str, default: &str) -> String {
         match config(key) {
             Some(ConfigValue::Text(s)) => s,
             _ => default.to_string(),
+        }
+    }
+
+    /// An `integer` config value, or `default` when it is unset or of another type.
+    pub fn config_integer(key: &str, default: i64) -> i64 {
+        match config(key) {
+            Some(ConfigValue::Integer(i)) => i,
+            _ => default,
+        }
+    }
+
+    /// A `number` config value (an `integer` one is taken too), or `default` when it is unset or of another
+    /// type.
+    pub fn config_number(key: &str, default: f64) -> f64 {
+        match config(key) {
+            Some(ConfigValue::Number(n)) => n,
+            Some(ConfigValue::Integer(i)) => i as f64,
+            _ => default,
         }
     }
 }
@@ -131,6 +144,29 @@ pub mod layout_bindings {
 }
 
 /// Everything a layout plugin needs: the `Guest` trait, the records and placement helpers.
+///
+/// A whole layout plugin:
+///
+/// ```
+/// use backyard_plugin_api::layout::*;
+///
+/// struct Rows;
+///
+/// impl Guest for Rows {
+///     fn layouts() -> Vec<LayoutInfo> {
+///         vec![info("rows", "Rows", "Everyone in one row")]
+///     }
+///     fn place(stage: Stage) -> Result<Vec<Placement>, String> {
+///         let area = canvas_rect(stage.canvas);
+///         let cells = grid_cells(area, stage.participants.len(), 16.0 / 9.0, 8.0);
+///         Ok(stage.participants.iter().zip(cells)
+///             .map(|(p, r)| tile(&p.id, r).fit(Fit::Cover).name(true).build())
+///             .collect())
+///     }
+/// }
+///
+/// backyard_plugin_api::export_layout!(Rows);
+/// ```
 #[cfg(feature = "layout")]
 pub mod layout {
     pub use crate::geometry::*;
@@ -158,10 +194,12 @@ pub mod layout {
     pub struct TileBuilder(Placement);
 
     impl TileBuilder {
+        /// Stacking order: higher is drawn over lower (a picture-in-picture tile over the full one).
         pub fn z(mut self, z: i32) -> Self {
             self.0.z = z;
             self
         }
+        /// `Cover` fills the tile and crops the picture; `Contain` shows all of it, letterboxed (screen shares).
         pub fn fit(mut self, fit: Fit) -> Self {
             self.0.fit = fit;
             self
@@ -172,10 +210,12 @@ pub mod layout {
             self.0.corner_radius = r.clamp(0.0, max.max(0.0));
             self
         }
+        /// Whether the compositor writes the participant's name on the tile.
         pub fn name(mut self, show: bool) -> Self {
             self.0.show_name = show;
             self
         }
+        /// The placement.
         pub fn build(self) -> Placement {
             self.0
         }
@@ -234,6 +274,39 @@ pub mod overlay_bindings {
 }
 
 /// Everything an overlay plugin needs.
+///
+/// A whole overlay plugin: it shows the `text` prop in a box, and answers `Unchanged` while its inputs stay
+/// the same (the host then keeps the layer it has, so nothing is drawn or copied):
+///
+/// ```
+/// use std::sync::Mutex;
+///
+/// use backyard_plugin_api::draw::{Canvas, Color, Weight};
+/// use backyard_plugin_api::overlay::*;
+///
+/// struct Caption;
+///
+/// static SEEN: Mutex<Option<ChangeTracker>> = Mutex::new(None);
+///
+/// impl Guest for Caption {
+///     fn overlays() -> Vec<OverlayInfo> {
+///         vec![info("caption", "Caption", "A line of text", &["text"])]
+///     }
+///     fn render(req: OverlayRequest) -> Result<Rendered, String> {
+///         let mut seen = SEEN.lock().map_err(|_| "state poisoned")?;
+///         if !seen.get_or_insert_with(ChangeTracker::default).changed(&req.overlay, input_hash(&req, 0)) {
+///             return Ok(Rendered::Unchanged);
+///         }
+///         let Some(text) = prop(&req, "text") else { return Ok(Rendered::Hidden) };
+///         let mut c = Canvas::new(400, 48);
+///         c.fill_rounded_rect(0, 0, 400, 48, 8.0, Color::rgba(0, 0, 0, 160));
+///         c.text(12.0, 32.0, text, 24.0, Weight::Regular, Color::WHITE);
+///         Ok(Rendered::Layer(Layer { x: 20, y: 20, image: c.into_image() }))
+///     }
+/// }
+///
+/// backyard_plugin_api::export_overlay!(Caption);
+/// ```
 #[cfg(feature = "overlay")]
 pub mod overlay {
     pub use crate::overlay_bindings::exports::backyard::plugin::overlay::{

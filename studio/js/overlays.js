@@ -1,7 +1,8 @@
-// The host's overlay controls: banner, lower third, logo, and the chat comment featured on screen. Edits become
-// the scene's `overlays` object:
+// The host's overlay controls: banner, lower third, logo, the chat comment featured on screen, and the overlays
+// of installed overlay plugins (one card each, a text field per prop the overlay reads). Edits become the
+// scene's `overlays` object:
 //   {banner: {text, visible}, lowerThird: {name, title, visible}, logo: {url, visible},
-//    comment: {messageId, name, text, visible}}
+//    comment: {messageId, name, text, visible}, plugins: {'<plugin>/<overlay>': {visible, props: {prop: text}}}}
 
 import { api } from './api.js';
 import { h, toast } from './dom.js';
@@ -48,7 +49,41 @@ export class OverlaysPanel {
       ),
       h('section.panel-section', h('h3', 'Comment on screen'), this.commentText, h('div.form-row', this.commentHide)),
     );
+    /** One card per plugin overlay: `{choice, inputs: {prop: <input>}, toggle}` by overlay id. */
+    this.pluginCards = new Map();
+    this.pluginSection = h('section.panel-section.plugin-overlays', { hidden: true });
+    this.el.append(this.pluginSection);
     this.paint();
+  }
+
+  /** The plugins' overlays the server offers (`joined.overlays`): a card each, none when there are none. */
+  setChoices(choices) {
+    this.pluginCards.clear();
+    this.pluginSection.replaceChildren(h('h3', 'From plugins'));
+    for (const choice of choices) {
+      const inputs = {};
+      for (const prop of choice.props) {
+        inputs[prop] = h('input', { type: 'text', maxLength: 500, placeholder: prop, name: `prop-${prop}`, 'aria-label': `${choice.name}: ${prop}` });
+      }
+      const props = () => Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, i.value.trim()]));
+      const current = () => this.overlays.plugins[choice.id] ?? { visible: false, props: {} };
+      const commit = (o) => this.commit({ plugins: { ...this.overlays.plugins, [choice.id]: o } });
+      const toggle = h('button.secondary', { type: 'button', dataset: { action: 'toggle-plugin-overlay' } });
+      toggle.onclick = () => commit({ visible: !current().visible, props: props() });
+      for (const i of Object.values(inputs)) i.onchange = () => commit({ ...current(), props: props() });
+      const card = h(
+        'div.plugin-overlay',
+        { dataset: { overlay: choice.id } },
+        h('div.plugin-overlay-name', choice.name, h('span.muted', ` · ${choice.plugin}`)),
+        choice.description ? h('div.muted.plugin-overlay-description', choice.description) : null,
+        ...Object.values(inputs),
+        h('div.form-row', toggle),
+      );
+      this.pluginCards.set(choice.id, { choice, inputs, toggle });
+      this.pluginSection.append(card);
+    }
+    this.pluginSection.hidden = choices.length === 0;
+    this.set(this.overlays);
   }
 
   async upload(file) {
@@ -81,6 +116,10 @@ export class OverlaysPanel {
     if (document.activeElement !== this.bannerText) this.bannerText.value = this.overlays.banner.text;
     if (document.activeElement !== this.ltName) this.ltName.value = this.overlays.lowerThird.name;
     if (document.activeElement !== this.ltTitle) this.ltTitle.value = this.overlays.lowerThird.title;
+    for (const [id, card] of this.pluginCards) {
+      const props = this.overlays.plugins[id]?.props ?? {};
+      for (const [prop, input] of Object.entries(card.inputs)) if (document.activeElement !== input) input.value = props[prop] ?? '';
+    }
     this.paint();
   }
 
@@ -98,5 +137,10 @@ export class OverlaysPanel {
     this.logoShow.disabled = !logo.url;
     this.logoImg.hidden = !logo.url;
     if (logo.url) this.logoImg.src = logo.url;
+    for (const [id, card] of this.pluginCards) {
+      const on = this.overlays.plugins[id]?.visible === true;
+      card.toggle.textContent = on ? `Hide ${card.choice.name}` : `Show ${card.choice.name}`;
+      card.toggle.classList.toggle('active', on);
+    }
   }
 }

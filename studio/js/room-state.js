@@ -23,14 +23,45 @@ export function emptyOverlays() {
     lowerThird: { name: '', title: '', visible: false },
     logo: { url: '', visible: false },
     comment: { messageId: '', name: '', text: '', visible: false },
+    /** Overlays of installed plugins, by `<plugin>/<overlay>`: `{visible, props: {prop: text}}`. */
+    plugins: {},
   };
 }
 
-/** Fills every overlay with its defaults, keeping what `overlays` sets. */
+/** A plugin overlay's entry with `visible` a boolean and `props` text only. */
+function normalisePluginOverlay(o) {
+  const props = {};
+  for (const [k, v] of Object.entries(o?.props && typeof o.props === 'object' ? o.props : {})) if (typeof v === 'string') props[k] = v;
+  return { visible: o?.visible === true, props };
+}
+
+/** Fills every overlay with its defaults, keeping what `overlays` sets (the ticker, which the studio has no control for, included). */
 export function normaliseOverlays(overlays = {}) {
   const base = emptyOverlays();
-  for (const k of Object.keys(base)) base[k] = { ...base[k], ...(overlays?.[k] ?? {}) };
+  for (const k of Object.keys(base)) if (k !== 'plugins') base[k] = { ...base[k], ...(overlays?.[k] ?? {}) };
+  if (overlays?.ticker && typeof overlays.ticker === 'object') base.ticker = { ...overlays.ticker };
+  const plugins = overlays?.plugins && typeof overlays.plugins === 'object' ? overlays.plugins : {};
+  for (const [id, o] of Object.entries(plugins)) base.plugins[id] = normalisePluginOverlay(o);
   return base;
+}
+
+/** The plugins' overlays from `joined.overlays`: `{id, name, description, props, plugin}` each, ids unique. */
+export function normaliseOverlayChoices(list) {
+  if (!Array.isArray(list)) return [];
+  const seen = new Set();
+  const out = [];
+  for (const o of list) {
+    if (!o || typeof o.id !== 'string' || !o.id.includes('/') || seen.has(o.id)) continue;
+    seen.add(o.id);
+    out.push({
+      id: o.id,
+      name: typeof o.name === 'string' && o.name ? o.name : o.id,
+      description: typeof o.description === 'string' ? o.description : '',
+      props: Array.isArray(o.props) ? o.props.filter((p) => typeof p === 'string' && p) : [],
+      plugin: typeof o.plugin === 'string' ? o.plugin : '',
+    });
+  }
+  return out;
 }
 
 /**
@@ -133,6 +164,8 @@ export function initialState() {
     scene: normaliseScene(),
     /** The layouts the server's layout plugins offer, in toolbar order. */
     layouts: [],
+    /** The overlays installed overlay plugins offer beside the studio's own. */
+    overlayChoices: [],
     /** The program's latest placements, or null before it placed anyone. */
     stageLayout: null,
     chat: [],
@@ -204,6 +237,7 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
         participants,
         scene: normaliseScene(data.scene),
         layouts: normaliseLayouts(data.layouts),
+        overlayChoices: normaliseOverlayChoices(data.overlays),
         stageLayout: normaliseStageLayout(data.stageLayout),
         chat: withChat(state.chat, Array.isArray(data.chat) ? data.chat : []),
         removed: false,

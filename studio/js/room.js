@@ -190,6 +190,7 @@ class Room {
         this.reconnecting = false;
         this.root.querySelector('.studio')?.classList.remove('reconnecting');
         this.renderTopBar();
+        this.overlaysPanel?.setChoices(this.state.overlayChoices);
         this.overlaysPanel?.set(this.state.scene.overlays);
         this.render();
         toast('Reconnected.', 'success');
@@ -347,6 +348,7 @@ class Room {
       this.broadcastPanel = new BroadcastPanel({ broadcastId: this.broadcastId });
       this.overlaysPanel = new OverlaysPanel({ onchange: (overlays) => this.pushScene({ overlays }) });
       this.overlaysPanel.set(this.state.scene.overlays);
+      this.overlaysPanel.setChoices(this.state.overlayChoices);
       panels.broadcast = { label: 'Broadcast', icon: ICONS.broadcast, el: this.broadcastPanel.el };
       panels.overlays = { label: 'Overlays', icon: ICONS.brush, el: this.overlaysPanel.el };
     }

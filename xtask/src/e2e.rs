@@ -18,7 +18,9 @@
 //! and refused credentials), `program` (go live from the studio to nginx-rtmp), `auth` (entry screens: sign
 //! in, register, bad invite links), `stage` (the host's stage draws exactly the program's tiles, for every
 //! layout offered), `room-state` (the studio's room state module, no browser), `openapi` (schemathesis, every
-//! check, against `/api/openapi.json`, signed in; no browser).
+//! check, against `/api/openapi.json`, signed in; no browser), `plugin-author` (a plugin made, built and
+//! previewed outside the checkout with the `backyard` binary, then installed into the running server and put on
+//! the program from the studio).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
 //! `python3-venv` is installed first when `python3 -m venv` cannot make one); its path reaches the tests as
@@ -38,7 +40,7 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
-/// `stage`, `room-state`, `openapi`).
+/// `stage`, `room-state`, `openapi`, `plugin-author`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)
@@ -78,6 +80,9 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
         .env("BACKYARD_E2E_TURN_URL", &turn.url)
         .env("BACKYARD_E2E_TURN_SECRET", &turn.secret)
         .env("BACKYARD_E2E_SCHEMATHESIS", &schemathesis)
+        // The plugin-author suite runs the binary as an author would and installs into the server's plugin folder.
+        .env("BACKYARD_E2E_BIN", &bin)
+        .env("BACKYARD_E2E_PLUGIN_DIR", server.data_dir.join("plugins"))
         .status()
         .context("running node --test")?;
     drop(server);

@@ -141,24 +141,28 @@ fn template_check() -> Result<()> {
     let tmp = std::env::temp_dir().join(format!("backyard-new-plugin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let dir = new_plugin("layout", "new-plugin-check", Some(&tmp))?;
-    // Its own unit tests, on the host.
-    let mut t = cargo();
-    t.current_dir(&dir).args(["test", "--lib", "--quiet"]);
-    run(t)?;
-    // A plain host build (what an IDE's check or `cargo build` does) compiles and links without warnings: the
-    // SDK's export macro adds the component glue on wasm32 only.
-    let mut h = cargo();
-    h.current_dir(&dir).args(["build", "--quiet"]).env("RUSTFLAGS", "-D warnings -C link-arg=-fuse-ld=mold");
-    run(h)?;
-    let mut b = cargo();
-    b.current_dir(&dir).args(["build", "--release", "--target", TARGET]);
-    run(b)?;
-    let wasm = root().join("target").join(TARGET).join("release").join("new_plugin_check.wasm");
-    install(&wasm, &dir.join("plugin.toml"), &fixtures_dir().join("new-plugin-check"))?;
+    for (kind, name) in [("layout", "new-plugin-check"), ("overlay", "new-overlay-check")] {
+        // Made outside the checkout, as an author's would be: its own workspace, the SDK written into it.
+        let dir = new_plugin(kind, name, Some(&tmp))?;
+        // Its own unit tests, on the host.
+        let mut t = cargo();
+        t.current_dir(&dir).args(["test", "--quiet"]);
+        run(t)?;
+        // A plain host build (what an IDE's check or `cargo build` does) compiles and links without warnings:
+        // the SDK's export macro adds the component glue on wasm32 only.
+        let mut h = cargo();
+        h.current_dir(&dir).args(["build", "--quiet"]).env("RUSTFLAGS", "-D warnings -C link-arg=-fuse-ld=mold");
+        run(h)?;
+        let mut b = cargo();
+        b.current_dir(&dir).args(["build", "--release", "--target", TARGET]);
+        run(b)?;
+        let wasm = root().join("target").join(TARGET).join("release").join(format!("{}.wasm", name.replace('-', "_")));
+        install(&wasm, &dir.join("plugin.toml"), &fixtures_dir().join(name))?;
+    }
     let _ = std::fs::remove_dir_all(&tmp);
     eprintln!(
-        "xtask: the new-plugin template builds (wasm32 and host), passes its tests and is installed for the host tests"
+        "xtask: the new-plugin templates (layout, overlay) build for wasm32 and the host, pass their tests and are \
+         installed for the host tests"
     );
     Ok(())
 }
@@ -217,263 +221,47 @@ pub fn cmd_new_plugin(args: &[String]) -> Result<()> {
     let [kind, name] = pos.as_slice() else {
         bail!("usage: cargo xtask new-plugin <layout|overlay|destination|filter> <name> [--dir D]");
     };
-    let out = new_plugin(kind, name, dir.as_deref())?;
-    println!("created {}", out.display());
-    println!("build:  cargo build --release --target {TARGET}   (in that folder)");
-    println!("render: backyard plugin render <the .wasm> --participants 4 --size 1280x720 --out scene.png");
+    new_plugin(kind, name, dir.as_deref())?;
     Ok(())
 }
 
-/// Write a new plugin crate for `kind` named `name` into `<dir or plugins>/<name>` and return its path.
+/// The `backyard` binary of this checkout, built (dev profile) if needed: `backyard plugin new` lives there.
+fn backyard_bin() -> Result<PathBuf> {
+    crate::status(crate::cargo_cmd().args(["build", "--quiet", "-p", "backyard", "--bin", "backyard"]))?;
+    Ok(root().join("target").join("debug").join("backyard"))
+}
+
+/// A new plugin crate for `kind` named `name` in `<dir or plugins>/<name>`, made by `backyard plugin new`;
+/// returns its path. Inside this checkout it joins the workspace and uses the checkout's SDK; elsewhere it is
+/// what any author gets (its own workspace, the SDK written into it).
 pub fn new_plugin(kind: &str, name: &str, dir: Option<&Path>) -> Result<PathBuf> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        bail!("name '{name}' must be lower-case letters, digits and -");
-    }
     let base = dir.map(Path::to_path_buf).unwrap_or_else(|| root().join("plugins"));
     let base = if base.is_absolute() { base } else { std::env::current_dir()?.join(base) };
-    let out = base.join(name);
-    if out.exists() {
-        bail!("{} already exists", out.display());
-    }
-    let api = root().join("plugin-api");
-    let inside_repo = out.starts_with(root());
-    let (feature, lib) = match kind {
-        "layout" => ("layout", TEMPLATE_LAYOUT),
-        "overlay" => ("overlay", TEMPLATE_OVERLAY),
-        "destination" => ("destination", TEMPLATE_DESTINATION),
-        "filter" => ("filter", TEMPLATE_FILTER),
-        other => bail!("unknown kind '{other}' (layout, overlay, destination, filter)"),
-    };
-    let features = if kind == "overlay" { format!("\"{feature}\", \"draw\"") } else { format!("\"{feature}\"") };
-    let workspace = if inside_repo {
-        String::new()
-    } else {
-        "\n# Standalone: not part of the Backyard workspace.\n[workspace]\n".to_string()
-    };
-    std::fs::create_dir_all(out.join("src"))?;
-    std::fs::write(
-        out.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\n\
-             crate-type = [\"cdylib\"]\n\n[dependencies]\nbackyard-plugin-api = {{ path = \"{}\", features = [{features}] }}\n{workspace}",
-            api.display()
-        ),
-    )?;
-    let limits = if kind == "destination" { "memory-mb = 16\ncall-ms = 2000" } else { "memory-mb = 32\ncall-ms = 10" };
-    std::fs::write(
-        out.join("plugin.toml"),
-        format!(
-            "name = \"{name}\"\nversion = \"0.1.0\"\nkind = \"{kind}\"\napi = \"0.1.0\"\ndescription = \"A new {kind} plugin.\"\n\n\
-             [capabilities]\nallowed-hosts = []\n\n[limits]\n{limits}\n"
-        ),
-    )?;
-    std::fs::write(out.join("src/lib.rs"), lib.replace("__NAME__", name))?;
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let inside_repo = base.starts_with(root());
+    let mut c = Command::new(backyard_bin()?);
+    c.args(["plugin", "new", kind, name, "--dir"]).arg(&base);
     if inside_repo {
+        c.arg("--sdk").arg(root().join("plugin-api"));
+    }
+    run(c)?;
+    let out = base.join(name);
+    if inside_repo {
+        // A member of this workspace: no workspace table of its own, and the SDK by a path that moves with
+        // the checkout.
+        let manifest = out.join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)?;
+        let sdk = root().join("plugin-api").display().to_string();
+        let depth = out.strip_prefix(root())?.components().count();
+        let relative = format!("{}plugin-api", "../".repeat(depth));
+        let text = text
+            .replace(&sdk, &relative)
+            .replace("# A plugin is a workspace of its own, wherever its folder is.\n[workspace]\n", "");
+        std::fs::write(&manifest, text)?;
         eprintln!("note: add \"{}\" to `members` in the root Cargo.toml", out.strip_prefix(root())?.display());
     }
     Ok(out)
 }
-
-const TEMPLATE_LAYOUT: &str = r#"//! __NAME__: a Backyard layout plugin. Build with `cargo build --release --target wasm32-wasip2`.
-
-use backyard_plugin_api::layout::*;
-
-struct Plugin;
-
-impl Guest for Plugin {
-    fn layouts() -> Vec<LayoutInfo> {
-        vec![info("__NAME__", "__NAME__", "Everyone in a grid with rounded corners")]
-    }
-
-    fn place(stage: Stage) -> Result<Vec<Placement>, String> {
-        Ok(arrange(&stage))
-    }
-}
-
-/// The layout itself: a pure function, so it is tested without a host.
-pub fn arrange(stage: &Stage) -> Vec<Placement> {
-    let area = inset(canvas_rect(stage.canvas), 16.0);
-    let cells = grid_cells(area, stage.participants.len(), 16.0 / 9.0, 8.0);
-    stage.participants.iter().zip(cells).map(|(p, r)| tile(&p.id, r).radius(12.0).build()).collect()
-}
-
-backyard_plugin_api::export_layout!(Plugin);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stage(n: usize) -> Stage {
-        Stage {
-            layout: "__NAME__".into(),
-            canvas: Size { width: 1280, height: 720 },
-            participants: (0..n)
-                .map(|i| Participant {
-                    id: format!("p{i}"),
-                    name: format!("P{i}"),
-                    speaking: false,
-                    screen_share: false,
-                    video_enabled: true,
-                })
-                .collect(),
-            active_speaker: None,
-        }
-    }
-
-    #[test]
-    fn everyone_is_placed_inside_the_canvas_without_overlap() {
-        for n in 1..=9 {
-            let out = arrange(&stage(n));
-            assert_eq!(out.len(), n);
-            for (i, a) in out.iter().enumerate() {
-                let r = a.rect;
-                assert!(r.x >= 0.0 && r.y >= 0.0 && r.x + r.width <= 1280.0 && r.y + r.height <= 720.0);
-                for b in &out[i + 1..] {
-                    let s = b.rect;
-                    let apart = r.x + r.width <= s.x || s.x + s.width <= r.x || r.y + r.height <= s.y || s.y + s.height <= r.y;
-                    assert!(apart, "tiles overlap for n={n}");
-                }
-            }
-        }
-    }
-}
-"#;
-
-const TEMPLATE_OVERLAY: &str = r#"//! __NAME__: a Backyard overlay plugin. Build with `cargo build --release --target wasm32-wasip2`.
-
-use backyard_plugin_api::draw::{Canvas, Color, Weight, ellipsize};
-use backyard_plugin_api::overlay::*;
-
-struct Plugin;
-
-impl Guest for Plugin {
-    fn overlays() -> Vec<OverlayInfo> {
-        vec![info("__NAME__", "__NAME__", "A text badge in the top-left corner", &["text"])]
-    }
-
-    fn render(req: OverlayRequest) -> Result<Rendered, String> {
-        Ok(match prop(&req, "text") {
-            Some(text) if !text.is_empty() => Rendered::Layer(badge(text, req.canvas.height)),
-            _ => Rendered::Hidden,
-        })
-    }
-}
-
-/// Draw the badge: pure, so it is tested without a host.
-pub fn badge(text: &str, canvas_height: u32) -> Layer {
-    let px = (canvas_height as f32 / 24.0).max(10.0);
-    let text = ellipsize(text, px, Weight::Bold, px * 20.0);
-    let w = (backyard_plugin_api::draw::measure(&text, px, Weight::Bold) + px) as u32;
-    let h = (px * 1.6) as u32;
-    let mut c = Canvas::new(w, h);
-    c.fill_rounded_rect(0, 0, w as i32, h as i32, px / 3.0, Color::rgba(0, 0, 0, 180));
-    c.text(px / 2.0, px * 1.15, &text, px, Weight::Bold, Color::WHITE);
-    Layer { x: 16, y: 16, image: c.into_image() }
-}
-
-backyard_plugin_api::export_overlay!(Plugin);
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn badge_is_opaque_where_it_draws() {
-        let l = super::badge("Hello", 720);
-        assert_eq!(l.image.rgba.len() as u32, l.image.width * l.image.height * 4);
-        assert!(l.image.rgba.chunks(4).any(|p| p[3] > 0));
-    }
-}
-"#;
-
-const TEMPLATE_DESTINATION: &str = r#"//! __NAME__: a Backyard destination adapter. Build with `cargo build --release --target wasm32-wasip2`.
-
-use backyard_plugin_api::destination::*;
-use backyard_plugin_api::url;
-
-struct Plugin;
-
-impl Guest for Plugin {
-    fn info() -> DestinationInfo {
-        DestinationInfo { platform: "__NAME__".into(), name: "__NAME__".into(), default_server_url: None }
-    }
-
-    fn validate(req: IngestRequest) -> Result<Ingest, FieldError> {
-        check(&req)
-    }
-}
-
-/// Validation: pure, so it is tested without a host.
-pub fn check(req: &IngestRequest) -> Result<Ingest, FieldError> {
-    let u = url::parse(&req.server_url).map_err(|m| field_error("server-url", format!("server URL {m}")))?;
-    if u.scheme != "rtmp" && u.scheme != "rtmps" {
-        return Err(field_error("server-url", "must start with rtmp:// or rtmps://"));
-    }
-    if req.stream_key.trim().is_empty() {
-        return Err(field_error("stream-key", "is required"));
-    }
-    let (v, a) = h264_aac();
-    Ok(Ingest {
-        primary: format!("{}/{}", req.server_url.trim_end_matches('/'), req.stream_key.trim()),
-        backup: None,
-        constraints: Constraints {
-            max_width: 1920, max_height: 1080, max_fps: 60, max_video_kbps: 6000, max_audio_kbps: 160,
-            max_keyframe_interval_s: 2, video_codecs: v, audio_codecs: a,
-        },
-    })
-}
-
-backyard_plugin_api::export_destination!(Plugin);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepts_rtmp_and_rejects_http() {
-        let ok = IngestRequest { server_url: "rtmp://live.example.com/app".into(), stream_key: "abc".into() };
-        assert_eq!(check(&ok).unwrap().primary, "rtmp://live.example.com/app/abc");
-        let bad = IngestRequest { server_url: "http://example.com".into(), stream_key: "abc".into() };
-        assert_eq!(check(&bad).unwrap_err().field, "server-url");
-    }
-}
-"#;
-
-const TEMPLATE_FILTER: &str = r#"//! __NAME__: a Backyard filter plugin. Build with `cargo build --release --target wasm32-wasip2`.
-
-use backyard_plugin_api::filter::*;
-
-struct Plugin;
-
-impl Guest for Plugin {
-    fn apply(frame: &Frame, _time_ms: u64) -> Result<(), String> {
-        let mut px = frame.read();
-        grayscale(&mut px);
-        frame.write(&px)
-    }
-}
-
-/// The filter itself: pure, so it is tested without a host.
-pub fn grayscale(rgba: &mut [u8]) {
-    for p in rgba.chunks_exact_mut(4) {
-        let y = ((p[0] as u32 * 77 + p[1] as u32 * 150 + p[2] as u32 * 29) >> 8) as u8;
-        p[0] = y;
-        p[1] = y;
-        p[2] = y;
-    }
-}
-
-backyard_plugin_api::export_filter!(Plugin);
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn white_stays_white_and_alpha_is_kept() {
-        let mut px = [255, 255, 255, 7, 255, 0, 0, 255];
-        super::grayscale(&mut px);
-        assert_eq!(&px[..4], &[255, 255, 255, 7]);
-        assert_eq!(px[0 + 4], px[1 + 4]);
-    }
-}
-"#;
 
 /// `cargo xtask bench plugins`: build the plugins, then run the host benchmark in release. It prints a
 /// table and writes `target/bench/plugins.json`.

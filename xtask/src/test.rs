@@ -39,6 +39,18 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             .args(["--", "-D", "warnings"]),
     )
     .context("clippy found warnings")?;
+    // The SDK's kinds are cargo features: every one of them is checked (and every public item documented).
+    status(cargo_cmd().args([
+        "clippy",
+        "-p",
+        "backyard-plugin-api",
+        "--all-features",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("clippy found warnings in the plugin SDK with all its features")?;
 
     // Plugins are wasm32-wasip2 crates: built (with the new-plugin template check) before the host tests
     // that load them, and kept out of the host `cargo test`.
@@ -71,11 +83,15 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     if sqlite == 0 || postgres == 0 {
         bail!("a backend ran zero store/API tests (SQLite {sqlite}, PostgreSQL {postgres})");
     }
-    // The SDK's drawing code (text layout, shapes) is compiled into plugins only: tested on its own.
-    status(cargo_cmd().args(["test", "-p", "backyard-plugin-api", "--features", "draw", "--lib"]))
-        .context("the plugin SDK's drawing tests failed")?;
+    // The SDK's drawing code (text layout, shapes) is compiled into plugins only: tested on its own, with
+    // every kind's bindings so its doc examples (whole plugins) compile and run as doctests.
+    status(cargo_cmd().args(["test", "-p", "backyard-plugin-api", "--all-features"]))
+        .context("the plugin SDK's tests or doc examples failed")?;
     // Browser end to end: real Chromium processes with fake media against a freshly started backyard.
-    crate::e2e::run(&crate::root(), &["auth", "room-state", "room", "stage", "turn", "program", "openapi"])?;
+    crate::e2e::run(
+        &crate::root(),
+        &["auth", "room-state", "room", "stage", "turn", "program", "openapi", "plugin-author"],
+    )?;
     println!("xtask: all suites passed");
     Ok(())
 }

@@ -16,7 +16,7 @@
 //! host.list();                        // GET /api/plugins: Vec<PluginSummary> (Serialize, camelCase)
 //! host.validate_destination("youtube", server_url, stream_key)   // blocking: use spawn_blocking
 //!     -> Result<Ingest { primary, backup, constraints }, DestinationError::Field(FieldError { field, message })>;
-//! render_to_png(wasm, &RenderOptions { participants: 4, width: 1280, height: 720, ..Default::default() }, out)?;
+//! render_plugins(&[PluginFile { wasm, manifest }], &settings, &RenderOptions::default())?;  // `backyard plugin render`
 //! // Compositor: one instance per program, called on its own thread.
 //! let mut layout = host.layout("layouts")?;  layout.place(&stage)?;
 //! let mut overlay = host.overlay("overlays")?;  overlay.render(&request)?;
@@ -66,7 +66,7 @@ pub use instance::FailurePolicy;
 pub use layout::{Fit, LayoutInfo, LayoutInstance, Participant, Placement, Rect, Size, Stage};
 pub use manifest::{Manifest, PluginKind, PluginSettings};
 pub use overlay::{Image, Layer, NamedImage, OverlayInfo, OverlayInstance, OverlayOutput, OverlayRequest, Prop};
-pub use render::{RenderOptions, Rgba, render_to_png};
+pub use render::{RenderOptions, Rgba, render_plugins, render_scene, render_to_png};
 
 use instance::{Health, Pre};
 use state::HostState;
@@ -197,6 +197,15 @@ pub struct HostConfig {
     /// engine's configuration), so a restart loads them instead of compiling again. `None`: compile every time.
     /// The folder must be the server's own (what is in it is loaded as machine code).
     pub compile_cache: Option<PathBuf>,
+}
+
+/// A plugin given as files rather than found in a plugin folder (`backyard plugin render`).
+#[derive(Debug, Clone)]
+pub struct PluginFile {
+    /// The component.
+    pub wasm: PathBuf,
+    /// Its `plugin.toml`; `None` makes one from the component's exports (name from the file name).
+    pub manifest: Option<PathBuf>,
 }
 
 /// How plugins were made ready since the host started: compiled from `.wasm`, or loaded from the compile cache.
@@ -460,21 +469,7 @@ impl PluginHost {
     ///
     /// A missing dir is skipped; a broken plugin or a bad setting is an error naming it.
     pub fn start(config: HostConfig) -> Result<PluginHost, PluginError> {
-        let runtime = Runtime::new(config.compile_cache.clone())?;
-        let stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(runtime.engine.clone(), stop.clone()).map_err(|e| PluginError::Load {
-            plugin: "(host)".into(),
-            message: format!("cannot start the epoch thread: {e}"),
-        })?;
-        let inner = Arc::new(Inner {
-            runtime,
-            config,
-            plugins: RwLock::new(BTreeMap::new()),
-            destinations: Mutex::new(BTreeMap::new()),
-            stop,
-            reloads: Mutex::new(BTreeMap::new()),
-        });
-        let host = PluginHost { inner };
+        let host = PluginHost::empty(config)?;
         let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
         for dir in host.plugin_dirs() {
             let entry = host.load_entry(&dir)?;
@@ -494,6 +489,25 @@ impl PluginHost {
             spawn_watcher(Arc::downgrade(&host.inner), every);
         }
         Ok(host)
+    }
+
+    /// A host with its engine and epoch ticker running and no plugin loaded.
+    fn empty(config: HostConfig) -> Result<PluginHost, PluginError> {
+        let runtime = Runtime::new(config.compile_cache.clone())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(runtime.engine.clone(), stop.clone()).map_err(|e| PluginError::Load {
+            plugin: "(host)".into(),
+            message: format!("cannot start the epoch thread: {e}"),
+        })?;
+        let inner = Arc::new(Inner {
+            runtime,
+            config,
+            plugins: RwLock::new(BTreeMap::new()),
+            destinations: Mutex::new(BTreeMap::new()),
+            stop,
+            reloads: Mutex::new(BTreeMap::new()),
+        });
+        Ok(PluginHost { inner })
     }
 
     /// Every `<dir>/<name>/` holding a `plugin.toml`, in dir order then name order.
@@ -778,40 +792,85 @@ impl PluginHost {
     }
 
     /// Load a single `.wasm` (with the `plugin.toml` beside it if any, else a manifest made from the
-    /// component's exports) into a host of its own, for the `plugin render` tool and tests.
+    /// component's exports) into a host of its own, for tests.
     pub fn load_file(wasm: &Path) -> Result<(PluginHost, String), PluginError> {
-        let io = |e: std::io::Error| PluginError::Io { path: wasm.display().to_string(), message: e.to_string() };
-        let bytes = std::fs::read(wasm).map_err(io)?;
-        let host = PluginHost::start(HostConfig::default())?;
         let sibling = wasm.with_file_name(MANIFEST_FILE);
-        let manifest = if sibling.is_file() {
-            let text = std::fs::read_to_string(&sibling).map_err(io)?;
-            Manifest::parse(&text, &sibling.display().to_string())?
-        } else {
-            let kind = host.detect_kind(&bytes, wasm)?;
-            let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
-            let name: String =
-                stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-            Manifest::parse(
-                &format!(
-                    "name = \"{name}\"\nversion = \"0.0.0\"\nkind = \"{kind}\"\napi = \"{}\"\n",
-                    manifest::API_VERSION
-                ),
-                &wasm.display().to_string(),
-            )?
+        let file = PluginFile { wasm: wasm.to_path_buf(), manifest: sibling.is_file().then_some(sibling) };
+        let (host, mut names) = PluginHost::load_files(&[file], &OperatorSettings::default())?;
+        Ok((host, names.remove(0)))
+    }
+
+    /// Load plugin files into a host of their own (no folders, no watcher), for `backyard plugin render`:
+    /// each with its manifest when given, else one made from the component's exports. The operator's
+    /// blocks in `settings` apply to the plugins they name; blocks naming plugins not loaded are ignored.
+    /// Returns the plugins' names in the order given.
+    pub fn load_files(
+        files: &[PluginFile],
+        settings: &OperatorSettings,
+    ) -> Result<(PluginHost, Vec<String>), PluginError> {
+        let keep = |tables: &BTreeMap<String, PluginSettings>, names: &[String]| -> BTreeMap<String, PluginSettings> {
+            tables.iter().filter(|(name, _)| names.contains(name)).map(|(k, v)| (k.clone(), v.clone())).collect()
         };
-        let name = manifest.name.clone();
-        let compiled = host.compile(manifest, &bytes, (None, None))?;
-        let entry = PluginEntry {
-            name: name.as_str().into(),
-            dir: wasm.parent().map(Path::to_path_buf).unwrap_or_default(),
-            compiled: RwLock::new(Arc::new(compiled)),
-            generation: AtomicU64::new(0),
-            health: Mutex::new(Health::default()),
-            policy: FailurePolicy::default(),
+        let mut host = PluginHost::empty(HostConfig::default())?;
+        let mut loaded: Vec<(Manifest, Vec<u8>, &PluginFile)> = Vec::new();
+        for file in files {
+            let io = |path: &Path, e: std::io::Error| PluginError::Io {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            };
+            let bytes = std::fs::read(&file.wasm).map_err(|e| io(&file.wasm, e))?;
+            let manifest = match &file.manifest {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+                    Manifest::parse(&text, &path.display().to_string())?
+                }
+                None => {
+                    let kind = host.detect_kind(&bytes, &file.wasm)?;
+                    let stem = file.wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+                    let name: String = stem
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+                        .collect();
+                    Manifest::parse(
+                        &format!(
+                            "name = \"{name}\"\nversion = \"0.0.0\"\nkind = \"{kind}\"\napi = \"{}\"\n",
+                            manifest::API_VERSION
+                        ),
+                        &file.wasm.display().to_string(),
+                    )?
+                }
+            };
+            if let Some((_, _, first)) = loaded.iter().find(|(m, _, _)| m.name == manifest.name) {
+                return Err(PluginError::Duplicate {
+                    name: manifest.name.clone(),
+                    first: first.wasm.display().to_string(),
+                    second: file.wasm.display().to_string(),
+                });
+            }
+            loaded.push((manifest, bytes, file));
+        }
+        let names: Vec<String> = loaded.iter().map(|(m, _, _)| m.name.clone()).collect();
+        let settings = OperatorSettings {
+            plugins: keep(&settings.plugins, &names),
+            destinations: keep(&settings.destinations, &names),
         };
-        host.inner.plugins.write().insert(name.clone(), Arc::new(entry));
-        Ok((host, name))
+        // Nothing else holds the host yet (no watcher, no instance): its settings can still be set.
+        Arc::get_mut(&mut host.inner).expect("a host just made has no other owner").config.settings = settings;
+        for (manifest, bytes, file) in loaded {
+            let name = manifest.name.clone();
+            let compiled = host.compile(manifest, &bytes, (None, None))?;
+            let entry = PluginEntry {
+                name: name.as_str().into(),
+                dir: file.wasm.parent().map(Path::to_path_buf).unwrap_or_default(),
+                compiled: RwLock::new(Arc::new(compiled)),
+                generation: AtomicU64::new(0),
+                health: Mutex::new(Health::default()),
+                policy: FailurePolicy::default(),
+            };
+            host.inner.plugins.write().insert(name, Arc::new(entry));
+        }
+        host.check_operator_sections()?;
+        Ok((host, names))
     }
 
     fn detect_kind(&self, bytes: &[u8], path: &Path) -> Result<PluginKind, PluginError> {

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use super::{
-    Fit, Layer, OverlayRequest, Participant, Placement, PluginError, PluginHost, PluginKind, Prop, Size, Stage,
+    Fit, Layer, OperatorSettings, OverlayRequest, Participant, Placement, PluginError, PluginFile, PluginHost,
+    PluginKind, Prop, Size, Stage,
 };
 
 /// An RGBA image (straight alpha, rows top to bottom, no padding).
@@ -263,94 +264,191 @@ pub fn sample_props() -> Vec<Prop> {
     .collect()
 }
 
-/// What `render_to_png` draws.
+/// What a preview draws.
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
-    pub participants: usize,
     pub width: u32,
     pub height: u32,
+    /// Who is on stage, by name, in stage order (layouts). Their ids are `p1`, `p2`, ...
+    pub participants: Vec<String>,
+    /// The active speaker: an index into `participants`.
+    pub speaker: Option<usize>,
+    /// Who shares a screen: an index into `participants`. The share is on stage as `p<n>:screen`.
+    pub screen: Option<usize>,
     /// Layout id for a layout plugin (default: the plugin's first layout).
     pub layout: Option<String>,
-    /// Overlay id for an overlay plugin (default: the plugin's first overlay).
-    pub overlay: Option<String>,
-    /// Props for an overlay (default: [`sample_props`]).
+    /// Overlay ids to draw, each from whichever overlay plugin offers it (default: each overlay plugin's
+    /// first overlay).
+    pub overlays: Vec<String>,
+    /// Props for the overlays (default: [`sample_props`]).
     pub props: Option<Vec<Prop>>,
-    /// Milliseconds since the overlay appeared.
+    /// Milliseconds since the overlays appeared (animations).
     pub time_ms: u64,
+}
+
+impl RenderOptions {
+    /// `n` participants named "Guest 1", "Guest 2", ...
+    pub fn guests(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("Guest {i}")).collect()
+    }
+
+    /// The stage these options describe, for `layout`.
+    pub fn stage(&self, layout: &str) -> Stage {
+        let canvas = Size { width: self.width, height: self.height };
+        let mut participants: Vec<Participant> = self
+            .participants
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Participant {
+                id: format!("p{}", i + 1),
+                name: name.clone(),
+                speaking: self.speaker == Some(i),
+                screen_share: false,
+                video_enabled: true,
+            })
+            .collect();
+        if let Some(i) = self.screen.filter(|i| *i < self.participants.len()) {
+            participants.push(Participant {
+                id: format!("p{}:screen", i + 1),
+                name: format!("{} (screen)", self.participants[i]),
+                speaking: false,
+                screen_share: true,
+                video_enabled: true,
+            });
+        }
+        let active_speaker = self.speaker.filter(|i| *i < self.participants.len()).map(|i| format!("p{}", i + 1));
+        Stage { layout: layout.to_string(), canvas, participants, active_speaker }
+    }
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
         RenderOptions {
-            participants: 4,
             width: 1280,
             height: 720,
+            participants: RenderOptions::guests(4),
+            speaker: None,
+            screen: None,
             layout: None,
-            overlay: None,
+            overlays: Vec::new(),
             props: None,
             time_ms: 0,
         }
     }
 }
 
-/// Render the layout or overlay in `wasm` to an image.
+/// Render the layout or overlay in `wasm` (with the `plugin.toml` beside it, if any) to an image.
 pub fn render_file(wasm: &Path, opts: &RenderOptions) -> Result<Rgba, PluginError> {
+    let sibling = wasm.with_file_name(super::MANIFEST_FILE);
+    let file = PluginFile { wasm: wasm.to_path_buf(), manifest: sibling.is_file().then_some(sibling) };
+    render_plugins(&[file], &OperatorSettings::default(), opts)
+}
+
+/// Render a scene from plugin files: at most one layout plugin places the participants (drawn as labelled
+/// tiles; without one, a checkerboard shows transparency), then each overlay plugin draws on top, in the
+/// order given. The operator's `settings` apply to the plugins they name.
+pub fn render_plugins(
+    files: &[PluginFile],
+    settings: &OperatorSettings,
+    opts: &RenderOptions,
+) -> Result<Rgba, PluginError> {
     if opts.width == 0 || opts.height == 0 || opts.width > 7680 || opts.height > 7680 {
         return Err(PluginError::Render(format!("size {}x{} is not 1..=7680 on each side", opts.width, opts.height)));
     }
-    let (host, name) = PluginHost::load_file(wasm)?;
+    if files.is_empty() {
+        return Err(PluginError::Render("no plugin to render".into()));
+    }
+    let (host, names) = PluginHost::load_files(files, settings)?;
+    render_scene(&host, &names, opts)
+}
+
+/// [`render_plugins`] with plugins already loaded (by [`PluginHost::load_files`]): `names` in drawing order.
+pub fn render_scene(host: &PluginHost, names: &[String], opts: &RenderOptions) -> Result<Rgba, PluginError> {
+    if opts.width == 0 || opts.height == 0 || opts.width > 7680 || opts.height > 7680 {
+        return Err(PluginError::Render(format!("size {}x{} is not 1..=7680 on each side", opts.width, opts.height)));
+    }
     let canvas = Size { width: opts.width, height: opts.height };
-    let kind = host.list().into_iter().find(|p| p.name == name).map(|p| p.kind);
-    match kind {
-        Some(PluginKind::Layout) => {
-            let mut inst = host.layout(&name)?;
+    let kinds: Vec<(String, PluginKind)> = host.list().into_iter().map(|p| (p.name, p.kind)).collect();
+    let kind_of = |name: &str| kinds.iter().find(|(n, _)| n == name).map(|(_, k)| *k);
+    let mut layouts = Vec::new();
+    let mut overlays = Vec::new();
+    for name in names {
+        match kind_of(name) {
+            Some(PluginKind::Layout) => layouts.push(name.clone()),
+            Some(PluginKind::Overlay) => overlays.push(name.clone()),
+            Some(k) => {
+                return Err(PluginError::Render(format!("'{name}' is a {k} plugin; only layouts and overlays render")));
+            }
+            None => return Err(PluginError::Render(format!("'{name}' did not load"))),
+        }
+    }
+    if layouts.len() > 1 {
+        return Err(PluginError::Render(format!(
+            "one layout plugin at a time: {} are all layouts",
+            layouts.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut img = match layouts.first() {
+        Some(name) => {
+            let mut inst = host.layout(name)?;
+            let offered = inst.layouts()?;
             let layout = match &opts.layout {
-                Some(l) => l.clone(),
-                None => inst
-                    .layouts()?
+                Some(l) if offered.iter().any(|o| &o.id == l) => l.clone(),
+                Some(l) => {
+                    return Err(PluginError::Render(format!(
+                        "'{name}' offers no layout '{l}' (it offers: {})",
+                        offered.iter().map(|o| o.id.as_str()).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                None => offered
                     .into_iter()
                     .next()
                     .map(|l| l.id)
-                    .ok_or_else(|| PluginError::Render("the plugin offers no layouts".into()))?,
+                    .ok_or_else(|| PluginError::Render(format!("'{name}' offers no layouts")))?,
             };
-            let stage = sample_stage(&layout, opts.participants, canvas, false);
+            let stage = opts.stage(&layout);
             let placements = inst.place(&stage)?;
             if let Some(e) = inst.last_failure() {
                 return Err(e.clone());
             }
-            Ok(draw_placements(&stage, &placements))
+            draw_placements(&stage, &placements)
         }
-        Some(PluginKind::Overlay) => {
-            let mut inst = host.overlay(&name)?;
-            let overlay = match &opts.overlay {
-                Some(o) => o.clone(),
-                None => inst
-                    .overlays()?
-                    .into_iter()
-                    .next()
-                    .map(|o| o.id)
-                    .ok_or_else(|| PluginError::Render("the plugin offers no overlays".into()))?,
-            };
+        None => draw_overlay(canvas, None),
+    };
+    let mut drawn: Vec<String> = Vec::new();
+    for name in &overlays {
+        let mut inst = host.overlay(name)?;
+        let offered: Vec<String> = inst.overlays()?.into_iter().map(|o| o.id).collect();
+        let ids: Vec<String> = if opts.overlays.is_empty() {
+            offered.first().cloned().into_iter().collect()
+        } else {
+            opts.overlays.iter().filter(|id| offered.contains(id)).cloned().collect()
+        };
+        for overlay in ids {
             let req = OverlayRequest {
-                overlay,
+                overlay: overlay.clone(),
                 canvas,
                 time_ms: opts.time_ms,
                 props: opts.props.clone().unwrap_or_else(sample_props),
                 images: Vec::new(),
             };
-            let out = inst.render(&req)?;
-            let img = draw_overlay(canvas, out.layer);
+            let layer = inst.render(&req)?.layer.cloned();
             if let Some(e) = inst.last_failure() {
                 return Err(e.clone());
             }
-            Ok(img)
+            if let Some(layer) = &layer {
+                img.draw_layer(layer);
+            }
+            drawn.push(overlay);
         }
-        Some(k) => Err(PluginError::Render(format!("'{name}' is a {k} plugin; only layouts and overlays render"))),
-        None => Err(PluginError::Render(format!("'{name}' did not load"))),
     }
+    if let Some(missing) = opts.overlays.iter().find(|id| !drawn.contains(id)) {
+        return Err(PluginError::Render(format!("no overlay plugin given offers an overlay '{missing}'")));
+    }
+    Ok(img)
 }
 
-/// `backyard plugin render <file.wasm> --participants N --size WxH --out scene.png`.
+/// [`render_file`], written to `out` as PNG.
 pub fn render_to_png(wasm: &Path, opts: &RenderOptions, out: &Path) -> Result<(), PluginError> {
     let img = render_file(wasm, opts)?;
     let bytes = img.to_png()?;

@@ -59,13 +59,7 @@ impl DirectorThread {
         };
         let data_dir = state.cfg.data_dir.clone();
         std::thread::Builder::new().name("program-director".into()).spawn(move || {
-            let overlays = host
-                .overlay(director::OVERLAY_PLUGIN)
-                .map_err(
-                    |e| tracing::error!(%broadcast, plugin = director::OVERLAY_PLUGIN, "program without overlays: {e}"),
-                )
-                .ok();
-            let painter = PluginPainter::new(overlays, move |url: &str| load_upload(&data_dir, url));
+            let painter = PluginPainter::new(host.clone(), move |url: &str| load_upload(&data_dir, url));
             let director = Director::new(canvas, PluginLayouts::new(host), painter);
             shell.run(director, rx);
         })?;

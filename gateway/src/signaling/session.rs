@@ -355,6 +355,7 @@ impl Session {
     async fn send_joined(&mut self, broadcast: &Broadcast, me: &Participant, role: Role) {
         let others: Vec<_> = self.hub.participants(broadcast.id).into_iter().filter(|p| p.id != me.id).collect();
         let layouts = self.state.plugins.layouts().await;
+        let overlays = self.state.plugins.overlays().await;
         let stage_layout = self.hub.programs.get(broadcast.id).and_then(|l| l.stage_layout());
         let data = json!({
             "participantId": me.id,
@@ -365,6 +366,7 @@ impl Session {
             "chat": self.hub.chat(broadcast.id),
             "scene": Scene::of(broadcast),
             "layouts": layouts,
+            "overlays": overlays,
             "stageLayout": stage_layout,
         });
         self.send("joined", data);
