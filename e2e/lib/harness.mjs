@@ -176,6 +176,43 @@ export async function sampleVideo(locator, points = [[0.25, 0.5], [0.75, 0.5]]) 
   }, points);
 }
 
+/**
+ * Fetches the program's latest composed frame as the host and decodes it in the page (an <img> drawn on a
+ * canvas); returns its size and the mean colour of a small box around each point (fractions of the frame).
+ */
+export async function sampleProgram(page, broadcastId, points) {
+  return page.evaluate(
+    async ({ id, points }) => {
+      const res = await fetch(`/api/broadcasts/${id}/program.jpg`, { credentials: 'same-origin', cache: 'no-store' });
+      if (!res.ok) return { error: `program.jpg: HTTP ${res.status}` };
+      const url = URL.createObjectURL(await res.blob());
+      try {
+        const img = new Image();
+        img.src = url;
+        await img.decode();
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth;
+        c.height = img.naturalHeight;
+        const ctx = c.getContext('2d', { willReadFrequently: true });
+        ctx.drawImage(img, 0, 0);
+        const box = 6;
+        const colours = points.map(([fx, fy]) => {
+          const x = Math.min(c.width - box, Math.max(0, Math.round(fx * c.width - box / 2)));
+          const y = Math.min(c.height - box, Math.max(0, Math.round(fy * c.height - box / 2)));
+          const d = ctx.getImageData(x, y, box, box).data;
+          const sum = [0, 0, 0];
+          for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
+          return sum.map((v) => Math.round(v / (d.length / 4)));
+        });
+        return { width: c.width, height: c.height, colours };
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+    },
+    { id: broadcastId, points },
+  );
+}
+
 /** True when every channel of `got` is within `tol` of `want`. */
 export function near(got, want, tol) {
   return got.every((v, i) => Math.abs(v - want[i]) <= tol);

@@ -14,7 +14,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, makeClip, sampleProgram, screenshot } from '../lib/harness.mjs';
 
 const BIN = process.env.BACKYARD_E2E_BIN;
 const PLUGIN_DIR = process.env.BACKYARD_E2E_PLUGIN_DIR;
@@ -45,32 +45,9 @@ function sh(cwd, cmd, args, { timeout = 600000 } = {}) {
   });
 }
 
-/** The average colour of a small box at a fraction of `program.jpg`, read in the page. */
-async function programColour(page, broadcastId, [fx, fy]) {
-  return page.evaluate(
-    async ({ id, fx, fy }) => {
-      const res = await fetch(`/api/broadcasts/${id}/program.jpg`, { credentials: 'same-origin', cache: 'no-store' });
-      if (!res.ok) return null;
-      const url = URL.createObjectURL(await res.blob());
-      try {
-        const img = new Image();
-        img.src = url;
-        await img.decode();
-        const c = document.createElement('canvas');
-        c.width = img.naturalWidth;
-        c.height = img.naturalHeight;
-        const ctx = c.getContext('2d', { willReadFrequently: true });
-        ctx.drawImage(img, 0, 0);
-        const d = ctx.getImageData(Math.round(fx * c.width) - 2, Math.round(fy * c.height) - 2, 4, 4).data;
-        const sum = [0, 0, 0];
-        for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
-        return sum.map((v) => Math.round(v / (d.length / 4)));
-      } finally {
-        URL.revokeObjectURL(url);
-      }
-    },
-    { id: broadcastId, fx, fy },
-  );
+/** The mean colour of a small box around `point` (fractions) of the program's latest frame, or null. */
+async function programColour(page, broadcastId, point) {
+  return (await sampleProgram(page, broadcastId, [point])).colours?.[0] ?? null;
 }
 
 describe('a plugin author outside the checkout', { timeout: 900000 }, () => {

@@ -16,7 +16,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, hostWithInvite, closeAll, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, rgb, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, hostWithInvite, closeAll, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
 
 const PEOPLE = {
   host: { name: 'Stella Host', left: 'c83232', right: '3232c8' },
@@ -90,43 +90,6 @@ async function stageRects(page) {
     });
     return { aspect: s.width / s.height, tiles };
   });
-}
-
-/**
- * Fetches the program's latest composed frame as the host and decodes it in the page (an <img> drawn on a
- * canvas); returns its size and the mean colour of a small box around each point (fractions of the frame).
- */
-async function sampleProgram(page, broadcastId, points) {
-  return page.evaluate(
-    async ({ id, points }) => {
-      const res = await fetch(`/api/broadcasts/${id}/program.jpg`, { credentials: 'same-origin', cache: 'no-store' });
-      if (!res.ok) return { error: `program.jpg: HTTP ${res.status}` };
-      const url = URL.createObjectURL(await res.blob());
-      try {
-        const img = new Image();
-        img.src = url;
-        await img.decode();
-        const c = document.createElement('canvas');
-        c.width = img.naturalWidth;
-        c.height = img.naturalHeight;
-        const ctx = c.getContext('2d', { willReadFrequently: true });
-        ctx.drawImage(img, 0, 0);
-        const box = 6;
-        const colours = points.map(([fx, fy]) => {
-          const x = Math.min(c.width - box, Math.max(0, Math.round(fx * c.width - box / 2)));
-          const y = Math.min(c.height - box, Math.max(0, Math.round(fy * c.height - box / 2)));
-          const d = ctx.getImageData(x, y, box, box).data;
-          const sum = [0, 0, 0];
-          for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
-          return sum.map((v) => Math.round(v / (d.length / 4)));
-        });
-        return { width: c.width, height: c.height, colours };
-      } finally {
-        URL.revokeObjectURL(url);
-      }
-    },
-    { id: broadcastId, points },
-  );
 }
 
 /** Is the canvas point (fractions) inside tile `t` (a `stage-layout` tile, pixels on `canvas`)? */
