@@ -1,11 +1,12 @@
 // Going live from the studio: a host and a guest in Chromium, both put on stage from the studio UI; the host
 // adds a custom RTMP destination (a real nginx-rtmp on loopback) and presses Go live. The stream nginx receives
 // is H.264 + AAC and shows both participants' camera patterns; the destination panel says "Live"; the program
-// preview in the studio shows the composed picture; End stops it.
+// preview in the studio shows the composed picture; End stops it. Then the host finds the recording from the
+// broadcasts list, plays it in the page, downloads it and deletes it.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -160,5 +161,38 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
     await eventually('the broadcast shows ended', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'ended', 15000);
     await eventually('the guest sees it ended', async () => (await p.guest.page.getAttribute('.status-pill', 'data-status')) === 'ended', 15000);
     await screenshot(page, 'program-02-host-ended');
+  });
+
+  it('the recording is in the library: found from the broadcasts list, it plays in the page, downloads and deletes', async () => {
+    const page = p.host.page;
+    await page.goto(`${base}/#/broadcasts`);
+    await page.locator('[data-action=open-recordings]').waitFor();
+    await screenshot(page, 'program-03-broadcasts');
+    await page.click('[data-action=open-recordings]');
+    const card = page.locator('.recording-card').first();
+    await eventually('the recording is finalised', async () => {
+      if ((await card.getAttribute('data-status').catch(() => null)) === 'ready') return true;
+      await page.reload();
+      return false;
+    }, 30000, 1000);
+    const player = card.locator('video.recording-player');
+    await player.evaluate((v) => {
+      v.muted = true;
+      return v.play();
+    });
+    await eventually('the recording plays in the page', async () => (await player.evaluate((v) => v.currentTime)) > 1, 20000);
+    assert.ok(await player.evaluate((v) => v.videoWidth > 0), 'the player decodes the picture');
+    await screenshot(page, 'program-04-recordings');
+    const [download] = await Promise.all([page.waitForEvent('download'), card.locator('[data-action=download-recording]').click()]);
+    const file = await readFile(await download.path());
+    assert.ok(file.length > 50000, `the download is ${file.length} bytes`);
+    assert.equal(file.subarray(4, 8).toString('latin1'), 'ftyp', 'the download is an MP4');
+    assert.match(download.suggestedFilename(), /\.mp4$/);
+    // The host's page accepts confirmations (set up with the studio above): the delete is confirmed.
+    await card.locator('[data-action=delete-recording]').click();
+    await page.locator('.recording-card').waitFor({ state: 'detached', timeout: 10000 });
+    await page.locator('.empty-state').waitFor();
+    const left = await page.evaluate(async () => (await (await fetch('/api/recordings')).json()).items.length);
+    assert.equal(left, 0, 'the recording is gone from the API too');
   });
 });

@@ -67,6 +67,8 @@ export const api = {
   refresh: () => refreshSession(),
 
   listBroadcasts: (limit = 50, offset = 0) => request('GET', `/api/broadcasts?limit=${limit}&offset=${offset}`),
+  listRecordings: (limit = 100, offset = 0) => request('GET', `/api/recordings?limit=${limit}&offset=${offset}`),
+  deleteRecording: (id) => request('DELETE', `/api/recordings/${encodeURIComponent(id)}`),
   createBroadcast: (title, description) => request('POST', '/api/broadcasts', { title, description }),
   getBroadcast: (id) => request('GET', `/api/broadcasts/${encodeURIComponent(id)}`),
   deleteBroadcast: (id) => request('DELETE', `/api/broadcasts/${encodeURIComponent(id)}`),

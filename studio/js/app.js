@@ -1,5 +1,6 @@
-// Entry point of the studio at `/`: hash routes for sign in, register, the broadcasts list and the studio room.
-//   #/login  #/register  #/broadcasts  #/studio/<broadcastId>
+// Entry point of the studio at `/`: hash routes for sign in, register, the broadcasts list, the recordings library
+// and the studio room.
+//   #/login  #/register  #/broadcasts  #/recordings  #/recordings/<broadcastId>  #/studio/<broadcastId>
 
 import { api, itemsOf } from './api.js';
 import { h, icon, mount, toast } from './dom.js';
@@ -49,6 +50,7 @@ async function route() {
     return;
   }
   if (page === 'studio' && arg) studioView(decodeURIComponent(arg));
+  else if (page === 'recordings') recordingsView(arg ? decodeURIComponent(arg) : null);
   else broadcastsView();
 }
 
@@ -124,11 +126,13 @@ function authView(mode) {
 
 // ------------------------------------------------------------------ broadcasts
 
-function appHeader() {
+function appHeader(current) {
   const user = session?.user;
+  const link = (id, href, label) => h(`a.nav-link${current === id ? '.active' : ''}`, { href, dataset: { nav: id }, 'aria-current': current === id ? 'page' : null }, label);
   return h(
     'header.app-header',
     h('div.brand', h('span.brand-dot'), 'Backyard'),
+    h('nav.app-nav', link('broadcasts', '#/broadcasts', 'Broadcasts'), link('recordings', '#/recordings', 'Recordings')),
     h(
       'div.user-box',
       h('span.user-name', user?.name ?? ''),
@@ -179,7 +183,7 @@ async function broadcastsView() {
     root,
     h(
       'div.app-page',
-      appHeader(),
+      appHeader('broadcasts'),
       h(
         'main.page-body',
         h('div.page-head', h('div', h('h1', 'Broadcasts'), h('p.muted', 'Create a broadcast, invite guests, and go live to all your destinations at once.'))),
@@ -210,6 +214,9 @@ async function broadcastsView() {
           ),
           h(
             'div.bc-actions',
+            b.status === 'scheduled'
+              ? null
+              : h('a.button.ghost', { href: `#/recordings/${encodeURIComponent(b.id)}`, dataset: { action: 'open-recordings' } }, 'Recordings'),
             h(
               'a.button.primary',
               { href: `#/studio/${encodeURIComponent(b.id)}`, dataset: { action: 'open-studio' } },
@@ -221,6 +228,108 @@ async function broadcastsView() {
     );
   } catch (err) {
     mount(list, h('div.form-error', `Could not load broadcasts: ${err.message}`));
+  }
+}
+
+// ------------------------------------------------------------------ recordings
+
+/** "1:02:03" or "2:03" for a duration in seconds. */
+function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds || 0));
+  const hms = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  const parts = hms[0] ? hms : hms.slice(1);
+  return parts.map((n, i) => (i === 0 ? String(n) : String(n).padStart(2, '0'))).join(':');
+}
+
+/** "12.4 MB" for a size in bytes. */
+function bytes(n) {
+  if (n < 1024 * 1024) return `${Math.max(1, Math.round(n / 1024))} kB`;
+  if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
+}
+
+/** A file name for a recording's download: its title, made safe, and its date. */
+function fileName(r) {
+  const safe = (r.title || 'recording').replace(/[^\p{L}\p{N} _-]+/gu, '').trim().replace(/\s+/g, '-') || 'recording';
+  return `${safe}-${r.createdAt.slice(0, 10)}.mp4`;
+}
+
+/** One recording: play it in the page, download it, delete it. */
+function recordingCard(r, onDelete) {
+  const ready = r.status === 'ready';
+  const label = { recording: 'Recording…', ready: 'Ready', failed: 'Failed' }[r.status] ?? r.status;
+  const when = new Date(r.createdAt).toLocaleString(undefined, { day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit' });
+  const remove = h(
+    'button.ghost.danger',
+    { type: 'button', dataset: { action: 'delete-recording' }, disabled: r.status === 'recording', title: r.status === 'recording' ? 'It is still recording' : null },
+    'Delete',
+  );
+  const card = h(
+    'article.recording-card',
+    { dataset: { recordingId: r.id, status: r.status } },
+    ready
+      ? h('video.recording-player', { controls: true, preload: 'metadata', src: r.url, 'aria-label': `Play ${r.title}` })
+      : h('div.recording-placeholder', label),
+    h(
+      'div.recording-body',
+      h('div.bc-head', h('h3', r.title || 'Untitled'), h(`span.badge.${r.status}`, label)),
+      h('div.bc-meta', `${when} · ${duration(r.duration)} · ${bytes(r.fileSize)}`),
+    ),
+    h(
+      'div.bc-actions',
+      ready ? h('a.button.ghost', { href: r.url, download: fileName(r), dataset: { action: 'download-recording' } }, 'Download') : null,
+      remove,
+    ),
+  );
+  remove.onclick = async () => {
+    if (!window.confirm(`Delete the recording of “${r.title}” from ${when}? This cannot be undone.`)) return;
+    remove.disabled = true;
+    try {
+      await api.deleteRecording(r.id);
+      card.remove();
+      toast('Recording deleted.', 'success');
+      onDelete();
+    } catch (err) {
+      remove.disabled = false;
+      toast(`Could not delete it: ${err.message}`, 'error');
+    }
+  };
+  return card;
+}
+
+/** Every recording of the account, newest first, or only those of one broadcast. */
+async function recordingsView(broadcastId) {
+  const list = h('div.recording-grid', h('div.loading', 'Loading recordings…'));
+  const heading = h('h1', 'Recordings');
+  const sub = h('p.muted', 'Play, download or delete the program recordings of your shows.');
+  mount(
+    root,
+    h(
+      'div.app-page',
+      appHeader('recordings'),
+      h('main.page-body', h('div.page-head', h('div', heading, sub)), list),
+    ),
+  );
+  try {
+    let items = itemsOf(await api.listRecordings());
+    if (broadcastId) {
+      items = items.filter((r) => r.broadcastId === broadcastId);
+      try {
+        heading.textContent = `Recordings of “${(await api.getBroadcast(broadcastId)).title}”`;
+      } catch {
+        // The broadcast is gone; its recordings (if any) are still listed.
+      }
+      sub.replaceChildren('The program recordings of this broadcast. ', h('a', { href: '#/recordings' }, 'All recordings'));
+    }
+    const empty = () =>
+      mount(list, h('div.empty-state', h('h3', 'No recordings yet'), h('p.muted', 'Every show is recorded while it is live; its recording appears here.')));
+    if (!items.length) {
+      empty();
+      return;
+    }
+    mount(list, items.map((r) => recordingCard(r, () => list.querySelector('.recording-card') || empty())));
+  } catch (err) {
+    mount(list, h('div.form-error', `Could not load recordings: ${err.message}`));
   }
 }
 
