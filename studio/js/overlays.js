@@ -1,8 +1,8 @@
-// The host's overlay controls: banner, lower third, logo, the chat comment featured on screen, and the overlays
+// The host's overlay controls: banner, lower third, ticker, logo, the chat comment featured on screen, and the overlays
 // of installed overlay plugins (one card each, a text field per prop the overlay reads). Edits become the
 // scene's `overlays` object:
 //   {banner: {text, visible}, lowerThird: {name, title, visible}, logo: {url, visible},
-//    comment: {messageId, name, text, visible}, plugins: {'<plugin>/<overlay>': {visible, props: {prop: text}}}}
+//    comment: {messageId, name, text, visible}, ticker: {text, visible}, plugins: {'<plugin>/<overlay>': {visible, props: {prop: text}}}}
 
 import { api } from './api.js';
 import { h, toast } from './dom.js';
@@ -21,6 +21,8 @@ export class OverlaysPanel {
     this.ltName = h('input', { type: 'text', maxLength: 60, placeholder: 'Name', name: 'lowerThirdName' });
     this.ltTitle = h('input', { type: 'text', maxLength: 80, placeholder: 'Title', name: 'lowerThirdTitle' });
     this.ltShow = h('button.secondary', { type: 'button', dataset: { action: 'toggle-lower-third' } });
+    this.tickerText = h('textarea', { rows: 2, maxLength: 500, placeholder: 'e.g. Next up: Q&A with our guests · Follow us for more', name: 'tickerText', 'aria-label': 'Ticker text' });
+    this.tickerShow = h('button.secondary', { type: 'button', dataset: { action: 'toggle-ticker' } });
     this.logoImg = h('img.logo-thumb', { alt: 'Logo' });
     this.logoInput = h('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp,image/gif', hidden: true, name: 'logo' });
     this.logoShow = h('button.secondary', { type: 'button', dataset: { action: 'toggle-logo' } });
@@ -34,6 +36,9 @@ export class OverlaysPanel {
     for (const i of [this.ltName, this.ltTitle]) {
       i.onchange = () => this.commit({ lowerThird: { ...this.overlays.lowerThird, name: this.ltName.value.trim(), title: this.ltTitle.value.trim() } });
     }
+    this.tickerShow.onclick = () => this.commit({ ticker: { ...this.overlays.ticker, text: this.tickerText.value.trim(), visible: !this.overlays.ticker.visible } });
+    this.tickerText.onchange = () => this.commit({ ticker: { ...this.overlays.ticker, text: this.tickerText.value.trim() } });
+    this.tickerText.oninput = () => this.paint();
     this.logoShow.onclick = () => this.commit({ logo: { ...this.overlays.logo, visible: !this.overlays.logo.visible } });
     this.logoInput.onchange = () => this.upload(this.logoInput.files[0]);
 
@@ -41,6 +46,7 @@ export class OverlaysPanel {
       'div.panel.overlays-panel',
       h('section.panel-section', h('h3', 'Banner'), this.bannerText, h('div.form-row', this.bannerShow)),
       h('section.panel-section', h('h3', 'Lower third'), this.ltName, this.ltTitle, h('div.form-row', this.ltShow)),
+      h('section.panel-section', h('h3', 'Ticker'), this.tickerText, h('div.form-row', this.tickerShow)),
       h(
         'section.panel-section',
         h('h3', 'Logo'),
@@ -116,6 +122,7 @@ export class OverlaysPanel {
     if (document.activeElement !== this.bannerText) this.bannerText.value = this.overlays.banner.text;
     if (document.activeElement !== this.ltName) this.ltName.value = this.overlays.lowerThird.name;
     if (document.activeElement !== this.ltTitle) this.ltTitle.value = this.overlays.lowerThird.title;
+    if (document.activeElement !== this.tickerText) this.tickerText.value = this.overlays.ticker.text;
     for (const [id, card] of this.pluginCards) {
       const props = this.overlays.plugins[id]?.props ?? {};
       for (const [prop, input] of Object.entries(card.inputs)) if (document.activeElement !== input) input.value = props[prop] ?? '';
@@ -132,6 +139,9 @@ export class OverlaysPanel {
     this.bannerShow.classList.toggle('active', banner.visible);
     this.ltShow.textContent = lowerThird.visible ? 'Hide lower third' : 'Show lower third';
     this.ltShow.classList.toggle('active', lowerThird.visible);
+    this.tickerShow.textContent = this.overlays.ticker.visible ? 'Hide ticker' : 'Show ticker';
+    this.tickerShow.classList.toggle('active', this.overlays.ticker.visible);
+    this.tickerShow.disabled = !this.overlays.ticker.visible && !this.tickerText.value.trim() && !this.overlays.ticker.text;
     this.logoShow.textContent = logo.visible ? 'Hide logo' : 'Show logo';
     this.logoShow.classList.toggle('active', logo.visible);
     this.logoShow.disabled = !logo.url;

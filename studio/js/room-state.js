@@ -23,6 +23,7 @@ export function emptyOverlays() {
     lowerThird: { name: '', title: '', visible: false },
     logo: { url: '', visible: false },
     comment: { messageId: '', name: '', text: '', visible: false },
+    ticker: { text: '', visible: false },
     /** Overlays of installed plugins, by `<plugin>/<overlay>`: `{visible, props: {prop: text}}`. */
     plugins: {},
   };
@@ -35,11 +36,10 @@ function normalisePluginOverlay(o) {
   return { visible: o?.visible === true, props };
 }
 
-/** Fills every overlay with its defaults, keeping what `overlays` sets (the ticker, which the studio has no control for, included). */
+/** Fills every overlay with its defaults, keeping what `overlays` sets. */
 export function normaliseOverlays(overlays = {}) {
   const base = emptyOverlays();
   for (const k of Object.keys(base)) if (k !== 'plugins') base[k] = { ...base[k], ...(overlays?.[k] ?? {}) };
-  if (overlays?.ticker && typeof overlays.ticker === 'object') base.ticker = { ...overlays.ticker };
   const plugins = overlays?.plugins && typeof overlays.plugins === 'object' ? overlays.plugins : {};
   for (const [id, o] of Object.entries(plugins)) base.plugins[id] = normalisePluginOverlay(o);
   return base;

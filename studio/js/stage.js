@@ -12,9 +12,11 @@ export class StageView {
     /** Tile elements by source (`<participantId>` or `<participantId>:screen`), reused between renders. */
     this.tiles = new Map();
     this.overlayLayer = h('div.stage-overlays');
+    /** The ticker has a layer of its own, kept while its text stays, so its scrolling does not restart on every render. */
+    this.tickerLayer = h('div.stage-overlays');
     this.emptyHint = h('div.stage-empty-hint', '');
     this.empty = h('div.stage-empty', h('div.stage-empty-title', 'The stage is empty'), this.emptyHint);
-    root.append(this.empty, this.overlayLayer);
+    root.append(this.empty, this.tickerLayer, this.overlayLayer);
   }
 
   /**
@@ -35,7 +37,7 @@ export class StageView {
       if (!tile) {
         tile = this.makeTile(t.source);
         this.tiles.set(t.source, tile);
-        this.root.insertBefore(tile.el, this.overlayLayer);
+        this.root.insertBefore(tile.el, this.tickerLayer);
       }
       this.updateTile(tile, t, streamOf(t.source));
     }
@@ -87,7 +89,12 @@ export class StageView {
     tile.name.textContent = t.label;
   }
 
-  renderOverlays({ banner, lowerThird, logo, comment } = {}) {
+  renderOverlays({ banner, lowerThird, logo, comment, ticker } = {}) {
+    const text = ticker?.visible ? ticker.text : '';
+    if (this.tickerLayer.dataset.text !== text) {
+      this.tickerLayer.dataset.text = text;
+      this.tickerLayer.replaceChildren(...(text ? [h('div.overlay-ticker', h('span', text))] : []));
+    }
     const layer = this.overlayLayer;
     layer.replaceChildren();
     if (logo?.visible && logo.url) layer.append(h('img.overlay-logo', { src: logo.url, alt: '' }));
