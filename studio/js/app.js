@@ -60,9 +60,10 @@ function authView(mode) {
   const register = mode === 'register';
   const error = h('div.form-error', { role: 'alert' });
   const fields = {
-    name: register ? h('input', { name: 'name', type: 'text', autocomplete: 'name', required: true, maxLength: 80 }) : null,
-    email: h('input', { name: 'email', type: 'email', autocomplete: 'email', required: true }),
+    name: register ? h('input', { id: 'auth-name', name: 'name', type: 'text', autocomplete: 'name', required: true, maxLength: 80 }) : null,
+    email: h('input', { id: 'auth-email', name: 'email', type: 'email', autocomplete: 'email', required: true }),
     password: h('input', {
+      id: 'auth-password',
       name: 'password',
       type: 'password',
       autocomplete: register ? 'new-password' : 'current-password',
@@ -93,9 +94,9 @@ function authView(mode) {
         }
       },
     },
-    register ? h('div.field', h('label', 'Name'), fields.name) : null,
-    h('div.field', h('label', 'Email'), fields.email),
-    h('div.field', h('label', 'Password'), fields.password, register ? h('div.field-hint', 'At least 8 characters.') : null),
+    register ? h('div.field', h('label', { for: 'auth-name' }, 'Name'), fields.name) : null,
+    h('div.field', h('label', { for: 'auth-email' }, 'Email'), fields.email),
+    h('div.field', h('label', { for: 'auth-password' }, 'Password'), fields.password, register ? h('div.field-hint', 'At least 8 characters.') : null),
     error,
     submit,
   );

@@ -2,7 +2,7 @@
 // remove) with each one's live status, bitrate and dropped frames.
 
 import { api, itemsOf } from './api.js';
-import { h, icon, mount, toast } from './dom.js';
+import { h, icon, labelFor, mount, toast } from './dom.js';
 import { ICONS } from './icons.js';
 
 export const PLATFORMS = {
@@ -273,7 +273,7 @@ export class BroadcastPanel {
     );
     const name = h('input', { name: 'name', type: 'text', placeholder: 'Name (e.g. "My channel")', maxLength: 80 });
     const url = h('input', { name: 'rtmpUrl', type: 'text', placeholder: 'rtmp://server/app', autocomplete: 'off' });
-    const urlField = h('div.field', h('label', 'Server URL'), url);
+    const urlField = h('div.field', labelFor(url, 'Server URL'), url);
     const key = h('input', { name: 'streamKey', type: 'password', placeholder: 'Stream key', autocomplete: 'off' });
     const hint = h('div.field-hint');
     const error = h('div.form-error', { role: 'alert' });
@@ -303,10 +303,10 @@ export class BroadcastPanel {
           }
         },
       },
-      h('div.field', h('label', 'Platform'), platform),
-      h('div.field', h('label', 'Name'), name),
+      h('div.field', labelFor(platform, 'Platform'), platform),
+      h('div.field', labelFor(name, 'Name'), name),
       urlField,
-      h('div.field', h('label', 'Stream key'), key, hint),
+      h('div.field', labelFor(key, 'Stream key'), key, hint),
       error,
       h(
         'div.form-row',

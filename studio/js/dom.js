@@ -31,6 +31,14 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+let fieldIds = 0;
+
+/** A <label> tied to `control` (which gets an id when it has none), so screen readers and clicks find it. */
+export function labelFor(control, text) {
+  if (!control.id) control.id = `field-${++fieldIds}`;
+  return h('label', { for: control.id }, text);
+}
+
 function append(el, children) {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;

@@ -1,7 +1,7 @@
 // The green room shown before entering a studio: camera preview, device pickers, a mic meter, and (for guests)
 // the display name. Starts the local media that the room then publishes.
 
-import { h, icon, mount } from './dom.js';
+import { h, icon, labelFor, mount } from './dom.js';
 import { ICONS } from './icons.js';
 import { LevelMeter } from './media.js';
 
@@ -96,7 +96,7 @@ export function greenRoom(root, { title, subtitle, askName, defaultName = '', bu
       },
       h('h1', title),
       subtitle ? h('p.muted', subtitle) : null,
-      nameInput ? h('div.field', h('label', 'Display name'), nameInput) : null,
+      nameInput ? h('div.field', labelFor(nameInput, 'Display name'), nameInput) : null,
       camSelect,
       micSelect,
       errors,

@@ -61,7 +61,14 @@ export async function inviteDialog({ broadcastId, role = 'guest', canInviteCohos
     ),
     h(
       'div.copy-row',
-      h('input', { type: 'text', readOnly: true, value: url, dataset: { inviteUrl: url, role }, onfocus: (e) => e.target.select() }),
+      h('input', {
+        type: 'text',
+        readOnly: true,
+        value: url,
+        'aria-label': role === 'cohost' ? 'Co-host invite link' : 'Guest invite link',
+        dataset: { inviteUrl: url, role },
+        onfocus: (e) => e.target.select(),
+      }),
       h(
         'button.secondary',
         {

@@ -20,7 +20,8 @@
 //! layout offered), `room-state` (the studio's room state module, no browser), `openapi` (schemathesis, every
 //! check, against `/api/openapi.json`, signed in; no browser), `plugin-author` (a plugin made, built and
 //! previewed outside the checkout with the `backyard` binary, then installed into the running server and put on
-//! the program from the studio), `overlays` (the studio's ticker control, on the program and the stage).
+//! the program from the studio), `overlays` (the studio's ticker control, on the program and the stage), `a11y`
+//! (an axe-core audit of every studio screen: no serious or critical violation).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
 //! `python3-venv` is installed first when `python3 -m venv` cannot make one); its path reaches the tests as
@@ -40,7 +41,7 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
-/// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`).
+/// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)
@@ -103,10 +104,11 @@ pub(crate) fn require_node() -> Result<()> {
     }
 }
 
-/// `npm ci` from the lockfile when playwright-core is not installed yet (it never downloads a browser:
-/// the tests use Debian's /usr/bin/chromium).
+/// `npm ci` from the lockfile when playwright-core or axe-core is not installed yet (it never downloads a
+/// browser: the tests use Debian's /usr/bin/chromium).
 pub(crate) fn ensure_node_modules(e2e: &Path) -> Result<()> {
-    if e2e.join("node_modules").join("playwright-core").join("package.json").exists() {
+    let installed = |package: &str| e2e.join("node_modules").join(package).join("package.json").exists();
+    if installed("playwright-core") && installed("axe-core") {
         return Ok(());
     }
     println!("e2e: installing node modules in {}", e2e.display());

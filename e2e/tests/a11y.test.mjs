@@ -1,0 +1,102 @@
+// Every studio screen passes an axe-core audit with no serious or critical violation: sign in, register, the
+// broadcasts list, the recordings library, the pre-join check, the studio as a host (each side panel, the new
+// destination form, the invite and settings dialogs) and as a guest, and the guest's join page. A violation names the rule, the element and axe's help.
+//
+// Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { after, before, describe, it } from 'node:test';
+import { backyardUrl, closeAll, hostWithInvite, launchParticipant, screenshot } from '../lib/harness.mjs';
+
+/** axe's source, evaluated in the page through the devtools protocol (the studio's CSP refuses inline scripts). */
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** axe's serious and critical violations on the page as it is now, one line each. */
+async function audit(page) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .flatMap((v) => v.nodes.map((n) => `${v.impact} ${v.id}: ${n.target.join(' ')} (${v.help})`));
+}
+
+async function expectClean(page, screen) {
+  await screenshot(page, `a11y-${screen}`);
+  const found = await audit(page);
+  assert.deepEqual(found, [], `${screen}: ${found.length} serious or critical violation(s):\n${found.join('\n')}`);
+}
+
+describe('accessibility of every studio screen', { timeout: 300000 }, () => {
+  const base = backyardUrl();
+  const p = {};
+  let link;
+
+  before(async () => {
+    p.host = await launchParticipant('a11y-host');
+    p.guest = await launchParticipant('a11y-guest');
+  });
+
+  after(() => closeAll(p));
+
+  it('sign in and register', async () => {
+    const page = p.host.page;
+    await page.goto(`${base}/#/login`);
+    await page.waitForSelector('form.auth-form');
+    await expectClean(page, 'login');
+    await page.goto(`${base}/#/register`);
+    await page.waitForSelector('form.auth-form input[name=name]');
+    await expectClean(page, 'register');
+  });
+
+  it('the host’s studio, each side panel', async () => {
+    const page = p.host.page;
+    link = await hostWithInvite(page, { base, name: 'Ally Host', email: `a11y-${Date.now()}@example.com`, title: 'Accessible show' });
+    await expectClean(page, 'studio-host-chat');
+    for (const tab of ['broadcast', 'overlays']) {
+      await page.click(`[data-tab=${tab}]`);
+      await expectClean(page, `studio-host-${tab}`);
+    }
+    // The dialogs and forms a host opens: a new destination, the invite link, the device settings.
+    await page.click('[data-tab=broadcast]');
+    await page.click('[data-action=add-destination]');
+    await page.waitForSelector('.dest-form');
+    await expectClean(page, 'studio-host-destination-form');
+    await page.click('[data-action=invite]');
+    await page.locator('[data-invite-url]').waitFor();
+    await expectClean(page, 'studio-host-invite');
+    await page.keyboard.press('Escape');
+    await page.click('[data-action=settings]');
+    await page.locator('dialog[open], .dialog, [role=dialog]').first().waitFor();
+    await expectClean(page, 'studio-host-settings');
+    await page.keyboard.press('Escape');
+  });
+
+  it('the guest’s join page, pre-join check and studio', async () => {
+    const page = p.guest.page;
+    await page.goto(link);
+    await page.waitForSelector('input[name=name]');
+    // Audited once the camera check is done (the join button is enabled), as a guest sees it.
+    await page.waitForSelector('[data-action=enter-studio]:not([disabled])');
+    await expectClean(page, 'guest-join');
+    await page.fill('input[name=name]', 'Gus Guest');
+    await page.click('[data-action=enter-studio]');
+    await page.waitForSelector('.studio', { timeout: 15000 });
+    await expectClean(page, 'studio-guest');
+  });
+
+  it('the broadcasts list, the recordings library and the pre-join check', async () => {
+    const page = p.host.page;
+    await page.goto(`${base}/#/broadcasts`);
+    await page.waitForSelector('.broadcast-card');
+    await expectClean(page, 'broadcasts');
+    await page.goto(`${base}/#/recordings`);
+    await page.waitForSelector('.recording-grid .empty-state, .recording-card');
+    await expectClean(page, 'recordings');
+    await page.click('[data-nav=broadcasts]');
+    await page.click('[data-action=open-studio]');
+    await page.waitForSelector('[data-action=enter-studio]:not([disabled])');
+    await expectClean(page, 'prejoin');
+  });
+});
