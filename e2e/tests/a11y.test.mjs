@@ -1,6 +1,7 @@
 // Every studio screen passes an axe-core audit with no serious or critical violation: sign in, register, the
 // broadcasts list, the recordings library, the pre-join check, the studio as a host (each side panel, the new
-// destination form, the invite and settings dialogs) and as a guest, and the guest's join page. A violation names the rule, the element and axe's help.
+// destination form, the invite, settings and shortcuts dialogs) and as a guest, and the guest's join page. A
+// violation names the rule, the element and axe's help.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
@@ -70,6 +71,11 @@ describe('accessibility of every studio screen', { timeout: 300000 }, () => {
     await page.click('[data-action=settings]');
     await page.locator('dialog[open], .dialog, [role=dialog]').first().waitFor();
     await expectClean(page, 'studio-host-settings');
+    await page.keyboard.press('Escape');
+    await page.locator('body').click({ position: { x: 5, y: 5 } });
+    await page.keyboard.press('Shift+Slash');
+    await page.locator('dialog.modal [data-role=shortcuts]').waitFor();
+    await expectClean(page, 'studio-host-shortcuts');
     await page.keyboard.press('Escape');
   });
 

@@ -5,6 +5,7 @@ import { h, icon, toast } from './dom.js';
 import { ICONS } from './icons.js';
 import { describeMediaError, LevelMeter } from './media.js';
 import { deviceSelect } from './prejoin.js';
+import { SHORTCUTS } from './shortcuts.js';
 
 /** A modal dialog with a title and a close button; replaces any dialog already open. */
 export function showDialog(title, ...content) {
@@ -94,7 +95,7 @@ export async function inviteDialog({ broadcastId, role = 'guest', canInviteCohos
  * Camera, microphone (with a level meter) and, where the browser can route audio, speakers. `media` is the
  * LocalMedia; `sinkId` the speakers in use; `onCamera()` after the camera changed; `onSpeakers(deviceId)`.
  */
-export function settingsDialog({ media, sinkId, onCamera, onSpeakers }) {
+export function settingsDialog({ media, sinkId, onCamera, onSpeakers, onShortcuts }) {
   const body = h('div.settings-body', 'Loading devices…');
   showDialog('Camera and microphone', body);
   media.devices().then((list) => {
@@ -129,6 +130,21 @@ export function settingsDialog({ media, sinkId, onCamera, onSpeakers }) {
     if (list.audiooutput.length && typeof HTMLMediaElement.prototype.setSinkId === 'function') {
       body.append(h('div.field', h('label', 'Speakers'), deviceSelect(list.audiooutput, sinkId, 'Speakers', onSpeakers)));
     }
+    if (onShortcuts) {
+      body.append(h('div.form-row', h('button.ghost', { type: 'button', dataset: { action: 'show-shortcuts' }, onclick: onShortcuts }, 'Keyboard shortcuts (?)')));
+    }
     requestAnimationFrame(tick);
   });
+}
+
+/** The keyboard shortcuts, as `shortcuts.js` maps them; a host's own ones only for hosts and co-hosts. */
+export function shortcutsDialog({ moderator }) {
+  const rows = SHORTCUTS.filter((s) => moderator || !s.moderator).map((s) =>
+    h('tr', h('td.keys', s.keys.map((k) => (k === '…' ? h('span', ' … ') : h('kbd', k)))), h('td', s.label)),
+  );
+  showDialog(
+    'Keyboard shortcuts',
+    h('table.shortcuts', { dataset: { role: 'shortcuts' } }, h('tbody', rows)),
+    h('p.muted', 'They do nothing while you type in a field.'),
+  );
 }

@@ -15,7 +15,8 @@ import { OverlaysPanel } from './overlays.js';
 import { greenRoom } from './prejoin.js';
 import { StudioConnection } from './protocol.js';
 import { RemoteAudio } from './remote-audio.js';
-import { closeDialogs, inviteDialog, settingsDialog } from './room-dialogs.js';
+import { closeDialogs, inviteDialog, settingsDialog, shortcutsDialog } from './room-dialogs.js';
+import { shortcutFor } from './shortcuts.js';
 import {
   apply,
   initialState,
@@ -377,6 +378,13 @@ class Room {
       ),
     );
     this.showTab('chat');
+    this.onKey = (e) => {
+      const s = shortcutFor(e, { moderator });
+      if (!s) return;
+      e.preventDefault();
+      this.runShortcut(s);
+    };
+    document.addEventListener('keydown', this.onKey);
     this.layoutBar?.render(layoutChoices(this.state));
     this.renderTopBar();
     this.controls.paint(this.media);
@@ -472,6 +480,49 @@ class Room {
     this.patchSelf({ screenSharing: on });
   }
 
+  /** Carries out a keyboard shortcut (`shortcuts.js`). */
+  runShortcut({ action, index }) {
+    const overlays = this.state.scene.overlays;
+    const toggleOverlay = (key, what) => {
+      const o = overlays[key];
+      if (!o.visible && !o.text) {
+        toast(`Type the ${what} text in the Overlays panel first.`);
+        return;
+      }
+      this.pushScene({ overlays: { ...overlays, [key]: { ...o, visible: !o.visible } } });
+      this.overlaysPanel?.set(this.state.scene.overlays);
+    };
+    switch (action) {
+      case 'toggle-mic':
+        this.toggleMic();
+        break;
+      case 'toggle-camera':
+        this.toggleCamera();
+        break;
+      case 'layout': {
+        const choice = layoutChoices(this.state)[index];
+        if (choice) this.pushScene({ layout: choice.id });
+        break;
+      }
+      case 'stage': {
+        const card = this.strip.el.querySelectorAll('.participant-card[data-kind=camera]')[index];
+        if (card?.dataset.participantId) this.toggleStage(card.dataset.participantId);
+        break;
+      }
+      case 'toggle-banner':
+        toggleOverlay('banner', 'banner');
+        break;
+      case 'toggle-ticker':
+        toggleOverlay('ticker', 'ticker');
+        break;
+      case 'help':
+        shortcutsDialog({ moderator: this.isModerator });
+        break;
+      default:
+        break;
+    }
+  }
+
   toggleStage(pid) {
     const current = this.state.scene.stage;
     const stage = current.includes(pid) ? current.filter((id) => id !== pid) : [...current, pid];
@@ -508,6 +559,7 @@ class Room {
       sinkId: this.remoteAudio.sinkId,
       onCamera: () => this.render(),
       onSpeakers: (id) => this.remoteAudio.setSink(id),
+      onShortcuts: () => shortcutsDialog({ moderator: this.isModerator }),
     });
   }
 
@@ -541,6 +593,7 @@ class Room {
   }
 
   teardown() {
+    if (this.onKey) document.removeEventListener('keydown', this.onKey);
     this.topBar?.stop();
     clearInterval(this.selfSpeakingTimer);
     this.broadcastPanel?.stopPreview();

@@ -21,7 +21,8 @@
 //! check, against `/api/openapi.json`, signed in; no browser), `plugin-author` (a plugin made, built and
 //! previewed outside the checkout with the `backyard` binary, then installed into the running server and put on
 //! the program from the studio), `overlays` (the studio's ticker control, on the program and the stage), `a11y`
-//! (an axe-core audit of every studio screen: no serious or critical violation).
+//! (an axe-core audit of every studio screen: no serious or critical violation), `keyboard` (the host's
+//! keyboard shortcuts).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
 //! `python3-venv` is installed first when `python3 -m venv` cannot make one); its path reaches the tests as
@@ -41,7 +42,7 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
-/// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`).
+/// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)

@@ -90,7 +90,19 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     // Browser end to end: real Chromium processes with fake media against a freshly started backyard.
     crate::e2e::run(
         &crate::root(),
-        &["auth", "room-state", "room", "stage", "turn", "program", "openapi", "plugin-author", "overlays", "a11y"],
+        &[
+            "auth",
+            "room-state",
+            "room",
+            "stage",
+            "turn",
+            "program",
+            "openapi",
+            "plugin-author",
+            "overlays",
+            "a11y",
+            "keyboard",
+        ],
     )?;
     println!("xtask: all suites passed");
     Ok(())
