@@ -263,7 +263,7 @@ class Room {
         break;
       }
       case 'participant-status-updated':
-        if (data.participant?.id === this.state.selfId) this.syncSelf(data.participant);
+        if (data.participant?.id === this.state.selfId) this.syncSelf();
         break;
       case 'chat-message':
         this.chat.add([data]);
@@ -291,10 +291,16 @@ class Room {
     this.render();
   }
 
-  /** Our own state changed on the server (e.g. a host muted us): reflect it in the local tracks and buttons. */
-  syncSelf(p) {
-    if (p.audioEnabled === false && this.media.audioEnabled) this.media.setAudioEnabled(false);
-    if (p.videoEnabled === false && this.media.videoEnabled) this.media.setVideoEnabled(false);
+  /**
+   * The server sent our own status. For our microphone and camera our devices are the truth: the update may be
+   * the echo of an older toggle (mute then unmute quickly, and the first echo arrives after the second toggle),
+   * and a host's mute reaches us as `moderated`, which switches the device off itself.
+   */
+  syncSelf() {
+    this.state = patchParticipant(this.state, this.state.selfId, {
+      audioEnabled: this.media.audioEnabled,
+      videoEnabled: this.media.videoEnabled,
+    });
     this.controls.paint(this.media);
   }
 
