@@ -168,28 +168,6 @@ pub struct LayoutChoice {
     pub plugin: String,
 }
 
-/// Every layout the installed, enabled layout plugins offer: the first-party ones first, in their order,
-/// then each other plugin's by plugin name. A plugin that fails to answer offers none. Calls plugins:
-/// blocking.
-pub fn layout_choices(host: &PluginHost) -> Vec<LayoutChoice> {
-    let mut plugins = host.names(PluginKind::Layout);
-    plugins.sort_by_key(|p| (p != FIRST_PARTY_LAYOUTS, p.clone()));
-    let mut out = Vec::new();
-    for plugin in plugins {
-        let offered = host.layout(&plugin).and_then(|mut i| i.layouts());
-        match offered {
-            Ok(list) => out.extend(list.into_iter().map(|l| LayoutChoice {
-                id: if plugin == FIRST_PARTY_LAYOUTS { l.id } else { format!("{plugin}/{}", l.id) },
-                name: l.name,
-                description: l.description,
-                plugin: plugin.clone(),
-            })),
-            Err(e) => tracing::warn!(plugin, "layout plugin offers no layouts: {e}"),
-        }
-    }
-    out
-}
-
 /// An overlay of a plugin other than the first-party one, as the studio offers it (`joined.overlays`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -204,26 +182,64 @@ pub struct OverlayChoice {
     pub plugin: String,
 }
 
-/// Every overlay the installed overlay plugins other than the first-party one offer (the studio's own
-/// overlays have controls of their own), by plugin name. Plugin calls: run off the async threads.
-pub fn overlay_choices(host: &PluginHost) -> Vec<OverlayChoice> {
-    let mut plugins = host.names(PluginKind::Overlay);
-    plugins.retain(|p| p != OVERLAY_PLUGIN);
-    plugins.sort();
-    let mut out = Vec::new();
-    for plugin in plugins {
+/// What the loaded plugins offer the studio (`joined.layouts`, `joined.overlays`), as of one version of the
+/// host's plugins.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Offered {
+    /// Every enabled layout plugin's layouts: the first-party ones first, in their order, then each other
+    /// plugin's by plugin name.
+    pub layouts: Vec<LayoutChoice>,
+    /// Every overlay of the enabled overlay plugins other than the first-party one (the studio's own overlays
+    /// have controls of their own), by plugin name.
+    pub overlays: Vec<OverlayChoice>,
+    /// [`PluginHost::changes`] when this was asked: it holds until a plugin is added or reloaded.
+    pub changes: u64,
+    /// Every plugin answered. A plugin that fails to answer offers nothing, and a list missing it is not worth
+    /// keeping.
+    pub complete: bool,
+}
+
+/// Asks every layout plugin and every third-party overlay plugin what it offers. Calls plugins: blocking.
+pub fn offered(host: &PluginHost) -> Offered {
+    let changes = host.changes();
+    let mut complete = true;
+    let mut layout_plugins = host.names(PluginKind::Layout);
+    layout_plugins.sort_by_key(|p| (p != FIRST_PARTY_LAYOUTS, p.clone()));
+    let mut layouts = Vec::new();
+    for plugin in layout_plugins {
+        match host.layout(&plugin).and_then(|mut i| i.layouts()) {
+            Ok(list) => layouts.extend(list.into_iter().map(|l| LayoutChoice {
+                id: if plugin == FIRST_PARTY_LAYOUTS { l.id } else { format!("{plugin}/{}", l.id) },
+                name: l.name,
+                description: l.description,
+                plugin: plugin.clone(),
+            })),
+            Err(e) => {
+                complete = false;
+                tracing::warn!(plugin, "layout plugin offers no layouts: {e}");
+            }
+        }
+    }
+    let mut overlay_plugins = host.names(PluginKind::Overlay);
+    overlay_plugins.retain(|p| p != OVERLAY_PLUGIN);
+    overlay_plugins.sort();
+    let mut overlays = Vec::new();
+    for plugin in overlay_plugins {
         match host.overlay(&plugin).and_then(|mut i| i.overlays()) {
-            Ok(list) => out.extend(list.into_iter().map(|o| OverlayChoice {
+            Ok(list) => overlays.extend(list.into_iter().map(|o| OverlayChoice {
                 id: format!("{plugin}/{}", o.id),
                 name: o.name,
                 description: o.description,
                 props: o.props,
                 plugin: plugin.clone(),
             })),
-            Err(e) => tracing::warn!(plugin, "overlay plugin offers no overlays: {e}"),
+            Err(e) => {
+                complete = false;
+                tracing::warn!(plugin, "overlay plugin offers no overlays: {e}");
+            }
         }
     }
-    out
+    Offered { layouts, overlays, changes, complete }
 }
 
 /// The stage as the studio draws it: exactly the program's tiles.
@@ -679,11 +695,14 @@ impl<F: FnMut(&str) -> Option<ph::Image>> PluginPainter<F> {
 
 impl<F: FnMut(&str) -> Option<ph::Image>> Painter for PluginPainter<F> {
     fn render(&mut self, plugin: &str, req: &ph::OverlayRequest) -> Result<Painted, PluginError> {
-        let host = &self.host;
-        let instance = self.instances.entry(plugin.to_owned()).or_insert_with(|| {
-            host.overlay(plugin).map_err(|e| tracing::error!(plugin, "overlays of this plugin are not drawn: {e}")).ok()
-        });
-        let Some(instance) = instance.as_mut() else { return Ok(Painted::Hidden) };
+        // Looked up by `&str` first: this runs every frame for an animated overlay, and only the first call per
+        // plugin needs an owned key.
+        if !self.instances.contains_key(plugin) {
+            let made = self.host.overlay(plugin);
+            let made = made.map_err(|e| tracing::error!(plugin, "overlays of this plugin are not drawn: {e}")).ok();
+            self.instances.insert(plugin.to_owned(), made);
+        }
+        let Some(Some(instance)) = self.instances.get_mut(plugin) else { return Ok(Painted::Hidden) };
         let out = instance.render(req)?;
         Ok(match (out.changed, out.layer) {
             (false, _) => Painted::Unchanged,

@@ -222,6 +222,7 @@ fn hot_reload_swaps_a_layout_between_two_calls() {
     })
     .unwrap();
     let mut inst = host.layout("swap").unwrap();
+    let changes = host.changes();
     let s = stage_n("grid", 4, 1280, 720);
     let before = inst.place(&s).unwrap();
     // The fixture puts everyone in one row.
@@ -236,6 +237,7 @@ fn hot_reload_swaps_a_layout_between_two_calls() {
         assert!(Instant::now() < deadline, "the watcher never reloaded the plugin");
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(host.changes() > changes, "a reload is a change: what the plugins offer is asked again");
     // The very next call on the same instance uses the new code: a 2x2 grid has two rows.
     let after = inst.place(&s).unwrap();
     assert!(inst.last_failure().is_none());

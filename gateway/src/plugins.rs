@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backyard_core::director::{LayoutChoice, OverlayChoice, layout_choices, overlay_choices};
+use backyard_core::director::{self, Offered};
 use backyard_core::plugin_host::{HostConfig, OperatorSettings, PluginError, PluginHost};
 use tokio::sync::OnceCell;
 
@@ -17,6 +17,8 @@ use crate::error::ApiError;
 pub struct Plugins {
     config: HostConfig,
     host: OnceCell<PluginHost>,
+    /// What the plugins offered when last asked, kept while no plugin is added or reloaded.
+    offered: parking_lot::Mutex<Option<Offered>>,
 }
 
 /// How often changed `.wasm` files are looked for (hot reload).
@@ -36,6 +38,7 @@ impl Plugins {
                 ..HostConfig::default()
             },
             host: OnceCell::new(),
+            offered: parking_lot::Mutex::new(None),
         })
     }
 
@@ -72,18 +75,19 @@ impl Plugins {
         self.host().await.map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))
     }
 
-    /// The layouts the studio may pick from, as the loaded layout plugins offer them (plugin calls run on a
-    /// blocking thread). Empty when the host does not start.
-    pub async fn layouts(&self) -> Vec<LayoutChoice> {
-        let Ok(host) = self.host().await else { return Vec::new() };
-        tokio::task::spawn_blocking(move || layout_choices(&host)).await.unwrap_or_default()
-    }
-
-    /// The overlays of the loaded overlay plugins other than the first-party one, which the hosts may put on
-    /// the program (plugin calls run on a blocking thread). Empty when the host does not start.
-    pub async fn overlays(&self) -> Vec<OverlayChoice> {
-        let Ok(host) = self.host().await else { return Vec::new() };
-        tokio::task::spawn_blocking(move || overlay_choices(&host)).await.unwrap_or_default()
+    /// The layouts the studio may pick from and the third-party overlays the hosts may show, as the loaded plugins
+    /// offer them. Asked of the plugins (on a blocking thread) only after a plugin was added or reloaded; a
+    /// partial answer (a plugin failed to answer) is asked again next time. Empty when the host does not start.
+    pub async fn offered(&self) -> Offered {
+        let Ok(host) = self.host().await else { return Offered::default() };
+        if let Some(kept) = self.offered.lock().as_ref().filter(|o| o.changes == host.changes()) {
+            return kept.clone();
+        }
+        let fresh = tokio::task::spawn_blocking(move || director::offered(&host)).await.unwrap_or_default();
+        if fresh.complete {
+            *self.offered.lock() = Some(fresh.clone());
+        }
+        fresh
     }
 
     /// Where plugins are looked for.

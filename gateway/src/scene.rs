@@ -187,8 +187,9 @@ pub enum ApplyError {
 /// The one path a new scene takes, from REST or the WebSocket: checked against the layouts the server offers
 /// now, stored, and announced to the room (`scene-updated`).
 pub async fn apply(state: &AppState, broadcast: Uuid, scene: Scene) -> Result<Scene, ApplyError> {
-    let layouts: Vec<String> = state.plugins.layouts().await.into_iter().map(|l| l.id).collect();
-    scene.validate(&layouts, &state.plugins.overlays().await)?;
+    let offered = state.plugins.offered().await;
+    let layouts: Vec<String> = offered.layouts.into_iter().map(|l| l.id).collect();
+    scene.validate(&layouts, &offered.overlays)?;
     let value = serde_json::to_value(&scene).expect("a Scene always serializes");
     state.store.set_scene(broadcast, value).await?;
     let event = RoomEvent::SceneUpdated { scene: Box::new(scene.clone()) };

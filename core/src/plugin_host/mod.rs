@@ -437,6 +437,8 @@ struct Inner {
     /// Tells the ticker and watcher threads to stop.
     stop: Arc<AtomicBool>,
     reloads: Mutex<BTreeMap<String, u64>>,
+    /// Counts every plugin added or reloaded since start (see [`PluginHost::changes`]).
+    changes: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -458,6 +460,12 @@ impl std::fmt::Debug for PluginHost {
 }
 
 impl PluginHost {
+    /// A number that grows whenever a plugin is added or reloaded (hot reload), so what was asked of the plugins
+    /// (the layouts they offer, say) can be kept until it changes.
+    pub fn changes(&self) -> u64 {
+        self.inner.changes.load(Ordering::Acquire)
+    }
+
     /// How many plugins were compiled, and how many loaded from the compile cache, since the host started.
     pub fn compile_stats(&self) -> CompileStats {
         let r = &self.inner.runtime;
@@ -506,6 +514,7 @@ impl PluginHost {
             destinations: Mutex::new(BTreeMap::new()),
             stop,
             reloads: Mutex::new(BTreeMap::new()),
+            changes: AtomicU64::new(0),
         });
         Ok(PluginHost { inner })
     }
@@ -733,6 +742,7 @@ impl PluginHost {
                             entry.generation.fetch_add(1, Ordering::AcqRel);
                             // Instances switched off get another chance at their next call.
                             *self.inner.reloads.lock().entry(entry.name.to_string()).or_default() += 1;
+                            self.inner.changes.fetch_add(1, Ordering::AcqRel);
                             tracing::info!(plugin = &*entry.name, "plugin reloaded");
                             swapped.push(entry.name.to_string());
                         }
@@ -762,6 +772,7 @@ impl PluginHost {
                         }
                         tracing::info!(plugin = name, "new plugin loaded");
                         plugins.insert(name.clone(), Arc::new(entry));
+                        self.inner.changes.fetch_add(1, Ordering::AcqRel);
                         swapped.push(name);
                     }
                     Err(e) => tracing::error!("new plugin in {} failed to load: {e}", dir.display()),

@@ -354,8 +354,7 @@ impl Session {
 
     async fn send_joined(&mut self, broadcast: &Broadcast, me: &Participant, role: Role) {
         let others: Vec<_> = self.hub.participants(broadcast.id).into_iter().filter(|p| p.id != me.id).collect();
-        let layouts = self.state.plugins.layouts().await;
-        let overlays = self.state.plugins.overlays().await;
+        let offered = self.state.plugins.offered().await;
         let stage_layout = self.hub.programs.get(broadcast.id).and_then(|l| l.stage_layout());
         let data = json!({
             "participantId": me.id,
@@ -365,8 +364,8 @@ impl Session {
             "iceServers": self.hub.ice_servers.for_participant(me.id, std::time::SystemTime::now()),
             "chat": self.hub.chat(broadcast.id),
             "scene": Scene::of(broadcast),
-            "layouts": layouts,
-            "overlays": overlays,
+            "layouts": offered.layouts,
+            "overlays": offered.overlays,
             "stageLayout": stage_layout,
         });
         self.send("joined", data);
