@@ -5,45 +5,12 @@
 
 mod plugin_support;
 
-use std::path::PathBuf;
-
 use backyard_core::plugin_host::render::{Rgba, draw_overlay, draw_placements, sample_props, sample_stage};
 use backyard_core::plugin_host::{Image, NamedImage, OverlayRequest, Prop, Size};
 use plugin_support::*;
 
-/// Channels may differ by this much (font rasterisation, float rounding)...
-const TOLERANCE: u8 = 24;
-/// ...on at most this fraction of the pixels.
-const MAX_DIFF: f64 = 0.002;
-
-fn snapshot_dir() -> PathBuf {
-    root().join("core/tests/snapshots/plugins")
-}
-
-/// Compare `img` with the committed snapshot `name`; returns a description of the mismatch.
 fn check(name: &str, img: &Rgba) -> Option<String> {
-    let path = snapshot_dir().join(format!("{name}.png"));
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let update = std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
-    if update || !path.exists() {
-        if ci && !update {
-            return Some(format!("{name}: snapshot {} is missing (CI=true never writes one)", path.display()));
-        }
-        std::fs::create_dir_all(snapshot_dir()).unwrap();
-        std::fs::write(&path, img.to_png().unwrap()).unwrap();
-        eprintln!("wrote snapshot {}", path.display());
-        return None;
-    }
-    let want = Rgba::from_png(&std::fs::read(&path).unwrap()).unwrap();
-    match want.diff_fraction(img, TOLERANCE) {
-        None => Some(format!("{name}: size {}x{} != snapshot {}x{}", img.width, img.height, want.width, want.height)),
-        Some(d) if d > MAX_DIFF => {
-            let actual = std::env::temp_dir().join(format!("{name}.actual.png"));
-            std::fs::write(&actual, img.to_png().unwrap()).unwrap();
-            Some(format!("{name}: {:.2}% of pixels differ (see {})", d * 100.0, actual.display()))
-        }
-        Some(_) => None,
-    }
+    snapshot::check(&root().join("core/tests/snapshots/plugins"), name, img)
 }
 
 #[test]

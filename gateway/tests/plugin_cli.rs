@@ -8,10 +8,10 @@ use std::process::{Command, Output};
 
 use backyard_core::plugin_host::Rgba;
 
-/// Channels may differ by this much (font rasterisation, float rounding)...
-const TOLERANCE: u8 = 24;
-/// ...on at most this fraction of the pixels.
-const MAX_DIFF: f64 = 0.002;
+/// The snapshot comparison core's plugin tests use.
+#[path = "../../core/tests/plugin_support/snapshot.rs"]
+mod snapshot;
+use snapshot::TOLERANCE;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -71,27 +71,8 @@ fn render(dir: &Path, name: &str, args: &[&str], failures: &mut Vec<String>) -> 
     img
 }
 
-/// Compare `img` with the committed snapshot `name`; returns a description of the mismatch.
 fn check(name: &str, img: &Rgba) -> Option<String> {
-    let dir = root().join("gateway/tests/snapshots/render");
-    let path = dir.join(format!("{name}.png"));
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let update = std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
-    if update || !path.exists() {
-        if ci && !update {
-            return Some(format!("{name}: snapshot {} is missing (CI=true never writes one)", path.display()));
-        }
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(&path, img.to_png().unwrap()).unwrap();
-        eprintln!("wrote snapshot {}", path.display());
-        return None;
-    }
-    let want = Rgba::from_png(&std::fs::read(&path).unwrap()).unwrap();
-    match want.diff_fraction(img, TOLERANCE) {
-        None => Some(format!("{name}: size {}x{} != snapshot {}x{}", img.width, img.height, want.width, want.height)),
-        Some(d) if d > MAX_DIFF => Some(format!("{name}: {:.2}% of pixels differ from the snapshot", d * 100.0)),
-        Some(_) => None,
-    }
+    snapshot::check(&root().join("gateway/tests/snapshots/render"), name, img)
 }
 
 /// The share of pixels that differ between two renders.

@@ -2,6 +2,8 @@
 //! small stage builders.
 #![allow(dead_code)]
 
+pub mod snapshot;
+
 use std::path::PathBuf;
 
 use backyard_core::plugin_host::{HostConfig, Participant, PluginHost, Size, Stage};
