@@ -200,10 +200,8 @@ fn render_once(args: &RenderArgs, settings: &OperatorSettings) -> anyhow::Result
     let files = resolve_files(args)?;
     let (host, names) = PluginHost::load_files(&files, settings)?;
     let listed = host.list();
-    let kinds: Vec<(String, PluginKind)> = names
-        .iter()
-        .map(|n| (n.clone(), listed.iter().find(|p| &p.name == n).map(|p| p.kind).unwrap_or(PluginKind::Layout)))
-        .collect();
+    let kinds: Vec<(String, PluginKind)> =
+        names.iter().filter_map(|n| listed.iter().find(|p| &p.name == n).map(|p| (n.clone(), p.kind))).collect();
     let opts = options(args, &kinds)?;
     let img = render_scene(&host, &names, &opts)?;
     let png = img.to_png()?;
