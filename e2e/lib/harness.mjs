@@ -42,13 +42,13 @@ export function backyardUrl() {
  * Writes a y4m clip for `--use-file-for-fake-video-capture`: the left half `left`, the right half `right`
  * (hex colours like "d03030"), so a test can tell the picture apart from a tint and check orientation.
  */
-export async function makeClip(dir, name, left, right, { width = 640, height = 360, seconds = 2 } = {}) {
+export async function makeClip(dir, name, left, right, { width = 640, height = 360, seconds = 2, fps = 30 } = {}) {
   const file = path.join(dir, `${name}.y4m`);
   const half = `${width / 2}x${height}`;
   await run('ffmpeg', [
     '-hide_banner', '-loglevel', 'error', '-y',
-    '-f', 'lavfi', '-i', `color=c=0x${left}:s=${half}:r=30:d=${seconds}`,
-    '-f', 'lavfi', '-i', `color=c=0x${right}:s=${half}:r=30:d=${seconds}`,
+    '-f', 'lavfi', '-i', `color=c=0x${left}:s=${half}:r=${fps}:d=${seconds}`,
+    '-f', 'lavfi', '-i', `color=c=0x${right}:s=${half}:r=${fps}:d=${seconds}`,
     '-filter_complex', '[0:v][1:v]hstack=inputs=2,format=yuv420p',
     '-f', 'yuv4mpegpipe', file,
   ]);
@@ -88,6 +88,10 @@ async function participant(name, context, cleanup = async () => {}) {
   const logs = [];
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  // The console names no address for a failed load: keep which request it was.
+  page.on('response', (r) => {
+    if (r.status() >= 400) logs.push(`[http ${r.status()}] ${r.request().method()} ${r.url()} at ${new Date().toISOString()}`);
+  });
   return {
     name,
     context,
@@ -283,10 +287,13 @@ export async function hostWithInvite(page, { base, name, email, title, query = '
   return link;
 }
 
-/** A fresh folder with a two-colour fake-camera clip for each of `people` (`{key: {left, right}}`, sets `.clip`). */
-export async function makeClips(people) {
+/**
+ * A fresh folder with a two-colour fake-camera clip for each of `people` (`{key: {left, right}}`, sets `.clip`);
+ * `options` as for `makeClip` (size, frame rate).
+ */
+export async function makeClips(people, options = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'backyard-clips-'));
-  for (const [key, who] of Object.entries(people)) who.clip = await makeClip(dir, key, who.left, who.right);
+  for (const [key, who] of Object.entries(people)) who.clip = await makeClip(dir, key, who.left, who.right, options);
   return dir;
 }
 

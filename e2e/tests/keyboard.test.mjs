@@ -1,7 +1,8 @@
 // The host's keyboard shortcuts. Which key asks for what is checked without a page (`studio/js/shortcuts.js`);
 // then, in Chromium, a host drives the studio from the keyboard: Shift+1 puts the first person of the strip on
 // stage, 2 picks the toolbar's second layout, M mutes and unmutes, B shows the banner typed in the overlays panel,
-// ? opens the list of shortcuts, and keys typed into the chat box are only text.
+// ? opens the list of shortcuts, and keys typed into the chat box are only text. Last, on a touch screen (no
+// hover) the strip's stage buttons are shown without hovering.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
@@ -83,5 +84,24 @@ describe('a host drives the studio from the keyboard', { timeout: 300000 }, () =
     assert.equal(await mic.getAttribute('aria-pressed'), 'false', 'typing M in the chat box did not mute');
     assert.equal(await second.getAttribute('aria-pressed'), 'true', 'typing 2 in the chat box did not change the layout');
     assert.equal(await chat.inputValue(), 'm2');
+  });
+
+  it('on a touch screen the stage buttons show without hovering', async () => {
+    const page = host.page;
+    const stageBtn = page.locator('.participant-card[data-kind=camera] [data-action=toggle-stage]').first();
+    const opacity = (l) => l.evaluate((el) => getComputedStyle(el).opacity);
+    await page.mouse.move(1, 1);
+    await page.locator('body').click({ position: { x: 5, y: 5 } });
+    await eventually('with a mouse the stage button waits for a hover', async () => (await opacity(stageBtn)) === '0', 5000);
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 5 });
+    try {
+      assert.ok(await page.evaluate(() => matchMedia('(hover: none)').matches), 'the page sees a touch screen');
+      await eventually('on a touch screen the stage button shows', async () => (await opacity(stageBtn)) === '1', 5000);
+      await screenshot(page, 'keyboard-touch-strip');
+    } finally {
+      await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: false });
+      await cdp.detach();
+    }
   });
 });

@@ -2,7 +2,7 @@
 // adds a custom RTMP destination (a real nginx-rtmp on loopback) and presses Go live. The stream nginx receives
 // is H.264 + AAC and shows both participants' camera patterns; the destination panel says "Live"; the program
 // preview in the studio shows the composed picture; End stops it. Then the host finds the recording from the
-// broadcasts list, plays it in the page, downloads it and deletes it.
+// broadcasts list, plays it in the page, downloads it and deletes it. Neither page logged a console error.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
 import assert from 'node:assert/strict';
@@ -194,5 +194,12 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
     await page.locator('.empty-state').waitFor();
     const left = await page.evaluate(async () => (await (await fetch('/api/recordings')).json()).items.length);
     assert.equal(left, 0, 'the recording is gone from the API too');
+  });
+
+  it('a normal session logs no console errors, for the host or the guest', () => {
+    for (const x of [p.host, p.guest]) {
+      const errors = x.logs.filter((l) => l.startsWith('[error]') || l.startsWith('[pageerror]'));
+      assert.deepEqual(errors, [], `${x.name}'s console (failed requests: ${x.logs.filter((l) => l.startsWith('[http')).join('; ') || 'none'})`);
+    }
   });
 });

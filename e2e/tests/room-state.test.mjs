@@ -10,6 +10,8 @@ import {
   CHAT_LIMIT,
   DEFAULT_CANVAS,
   displayName,
+  DROP_WARNING_STATUSES,
+  healthWarnings,
   initialState,
   isModerator,
   layoutChoices,
@@ -306,6 +308,7 @@ describe('room state: events', () => {
       reason: undefined,
       attempt: undefined,
       retryInMs: undefined,
+      statusesSinceDrop: null,
     });
     s = fold(
       [{ event: 'destination-status', data: { id: 'd1', destinationId: 'd1', kind: 'destination', state: 'reconnecting', reason: 'refused', attempt: 2, retryInMs: 1000 } }],
@@ -329,6 +332,39 @@ describe('room state: events', () => {
   it('program-status is kept as sent', () => {
     const data = { state: 'running', fps: 30, onStage: [ADA], stats: { ticks: 900 } };
     assert.deepEqual(fold([{ event: 'program-status', data }], joined()).program, data);
+  });
+
+  it('health: a starved program and a destination dropping frames warn the hosts, and the warnings clear', () => {
+    const ok = { state: 'running', fps: 30, targetFps: 30, skipped: 0, health: 'ok', onStage: [], stats: {} };
+    let s = fold([{ event: 'program-status', data: ok }], joined());
+    assert.deepEqual(healthWarnings(s), []);
+    s = fold([{ event: 'program-status', data: { ...ok, fps: 12.4, skipped: 35, health: 'starved' } }], s);
+    const [starved] = healthWarnings(s);
+    assert.equal(starved.id, 'program');
+    assert.match(starved.text, /12 of 30 fps/);
+    assert.deepEqual(healthWarnings(fold([{ event: 'program-status', data: ok }], s)), [], 'ok again: no warning');
+
+    const status = (droppedFrames, state = 'live') => ({ event: 'destination-status', data: { id: 'd1', destinationId: 'd1', kind: 'destination', state, droppedFrames } });
+    s = fold([status(0), status(0)], joined());
+    assert.equal(s.outputs.destinations.d1.statusesSinceDrop, null, 'never dropped');
+    assert.deepEqual(healthWarnings(s), []);
+    s = fold([status(4)], s);
+    assert.deepEqual(healthWarnings(s, { d1: 'My YouTube' }).map((w) => [w.id, w.text.split(' is ')[0]]), [['destination:d1', 'My YouTube']]);
+    assert.match(healthWarnings(s)[0].text, /^A destination is dropping frames \(4 so far\)/, 'unnamed: still said');
+    // A few statuses without a new drop keep the warning (no blinking), then it clears.
+    for (let i = 1; i < DROP_WARNING_STATUSES; i++) {
+      s = fold([status(4)], s);
+      assert.equal(healthWarnings(s).length, 1, `${i} status(es) after the drop`);
+    }
+    s = fold([status(4)], s);
+    assert.deepEqual(healthWarnings(s), []);
+    assert.deepEqual(healthWarnings(fold([status(9, 'reconnecting')], s)), [], 'a destination that is not live warns in its own row');
+  });
+
+  it('health: guests are not told about the program or the destinations', () => {
+    const guest = joined({ role: 'guest' });
+    const s = fold([{ event: 'program-status', data: { state: 'running', fps: 5, targetFps: 30, skipped: 50, health: 'starved' } }], guest);
+    assert.deepEqual(healthWarnings(s), []);
   });
 
   it('events it does not know leave the state alone', () => {

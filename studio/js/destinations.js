@@ -4,6 +4,7 @@
 import { api, itemsOf } from './api.js';
 import { h, icon, labelFor, mount, toast } from './dom.js';
 import { ICONS } from './icons.js';
+import { droppingFrames } from './room-state.js';
 
 export const PLATFORMS = {
   youtube: { label: 'YouTube', short: 'YT', keyHint: 'Stream key from YouTube Studio → Go live → Stream' },
@@ -48,7 +49,7 @@ export class BroadcastPanel {
     /** Output statuses while on air (room-state.js's `outputs`): destinations by id, and the recording. */
     this.outputs = { destinations: {}, recording: null };
     this.programVideo = h('video.program-video', { autoplay: true, playsInline: true, muted: true, dataset: { role: 'program-preview' } });
-    this.programState = h('span.program-state', 'Waiting for the program…');
+    this.programState = h('span.program-state', { dataset: { role: 'program-status' } }, 'Waiting for the program…');
     this.recordingState = h('span.program-state', { dataset: { role: 'recording-status' } });
     this.list = h('div.dest-list');
     this.form = this.buildForm();
@@ -137,12 +138,14 @@ export class BroadcastPanel {
     this.setProgramStream(stream, 'webrtc');
   }
 
-  /** The live program track ended (the program stopped): back to stills until it returns. */
+  /**
+   * The live program track ended (the program stopped): back to stills once the next `program-status` says a
+   * program runs again (a stopped program has no frame to poll).
+   */
   liveProgramEnded(stream) {
     if (this.liveProgram !== stream) return;
     this.liveProgram = null;
     this.setProgramStream(null);
-    this.startPreview();
   }
 
   setProgramStream(stream, source = null) {
@@ -155,12 +158,19 @@ export class BroadcastPanel {
   /** The latest `program-status`: {state, fps, onStage, stats}. */
   setProgramStatus(s) {
     if (!s) return;
+    const starved = s.health === 'starved';
     const parts = [s.state ?? 'running'];
-    if (s.fps) parts.push(`${Math.round(s.fps)} fps`);
+    if (Number.isFinite(s.fps)) parts.push(Number.isFinite(s.targetFps) ? `${Math.round(s.fps)} of ${s.targetFps} fps` : `${Math.round(s.fps)} fps`);
+    if (starved) parts.push(`short of CPU, ${s.skipped ?? 0} frames skipped in 2 s`);
     const br = formatBitrate(s.bitrate);
     if (br) parts.push(br);
     if (s.error) parts.push(s.error);
     this.programState.textContent = `Program: ${parts.join(' · ')}`;
+    this.programState.dataset.health = starved ? 'starved' : 'ok';
+    if (starved !== this.programStarved) {
+      this.programStarved = starved;
+      this.renderList();
+    }
   }
 
   /**
@@ -193,7 +203,9 @@ export class BroadcastPanel {
     const stats = [
       state === 'live' ? formatUptime(status?.uptimeSecs) : null,
       formatBitrate(kbps(status?.bitrateKbps)),
-      status?.droppedFrames != null ? `${status.droppedFrames} dropped` : null,
+      // While the program skips frames no output gets a clean stream, whatever its own counter says.
+      state === 'live' && this.programStarved ? 'choppy: the program is skipping frames' : null,
+      status?.droppedFrames != null && !(state === 'live' && this.programStarved) ? `${status.droppedFrames} dropped` : null,
       state === 'reconnecting' && status?.retryInMs ? `retry in ${Math.ceil(status.retryInMs / 1000)} s` : null,
     ].filter(Boolean);
     const toggle = h('input', {
@@ -211,9 +223,10 @@ export class BroadcastPanel {
         }
       },
     });
+    const degraded = state === 'live' && (this.programStarved || droppingFrames(status));
     return h(
       'div.dest-item',
-      { dataset: { destinationId: dest.id, status: state } },
+      { dataset: { destinationId: dest.id, status: state, health: degraded ? 'degraded' : 'ok' } },
       h('div.dest-platform', { dataset: { platform: dest.platform } }, PLATFORMS[dest.platform]?.short ?? dest.platform.slice(0, 4).toUpperCase()),
       h(
         'div.dest-info',

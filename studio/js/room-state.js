@@ -282,6 +282,11 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
       const s = normaliseOutputStatus(data);
       if (s.kind === 'recording') return { ...state, outputs: { ...state.outputs, recording: s } };
       if (typeof s.destinationId !== 'string') return state;
+      const before = state.outputs.destinations[s.destinationId];
+      const more = Number.isFinite(s.droppedFrames) && s.droppedFrames > (before?.droppedFrames ?? 0);
+      // Statuses since its dropped-frame count last grew (null: it never dropped one).
+      const since = before?.statusesSinceDrop;
+      s.statusesSinceDrop = more ? 0 : since == null ? null : since + 1;
       return { ...state, outputs: { ...state.outputs, destinations: { ...state.outputs.destinations, [s.destinationId]: s } } };
     }
     case 'program-status':
@@ -289,6 +294,51 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
     default:
       return state;
   }
+}
+
+// ------------------------------------------------------------------ health
+
+/**
+ * How many of a destination's statuses (one a second while live) after its last dropped frame still count as
+ * "dropping frames", so an output that drops now and then does not make a warning blink.
+ */
+export const DROP_WARNING_STATUSES = 3;
+
+/** A destination's output dropped frames in its last few statuses. */
+export function droppingFrames(status) {
+  return status?.statusesSinceDrop != null && status.statusesSinceDrop < DROP_WARNING_STATUSES;
+}
+
+/** The program cannot keep its frame rate (its latest `program-status` says `starved`). */
+export function programStarved(state) {
+  return state.program?.health === 'starved';
+}
+
+/**
+ * What the host must know about the show's health right now, most serious first: `[{id, text}]` (empty when
+ * all is well). `names` maps destination ids to the names the host gave them. Only the hosts see these.
+ */
+export function healthWarnings(state, names = {}) {
+  if (!MODERATOR_ROLES.has(state.role)) return [];
+  const warnings = [];
+  const p = state.program;
+  if (programStarved(state)) {
+    const fps = Number.isFinite(p.fps) ? Math.round(p.fps) : '?';
+    const target = Number.isFinite(p.targetFps) ? p.targetFps : 30;
+    warnings.push({
+      id: 'program',
+      text: `The server is short of CPU: the program runs at ${fps} of ${target} fps, so viewers and the recording get a choppy picture. Take people off stage or stop other work on the server.`,
+    });
+  }
+  for (const [id, s] of Object.entries(state.outputs.destinations)) {
+    if (s.state !== 'live' || !droppingFrames(s)) continue;
+    const name = names[id] || 'A destination';
+    warnings.push({
+      id: `destination:${id}`,
+      text: `${name} is dropping frames (${s.droppedFrames} so far): the connection to it is slower than the stream's bitrate.`,
+    });
+  }
+  return warnings;
 }
 
 // ------------------------------------------------------------------ local changes

@@ -19,6 +19,7 @@ import { closeDialogs, inviteDialog, settingsDialog, shortcutsDialog } from './r
 import { shortcutFor } from './shortcuts.js';
 import {
   apply,
+  healthWarnings,
   initialState,
   isModerator,
   layoutChoices,
@@ -139,7 +140,8 @@ class Room {
     this.render();
     if (this.isModerator) {
       this.broadcastPanel.load();
-      this.broadcastPanel.startPreview();
+      // The program may have started before we came in; otherwise its first `program-status` starts the preview.
+      if (this.state.program) this.broadcastPanel.startPreview();
     }
     window.addEventListener('beforeunload', this.unload);
     if (!this.meter.analyser) this.meter.attach(this.media.audio);
@@ -281,9 +283,13 @@ class Room {
         break;
       case 'destination-status':
         this.broadcastPanel?.setOutputs(this.state.outputs);
+        this.renderHealth();
         return;
       case 'program-status':
         this.broadcastPanel?.setProgramStatus(this.state.program);
+        // Polling the program's frame before it exists would only fetch 404s.
+        this.broadcastPanel?.startPreview();
+        this.renderHealth();
         return;
       default:
         break;
@@ -325,6 +331,8 @@ class Room {
   build() {
     const moderator = this.isModerator;
     this.stageEl = h('div.stage', { dataset: { role: 'stage' } });
+    // Where the host looks: what is wrong with the show right now (program short of CPU, a destination dropping).
+    this.healthEl = h('div.health-banner', { role: 'status', dataset: { role: 'health' }, hidden: true });
     this.stageView = new StageView(this.stageEl);
     this.strip = new ParticipantStrip({
       moderator,
@@ -377,7 +385,7 @@ class Room {
         this.topBar.el,
         h(
           'div.studio-main',
-          h('main.stage-area', h('div.stage-wrap', this.stageEl), this.layoutBar?.el, this.strip.el, this.controls.el),
+          h('main.stage-area', this.healthEl, h('div.stage-wrap', this.stageEl), this.layoutBar?.el, this.strip.el, this.controls.el),
           h('aside.sidebar', tabBar, panelHost),
         ),
         this.remoteAudio.el,
@@ -404,6 +412,22 @@ class Room {
       this.panels[tid].el.hidden = tid !== id;
     }
     this.tabs[id].classList.remove('unread');
+  }
+
+  /** The health banner above the stage: one line per warning, hidden when all is well. */
+  renderHealth() {
+    if (!this.healthEl) return;
+    const names = {};
+    for (const [id, { dest }] of this.broadcastPanel?.items ?? []) names[id] = dest.name;
+    const warnings = healthWarnings(this.state, names);
+    const key = warnings.map((w) => `${w.id}\n${w.text}`).join('\n');
+    if (key === this.healthKey) return;
+    this.healthKey = key;
+    this.healthEl.hidden = !warnings.length;
+    mount(
+      this.healthEl,
+      warnings.map((w) => h('p.health-warning', { dataset: { health: w.id } }, icon(ICONS.warning), h('span', w.text))),
+    );
   }
 
   renderTopBar() {

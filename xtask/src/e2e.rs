@@ -22,7 +22,8 @@
 //! previewed outside the checkout with the `backyard` binary, then installed into the running server and put on
 //! the program from the studio), `overlays` (the studio's ticker control, on the program and the stage), `a11y`
 //! (an axe-core audit of every studio screen: no serious or critical violation), `keyboard` (the host's
-//! keyboard shortcuts).
+//! keyboard shortcuts), `health` (the server starved of CPU while live: the studio warns, and clears the warning
+//! once the CPU is back; it gets the server's pid as `BACKYARD_E2E_PID`).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
 //! `python3-venv` is installed first when `python3 -m venv` cannot make one); its path reaches the tests as
@@ -42,7 +43,7 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
-/// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`).
+/// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`, `health`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)
@@ -85,6 +86,8 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
         // The plugin-author suite runs the binary as an author would and installs into the server's plugin folder.
         .env("BACKYARD_E2E_BIN", &bin)
         .env("BACKYARD_E2E_PLUGIN_DIR", server.data_dir.join("plugins"))
+        // The health suite starves the server of CPU (lowers its priority, loads the cores) and restores it.
+        .env("BACKYARD_E2E_PID", server.child.id().to_string())
         .status()
         .context("running node --test")?;
     drop(server);

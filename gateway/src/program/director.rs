@@ -170,8 +170,14 @@ pub(super) async fn follow_room(
 ) {
     let broadcast = live.broadcast;
     let mut events = state.bus.subscribe(&topic::broadcast(broadcast));
-    let mut status = tokio::time::interval(STATUS_EVERY);
-    let mut last_ticks = 0;
+    // The first status comes one period after the start, judging that period (and with a frame to preview:
+    // the studio starts polling for one when the first status arrives).
+    let started = std::time::Instant::now();
+    let mut status = tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut health = super::health::HealthWatch::default();
+    health.observe(started.elapsed(), &live.program.stats(), live.program.fps());
+    let mut was = super::ProgramHealth::Ok;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -186,12 +192,21 @@ pub(super) async fn follow_room(
             },
             _ = status.tick() => {
                 let stats = live.program.stats();
-                let fps = (stats.ticks - last_ticks) as f64 / STATUS_EVERY.as_secs_f64();
-                last_ticks = stats.ticks;
+                let window = health.observe(started.elapsed(), &stats, live.program.fps());
+                match (was, window.health) {
+                    (super::ProgramHealth::Ok, super::ProgramHealth::Starved) => tracing::warn!(%broadcast, fps = window.fps,
+                        skipped = window.skipped, "the program cannot keep its frame rate (short of CPU)"),
+                    (super::ProgramHealth::Starved, super::ProgramHealth::Ok) => tracing::info!(%broadcast, "the program keeps its frame rate again"),
+                    _ => {}
+                }
+                was = window.health;
                 let on_stage = live.director.stage().map(|s| s.tiles.into_iter().map(|t| t.source).collect::<Vec<_>>());
                 let event = RoomEvent::ProgramStatus {
                     state: "running".into(),
-                    fps: (fps * 10.0).round() / 10.0,
+                    fps: window.fps,
+                    target_fps: live.program.fps(),
+                    skipped: window.skipped,
+                    health: window.health,
                     stats,
                     on_stage: on_stage.unwrap_or_default(),
                 };

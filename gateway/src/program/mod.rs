@@ -8,9 +8,10 @@
 //! draws. `POST /start` attaches egress (the broadcast's enabled destinations, resolved by their adapters,
 //! plus the recording); `POST /end` flushes and finalises it. Output status goes to the room as
 //! `destination-status` and to Prometheus (series removed when the outputs end); program health as
-//! `program-status`. Errors are [`ProgramError`]s; only `error.rs` maps them to HTTP.
+//! `program-status` (starved when it skips frames: [`health`]). Errors are [`ProgramError`]s; only `error.rs` maps them to HTTP.
 
 mod director;
+mod health;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use crate::state::AppState;
 use crate::store::{Broadcast, StoreError};
 
 use self::director::{DirectorThread, Input};
+pub use self::health::ProgramHealth;
 
 /// Why a program could not start, go live or end.
 #[derive(Debug, thiserror::Error)]

@@ -55,10 +55,13 @@ pub enum RoomEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         destination_id: Option<String>,
     },
-    /// The program's health, every 2 s while it runs.
+    /// The program's health, every 2 s while it runs: `fps` and `skipped` are over the last 2 s.
     ProgramStatus {
         state: String,
         fps: f64,
+        target_fps: u32,
+        skipped: u64,
+        health: crate::program::ProgramHealth,
         stats: ProgramStats,
         on_stage: Vec<String>,
     },
@@ -166,6 +169,9 @@ mod tests {
             RoomEvent::ProgramStatus {
                 state: "running".into(),
                 fps: 30.0,
+                target_fps: 30,
+                skipped: 0,
+                health: crate::program::ProgramHealth::Ok,
                 stats: Default::default(),
                 on_stage: vec![],
             },
