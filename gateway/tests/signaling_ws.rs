@@ -348,6 +348,28 @@ async fn a_dropped_socket_keeps_its_seat_for_the_grace_period() -> anyhow::Resul
     Ok(())
 }
 
+#[tokio::test]
+async fn the_program_stops_when_the_last_host_leaves_a_studio_that_is_not_on_air() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, _, broadcast) = host(&s, "stops@example.org").await?;
+    let mut ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    expect(&mut ws, "joined").await?;
+    let hub = backyard::signaling::Hub::get(&s.state).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let program = Arc::downgrade(&hub.programs.get(broadcast).context("a host in the studio starts the program")?);
+    send(&mut ws, "leave-broadcast", json!({})).await?;
+    // Stopped for good: off the node's list, and nothing (the room follower, the director) keeps it alive,
+    // so its thread stops composing.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), async {
+        while program.strong_count() > 0 || hub.programs.running().contains(&broadcast) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "the program still runs: {} references", program.strong_count());
+    Ok(())
+}
+
 /// One plain HTTP/1.1 `GET /healthz` on a fresh connection; returns how long the answer took.
 async fn healthz_time(addr: SocketAddr) -> anyhow::Result<Duration> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -79,8 +79,8 @@ export class BroadcastPanel {
 
   /**
    * Shows the composed program until its live WebRTC track arrives (`useLiveProgram`): the server's latest frame
-   * as a small JPEG, a few times a second, drawn onto a canvas whose stream feeds the preview <video>. Keeps
-   * polling (slower) while no program is running.
+   * as a small JPEG, a few times a second, drawn onto a canvas whose stream feeds the preview <video>. Stops
+   * when there is no program (a 404); the room starts it again on the next `program-status`.
    */
   startPreview(fps = 5) {
     if (this.previewRun || this.liveProgram) return;
@@ -113,6 +113,10 @@ export class BroadcastPanel {
             stream = canvas.captureStream(fps);
             this.setProgramStream(stream, 'stills');
           }
+        } else if (res.status === 404) {
+          // No program here any more: the next `program-status` starts polling again.
+          this.stopPreview();
+          return;
         } else {
           wait = 1000;
         }

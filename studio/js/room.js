@@ -272,7 +272,10 @@ class Room {
         if (this.activeTab !== 'chat') this.tabs.chat.classList.add('unread');
         return;
       case 'broadcast-started':
+        this.renderTopBar();
+        return;
       case 'broadcast-ended':
+        this.broadcastPanel?.stopPreview();
         this.renderTopBar();
         return;
       case 'moderated':
@@ -287,8 +290,8 @@ class Room {
         return;
       case 'program-status':
         this.broadcastPanel?.setProgramStatus(this.state.program);
-        // Polling the program's frame before it exists would only fetch 404s.
-        this.broadcastPanel?.startPreview();
+        // Polling the program's frame before it exists would only fetch 404s; an ended show has none.
+        if (this.state.broadcast?.status !== 'ended') this.broadcastPanel?.startPreview();
         this.renderHealth();
         return;
       default:

@@ -160,15 +160,16 @@ pub(super) fn member(p: &Participant) -> Member {
     }
 }
 
-/// Follows the room on the bus and feeds the director; publishes `program-status` every 2 s. Ends when
-/// `stop` fires or the bus closes.
+/// Follows the room on the bus and feeds the director; publishes `program-status` every 2 s. Holds the
+/// program only weakly: it ends once the program stopped (the last `Live` dropped, which also closes
+/// `refresh`) or the bus closed.
 pub(super) async fn follow_room(
     state: AppState,
-    live: Arc<super::Live>,
+    live: std::sync::Weak<super::Live>,
     feed: Arc<ProgramFeed>,
     mut refresh: tokio::sync::mpsc::UnboundedReceiver<()>,
 ) {
-    let broadcast = live.broadcast;
+    let Some(broadcast) = live.upgrade().map(|l| l.broadcast) else { return };
     let mut events = state.bus.subscribe(&topic::broadcast(broadcast));
     // The first status comes one period after the start, judging that period (and with a frame to preview:
     // the studio starts polling for one when the first status arrives).
@@ -176,21 +177,36 @@ pub(super) async fn follow_room(
     let mut status = tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
     status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut health = super::health::HealthWatch::default();
-    health.observe(started.elapsed(), &live.program.stats(), live.program.fps());
+    if let Some(live) = live.upgrade() {
+        health.observe(started.elapsed(), &live.program.stats(), live.program.fps());
+    }
     let mut was = super::ProgramHealth::Ok;
     loop {
         tokio::select! {
-            ev = events.recv() => match ev {
-                Ok(ev) => on_event(&live, &feed, &ev),
-                // Missed some: rebuild from the hub's view of the room.
-                Err(RecvError::Lagged(_)) => resync(&state, &live).await,
-                Err(RecvError::Closed) => break,
-            },
-            order = refresh.recv() => match order {
-                Some(()) => resync(&state, &live).await,
-                None => break,
+            ev = events.recv() => {
+                let Some(live) = live.upgrade() else { break };
+                match ev {
+                    Ok(ev) => on_event(&live, &feed, &ev),
+                    // Missed some: rebuild from the hub's view of the room.
+                    Err(RecvError::Lagged(_)) => resync(&state, &live).await,
+                    Err(RecvError::Closed) => break,
+                }
+            }
+            order = refresh.recv() => match (order, live.upgrade()) {
+                (Some(()), Some(live)) => resync(&state, &live).await,
+                _ => break,
             },
             _ = status.tick() => {
+                let Some(live) = live.upgrade() else { break };
+                // Stopped (taken off the node's list) but not yet dropped: it says nothing more, so a studio is
+                // never told of a program it can no longer preview.
+                let listed = match crate::signaling::Hub::get(&state).await {
+                    Ok(hub) => hub.programs.get(broadcast).is_some_and(|l| Arc::ptr_eq(&l, &live)),
+                    Err(_) => false,
+                };
+                if !listed {
+                    break;
+                }
                 let stats = live.program.stats();
                 let window = health.observe(started.elapsed(), &stats, live.program.fps());
                 match (was, window.health) {
@@ -210,10 +226,12 @@ pub(super) async fn follow_room(
                     stats,
                     on_stage: on_stage.unwrap_or_default(),
                 };
+                drop(live);
                 let _ = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await;
             }
         }
     }
+    tracing::debug!(%broadcast, "the program's room follower ended");
 }
 
 async fn resync(state: &AppState, live: &super::Live) {

@@ -154,7 +154,7 @@ impl Programs {
         );
         // The live preview goes to hosts and co-hosts over their WebRTC connections (msid `program`).
         program.set_preview_sink(Some(Arc::new(media.publish_program(&room))));
-        tokio::spawn(director::follow_room(state.clone(), live.clone(), feed, refresh_rx));
+        tokio::spawn(director::follow_room(state.clone(), Arc::downgrade(&live), feed, refresh_rx));
         tracing::info!(broadcast = %broadcast.id, width = cfg.width, height = cfg.height, fps = cfg.fps, "program started");
         Ok(live)
     }
@@ -171,7 +171,8 @@ impl Programs {
     }
 
     /// Stops the program unless it is on air: its tap and preview are withdrawn; the director thread and the
-    /// room follower end with the last reference.
+    /// room follower (which holds it only weakly) end with the last reference, and the program's thread with
+    /// them.
     pub async fn stop_if_idle(&self, media: &MediaNode, broadcast: Uuid) {
         let Some(live) = self.get(broadcast) else { return };
         if live.on_air.lock().await.is_some() {
