@@ -55,6 +55,7 @@ pub enum Overlay {
     Comment {
         author: String,
         text: String,
+        color: Option<String>,
     },
     Ticker {
         text: String,
@@ -124,8 +125,8 @@ impl Overlay {
                 ],
                 Some(url.as_str()),
             ),
-            Overlay::Comment { author, text } => {
-                (first, "chat", vec![("author", author.clone()), ("message", text.clone())], None)
+            Overlay::Comment { author, text, color: c } => {
+                (first, "chat", vec![("author", author.clone()), ("message", text.clone()), ("color", color(c))], None)
             }
             Overlay::Ticker { text, color: c } => {
                 (first, "ticker", vec![("text", text.clone()), ("color", color(c))], None)
@@ -144,6 +145,8 @@ pub struct Scene {
     pub layout: String,
     /// Visible overlays only.
     pub overlays: Vec<Overlay>,
+    /// The colour behind the tiles (RGB; the brand's), or the program's default.
+    pub background: Option<[u8; 3]>,
 }
 
 /// The layout plugin and its layout a scene's layout id names (`grid` → first-party `layouts`/`grid`,
@@ -289,6 +292,8 @@ pub enum Output {
     HideOverlay(String),
     /// Ask this participant's browser for a keyframe (their source just came on stage).
     Keyframe(String),
+    /// The colour behind the tiles changed (RGB; `None`: the program's default).
+    Background(Option<[u8; 3]>),
 }
 
 /// Placements from layout plugins.
@@ -365,6 +370,9 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     /// The hosts set a new scene.
     pub fn handle_scene(&mut self, scene: Scene, now: Duration) {
         let overlays_changed = scene.overlays != self.scene.overlays;
+        if scene.background != self.scene.background {
+            self.outputs.push_back(Output::Background(scene.background));
+        }
         self.scene = scene;
         self.relayout();
         if overlays_changed {
@@ -802,7 +810,7 @@ mod tests {
     }
 
     fn scene(stage: &[&str], layout: &str) -> Scene {
-        Scene { stage: stage.iter().map(|s| s.to_string()).collect(), layout: layout.into(), overlays: vec![] }
+        Scene { stage: stage.iter().map(|s| s.to_string()).collect(), layout: layout.into(), ..Scene::default() }
     }
 
     fn drain(d: &mut Director<Row, Ink>) -> Vec<Output> {
@@ -811,6 +819,18 @@ mod tests {
 
     fn tiles(d: &Director<Row, Ink>) -> Vec<String> {
         d.stage_layout().map(|s| s.tiles.iter().map(|t| t.source.clone()).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_new_background_is_one_output_and_the_default_comes_back_without_one() {
+        let mut d = director();
+        let branded = Scene { background: Some([1, 2, 3]), ..scene(&[], "grid") };
+        d.handle_scene(branded.clone(), MS(0));
+        assert!(drain(&mut d).contains(&Output::Background(Some([1, 2, 3]))));
+        d.handle_scene(branded, MS(10));
+        assert!(!drain(&mut d).iter().any(|o| matches!(o, Output::Background(_))), "unchanged: nothing to say");
+        d.handle_scene(scene(&[], "grid"), MS(20));
+        assert!(drain(&mut d).contains(&Output::Background(None)));
     }
 
     #[test]
@@ -908,7 +928,7 @@ mod tests {
         let mut s = scene(&[], "grid");
         s.overlays = vec![
             Overlay::LowerThird { name: "Ada".into(), title: "Host".into(), color: None },
-            Overlay::Comment { author: "Viewer".into(), text: "hi".into() },
+            Overlay::Comment { author: "Viewer".into(), text: "hi".into(), color: None },
         ];
         d.handle_scene(s.clone(), MS(0));
         let out = drain(&mut d);
@@ -921,7 +941,7 @@ mod tests {
         let asked: Vec<&str> = d.painter.renders.iter().map(|(o, _)| o.as_str()).collect();
         assert!(asked.contains(&"lower-third") && asked.contains(&"chat"), "{asked:?}");
         // Only the comment changes: only it is drawn again; the lower third's layer stays as it is.
-        s.overlays[1] = Overlay::Comment { author: "Viewer".into(), text: "bye".into() };
+        s.overlays[1] = Overlay::Comment { author: "Viewer".into(), text: "bye".into(), color: None };
         d.handle_scene(s.clone(), MS(10));
         let out = drain(&mut d);
         assert_eq!(out.len(), 1, "{out:?}");

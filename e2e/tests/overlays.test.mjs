@@ -1,6 +1,8 @@
 // The studio's own overlay controls reach the program: a host alone in the studio with a dark fake camera types a
 // ticker text and shows it; the ticker scrolls along the bottom of the composed program (`program.jpg`, drawn by the
-// first-party overlays plugin) and on the host's stage (drawn by the studio), and Hide takes it off both.
+// first-party overlays plugin) and on the host's stage (drawn by the studio), and Hide takes it off both. Then
+// brand kits: the host saves two brands with different colours (one with a background colour) in the overlays
+// panel; applying one, then the other, changes the banner's colour and the background on the program.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
@@ -9,12 +11,22 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, makeClip, sampleProgram, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, makeClip, near, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
 
 /** Full blocks scroll by as solid white, easy to find in a JPEG whatever the scroll position. */
 const TICKER = Array(12).fill('██████').join(' ');
 /** Points along the middle of the ticker bar (it is 6.5 % of the canvas high, at the bottom). */
 const BAR = Array.from({ length: 12 }, (_, i) => [(i + 0.5) / 12, 0.968]);
+/** A grid over the bottom third of the canvas, where the banner is drawn. */
+const LOWER = Array.from({ length: 19 * 12 }, (_, i) => [0.05 + (i % 19) * 0.05, 0.7 + Math.floor(i / 19) * 0.025]);
+/** Behind the tiles: nobody is on stage, so the middle of the canvas is the background. */
+const MIDDLE = [[0.5, 0.35], [0.3, 0.3], [0.7, 0.3]];
+const BRANDS = {
+  red: { name: 'Red morning', color: '#d03030' },
+  amber: { name: 'Amber evening', color: '#e0a020', background: '#306030' },
+};
+/** The program scales, blends and JPEG-encodes: colours within this distance per channel. */
+const TOLERANCE = 40;
 
 describe('the studio’s overlay controls', { timeout: 300000 }, () => {
   let host;
@@ -53,5 +65,71 @@ describe('the studio’s overlay controls', { timeout: 300000 }, () => {
     await eventually('the ticker leaves the program', async () => (await whiteOnBar()) === 0, 20000, 500);
     await page.locator('[data-role=stage] .overlay-ticker').waitFor({ state: 'detached' });
     assert.equal(await toggle.textContent(), 'Show ticker');
+  });
+
+  /**
+   * The latest frame: how many of the bottom third's points are near `banner` (hex) and whether the middle is
+   * near `background` (hex). Throws what it saw unless there are at least `min` (or, with `min` 0, none).
+   */
+  async function expectOnProgram({ banner, min, background }) {
+    const r = await sampleProgram(host.page, broadcastId, [...LOWER, ...MIDDLE]);
+    if (!r.colours) throw new Error(r.error ?? 'no program frame');
+    const hits = r.colours.slice(0, LOWER.length).filter((c) => near(c, rgb(banner.slice(1)), TOLERANCE)).length;
+    const middle = r.colours.slice(LOWER.length);
+    const bgOk = middle.every((c) => near(c, rgb(background.slice(1)), TOLERANCE));
+    if ((min ? hits >= min : hits === 0) && bgOk) return true;
+    throw new Error(`${hits} points near ${banner} at the bottom; the middle is ${JSON.stringify(middle)}, want ${background}`);
+  }
+
+  it('brand kits: two saved brands, and switching brand recolours the banner and the background on the program', async () => {
+    const page = host.page;
+    await page.click('[data-tab=overlays]');
+    for (const b of Object.values(BRANDS)) {
+      await page.fill('input[name=brandName]', b.name);
+      await page.fill('input[name=brandColor]', b.color);
+      if (b.background) {
+        await page.check('input[name=brandUseBackground]');
+        await page.fill('input[name=brandBackground]', b.background);
+      }
+      await page.click('[data-action=save-brand]');
+      await page.locator('.brand-item', { hasText: b.name }).waitFor();
+    }
+    const saved = await page.evaluate(async () => (await (await fetch('/api/brands')).json()).items.map((b) => [b.name, b.color, b.background]));
+    assert.deepEqual(saved, [
+      [BRANDS.red.name, BRANDS.red.color, null],
+      [BRANDS.amber.name, BRANDS.amber.color, BRANDS.amber.background],
+    ]);
+
+    await page.fill('textarea[name=bannerText]', 'Brand check: the colour of this banner comes from the brand');
+    await page.click('[data-action=toggle-banner]');
+    const apply = (b) => page.locator('.brand-item', { hasText: b.name }).locator('[data-action=apply-brand]').click();
+
+    await apply(BRANDS.red);
+    await eventually('the banner is the red brand’s colour on the program, the background stays black', () => expectOnProgram({ banner: BRANDS.red.color, min: 10, background: '#000000' }), 20000, 500);
+    assert.equal(await page.locator('.brand-item[data-applied=true]').textContent().then((t) => t.includes(BRANDS.red.name)), true);
+    await page.locator('[data-role=stage] .overlay-banner').waitFor();
+    assert.equal(
+      await page.locator('[data-role=stage] .overlay-banner').evaluate((el) => getComputedStyle(el).backgroundColor),
+      'rgb(208, 48, 48)',
+      'the stage draws the banner in the brand colour too',
+    );
+    await screenshot(page, 'overlays-brand-red');
+
+    await apply(BRANDS.amber);
+    await eventually('switching brand: the banner turns amber and the background green', async () => {
+      await expectOnProgram({ banner: BRANDS.red.color, min: 0, background: BRANDS.amber.background });
+      return expectOnProgram({ banner: BRANDS.amber.color, min: 10, background: BRANDS.amber.background });
+    }, 20000, 500);
+    assert.equal(
+      await page.locator('[data-role=stage]').evaluate((el) => getComputedStyle(el).backgroundColor),
+      'rgb(48, 96, 48)',
+      'the stage shows the brand background too',
+    );
+    await screenshot(page, 'overlays-brand-amber');
+
+    // The applied brand pressed again: no brand; the operator's colours and the default background come back.
+    await apply(BRANDS.amber);
+    await eventually('no brand: the banner leaves the brand colour, the background is black again', () => expectOnProgram({ banner: BRANDS.amber.color, min: 0, background: '#000000' }), 20000, 500);
+    await page.click('[data-action=toggle-banner]');
   });
 });

@@ -28,6 +28,8 @@ pub mod limits {
     pub const PLUGIN_PROPS: usize = 16;
     /// One prop's value.
     pub const PLUGIN_PROP_TEXT: usize = 500;
+    /// The name of the brand a scene carries.
+    pub const BRAND_NAME: usize = 60;
 }
 
 /// What is on screen.
@@ -43,12 +45,43 @@ pub struct Scene {
     pub layout: String,
     #[serde(default)]
     pub overlays: Overlays,
+    /// The brand the hosts applied (a copy of one of their brand kits), or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<SceneBrand>,
 }
 
 impl Default for Scene {
     fn default() -> Self {
-        Scene { stage: Vec::new(), layout: default_layout(), overlays: Overlays::default() }
+        Scene { stage: Vec::new(), layout: default_layout(), overlays: Overlays::default(), brand: None }
     }
+}
+
+/// A brand kit as a scene carries it (the studio copies it from `/api/brands` when a host applies it), so the
+/// program takes its colours without reading the store.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SceneBrand {
+    /// The brand kit it was copied from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    #[serde(default)]
+    pub name: String,
+    /// `#rrggbb`: the colour of every text overlay (banner, lower third, ticker, featured comment) that sets
+    /// none of its own.
+    pub color: String,
+    /// `#rrggbb` behind the tiles; black when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<String>,
+}
+
+/// `#rrggbb` as RGB, or `None` when it is not that form.
+pub fn rgb(hex: &str) -> Option<[u8; 3]> {
+    let h = hex.strip_prefix('#')?;
+    if h.len() != 6 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
 }
 
 fn default_layout() -> String {
@@ -279,6 +312,15 @@ impl Scene {
         if let Some(t) = &o.ticker {
             t.validate("ticker", limits::TICKER_TEXT)?;
         }
+        if let Some(b) = &self.brand {
+            text("brand.name", &b.name, limits::BRAND_NAME)?;
+            if rgb(&b.color).is_none() {
+                return Err(bad("brand.color", "must be a colour like #2563eb"));
+            }
+            if b.background.as_deref().is_some_and(|c| rgb(c).is_none()) {
+                return Err(bad("brand.background", "must be a colour like #14213d"));
+            }
+        }
         if o.plugins.len() > limits::PLUGIN_OVERLAYS {
             return Err(bad("overlays.plugins", format!("at most {} plugin overlays", limits::PLUGIN_OVERLAYS)));
         }
@@ -310,15 +352,18 @@ impl Scene {
     /// The scene as the program's director takes it: visible overlays only.
     pub fn to_director(&self) -> director::Scene {
         let o = &self.overlays;
+        // An overlay's own colour, else the brand's, else (none) the operator's accent.
+        let brand = self.brand.as_ref().map(|b| b.color.clone());
+        let colour = |own: &Option<String>| own.clone().or_else(|| brand.clone());
         let mut overlays = Vec::new();
         if let Some(b) = o.banner.as_ref().filter(|b| b.visible) {
-            overlays.push(director::Overlay::Banner { text: b.text.clone(), color: b.color.clone() });
+            overlays.push(director::Overlay::Banner { text: b.text.clone(), color: colour(&b.color) });
         }
         if let Some(l) = o.lower_third.as_ref().filter(|l| l.visible) {
             overlays.push(director::Overlay::LowerThird {
                 name: l.name.clone(),
                 title: l.title.clone(),
-                color: l.color.clone(),
+                color: colour(&l.color),
             });
         }
         if let Some(l) = o.logo.as_ref().filter(|l| l.visible && !l.url.is_empty()) {
@@ -329,10 +374,14 @@ impl Scene {
             });
         }
         if let Some(c) = o.comment.as_ref().filter(|c| c.visible) {
-            overlays.push(director::Overlay::Comment { author: c.name.clone(), text: c.text.clone() });
+            overlays.push(director::Overlay::Comment {
+                author: c.name.clone(),
+                text: c.text.clone(),
+                color: brand.clone(),
+            });
         }
         if let Some(t) = o.ticker.as_ref().filter(|t| t.visible) {
-            overlays.push(director::Overlay::Ticker { text: t.text.clone(), color: t.color.clone() });
+            overlays.push(director::Overlay::Ticker { text: t.text.clone(), color: colour(&t.color) });
         }
         for (key, p) in o.plugins.iter().filter(|(_, p)| p.visible) {
             // Validated keys are `<plugin>/<overlay>`.
@@ -347,6 +396,7 @@ impl Scene {
             stage: self.stage.iter().map(Uuid::to_string).collect(),
             layout: self.layout.clone(),
             overlays,
+            background: self.brand.as_ref().and_then(|b| b.background.as_deref()).and_then(rgb),
         }
     }
 
@@ -376,6 +426,37 @@ mod tests {
 
     fn parse(v: serde_json::Value) -> Result<Scene, String> {
         serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_brand_colours_the_text_overlays_without_a_colour_and_the_background() {
+        let s = parse(serde_json::json!({
+            "layout": "grid",
+            "overlays": {"banner": {"text": "Hi", "visible": true},
+                         "ticker": {"text": "News", "visible": true, "color": "#00ff00"},
+                         "comment": {"messageId": "m1", "name": "Viewer", "text": "hello", "visible": true}},
+            "brand": {"name": "Red", "color": "#d03030", "background": "#102030"}}))
+        .unwrap();
+        assert_eq!(s.validate(&layouts(), &overlays()), Ok(()));
+        let d = s.to_director();
+        assert_eq!(d.background, Some([0x10, 0x20, 0x30]));
+        let red = Some("#d03030".to_string());
+        assert!(d.overlays.contains(&director::Overlay::Banner { text: "Hi".into(), color: red.clone() }));
+        assert!(d.overlays.contains(&director::Overlay::Comment {
+            author: "Viewer".into(),
+            text: "hello".into(),
+            color: red
+        }));
+        assert!(
+            d.overlays.contains(&director::Overlay::Ticker { text: "News".into(), color: Some("#00ff00".into()) }),
+            "an overlay's own colour wins over the brand's"
+        );
+        let plain = Scene::default().to_director();
+        assert_eq!(plain.background, None, "no brand: the program's own background");
+        assert_eq!(rgb("#0a0B0c"), Some([10, 11, 12]));
+        for bad in ["0a0b0c", "#0a0b0", "#0a0b0g", "#0a0b0c0d", "#ééé"] {
+            assert_eq!(rgb(bad), None, "{bad}");
+        }
     }
 
     #[test]

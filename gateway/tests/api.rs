@@ -22,6 +22,7 @@ both_backends!(
     registration_modes_and_first_admin,
     lists_are_paginated_and_ordered,
     scene_round_trip_and_validation,
+    brand_kits_are_kept_per_account_and_a_scene_takes_one_on,
     recordings_list_get_range_delete,
     uploads_are_type_checked_size_limited_and_served,
     start_and_end_are_announced_on_the_bus,
@@ -616,6 +617,111 @@ async fn scene_round_trip_and_validation(b: Backend) {
     }
     let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
     assert_eq!(get.body, scene, "a refused scene is not stored");
+}
+
+async fn brand_kits_are_kept_per_account_and_a_scene_takes_one_on(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let other = t.user("o@example.com").await;
+    let made = t
+        .post("/api/brands")
+        .cookies(&host)
+        .json(json!({"name": "Morning show", "color": "#D03030", "background": "#102030"}))
+        .send()
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(made.body["color"], "#d03030", "kept in one spelling");
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    let late = t.post("/api/brands").cookies(&host).json(json!({"name": "Late show", "color": "#3050d0"})).send().await;
+    assert_eq!(late.status, StatusCode::CREATED, "{}", late.body);
+    assert!(late.body["background"].is_null());
+    let list = t.get("/api/brands").cookies(&host).send().await;
+    let names: Vec<&str> = list.body["items"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Morning show", "Late show"], "oldest first");
+    let theirs = t.get("/api/brands").cookies(&other).send().await;
+    assert_eq!(theirs.body["items"], json!([]), "another account sees none of them");
+
+    // Replaced whole; someone else's brand is missing to them.
+    let put = t
+        .req(Method::PUT, &format!("/api/brands/{id}"))
+        .cookies(&host)
+        .json(json!({"name": "Morning", "color": "#00aa00"}))
+        .send()
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert_eq!((put.body["name"].as_str(), put.body["background"].is_null()), (Some("Morning"), true));
+    let r = t
+        .req(Method::PUT, &format!("/api/brands/{id}"))
+        .cookies(&other)
+        .json(json!({"name": "Mine now", "color": "#000000"}))
+        .send()
+        .await;
+    r.assert_error(StatusCode::NOT_FOUND);
+    t.req(Method::DELETE, &format!("/api/brands/{id}"))
+        .cookies(&other)
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+
+    // Bad input names its field.
+    for (body, field) in [
+        (json!({"name": "", "color": "#000000"}), "name"),
+        (json!({"name": "x".repeat(61), "color": "#000000"}), "name"),
+        (json!({"name": "Red", "color": "red"}), "color"),
+        (json!({"name": "Red", "color": "#12345"}), "color"),
+        (json!({"name": "Red", "color": "#123456", "background": "#12"}), "background"),
+        (json!({"name": "Red", "color": "#123456", "logoUrl": "https://example.com/logo.png"}), "logoUrl"),
+    ] {
+        let bad = t.post("/api/brands").cookies(&host).json(body).send().await;
+        bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.body["error"]["field"], field, "{}", bad.body);
+    }
+
+    // A scene carries a copy of a brand, checked like the rest of the scene.
+    let bid = t.broadcast(&host, "show").await;
+    let scene = json!({"stage": [], "layout": "grid", "overlays": {"banner": {"text": "Hi", "visible": true}},
+        "brand": {"id": id, "name": "Morning", "color": "#00aa00", "background": "#102030"}});
+    let put =
+        t.req(Method::PUT, &format!("/api/broadcasts/{bid}/scene")).cookies(&host).json(scene.clone()).send().await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let get = t.get(&format!("/api/broadcasts/{bid}/scene")).cookies(&host).send().await;
+    assert_eq!(get.body["brand"], scene["brand"]);
+    for (brand, field) in [
+        (json!({"name": "B", "color": "blue"}), "brand.color"),
+        (json!({"name": "B", "color": "#0000ff", "background": "#00f"}), "brand.background"),
+        (json!({"name": "B".repeat(61), "color": "#0000ff"}), "brand.name"),
+    ] {
+        let bad = t
+            .req(Method::PUT, &format!("/api/broadcasts/{bid}/scene"))
+            .cookies(&host)
+            .json(json!({"brand": brand}))
+            .send()
+            .await;
+        bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.body["error"]["field"], field, "{}", bad.body);
+    }
+
+    // Deleted: gone from the list; the scene keeps its copy.
+    let del = t.req(Method::DELETE, &format!("/api/brands/{id}")).cookies(&host).send().await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    let list = t.get("/api/brands").cookies(&host).send().await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    let get = t.get(&format!("/api/broadcasts/{bid}/scene")).cookies(&host).send().await;
+    assert_eq!(get.body["brand"]["color"], "#00aa00");
+
+    // An account keeps a bounded number of brands.
+    for i in 1..backyard::api::brands::MAX_BRANDS {
+        let r = t
+            .post("/api/brands")
+            .cookies(&host)
+            .json(json!({"name": format!("Brand {i}"), "color": "#101010"}))
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let over = t.post("/api/brands").cookies(&host).json(json!({"name": "One more", "color": "#101010"})).send().await;
+    over.assert_error(StatusCode::CONFLICT);
+    assert_eq!(over.body["error"]["code"], "too_many_brands");
 }
 
 async fn recordings_list_get_range_delete(b: Backend) {

@@ -63,6 +63,10 @@ fn endpoints() -> Vec<Endpoint> {
         e(Method::DELETE, "/api/broadcasts/{b}/invites/{i}", Host, None),
         e(Method::POST, "/api/invites/{t}/redeem", Public, Some(json!({"name": 5}))),
         e(Method::GET, "/api/plugins", Account, None),
+        e(Method::GET, "/api/brands", Account, None),
+        e(Method::POST, "/api/brands", Account, Some(json!({"name": 5, "color": "#000000"}))),
+        e(Method::PUT, "/api/brands/{br}", Account, Some(json!({"name": 5, "color": "#000000"}))),
+        e(Method::DELETE, "/api/brands/{br}", Account, None),
         e(Method::GET, "/api/recordings", Account, None),
         e(Method::GET, "/api/recordings/{r}", Account, None),
         e(Method::DELETE, "/api/recordings/{r}", Account, None),
@@ -113,6 +117,18 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
     let other_me: uuid::Uuid =
         t.get("/api/auth/me").cookies(&other).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
     let other_rec = t.state.store.create_recording(other_bid.parse().unwrap(), other_me, "r").await.unwrap();
+    let brand = |user| {
+        let fields = backyard::store::BrandFields {
+            name: "b".into(),
+            color: "#000000".into(),
+            background: None,
+            logo_url: None,
+        };
+        let store = t.state.store.clone();
+        async move { store.create_brand(user, &fields).await.unwrap() }
+    };
+    let my_brand = brand(me).await;
+    let other_brand = brand(other_me).await;
     let f = Fixture {
         host,
         other,
@@ -123,6 +139,7 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
             ("{i}", inv.body["id"].as_str().unwrap().to_owned()),
             ("{t}", inv.body["token"].as_str().unwrap().to_owned()),
             ("{r}", rec.id.to_string()),
+            ("{br}", my_brand.id.to_string()),
             ("{u}", "0".repeat(64)),
         ],
     };
@@ -193,9 +210,13 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
             );
             cases += 2;
         }
-        // Someone else's broadcast or recording: indistinguishable from missing.
-        if ep.path.contains("{b}") || ep.path.contains("{r}") {
-            let theirs = ep.path.replace("{b}", &other_bid).replace("{r}", &other_rec.id.to_string());
+        // Someone else's broadcast, recording or brand: indistinguishable from missing.
+        if ep.path.contains("{b}") || ep.path.contains("{r}") || ep.path.contains("{br}") {
+            let theirs = ep
+                .path
+                .replace("{br}", &other_brand.id.to_string())
+                .replace("{b}", &other_bid)
+                .replace("{r}", &other_rec.id.to_string());
             let r = send(&f.host, &fill(&theirs, &f.ids)).send().await;
             check(&label("someone else's"), &r, StatusCode::NOT_FOUND);
             let r = send(&f.other, &path).send().await;

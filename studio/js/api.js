@@ -67,6 +67,9 @@ export const api = {
   refresh: () => refreshSession(),
 
   listBroadcasts: (limit = 50, offset = 0) => request('GET', `/api/broadcasts?limit=${limit}&offset=${offset}`),
+  listBrands: () => request('GET', '/api/brands'),
+  createBrand: (brand) => request('POST', '/api/brands', brand),
+  deleteBrand: (id) => request('DELETE', `/api/brands/${encodeURIComponent(id)}`),
   listRecordings: (limit = 100, offset = 0) => request('GET', `/api/recordings?limit=${limit}&offset=${offset}`),
   deleteRecording: (id) => request('DELETE', `/api/recordings/${encodeURIComponent(id)}`),
   createBroadcast: (title, description) => request('POST', '/api/broadcasts', { title, description }),

@@ -74,7 +74,19 @@ export function normaliseScene(scene = {}) {
     stage: Array.isArray(scene?.stage) ? scene.stage.filter((id) => typeof id === 'string') : [],
     layout: layout === 'screen-share' ? 'screen' : layout,
     overlays: normaliseOverlays(scene?.overlays),
+    brand: normaliseBrand(scene?.brand),
   };
+}
+
+const HEX_COLOUR = /^#[0-9a-f]{6}$/i;
+
+/** The scene's brand `{id?, name, color, background?}` (colours `#rrggbb`), or null when it has none usable. */
+export function normaliseBrand(brand) {
+  if (!brand || typeof brand !== 'object' || !HEX_COLOUR.test(brand.color ?? '')) return null;
+  const out = { name: typeof brand.name === 'string' ? brand.name : '', color: brand.color };
+  if (typeof brand.id === 'string') out.id = brand.id;
+  if (HEX_COLOUR.test(brand.background ?? '')) out.background = brand.background;
+  return out;
 }
 
 /** The layouts from `joined`: `{id, name, description, plugin}` each, in the server's order, ids unique. */

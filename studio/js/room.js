@@ -7,6 +7,7 @@
 import { api } from './api.js';
 import { ChatPanel } from './chat.js';
 import { ControlBar, LayoutBar } from './controls.js';
+import { BrandSection } from './brand.js';
 import { BroadcastPanel } from './destinations.js';
 import { h, icon, mount, toast } from './dom.js';
 import { ICONS } from './icons.js';
@@ -283,6 +284,7 @@ class Room {
         return;
       case 'scene-updated':
         this.overlaysPanel?.set(this.state.scene.overlays);
+        this.brandSection?.set(this.state.scene.brand);
         break;
       case 'destination-status':
         this.broadcastPanel?.setOutputs(this.state.outputs);
@@ -367,6 +369,10 @@ class Room {
       this.overlaysPanel = new OverlaysPanel({ onchange: (overlays) => this.pushScene({ overlays }) });
       this.overlaysPanel.set(this.state.scene.overlays);
       this.overlaysPanel.setChoices(this.state.overlayChoices);
+      this.brandSection = new BrandSection({ onapply: (brand, logoUrl) => this.applyBrand(brand, logoUrl) });
+      this.brandSection.set(this.state.scene.brand);
+      this.overlaysPanel.el.prepend(this.brandSection.el);
+      this.brandSection.load();
       panels.broadcast = { label: 'Broadcast', icon: ICONS.broadcast, el: this.broadcastPanel.el };
       panels.overlays = { label: 'Overlays', icon: ICONS.brush, el: this.overlaysPanel.el };
     }
@@ -458,6 +464,7 @@ class Room {
       view: stageTiles(this.state),
       streamOf,
       overlays: this.state.scene.overlays,
+      brand: this.state.scene.brand,
       emptyHint: this.isModerator ? 'Add people to the stage from the strip below.' : 'The host will bring people on stage.',
     });
     this.strip.render(this.state, { streamOf, hasScreen: (pid) => this.hasScreen(pid) });
@@ -575,9 +582,18 @@ class Room {
   /** Applies a scene change locally at once and sends it; the server's `scene-updated` confirms or corrects it. */
   pushScene(patch) {
     this.state = patchScene(this.state, patch);
-    const { stage, layout, overlays } = this.state.scene;
-    this.conn.updateScene({ stage, layout, overlays });
+    const { stage, layout, overlays, brand } = this.state.scene;
+    this.conn.updateScene({ stage, layout, overlays, brand });
     this.render();
+  }
+
+  /** A saved brand applied to this broadcast (`null`: none); a brand with a logo shows it. */
+  applyBrand(brand, logoUrl) {
+    const patch = { brand };
+    if (logoUrl) patch.overlays = { ...this.state.scene.overlays, logo: { ...this.state.scene.overlays.logo, url: logoUrl, visible: true } };
+    this.pushScene(patch);
+    this.brandSection?.set(this.state.scene.brand);
+    this.overlaysPanel?.set(this.state.scene.overlays);
   }
 
   moderate(pid, action) {

@@ -23,8 +23,14 @@ export class StageView {
    * `view` is `stageTiles(state)` from room-state.js; `streamOf(source)` the MediaStream to show for a tile
    * (or null); `overlays` the scene's overlays; `emptyHint` what to say while nobody is on stage.
    */
-  render({ view, streamOf, overlays = {}, emptyHint = '' }) {
+  render({ view, streamOf, overlays = {}, brand = null, emptyHint = '' }) {
     const { canvas, tiles } = view;
+    // The brand's colours, as the program draws them: text overlays in its colour, its background behind tiles.
+    if (brand?.color) this.root.style.setProperty('--brand', brand.color);
+    else this.root.style.removeProperty('--brand');
+    if (brand?.background) this.root.style.setProperty('--brand-bg', brand.background);
+    else this.root.style.removeProperty('--brand-bg');
+    this.root.classList.toggle('has-brand-bg', Boolean(brand?.background));
     this.root.style.setProperty('--canvas-w', String(canvas.width));
     this.root.style.setProperty('--canvas-h', String(canvas.height));
     this.root.dataset.canvas = `${canvas.width}x${canvas.height}`;

@@ -195,6 +195,17 @@ impl Compositor {
         self.overlays.retain(|o| o.id != id);
     }
 
+    /// The colour behind the tiles from the next frame, as RGB (converted to the canvas's limited-range YUV).
+    pub fn set_background_rgb(&mut self, [r, g, b]: [u8; 3]) {
+        let (y, u, v) = overlay::rgb_to_yuv(f32::from(r), f32::from(g), f32::from(b));
+        self.config.background = [y.round() as u8, u.round() as u8, v.round() as u8];
+    }
+
+    /// The colour behind the tiles, as limited-range YUV.
+    pub fn set_background(&mut self, yuv: [u8; 3]) {
+        self.config.background = yuv;
+    }
+
     pub fn placements(&self) -> &[Placement] {
         &self.placements
     }

@@ -52,7 +52,7 @@ pub(crate) struct PreparedOverlay {
     spans: Vec<(usize, usize)>,
 }
 
-fn rgb_to_yuv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
+pub(crate) fn rgb_to_yuv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
     (
         16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0,
         128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0,

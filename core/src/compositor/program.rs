@@ -49,6 +49,8 @@ enum Command {
     PutOverlay(OverlayLayer),
     /// One overlay layer taken off by id.
     RemoveOverlay(String),
+    /// The colour behind the tiles (RGB), or the starting one.
+    Background(Option<[u8; 3]>),
     Gain(String, f32),
     Muted(String, bool),
     GoLive(Box<Egress>),
@@ -157,6 +159,7 @@ impl Program {
             Compositor::new(CompositorConfig { frame_duration: Duration::from_secs_f64(1.0 / fps as f64), ..config });
         let counters = Arc::new(Counters::default());
         let tick = Ticker {
+            default_background: core.config().background,
             core,
             rx,
             epoch,
@@ -243,6 +246,11 @@ impl Program {
     /// Takes overlay layer `id` off from the next tick.
     pub fn remove_overlay(&self, id: &str) {
         let _ = self.commands.send(Command::RemoveOverlay(id.to_owned()));
+    }
+
+    /// The colour behind the tiles from the next tick (RGB; `None`: the colour the program started with).
+    pub fn set_background(&self, rgb: Option<[u8; 3]>) {
+        let _ = self.commands.send(Command::Background(rgb));
     }
 
     pub fn set_gain(&self, source: &str, gain: f32) {
@@ -463,6 +471,8 @@ impl LivePreview {
 
 struct Ticker {
     core: Compositor,
+    /// The colour behind the tiles the program started with (a brand's may replace it).
+    default_background: [u8; 3],
     rx: Receiver<Command>,
     epoch: Instant,
     fps: u32,
@@ -493,6 +503,8 @@ impl Ticker {
                 }
             }
             Command::RemoveOverlay(id) => self.core.remove_overlay(&id),
+            Command::Background(Some(rgb)) => self.core.set_background_rgb(rgb),
+            Command::Background(None) => self.core.set_background(self.default_background),
             Command::Overlays(layers, reply) => {
                 let result = self.core.set_overlays(&layers);
                 match reply {

@@ -3,6 +3,7 @@
 //! generated from the same handler annotations and cannot drift apart.
 
 pub mod auth;
+pub mod brands;
 pub mod broadcasts;
 pub mod destinations;
 pub mod extract;
@@ -30,7 +31,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Backyard API", description = "Self-hosted live-streaming studio: REST API. Errors are `{\"error\": {code, message, field}}`."),
     components(schemas(ErrorBody)),
-    tags((name = "auth"), (name = "broadcasts"), (name = "destinations"), (name = "invites"), (name = "plugins"), (name = "recordings"), (name = "uploads"), (name = "system"))
+    tags((name = "auth"), (name = "brands"), (name = "broadcasts"), (name = "destinations"), (name = "invites"), (name = "plugins"), (name = "recordings"), (name = "uploads"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -59,6 +60,8 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(invites::revoke))
         .routes(routes!(invites::redeem))
         .routes(routes!(plugins::list))
+        .routes(routes!(brands::list, brands::create))
+        .routes(routes!(brands::replace, brands::delete))
         .routes(routes!(recordings::list))
         .routes(routes!(recordings::get, recordings::delete))
         .routes(routes!(recordings::file))

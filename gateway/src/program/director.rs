@@ -132,6 +132,7 @@ impl Shell {
             Output::ShowOverlay(layer) => self.program.put_overlay(layer),
             Output::HideOverlay(id) => self.program.remove_overlay(&id),
             Output::Keyframe(participant) => self.media.request_keyframes(&room, &participant),
+            Output::Background(rgb) => self.program.set_background(rgb),
         }
     }
 }

@@ -153,6 +153,15 @@ pub trait Store: Send + Sync + 'static {
 
     // uploads
     async fn create_upload(&self, user_id: Uuid, sha256: &str, content_type: &str, size: i64) -> StoreResult<Upload>;
+
+    // Brand kits
+    async fn create_brand(&self, user_id: Uuid, b: &BrandFields) -> StoreResult<Brand>;
+    /// An account's brands, oldest first.
+    async fn brands(&self, user_id: Uuid) -> StoreResult<Vec<Brand>>;
+    async fn brand(&self, id: Uuid) -> StoreResult<Option<Brand>>;
+    /// Replaces every field; `None` when there is no such brand.
+    async fn update_brand(&self, id: Uuid, b: &BrandFields) -> StoreResult<Option<Brand>>;
+    async fn delete_brand(&self, id: Uuid) -> StoreResult<bool>;
     async fn upload_by_sha(&self, sha256: &str) -> StoreResult<Option<Upload>>;
 }
 
@@ -789,6 +798,55 @@ macro_rules! impl_store {
                 .bind(now())
                 .fetch_one(&self.pool)
                 .await?)
+            }
+
+            async fn create_brand(&self, user_id: Uuid, b: &BrandFields) -> StoreResult<Brand> {
+                Ok(sqlx::query_as::<_, Brand>(
+                    "INSERT INTO brands (id, user_id, name, color, background, logo_url, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(user_id)
+                .bind(&b.name)
+                .bind(&b.color)
+                .bind(&b.background)
+                .bind(&b.logo_url)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn brands(&self, user_id: Uuid) -> StoreResult<Vec<Brand>> {
+                Ok(sqlx::query_as::<_, Brand>("SELECT * FROM brands WHERE user_id = $1 ORDER BY created_at, id")
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn brand(&self, id: Uuid) -> StoreResult<Option<Brand>> {
+                Ok(sqlx::query_as::<_, Brand>("SELECT * FROM brands WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn update_brand(&self, id: Uuid, b: &BrandFields) -> StoreResult<Option<Brand>> {
+                Ok(sqlx::query_as::<_, Brand>(
+                    "UPDATE brands SET name = $2, color = $3, background = $4, logo_url = $5, updated_at = $6
+                     WHERE id = $1 RETURNING *",
+                )
+                .bind(id)
+                .bind(&b.name)
+                .bind(&b.color)
+                .bind(&b.background)
+                .bind(&b.logo_url)
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn delete_brand(&self, id: Uuid) -> StoreResult<bool> {
+                Ok(sqlx::query("DELETE FROM brands WHERE id = $1").bind(id).execute(&self.pool).await?.rows_affected() > 0)
             }
 
             async fn upload_by_sha(&self, sha256: &str) -> StoreResult<Option<Upload>> {

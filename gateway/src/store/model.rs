@@ -180,3 +180,31 @@ pub struct NewDestination {
     pub stream_key_kid: String,
     pub enabled: bool,
 }
+
+/// An account's brand kit.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Brand {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    /// `#rrggbb`.
+    pub color: String,
+    /// `#rrggbb` behind the tiles, or none.
+    pub background: Option<String>,
+    /// `/api/uploads/<sha256>`, or none.
+    pub logo_url: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A brand kit's fields, checked by the API.
+#[derive(Debug, Clone)]
+pub struct BrandFields {
+    pub name: String,
+    pub color: String,
+    pub background: Option<String>,
+    pub logo_url: Option<String>,
+}

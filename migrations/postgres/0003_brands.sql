@@ -1,0 +1,14 @@
+-- Brand kits: an account's saved looks (name, brand colour, background colour, logo), reused across broadcasts.
+-- Keep in step with ../sqlite/0003_brands.sql.
+
+CREATE TABLE brands (
+    id         UUID PRIMARY KEY,
+    user_id    UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    color      TEXT NOT NULL,
+    background TEXT,
+    logo_url   TEXT,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX brands_user ON brands(user_id, created_at);
