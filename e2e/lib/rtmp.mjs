@@ -103,3 +103,18 @@ export function findColour(frame, want, tol) {
   }
   return count ? { count, share: count / (rgb.length / 3), meanX: sumX / count } : null;
 }
+
+/**
+ * The loudest sample of `seconds` of the live stream's audio, in dBFS (ffmpeg's volumedetect; digital silence
+ * reads about -91).
+ */
+export async function peakVolume(url, seconds = 4) {
+  const { stderr } = await run(
+    'ffmpeg',
+    ['-hide_banner', '-nostats', '-rw_timeout', '10000000', '-i', url, '-t', String(seconds), '-vn', '-af', 'volumedetect', '-f', 'null', '-'],
+    { timeout: 30000 },
+  );
+  const m = /max_volume:\s*(-?[\d.]+|-inf) dB/.exec(stderr);
+  if (!m) throw new Error(`no volume measured: ${stderr.slice(-400)}`);
+  return m[1] === '-inf' ? -Infinity : Number(m[1]);
+}

@@ -223,6 +223,14 @@ pub async fn apply(state: &AppState, broadcast: Uuid, scene: Scene) -> Result<Sc
     let offered = state.plugins.offered().await;
     let layouts: Vec<String> = offered.layouts.into_iter().map(|l| l.id).collect();
     scene.validate(&layouts, &offered.overlays)?;
+    // Someone waiting backstage comes on stage only once a host admitted them.
+    if let Some(hub) = crate::signaling::Hub::running(state) {
+        let waiting: Vec<Uuid> =
+            hub.participants(broadcast).into_iter().filter(|p| p.backstage).map(|p| p.id).collect();
+        if let Some((i, id)) = scene.stage.iter().enumerate().find(|(_, id)| waiting.contains(id)) {
+            return Err(bad(&format!("stage[{i}]"), format!("{id} is backstage: admit them first")).into());
+        }
+    }
     let value = serde_json::to_value(&scene).expect("a Scene always serializes");
     state.store.set_scene(broadcast, value).await?;
     let event = RoomEvent::SceneUpdated { scene: Box::new(scene.clone()) };

@@ -349,6 +349,65 @@ async fn a_dropped_socket_keeps_its_seat_for_the_grace_period() -> anyhow::Resul
 }
 
 #[tokio::test]
+async fn guests_wait_backstage_until_admitted_and_can_be_sent_back() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, user, broadcast) = host(&s, "backstage@example.org").await?;
+    let mut b = s.state.store.broadcast(broadcast).await?.context("the broadcast")?;
+    b.settings = sqlx::types::Json(json!({"backstage": true}));
+    s.state.store.update_broadcast(&b).await?;
+    let mut host_ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut host_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let joined = expect(&mut host_ws, "joined").await?;
+    assert_eq!(joined["broadcast"]["backstage"], true);
+    let host_id = joined["participantId"].clone();
+
+    let g = guest(&s, broadcast, user, "Gus", "guest").await?;
+    let mut gws = connect(&s, Cred::Guest(&g)).await?;
+    send(&mut gws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let gus = expect(&mut gws, "joined").await?["participantId"].clone();
+    let seen = expect(&mut host_ws, "participant-joined").await?;
+    assert_eq!(seen["participant"]["backstage"], true, "a guest joins backstage: {seen}");
+
+    // Backstage is off the stage.
+    let e = expect_error(&mut host_ws, "scene-update", json!({"stage": [host_id, gus]}), "invalid_field").await?;
+    assert_eq!(e["field"], "stage[1]", "{e}");
+
+    // Admitted: in the show, and on stage the host may put them.
+    send(&mut host_ws, "moderate", json!({"participantId": gus, "action": "admit"})).await?;
+    assert_eq!(expect(&mut gws, "moderated").await?["action"], "admit");
+    let (up, _) = expect_within(&mut host_ws, "participant-status-updated", Duration::from_secs(5)).await?;
+    assert_eq!(up["participant"]["backstage"], false);
+    send(&mut host_ws, "scene-update", json!({"stage": [host_id, gus]})).await?;
+    expect(&mut host_ws, "scene-updated").await?;
+
+    // Sent back: off the stage first, then backstage.
+    send(&mut host_ws, "moderate", json!({"participantId": gus, "action": "send-backstage"})).await?;
+    let (scene, _) = expect_within(&mut host_ws, "scene-updated", Duration::from_secs(5)).await?;
+    assert_eq!(scene["scene"]["stage"], json!([host_id]), "{scene}");
+    let (up, _) = expect_within(&mut host_ws, "participant-status-updated", Duration::from_secs(5)).await?;
+    assert_eq!(up["participant"]["backstage"], true);
+    assert_eq!(expect_within(&mut gws, "moderated", Duration::from_secs(5)).await?.0["action"], "send-backstage");
+
+    // Only guests wait backstage; a guest cannot send anyone there.
+    let c = guest(&s, broadcast, user, "Cora", "cohost").await?;
+    let mut cws = connect(&s, Cred::Guest(&c)).await?;
+    send(&mut cws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let cora = expect(&mut cws, "joined").await?["participantId"].clone();
+    let (joined, _) = expect_within(&mut host_ws, "participant-joined", Duration::from_secs(5)).await?;
+    assert_eq!(joined["participant"]["backstage"], false, "a co-host comes straight in");
+    let e = expect_error(
+        &mut host_ws,
+        "moderate",
+        json!({"participantId": cora, "action": "send-backstage"}),
+        "invalid_field",
+    )
+    .await?;
+    assert_eq!(e["field"], "participantId");
+    expect_error(&mut gws, "moderate", json!({"participantId": cora, "action": "admit"}), "forbidden").await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_program_stops_when_the_last_host_leaves_a_studio_that_is_not_on_air() -> anyhow::Result<()> {
     let s = server().await?;
     let (token, _, broadcast) = host(&s, "stops@example.org").await?;

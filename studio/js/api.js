@@ -74,6 +74,7 @@ export const api = {
   deleteRecording: (id) => request('DELETE', `/api/recordings/${encodeURIComponent(id)}`),
   createBroadcast: (title, description) => request('POST', '/api/broadcasts', { title, description }),
   getBroadcast: (id) => request('GET', `/api/broadcasts/${encodeURIComponent(id)}`),
+  updateBroadcast: (id, patch) => request('PATCH', `/api/broadcasts/${encodeURIComponent(id)}`, patch),
   deleteBroadcast: (id) => request('DELETE', `/api/broadcasts/${encodeURIComponent(id)}`),
   startBroadcast: (id) => request('POST', `/api/broadcasts/${encodeURIComponent(id)}/start`),
   endBroadcast: (id) => request('POST', `/api/broadcasts/${encodeURIComponent(id)}/end`),

@@ -13,8 +13,8 @@ export class ChatPanel {
     this.selfId = selfId;
     this.ids = new Set();
     this.list = h('div.chat-list', { role: 'log', 'aria-live': 'polite' });
-    this.emptyNote = h('div.chat-empty', 'No messages yet. Say hello to your guests.');
-    this.input = h('input', { type: 'text', placeholder: 'Send a message to everyone', maxLength: MAX_LENGTH, 'aria-label': 'Chat message' });
+    this.emptyNote = h('div.chat-empty', 'No messages yet. This chat is for the people in the studio and backstage; viewers never see it.');
+    this.input = h('input', { type: 'text', placeholder: 'Message the studio', maxLength: MAX_LENGTH, 'aria-label': 'Chat message' });
     const form = h(
       'form.chat-form',
       {

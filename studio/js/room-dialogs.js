@@ -1,7 +1,7 @@
 // The studio's dialogs: the invite link (guest or co-host) and the camera / microphone / speakers settings.
 
 import { api } from './api.js';
-import { h, icon, toast } from './dom.js';
+import { h, icon, labelFor, toast } from './dom.js';
 import { ICONS } from './icons.js';
 import { describeMediaError, LevelMeter } from './media.js';
 import { deviceSelect } from './prejoin.js';
@@ -29,7 +29,31 @@ export function closeDialogs() {
  * Creates an invite link for `broadcastId` (guest by default, co-host on request), copies it and shows it.
  * Only the owner (`canInviteCohost`) may hand out co-host rights.
  */
-export async function inviteDialog({ broadcastId, role = 'guest', canInviteCohost }) {
+/** The invite dialog's "guests wait backstage" switch; `onChange(on)` once the server took it. */
+function backstageSwitch(broadcastId, on, onChange) {
+  const box = h('input', { type: 'checkbox', checked: on, name: 'backstage' });
+  box.onchange = async () => {
+    try {
+      await setBackstage(broadcastId, box.checked);
+      onChange(box.checked);
+    } catch (e) {
+      box.checked = !box.checked;
+      toast(`Could not change that: ${e.message}`, 'error');
+    }
+  };
+  return h('div.check-row.backstage-switch', box, labelFor(box, 'Guests wait backstage until you admit them'));
+}
+
+/**
+ * Whether guests of `broadcastId` wait backstage when they join: the broadcast's `settings.backstage`, merged into
+ * its other settings.
+ */
+async function setBackstage(broadcastId, on) {
+  const b = await api.getBroadcast(broadcastId);
+  await api.updateBroadcast(broadcastId, { settings: { ...(b.settings ?? {}), backstage: on } });
+}
+
+export async function inviteDialog({ broadcastId, role = 'guest', canInviteCohost, backstage = null, onBackstage = () => {} }) {
   let invite;
   try {
     invite = await api.createInvite(broadcastId, role);
@@ -48,7 +72,7 @@ export async function inviteDialog({ broadcastId, role = 'guest', canInviteCohos
   const roleTab = (r, label) =>
     h(
       `button.seg${r === role ? '.active' : ''}`,
-      { type: 'button', dataset: { inviteRole: r }, onclick: () => r !== role && inviteDialog({ broadcastId, role: r, canInviteCohost }) },
+      { type: 'button', dataset: { inviteRole: r }, onclick: () => r !== role && inviteDialog({ broadcastId, role: r, canInviteCohost, backstage, onBackstage }) },
       label,
     );
   showDialog(
@@ -87,6 +111,7 @@ export async function inviteDialog({ broadcastId, role = 'guest', canInviteCohos
       ),
     ),
     h('p.field-hint', `Expires ${invite.expiresAt ? new Date(invite.expiresAt).toLocaleString() : 'when the broadcast ends'}.`),
+    role === 'guest' && backstage !== null ? backstageSwitch(broadcastId, backstage, onBackstage) : null,
   );
   if (copied) toast('Invite link copied to the clipboard.', 'success');
 }

@@ -226,7 +226,10 @@ class Room {
     }
     on('track', ({ participantId, kind, stream }) => {
       if (kind === 'program') {
+        // Hosts preview it; a guest backstage watches it as the return feed.
+        this.programStream = stream;
         this.broadcastPanel?.useLiveProgram(stream);
+        this.render();
         return;
       }
       this.streams.set(sourceOf(participantId, kind), stream);
@@ -234,7 +237,11 @@ class Room {
     });
     on('track-removed', ({ participantId, kind, stream }) => {
       if (kind === 'program') {
-        if (!stream.getTracks().length) this.broadcastPanel?.liveProgramEnded(stream);
+        if (!stream.getTracks().length) {
+          this.broadcastPanel?.liveProgramEnded(stream);
+          if (this.programStream === stream) this.programStream = null;
+          this.render();
+        }
         return;
       }
       const source = sourceOf(participantId, kind);
@@ -326,6 +333,10 @@ class Room {
       this.left = true;
       this.showEnd('removed');
       return;
+    } else if (action === 'admit') {
+      toast('A host brought you into the show.', 'success');
+    } else if (action === 'send-backstage') {
+      toast('A host sent you backstage. You still see the show.');
     }
     this.controls.paint(this.media);
     this.render();
@@ -336,6 +347,15 @@ class Room {
   build() {
     const moderator = this.isModerator;
     this.stageEl = h('div.stage', { dataset: { role: 'stage' } });
+    this.stageWrap = h('div.stage-wrap', this.stageEl);
+    // A guest backstage sees the program (the return feed) instead of the stage, until a host admits them.
+    this.returnFeed = h('video.return-feed', { autoplay: true, playsInline: true, muted: true, dataset: { role: 'return-feed' } });
+    this.backstageEl = h(
+      'section.backstage-view',
+      { dataset: { role: 'backstage' }, hidden: true, 'aria-label': 'Backstage' },
+      h('div.backstage-note', h('strong', 'You are backstage.'), ' You see what viewers see; the studio hears you, viewers do not. A host will bring you into the show.'),
+      h('div.return-feed-box', this.returnFeed, h('div.return-feed-waiting', 'Waiting for the program…')),
+    );
     // Where the host looks: what is wrong with the show right now (program short of CPU, a destination dropping).
     this.healthEl = h('div.health-banner', { role: 'status', dataset: { role: 'health' }, hidden: true });
     this.stageView = new StageView(this.stageEl);
@@ -352,7 +372,15 @@ class Room {
       onToggleCamera: () => this.toggleCamera(),
       onToggleScreen: () => this.setScreenShare(!this.media.screen),
       onSettings: () => this.openSettings(),
-      onInvite: () => inviteDialog({ broadcastId: this.broadcastId, canInviteCohost: this.state.role === 'host' }),
+      onInvite: () =>
+        inviteDialog({
+          broadcastId: this.broadcastId,
+          canInviteCohost: this.state.role === 'host',
+          backstage: Boolean(this.state.broadcast?.backstage),
+          onBackstage: (on) => {
+            this.state = { ...this.state, broadcast: { ...this.state.broadcast, backstage: on } };
+          },
+        }),
       onLeave: () => this.leave(),
     });
     this.remoteAudio = new RemoteAudio();
@@ -394,7 +422,7 @@ class Room {
         this.topBar.el,
         h(
           'div.studio-main',
-          h('main.stage-area', this.healthEl, h('div.stage-wrap', this.stageEl), this.layoutBar?.el, this.strip.el, this.controls.el),
+          h('main.stage-area', this.healthEl, this.stageWrap, this.backstageEl, this.layoutBar?.el, this.strip.el, this.controls.el),
           h('aside.sidebar', tabBar, panelHost),
         ),
         this.remoteAudio.el,
@@ -459,6 +487,12 @@ class Room {
 
   render() {
     if (!this.stageView) return;
+    const backstage = Boolean(this.state.participants[this.state.selfId]?.backstage);
+    this.stageWrap.hidden = backstage;
+    this.backstageEl.hidden = !backstage;
+    const feed = backstage ? (this.programStream ?? null) : null;
+    if (this.returnFeed.srcObject !== feed) this.returnFeed.srcObject = feed;
+    this.backstageEl.classList.toggle('has-video', Boolean(feed));
     const streamOf = (source) => this.streamOf(source);
     this.stageView.render({
       view: stageTiles(this.state),

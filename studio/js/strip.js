@@ -9,7 +9,8 @@ import { ROLE_LABEL, stripItems } from './room-state.js';
 export class ParticipantStrip {
   /**
    * `moderator`: show the stage buttons and menus. `onToggleStage(participantId)` and
-   * `onModerate(participantId, action)` (action `mute-audio`, `mute-video` or `remove`) are the host's actions.
+   * `onModerate(participantId, action)` (action `mute-audio`, `mute-video`, `remove`, `admit` or
+   * `send-backstage`) are the host's actions. A guest backstage gets "Admit to the show" instead of the stage button.
    */
   constructor({ moderator, onToggleStage, onModerate }) {
     this.moderator = moderator;
@@ -61,14 +62,18 @@ export class ParticipantStrip {
       h('div.card-footer', mic, name, menuBtn),
     );
     const card = { el, video, avatar, name, mic, stageBtn, stream: null, participantName: '' };
-    if (menuBtn) menuBtn.onclick = (ev) => this.openMenu(ev, pid, card.participantName, menuBtn);
-    if (stageBtn) stageBtn.onclick = () => this.onToggleStage(pid);
+    if (menuBtn) menuBtn.onclick = (ev) => this.openMenu(ev, pid, card.participant, menuBtn);
+    // Someone backstage is admitted first; everyone else goes on or off the stage.
+    if (stageBtn) stageBtn.onclick = () => (stageBtn.dataset.action === 'admit' ? this.onModerate(pid, 'admit') : this.onToggleStage(pid));
     return card;
   }
 
   updateCard(card, state, p, kind, stream) {
     const self = p.id === state.selfId;
     card.participantName = p.name;
+    card.participant = p;
+    card.el.dataset.backstage = String(Boolean(p.backstage));
+    card.el.classList.toggle('backstage', Boolean(p.backstage));
     stream ??= null;
     if (card.stream !== stream) {
       card.stream = stream;
@@ -99,13 +104,15 @@ export class ParticipantStrip {
     }
     if (card.stageBtn) {
       card.stageBtn.hidden = kind === 'screen';
-      card.stageBtn.textContent = onStage ? 'Remove from stage' : 'Add to stage';
-      card.stageBtn.classList.toggle('remove', onStage);
+      card.stageBtn.dataset.action = p.backstage ? 'admit' : 'toggle-stage';
+      card.stageBtn.textContent = p.backstage ? 'Admit to the show' : onStage ? 'Remove from stage' : 'Add to stage';
+      card.stageBtn.classList.toggle('remove', onStage && !p.backstage);
     }
   }
 
-  /** The moderation menu for one participant, above their card's "more" button. */
-  openMenu(ev, pid, name, anchor) {
+  /** The moderation menu for one participant `p`, above their card's "more" button. */
+  openMenu(ev, pid, p, anchor) {
+    const name = p?.name ?? '';
     ev.stopPropagation();
     document.querySelector('.menu')?.remove();
     const item = (action, label, cls = '') =>
@@ -128,6 +135,7 @@ export class ParticipantStrip {
       h('div.menu-title', name),
       item('mute-audio', 'Mute microphone'),
       item('mute-video', 'Turn off camera'),
+      p?.role === 'guest' && !p.backstage ? item('send-backstage', 'Send backstage') : null,
       h('div.menu-sep'),
       item('remove', 'Remove from studio', '.danger'),
     );

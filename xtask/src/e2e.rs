@@ -23,7 +23,8 @@
 //! the program from the studio), `overlays` (the studio's ticker control, on the program and the stage), `a11y`
 //! (an axe-core audit of every studio screen: no serious or critical violation), `keyboard` (the host's
 //! keyboard shortcuts), `health` (the server starved of CPU while live: the studio warns, and clears the warning
-//! once the CPU is back; it gets the server's pid as `BACKYARD_E2E_PID`).
+//! once the CPU is back; it gets the server's pid as `BACKYARD_E2E_PID`), `backstage` (a guest waits backstage
+//! with the program as return feed, unheard on air until admitted and put on stage).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
 //! `python3-venv` is installed first when `python3 -m venv` cannot make one); its path reaches the tests as
@@ -43,7 +44,7 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
-/// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`, `health`).
+/// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`, `health`, `backstage`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)

@@ -132,6 +132,7 @@ mod tests {
             video_enabled: false,
             screen_sharing: false,
             speaking: true,
+            backstage: false,
         }
     }
 

@@ -80,6 +80,10 @@ pub enum ModerateAction {
     MuteAudio,
     MuteVideo,
     Remove,
+    /// A guest waiting backstage comes into the show.
+    Admit,
+    /// A guest goes (back) backstage, off the stage.
+    SendBackstage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +105,10 @@ pub struct Participant {
     pub video_enabled: bool,
     pub screen_sharing: bool,
     pub speaking: bool,
+    /// A guest waiting backstage: sees and hears the program (the return feed) and talks with the studio, but
+    /// cannot be put on stage until a host admits them.
+    #[serde(default)]
+    pub backstage: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

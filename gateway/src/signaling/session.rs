@@ -140,6 +140,11 @@ async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reas
     }
 }
 
+/// Whether the broadcast's guests wait backstage when they join (`settings.backstage`, set by the host).
+pub fn waits_backstage(broadcast: &Broadcast) -> bool {
+    broadcast.settings.0.get("backstage").and_then(serde_json::Value::as_bool).unwrap_or(false)
+}
+
 /// A text field the shared rule refused, as the socket reports it.
 fn invalid(e: crate::text::TextError) -> ErrorData {
     ErrorData::new("invalid_field", e.message).field(e.field)
@@ -317,6 +322,7 @@ impl Session {
             video_enabled: req.video_enabled,
             screen_sharing: false,
             speaking: false,
+            backstage: role == Role::Guest && waits_backstage(&broadcast),
         };
         let member = Member {
             participant: participant.clone(),
@@ -359,7 +365,8 @@ impl Session {
         let data = json!({
             "participantId": me.id,
             "role": role.as_str(),
-            "broadcast": {"id": broadcast.id, "title": broadcast.title, "status": broadcast.status},
+            "broadcast": {"id": broadcast.id, "title": broadcast.title, "status": broadcast.status,
+                "backstage": waits_backstage(broadcast)},
             "participants": others,
             "iceServers": self.hub.ice_servers.for_participant(me.id, std::time::SystemTime::now()),
             "chat": self.hub.chat(broadcast.id),
@@ -405,8 +412,10 @@ impl Session {
                 let _ = handle.set_muted(TrackSource::Microphone, !p.audio_enabled);
                 let _ = handle.set_muted(TrackSource::Camera, !p.video_enabled);
             }
-            // Hosts and co-hosts watch the program preview over this connection.
-            if j.role != Role::Guest {
+            // Hosts and co-hosts watch the program preview over this connection; a guest backstage watches it
+            // as the return feed.
+            let backstage = self.hub.member(j.broadcast.id, j.participant).is_some_and(|(p, ..)| p.backstage);
+            if j.role != Role::Guest || backstage {
                 let _ = handle.watch_program(true);
             }
             j.media = Some(handle);
@@ -513,6 +522,22 @@ impl Session {
                 self.persist_status(&updated).await;
                 self.publish(broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
             }
+            ModerateAction::Admit | ModerateAction::SendBackstage => {
+                if target.role != Role::Guest {
+                    return Err(ErrorData::new("invalid_field", "only guests wait backstage").field("participantId"));
+                }
+                let backstage = req.action == ModerateAction::SendBackstage;
+                if backstage {
+                    // Off the stage first, so the program never shows someone backstage.
+                    self.take_off_stage(broadcast, target.id).await?;
+                }
+                let updated = self
+                    .hub
+                    .update(broadcast, target.id, |p| p.backstage = backstage)
+                    .ok_or_else(|| ErrorData::new("not_found", "the participant left").field("participantId"))?;
+                let _ = control.send(Control::Moderated { action: req.action, by: me });
+                self.publish(broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
+            }
             ModerateAction::Remove => {
                 // Their session ends too, so the invite cookie cannot bring them back.
                 if let Some(id) = guest_session
@@ -528,6 +553,30 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Takes `participant` (camera and screen) off the broadcast's stage, if on it.
+    async fn take_off_stage(&self, broadcast: Uuid, participant: Uuid) -> Result<(), ErrorData> {
+        let internal = |e: crate::store::StoreError| {
+            tracing::error!(%broadcast, "taking someone off stage: {e}");
+            ErrorData::new("internal", "the server could not complete that")
+        };
+        let stored = self
+            .state
+            .store
+            .broadcast(broadcast)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ErrorData::new("not_found", "no such broadcast"))?;
+        let mut scene = Scene::of(&stored);
+        if !scene.stage.contains(&participant) {
+            return Ok(());
+        }
+        scene.stage.retain(|id| *id != participant);
+        crate::scene::apply(&self.state, broadcast, scene).await.map(|_| ()).map_err(|e| match e {
+            crate::scene::ApplyError::Invalid(e) => ErrorData::new("invalid_field", e.message).field(e.field),
+            crate::scene::ApplyError::Store(e) => internal(e),
+        })
     }
 
     async fn scene(&mut self, scene: Scene) -> Result<(), ErrorData> {
@@ -613,6 +662,14 @@ impl Session {
         match ctl {
             Some(Control::Moderated { action, by }) => {
                 self.send("moderated", json!({ "action": action, "byParticipantId": by }));
+                // Backstage, a guest watches the program as the return feed; in the show, the studio.
+                if let Some(media) = self.joined.as_ref().and_then(|j| j.media.as_ref()) {
+                    match action {
+                        ModerateAction::Admit => _ = media.watch_program(false),
+                        ModerateAction::SendBackstage => _ = media.watch_program(true),
+                        _ => {}
+                    }
+                }
                 if action == ModerateAction::Remove {
                     self.leave(inbox, "removed").await;
                     self.close = Some("removed by a host");
