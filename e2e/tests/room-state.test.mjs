@@ -390,6 +390,24 @@ describe('room state: local changes', () => {
     assert.equal(s.scene.overlays.banner.visible, true);
   });
 
+  it('quick scene edits: echoes of our older updates do not undo a newer one; a refused one is answered too', () => {
+    let s = joined();
+    s = patchScene(deepFreeze(s), { stage: [ADA] });
+    s = patchScene(deepFreeze(s), { stage: [ADA, HOST] });
+    assert.equal(s.pendingScenes, 2);
+    const echo = (stage) => ({ event: 'scene-updated', data: { scene: { stage, layout: 'grid' } } });
+    s = fold([echo([ADA])], s);
+    assert.deepEqual(s.scene.stage, [ADA, HOST], 'the first echo does not undo the second edit');
+    s = fold([echo([ADA, HOST])], s);
+    assert.deepEqual([s.scene.stage, s.pendingScenes], [[ADA, HOST], 0]);
+    s = fold([echo([HOST])], s);
+    assert.deepEqual(s.scene.stage, [HOST], 'with nothing of ours pending, another host’s edit shows');
+    s = patchScene(patchScene(s, { layout: 'disco' }), { layout: 'solo' });
+    s = fold([{ event: 'error', data: { code: 'invalid_field', field: 'layout', event: 'scene-update' } }, echo([HOST])], s);
+    assert.equal(s.pendingScenes, 0);
+    assert.equal(fold([{ event: 'error', data: { code: 'rate_limited', event: 'chat-message' } }], s), s, 'other errors change nothing');
+  });
+
   it('our speaking flag changes only when it flips', () => {
     const s = joined();
     assert.equal(setSelfSpeaking(s, false), s);

@@ -185,6 +185,11 @@ export function initialState() {
     outputs: { destinations: {}, recording: null },
     /** The latest `program-status`, or null. */
     program: null,
+    /**
+     * Our scene updates the server has not answered yet. Each is answered once (`scene-updated` to everyone, or
+     * an `error` to us); until the last is answered, the echoes of older ones would undo what we show since.
+     */
+    pendingScenes: 0,
     /** A host removed us. */
     removed: false,
   };
@@ -248,6 +253,7 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
         broadcast: data.broadcast ?? null,
         participants,
         scene: normaliseScene(data.scene),
+        pendingScenes: 0,
         layouts: normaliseLayouts(data.layouts),
         overlayChoices: normaliseOverlayChoices(data.overlays),
         stageLayout: normaliseStageLayout(data.stageLayout),
@@ -264,6 +270,7 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
         ...state,
         participants,
         scene: normaliseScene(data.scene),
+        pendingScenes: 0,
         stageLayout: normaliseStageLayout(data.stageLayout),
         chat: withChat(state.chat, Array.isArray(data.chat) ? data.chat : []),
       };
@@ -286,8 +293,16 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
       if (data.action === 'mute-video') return patchParticipant(state, state.selfId, { videoEnabled: false });
       if (data.action === 'remove') return { ...state, removed: true };
       return state;
-    case 'scene-updated':
-      return { ...state, scene: normaliseScene(data.scene) };
+    case 'scene-updated': {
+      // The echo of one of our updates while a newer one of ours is on its way: what we show is newer.
+      const pending = state.pendingScenes ?? 0;
+      if (pending > 1) return { ...state, pendingScenes: pending - 1 };
+      return { ...state, scene: normaliseScene(data.scene), pendingScenes: Math.max(0, pending - 1) };
+    }
+    case 'error':
+      // A refused update of ours is answered too: it gets no echo.
+      if (data.event === 'scene-update' && state.pendingScenes > 0) return { ...state, pendingScenes: state.pendingScenes - 1 };
+      return state;
     case 'stage-layout':
       return { ...state, stageLayout: normaliseStageLayout(data) };
     case 'destination-status': {
@@ -363,7 +378,7 @@ export function patchParticipant(state, id, patch) {
 
 /** A scene change made here, shown at once; the server's `scene-updated` confirms or corrects it. */
 export function patchScene(state, patch) {
-  return { ...state, scene: normaliseScene({ ...state.scene, ...patch }) };
+  return { ...state, scene: normaliseScene({ ...state.scene, ...patch }), pendingScenes: (state.pendingScenes ?? 0) + 1 };
 }
 
 /** Our mic level crossed the speaking threshold. */

@@ -48,6 +48,7 @@ const STATE_EVENTS = [
   'stage-layout',
   'destination-status',
   'program-status',
+  'error',
 ];
 
 /**
