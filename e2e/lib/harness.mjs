@@ -305,3 +305,40 @@ export async function closeAll(participants, clipDir) {
   }
   if (clipDir) await rm(clipDir, { recursive: true, force: true });
 }
+
+/**
+ * In a host's studio `page`: adds a custom RTMP destination named `name` (`url` the server's RTMP URL, `key` the
+ * stream key) from the Broadcast panel and returns its row.
+ */
+export async function addRtmpDestination(page, { name, url, key }) {
+  await page.click('[data-tab=broadcast]');
+  await page.click('[data-action=add-destination]');
+  await page.selectOption('.dest-form select[name=platform]', 'rtmp');
+  await page.fill('.dest-form input[name=name]', name);
+  await page.fill('.dest-form input[name=rtmpUrl]', url);
+  await page.fill('.dest-form input[name=streamKey]', key);
+  await page.click('.dest-form button[type=submit]');
+  const row = page.locator('.dest-item', { hasText: name });
+  await row.waitFor();
+  return row;
+}
+
+/**
+ * How many frames the page decoded of the track the `<video>` matching `selector` plays, and whether that track is
+ * the server's program (`msid:program`); null until the video has a track a peer connection receives.
+ */
+export async function decodedFrames(page, selector) {
+  return page.evaluate(async (sel) => {
+    const track = document.querySelector(sel)?.srcObject?.getVideoTracks()[0];
+    for (const pc of window.__peerConnections ?? []) {
+      const receiver = pc.getReceivers().find((r) => r.track === track);
+      if (!receiver) continue;
+      let frames = 0;
+      (await receiver.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp') frames = s.framesDecoded ?? 0;
+      });
+      return { frames, program: pc.remoteDescription.sdp.includes('msid:program ') };
+    }
+    return null;
+  }, selector);
+}

@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, hostWithInvite, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
+import { addRtmpDestination, backyardUrl, decodedFrames, eventually, hostWithInvite, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
 import { peakVolume, startRtmpServer } from '../lib/rtmp.mjs';
 
 const PEOPLE = {
@@ -63,15 +63,7 @@ describe('guests wait backstage', { timeout: 300000 }, () => {
     await page.keyboard.press('Escape');
     await page.click('[data-action=toggle-mic]');
 
-    await page.click('[data-tab=broadcast]');
-    await page.click('[data-action=add-destination]');
-    await page.selectOption('.dest-form select[name=platform]', 'rtmp');
-    await page.fill('.dest-form input[name=name]', 'Local nginx');
-    await page.fill('.dest-form input[name=rtmpUrl]', nginx.url);
-    await page.fill('.dest-form input[name=streamKey]', STREAM_KEY);
-    await page.click('.dest-form button[type=submit]');
-    const dest = page.locator('.dest-item', { hasText: 'Local nginx' });
-    await dest.waitFor();
+    const dest = await addRtmpDestination(page, { name: 'Local nginx', url: nginx.url, key: STREAM_KEY });
     await page.click('[data-action=go-live]');
     await eventually('the destination is live', async () => (await dest.getAttribute('data-status')) === 'live', 30000);
   });
@@ -87,19 +79,10 @@ describe('guests wait backstage', { timeout: 300000 }, () => {
     assert.equal(await g.locator('.stage-wrap').isVisible(), false, 'backstage, the guest sees no stage');
 
     const feed = g.locator('video[data-role=return-feed]');
-    const decoded = await eventually('the guest decodes the program as the return feed', () => g.evaluate(async () => {
-      const track = document.querySelector('video[data-role=return-feed]').srcObject?.getVideoTracks()[0];
-      for (const pc of window.__peerConnections ?? []) {
-        const receiver = pc.getReceivers().find((r) => r.track === track);
-        if (!receiver) continue;
-        let frames = 0;
-        (await receiver.getStats()).forEach((s) => {
-          if (s.type === 'inbound-rtp') frames = s.framesDecoded ?? 0;
-        });
-        return frames > 10 ? { frames, program: pc.remoteDescription.sdp.includes('msid:program ') } : false;
-      }
-      return false;
-    }), 30000);
+    const decoded = await eventually('the guest decodes the program as the return feed', async () => {
+      const d = await decodedFrames(g, 'video[data-role=return-feed]');
+      return d?.frames > 10 ? d : false;
+    }, 30000);
     assert.ok(decoded.program, 'the return feed is the server’s `program` stream');
     assert.ok(await feed.evaluate((v) => v.videoWidth > 0), 'the return feed shows a picture');
 

@@ -16,7 +16,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, hostWithInvite, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
+import { addRtmpDestination, backyardUrl, eventually, hostWithInvite, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
 import { startRtmpServer } from '../lib/rtmp.mjs';
 
 const run = promisify(execFile);
@@ -78,15 +78,7 @@ describe('the studio shows the host when the show is unhealthy', { timeout: 2400
     page.on('dialog', (d) => d.accept());
     await hostWithInvite(page, { base, name: HOST.name, email: `health-${Date.now()}@example.test`, title: 'E2E health' });
     await page.locator('.participant-card[data-self][data-kind=camera] [data-action=toggle-stage]').click();
-    await page.click('[data-tab=broadcast]');
-    await page.click('[data-action=add-destination]');
-    await page.selectOption('.dest-form select[name=platform]', 'rtmp');
-    await page.fill('.dest-form input[name=name]', 'Local nginx');
-    await page.fill('.dest-form input[name=rtmpUrl]', nginx.url);
-    await page.fill('.dest-form input[name=streamKey]', 'e2e-health');
-    await page.click('.dest-form button[type=submit]');
-    const dest = page.locator('.dest-item', { hasText: 'Local nginx' });
-    await dest.waitFor();
+    const dest = await addRtmpDestination(page, { name: 'Local nginx', url: nginx.url, key: 'e2e-health' });
     await page.click('[data-action=go-live]');
     await eventually('the destination is live', async () => (await dest.getAttribute('data-status')) === 'live', 30000);
     await eventually('the program keeps its frame rate and the destination counts its drops', async () => {

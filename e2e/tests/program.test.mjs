@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, hostWithInvite, launchParticipant, makeClip, rgb, screenshot } from '../lib/harness.mjs';
+import { addRtmpDestination, backyardUrl, decodedFrames, eventually, hostWithInvite, launchParticipant, makeClip, rgb, screenshot } from '../lib/harness.mjs';
 import { findColour, grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
 
 const PEOPLE = {
@@ -99,15 +99,7 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
 
   it('host adds a custom RTMP destination and goes live; nginx receives both patterns', async () => {
     const page = p.host.page;
-    await page.click('[data-tab=broadcast]');
-    await page.click('[data-action=add-destination]');
-    await page.selectOption('.dest-form select[name=platform]', 'rtmp');
-    await page.fill('.dest-form input[name=name]', 'Local nginx');
-    await page.fill('.dest-form input[name=rtmpUrl]', nginx.url);
-    await page.fill('.dest-form input[name=streamKey]', STREAM_KEY);
-    await page.click('.dest-form button[type=submit]');
-    const dest = page.locator('.dest-item', { hasText: 'Local nginx' });
-    await dest.waitFor();
+    const dest = await addRtmpDestination(page, { name: 'Local nginx', url: nginx.url, key: STREAM_KEY });
 
     await page.click('[data-action=go-live]');
     await eventually('the broadcast shows live', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'live', 15000);
@@ -131,20 +123,11 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
     const preview = p.host.page.locator('video[data-role=program-preview]');
     await eventually('the preview plays the server’s program track', async () => (await preview.getAttribute('data-source')) === 'webrtc', 30000);
     // The <video> plays a track one of the page's peer connections receives, and frames of it are decoded.
-    const decoded = await eventually('program track frames decoded', () => p.host.page.evaluate(async () => {
-      const track = document.querySelector('video[data-role=program-preview]').srcObject?.getVideoTracks()[0];
-      for (const pc of window.__peerConnections ?? []) {
-        const receiver = pc.getReceivers().find((r) => r.track === track);
-        if (!receiver) continue;
-        let frames = 0;
-        (await receiver.getStats()).forEach((s) => {
-          if (s.type === 'inbound-rtp') frames = s.framesDecoded ?? 0;
-        });
-        return frames > 10 ? { frames, sdp: pc.remoteDescription.sdp.includes('msid:program ') } : false;
-      }
-      return false;
-    }), 30000);
-    assert.ok(decoded.sdp, 'the track is the server’s `program` stream');
+    const decoded = await eventually('program track frames decoded', async () => {
+      const d = await decodedFrames(p.host.page, 'video[data-role=program-preview]');
+      return d?.frames > 10 ? d : false;
+    }, 30000);
+    assert.ok(decoded.program, 'the track is the server’s `program` stream');
     const guestSees = await p.guest.page.evaluate(() => (window.__peerConnections ?? []).some((pc) => pc.remoteDescription?.sdp.includes('msid:program ')));
     assert.equal(guestSees, false, 'guests are not sent the program preview');
     const frame = await eventually('program preview frames', async () => {
