@@ -52,7 +52,8 @@ impl TrackClock {
 
 /// What the program gets from one room: encoded frames with their source times.
 pub struct ProgramFeed {
-    clocks: Mutex<HashMap<(String, TrackSource), TrackClock>>,
+    /// By participant, then source: looked up by `&str` on every frame, a key made only for a new participant.
+    clocks: Mutex<HashMap<String, HashMap<TrackSource, TrackClock>>>,
     /// Wallclock times are given to the program relative to this (an hour before the feed started, so a
     /// sender's clock running somewhat behind ours stays positive), keeping the numbers small.
     base: Duration,
@@ -79,24 +80,34 @@ impl ProgramFeed {
     /// Hands one frame to `program`, copied once, if its source is on stage; frames of codecs the program
     /// cannot decode and of sources off stage are dropped before any copy.
     pub fn push(&self, program: &Program, participant: &str, source: TrackSource, data: &MediaData) {
-        let id = Self::source_id(participant, source);
-        if !program.wants(&id) {
+        // A camera and a microphone feed the participant's own source id: no id is made for them per frame.
+        let screen;
+        let id = match source {
+            TrackSource::Microphone | TrackSource::Camera => participant,
+            _ => {
+                screen = Self::source_id(participant, source);
+                screen.as_str()
+            }
+        };
+        if !program.wants(id) {
             return;
         }
         let Some(media) = encoded_media(data) else { return };
-        let time = self
-            .clocks
-            .lock()
-            .entry((participant.to_owned(), source))
-            .or_default()
-            .source_time(data)
-            .saturating_sub(self.base);
-        program.push_encoded(&id, media, time);
+        let time = {
+            let mut clocks = self.clocks.lock();
+            if !clocks.contains_key(participant) {
+                clocks.insert(participant.to_owned(), HashMap::new());
+            }
+            // Inserted just above when missing.
+            let tracks = clocks.get_mut(participant).expect("the participant's clocks");
+            tracks.entry(source).or_default().source_time(data).saturating_sub(self.base)
+        };
+        program.push_encoded(id, media, time);
     }
 
     /// Forgets a participant's track clocks (they left; a rejoin starts fresh RTP timelines).
     pub fn forget(&self, participant: &str) {
-        self.clocks.lock().retain(|(p, _), _| p != participant);
+        self.clocks.lock().remove(participant);
     }
 }
 

@@ -138,7 +138,9 @@ type DecoderInput = SyncSender<(EncodedMedia, Duration)>;
 pub struct Program {
     commands: Sender<Command>,
     thread: Option<JoinHandle<()>>,
-    decoders: Mutex<HashMap<(String, bool), DecoderInput>>,
+    /// Per source: its audio decoder's input (`[0]`) and its video decoder's (`[1]`), started on first use;
+    /// looked up by `&str` on every frame.
+    decoders: Mutex<HashMap<String, [Option<DecoderInput>; 2]>>,
     /// Source ids on stage: the only ones decoded.
     on_stage: Mutex<HashSet<String>>,
     epoch: Instant,
@@ -195,9 +197,14 @@ impl Program {
     /// Per-stage cost so far, and which sources are being decoded.
     pub fn stats(&self) -> ProgramStats {
         let mut stats = self.counters.stats();
-        let mut decoding: Vec<String> = self.decoders.lock().keys().map(|(source, _)| source.clone()).collect();
+        let mut decoding: Vec<String> = self
+            .decoders
+            .lock()
+            .iter()
+            .filter(|(_, inputs)| inputs.iter().any(Option::is_some))
+            .map(|(source, _)| source.clone())
+            .collect();
         decoding.sort();
-        decoding.dedup();
         stats.decoding = decoding;
         stats
     }
@@ -208,7 +215,7 @@ impl Program {
         {
             let mut on_stage = self.on_stage.lock();
             *on_stage = members.iter().map(|m| m.id.clone()).collect();
-            self.decoders.lock().retain(|(source, _), _| on_stage.contains(source));
+            self.decoders.lock().retain(|source, _| on_stage.contains(source));
         }
         let _ = self.commands.send(Command::Stage(members));
     }
@@ -284,27 +291,26 @@ impl Program {
         if !self.wants(source) {
             return;
         }
-        let is_video = matches!(media, EncodedMedia::Video { .. });
+        let kind = usize::from(matches!(media, EncodedMedia::Video { .. }));
         let mut decoders = self.decoders.lock();
-        let key = (source.to_owned(), is_video);
-        if !decoders.contains_key(&key) {
+        if !decoders.contains_key(source) {
+            decoders.insert(source.to_owned(), [None, None]);
+        }
+        // Inserted just above when missing.
+        let inputs = decoders.get_mut(source).expect("the source's decoder inputs");
+        if inputs[kind].is_none() {
             match spawn_decoder(source, &media, self.commands.clone(), self.epoch, Arc::clone(&self.counters)) {
-                Ok(tx) => {
-                    decoders.insert(key.clone(), tx);
-                }
+                Ok(tx) => inputs[kind] = Some(tx),
                 Err(e) => {
                     tracing::warn!(source, error = %e, "cannot start decoder");
                     return;
                 }
             }
         }
-        if let Some(tx) = decoders.get(&key) {
-            match tx.try_send((media, source_time)) {
-                Ok(()) | Err(TrySendError::Full(_)) => {}
-                Err(TrySendError::Disconnected(_)) => {
-                    decoders.remove(&key);
-                }
-            }
+        if let Some(tx) = &inputs[kind]
+            && let Err(TrySendError::Disconnected(_)) = tx.try_send((media, source_time))
+        {
+            inputs[kind] = None;
         }
     }
 

@@ -1,6 +1,7 @@
 //! One broadcast's media bookkeeping: peers, published tracks, subscriptions, and decisions.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequestKind, MediaKind};
@@ -34,8 +35,8 @@ pub struct TrackInfo {
     pub id: TrackId,
     /// Who publishes it.
     pub publisher: PeerId,
-    /// The publisher's participant id (the protocol's `participantId`).
-    pub participant: String,
+    /// The publisher's participant id (the protocol's `participantId`), shared: every frame's tap names it.
+    pub participant: Arc<str>,
     /// Camera, microphone or screen.
     pub source: TrackSource,
 }
@@ -67,7 +68,7 @@ pub enum Decision {
     /// Ask the publisher of `track` for a keyframe (RTCP PLI or FIR).
     RequestKeyframe { publisher: PeerId, track: TrackId, kind: KeyframeRequestKind },
     /// The participant of `peer` started or stopped speaking.
-    Speaking { peer: PeerId, participant: String, speaking: bool },
+    Speaking { peer: PeerId, participant: Arc<str>, speaking: bool },
 }
 
 /// What the room needs to know about a frame a publisher sent.
@@ -113,7 +114,7 @@ struct Track {
 
 #[derive(Debug)]
 struct PeerEntry {
-    participant: String,
+    participant: Arc<str>,
     /// Tracks this peer publishes.
     published: Vec<TrackId>,
     /// Sources muted by moderation; a track published later from the same source starts muted.
@@ -177,7 +178,7 @@ impl Room {
 
     /// The peer of a participant, if it is in the room.
     pub fn peer_of(&self, participant: &str) -> Option<PeerId> {
-        self.peers.iter().find(|(_, p)| p.participant == participant).map(|(&id, _)| id)
+        self.peers.iter().find(|(_, p)| &*p.participant == participant).map(|(&id, _)| id)
     }
 
     /// Who subscribes to `track`.
@@ -194,7 +195,7 @@ impl Room {
         if self.peers.len() >= self.config.max_peers {
             return Err(RouterError::RoomFull(self.config.max_peers));
         }
-        self.peers.insert(peer, PeerEntry { participant: participant.to_string(), published: vec![], muted: vec![] });
+        self.peers.insert(peer, PeerEntry { participant: participant.into(), published: vec![], muted: vec![] });
         for track in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
             track.subscribers.insert(peer, Subscription::Negotiating);
             self.decisions.push_back(Decision::Subscribe { peer, track: track.info.clone() });
@@ -389,7 +390,7 @@ impl Room {
     pub fn request_keyframes(&mut self, participant: Option<&str>, now: Instant) {
         let interval = self.config.keyframe_interval;
         for t in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
-            if participant.is_none_or(|p| p == t.info.participant) && t.info.kind().is_video() {
+            if participant.is_none_or(|p| p == &*t.info.participant) && t.info.kind().is_video() {
                 t.tap_awaits_keyframe = true;
                 Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, interval);
             }

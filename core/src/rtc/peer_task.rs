@@ -159,16 +159,21 @@ impl PeerTask {
         let now = Instant::now();
         match event {
             PeerEvent::Frame { track, frame, data } => {
-                let mut st = room.state.lock();
-                st.room.on_frame(track, frame, now, targets);
-                if let Some(tap) = &st.tap
-                    && st.room.forwards(track)
-                    && let Some(info) = st.room.track(track)
-                {
-                    tap(&TapFrame { participant: &info.participant, source: info.source, data: &data });
+                let (tap, forwarded) = {
+                    let mut st = room.state.lock();
+                    st.room.on_frame(track, frame, now, targets);
+                    // Who the frame is from, for the tap, which runs after the room is unlocked.
+                    let tap =
+                        st.tap.clone().filter(|_| st.room.forwards(track)).and_then(|tap| {
+                            st.room.track(track).map(|info| (tap, info.participant.clone(), info.source))
+                        });
+                    let forwarded = deliver(&st, targets, track, Payload::Relayed(data));
+                    dispatch(&mut st);
+                    (tap, forwarded)
+                };
+                if let (Some((tap, participant, source)), Payload::Relayed(data)) = (tap, &forwarded.payload) {
+                    tap(&TapFrame { participant: &participant, source, data });
                 }
-                deliver(&st, targets, track, Payload::Relayed(data));
-                dispatch(&mut st);
             }
             PeerEvent::Published { mid, source } => {
                 let mut st = room.state.lock();

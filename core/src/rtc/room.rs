@@ -49,10 +49,8 @@ pub(super) struct ProgramShared {
 }
 
 /// Queues one frame of `track` to each of `targets`' tasks; a full queue drops it for that subscriber only.
-pub(super) fn deliver(st: &RoomState, targets: &[PeerId], track: TrackId, payload: Payload) {
-    if targets.is_empty() {
-        return;
-    }
+/// Queues one frame to each of `targets`' tasks (one shared copy); returns it, for whoever else reads it.
+pub(super) fn deliver(st: &RoomState, targets: &[PeerId], track: TrackId, payload: Payload) -> Arc<Forwarded> {
     let f = Arc::new(Forwarded { track, payload });
     for peer in targets {
         if let Some(link) = st.links.get(peer)
@@ -61,6 +59,7 @@ pub(super) fn deliver(st: &RoomState, targets: &[PeerId], track: TrackId, payloa
             tracing::debug!(peer = peer.0, "subscriber queue full, frame dropped");
         }
     }
+    f
 }
 
 /// Carries the room's decisions to the peers' tasks. Called with the room locked, after every
