@@ -11,7 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -34,8 +34,7 @@ function serverPid() {
 
 /** Sets the priority of every thread of `pid` (renice on a pid only moves its main thread). */
 async function renice(pid, nice) {
-  const { stdout } = await run('ps', ['-L', '-o', 'lwp=', '-p', String(pid)]);
-  const threads = stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+  const threads = await readdir(`/proc/${pid}/task`);
   assert.ok(threads.length > 0, `the server (pid ${pid}) has threads`);
   await run('renice', ['-n', String(nice), '-p', ...threads]);
 }
