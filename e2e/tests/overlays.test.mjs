@@ -107,12 +107,12 @@ describe('the studio’s overlay controls', { timeout: 300000 }, () => {
     await apply(BRANDS.red);
     await eventually('the banner is the red brand’s colour on the program, the background stays black', () => expectOnProgram({ banner: BRANDS.red.color, min: 10, background: '#000000' }), 20000, 500);
     assert.equal(await page.locator('.brand-item[data-applied=true]').textContent().then((t) => t.includes(BRANDS.red.name)), true);
-    await page.locator('[data-role=stage] .overlay-banner').waitFor();
-    assert.equal(
-      await page.locator('[data-role=stage] .overlay-banner').evaluate((el) => getComputedStyle(el).backgroundColor),
-      'rgb(208, 48, 48)',
-      'the stage draws the banner in the brand colour too',
-    );
+    // The stage redraws its overlay layer on every render: read the banner's colour until it holds still.
+    await eventually('the stage draws the banner in the brand colour too', async () => {
+      const colour = await page.locator('[data-role=stage] .overlay-banner').evaluate((el) => getComputedStyle(el).backgroundColor);
+      if (colour !== 'rgb(208, 48, 48)') throw new Error(`the stage's banner is ${JSON.stringify(colour)}`);
+      return true;
+    }, 10000);
     await screenshot(page, 'overlays-brand-red');
 
     await apply(BRANDS.amber);
@@ -120,11 +120,11 @@ describe('the studio’s overlay controls', { timeout: 300000 }, () => {
       await expectOnProgram({ banner: BRANDS.red.color, min: 0, background: BRANDS.amber.background });
       return expectOnProgram({ banner: BRANDS.amber.color, min: 10, background: BRANDS.amber.background });
     }, 20000, 500);
-    assert.equal(
-      await page.locator('[data-role=stage]').evaluate((el) => getComputedStyle(el).backgroundColor),
-      'rgb(48, 96, 48)',
-      'the stage shows the brand background too',
-    );
+    await eventually('the stage shows the brand background too', async () => {
+      const colour = await page.locator('[data-role=stage]').evaluate((el) => getComputedStyle(el).backgroundColor);
+      if (colour !== 'rgb(48, 96, 48)') throw new Error(`the stage's background is ${JSON.stringify(colour)}`);
+      return true;
+    }, 10000);
     await screenshot(page, 'overlays-brand-amber');
 
     // The applied brand pressed again: no brand; the operator's colours and the default background come back.
