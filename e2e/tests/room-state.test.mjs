@@ -408,6 +408,12 @@ describe('room state: local changes', () => {
     assert.equal(fold([{ event: 'error', data: { code: 'rate_limited', event: 'chat-message' } }], s), s, 'other errors change nothing');
   });
 
+  it('joined: our own card has the name the room knows us by', () => {
+    const s = joined({ self: person(HOST, 'Stella', { role: 'host', audioEnabled: false }) }, { self: { audioEnabled: false } });
+    assert.equal(s.participants[HOST].name, 'Stella');
+    assert.equal(joined().participants[HOST].name, 'You', 'an older server without `self`: a placeholder');
+  });
+
   it('our speaking flag changes only when it flips', () => {
     const s = joined();
     assert.equal(setSelfSpeaking(s, false), s);

@@ -234,11 +234,14 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
       const selfId = data.participantId ?? null;
       const role = data.role ?? 'guest';
       if (selfId && !participants[selfId]) {
+        // `joined.self` is us as the room sees us (our name as the host or the invite set it).
+        const me = data.self && data.self.id === selfId ? data.self : {};
         participants[selfId] = {
           id: selfId,
           userId: null,
           name: 'You',
           role,
+          ...me,
           audioEnabled: true,
           videoEnabled: true,
           screenSharing: false,

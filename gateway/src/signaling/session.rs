@@ -368,6 +368,7 @@ impl Session {
             "broadcast": {"id": broadcast.id, "title": broadcast.title, "status": broadcast.status,
                 "backstage": waits_backstage(broadcast)},
             "participants": others,
+            "self": me,
             "iceServers": self.hub.ice_servers.for_participant(me.id, std::time::SystemTime::now()),
             "chat": self.hub.chat(broadcast.id),
             "scene": Scene::of(broadcast),
