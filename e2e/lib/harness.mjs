@@ -288,6 +288,17 @@ export async function hostWithInvite(page, { base, name, email, title, query = '
 }
 
 /**
+ * Opens invite `link` in participant `p`'s page, enters `name` and the studio, and waits for it (`selector`).
+ * `ms` bounds each step: a page in a busy browser process can take long to load and connect.
+ */
+export async function joinAsGuest(p, link, name, { ms = 15000, selector = '.studio' } = {}) {
+  await p.page.goto(link, { timeout: ms });
+  await p.page.fill('input[name=name]', name, { timeout: ms });
+  await p.page.click('[data-action=enter-studio]', { timeout: ms });
+  await p.page.waitForSelector(selector, { timeout: ms });
+}
+
+/**
  * A fresh folder with a two-colour fake-camera clip for each of `people` (`{key: {left, right}}`, sets `.clip`);
  * `options` as for `makeClip` (size, frame rate).
  */

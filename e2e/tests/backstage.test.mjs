@@ -8,11 +8,8 @@
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { addRtmpDestination, backyardUrl, decodedFrames, eventually, hostWithInvite, launchParticipant, makeClip, screenshot } from '../lib/harness.mjs';
+import { addRtmpDestination, backyardUrl, closeAll, decodedFrames, eventually, hostWithInvite, joinAsGuest, launchParticipant, makeClips, screenshot } from '../lib/harness.mjs';
 import { peakVolume, startRtmpServer } from '../lib/rtmp.mjs';
 
 const PEOPLE = {
@@ -33,19 +30,14 @@ describe('guests wait backstage', { timeout: 300000 }, () => {
   let link;
 
   before(async () => {
-    clipDir = await mkdtemp(path.join(tmpdir(), 'backyard-clips-'));
-    for (const [key, who] of Object.entries(PEOPLE)) who.clip = await makeClip(clipDir, key, who.left, who.right, { width: 320, height: 180 });
+    clipDir = await makeClips(PEOPLE, { width: 320, height: 180 });
     nginx = await startRtmpServer();
     url = `${nginx.url}/${STREAM_KEY}`;
   });
 
   after(async () => {
-    for (const x of Object.values(p)) {
-      if (process.env.BACKYARD_E2E_LOGS) console.log(`--- ${x.name} console\n${x.logs.join('\n')}`);
-      await x.close();
-    }
+    await closeAll(p, clipDir);
     await nginx?.stop();
-    if (clipDir) await rm(clipDir, { recursive: true, force: true });
   });
 
   const guestCard = () => p.host.page.locator('.participant-card[data-kind=camera]', { has: p.host.page.locator('.card-name', { hasText: PEOPLE.guest.name }) });
@@ -71,10 +63,7 @@ describe('guests wait backstage', { timeout: 300000 }, () => {
   it('a guest waits backstage: the return feed plays, the studio chat reaches them, viewers do not hear them', async () => {
     p.guest = await launchParticipant('guest', { clip: PEOPLE.guest.clip });
     const g = p.guest.page;
-    await g.goto(link);
-    await g.fill('input[name=name]', PEOPLE.guest.name);
-    await g.click('[data-action=enter-studio]');
-    await g.waitForSelector('.studio', { timeout: 15000 });
+    await joinAsGuest(p.guest, link, PEOPLE.guest.name);
     await g.locator('[data-role=backstage]').waitFor({ state: 'visible', timeout: 15000 });
     assert.equal(await g.locator('.stage-wrap').isVisible(), false, 'backstage, the guest sees no stage');
 

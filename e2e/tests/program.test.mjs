@@ -6,11 +6,9 @@
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { addRtmpDestination, backyardUrl, decodedFrames, eventually, hostWithInvite, launchParticipant, makeClip, rgb, screenshot } from '../lib/harness.mjs';
+import { addRtmpDestination, backyardUrl, closeAll, decodedFrames, eventually, hostWithInvite, joinAsGuest, launchParticipant, makeClips, rgb, screenshot } from '../lib/harness.mjs';
 import { findColour, grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
 
 const PEOPLE = {
@@ -57,18 +55,13 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
   const p = {};
 
   before(async () => {
-    clipDir = await mkdtemp(path.join(tmpdir(), 'backyard-clips-'));
-    for (const [key, who] of Object.entries(PEOPLE)) who.clip = await makeClip(clipDir, key, who.left, who.right);
+    clipDir = await makeClips(PEOPLE);
     nginx = await startRtmpServer();
   });
 
   after(async () => {
-    for (const x of Object.values(p)) {
-      if (process.env.BACKYARD_E2E_LOGS) console.log(`--- ${x.name} console\n${x.logs.join('\n')}`);
-      await x.close();
-    }
+    await closeAll(p, clipDir);
     await nginx?.stop();
-    if (clipDir) await rm(clipDir, { recursive: true, force: true });
   });
 
   it('host and guest are in the studio, both on stage', async () => {
@@ -83,10 +76,7 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
     });
 
     p.guest = await launchParticipant('guest', { clip: PEOPLE.guest.clip });
-    await p.guest.page.goto(`${base}/join/${link.split('/join/')[1]}`);
-    await p.guest.page.fill('input[name=name]', PEOPLE.guest.name);
-    await p.guest.page.click('[data-action=enter-studio]');
-    await p.guest.page.waitForSelector('.studio', { timeout: 15000 });
+    await joinAsGuest(p.guest, `${base}/join/${link.split('/join/')[1]}`, PEOPLE.guest.name);
 
     const guestCard = page.locator('.participant-card[data-kind=camera]', { has: page.locator('.card-name', { hasText: PEOPLE.guest.name }) });
     await guestCard.waitFor({ timeout: 15000 });

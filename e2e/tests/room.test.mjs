@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, expectPicture, launchParticipant, makeClip, participantCard as card, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, expectPicture, joinAsGuest, launchParticipant, makeClip, participantCard as card, screenshot } from '../lib/harness.mjs';
 
 // Each participant's clip: two halves of distinct colours, far apart in every channel so a swapped or tinted
 // picture cannot pass (`expectPicture`).
@@ -63,13 +63,6 @@ async function expectChat(page, texts) {
     const shown = await page.locator('.chat-message .chat-text').allTextContents();
     return texts.every((t) => shown.includes(t)) ? shown : false;
   }, 15000);
-}
-
-async function joinAsGuest(p, link, name) {
-  await p.page.goto(link);
-  await p.page.fill('input[name=name]', name);
-  await p.page.click('[data-action=enter-studio]');
-  await p.page.waitForSelector('.studio', { timeout: 15000 });
 }
 
 describe('three people in the studio', { timeout: 240000 }, () => {

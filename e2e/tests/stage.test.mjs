@@ -16,7 +16,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, hostWithInvite, closeAll, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, hostWithInvite, closeAll, joinAsGuest, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
 
 const PEOPLE = {
   host: { name: 'Stella Host', left: 'c83232', right: '3232c8' },
@@ -163,14 +163,6 @@ async function compare(host, rec, broadcastId, { layout, expect }) {
   return null;
 }
 
-/** `ms` bounds the whole join: a page in the busy crowd process can take long to load and connect. */
-async function joinAsGuest(p, link, name, ms = 15000) {
-  await p.page.goto(link, { timeout: ms });
-  await p.page.fill('input[name=name]', name, { timeout: ms });
-  await p.page.click('[data-action=enter-studio]', { timeout: ms });
-  await p.page.waitForSelector('.studio', { timeout: ms });
-}
-
 /** Puts exactly `ids` on stage from the host's strip, and waits until the server's scene says so. */
 async function setStage(page, ids) {
   for (const card of await page.locator('.participant-card[data-kind=camera]').all()) {
@@ -308,7 +300,7 @@ describe('the host’s stage is the program', { timeout: 600000 }, () => {
     // One at a time, each known to the host before the next starts, so their page loads do not pile up.
     for (const [i, x] of crowd.entries()) {
       p[x.name] = x;
-      await joinAsGuest(x, link, CROWD.names[i], CROWD_JOIN_MS);
+      await joinAsGuest(x, link, CROWD.names[i], { ms: CROWD_JOIN_MS });
       await eventually(`the host knows ${CROWD.names[i]}`, async () => (names().includes(CROWD.names[i]) ? names() : false), CROWD_JOIN_MS);
     }
     for (const [i, name] of CROWD.names.entries()) {

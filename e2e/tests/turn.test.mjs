@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, expectPicture, hostWithInvite, closeAll, launchParticipant, makeClips, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, expectPicture, hostWithInvite, closeAll, joinAsGuest, launchParticipant, makeClips, screenshot } from '../lib/harness.mjs';
 
 const PEOPLE = {
   host: { name: 'Tess Host', left: 'c83232', right: '32c832' },
@@ -111,11 +111,7 @@ describe('media through TURN only (coturn, time-limited credentials)', { timeout
 
   it('a guest with relay-only ICE joins through the link', async () => {
     p.guest = await launchParticipant('turn-guest', { clip: PEOPLE.guest.clip });
-    const page = p.guest.page;
-    await page.goto(inviteLink);
-    await page.fill('input[name=name]', PEOPLE.guest.name);
-    await page.click('[data-action=enter-studio]');
-    await page.waitForSelector('.studio[data-role=guest]', { timeout: 15000 });
+    await joinAsGuest(p.guest, inviteLink, PEOPLE.guest.name, { selector: '.studio[data-role=guest]' });
   });
 
   it('each got the TURN server from joined with its own REST credential, valid for the configured TTL', async () => {

@@ -61,7 +61,7 @@ export class ParticipantStrip {
       h('div.card-media', video, avatar, stageBtn),
       h('div.card-footer', mic, name, menuBtn),
     );
-    const card = { el, video, avatar, name, mic, stageBtn, stream: null, participantName: '' };
+    const card = { el, video, avatar, name, mic, stageBtn, stream: null, participant: null };
     if (menuBtn) menuBtn.onclick = (ev) => this.openMenu(ev, pid, card.participant, menuBtn);
     // Someone backstage is admitted first; everyone else goes on or off the stage.
     if (stageBtn) stageBtn.onclick = () => (stageBtn.dataset.action === 'admit' ? this.onModerate(pid, 'admit') : this.onToggleStage(pid));
@@ -70,7 +70,6 @@ export class ParticipantStrip {
 
   updateCard(card, state, p, kind, stream) {
     const self = p.id === state.selfId;
-    card.participantName = p.name;
     card.participant = p;
     card.el.dataset.backstage = String(Boolean(p.backstage));
     card.el.classList.toggle('backstage', Boolean(p.backstage));

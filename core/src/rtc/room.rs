@@ -48,8 +48,8 @@ pub(super) struct ProgramShared {
     pub(super) keyframe_wanted: AtomicBool,
 }
 
-/// Queues one frame of `track` to each of `targets`' tasks; a full queue drops it for that subscriber only.
-/// Queues one frame to each of `targets`' tasks (one shared copy); returns it, for whoever else reads it.
+/// Queues one frame of `track` to each of `targets`' tasks (one shared copy; a full queue drops it for that
+/// subscriber only) and returns that copy, for the room's tap.
 pub(super) fn deliver(st: &RoomState, targets: &[PeerId], track: TrackId, payload: Payload) -> Arc<Forwarded> {
     let f = Arc::new(Forwarded { track, payload });
     for peer in targets {

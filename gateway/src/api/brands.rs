@@ -48,11 +48,11 @@ pub struct BrandInput {
 
 /// `#rrggbb` (the only form a brand takes, so every consumer reads it the same way).
 pub fn hex_colour(field: &str, value: &str) -> ApiResult<String> {
-    let hex = value.strip_prefix('#').unwrap_or("");
-    if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // The scene's own reading of a brand colour, so a saved brand is always one a scene takes.
+    if crate::scene::rgb(value).is_none() {
         return Err(ApiError::invalid(field, "must be a colour like #2563eb"));
     }
-    Ok(format!("#{}", hex.to_ascii_lowercase()))
+    Ok(value.to_ascii_lowercase())
 }
 
 impl BrandInput {

@@ -145,6 +145,17 @@ pub fn waits_backstage(broadcast: &Broadcast) -> bool {
     broadcast.settings.0.get("backstage").and_then(serde_json::Value::as_bool).unwrap_or(false)
 }
 
+/// A scene that could not be applied, as the socket reports it.
+fn scene_error(e: ApplyError) -> ErrorData {
+    match e {
+        ApplyError::Invalid(e) => ErrorData::new("invalid_field", e.message).field(e.field),
+        ApplyError::Store(e) => {
+            tracing::error!("could not store the scene: {e}");
+            ErrorData::new("internal", "the server could not store the scene")
+        }
+    }
+}
+
 /// A text field the shared rule refused, as the socket reports it.
 fn invalid(e: crate::text::TextError) -> ErrorData {
     ErrorData::new("invalid_field", e.message).field(e.field)
@@ -558,26 +569,22 @@ impl Session {
 
     /// Takes `participant` (camera and screen) off the broadcast's stage, if on it.
     async fn take_off_stage(&self, broadcast: Uuid, participant: Uuid) -> Result<(), ErrorData> {
-        let internal = |e: crate::store::StoreError| {
-            tracing::error!(%broadcast, "taking someone off stage: {e}");
-            ErrorData::new("internal", "the server could not complete that")
-        };
         let stored = self
             .state
             .store
             .broadcast(broadcast)
             .await
-            .map_err(internal)?
+            .map_err(|e| {
+                tracing::error!(%broadcast, "taking someone off stage: {e}");
+                ErrorData::new("internal", "the server could not complete that")
+            })?
             .ok_or_else(|| ErrorData::new("not_found", "no such broadcast"))?;
         let mut scene = Scene::of(&stored);
         if !scene.stage.contains(&participant) {
             return Ok(());
         }
         scene.stage.retain(|id| *id != participant);
-        crate::scene::apply(&self.state, broadcast, scene).await.map(|_| ()).map_err(|e| match e {
-            crate::scene::ApplyError::Invalid(e) => ErrorData::new("invalid_field", e.message).field(e.field),
-            crate::scene::ApplyError::Store(e) => internal(e),
-        })
+        crate::scene::apply(&self.state, broadcast, scene).await.map(|_| ()).map_err(scene_error)
     }
 
     async fn scene(&mut self, scene: Scene) -> Result<(), ErrorData> {
@@ -586,14 +593,7 @@ impl Session {
             return Err(ErrorData::new("forbidden", "only the host or a co-host may change the scene"));
         }
         let broadcast = j.broadcast.id;
-        match crate::scene::apply(&self.state, broadcast, scene).await {
-            Ok(_) => Ok(()),
-            Err(ApplyError::Invalid(e)) => Err(ErrorData::new("invalid_field", e.message).field(e.field)),
-            Err(ApplyError::Store(e)) => {
-                tracing::error!("could not store the scene: {e}");
-                Err(ErrorData::new("internal", "the server could not store the scene"))
-            }
-        }
+        crate::scene::apply(&self.state, broadcast, scene).await.map(|_| ()).map_err(scene_error)
     }
 
     /// Room events were skipped: nothing is lost silently, the client gets the room as it is now (`room-state`).
