@@ -223,6 +223,8 @@ async fn a_full_room_refuses_a_join_and_frees_the_seat_on_leave() -> anyhow::Res
 async fn a_source_put_on_stage_is_asked_for_a_keyframe_even_just_after_a_subscriber_was() -> anyhow::Result<()> {
     let node = node().await;
     let alice = Client::join(&node, "room-stage", "alice", Source::default()).await?;
+    // The program takes the room's frames (only then are keyframes asked for it).
+    node.set_tap("room-stage", Some(std::sync::Arc::new(|_: &backyard_core::rtc::TapFrame<'_>| {})));
     let bob = Client::join(&node, "room-stage", "bob", Source::default()).await?;
     wait_for("bob to see alice", SOON, || gets_from(&bob, "alice", 5)).await?;
     // Bob's arrival asked alice for a keyframe a moment ago; the program's decoder starting now still needs one.

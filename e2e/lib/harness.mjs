@@ -353,3 +353,41 @@ export async function decodedFrames(page, selector) {
     return null;
   }, selector);
 }
+
+/**
+ * Watches `page`'s signaling socket: the `joined` answer, who is who (participant id → name), every
+ * `stage-layout` the server sends, and the latest data of every event (`last[event]`).
+ */
+export function recordSignaling(page) {
+  const rec = { joined: null, names: new Map(), stageLayouts: [], last: {} };
+  page.on('websocket', (ws) => {
+    if (!new URL(ws.url()).pathname.endsWith('/ws')) return;
+    ws.on('framereceived', ({ payload }) => {
+      let msg;
+      try {
+        msg = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+      } catch {
+        return;
+      }
+      const data = msg?.data ?? {};
+      if (msg?.event) rec.last[msg.event] = data;
+      switch (msg?.event) {
+        case 'joined':
+          rec.joined = data;
+          rec.stageLayouts = data.stageLayout ? [data.stageLayout] : [];
+          for (const p of data.participants ?? []) rec.names.set(p.id, p.name);
+          break;
+        case 'participant-joined':
+        case 'participant-status-updated':
+          rec.names.set(data.participant.id, data.participant.name);
+          break;
+        case 'stage-layout':
+          rec.stageLayouts.push(data);
+          break;
+        default:
+          break;
+      }
+    });
+  });
+  return rec;
+}

@@ -16,7 +16,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, hostWithInvite, closeAll, joinAsGuest, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, hostWithInvite, closeAll, joinAsGuest, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, recordSignaling, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
 
 const PEOPLE = {
   host: { name: 'Stella Host', left: 'c83232', right: '3232c8' },
@@ -37,43 +37,6 @@ const MEDIA_MS = 45000;
 const CLIP = { width: 320, height: 180, fps: 15 };
 /** How long one of the three crowd guests may take to join (their process is the busiest on the machine). */
 const CROWD_JOIN_MS = 60000;
-
-/**
- * Watches `page`'s signaling socket: the `joined` answer, who is who (participant id → name), and every
- * `stage-layout` the server sends.
- */
-function recordSignaling(page) {
-  const rec = { joined: null, names: new Map(), stageLayouts: [] };
-  page.on('websocket', (ws) => {
-    if (!new URL(ws.url()).pathname.endsWith('/ws')) return;
-    ws.on('framereceived', ({ payload }) => {
-      let msg;
-      try {
-        msg = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
-      } catch {
-        return;
-      }
-      const data = msg?.data ?? {};
-      switch (msg?.event) {
-        case 'joined':
-          rec.joined = data;
-          rec.stageLayouts = data.stageLayout ? [data.stageLayout] : [];
-          for (const p of data.participants ?? []) rec.names.set(p.id, p.name);
-          break;
-        case 'participant-joined':
-        case 'participant-status-updated':
-          rec.names.set(data.participant.id, data.participant.name);
-          break;
-        case 'stage-layout':
-          rec.stageLayouts.push(data);
-          break;
-        default:
-          break;
-      }
-    });
-  });
-  return rec;
-}
 
 /** The latest placements the server sent, or null. */
 const latestLayout = (rec) => rec.stageLayouts.at(-1) ?? null;

@@ -16,11 +16,25 @@ const SERVER_EVENTS = new Set([
   'joined', 'room-state', 'participant-joined', 'participant-left', 'participant-status-updated',
   'webrtc-offer', 'webrtc-answer', 'ice-candidate', 'chat-message',
   'broadcast-started', 'broadcast-ended', 'moderated',
-  'scene-updated', 'stage-layout', 'destination-status', 'program-status', 'error',
+  'scene-updated', 'stage-layout', 'destination-status', 'program-status', 'video-paused', 'error',
 ]);
 
 /** The order of the publisher's m-lines in its first offer; the server relies on it. */
 export const PUBLISH_SLOTS = ['audio', 'camera', 'screen'];
+
+/**
+ * The camera goes out in three simulcast layers, lowest first (the server reads the order): a quarter, half and
+ * the full size. Each viewer gets the one its tile and connection need; the browser drops the upper ones when our
+ * uplink cannot carry them.
+ */
+export const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_700_000 },
+];
+
+/** A screen share keeps its detail: full resolution, at most 15 frames a second. */
+export const SCREEN_ENCODING = { maxBitrate: 2_500_000, maxFramerate: 15 };
 
 /** An error the server reported with an `error` event (or a failure to reach it). */
 export class SignalingError extends Error {
@@ -221,10 +235,10 @@ export class StudioConnection {
     const slotKinds = { audio: 'audio', camera: 'video', screen: 'video' };
     for (const slot of PUBLISH_SLOTS) {
       const track = tracks[slot] ?? null;
-      const transceiver = pc.addTransceiver(track ?? slotKinds[slot], {
-        direction: 'sendonly',
-        streams: [slot === 'screen' ? screenStream : cameraStream],
-      });
+      const init = { direction: 'sendonly', streams: [slot === 'screen' ? screenStream : cameraStream] };
+      if (slot === 'camera') init.sendEncodings = CAMERA_LAYERS.map((l) => ({ ...l }));
+      if (slot === 'screen') init.sendEncodings = [{ ...SCREEN_ENCODING }];
+      const transceiver = pc.addTransceiver(track ?? slotKinds[slot], init);
       this.senders[slot] = transceiver.sender;
     }
     pc.onicecandidate = (e) => {

@@ -33,6 +33,7 @@ import {
 import { StageView } from './stage.js';
 import { ParticipantStrip } from './strip.js';
 import { TopBar } from './topbar.js';
+import { TrackSizeReporter } from './track-sizes.js';
 
 /** Server events that change the room's state (room-state.js's `apply`). */
 const STATE_EVENTS = [
@@ -123,6 +124,13 @@ class Room {
     this.selfSpeakingTimer = 0;
     /** Our own screen share as a stream for the preview tiles, or null. */
     this.selfScreenStream = null;
+    /** Remote sources (stream ids) whose video the server paused because our connection cannot carry it. */
+    this.pausedVideo = new Set();
+    /** Tells the server how large each remote video is shown, so it sends no more than that. */
+    this.trackSizes = new TrackSizeReporter({
+      send: (sizes) => Boolean(this.conn?.offered) && this.conn.send('track-sizes', { sizes }),
+      streams: () => this.streams,
+    });
     this.left = false;
   }
 
@@ -168,6 +176,8 @@ class Room {
     this.state = apply(this.state, { event: 'joined', data: joined }, { self: { audioEnabled: this.media.audioEnabled, videoEnabled: this.media.videoEnabled } });
     // The old peer connection is gone: its tracks come again on the new one.
     this.streams.clear();
+    this.pausedVideo.clear();
+    this.trackSizes.reset();
     return joined;
   }
 
@@ -247,6 +257,12 @@ class Room {
       }
       const source = sourceOf(participantId, kind);
       if (kind === 'screen' && this.streams.get(source) === stream && !stream.getTracks().length) this.streams.delete(source);
+      this.render();
+    });
+    on('video-paused', ({ participantId, source, paused }) => {
+      const key = sourceOf(participantId, source);
+      if (paused) this.pausedVideo.add(key);
+      else this.pausedVideo.delete(key);
       this.render();
     });
     on('error', (e) => toast(e.message ?? e.code, 'error'));
@@ -510,6 +526,17 @@ class Room {
     }
     this.remoteAudio.render(voices);
     this.layoutBar?.render(layoutChoices(this.state));
+    this.markPausedVideo();
+    this.trackSizes.refresh();
+  }
+
+  /** Tiles and cards whose video the server paused for our connection say so. */
+  markPausedVideo() {
+    for (const el of this.root.querySelectorAll('.stage-tile[data-source], .participant-card[data-participant-id]')) {
+      const key = el.dataset.source ?? sourceOf(el.dataset.participantId, el.dataset.kind);
+      const paused = this.pausedVideo.has(key);
+      if ((el.dataset.videoPaused === 'true') !== paused) el.dataset.videoPaused = String(paused);
+    }
   }
 
   // ---------------------------------------------------------------- actions
@@ -680,6 +707,7 @@ class Room {
     if (this.onKey) document.removeEventListener('keydown', this.onKey);
     this.topBar?.stop();
     clearInterval(this.selfSpeakingTimer);
+    this.trackSizes.stop();
     this.broadcastPanel?.stopPreview();
     window.removeEventListener('beforeunload', this.unload);
     this.conn?.close();

@@ -27,6 +27,9 @@ use anyhow::{Context as _, bail};
 use crate::bench::{curl, free_port, seed, start_server};
 use crate::{cargo_cmd, root, setup, status};
 
+/// The peer SFU's row for one subscriber count, or why it has none.
+type PeerRow = Result<Row, String>;
+
 /// One server at one N.
 struct Row {
     forwarded_mbps: f64,
@@ -337,7 +340,8 @@ pub fn run() -> anyhow::Result<()> {
     };
 
     // (a) Each server fresh for each N, one after the other, so they never share the machine.
-    let mut rows: Vec<(usize, Row, Option<Result<Row, String>>)> = vec![];
+    // Per subscriber count: Backyard's row and Janus's (if it ran; its error otherwise).
+    let mut rows: Vec<(usize, Row, Option<PeerRow>)> = vec![];
     for &n in &ns {
         let server = start_server(&bin, &[("BACKYARD_LIMITS__MAX_PARTICIPANTS", (n + 8).to_string())])?;
         let (cookie, broadcast) = seed(&server.base)?;

@@ -50,10 +50,18 @@ impl TrackClock {
     }
 }
 
+#[derive(Default)]
+struct ParticipantClocks {
+    tracks: HashMap<(TrackSource, u8), TrackClock>,
+    /// The simulcast layer each video source fed last.
+    layers: HashMap<TrackSource, u8>,
+}
+
 /// What the program gets from one room: encoded frames with their source times.
 pub struct ProgramFeed {
-    /// By participant, then source: looked up by `&str` on every frame, a key made only for a new participant.
-    clocks: Mutex<HashMap<String, HashMap<TrackSource, TrackClock>>>,
+    /// By participant, then source and simulcast layer (each layer has its own RTP clock and sender reports):
+    /// looked up by `&str` on every frame, a key made only for a new participant.
+    clocks: Mutex<HashMap<String, ParticipantClocks>>,
     /// Wallclock times are given to the program relative to this (an hour before the feed started, so a
     /// sender's clock running somewhat behind ours stays positive), keeping the numbers small.
     base: Duration,
@@ -79,7 +87,7 @@ impl ProgramFeed {
 
     /// Hands one frame to `program`, copied once, if its source is on stage; frames of codecs the program
     /// cannot decode and of sources off stage are dropped before any copy.
-    pub fn push(&self, program: &Program, participant: &str, source: TrackSource, data: &MediaData) {
+    pub fn push(&self, program: &Program, participant: &str, source: TrackSource, layer: u8, data: &MediaData) {
         // A camera and a microphone feed the participant's own source id: no id is made for them per frame.
         let screen;
         let id = match source {
@@ -96,11 +104,14 @@ impl ProgramFeed {
         let time = {
             let mut clocks = self.clocks.lock();
             if !clocks.contains_key(participant) {
-                clocks.insert(participant.to_owned(), HashMap::new());
+                clocks.insert(participant.to_owned(), ParticipantClocks::default());
             }
             // Inserted just above when missing.
-            let tracks = clocks.get_mut(participant).expect("the participant's clocks");
-            tracks.entry(source).or_default().source_time(data).saturating_sub(self.base)
+            let p = clocks.get_mut(participant).expect("the participant's clocks");
+            if matches!(media, EncodedMedia::Video { .. }) && p.layers.insert(source, layer) != Some(layer) {
+                program.set_layer(id, layer);
+            }
+            p.tracks.entry((source, layer)).or_default().source_time(data).saturating_sub(self.base)
         };
         program.push_encoded(id, media, time);
     }

@@ -100,6 +100,9 @@ pub struct ProgramStats {
     pub preview_ms: f64,
     /// Sources with a running decoder (each on stage; a source off stage has none).
     pub decoding: Vec<String>,
+    /// The simulcast layer (lowest first, 0 without simulcast) each decoded source's video comes from.
+    #[serde(default)]
+    pub layers: std::collections::BTreeMap<String, u8>,
 }
 
 impl Counters {
@@ -120,6 +123,7 @@ impl Counters {
             preview_frames: previews,
             preview_ms: ms(&self.preview_ns, previews),
             decoding: Vec::new(),
+            layers: Default::default(),
         }
     }
 }
@@ -143,6 +147,8 @@ pub struct Program {
     decoders: Mutex<HashMap<String, [Option<DecoderInput>; 2]>>,
     /// Source ids on stage: the only ones decoded.
     on_stage: Mutex<HashSet<String>>,
+    /// The simulcast layer each source's video comes from (as the feed last said).
+    layers: Mutex<HashMap<String, u8>>,
     epoch: Instant,
     /// The latest composed frame, for the studio's preview encoder.
     preview: Arc<Mutex<Option<VideoFrame>>>,
@@ -178,6 +184,7 @@ impl Program {
             thread: Some(thread),
             decoders: Mutex::new(HashMap::new()),
             on_stage: Mutex::new(HashSet::new()),
+            layers: Mutex::new(HashMap::new()),
             epoch,
             preview,
             fps,
@@ -205,6 +212,8 @@ impl Program {
             .map(|(source, _)| source.clone())
             .collect();
         decoding.sort();
+        let layers = self.layers.lock();
+        stats.layers = decoding.iter().filter_map(|s| Some((s.clone(), *layers.get(s)?))).collect();
         stats.decoding = decoding;
         stats
     }
@@ -278,6 +287,11 @@ impl Program {
     pub fn push_samples(&self, source: &str, samples: Vec<f32>, source_time: Duration) {
         let arrival = self.now();
         let _ = self.commands.send(Command::Audio { source: source.to_owned(), samples, source_time, arrival });
+    }
+
+    /// The simulcast layer `source`'s video now comes from (reported in [`ProgramStats::layers`]).
+    pub fn set_layer(&self, source: &str, layer: u8) {
+        self.layers.lock().insert(source.to_owned(), layer);
     }
 
     /// Whether `source` is on stage (only on-stage sources are decoded).

@@ -16,6 +16,7 @@
 //!
 //! Architecture Invariant: nothing in this module does IO or reads the clock.
 
+pub mod layers;
 mod peer;
 mod room;
 mod speaker;

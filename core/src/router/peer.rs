@@ -6,13 +6,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::CryptoProvider;
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
+use super::layers::{self, MAX_LAYERS};
 use super::room::{Frame, TrackInfo};
 use super::{PeerId, RouterError, TrackId, TrackSource};
 
@@ -37,10 +39,13 @@ pub enum PeerOutput {
 pub enum PeerEvent {
     /// The client added an m-line it sends on. The shell registers it with the room
     /// ([`Room::publish`](super::Room::publish)) and reports the id back with
-    /// [`Peer::bind_published`].
-    Published { mid: Mid, source: TrackSource },
-    /// A whole frame arrived on a published track.
-    Frame { track: TrackId, frame: Frame, data: MediaData },
+    /// [`Peer::bind_published`]. `layers`: how many simulcast layers it sends (1 without simulcast).
+    Published { mid: Mid, source: TrackSource, layers: u8 },
+    /// A whole frame arrived on a published track, on simulcast `layer` (lowest first; 0 without simulcast).
+    /// `size`: the picture size its keyframe header gave (VP8).
+    Frame { track: TrackId, layer: u8, frame: Frame, size: Option<(u16, u16)>, data: MediaData },
+    /// The estimate of the bandwidth towards this client (bits per second) changed.
+    Estimate(u64),
     /// The client's decoder asked for a keyframe on a track forwarded to it.
     KeyframeRequest { track: TrackId, kind: KeyframeRequestKind },
     /// A forwarded track's m-line is negotiated and the connection is up: frames can flow.
@@ -90,15 +95,36 @@ struct Outbound {
     state: OutState,
     /// `SubscriptionReady` was emitted.
     ready: bool,
+    /// The timeline written so far: simulcast layers have RTP clocks of their own, so a switch carries the
+    /// outgoing time on from the last frame written instead of jumping to the new layer's.
+    timeline: Option<Timeline>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    /// The layer of the last frame written.
+    layer: u8,
+    /// Added to that layer's media time (in its clock's ticks) to give the time written.
+    offset: i64,
+    /// The last time written and the arrival of its frame.
+    last_out: MediaTime,
+    last_arrival: Instant,
 }
 
 #[derive(Debug)]
 struct Inbound {
     mid: Mid,
     source: TrackSource,
+    /// Simulcast layers, lowest first (empty without simulcast).
+    rids: Vec<Rid>,
     /// Set by [`Peer::bind_published`].
     track: Option<TrackId>,
 }
+
+/// The bandwidth estimate a subscriber's link starts from, before feedback says more.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1500);
+/// What the estimator probes up to: every layer of a full studio.
+const DESIRED_BITRATE: Bitrate = Bitrate::mbps(8);
 
 /// The sans-IO peer. See the [module docs](super).
 pub struct Peer {
@@ -136,7 +162,9 @@ impl Peer {
     /// The server is ICE-lite: clients start the connectivity checks, so the first datagram
     /// from a client is a STUN request naming this peer's ufrag (see [`Peer::local_ufrag`]).
     pub fn new(id: PeerId, local_addr: SocketAddr, crypto: Arc<CryptoProvider>, now: Instant) -> Self {
-        let mut rtc = Rtc::builder().set_crypto_provider(crypto).set_ice_lite(true).build(now);
+        let mut rtc =
+            Rtc::builder().set_crypto_provider(crypto).set_ice_lite(true).enable_bwe(Some(INITIAL_ESTIMATE)).build(now);
+        rtc.bwe().set_bitrate(Bitrate::ZERO, DESIRED_BITRATE);
         // unwrap: a UDP host candidate from a socket address is always valid.
         let candidate = Candidate::host(local_addr, "udp").expect("a host candidate");
         rtc.add_local_candidate(candidate);
@@ -210,6 +238,11 @@ impl Peer {
         if self.pending.is_some() {
             return Err(RouterError::OfferCollision);
         }
+        let (sdp, refused) = limit_simulcast(sdp);
+        if !refused.is_empty() {
+            tracing::info!(peer = self.id.0, ?refused, "simulcast layers refused (at most {MAX_LAYERS}, video only)");
+        }
+        let sdp = sdp.as_str();
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| RouterError::InvalidSdp(e.to_string()))?;
         let answer = self.guarded("offer", |rtc| rtc.sdp_api().accept_offer(offer))?;
         self.negotiated = true;
@@ -281,7 +314,7 @@ impl Peer {
         if self.outbound.iter().any(|o| o.track.id == track.id) {
             return;
         }
-        self.outbound.push(Outbound { track, state: OutState::ToOpen, ready: false });
+        self.outbound.push(Outbound { track, state: OutState::ToOpen, ready: false, timeline: None });
     }
 
     /// Stop forwarding `track` to this peer: its m-line is stopped in the next server offer.
@@ -313,15 +346,16 @@ impl Peer {
     /// Writes a frame of `track` (forwarded from its publisher) to this peer. Frames of tracks
     /// whose m-line is not open, or in a codec this peer did not negotiate, are dropped.
     /// Returns whether the frame was written.
-    pub fn write_frame(&mut self, track: TrackId, data: &MediaData) -> Result<bool, RouterError> {
-        let Some(out) = self.outbound.iter().find(|o| o.track.id == track) else { return Ok(false) };
+    pub fn write_frame(&mut self, track: TrackId, layer: u8, data: &MediaData) -> Result<bool, RouterError> {
+        let Some(out) = self.outbound.iter_mut().find(|o| o.track.id == track) else { return Ok(false) };
         let OutState::Open(mid) = out.state else { return Ok(false) };
         let Some(mut writer) = self.rtc.writer(mid) else { return Ok(false) };
         let Some(pt) = writer.match_params(data.params) else { return Ok(false) };
         if let Some(level) = data.ext_vals.audio_level {
             writer = writer.audio_level(level, data.ext_vals.voice_activity.unwrap_or(false));
         }
-        writer.write(pt, data.network_time, data.time, data.data.clone())?;
+        let time = continue_timeline(&mut out.timeline, layer, data.time, data.network_time);
+        writer.write(pt, data.network_time, time, data.data.clone())?;
         Ok(true)
     }
 
@@ -340,8 +374,9 @@ impl Peer {
 
     /// Asks the client for a keyframe on a track it publishes (PLI or FIR, whichever the
     /// client negotiated if the preferred one is not).
-    pub fn request_keyframe(&mut self, track: TrackId, kind: KeyframeRequestKind) {
+    pub fn request_keyframe(&mut self, track: TrackId, layer: Option<u8>, kind: KeyframeRequestKind) {
         let Some(inb) = self.inbound.iter().find(|i| i.track == Some(track)) else { return };
+        let rid = layer.and_then(|l| inb.rids.get(usize::from(l)).copied());
         let Some(mut writer) = self.rtc.writer(inb.mid) else { return };
         let kind = if writer.is_request_keyframe_possible(kind) {
             kind
@@ -351,7 +386,7 @@ impl Peer {
                 KeyframeRequestKind::Fir => KeyframeRequestKind::Pli,
             }
         };
-        match writer.request_keyframe(None, kind) {
+        match writer.request_keyframe(rid, kind) {
             Ok(()) => tracing::debug!(peer = self.id.0, ?track, ?kind, "keyframe requested"),
             // No RTP seen on the m-line yet, or neither kind negotiated.
             Err(e) => tracing::debug!(peer = self.id.0, ?track, "keyframe request not sent: {e}"),
@@ -409,6 +444,13 @@ impl Peer {
                 if ours || !added.direction.is_receiving() {
                     return;
                 }
+                // The client's layers, lowest first as it listed them (str0m inverts the offer's `send` into our
+                // `recv`); `limit_simulcast` already refused any beyond the maximum.
+                let rids: Vec<Rid> = added
+                    .simulcast
+                    .as_ref()
+                    .map(|s| s.recv.iter().chain(&s.send).map(|l| l.rid).take(MAX_LAYERS).collect())
+                    .unwrap_or_default();
                 let source = match added.kind {
                     MediaKind::Audio => TrackSource::Microphone,
                     // The first video m-line a client sends is its camera; another one its screen.
@@ -417,20 +459,35 @@ impl Peer {
                     }
                     MediaKind::Video => TrackSource::Camera,
                 };
-                self.inbound.push(Inbound { mid: added.mid, source, track: None });
-                self.events.push_back(PeerEvent::Published { mid: added.mid, source });
+                let layers = rids.len().max(1) as u8;
+                self.inbound.push(Inbound { mid: added.mid, source, rids, track: None });
+                self.events.push_back(PeerEvent::Published { mid: added.mid, source, layers });
             }
             Event::MediaData(data) => {
-                let Some(track) = self.inbound.iter().find(|i| i.mid == data.mid).and_then(|i| i.track) else {
-                    return;
+                let Some(inb) = self.inbound.iter().find(|i| i.mid == data.mid) else { return };
+                let Some(track) = inb.track else { return };
+                let layer = match (data.rid, inb.rids.is_empty()) {
+                    (None, true) => 0,
+                    // A layer the answer did not accept is dropped.
+                    (Some(rid), false) => match inb.rids.iter().position(|r| *r == rid) {
+                        Some(i) => i as u8,
+                        None => return,
+                    },
+                    _ => return,
                 };
+                let size = (data.is_keyframe() && data.params.spec().codec == Codec::Vp8)
+                    .then(|| layers::vp8_keyframe_size(&data.data))
+                    .flatten();
                 let frame = Frame {
                     keyframe: data.is_keyframe(),
                     contiguous: data.contiguous,
                     audio_level: data.ext_vals.audio_level,
                     voice_activity: data.ext_vals.voice_activity,
                 };
-                self.events.push_back(PeerEvent::Frame { track, frame, data });
+                self.events.push_back(PeerEvent::Frame { track, layer, frame, size, data });
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.events.push_back(PeerEvent::Estimate(estimate.as_u64()));
             }
             Event::KeyframeRequest(req) => {
                 if let Some(out) = self.outbound.iter().find(|o| mid_of(o.state) == Some(req.mid)) {
@@ -525,6 +582,99 @@ impl Peer {
         }
         out
     }
+}
+
+/// The media time to write for a frame of `layer` at `time`: the layer's own time while it stays the same, and
+/// on a switch a time that carries on from the last one written by the time that passed between the two frames'
+/// arrivals (simulcast layers' RTP clocks start at unrelated values; a receiver's jitter buffer would take the
+/// jump for a frame far in the future or past).
+fn continue_timeline(timeline: &mut Option<Timeline>, layer: u8, time: MediaTime, arrival: Instant) -> MediaTime {
+    let freq = time.frequency();
+    let ticks = time.numer() as i64;
+    let offset = match *timeline {
+        Some(t) if t.layer == layer => t.offset,
+        Some(t) => {
+            let gap = arrival.saturating_duration_since(t.last_arrival).max(std::time::Duration::from_millis(1));
+            let gap_ticks = (gap.as_secs_f64() * f64::from(freq.get())) as i64;
+            let last = t.last_out.rebase(freq).numer() as i64;
+            last + gap_ticks - ticks
+        }
+        None => 0,
+    };
+    let out = MediaTime::new((ticks + offset).max(0) as u64, freq);
+    *timeline = Some(Timeline { layer, offset, last_out: out, last_arrival: arrival });
+    out
+}
+
+/// Refuses what an offer asks of simulcast beyond what the server takes: layers past [`MAX_LAYERS`] on a video
+/// m-line and simulcast on audio. Their `a=rid` lines and places in `a=simulcast` are removed before the offer
+/// is negotiated, so the answer accepts only the rest and the client stops sending the others. Returns the
+/// offer to negotiate and the refused RIDs.
+fn limit_simulcast(sdp: &str) -> (String, Vec<String>) {
+    if !sdp.contains("a=simulcast:") {
+        return (sdp.to_string(), vec![]);
+    }
+    let mut out = String::with_capacity(sdp.len());
+    let mut refused = vec![];
+    for section in split_media_sections(sdp) {
+        let audio = section.starts_with("m=audio");
+        // `a=simulcast:send q;h;f` (alternatives after commas, `~` marks one paused).
+        let listed: Vec<String> = section
+            .lines()
+            .find_map(|l| l.strip_prefix("a=simulcast:send "))
+            .map(|v| {
+                v.split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .split(';')
+                    .flat_map(|alts| alts.split(','))
+                    .map(|r| r.trim_start_matches('~').to_string())
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let keep: Vec<&String> = if audio { vec![] } else { listed.iter().take(MAX_LAYERS).collect() };
+        if keep.len() == listed.len() {
+            out.push_str(section);
+            continue;
+        }
+        refused.extend(listed.iter().filter(|r| !keep.contains(r)).cloned());
+        for line in section.split_inclusive('\n') {
+            let text = line.trim_end();
+            if let Some(rid) = text.strip_prefix("a=rid:") {
+                let id = rid.split_whitespace().next().unwrap_or("");
+                if !keep.iter().any(|k| k.as_str() == id) {
+                    continue;
+                }
+            }
+            if text.starts_with("a=simulcast:") {
+                if keep.is_empty() {
+                    continue;
+                }
+                let list: Vec<&str> = keep.iter().map(|k| k.as_str()).collect();
+                out.push_str("a=simulcast:send ");
+                out.push_str(&list.join(";"));
+                out.push_str("\r\n");
+                continue;
+            }
+            out.push_str(line);
+        }
+    }
+    (out, refused)
+}
+
+/// The session part and each media section of an SDP text, as slices (the `m=` line starts a section).
+fn split_media_sections(sdp: &str) -> Vec<&str> {
+    let mut starts: Vec<usize> = vec![0];
+    let mut at = 0;
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") && at > 0 {
+            starts.push(at);
+        }
+        at += line.len();
+    }
+    starts.push(sdp.len());
+    starts.windows(2).map(|w| &sdp[w[0]..w[1]]).collect()
 }
 
 fn mid_of(state: OutState) -> Option<Mid> {
@@ -680,6 +830,37 @@ mod tests {
         assert!(matches!(peer.accept_answer(&answer.to_sdp_string()), Err(RouterError::NoPendingOffer)));
         let next: Vec<_> = events(&mut peer).into_iter().filter(|e| matches!(e, PeerEvent::Offer(_))).collect();
         assert_eq!(next.len(), 1, "the camera subscribed meanwhile is offered now");
+    }
+
+    #[test]
+    fn simulcast_past_three_layers_and_on_audio_is_refused_in_the_answer() {
+        let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rid:x send\r\na=simulcast:send x\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:a send\r\na=rid:b send\r\na=rid:c send\r\n\
+            a=rid:d send\r\na=rid:e send\r\na=simulcast:send a;b;~c;d,e\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=rid:q send\r\na=rid:h send\r\na=simulcast:send q;h\r\n";
+        let (kept, refused) = limit_simulcast(offer);
+        assert_eq!(refused, ["x", "d", "e"]);
+        let sections = split_media_sections(&kept);
+        assert!(!sections[1].contains("a=rid") && !sections[1].contains("a=simulcast"), "{}", sections[1]);
+        assert!(sections[2].contains("a=rid:a send\r\na=rid:b send\r\na=rid:c send\r\na=simulcast:send a;b;c\r\n"));
+        assert!(!sections[2].contains("rid:d") && !sections[2].contains("rid:e"));
+        assert_eq!(sections[3], split_media_sections(offer)[3], "an offer within the limits is left alone");
+        assert_eq!(limit_simulcast("v=0\r\n").0, "v=0\r\n");
+    }
+
+    #[test]
+    fn a_layer_switch_carries_the_outgoing_time_on() {
+        let t0 = Instant::now();
+        let ms = std::time::Duration::from_millis;
+        let hz = |n: u64| MediaTime::from_90khz(n);
+        let mut tl = None;
+        assert_eq!(continue_timeline(&mut tl, 2, hz(1_000_000), t0), hz(1_000_000), "the first layer as it is");
+        assert_eq!(continue_timeline(&mut tl, 2, hz(1_003_000), t0 + ms(33)), hz(1_003_000));
+        // The low layer's clock started elsewhere: the time goes on by the 33 ms between arrivals (2970 ticks).
+        let switched = continue_timeline(&mut tl, 0, hz(42), t0 + ms(66));
+        assert_eq!(switched, hz(1_003_000 + 2970));
+        assert_eq!(continue_timeline(&mut tl, 0, hz(42 + 3000), t0 + ms(99)), hz(1_005_970 + 3000));
     }
 
     #[test]

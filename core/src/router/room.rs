@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequestKind, MediaKind};
 
+use super::layers::{self, Layer, MAX_LAYERS, Want};
 use super::speaker::{SpeakerConfig, SpeakerDetector};
 use super::{PeerId, RouterError, TrackId, TrackSource};
 
@@ -18,13 +19,22 @@ pub struct RoomConfig {
     /// subscribers asking at once get the same keyframe), and how often a subscriber that still
     /// waits for a keyframe has it requested again.
     pub keyframe_interval: Duration,
+    /// At most one keyframe request per layer within this interval to repair a picture broken by loss (a
+    /// subscriber's PLI, or a gap upstream): a subscriber on a lossy link must not make its publisher send a
+    /// storm of keyframes that everyone else pays for. Starting a decoder uses `keyframe_interval`.
+    pub repair_interval: Duration,
     /// Active-speaker detection.
     pub speaker: SpeakerConfig,
 }
 
 impl Default for RoomConfig {
     fn default() -> Self {
-        RoomConfig { max_peers: 16, keyframe_interval: Duration::from_millis(300), speaker: SpeakerConfig::default() }
+        RoomConfig {
+            max_peers: 16,
+            keyframe_interval: Duration::from_millis(300),
+            repair_interval: Duration::from_millis(1000),
+            speaker: SpeakerConfig::default(),
+        }
     }
 }
 
@@ -65,8 +75,12 @@ pub enum Decision {
     Subscribe { peer: PeerId, track: TrackInfo },
     /// Stop the m-line that carries `track` to `peer`.
     Unsubscribe { peer: PeerId, track: TrackId },
-    /// Ask the publisher of `track` for a keyframe (RTCP PLI or FIR).
-    RequestKeyframe { publisher: PeerId, track: TrackId, kind: KeyframeRequestKind },
+    /// Ask the publisher of `track` for a keyframe (RTCP PLI or FIR), of one simulcast layer (lowest first)
+    /// or of the track without simulcast.
+    RequestKeyframe { publisher: PeerId, track: TrackId, layer: Option<u8>, kind: KeyframeRequestKind },
+    /// `peer`'s bandwidth cannot carry even the lowest layer of `track` (paused), or can again: its studio
+    /// says so on the tile.
+    VideoPaused { peer: PeerId, track: TrackId, paused: bool },
     /// The participant of `peer` started or stopped speaking.
     Speaking { peer: PeerId, participant: Arc<str>, speaking: bool },
 }
@@ -84,30 +98,59 @@ pub struct Frame {
     pub voice_activity: Option<bool>,
 }
 
-/// Where one subscriber stands with one track.
+/// Where one subscriber (or the tap) stands with one track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Subscription {
-    /// The m-line is not negotiated or the peer is not connected yet: nothing is forwarded.
-    Negotiating,
-    /// Ready, but a video decoder cannot start on a delta frame: deltas are held back until a
-    /// keyframe passes, which this subscriber's arrival requested.
-    AwaitingKeyframe,
-    /// Every frame is forwarded.
-    Active,
+struct Sub {
+    /// The m-line is negotiated and the connection is up: frames may flow.
+    ready: bool,
+    /// The layer being forwarded; `None` until a keyframe of `target` passes (a video decoder cannot start on
+    /// a delta frame, and a switch to another layer must start on one too).
+    current: Option<u8>,
+    /// The layer chosen for this subscriber; `None`: paused (not shown, or no bandwidth for it).
+    target: Option<u8>,
+    /// The size the subscriber renders the track at, if it said (`(0, 0)`: not shown).
+    render: Option<(u16, u16)>,
+    /// No step up before this: the subscriber's bandwidth made it step down lately.
+    hold_until: Option<Instant>,
+    /// Paused for lack of bandwidth, and told so.
+    starved: bool,
+}
+
+impl Sub {
+    fn new() -> Sub {
+        Sub { ready: false, current: None, target: None, render: None, hold_until: None, starved: false }
+    }
+
+    /// Waits for a keyframe of the layer it should get.
+    fn awaits_keyframe(&self) -> bool {
+        self.ready && self.target.is_some() && self.current != self.target
+    }
+}
+
+/// What the program (the room's tap) takes of a track: one layer of it, like a subscriber that is never short of
+/// bandwidth and renders the track at its tile's size.
+#[derive(Debug, Clone, Copy)]
+struct TapSub {
+    /// The layer the tap gets now (`None` until a keyframe of `target` passes, for a simulcast track).
+    current: Option<u8>,
+    target: u8,
+    /// The size of the track's tile in the program, if the program said.
+    render: Option<(u16, u16)>,
+    /// A decoder started on this track (or the tap switches layers) and has had no keyframe of `target` since:
+    /// one is asked for until it passes.
+    wants_keyframe: bool,
 }
 
 #[derive(Debug)]
 struct Track {
     info: TrackInfo,
     /// Subscribers and where each stands.
-    subscribers: BTreeMap<PeerId, Subscription>,
+    subscribers: BTreeMap<PeerId, Sub>,
+    /// Simulcast layers, lowest first (one for a track without simulcast).
+    layers: Vec<Layer>,
     /// Moderation stopped forwarding this track.
     muted: bool,
-    /// When a keyframe was last requested from the publisher.
-    last_keyframe_request: Option<Instant>,
-    /// A consumer outside the room (the program's decoder) started on this track and has not had a
-    /// keyframe since: asked for one like a subscriber awaiting a keyframe, until one passes.
-    tap_awaits_keyframe: bool,
+    tap: TapSub,
     /// Speaking state (audio tracks only).
     speaker: Option<SpeakerDetector>,
 }
@@ -119,14 +162,61 @@ struct PeerEntry {
     published: Vec<TrackId>,
     /// Sources muted by moderation; a track published later from the same source starts muted.
     muted: Vec<TrackSource>,
+    /// The bandwidth estimate of the link to this peer, bits per second.
+    estimate: Option<u64>,
 }
 
 impl Track {
-    /// Someone (a subscriber, or the program's decoder through the tap) waits for this track's next keyframe.
-    fn awaits_keyframe(&self) -> bool {
-        self.tap_awaits_keyframe || self.subscribers.values().any(|s| *s == Subscription::AwaitingKeyframe)
+    fn new(info: TrackInfo, layers: u8, muted: bool, speaker: Option<SpeakerDetector>) -> Track {
+        let layers = usize::from(layers).clamp(1, MAX_LAYERS);
+        let top = (layers - 1) as u8;
+        // Without simulcast the tap takes every frame (the decoder waits for a keyframe itself); with it, the
+        // tap's layer starts at a keyframe.
+        let tap = TapSub { current: (layers == 1).then_some(0), target: top, render: None, wants_keyframe: false };
+        Track { info, subscribers: BTreeMap::new(), layers: vec![Layer::default(); layers], muted, tap, speaker }
+    }
+
+    /// Someone (a subscriber, or the program's decoder through the tap) waits for a keyframe of `layer`.
+    fn awaits_keyframe(&self, layer: u8) -> bool {
+        (self.tap.wants_keyframe && self.tap.target == layer)
+            || self.subscribers.values().any(|s| s.awaits_keyframe() && s.target == Some(layer))
+    }
+
+    /// Anyone gets `layer` now (a loss on it breaks their picture).
+    fn serves(&self, layer: u8) -> bool {
+        self.tap.current == Some(layer) || self.subscribers.values().any(|s| s.current == Some(layer))
+    }
+
+    /// What [`layers::allocate`] needs of this track for one subscriber.
+    fn want(&self, sub: &Sub, now: Instant) -> Want {
+        let mut want = Want {
+            ceiling: layers::ceiling(&self.layers, sub.render),
+            current: sub.current,
+            may_upgrade: sub.hold_until.is_none_or(|t| now >= t),
+            priority: self.info.source == TrackSource::Screen,
+            ..Want::default()
+        };
+        for (i, l) in self.layers.iter().enumerate() {
+            want.rates[i] = l.bitrate;
+            want.sending[i] = l.sending(now);
+        }
+        if self.layers.len() == 1 || !want.sending.iter().any(|&s| s) {
+            // One layer, or none sending now (the track has not started, or its publisher paused): keep to what
+            // the size asks for, and the first keyframe that comes starts it.
+            let started = self.layers.iter().any(|l| l.last_frame.is_some());
+            for (i, l) in self.layers.iter().enumerate() {
+                want.sending[i] = !started || l.last_frame.is_some() || self.layers.len() == 1;
+            }
+        }
+        want
     }
 }
+
+/// How often each subscriber's layers are chosen again (new estimates, layers that started or stopped sending).
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a subscriber that stepped down for lack of bandwidth stays down before trying a step up.
+const HOLD_AFTER_DOWNGRADE: Duration = Duration::from_secs(4);
 
 /// The sans-IO SFU room. See the [module docs](super).
 #[derive(Debug)]
@@ -140,6 +230,11 @@ pub struct Room {
     program: Option<TrackId>,
     /// Peers that watch the program preview (hosts and co-hosts), whether or not it is published yet.
     program_watchers: BTreeSet<PeerId>,
+    /// When layers are next chosen again for every subscriber.
+    next_allocation: Option<Instant>,
+    /// A consumer outside the room (the program) takes frames through the tap: only then does the tap's layer
+    /// choice ask publishers for keyframes.
+    tapped: bool,
 }
 
 impl Room {
@@ -153,7 +248,14 @@ impl Room {
             decisions: VecDeque::new(),
             program: None,
             program_watchers: BTreeSet::new(),
+            next_allocation: None,
+            tapped: false,
         }
+    }
+
+    /// Whether the program takes this room's frames (the node installed a tap).
+    pub fn set_tapped(&mut self, tapped: bool) {
+        self.tapped = tapped;
     }
 
     /// Number of peers in the room.
@@ -186,6 +288,21 @@ impl Room {
         self.tracks.get(&track).into_iter().flat_map(|t| t.subscribers.keys().copied())
     }
 
+    /// The layer `peer` gets of `track` now (`None`: nothing, e.g. paused or waiting for a keyframe).
+    pub fn layer_of(&self, peer: PeerId, track: TrackId) -> Option<u8> {
+        self.tracks.get(&track)?.subscribers.get(&peer)?.current
+    }
+
+    /// The layer the tap gets of `track` now.
+    pub fn tap_layer(&self, track: TrackId) -> Option<u8> {
+        self.tracks.get(&track)?.tap.current
+    }
+
+    /// How many simulcast layers `track` has (1 without simulcast).
+    pub fn layer_count(&self, track: TrackId) -> u8 {
+        self.tracks.get(&track).map_or(0, |t| t.layers.len() as u8)
+    }
+
     /// Adds a peer and subscribes it to every published track (but the program preview, which only watchers
     /// get: [`Room::watch_program`]).
     pub fn add_peer(&mut self, peer: PeerId, participant: &str) -> Result<(), RouterError> {
@@ -195,9 +312,12 @@ impl Room {
         if self.peers.len() >= self.config.max_peers {
             return Err(RouterError::RoomFull(self.config.max_peers));
         }
-        self.peers.insert(peer, PeerEntry { participant: participant.into(), published: vec![], muted: vec![] });
+        self.peers.insert(
+            peer,
+            PeerEntry { participant: participant.into(), published: vec![], muted: vec![], estimate: None },
+        );
         for track in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
-            track.subscribers.insert(peer, Subscription::Negotiating);
+            track.subscribers.insert(peer, Sub::new());
             self.decisions.push_back(Decision::Subscribe { peer, track: track.info.clone() });
         }
         Ok(())
@@ -214,30 +334,36 @@ impl Room {
             track.subscribers.remove(&peer);
         }
         self.decisions.retain(|d| match d {
-            Decision::Subscribe { peer: p, .. } | Decision::Unsubscribe { peer: p, .. } => *p != peer,
+            Decision::Subscribe { peer: p, .. }
+            | Decision::Unsubscribe { peer: p, .. }
+            | Decision::VideoPaused { peer: p, .. } => *p != peer,
             Decision::RequestKeyframe { publisher, .. } => *publisher != peer,
             Decision::Speaking { .. } => true,
         });
     }
 
-    /// Registers a track the peer publishes and subscribes every other peer to it.
+    /// Registers a track the peer publishes (without simulcast) and subscribes every other peer to it.
     pub fn publish(&mut self, peer: PeerId, source: TrackSource) -> Result<TrackId, RouterError> {
+        self.publish_layers(peer, source, 1)
+    }
+
+    /// Registers a track the peer publishes in `layers` simulcast layers (lowest first; 1 without simulcast,
+    /// at most [`MAX_LAYERS`]) and subscribes every other peer to it.
+    pub fn publish_layers(&mut self, peer: PeerId, source: TrackSource, layers: u8) -> Result<TrackId, RouterError> {
         let entry = self.peers.get_mut(&peer).ok_or(RouterError::UnknownPeer(peer))?;
         let id = TrackId(self.next_track);
         self.next_track += 1;
         entry.published.push(id);
         let info = TrackInfo { id, publisher: peer, participant: entry.participant.clone(), source };
         let muted = entry.muted.contains(&source);
-        let mut subscribers = BTreeMap::new();
+        let speaker = (source == TrackSource::Microphone).then(|| SpeakerDetector::new(self.config.speaker));
+        let layers = if source.kind().is_audio() { 1 } else { layers };
+        let mut track = Track::new(info.clone(), layers, muted, speaker);
         for &other in self.peers.keys().filter(|&&p| p != peer) {
-            subscribers.insert(other, Subscription::Negotiating);
+            track.subscribers.insert(other, Sub::new());
             self.decisions.push_back(Decision::Subscribe { peer: other, track: info.clone() });
         }
-        let speaker = (source == TrackSource::Microphone).then(|| SpeakerDetector::new(self.config.speaker));
-        self.tracks.insert(
-            id,
-            Track { info, subscribers, muted, last_keyframe_request: None, tap_awaits_keyframe: false, speaker },
-        );
+        self.tracks.insert(id, track);
         Ok(id)
     }
 
@@ -252,22 +378,12 @@ impl Room {
         self.next_track += 1;
         let info =
             TrackInfo { id, publisher: PeerId::PROGRAM, participant: "program".into(), source: TrackSource::Program };
-        let mut subscribers = BTreeMap::new();
+        let mut track = Track::new(info.clone(), 1, false, None);
         for &peer in &self.program_watchers {
-            subscribers.insert(peer, Subscription::Negotiating);
+            track.subscribers.insert(peer, Sub::new());
             self.decisions.push_back(Decision::Subscribe { peer, track: info.clone() });
         }
-        self.tracks.insert(
-            id,
-            Track {
-                info,
-                subscribers,
-                muted: false,
-                last_keyframe_request: None,
-                tap_awaits_keyframe: false,
-                speaker: None,
-            },
-        );
+        self.tracks.insert(id, track);
         self.program = Some(id);
         id
     }
@@ -298,7 +414,7 @@ impl Room {
         let track = self.program.and_then(|id| self.tracks.get_mut(&id));
         if let (true, Some(t)) = (changed, track) {
             if watch {
-                t.subscribers.insert(peer, Subscription::Negotiating);
+                t.subscribers.insert(peer, Sub::new());
                 self.decisions.push_back(Decision::Subscribe { peer, track: t.info.clone() });
             } else {
                 t.subscribers.remove(&peer);
@@ -330,39 +446,99 @@ impl Room {
     }
 
     /// The subscriber's m-line for `track` is negotiated and its connection is up: audio flows
-    /// at once; video waits for a keyframe, which is requested now.
+    /// at once; video waits for a keyframe of the layer chosen for it, which is requested now.
     pub fn subscription_ready(&mut self, peer: PeerId, track: TrackId, now: Instant) {
         let Some(t) = self.tracks.get_mut(&track) else { return };
         let Some(sub) = t.subscribers.get_mut(&peer) else { return };
-        if *sub != Subscription::Negotiating {
+        if sub.ready {
             return;
         }
+        sub.ready = true;
         if t.info.kind().is_audio() {
-            *sub = Subscription::Active;
-        } else {
-            *sub = Subscription::AwaitingKeyframe;
-            Self::request_keyframe(
-                &mut self.decisions,
-                t,
-                KeyframeRequestKind::Fir,
-                now,
-                self.config.keyframe_interval,
-            );
+            sub.target = Some(0);
+            sub.current = Some(0);
+            return;
+        }
+        self.allocate(peer, now);
+    }
+
+    /// The size at which `peer` renders `track` (device pixels; `(0, 0)`: not shown, so nothing is sent). The
+    /// subscriber gets the smallest layer at least that large that its bandwidth allows.
+    pub fn set_render_size(&mut self, peer: PeerId, track: TrackId, size: (u16, u16), now: Instant) {
+        let Some(sub) = self.tracks.get_mut(&track).and_then(|t| t.subscribers.get_mut(&peer)) else { return };
+        if sub.render != Some(size) {
+            sub.render = Some(size);
+            self.allocate(peer, now);
+        }
+    }
+
+    /// The bandwidth estimate of the link to `peer` (bits per second) changed.
+    pub fn set_estimate(&mut self, peer: PeerId, bits_per_second: u64, now: Instant) {
+        let Some(entry) = self.peers.get_mut(&peer) else { return };
+        let was = entry.estimate.replace(bits_per_second);
+        // Act at once on a drop; a rise waits for the next regular pass.
+        if was.is_none_or(|w| bits_per_second < w) {
+            self.allocate(peer, now);
+        }
+    }
+
+    /// Chooses the layer of each of `peer`'s video subscriptions again (see [`layers::allocate`]), asking for
+    /// keyframes where the choice changed and telling the subscriber of video paused or resumed for bandwidth.
+    fn allocate(&mut self, peer: PeerId, now: Instant) {
+        let Some(entry) = self.peers.get(&peer) else { return };
+        let mut ids = vec![];
+        let mut wants = vec![];
+        let mut audio = 0u64;
+        for (&id, t) in &self.tracks {
+            let Some(sub) = t.subscribers.get(&peer).filter(|s| s.ready) else { continue };
+            if t.info.kind().is_audio() {
+                audio += 1;
+            } else if !t.muted {
+                ids.push(id);
+                wants.push(t.want(sub, now));
+            }
+        }
+        let budget = entry.estimate.map(|e| e.saturating_sub(audio * layers::AUDIO_RESERVE));
+        let chosen = layers::allocate(budget, &wants);
+        let unlimited = layers::allocate(None, &wants);
+        let interval = self.config.keyframe_interval;
+        for ((id, target), best) in ids.into_iter().zip(chosen).zip(unlimited) {
+            let Some(t) = self.tracks.get_mut(&id) else { continue };
+            let Some(sub) = t.subscribers.get_mut(&peer) else { continue };
+            if target < sub.target && target < best {
+                sub.hold_until = Some(now + HOLD_AFTER_DOWNGRADE);
+            }
+            let starved = target.is_none() && best.is_some();
+            if starved != sub.starved {
+                sub.starved = starved;
+                self.decisions.push_back(Decision::VideoPaused { peer, track: id, paused: starved });
+            }
+            sub.target = target;
+            if target.is_none() {
+                sub.current = None;
+            }
+            if let Some(layer) = target.filter(|_| sub.awaits_keyframe()) {
+                Self::request_keyframe(&mut self.decisions, t, layer, KeyframeRequestKind::Fir, now, interval);
+            }
         }
     }
 
     /// A subscriber's decoder asked for a keyframe (it lost packets or started late).
     pub fn keyframe_requested(&mut self, peer: PeerId, track: TrackId, kind: KeyframeRequestKind, now: Instant) {
-        let interval = self.config.keyframe_interval;
+        let interval = self.config.repair_interval;
         let Some(t) = self.tracks.get_mut(&track) else { return };
-        if t.subscribers.contains_key(&peer) {
-            Self::request_keyframe(&mut self.decisions, t, kind, now, interval);
+        if let Some(layer) = t.subscribers.get(&peer).and_then(|s| s.current.or(s.target)) {
+            Self::request_keyframe(&mut self.decisions, t, layer, kind, now, interval);
         }
     }
 
+    /// Asks the publisher for a keyframe of `layer`, at most once per interval per layer (several subscribers
+    /// asking at once get the same keyframe), and never of a layer that has sent nothing yet (an empty
+    /// screen-share slot, a layer the encoder has not started).
     fn request_keyframe(
         decisions: &mut VecDeque<Decision>,
         t: &mut Track,
+        layer: u8,
         kind: KeyframeRequestKind,
         now: Instant,
         interval: Duration,
@@ -370,11 +546,13 @@ impl Room {
         if t.muted || t.info.kind().is_audio() {
             return;
         }
-        if t.last_keyframe_request.is_some_and(|last| now < last + interval) {
+        let Some(l) = t.layers.get_mut(usize::from(layer)) else { return };
+        if l.last_frame.is_none() || l.last_keyframe_request.is_some_and(|last| now < last + interval) {
             return;
         }
-        t.last_keyframe_request = Some(now);
-        decisions.push_back(Decision::RequestKeyframe { publisher: t.info.publisher, track: t.info.id, kind });
+        l.last_keyframe_request = Some(now);
+        let layer = (t.layers.len() > 1).then_some(layer);
+        decisions.push_back(Decision::RequestKeyframe { publisher: t.info.publisher, track: t.info.id, layer, kind });
     }
 
     /// Frames of `track` are forwarded (it exists and moderation has not muted it).
@@ -388,23 +566,77 @@ impl Room {
     /// requests that come too soon after another, and a keyframe a subscriber got a moment ago reached no
     /// decoder that starts now.
     pub fn request_keyframes(&mut self, participant: Option<&str>, now: Instant) {
+        if !self.tapped {
+            return;
+        }
         let interval = self.config.keyframe_interval;
         for t in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
             if participant.is_none_or(|p| p == &*t.info.participant) && t.info.kind().is_video() {
-                t.tap_awaits_keyframe = true;
-                Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, interval);
+                t.tap.wants_keyframe = true;
+                let layer = t.tap.target;
+                Self::request_keyframe(&mut self.decisions, t, layer, KeyframeRequestKind::Fir, now, interval);
             }
         }
     }
 
-    /// A frame arrived from the publisher of `track`: returns the peers to forward it to
-    /// (written into `to`, which is cleared first). May queue keyframe requests and speaking
-    /// changes.
-    pub fn on_frame(&mut self, track: TrackId, frame: Frame, now: Instant, to: &mut Vec<PeerId>) {
+    /// The size of `participant`'s `source` tile in the program (`None`: not on stage or not known): the tap
+    /// takes the smallest layer at least that large, switching at a keyframe of it (the program keeps showing
+    /// the last frame meanwhile).
+    pub fn set_tap_size(&mut self, participant: &str, source: TrackSource, size: Option<(u16, u16)>, now: Instant) {
+        let interval = self.config.keyframe_interval;
+        for t in self.tracks.values_mut() {
+            if &*t.info.participant != participant || t.info.source != source || t.layers.len() < 2 {
+                continue;
+            }
+            t.tap.render = size;
+            Self::choose_tap_layer(&mut self.decisions, t, self.tapped, now, interval);
+        }
+    }
+
+    fn choose_tap_layer(
+        decisions: &mut VecDeque<Decision>,
+        t: &mut Track,
+        tapped: bool,
+        now: Instant,
+        interval: Duration,
+    ) {
+        if !tapped {
+            return;
+        }
+        let tap = t.tap;
+        let as_sub = Sub { ready: true, current: tap.current, render: tap.render, ..Sub::new() };
+        let want = Want { may_upgrade: true, ..t.want(&as_sub, now) };
+        let Some(target) = layers::allocate(None, &[want])[0] else { return };
+        if target != tap.target {
+            t.tap.target = target;
+            t.tap.wants_keyframe = tap.current != Some(target);
+            Self::request_keyframe(decisions, t, target, KeyframeRequestKind::Fir, now, interval);
+        }
+    }
+
+    /// A frame of `layer` (0 without simulcast) arrived from the publisher of `track`: returns the peers to
+    /// forward it to (written into `to`, which is cleared first) and whether the tap takes it. `keyframe_size`
+    /// is the picture size a keyframe's header gave, `bytes` its length. May queue keyframe requests and
+    /// speaking changes.
+    #[allow(clippy::too_many_arguments, reason = "one call per frame; a struct would be built per frame")]
+    pub fn on_frame(
+        &mut self,
+        track: TrackId,
+        layer: u8,
+        frame: Frame,
+        keyframe_size: Option<(u16, u16)>,
+        bytes: usize,
+        now: Instant,
+        to: &mut Vec<PeerId>,
+    ) -> bool {
         to.clear();
         let interval = self.config.keyframe_interval;
-        let Some(t) = self.tracks.get_mut(&track) else { return };
-        if let (Some(speaker), Some(level)) = (t.speaker.as_mut(), frame.audio_level) {
+        let Some(t) = self.tracks.get_mut(&track) else { return false };
+        let Some(l) = t.layers.get_mut(usize::from(layer)) else { return false };
+        let started = l.last_frame.is_none();
+        l.on_frame(bytes, keyframe_size, now);
+        // A muted microphone never makes its owner the active speaker (the browser may still send levels).
+        if let (Some(speaker), Some(level), false) = (t.speaker.as_mut(), frame.audio_level, t.muted) {
             speaker.on_level(level, frame.voice_activity, now);
             if let Some(speaking) = speaker.poll_change(now) {
                 self.decisions.push_back(Decision::Speaking {
@@ -415,26 +647,39 @@ impl Room {
             }
         }
         if t.muted {
-            return;
+            return false;
         }
         let video = t.info.kind().is_video();
-        if frame.keyframe {
-            t.tap_awaits_keyframe = false;
+        if frame.keyframe && t.tap.target == layer {
+            t.tap.current = Some(layer);
+            t.tap.wants_keyframe = false;
         }
-        if video && !frame.contiguous {
-            // Loss upstream: every subscriber's picture is broken until the next keyframe.
-            Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Pli, now, interval);
+        if video && !frame.contiguous && t.serves(layer) {
+            // Loss upstream: the picture of everyone on this layer is broken until its next keyframe.
+            let repair = self.config.repair_interval;
+            Self::request_keyframe(&mut self.decisions, t, layer, KeyframeRequestKind::Pli, now, repair);
         }
         for (&peer, sub) in t.subscribers.iter_mut() {
-            match sub {
-                Subscription::Active => to.push(peer),
-                Subscription::AwaitingKeyframe if frame.keyframe => {
-                    *sub = Subscription::Active;
-                    to.push(peer);
-                }
-                Subscription::AwaitingKeyframe | Subscription::Negotiating => {}
+            if !sub.ready {
+                continue;
+            }
+            if sub.target == Some(layer) && sub.current != Some(layer) && (frame.keyframe || !video) {
+                sub.current = Some(layer);
+            }
+            if sub.current == Some(layer) {
+                to.push(peer);
             }
         }
+        let tapped = t.tap.current == Some(layer);
+        if started && video && t.layers.len() > 1 {
+            // A layer began sending: the subscribers (and the tap) may want it.
+            Self::choose_tap_layer(&mut self.decisions, t, self.tapped, now, interval);
+            let peers: Vec<PeerId> = t.subscribers.keys().copied().collect();
+            for peer in peers {
+                self.allocate(peer, now);
+            }
+        }
+        tapped
     }
 
     /// Moderation: stop (or resume) forwarding the peer's tracks from `source`. Resuming video
@@ -451,7 +696,7 @@ impl Room {
         if muted {
             entry.muted.push(source);
         }
-        let interval = self.config.keyframe_interval;
+        let mut resumed = vec![];
         for id in entry.published.clone() {
             let Some(t) = self.tracks.get_mut(&id) else { continue };
             if t.info.source != source || t.muted == muted {
@@ -468,11 +713,20 @@ impl Room {
                     });
                 }
             } else if t.info.kind().is_video() {
-                for sub in t.subscribers.values_mut().filter(|s| **s == Subscription::Active) {
-                    *sub = Subscription::AwaitingKeyframe;
+                for sub in t.subscribers.values_mut() {
+                    sub.current = None;
                 }
-                t.last_keyframe_request = None;
-                Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, interval);
+                for l in &mut t.layers {
+                    l.last_keyframe_request = None;
+                }
+                resumed.push(id);
+            }
+        }
+        for id in resumed {
+            let peers: Vec<PeerId> =
+                self.tracks.get(&id).map(|t| t.subscribers.keys().copied().collect()).unwrap_or_default();
+            for p in peers {
+                self.allocate(p, now);
             }
         }
         Ok(())
@@ -483,13 +737,25 @@ impl Room {
         self.peers.get(&peer).is_some_and(|p| p.muted.contains(&source))
     }
 
-    /// Drives time: re-requests keyframes for subscribers still waiting, ends speaking after
-    /// silence.
+    /// Drives time: re-requests keyframes for subscribers still waiting, chooses layers again every
+    /// [`ALLOCATION_INTERVAL`], ends speaking after silence.
     pub fn handle_timeout(&mut self, now: Instant) {
         let interval = self.config.keyframe_interval;
+        if self.next_allocation.is_none_or(|t| now >= t) {
+            self.next_allocation = Some(now + ALLOCATION_INTERVAL);
+            let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+            for peer in peers {
+                self.allocate(peer, now);
+            }
+            for t in self.tracks.values_mut().filter(|t| t.layers.len() > 1) {
+                Self::choose_tap_layer(&mut self.decisions, t, self.tapped, now, interval);
+            }
+        }
         for t in self.tracks.values_mut() {
-            if t.awaits_keyframe() {
-                Self::request_keyframe(&mut self.decisions, t, KeyframeRequestKind::Fir, now, interval);
+            for layer in 0..t.layers.len() as u8 {
+                if t.awaits_keyframe(layer) {
+                    Self::request_keyframe(&mut self.decisions, t, layer, KeyframeRequestKind::Fir, now, interval);
+                }
             }
             if let Some(speaking) = t.speaker.as_mut().and_then(|s| s.poll_change(now)) {
                 self.decisions.push_back(Decision::Speaking {
@@ -504,14 +770,24 @@ impl Room {
     /// When [`handle_timeout`](Self::handle_timeout) next has work.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
+        let mut at = |due: Instant| next = Some(next.map_or(due, |n: Instant| n.min(due)));
         for t in self.tracks.values() {
-            if !t.muted && t.awaits_keyframe() {
-                let due = t.last_keyframe_request.map_or(now, |l| l + self.config.keyframe_interval);
-                next = Some(next.map_or(due, |n| n.min(due)));
+            if !t.muted {
+                for (i, l) in t.layers.iter().enumerate() {
+                    if l.last_frame.is_some() && t.awaits_keyframe(i as u8) {
+                        at(l.last_keyframe_request.map_or(now, |r| r + self.config.keyframe_interval));
+                    }
+                }
             }
             if let Some(due) = t.speaker.as_ref().and_then(|s| s.poll_timeout(now)) {
-                next = Some(next.map_or(due, |n| n.min(due)));
+                at(due);
             }
+            if t.layers.len() > 1 || t.subscribers.values().any(|s| s.starved) {
+                at(self.next_allocation.unwrap_or(now));
+            }
+        }
+        if self.peers.values().any(|p| p.estimate.is_some()) {
+            at(self.next_allocation.unwrap_or(now));
         }
         next
     }
@@ -539,7 +815,7 @@ mod tests {
 
     fn forward(room: &mut Room, track: TrackId, frame: Frame, now: Instant) -> Vec<PeerId> {
         let mut to = vec![];
-        room.on_frame(track, frame, now, &mut to);
+        room.on_frame(track, 0, frame, None, 1000, now, &mut to);
         to
     }
 
@@ -583,6 +859,8 @@ mod tests {
         room.add_peer(b, "bob").unwrap();
         let cam = room.publish(a, TrackSource::Camera).unwrap();
         drain(&mut room);
+        // The camera is sending (no keyframe is asked of a track that has sent nothing yet).
+        forward(&mut room, cam, DELTA, t0);
         room.subscription_ready(b, cam, t0);
         (room, a, b, cam)
     }
@@ -593,7 +871,7 @@ mod tests {
         let (mut room, a, b, cam) = alice_camera_to_bob(t0);
         assert_eq!(
             drain(&mut room),
-            vec![Decision::RequestKeyframe { publisher: a, track: cam, kind: KeyframeRequestKind::Fir }]
+            vec![Decision::RequestKeyframe { publisher: a, track: cam, layer: None, kind: KeyframeRequestKind::Fir }]
         );
         assert!(forward(&mut room, cam, DELTA, t0 + ms(10)).is_empty());
         // No keyframe yet: asked again after the interval, not before.
@@ -618,6 +896,7 @@ mod tests {
         assert_eq!(forward(&mut room, cam, KEY, t0 + ms(20)), vec![b]);
         // Alice goes on stage 100 ms later: the publisher would ignore a request this soon, and the keyframe
         // bob got came before the program's decoder existed, so the request stands until a keyframe passes.
+        room.set_tapped(true);
         room.request_keyframes(Some("alice"), t0 + ms(100));
         assert!(drain(&mut room).is_empty(), "coalesced with bob's");
         assert_eq!(room.poll_timeout(t0 + ms(100)), Some(t0 + ms(300)));
@@ -625,7 +904,7 @@ mod tests {
         room.handle_timeout(t0 + ms(300));
         assert_eq!(
             drain(&mut room),
-            vec![Decision::RequestKeyframe { publisher: a, track: cam, kind: KeyframeRequestKind::Fir }],
+            vec![Decision::RequestKeyframe { publisher: a, track: cam, layer: None, kind: KeyframeRequestKind::Fir }],
             "video only, asked again"
         );
         forward(&mut room, cam, KEY, t0 + ms(340));
@@ -640,6 +919,7 @@ mod tests {
         let mut room = Room::new(RoomConfig::default());
         room.add_peer(PeerId(1), "a").unwrap();
         let cam = room.publish(PeerId(1), TrackSource::Camera).unwrap();
+        forward(&mut room, cam, DELTA, t0);
         for p in 2..10 {
             room.add_peer(PeerId(p), "x").unwrap();
             room.subscription_ready(PeerId(p), cam, t0);
@@ -649,13 +929,21 @@ mod tests {
             room.keyframe_requested(PeerId(p), cam, KeyframeRequestKind::Pli, t0 + ms(50));
         }
         assert!(drain(&mut room).is_empty(), "within the interval of the first request");
+        // A repair (a subscriber's PLI) waits longer than a start: a lossy subscriber cannot make a storm.
         room.keyframe_requested(PeerId(3), cam, KeyframeRequestKind::Pli, t0 + ms(400));
+        assert!(drain(&mut room).is_empty(), "within the repair interval");
+        room.keyframe_requested(PeerId(3), cam, KeyframeRequestKind::Pli, t0 + ms(1000));
         assert_eq!(
             drain(&mut room),
-            vec![Decision::RequestKeyframe { publisher: PeerId(1), track: cam, kind: KeyframeRequestKind::Pli }]
+            vec![Decision::RequestKeyframe {
+                publisher: PeerId(1),
+                track: cam,
+                layer: None,
+                kind: KeyframeRequestKind::Pli
+            }]
         );
         // A peer that does not subscribe cannot trigger requests.
-        room.keyframe_requested(PeerId(1), cam, KeyframeRequestKind::Pli, t0 + ms(900));
+        room.keyframe_requested(PeerId(1), cam, KeyframeRequestKind::Pli, t0 + ms(2500));
         assert!(drain(&mut room).is_empty());
     }
 
@@ -774,18 +1062,21 @@ mod tests {
         assert_eq!(drain(&mut room).len(), 1, "one subscription however often asked");
         assert!(matches!(room.watch_program(PeerId(9), true), Err(RouterError::UnknownPeer(_))));
 
+        assert!(forward(&mut room, program, DELTA, t0).is_empty());
         room.subscription_ready(host, program, t0);
         assert_eq!(
             drain(&mut room),
             vec![Decision::RequestKeyframe {
                 publisher: PeerId::PROGRAM,
                 track: program,
+                layer: None,
                 kind: KeyframeRequestKind::Fir
             }]
         );
         assert!(forward(&mut room, program, DELTA, t0).is_empty());
         assert_eq!(forward(&mut room, program, KEY, t0 + ms(10)), vec![host]);
         // Consumers outside the room (the program's own decoders) never ask the program for keyframes.
+        room.set_tapped(true);
         room.request_keyframes(None, t0 + ms(1000));
         assert!(drain(&mut room).is_empty());
 
@@ -800,6 +1091,169 @@ mod tests {
         let again = room.publish_program();
         assert_ne!(again, program);
         assert!(matches!(&drain(&mut room)[..], [Decision::Subscribe { peer, .. }] if *peer == host));
+    }
+
+    /// A frame of one layer; returns who gets it and whether the tap takes it.
+    fn layer_frame(room: &mut Room, track: TrackId, layer: u8, frame: Frame, now: Instant) -> (Vec<PeerId>, bool) {
+        let mut to = vec![];
+        let sizes = [(320, 180), (640, 360), (1280, 720)];
+        let size = frame.keyframe.then_some(sizes[usize::from(layer)]);
+        let tapped = room.on_frame(track, layer, frame, size, 1000, now, &mut to);
+        (to, tapped)
+    }
+
+    fn keyframe_asked(layer: u8) -> impl Fn(&Decision) -> bool {
+        move |d| matches!(d, Decision::RequestKeyframe { layer: Some(l), .. } if *l == layer)
+    }
+
+    /// Alice (peer 1) publishes a camera in three layers (180p, 360p, 720p, each started with a keyframe at `t0`)
+    /// that bob (peer 2) subscribes to.
+    fn simulcast_to_bob(t0: Instant) -> (Room, PeerId, TrackId) {
+        let mut room = Room::new(RoomConfig::default());
+        let (a, b) = (PeerId(1), PeerId(2));
+        room.add_peer(a, "alice").unwrap();
+        room.add_peer(b, "bob").unwrap();
+        let cam = room.publish_layers(a, TrackSource::Camera, 3).unwrap();
+        for layer in 0..3 {
+            layer_frame(&mut room, cam, layer, KEY, t0);
+        }
+        drain(&mut room);
+        room.subscription_ready(b, cam, t0);
+        (room, b, cam)
+    }
+
+    #[test]
+    fn a_subscriber_gets_the_layer_its_tile_needs_and_switches_only_at_its_keyframe() {
+        let t0 = Instant::now();
+        let (mut room, b, cam) = simulcast_to_bob(t0);
+        // The size is not known yet: the top layer, whose keyframe is asked for at once.
+        let d = drain(&mut room);
+        assert!(matches!(&d[..], [x] if keyframe_asked(2)(x)), "{d:?}");
+        assert_eq!(layer_frame(&mut room, cam, 1, KEY, t0 + ms(5)).0, [], "not the layer chosen");
+        assert_eq!(layer_frame(&mut room, cam, 2, KEY, t0 + ms(10)).0, [b]);
+        assert_eq!(room.layer_of(b, cam), Some(2));
+
+        // Bob shows alice in a 320×180 tile: the low layer. Until its keyframe the top one goes on.
+        room.set_render_size(b, cam, (320, 180), t0 + ms(20));
+        let d = drain(&mut room);
+        assert!(matches!(&d[..], [x] if keyframe_asked(0)(x)), "{d:?}");
+        assert_eq!(layer_frame(&mut room, cam, 2, DELTA, t0 + ms(30)).0, [b], "no gap before the switch");
+        assert_eq!(layer_frame(&mut room, cam, 0, DELTA, t0 + ms(31)).0, [], "a delta cannot start a decoder");
+        assert_eq!(layer_frame(&mut room, cam, 0, KEY, t0 + ms(40)).0, [b]);
+        assert_eq!(layer_frame(&mut room, cam, 2, DELTA, t0 + ms(50)).0, []);
+        assert_eq!(layer_frame(&mut room, cam, 0, DELTA, t0 + ms(51)).0, [b]);
+        assert_eq!(room.layer_of(b, cam), Some(0));
+
+        // The tile is hidden: nothing is sent, and that is not a bandwidth pause.
+        room.set_render_size(b, cam, (0, 0), t0 + ms(60));
+        assert_eq!(layer_frame(&mut room, cam, 0, KEY, t0 + ms(70)).0, []);
+        assert!(drain(&mut room).iter().all(|d| !matches!(d, Decision::VideoPaused { .. })));
+    }
+
+    #[test]
+    fn a_capped_downlink_steps_down_at_once_pauses_below_the_floor_and_steps_up_after_a_hold() {
+        let t0 = Instant::now();
+        let (mut room, b, cam) = simulcast_to_bob(t0);
+        layer_frame(&mut room, cam, 2, KEY, t0 + ms(10));
+        drain(&mut room);
+        // 600 kbit/s: the middle layer fits (the layers are guessed at 150k, 500k and 1.5M before a measurement).
+        room.set_estimate(b, 600_000, t0 + ms(100));
+        let d = drain(&mut room);
+        assert!(matches!(&d[..], [x] if keyframe_asked(1)(x)), "{d:?}");
+        assert_eq!(layer_frame(&mut room, cam, 1, KEY, t0 + ms(150)).0, [b]);
+
+        // 100 kbit/s is below the floor: video pauses and bob's studio is told.
+        room.set_estimate(b, 100_000, t0 + ms(200));
+        assert_eq!(drain(&mut room), [Decision::VideoPaused { peer: b, track: cam, paused: true }]);
+        assert_eq!(layer_frame(&mut room, cam, 0, KEY, t0 + ms(210)).0, []);
+        assert_eq!(layer_frame(&mut room, cam, 1, DELTA, t0 + ms(211)).0, []);
+
+        // The link recovers: the floor at once, a step up only after the hold.
+        room.set_estimate(b, 5_000_000, t0 + ms(300));
+        room.handle_timeout(t0 + ms(300));
+        let d = drain(&mut room);
+        assert_eq!(d[0], Decision::VideoPaused { peer: b, track: cam, paused: false });
+        assert!(keyframe_asked(0)(&d[1]), "{d:?}");
+        assert_eq!(layer_frame(&mut room, cam, 0, KEY, t0 + ms(400)).0, [b]);
+        for t in [1000, 2000, 3000, 4000] {
+            for layer in 0..3 {
+                layer_frame(&mut room, cam, layer, DELTA, t0 + ms(t));
+            }
+            room.handle_timeout(t0 + ms(t + 50));
+        }
+        assert_eq!(room.layer_of(b, cam), Some(0), "held through the flapping window");
+        assert!(drain(&mut room).iter().all(|d| !matches!(d, Decision::RequestKeyframe { layer: Some(1 | 2), .. })));
+        for layer in 0..3 {
+            layer_frame(&mut room, cam, layer, DELTA, t0 + ms(4500));
+        }
+        room.handle_timeout(t0 + ms(4550));
+        assert!(drain(&mut room).iter().any(keyframe_asked(2)), "back to the top after the hold");
+    }
+
+    #[test]
+    fn a_layer_that_stops_sending_is_left_for_one_that_sends() {
+        let t0 = Instant::now();
+        let (mut room, b, cam) = simulcast_to_bob(t0);
+        layer_frame(&mut room, cam, 2, KEY, t0 + ms(10));
+        // Alice's uplink is capped: her browser stops sending the top layer.
+        for t in (100..=1500).step_by(100) {
+            layer_frame(&mut room, cam, 0, DELTA, t0 + ms(t));
+            layer_frame(&mut room, cam, 1, DELTA, t0 + ms(t));
+            room.handle_timeout(t0 + ms(t));
+        }
+        assert!(drain(&mut room).iter().any(keyframe_asked(1)), "the middle layer is asked for");
+        assert_eq!(layer_frame(&mut room, cam, 1, KEY, t0 + ms(1600)).0, [b]);
+        // The top layer returns: bob moves back up (no bandwidth limit is known).
+        for t in (1700..=2400).step_by(100) {
+            for layer in 0..3 {
+                layer_frame(&mut room, cam, layer, DELTA, t0 + ms(t));
+            }
+            room.handle_timeout(t0 + ms(t));
+        }
+        assert!(drain(&mut room).iter().any(keyframe_asked(2)));
+        assert_eq!(layer_frame(&mut room, cam, 2, KEY, t0 + ms(2500)).0, [b]);
+    }
+
+    #[test]
+    fn the_program_takes_the_layer_its_tile_needs() {
+        let t0 = Instant::now();
+        let (mut room, _, cam) = simulcast_to_bob(t0);
+        room.set_tapped(true);
+        assert!(layer_frame(&mut room, cam, 2, KEY, t0 + ms(10)).1, "the top layer until the program says");
+        assert!(!layer_frame(&mut room, cam, 1, KEY, t0 + ms(11)).1);
+        drain(&mut room);
+        // Alice's tile in a 2×2 layout at 720p is 640×360: the middle layer, from its next keyframe on.
+        room.set_tap_size("alice", TrackSource::Camera, Some((640, 360)), t0 + ms(20));
+        assert!(drain(&mut room).iter().any(keyframe_asked(1)));
+        assert!(layer_frame(&mut room, cam, 2, DELTA, t0 + ms(30)).1, "the last layer goes on until then");
+        assert!(!layer_frame(&mut room, cam, 1, DELTA, t0 + ms(31)).1);
+        assert!(layer_frame(&mut room, cam, 1, KEY, t0 + ms(40)).1);
+        assert!(!layer_frame(&mut room, cam, 2, DELTA, t0 + ms(50)).1);
+        assert_eq!(room.tap_layer(cam), Some(1));
+        // Solo: the whole canvas, the top layer.
+        room.set_tap_size("alice", TrackSource::Camera, Some((1280, 720)), t0 + ms(400));
+        assert!(drain(&mut room).iter().any(keyframe_asked(2)));
+        assert!(layer_frame(&mut room, cam, 2, KEY, t0 + ms(410)).1);
+    }
+
+    #[test]
+    fn no_keyframe_is_asked_of_a_track_that_never_sent() {
+        let t0 = Instant::now();
+        let mut room = Room::new(RoomConfig::default());
+        room.add_peer(PeerId(1), "alice").unwrap();
+        room.add_peer(PeerId(2), "bob").unwrap();
+        // Alice's screen-share slot is negotiated but she shares nothing.
+        let screen = room.publish(PeerId(1), TrackSource::Screen).unwrap();
+        room.subscription_ready(PeerId(2), screen, t0);
+        room.set_tapped(true);
+        room.request_keyframes(None, t0);
+        for t in (0..10_000).step_by(50) {
+            room.keyframe_requested(PeerId(2), screen, KeyframeRequestKind::Pli, t0 + ms(t));
+            room.handle_timeout(t0 + ms(t));
+        }
+        assert!(drain(&mut room).iter().all(|d| !matches!(d, Decision::RequestKeyframe { .. })));
+        // She starts sharing: the first frame is a keyframe and goes out.
+        assert_eq!(forward(&mut room, screen, KEY, t0 + ms(10_000)), [PeerId(2)]);
     }
 
     #[test]

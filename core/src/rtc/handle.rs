@@ -63,6 +63,18 @@ impl PeerHandle {
         Ok(())
     }
 
+    /// The size (device pixels) at which this participant shows `participant`'s `source` (`(0, 0)`: not shown):
+    /// they get the smallest simulcast layer at least that large that their bandwidth allows, and nothing for a
+    /// track they do not show.
+    pub fn set_render_size(&self, participant: &str, source: TrackSource, size: (u16, u16)) {
+        let mut st = self.room.state.lock();
+        let track = st.room.tracks().find(|t| &*t.participant == participant && t.source == source).map(|t| t.id);
+        if let Some(track) = track {
+            st.room.set_render_size(self.id, track, size, Instant::now());
+            dispatch(&mut st);
+        }
+    }
+
     /// Ends the session (same as dropping the handle).
     pub fn leave(self) {}
 }
@@ -99,8 +111,9 @@ impl ProgramTrack {
         let mut targets = Vec::new();
         self.with_room(|st, track| {
             let info = crate::router::Frame { keyframe: frame.keyframe, contiguous: true, ..Default::default() };
-            st.room.on_frame(track, info, Instant::now(), &mut targets);
-            deliver(st, &targets, track, Payload::Local(frame));
+            let bytes = frame.data.len();
+            st.room.on_frame(track, 0, info, None, bytes, Instant::now(), &mut targets);
+            deliver(st, &targets, track, 0, Payload::Local(frame));
             dispatch(st);
         });
     }

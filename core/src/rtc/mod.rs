@@ -85,6 +85,9 @@ pub enum MediaEvent {
     TrackPublished(TrackSource),
     /// The participant started or stopped speaking (rate-limited).
     Speaking(bool),
+    /// This participant's link cannot carry even the lowest layer of `participant`'s `source` (its video is
+    /// paused), or can again.
+    VideoPaused { participant: String, source: TrackSource, paused: bool },
     /// The session ended; no more events follow.
     Closed(CloseReason),
 }
@@ -93,6 +96,9 @@ pub enum MediaEvent {
 pub struct TapFrame<'a> {
     pub participant: &'a str,
     pub source: TrackSource,
+    /// The simulcast layer (0 without simulcast): the tap gets one layer of a track at a time
+    /// ([`MediaNode::set_tap_size`]), switching at a keyframe.
+    pub layer: u8,
     pub data: &'a MediaData,
 }
 
@@ -219,12 +225,14 @@ impl MediaNode {
                 .or_insert_with(|| {
                     let mut router = Room::new(inner.room_config);
                     let program = inner.programs.lock().get(room).map(|p| (router.publish_program(), p.clone()));
+                    let tap = inner.taps.lock().get(room).cloned();
+                    router.set_tapped(tap.is_some());
                     let shared = Arc::new(RoomShared {
                         name: room.to_string(),
                         state: Mutex::new(RoomState {
                             room: router,
                             links: HashMap::new(),
-                            tap: inner.taps.lock().get(room).cloned(),
+                            tap,
                             program,
                             closed: false,
                         }),
@@ -303,10 +311,20 @@ impl MediaNode {
         let mut st = shared.state.lock();
         let starting = tap.is_some();
         st.tap = tap;
+        st.room.set_tapped(starting);
         if starting {
             st.room.request_keyframes(None, Instant::now());
             dispatch(&mut st);
         }
+    }
+
+    /// The size of `participant`'s `source` tile in `room`'s program (`None`: not on stage): the tap takes the
+    /// smallest simulcast layer at least that large.
+    pub fn set_tap_size(&self, room: &str, participant: &str, source: TrackSource, size: Option<(u16, u16)>) {
+        let Some(shared) = self.inner.rooms.lock().get(room).cloned() else { return };
+        let mut st = shared.state.lock();
+        st.room.set_tap_size(participant, source, size, Instant::now());
+        dispatch(&mut st);
     }
 
     /// Asks `participant`'s video publishers in `room` for a keyframe (e.g. they were just put on stage).

@@ -9,7 +9,7 @@ pub(super) enum PeerCmd {
     Candidate(String, oneshot::Sender<Result<(), RouterError>>),
     Subscribe(TrackInfo),
     Unsubscribe(TrackId),
-    RequestKeyframe(TrackId, KeyframeRequestKind),
+    RequestKeyframe(TrackId, Option<u8>, KeyframeRequestKind),
     Leave,
 }
 
@@ -106,7 +106,7 @@ impl PeerTask {
 
     pub(super) fn write(&mut self, f: &Forwarded) {
         let written = match &f.payload {
-            Payload::Relayed(data) => self.peer.write_frame(f.track, data),
+            Payload::Relayed(data) => self.peer.write_frame(f.track, f.layer, data),
             Payload::Local(frame) => self.peer.write_local(f.track, frame),
         };
         if let Err(e) = written {
@@ -131,7 +131,7 @@ impl PeerTask {
             }
             PeerCmd::Subscribe(track) => self.peer.subscribe(track),
             PeerCmd::Unsubscribe(track) => self.peer.unsubscribe(track),
-            PeerCmd::RequestKeyframe(track, kind) => self.peer.request_keyframe(track, kind),
+            PeerCmd::RequestKeyframe(track, layer, kind) => self.peer.request_keyframe(track, layer, kind),
             // `run_loop` ends the task on Leave before it gets here.
             PeerCmd::Leave => {}
         }
@@ -158,27 +158,33 @@ impl PeerTask {
         let events = &self.registration.events;
         let now = Instant::now();
         match event {
-            PeerEvent::Frame { track, frame, data } => {
+            PeerEvent::Frame { track, layer, frame, size, data } => {
                 let (tap, forwarded) = {
                     let mut st = room.state.lock();
-                    st.room.on_frame(track, frame, now, targets);
+                    let tapped = st.room.on_frame(track, layer, frame, size, data.data.len(), now, targets);
                     // Who the frame is from, for the tap, which runs after the room is unlocked.
                     let tap =
-                        st.tap.clone().filter(|_| st.room.forwards(track)).and_then(|tap| {
+                        st.tap.clone().filter(|_| tapped).and_then(|tap| {
                             st.room.track(track).map(|info| (tap, info.participant.clone(), info.source))
                         });
-                    let forwarded = deliver(&st, targets, track, Payload::Relayed(data));
+                    let forwarded = deliver(&st, targets, track, layer, Payload::Relayed(data));
                     dispatch(&mut st);
                     (tap, forwarded)
                 };
                 if let (Some((tap, participant, source)), Payload::Relayed(data)) = (tap, &forwarded.payload) {
-                    tap(&TapFrame { participant: &participant, source, data });
+                    tap(&TapFrame { participant: &participant, source, layer, data });
                 }
             }
-            PeerEvent::Published { mid, source } => {
+            PeerEvent::Estimate(bits) => {
                 let mut st = room.state.lock();
-                match st.room.publish(id, source) {
+                st.room.set_estimate(id, bits, now);
+                dispatch(&mut st);
+            }
+            PeerEvent::Published { mid, source, layers } => {
+                let mut st = room.state.lock();
+                match st.room.publish_layers(id, source, layers) {
                     Ok(track) => {
+                        tracing::info!(room = %room.name, peer = id.0, source = source.as_str(), layers, "track published");
                         self.peer.bind_published(mid, track);
                         let _ = events.send(MediaEvent::TrackPublished(source));
                     }

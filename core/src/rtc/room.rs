@@ -31,6 +31,8 @@ pub(super) struct PeerLink {
 /// A frame on its way from a publisher's task (or the node's program preview) to a subscriber's.
 pub(super) struct Forwarded {
     pub(super) track: TrackId,
+    /// The simulcast layer it is from (0 without simulcast).
+    pub(super) layer: u8,
     pub(super) payload: Payload,
 }
 
@@ -50,8 +52,14 @@ pub(super) struct ProgramShared {
 
 /// Queues one frame of `track` to each of `targets`' tasks (one shared copy; a full queue drops it for that
 /// subscriber only) and returns that copy, for the room's tap.
-pub(super) fn deliver(st: &RoomState, targets: &[PeerId], track: TrackId, payload: Payload) -> Arc<Forwarded> {
-    let f = Arc::new(Forwarded { track, payload });
+pub(super) fn deliver(
+    st: &RoomState,
+    targets: &[PeerId],
+    track: TrackId,
+    layer: u8,
+    payload: Payload,
+) -> Arc<Forwarded> {
+    let f = Arc::new(Forwarded { track, layer, payload });
     for peer in targets {
         if let Some(link) = st.links.get(peer)
             && link.frames.try_send(f.clone()).is_err()
@@ -75,7 +83,19 @@ pub(super) fn dispatch(st: &mut RoomState) {
                 }
                 continue;
             }
-            Decision::RequestKeyframe { publisher, track, kind } => (publisher, PeerCmd::RequestKeyframe(track, kind)),
+            Decision::RequestKeyframe { publisher, track, layer, kind } => {
+                (publisher, PeerCmd::RequestKeyframe(track, layer, kind))
+            }
+            Decision::VideoPaused { peer, track, paused } => {
+                if let (Some(link), Some(info)) = (st.links.get(&peer), st.room.track(track)) {
+                    let _ = link.events.send(MediaEvent::VideoPaused {
+                        participant: info.participant.to_string(),
+                        source: info.source,
+                        paused,
+                    });
+                }
+                continue;
+            }
             Decision::Speaking { peer, speaking, .. } => {
                 if let Some(link) = st.links.get(&peer) {
                     let _ = link.events.send(MediaEvent::Speaking(speaking));

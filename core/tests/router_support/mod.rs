@@ -268,7 +268,7 @@ impl ClientLoop {
             }
             MediaEvent::Speaking(s) => self.stats.lock().speaking.push(s),
             MediaEvent::Closed(reason) => self.stats.lock().closed = Some(reason),
-            MediaEvent::Connected | MediaEvent::TrackPublished(_) => {}
+            MediaEvent::Connected | MediaEvent::TrackPublished(_) | MediaEvent::VideoPaused { .. } => {}
         }
         Ok(())
     }
@@ -364,7 +364,7 @@ pub fn tap_into(node: &MediaNode, room: &str, program: &Arc<backyard_core::compo
     node.set_tap(
         room,
         Some(Arc::new(move |f: &backyard_core::rtc::TapFrame<'_>| {
-            feed.push(&program, f.participant, f.source, f.data)
+            feed.push(&program, f.participant, f.source, f.layer, f.data)
         })),
     );
 }

@@ -10,7 +10,7 @@ use crate::bus::{Event, topic};
 use backyard_core::compositor::{Program, ProgramFeed};
 use backyard_core::director::{self, Director, Member, Output, PluginLayouts, PluginPainter, StageLayout};
 use backyard_core::plugin_host::{self as ph, PluginHost};
-use backyard_core::rtc::MediaNode;
+use backyard_core::rtc::{MediaNode, TrackSource};
 use parking_lot::Mutex;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
@@ -118,9 +118,24 @@ impl Shell {
         match out {
             Output::Stage(members) => self.program.set_stage(members),
             Output::Placements { placements, stage } => {
+                // Each tile takes the smallest simulcast layer at least as large as its rectangle.
+                let sizes: Vec<(String, TrackSource, (u16, u16))> = placements
+                    .iter()
+                    .map(|p| {
+                        let (participant, source) = match p.source.strip_suffix(":screen") {
+                            Some(participant) => (participant.to_owned(), TrackSource::Screen),
+                            None => (p.source.clone(), TrackSource::Camera),
+                        };
+                        let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+                        (participant, source, (clamp(p.rect.width), clamp(p.rect.height)))
+                    })
+                    .collect();
                 if let Err(e) = self.program.set_placements(placements) {
                     tracing::warn!(broadcast = %self.broadcast, "placements refused, the last good ones stay: {e}");
                     return;
+                }
+                for (participant, source, size) in sizes {
+                    self.media.set_tap_size(&room, &participant, source, Some(size));
                 }
                 *self.stage.lock() = Some(stage.clone());
                 let (bus, broadcast) = (self.bus.clone(), self.broadcast);

@@ -150,7 +150,9 @@ impl Programs {
         let tap_feed = feed.clone();
         media.set_tap(
             &room,
-            Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f.participant, f.source, f.data))),
+            Some(Arc::new(move |f: &TapFrame<'_>| {
+                tap_feed.push(&tap_program, f.participant, f.source, f.layer, f.data)
+            })),
         );
         // The live preview goes to hosts and co-hosts over their WebRTC connections (msid `program`).
         program.set_preview_sink(Some(Arc::new(media.publish_program(&room))));

@@ -199,8 +199,16 @@ mod tests {
     #[test]
     fn the_protocol_document_lists_exactly_the_events_the_server_sends() {
         // Sent to one socket only, never over the bus.
-        const DIRECT: &[&str] =
-            &["joined", "room-state", "webrtc-offer", "webrtc-answer", "ice-candidate", "moderated", "error"];
+        const DIRECT: &[&str] = &[
+            "joined",
+            "room-state",
+            "webrtc-offer",
+            "webrtc-answer",
+            "ice-candidate",
+            "moderated",
+            "video-paused",
+            "error",
+        ];
         let doc = include_str!("../../../docs/protocol.md");
         let section = doc.split("## Server → client").nth(1).expect("a Server → client section");
         let section = section.split("\n## ").next().unwrap_or(section);

@@ -68,6 +68,34 @@ pub struct ParticipantStatus {
     pub name: Option<String>,
 }
 
+/// `track-sizes`: the size at which the client shows each remote video track.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackSizes {
+    pub sizes: Vec<TrackSize>,
+}
+
+/// The most tracks one `track-sizes` may name (a full room's cameras and screens).
+pub const MAX_TRACK_SIZES: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TrackSize {
+    pub participant_id: Uuid,
+    pub source: VideoSource,
+    /// Device pixels; 0 × 0: not shown.
+    pub width: u16,
+    pub height: u16,
+}
+
+/// A participant's video track, as `track-sizes` and `video-paused` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoSource {
+    Camera,
+    Screen,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatIn {
@@ -176,6 +204,7 @@ pub enum ClientMessage {
     Moderate(Moderate),
     /// Parsed as a scene, not yet checked against the room (who is in it, which layouts are loaded).
     SceneUpdate(Box<crate::scene::Scene>),
+    TrackSizes(TrackSizes),
 }
 
 impl ClientMessage {
@@ -201,6 +230,13 @@ impl ClientMessage {
             "chat-message" => parse_data(env.data).map(ClientMessage::ChatMessage),
             "moderate" => parse_data(env.data).map(ClientMessage::Moderate),
             "scene-update" => parse_data(env.data).map(|s| ClientMessage::SceneUpdate(Box::new(s))),
+            "track-sizes" => parse_data(env.data).and_then(|t: TrackSizes| {
+                if t.sizes.len() > MAX_TRACK_SIZES {
+                    Err(ErrorData::new("invalid_field", format!("at most {MAX_TRACK_SIZES} tracks")).field("sizes"))
+                } else {
+                    Ok(ClientMessage::TrackSizes(t))
+                }
+            }),
             other => Err(ErrorData::new("unknown_event", format!("unknown event {other:?}")).field("event")),
         };
         parsed.map_err(|mut e| {
@@ -221,6 +257,7 @@ impl ClientMessage {
             ClientMessage::ChatMessage(_) => "chat-message",
             ClientMessage::Moderate(_) => "moderate",
             ClientMessage::SceneUpdate(_) => "scene-update",
+            ClientMessage::TrackSizes(_) => "track-sizes",
         }
     }
 }

@@ -262,6 +262,17 @@ impl Session {
             }
             ClientMessage::Moderate(req) => self.moderate(req).await,
             ClientMessage::SceneUpdate(scene) => self.scene(*scene).await,
+            ClientMessage::TrackSizes(t) => {
+                let media = self.media()?;
+                for s in t.sizes {
+                    let source = match s.source {
+                        protocol::VideoSource::Camera => TrackSource::Camera,
+                        protocol::VideoSource::Screen => TrackSource::Screen,
+                    };
+                    media.set_render_size(&s.participant_id.to_string(), source, (s.width, s.height));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -654,6 +665,13 @@ impl Session {
             None => {
                 j.media = None;
                 inbox.media = None;
+            }
+            Some(MediaEvent::VideoPaused { participant, source, paused }) => {
+                let source = match source {
+                    TrackSource::Screen => protocol::VideoSource::Screen,
+                    _ => protocol::VideoSource::Camera,
+                };
+                self.send("video-paused", json!({ "participantId": participant, "source": source, "paused": paused }));
             }
             Some(MediaEvent::Connected | MediaEvent::TrackPublished(_)) => {}
         }
