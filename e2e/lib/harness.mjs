@@ -3,7 +3,7 @@
 // elements, and screenshots under target/e2e/.
 
 import { execFile } from 'node:child_process';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -110,12 +110,12 @@ const PERMISSIONS = ['camera', 'microphone', 'clipboard-read', 'clipboard-write'
  * One participant: its own Chromium process and profile, optionally with its own fake camera clip.
  * Its page records every RTCPeerConnection it creates (`window.__peerConnections`).
  */
-export async function launchParticipant(name, { clip, width = 1440, height = 900 } = {}) {
+export async function launchParticipant(name, { clip, width = 1440, height = 900, executablePath = CHROMIUM, flags = [] } = {}) {
   const profile = await mkdtemp(path.join(tmpdir(), `backyard-e2e-${name}-`));
-  const args = [...BASE_FLAGS];
+  const args = [...BASE_FLAGS, ...flags];
   if (clip) args.push(`--use-file-for-fake-video-capture=${clip}`);
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     args,
     viewport: { width, height },
@@ -390,4 +390,104 @@ export function recordSignaling(page) {
     });
   });
   return rec;
+}
+
+/**
+ * The lab network `cargo xtask e2e` makes: a network namespace joined to this machine by a veth pair. `url` is
+ * the server as seen from inside it.
+ */
+export function lab() {
+  const env = process.env;
+  const [ns, hostIp, hostDev, guestDev] = [env.BACKYARD_E2E_LAB_NS, env.BACKYARD_E2E_LAB_HOST_IP, env.BACKYARD_E2E_LAB_HOST_DEV, env.BACKYARD_E2E_LAB_GUEST_DEV];
+  if (!ns || !hostIp) throw new Error('no lab network: run this suite through `cargo xtask e2e` (as root)');
+  const url = new URL(backyardUrl());
+  url.hostname = hostIp;
+  return { ns, hostIp, hostDev, guestDev, url: url.origin };
+}
+
+/** A participant whose Chromium runs inside the lab namespace (its traffic crosses the veth pair). */
+export async function launchInLab(name, options = {}) {
+  const { ns } = lab();
+  const dir = await mkdtemp(path.join(tmpdir(), `backyard-lab-${name}-`));
+  const wrapper = path.join(dir, 'chromium-in-lab');
+  await writeFile(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} ${CHROMIUM} "$@"\n`);
+  await chmod(wrapper, 0o755);
+  // The studio needs a secure context (camera, microphone); loopback is one, the lab's address is not.
+  const flags = [`--unsafely-treat-insecure-origin-as-secure=${lab().url}`];
+  const p = await launchParticipant(name, { ...options, executablePath: wrapper, flags });
+  const close = p.close;
+  p.close = async () => {
+    await close();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return p;
+}
+
+/**
+ * Impairs the lab participant's link: `down`/`up` cap a direction (a tc rate such as '600kbit'; tbf queues what
+ * exceeds it, so delay builds up as on a real capped link), `downLoss`/`upLoss` drop that percentage of its UDP
+ * packets (nftables). Each call replaces the previous impairment; `impair({})` lifts it.
+ */
+export async function impair({ down, up, downLoss = 0, upLoss = 0 } = {}) {
+  const { ns, hostDev, guestDev } = lab();
+  const sh = (cmd) => run('sh', ['-c', cmd]);
+  const quiet = (cmd) => sh(`${cmd} 2>/dev/null || true`);
+  await quiet(`tc qdisc del dev ${hostDev} root`);
+  await quiet(`ip netns exec ${ns} tc qdisc del dev ${guestDev} root`);
+  await quiet(`ip netns exec ${ns} nft delete table inet lab`);
+  const tbf = (rate) => `tbf rate ${rate} burst 24kb latency 400ms`;
+  if (down) await sh(`tc qdisc add dev ${hostDev} root ${tbf(down)}`);
+  if (up) await sh(`ip netns exec ${ns} tc qdisc add dev ${guestDev} root ${tbf(up)}`);
+  if (downLoss || upLoss) {
+    const rules = [
+      'table inet lab {',
+      downLoss ? `  chain down { type filter hook input priority 0; meta l4proto udp numgen random mod 100 < ${downLoss} drop; }` : '',
+      upLoss ? `  chain up { type filter hook output priority 0; meta l4proto udp numgen random mod 100 < ${upLoss} drop; }` : '',
+      '}',
+    ].join('\n');
+    const file = path.join(tmpdir(), `backyard-lab-${process.pid}.nft`);
+    await writeFile(file, rules);
+    await sh(`ip netns exec ${ns} nft -f ${file}`);
+    await rm(file, { force: true });
+  }
+}
+
+/** What `page` sends of its camera: one entry per simulcast layer that encodes frames, lowest first. */
+export async function sentLayers(page) {
+  return page.evaluate(async () => {
+    const out = [];
+    for (const pc of window.__peerConnections ?? []) {
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid && s.framesEncoded > 0) {
+          out.push({ rid: s.rid, width: s.frameWidth, height: s.frameHeight, frames: s.framesEncoded, keyframes: s.keyFramesEncoded ?? 0 });
+        }
+      });
+    }
+    return out.sort((a, b) => a.height - b.height);
+  });
+}
+
+/**
+ * What `page` receives of participant `id`'s camera: decoded height, frames decoded, freezes (Chromium's
+ * `freezeCount`) and bytes; null when it receives none.
+ */
+export async function receivedVideo(page, id) {
+  return page.evaluate(async (pid) => {
+    for (const pc of window.__peerConnections ?? []) {
+      const sections = pc.remoteDescription?.sdp.split('\r\nm=') ?? [];
+      for (const t of pc.getTransceivers()) {
+        if (t.receiver.track.kind !== 'video' || !t.mid) continue;
+        const m = sections.find((s) => s.includes(`a=mid:${t.mid}\r\n`));
+        if (!m?.includes(`a=msid:${pid} `)) continue;
+        let got = null;
+        (await t.receiver.getStats()).forEach((s) => {
+          if (s.type === 'inbound-rtp') {
+            got = { height: s.frameHeight ?? 0, frames: s.framesDecoded ?? 0, freezes: s.freezeCount ?? 0, bytes: s.bytesReceived ?? 0, plis: s.pliCount ?? 0, nacks: s.nackCount ?? 0, lost: s.packetsLost ?? 0, keyframes: s.keyFramesDecoded ?? 0 };
+          }
+        });
+        return got;
+      }
+    }
+    return null;
+  }, id);
 }

@@ -17,9 +17,11 @@ import {
   makeClip,
   near,
   recordSignaling,
+  receivedVideo,
   rgb,
   sampleProgram,
   screenshot,
+  sentLayers,
 } from '../lib/harness.mjs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,41 +31,6 @@ const PEOPLE = {
   host: { name: 'Hana Host', left: 'c83232', right: '3232c8' },
   guest: { name: 'Gus Guest', left: '32c832', right: 'c8c832' },
 };
-
-/** What `page` sends of its camera: one entry per simulcast layer that encodes frames, lowest first. */
-async function sentLayers(page) {
-  return page.evaluate(async () => {
-    const out = [];
-    for (const pc of window.__peerConnections ?? []) {
-      (await pc.getStats()).forEach((s) => {
-        if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid && s.framesEncoded > 0) {
-          out.push({ rid: s.rid, width: s.frameWidth, height: s.frameHeight, frames: s.framesEncoded });
-        }
-      });
-    }
-    return out.sort((a, b) => a.height - b.height);
-  });
-}
-
-/** What `page` receives of participant `id`'s camera: the decoded height and frame count (null: not received). */
-async function received(page, id) {
-  return page.evaluate(async (pid) => {
-    for (const pc of window.__peerConnections ?? []) {
-      const sections = pc.remoteDescription?.sdp.split('\r\nm=') ?? [];
-      for (const t of pc.getTransceivers()) {
-        if (t.receiver.track.kind !== 'video' || !t.mid) continue;
-        const m = sections.find((s) => s.includes(`a=mid:${t.mid}\r\n`));
-        if (!m?.includes(`a=msid:${pid} `)) continue;
-        let got = null;
-        (await t.receiver.getStats()).forEach((s) => {
-          if (s.type === 'inbound-rtp') got = { height: s.frameHeight ?? 0, frames: s.framesDecoded ?? 0 };
-        });
-        return got;
-      }
-    }
-    return null;
-  }, id);
-}
 
 describe('simulcast: each viewer gets the layer it shows', { timeout: 240000 }, () => {
   const base = backyardUrl();
@@ -105,14 +72,14 @@ describe('simulcast: each viewer gets the layer it shows', { timeout: 240000 }, 
   it('the host gets a low layer for the strip card and the top one for a full stage tile', async () => {
     const page = p.host.page;
     const low = await eventually('the host receives a low layer for the small card', async () => {
-      const [got, sent] = [await received(page, guestId), await sentLayers(p.guest.page)];
+      const [got, sent] = [await receivedVideo(page, guestId), await sentLayers(p.guest.page)];
       return got?.frames > 0 && sent.length === 3 && got.height > 0 && got.height < sent[2].height ? got : false;
     }, 30000);
     await screenshot(page, 'simulcast-strip');
     // The guest alone on stage: a tile most of the stage wide needs the full layer.
     await page.locator(`.participant-card[data-participant-id="${guestId}"] [data-action=toggle-stage]`).click();
     const top = await eventually('the host receives the top layer for the stage tile', async () => {
-      const [got, sent] = [await received(page, guestId), await sentLayers(p.guest.page)];
+      const [got, sent] = [await receivedVideo(page, guestId), await sentLayers(p.guest.page)];
       return got && sent.length === 3 && got.height === sent[2].height ? got : false;
     }, 30000);
     assert.ok(top.height > low.height, `${top.height} > ${low.height}`);

@@ -65,7 +65,9 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let turn = Turn::start(&out)?;
     println!("e2e: coturn at {} (log: {})", turn.url, turn.log.display());
-    let server = Backyard::start(root, &bin, &out, &turn)?;
+    let lab = Lab::create()?;
+    println!("e2e: lab network {} ({} ↔ {})", lab.namespace, lab.host_ip, lab.guest_ip);
+    let server = Backyard::start(root, &bin, &out, &turn, &lab)?;
     println!("e2e: backyard at {} (log: {})", server.url, server.log.display());
     let files: Vec<String> = if suites.is_empty() {
         vec!["tests/".into()]
@@ -91,10 +93,16 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
         .env("BACKYARD_E2E_PLUGIN_DIR", server.data_dir.join("plugins"))
         // The health suite starves the server of CPU (lowers its priority, loads the cores) and restores it.
         .env("BACKYARD_E2E_PID", server.child.id().to_string())
+        // The networks suite runs a participant inside the lab namespace and impairs its link.
+        .env("BACKYARD_E2E_LAB_NS", &lab.namespace)
+        .env("BACKYARD_E2E_LAB_HOST_IP", lab.host_ip.to_string())
+        .env("BACKYARD_E2E_LAB_HOST_DEV", &lab.host_dev)
+        .env("BACKYARD_E2E_LAB_GUEST_DEV", &lab.guest_dev)
         .status()
         .context("running node --test")?;
     drop(server);
     drop(turn);
+    drop(lab);
     if !status.success() {
         bail!("browser end-to-end tests failed ({status}); screenshots and the server log are in {}", out.display());
     }
@@ -180,7 +188,7 @@ struct Backyard {
 }
 
 impl Backyard {
-    fn start(root: &Path, bin: &Path, out: &Path, turn: &Turn) -> Result<Self> {
+    fn start(root: &Path, bin: &Path, out: &Path, turn: &Turn, lab: &Lab) -> Result<Self> {
         let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
         let data_dir = std::env::temp_dir().join(format!("backyard-e2e-{}-{port}", std::process::id()));
@@ -197,8 +205,10 @@ impl Backyard {
                 cmd.env_remove(&key);
             }
         }
+        // Every address, so a browser in the lab namespace reaches it at the lab's host address too; media is
+        // announced there (the host's own browsers reach that address as well).
         let child = cmd
-            .args(["--bind", &format!("127.0.0.1:{port}"), "--public-url", &url, "--data-dir"])
+            .args(["--bind", &format!("0.0.0.0:{port}"), "--public-url", &url, "--data-dir"])
             .arg(&data_dir)
             .arg("serve")
             .current_dir(root)
@@ -208,6 +218,7 @@ impl Backyard {
             // A list in figment's environment syntax.
             .env("BACKYARD_ICE__TURN_URLS", format!("[\"{}\"]", turn.url))
             .env("BACKYARD_ICE__TURN_SECRET", &turn.secret)
+            .env("BACKYARD_MEDIA__ADVERTISED_IP", lab.host_ip.to_string())
             // The program suite pushes to nginx-rtmp on loopback through the custom RTMP adapter.
             .env("BACKYARD_DESTINATIONS__RTMP__ALLOW-PRIVATE-HOSTS", "true")
             // `BACKYARD_E2E_RUST_LOG` (e.g. `info,backyard_core::router=debug`) to look closer at a failure.
@@ -244,6 +255,62 @@ impl Drop for Backyard {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A network namespace joined to this machine by a veth pair, where the networks suite runs a participant whose
+/// link it caps (`tc tbf`) and makes lossy (nftables); removed on drop. The kernel here has no `netem`, so these
+/// are the impairments there are.
+struct Lab {
+    namespace: String,
+    /// The address of this machine's end of the pair (the server is reached there from the namespace).
+    host_ip: Ipv4Addr,
+    guest_ip: Ipv4Addr,
+    host_dev: String,
+    guest_dev: String,
+}
+
+impl Lab {
+    fn create() -> Result<Lab> {
+        ensure_apt(&["iproute2", "nftables"])?;
+        let id = std::process::id();
+        // A /30 of its own per run: 10.231.<a>.<b*4>.
+        let (a, b) = ((id / 64) % 250, (id % 64) * 4);
+        let lab = Lab {
+            namespace: format!("byl{id}"),
+            host_ip: Ipv4Addr::new(10, 231, a as u8, b as u8 + 1),
+            guest_ip: Ipv4Addr::new(10, 231, a as u8, b as u8 + 2),
+            host_dev: format!("byh{id}"),
+            guest_dev: format!("byg{id}"),
+        };
+        let ip = |args: &[&str]| -> Result<()> {
+            let out = Command::new("ip").args(args).output().context("running ip")?;
+            if !out.status.success() {
+                bail!(
+                    "ip {} failed: {} (the lab network needs root: network namespaces and veth pairs)",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(())
+        };
+        let (ns, host, guest) = (lab.namespace.as_str(), lab.host_dev.as_str(), lab.guest_dev.as_str());
+        ip(&["netns", "add", ns])?;
+        ip(&["link", "add", host, "type", "veth", "peer", "name", guest])?;
+        ip(&["link", "set", guest, "netns", ns])?;
+        ip(&["addr", "add", &format!("{}/30", lab.host_ip), "dev", host])?;
+        ip(&["link", "set", host, "up"])?;
+        ip(&["-n", ns, "addr", "add", &format!("{}/30", lab.guest_ip), "dev", guest])?;
+        ip(&["-n", ns, "link", "set", guest, "up"])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        Ok(lab)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.host_dev]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.namespace]).output();
     }
 }
 

@@ -102,6 +102,10 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "overlays",
             "a11y",
             "keyboard",
+            "health",
+            "backstage",
+            "simulcast",
+            "networks",
         ],
     )?;
     println!("xtask: all suites passed");

@@ -143,9 +143,25 @@ fn rate(want: &Want, layer: u8) -> u64 {
     if want.rates[l] > 0 { want.rates[l] } else { GUESS[l] }
 }
 
-/// Chooses a layer for each of one subscriber's tracks (`None`: paused) within `budget` bits per second
-/// (`None`: unknown, every track gets its ceiling). See the [module docs](self).
-pub fn allocate(budget: Option<u64>, wants: &[Want]) -> Vec<Option<u8>> {
+/// What a subscriber's link carries, bits per second: `now` (the latest estimate) bounds what it keeps; a step up
+/// must fit in `sustained` (the lowest estimate of the last few seconds) with headroom, so one optimistic sample
+/// does not start a layer the link cannot hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub now: u64,
+    pub sustained: u64,
+}
+
+impl Budget {
+    /// The same figure for both.
+    pub fn flat(bits_per_second: u64) -> Budget {
+        Budget { now: bits_per_second, sustained: bits_per_second }
+    }
+}
+
+/// Chooses a layer for each of one subscriber's tracks (`None`: paused) within `budget` (`None`: unknown,
+/// every track gets its ceiling). See the [module docs](self).
+pub fn allocate(budget: Option<Budget>, wants: &[Want]) -> Vec<Option<u8>> {
     // The lowest sending layer and the best sending layer at or below the ceiling (or the lowest sending above
     // it, when nothing below is sending).
     let bounds: Vec<Option<(u8, u8)>> = wants
@@ -168,7 +184,7 @@ pub fn allocate(budget: Option<u64>, wants: &[Want]) -> Vec<Option<u8>> {
     let mut order: Vec<usize> = (0..wants.len()).collect();
     order.sort_by_key(|&i| (wants[i].priority, std::cmp::Reverse(i)));
     for &i in &order {
-        if total(&chosen) <= budget {
+        if total(&chosen) <= budget.now {
             break;
         }
         chosen[i] = None;
@@ -185,7 +201,7 @@ pub fn allocate(budget: Option<u64>, wants: &[Want]) -> Vec<Option<u8>> {
             if above_current && !wants[i].may_upgrade {
                 continue;
             }
-            let limit = if above_current { (budget as f64 / UPGRADE_HEADROOM) as u64 } else { budget };
+            let limit = if above_current { (budget.sustained as f64 / UPGRADE_HEADROOM) as u64 } else { budget.now };
             let mut trial = chosen.clone();
             trial[i] = Some(next);
             if total(&trial) <= limit {
@@ -265,18 +281,22 @@ mod tests {
     #[test]
     fn a_capped_downlink_gets_the_layers_that_fit_and_pauses_below_the_floor() {
         let w = [want(2, Some(2)), want(2, Some(2))];
-        assert_eq!(allocate(Some(10_000_000), &w), [Some(2), Some(2)]);
+        assert_eq!(allocate(Some(Budget::flat(10_000_000)), &w), [Some(2), Some(2)]);
         // 600 kbit/s: both low layers (300k) fit, a middle one on top (650k) does not.
-        assert_eq!(allocate(Some(600_000), &w), [Some(0), Some(0)]);
+        assert_eq!(allocate(Some(Budget::flat(600_000)), &w), [Some(0), Some(0)]);
         // 1.2 Mbit/s: one track may be on the middle layer if it has it already; a step up needs headroom.
         let held = [want(2, Some(1)), want(2, Some(0))];
-        assert_eq!(allocate(Some(700_000), &held), [Some(1), Some(0)], "keeps what it has");
-        assert_eq!(allocate(Some(700_000), &[want(2, Some(0)), want(2, Some(0))]), [Some(0), Some(0)], "no step up");
+        assert_eq!(allocate(Some(Budget::flat(700_000)), &held), [Some(1), Some(0)], "keeps what it has");
+        assert_eq!(
+            allocate(Some(Budget::flat(700_000)), &[want(2, Some(0)), want(2, Some(0))]),
+            [Some(0), Some(0)],
+            "no step up"
+        );
         // 200 kbit/s: only one low layer fits; the later camera pauses, a screen share is kept over a camera.
-        assert_eq!(allocate(Some(200_000), &w), [Some(0), None]);
+        assert_eq!(allocate(Some(Budget::flat(200_000)), &w), [Some(0), None]);
         let screen_last = [want(2, Some(0)), Want { priority: true, ..want(2, Some(0)) }];
-        assert_eq!(allocate(Some(200_000), &screen_last), [None, Some(0)]);
-        assert_eq!(allocate(Some(50_000), &w), [None, None]);
+        assert_eq!(allocate(Some(Budget::flat(200_000)), &screen_last), [None, Some(0)]);
+        assert_eq!(allocate(Some(Budget::flat(50_000)), &w), [None, None]);
     }
 
     #[test]
@@ -290,15 +310,26 @@ mod tests {
         w.sending = [false; MAX_LAYERS];
         assert_eq!(allocate(None, &[w]), [None], "nothing sending");
         let hidden = Want { ceiling: None, ..want(2, Some(2)) };
-        assert_eq!(allocate(Some(10_000_000), &[hidden, want(2, None)]), [None, Some(2)]);
+        assert_eq!(allocate(Some(Budget::flat(10_000_000)), &[hidden, want(2, None)]), [None, Some(2)]);
+    }
+
+    #[test]
+    fn a_step_up_needs_the_sustained_estimate_not_one_good_sample() {
+        let w = [want(2, Some(0))];
+        let spike = Budget { now: 5_000_000, sustained: 300_000 };
+        assert_eq!(allocate(Some(spike), &w), [Some(0)]);
+        let steady = Budget { now: 5_000_000, sustained: 3_000_000 };
+        assert_eq!(allocate(Some(steady), &w), [Some(2)]);
+        // What a track has is kept on the latest estimate alone.
+        assert_eq!(allocate(Some(Budget { now: 2_000_000, sustained: 300_000 }), &[want(2, Some(2))]), [Some(2)]);
     }
 
     #[test]
     fn no_step_up_while_held_after_a_downgrade() {
         let held = Want { may_upgrade: false, ..want(2, Some(0)) };
-        assert_eq!(allocate(Some(10_000_000), &[held]), [Some(0)]);
+        assert_eq!(allocate(Some(Budget::flat(10_000_000)), &[held]), [Some(0)]);
         let paused = Want { may_upgrade: false, ..want(2, None) };
-        assert_eq!(allocate(Some(10_000_000), &[paused]), [Some(0)], "the floor is always allowed");
+        assert_eq!(allocate(Some(Budget::flat(10_000_000)), &[paused]), [Some(0)], "the floor is always allowed");
     }
 
     #[test]

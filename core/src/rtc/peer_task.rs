@@ -176,6 +176,7 @@ impl PeerTask {
                 }
             }
             PeerEvent::Estimate(bits) => {
+                tracing::debug!(target: "backyard_core::bwe", peer = id.0, kbps = bits / 1000, "downlink estimate");
                 let mut st = room.state.lock();
                 st.room.set_estimate(id, bits, now);
                 dispatch(&mut st);
