@@ -6,7 +6,8 @@
 //! the program test goes live to) and `coturn`, and `e2e/node_modules` from the lockfile. Screenshots land in
 //! `target/e2e/`, the server's log in `target/e2e/backyard.log`, coturn's in `target/e2e/turnserver.log`.
 //!
-//! A coturn on loopback (REST-API credentials from a random shared secret) runs for the whole run: backyard is
+//! A coturn on the lab network's host address (REST-API credentials from a random shared secret; see `Lab`) runs
+//! for the whole run: backyard is
 //! configured with it (`[ice] turn_urls`, `turn_secret`), so every join hands out a TURN server, and the tests
 //! get its URL and secret as `BACKYARD_E2E_TURN_URL` and `BACKYARD_E2E_TURN_SECRET`.
 //!
@@ -63,10 +64,10 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
     let bin = build_backyard(root)?;
     let out = root.join("target").join("e2e");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let turn = Turn::start(&out)?;
-    println!("e2e: coturn at {} (log: {})", turn.url, turn.log.display());
     let lab = Lab::create()?;
     println!("e2e: lab network {} ({} ↔ {})", lab.namespace, lab.host_ip, lab.guest_ip);
+    let turn = Turn::start(&out, lab.host_ip)?;
+    println!("e2e: coturn at {} (log: {})", turn.url, turn.log.display());
     let server = Backyard::start(root, &bin, &out, &turn, &lab)?;
     println!("e2e: backyard at {} (log: {})", server.url, server.log.display());
     let files: Vec<String> = if suites.is_empty() {
@@ -317,7 +318,7 @@ impl Drop for Lab {
 /// coturn on a free loopback port, checking TURN REST API credentials against a random shared secret; killed
 /// on drop.
 struct Turn {
-    /// `turn:127.0.0.1:<port>?transport=udp`.
+    /// `turn:<lab host address>:<port>?transport=udp`.
     url: String,
     /// Its `static-auth-secret`.
     secret: String,
@@ -329,7 +330,9 @@ struct Turn {
 }
 
 impl Turn {
-    fn start(out: &Path) -> Result<Self> {
+    /// coturn on `ip` (the lab's host address: the server announces its media there, and coturn relays from a
+    /// loopback address to no other address).
+    fn start(out: &Path, ip: Ipv4Addr) -> Result<Self> {
         // The TCP port is free now and its UDP twin almost surely too; coturn listens on both.
         let port = free_port()?;
         // Not all digits, or figment would read the environment value as a number.
@@ -339,10 +342,8 @@ impl Turn {
         let pid_file = std::env::temp_dir().join(format!("backyard-e2e-turn-{}-{port}.pid", std::process::id()));
         let child = Command::new("turnserver")
             .arg("-n") // no turnserver.conf: only these flags
-            .args(["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", &format!("--listening-port={port}")])
+            .args([format!("--listening-ip={ip}"), format!("--relay-ip={ip}"), format!("--listening-port={port}")])
             .args(["--use-auth-secret", &format!("--static-auth-secret={secret}"), "--realm=backyard.test"])
-            // Backyard's media socket is on loopback too; coturn refuses loopback peers unless told.
-            .arg("--allow-loopback-peers")
             .args(["--no-tls", "--no-dtls", "--no-cli", "--log-file=stdout", "--simple-log"])
             .arg(format!("--pidfile={}", pid_file.display()))
             .stdin(Stdio::null())
@@ -350,15 +351,15 @@ impl Turn {
             .stderr(log_file)
             .spawn()
             .context("starting turnserver (Debian package coturn)")?;
-        let url = format!("turn:127.0.0.1:{port}?transport=udp");
+        let url = format!("turn:{ip}:{port}?transport=udp");
         let mut turn = Turn { url, secret, log, child, pid_file };
-        turn.wait_ready(port)?;
+        turn.wait_ready(ip, port)?;
         Ok(turn)
     }
 
     /// Until a STUN Binding request over UDP gets a Binding success response.
-    fn wait_ready(&mut self, port: u16) -> Result<()> {
-        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a UDP socket")?;
+    fn wait_ready(&mut self, ip: Ipv4Addr, port: u16) -> Result<()> {
+        let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("binding a UDP socket")?;
         socket.set_read_timeout(Some(Duration::from_millis(200))).context("setting a UDP read timeout")?;
         // Binding request (0x0001), no attributes, the RFC 5389 magic cookie, a fixed transaction id.
         let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
@@ -368,7 +369,7 @@ impl Turn {
             if let Some(status) = self.child.try_wait().context("polling turnserver")? {
                 bail!("turnserver exited during start-up ({status}); see {}", self.log.display());
             }
-            let _ = socket.send_to(&request, (Ipv4Addr::LOCALHOST, port));
+            let _ = socket.send_to(&request, (ip, port));
             let mut buf = [0u8; 512];
             if let Ok((n, _)) = socket.recv_from(&mut buf)
                 && n >= 20
