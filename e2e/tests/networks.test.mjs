@@ -7,6 +7,9 @@
 // - Its uplink capped at 500 kbit/s: it still shows on the others' stage (a lower layer); once the cap lifts and
 //   its browser sends the top layer again, the host gets it within 2 s.
 // - 15 % loss both ways for 5 s: everyone's video recovers within 3 s of it ending, without renegotiating.
+// - 48 kbit/s down: below the lowest layers, the others' video pauses on the lab guest's cards (which say so) and
+//   comes back when the link does.
+// The host's card for the lab guest shows its connection's grade, and /metrics has the figures.
 //
 // Needs a running backyard at BACKYARD_URL with the lab network (`cargo xtask e2e`, as root).
 
@@ -37,6 +40,9 @@ const PEOPLE = {
 const MINUTE_MS = 60000;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The grade `page`'s card of participant `id` shows (`good`, `fair`, `poor`, or `unknown` before a report). */
+const qualityOf = (page, id) => page.locator(`.participant-card[data-participant-id="${id}"][data-kind=camera] .card-quality`).getAttribute('data-quality');
 
 describe('real networks: simulcast and bandwidth estimation on impaired links', { timeout: 600000 }, () => {
   const base = backyardUrl();
@@ -77,6 +83,8 @@ describe('real networks: simulcast and bandwidth estimation on impaired links', 
     for (const who of ['host', 'ada']) {
       await eventually(`Bo decodes ${who}`, async () => ((await receivedVideo(p.bo.page, id[who]))?.frames > 30 ? {} : false), 30000);
     }
+    // On a clean link everyone's indicator says so.
+    await eventually('the host sees Bo’s connection as good', async () => (await qualityOf(p.host.page, id.bo)) === 'good', 20000);
   });
 
   it('a downlink capped at 600 kbit/s with 3 % loss keeps decoding a low layer, and nobody else pays for it', async () => {
@@ -89,6 +97,18 @@ describe('real networks: simulcast and bandwidth estimation on impaired links', 
     const after = { host: await receivedVideo(p.bo.page, id.host), ada: await receivedVideo(p.bo.page, id.ada) };
     const end = { host: await sentLayers(p.host.page), ada: await sentLayers(p.ada.page) };
     await screenshot(p.bo.page, 'networks-capped-downlink');
+    // The host sees Bo's poor link on Bo's card, with the figures behind it; /metrics has them too.
+    const grade = await qualityOf(p.host.page, id.bo);
+    assert.ok(['fair', 'poor'].includes(grade), `Bo's connection shows as ${grade}`);
+    const detail = await p.host.page.locator(`.participant-card[data-participant-id="${id.bo}"] .card-quality`).getAttribute('title');
+    console.log(`# the host's indicator for Bo: ${detail}`);
+    assert.match(detail, /loss/);
+    await p.host.page.locator(`.participant-card[data-participant-id="${id.bo}"] .card-quality`).hover();
+    await screenshot(p.host.page, 'networks-quality');
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    for (const series of ['backyard_connection_downlink_estimate_bits_per_second', 'backyard_connection_loss_ratio', 'backyard_connection_jitter_seconds']) {
+      assert.ok(metrics.split('\n').some((l) => l.startsWith(series) && l.includes(`participant="${id.bo}"`)), `${series} for Bo in /metrics`);
+    }
     for (const who of ['host', 'ada']) {
       const fps = (after[who].frames - before[who].frames) / (MINUTE_MS / 1000);
       const freezes = after[who].freezes - before[who].freezes;
@@ -170,5 +190,16 @@ describe('real networks: simulcast and bandwidth estimation on impaired links', 
     assert.ok(took <= 3, `recovery took ${took.toFixed(1)} s`);
     const offersAfter = await p.bo.page.evaluate(() => (window.__peerConnections ?? []).map((pc) => pc.remoteDescription?.sdp.length));
     assert.deepEqual(offersAfter, offersBefore, 'no renegotiation');
+  });
+
+  it('below the floor video pauses, the tile says so, and it comes back when the link does', async () => {
+    const cards = (page) => page.locator(`.participant-card[data-kind=camera][data-video-paused=true]`).count();
+    await impair({ down: '48kbit' });
+    await eventually('Bo’s studio shows the others’ video paused', async () => ((await cards(p.bo.page)) >= 2 ? {} : false), 40000, 500);
+    await screenshot(p.bo.page, 'networks-video-paused');
+    await impair({});
+    await eventually('the video comes back', async () => ((await cards(p.bo.page)) === 0 ? {} : false), 40000, 500);
+    const before = await receivedVideo(p.bo.page, id.host);
+    await eventually('Bo decodes the host again', async () => ((await receivedVideo(p.bo.page, id.host)).frames > before.frames + 10 ? {} : false), 20000);
   });
 });

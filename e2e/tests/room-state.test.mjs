@@ -20,6 +20,7 @@ import {
   participantList,
   patchParticipant,
   patchScene,
+  qualityText,
   setSelfSpeaking,
   stageTiles,
   stripItems,
@@ -327,6 +328,17 @@ describe('room state: events', () => {
     const s = normaliseOutputStatus({ id: 'd1', destinationId: 'd1', kind: 'destination', status: 'live', bitrate: 3000000 });
     assert.equal(s.state, 'idle');
     assert.equal(s.bitrateKbps, undefined);
+  });
+
+  it('connection-quality is kept per participant and forgotten when they leave', () => {
+    const q = { participantId: ADA, grade: 'fair', rttMs: 48, downlinkLoss: 0.03, uplinkLoss: 0, jitterMs: 4, downlinkKbps: 610, layers: [2, 3] };
+    let s = fold([{ event: 'connection-quality', data: q }], joined());
+    assert.equal(s.quality[ADA].grade, 'fair');
+    assert.equal(qualityText(s.quality[ADA]), 'Fair connection: 48 ms round trip, 3.0 % loss, 4 ms jitter, 610 kbit/s to them, camera 2 of 3 layers');
+    assert.equal(qualityText(undefined), 'Connection: not measured yet');
+    assert.equal(fold([{ event: 'connection-quality', data: { ...q, grade: 'superb' } }], s), s, 'an unknown grade is ignored');
+    s = fold([{ event: 'participant-left', data: { participantId: ADA, reason: 'left' } }], s);
+    assert.equal(s.quality[ADA], undefined);
   });
 
   it('program-status is kept as sent', () => {

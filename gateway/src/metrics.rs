@@ -6,7 +6,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::state::AppState;
@@ -21,6 +21,49 @@ pub struct Metrics {
     pub output_bitrate_kbps: IntGaugeVec,
     pub output_dropped_frames: IntGaugeVec,
     pub output_connects: IntGaugeVec,
+    /// Per participant's link (labels `broadcast`, `participant`), while they are in the studio.
+    pub connection: ConnectionGauges,
+}
+
+/// A participant's link: what the studio's quality indicator shows.
+pub struct ConnectionGauges {
+    pub rtt_seconds: GaugeVec,
+    /// `direction`: `downlink` (server → client) or `uplink`.
+    pub loss_ratio: GaugeVec,
+    pub jitter_seconds: GaugeVec,
+    pub downlink_estimate_bps: GaugeVec,
+}
+
+impl ConnectionGauges {
+    /// Sets the participant's series from one report.
+    pub fn set(&self, broadcast: &str, participant: &str, q: &backyard_core::router::quality::ConnectionQuality) {
+        let who = [broadcast, participant];
+        if let Some(ms) = q.rtt_ms {
+            self.rtt_seconds.with_label_values(&who).set(f64::from(ms) / 1000.0);
+        }
+        for (direction, loss) in [("downlink", q.downlink_loss), ("uplink", q.uplink_loss)] {
+            if let Some(l) = loss {
+                self.loss_ratio.with_label_values(&[broadcast, participant, direction]).set(f64::from(l));
+            }
+        }
+        if let Some(ms) = q.jitter_ms {
+            self.jitter_seconds.with_label_values(&who).set(f64::from(ms) / 1000.0);
+        }
+        if let Some(kbps) = q.downlink_kbps {
+            self.downlink_estimate_bps.with_label_values(&who).set(f64::from(kbps) * 1000.0);
+        }
+    }
+
+    /// Drops the participant's series (they left).
+    pub fn remove(&self, broadcast: &str, participant: &str) {
+        let who = [broadcast, participant];
+        let _ = self.rtt_seconds.remove_label_values(&who);
+        let _ = self.jitter_seconds.remove_label_values(&who);
+        let _ = self.downlink_estimate_bps.remove_label_values(&who);
+        for direction in ["downlink", "uplink"] {
+            let _ = self.loss_ratio.remove_label_values(&[broadcast, participant, direction]);
+        }
+    }
 }
 
 /// Why registering the metrics below cannot fail.
@@ -61,7 +104,32 @@ impl Metrics {
             gauge("backyard_output_dropped_frames", "Frames an output dropped because it was slow", labels);
         let output_connects =
             gauge("backyard_output_connects", "Successful connects of an output (1 + reconnects)", labels);
+        let float_gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect(DEFINED);
+            registry.register(Box::new(g.clone())).expect(DEFINED);
+            g
+        };
+        let who = &["broadcast", "participant"];
+        let connection = ConnectionGauges {
+            rtt_seconds: float_gauge("backyard_connection_rtt_seconds", "Round-trip time of a participant's link", who),
+            loss_ratio: float_gauge(
+                "backyard_connection_loss_ratio",
+                "Share of a participant's packets lost over the last second, by direction",
+                &["broadcast", "participant", "direction"],
+            ),
+            jitter_seconds: float_gauge(
+                "backyard_connection_jitter_seconds",
+                "Interarrival jitter of what a participant sends",
+                who,
+            ),
+            downlink_estimate_bps: float_gauge(
+                "backyard_connection_downlink_estimate_bits_per_second",
+                "Estimated bandwidth towards a participant (what its simulcast layers are chosen within)",
+                who,
+            ),
+        };
         Self {
+            connection,
             registry,
             requests,
             latency,

@@ -185,6 +185,8 @@ export function initialState() {
     outputs: { destinations: {}, recording: null },
     /** The latest `program-status`, or null. */
     program: null,
+    /** Each participant's link as the server measured it last (`connection-quality`), by participant id. */
+    quality: {},
     /**
      * Our scene updates the server has not answered yet. Each is answered once (`scene-updated` to everyone, or
      * an `error` to us); until the last is answered, the echoes of older ones would undo what we show since.
@@ -205,7 +207,9 @@ function withoutParticipant(state, id) {
   if (!(id in state.participants)) return state;
   const participants = { ...state.participants };
   delete participants[id];
-  return { ...state, participants };
+  const quality = { ...state.quality };
+  delete quality[id];
+  return { ...state, participants, quality };
 }
 
 function withChat(chat, messages) {
@@ -321,6 +325,11 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
     }
     case 'program-status':
       return { ...state, program: { ...data } };
+    case 'connection-quality': {
+      if (typeof data.participantId !== 'string' || !['good', 'fair', 'poor'].includes(data.grade)) return state;
+      const { participantId, ...q } = data;
+      return { ...state, quality: { ...state.quality, [participantId]: q } };
+    }
     default:
       return state;
   }
@@ -374,6 +383,20 @@ export function healthWarnings(state, names = {}) {
 // ------------------------------------------------------------------ local changes
 
 /** A participant's fields changed here before the server says so (our own mic, camera, screen share). */
+/** One line for a link's figures (`connection-quality`), for the indicator's tooltip. */
+export function qualityText(q) {
+  if (!q) return 'Connection: not measured yet';
+  const parts = [];
+  if (Number.isFinite(q.rttMs)) parts.push(`${q.rttMs} ms round trip`);
+  const loss = Math.max(q.downlinkLoss ?? 0, q.uplinkLoss ?? 0);
+  if (Number.isFinite(q.downlinkLoss) || Number.isFinite(q.uplinkLoss)) parts.push(`${(loss * 100).toFixed(loss < 0.1 ? 1 : 0)} % loss`);
+  if (Number.isFinite(q.jitterMs)) parts.push(`${q.jitterMs} ms jitter`);
+  if (Number.isFinite(q.downlinkKbps)) parts.push(`${q.downlinkKbps} kbit/s to them`);
+  if (Array.isArray(q.layers)) parts.push(`camera ${q.layers[0]} of ${q.layers[1]} layers`);
+  const word = { good: 'Good', fair: 'Fair', poor: 'Poor' }[q.grade] ?? 'Unknown';
+  return `${word} connection${parts.length ? `: ${parts.join(', ')}` : ''}`;
+}
+
 export function patchParticipant(state, id, patch) {
   if (!id || !state.participants[id]) return state;
   return withParticipant(state, { ...patch, id });

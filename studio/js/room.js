@@ -49,6 +49,7 @@ const STATE_EVENTS = [
   'stage-layout',
   'destination-status',
   'program-status',
+  'connection-quality',
   'error',
 ];
 

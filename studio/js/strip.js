@@ -4,7 +4,7 @@
 
 import { h, icon, mount, initials, hueOf } from './dom.js';
 import { ICONS } from './icons.js';
-import { ROLE_LABEL, stripItems } from './room-state.js';
+import { qualityText, ROLE_LABEL, stripItems } from './room-state.js';
 
 export class ParticipantStrip {
   /**
@@ -50,6 +50,8 @@ export class ParticipantStrip {
     const avatar = h('div.avatar');
     const name = h('span.card-name');
     const mic = h('span.card-mic');
+    // Three bars: how the server sees this participant's connection (`connection-quality`).
+    const quality = kind === 'camera' ? h('span.card-quality', { role: 'img', dataset: { quality: 'unknown' } }, h('i'), h('i'), h('i')) : null;
     const stageBtn = this.moderator ? h('button.stage-btn', { type: 'button', dataset: { action: 'toggle-stage' } }) : null;
     const menuBtn =
       this.moderator && !self && kind === 'camera'
@@ -59,9 +61,9 @@ export class ParticipantStrip {
       'div.participant-card',
       { dataset: { participantId: pid, kind, self: self ? 'true' : null } },
       h('div.card-media', video, avatar, stageBtn),
-      h('div.card-footer', mic, name, menuBtn),
+      h('div.card-footer', mic, name, quality, menuBtn),
     );
-    const card = { el, video, avatar, name, mic, stageBtn, stream: null, participant: null };
+    const card = { el, video, avatar, name, mic, quality, stageBtn, stream: null, participant: null };
     if (menuBtn) menuBtn.onclick = (ev) => this.openMenu(ev, pid, card.participant, menuBtn);
     // Someone backstage is admitted first; everyone else goes on or off the stage.
     if (stageBtn) stageBtn.onclick = () => (stageBtn.dataset.action === 'admit' ? this.onModerate(pid, 'admit') : this.onToggleStage(pid));
@@ -100,6 +102,16 @@ export class ParticipantStrip {
       card.mic.title = p.audioEnabled === false ? 'Microphone off' : 'Microphone on';
     } else {
       mount(card.mic, icon(ICONS.screen));
+    }
+    if (card.quality) {
+      const q = state.quality?.[p.id];
+      const grade = q?.grade ?? 'unknown';
+      if (card.quality.dataset.quality !== grade) card.quality.dataset.quality = grade;
+      const text = qualityText(q);
+      if (card.quality.title !== text) {
+        card.quality.title = text;
+        card.quality.setAttribute('aria-label', text);
+      }
     }
     if (card.stageBtn) {
       card.stageBtn.hidden = kind === 'screen';

@@ -18,6 +18,7 @@
 
 pub mod layers;
 mod peer;
+pub mod quality;
 mod room;
 mod speaker;
 

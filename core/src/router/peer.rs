@@ -15,6 +15,7 @@ use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use super::layers::{self, MAX_LAYERS};
+use super::quality::{self, ConnectionQuality};
 use super::room::{Frame, TrackInfo};
 use super::{PeerId, RouterError, TrackId, TrackSource};
 
@@ -46,6 +47,8 @@ pub enum PeerEvent {
     Frame { track: TrackId, layer: u8, frame: Frame, size: Option<(u16, u16)>, data: MediaData },
     /// The estimate of the bandwidth towards this client (bits per second) changed.
     Estimate(u64),
+    /// The link's statistics of the last second (the `layers` field is the room's to fill in).
+    Quality(ConnectionQuality),
     /// The client's decoder asked for a keyframe on a track forwarded to it.
     KeyframeRequest { track: TrackId, kind: KeyframeRequestKind },
     /// A forwarded track's m-line is negotiated and the connection is up: frames can flow.
@@ -123,6 +126,8 @@ struct Inbound {
 
 /// The bandwidth estimate a subscriber's link starts from, before feedback says more.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1500);
+/// How often the connection's statistics are gathered ([`PeerEvent::Quality`]).
+const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// What the estimator probes up to: every layer of a full studio.
 const DESIRED_BITRATE: Bitrate = Bitrate::mbps(8);
 
@@ -143,6 +148,8 @@ pub struct Peer {
     inbound: Vec<Inbound>,
     outbound: Vec<Outbound>,
     events: VecDeque<PeerEvent>,
+    /// The worst jitter of the client's streams in the latest statistics, milliseconds.
+    jitter_ms: Option<u32>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -179,6 +186,7 @@ impl Peer {
             inbound: vec![],
             outbound: vec![],
             events: VecDeque::new(),
+            jitter_ms: None,
         }
     }
 
@@ -485,6 +493,26 @@ impl Peer {
                     voice_activity: data.ext_vals.voice_activity,
                 };
                 self.events.push_back(PeerEvent::Frame { track, layer, frame, size, data });
+            }
+            Event::MediaIngressStats(stats) => {
+                // Jitter comes in the stream's clock: 48 kHz for Opus, 90 kHz for video.
+                let Some(inb) = self.inbound.iter().find(|i| i.mid == stats.mid) else { return };
+                let rate = if inb.source.kind().is_audio() { 48 } else { 90 };
+                let ms = stats.jitter / rate;
+                self.jitter_ms = Some(self.jitter_ms.map_or(ms, |j| j.max(ms)));
+            }
+            Event::PeerStats(stats) => {
+                let rtt = stats.rtt.or_else(|| stats.selected_candidate_pair.as_ref().and_then(|p| p.current_round_trip_time));
+                let mut q = ConnectionQuality {
+                    rtt_ms: rtt.map(quality::millis),
+                    downlink_loss: stats.egress_loss_fraction,
+                    uplink_loss: stats.ingress_loss_fraction,
+                    jitter_ms: self.jitter_ms.take(),
+                    downlink_kbps: stats.bwe_tx.map(|b| u32::try_from(b.as_u64() / 1000).unwrap_or(u32::MAX)),
+                    ..ConnectionQuality::default()
+                };
+                q.grade = quality::grade(&q);
+                self.events.push_back(PeerEvent::Quality(q));
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 self.events.push_back(PeerEvent::Estimate(estimate.as_u64()));

@@ -310,6 +310,19 @@ impl Room {
         self.tracks.get(&track)?.tap.current
     }
 
+    /// The simulcast layers of `peer`'s camera that are sending now, and how many it offered (`None` without a
+    /// simulcast camera).
+    pub fn camera_layers(&self, peer: PeerId, now: Instant) -> Option<(u8, u8)> {
+        let entry = self.peers.get(&peer)?;
+        let t = entry
+            .published
+            .iter()
+            .filter_map(|id| self.tracks.get(id))
+            .find(|t| t.info.source == TrackSource::Camera && t.layers.len() > 1)?;
+        let sending = t.layers.iter().filter(|l| l.sending(now)).count() as u8;
+        Some((sending, t.layers.len() as u8))
+    }
+
     /// How many simulcast layers `track` has (1 without simulcast).
     pub fn layer_count(&self, track: TrackId) -> u8 {
         self.tracks.get(&track).map_or(0, |t| t.layers.len() as u8)

@@ -74,7 +74,7 @@ pub enum NodeError {
 }
 
 /// What a media session reports to the signaling layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
     /// Send this SDP offer to the client (`webrtc-offer`); pass its answer to
     /// [`PeerHandle::answer`]. After the client's first offer only the server offers.
@@ -85,6 +85,8 @@ pub enum MediaEvent {
     TrackPublished(TrackSource),
     /// The participant started or stopped speaking (rate-limited).
     Speaking(bool),
+    /// This participant's link, measured over the last second.
+    Quality(crate::router::quality::ConnectionQuality),
     /// This participant's link cannot carry even the lowest layer of `participant`'s `source` (its video is
     /// paused), or can again.
     VideoPaused { participant: String, source: TrackSource, paused: bool },

@@ -175,6 +175,13 @@ impl PeerTask {
                     tap(&TapFrame { participant: &participant, source, layer, data });
                 }
             }
+            PeerEvent::Quality(mut q) => {
+                q.layers = room.state.lock().room.camera_layers(id, now);
+                if q.layers.is_some() {
+                    q.grade = crate::router::quality::grade(&q);
+                }
+                let _ = events.send(MediaEvent::Quality(q));
+            }
             PeerEvent::Estimate(bits) => {
                 tracing::debug!(target: "backyard_core::bwe", peer = id.0, kbps = bits / 1000, "downlink estimate");
                 let mut st = room.state.lock();

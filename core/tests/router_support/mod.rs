@@ -268,7 +268,10 @@ impl ClientLoop {
             }
             MediaEvent::Speaking(s) => self.stats.lock().speaking.push(s),
             MediaEvent::Closed(reason) => self.stats.lock().closed = Some(reason),
-            MediaEvent::Connected | MediaEvent::TrackPublished(_) | MediaEvent::VideoPaused { .. } => {}
+            MediaEvent::Connected
+            | MediaEvent::TrackPublished(_)
+            | MediaEvent::VideoPaused { .. }
+            | MediaEvent::Quality(_) => {}
         }
         Ok(())
     }

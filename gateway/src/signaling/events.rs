@@ -5,6 +5,7 @@
 use backyard_core::compositor::ProgramStats;
 use backyard_core::director::StageLayout;
 use backyard_core::egress::OutputStatus;
+use backyard_core::router::quality::ConnectionQuality;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -67,6 +68,12 @@ pub enum RoomEvent {
     },
     /// The program's tiles, as the studio draws them.
     StageLayout(StageLayout),
+    /// A participant's link as the server measures it, every second.
+    ConnectionQuality {
+        participant_id: Uuid,
+        #[serde(flatten)]
+        quality: ConnectionQuality,
+    },
 }
 
 impl RoomEvent {
@@ -82,6 +89,7 @@ impl RoomEvent {
         "destination-status",
         "program-status",
         "stage-layout",
+        "connection-quality",
     ];
 
     /// The event's name on the wire.
@@ -97,6 +105,7 @@ impl RoomEvent {
             RoomEvent::DestinationStatus { .. } => "destination-status",
             RoomEvent::ProgramStatus { .. } => "program-status",
             RoomEvent::StageLayout(_) => "stage-layout",
+            RoomEvent::ConnectionQuality { .. } => "connection-quality",
         }
     }
 
@@ -181,6 +190,18 @@ mod tests {
                 canvas: CanvasSize { width: 1280, height: 720 },
                 tiles: vec![],
             }),
+            RoomEvent::ConnectionQuality {
+                participant_id: Uuid::nil(),
+                quality: ConnectionQuality {
+                    grade: backyard_core::router::quality::Grade::Fair,
+                    rtt_ms: Some(48),
+                    downlink_loss: Some(0.03),
+                    uplink_loss: Some(0.0),
+                    jitter_ms: Some(4),
+                    downlink_kbps: Some(610),
+                    layers: Some((3, 3)),
+                },
+            },
         ]
     }
 

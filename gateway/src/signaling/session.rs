@@ -124,6 +124,7 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
 
 /// Writes the participants row's end and tells the room.
 async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reason: &'static str) {
+    state.metrics.connection.remove(&broadcast.to_string(), &participant.to_string());
     if let Err(e) = state.store.participant_left(participant).await {
         tracing::warn!("could not record participant {participant} leaving: {e}");
     }
@@ -665,6 +666,10 @@ impl Session {
             None => {
                 j.media = None;
                 inbox.media = None;
+            }
+            Some(MediaEvent::Quality(quality)) => {
+                self.state.metrics.connection.set(&broadcast.to_string(), &me.to_string(), &quality);
+                self.publish(broadcast, RoomEvent::ConnectionQuality { participant_id: me, quality }).await;
             }
             Some(MediaEvent::VideoPaused { participant, source, paused }) => {
                 let source = match source {
