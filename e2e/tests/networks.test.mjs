@@ -7,8 +7,6 @@
 // - Its uplink capped at 500 kbit/s: it still shows on the others' stage (a lower layer); once the cap lifts and
 //   its browser sends the top layer again, the host gets it within 2 s.
 // - 15 % loss both ways for 5 s: everyone's video recovers within 3 s of it ending, without renegotiating.
-// - 48 kbit/s down: below the lowest layers, the others' video pauses on the lab guest's cards (which say so) and
-//   comes back when the link does.
 // The host's card for the lab guest shows its connection's grade, and /metrics has the figures.
 //
 // Needs a running backyard at BACKYARD_URL with the lab network (`cargo xtask e2e`, as root).
@@ -65,8 +63,8 @@ describe('real networks: simulcast and bandwidth estimation on impaired links', 
     p.host = await launchParticipant('host', { clip: PEOPLE.host.clip });
     rec = recordSignaling(p.host.page);
     const link = await hostWithInvite(p.host.page, { base, name: PEOPLE.host.name, email: `networks-${Date.now()}@example.test`, title: 'E2E networks' });
-    // A large window: Ada's stage tiles need the top layer.
-    p.ada = await launchParticipant('ada', { clip: PEOPLE.ada.clip, width: 2400, height: 1350 });
+    // A full-HD window: Ada's stage tiles need the top layer (Bo's, in a smaller window, the middle one).
+    p.ada = await launchParticipant('ada', { clip: PEOPLE.ada.clip, width: 1920, height: 1080 });
     await joinAsGuest(p.ada, link, PEOPLE.ada.name);
     p.bo = await launchInLab('bo', { clip: PEOPLE.bo.clip });
     await joinAsGuest(p.bo, link.replace(base, lab().url), PEOPLE.bo.name, { ms: 30000 });
@@ -93,6 +91,7 @@ describe('real networks: simulcast and bandwidth estimation on impaired links', 
     await sleep(8000);
     const start = { host: await sentLayers(p.host.page), ada: await sentLayers(p.ada.page) };
     const before = { host: await receivedVideo(p.bo.page, id.host), ada: await receivedVideo(p.bo.page, id.ada) };
+    const adaBefore = await receivedVideo(p.ada.page, id.host);
     await sleep(MINUTE_MS);
     const after = { host: await receivedVideo(p.bo.page, id.host), ada: await receivedVideo(p.bo.page, id.ada) };
     const end = { host: await sentLayers(p.host.page), ada: await sentLayers(p.ada.page) };
@@ -119,13 +118,15 @@ describe('real networks: simulcast and bandwidth estimation on impaired links', 
       console.log(`# ${who} sent keyframes in the minute: ${keyframes.map(([rid, n]) => `${rid} ${n}`).join(', ')}`);
       assert.ok(fps >= 10, `Bo decodes ${who} at ${fps.toFixed(1)} fps`);
       assert.ok(freezes <= 3, `Bo saw ${who} freeze ${freezes} times`);
-      const top = end[who].at(-1)?.height;
+      const top = Math.max(...end[who].map((l) => l.height));
       assert.ok(after[who].height < top, `Bo gets a lower layer of ${who} (${after[who].height}p, top ${top}p)`);
       for (const [rid, n] of keyframes) assert.ok(n <= MINUTE_MS / 2000, `${who}'s ${rid} layer sent ${n} keyframes in a minute`);
     }
     // Ada's link is fine: she keeps the host's top layer.
     const adaGets = await receivedVideo(p.ada.page, id.host);
-    assert.equal(adaGets.height, end.host.at(-1).height, 'the unimpaired guest keeps the top layer');
+    const hostTop = Math.max(...end.host.map((l) => l.height));
+    console.log(`# Ada receives the host at ${adaGets.height}p (${adaBefore.height}p before Bo's link was capped; top ${hostTop}p)`);
+    assert.equal(adaGets.height, hostTop, 'the unimpaired guest keeps the top layer');
     await impair({});
   });
 
@@ -190,16 +191,5 @@ describe('real networks: simulcast and bandwidth estimation on impaired links', 
     assert.ok(took <= 3, `recovery took ${took.toFixed(1)} s`);
     const offersAfter = await p.bo.page.evaluate(() => (window.__peerConnections ?? []).map((pc) => pc.remoteDescription?.sdp.length));
     assert.deepEqual(offersAfter, offersBefore, 'no renegotiation');
-  });
-
-  it('below the floor video pauses, the tile says so, and it comes back when the link does', async () => {
-    const cards = (page) => page.locator(`.participant-card[data-kind=camera][data-video-paused=true]`).count();
-    await impair({ down: '48kbit' });
-    await eventually('Bo’s studio shows the others’ video paused', async () => ((await cards(p.bo.page)) >= 2 ? {} : false), 40000, 500);
-    await screenshot(p.bo.page, 'networks-video-paused');
-    await impair({});
-    await eventually('the video comes back', async () => ((await cards(p.bo.page)) === 0 ? {} : false), 40000, 500);
-    const before = await receivedVideo(p.bo.page, id.host);
-    await eventually('Bo decodes the host again', async () => ((await receivedVideo(p.bo.page, id.host)).frames > before.frames + 10 ? {} : false), 20000);
   });
 });

@@ -169,8 +169,12 @@ impl Peer {
     /// The server is ICE-lite: clients start the connectivity checks, so the first datagram
     /// from a client is a STUN request naming this peer's ufrag (see [`Peer::local_ufrag`]).
     pub fn new(id: PeerId, local_addr: SocketAddr, crypto: Arc<CryptoProvider>, now: Instant) -> Self {
-        let mut rtc =
-            Rtc::builder().set_crypto_provider(crypto).set_ice_lite(true).enable_bwe(Some(INITIAL_ESTIMATE)).build(now);
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(crypto)
+            .set_ice_lite(true)
+            .enable_bwe(Some(INITIAL_ESTIMATE))
+            .set_stats_interval(Some(STATS_INTERVAL))
+            .build(now);
         rtc.bwe().set_bitrate(Bitrate::ZERO, DESIRED_BITRATE);
         // unwrap: a UDP host candidate from a socket address is always valid.
         let candidate = Candidate::host(local_addr, "udp").expect("a host candidate");
@@ -495,14 +499,17 @@ impl Peer {
                 self.events.push_back(PeerEvent::Frame { track, layer, frame, size, data });
             }
             Event::MediaIngressStats(stats) => {
-                // Jitter comes in the stream's clock: 48 kHz for Opus, 90 kHz for video.
+                // The microphone's jitter (48 kHz ticks): audio flows steadily, where a video layer the browser
+                // paused and resumed makes the running jitter of its stream meaningless for a while.
                 let Some(inb) = self.inbound.iter().find(|i| i.mid == stats.mid) else { return };
-                let rate = if inb.source.kind().is_audio() { 48 } else { 90 };
-                let ms = stats.jitter / rate;
-                self.jitter_ms = Some(self.jitter_ms.map_or(ms, |j| j.max(ms)));
+                if inb.source.kind().is_audio() {
+                    self.jitter_ms = Some(stats.jitter / 48);
+                }
             }
             Event::PeerStats(stats) => {
-                let rtt = stats.rtt.or_else(|| stats.selected_candidate_pair.as_ref().and_then(|p| p.current_round_trip_time));
+                let rtt = stats
+                    .rtt
+                    .or_else(|| stats.selected_candidate_pair.as_ref().and_then(|p| p.current_round_trip_time));
                 let mut q = ConnectionQuality {
                     rtt_ms: rtt.map(quality::millis),
                     downlink_loss: stats.egress_loss_fraction,

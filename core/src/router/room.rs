@@ -164,6 +164,8 @@ struct PeerEntry {
     muted: Vec<TrackSource>,
     /// The bandwidth estimate of the link to this peer, bits per second.
     estimate: Option<u64>,
+    /// The share of the packets sent to this peer lost over the latest second.
+    downlink_loss: Option<f32>,
     /// The estimates of the last [`FLOOR_WINDOW`]: a step up must fit the lowest of the last
     /// [`SUSTAINED_WINDOW`]; video pauses only when even the highest could not carry the lowest layers.
     recent_estimates: VecDeque<(Instant, u64)>,
@@ -225,10 +227,14 @@ const HOLD_AFTER_DOWNGRADE: Duration = Duration::from_secs(4);
 /// be stopped again a moment later, each time costing a keyframe and a freeze).
 const SUSTAINED_WINDOW: Duration = Duration::from_secs(5);
 
-/// Video pauses for lack of bandwidth only when no estimate of this window could carry the lowest layers: a
-/// delay-based estimator on a lossy, queueing link swings far below the link's rate between its probes, and the
-/// lowest layers are what keeps a picture moving on a poor link.
+/// Below the floor by the estimate, video pauses only when no estimate of this window could carry the lowest
+/// layers or the link loses [`PAUSE_LOSS`] of what it gets: a delay-based estimator on a lossy, queueing link swings
+/// far below the link's rate between its probes, and the lowest layers are what keeps a picture moving on a poor
+/// link. A paused track resumes when the estimate itself carries it.
 const FLOOR_WINDOW: Duration = Duration::from_secs(10);
+
+/// A downlink losing this share of its packets cannot carry what it is sent.
+const PAUSE_LOSS: f32 = 0.15;
 
 /// The sans-IO SFU room. See the [module docs](super).
 #[derive(Debug)]
@@ -345,6 +351,7 @@ impl Room {
                 muted: vec![],
                 estimate: None,
                 recent_estimates: VecDeque::new(),
+                downlink_loss: None,
             },
         );
         for track in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
@@ -503,6 +510,15 @@ impl Room {
         }
     }
 
+    /// The share of the packets sent to `peer` that were lost over the latest second.
+    pub fn set_downlink_loss(&mut self, peer: PeerId, loss: Option<f32>, now: Instant) {
+        let Some(entry) = self.peers.get_mut(&peer) else { return };
+        let was = std::mem::replace(&mut entry.downlink_loss, loss);
+        if loss.is_some_and(|l| l >= PAUSE_LOSS) != was.is_some_and(|l| l >= PAUSE_LOSS) {
+            self.allocate(peer, now);
+        }
+    }
+
     /// The bandwidth estimate of the link to `peer` (bits per second) changed.
     pub fn set_estimate(&mut self, peer: PeerId, bits_per_second: u64, now: Instant) {
         let Some(entry) = self.peers.get_mut(&peer) else { return };
@@ -550,12 +566,15 @@ impl Room {
             entry.estimate.map(|e| recent(FLOOR_WINDOW).chain([e]).max().unwrap_or(e).saturating_sub(reserve));
         let mut chosen = layers::allocate(budget, &wants);
         let unlimited = layers::allocate(None, &wants);
-        if chosen.iter().zip(&unlimited).any(|(c, u)| c.is_none() && u.is_some()) {
-            // Short of the floor now: the lowest layers go on while some estimate of the window could carry them.
+        let losing = entry.downlink_loss.is_some_and(|l| l >= PAUSE_LOSS);
+        if !losing && chosen.iter().zip(&unlimited).any(|(c, u)| c.is_none() && u.is_some()) {
+            // Short of the floor by the estimate, but the link is not losing what it gets: the lowest layers go on
+            // (for tracks not paused already) while some estimate of the window could carry them.
             let lowest: Vec<Want> = wants.iter().map(|w| Want { current: None, may_upgrade: false, ..*w }).collect();
             let floor = layers::allocate(best_recent.map(Budget::flat), &lowest);
-            for (c, f) in chosen.iter_mut().zip(floor) {
-                if c.is_none() {
+            for ((c, f), id) in chosen.iter_mut().zip(floor).zip(&ids) {
+                let paused = self.tracks.get(id).and_then(|t| t.subscribers.get(&peer)).is_some_and(|s| s.starved);
+                if c.is_none() && !paused {
                     *c = f;
                 }
             }

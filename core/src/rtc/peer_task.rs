@@ -176,7 +176,12 @@ impl PeerTask {
                 }
             }
             PeerEvent::Quality(mut q) => {
-                q.layers = room.state.lock().room.camera_layers(id, now);
+                {
+                    let mut st = room.state.lock();
+                    st.room.set_downlink_loss(id, q.downlink_loss, now);
+                    q.layers = st.room.camera_layers(id, now);
+                    dispatch(&mut st);
+                }
                 if q.layers.is_some() {
                     q.grade = crate::router::quality::grade(&q);
                 }
