@@ -26,7 +26,8 @@
 //! keyboard shortcuts), `health` (the server starved of CPU while live: the studio warns, and clears the warning
 //! once the CPU is back; it gets the server's pid as `BACKYARD_E2E_PID`), `backstage` (a guest waits backstage
 //! with the program as return feed, unheard on air until admitted and put on stage), `simulcast` (a 720p camera in
-//! three layers: each viewer and the program get the layer their tile needs).
+//! three layers: each viewer and the program get the layer their tile needs), `networks` (a guest in the lab
+//! namespace on a capped, lossy link; measured, not yet in `cargo xtask test`).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
 //! `python3-venv` is installed first when `python3 -m venv` cannot make one); its path reaches the tests as
@@ -47,7 +48,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
 /// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`, `health`, `backstage`,
-/// `simulcast`).
+/// `simulcast`, `networks`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)
