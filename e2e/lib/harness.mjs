@@ -491,3 +491,15 @@ export async function receivedVideo(page, id) {
     return null;
   }, id);
 }
+
+/** Waits until the strip of `page` (a host's) marks exactly `ids` as on stage; returns them. */
+export async function waitOnStage(page, ids, ms = 15000) {
+  return eventually(
+    `${ids.length} on stage`,
+    async () => {
+      const on = await page.locator('.participant-card[data-kind=camera][data-on-stage=true]').evaluateAll((els) => els.map((e) => e.dataset.participantId));
+      return on.length === ids.length && ids.every((id) => on.includes(id)) ? on : false;
+    },
+    ms,
+  );
+}

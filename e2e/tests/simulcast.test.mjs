@@ -22,6 +22,7 @@ import {
   sampleProgram,
   screenshot,
   sentLayers,
+  waitOnStage,
 } from '../lib/harness.mjs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -90,16 +91,12 @@ describe('simulcast: each viewer gets the layer it shows', { timeout: 240000 }, 
     const page = p.host.page;
     // Picture-in-picture with the host first on stage: the host fills the canvas, the guest is the small inset.
     const toggle = (id) => page.locator(`.participant-card[data-participant-id="${id}"] [data-action=toggle-stage]`).click();
-    const onStage = (ids) => eventually(`${ids.length} on stage`, async () => {
-      const on = await page.locator('.participant-card[data-kind=camera][data-on-stage=true]').evaluateAll((els) => els.map((e) => e.dataset.participantId));
-      return on.length === ids.length ? on : false;
-    });
     await toggle(guestId);
-    await onStage([]);
+    await waitOnStage(page, []);
     await toggle(rec.joined.participantId);
-    await onStage([rec.joined.participantId]);
+    await waitOnStage(page, [rec.joined.participantId]);
     await toggle(guestId);
-    await onStage([rec.joined.participantId, guestId]);
+    await waitOnStage(page, [rec.joined.participantId, guestId]);
     await page.click('.layout-bar [data-layout="pip"]');
     const layerOf = () => rec.last['program-status']?.stats?.layers?.[guestId];
     await eventually('the program decodes a lower layer for the inset', async () => {
@@ -110,7 +107,7 @@ describe('simulcast: each viewer gets the layer it shows', { timeout: 240000 }, 
     // Solo shows the first on stage: take the host off so the guest is shown.
     await page.click('.layout-bar [data-layout="solo"]');
     await toggle(rec.joined.participantId);
-    await onStage([guestId]);
+    await waitOnStage(page, [guestId]);
     await eventually('the program decodes the top layer for solo', async () => (layerOf() === 2 ? { l: 2 } : false), 30000);
     // The picture survived the switch: the program shows the guest's colours.
     const want = [rgb(PEOPLE.guest.left), rgb(PEOPLE.guest.right)];

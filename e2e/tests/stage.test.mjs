@@ -16,7 +16,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, hostWithInvite, closeAll, joinAsGuest, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, recordSignaling, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, hostWithInvite, closeAll, joinAsGuest, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, recordSignaling, rgb, sampleProgram, screenshot, waitOnStage } from '../lib/harness.mjs';
 
 const PEOPLE = {
   host: { name: 'Stella Host', left: 'c83232', right: '3232c8' },
@@ -133,14 +133,7 @@ async function setStage(page, ids) {
     const on = (await card.getAttribute('data-on-stage')) === 'true';
     if (on !== ids.includes(id)) await card.locator('[data-action=toggle-stage]').click();
   }
-  await eventually(
-    `${ids.length} on stage`,
-    async () => {
-      const on = await page.locator('.participant-card[data-kind=camera][data-on-stage=true]').evaluateAll((els) => els.map((e) => e.dataset.participantId));
-      return on.length === ids.length && ids.every((id) => on.includes(id)) ? on : false;
-    },
-    15000,
-  );
+  return waitOnStage(page, ids);
 }
 
 describe('the host’s stage is the program', { timeout: 600000 }, () => {

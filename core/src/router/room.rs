@@ -329,11 +329,6 @@ impl Room {
         Some((sending, t.layers.len() as u8))
     }
 
-    /// How many simulcast layers `track` has (1 without simulcast).
-    pub fn layer_count(&self, track: TrackId) -> u8 {
-        self.tracks.get(&track).map_or(0, |t| t.layers.len() as u8)
-    }
-
     /// Adds a peer and subscribes it to every published track (but the program preview, which only watchers
     /// get: [`Room::watch_program`]).
     pub fn add_peer(&mut self, peer: PeerId, participant: &str) -> Result<(), RouterError> {

@@ -179,11 +179,9 @@ impl PeerTask {
                 {
                     let mut st = room.state.lock();
                     st.room.set_downlink_loss(id, q.downlink_loss, now);
+                    // Reported beside the grade, which does not depend on it.
                     q.layers = st.room.camera_layers(id, now);
                     dispatch(&mut st);
-                }
-                if q.layers.is_some() {
-                    q.grade = crate::router::quality::grade(&q);
                 }
                 let _ = events.send(MediaEvent::Quality(q));
             }
