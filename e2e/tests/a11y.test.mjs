@@ -1,6 +1,7 @@
 // Every studio screen passes an axe-core audit with no serious or critical violation: sign in, register, the
 // broadcasts list, the recordings library, the pre-join check, the studio as a host (each side panel, the new
-// destination form, the invite, settings and shortcuts dialogs) and as a guest, and the guest's join page. A
+// destination form, the invite, settings and shortcuts dialogs) and as a guest, the guest's join page and a show's
+// watch page. A
 // violation names the rule, the element and axe's help.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
@@ -37,6 +38,7 @@ describe('accessibility of every studio screen', { timeout: 300000 }, () => {
   const base = backyardUrl();
   const p = {};
   let link;
+  let broadcastId;
 
   before(async () => {
     p.host = await launchParticipant('a11y-host');
@@ -58,6 +60,7 @@ describe('accessibility of every studio screen', { timeout: 300000 }, () => {
   it('the host’s studio, each side panel', async () => {
     const page = p.host.page;
     link = await hostWithInvite(page, { base, name: 'Ally Host', email: `a11y-${Date.now()}@example.com`, title: 'Accessible show' });
+    broadcastId = new URL(page.url()).hash.split('/').find((s) => /^[0-9a-f-]{36}$/.test(s));
     await expectClean(page, 'studio-host-chat');
     for (const tab of ['broadcast', 'overlays']) {
       await page.click(`[data-tab=${tab}]`);
@@ -94,6 +97,16 @@ describe('accessibility of every studio screen', { timeout: 300000 }, () => {
     await page.click('[data-action=enter-studio]');
     await page.waitForSelector('.studio', { timeout: 15000 });
     await expectClean(page, 'studio-guest');
+  });
+
+  it('the watch page, as a viewer finds it before the show', async () => {
+    const page = p.guest.page;
+    // The host opens the show to viewers from the Broadcast panel; the viewer's page says it has not started.
+    await p.host.page.click('[data-tab=broadcast]');
+    await p.host.page.selectOption('[data-role=watch-visibility]', 'unlisted');
+    await page.goto(`${base}/watch/${broadcastId}`);
+    await page.getByText('The show has not started yet').waitFor({ timeout: 15000 });
+    await expectClean(page, 'watch');
   });
 
   it('the broadcasts list, the recordings library and the pre-join check', async () => {

@@ -322,6 +322,9 @@ describe('room state: events', () => {
     assert.equal(s.outputs.recording.state, 'live');
     assert.equal(s.outputs.recording.destinationId, undefined);
     assert.deepEqual(Object.keys(s.outputs.destinations), ['d1'], 'the recording is no destination');
+    s = fold([{ event: 'destination-status', data: { id: 'hls', kind: 'hls', target: 'hls', state: 'live' } }], s);
+    assert.equal(s.outputs.hls.state, 'live');
+    assert.deepEqual(Object.keys(s.outputs.destinations), ['d1'], "the viewers' stream is no destination");
   });
 
   it('destination-status reads `state`, not a `status` field', () => {

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// Wrong Content-Type (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The server cannot take this on now (e.g. as many viewers as it serves); try again later (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// A dependency failed; details are logged, not returned (500/503).
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -79,6 +82,7 @@ impl ApiError {
             Self::RateLimited { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,6 +97,7 @@ impl ApiError {
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
     }

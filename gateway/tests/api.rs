@@ -28,6 +28,7 @@ both_backends!(
     start_and_end_are_announced_on_the_bus,
     cross_origin_state_changes_are_refused,
     health_and_metrics,
+    a_show_open_to_viewers_streams_hls_while_live,
 );
 
 async fn host_flow_register_login_broadcast_destination_start_end(b: Backend) {
@@ -915,3 +916,134 @@ async fn health_and_metrics(b: Backend) {
 
 #[allow(dead_code)]
 fn _unused(_: Cookies) {}
+
+async fn a_show_open_to_viewers_streams_hls_while_live(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("host@example.com").await;
+    let public = t
+        .post("/api/broadcasts")
+        .cookies(&host)
+        .json(json!({"title": "Open air", "settings": {"watch": "public"}}))
+        .send()
+        .await;
+    assert_eq!(public.status, StatusCode::CREATED, "{}", public.body);
+    let id = public.body["id"].as_str().unwrap().to_owned();
+    let unlisted = t.broadcast(&host, "Unlisted").await;
+    let r = t
+        .req(Method::PATCH, &format!("/api/broadcasts/{unlisted}"))
+        .cookies(&host)
+        .json(json!({"settings": {"watch": "unlisted"}}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let private = t.broadcast(&host, "Private").await;
+
+    // Before the show: a viewer (no cookies) finds it, not yet live, with no stream.
+    let info = t.get(&format!("/api/watch/{id}")).send().await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.body);
+    assert_eq!((info.body["status"].as_str(), info.body["visibility"].as_str()), (Some("scheduled"), Some("public")));
+    assert!(info.body["hls"].is_null(), "{}", info.body);
+    assert_eq!(t.get(&format!("/api/watch/{unlisted}")).send().await.status, StatusCode::OK);
+    t.get(&format!("/api/watch/{private}")).send().await.assert_error(StatusCode::NOT_FOUND);
+    t.get(&format!("/api/watch/{id}/hls/index.m3u8")).send().await.assert_error(StatusCode::NOT_FOUND);
+
+    for b in [&id, &unlisted, &private] {
+        let r = t.post(&format!("/api/broadcasts/{b}/start")).cookies(&host).send().await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let listed: Vec<String> = t
+        .get("/api/watch")
+        .send()
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, vec![id.clone()], "only the public live show is listed");
+    let playlist_url = t.get(&format!("/api/watch/{id}")).send().await.body["hls"].as_str().unwrap().to_owned();
+    assert_eq!(playlist_url, format!("/api/watch/{id}/hls/index.m3u8"));
+    // The program composes and encodes in real time: the first segment is cut at the second keyframe.
+    let mut playlist = String::new();
+    for _ in 0..100 {
+        let r = t.get(&playlist_url).send().await;
+        if r.status == StatusCode::OK {
+            assert_eq!(r.headers["content-type"], "application/vnd.apple.mpegurl");
+            assert_eq!(r.headers["cache-control"], "no-cache");
+            playlist = String::from_utf8_lossy(&r.bytes).into_owned();
+            if playlist.contains(".m4s") {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let segment =
+        playlist.lines().find(|l| l.ends_with(".m4s")).unwrap_or_else(|| panic!("no segment in 10 s:\n{playlist}"));
+    let init = t.get(&format!("/api/watch/{id}/hls/init.mp4")).send().await;
+    assert_eq!((init.status, init.headers["content-type"].to_str().unwrap()), (StatusCode::OK, "video/mp4"));
+    assert_eq!(&init.bytes[4..8], b"ftyp");
+    let seg = t.get(&format!("/api/watch/{id}/hls/{segment}")).send().await;
+    assert_eq!((seg.status, seg.headers["content-type"].to_str().unwrap()), (StatusCode::OK, "video/iso.segment"));
+    assert!(seg.bytes.len() > 1000, "segment of {} bytes", seg.bytes.len());
+    t.get(&format!("/api/watch/{private}/hls/index.m3u8")).send().await.assert_error(StatusCode::NOT_FOUND);
+
+    // The same encode as an endless FLV stream over HTTP: read a few seconds of it, then hang up.
+    let flv = read_flv(&t, &format!("/api/watch/{id}/live.flv"), 150_000).await;
+    assert_eq!(&flv[..3], b"FLV", "not an FLV stream");
+    assert_eq!(flv[4], 0x05, "the FLV header announces audio and video");
+    let file = t.data_dir.join("viewer.flv");
+    std::fs::write(&file, &flv).unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let codecs = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        codecs.contains("h264") && codecs.contains("aac"),
+        "ffprobe: {codecs} {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    // The viewer that hung up is let go.
+    let hub = backyard::signaling::Hub::running(&t.state).unwrap();
+    let control = hub.programs.get(id.parse().unwrap()).unwrap().program.egress().unwrap();
+    for _ in 0..100 {
+        if control.viewers() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(control.viewers(), 0, "a viewer that hung up is still served");
+    t.get(&format!("/api/watch/{private}/live.flv")).send().await.assert_error(StatusCode::NOT_FOUND);
+
+    for b in [&id, &unlisted, &private] {
+        t.post(&format!("/api/broadcasts/{b}/end")).cookies(&host).send().await;
+    }
+    let after = t.get(&format!("/api/watch/{id}")).send().await;
+    assert_eq!(after.body["status"], "ended", "{}", after.body);
+    assert!(after.body["hls"].is_null(), "{}", after.body);
+    t.get(&playlist_url).send().await.assert_error(StatusCode::NOT_FOUND);
+    assert!(t.get("/api/watch").send().await.body.as_array().unwrap().is_empty());
+}
+
+/// The first `at_least` bytes of an endless response body (then the connection is dropped).
+async fn read_flv(t: &TestApp, path: &str, at_least: usize) -> Vec<u8> {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let req = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+    let res = t.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "video/x-flv");
+    let mut body = res.into_body();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while out.len() < at_least {
+        let frame =
+            tokio::time::timeout_at(deadline, body.frame()).await.expect("the stream stalled").unwrap().unwrap();
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    out
+}

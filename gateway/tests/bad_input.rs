@@ -73,6 +73,9 @@ fn endpoints() -> Vec<Endpoint> {
         e(Method::GET, "/api/recordings/{r}/file", Account, None),
         e(Method::POST, "/api/upload", Account, None),
         e(Method::GET, "/api/uploads/{u}", Public, None),
+        e(Method::GET, "/api/watch", Public, None),
+        e(Method::GET, "/api/watch/{b}", Public, None),
+        e(Method::GET, "/api/watch/{b}/hls/index.m3u8", Public, None),
     ]
 }
 
@@ -233,6 +236,23 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
             cases += 1;
         }
     }
+    // Settings the server reads are checked, naming the field.
+    for (settings, field) in
+        [(json!({"watch": "everyone"}), "settings.watch"), (json!({"backstage": 1}), "settings.backstage")]
+    {
+        let r = t
+            .req(Method::PATCH, &fill("/api/broadcasts/{b}", &f.ids))
+            .cookies(&f.host)
+            .json(json!({"settings": settings}))
+            .send()
+            .await;
+        check(&format!("PATCH settings {settings}"), &r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.body["error"]["field"], field, "{}", r.body);
+    }
+    let r = t.req(Method::GET, &fill("/api/watch/{b}/hls/../../secret", &f.ids)).send().await;
+    assert!(r.status.is_client_error(), "a path outside the stream: {}", r.status);
+    let r = t.req(Method::GET, &fill("/api/watch/{b}/hls/index.m3u8.tmp", &f.ids)).send().await;
+    check("a file that is not the stream's", &r, StatusCode::NOT_FOUND);
     // Unknown routes and methods are JSON too.
     check("unknown route", &t.get("/api/nope").send().await, StatusCode::NOT_FOUND);
     check(

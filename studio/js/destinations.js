@@ -5,6 +5,7 @@ import { api, itemsOf } from './api.js';
 import { h, icon, labelFor, mount, toast } from './dom.js';
 import { ICONS } from './icons.js';
 import { droppingFrames } from './room-state.js';
+import { ViewersSection } from './viewers.js';
 
 export const PLATFORMS = {
   youtube: { label: 'YouTube', short: 'YT', keyHint: 'Stream key from YouTube Studio → Go live → Stream' },
@@ -42,12 +43,13 @@ function formatBitrate(bps) {
 }
 
 export class BroadcastPanel {
-  constructor({ broadcastId }) {
+  constructor({ broadcastId, canChangeViewers = false }) {
     this.broadcastId = broadcastId;
+    this.viewers = new ViewersSection({ broadcastId, canChange: canChangeViewers });
     /** The broadcast's destinations by id, as the REST API lists them. */
     this.items = new Map();
     /** Output statuses while on air (room-state.js's `outputs`): destinations by id, and the recording. */
-    this.outputs = { destinations: {}, recording: null };
+    this.outputs = { destinations: {}, recording: null, hls: null };
     this.programVideo = h('video.program-video', { autoplay: true, playsInline: true, muted: true, dataset: { role: 'program-preview' } });
     this.programState = h('span.program-state', { dataset: { role: 'program-status' } }, 'Waiting for the program…');
     this.recordingState = h('span.program-state', { dataset: { role: 'recording-status' } });
@@ -64,10 +66,12 @@ export class BroadcastPanel {
       'div.panel.broadcast-panel',
       h('section.panel-section', h('h3', 'Program output'), h('div.program-monitor', this.programVideo, h('div.program-placeholder', 'The composed program appears here')), this.programState, this.recordingState),
       h('section.panel-section', h('h3', 'Destinations'), this.list, this.form, this.addBtn),
+      this.viewers.el,
     );
   }
 
   async load() {
+    this.viewers.load();
     try {
       const json = await api.listDestinations(this.broadcastId);
       for (const d of itemsOf(json)) this.items.set(d.id, { dest: d });
@@ -184,6 +188,7 @@ export class BroadcastPanel {
    */
   setOutputs(outputs) {
     this.outputs = outputs;
+    this.viewers.setStatus(outputs.hls ?? null);
     const r = outputs.recording;
     if (r) {
       const parts = [STATUS_LABEL[r.state] ?? r.state, formatUptime(r.uptimeSecs), formatBitrate(kbps(r.bitrateKbps)), r.reason].filter(Boolean);

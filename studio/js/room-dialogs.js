@@ -25,10 +25,6 @@ export function closeDialogs() {
   document.querySelector('dialog.modal')?.remove();
 }
 
-/**
- * Creates an invite link for `broadcastId` (guest by default, co-host on request), copies it and shows it.
- * Only the owner (`canInviteCohost`) may hand out co-host rights.
- */
 /** The invite dialog's "guests wait backstage" switch; `onChange(on)` once the server took it. */
 function backstageSwitch(broadcastId, on, onChange) {
   const box = h('input', { type: 'checkbox', checked: on, name: 'backstage' });
@@ -53,6 +49,10 @@ async function setBackstage(broadcastId, on) {
   await api.updateBroadcast(broadcastId, { settings: { ...(b.settings ?? {}), backstage: on } });
 }
 
+/**
+ * Creates an invite link for `broadcastId` (guest by default, co-host on request), copies it and shows it.
+ * Only the owner (`canInviteCohost`) may hand out co-host rights.
+ */
 export async function inviteDialog({ broadcastId, role = 'guest', canInviteCohost, backstage = null, onBackstage = () => {} }) {
   let invite;
   try {

@@ -140,11 +140,11 @@ export function normaliseStageLayout(data) {
 
 /**
  * One output's status from a `destination-status` payload: `{id, destinationId, kind, state, target, reason,
- * attempt, retryInMs, bitrateKbps, droppedFrames, uptimeSecs, connects}` (the recording has kind `recording`
- * and no destinationId). Fields the server left out stay undefined.
+ * attempt, retryInMs, bitrateKbps, droppedFrames, uptimeSecs, connects}` (the recording has kind `recording`,
+ * the viewers' HLS stream kind `hls`; neither has a destinationId). Fields the server left out stay undefined.
  */
 export function normaliseOutputStatus(data = {}) {
-  const kind = data.kind === 'recording' ? 'recording' : 'destination';
+  const kind = data.kind === 'recording' || data.kind === 'hls' ? data.kind : 'destination';
   return {
     id: data.id,
     destinationId: kind === 'destination' ? (data.destinationId ?? data.id) : undefined,
@@ -182,7 +182,7 @@ export function initialState() {
     stageLayout: null,
     chat: [],
     /** Output statuses while on air: destinations by destination id, and the recording. */
-    outputs: { destinations: {}, recording: null },
+    outputs: { destinations: {}, recording: null, hls: null },
     /** The latest `program-status`, or null. */
     program: null,
     /** Each participant's link as the server measured it last (`connection-quality`), by participant id. */
@@ -314,7 +314,7 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
       return { ...state, stageLayout: normaliseStageLayout(data) };
     case 'destination-status': {
       const s = normaliseOutputStatus(data);
-      if (s.kind === 'recording') return { ...state, outputs: { ...state.outputs, recording: s } };
+      if (s.kind === 'recording' || s.kind === 'hls') return { ...state, outputs: { ...state.outputs, [s.kind]: s } };
       if (typeof s.destinationId !== 'string') return state;
       const before = state.outputs.destinations[s.destinationId];
       const more = Number.isFinite(s.droppedFrames) && s.droppedFrames > (before?.droppedFrames ?? 0);

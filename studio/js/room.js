@@ -411,7 +411,7 @@ class Room {
     this.chat.add(this.state.chat);
     const panels = { chat: { label: 'Chat', icon: ICONS.chat, el: this.chat.el } };
     if (moderator) {
-      this.broadcastPanel = new BroadcastPanel({ broadcastId: this.broadcastId });
+      this.broadcastPanel = new BroadcastPanel({ broadcastId: this.broadcastId, canChangeViewers: this.state.role === 'host' });
       this.overlaysPanel = new OverlaysPanel({ onchange: (overlays) => this.pushScene({ overlays }) });
       this.overlaysPanel.set(this.state.scene.overlays);
       this.overlaysPanel.setChoices(this.state.overlayChoices);

@@ -26,7 +26,8 @@
 //! keyboard shortcuts), `health` (the server starved of CPU while live: the studio warns, and clears the warning
 //! once the CPU is back; it gets the server's pid as `BACKYARD_E2E_PID`), `backstage` (a guest waits backstage
 //! with the program as return feed, unheard on air until admitted and put on stage), `simulcast` (a 720p camera in
-//! three layers: each viewer and the program get the layer their tile needs), `networks` (a guest in the lab
+//! three layers: each viewer and the program get the layer their tile needs), `watch` (a viewer without an account
+//! plays the live show's HLS stream on its watch page), `networks` (a guest in the lab
 //! namespace on a capped, lossy link; measured, not yet in `cargo xtask test`).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's

@@ -107,6 +107,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "health",
             "backstage",
             "simulcast",
+            "watch",
         ],
     )?;
     println!("xtask: all suites passed");

@@ -16,7 +16,7 @@ use crate::root;
 /// Files whose text is checked, by extension.
 const TEXT: &[&str] = &["rs", "js", "mjs", "md", "toml", "html", "css", "sh", "sql", "wit"];
 /// Folders never looked into.
-const SKIP: &[&str] = &["target", "node_modules", ".git", "data"];
+const SKIP: &[&str] = &["target", "node_modules", ".git", "data", "vendor"];
 /// How far above an unwrap its justification may stand.
 const UNWRAP_WINDOW: usize = 8;
 

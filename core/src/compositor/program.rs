@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use super::decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 use super::preview::{PreviewEncoder, PreviewPacket, PreviewSettings, PreviewSink};
 use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember, blit};
-use crate::egress::{Egress, EgressConfig, EgressError, EgressReport, EncoderSettings, StatusSink};
+use crate::egress::{Egress, EgressConfig, EgressControl, EgressError, EgressReport, EncoderSettings, StatusSink};
 use crate::media::VideoFrame;
 
 /// One encoded unit from the router (str0m `MediaData`, already depacketized).
@@ -154,6 +154,8 @@ pub struct Program {
     preview: Arc<Mutex<Option<VideoFrame>>>,
     fps: u32,
     counters: Arc<Counters>,
+    /// The running egress's control while on air (viewers join through it).
+    egress: Mutex<Option<EgressControl>>,
 }
 
 impl Program {
@@ -189,6 +191,7 @@ impl Program {
             preview,
             fps,
             counters,
+            egress: Mutex::new(None),
         })
     }
 
@@ -333,12 +336,19 @@ impl Program {
     pub fn go_live(&self, config: EgressConfig, sink: StatusSink) -> Result<EncoderSettings, EgressError> {
         let egress = Egress::start(config, sink)?;
         let settings = egress.settings().clone();
+        *self.egress.lock() = Some(egress.control());
         let _ = self.commands.send(Command::GoLive(Box::new(egress)));
         Ok(settings)
     }
 
+    /// The encode's control while on air: viewers are added through it.
+    pub fn egress(&self) -> Option<EgressControl> {
+        self.egress.lock().clone()
+    }
+
     /// Stops egress (flush, close, finalise), bounded; the program keeps running for the preview.
     pub fn end_live(&self) -> Option<EgressReport> {
+        self.egress.lock().take();
         let (tx, rx) = mpsc::channel();
         self.commands.send(Command::EndLive(tx)).ok()?;
         rx.recv_timeout(Duration::from_secs(15)).ok().flatten()

@@ -9,6 +9,9 @@
 //!                     FLV → rtmp://…         FLV → rtmps://…          fMP4 → file
 //! ```
 //!
+//! The HLS output (for the watch page) is one more output of the same kind: CMAF segments cut at the
+//! encoder's keyframes into a folder, a rolling playlist beside them.
+//!
 //! Each output thread owns its FFmpeg context; every blocking FFmpeg call it makes is bounded by a watchdog
 //! (an AVIO interrupt callback plus `rw_timeout`), so a dead or frozen server costs only its own output,
 //! which reconnects on its own ([`ReconnectPolicy`]). Status changes go to a [`StatusSink`].
@@ -37,7 +40,7 @@ pub use encoder::{
     AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, SAMPLE_RATE, VIDEO_STREAM,
     VideoFrame,
 };
-pub use muxer::media_duration;
+pub use muxer::{ByteSink, media_duration};
 pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
 pub use sender::ReconnectPolicy;
 pub use status::{OutputKind, OutputState, OutputStatus, StatusSink, no_status_sink};
@@ -86,6 +89,9 @@ pub enum EgressError {
         /// Why.
         reason: String,
     },
+    /// As many viewers as a program serves are already watching.
+    #[error("{0} viewers are already watching this program over HTTP")]
+    TooManyViewers(usize),
     /// The OS refused to start a thread.
     #[error("spawn thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -139,6 +145,8 @@ pub struct EgressConfig {
     pub destinations: Vec<DestinationConfig>,
     /// fMP4 recording path, if recording.
     pub recording: Option<PathBuf>,
+    /// Folder of the HLS stream (`index.m3u8`, `init.mp4`, `seg-NNNNN.m4s`), if viewers may watch.
+    pub hls: Option<PathBuf>,
     /// Reconnect cadence of destinations.
     pub reconnect: ReconnectPolicy,
     /// Network timeouts.
@@ -153,6 +161,7 @@ impl Default for EgressConfig {
             encoder: EncoderSettings::default(),
             destinations: Vec::new(),
             recording: None,
+            hls: None,
             reconnect: ReconnectPolicy::default(),
             timeouts: Timeouts::default(),
             queue: Duration::from_secs(2),
@@ -200,7 +209,12 @@ struct Shared {
     reconnect: ReconnectPolicy,
     timeouts: Timeouts,
     queue_capacity: usize,
+    /// Viewers started so far (names each one).
+    viewers_started: std::sync::atomic::AtomicU64,
 }
+
+/// Viewers reading the program over HTTP at once, per program (each has a thread and a 2 s queue).
+pub const MAX_VIEWERS: usize = 200;
 
 // SAFETY: `streams` holds codec parameters that are only read (cloned) under `&self`; FFmpeg parameter
 // structs are plain data with no thread affinity. Everything else is Sync already.
@@ -269,6 +283,7 @@ fn rtmp_options(dest: &DestinationConfig, timeouts: &Timeouts) -> OutputOptions 
         open_timeout: timeouts.open,
         write_timeout: timeouts.write,
         close_timeout: timeouts.close,
+        sink: None,
     }
 }
 
@@ -286,6 +301,7 @@ fn recording_options(timeouts: &Timeouts) -> OutputOptions {
         open_timeout: timeouts.open,
         write_timeout: timeouts.write,
         close_timeout: timeouts.close.max(Duration::from_secs(5)),
+        sink: None,
     }
 }
 
@@ -304,7 +320,9 @@ impl Shared {
         let queue = Arc::new(OutputQueue::new(self.queue_capacity));
         let abort = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Mutex::new(OutputStatus::new(id, kind, target)));
-        (self.sink)(&status.lock().clone());
+        // Viewers come and go by the hundred: they are counted, not reported one by one.
+        let sink = if kind == OutputKind::Viewer { no_status_sink() } else { Arc::clone(&self.sink) };
+        sink(&status.lock().clone());
         let setup = SenderSetup {
             url,
             options,
@@ -315,7 +333,7 @@ impl Shared {
             keyframe_request: Arc::clone(&self.keyframe_request),
             reconnect: (kind == OutputKind::Destination).then(|| self.reconnect.clone()),
             status: Arc::clone(&status),
-            sink: Arc::clone(&self.sink),
+            sink,
         };
         let thread = sender::spawn(setup, id)?;
         Ok(OutputHandle { id: id.to_owned(), kind, queue, abort, status, thread: Some(thread), path })
@@ -345,13 +363,37 @@ impl Shared {
         if packets.is_empty() {
             return;
         }
-        let outputs = self.outputs.lock();
+        let mut outputs = self.outputs.lock();
         for packet in packets.drain(..) {
             let packet = Arc::new(packet);
             for output in outputs.iter() {
                 output.queue.push(&packet);
             }
         }
+        // A viewer that went away (or fell too far behind) has ended its thread: it leaves the list.
+        outputs.retain(|o| o.kind != OutputKind::Viewer || o.thread.as_ref().is_some_and(|t| !t.is_finished()));
+    }
+
+    fn add_viewer(&self, format: &'static str, sink: ByteSink) -> Result<String, EgressError> {
+        let mut outputs = self.outputs.lock();
+        if outputs.iter().filter(|o| o.kind == OutputKind::Viewer).count() >= MAX_VIEWERS {
+            return Err(EgressError::TooManyViewers(MAX_VIEWERS));
+        }
+        let id = format!("viewer-{}", self.viewers_started.fetch_add(1, Ordering::Relaxed) + 1);
+        let options = OutputOptions {
+            format,
+            io: Vec::new(),
+            // A live stream has no duration or size to patch in at the end.
+            muxer: vec![("flvflags".into(), "no_duration_filesize".into())],
+            open_timeout: self.timeouts.open,
+            write_timeout: self.timeouts.write,
+            close_timeout: self.timeouts.close,
+            sink: Some(sink),
+        };
+        let handle =
+            self.spawn_output(&id, OutputKind::Viewer, format!("{format}:{id}"), options, None, None, id.clone())?;
+        outputs.push(handle);
+        Ok(id)
     }
 
     fn statuses(&self) -> Vec<OutputStatus> {
@@ -407,10 +449,21 @@ impl Egress {
             reconnect: config.reconnect.clone(),
             timeouts: config.timeouts.clone(),
             queue_capacity,
+            viewers_started: Default::default(),
         });
         if let Some(path) = &config.recording {
             let handle = start_recording(&shared, path)?;
             shared.outputs.lock().push(handle);
+        }
+        if let Some(dir) = &config.hls {
+            match start_hls(&shared, dir, &settings) {
+                Ok(handle) => shared.outputs.lock().push(handle),
+                Err(e) => {
+                    let handles = std::mem::take(&mut *shared.outputs.lock());
+                    shut_down(handles, Duration::ZERO);
+                    return Err(e);
+                }
+            }
         }
         for dest in &config.destinations {
             if let Err(e) = shared.add_destination(dest) {
@@ -464,6 +517,9 @@ impl Egress {
         let done = shut_down(handles, self.shared.timeouts.drain);
         let mut report = EgressReport { outputs: Vec::new(), recording: None };
         for (handle, summary) in done {
+            if handle.kind == OutputKind::Viewer {
+                continue;
+            }
             let status = handle.status.lock().clone();
             (self.shared.sink)(&status);
             if let (OutputKind::Recording, Some(path)) = (handle.kind, handle.path.as_ref()) {
@@ -495,6 +551,51 @@ fn start_recording(shared: &Shared, path: &Path) -> Result<OutputHandle, EgressE
         None,
         Some(path.to_owned()),
         path.display().to_string(),
+    )
+}
+
+/// Segments kept in the HLS playlist: about 12 s at the usual 2 s keyframe interval, enough for a
+/// player that fell a little behind, while older segments are deleted from the folder.
+const HLS_PLAYLIST_SEGMENTS: u32 = 6;
+
+fn hls_options(timeouts: &Timeouts, dir: &str, settings: &EncoderSettings) -> OutputOptions {
+    OutputOptions {
+        format: "hls",
+        io: Vec::new(),
+        muxer: vec![
+            // A segment per keyframe interval (segments are cut at keyframes, so never shorter).
+            ("hls_time".into(), format!("{:.3}", settings.keyframe_interval.as_secs_f64())),
+            ("hls_list_size".into(), HLS_PLAYLIST_SEGMENTS.to_string()),
+            ("hls_segment_type".into(), "fmp4".into()),
+            ("hls_fmp4_init_filename".into(), "init.mp4".into()),
+            ("hls_segment_filename".into(), format!("{dir}/seg-%05d.m4s")),
+            // Written under a temporary name and renamed, so a player never reads half a segment;
+            // the wall-clock time of each segment lets the watch page show how far behind live it is.
+            ("hls_flags".into(), "delete_segments+independent_segments+temp_file+program_date_time".into()),
+        ],
+        open_timeout: timeouts.open,
+        write_timeout: timeouts.write,
+        close_timeout: timeouts.close,
+        sink: None,
+    }
+}
+
+fn start_hls(shared: &Shared, dir: &Path, settings: &EncoderSettings) -> Result<OutputHandle, EgressError> {
+    let err = |reason: String| EgressError::Recording { path: dir.to_owned(), reason };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let dir_str = dir.to_str().ok_or_else(|| err("path is not UTF-8".into()))?;
+    if dir_str.contains(['%', ':']) {
+        // FFmpeg reads '%' in segment names as a pattern and ':' as a protocol.
+        return Err(err("the folder's path may not contain '%' or ':'".into()));
+    }
+    shared.spawn_output(
+        "hls",
+        OutputKind::Hls,
+        format!("{dir_str}/index.m3u8"),
+        hls_options(&shared.timeouts, dir_str, settings),
+        None,
+        Some(dir.to_owned()),
+        dir.display().to_string(),
     )
 }
 
@@ -530,6 +631,17 @@ impl EgressControl {
     /// Current status of every output.
     pub fn statuses(&self) -> Vec<OutputStatus> {
         self.shared.statuses()
+    }
+
+    /// Starts one viewer of the encode as a live FLV stream (from the next keyframe) written to `sink`, until
+    /// `sink` says it takes no more or egress stops. Returns the viewer's output id.
+    pub fn add_flv_viewer(&self, sink: ByteSink) -> Result<String, EgressError> {
+        self.shared.add_viewer("flv", sink)
+    }
+
+    /// Viewers reading the encode now.
+    pub fn viewers(&self) -> usize {
+        self.shared.outputs.lock().iter().filter(|o| o.kind == OutputKind::Viewer).count()
     }
 }
 

@@ -1,4 +1,4 @@
-//! One FFmpeg output (FLV over RTMP/RTMPS, or a fragmented MP4 file) whose every blocking call is bounded.
+//! One FFmpeg output (FLV over RTMP/RTMPS, a fragmented MP4 file, or an HLS folder) whose every blocking call is bounded.
 //!
 //! A frozen RTMP server (SIGSTOPped, or a stuck middlebox) accepts the TCP connection and then stops
 //! reading: FFmpeg's write blocks forever, and so does its close (RTMP sends `deleteStream` on close).
@@ -73,7 +73,7 @@ impl Clone for StreamSpec {
 /// How to open an output and how long each blocking call may take.
 #[derive(Clone)]
 pub(crate) struct OutputOptions {
-    /// Muxer short name: "flv" or "mp4".
+    /// Muxer short name: "flv", "mp4" or "hls".
     pub format: &'static str,
     /// Options for the protocol stack (`avio_open2`): rw_timeout, tls_verify, ca_file...
     pub io: Vec<(String, String)>,
@@ -85,6 +85,25 @@ pub(crate) struct OutputOptions {
     pub write_timeout: Duration,
     /// Budget for trailer + close.
     pub close_timeout: Duration,
+    /// Where the bytes go instead of `url` (an HTTP viewer's connection); it answers `false` when it takes no
+    /// more (gone, or too slow), which ends the output.
+    pub sink: Option<ByteSink>,
+}
+
+/// Takes an output's bytes as the muxer writes them; `false` ends the output.
+pub type ByteSink = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// Size of the buffer FFmpeg fills before it hands bytes to a [`ByteSink`].
+const SINK_BUFFER: usize = 32 * 1024;
+
+unsafe extern "C" fn sink_write(opaque: *mut c_void, buf: *mut u8, size: c_int) -> c_int {
+    if size <= 0 {
+        return 0;
+    }
+    // SAFETY: opaque is the `ByteSink` boxed inside the `Muxer` whose context calls us (freed after the
+    // context); FFmpeg hands us `size` readable bytes at `buf`.
+    let (sink, bytes) = unsafe { (&*(opaque as *const ByteSink), std::slice::from_raw_parts(buf, size as usize)) };
+    if sink(bytes) { size } else { ffi::AVERROR(ffi::EPIPE) }
 }
 
 /// An FFmpeg error with the operation that failed and FFmpeg's own explanation (redacted).
@@ -109,6 +128,8 @@ pub(crate) struct Muxer {
     close_timeout: Duration,
     /// Payload bytes written so far (for the bitrate shown to the host).
     pub bytes_written: u64,
+    /// The sink of a custom-IO output, at a stable address: FFmpeg's IO context points to it.
+    sink: Option<Box<ByteSink>>,
 }
 
 // SAFETY: the context is only touched through `&mut self`; FFmpeg contexts may move between threads.
@@ -166,6 +187,7 @@ impl Muxer {
             write_timeout: options.write_timeout,
             close_timeout: options.close_timeout,
             bytes_written: 0,
+            sink: options.sink.clone().map(Box::new),
         };
         // SAFETY: ctx was just allocated; the watchdog box outlives it (see Drop).
         unsafe {
@@ -186,18 +208,53 @@ impl Muxer {
         muxer.watchdog.arm(options.open_timeout);
         // SAFETY: ownership comes back with Dictionary::own right after the call.
         let mut io_opts = unsafe { dictionary(&options.io).disown() };
-        // SAFETY: ctx is valid; its interrupt callback lives as long as ctx; io_opts is owned and freed below.
-        let code = unsafe {
-            let code = ffi::avio_open2(
-                &mut (*ctx).pb,
-                c_url.as_ptr(),
-                ffi::AVIO_FLAG_WRITE,
-                &(*ctx).interrupt_callback,
-                &mut io_opts,
-            );
-            Dictionary::own(io_opts);
-            code
+        // SAFETY: ctx was allocated with an output format.
+        let opens_own_files = unsafe { (*(*ctx).oformat).flags & ffi::AVFMT_NOFILE as c_int != 0 };
+        // A muxer that opens its own files (HLS: playlist and segments) gets no IO context from us; one that
+        // writes to a sink gets a custom one (whose writes never block: the sink refuses instead).
+        let code = if let Some(sink) = &muxer.sink {
+            // SAFETY: ctx is valid; the buffer is handed to the IO context, which owns it from then on (freed in
+            // `close_io`); the opaque pointer is the boxed sink, which lives until ctx is freed.
+            unsafe {
+                let buffer = ffi::av_malloc(SINK_BUFFER) as *mut u8;
+                let io = if buffer.is_null() {
+                    ptr::null_mut()
+                } else {
+                    ffi::avio_alloc_context(
+                        buffer,
+                        SINK_BUFFER as c_int,
+                        1,
+                        &**sink as *const ByteSink as *mut c_void,
+                        None,
+                        Some(sink_write),
+                        None,
+                    )
+                };
+                if io.is_null() {
+                    ffi::av_free(buffer as *mut c_void);
+                    ffi::AVERROR(ffi::ENOMEM)
+                } else {
+                    (*ctx).pb = io;
+                    (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO as c_int;
+                    0
+                }
+            }
+        } else if opens_own_files {
+            0
+        } else {
+            // SAFETY: ctx is valid; its interrupt callback lives as long as ctx; io_opts is owned and freed below.
+            unsafe {
+                ffi::avio_open2(
+                    &mut (*ctx).pb,
+                    c_url.as_ptr(),
+                    ffi::AVIO_FLAG_WRITE,
+                    &(*ctx).interrupt_callback,
+                    &mut io_opts,
+                )
+            }
         };
+        // SAFETY: io_opts came from `disown` above and is owned again here exactly once.
+        unsafe { Dictionary::own(io_opts) };
         check("open", code, &capture).map_err(|e| muxer.explain(e, options.open_timeout))?;
         // SAFETY: as above.
         let mut mux_opts = unsafe { dictionary(&options.muxer).disown() };
@@ -257,10 +314,17 @@ impl Muxer {
             return;
         }
         self.watchdog.arm(self.close_timeout);
-        // SAFETY: ctx is valid; pb may be null (avio_closep handles it); ctx freed exactly once.
+        // SAFETY: ctx is valid; pb may be null (avio_closep handles it); a custom IO context (ours) is freed
+        // with its buffer, never closed as a protocol; ctx freed exactly once.
         unsafe {
             if !(*self.ctx).pb.is_null() {
-                ffi::avio_closep(&mut (*self.ctx).pb);
+                if self.sink.is_some() {
+                    ffi::avio_flush((*self.ctx).pb);
+                    ffi::av_freep(&mut (*(*self.ctx).pb).buffer as *mut *mut u8 as *mut c_void);
+                    ffi::avio_context_free(&mut (*self.ctx).pb);
+                } else {
+                    ffi::avio_closep(&mut (*self.ctx).pb);
+                }
             }
             ffi::avformat_free_context(self.ctx);
         }

@@ -38,6 +38,10 @@ pub enum OutputKind {
     Destination,
     /// The fMP4 recording.
     Recording,
+    /// The HLS stream viewers of the watch page play (CMAF segments in a folder).
+    Hls,
+    /// One viewer reading the program as FLV over HTTP (not reported: viewers come and go).
+    Viewer,
 }
 
 /// A snapshot of one output, published on every change and once a second while live.

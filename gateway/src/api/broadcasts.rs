@@ -29,7 +29,8 @@ pub struct CreateBroadcast {
     #[serde(default)]
     #[schema(max_length = 5000)]
     pub description: String,
-    /// Free-form studio settings (resolution, theme...), a JSON object.
+    /// Studio settings, a JSON object. The server reads `watch` (`off` | `unlisted` | `public`: who may watch
+    /// the show on this server's watch page) and `backstage` (guests wait until admitted); the rest is free-form.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -77,8 +78,10 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Broadcast>)> {
     let title = check_name("title", &body.title, 200)?;
     let description = check_description(&body.description)?;
+    let settings = body.settings.unwrap_or_default();
+    super::watch::check_settings(&settings)?;
     state.check_quota(user.id, Quota::Broadcast).await?;
-    let settings = serde_json::Value::Object(body.settings.unwrap_or_default());
+    let settings = serde_json::Value::Object(settings);
     let b = state.store.create_broadcast(user.id, &title, &description, settings).await?;
     Ok((StatusCode::CREATED, axum::Json(b)))
 }
@@ -104,6 +107,7 @@ pub async fn patch(
         b.description = check_description(&d)?;
     }
     if let Some(s) = body.settings {
+        super::watch::check_settings(&s)?;
         b.settings = sqlx::types::Json(serde_json::Value::Object(s));
     }
     Ok(axum::Json(state.store.update_broadcast(&b).await?))

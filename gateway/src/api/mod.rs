@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod plugins;
 pub mod recordings;
 pub mod uploads;
+pub mod watch;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -31,7 +32,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Backyard API", description = "Self-hosted live-streaming studio: REST API. Errors are `{\"error\": {code, message, field}}`."),
     components(schemas(ErrorBody)),
-    tags((name = "auth"), (name = "brands"), (name = "broadcasts"), (name = "destinations"), (name = "invites"), (name = "plugins"), (name = "recordings"), (name = "uploads"), (name = "system"))
+    tags((name = "auth"), (name = "brands"), (name = "broadcasts"), (name = "destinations"), (name = "invites"), (name = "plugins"), (name = "recordings"), (name = "uploads"), (name = "watch"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -70,6 +71,11 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
         .routes(routes!(join_page))
+        .routes(routes!(watch::list))
+        .routes(routes!(watch::get))
+        .routes(routes!(watch::hls))
+        .routes(routes!(watch::flv))
+        .routes(routes!(watch::page))
         .merge(uploads)
         .split_for_parts();
     let mut doc = doc;

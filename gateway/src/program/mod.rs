@@ -86,6 +86,11 @@ impl Live {
         self.statuses.lock().get(id).cloned()
     }
 
+    /// The folder of the HLS stream viewers play, while on air with one.
+    pub async fn hls_dir(&self) -> Option<PathBuf> {
+        self.on_air.lock().await.as_ref().and_then(|a| a.hls.clone())
+    }
+
     /// The stage as the studio draws it (the program's tiles), once anyone was placed.
     pub fn stage_layout(&self) -> Option<StageLayout> {
         self.director.stage()
@@ -101,6 +106,8 @@ impl Drop for Live {
 /// Egress attached to a program.
 struct OnAir {
     recording: Option<Uuid>,
+    /// The HLS stream's folder, when viewers may watch.
+    hls: Option<PathBuf>,
 }
 
 impl Programs {
@@ -211,6 +218,14 @@ impl Programs {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(ProgramError::Recording)?;
         }
+        let hls = if crate::api::watch::visibility(broadcast) == crate::api::watch::Visibility::Off {
+            None
+        } else {
+            let dir = hls_path(&state.cfg.data_dir, broadcast.id);
+            // A stream left by an earlier show (or a crash) is not this one.
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            Some(dir)
+        };
         let p = &state.cfg.program;
         let config = EgressConfig {
             encoder: EncoderSettings {
@@ -224,6 +239,7 @@ impl Programs {
             },
             destinations,
             recording: Some(path.clone()),
+            hls: hls.clone(),
             ..EgressConfig::default()
         };
         let (tx, rx) = mpsc::unbounded_channel::<OutputStatus>();
@@ -243,7 +259,7 @@ impl Programs {
         match started {
             Ok(settings) => {
                 tracing::info!(broadcast = %broadcast.id, ?settings, recording = %path.display(), "on air");
-                *on_air = Some(OnAir { recording: Some(recording.id) });
+                *on_air = Some(OnAir { recording: Some(recording.id), hls });
                 Ok(())
             }
             Err(e) => {
@@ -272,6 +288,10 @@ impl Programs {
                 let status = if size > 0 { "ready" } else { "failed" };
                 state.store.finish_recording(id, status, duration, size).await?;
                 tracing::info!(%broadcast, recording = %id, duration, size, "recording finalised");
+            }
+            if let Some(dir) = on_air.hls {
+                // The show is over: its watch page says so, and the stream goes.
+                let _ = tokio::fs::remove_dir_all(&dir).await;
             }
         }
         self.stop_if_idle(media, broadcast).await;
@@ -308,6 +328,11 @@ pub async fn end_all(state: &AppState) {
             Err(e) => tracing::error!(%broadcast, "could not mark the broadcast ended: {e}"),
         }
     }
+}
+
+/// Where a broadcast's HLS stream is written while it is live.
+pub fn hls_path(data_dir: &Path, broadcast: Uuid) -> PathBuf {
+    data_dir.join("hls").join(broadcast.to_string())
 }
 
 /// Where a recording is written.
@@ -377,9 +402,12 @@ async fn publish_statuses(
         m.output_connects.with_label_values(&[&b, &status.id, &kind]).set(status.connects.into());
         let destination_id = (status.kind == OutputKind::Destination).then(|| status.id.clone());
         let mut status = status;
-        if status.kind == OutputKind::Recording {
+        if status.kind == OutputKind::Recording || status.kind == OutputKind::Hls {
             // The file's path on the server is nobody's business in the studio.
-            status.target = "recording".into();
+            status.target = match status.kind {
+                OutputKind::Hls => "hls".into(),
+                _ => "recording".into(),
+            };
         }
         let event = RoomEvent::DestinationStatus { status, destination_id };
         if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
@@ -407,6 +435,8 @@ pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
     if state.cfg.redis.url.is_some() {
         return Ok(());
     }
+    // Streams of shows that were live: nobody plays them any more.
+    let _ = tokio::fs::remove_dir_all(state.cfg.data_dir.join("hls")).await;
     let now = time::OffsetDateTime::now_utc();
     for b in state.store.live_broadcasts().await? {
         state.store.set_broadcast_status(b.id, "ended", None, Some(now)).await?;
