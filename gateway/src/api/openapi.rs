@@ -14,7 +14,8 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use crate::auth::{ACCESS_COOKIE, GUEST_COOKIE};
 
 /// Operations anyone may call: signing up and in, redeeming an invite, the join page, health, metrics (which
-/// has its own optional token), this description, and uploaded images (by content hash).
+/// has its own optional token), this description, uploaded images (by content hash), and what a show's viewers
+/// see (the watch page, its facts and its streams; a show not open to viewers is not found).
 const PUBLIC: &[(&str, &str)] = &[
     ("post", "/api/auth/register"),
     ("post", "/api/auth/login"),
@@ -26,6 +27,11 @@ const PUBLIC: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/api/openapi.json"),
     ("get", "/api/uploads/{sha256}"),
+    ("get", "/watch/{id}"),
+    ("get", "/api/watch"),
+    ("get", "/api/watch/{id}"),
+    ("get", "/api/watch/{id}/hls/{file}"),
+    ("get", "/api/watch/{id}/live.flv"),
 ];
 
 /// Adds the rule-based answers and the sign-in schemes to `doc`.
