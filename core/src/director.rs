@@ -61,6 +61,14 @@ pub enum Overlay {
         text: String,
         color: Option<String>,
     },
+    /// A full-screen card over everything (the slate: "Be right back", "Starting soon"...).
+    Slate {
+        title: String,
+        text: String,
+        color: Option<String>,
+        /// `#rrggbb`, or the plugin's default.
+        background: Option<String>,
+    },
     /// An overlay of an installed overlay plugin other than the first-party one (`scene.overlays.plugins`),
     /// with the props the hosts set for it.
     Plugin {
@@ -80,6 +88,7 @@ impl Overlay {
             Overlay::Logo { .. } => "logo".into(),
             Overlay::Comment { .. } => "comment".into(),
             Overlay::Ticker { .. } => "ticker".into(),
+            Overlay::Slate { .. } => "slate".into(),
             Overlay::Plugin { plugin, id, .. } => format!("{plugin}/{id}"),
         }
     }
@@ -93,6 +102,7 @@ impl Overlay {
             Overlay::Banner { .. } => 3,
             Overlay::Comment { .. } => 4,
             Overlay::Plugin { .. } => 5,
+            Overlay::Slate { .. } => 100,
         }
     }
 
@@ -131,6 +141,17 @@ impl Overlay {
             Overlay::Ticker { text, color: c } => {
                 (first, "ticker", vec![("text", text.clone()), ("color", color(c))], None)
             }
+            Overlay::Slate { title, text, color: c, background } => (
+                first,
+                "slate",
+                vec![
+                    ("title", title.clone()),
+                    ("text", text.clone()),
+                    ("color", color(c)),
+                    ("background", background.clone().unwrap_or_default()),
+                ],
+                None,
+            ),
             Overlay::Plugin { plugin, id, props } => {
                 (plugin, id, props.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(), None)
             }
@@ -147,7 +168,23 @@ pub struct Scene {
     pub overlays: Vec<Overlay>,
     /// The colour behind the tiles (RGB; the brand's), or the program's default.
     pub background: Option<[u8; 3]>,
+    /// A slate the hosts show on purpose ("Starting soon", "Be right back", "Thanks for watching"): it
+    /// covers the canvas, and nobody on stage is seen or heard meanwhile.
+    pub slate: Option<Slate>,
+    /// The brand's colour, for the slate's accent.
+    pub accent: Option<String>,
 }
+
+/// A full-screen card: a title and a line under it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Slate {
+    pub title: String,
+    pub text: String,
+}
+
+/// The slate shown on its own while on air with nobody (present) on stage, so platforms keep receiving a
+/// show and viewers know it goes on.
+pub const AWAY_SLATE_TITLE: &str = "Be right back";
 
 /// The layout plugin and its layout a scene's layout id names (`grid` → first-party `layouts`/`grid`,
 /// `corner-layouts/corner` → `corner-layouts`/`corner`; the studio's old `screen-share` is `screen`).
@@ -345,6 +382,8 @@ pub struct Director<L: Layouts, P: Painter> {
     shown: HashMap<String, Shown>,
     last_animation: Option<Duration>,
     outputs: VecDeque<Output>,
+    /// The program is on air (an empty stage then shows the away slate).
+    on_air: bool,
 }
 
 type RequestKey = (String, String, Vec<(String, String, bool, bool, bool)>, Option<String>);
@@ -364,42 +403,79 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             shown: HashMap::new(),
             last_animation: None,
             outputs: VecDeque::new(),
+            on_air: false,
         }
     }
 
     /// The hosts set a new scene.
     pub fn handle_scene(&mut self, scene: Scene, now: Duration) {
+        let slate = self.slate();
         let overlays_changed = scene.overlays != self.scene.overlays;
         if scene.background != self.scene.background {
             self.outputs.push_back(Output::Background(scene.background));
         }
         self.scene = scene;
         self.relayout();
-        if overlays_changed {
+        if overlays_changed || self.slate() != slate {
             self.restage_overlays(now);
         }
     }
 
     /// A participant joined or changed (name, speaking, camera, screen share).
-    pub fn handle_member(&mut self, member: Member, _now: Duration) {
+    pub fn handle_member(&mut self, member: Member, now: Duration) {
         if self.members.get(&member.id) == Some(&member) {
             return;
         }
+        let slate = self.slate();
         self.members.insert(member.id.clone(), member);
         self.relayout();
+        self.restage_if_slate_changed(slate, now);
     }
 
     /// A participant left the room.
-    pub fn handle_left(&mut self, id: &str, _now: Duration) {
+    pub fn handle_left(&mut self, id: &str, now: Duration) {
+        let slate = self.slate();
         if self.members.remove(id).is_some() {
             self.relayout();
+            self.restage_if_slate_changed(slate, now);
         }
     }
 
     /// Everyone in the room now (after the shell lost track, e.g. it missed events).
-    pub fn handle_members(&mut self, members: Vec<Member>, _now: Duration) {
+    pub fn handle_members(&mut self, members: Vec<Member>, now: Duration) {
+        let slate = self.slate();
         self.members = members.into_iter().map(|m| (m.id.clone(), m)).collect();
         self.relayout();
+        self.restage_if_slate_changed(slate, now);
+    }
+
+    /// The program went on air or came off it.
+    pub fn handle_on_air(&mut self, on_air: bool, now: Duration) {
+        let slate = self.slate();
+        self.on_air = on_air;
+        self.restage_if_slate_changed(slate, now);
+    }
+
+    /// The slate on screen: the one the hosts chose, else the away slate while on air with nobody present
+    /// on stage.
+    fn slate(&self) -> Option<Overlay> {
+        let away = || {
+            let present = self.scene.stage.iter().any(|id| self.members.contains_key(id));
+            (self.on_air && !present).then(|| Slate { title: AWAY_SLATE_TITLE.into(), text: String::new() })
+        };
+        let slate = self.scene.slate.clone().or_else(away)?;
+        Some(Overlay::Slate {
+            title: slate.title,
+            text: slate.text,
+            color: self.scene.accent.clone(),
+            background: self.scene.background.map(|[r, g, b]| format!("#{r:02x}{g:02x}{b:02x}")),
+        })
+    }
+
+    fn restage_if_slate_changed(&mut self, before: Option<Overlay>, now: Duration) {
+        if self.slate() != before {
+            self.restage_overlays(now);
+        }
     }
 
     /// Time passed: animated overlays move.
@@ -441,6 +517,10 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     /// Who is on stage, in the scene's order: each present member's camera, and their screen when sharing.
     fn participants(&self) -> Vec<ph::Participant> {
         let mut out = Vec::new();
+        if self.scene.slate.is_some() {
+            // Behind a slate the hosts chose, nobody is seen or heard.
+            return out;
+        }
         for id in &self.scene.stage {
             let Some(m) = self.members.get(id) else { continue };
             out.push(ph::Participant {
@@ -572,7 +652,8 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     /// Brings the shown overlays in line with the scene: new or changed ones drawn, gone ones taken off,
     /// unchanged ones left alone (their layers stay in the program as they are).
     fn restage_overlays(&mut self, now: Duration) {
-        let wanted: HashMap<String, Overlay> = self.scene.overlays.iter().map(|o| (o.key(), o.clone())).collect();
+        let wanted: HashMap<String, Overlay> =
+            self.scene.overlays.iter().cloned().chain(self.slate()).map(|o| (o.key(), o)).collect();
         let gone: Vec<String> = self.shown.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
         for key in gone {
             self.shown.remove(&key);
@@ -1018,5 +1099,57 @@ mod tests {
             .collect();
         assert_eq!(overlays, [Output::HideOverlay("logo".into())]);
         assert!(d.painter.renders.is_empty());
+    }
+
+    fn slate_outputs(d: &mut Director<Row, Ink>) -> Vec<String> {
+        drain(d)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::ShowOverlay(l) if l.id == "slate" => Some("show".to_owned()),
+                Output::HideOverlay(id) if id == "slate" => Some("hide".to_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn on_air_with_nobody_present_on_stage_the_away_slate_shows_until_someone_is_back() {
+        let mut d = director();
+        d.handle_members(vec![member("a")], MS(0));
+        d.handle_scene(scene(&["a"], "grid"), MS(0));
+        d.handle_on_air(true, MS(10));
+        assert!(slate_outputs(&mut d).is_empty(), "someone is on stage");
+        // The host's browser goes away: the stage is empty while on air.
+        d.handle_left("a", MS(20));
+        assert_eq!(slate_outputs(&mut d), ["show"]);
+        let (overlay, time) = d.painter.renders.last().cloned().unwrap();
+        assert_eq!((overlay.as_str(), time), ("slate", 0));
+        // Back: the slate goes.
+        d.handle_member(member("a"), MS(30));
+        assert_eq!(slate_outputs(&mut d), ["hide"]);
+        assert_eq!(tiles(&d), ["a"]);
+        // Off air, an empty stage is just empty (the studio before the show).
+        d.handle_left("a", MS(40));
+        d.handle_on_air(false, MS(50));
+        assert!(slate_outputs(&mut d).len() <= 2, "shown while on air, then hidden");
+        assert!(d.slate().is_none());
+    }
+
+    #[test]
+    fn a_slate_the_hosts_choose_covers_the_canvas_and_nobody_is_seen_or_heard() {
+        let mut d = director();
+        d.handle_members(vec![member("a"), member("b")], MS(0));
+        d.handle_scene(scene(&["a", "b"], "grid"), MS(0));
+        drain(&mut d);
+        let starting = Slate { title: "Starting soon".into(), text: "Our show".into() };
+        d.handle_scene(Scene { slate: Some(starting), accent: Some("#ff0000".into()), ..scene(&["a", "b"], "grid") }, MS(10));
+        let out = drain(&mut d);
+        assert!(out.contains(&Output::Stage(vec![])), "the program's stage empties (no pictures, no sound): {out:?}");
+        assert!(out.iter().any(|o| matches!(o, Output::ShowOverlay(l) if l.id == "slate" && l.z == 100)), "{out:?}");
+        // Off again: the stage comes back, the slate goes.
+        d.handle_scene(scene(&["a", "b"], "grid"), MS(20));
+        let out = drain(&mut d);
+        assert!(out.iter().any(|o| matches!(o, Output::Stage(s) if s.len() == 2)), "{out:?}");
+        assert!(out.contains(&Output::HideOverlay("slate".into())), "{out:?}");
     }
 }

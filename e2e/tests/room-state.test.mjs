@@ -17,11 +17,13 @@ import {
   layoutChoices,
   normaliseOutputStatus,
   normaliseScene,
+  normaliseSlate,
   participantList,
   patchParticipant,
   patchScene,
   qualityText,
   setSelfSpeaking,
+  shownSlate,
   stageTiles,
   stripItems,
 } from '../../studio/js/room-state.js';
@@ -261,6 +263,21 @@ describe('room state: events', () => {
     s = fold([{ event: 'scene-updated', data: { scene: { stage: [], layout: 'screen-share' } } }], s);
     assert.equal(s.scene.layout, 'screen');
     assert.deepEqual(normaliseScene(undefined), normaliseScene({ layout: 'grid' }));
+  });
+
+  it('a slate is kept from the scene; live with nobody on stage the studio shows "Be right back" as the program does', () => {
+    assert.deepEqual(normaliseSlate({ kind: 'starting', text: 'At noon' }), { kind: 'starting', text: 'At noon' });
+    assert.deepEqual(normaliseSlate({ kind: 'brb' }), { kind: 'brb', text: '' });
+    for (const bad of [null, 'brb', { kind: 'party' }, { text: 'x' }]) assert.equal(normaliseSlate(bad), null, JSON.stringify(bad));
+    let s = joined();
+    assert.equal(shownSlate(s), null, 'not live, nobody on stage: no slate');
+    s = fold([{ event: 'scene-updated', data: { scene: { stage: [], layout: 'grid', slate: { kind: 'ending', text: 'Bye' } } } }], s);
+    assert.deepEqual(shownSlate(s), { kind: 'ending', title: 'Thanks for watching', text: 'Bye' });
+    s = fold([{ event: 'scene-updated', data: { scene: { stage: [], layout: 'grid' } } }, { event: 'broadcast-started', data: { status: 'live' } }], s);
+    assert.equal(s.broadcast.status, 'live');
+    assert.deepEqual(shownSlate(s), { kind: 'brb', title: 'Be right back', text: '' });
+    s = fold([{ event: 'stage-layout', data: { layout: 'grid', canvas: { width: 1280, height: 720 }, tiles: [tile(ADA, 'Ada', 0, 0, 1280, 720)] } }], s);
+    assert.equal(shownSlate(s), null, 'someone on stage');
   });
 
   it('stage-layout replaces the placements, with every field filled in', () => {

@@ -30,6 +30,8 @@ pub mod limits {
     pub const PLUGIN_PROP_TEXT: usize = 500;
     /// The name of the brand a scene carries.
     pub const BRAND_NAME: usize = 60;
+    /// The line under a slate's title.
+    pub const SLATE_TEXT: usize = 120;
 }
 
 /// What is on screen.
@@ -48,11 +50,48 @@ pub struct Scene {
     /// The brand the hosts applied (a copy of one of their brand kits), or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brand: Option<SceneBrand>,
+    /// A full-screen slate shown on purpose instead of the stage (nobody on stage is seen or heard meanwhile),
+    /// or none. While on air with nobody on stage the program shows "Be right back" by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slate: Option<Slate>,
 }
 
 impl Default for Scene {
     fn default() -> Self {
-        Scene { stage: Vec::new(), layout: default_layout(), overlays: Overlays::default(), brand: None }
+        Scene { stage: Vec::new(), layout: default_layout(), overlays: Overlays::default(), brand: None, slate: None }
+    }
+}
+
+/// A slate the hosts show: which one, and a line of their own under its title.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Slate {
+    pub kind: SlateKind,
+    /// At most 120 characters; none when empty.
+    #[serde(default)]
+    pub text: String,
+}
+
+/// The slates a show has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SlateKind {
+    /// "Starting soon", before the show.
+    Starting,
+    /// "Be right back", a break.
+    Brb,
+    /// "Thanks for watching", at the end.
+    Ending,
+}
+
+impl SlateKind {
+    /// The slate's title on screen.
+    pub fn title(self) -> &'static str {
+        match self {
+            SlateKind::Starting => "Starting soon",
+            SlateKind::Brb => director::AWAY_SLATE_TITLE,
+            SlateKind::Ending => "Thanks for watching",
+        }
     }
 }
 
@@ -329,6 +368,9 @@ impl Scene {
                 return Err(bad("brand.background", "must be a colour like #14213d"));
             }
         }
+        if let Some(slate) = &self.slate {
+            text("slate.text", &slate.text, limits::SLATE_TEXT)?;
+        }
         if o.plugins.len() > limits::PLUGIN_OVERLAYS {
             return Err(bad("overlays.plugins", format!("at most {} plugin overlays", limits::PLUGIN_OVERLAYS)));
         }
@@ -405,6 +447,8 @@ impl Scene {
             layout: self.layout.clone(),
             overlays,
             background: self.brand.as_ref().and_then(|b| b.background.as_deref()).and_then(rgb),
+            slate: self.slate.as_ref().map(|s| director::Slate { title: s.kind.title().into(), text: s.text.clone() }),
+            accent: brand,
         }
     }
 

@@ -611,6 +611,8 @@ async fn scene_round_trip_and_validation(b: Backend) {
         (json!({"overlays": {"banner": "Welcome"}}), "overlays.banner"),
         (json!({"overlays": {"banner": {"text": "x".repeat(2000), "visible": true}}}), "overlays.banner.text"),
         (json!({"overlays": {"ticker": {"text": "y".repeat(3000), "visible": true}}}), "overlays.ticker.text"),
+        (json!({"slate": {"kind": "party"}}), "slate.kind"),
+        (json!({"slate": {"kind": "brb", "text": "z".repeat(121)}}), "slate.text"),
     ] {
         let bad = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(body).send().await;
         bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
@@ -618,6 +620,12 @@ async fn scene_round_trip_and_validation(b: Backend) {
     }
     let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
     assert_eq!(get.body, scene, "a refused scene is not stored");
+    // A slate round-trips.
+    let slated = json!({"stage": [p], "layout": "grid", "overlays": {}, "slate": {"kind": "starting", "text": "At noon"}});
+    let put = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(slated.clone()).send().await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
+    assert_eq!(get.body, slated);
 }
 
 async fn brand_kits_are_kept_per_account_and_a_scene_takes_one_on(b: Backend) {

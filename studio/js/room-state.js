@@ -75,7 +75,28 @@ export function normaliseScene(scene = {}) {
     layout: layout === 'screen-share' ? 'screen' : layout,
     overlays: normaliseOverlays(scene?.overlays),
     brand: normaliseBrand(scene?.brand),
+    slate: normaliseSlate(scene?.slate),
   };
+}
+
+/** The slates a show has, by `scene.slate.kind`, with the title the program draws. */
+export const SLATES = { starting: 'Starting soon', brb: 'Be right back', ending: 'Thanks for watching' };
+
+/** The scene's slate `{kind, text}`, or null when it shows none. */
+export function normaliseSlate(slate) {
+  if (!slate || typeof slate !== 'object' || !Object.hasOwn(SLATES, slate.kind)) return null;
+  return { kind: slate.kind, text: typeof slate.text === 'string' ? slate.text : '' };
+}
+
+/**
+ * The slate on the program now, as the server's director decides it: the one the hosts chose, else "Be right
+ * back" while live with nobody on stage. `{kind, title, text}` or null.
+ */
+export function shownSlate(state) {
+  const chosen = state.scene.slate;
+  if (chosen) return { ...chosen, title: SLATES[chosen.kind] };
+  if (state.broadcast?.status === 'live' && stageTiles(state).tiles.length === 0) return { kind: 'brb', title: SLATES.brb, text: '' };
+  return null;
 }
 
 const HEX_COLOUR = /^#[0-9a-f]{6}$/i;

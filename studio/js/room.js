@@ -18,6 +18,7 @@ import { StudioConnection } from './protocol.js';
 import { RemoteAudio } from './remote-audio.js';
 import { closeDialogs, inviteDialog, settingsDialog, shortcutsDialog } from './room-dialogs.js';
 import { shortcutFor } from './shortcuts.js';
+import { SlateSection } from './slate.js';
 import {
   apply,
   healthWarnings,
@@ -27,6 +28,7 @@ import {
   patchParticipant,
   patchScene,
   setSelfSpeaking,
+  shownSlate,
   sourceOf,
   stageTiles,
 } from './room-state.js';
@@ -310,6 +312,7 @@ class Room {
       case 'scene-updated':
         this.overlaysPanel?.set(this.state.scene.overlays);
         this.brandSection?.set(this.state.scene.brand);
+        this.slateSection?.set(this.state.scene.slate);
         break;
       case 'destination-status':
         this.broadcastPanel?.setOutputs(this.state.outputs);
@@ -418,6 +421,9 @@ class Room {
       this.brandSection = new BrandSection({ onapply: (brand, logoUrl) => this.applyBrand(brand, logoUrl) });
       this.brandSection.set(this.state.scene.brand);
       this.overlaysPanel.el.prepend(this.brandSection.el);
+      this.slateSection = new SlateSection({ onchange: (slate) => this.pushScene({ slate }) });
+      this.slateSection.set(this.state.scene.slate);
+      this.overlaysPanel.el.prepend(this.slateSection.el);
       this.brandSection.load();
       panels.broadcast = { label: 'Broadcast', icon: ICONS.broadcast, el: this.broadcastPanel.el };
       panels.overlays = { label: 'Overlays', icon: ICONS.brush, el: this.overlaysPanel.el };
@@ -517,6 +523,7 @@ class Room {
       streamOf,
       overlays: this.state.scene.overlays,
       brand: this.state.scene.brand,
+      slate: shownSlate(this.state),
       emptyHint: this.isModerator ? 'Add people to the stage from the strip below.' : 'The host will bring people on stage.',
     });
     this.strip.render(this.state, { streamOf, hasScreen: (pid) => this.hasScreen(pid) });
@@ -645,8 +652,8 @@ class Room {
   /** Applies a scene change locally at once and sends it; the server's `scene-updated` confirms or corrects it. */
   pushScene(patch) {
     this.state = patchScene(this.state, patch);
-    const { stage, layout, overlays, brand } = this.state.scene;
-    this.conn.updateScene({ stage, layout, overlays, brand });
+    const { stage, layout, overlays, brand, slate } = this.state.scene;
+    this.conn.updateScene({ stage, layout, overlays, brand, slate });
     this.render();
   }
 

@@ -2,7 +2,7 @@
 // exactly the tiles the server's compositor draws. Nothing is laid out here: each tile is the server's
 // rectangle scaled to the stage element (which keeps the program canvas's shape), its z-order and fit, with
 // the participant's camera or screen video, a name label, and an avatar while the camera is off. Overlays
-// (banner, lower third, logo, featured comment) are drawn by the browser from the scene.
+// (banner, lower third, logo, featured comment) and the slate are drawn by the browser from the scene.
 
 import { h, initials, hueOf } from './dom.js';
 
@@ -16,14 +16,17 @@ export class StageView {
     this.tickerLayer = h('div.stage-overlays');
     this.emptyHint = h('div.stage-empty-hint', '');
     this.empty = h('div.stage-empty', h('div.stage-empty-title', 'The stage is empty'), this.emptyHint);
-    root.append(this.empty, this.tickerLayer, this.overlayLayer);
+    this.slateTitle = h('div.slate-title');
+    this.slateText = h('div.slate-text');
+    this.slate = h('div.stage-slate', { hidden: true, dataset: { role: 'stage-slate' } }, this.slateTitle, h('div.slate-rule'), this.slateText);
+    root.append(this.empty, this.tickerLayer, this.overlayLayer, this.slate);
   }
 
   /**
    * `view` is `stageTiles(state)` from room-state.js; `streamOf(source)` the MediaStream to show for a tile
    * (or null); `overlays` the scene's overlays; `emptyHint` what to say while nobody is on stage.
    */
-  render({ view, streamOf, overlays = {}, brand = null, emptyHint = '' }) {
+  render({ view, streamOf, overlays = {}, brand = null, slate = null, emptyHint = '' }) {
     const { canvas, tiles } = view;
     // The brand's colours, as the program draws them: text overlays in its colour, its background behind tiles.
     if (brand?.color) this.root.style.setProperty('--brand', brand.color);
@@ -53,9 +56,14 @@ export class StageView {
         this.tiles.delete(source);
       }
     }
-    this.empty.hidden = tiles.length > 0;
+    this.empty.hidden = tiles.length > 0 || Boolean(slate);
     this.emptyHint.textContent = emptyHint;
     this.renderOverlays(overlays);
+    // The slate covers everything, as on the program.
+    this.slate.hidden = !slate;
+    this.slate.dataset.kind = slate?.kind ?? '';
+    this.slateTitle.textContent = slate?.title ?? '';
+    this.slateText.textContent = slate?.text ?? '';
   }
 
   makeTile(source) {

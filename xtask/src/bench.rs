@@ -18,7 +18,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "plugins" => crate::plugins::bench(),
         "program" => crate::bench_program::run(),
         "sync" => crate::bench_program::sync(),
-        other => bail!("unknown bench {other:?}; available: api, sfu, plugins, program, sync"),
+        "hls" => crate::bench_hls::run(),
+        other => bail!("unknown bench {other:?}; available: api, sfu, plugins, program, sync, hls"),
     }
 }
 
@@ -30,7 +31,7 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) base: String,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Drop for Server {

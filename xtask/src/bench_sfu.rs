@@ -64,7 +64,7 @@ impl Row {
 }
 
 /// CPU time a process has used, in seconds (utime + stime of all its threads, from /proc/<pid>/stat).
-fn cpu_seconds(pid: u32, ticks_per_sec: f64) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32, ticks_per_sec: f64) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may contain spaces; fields after its closing parenthesis are fixed.
     let rest = stat.rsplit_once(')').context("/proc stat format")?.1;
@@ -74,7 +74,7 @@ fn cpu_seconds(pid: u32, ticks_per_sec: f64) -> anyhow::Result<f64> {
     Ok((utime + stime) / ticks_per_sec)
 }
 
-fn clock_ticks() -> f64 {
+pub(crate) fn clock_ticks() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()

@@ -27,7 +27,8 @@
 //! once the CPU is back; it gets the server's pid as `BACKYARD_E2E_PID`), `backstage` (a guest waits backstage
 //! with the program as return feed, unheard on air until admitted and put on stage), `simulcast` (a 720p camera in
 //! three layers: each viewer and the program get the layer their tile needs), `watch` (a viewer without an account
-//! plays the live show's HLS stream on its watch page), `networks` (a guest in the lab
+//! plays the live show's HLS stream on its watch page), `slate` (a slate the host shows, and the one the program
+//! shows by itself while live with nobody on stage, cover the program and the stage), `networks` (a guest in the lab
 //! namespace on a capped, lossy link; measured, not yet in `cargo xtask test`).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's

@@ -10,6 +10,7 @@
 //!   tidy    the repository's conventions (no pointers outside the repo, justified unwraps, this help complete)
 
 mod bench;
+mod bench_hls;
 mod bench_program;
 mod bench_sfu;
 mod e2e;
@@ -39,7 +40,7 @@ fn main() -> anyhow::Result<()> {
         "tidy" => tidy::run(),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins|program|sync] | setup | e2e [auth|room|room-state|stage|turn|program|openapi|plugin-author|overlays|a11y|keyboard|health|backstage|simulcast|networks] | fuzz [signaling|sdp|ice-candidate|plugin-output] [--secs N] | plugins [--watch] [--check-template] | new-plugin <kind> <name> [--dir D] | tidy>"
+                "usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins|program|sync|hls] | setup | e2e [auth|room|room-state|stage|turn|program|openapi|plugin-author|overlays|a11y|keyboard|health|backstage|simulcast|watch|slate|networks] | fuzz [signaling|sdp|ice-candidate|plugin-output] [--secs N] | plugins [--watch] [--check-template] | new-plugin <kind> <name> [--dir D] | tidy>"
             );
             Ok(())
         }

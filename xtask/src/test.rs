@@ -108,6 +108,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "backstage",
             "simulcast",
             "watch",
+            "slate",
         ],
     )?;
     println!("xtask: all suites passed");

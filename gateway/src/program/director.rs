@@ -28,6 +28,8 @@ pub(super) enum Input {
     Left(String),
     /// Everyone in the room (after events were missed).
     Members(Vec<Member>),
+    /// The program went on air, or came off it.
+    OnAir(bool),
 }
 
 /// The director thread of one program: inputs go in over a channel; the latest stage as the studio draws
@@ -99,6 +101,7 @@ impl Shell {
                         Input::Member(m) => d.handle_member(m, now),
                         Input::Left(id) => d.handle_left(&id, now),
                         Input::Members(all) => d.handle_members(all, now),
+                        Input::OnAir(on) => d.handle_on_air(on, now),
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}

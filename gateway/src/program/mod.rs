@@ -260,6 +260,7 @@ impl Programs {
             Ok(settings) => {
                 tracing::info!(broadcast = %broadcast.id, ?settings, recording = %path.display(), "on air");
                 *on_air = Some(OnAir { recording: Some(recording.id), hls });
+                live.director.send(Input::OnAir(true));
                 Ok(())
             }
             Err(e) => {
@@ -275,6 +276,7 @@ impl Programs {
         let Some(live) = self.get(broadcast) else { return Ok(()) };
         let on_air = live.on_air.lock().await.take();
         if let Some(on_air) = on_air {
+            live.director.send(Input::OnAir(false));
             let program = live.program.clone();
             let report = tokio::task::spawn_blocking(move || program.end_live())
                 .await

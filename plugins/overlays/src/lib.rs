@@ -20,6 +20,12 @@ impl Guest for Overlays {
             info("logo", "Logo", "An uploaded image in a corner", &["position", "size"]),
             info("chat", "Chat comment", "A viewer's comment shown on screen", &["author", "message", "color"]),
             info("ticker", "Ticker", "Text scrolling along the bottom edge", &["text", "color"]),
+            info(
+                "slate",
+                "Slate",
+                "A full-screen card: a title and a line under it",
+                &["title", "text", "color", "background"],
+            ),
         ]
     }
 
@@ -44,6 +50,7 @@ impl Guest for Overlays {
             "logo" => logo(&req, &s),
             "chat" => chat(&req, &s),
             "ticker" => ticker(&req, &s),
+            "slate" => slate(&req, &s),
             other => return Err(format!("unknown overlay '{other}'")),
         };
         Ok(match layer {
@@ -228,6 +235,36 @@ fn ticker(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
         start += period;
     }
     Some(layer(x, y, c))
+}
+
+/// The whole canvas: the background colour (a dark default), the title large and centred, an accent rule under
+/// it, and the line of text below.
+fn slate(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
+    let title = prop(req, "title").filter(|t| !t.trim().is_empty())?;
+    let text = prop(req, "text").unwrap_or("").trim();
+    let background = prop(req, "background").and_then(Color::parse).unwrap_or(Color::rgba(0x10, 0x13, 0x18, 255));
+    let (w, h) = (s.w.round() as u32, s.h.round() as u32);
+    let mut c = Canvas::new(w, h);
+    c.fill_rect(0, 0, w as i32, h as i32, Color { a: 255, ..background });
+    let (title_px, text_px) = (64.0 * s.k, 28.0 * s.k);
+    let max_w = s.w - 4.0 * s.margin;
+    let title = ellipsize(title, title_px, Weight::Bold, max_w);
+    let lines = if text.is_empty() { Vec::new() } else { wrap(text, text_px, Weight::Regular, max_w, 2) };
+    let rule = (6.0 * s.k).max(2.0);
+    let gap = 24.0 * s.k;
+    let block = title_px * 1.2 + gap + rule + if lines.is_empty() { 0.0 } else { gap + lines.len() as f32 * text_px * 1.35 };
+    let top = (s.h - block) / 2.0;
+    let title_w = measure(&title, title_px, Weight::Bold);
+    c.text((s.w - title_w) / 2.0, top + ascent(title_px, Weight::Bold), &title, title_px, Weight::Bold, Color::WHITE);
+    let rule_y = top + title_px * 1.2 + gap;
+    let rule_w = 120.0 * s.k;
+    c.fill_rect(((s.w - rule_w) / 2.0) as i32, rule_y as i32, rule_w as i32, rule as i32, accent(req));
+    for (i, l) in lines.iter().enumerate() {
+        let lw = measure(l, text_px, Weight::Regular);
+        let base = rule_y + rule + gap + ascent(text_px, Weight::Regular) + i as f32 * text_px * 1.35;
+        c.text((s.w - lw) / 2.0, base, l, text_px, Weight::Regular, Color::rgba(0xd8, 0xdd, 0xe6, 255));
+    }
+    Some(layer(0, 0, c))
 }
 
 backyard_plugin_api::export_overlay!(Overlays);
