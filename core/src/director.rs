@@ -1142,7 +1142,10 @@ mod tests {
         d.handle_scene(scene(&["a", "b"], "grid"), MS(0));
         drain(&mut d);
         let starting = Slate { title: "Starting soon".into(), text: "Our show".into() };
-        d.handle_scene(Scene { slate: Some(starting), accent: Some("#ff0000".into()), ..scene(&["a", "b"], "grid") }, MS(10));
+        d.handle_scene(
+            Scene { slate: Some(starting), accent: Some("#ff0000".into()), ..scene(&["a", "b"], "grid") },
+            MS(10),
+        );
         let out = drain(&mut d);
         assert!(out.contains(&Output::Stage(vec![])), "the program's stage empties (no pictures, no sound): {out:?}");
         assert!(out.iter().any(|o| matches!(o, Output::ShowOverlay(l) if l.id == "slate" && l.z == 100)), "{out:?}");

@@ -61,7 +61,7 @@ fn overlays_match_their_snapshots() {
     let host = host(vec![plugins_dir()]);
     let mut inst = host.overlay("overlays").unwrap();
     let ids: Vec<String> = inst.overlays().unwrap().into_iter().map(|o| o.id).collect();
-    assert_eq!(ids, ["banner", "lower-third", "logo", "chat", "ticker"]);
+    assert_eq!(ids, ["banner", "lower-third", "logo", "chat", "ticker", "slate"]);
     let mut failures = Vec::new();
     for (w, h) in [(640, 360), (360, 640)] {
         for id in &ids {

@@ -621,8 +621,10 @@ async fn scene_round_trip_and_validation(b: Backend) {
     let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
     assert_eq!(get.body, scene, "a refused scene is not stored");
     // A slate round-trips.
-    let slated = json!({"stage": [p], "layout": "grid", "overlays": {}, "slate": {"kind": "starting", "text": "At noon"}});
-    let put = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(slated.clone()).send().await;
+    let slated =
+        json!({"stage": [p], "layout": "grid", "overlays": {}, "slate": {"kind": "starting", "text": "At noon"}});
+    let put =
+        t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(slated.clone()).send().await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
     assert_eq!(get.body, slated);

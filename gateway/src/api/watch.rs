@@ -214,7 +214,8 @@ pub async fn flv(State(state): State<AppState>, PathParams(params): PathParams) 
         .into_response())
 }
 
-#[utoipa::path(get, path = "/watch/{id}", tag = "watch", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/watch/{id}", tag = "watch",
+    params(("id" = String, Path, description = "the broadcast's id; the page itself says when no show open to viewers has it")),
     responses((status = 200, description = "the show's watch page", content_type = "text/html")))]
 pub async fn page(State(state): State<AppState>, req: Request) -> Response {
     let page = state.cfg.server.studio_dir.join("watch.html");

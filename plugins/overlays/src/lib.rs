@@ -246,17 +246,27 @@ fn slate(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let (w, h) = (s.w.round() as u32, s.h.round() as u32);
     let mut c = Canvas::new(w, h);
     c.fill_rect(0, 0, w as i32, h as i32, Color { a: 255, ..background });
-    let (title_px, text_px) = (64.0 * s.k, 28.0 * s.k);
     let max_w = s.w - 4.0 * s.margin;
+    // The title as large as 64 px on 720, smaller (down to half) when it would not fit the width.
+    let mut title_px = 64.0 * s.k;
+    let natural = measure(title, title_px, Weight::Bold);
+    if natural > max_w {
+        title_px *= (max_w / natural).max(0.5);
+    }
     let title = ellipsize(title, title_px, Weight::Bold, max_w);
+    let text_px = 28.0 * s.k;
     let lines = if text.is_empty() { Vec::new() } else { wrap(text, text_px, Weight::Regular, max_w, 2) };
     let rule = (6.0 * s.k).max(2.0);
     let gap = 24.0 * s.k;
-    let block = title_px * 1.2 + gap + rule + if lines.is_empty() { 0.0 } else { gap + lines.len() as f32 * text_px * 1.35 };
-    let top = (s.h - block) / 2.0;
+    // Below the title's baseline: room for its descenders, then the accent rule, then the text.
+    let descent = 0.3 * title_px;
+    let title_asc = ascent(title_px, Weight::Bold);
+    let text_h = if lines.is_empty() { 0.0 } else { gap + lines.len() as f32 * text_px * 1.35 };
+    let block = title_asc + descent + gap * 0.5 + rule + text_h;
+    let baseline = (s.h - block) / 2.0 + title_asc;
     let title_w = measure(&title, title_px, Weight::Bold);
-    c.text((s.w - title_w) / 2.0, top + ascent(title_px, Weight::Bold), &title, title_px, Weight::Bold, Color::WHITE);
-    let rule_y = top + title_px * 1.2 + gap;
+    c.text((s.w - title_w) / 2.0, baseline, &title, title_px, Weight::Bold, Color::WHITE);
+    let rule_y = baseline + descent + gap * 0.5;
     let rule_w = 120.0 * s.k;
     c.fill_rect(((s.w - rule_w) / 2.0) as i32, rule_y as i32, rule_w as i32, rule as i32, accent(req));
     for (i, l) in lines.iter().enumerate() {
