@@ -6,11 +6,13 @@
 //! plays; players that read FLV over HTTP (VLC, ffplay, flv.js) get the same encode at `live.flv`. Nothing here
 //! needs a session: everything returned is what the host chose to show.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tower::ServiceExt as _;
@@ -150,36 +152,97 @@ fn hls_file(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Segments (and the init segment) kept in memory per program: every viewer fetches the same few, and a
+/// segment never changes once it is listed.
+const CACHED_FILES: usize = 12;
+/// How long a playlist request trusts the last answer to "may anyone watch this show" (the store is asked
+/// at most this often, not once per viewer per second).
+const VISIBILITY_TTL: Duration = Duration::from_secs(1);
+/// How long the playlist read from disk is served as it was: it changes once a segment (2 s), and a viewer
+/// that sees the new one a quarter of a second later loses nothing.
+const PLAYLIST_TTL: Duration = Duration::from_millis(250);
+
+/// What a program's viewers fetch most: its latest segments, and whether the show is open to viewers.
+#[derive(Default)]
+pub struct StreamCache {
+    files: parking_lot::Mutex<VecDeque<(String, Bytes)>>,
+    open: parking_lot::Mutex<Option<(Instant, bool)>>,
+    playlist: parking_lot::Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl StreamCache {
+    fn file(&self, name: &str) -> Option<Bytes> {
+        self.files.lock().iter().find(|(n, _)| n == name).map(|(_, b)| b.clone())
+    }
+
+    fn keep(&self, name: &str, bytes: Bytes) {
+        let mut files = self.files.lock();
+        if files.len() == CACHED_FILES {
+            // The init segment stays: every new viewer needs it.
+            if let Some(i) = files.iter().position(|(n, _)| n != "init.mp4") {
+                files.remove(i);
+            }
+        }
+        files.push_back((name.to_owned(), bytes));
+    }
+}
+
 #[utoipa::path(get, path = "/api/watch/{id}/hls/{file}", tag = "watch",
     params(("id" = Uuid, Path), ("file" = String, Path, description = "`index.m3u8`, `init.mp4` or `seg-NNNNN.m4s`")),
     responses((status = 200, description = "the playlist or a segment"), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn hls(State(state): State<AppState>, PathParams(params): PathParams, req: Request) -> ApiResult<Response> {
+pub async fn hls(State(state): State<AppState>, PathParams(params): PathParams) -> ApiResult<Response> {
     let name = params.get("file").map(String::as_str).unwrap_or("");
     let content_type = hls_file(name).ok_or_else(|| {
         ApiError::invalid("file", "must be index.m3u8, init.mp4 or seg-NNNNN.m4s")
             .with_status(axum::http::StatusCode::NOT_FOUND)
     })?;
+    let id = path_uuid(&params, "id")?;
+    let not_live = || ApiError::NotFound("stream (the show is not live)");
+    let live = crate::signaling::Hub::running(&state).and_then(|hub| hub.programs.get(id)).ok_or_else(not_live)?;
+    let dir = live.hls_dir().await.ok_or_else(not_live)?;
+    let cache = &live.stream_cache;
     let playlist = name == "index.m3u8";
-    let id = if playlist {
-        // Who may watch is checked on the playlist, which a player fetches every segment or so; segments
-        // are served while the program is on air with a stream.
-        watchable(&state, &params).await?.id
+    let bytes = if playlist {
+        // Who may watch is checked on the playlist, which a player fetches every segment or so; segments are
+        // served while the program is on air with a stream.
+        let fresh = cache.open.lock().filter(|(at, _)| at.elapsed() < VISIBILITY_TTL).map(|(_, open)| open);
+        let open = match fresh {
+            Some(open) => open,
+            None => {
+                let open = watchable(&state, &params).await.is_ok();
+                *cache.open.lock() = Some((Instant::now(), open));
+                open
+            }
+        };
+        if !open {
+            return Err(ApiError::NotFound("show"));
+        }
+        let recent = cache.playlist.lock().clone().filter(|(at, _)| at.elapsed() < PLAYLIST_TTL);
+        match recent {
+            Some((_, bytes)) => bytes,
+            None => {
+                let bytes = Bytes::from(tokio::fs::read(dir.join(name)).await.map_err(|_| not_live())?);
+                *cache.playlist.lock() = Some((Instant::now(), bytes.clone()));
+                bytes
+            }
+        }
+    } else if let Some(bytes) = cache.file(name) {
+        bytes
     } else {
-        path_uuid(&params, "id")?
+        let bytes = Bytes::from(tokio::fs::read(dir.join(name)).await.map_err(|_| ApiError::NotFound("segment"))?);
+        cache.keep(name, bytes.clone());
+        bytes
     };
-    let dir = hls_dir(&state, id).await.ok_or(ApiError::NotFound("stream (the show is not live)"))?;
-    let path = dir.join(name);
-    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Err(ApiError::NotFound("segment"));
-    }
-    let mut res =
-        tower_http::services::ServeFile::new(&path).oneshot(req).await.map_err(|e| ApiError::Internal(e.into()))?;
-    let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     // The playlist changes with every segment; a segment never changes once it is listed.
-    let cache = if playlist { "no-cache" } else { "public, max-age=60" };
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    Ok(res.into_response())
+    let cache_control = if playlist { "no-cache" } else { "public, max-age=60" };
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache_control)),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Chunks of FLV an HTTP viewer may have waiting (each at most FFmpeg's 32 KiB buffer): a viewer further behind

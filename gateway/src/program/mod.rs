@@ -78,6 +78,8 @@ pub struct Live {
     on_air: tokio::sync::Mutex<Option<OnAir>>,
     /// The latest status of each output while on air, by output id (destination id or `recording`).
     statuses: Arc<Mutex<HashMap<String, OutputStatus>>>,
+    /// What the watch page's viewers fetch most, kept in memory (see `api::watch`).
+    pub stream_cache: crate::api::watch::StreamCache,
 }
 
 impl Live {
@@ -148,6 +150,7 @@ impl Programs {
             refresh,
             on_air: tokio::sync::Mutex::new(None),
             statuses: Arc::default(),
+            stream_cache: Default::default(),
         });
         running.insert(broadcast.id, live.clone());
         drop(running);
