@@ -217,6 +217,23 @@ export async function sampleProgram(page, broadcastId, points) {
   );
 }
 
+/** One RGB frame of a <video> element, scaled to width×height (the shape rtmp.mjs's grabFrame returns), or null before it plays. */
+export async function grabVideo(locator, width = 320, height = 180) {
+  const data = await locator.evaluate(
+    (video, [w, h]) => {
+      if (!video.videoWidth || video.readyState < 2) return null;
+      const c = document.createElement('canvas');
+      c.width = w;
+      c.height = h;
+      const ctx = c.getContext('2d', { willReadFrequently: true });
+      ctx.drawImage(video, 0, 0, w, h);
+      return Array.from(ctx.getImageData(0, 0, w, h).data.filter((_, i) => i % 4 !== 3));
+    },
+    [width, height],
+  );
+  return data && { width, height, rgb: Uint8Array.from(data) };
+}
+
 /** True when every channel of `got` is within `tol` of `want`. */
 export function near(got, want, tol) {
   return got.every((v, i) => Math.abs(v - want[i]) <= tol);

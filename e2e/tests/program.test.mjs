@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { addRtmpDestination, backyardUrl, closeAll, decodedFrames, eventually, hostWithInvite, joinAsGuest, launchParticipant, makeClips, rgb, screenshot } from '../lib/harness.mjs';
+import { addRtmpDestination, backyardUrl, closeAll, decodedFrames, eventually, grabVideo, hostWithInvite, joinAsGuest, launchParticipant, makeClips, rgb, screenshot } from '../lib/harness.mjs';
 import { findColour, grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
 
 const PEOPLE = {
@@ -26,26 +26,6 @@ function assertPattern(frame, who, where) {
   assert.ok(left && left.share > 0.01, `${who.name}'s left colour #${who.left} is in the ${where} (${JSON.stringify(left)})`);
   assert.ok(right && right.share > 0.01, `${who.name}'s right colour #${who.right} is in the ${where} (${JSON.stringify(right)})`);
   assert.ok(left.meanX < right.meanX, `${who.name}'s picture is not mirrored or swapped in the ${where}`);
-}
-
-/** One RGB frame of a <video> element, scaled, in the same shape grabFrame returns. */
-async function grabVideo(locator, width = 320, height = 180) {
-  const data = await locator.evaluate(
-    (video, [w, h]) => {
-      if (!video.videoWidth || video.readyState < 2) return null;
-      const c = document.createElement('canvas');
-      c.width = w;
-      c.height = h;
-      const ctx = c.getContext('2d', { willReadFrequently: true });
-      ctx.drawImage(video, 0, 0, w, h);
-      const d = ctx.getImageData(0, 0, w, h).data;
-      const out = [];
-      for (let i = 0; i < d.length; i += 4) out.push(d[i], d[i + 1], d[i + 2]);
-      return out;
-    },
-    [width, height],
-  );
-  return data && { width, height, rgb: Uint8Array.from(data) };
 }
 
 describe('go live from the studio to a real RTMP server', { timeout: 240000 }, () => {

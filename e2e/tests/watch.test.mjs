@@ -10,29 +10,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, makeClips, rgb, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, closeAll, eventually, grabVideo, hostWithInvite, launchParticipant, makeClips, rgb, screenshot } from '../lib/harness.mjs';
 import { findColour } from '../lib/rtmp.mjs';
 
 const run = promisify(execFile);
 const HOST = { name: 'Wanda Watch', left: 'c83232', right: '3232c8' };
 const TOLERANCE = 36;
-
-/** One RGB frame of a <video> element, scaled. */
-async function grabVideo(locator, width = 320, height = 180) {
-  const data = await locator.evaluate(
-    (video, [w, h]) => {
-      if (!video.videoWidth || video.readyState < 2) return null;
-      const c = document.createElement('canvas');
-      c.width = w;
-      c.height = h;
-      const ctx = c.getContext('2d', { willReadFrequently: true });
-      ctx.drawImage(video, 0, 0, w, h);
-      return Array.from(ctx.getImageData(0, 0, w, h).data.filter((_, i) => i % 4 !== 3));
-    },
-    [width, height],
-  );
-  return data && { width, height, rgb: Uint8Array.from(data) };
-}
 
 describe('viewers watch the show on its watch page', { timeout: 240000 }, () => {
   const base = backyardUrl();

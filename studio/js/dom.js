@@ -102,3 +102,22 @@ export function clock(rfc3339) {
   if (Number.isNaN(d.getTime())) return '';
   return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
+
+/** A button that copies `text` to the clipboard and says so (or asks to select and copy where it may not). */
+export function copyButton(text, label = 'Copy') {
+  return h(
+    'button.secondary',
+    {
+      type: 'button',
+      onclick: async (ev) => {
+        try {
+          await navigator.clipboard.writeText(text);
+          ev.target.textContent = 'Copied';
+        } catch {
+          ev.target.textContent = 'Select and copy';
+        }
+      },
+    },
+    label,
+  );
+}

@@ -1,7 +1,7 @@
 // The studio's dialogs: the invite link (guest or co-host) and the camera / microphone / speakers settings.
 
 import { api } from './api.js';
-import { h, icon, labelFor, toast } from './dom.js';
+import { copyButton, h, icon, labelFor, toast } from './dom.js';
 import { ICONS } from './icons.js';
 import { describeMediaError, LevelMeter } from './media.js';
 import { deviceSelect } from './prejoin.js';
@@ -94,21 +94,7 @@ export async function inviteDialog({ broadcastId, role = 'guest', canInviteCohos
         dataset: { inviteUrl: url, role },
         onfocus: (e) => e.target.select(),
       }),
-      h(
-        'button.secondary',
-        {
-          type: 'button',
-          onclick: async (ev) => {
-            try {
-              await navigator.clipboard.writeText(url);
-              ev.target.textContent = 'Copied';
-            } catch {
-              ev.target.textContent = 'Select and copy';
-            }
-          },
-        },
-        copied ? 'Copied' : 'Copy',
-      ),
+      copyButton(url, copied ? 'Copied' : 'Copy'),
     ),
     h('p.field-hint', `Expires ${invite.expiresAt ? new Date(invite.expiresAt).toLocaleString() : 'when the broadcast ends'}.`),
     role === 'guest' && backstage !== null ? backstageSwitch(broadcastId, backstage, onBackstage) : null,

@@ -2,7 +2,7 @@
 // `settings.watch`: off, unlisted, public), the page's link, and the state of the stream it plays while live.
 
 import { api } from './api.js';
-import { h, labelFor, toast } from './dom.js';
+import { copyButton, h, labelFor, toast } from './dom.js';
 
 export const WATCH_CHOICES = [
   ['off', 'Off: no watch page'],
@@ -36,17 +36,7 @@ export class ViewersSection {
     this.linkRow = h(
       'div.copy-row',
       this.link,
-      h('button.secondary', {
-        type: 'button',
-        onclick: async (ev) => {
-          try {
-            await navigator.clipboard.writeText(url);
-            ev.target.textContent = 'Copied';
-          } catch {
-            ev.target.textContent = 'Select and copy';
-          }
-        },
-      }, 'Copy'),
+      copyButton(url),
       h('a.button.secondary', { href: url, target: '_blank', rel: 'noopener' }, 'Open'),
     );
     this.state = h('p.program-state', { dataset: { role: 'watch-status' } });
