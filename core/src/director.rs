@@ -61,7 +61,8 @@ pub enum Overlay {
         text: String,
         color: Option<String>,
     },
-    /// A full-screen card over everything (the slate: "Be right back", "Starting soon"...).
+    /// A full-screen card over the tiles (the slate: "Be right back", "Starting soon"...), under the other
+    /// overlays.
     Slate {
         title: String,
         text: String,
@@ -93,7 +94,7 @@ impl Overlay {
         }
     }
 
-    /// Drawing order among overlays: the ticker along the bottom edge lowest, a chat comment on top.
+    /// Drawing order among overlays: the slate lowest, then the ticker along the bottom edge, a chat comment on top.
     fn z(&self) -> i32 {
         match self {
             Overlay::Ticker { .. } => 0,
@@ -102,7 +103,8 @@ impl Overlay {
             Overlay::Banner { .. } => 3,
             Overlay::Comment { .. } => 4,
             Overlay::Plugin { .. } => 5,
-            Overlay::Slate { .. } => 100,
+            // Over every tile, under the other overlays: a ticker or the logo still shows on a slate.
+            Overlay::Slate { .. } => -1,
         }
     }
 
@@ -1148,7 +1150,7 @@ mod tests {
         );
         let out = drain(&mut d);
         assert!(out.contains(&Output::Stage(vec![])), "the program's stage empties (no pictures, no sound): {out:?}");
-        assert!(out.iter().any(|o| matches!(o, Output::ShowOverlay(l) if l.id == "slate" && l.z == 100)), "{out:?}");
+        assert!(out.iter().any(|o| matches!(o, Output::ShowOverlay(l) if l.id == "slate" && l.z == -1)), "{out:?}");
         // Off again: the stage comes back, the slate goes.
         d.handle_scene(scene(&["a", "b"], "grid"), MS(20));
         let out = drain(&mut d);

@@ -1,16 +1,26 @@
 // Slates: a host on stage (a red | blue camera) shows "Starting soon" from the overlays panel: the composed
 // program (`program.jpg`) is covered by the slate (no camera colours anywhere) and the host's stage draws the same
 // slate; "Back to the stage" brings the camera back. Live with nobody on stage, the program shows "Be right
-// back" by itself until someone is on stage again.
+// back" by itself until someone is on stage again. And with a real RTMP server receiving the show, killing the
+// host's Chromium (`kill -9`) while live: nginx keeps receiving frames with no gap over 0.1 s, the slate; the host
+// signs in again in a new browser, comes back on stage, and the show returns.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, makeClip, near, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
+import { promisify } from 'node:util';
+import { addRtmpDestination, backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, makeClip, near, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
+import { grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
+
+const run = promisify(execFile);
+const STREAM_KEY = 'e2e-slate';
+const EMAIL = `slate-${Date.now()}@example.com`;
+const PASSWORD = 'correct horse battery';
 
 const LEFT = 'c83232';
 const RIGHT = '3232c8';
@@ -24,17 +34,21 @@ describe('slates cover the program', { timeout: 240000 }, () => {
   let host;
   let clipDir;
   let broadcastId;
+  let nginx;
 
   before(async () => {
     clipDir = await mkdtemp(path.join(tmpdir(), 'backyard-slate-'));
     host = await launchParticipant('slate-host', { clip: await makeClip(clipDir, 'halves', LEFT, RIGHT) });
     host.page.on('dialog', (d) => d.accept());
-    await hostWithInvite(host.page, { base: backyardUrl(), name: 'Sally Slate', email: `slate-${Date.now()}@example.com`, title: 'Slate show' });
+    await hostWithInvite(host.page, { base: backyardUrl(), name: 'Sally Slate', email: EMAIL, title: 'Slate show' });
     broadcastId = new URL(host.page.url()).hash.split('/').find((s) => /^[0-9a-f-]{36}$/.test(s));
     assert.ok(broadcastId, host.page.url());
   });
 
-  after(() => closeAll({ host }, clipDir));
+  after(async () => {
+    await closeAll({ host }, clipDir);
+    await nginx?.stop();
+  });
 
   /** What the program's latest frame shows at POINTS: 'camera' (both halves' colours), 'slate' (its background everywhere), or null. */
   async function program() {
@@ -79,7 +93,80 @@ describe('slates cover the program', { timeout: 240000 }, () => {
     await toggle.click();
     await eventually('the camera is back on the program', async () => (await program()) === 'camera', 20000, 500);
     await stageSlate().waitFor({ state: 'hidden' });
+  });
+
+  it('the host’s Chromium is killed while live: nginx keeps receiving the slate, gapless, until the host is back on stage', async () => {
+    const page = host.page;
+    // A destination added while live starts with the next go-live: this show goes to nginx from a fresh start.
     await page.click('[data-action=end-broadcast]');
     await eventually('the broadcast shows ended', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'ended', 15000);
+    nginx = await startRtmpServer();
+    await page.goto(`${backyardUrl()}/#/broadcasts`);
+    await page.fill('input[name=title]', 'Slate show, live');
+    await page.click('[data-action=create-broadcast]');
+    await page.click('[data-action=enter-studio]');
+    await page.waitForSelector('.studio[data-role=host]', { timeout: 15000 });
+    broadcastId = new URL(page.url()).hash.split('/').find((s) => /^[0-9a-f-]{36}$/.test(s));
+    await page.locator('.participant-card[data-self][data-kind=camera] [data-action=toggle-stage]').click();
+    const dest = await addRtmpDestination(page, { name: 'Local nginx', url: nginx.url, key: STREAM_KEY });
+    await page.click('[data-action=go-live]');
+    await eventually('the destination shows live', async () => (await dest.getAttribute('data-status')) === 'live', 30000);
+    const url = `${nginx.url}/${STREAM_KEY}`;
+    await eventually('nginx shows the camera', async () => {
+      const f = await grabFrame(url, { skipSeconds: 0 }).catch(() => null);
+      return f && near(pixel(f, 0.25, 0.5), rgb(LEFT), TOLERANCE);
+    }, 30000, 1000);
+
+    // Capture 14 s of what nginx receives; the host's browser is killed 4 s in.
+    const dir = await mkdtemp(path.join(tmpdir(), 'backyard-slate-capture-'));
+    const file = path.join(dir, 'capture.flv');
+    const capture = spawn('ffmpeg', ['-v', 'error', '-rw_timeout', '10000000', '-i', url, '-t', '14', '-c', 'copy', '-f', 'flv', file], { stdio: 'ignore' });
+    const captured = new Promise((resolve) => capture.once('exit', resolve));
+    await new Promise((r) => setTimeout(r, 4000));
+    await run('pkill', ['-9', '-f', 'backyard-e2e-slate-host-']);
+    await eventually('the away slate at nginx', async () => {
+      const f = await grabFrame(url, { skipSeconds: 0 }).catch(() => null);
+      return f && [[0.05, 0.05], [0.25, 0.5], [0.75, 0.5]].every(([x, y]) => near(pixel(f, x, y), rgb(SLATE_BG), 16));
+    }, 20000, 1000);
+    await captured;
+    const { stdout } = await run('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file]);
+    const times = stdout.split('\n').map(Number).filter((t) => Number.isFinite(t) && t > 0).sort((a, b) => a - b);
+    const gaps = times.slice(1).map((t, i) => t - times[i]);
+    const worst = Math.max(...gaps);
+    console.log(`# nginx received ${times.length} frames over ${(times.at(-1) - times[0]).toFixed(1)} s; the longest gap ${(worst * 1000).toFixed(0)} ms`);
+    assert.ok(times.length > 300, `${times.length} frames in 14 s`);
+    assert.ok(worst <= 0.1, `a gap of ${worst} s in what nginx received`);
+    await rm(dir, { recursive: true, force: true });
+
+    // The host signs in again in a new browser and comes back on stage: the show returns.
+    host = await launchParticipant('slate-host-again', { clip: await makeClip(clipDir, 'halves2', LEFT, RIGHT) });
+    const again = host.page;
+    again.on('dialog', (d) => d.accept());
+    await again.goto(`${backyardUrl()}/#/login`);
+    await again.fill('input[name=email]', EMAIL);
+    await again.fill('input[name=password]', PASSWORD);
+    await again.click('form.auth-form button[type=submit]');
+    await again.waitForSelector('.broadcast-card', { timeout: 15000 });
+    await again.click(`[data-action=open-studio][href="#/studio/${broadcastId}"]`);
+    await again.click('[data-action=enter-studio]:not([disabled])', { timeout: 20000 });
+    await again.locator('.participant-card[data-self][data-kind=camera] [data-action=toggle-stage]').click({ timeout: 15000 });
+    await eventually('nginx shows the camera again', async () => {
+      const f = await grabFrame(url, { skipSeconds: 0 }).catch(() => null);
+      return f && near(pixel(f, 0.25, 0.5), rgb(LEFT), TOLERANCE) && near(pixel(f, 0.75, 0.5), rgb(RIGHT), TOLERANCE);
+    }, 30000, 1000);
+    const pill = await again.textContent('.status-pill');
+    const [, hh, mm, ss] = /LIVE (\d+):(\d+):(\d+)/.exec(pill) ?? [];
+    assert.ok(Number(hh) * 3600 + Number(mm) * 60 + Number(ss) >= 15, `back in a show live for over 15 s, the clock says ${pill}`);
+    await screenshot(again, 'slate-03-back-on-stage');
+    await again.click('[data-action=end-broadcast]');
+    await eventually('the broadcast shows ended', async () => (await again.getAttribute('.status-pill', 'data-status')) === 'ended', 15000);
   });
 });
+
+/** The colour of a grabbed RGB frame at (fx, fy), as fractions of its size. */
+function pixel(frame, fx, fy) {
+  const x = Math.min(frame.width - 1, Math.round(fx * frame.width));
+  const y = Math.min(frame.height - 1, Math.round(fy * frame.height));
+  const i = (y * frame.width + x) * 3;
+  return [frame.rgb[i], frame.rgb[i + 1], frame.rgb[i + 2]];
+}

@@ -19,7 +19,7 @@ export class StageView {
     this.slateTitle = h('div.slate-title');
     this.slateText = h('div.slate-text');
     this.slate = h('div.stage-slate', { hidden: true, dataset: { role: 'stage-slate' } }, this.slateTitle, h('div.slate-rule'), this.slateText);
-    root.append(this.empty, this.tickerLayer, this.overlayLayer, this.slate);
+    root.append(this.empty, this.slate, this.tickerLayer, this.overlayLayer);
   }
 
   /**
@@ -46,7 +46,7 @@ export class StageView {
       if (!tile) {
         tile = this.makeTile(t.source);
         this.tiles.set(t.source, tile);
-        this.root.insertBefore(tile.el, this.tickerLayer);
+        this.root.insertBefore(tile.el, this.slate);
       }
       this.updateTile(tile, t, streamOf(t.source));
     }
@@ -59,7 +59,7 @@ export class StageView {
     this.empty.hidden = tiles.length > 0 || Boolean(slate);
     this.emptyHint.textContent = emptyHint;
     this.renderOverlays(overlays);
-    // The slate covers everything, as on the program.
+    // The slate covers the tiles, under the other overlays, as on the program.
     this.slate.hidden = !slate;
     this.slate.dataset.kind = slate?.kind ?? '';
     this.slateTitle.textContent = slate?.title ?? '';

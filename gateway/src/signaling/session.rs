@@ -389,7 +389,9 @@ impl Session {
             "participantId": me.id,
             "role": role.as_str(),
             "broadcast": {"id": broadcast.id, "title": broadcast.title, "status": broadcast.status,
-                "backstage": waits_backstage(broadcast)},
+                "backstage": waits_backstage(broadcast),
+                // Someone joining a live show sees how long it has been on air.
+                "startTime": broadcast.start_time.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())},
             "participants": others,
             "self": me,
             "iceServers": self.hub.ice_servers.for_participant(me.id, std::time::SystemTime::now()),
