@@ -12,7 +12,7 @@
 //! Plugin calls go through [`Layouts`] and [`Painter`], on whatever thread drives the director: the
 //! gateway gives each program a director thread of its own, so a slow plugin never holds an async worker.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use crate::compositor::{Fit, OverlayLayer, Placement, Rect, StageMember};
@@ -61,14 +61,12 @@ pub enum Overlay {
         text: String,
         color: Option<String>,
     },
-    /// A full-screen card over the tiles (the slate: "Be right back", "Starting soon"...), under the other
-    /// overlays.
+    /// The slate's words ("Be right back", "Starting soon"...), centred, under the other overlays; behind a
+    /// slate the stage is empty, so the program's background is all around them.
     Slate {
         title: String,
         text: String,
         color: Option<String>,
-        /// `#rrggbb`, or the plugin's default.
-        background: Option<String>,
     },
     /// An overlay of an installed overlay plugin other than the first-party one (`scene.overlays.plugins`),
     /// with the props the hosts set for it.
@@ -143,17 +141,9 @@ impl Overlay {
             Overlay::Ticker { text, color: c } => {
                 (first, "ticker", vec![("text", text.clone()), ("color", color(c))], None)
             }
-            Overlay::Slate { title, text, color: c, background } => (
-                first,
-                "slate",
-                vec![
-                    ("title", title.clone()),
-                    ("text", text.clone()),
-                    ("color", color(c)),
-                    ("background", background.clone().unwrap_or_default()),
-                ],
-                None,
-            ),
+            Overlay::Slate { title, text, color: c } => {
+                (first, "slate", vec![("title", title.clone()), ("text", text.clone()), ("color", color(c))], None)
+            }
             Overlay::Plugin { plugin, id, props } => {
                 (plugin, id, props.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(), None)
             }
@@ -170,8 +160,8 @@ pub struct Scene {
     pub overlays: Vec<Overlay>,
     /// The colour behind the tiles (RGB; the brand's), or the program's default.
     pub background: Option<[u8; 3]>,
-    /// A slate the hosts show on purpose ("Starting soon", "Be right back", "Thanks for watching"): it
-    /// covers the canvas, and nobody on stage is seen or heard meanwhile.
+    /// A slate the hosts show on purpose ("Starting soon", "Be right back", "Thanks for watching"): its words
+    /// on the background, and nobody on stage is seen or heard meanwhile.
     pub slate: Option<Slate>,
     /// The brand's colour, for the slate's accent.
     pub accent: Option<String>,
@@ -386,6 +376,9 @@ pub struct Director<L: Layouts, P: Painter> {
     outputs: VecDeque<Output>,
     /// The program is on air (an empty stage then shows the away slate).
     on_air: bool,
+    /// Shown overlays whose last render failed (e.g. a plugin call over its deadline on a busy machine):
+    /// drawn again on the next tick.
+    unpainted: HashSet<String>,
 }
 
 type RequestKey = (String, String, Vec<(String, String, bool, bool, bool)>, Option<String>);
@@ -406,6 +399,7 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             last_animation: None,
             outputs: VecDeque::new(),
             on_air: false,
+            unpainted: HashSet::new(),
         }
     }
 
@@ -466,12 +460,7 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             (self.on_air && !present).then(|| Slate { title: AWAY_SLATE_TITLE.into(), text: String::new() })
         };
         let slate = self.scene.slate.clone().or_else(away)?;
-        Some(Overlay::Slate {
-            title: slate.title,
-            text: slate.text,
-            color: self.scene.accent.clone(),
-            background: self.scene.background.map(|[r, g, b]| format!("#{r:02x}{g:02x}{b:02x}")),
-        })
+        Some(Overlay::Slate { title: slate.title, text: slate.text, color: self.scene.accent.clone() })
     }
 
     fn restage_if_slate_changed(&mut self, before: Option<Overlay>, now: Duration) {
@@ -491,11 +480,15 @@ impl<L: Layouts, P: Painter> Director<L, P> {
         for key in animated {
             self.paint(&key, now, false);
         }
+        let failed: Vec<String> = self.unpainted.drain().filter(|k| self.shown.contains_key(k)).collect();
+        for key in failed {
+            self.paint(&key, now, true);
+        }
     }
 
     /// When [`Self::handle_tick`] is next due, if anything animates.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        if !self.shown.values().any(|s| s.overlay.animates()) {
+        if !self.shown.values().any(|s| s.overlay.animates()) && self.unpainted.is_empty() {
             return None;
         }
         Some(self.last_animation.map_or(Duration::ZERO, |t| t + ANIMATE_EVERY))
@@ -674,6 +667,7 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     /// Renders one shown overlay at `now`; `fresh` when its inputs changed (a layer is sent even if the
     /// plugin's answer is the one it gave before for other inputs).
     fn paint(&mut self, key: &str, now: Duration, fresh: bool) {
+        self.unpainted.remove(key);
         let Some(shown) = self.shown.get(key) else { return };
         let (plugin, overlay_id, props, image_url) = shown.overlay.request();
         let z = shown.overlay.z();
@@ -710,7 +704,10 @@ impl<L: Layouts, P: Painter> Director<L, P> {
                 tracing::debug!(overlay = key, "overlay plugin drew the same layer for new inputs");
             }
             Ok(Painted::Unchanged) => {}
-            Err(e) => tracing::warn!(plugin, overlay = key, "overlay not drawn: {e}"),
+            Err(e) => {
+                tracing::warn!(plugin, overlay = key, "overlay not drawn, trying again: {e}");
+                self.unpainted.insert(key.to_owned());
+            }
         }
     }
 }
@@ -864,12 +861,18 @@ mod tests {
         renders: Vec<(String, u64)>,
         /// The plugin of each render, in order.
         plugins: Vec<String>,
+        /// Renders that fail before one succeeds (a plugin over its deadline).
+        failures: u32,
     }
 
     impl Painter for Ink {
         fn render(&mut self, plugin: &str, req: &ph::OverlayRequest) -> Result<Painted, PluginError> {
             self.renders.push((req.overlay.clone(), req.time_ms));
             self.plugins.push(plugin.to_owned());
+            if self.failures > 0 {
+                self.failures -= 1;
+                return Err(PluginError::NotFound { name: plugin.into(), kind: PluginKind::Overlay });
+            }
             if req.props.is_empty() {
                 return Ok(Painted::Hidden);
             }
@@ -1156,5 +1159,21 @@ mod tests {
         let out = drain(&mut d);
         assert!(out.iter().any(|o| matches!(o, Output::Stage(s) if s.len() == 2)), "{out:?}");
         assert!(out.contains(&Output::HideOverlay("slate".into())), "{out:?}");
+    }
+
+    #[test]
+    fn an_overlay_whose_render_failed_is_drawn_again_on_the_next_tick() {
+        let mut d = director();
+        d.painter.failures = 2;
+        let mut s = scene(&[], "grid");
+        s.overlays = vec![Overlay::Banner { text: "Hello".into(), color: None }];
+        d.handle_scene(s, MS(0));
+        assert!(!drain(&mut d).iter().any(|o| matches!(o, Output::ShowOverlay(_))));
+        assert_eq!(d.poll_timeout(), Some(MS(0)), "a failed overlay asks for a tick");
+        d.handle_tick(MS(0));
+        assert!(!drain(&mut d).iter().any(|o| matches!(o, Output::ShowOverlay(_))), "failed again");
+        d.handle_tick(MS(0) + ANIMATE_EVERY);
+        assert!(drain(&mut d).iter().any(|o| matches!(o, Output::ShowOverlay(l) if l.id == "banner")));
+        assert_eq!(d.poll_timeout(), None, "nothing left to draw");
     }
 }

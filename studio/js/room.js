@@ -397,7 +397,8 @@ class Room {
         inviteDialog({
           broadcastId: this.broadcastId,
           canInviteCohost: this.state.role === 'host',
-          backstage: Boolean(this.state.broadcast?.backstage),
+          // Only the owner may change the broadcast's settings: a co-host's dialog has no backstage switch.
+          backstage: this.state.role === 'host' ? Boolean(this.state.broadcast?.backstage) : null,
           onBackstage: (on) => {
             this.state = { ...this.state, broadcast: { ...this.state.broadcast, backstage: on } };
           },

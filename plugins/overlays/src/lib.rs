@@ -23,8 +23,8 @@ impl Guest for Overlays {
             info(
                 "slate",
                 "Slate",
-                "A full-screen card: a title and a line under it",
-                &["title", "text", "color", "background"],
+                "A slate's words, centred: a title and a line under it",
+                &["title", "text", "color"],
             ),
         ]
     }
@@ -237,15 +237,12 @@ fn ticker(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     Some(layer(x, y, c))
 }
 
-/// The whole canvas: the background colour (a dark default), the title large and centred, an accent rule under
-/// it, and the line of text below.
+/// The slate's words, centred on the canvas: the title large, an accent rule under it, and the line of text
+/// below. Only the block they take is drawn (behind a slate nobody is on stage, so the program's background,
+/// the brand's or black, is all around it): a small layer is quick to draw and to composite.
 fn slate(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let title = prop(req, "title").filter(|t| !t.trim().is_empty())?;
     let text = prop(req, "text").unwrap_or("").trim();
-    let background = prop(req, "background").and_then(Color::parse).unwrap_or(Color::rgba(0x10, 0x13, 0x18, 255));
-    let (w, h) = (s.w.round() as u32, s.h.round() as u32);
-    let mut c = Canvas::new(w, h);
-    c.fill_rect(0, 0, w as i32, h as i32, Color { a: 255, ..background });
     let max_w = s.w - 4.0 * s.margin;
     // The title as large as 64 px on 720, smaller (down to half) when it would not fit the width.
     let mut title_px = 64.0 * s.k;
@@ -261,20 +258,25 @@ fn slate(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     // Below the title's baseline: room for its descenders, then the accent rule, then the text.
     let descent = 0.3 * title_px;
     let title_asc = ascent(title_px, Weight::Bold);
-    let text_h = if lines.is_empty() { 0.0 } else { gap + lines.len() as f32 * text_px * 1.35 };
-    let block = title_asc + descent + gap * 0.5 + rule + text_h;
-    let baseline = (s.h - block) / 2.0 + title_asc;
+    let line_h = text_px * 1.35;
+    // The last line's descenders need room under its baseline too.
+    let text_h = if lines.is_empty() { 0.0 } else { gap + lines.len() as f32 * line_h + 0.4 * text_px };
+    let block_h = title_asc + descent + gap * 0.5 + rule + text_h;
     let title_w = measure(&title, title_px, Weight::Bold);
-    c.text((s.w - title_w) / 2.0, baseline, &title, title_px, Weight::Bold, Color::WHITE);
+    let widest = lines.iter().map(|l| measure(l, text_px, Weight::Regular)).fold(title_w, f32::max);
+    let (x, y, w, h) = place((s.w - widest) / 2.0, (s.h - block_h) / 2.0, widest, block_h, s);
+    let mut c = Canvas::new(w, h);
+    let baseline = title_asc;
+    c.text((w as f32 - title_w) / 2.0, baseline, &title, title_px, Weight::Bold, Color::WHITE);
     let rule_y = baseline + descent + gap * 0.5;
     let rule_w = 120.0 * s.k;
-    c.fill_rect(((s.w - rule_w) / 2.0) as i32, rule_y as i32, rule_w as i32, rule as i32, accent(req));
+    c.fill_rect(((w as f32 - rule_w) / 2.0) as i32, rule_y as i32, rule_w as i32, rule as i32, accent(req));
     for (i, l) in lines.iter().enumerate() {
         let lw = measure(l, text_px, Weight::Regular);
-        let base = rule_y + rule + gap + ascent(text_px, Weight::Regular) + i as f32 * text_px * 1.35;
-        c.text((s.w - lw) / 2.0, base, l, text_px, Weight::Regular, Color::rgba(0xd8, 0xdd, 0xe6, 255));
+        let base = rule_y + rule + gap + ascent(text_px, Weight::Regular) + i as f32 * line_h;
+        c.text((w as f32 - lw) / 2.0, base, l, text_px, Weight::Regular, Color::rgba(0xd8, 0xdd, 0xe6, 255));
     }
-    Some(layer(0, 0, c))
+    Some(layer(x, y, c))
 }
 
 backyard_plugin_api::export_overlay!(Overlays);
