@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use crate::bench::{curl, free_port, seed, start_server};
-use crate::bench_sfu::{clock_ticks, cpu_seconds};
+use crate::bench_sfu::{clock_ticks, cpu_seconds, stat_cpu_seconds};
 use crate::{cargo_cmd, root, setup, status};
 
 const VIEWERS: usize = 200;
@@ -33,14 +33,9 @@ fn threads_cpu(pid: u32, prefix: &str, ticks: f64) -> anyhow::Result<f64> {
     for entry in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
         let name = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("", |(n, _)| n);
-        if !name.starts_with(prefix) {
-            continue;
+        if name.starts_with(prefix) {
+            total += stat_cpu_seconds(&stat, ticks)?;
         }
-        let rest = stat.rsplit_once(')').context("/proc stat format")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11).context("utime")?.parse()?;
-        let stime: f64 = fields.get(12).context("stime")?.parse()?;
-        total += (utime + stime) / ticks;
     }
     Ok(total)
 }

@@ -65,7 +65,11 @@ impl Row {
 
 /// CPU time a process has used, in seconds (utime + stime of all its threads, from /proc/<pid>/stat).
 pub(crate) fn cpu_seconds(pid: u32, ticks_per_sec: f64) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?, ticks_per_sec)
+}
+
+/// utime + stime of one `/proc/.../stat` line (a process's or, under `task/`, a thread's), in seconds.
+pub(crate) fn stat_cpu_seconds(stat: &str, ticks_per_sec: f64) -> anyhow::Result<f64> {
     // The command name may contain spaces; fields after its closing parenthesis are fixed.
     let rest = stat.rsplit_once(')').context("/proc stat format")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();

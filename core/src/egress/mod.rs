@@ -376,7 +376,7 @@ impl Shared {
 
     fn add_viewer(&self, format: &'static str, sink: ByteSink) -> Result<String, EgressError> {
         let mut outputs = self.outputs.lock();
-        if outputs.iter().filter(|o| o.kind == OutputKind::Viewer).count() >= MAX_VIEWERS {
+        if viewers(&outputs) >= MAX_VIEWERS {
             return Err(EgressError::TooManyViewers(MAX_VIEWERS));
         }
         let id = format!("viewer-{}", self.viewers_started.fetch_add(1, Ordering::Relaxed) + 1);
@@ -399,6 +399,10 @@ impl Shared {
     fn statuses(&self) -> Vec<OutputStatus> {
         self.outputs.lock().iter().map(|o| o.status.lock().clone()).collect()
     }
+}
+
+fn viewers(outputs: &[OutputHandle]) -> usize {
+    outputs.iter().filter(|o| o.kind == OutputKind::Viewer).count()
 }
 
 /// Stops outputs: closes their queues, lets them drain until `drain` has passed, then interrupts whatever
@@ -451,26 +455,22 @@ impl Egress {
             queue_capacity,
             viewers_started: Default::default(),
         });
-        if let Some(path) = &config.recording {
-            let handle = start_recording(&shared, path)?;
-            shared.outputs.lock().push(handle);
-        }
-        if let Some(dir) = &config.hls {
-            match start_hls(&shared, dir, &settings) {
-                Ok(handle) => shared.outputs.lock().push(handle),
-                Err(e) => {
-                    let handles = std::mem::take(&mut *shared.outputs.lock());
-                    shut_down(handles, Duration::ZERO);
-                    return Err(e);
-                }
+        let started = (|| {
+            if let Some(path) = &config.recording {
+                let handle = start_recording(&shared, path)?;
+                shared.outputs.lock().push(handle);
             }
-        }
-        for dest in &config.destinations {
-            if let Err(e) = shared.add_destination(dest) {
-                let handles = std::mem::take(&mut *shared.outputs.lock());
-                shut_down(handles, Duration::ZERO);
-                return Err(e);
+            if let Some(dir) = &config.hls {
+                let handle = start_hls(&shared, dir, &settings)?;
+                shared.outputs.lock().push(handle);
             }
+            config.destinations.iter().try_for_each(|dest| shared.add_destination(dest))
+        })();
+        if let Err(e) = started {
+            // Whatever started before the failure stops now.
+            let handles = std::mem::take(&mut *shared.outputs.lock());
+            shut_down(handles, Duration::ZERO);
+            return Err(e);
         }
         Ok(Egress { encoder, shared, scratch: Vec::new() })
     }
@@ -641,7 +641,7 @@ impl EgressControl {
 
     /// Viewers reading the encode now.
     pub fn viewers(&self) -> usize {
-        self.shared.outputs.lock().iter().filter(|o| o.kind == OutputKind::Viewer).count()
+        viewers(&self.shared.outputs.lock())
     }
 }
 

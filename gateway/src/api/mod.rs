@@ -195,7 +195,12 @@ async fn openapi_json(axum::Extension(doc): axum::Extension<std::sync::Arc<utoip
 #[utoipa::path(get, path = "/join/{token}", tag = "system", params(("token" = String, Path)),
     responses((status = 200, description = "the studio's guest join page", content_type = "text/html")))]
 async fn join_page(State(state): State<AppState>, req: Request) -> Response {
-    let page = state.cfg.server.studio_dir.join("join.html");
+    studio_page(&state, "join.html", req).await
+}
+
+/// One of the studio's pages (`join.html`, `watch.html`) for a route of its own.
+pub(crate) async fn studio_page(state: &AppState, file: &str, req: Request) -> Response {
+    let page = state.cfg.server.studio_dir.join(file);
     match tower_http::services::ServeFile::new(page).oneshot(req).await {
         Ok(res) => res.into_response(),
         Err(e) => ApiError::Internal(e.into()).into_response(),

@@ -7,25 +7,27 @@
 //! needs a session: everything returned is what the host chose to show.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tower::ServiceExt as _;
 use uuid::Uuid;
 
 use super::extract::PathParams;
 use crate::auth::path_uuid;
 use crate::error::{ApiError, ApiResult};
+use crate::program::Live;
 use crate::state::AppState;
 use crate::store::Broadcast;
 
 /// Who may watch a broadcast on this server's watch page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     /// Nobody: no watch page, no HLS stream.
@@ -37,25 +39,22 @@ pub enum Visibility {
 }
 
 impl Visibility {
-    const NAMES: [(&'static str, Visibility); 3] =
-        [("off", Visibility::Off), ("unlisted", Visibility::Unlisted), ("public", Visibility::Public)];
-
-    fn parse(s: &str) -> Option<Visibility> {
-        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, v)| *v)
+    fn of(value: &serde_json::Value) -> Option<Visibility> {
+        Visibility::deserialize(value).ok()
     }
 }
 
 /// The broadcast's `settings.watch` (`off` when absent; settings are checked when written, see
 /// [`check_settings`]).
 pub fn visibility(b: &Broadcast) -> Visibility {
-    b.settings.0.get("watch").and_then(serde_json::Value::as_str).and_then(Visibility::parse).unwrap_or(Visibility::Off)
+    b.settings.0.get("watch").and_then(Visibility::of).unwrap_or(Visibility::Off)
 }
 
 /// The settings the server itself reads are checked when a broadcast is created or changed; the rest of the
 /// object stays free-form for the studio.
 pub fn check_settings(settings: &serde_json::Map<String, serde_json::Value>) -> ApiResult<()> {
     if let Some(w) = settings.get("watch")
-        && w.as_str().and_then(Visibility::parse).is_none()
+        && Visibility::of(w).is_none()
     {
         return Err(ApiError::invalid("settings.watch", "must be \"off\", \"unlisted\" or \"public\""));
     }
@@ -88,7 +87,7 @@ pub struct WatchInfo {
 }
 
 async fn info(state: &AppState, b: Broadcast) -> WatchInfo {
-    let live = hls_dir(state, b.id).await.is_some();
+    let live = streaming(state, b.id).await.is_some();
     let hls = live.then(|| format!("/api/watch/{}/hls/index.m3u8", b.id));
     let flv = live.then(|| format!("/api/watch/{}/live.flv", b.id));
     WatchInfo {
@@ -104,10 +103,11 @@ async fn info(state: &AppState, b: Broadcast) -> WatchInfo {
     }
 }
 
-/// The folder of the broadcast's HLS stream, while its program is on air on this node with one.
-async fn hls_dir(state: &AppState, broadcast: Uuid) -> Option<std::path::PathBuf> {
-    let hub = crate::signaling::Hub::running(state)?;
-    hub.programs.get(broadcast)?.hls_dir().await
+/// The broadcast's program and the folder of its HLS stream, while it is on air on this node with one.
+async fn streaming(state: &AppState, broadcast: Uuid) -> Option<(Arc<Live>, PathBuf)> {
+    let live = crate::signaling::Hub::running(state)?.programs.get(broadcast)?;
+    let dir = live.hls_dir().await?;
+    Some((live, dir))
 }
 
 /// A broadcast someone may watch, or 404 (as for one that does not exist: whether a private show exists is
@@ -162,12 +162,33 @@ const VISIBILITY_TTL: Duration = Duration::from_secs(1);
 /// that sees the new one a quarter of a second later loses nothing.
 const PLAYLIST_TTL: Duration = Duration::from_millis(250);
 
-/// What a program's viewers fetch most: its latest segments, and whether the show is open to viewers.
+/// What a program's viewers fetch most: its latest segments, the playlist, and whether the show is open to
+/// viewers.
 #[derive(Default)]
 pub struct StreamCache {
     files: parking_lot::Mutex<VecDeque<(String, Bytes)>>,
-    open: parking_lot::Mutex<Option<(Instant, bool)>>,
-    playlist: parking_lot::Mutex<Option<(Instant, Bytes)>>,
+    open: Recent<bool>,
+    playlist: Recent<Bytes>,
+}
+
+/// A value and when it was taken.
+struct Recent<T>(parking_lot::Mutex<Option<(Instant, T)>>);
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Recent(parking_lot::Mutex::new(None))
+    }
+}
+
+impl<T: Clone> Recent<T> {
+    /// The value, if it was taken less than `ttl` ago.
+    fn within(&self, ttl: Duration) -> Option<T> {
+        self.0.lock().as_ref().filter(|(at, _)| at.elapsed() < ttl).map(|(_, v)| v.clone())
+    }
+
+    fn set(&self, value: T) {
+        *self.0.lock() = Some((Instant::now(), value));
+    }
 }
 
 impl StreamCache {
@@ -198,31 +219,28 @@ pub async fn hls(State(state): State<AppState>, PathParams(params): PathParams) 
     })?;
     let id = path_uuid(&params, "id")?;
     let not_live = || ApiError::NotFound("stream (the show is not live)");
-    let live = crate::signaling::Hub::running(&state).and_then(|hub| hub.programs.get(id)).ok_or_else(not_live)?;
-    let dir = live.hls_dir().await.ok_or_else(not_live)?;
+    let (live, dir) = streaming(&state, id).await.ok_or_else(not_live)?;
     let cache = &live.stream_cache;
     let playlist = name == "index.m3u8";
     let bytes = if playlist {
         // Who may watch is checked on the playlist, which a player fetches every segment or so; segments are
         // served while the program is on air with a stream.
-        let fresh = cache.open.lock().filter(|(at, _)| at.elapsed() < VISIBILITY_TTL).map(|(_, open)| open);
-        let open = match fresh {
+        let open = match cache.open.within(VISIBILITY_TTL) {
             Some(open) => open,
             None => {
                 let open = watchable(&state, &params).await.is_ok();
-                *cache.open.lock() = Some((Instant::now(), open));
+                cache.open.set(open);
                 open
             }
         };
         if !open {
             return Err(ApiError::NotFound("show"));
         }
-        let recent = cache.playlist.lock().clone().filter(|(at, _)| at.elapsed() < PLAYLIST_TTL);
-        match recent {
-            Some((_, bytes)) => bytes,
+        match cache.playlist.within(PLAYLIST_TTL) {
+            Some(bytes) => bytes,
             None => {
                 let bytes = Bytes::from(tokio::fs::read(dir.join(name)).await.map_err(|_| not_live())?);
-                *cache.playlist.lock() = Some((Instant::now(), bytes.clone()));
+                cache.playlist.set(bytes.clone());
                 bytes
             }
         }
@@ -254,15 +272,14 @@ const FLV_BACKLOG: usize = 64;
         (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn flv(State(state): State<AppState>, PathParams(params): PathParams) -> ApiResult<Response> {
     let b = watchable(&state, &params).await?;
-    let control = match crate::signaling::Hub::running(&state).and_then(|hub| hub.programs.get(b.id)) {
-        Some(live) if live.hls_dir().await.is_some() => live.program.egress(),
-        _ => None,
-    }
-    .ok_or(ApiError::NotFound("stream (the show is not live)"))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(FLV_BACKLOG);
+    let control = streaming(&state, b.id)
+        .await
+        .and_then(|(live, _)| live.program.egress())
+        .ok_or(ApiError::NotFound("stream (the show is not live)"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(FLV_BACKLOG);
     // Called on the viewer's sender thread: never blocks; a full backlog or a closed connection ends the viewer.
     let sink: backyard_core::egress::ByteSink =
-        std::sync::Arc::new(move |chunk: &[u8]| tx.try_send(bytes::Bytes::copy_from_slice(chunk)).is_ok());
+        Arc::new(move |chunk: &[u8]| tx.try_send(Bytes::copy_from_slice(chunk)).is_ok());
     control.add_flv_viewer(sink).map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
@@ -281,11 +298,7 @@ pub async fn flv(State(state): State<AppState>, PathParams(params): PathParams) 
     params(("id" = String, Path, description = "the broadcast's id; the page itself says when no show open to viewers has it")),
     responses((status = 200, description = "the show's watch page", content_type = "text/html")))]
 pub async fn page(State(state): State<AppState>, req: Request) -> Response {
-    let page = state.cfg.server.studio_dir.join("watch.html");
-    match tower_http::services::ServeFile::new(page).oneshot(req).await {
-        Ok(res) => res.into_response(),
-        Err(e) => ApiError::Internal(e.into()).into_response(),
-    }
+    super::studio_page(&state, "watch.html", req).await
 }
 
 #[cfg(test)]

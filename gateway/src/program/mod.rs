@@ -407,12 +407,11 @@ async fn publish_statuses(
         m.output_connects.with_label_values(&[&b, &status.id, &kind]).set(status.connects.into());
         let destination_id = (status.kind == OutputKind::Destination).then(|| status.id.clone());
         let mut status = status;
-        if status.kind == OutputKind::Recording || status.kind == OutputKind::Hls {
-            // The file's path on the server is nobody's business in the studio.
-            status.target = match status.kind {
-                OutputKind::Hls => "hls".into(),
-                _ => "recording".into(),
-            };
+        // The file's path on the server is nobody's business in the studio.
+        match status.kind {
+            OutputKind::Recording => status.target = "recording".into(),
+            OutputKind::Hls => status.target = "hls".into(),
+            OutputKind::Destination | OutputKind::Viewer => {}
         }
         let event = RoomEvent::DestinationStatus { status, destination_id };
         if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
