@@ -75,6 +75,15 @@ export const api = {
   createBroadcast: (title, description) => request('POST', '/api/broadcasts', { title, description }),
   getBroadcast: (id) => request('GET', `/api/broadcasts/${encodeURIComponent(id)}`),
   updateBroadcast: (id, patch) => request('PATCH', `/api/broadcasts/${encodeURIComponent(id)}`, patch),
+  /**
+   * Changes some of a broadcast's settings, keeping the others (the API replaces the whole object); returns the
+   * broadcast as it was before.
+   */
+  async updateSettings(id, changes) {
+    const before = await api.getBroadcast(id);
+    await api.updateBroadcast(id, { settings: { ...(before.settings ?? {}), ...changes } });
+    return before;
+  },
   deleteBroadcast: (id) => request('DELETE', `/api/broadcasts/${encodeURIComponent(id)}`),
   startBroadcast: (id) => request('POST', `/api/broadcasts/${encodeURIComponent(id)}/start`),
   endBroadcast: (id) => request('POST', `/api/broadcasts/${encodeURIComponent(id)}/end`),

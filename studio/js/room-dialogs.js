@@ -45,8 +45,7 @@ function backstageSwitch(broadcastId, on, onChange) {
  * its other settings.
  */
 async function setBackstage(broadcastId, on) {
-  const b = await api.getBroadcast(broadcastId);
-  await api.updateBroadcast(broadcastId, { settings: { ...(b.settings ?? {}), backstage: on } });
+  await api.updateSettings(broadcastId, { backstage: on });
 }
 
 /**

@@ -653,8 +653,9 @@ class Room {
   /** Applies a scene change locally at once and sends it; the server's `scene-updated` confirms or corrects it. */
   pushScene(patch) {
     this.state = patchScene(this.state, patch);
-    const { stage, layout, overlays, brand, slate } = this.state.scene;
-    this.conn.updateScene({ stage, layout, overlays, brand, slate });
+    // The whole scene as room-state.js normalised it (exactly the fields a scene has): a field added to the
+    // scene is sent without a list here to forget it in.
+    this.conn.updateScene(this.state.scene);
     this.render();
   }
 

@@ -59,10 +59,10 @@ export class ViewersSection {
     this.watch = watch;
     this.render();
     try {
-      const b = await api.getBroadcast(this.broadcastId);
-      await api.updateBroadcast(this.broadcastId, { settings: { ...(b.settings ?? {}), watch } });
-      if (this.status?.state === 'live' && (before === 'off') !== (watch === 'off')) {
-        toast('This takes effect the next time you go live.', 'info');
+      const b = await api.updateSettings(this.broadcastId, { watch });
+      // Closing takes effect at once (the stream's playlist is refused); the stream itself starts with a go-live.
+      if (b.status === 'live' && before === 'off' && watch !== 'off') {
+        toast('Viewers can watch from the next time you go live.', 'info');
       }
     } catch (e) {
       this.watch = before;
