@@ -8,6 +8,7 @@ pub mod compositor;
 pub mod director;
 pub mod egress;
 pub mod ffmpeg;
+pub mod ingest;
 pub mod media;
 pub mod plugin_host;
 pub mod router;

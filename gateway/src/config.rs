@@ -35,6 +35,19 @@ pub struct Config {
     pub destinations: BTreeMap<String, toml_value::Table>,
     pub plugins: PluginsConfig,
     pub program: ProgramConfig,
+    pub ingest: IngestConfig,
+}
+
+/// Encoders publishing to this server (OBS, ffmpeg, hardware encoders).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Where the RTMP ingest listens (`0.0.0.0:1935`), or `off`. Unset: `0.0.0.0:1935` in embedded mode (and
+    /// only a warning if that port is taken), off with PostgreSQL.
+    pub rtmp_bind: Option<String>,
+    /// The RTMP URL encoders are given, when the address they reach differs from `public_url`'s host and the
+    /// bound port (behind a proxy or NAT): `rtmp://live.example.com/live`.
+    pub rtmp_url: Option<String>,
 }
 
 /// The composed program of each broadcast: canvas, frame rate and the encode before destination limits.
@@ -243,6 +256,7 @@ impl Default for Config {
             destinations: BTreeMap::new(),
             plugins: PluginsConfig::default(),
             program: ProgramConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -332,6 +346,12 @@ impl Config {
     /// Checks what the types alone do not: the error names the first field that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let field = |field, message: String| Err(ConfigError::Field { field, message });
+        self.rtmp_ingest()?;
+        if let Some(url) = &self.ingest.rtmp_url
+            && !has_scheme_and_host(url, &["rtmp", "rtmps"])
+        {
+            return field("ingest.rtmp_url", format!("{url:?} is not an rtmp:// or rtmps:// URL with a host"));
+        }
         for url in &self.ice.stun_urls {
             if !has_scheme_and_host(url, &["stun", "stuns"]) {
                 return field("ice.stun_urls", format!("{url:?} is not a stun: or stuns: URL with a host"));
@@ -358,6 +378,19 @@ impl Config {
         }
         self.program.validate()?;
         Ok(())
+    }
+
+    /// Where the RTMP ingest listens, and whether that address was configured (not the embedded default).
+    pub fn rtmp_ingest(&self) -> Result<Option<(SocketAddr, bool)>, ConfigError> {
+        match self.ingest.rtmp_bind.as_deref().map(str::trim) {
+            Some("off") => Ok(None),
+            Some(addr) => addr.parse().map(|a| Some((a, true))).map_err(|_| ConfigError::Field {
+                field: "ingest.rtmp_bind",
+                message: format!("{addr:?} is not an address like 0.0.0.0:1935 (or `off`)"),
+            }),
+            None if self.is_postgres() => Ok(None),
+            None => Ok(Some((SocketAddr::from(([0, 0, 0, 0], 1935)), false))),
+        }
     }
 
     /// True when running on PostgreSQL (production): secrets must then be given, not generated.

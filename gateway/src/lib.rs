@@ -11,6 +11,7 @@ pub mod bus;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod ingest;
 pub mod metrics;
 pub mod plugin_tools;
 pub mod plugins;

@@ -210,10 +210,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(closed, "marked participants from a previous run as left");
     }
     backyard::program::recover_after_restart(&state).await.context("recovering broadcasts and recordings")?;
+    let rtmp = backyard::ingest::start(&state).await.context("starting the RTMP ingest")?;
     let app = backyard::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone(), state));
     println!("Backyard studio: {public_url}  (listening on {}://{bind})", if tls.is_some() { "https" } else { "http" });
+    if let Some(url) = backyard::ingest::rtmp_url(&state).filter(|_| rtmp.is_some()) {
+        println!("RTMP ingest for encoders: {url}  (keys in each broadcast's Sources panel)");
+    }
+    tokio::spawn(shutdown_on_signal(handle.clone(), state));
     tracing::info!(%bind, %public_url, "listening");
     match tls {
         Some((cert, key)) => {
@@ -262,6 +266,7 @@ async fn shutdown_on_signal(handle: axum_server::Handle, state: backyard::AppSta
     }
     tracing::info!("shutting down");
     backyard::program::end_all(&state).await;
+    backyard::ingest::end_all(&state).await;
     handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
 }
 

@@ -33,6 +33,8 @@ pub struct AppState {
     pub plugins: Arc<crate::plugins::Plugins>,
     /// This node's signaling hub (media node, rooms, programs), started on the first `/ws` or program request.
     pub hub: Arc<tokio::sync::OnceCell<Arc<crate::signaling::Hub>>>,
+    /// The RTMP ingest: its address once started (`ingest::start`), who publishes, the relay broadcasts.
+    pub ingest: Arc<crate::ingest::Ingest>,
 }
 
 /// How long a confirmed-active session is trusted without asking the token store again. Revocations evict at
@@ -120,6 +122,7 @@ impl AppState {
             active_sessions,
             plugins,
             hub: Arc::default(),
+            ingest: Arc::default(),
             limits: Arc::new(RateLimits::new(&cfg)),
             cfg: Arc::new(cfg),
             store,

@@ -29,6 +29,7 @@ both_backends!(
     cross_origin_state_changes_are_refused,
     health_and_metrics,
     a_show_open_to_viewers_streams_hls_while_live,
+    ingest_keys_are_sealed_listed_masked_and_revocable,
 );
 
 async fn host_flow_register_login_broadcast_destination_start_end(b: Backend) {
@@ -1056,4 +1057,75 @@ async fn read_flv(t: &TestApp, path: &str, at_least: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+async fn ingest_keys_are_sealed_listed_masked_and_revocable(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("ingest-keys@example.com").await;
+    let id = t.broadcast(&host, "Keys").await;
+    let base = format!("/api/broadcasts/{id}/ingest-keys");
+
+    let created = t.post(&base).cookies(&host).json(json!({"label": "  OBS on the desk  "})).send().await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["label"], "OBS on the desk");
+    assert_eq!(created.body["mode"], "relay");
+    assert_eq!(created.body["status"]["state"], "idle");
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let key_id = created.body["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("by_") && key.len() > 40, "{key}");
+
+    // At rest: its SHA-256 and ciphertext, never the key.
+    type Row = (Vec<u8>, Vec<u8>, String);
+    let sql = "SELECT key_sha256, key_sealed, label FROM ingest_keys";
+    let rows: Vec<Row> = match &t.raw {
+        RawDb::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+        RawDb::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+    };
+    assert_eq!(rows.len(), 1);
+    for form in forms_of(&key) {
+        let stored = [&rows[0].0[..], &rows[0].1[..], rows[0].2.as_bytes()];
+        assert!(
+            stored.iter().all(|c| !c.windows(form.len()).any(|w| w == form.as_bytes())),
+            "stored in clear as {form}"
+        );
+    }
+    let found = t.state.store.ingest_key_by_hash(&backyard::auth::tokens::hash_token(&key)).await.unwrap();
+    assert_eq!(found.map(|k| k.id.to_string()), Some(key_id.clone()));
+
+    // Listed masked; whole only when the owner asks.
+    let listed = t.get(&base).cookies(&host).send().await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let shown = listed.body["items"][0]["key"].as_str().unwrap();
+    assert!(!shown.contains(&key[..10]) && shown.ends_with(&key[key.len() - 4..]), "{shown}");
+    assert!(!listed.body.to_string().contains(&key), "the list never carries the key");
+    let revealed = t.post(&format!("{base}/{key_id}/reveal")).cookies(&host).send().await;
+    assert_eq!(revealed.body["key"], key.as_str());
+
+    // Bad input names the field.
+    let r = t.post(&base).cookies(&host).json(json!({"label": "   "})).send().await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "label");
+    let r = t.post(&base).cookies(&host).json(json!({"label": "x", "mode": "loop"})).send().await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "mode");
+    for i in 1..10 {
+        let r = t.post(&base).cookies(&host).json(json!({"label": format!("Encoder {i}")})).send().await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let r = t.post(&base).cookies(&host).json(json!({"label": "one too many"})).send().await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "too_many_ingest_keys");
+
+    // A co-host sees the keys (masked) but cannot create, reveal or revoke them; a guest sees nothing.
+    let cohost = t.guest(&host, &id, "cohost", "Co").await;
+    assert_eq!(t.get(&base).cookies(&cohost).send().await.status, StatusCode::OK);
+    t.post(&format!("{base}/{key_id}/reveal")).cookies(&cohost).send().await.assert_error(StatusCode::FORBIDDEN);
+    let guest = t.guest(&host, &id, "guest", "G").await;
+    t.get(&base).cookies(&guest).send().await.assert_error(StatusCode::FORBIDDEN);
+
+    // Revoked: gone, and no longer found by the ingest.
+    let del = t.req(axum::http::Method::DELETE, &format!("{base}/{key_id}")).cookies(&host).send().await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    assert!(t.state.store.ingest_key_by_hash(&backyard::auth::tokens::hash_token(&key)).await.unwrap().is_none());
+    t.post(&format!("{base}/{key_id}/reveal")).cookies(&host).send().await.assert_error(StatusCode::NOT_FOUND);
 }

@@ -58,6 +58,10 @@ fn endpoints() -> Vec<Endpoint> {
         e(Method::PATCH, "/api/broadcasts/{b}/destinations/{d}", Host, Some(json!({"enabled": "yes"}))),
         e(Method::DELETE, "/api/broadcasts/{b}/destinations/{d}", Host, None),
         e(Method::POST, "/api/broadcasts/{b}/destinations/{d}/test", Host, None),
+        e(Method::GET, "/api/broadcasts/{b}/ingest-keys", Host, None),
+        e(Method::POST, "/api/broadcasts/{b}/ingest-keys", Host, Some(json!({"label": 5}))),
+        e(Method::POST, "/api/broadcasts/{b}/ingest-keys/{k}/reveal", Host, None),
+        e(Method::DELETE, "/api/broadcasts/{b}/ingest-keys/{k}", Host, None),
         e(Method::GET, "/api/broadcasts/{b}/invites", Host, None),
         e(Method::POST, "/api/broadcasts/{b}/invites", Host, Some(json!({"role": 5}))),
         e(Method::DELETE, "/api/broadcasts/{b}/invites/{i}", Host, None),
@@ -111,6 +115,9 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
         .json(json!({"platform": "youtube", "streamKey": "abcd-efgh-ijkl-mnop-qrst"}))
         .send()
         .await;
+    let ingest_key =
+        t.post(&format!("/api/broadcasts/{bid}/ingest-keys")).cookies(&host).json(json!({"label": "OBS"})).send().await;
+    assert_eq!(ingest_key.status, StatusCode::CREATED, "{}", ingest_key.body);
     let inv = t.post(&format!("/api/broadcasts/{bid}/invites")).cookies(&host).json(json!({})).send().await;
     let guest = t.guest(&host, &bid, "guest", "G").await;
     let me: uuid::Uuid =
@@ -143,6 +150,7 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
             ("{t}", inv.body["token"].as_str().unwrap().to_owned()),
             ("{r}", rec.id.to_string()),
             ("{br}", my_brand.id.to_string()),
+            ("{k}", ingest_key.body["id"].as_str().unwrap().to_owned()),
             ("{u}", "0".repeat(64)),
         ],
     };

@@ -100,6 +100,13 @@ export const api = {
   testDestination: (id, destId) =>
     request('POST', `/api/broadcasts/${encodeURIComponent(id)}/destinations/${encodeURIComponent(destId)}/test`),
 
+  listIngestKeys: (id) => request('GET', `/api/broadcasts/${encodeURIComponent(id)}/ingest-keys`),
+  createIngestKey: (id, key) => request('POST', `/api/broadcasts/${encodeURIComponent(id)}/ingest-keys`, key),
+  revealIngestKey: (id, keyId) =>
+    request('POST', `/api/broadcasts/${encodeURIComponent(id)}/ingest-keys/${encodeURIComponent(keyId)}/reveal`),
+  deleteIngestKey: (id, keyId) =>
+    request('DELETE', `/api/broadcasts/${encodeURIComponent(id)}/ingest-keys/${encodeURIComponent(keyId)}`),
+
   upload: (file) => {
     const form = new FormData();
     form.append('file', file);

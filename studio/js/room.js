@@ -9,6 +9,7 @@ import { ChatPanel } from './chat.js';
 import { ControlBar, LayoutBar } from './controls.js';
 import { BrandSection } from './brand.js';
 import { BroadcastPanel } from './destinations.js';
+import { SourcesPanel } from './sources.js';
 import { h, icon, mount, toast } from './dom.js';
 import { ICONS } from './icons.js';
 import { describeMediaError, LevelMeter, LocalMedia } from './media.js';
@@ -153,6 +154,7 @@ class Room {
     this.render();
     if (this.isModerator) {
       this.broadcastPanel.load();
+      this.sourcesPanel.load();
       // The program may have started before we came in; otherwise its first `program-status` starts the preview.
       if (this.state.program) this.broadcastPanel.startPreview();
     }
@@ -231,6 +233,7 @@ class Room {
       c.on(event, (data) => {
         if (c === this.conn) fn(data);
       });
+    on('ingest-status', (data) => this.sourcesPanel?.setStatus(data));
     for (const event of STATE_EVENTS) {
       on(event, (data) => {
         const before = this.state;
@@ -428,6 +431,8 @@ class Room {
       this.brandSection.load();
       panels.broadcast = { label: 'Broadcast', icon: ICONS.broadcast, el: this.broadcastPanel.el };
       panels.overlays = { label: 'Overlays', icon: ICONS.brush, el: this.overlaysPanel.el };
+      this.sourcesPanel = new SourcesPanel({ broadcastId: this.broadcastId, canManage: this.state.role === 'host' });
+      panels.sources = { label: 'Sources', icon: ICONS.cam, el: this.sourcesPanel.el };
     }
     this.panels = panels;
     this.tabs = {};

@@ -22,6 +22,7 @@ const TARGETS: &[Target] = &[
     Target { name: "signaling", package: "backyard", test_file: Some("fuzz_signaling"), filter: "signaling_messages" },
     Target { name: "sdp", package: "backyard-core", test_file: Some("fuzz_sdp"), filter: "sdp_offers" },
     Target { name: "ice-candidate", package: "backyard-core", test_file: Some("fuzz_sdp"), filter: "ice_candidate" },
+    Target { name: "rtmp-ingest", package: "backyard-core", test_file: Some("fuzz_ingest"), filter: "rtmp_ingest" },
     Target { name: "plugin-output", package: "backyard-core", test_file: None, filter: "plugin_host::fuzz" },
 ];
 

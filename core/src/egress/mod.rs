@@ -23,6 +23,7 @@ mod address;
 mod encoder;
 mod muxer;
 mod probe;
+mod relay;
 mod sender;
 mod status;
 mod test_pattern;
@@ -42,6 +43,7 @@ pub use encoder::{
 };
 pub use muxer::{ByteSink, media_duration};
 pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
+pub use relay::{Relay, RelayConfig};
 pub use sender::ReconnectPolicy;
 pub use status::{OutputKind, OutputState, OutputStatus, StatusSink, no_status_sink};
 pub use test_pattern::TestPattern;
@@ -305,7 +307,39 @@ fn recording_options(timeouts: &Timeouts) -> OutputOptions {
     }
 }
 
+/// The outputs to start, beside the encode (or the relayed stream) they carry.
+struct Outputs<'a> {
+    recording: Option<&'a Path>,
+    hls: Option<&'a Path>,
+    destinations: &'a [DestinationConfig],
+}
+
+impl EgressConfig {
+    fn outputs(&self) -> Outputs<'_> {
+        Outputs { recording: self.recording.as_deref(), hls: self.hls.as_deref(), destinations: &self.destinations }
+    }
+}
+
 impl Shared {
+    fn new(
+        streams: Vec<StreamSpec>,
+        sink: StatusSink,
+        reconnect: &ReconnectPolicy,
+        timeouts: &Timeouts,
+        queue_capacity: usize,
+    ) -> Shared {
+        Shared {
+            outputs: Mutex::new(Vec::new()),
+            streams,
+            keyframe_request: Arc::new(AtomicBool::new(false)),
+            sink,
+            reconnect: reconnect.clone(),
+            timeouts: timeouts.clone(),
+            queue_capacity,
+            viewers_started: Default::default(),
+        }
+    }
+
     #[allow(clippy::too_many_arguments, reason = "each argument is one part of the output being started")]
     fn spawn_output(
         &self,
@@ -396,6 +430,50 @@ impl Shared {
         Ok(id)
     }
 
+    /// Starts the recording, the HLS stream and every destination of `config`; if one cannot start,
+    /// whatever started before it stops again.
+    fn start_outputs(&self, config: &Outputs<'_>, segment: Duration) -> Result<(), EgressError> {
+        let started = (|| {
+            if let Some(path) = config.recording {
+                let handle = start_recording(self, path)?;
+                self.outputs.lock().push(handle);
+            }
+            if let Some(dir) = config.hls {
+                let handle = start_hls(self, dir, segment)?;
+                self.outputs.lock().push(handle);
+            }
+            config.destinations.iter().try_for_each(|dest| self.add_destination(dest))
+        })();
+        if started.is_err() {
+            let handles = std::mem::take(&mut *self.outputs.lock());
+            shut_down(handles, Duration::ZERO);
+        }
+        started
+    }
+
+    /// Lets every output drain for at most `timeouts.drain`, then interrupts and closes them.
+    fn stop(&self) -> EgressReport {
+        let handles = std::mem::take(&mut *self.outputs.lock());
+        let done = shut_down(handles, self.timeouts.drain);
+        let mut report = EgressReport { outputs: Vec::new(), recording: None };
+        for (handle, summary) in done {
+            if handle.kind == OutputKind::Viewer {
+                continue;
+            }
+            let status = handle.status.lock().clone();
+            (self.sink)(&status);
+            if let (OutputKind::Recording, Some(path)) = (handle.kind, handle.path.as_ref()) {
+                report.recording = Some(RecordingReport {
+                    size_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+                    path: path.clone(),
+                    duration_secs: summary.media_duration.as_secs_f64(),
+                });
+            }
+            report.outputs.push(status);
+        }
+        report
+    }
+
     fn statuses(&self) -> Vec<OutputStatus> {
         self.outputs.lock().iter().map(|o| o.status.lock().clone()).collect()
     }
@@ -444,34 +522,10 @@ impl Egress {
         let settings = config.encoder.constrained_by(config.destinations.iter().map(|d| &d.constraints));
         let encoder = Encoder::new(&settings)?;
         let packets_per_second = settings.fps as f64 + SAMPLE_RATE as f64 / AAC_FRAME as f64;
-        let queue_capacity = (packets_per_second * config.queue.as_secs_f64()).ceil().max(8.0) as usize;
-        let shared = Arc::new(Shared {
-            outputs: Mutex::new(Vec::new()),
-            streams: encoder.streams(),
-            keyframe_request: Arc::new(AtomicBool::new(false)),
-            sink,
-            reconnect: config.reconnect.clone(),
-            timeouts: config.timeouts.clone(),
-            queue_capacity,
-            viewers_started: Default::default(),
-        });
-        let started = (|| {
-            if let Some(path) = &config.recording {
-                let handle = start_recording(&shared, path)?;
-                shared.outputs.lock().push(handle);
-            }
-            if let Some(dir) = &config.hls {
-                let handle = start_hls(&shared, dir, &settings)?;
-                shared.outputs.lock().push(handle);
-            }
-            config.destinations.iter().try_for_each(|dest| shared.add_destination(dest))
-        })();
-        if let Err(e) = started {
-            // Whatever started before the failure stops now.
-            let handles = std::mem::take(&mut *shared.outputs.lock());
-            shut_down(handles, Duration::ZERO);
-            return Err(e);
-        }
+        let shared = Arc::new(Shared::new(encoder.streams(), sink, &config.reconnect, &config.timeouts, {
+            (packets_per_second * config.queue.as_secs_f64()).ceil().max(8.0) as usize
+        }));
+        shared.start_outputs(&config.outputs(), settings.keyframe_interval)?;
         Ok(Egress { encoder, shared, scratch: Vec::new() })
     }
 
@@ -513,25 +567,7 @@ impl Egress {
             tracing::warn!(error = %e, "flushing the encoder failed");
         }
         self.shared.fan_out(&mut self.scratch);
-        let handles = std::mem::take(&mut *self.shared.outputs.lock());
-        let done = shut_down(handles, self.shared.timeouts.drain);
-        let mut report = EgressReport { outputs: Vec::new(), recording: None };
-        for (handle, summary) in done {
-            if handle.kind == OutputKind::Viewer {
-                continue;
-            }
-            let status = handle.status.lock().clone();
-            (self.shared.sink)(&status);
-            if let (OutputKind::Recording, Some(path)) = (handle.kind, handle.path.as_ref()) {
-                report.recording = Some(RecordingReport {
-                    size_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-                    path: path.clone(),
-                    duration_secs: summary.media_duration.as_secs_f64(),
-                });
-            }
-            report.outputs.push(status);
-        }
-        report
+        self.shared.stop()
     }
 }
 
@@ -558,13 +594,13 @@ fn start_recording(shared: &Shared, path: &Path) -> Result<OutputHandle, EgressE
 /// player that fell a little behind, while older segments are deleted from the folder.
 const HLS_PLAYLIST_SEGMENTS: u32 = 6;
 
-fn hls_options(timeouts: &Timeouts, dir: &str, settings: &EncoderSettings) -> OutputOptions {
+fn hls_options(timeouts: &Timeouts, dir: &str, segment: Duration) -> OutputOptions {
     OutputOptions {
         format: "hls",
         io: Vec::new(),
         muxer: vec![
             // A segment per keyframe interval (segments are cut at keyframes, so never shorter).
-            ("hls_time".into(), format!("{:.3}", settings.keyframe_interval.as_secs_f64())),
+            ("hls_time".into(), format!("{:.3}", segment.as_secs_f64())),
             ("hls_list_size".into(), HLS_PLAYLIST_SEGMENTS.to_string()),
             ("hls_segment_type".into(), "fmp4".into()),
             ("hls_fmp4_init_filename".into(), "init.mp4".into()),
@@ -580,7 +616,7 @@ fn hls_options(timeouts: &Timeouts, dir: &str, settings: &EncoderSettings) -> Ou
     }
 }
 
-fn start_hls(shared: &Shared, dir: &Path, settings: &EncoderSettings) -> Result<OutputHandle, EgressError> {
+fn start_hls(shared: &Shared, dir: &Path, segment: Duration) -> Result<OutputHandle, EgressError> {
     let err = |reason: String| EgressError::Recording { path: dir.to_owned(), reason };
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     let dir_str = dir.to_str().ok_or_else(|| err("path is not UTF-8".into()))?;
@@ -592,7 +628,7 @@ fn start_hls(shared: &Shared, dir: &Path, settings: &EncoderSettings) -> Result<
         "hls",
         OutputKind::Hls,
         format!("{dir_str}/index.m3u8"),
-        hls_options(&shared.timeouts, dir_str, settings),
+        hls_options(&shared.timeouts, dir_str, segment),
         None,
         Some(dir.to_owned()),
         dir.display().to_string(),

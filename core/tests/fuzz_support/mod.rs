@@ -40,9 +40,14 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Where the kept corpus of `target` lives.
+pub fn corpus_dir(target: &str) -> PathBuf {
+    workspace().join("fuzz").join("corpus").join(target)
+}
+
 /// The kept corpus of `target`: every file in `fuzz/corpus/<target>/`.
 fn load_corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = workspace().join("fuzz").join("corpus").join(target);
+    let dir = corpus_dir(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("the corpus of {target} is missing ({}): {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))

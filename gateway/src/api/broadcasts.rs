@@ -162,6 +162,12 @@ pub async fn end(State(state): State<AppState>, HostAccess(access): HostAccess) 
     if access.broadcast.status != "live" {
         return Err(ApiError::conflict("not_live", "the broadcast is not live"));
     }
+    // A relay broadcast (an encoder publishing through the RTMP ingest) ends its own way: outputs closed,
+    // recording finalised, the broadcast marked ended and announced.
+    if state.ingest.end_relay(access.broadcast.id).await {
+        let b = state.store.broadcast(access.broadcast.id).await?.ok_or(ApiError::NotFound("broadcast"))?;
+        return Ok(axum::Json(b));
+    }
     // Flush and close every output and finalise the recording (bounded by egress' timeouts). An ended
     // broadcast cannot go live again, so its program stops too.
     let hub = crate::signaling::Hub::get(&state).await?;

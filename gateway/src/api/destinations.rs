@@ -233,7 +233,12 @@ pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess)
     let list = rows
         .into_iter()
         .map(|r| {
-            let live = program.as_ref().and_then(|p| p.output_status(&r.id.to_string()));
+            let id = r.id.to_string();
+            // A show from the studio, or a relay of an encoder's stream.
+            let live = program
+                .as_ref()
+                .and_then(|p| p.output_status(&id))
+                .or_else(|| state.ingest.output_status(access.broadcast.id, &id));
             Destination::with_live(&state, r, live)
         })
         .collect::<ApiResult<_>>()?;

@@ -7,6 +7,7 @@ pub mod brands;
 pub mod broadcasts;
 pub mod destinations;
 pub mod extract;
+pub mod ingest_keys;
 pub mod invites;
 pub mod openapi;
 pub mod plugins;
@@ -32,7 +33,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Backyard API", description = "Self-hosted live-streaming studio: REST API. Errors are `{\"error\": {code, message, field}}`."),
     components(schemas(ErrorBody)),
-    tags((name = "auth"), (name = "brands"), (name = "broadcasts"), (name = "destinations"), (name = "invites"), (name = "plugins"), (name = "recordings"), (name = "uploads"), (name = "watch"), (name = "system"))
+    tags((name = "auth"), (name = "brands"), (name = "broadcasts"), (name = "destinations"), (name = "ingest"), (name = "invites"), (name = "plugins"), (name = "recordings"), (name = "uploads"), (name = "watch"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -57,6 +58,9 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(destinations::list, destinations::create))
         .routes(routes!(destinations::patch, destinations::delete))
         .routes(routes!(destinations::test))
+        .routes(routes!(ingest_keys::list, ingest_keys::create))
+        .routes(routes!(ingest_keys::delete))
+        .routes(routes!(ingest_keys::reveal))
         .routes(routes!(invites::list, invites::create))
         .routes(routes!(invites::revoke))
         .routes(routes!(invites::redeem))

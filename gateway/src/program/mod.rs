@@ -347,7 +347,10 @@ pub fn recording_path(data_dir: &Path, id: Uuid) -> PathBuf {
 
 /// The enabled destinations of a broadcast as egress takes them: each adapter resolves its ingest URL (the
 /// key decrypted only here) and encoder limits.
-async fn resolve_destinations(state: &AppState, broadcast: Uuid) -> Result<Vec<DestinationConfig>, ProgramError> {
+pub(crate) async fn resolve_destinations(
+    state: &AppState,
+    broadcast: Uuid,
+) -> Result<Vec<DestinationConfig>, ProgramError> {
     let mut out = Vec::new();
     for row in state.store.destinations(broadcast).await?.into_iter().filter(|d| d.enabled) {
         let field = format!("destinations.{}", row.id);
@@ -380,7 +383,7 @@ async fn resolve_destinations(state: &AppState, broadcast: Uuid) -> Result<Vec<D
 }
 
 /// Every output status change goes to the room (`destination-status`) and to the metrics.
-async fn publish_statuses(
+pub(crate) async fn publish_statuses(
     state: AppState,
     broadcast: Uuid,
     latest: Arc<Mutex<HashMap<String, OutputStatus>>>,

@@ -74,6 +74,12 @@ pub enum RoomEvent {
         #[serde(flatten)]
         quality: ConnectionQuality,
     },
+    /// An encoder publishing (or no longer publishing) with one of the broadcast's ingest keys.
+    IngestStatus {
+        ingest_key_id: Uuid,
+        #[serde(flatten)]
+        status: crate::ingest::IngestStatus,
+    },
 }
 
 impl RoomEvent {
@@ -90,6 +96,7 @@ impl RoomEvent {
         "program-status",
         "stage-layout",
         "connection-quality",
+        "ingest-status",
     ];
 
     /// The event's name on the wire.
@@ -105,6 +112,7 @@ impl RoomEvent {
             RoomEvent::DestinationStatus { .. } => "destination-status",
             RoomEvent::ProgramStatus { .. } => "program-status",
             RoomEvent::StageLayout(_) => "stage-layout",
+            RoomEvent::IngestStatus { .. } => "ingest-status",
             RoomEvent::ConnectionQuality { .. } => "connection-quality",
         }
     }
@@ -200,6 +208,14 @@ mod tests {
                     jitter_ms: Some(4),
                     downlink_kbps: Some(610),
                     layers: Some((3, 3)),
+                },
+            },
+            RoomEvent::IngestStatus {
+                ingest_key_id: Uuid::nil(),
+                status: crate::ingest::IngestStatus {
+                    state: "live".into(),
+                    message: None,
+                    stream: Some("1280×720 H.264 (High), AAC 48 kHz stereo".into()),
                 },
             },
         ]

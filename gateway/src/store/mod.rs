@@ -163,6 +163,16 @@ pub trait Store: Send + Sync + 'static {
     async fn update_brand(&self, id: Uuid, b: &BrandFields) -> StoreResult<Option<Brand>>;
     async fn delete_brand(&self, id: Uuid) -> StoreResult<bool>;
     async fn upload_by_sha(&self, sha256: &str) -> StoreResult<Option<Upload>>;
+
+    // Ingest keys
+    async fn create_ingest_key(&self, k: NewIngestKey) -> StoreResult<IngestKeyRow>;
+    /// A broadcast's ingest keys, oldest first.
+    async fn ingest_keys(&self, broadcast_id: Uuid) -> StoreResult<Vec<IngestKeyRow>>;
+    async fn ingest_key(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<Option<IngestKeyRow>>;
+    /// The key an encoder publishes with, found by its SHA-256.
+    async fn ingest_key_by_hash(&self, key_sha256: &[u8]) -> StoreResult<Option<IngestKeyRow>>;
+    async fn ingest_key_used(&self, id: Uuid) -> StoreResult<()>;
+    async fn delete_ingest_key(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<bool>;
 }
 
 fn now() -> OffsetDateTime {
@@ -847,6 +857,68 @@ macro_rules! impl_store {
 
             async fn delete_brand(&self, id: Uuid) -> StoreResult<bool> {
                 Ok(sqlx::query("DELETE FROM brands WHERE id = $1").bind(id).execute(&self.pool).await?.rows_affected() > 0)
+            }
+
+            async fn create_ingest_key(&self, k: NewIngestKey) -> StoreResult<IngestKeyRow> {
+                Ok(sqlx::query_as::<_, IngestKeyRow>(
+                    "INSERT INTO ingest_keys (id, broadcast_id, label, mode, key_sha256, key_sealed, key_nonce, key_kid,
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(k.broadcast_id)
+                .bind(&k.label)
+                .bind(&k.mode)
+                .bind(&k.key_sha256)
+                .bind(&k.key_sealed)
+                .bind(&k.key_nonce)
+                .bind(&k.key_kid)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unique("ingest key"))?)
+            }
+
+            async fn ingest_keys(&self, broadcast_id: Uuid) -> StoreResult<Vec<IngestKeyRow>> {
+                Ok(sqlx::query_as::<_, IngestKeyRow>(
+                    "SELECT * FROM ingest_keys WHERE broadcast_id = $1 ORDER BY created_at, id",
+                )
+                .bind(broadcast_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn ingest_key(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<Option<IngestKeyRow>> {
+                Ok(sqlx::query_as::<_, IngestKeyRow>("SELECT * FROM ingest_keys WHERE broadcast_id = $1 AND id = $2")
+                    .bind(broadcast_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn ingest_key_by_hash(&self, key_sha256: &[u8]) -> StoreResult<Option<IngestKeyRow>> {
+                Ok(sqlx::query_as::<_, IngestKeyRow>("SELECT * FROM ingest_keys WHERE key_sha256 = $1")
+                    .bind(key_sha256)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn ingest_key_used(&self, id: Uuid) -> StoreResult<()> {
+                sqlx::query("UPDATE ingest_keys SET last_used_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_ingest_key(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<bool> {
+                Ok(sqlx::query("DELETE FROM ingest_keys WHERE broadcast_id = $1 AND id = $2")
+                    .bind(broadcast_id)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    > 0)
             }
 
             async fn upload_by_sha(&self, sha256: &str) -> StoreResult<Option<Upload>> {

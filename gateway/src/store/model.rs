@@ -208,3 +208,31 @@ pub struct BrandFields {
     pub background: Option<String>,
     pub logo_url: Option<String>,
 }
+
+/// An ingest key as stored: found by its SHA-256, kept sealed (AES-256-GCM) so its owner can copy it again.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IngestKeyRow {
+    pub id: Uuid,
+    pub broadcast_id: Uuid,
+    pub label: String,
+    /// `relay` or `source`.
+    pub mode: String,
+    pub key_sha256: Vec<u8>,
+    pub key_sealed: Vec<u8>,
+    pub key_nonce: Vec<u8>,
+    pub key_kid: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// What creating an ingest key stores.
+#[derive(Debug, Clone)]
+pub struct NewIngestKey {
+    pub broadcast_id: Uuid,
+    pub label: String,
+    pub mode: String,
+    pub key_sha256: Vec<u8>,
+    pub key_sealed: Vec<u8>,
+    pub key_nonce: Vec<u8>,
+    pub key_kid: String,
+}

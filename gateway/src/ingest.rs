@@ -1,0 +1,582 @@
+//! The node's RTMP ingest: which key may publish, and the relay broadcasts it feeds.
+//!
+//! core's ingest server speaks RTMP; this decides. A publish names an ingest key (`/api/broadcasts/{id}/ingest-keys`),
+//! found by its SHA-256 and never logged. A key in `relay` mode makes its broadcast a pure relay: the stream
+//! goes to every enabled destination and the recording with its packets copied (core's
+//! [`Relay`]), with the program's per-destination isolation and reconnects. One task per relay broadcast
+//! ([`run_relay`]) owns it: it starts the outputs once the publisher's codec configuration is known, marks the
+//! broadcast live, carries a reconnecting encoder on without a gap in the outputs' timeline, starts a new
+//! recording part if the encoder's parameters changed, and ends the broadcast when the encoder has been gone
+//! for [`RECONNECT_GRACE`] or a host ends it.
+//!
+//! One publisher per key and per broadcast: a second is refused while the first sends, but a publisher that
+//! sent nothing for [`STALE`] (its network died without closing the socket) is dropped for the newcomer,
+//! so an encoder reconnecting after a drop gets back in at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use backyard_core::egress::{OutputStatus, Relay, RelayConfig};
+use backyard_core::ingest::{AacConfig, Accepted, AvcConfig, Event, IngestHandler, Limits, PublishSink, Verdict};
+use parking_lot::Mutex;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::bus::topic;
+use crate::signaling::RoomEvent;
+use crate::state::AppState;
+use crate::store::Broadcast;
+
+/// How long a relay broadcast waits for its encoder to come back before it ends.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(30);
+/// A publisher silent this long is taken for dead when someone else publishes with its key.
+pub const STALE: Duration = Duration::from_secs(3);
+/// Media a relay holds while it waits for the stream's configuration (a publisher sends it first).
+const PENDING_PACKETS: usize = 600;
+/// Media a relay waits for audio configuration before it starts without audio.
+const AUDIO_WAIT_MS: u32 = 1000;
+
+/// What the studio is told about an ingest key (`ingest-status`, and `status` in the key list).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestStatus {
+    /// `idle`, `live` (an encoder is publishing) or `error` (the last publish was ended: see `message`).
+    pub state: String,
+    /// Why the last publish ended, when it was not the encoder's choice (an unsupported codec, a timeout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The stream as received: `1280×720 H.264 (High), AAC 48 kHz stereo`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+}
+
+struct Publisher {
+    broadcast: Uuid,
+    stop: Arc<Notify>,
+    last_data: Arc<Mutex<Instant>>,
+}
+
+enum Msg {
+    /// A publisher with this key took over the broadcast's stream.
+    Attach(Uuid),
+    Media(Event),
+    Detached {
+        error: Option<String>,
+    },
+    End(oneshot::Sender<()>),
+}
+
+/// The node's ingest: its address, who publishes, the relay broadcasts.
+#[derive(Default)]
+pub struct Ingest {
+    addr: OnceLock<SocketAddr>,
+    publishers: Mutex<HashMap<Uuid, Publisher>>,
+    relays: Mutex<HashMap<Uuid, mpsc::Sender<Msg>>>,
+    statuses: Mutex<HashMap<Uuid, IngestStatus>>,
+    /// The latest status of each output of each relay, by broadcast then output id.
+    outputs: Mutex<HashMap<Uuid, OutputStatuses>>,
+}
+
+/// The latest status of each output of one relay, by output id.
+type OutputStatuses = Arc<Mutex<HashMap<String, OutputStatus>>>;
+
+impl Ingest {
+    /// Where the RTMP ingest listens, once started.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr.get().copied()
+    }
+
+    /// The latest status of an ingest key.
+    pub fn status(&self, key: Uuid) -> IngestStatus {
+        self.statuses
+            .lock()
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| IngestStatus { state: "idle".into(), ..Default::default() })
+    }
+
+    /// The latest status of a relay's output (a destination's id), while the relay runs.
+    pub fn output_status(&self, broadcast: Uuid, id: &str) -> Option<OutputStatus> {
+        self.outputs.lock().get(&broadcast).and_then(|o| o.lock().get(id).cloned())
+    }
+
+    /// True while a relay runs for the broadcast.
+    pub fn relaying(&self, broadcast: Uuid) -> bool {
+        self.relays.lock().get(&broadcast).is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// Ends a relay broadcast (a host pressed End): outputs closed, recording finalised, broadcast ended.
+    /// False when no relay runs for it.
+    pub async fn end_relay(&self, broadcast: Uuid) -> bool {
+        let Some(tx) = self.relays.lock().get(&broadcast).cloned() else { return false };
+        let (done, wait) = oneshot::channel();
+        if tx.send(Msg::End(done)).await.is_err() {
+            return false;
+        }
+        let _ = wait.await;
+        true
+    }
+
+    /// A key was revoked: its publisher, if any, is disconnected now.
+    pub fn revoked(&self, key: Uuid) {
+        if let Some(p) = self.publishers.lock().remove(&key) {
+            p.stop.notify_one();
+        }
+        self.statuses.lock().remove(&key);
+    }
+
+    fn set_status(&self, state: &AppState, broadcast: Uuid, key: Uuid, status: IngestStatus) {
+        self.statuses.lock().insert(key, status.clone());
+        let state = state.clone();
+        tokio::spawn(async move {
+            let event = RoomEvent::IngestStatus { ingest_key_id: key, status };
+            let _ = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await;
+        });
+    }
+}
+
+/// Starts the RTMP ingest if the configuration asks for it. An explicitly configured address that cannot be
+/// bound stops start-up; the embedded default (port 1935) only warns, so a second instance still runs.
+pub async fn start(state: &AppState) -> anyhow::Result<Option<SocketAddr>> {
+    let Some((bind, explicit)) = state.cfg.rtmp_ingest()? else { return Ok(None) };
+    let listener = match tokio::net::TcpListener::bind(bind).await {
+        Ok(l) => l,
+        Err(e) if !explicit => {
+            tracing::warn!(%bind, "RTMP ingest off: cannot listen ({e}); set ingest.rtmp_bind to choose an address");
+            return Ok(None);
+        }
+        Err(e) => return Err(anyhow::anyhow!("ingest.rtmp_bind {bind}: {e}")),
+    };
+    let addr = listener.local_addr()?;
+    let _ = state.ingest.addr.set(addr);
+    backyard_core::ingest::serve(listener, Arc::new(Handler { state: state.clone() }), Limits::default());
+    tracing::info!(%addr, "RTMP ingest listening");
+    Ok(Some(addr))
+}
+
+/// The URL an encoder is given (the key goes in its own field): `rtmp://<host>:<port>/live`.
+pub fn rtmp_url(state: &AppState) -> Option<String> {
+    if let Some(url) = &state.cfg.ingest.rtmp_url {
+        return Some(url.clone());
+    }
+    let addr = state.ingest.addr()?;
+    let uri: axum::http::Uri = state.cfg.public_url.parse().ok()?;
+    let host = uri.host()?.to_owned();
+    Some(format!("rtmp://{host}:{}/live", addr.port()))
+}
+
+struct Handler {
+    state: AppState,
+}
+
+impl IngestHandler for Handler {
+    fn publish(&self, _app: String, key: String, peer: SocketAddr) -> Pin<Box<dyn Future<Output = Verdict> + Send>> {
+        let state = self.state.clone();
+        Box::pin(async move { authorize(&state, &key, peer).await })
+    }
+}
+
+async fn authorize(state: &AppState, key: &str, peer: SocketAddr) -> Verdict {
+    let unknown = || "unknown or revoked stream key".to_owned();
+    let row = match state.store.ingest_key_by_hash(&crate::auth::tokens::hash_token(key)).await {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            tracing::info!(%peer, "rtmp ingest: unknown or revoked key");
+            return Err(unknown());
+        }
+        Err(e) => {
+            tracing::error!(%peer, "rtmp ingest: store: {e}");
+            return Err("the server cannot check keys right now; try again".into());
+        }
+    };
+    let broadcast = match state.store.broadcast(row.broadcast_id).await {
+        Ok(Some(b)) => b,
+        _ => return Err(unknown()),
+    };
+    tracing::info!(%peer, key = %row.id, broadcast = %broadcast.id, mode = %row.mode, "rtmp ingest: publish");
+    if row.mode != "relay" {
+        return Err("this key's mode is not served by this server version".into());
+    }
+    if broadcast.status == "ended" {
+        return Err("the broadcast has ended; create a new one".into());
+    }
+    let ingest = &state.ingest;
+    if broadcast.status == "live" && !ingest.relaying(broadcast.id) {
+        return Err("the broadcast is live from the studio".into());
+    }
+    {
+        let mut publishers = ingest.publishers.lock();
+        let busy = publishers.iter().find(|(_, p)| p.broadcast == broadcast.id).map(|(id, p)| (*id, p));
+        if let Some((id, p)) = busy {
+            if p.last_data.lock().elapsed() < STALE {
+                return Err("the broadcast already has a live encoder".into());
+            }
+            // Its network died without closing the connection: the newcomer takes over.
+            p.stop.notify_one();
+            publishers.remove(&id);
+        }
+    }
+    if !ingest.relaying(broadcast.id) {
+        if let Err(e) = state.check_quota(broadcast.user_id, crate::state::Quota::GoLive).await {
+            return Err(format!("{e}"));
+        }
+        let (tx, rx) = mpsc::channel(2048);
+        ingest.relays.lock().insert(broadcast.id, tx);
+        tokio::spawn(run_relay(state.clone(), broadcast.clone(), row.id, rx));
+    }
+    let Some(tx) = ingest.relays.lock().get(&broadcast.id).cloned() else { return Err(unknown()) };
+    if tx.send(Msg::Attach(row.id)).await.is_err() {
+        return Err("the broadcast is ending; try again".into());
+    }
+    let _ = state.store.ingest_key_used(row.id).await;
+    let stop = Arc::new(Notify::new());
+    let last_data = Arc::new(Mutex::new(Instant::now()));
+    ingest
+        .publishers
+        .lock()
+        .insert(row.id, Publisher { broadcast: broadcast.id, stop: stop.clone(), last_data: last_data.clone() });
+    ingest.set_status(state, broadcast.id, row.id, IngestStatus { state: "live".into(), ..Default::default() });
+    let sink =
+        RelaySink { state: state.clone(), key: row.id, broadcast: broadcast.id, tx, last_data, stop: stop.clone() };
+    Ok(Accepted { sink: Box::new(sink), stop })
+}
+
+struct RelaySink {
+    state: AppState,
+    key: Uuid,
+    broadcast: Uuid,
+    tx: mpsc::Sender<Msg>,
+    last_data: Arc<Mutex<Instant>>,
+    stop: Arc<Notify>,
+}
+
+impl PublishSink for RelaySink {
+    fn event(&mut self, event: Event) {
+        *self.last_data.lock() = Instant::now();
+        // A relay that cannot keep up loses media, never memory.
+        let _ = self.tx.try_send(Msg::Media(event));
+    }
+
+    fn ended(self: Box<Self>, error: Option<String>) {
+        let ingest = &self.state.ingest;
+        {
+            let mut publishers = ingest.publishers.lock();
+            if publishers.get(&self.key).is_some_and(|p| Arc::ptr_eq(&p.stop, &self.stop)) {
+                publishers.remove(&self.key);
+            }
+        }
+        let status = match &error {
+            Some(message) => IngestStatus { state: "error".into(), message: Some(message.clone()), stream: None },
+            None => IngestStatus { state: "idle".into(), ..Default::default() },
+        };
+        if ingest.statuses.lock().contains_key(&self.key) {
+            ingest.set_status(&self.state, self.broadcast, self.key, status);
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Msg::Detached { error }).await;
+        });
+    }
+}
+
+/// A relay's outputs while they run.
+struct Running {
+    relay: Relay,
+    recording: Uuid,
+}
+
+#[derive(Default)]
+struct Stream {
+    video: Option<AvcConfig>,
+    audio: Option<AacConfig>,
+    has_audio: Option<bool>,
+    pending: VecDeque<Event>,
+    /// Video time held in `pending` since its first frame, ms.
+    first_video: Option<u32>,
+    last_video: Option<u32>,
+}
+
+/// Whether the publisher's stream can go on into running outputs.
+enum Fit {
+    Same,
+    /// Not known yet (its configuration is still arriving).
+    Pending,
+    Different,
+}
+
+impl Stream {
+    fn waited_for_audio(&self) -> bool {
+        match (self.first_video, self.last_video) {
+            (Some(a), Some(b)) => b.saturating_sub(a) >= AUDIO_WAIT_MS,
+            _ => false,
+        }
+    }
+
+    fn compare(&self, relay: &Relay) -> Fit {
+        let Some(video) = &self.video else { return Fit::Pending };
+        if video != relay.video() {
+            return Fit::Different;
+        }
+        match (relay.audio(), &self.audio) {
+            (Some(a), Some(b)) if a == b => Fit::Same,
+            (Some(_), None) if self.has_audio != Some(false) && !self.waited_for_audio() => Fit::Pending,
+            (None, None) => Fit::Same,
+            _ => Fit::Different,
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.video.is_some() && (self.audio.is_some() || self.has_audio == Some(false) || self.waited_for_audio())
+    }
+
+    fn describe(&self) -> Option<String> {
+        let v = self.video.as_ref()?;
+        let profile = match v.profile {
+            66 => "Baseline",
+            77 => "Main",
+            100 => "High",
+            _ => "other profile",
+        };
+        let mut s = format!("{}×{} H.264 ({profile})", v.width, v.height);
+        if let Some(a) = &self.audio {
+            let ch = if a.channels == 2 { "stereo".to_owned() } else { format!("{} channels", a.channels) };
+            s.push_str(&format!(", AAC {} kHz {ch}", a.sample_rate / 1000));
+        }
+        Some(s)
+    }
+}
+
+/// One relay broadcast, from its first publish to its end.
+async fn run_relay(state: AppState, broadcast: Broadcast, mut key: Uuid, mut rx: mpsc::Receiver<Msg>) {
+    let b = broadcast.id;
+    let mut stream = Stream::default();
+    let mut running: Option<Running> = None;
+    let mut went_live = false;
+    let mut gone_since: Option<tokio::time::Instant> = None;
+    let mut ended_by: Option<oneshot::Sender<()>> = None;
+    // Whether the studio was told what the current publisher sends.
+    let mut announced = false;
+    let reason = loop {
+        let msg = match gone_since {
+            Some(since) => tokio::select! {
+                m = rx.recv() => m,
+                _ = tokio::time::sleep_until(since + RECONNECT_GRACE) => break "the encoder did not come back",
+            },
+            None => rx.recv().await,
+        };
+        let Some(msg) = msg else { break "stopped" };
+        match msg {
+            Msg::Attach(id) => {
+                key = id;
+                gone_since = None;
+                // The encoder sends its configuration again; media waits for it.
+                stream = Stream::default();
+                announced = false;
+                if let Some(r) = &mut running {
+                    r.relay.resume();
+                }
+            }
+            Msg::Detached { error } => {
+                let why = error.as_deref().unwrap_or("it stopped");
+                tracing::info!(broadcast = %b, "relay: the encoder is gone ({why}); waiting for it to come back");
+                gone_since = Some(tokio::time::Instant::now());
+            }
+            Msg::End(done) => {
+                ended_by = Some(done);
+                break "ended by a host";
+            }
+            Msg::Media(event) => {
+                match &event {
+                    Event::VideoConfig(c) => stream.video = Some(c.clone()),
+                    Event::AudioConfig(c) => stream.audio = Some(c.clone()),
+                    Event::Metadata { has_audio } => stream.has_audio = Some(*has_audio),
+                    _ => {}
+                }
+                let is_media = matches!(event, Event::Video { .. } | Event::Audio { .. });
+                if let Event::Video { dts, .. } = &event {
+                    stream.first_video.get_or_insert(*dts);
+                    stream.last_video = Some(*dts);
+                }
+                if is_media {
+                    if stream.pending.len() == PENDING_PACKETS {
+                        stream.pending.pop_front();
+                    }
+                    stream.pending.push_back(event);
+                }
+                match running.as_ref().map(|r| stream.compare(&r.relay)) {
+                    Some(Fit::Same) => {
+                        if !announced {
+                            announced = true;
+                            let status =
+                                IngestStatus { state: "live".into(), message: None, stream: stream.describe() };
+                            state.ingest.set_status(&state, b, key, status);
+                        }
+                    }
+                    Some(Fit::Pending) => continue,
+                    None | Some(Fit::Different) => {
+                        if !stream.ready() {
+                            continue;
+                        }
+                        if let Some(old) = running.take() {
+                            // The encoder came back with other parameters: a new recording part.
+                            finish(&state, b, old).await;
+                        }
+                        match start_outputs(&state, &broadcast, &stream).await {
+                            Ok(r) => running = Some(r),
+                            Err(message) => {
+                                tracing::warn!(broadcast = %b, "relay could not start: {message}");
+                                if let Some(p) = state.ingest.publishers.lock().remove(&key) {
+                                    p.stop.notify_one();
+                                }
+                                let status =
+                                    IngestStatus { state: "error".into(), message: Some(message), stream: None };
+                                state.ingest.set_status(&state, b, key, status);
+                                break "the relay could not start";
+                            }
+                        }
+                        announced = true;
+                        let status = IngestStatus { state: "live".into(), message: None, stream: stream.describe() };
+                        state.ingest.set_status(&state, b, key, status);
+                        if !went_live {
+                            went_live = true;
+                            mark_live(&state, &broadcast).await;
+                        }
+                    }
+                }
+                if let Some(r) = &mut running {
+                    for queued in stream.pending.drain(..) {
+                        push(&mut r.relay, queued);
+                    }
+                }
+            }
+        }
+    };
+    tracing::info!(broadcast = %b, "relay ending: {reason}");
+    state.ingest.relays.lock().remove(&b);
+    rx.close();
+    state.ingest.outputs.lock().remove(&b);
+    if let Some(p) = state.ingest.publishers.lock().remove(&key) {
+        p.stop.notify_one();
+    }
+    if let Some(r) = running.take() {
+        finish(&state, b, r).await;
+    }
+    if went_live {
+        mark_ended(&state, b).await;
+    }
+    if let Some(done) = ended_by {
+        let _ = done.send(());
+    }
+}
+
+fn push(relay: &mut Relay, event: Event) {
+    match event {
+        Event::Video { dts, cts, keyframe, data } => relay.push_video(dts, cts, keyframe, &data),
+        Event::Audio { ts, data } => relay.push_audio(ts, &data),
+        _ => {}
+    }
+}
+
+async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream) -> Result<Running, String> {
+    let video = stream.video.clone().ok_or("no video configuration")?;
+    let destinations = crate::program::resolve_destinations(state, broadcast.id).await.map_err(|e| e.to_string())?;
+    let recording = state
+        .store
+        .create_recording(broadcast.id, broadcast.user_id, &broadcast.title)
+        .await
+        .map_err(|e| e.to_string())?;
+    let path = crate::program::recording_path(&state.cfg.data_dir, recording.id);
+    let config = RelayConfig {
+        video,
+        audio: stream.audio.clone(),
+        destinations,
+        recording: Some(path),
+        // The watch page plays the studio's program; a relay's viewers watch on its destinations.
+        hls: None,
+        segment: Duration::from_secs(2),
+        reconnect: Default::default(),
+        timeouts: Default::default(),
+        queue: Duration::from_secs(2),
+    };
+    let (tx, rx) = mpsc::unbounded_channel::<OutputStatus>();
+    let latest = Arc::new(Mutex::new(HashMap::new()));
+    state.ingest.outputs.lock().insert(broadcast.id, latest.clone());
+    tokio::spawn(crate::program::publish_statuses(state.clone(), broadcast.id, latest, rx));
+    let started = tokio::task::spawn_blocking(move || {
+        Relay::start(
+            config,
+            Arc::new(move |s: &OutputStatus| {
+                let _ = tx.send(s.clone());
+            }),
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    match started {
+        Ok(relay) => {
+            tracing::info!(broadcast = %broadcast.id, recording = %recording.id, "relay on air");
+            Ok(Running { relay, recording: recording.id })
+        }
+        Err(e) => {
+            let _ = state.store.finish_recording(recording.id, "failed", 0.0, 0).await;
+            Err(e.to_string())
+        }
+    }
+}
+
+async fn finish(state: &AppState, broadcast: Uuid, running: Running) {
+    let Running { relay, recording } = running;
+    let report = tokio::task::spawn_blocking(move || relay.stop()).await.ok();
+    let (duration, size) = report
+        .as_ref()
+        .and_then(|r| r.recording.as_ref())
+        .map(|r| (r.duration_secs, r.size_bytes as i64))
+        .unwrap_or((0.0, 0));
+    let status = if size > 0 { "ready" } else { "failed" };
+    if let Err(e) = state.store.finish_recording(recording, status, duration, size).await {
+        tracing::error!(%broadcast, "could not finalise the relay's recording: {e}");
+    }
+    tracing::info!(%broadcast, %recording, duration, size, "relay recording finalised");
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+async fn mark_live(state: &AppState, broadcast: &Broadcast) {
+    let now = OffsetDateTime::now_utc();
+    match state.store.set_broadcast_status(broadcast.id, "live", Some(now), None).await {
+        Ok(_) => {
+            state.metrics.active_broadcasts.inc();
+            let event = RoomEvent::BroadcastStarted { broadcast_id: broadcast.id, start_time: rfc3339(now) };
+            let _ = state.bus.publish(&topic::broadcast(broadcast.id), event.to_bus()).await;
+        }
+        Err(e) => tracing::error!(broadcast = %broadcast.id, "could not mark the relay live: {e}"),
+    }
+}
+
+async fn mark_ended(state: &AppState, broadcast: Uuid) {
+    let now = OffsetDateTime::now_utc();
+    match state.store.set_broadcast_status(broadcast, "ended", None, Some(now)).await {
+        Ok(_) => {
+            state.metrics.active_broadcasts.dec();
+            let event = RoomEvent::BroadcastEnded { broadcast_id: broadcast, end_time: rfc3339(now), reason: None };
+            let _ = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await;
+        }
+        Err(e) => tracing::error!(%broadcast, "could not mark the relay ended: {e}"),
+    }
+}
+
+/// Ends every relay on this node (the server is stopping), as a host's End would.
+pub async fn end_all(state: &AppState) {
+    let broadcasts: Vec<Uuid> = state.ingest.relays.lock().keys().copied().collect();
+    for b in broadcasts {
+        state.ingest.end_relay(b).await;
+    }
+}

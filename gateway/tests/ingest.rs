@@ -1,0 +1,455 @@
+//! The RTMP ingest against real peers: ffmpeg publishes with OBS's x264 defaults (High profile, B-frames,
+//! 2 s keyframes, AAC 48 kHz) and real nginx-rtmp servers are the destinations. A relay broadcast copies the
+//! encoder's packets (no re-encode: same parameter sets, same packet bytes), a destination that dies comes back
+//! without disturbing the others, and every kind of bad client is turned away without touching the show.
+
+mod common;
+#[path = "../../core/tests/common/mod.rs"]
+mod media;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use backyard::bus::topic;
+use common::{Backend, TestApp};
+use serde_json::json;
+
+/// A 1280×720 clip encoded as OBS does by default: x264 High profile with 2 B-frames, 2 s keyframes, AAC.
+fn obs_like_clip(dir: &Path, seconds: u32) -> PathBuf {
+    let path = dir.join("obs.flv");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=s=1280x720:r=30:d={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "2", "-g", "60"])
+        .args(["-b:v", "2500k", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "160k", "-f", "flv"])
+        .arg(&path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg made the clip");
+    path
+}
+
+/// An encoder process, killed (and reaped) if a test ends before it does.
+struct Encoder(Child);
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// ffmpeg publishing `clip` in real time, packets copied (as an encoder would send them).
+fn publish(clip: &Path, url: &str) -> Encoder {
+    Encoder(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-re", "-i"])
+            .arg(clip)
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ffmpeg"),
+    )
+}
+
+/// Waits for the encoder to finish: whether it succeeded, and what it said.
+fn stderr_of(mut child: Encoder) -> (bool, String) {
+    let status = child.0.wait().expect("ffmpeg exits");
+    let mut err = String::new();
+    if let Some(mut s) = child.0.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    (status.success(), err)
+}
+
+/// Waits for an encoder to exit within `timeout` (it is killed otherwise). True when it exited by itself.
+fn exits_within(mut child: Encoder, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if child.0.try_wait().ok().flatten().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// ffprobe's hash of every packet of one kind, and of the stream's codec configuration.
+fn packet_hashes(path: &Path, stream: &str) -> (String, Vec<String>) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-show_data_hash", "sha256"])
+        .args(["-show_entries", "stream=extradata_hash:packet=data_hash", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe writes JSON");
+    let hash = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let config = hash(&json["streams"][0], "extradata_hash");
+    let packets =
+        json["packets"].as_array().map(|p| p.iter().map(|p| hash(p, "data_hash")).collect()).unwrap_or_default();
+    (config, packets)
+}
+
+async fn app_with_ingest() -> (TestApp, SocketAddr) {
+    let t = TestApp::with(Backend::Sqlite, |cfg| cfg.ingest.rtmp_bind = Some("127.0.0.1:0".into())).await;
+    let addr = backyard::ingest::start(&t.state).await.expect("ingest starts").expect("ingest on");
+    (t, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_copies_the_encoders_packets_to_every_destination_and_survives_one_dying() -> anyhow::Result<()> {
+    let dir = media::TempDir::new("relay")?;
+    let clip = obs_like_clip(dir.path(), 24);
+    let mut nginx: Vec<media::Nginx> =
+        (0..3).map(|_| media::Nginx::start(media::NginxOptions::default())).collect::<Result<_, _>>()?;
+    let (t, addr) = app_with_ingest().await;
+    let host = t.user("relay@example.com").await;
+    let id = t.broadcast(&host, "Relay show").await;
+    let bid: uuid::Uuid = id.parse()?;
+    for (i, n) in nginx.iter().enumerate() {
+        let server = format!("rtmp://127.0.0.1:{}/live", n.rtmp_port);
+        let r = t
+            .post(&format!("/api/broadcasts/{id}/destinations"))
+            .cookies(&host)
+            .json(json!({"platform": "rtmp", "name": format!("nginx {i}"), "rtmpUrl": server, "streamKey": format!("dest{i}")}))
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+
+    // The key: whole once, masked in the list, with the URL an encoder needs.
+    let created = t
+        .post(&format!("/api/broadcasts/{id}/ingest-keys"))
+        .cookies(&host)
+        .json(json!({"label": "OBS on the desk"}))
+        .send()
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["mode"], "relay");
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let key_id = created.body["id"].as_str().unwrap().to_owned();
+    let listed = t.get(&format!("/api/broadcasts/{id}/ingest-keys")).cookies(&host).send().await;
+    assert_eq!(listed.body["rtmpUrl"], format!("rtmp://studio.test:{}/live", addr.port()), "{}", listed.body);
+    let masked = listed.body["items"][0]["key"].as_str().unwrap();
+    assert!(!masked.contains(&key[..8]) && masked.ends_with(&key[key.len() - 4..]), "{masked}");
+    let revealed = t.post(&format!("/api/broadcasts/{id}/ingest-keys/{key_id}/reveal")).cookies(&host).send().await;
+    assert_eq!(revealed.body["key"], key.as_str());
+
+    let mut room = t.state.bus.subscribe(&topic::broadcast(bid));
+    let encoder = publish(&clip, &format!("rtmp://{addr}/live/{key}"));
+    let live = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let ev = room.recv().await.expect("room events");
+            if ev.event == "broadcast-started" {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(live.is_ok(), "the broadcast went live when the encoder published");
+    let status = t.get(&format!("/api/broadcasts/{id}/ingest-keys")).cookies(&host).send().await;
+    assert_eq!(status.body["items"][0]["status"]["state"], "live", "{}", status.body);
+    assert_eq!(status.body["items"][0]["status"]["stream"], "1280×720 H.264 (High), AAC 48 kHz stereo");
+
+    // One destination dies for 10 s and comes back.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    nginx[1].kill();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    nginx[1].restart()?;
+    let (ok, err) = tokio::task::spawn_blocking(move || stderr_of(encoder)).await?;
+    assert!(ok, "the encoder published to the end: {err}");
+    let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
+    assert_eq!(ended.body["status"], "ended");
+
+    // Every destination got the encoder's own parameter sets and packet bytes.
+    let (src_config, src_packets) = packet_hashes(&clip, "v:0");
+    let (src_audio_config, src_audio) = packet_hashes(&clip, "a:0");
+    let src: HashSet<&String> = src_packets.iter().collect();
+    let src_audio: HashSet<&String> = src_audio.iter().collect();
+    for (i, n) in nginx.iter().enumerate() {
+        let files = n.recordings();
+        assert!(!files.is_empty(), "nginx {i} received the stream");
+        let mut received = 0;
+        for f in &files {
+            let (config, packets) = packet_hashes(f, "v:0");
+            assert_eq!(config, src_config, "nginx {i}: the encoder's SPS/PPS, unchanged");
+            assert!(packets.iter().all(|p| src.contains(p)), "nginx {i}: every video packet is one the encoder sent");
+            let (audio_config, audio) = packet_hashes(f, "a:0");
+            assert_eq!(audio_config, src_audio_config, "nginx {i}: the encoder's AAC configuration");
+            assert!(audio.iter().all(|p| src_audio.contains(p)), "nginx {i}: every audio packet is the encoder's");
+            received += packets.len();
+        }
+        if i == 1 {
+            assert_eq!(n.publish_count(), 2, "the dead destination was published to again when it came back");
+            assert!(received > 150, "nginx 1 got the stream before and after its outage ({received} frames)");
+        } else {
+            assert_eq!(n.publish_count(), 1, "nginx {i} was never disturbed");
+            let probe = media::probe(&files[0])?;
+            assert!(probe.max_video_gap() < 0.2, "nginx {i}: no gap ({:.3} s)", probe.max_video_gap());
+            assert!(received >= 600, "nginx {i} got about the whole clip ({received} of 720 frames)");
+            assert_eq!((probe.width, probe.height), (1280, 720));
+        }
+    }
+
+    // The relay recorded too.
+    let recs = t.get("/api/recordings").cookies(&host).send().await;
+    let rec = recs.body["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["broadcastId"] == id.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rec["status"], "ready", "{}", recs.body);
+    assert!(rec["duration"].as_f64().unwrap_or(0.0) > 15.0, "{rec}");
+    Ok(())
+}
+
+/// Opens a raw TCP connection to the ingest.
+fn raw(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect to the ingest");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s
+}
+
+/// True when the server closed the connection (EOF or reset) within the read timeout.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Completes an RTMP handshake by hand (C0+C1, read S0+S1+S2, send C2).
+fn handshake(addr: SocketAddr) -> TcpStream {
+    let mut s = raw(addr);
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(std::iter::repeat_n(0u8, 1536));
+    s.write_all(&c0c1).unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    s.read_exact(&mut s0s1s2).unwrap();
+    s.write_all(&s0s1s2[1..1537]).unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_publishers_are_turned_away_and_the_show_goes_on() -> anyhow::Result<()> {
+    let dir = media::TempDir::new("ingest-bad")?;
+    let clip = obs_like_clip(dir.path(), 40);
+    let nginx = media::Nginx::start(media::NginxOptions::default())?;
+    let (t, addr) = app_with_ingest().await;
+    let host = t.user("bad-ingest@example.com").await;
+    let id = t.broadcast(&host, "Robust show").await;
+    let bid: uuid::Uuid = id.parse()?;
+    let server = format!("rtmp://127.0.0.1:{}/live", nginx.rtmp_port);
+    let r = t
+        .post(&format!("/api/broadcasts/{id}/destinations"))
+        .cookies(&host)
+        .json(json!({"platform": "rtmp", "name": "nginx", "rtmpUrl": server, "streamKey": "dest"}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let created =
+        t.post(&format!("/api/broadcasts/{id}/ingest-keys")).cookies(&host).json(json!({"label": "OBS"})).send().await;
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let url = format!("rtmp://{addr}/live/{key}");
+
+    // A wrong key is refused with an RTMP error, and nothing goes live.
+    let (ok, err) = stderr_of(publish(&clip, &format!("rtmp://{addr}/live/by_not-a-key")));
+    assert!(!ok, "a wrong key cannot publish");
+    assert!(!err.is_empty(), "ffmpeg says why");
+
+    // A slow client that never finishes its handshake is dropped; so is garbage; the show is unaffected.
+    let mut slow = raw(addr);
+    slow.write_all(&[3])?;
+
+    let mut room = t.state.bus.subscribe(&topic::broadcast(bid));
+    let first = publish(&clip, &url);
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if room.recv().await.expect("room events").event == "broadcast-started" {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("live");
+
+    // A second encoder on the same key is refused while the first sends.
+    let (ok, _) = stderr_of(publish(&clip, &url));
+    assert!(!ok, "a second publisher is refused while the first is live");
+
+    // Garbage instead of a handshake; an absurd chunk size; malformed AMF: each connection closed.
+    let mut garbage = raw(addr);
+    garbage.write_all(&[0x16; 4000])?;
+    assert!(closed_by_server(&mut garbage), "garbage is dropped");
+    let mut chunky = handshake(addr);
+    chunky.write_all(&[0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff])?;
+    assert!(closed_by_server(&mut chunky), "an absurd chunk size is dropped");
+    let mut amf = handshake(addr);
+    amf.write_all(&[0x03, 0, 0, 0, 0, 0, 6, 20, 0, 0, 0, 0, 0x02, 0xff, 0xff, b'c', 0x0b, 0x0b])?;
+    assert!(closed_by_server(&mut amf), "malformed AMF is dropped");
+    let started = Instant::now();
+    assert!(closed_by_server(&mut slow), "a handshake that never finishes is dropped");
+    assert!(started.elapsed() < Duration::from_secs(12));
+
+    // The encoder's connection drops (killed): it gets back in at once, and the relay's outputs go on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(first);
+    let back = Instant::now();
+    let second = publish(&clip, &url);
+    let again = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let ev = room.recv().await.expect("room events");
+            if ev.event == "ingest-status" && ev.data["state"] == "live" && ev.data["stream"].is_string() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(again.is_ok(), "the reconnecting encoder got back in within 5 s");
+    let took = back.elapsed();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Revoking the key disconnects the encoder.
+    let keys = t.get(&format!("/api/broadcasts/{id}/ingest-keys")).cookies(&host).send().await;
+    let key_id = keys.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let del = t
+        .req(axum::http::Method::DELETE, &format!("/api/broadcasts/{id}/ingest-keys/{key_id}"))
+        .cookies(&host)
+        .send()
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    assert!(
+        tokio::task::spawn_blocking(move || exits_within(second, Duration::from_secs(10))).await?,
+        "revoked: disconnected"
+    );
+    let (ok, _) = stderr_of(publish(&clip, &url));
+    assert!(!ok, "a revoked key cannot publish");
+
+    let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
+    // One publish to nginx for the whole show: the reconnect went on in the same outputs.
+    assert_eq!(nginx.publish_count(), 1, "{}", nginx.log());
+    let probe = media::probe(&nginx.recordings()[0])?;
+    assert!(probe.max_video_gap() < took.as_secs_f64() + 1.0, "gap {:.2} s", probe.max_video_gap());
+    Ok(())
+}
+
+/// A minimal RTMP publisher (rml_rtmp's client over a blocking socket): handshake, connect, publish `key`,
+/// then sends `video` tag bodies. For what ffmpeg on this machine cannot send (HEVC over Enhanced RTMP).
+fn publish_tags(addr: SocketAddr, key: &str, video: &[&[u8]]) -> std::io::Result<()> {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
+    };
+    let mut s = raw(addr);
+    let mut hs = Handshake::new(PeerType::Client);
+    s.write_all(&hs.generate_outbound_p0_and_p1().unwrap())?;
+    let mut buf = vec![0u8; 8192];
+    let leftover = loop {
+        let n = s.read(&mut buf)?;
+        match hs.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => s.write_all(&response_bytes)?,
+            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                s.write_all(&response_bytes)?;
+                break remaining_bytes;
+            }
+        }
+    };
+    let (mut client, first) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+    let send = |s: &mut TcpStream, results: Vec<ClientSessionResult>| -> std::io::Result<Vec<ClientSessionEvent>> {
+        let mut events = Vec::new();
+        for r in results {
+            match r {
+                ClientSessionResult::OutboundResponse(p) => s.write_all(&p.bytes)?,
+                ClientSessionResult::RaisedEvent(e) => events.push(e),
+                ClientSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        Ok(events)
+    };
+    send(&mut s, first)?;
+    let mut incoming = leftover;
+    let mut wait_for =
+        |s: &mut TcpStream, client: &mut ClientSession, want: fn(&ClientSessionEvent) -> bool| -> std::io::Result<()> {
+            loop {
+                let results = client.handle_input(&incoming).unwrap();
+                incoming.clear();
+                if send(s, results)?.iter().any(want) {
+                    return Ok(());
+                }
+                let n = s.read(&mut buf)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                incoming.extend_from_slice(&buf[..n]);
+            }
+        };
+    let connect = client.request_connection("live".into()).unwrap();
+    send(&mut s, vec![connect])?;
+    wait_for(&mut s, &mut client, |e| matches!(e, ClientSessionEvent::ConnectionRequestAccepted))?;
+    let publish = client.request_publishing(key.into(), PublishRequestType::Live).unwrap();
+    send(&mut s, vec![publish])?;
+    wait_for(&mut s, &mut client, |e| matches!(e, ClientSessionEvent::PublishRequestAccepted))?;
+    for (i, tag) in video.iter().enumerate() {
+        let r = client
+            .publish_video_data(
+                bytes::Bytes::copy_from_slice(tag),
+                rml_rtmp::time::RtmpTimestamp::new(i as u32 * 33),
+                false,
+            )
+            .unwrap();
+        send(&mut s, vec![r])?;
+    }
+    // The server ends the connection.
+    if closed_by_server(&mut s) { Ok(()) } else { Err(std::io::ErrorKind::TimedOut.into()) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_is_refused_with_a_message_the_studio_shows() -> anyhow::Result<()> {
+    let (t, addr) = app_with_ingest().await;
+    let host = t.user("hevc@example.com").await;
+    let id = t.broadcast(&host, "HEVC show").await;
+    let bid: uuid::Uuid = id.parse()?;
+    let created =
+        t.post(&format!("/api/broadcasts/{id}/ingest-keys")).cookies(&host).json(json!({"label": "x265"})).send().await;
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let mut room = t.state.bus.subscribe(&topic::broadcast(bid));
+    // What OBS sends for HEVC: an Enhanced RTMP sequence start (keyframe, packet type 0) with FourCC `hvc1`.
+    let sequence_start: &[u8] = b"\x90hvc1\x01\x01\x60\x00\x00\x00";
+    let sent = tokio::task::spawn_blocking(move || publish_tags(addr, &key, &[sequence_start])).await?;
+    assert!(sent.is_ok(), "the server ended the HEVC publish: {sent:?}");
+    let message = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let ev = room.recv().await.expect("room events");
+            if ev.event == "ingest-status" && ev.data["state"] == "error" {
+                return ev.data["message"].as_str().unwrap_or_default().to_owned();
+            }
+        }
+    })
+    .await?;
+    assert!(message.contains("HEVC") && message.contains("H.264"), "{message}");
+    let listed = t.get(&format!("/api/broadcasts/{id}/ingest-keys")).cookies(&host).send().await;
+    assert_eq!(listed.body["items"][0]["status"]["state"], "error", "{}", listed.body);
+    let b = t.get(&format!("/api/broadcasts/{id}")).cookies(&host).send().await;
+    assert_ne!(b.body["status"], "live", "nothing went live");
+    Ok(())
+}

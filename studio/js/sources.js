@@ -1,0 +1,152 @@
+// The host's "Sources" panel: encoders (OBS, a hardware encoder, ffmpeg) that publish to this server's RTMP
+// ingest. It shows the server URL and each ingest key (masked; "Copy key" fetches it whole), whether an
+// encoder is sending with it (`ingest-status`), and lets the owner create and revoke keys. In relay mode the
+// encoder's stream goes to the broadcast's destinations as it is: the broadcast is live while it sends.
+
+import { api } from './api.js';
+import { copyButton, h, icon, labelFor, mount, toast } from './dom.js';
+import { ICONS } from './icons.js';
+
+const STATE_LABEL = { idle: 'Waiting for the encoder', live: 'Receiving', error: 'Stopped' };
+
+/** The line under a key's name, from its status. */
+export function statusText(status) {
+  if (!status || status.state === 'idle') return STATE_LABEL.idle;
+  if (status.state === 'live') return status.stream ? `Receiving ${status.stream}` : 'Encoder connected, waiting for its stream…';
+  return status.message ? `Stopped: ${status.message}` : STATE_LABEL.error;
+}
+
+export class SourcesPanel {
+  /** `canManage`: only the broadcast's owner may create, copy or revoke keys. */
+  constructor({ broadcastId, canManage }) {
+    this.broadcastId = broadcastId;
+    this.canManage = canManage;
+    this.keys = new Map();
+    this.url = h('div.copy-row');
+    this.list = h('div.dest-list', { dataset: { role: 'ingest-keys' } });
+    this.label = h('input', { type: 'text', name: 'label', maxLength: 60, placeholder: 'OBS on the desk', required: true });
+    this.form = h(
+      'form.dest-form',
+      {
+        onsubmit: (e) => {
+          e.preventDefault();
+          this.create();
+        },
+      },
+      labelFor(this.label, 'Encoder name'),
+      this.label,
+      h('button.primary.full', { type: 'submit', dataset: { action: 'create-ingest-key' } }, icon(ICONS.plus), 'Create stream key'),
+    );
+    this.form.hidden = !canManage;
+    this.el = h(
+      'div.panel.sources-panel',
+      h(
+        'section.panel-section',
+        h('h3', 'Sources'),
+        h(
+          'p.field-hint',
+          'Stream from OBS, a hardware encoder or ffmpeg. The stream goes to this broadcast’s destinations as it is, ' +
+            'with no re-encode, and is recorded: the broadcast is live while the encoder sends. OBS: Settings → Stream → ' +
+            'Service “Custom”, then the server and key below.',
+        ),
+        h('h4', 'Server'),
+        this.url,
+        h('h4', 'Stream keys'),
+        this.list,
+        this.form,
+      ),
+    );
+  }
+
+  async load() {
+    try {
+      const json = await api.listIngestKeys(this.broadcastId);
+      this.rtmpUrl = json.rtmpUrl ?? null;
+      this.keys = new Map((json.items ?? []).map((k) => [k.id, k]));
+      this.render();
+    } catch (e) {
+      mount(this.list, h('div.form-error', `Could not load stream keys: ${e.message}`));
+    }
+  }
+
+  async create() {
+    const label = this.label.value.trim();
+    if (!label) return;
+    try {
+      const key = await api.createIngestKey(this.broadcastId, { label });
+      this.keys.set(key.id, key);
+      this.label.value = '';
+      this.render();
+      toast('Stream key created: copy it into your encoder.', 'info');
+    } catch (e) {
+      toast(`Could not create the key: ${e.message}`, 'error');
+    }
+  }
+
+  async copyKey(key, button) {
+    try {
+      const { key: whole } = await api.revealIngestKey(this.broadcastId, key.id);
+      await navigator.clipboard.writeText(whole);
+      button.textContent = 'Copied';
+    } catch (e) {
+      toast(`Could not copy the key: ${e.message}`, 'error');
+    }
+  }
+
+  async revoke(key) {
+    if (!confirm(`Revoke “${key.label}”? An encoder sending with it is disconnected, and the key stops working.`)) return;
+    try {
+      await api.deleteIngestKey(this.broadcastId, key.id);
+      this.keys.delete(key.id);
+      this.render();
+    } catch (e) {
+      toast(`Could not revoke the key: ${e.message}`, 'error');
+    }
+  }
+
+  /** An `ingest-status` event. */
+  setStatus({ ingestKeyId, ...status }) {
+    const key = this.keys.get(ingestKeyId);
+    if (!key) return;
+    key.status = status;
+    this.render();
+  }
+
+  render() {
+    if (this.rtmpUrl) {
+      const input = h('input', { type: 'text', readOnly: true, value: this.rtmpUrl, 'aria-label': 'RTMP server URL', dataset: { role: 'ingest-url' }, onfocus: (e) => e.target.select() });
+      mount(this.url, [input, copyButton(this.rtmpUrl)]);
+    } else {
+      mount(this.url, h('p.field-hint', 'The RTMP ingest is off on this server (ingest.rtmp_bind in its configuration).'));
+    }
+    if (!this.keys.size) {
+      mount(this.list, h('div.dest-empty', this.canManage ? 'No stream keys yet: create one for your encoder.' : 'No stream keys yet.'));
+      return;
+    }
+    mount(this.list, [...this.keys.values()].map((k) => this.renderKey(k)));
+  }
+
+  renderKey(key) {
+    const state = key.status?.state ?? 'idle';
+    const copy = h('button.secondary', { type: 'button', dataset: { action: 'copy-ingest-key' }, onclick: (e) => this.copyKey(key, e.currentTarget) }, 'Copy key');
+    const dot = { live: 'live', error: 'failed', idle: 'idle' }[state] ?? 'idle';
+    return h(
+      'div.dest-item',
+      { dataset: { ingestKeyId: key.id, status: state } },
+      h('div.dest-platform', 'RTMP'),
+      h(
+        'div.dest-info',
+        h('div.dest-name', key.label),
+        h('div.dest-status', h(`span.status-dot.${dot}`), h('span.dest-status-text', statusText(key.status))),
+        h('div.dest-stats', h('code', key.key)),
+      ),
+      this.canManage
+        ? h(
+            'div.dest-actions',
+            copy,
+            h('button.icon-btn', { type: 'button', title: 'Revoke', 'aria-label': `Revoke ${key.label}`, onclick: () => this.revoke(key) }, icon(ICONS.trash)),
+          )
+        : null,
+    );
+  }
+}
