@@ -276,6 +276,7 @@ describe('room state: events', () => {
     s = fold([{ event: 'scene-updated', data: { scene: { stage: [], layout: 'grid' } } }, { event: 'broadcast-started', data: { status: 'live' } }], s);
     assert.equal(s.broadcast.status, 'live');
     assert.deepEqual(shownSlate(s), { kind: 'brb', title: 'Be right back', text: '' });
+    assert.equal(shownSlate(s, { programOnAir: false }), null, 'live from an encoder: the program is not on air');
     s = fold([{ event: 'stage-layout', data: { layout: 'grid', canvas: { width: 1280, height: 720 }, tiles: [tile(ADA, 'Ada', 0, 0, 1280, 720)] } }], s);
     assert.equal(shownSlate(s), null, 'someone on stage');
   });

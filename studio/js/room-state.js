@@ -90,12 +90,13 @@ export function normaliseSlate(slate) {
 
 /**
  * The slate on the program now, as the server's director decides it: the one the hosts chose, else "Be right
- * back" while live with nobody on stage. `{kind, title, text}` or null.
+ * back" while the program is on air with nobody on stage. `{kind, title, text}` or null. `programOnAir` is false
+ * when the broadcast is live from an encoder (a relay): the program is then not what goes out.
  */
-export function shownSlate(state) {
+export function shownSlate(state, { programOnAir = state.broadcast?.status === 'live' } = {}) {
   const chosen = state.scene.slate;
   if (chosen) return { ...chosen, title: SLATES[chosen.kind] };
-  if (state.broadcast?.status === 'live' && stageTiles(state).tiles.length === 0) return { kind: 'brb', title: SLATES.brb, text: '' };
+  if (programOnAir && stageTiles(state).tiles.length === 0) return { kind: 'brb', title: SLATES.brb, text: '' };
   return null;
 }
 

@@ -382,6 +382,7 @@ class Room {
     );
     // Where the host looks: what is wrong with the show right now (program short of CPU, a destination dropping).
     this.healthEl = h('div.health-banner', { role: 'status', dataset: { role: 'health' }, hidden: true });
+    this.relayEl = h('p.relay-banner', { role: 'status', dataset: { role: 'relay' }, hidden: true });
     this.stageView = new StageView(this.stageEl);
     this.strip = new ParticipantStrip({
       moderator,
@@ -431,7 +432,11 @@ class Room {
       this.brandSection.load();
       panels.broadcast = { label: 'Broadcast', icon: ICONS.broadcast, el: this.broadcastPanel.el };
       panels.overlays = { label: 'Overlays', icon: ICONS.brush, el: this.overlaysPanel.el };
-      this.sourcesPanel = new SourcesPanel({ broadcastId: this.broadcastId, canManage: this.state.role === 'host' });
+      this.sourcesPanel = new SourcesPanel({
+        broadcastId: this.broadcastId,
+        canManage: this.state.role === 'host',
+        onLive: (key) => this.renderRelay(key),
+      });
       panels.sources = { label: 'Sources', icon: ICONS.cam, el: this.sourcesPanel.el };
     }
     this.panels = panels;
@@ -452,7 +457,7 @@ class Room {
         this.topBar.el,
         h(
           'div.studio-main',
-          h('main.stage-area', this.healthEl, this.stageWrap, this.backstageEl, this.layoutBar?.el, this.strip.el, this.controls.el),
+          h('main.stage-area', this.relayEl, this.healthEl, this.stageWrap, this.backstageEl, this.layoutBar?.el, this.strip.el, this.controls.el),
           h('aside.sidebar', tabBar, panelHost),
         ),
         this.remoteAudio.el,
@@ -497,6 +502,21 @@ class Room {
     );
   }
 
+  /** While an encoder is on air through the RTMP ingest, its stream (not the stage) is what goes out: say so. */
+  renderRelay(key) {
+    if (!this.relayEl) return;
+    this.relayEl.hidden = !key;
+    if (this.relaying !== Boolean(key)) {
+      this.relaying = Boolean(key);
+      this.render();
+    }
+    if (!key) return;
+    mount(this.relayEl, [
+      icon(ICONS.broadcast),
+      h('span', `On air from the encoder “${key.label}” (${key.status.stream}). Its stream goes to your destinations as it is; the stage below is not sent.`),
+    ]);
+  }
+
   renderTopBar() {
     this.topBar.render(this.state.broadcast, this.state.role);
   }
@@ -529,7 +549,7 @@ class Room {
       streamOf,
       overlays: this.state.scene.overlays,
       brand: this.state.scene.brand,
-      slate: shownSlate(this.state),
+      slate: shownSlate(this.state, { programOnAir: this.state.broadcast?.status === 'live' && !this.relaying }),
       emptyHint: this.isModerator ? 'Add people to the stage from the strip below.' : 'The host will bring people on stage.',
     });
     this.strip.render(this.state, { streamOf, hasScreen: (pid) => this.hasScreen(pid) });

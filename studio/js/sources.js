@@ -18,9 +18,11 @@ export function statusText(status) {
 
 export class SourcesPanel {
   /** `canManage`: only the broadcast's owner may create, copy or revoke keys. */
-  constructor({ broadcastId, canManage }) {
+  /** `onLive(key)`: the key an encoder is on air with (its `status.stream` says what arrives), or null. */
+  constructor({ broadcastId, canManage, onLive = () => {} }) {
     this.broadcastId = broadcastId;
     this.canManage = canManage;
+    this.onLive = onLive;
     this.keys = new Map();
     this.url = h('div.copy-row');
     this.list = h('div.dest-list', { dataset: { role: 'ingest-keys' } });
@@ -73,10 +75,10 @@ export class SourcesPanel {
     const label = this.label.value.trim();
     if (!label) return;
     try {
-      const key = await api.createIngestKey(this.broadcastId, { label });
-      this.keys.set(key.id, key);
+      await api.createIngestKey(this.broadcastId, { label });
       this.label.value = '';
-      this.render();
+      // The list shows keys masked, as the server lists them; "Copy key" fetches one whole.
+      await this.load();
       toast('Stream key created: copy it into your encoder.', 'info');
     } catch (e) {
       toast(`Could not create the key: ${e.message}`, 'error');
@@ -113,6 +115,7 @@ export class SourcesPanel {
   }
 
   render() {
+    this.onLive([...this.keys.values()].find((k) => k.status?.state === 'live' && k.status.stream) ?? null);
     if (this.rtmpUrl) {
       const input = h('input', { type: 'text', readOnly: true, value: this.rtmpUrl, 'aria-label': 'RTMP server URL', dataset: { role: 'ingest-url' }, onfocus: (e) => e.target.select() });
       mount(this.url, [input, copyButton(this.rtmpUrl)]);
@@ -131,20 +134,23 @@ export class SourcesPanel {
     const copy = h('button.secondary', { type: 'button', dataset: { action: 'copy-ingest-key' }, onclick: (e) => this.copyKey(key, e.currentTarget) }, 'Copy key');
     const dot = { live: 'live', error: 'failed', idle: 'idle' }[state] ?? 'idle';
     return h(
-      'div.dest-item',
+      'div.dest-item.ingest-item',
       { dataset: { ingestKeyId: key.id, status: state } },
-      h('div.dest-platform', 'RTMP'),
       h(
-        'div.dest-info',
-        h('div.dest-name', key.label),
-        h('div.dest-status', h(`span.status-dot.${dot}`), h('span.dest-status-text', statusText(key.status))),
-        h('div.dest-stats', h('code', key.key)),
+        'div.ingest-head',
+        h('div.dest-platform', 'RTMP'),
+        h(
+          'div.dest-info',
+          h('div.dest-name', key.label),
+          h('div.dest-status', h(`span.status-dot.${dot}`), h('span.dest-status-text', statusText(key.status))),
+          h('div.dest-stats', h('code', key.key)),
+        ),
       ),
       this.canManage
         ? h(
             'div.dest-actions',
             copy,
-            h('button.icon-btn', { type: 'button', title: 'Revoke', 'aria-label': `Revoke ${key.label}`, onclick: () => this.revoke(key) }, icon(ICONS.trash)),
+            h('button.secondary', { type: 'button', title: 'Revoke', 'aria-label': `Revoke ${key.label}`, onclick: () => this.revoke(key) }, icon(ICONS.trash), 'Revoke'),
           )
         : null,
     );

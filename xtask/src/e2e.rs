@@ -28,7 +28,9 @@
 //! with the program as return feed, unheard on air until admitted and put on stage), `simulcast` (a 720p camera in
 //! three layers: each viewer and the program get the layer their tile needs), `watch` (a viewer without an account
 //! plays the live show's HLS stream on its watch page), `slate` (a slate the host shows, and the one the program
-//! shows by itself while live with nobody on stage, cover the program and the stage), `networks` (a guest in the lab
+//! shows by itself while live with nobody on stage, cover the program and the stage), `sources` (an encoder streams
+//! through the RTMP ingest with a key made in the Sources panel, relayed to nginx; the server's ingest listens on
+//! a free port, given as `BACKYARD_E2E_RTMP_PORT`), `networks` (a guest in the lab
 //! namespace on a capped, lossy link; measured, not yet in `cargo xtask test`).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
@@ -50,7 +52,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
 /// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`, `health`, `backstage`,
-/// `simulcast`, `networks`).
+/// `simulcast`, `watch`, `slate`, `sources`, `networks`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)
@@ -89,6 +91,7 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
         .current_dir(&e2e)
         .env("BACKYARD_URL", &server.url)
         .env("BACKYARD_E2E_SHOTS", &out)
+        .env("BACKYARD_E2E_RTMP_PORT", server.rtmp_port.to_string())
         .env("BACKYARD_E2E_TURN_URL", &turn.url)
         .env("BACKYARD_E2E_TURN_SECRET", &turn.secret)
         .env("BACKYARD_E2E_SCHEMATHESIS", &schemathesis)
@@ -185,6 +188,8 @@ fn install_third_party_layout(data_dir: &Path) -> Result<()> {
 struct Backyard {
     /// What the tests open, e.g. `http://127.0.0.1:41234`.
     url: String,
+    /// The RTMP ingest's port.
+    rtmp_port: u16,
     /// The server's stdout and stderr.
     log: PathBuf,
     child: Child,
@@ -194,6 +199,7 @@ struct Backyard {
 impl Backyard {
     fn start(root: &Path, bin: &Path, out: &Path, turn: &Turn, lab: &Lab) -> Result<Self> {
         let port = free_port()?;
+        let rtmp_port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
         let data_dir = std::env::temp_dir().join(format!("backyard-e2e-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
@@ -225,6 +231,8 @@ impl Backyard {
             .env("BACKYARD_MEDIA__ADVERTISED_IP", lab.host_ip.to_string())
             // The program suite pushes to nginx-rtmp on loopback through the custom RTMP adapter.
             .env("BACKYARD_DESTINATIONS__RTMP__ALLOW-PRIVATE-HOSTS", "true")
+            // The sources suite's encoder publishes here.
+            .env("BACKYARD_INGEST__RTMP_BIND", format!("127.0.0.1:{rtmp_port}"))
             // `BACKYARD_E2E_RUST_LOG` (e.g. `info,backyard_core::router=debug`) to look closer at a failure.
             .env("RUST_LOG", std::env::var("BACKYARD_E2E_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -232,7 +240,7 @@ impl Backyard {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut server = Backyard { url, log, child, data_dir };
+        let mut server = Backyard { url, rtmp_port, log, child, data_dir };
         server.wait_healthy(port)?;
         Ok(server)
     }

@@ -109,6 +109,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "simulcast",
             "watch",
             "slate",
+            "sources",
         ],
     )?;
     println!("xtask: all suites passed");

@@ -20,8 +20,9 @@ use super::session::{Event, IngestError, Session};
 pub trait PublishSink: Send {
     /// Media and configuration, in the order the encoder sent them (never [`Event::PublishRequested`]).
     fn event(&mut self, event: Event);
-    /// The publisher is gone: `None` when it stopped publishing or closed the connection, otherwise why the
-    /// connection was ended (a protocol error, an unsupported codec, a timeout).
+    /// The publisher is gone: `None` when it stopped publishing, closed the connection or was stopped through
+    /// [`Accepted::stop`]; otherwise why the connection was ended (a protocol error, an unsupported codec, a
+    /// timeout).
     fn ended(self: Box<Self>, error: Option<String>);
 }
 
@@ -109,7 +110,11 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, handler: Arc<dyn In
                         Ok(r) => r,
                         Err(_) => break Err(format!("no data for {} s", limits.idle.as_secs())),
                     },
-                    _ = stop.notified() => break Err("ended by the server".into()),
+                    _ = stop.notified() => {
+                        // The server's own decision (End, a revoked key, a reconnect taking over): not an error.
+                        tracing::info!(%peer, "rtmp ingest: publisher ended by the server");
+                        break Ok(());
+                    }
                 }
             }
         };

@@ -1,0 +1,106 @@
+// An encoder as the source of a show, from the studio: the host opens the Sources panel, creates a stream key,
+// copies the server URL and the key (the clipboard holds them), and points an encoder at them (ffmpeg with OBS's
+// x264 defaults: High profile, B-frames, 2 s keyframes, AAC 48 kHz). The panel says what arrives, the studio shows
+// the broadcast live, nginx (the destination) receives the encoder's picture (pixel check), and End stops it all.
+// Revoking the key empties the list. No console error on the page.
+// Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one, its RTMP ingest at BACKYARD_E2E_RTMP_PORT).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { addRtmpDestination, backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, rgb, screenshot } from '../lib/harness.mjs';
+import { findColour, grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
+
+const COLOUR = '2a9d8f';
+const TOLERANCE = 40;
+
+describe('an encoder streams through the Sources panel', { timeout: 180000 }, () => {
+  const base = backyardUrl();
+  const p = {};
+  let nginx;
+  let encoder;
+  let url;
+  let key;
+
+  before(async () => {
+    nginx = await startRtmpServer();
+  });
+
+  after(async () => {
+    encoder?.kill('SIGKILL');
+    await closeAll(p);
+    await nginx?.stop();
+  });
+
+  it('the host creates a stream key and copies the server URL and the key', async () => {
+    p.host = await launchParticipant('host');
+    const page = p.host.page;
+    page.on('dialog', (d) => d.accept());
+    await hostWithInvite(page, { base, name: 'Otto Obs', email: `sources-${Date.now()}@example.test`, title: 'E2E encoder show' });
+    await addRtmpDestination(page, { name: 'Local nginx', url: nginx.url, key: 'relayed' });
+
+    await page.click('[data-tab=sources]');
+    await page.getByText('No stream keys yet').waitFor();
+    await page.fill('.sources-panel input[name=label]', 'OBS on the desk');
+    await page.click('[data-action=create-ingest-key]');
+    const row = page.locator('.sources-panel .dest-item', { hasText: 'OBS on the desk' });
+    await row.waitFor();
+    assert.match(await row.textContent(), /Waiting for the encoder/);
+
+    url = await page.inputValue('[data-role=ingest-url]');
+    assert.equal(url, `rtmp://127.0.0.1:${process.env.BACKYARD_E2E_RTMP_PORT}/live`);
+    await page.click('[data-action=copy-ingest-key]');
+    await row.getByText('Copied').waitFor();
+    key = await page.evaluate(() => navigator.clipboard.readText());
+    assert.match(key, /^by_[A-Za-z0-9_-]{40,}$/);
+    assert.ok(!(await row.textContent()).includes(key), 'the list shows the key masked');
+    await screenshot(page, 'sources-01-key');
+  });
+
+  it('an encoder streams: the panel says what arrives, the show is live, nginx gets the picture', async () => {
+    const page = p.host.page;
+    encoder = spawn(
+      'ffmpeg',
+      [
+        '-v', 'error', '-re',
+        '-f', 'lavfi', '-i', `color=c=0x${COLOUR}:s=1280x720:r=30`,
+        '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+        '-t', '60',
+        '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-bf', '2', '-g', '60', '-b:v', '2500k',
+        '-c:a', 'aac', '-ar', '48000', '-ac', '2',
+        '-f', 'flv', `${url}/${key}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    const row = page.locator('.sources-panel .dest-item', { hasText: 'OBS on the desk' });
+    await row.getByText('Receiving 1280×720 H.264 (High), AAC 48 kHz stereo').waitFor({ timeout: 20000 });
+    await eventually('the broadcast shows live', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'live', 15000);
+    const banner = page.locator('[data-role=relay]');
+    await banner.getByText('On air from the encoder “OBS on the desk”').waitFor();
+    await screenshot(page, 'sources-02-receiving');
+
+    const frame = await grabFrame(`${nginx.url}/relayed`, { skipSeconds: 1 });
+    assert.equal(frame.streams.find((s) => s.codec_type === 'video')?.codec_name, 'h264');
+    const seen = findColour(frame, rgb(COLOUR), TOLERANCE);
+    assert.ok(seen && seen.share > 0.9, `nginx shows the encoder's picture: ${JSON.stringify(seen)}`);
+
+    await page.click('[data-tab=broadcast]');
+    await page.locator('.dest-item', { hasText: 'Local nginx' }).locator('[data-status=live], .dest-status-text:text("Live")').first().waitFor({ timeout: 15000 });
+    await screenshot(page, 'sources-03-destination-live');
+  });
+
+  it('End stops the relay, and a revoked key leaves the list', async () => {
+    const page = p.host.page;
+    await page.click('[data-action=end-broadcast]');
+    await eventually('the broadcast shows ended', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'ended', 20000);
+    await eventually('the encoder was disconnected', async () => encoder.exitCode !== null || encoder.signalCode !== null, 15000);
+    await page.click('[data-tab=sources]');
+    const row = page.locator('.sources-panel .dest-item', { hasText: 'OBS on the desk' });
+    await row.getByText('Waiting for the encoder').waitFor();
+    assert.ok(await page.locator('[data-role=relay]').isHidden(), 'the on-air banner is gone');
+    await page.locator('.sources-panel .dest-item button[title=Revoke]').click();
+    await page.getByText('No stream keys yet').waitFor();
+    const errors = p.host.logs.filter((l) => l.startsWith('[error]'));
+    assert.deepEqual(errors, [], 'no console error');
+  });
+});
