@@ -19,7 +19,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "program" => crate::bench_program::run(),
         "sync" => crate::bench_program::sync(),
         "hls" => crate::bench_hls::run(),
-        other => bail!("unknown bench {other:?}; available: api, sfu, plugins, program, sync, hls"),
+        "relay" => crate::bench_relay::run(),
+        other => bail!("unknown bench {other:?}; available: api, sfu, plugins, program, sync, hls, relay"),
     }
 }
 
