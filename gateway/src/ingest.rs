@@ -533,16 +533,10 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
 async fn finish(state: &AppState, broadcast: Uuid, running: Running) {
     let Running { relay, recording } = running;
     let report = tokio::task::spawn_blocking(move || relay.stop()).await.ok();
-    let (duration, size) = report
-        .as_ref()
-        .and_then(|r| r.recording.as_ref())
-        .map(|r| (r.duration_secs, r.size_bytes as i64))
-        .unwrap_or((0.0, 0));
-    let status = if size > 0 { "ready" } else { "failed" };
-    if let Err(e) = state.store.finish_recording(recording, status, duration, size).await {
-        tracing::error!(%broadcast, "could not finalise the relay's recording: {e}");
+    match crate::program::finalise_recording(state, recording, report.as_ref()).await {
+        Ok((duration, size)) => tracing::info!(%broadcast, %recording, duration, size, "relay recording finalised"),
+        Err(e) => tracing::error!(%broadcast, "could not finalise the relay's recording: {e}"),
     }
-    tracing::info!(%broadcast, %recording, duration, size, "relay recording finalised");
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

@@ -22,7 +22,7 @@ use crate::bus::topic;
 use backyard_core::compositor::{CompositorConfig, Program, ProgramFeed};
 use backyard_core::director::StageLayout;
 use backyard_core::egress::{
-    DestinationConfig, DestinationConstraints, EgressConfig, EncoderSettings, OutputKind, OutputStatus,
+    DestinationConfig, DestinationConstraints, EgressConfig, EgressReport, EncoderSettings, OutputKind, OutputStatus,
 };
 use backyard_core::plugin_host as ph;
 use backyard_core::rtc::{MediaNode, TapFrame};
@@ -285,13 +285,7 @@ impl Programs {
                 .await
                 .map_err(|e| ProgramError::Start(e.to_string()))?;
             if let Some(id) = on_air.recording {
-                let (duration, size) = report
-                    .as_ref()
-                    .and_then(|r| r.recording.as_ref())
-                    .map(|r| (r.duration_secs, r.size_bytes as i64))
-                    .unwrap_or((0.0, 0));
-                let status = if size > 0 { "ready" } else { "failed" };
-                state.store.finish_recording(id, status, duration, size).await?;
+                let (duration, size) = finalise_recording(state, id, report.as_ref()).await?;
                 tracing::info!(%broadcast, recording = %id, duration, size, "recording finalised");
             }
             if let Some(dir) = on_air.hls {
@@ -333,6 +327,20 @@ pub async fn end_all(state: &AppState) {
             Err(e) => tracing::error!(%broadcast, "could not mark the broadcast ended: {e}"),
         }
     }
+}
+
+/// Marks a recording `ready`, or `failed` when nothing was written, from what its egress reported on stopping
+/// (the program's or a relay's). Returns its duration and size.
+pub(crate) async fn finalise_recording(
+    state: &AppState,
+    id: Uuid,
+    report: Option<&EgressReport>,
+) -> Result<(f64, i64), StoreError> {
+    let (duration, size) =
+        report.and_then(|r| r.recording.as_ref()).map(|r| (r.duration_secs, r.size_bytes as i64)).unwrap_or((0.0, 0));
+    let status = if size > 0 { "ready" } else { "failed" };
+    state.store.finish_recording(id, status, duration, size).await?;
+    Ok((duration, size))
 }
 
 /// Where a broadcast's HLS stream is written while it is live.
