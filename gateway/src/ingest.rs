@@ -24,14 +24,12 @@ use backyard_core::egress::{OutputStatus, Relay, RelayConfig};
 use backyard_core::ingest::{AacConfig, Accepted, AvcConfig, Event, IngestHandler, Limits, PublishSink, Verdict};
 use parking_lot::Mutex;
 use serde::Serialize;
-use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::bus::topic;
 use crate::signaling::RoomEvent;
 use crate::state::AppState;
-use crate::store::Broadcast;
+use crate::store::{Broadcast, BroadcastStatus, RecordingStatus};
 
 /// How long a relay broadcast waits for its encoder to come back before it ends.
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(30);
@@ -136,7 +134,7 @@ impl Ingest {
         let state = state.clone();
         tokio::spawn(async move {
             let event = RoomEvent::IngestStatus { ingest_key_id: key, status };
-            let _ = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await;
+            crate::program::announce(&state, broadcast, event).await;
         });
     }
 }
@@ -203,11 +201,11 @@ async fn authorize(state: &AppState, key: &str, peer: SocketAddr) -> Verdict {
     if row.mode != "relay" {
         return Err("this key's mode is not served by this server version".into());
     }
-    if broadcast.status == "ended" {
+    if broadcast.status == BroadcastStatus::Ended {
         return Err("the broadcast has ended; create a new one".into());
     }
     let ingest = &state.ingest;
-    if broadcast.status == "live" && !ingest.relaying(broadcast.id) {
+    if broadcast.status == BroadcastStatus::Live && !ingest.relaying(broadcast.id) {
         return Err("the broadcast is live from the studio".into());
     }
     {
@@ -445,7 +443,9 @@ async fn run_relay(state: AppState, broadcast: Broadcast, mut key: Uuid, mut rx:
                         state.ingest.set_status(&state, b, key, status);
                         if !went_live {
                             went_live = true;
-                            mark_live(&state, &broadcast).await;
+                            if let Err(e) = crate::program::mark_live(&state, broadcast.id).await {
+                                tracing::error!(broadcast = %b, "could not mark the relay live: {e}");
+                            }
                         }
                     }
                 }
@@ -467,8 +467,8 @@ async fn run_relay(state: AppState, broadcast: Broadcast, mut key: Uuid, mut rx:
     if let Some(r) = running.take() {
         finish(&state, b, r).await;
     }
-    if went_live {
-        mark_ended(&state, b).await;
+    if went_live && let Err(e) = crate::program::mark_ended(&state, b, None).await {
+        tracing::error!(broadcast = %b, "could not mark the relay ended: {e}");
     }
     if let Some(done) = ended_by {
         let _ = done.send(());
@@ -524,7 +524,7 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
             Ok(Running { relay, recording: recording.id })
         }
         Err(e) => {
-            let _ = state.store.finish_recording(recording.id, "failed", 0.0, 0).await;
+            let _ = state.store.finish_recording(recording.id, RecordingStatus::Failed, 0.0, 0).await;
             Err(e.to_string())
         }
     }
@@ -536,34 +536,6 @@ async fn finish(state: &AppState, broadcast: Uuid, running: Running) {
     match crate::program::finalise_recording(state, recording, report.as_ref()).await {
         Ok((duration, size)) => tracing::info!(%broadcast, %recording, duration, size, "relay recording finalised"),
         Err(e) => tracing::error!(%broadcast, "could not finalise the relay's recording: {e}"),
-    }
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
-async fn mark_live(state: &AppState, broadcast: &Broadcast) {
-    let now = OffsetDateTime::now_utc();
-    match state.store.set_broadcast_status(broadcast.id, "live", Some(now), None).await {
-        Ok(_) => {
-            state.metrics.active_broadcasts.inc();
-            let event = RoomEvent::BroadcastStarted { broadcast_id: broadcast.id, start_time: rfc3339(now) };
-            let _ = state.bus.publish(&topic::broadcast(broadcast.id), event.to_bus()).await;
-        }
-        Err(e) => tracing::error!(broadcast = %broadcast.id, "could not mark the relay live: {e}"),
-    }
-}
-
-async fn mark_ended(state: &AppState, broadcast: Uuid) {
-    let now = OffsetDateTime::now_utc();
-    match state.store.set_broadcast_status(broadcast, "ended", None, Some(now)).await {
-        Ok(_) => {
-            state.metrics.active_broadcasts.dec();
-            let event = RoomEvent::BroadcastEnded { broadcast_id: broadcast, end_time: rfc3339(now), reason: None };
-            let _ = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await;
-        }
-        Err(e) => tracing::error!(%broadcast, "could not mark the relay ended: {e}"),
     }
 }
 

@@ -747,7 +747,11 @@ async fn recordings_list_get_range_delete(b: Backend) {
     let path = backyard::program::recording_path(&t.state.cfg.data_dir, rec.id);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &content).unwrap();
-    t.state.store.finish_recording(rec.id, "ready", 12.5, content.len() as i64).await.unwrap();
+    t.state
+        .store
+        .finish_recording(rec.id, backyard::store::RecordingStatus::Ready, 12.5, content.len() as i64)
+        .await
+        .unwrap();
 
     let list = t.get("/api/recordings").cookies(&host).send().await;
     assert_eq!(list.body["total"], 1);

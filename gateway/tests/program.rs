@@ -146,7 +146,10 @@ async fn a_restart_finalises_interrupted_recordings_and_ends_orphaned_broadcasts
     let id = t.broadcast(&host, "Crashed show").await;
     let bid: uuid::Uuid = id.parse()?;
     let owner = t.state.store.broadcast(bid).await?.expect("the broadcast").user_id;
-    t.state.store.set_broadcast_status(bid, "live", Some(time::OffsetDateTime::now_utc()), None).await?;
+    t.state
+        .store
+        .set_broadcast_status(bid, backyard::store::BroadcastStatus::Live, Some(time::OffsetDateTime::now_utc()), None)
+        .await?;
     let rec = t.state.store.create_recording(bid, owner, "Crashed show").await?;
     let lost = t.state.store.create_recording(bid, owner, "Nothing written").await?;
     // What the recorder leaves behind when killed: 5 s of fragmented MP4 with the last fragment cut short.

@@ -60,6 +60,7 @@ async fn host(s: &Server, email: &str) -> anyhow::Result<(String, Uuid, Uuid)> {
 
 /// A guest session for the broadcast; returns the cookie value.
 async fn guest(s: &Server, broadcast: Uuid, host: Uuid, name: &str, role: &str) -> anyhow::Result<String> {
+    let role = backyard::store::Role::parse(role).expect("a role");
     let expires = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
     let invite =
         s.state.store.create_invite(broadcast, &format!("inv-{}", Uuid::new_v4()), role, host, expires).await?;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use backyard::store::RefreshUse;
+use backyard::store::{RefreshUse, Role};
 use common::{Backend, TestApp};
 use time::{Duration, OffsetDateTime};
 
@@ -72,8 +72,8 @@ async fn participants_join_leave_and_restart_cleanup(b: Backend) {
     let s = &t.state.store;
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
-    let p1 = s.participant_joined(bc.id, Some(u.id), "A", "host", true, true).await.unwrap();
-    let p2 = s.participant_joined(bc.id, None, "G", "guest", true, false).await.unwrap();
+    let p1 = s.participant_joined(bc.id, Some(u.id), "A", Role::Host, true, true).await.unwrap();
+    let p2 = s.participant_joined(bc.id, None, "G", Role::Guest, true, false).await.unwrap();
     assert_eq!(s.active_participants(bc.id).await.unwrap().len(), 2);
     s.participant_status(p2.id, false, false, "Guest").await.unwrap();
     s.participant_left(p1.id).await.unwrap();
@@ -92,7 +92,7 @@ async fn invite_revocation_returns_its_guest_sessions(b: Backend) {
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
     let inv =
-        s.create_invite(bc.id, "tok", "guest", u.id, OffsetDateTime::now_utc() + Duration::hours(1)).await.unwrap();
+        s.create_invite(bc.id, "tok", Role::Guest, u.id, OffsetDateTime::now_utc() + Duration::hours(1)).await.unwrap();
     let g =
         s.create_guest_session(&[1u8; 32], &inv, "G", OffsetDateTime::now_utc() + Duration::hours(1)).await.unwrap();
     assert_eq!(s.guest_session_by_hash(&[1u8; 32]).await.unwrap().unwrap().id, g.id);
@@ -109,7 +109,7 @@ async fn invite_tokens_are_stored_hashed_and_plain_rows_from_before_are_hashed_a
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
     let later = OffsetDateTime::now_utc() + Duration::hours(1);
     let token = "Zm9yIHRlc3RzIG9ubHksIDMyIGJ5dGVzIG9mIHRva2VuIQ";
-    let inv = s.create_invite(bc.id, token, "guest", u.id, later).await.unwrap();
+    let inv = s.create_invite(bc.id, token, Role::Guest, u.id, later).await.unwrap();
     assert_ne!(inv.token_sha256, token);
     assert_eq!(t.raw.count(&format!("SELECT COUNT(*) FROM invites WHERE token_sha256 = '{token}'")).await, 0);
     assert_eq!(s.invite_by_token(token).await.unwrap().unwrap().id, inv.id);
@@ -117,7 +117,7 @@ async fn invite_tokens_are_stored_hashed_and_plain_rows_from_before_are_hashed_a
 
     // A row as a server before hashing wrote it: the token itself in the column.
     let old = "b2xkIGxpbmsgZnJvbSBiZWZvcmUgaGFzaGluZyBsYW5kZWQ";
-    let old_inv = s.create_invite(bc.id, "placeholder", "guest", u.id, later).await.unwrap();
+    let old_inv = s.create_invite(bc.id, "placeholder", Role::Guest, u.id, later).await.unwrap();
     t.raw
         .execute(&format!("UPDATE invites SET token_sha256 = '{old}' WHERE token_sha256 = '{}'", old_inv.token_sha256))
         .await;
@@ -136,7 +136,7 @@ async fn deleting_a_broadcast_cascades(b: Backend) {
     let s = &t.state.store;
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
-    s.participant_joined(bc.id, None, "G", "guest", true, true).await.unwrap();
+    s.participant_joined(bc.id, None, "G", Role::Guest, true, true).await.unwrap();
     let rec = s.create_recording(bc.id, u.id, "r").await.unwrap();
     assert!(s.delete_broadcast(bc.id).await.unwrap());
     assert!(s.broadcast(bc.id).await.unwrap().is_none());

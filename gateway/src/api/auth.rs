@@ -57,7 +57,7 @@ pub struct UserEnvelope {
 pub struct GuestInfo {
     pub id: Uuid,
     pub broadcast_id: Uuid,
-    pub role: String,
+    pub role: crate::auth::Role,
     pub name: String,
 }
 

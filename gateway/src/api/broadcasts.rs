@@ -3,17 +3,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use time::OffsetDateTime;
 
 use super::auth::check_name;
 use super::extract::{ApiJson, ApiQuery, PageOf, PageQuery};
 use crate::auth::{BroadcastAccess, CurrentUser, HostAccess, OwnerAccess};
-use crate::bus::topic;
 use crate::error::{ApiError, ApiResult};
 use crate::scene::Scene;
-use crate::signaling::RoomEvent;
 use crate::state::{AppState, Quota};
-use crate::store::Broadcast;
+use crate::store::{Broadcast, BroadcastStatus};
 
 type Json<T> = axum::Json<T>;
 
@@ -116,31 +113,25 @@ pub async fn patch(
 #[utoipa::path(delete, path = "/api/broadcasts/{id}", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, OwnerAccess(access): OwnerAccess) -> ApiResult<StatusCode> {
-    if access.broadcast.status == "live" {
+    if access.broadcast.status == BroadcastStatus::Live {
         return Err(ApiError::conflict("broadcast_live", "end the broadcast before deleting it"));
     }
     state.store.delete_broadcast(access.broadcast.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn announce(state: &AppState, b: &Broadcast, event: RoomEvent) {
-    if let Err(e) = state.bus.publish(&topic::broadcast(b.id), event.to_bus()).await {
-        tracing::warn!(broadcast = %b.id, error = %e, "could not publish {}", event.name());
-    }
-}
-
 #[utoipa::path(post, path = "/api/broadcasts/{id}/start", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Broadcast), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn start(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Broadcast>> {
-    match access.broadcast.status.as_str() {
-        "live" => return Err(ApiError::conflict("already_live", "the broadcast is already live")),
-        "ended" => {
+    match access.broadcast.status {
+        BroadcastStatus::Live => return Err(ApiError::conflict("already_live", "the broadcast is already live")),
+        BroadcastStatus::Ended => {
             return Err(ApiError::conflict(
                 "broadcast_ended",
                 "an ended broadcast cannot be restarted; create a new one",
             ));
         }
-        _ => {}
+        BroadcastStatus::Scheduled => {}
     }
     // The owner's quotas count, whoever of the hosts presses Go live.
     state.check_quota(access.broadcast.user_id, Quota::GoLive).await?;
@@ -149,17 +140,13 @@ pub async fn start(State(state): State<AppState>, HostAccess(access): HostAccess
     let hub = crate::signaling::Hub::get(&state).await?;
     let members = hub.participants(access.broadcast.id);
     hub.programs.go_live(&state, &hub.media, &access.broadcast, members).await?;
-    let now = OffsetDateTime::now_utc();
-    let b = state.store.set_broadcast_status(access.broadcast.id, "live", Some(now), None).await?;
-    state.metrics.active_broadcasts.inc();
-    announce(&state, &b, RoomEvent::BroadcastStarted { broadcast_id: b.id, start_time: rfc3339(now) }).await;
-    Ok(axum::Json(b))
+    Ok(axum::Json(crate::program::mark_live(&state, access.broadcast.id).await?))
 }
 
 #[utoipa::path(post, path = "/api/broadcasts/{id}/end", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Broadcast), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn end(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Broadcast>> {
-    if access.broadcast.status != "live" {
+    if access.broadcast.status != BroadcastStatus::Live {
         return Err(ApiError::conflict("not_live", "the broadcast is not live"));
     }
     // A relay broadcast (an encoder publishing through the RTMP ingest) ends its own way: outputs closed,
@@ -172,16 +159,7 @@ pub async fn end(State(state): State<AppState>, HostAccess(access): HostAccess) 
     // broadcast cannot go live again, so its program stops too.
     let hub = crate::signaling::Hub::get(&state).await?;
     hub.programs.end_live(&state, &hub.media, access.broadcast.id).await?;
-    let now = OffsetDateTime::now_utc();
-    let b = state.store.set_broadcast_status(access.broadcast.id, "ended", None, Some(now)).await?;
-    state.metrics.active_broadcasts.dec();
-    announce(&state, &b, RoomEvent::BroadcastEnded { broadcast_id: b.id, end_time: rfc3339(now), reason: None }).await;
-    Ok(axum::Json(b))
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .expect("formatting a valid UTC timestamp as RFC 3339 cannot fail")
+    Ok(axum::Json(crate::program::mark_ended(&state, access.broadcast.id, None).await?))
 }
 
 #[utoipa::path(get, path = "/api/broadcasts/{id}/scene", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),

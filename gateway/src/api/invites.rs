@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::auth::{GuestInfo, check_name};
 use super::extract::{ApiJson, ClientIp, PathParams};
 use crate::auth::tokens::random_token;
-use crate::auth::{GUEST_COOKIE, HostAccess, announce_revoked, path_uuid};
+use crate::auth::{GUEST_COOKIE, HostAccess, Role, announce_revoked, path_uuid};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, Limit};
 use crate::store::Invite;
@@ -32,7 +32,7 @@ pub struct InviteView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// `guest` | `cohost`
-    pub role: String,
+    pub role: Role,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -101,7 +101,7 @@ pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess)
     Ok(axum::Json(
         invites
             .into_iter()
-            .filter(|i| i.usable_at(now) && (owner || i.role == "guest"))
+            .filter(|i| i.usable_at(now) && (owner || i.role == Role::Guest))
             .map(InviteView::listed)
             .collect(),
     ))
@@ -114,11 +114,12 @@ pub async fn create(
     HostAccess(access): HostAccess,
     ApiJson(body): ApiJson<CreateInvite>,
 ) -> ApiResult<(StatusCode, Json<InviteView>)> {
-    let role = body.role.as_deref().unwrap_or("guest");
-    if role != "guest" && role != "cohost" {
-        return Err(ApiError::invalid("role", "guest or cohost"));
-    }
-    if role == "cohost" {
+    let role = match body.role.as_deref().map(Role::parse) {
+        None => Role::Guest,
+        Some(Some(role @ (Role::Guest | Role::Cohost))) => role,
+        Some(_) => return Err(ApiError::invalid("role", "guest or cohost")),
+    };
+    if role == Role::Cohost {
         // Only the owner hands out co-host rights.
         access.require_owner()?;
     }
@@ -156,7 +157,7 @@ pub async fn revoke(
     if access.require_owner().is_err() {
         // A co-host may revoke guest links only; the owner's co-host links look like missing ones.
         let invites = state.store.invites(access.broadcast.id).await?;
-        if !invites.iter().any(|i| i.id == id && i.role == "guest") {
+        if !invites.iter().any(|i| i.id == id && i.role == Role::Guest) {
             return Err(ApiError::NotFound("invite"));
         }
     }

@@ -48,7 +48,7 @@ pub async fn delete(
     PathParams(params): PathParams,
 ) -> ApiResult<StatusCode> {
     let rec = own(&state, &user, &params).await?;
-    if rec.status == "recording" {
+    if rec.status == crate::store::RecordingStatus::Recording {
         return Err(ApiError::conflict("recording_in_progress", "end the broadcast before deleting its recording"));
     }
     match tokio::fs::remove_file(crate::program::recording_path(&state.cfg.data_dir, rec.id)).await {

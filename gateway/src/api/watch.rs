@@ -73,8 +73,7 @@ pub struct WatchInfo {
     pub id: Uuid,
     pub title: String,
     pub description: String,
-    /// `scheduled` | `live` | `ended`
-    pub status: String,
+    pub status: crate::store::BroadcastStatus,
     pub visibility: Visibility,
     /// The HLS playlist, while the show is live on this server.
     pub hls: Option<String>,

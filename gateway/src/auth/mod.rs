@@ -20,48 +20,29 @@ pub const ACCESS_COOKIE: &str = "by_access";
 pub const REFRESH_COOKIE: &str = "by_refresh";
 pub const GUEST_COOKIE: &str = "by_guest";
 
-/// A role in one broadcast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Created the broadcast: may do everything.
-    Host,
-    /// Invited as co-host: runs the show (start/end, scene, moderation, invites) but cannot delete the broadcast
-    /// or touch destinations' keys.
-    Cohost,
-    /// Invited guest: joins and talks.
-    Guest,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "host" => Some(Self::Host),
-            "cohost" => Some(Self::Cohost),
-            "guest" => Some(Self::Guest),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Host => "host",
-            Self::Cohost => "cohost",
-            Self::Guest => "guest",
-        }
+crate::store::text_enum! {
+    /// A role in one broadcast.
+    pub enum Role {
+        /// Created the broadcast: may do everything.
+        Host = "host",
+        /// Invited as co-host: runs the show (start/end, scene, moderation, invites) but cannot delete the
+        /// broadcast or touch destinations' keys.
+        Cohost = "cohost",
+        /// Invited guest: joins and talks.
+        Guest = "guest",
     }
 }
 
 /// The caller's role in `broadcast`: the one derivation the REST API and the WebSocket share. `None` when the
-/// broadcast is not the caller's (which callers make indistinguishable from a missing one); a stored invite
-/// role that does not read is an error, never a silent guest.
-pub fn role_in(caller: &Caller, broadcast: &crate::store::Broadcast) -> anyhow::Result<Option<Role>> {
-    Ok(match caller {
+/// broadcast is not the caller's (which callers make indistinguishable from a missing one). A stored invite
+/// role that does not read never gets this far: the store refuses to load the row (an error, never a silent
+/// guest).
+pub fn role_in(caller: &Caller, broadcast: &crate::store::Broadcast) -> Option<Role> {
+    match caller {
         Caller::User(u) if u.id == broadcast.user_id => Some(Role::Host),
-        Caller::Guest(g) if g.broadcast_id == broadcast.id => {
-            Some(Role::parse(&g.role).ok_or_else(|| anyhow::anyhow!("invite session with unknown role {:?}", g.role))?)
-        }
+        Caller::Guest(g) if g.broadcast_id == broadcast.id => Some(g.role),
         _ => None,
-    })
+    }
 }
 
 /// Whether a request is not a cross-site browser request: the one check behind the REST API's state-changing
@@ -232,7 +213,7 @@ impl FromRequestParts<AppState> for BroadcastAccess {
         let id = path_uuid(&params, "id")?;
         let caller = Caller::from_request_parts(parts, state).await?;
         let broadcast = state.store.broadcast(id).await?.ok_or(ApiError::NotFound("broadcast"))?;
-        let role = role_in(&caller, &broadcast).map_err(ApiError::Internal)?.ok_or(ApiError::NotFound("broadcast"))?;
+        let role = role_in(&caller, &broadcast).ok_or(ApiError::NotFound("broadcast"))?;
         Ok(Self { broadcast, role, caller })
     }
 }

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::scene::Scene;
 use crate::signaling::{Participant, RoomEvent};
 use crate::state::AppState;
-use crate::store::{Broadcast, StoreError};
+use crate::store::{Broadcast, BroadcastStatus, RecordingStatus, StoreError};
 
 use self::director::{DirectorThread, Input};
 pub use self::health::ProgramHealth;
@@ -267,7 +267,7 @@ impl Programs {
                 Ok(())
             }
             Err(e) => {
-                let _ = state.store.finish_recording(recording.id, "failed", 0.0, 0).await;
+                let _ = state.store.finish_recording(recording.id, RecordingStatus::Failed, 0.0, 0).await;
                 Err(ProgramError::Start(format!("the encoder: {e}")))
             }
         }
@@ -312,21 +312,49 @@ pub async fn end_all(state: &AppState) {
             tracing::error!(%broadcast, "could not end the broadcast cleanly: {e}");
             continue;
         }
-        let now = time::OffsetDateTime::now_utc();
-        match state.store.set_broadcast_status(broadcast, "ended", None, Some(now)).await {
-            Ok(_) => {
-                state.metrics.active_broadcasts.dec();
-                let ended = RoomEvent::BroadcastEnded {
-                    broadcast_id: broadcast,
-                    end_time: now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-                    reason: Some("server-stopping".into()),
-                };
-                let _ = state.bus.publish(&topic::broadcast(broadcast), ended.to_bus()).await;
-                tracing::info!(%broadcast, "ended: the server is stopping");
-            }
+        match mark_ended(state, broadcast, Some("server-stopping")).await {
+            Ok(_) => tracing::info!(%broadcast, "ended: the server is stopping"),
             Err(e) => tracing::error!(%broadcast, "could not mark the broadcast ended: {e}"),
         }
     }
+}
+
+/// Marks a broadcast live now, counts it and tells the room (`broadcast-started`): the one way a broadcast
+/// goes on air, whether its program or a relay sends it.
+pub(crate) async fn mark_live(state: &AppState, broadcast: Uuid) -> Result<Broadcast, StoreError> {
+    let now = time::OffsetDateTime::now_utc();
+    let b = state.store.set_broadcast_status(broadcast, BroadcastStatus::Live, Some(now), None).await?;
+    state.metrics.active_broadcasts.inc();
+    announce(state, broadcast, RoomEvent::BroadcastStarted { broadcast_id: broadcast, start_time: rfc3339(now) }).await;
+    Ok(b)
+}
+
+/// Marks a broadcast ended now, uncounts it and tells the room (`broadcast-ended`, with `reason` when it was
+/// not the hosts' End): the one way a broadcast comes off air.
+pub(crate) async fn mark_ended(
+    state: &AppState,
+    broadcast: Uuid,
+    reason: Option<&str>,
+) -> Result<Broadcast, StoreError> {
+    let now = time::OffsetDateTime::now_utc();
+    let b = state.store.set_broadcast_status(broadcast, BroadcastStatus::Ended, None, Some(now)).await?;
+    state.metrics.active_broadcasts.dec();
+    let event =
+        RoomEvent::BroadcastEnded { broadcast_id: broadcast, end_time: rfc3339(now), reason: reason.map(Into::into) };
+    announce(state, broadcast, event).await;
+    Ok(b)
+}
+
+/// Publishes a broadcast's event on the bus; a bus that fails is logged (the row is already right).
+pub(crate) async fn announce(state: &AppState, broadcast: Uuid, event: RoomEvent) {
+    if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
+        tracing::warn!(%broadcast, error = %e, "could not publish {}", event.name());
+    }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("formatting a valid UTC timestamp as RFC 3339 cannot fail")
 }
 
 /// Marks a recording `ready`, or `failed` when nothing was written, from what its egress reported on stopping
@@ -338,7 +366,7 @@ pub(crate) async fn finalise_recording(
 ) -> Result<(f64, i64), StoreError> {
     let (duration, size) =
         report.and_then(|r| r.recording.as_ref()).map(|r| (r.duration_secs, r.size_bytes as i64)).unwrap_or((0.0, 0));
-    let status = if size > 0 { "ready" } else { "failed" };
+    let status = if size > 0 { RecordingStatus::Ready } else { RecordingStatus::Failed };
     state.store.finish_recording(id, status, duration, size).await?;
     Ok((duration, size))
 }
@@ -454,7 +482,7 @@ pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
     let _ = tokio::fs::remove_dir_all(state.cfg.data_dir.join("hls")).await;
     let now = time::OffsetDateTime::now_utc();
     for b in state.store.live_broadcasts().await? {
-        state.store.set_broadcast_status(b.id, "ended", None, Some(now)).await?;
+        state.store.set_broadcast_status(b.id, BroadcastStatus::Ended, None, Some(now)).await?;
         state.metrics.active_broadcasts.dec();
         tracing::warn!(broadcast = %b.id, "was live when the server stopped: ended");
     }
@@ -467,9 +495,9 @@ pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
             .ok()
             .flatten()
             .unwrap_or(0.0);
-        let status = if size > 0 && duration > 0.0 { "ready" } else { "failed" };
+        let status = if size > 0 && duration > 0.0 { RecordingStatus::Ready } else { RecordingStatus::Failed };
         state.store.finish_recording(rec.id, status, duration, size).await?;
-        tracing::warn!(recording = %rec.id, status, duration, size, "recording interrupted by a restart, finalised");
+        tracing::warn!(recording = %rec.id, %status, duration, size, "recording interrupted by a restart, finalised");
     }
     Ok(())
 }

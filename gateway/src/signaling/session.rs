@@ -16,7 +16,7 @@ use super::{ChatMessage, Control, Hub, Member, RoomEvent};
 use crate::auth::{Caller, Role};
 use crate::scene::{ApplyError, Scene};
 use crate::state::AppState;
-use crate::store::Broadcast;
+use crate::store::{Broadcast, BroadcastStatus};
 
 /// The socket's receivers that exist only while it is in a room. Kept apart from [`Session`] so `select!` can
 /// borrow each one while the handlers borrow the session.
@@ -301,12 +301,7 @@ impl Session {
             Caller::Guest(g) => g.id,
         };
         // Someone else's broadcast looks like a missing one, as in the REST API.
-        let role = crate::auth::role_in(&self.caller, &broadcast)
-            .map_err(|e| {
-                tracing::error!("joining: {e}");
-                ErrorData::new("internal", "the server could not read this session's role")
-            })?
-            .ok_or_else(not_found)?;
+        let role = crate::auth::role_in(&self.caller, &broadcast).ok_or_else(not_found)?;
         let (user_id, name, guest_session) = match &self.caller {
             Caller::User(u) => {
                 let user = store.user_by_id(u.id).await.map_err(internal)?.ok_or_else(not_found)?;
@@ -314,7 +309,7 @@ impl Session {
             }
             Caller::Guest(g) => (None, g.name.clone(), Some(g.id)),
         };
-        if broadcast.status == "ended" {
+        if broadcast.status == BroadcastStatus::Ended {
             return Err(ErrorData::new("broadcast_ended", "this broadcast has ended"));
         }
 
@@ -333,7 +328,7 @@ impl Session {
             return Ok(());
         }
         let row = store
-            .participant_joined(broadcast.id, user_id, &name, role.as_str(), req.audio_enabled, req.video_enabled)
+            .participant_joined(broadcast.id, user_id, &name, role, req.audio_enabled, req.video_enabled)
             .await
             .map_err(internal)?;
         let participant = Participant {

@@ -84,7 +84,7 @@ pub trait Store: Send + Sync + 'static {
     async fn set_broadcast_status(
         &self,
         id: Uuid,
-        status: &str,
+        status: BroadcastStatus,
         start_time: Option<OffsetDateTime>,
         end_time: Option<OffsetDateTime>,
     ) -> StoreResult<Broadcast>;
@@ -108,7 +108,7 @@ pub trait Store: Send + Sync + 'static {
         broadcast_id: Uuid,
         user_id: Option<Uuid>,
         name: &str,
-        role: &str,
+        role: Role,
         audio: bool,
         video: bool,
     ) -> StoreResult<Participant>;
@@ -120,7 +120,13 @@ pub trait Store: Send + Sync + 'static {
 
     // recordings
     async fn create_recording(&self, broadcast_id: Uuid, user_id: Uuid, title: &str) -> StoreResult<Recording>;
-    async fn finish_recording(&self, id: Uuid, status: &str, duration: f64, file_size: i64) -> StoreResult<()>;
+    async fn finish_recording(
+        &self,
+        id: Uuid,
+        status: RecordingStatus,
+        duration: f64,
+        file_size: i64,
+    ) -> StoreResult<()>;
     async fn recording(&self, id: Uuid) -> StoreResult<Option<Recording>>;
     /// Recordings still marked as being written (their process ended without finalising them).
     async fn unfinished_recordings(&self) -> StoreResult<Vec<Recording>>;
@@ -133,7 +139,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         broadcast_id: Uuid,
         token: &str,
-        role: &str,
+        role: Role,
         created_by: Uuid,
         expires_at: OffsetDateTime,
     ) -> StoreResult<Invite>;
@@ -449,7 +455,7 @@ macro_rules! impl_store {
             async fn set_broadcast_status(
                 &self,
                 id: Uuid,
-                status: &str,
+                status: BroadcastStatus,
                 start_time: Option<OffsetDateTime>,
                 end_time: Option<OffsetDateTime>,
             ) -> StoreResult<Broadcast> {
@@ -575,7 +581,7 @@ macro_rules! impl_store {
                 broadcast_id: Uuid,
                 user_id: Option<Uuid>,
                 name: &str,
-                role: &str,
+                role: Role,
                 audio: bool,
                 video: bool,
             ) -> StoreResult<Participant> {
@@ -655,7 +661,7 @@ macro_rules! impl_store {
                 .await?)
             }
 
-            async fn finish_recording(&self, id: Uuid, status: &str, duration: f64, file_size: i64) -> StoreResult<()> {
+            async fn finish_recording(&self, id: Uuid, status: RecordingStatus, duration: f64, file_size: i64) -> StoreResult<()> {
                 sqlx::query(
                     "UPDATE recordings SET status = $2, duration = $3, file_size = $4, updated_at = $5 WHERE id = $1",
                 )
@@ -694,7 +700,7 @@ macro_rules! impl_store {
                 &self,
                 broadcast_id: Uuid,
                 token: &str,
-                role: &str,
+                role: Role,
                 created_by: Uuid,
                 expires_at: OffsetDateTime,
             ) -> StoreResult<Invite> {
@@ -772,7 +778,7 @@ macro_rules! impl_store {
                 .bind(invite.id)
                 .bind(invite.broadcast_id)
                 .bind(name)
-                .bind(&invite.role)
+                .bind(invite.role)
                 .bind(expires_at)
                 .bind(now())
                 .fetch_one(&self.pool)

@@ -5,6 +5,103 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::auth::Role;
+
+/// A unit enum kept in a TEXT column as its lowercase name on both backends (and spelled the same in JSON):
+/// the store hands out the enum, never the string, and a stored value it does not know is a decode error.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// The stored (and JSON) spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+
+            /// Reads the stored spelling.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some(Self::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            str: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
+                Self::parse(text).ok_or_else(|| format!("unknown {} {text:?}", stringify!($name)).into())
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            &'q str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&'q str as sqlx::Encode<'q, DB>>::encode_by_ref(&self.as_str(), buf)
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+text_enum! {
+    /// Where a broadcast is in its life.
+    pub enum BroadcastStatus {
+        /// Made, not on air yet.
+        Scheduled = "scheduled",
+        /// On air (the program or a relay is sending).
+        Live = "live",
+        /// Over; it cannot go live again.
+        Ended = "ended",
+    }
+}
+
+text_enum! {
+    /// Where a recording is in its life.
+    pub enum RecordingStatus {
+        /// Being written while the show is on air.
+        Recording = "recording",
+        /// Finalised and playable.
+        Ready = "ready",
+        /// Nothing playable was written.
+        Failed = "failed",
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -30,8 +127,7 @@ pub struct Broadcast {
     pub user_id: Uuid,
     pub title: String,
     pub description: String,
-    /// `scheduled` | `live` | `ended`
-    pub status: String,
+    pub status: BroadcastStatus,
     #[schema(value_type = Object)]
     pub settings: Json<serde_json::Value>,
     /// Stage, layout and overlays; read and written through `/scene`.
@@ -71,7 +167,7 @@ pub struct Participant {
     pub broadcast_id: Uuid,
     pub user_id: Option<Uuid>,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub audio_enabled: bool,
     pub video_enabled: bool,
     #[serde(with = "time::serde::rfc3339")]
@@ -96,8 +192,7 @@ pub struct Recording {
     pub file_size: i64,
     /// Download path (`/api/recordings/:id/file`); the file itself lives under the data directory.
     pub url: String,
-    /// `recording` | `ready` | `failed`
-    pub status: String,
+    pub status: RecordingStatus,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -110,7 +205,7 @@ pub struct Invite {
     pub broadcast_id: Uuid,
     /// Lowercase hex SHA-256 of the link's token; the token itself is never stored.
     pub token_sha256: String,
-    pub role: String,
+    pub role: Role,
     pub created_by: Uuid,
     pub expires_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
@@ -131,7 +226,7 @@ pub struct GuestSession {
     pub invite_id: Uuid,
     pub broadcast_id: Uuid,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub expires_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
