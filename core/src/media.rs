@@ -29,6 +29,15 @@ impl VideoFrame {
         VideoFrame { width, height, data }
     }
 
+    /// Becomes a copy of `other`, in its own allocation when that is large enough (no allocation per frame
+    /// for a buffer written over again and again).
+    pub fn copy_from(&mut self, other: &VideoFrame) {
+        self.width = other.width;
+        self.height = other.height;
+        self.data.clear();
+        self.data.extend_from_slice(&other.data);
+    }
+
     /// Copies the picture into an allocated FFmpeg YUV420P frame of the same size (whose rows may be padded).
     pub(crate) fn write_into(&self, dst: &mut frame::Video) {
         let (w, cw) = (self.width as usize, self.width.div_ceil(2) as usize);

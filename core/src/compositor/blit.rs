@@ -43,8 +43,40 @@ pub fn fit_rects(sw: u32, sh: u32, tile: Rect, fit: Fit) -> (Rect, Rect) {
 /// blend of the two source rows (8-bit weights, straight-line code the compiler vectorises) into a row of
 /// 16-bit values, then a horizontal blend from that row (a plain pairwise average when the row halves
 /// exactly, the common 1280 → 640 tile case).
+/// Per-row buffers of [`scale_plane`], kept between calls so scaling the tiles of every tick allocates nothing.
+#[derive(Default)]
+pub struct Scaler {
+    /// Per destination column: (source column, weight of the next one out of 256).
+    xs: Vec<(u32, u32)>,
+    /// One vertically blended source row, 8.8 fixed point (one extra column: the last one repeated).
+    row: Vec<u16>,
+}
+
+impl Scaler {
+    /// Draws `src` into `tile` of `canvas`; with [`Fit::Contain`] the uncovered part of the tile is filled
+    /// with `letterbox` (Y, U, V). The tile must lie inside the canvas (checked by placement validation).
+    pub fn draw(&mut self, canvas: &mut VideoFrame, src: &VideoFrame, tile: Rect, fit: Fit, letterbox: [u8; 3]) {
+        let tile = clip(tile.even(), canvas.width(), canvas.height());
+        let (crop, to) = fit_rects(src.width(), src.height(), tile, fit);
+        let to = clip(to, canvas.width(), canvas.height());
+        if fit == Fit::Contain && to != tile {
+            fill(canvas, tile, letterbox);
+        }
+        let (cw, sw) = (canvas.width() as usize, src.width() as usize);
+        let (cw2, sw2) = (cw.div_ceil(2), sw.div_ceil(2));
+        let (sy, su, sv) = src.planes();
+        let (dy, du, dv) = canvas.planes_mut();
+        let c = |r: Rect| (r.x as usize, r.y as usize, r.width as usize, r.height as usize);
+        let h = |r: Rect| (r.x as usize / 2, r.y as usize / 2, r.width as usize / 2, r.height as usize / 2);
+        scale_plane(self, sy, sw, c(crop), dy, cw, c(to));
+        scale_plane(self, su, sw2, h(crop), du, cw2, h(to));
+        scale_plane(self, sv, sw2, h(crop), dv, cw2, h(to));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn scale_plane(
+    scratch: &mut Scaler,
     src: &[u8],
     src_stride: usize,
     crop: (usize, usize, usize, usize),
@@ -60,15 +92,16 @@ fn scale_plane(
     // Sample positions at pixel centres (16.16 fixed point); per-column source index and weight once.
     let step_x = ((sw as u64) << 16) / dw as u64;
     let step_y = ((sh as u64) << 16) / dh as u64;
-    let xs: Vec<(u32, u32)> = (0..dw)
-        .map(|i| {
-            let fx = ((i as u64 * step_x) + step_x / 2).saturating_sub(1 << 15);
-            let x0 = ((fx >> 16) as usize).min(sw - 1);
-            (x0 as u32, ((fx & 0xffff) >> 8) as u32)
-        })
-        .collect();
+    let Scaler { xs, row } = scratch;
+    xs.clear();
+    xs.extend((0..dw).map(|i| {
+        let fx = ((i as u64 * step_x) + step_x / 2).saturating_sub(1 << 15);
+        let x0 = ((fx >> 16) as usize).min(sw - 1);
+        (x0 as u32, ((fx & 0xffff) >> 8) as u32)
+    }));
     let halving = sw == 2 * dw && xs.iter().enumerate().all(|(i, &(x0, w))| x0 as usize == 2 * i && w == 128);
-    let mut row = vec![0u16; sw + 1];
+    row.clear();
+    row.resize(sw + 1, 0);
     for j in 0..dh {
         let fy = ((j as u64 * step_y) + step_y / 2).saturating_sub(1 << 15);
         let y0 = ((fy >> 16) as usize).min(sh - 1);
@@ -94,7 +127,7 @@ fn scale_plane(
                 *o = ((u32::from(pair[0]) + u32::from(pair[1]) + 256) >> 9) as u8;
             }
         } else {
-            for (o, &(x0, wx)) in out.iter_mut().zip(&xs) {
+            for (o, &(x0, wx)) in out.iter_mut().zip(xs.iter()) {
                 let (a, b) = (u32::from(row[x0 as usize]), u32::from(row[x0 as usize + 1]));
                 *o = ((a * (256 - wx) + b * wx + (1 << 15)) >> 16) as u8;
             }
@@ -102,24 +135,9 @@ fn scale_plane(
     }
 }
 
-/// Draws `src` into `tile` of `canvas`; with [`Fit::Contain`] the uncovered part of the tile is filled
-/// with `letterbox` (Y, U, V). The tile must lie inside the canvas (checked by placement validation).
+/// [`Scaler::draw`] with buffers of its own, for a one-off drawing (a repeated one keeps a [`Scaler`]).
 pub fn draw_scaled(canvas: &mut VideoFrame, src: &VideoFrame, tile: Rect, fit: Fit, letterbox: [u8; 3]) {
-    let tile = clip(tile.even(), canvas.width(), canvas.height());
-    let (crop, to) = fit_rects(src.width(), src.height(), tile, fit);
-    let to = clip(to, canvas.width(), canvas.height());
-    if fit == Fit::Contain && to != tile {
-        fill(canvas, tile, letterbox);
-    }
-    let (cw, sw) = (canvas.width() as usize, src.width() as usize);
-    let (cw2, sw2) = (cw.div_ceil(2), sw.div_ceil(2));
-    let (sy, su, sv) = src.planes();
-    let (dy, du, dv) = canvas.planes_mut();
-    let c = |r: Rect| (r.x as usize, r.y as usize, r.width as usize, r.height as usize);
-    let h = |r: Rect| (r.x as usize / 2, r.y as usize / 2, r.width as usize / 2, r.height as usize / 2);
-    scale_plane(sy, sw, c(crop), dy, cw, c(to));
-    scale_plane(su, sw2, h(crop), du, cw2, h(to));
-    scale_plane(sv, sw2, h(crop), dv, cw2, h(to));
+    Scaler::default().draw(canvas, src, tile, fit, letterbox);
 }
 
 fn clip(r: Rect, width: u32, height: u32) -> Rect {

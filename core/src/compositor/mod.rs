@@ -118,6 +118,8 @@ pub struct Compositor {
     /// Rendered name labels by (name, tile, is name card); `None` where a tile is too small for one.
     labels: HashMap<(String, Rect, bool), Option<overlay::PreparedOverlay>>,
     canvas: VideoFrame,
+    /// The tile scaler's buffers, kept from tick to tick.
+    scaler: blit::Scaler,
     /// Program sample index up to which audio was mixed.
     mixed_until: i64,
 }
@@ -136,6 +138,7 @@ impl Compositor {
             overlays: Vec::new(),
             labels: HashMap::new(),
             canvas,
+            scaler: blit::Scaler::default(),
             mixed_until: 0,
         }
     }
@@ -204,6 +207,11 @@ impl Compositor {
     /// The colour behind the tiles, as limited-range YUV.
     pub fn set_background(&mut self, yuv: [u8; 3]) {
         self.config.background = yuv;
+    }
+
+    /// The canvas: the latest composed frame between two [`Self::compose`]s.
+    pub fn canvas(&self) -> &VideoFrame {
+        &self.canvas
     }
 
     pub fn placements(&self) -> &[Placement] {
@@ -294,7 +302,7 @@ impl Compositor {
             };
             let card = match (view, s.current.as_ref()) {
                 (TileView::Video | TileView::LastFrame, Some(frame)) => {
-                    blit::draw_scaled(&mut self.canvas, frame, p.rect, p.fit, [16, 128, 128]);
+                    self.scaler.draw(&mut self.canvas, frame, p.rect, p.fit, [16, 128, 128]);
                     false
                 }
                 _ => {

@@ -48,13 +48,14 @@ pub fn preview_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
     (scale(width), scale(height))
 }
 
-/// The live preview's encoder: composed canvas → scaled ([`blit::draw_scaled`]) → VP8 (libvpx, realtime, fastest
+/// The live preview's encoder: composed canvas → scaled ([`blit::Scaler`]) → VP8 (libvpx, realtime, fastest
 /// speed, one thread, no lag, a keyframe every 5 s and whenever a viewer asks).
 pub struct PreviewEncoder {
     canvas: (u32, u32),
     size: (u32, u32),
     /// The canvas scaled down (the compositor's own scaler: a pairwise average for the usual 2:1).
     small: VideoFrame,
+    scaler: blit::Scaler,
     dst: frame::Video,
     vp8: encoder::Video,
     next_pts: i64,
@@ -93,6 +94,7 @@ impl PreviewEncoder {
             canvas,
             size,
             small: VideoFrame::filled(size.0, size.1, [16, 128, 128]),
+            scaler: blit::Scaler::default(),
             dst: frame::Video::new(format::Pixel::YUV420P, size.0, size.1),
             vp8,
             next_pts: 0,
@@ -117,7 +119,7 @@ impl PreviewEncoder {
             )));
         }
         let whole = Rect::new(0, 0, self.size.0, self.size.1);
-        blit::draw_scaled(&mut self.small, canvas, whole, Fit::Contain, [16, 128, 128]);
+        self.scaler.draw(&mut self.small, canvas, whole, Fit::Contain, [16, 128, 128]);
         // The encoder may still hold the previous frame's buffer: copy-on-write if so.
         // SAFETY: `dst` is a valid, allocated video frame owned by self.
         if unsafe { ffmpeg_next::ffi::av_frame_make_writable(self.dst.as_mut_ptr()) } < 0 {

@@ -30,13 +30,14 @@ pub enum EncodedMedia {
 
 enum Command {
     Video {
-        source: String,
+        /// Shared with every frame of the source (no string made per frame).
+        source: Arc<str>,
         frame: VideoFrame,
         source_time: Duration,
         arrival: Duration,
     },
     Audio {
-        source: String,
+        source: Arc<str>,
         samples: Vec<f32>,
         source_time: Duration,
         arrival: Duration,
@@ -56,6 +57,8 @@ enum Command {
     GoLive(Box<Egress>),
     EndLive(mpsc::Sender<Option<EgressReport>>),
     Preview(Option<Arc<dyn PreviewSink>>),
+    /// A copy of the latest composed frame, if any.
+    Still(mpsc::Sender<Option<VideoFrame>>),
     Stop,
 }
 
@@ -150,8 +153,6 @@ pub struct Program {
     /// The simulcast layer each source's video comes from (as the feed last said).
     layers: Mutex<HashMap<String, u8>>,
     epoch: Instant,
-    /// The latest composed frame, for the studio's preview encoder.
-    preview: Arc<Mutex<Option<VideoFrame>>>,
     fps: u32,
     counters: Arc<Counters>,
     /// The running egress's control while on air (viewers join through it).
@@ -163,7 +164,6 @@ impl Program {
     pub fn start(config: CompositorConfig, fps: u32) -> Result<Program, EgressError> {
         let (commands, rx) = mpsc::channel();
         let epoch = Instant::now();
-        let preview = Arc::new(Mutex::new(None));
         let fps = fps.clamp(1, 120);
         let core =
             Compositor::new(CompositorConfig { frame_duration: Duration::from_secs_f64(1.0 / fps as f64), ..config });
@@ -176,7 +176,8 @@ impl Program {
             fps,
             egress: None,
             live_since: None,
-            preview: Arc::clone(&preview),
+            composed: false,
+            scaler: blit::Scaler::default(),
             live_preview: None,
             counters: Arc::clone(&counters),
         };
@@ -188,7 +189,6 @@ impl Program {
             on_stage: Mutex::new(HashSet::new()),
             layers: Mutex::new(HashMap::new()),
             epoch,
-            preview,
             fps,
             counters,
             egress: Mutex::new(None),
@@ -283,13 +283,13 @@ impl Program {
     /// A decoded frame (e.g. from a test source), stamped on the source's clock.
     pub fn push_frame(&self, source: &str, frame: VideoFrame, source_time: Duration) {
         let arrival = self.now();
-        let _ = self.commands.send(Command::Video { source: source.to_owned(), frame, source_time, arrival });
+        let _ = self.commands.send(Command::Video { source: source.into(), frame, source_time, arrival });
     }
 
     /// Decoded audio (interleaved stereo f32, 48 kHz), stamped on the source's clock.
     pub fn push_samples(&self, source: &str, samples: Vec<f32>, source_time: Duration) {
         let arrival = self.now();
-        let _ = self.commands.send(Command::Audio { source: source.to_owned(), samples, source_time, arrival });
+        let _ = self.commands.send(Command::Audio { source: source.into(), samples, source_time, arrival });
     }
 
     /// The simulcast layer `source`'s video now comes from (reported in [`ProgramStats::layers`]).
@@ -360,9 +360,12 @@ impl Program {
         let _ = self.commands.send(Command::Preview(sink));
     }
 
-    /// The latest composed frame.
+    /// A copy of the latest composed frame (`None` before the first), taken by the program thread between two
+    /// ticks when asked: frames are not copied for a still nobody asked for. Waits at most about a tick.
     pub fn preview(&self) -> Option<VideoFrame> {
-        self.preview.lock().clone()
+        let (tx, rx) = mpsc::channel();
+        self.commands.send(Command::Still(tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(2)).ok().flatten()
     }
 }
 
@@ -393,7 +396,7 @@ fn spawn_decoder(
     counters: Arc<Counters>,
 ) -> Result<SyncSender<(EncodedMedia, Duration)>, EgressError> {
     let (tx, rx) = mpsc::sync_channel::<(EncodedMedia, Duration)>(DECODE_QUEUE);
-    let source = source.to_owned();
+    let source: Arc<str> = source.into();
     let video_codec = match first {
         EncodedMedia::Video { codec, .. } => Some(*codec),
         EncodedMedia::Opus { .. } => None,
@@ -415,7 +418,7 @@ fn spawn_decoder(
                     Ok(frames) => {
                         for frame in frames {
                             let arrival = epoch.elapsed();
-                            let cmd = Command::Video { source: source.clone(), frame, source_time, arrival };
+                            let cmd = Command::Video { source: Arc::clone(&source), frame, source_time, arrival };
                             if commands.send(cmd).is_err() {
                                 return;
                             }
@@ -426,7 +429,7 @@ fn spawn_decoder(
                 (EncodedMedia::Opus { data }, _, Some(d)) => match d.decode(&data) {
                     Ok(samples) if !samples.is_empty() => {
                         let arrival = epoch.elapsed();
-                        let cmd = Command::Audio { source: source.clone(), samples, source_time, arrival };
+                        let cmd = Command::Audio { source: Arc::clone(&source), samples, source_time, arrival };
                         if commands.send(cmd).is_err() {
                             return;
                         }
@@ -446,6 +449,10 @@ struct LivePreview {
     sink: Arc<dyn PreviewSink>,
     /// Composed frames for the encoder; one waits at most (a busy encoder skips frames, never the tick).
     frames: SyncSender<(VideoFrame, Duration)>,
+    /// Frames the encoder is done with, written over for the next preview frame (no allocation per frame).
+    spare: Receiver<VideoFrame>,
+    /// Frames made so far: one being encoded and one waiting at most.
+    buffers: usize,
     /// Every how many ticks a frame is previewed.
     every: u64,
 }
@@ -463,6 +470,7 @@ impl LivePreview {
             }
         };
         let (frames, rx) = mpsc::sync_channel::<(VideoFrame, Duration)>(1);
+        let (spare_tx, spare) = mpsc::channel();
         let out = Arc::clone(&sink);
         let spawned = std::thread::Builder::new().name("program-preview".into()).spawn(move || {
             while let Ok((frame, at)) = rx.recv() {
@@ -475,6 +483,7 @@ impl LivePreview {
                         for (data, keyframe) in packets {
                             out.send(PreviewPacket { data, keyframe, at });
                         }
+                        let _ = spare_tx.send(frame);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "live program preview stopped");
@@ -487,14 +496,31 @@ impl LivePreview {
             tracing::warn!(error = %e, "no live program preview");
             return None;
         }
-        Some(LivePreview { sink, frames, every })
+        Some(LivePreview { sink, frames, spare, buffers: 0, every })
     }
 
-    /// Hands tick `n`'s frame to the encoder if it is a preview tick, someone watches and the encoder is free.
-    fn offer(&self, n: u64, frame: &VideoFrame, at: Duration) {
-        if n.is_multiple_of(self.every) && self.sink.watched() {
-            // Full: the encoder is still on the last one, this frame is skipped. Gone: it stopped and said why.
-            let _ = self.frames.try_send((frame.clone(), at));
+    /// Hands tick `n`'s frame to the encoder if it is a preview tick, someone watches and the encoder is free:
+    /// copied into a frame the encoder gave back, or a new one while fewer than two exist.
+    fn offer(&mut self, n: u64, frame: &VideoFrame, at: Duration) {
+        if !n.is_multiple_of(self.every) || !self.sink.watched() {
+            return;
+        }
+        let copy = match self.spare.try_recv() {
+            Ok(mut spare) => {
+                spare.copy_from(frame);
+                spare
+            }
+            Err(_) if self.buffers < 2 => {
+                self.buffers += 1;
+                frame.clone()
+            }
+            // Both frames are with the encoder: it is still busy, this frame is skipped.
+            Err(_) => return,
+        };
+        // Full: the encoder is still on the last one, this frame is skipped (and its buffer lost, made again
+        // later). Gone: it stopped and said why.
+        if self.frames.try_send((copy, at)).is_err() {
+            self.buffers -= 1;
         }
     }
 }
@@ -509,7 +535,10 @@ struct Ticker {
     egress: Option<Box<Egress>>,
     /// Program time at which egress started (its media time zero).
     live_since: Option<Duration>,
-    preview: Arc<Mutex<Option<VideoFrame>>>,
+    /// Whether a frame was composed yet (the canvas holds the latest one between ticks).
+    composed: bool,
+    /// The buffers of the scaler that fits the canvas to the encode's size, kept from tick to tick.
+    scaler: blit::Scaler,
     live_preview: Option<LivePreview>,
     counters: Arc<Counters>,
 }
@@ -564,6 +593,9 @@ impl Ticker {
                 let (w, h) = self.core.canvas_size();
                 self.live_preview = sink.and_then(|s| LivePreview::start(s, (w, h), self.fps, self.counters.clone()));
             }
+            Command::Still(reply) => {
+                let _ = reply.send(self.composed.then(|| self.core.canvas().clone()));
+            }
             Command::Stop => return false,
         }
         true
@@ -615,10 +647,8 @@ impl Ticker {
             let frame = self.core.blend_overlays();
             add_elapsed(&self.counters.overlay_ns, t);
             self.counters.ticks.fetch_add(1, Ordering::Relaxed);
-            if n.is_multiple_of((self.fps as u64 / 5).max(1)) {
-                *self.preview.lock() = Some(frame.clone());
-            }
-            if let Some(p) = &self.live_preview {
+            self.composed = true;
+            if let Some(p) = &mut self.live_preview {
                 p.offer(n, frame, due);
             }
             let encode_start = Instant::now();
@@ -642,7 +672,7 @@ impl Ticker {
                 } else {
                     let out = scaled.get_or_insert_with(|| VideoFrame::filled(s.width, s.height, [16, 128, 128]));
                     let whole = super::Rect::new(0, 0, s.width, s.height);
-                    blit::draw_scaled(out, frame, whole, super::Fit::Contain, [16, 128, 128]);
+                    self.scaler.draw(out, frame, whole, super::Fit::Contain, [16, 128, 128]);
                     egress.push_video(out, media)
                 };
                 if let Err(e) = result.and_then(|_| egress.push_audio(&audio)) {
