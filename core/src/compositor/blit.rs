@@ -243,6 +243,27 @@ mod tests {
     }
 
     #[test]
+    fn an_exact_half_is_the_rounded_mean_of_each_two_by_two_block() {
+        let mut src = VideoFrame::filled(64, 32, [0, 128, 128]);
+        let mut seed = 7u32;
+        for p in src.planes_mut().0.iter_mut() {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            *p = (seed >> 16) as u8;
+        }
+        let mut canvas = VideoFrame::filled(40, 20, [16, 128, 128]);
+        draw_scaled(&mut canvas, &src, Rect::new(4, 2, 32, 16), Fit::Cover, [16, 128, 128]);
+        let (s, c) = (src.planes().0, canvas.planes().0);
+        for y in 0..16 {
+            for x in 0..32 {
+                let at = |dx: usize, dy: usize| u16::from(s[(2 * y + dy) * 64 + 2 * x + dx]);
+                let mean = ((at(0, 0) + at(1, 0) + at(0, 1) + at(1, 1) + 2) >> 2) as u8;
+                assert_eq!(c[(y + 2) * 40 + x + 4], mean, "at {x},{y}");
+            }
+        }
+        assert_eq!(c[0], 16, "outside the tile stays");
+    }
+
+    #[test]
     fn halving_averages_pixel_pairs_and_other_ratios_interpolate() {
         let mut src = VideoFrame::filled(8, 4, [0, 128, 128]);
         {
