@@ -79,6 +79,37 @@ pub(crate) fn curl(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A host signed in to a bench's server: JSON requests with the host's cookie and the server's origin.
+pub(crate) struct Api {
+    base: String,
+    cookie: String,
+    origin: String,
+}
+
+impl Api {
+    /// Registers a host and creates a broadcast; returns the host's API and the broadcast id.
+    pub(crate) fn seeded(base: &str) -> anyhow::Result<(Api, String)> {
+        let (cookie, id) = seed(base)?;
+        let api = Api {
+            base: base.to_owned(),
+            cookie: format!("Cookie: by_access={cookie}"),
+            origin: format!("Origin: {base}"),
+        };
+        Ok((api, id))
+    }
+
+    /// `method path` with a JSON `body` (or none); the answer's body, or an error naming the request.
+    pub(crate) fn send(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let mut args = vec!["-fsS", "-X", method, "-H", &self.cookie, "-H", &self.origin];
+        if let Some(body) = body {
+            args.extend(["-H", "content-type: application/json", "-d", body]);
+        }
+        args.push(&url);
+        curl(&args)
+    }
+}
+
 /// Registers a host, creates a broadcast; returns (access cookie, broadcast id).
 pub(crate) fn seed(base: &str) -> anyhow::Result<(String, String)> {
     let jar = std::env::temp_dir().join(format!("backyard-bench-jar-{}", std::process::id()));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::bench::{curl, free_port, seed, start_server};
+use crate::bench::{Api, curl, free_port, start_server};
 use crate::bench_sfu::{clock_ticks, cpu_seconds, stat_cpu_seconds};
 use crate::{cargo_cmd, root, setup, status};
 
@@ -233,24 +233,9 @@ pub fn run() -> anyhow::Result<()> {
     let ticks = clock_ticks();
     let server = start_server(&bin, &[])?;
     let pid = server.child.id();
-    let (cookie, id) = seed(&server.base)?;
-    let cookie = format!("Cookie: by_access={cookie}");
-    let origin = format!("Origin: {}", server.base);
-    curl(&[
-        "-fsS",
-        "-X",
-        "PATCH",
-        "-H",
-        &cookie,
-        "-H",
-        &origin,
-        "-H",
-        "content-type: application/json",
-        "-d",
-        r#"{"settings":{"watch":"public"}}"#,
-        &format!("{}/api/broadcasts/{id}", server.base),
-    ])?;
-    curl(&["-fsS", "-X", "POST", "-H", &cookie, "-H", &origin, &format!("{}/api/broadcasts/{id}/start", server.base)])?;
+    let (api, id) = Api::seeded(&server.base)?;
+    api.send("PATCH", &format!("/api/broadcasts/{id}"), Some(r#"{"settings":{"watch":"public"}}"#))?;
+    api.send("POST", &format!("/api/broadcasts/{id}/start"), None)?;
     let playlist = format!("/api/watch/{id}/hls/index.m3u8");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

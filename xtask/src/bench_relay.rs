@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::bench::{curl, free_port, seed, start_server};
+use crate::bench::{Api, free_port, start_server};
 use crate::bench_sfu::{clock_ticks, cpu_seconds};
 use crate::{cargo_cmd, root, setup, status};
 
@@ -133,23 +133,8 @@ pub fn run() -> anyhow::Result<()> {
         ],
     )?;
     let pid = server.child.id();
-    let (cookie, id) = seed(&server.base)?;
-    let cookie = format!("Cookie: by_access={cookie}");
-    let origin = format!("Origin: {}", server.base);
-    let post = |path: &str, body: &str| {
-        curl(&[
-            "-fsS",
-            "-H",
-            &cookie,
-            "-H",
-            &origin,
-            "-H",
-            "content-type: application/json",
-            "-d",
-            body,
-            &format!("{}{path}", server.base),
-        ])
-    };
+    let (api, id) = Api::seeded(&server.base)?;
+    let post = |path: &str, body: &str| api.send("POST", path, Some(body));
     for i in 0..OUTPUTS {
         post(
             &format!("/api/broadcasts/{id}/destinations"),
