@@ -1,14 +1,15 @@
 // An encoder as the source of a show, from the studio: the host opens the Sources panel, creates a stream key,
 // copies the server URL and the key (the clipboard holds them), and points an encoder at them (ffmpeg with OBS's
 // x264 defaults: High profile, B-frames, 2 s keyframes, AAC 48 kHz). The panel says what arrives, the studio shows
-// the broadcast live, nginx (the destination) receives the encoder's picture (pixel check), and End stops it all.
-// Revoking the key empties the list. No console error on the page.
+// the broadcast live, nginx (the destination) receives the encoder's picture (pixel check), a viewer with no
+// account plays the same stream on the show's watch page (opened to viewers in the Broadcast panel), and End stops
+// it all. Revoking the key empties the list. No console error on either page.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one, its RTMP ingest at BACKYARD_E2E_RTMP_PORT).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { addRtmpDestination, backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, rgb, screenshot } from '../lib/harness.mjs';
+import { addRtmpDestination, backyardUrl, closeAll, eventually, grabVideo, hostWithInvite, launchParticipant, rgb, screenshot } from '../lib/harness.mjs';
 import { findColour, grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
 
 const COLOUR = '2a9d8f';
@@ -21,6 +22,7 @@ describe('an encoder streams through the Sources panel', { timeout: 180000 }, ()
   let encoder;
   let url;
   let key;
+  let watchLink;
 
   before(async () => {
     nginx = await startRtmpServer();
@@ -38,6 +40,10 @@ describe('an encoder streams through the Sources panel', { timeout: 180000 }, ()
     page.on('dialog', (d) => d.accept());
     await hostWithInvite(page, { base, name: 'Otto Obs', email: `sources-${Date.now()}@example.test`, title: 'E2E encoder show' });
     await addRtmpDestination(page, { name: 'Local nginx', url: nginx.url, key: 'relayed' });
+    await page.selectOption('[data-role=watch-visibility]', 'unlisted');
+    watchLink = await page.inputValue('[data-role=watch-link]');
+    const watchInfo = `${base}/api/watch/${watchLink.split('/').pop()}`;
+    await eventually('the show is open to viewers', async () => (await fetch(watchInfo)).status === 200, 10000);
 
     await page.click('[data-tab=sources]');
     await page.getByText('No stream keys yet').waitFor();
@@ -89,6 +95,20 @@ describe('an encoder streams through the Sources panel', { timeout: 180000 }, ()
     await screenshot(page, 'sources-03-destination-live');
   });
 
+  it('a viewer plays the relayed stream on the watch page', async () => {
+    p.viewer = await launchParticipant('viewer', { width: 1280, height: 900 });
+    const page = p.viewer.page;
+    await page.goto(watchLink);
+    const video = page.locator('[data-role=watch-video]');
+    await eventually('the video advances', async () => (await video.evaluate((v) => v.currentTime)) > 2, 60000, 500);
+    await eventually('the encoder’s picture in the watch page', async () => {
+      const f = await grabVideo(video);
+      const seen = f && findColour(f, rgb(COLOUR), TOLERANCE);
+      return seen && seen.share > 0.9;
+    }, 30000, 500);
+    await screenshot(page, 'sources-04-viewer');
+  });
+
   it('End stops the relay, and a revoked key leaves the list', async () => {
     const page = p.host.page;
     await page.click('[data-action=end-broadcast]');
@@ -100,7 +120,9 @@ describe('an encoder streams through the Sources panel', { timeout: 180000 }, ()
     assert.ok(await page.locator('[data-role=relay]').isHidden(), 'the on-air banner is gone');
     await page.locator('.sources-panel .dest-item button[title=Revoke]').click();
     await page.getByText('No stream keys yet').waitFor();
-    const errors = p.host.logs.filter((l) => l.startsWith('[error]'));
-    assert.deepEqual(errors, [], 'no console error');
+    for (const who of ['host', 'viewer']) {
+      const errors = p[who].logs.filter((l) => l.startsWith('[error]'));
+      assert.deepEqual(errors, [], `no console error on the ${who}'s page`);
+    }
   });
 });

@@ -30,6 +30,7 @@ use uuid::Uuid;
 use crate::signaling::RoomEvent;
 use crate::state::AppState;
 use crate::store::{Broadcast, BroadcastStatus, RecordingStatus};
+use crate::viewers::ViewerStream;
 
 /// How long a relay broadcast waits for its encoder to come back before it ends.
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(30);
@@ -79,6 +80,8 @@ pub struct Ingest {
     statuses: Mutex<HashMap<Uuid, IngestStatus>>,
     /// The latest status of each output of each relay, by broadcast then output id.
     outputs: Mutex<HashMap<Uuid, OutputStatuses>>,
+    /// The stream viewers play, for each relay on air whose show is open to viewers.
+    viewers: Mutex<HashMap<Uuid, Arc<ViewerStream>>>,
 }
 
 /// The latest status of each output of one relay, by output id.
@@ -102,6 +105,11 @@ impl Ingest {
     /// The latest status of a relay's output (a destination's id), while the relay runs.
     pub fn output_status(&self, broadcast: Uuid, id: &str) -> Option<OutputStatus> {
         self.outputs.lock().get(&broadcast).and_then(|o| o.lock().get(id).cloned())
+    }
+
+    /// The stream viewers of a relayed show play, while it is on air and open to viewers.
+    pub fn viewers(&self, broadcast: Uuid) -> Option<Arc<ViewerStream>> {
+        self.viewers.lock().get(&broadcast).cloned()
     }
 
     /// True while a relay runs for the broadcast.
@@ -492,13 +500,13 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
         .await
         .map_err(|e| e.to_string())?;
     let path = crate::program::recording_path(&state.cfg.data_dir, recording.id);
+    let hls = crate::program::viewers_folder(state, broadcast).await;
     let config = RelayConfig {
         video,
         audio: stream.audio.clone(),
         destinations,
         recording: Some(path),
-        // The watch page plays the studio's program; a relay's viewers watch on its destinations.
-        hls: None,
+        hls: hls.clone(),
         segment: Duration::from_secs(2),
         reconnect: Default::default(),
         timeouts: Default::default(),
@@ -521,6 +529,9 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
     match started {
         Ok(relay) => {
             tracing::info!(broadcast = %broadcast.id, recording = %recording.id, "relay on air");
+            if let Some(dir) = hls {
+                state.ingest.viewers.lock().insert(broadcast.id, Arc::new(ViewerStream::new(dir, relay.control())));
+            }
             Ok(Running { relay, recording: recording.id })
         }
         Err(e) => {
@@ -532,7 +543,12 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
 
 async fn finish(state: &AppState, broadcast: Uuid, running: Running) {
     let Running { relay, recording } = running;
+    let viewers = state.ingest.viewers.lock().remove(&broadcast);
     let report = tokio::task::spawn_blocking(move || relay.stop()).await.ok();
+    if let Some(viewers) = viewers {
+        // The stream goes with the outputs that wrote it (a new one starts if the relay starts again).
+        let _ = tokio::fs::remove_dir_all(&viewers.dir).await;
+    }
     match crate::program::finalise_recording(state, recording, report.as_ref()).await {
         Ok((duration, size)) => tracing::info!(%broadcast, %recording, duration, size, "relay recording finalised"),
         Err(e) => tracing::error!(%broadcast, "could not finalise the relay's recording: {e}"),

@@ -22,6 +22,7 @@ pub mod state;
 pub mod store;
 pub mod text;
 pub mod uploads;
+pub mod viewers;
 
 pub use api::app;
 pub use state::AppState;

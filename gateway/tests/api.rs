@@ -1004,7 +1004,7 @@ async fn a_show_open_to_viewers_streams_hls_while_live(b: Backend) {
     t.get(&format!("/api/watch/{private}/hls/index.m3u8")).send().await.assert_error(StatusCode::NOT_FOUND);
 
     // The same encode as an endless FLV stream over HTTP: read a few seconds of it, then hang up.
-    let flv = read_flv(&t, &format!("/api/watch/{id}/live.flv"), 150_000).await;
+    let flv = t.read_flv(&format!("/api/watch/{id}/live.flv"), 150_000).await;
     assert_eq!(&flv[..3], b"FLV", "not an FLV stream");
     assert_eq!(flv[4], 0x05, "the FLV header announces audio and video");
     let file = t.data_dir.join("viewer.flv");
@@ -1043,26 +1043,6 @@ async fn a_show_open_to_viewers_streams_hls_while_live(b: Backend) {
 }
 
 /// The first `at_least` bytes of an endless response body (then the connection is dropped).
-async fn read_flv(t: &TestApp, path: &str, at_least: usize) -> Vec<u8> {
-    use http_body_util::BodyExt as _;
-    use tower::ServiceExt as _;
-    let req = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
-    let res = t.app.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["content-type"], "video/x-flv");
-    let mut body = res.into_body();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while out.len() < at_least {
-        let frame =
-            tokio::time::timeout_at(deadline, body.frame()).await.expect("the stream stalled").unwrap().unwrap();
-        if let Ok(data) = frame.into_data() {
-            out.extend_from_slice(&data);
-        }
-    }
-    out
-}
-
 async fn ingest_keys_are_sealed_listed_masked_and_revocable(b: Backend) {
     let t = TestApp::new(b).await;
     let host = t.user("ingest-keys@example.com").await;

@@ -117,6 +117,13 @@ async fn a_relay_copies_the_encoders_packets_to_every_destination_and_survives_o
     let host = t.user("relay@example.com").await;
     let id = t.broadcast(&host, "Relay show").await;
     let bid: uuid::Uuid = id.parse()?;
+    let open = t
+        .req(axum::http::Method::PATCH, &format!("/api/broadcasts/{id}"))
+        .cookies(&host)
+        .json(json!({"settings": {"watch": "unlisted"}}))
+        .send()
+        .await;
+    assert_eq!(open.status, StatusCode::OK, "{}", open.body);
     for (i, n) in nginx.iter().enumerate() {
         let server = format!("rtmp://127.0.0.1:{}/live", n.rtmp_port);
         let r = t
@@ -162,8 +169,18 @@ async fn a_relay_copies_the_encoders_packets_to_every_destination_and_survives_o
     assert_eq!(status.body["items"][0]["status"]["state"], "live", "{}", status.body);
     assert_eq!(status.body["items"][0]["status"]["stream"], "1280×720 H.264 (High), AAC 48 kHz stereo");
 
+    // Viewers: the show is open to them, and the relay cuts the encoder's own packets into HLS and FLV too.
+    let since_live = Instant::now();
+    let hls = viewer_hls(&t, &id, dir.path()).await;
+    let (hls_config, hls_packets) = packet_hashes(&hls, "v:0");
+    let flv = t.read_flv(&format!("/api/watch/{id}/live.flv"), 600_000).await;
+    assert_eq!(&flv[..3], b"FLV", "not an FLV stream");
+    let flv_file = dir.path().join("viewer.flv");
+    std::fs::write(&flv_file, &flv)?;
+    let (flv_config, flv_packets) = packet_hashes(&flv_file, "v:0");
+
     // One destination dies for 10 s and comes back.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(since_live.elapsed())).await;
     nginx[1].kill();
     tokio::time::sleep(Duration::from_secs(10)).await;
     nginx[1].restart()?;
@@ -172,12 +189,20 @@ async fn a_relay_copies_the_encoders_packets_to_every_destination_and_survives_o
     let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
     assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
     assert_eq!(ended.body["status"], "ended");
+    let after = t.get(&format!("/api/watch/{id}")).send().await;
+    assert!(after.body["hls"].is_null(), "the stream goes with the show: {}", after.body);
+    t.get(&format!("/api/watch/{id}/hls/index.m3u8")).send().await.assert_error(StatusCode::NOT_FOUND);
 
     // Every destination got the encoder's own parameter sets and packet bytes.
     let (src_config, src_packets) = packet_hashes(&clip, "v:0");
     let (src_audio_config, src_audio) = packet_hashes(&clip, "a:0");
     let src: HashSet<&String> = src_packets.iter().collect();
     let src_audio: HashSet<&String> = src_audio.iter().collect();
+    for (what, config, packets) in [("HLS", hls_config, hls_packets), ("FLV", flv_config, flv_packets)] {
+        assert_eq!(config, src_config, "{what}: the encoder's SPS/PPS, unchanged");
+        assert!(packets.len() >= 30, "{what}: {} frames", packets.len());
+        assert!(packets.iter().all(|p| src.contains(p)), "{what}: every video packet is one the encoder sent");
+    }
     for (i, n) in nginx.iter().enumerate() {
         let files = n.recordings();
         assert!(!files.is_empty(), "nginx {i} received the stream");
@@ -213,6 +238,31 @@ async fn a_relay_copies_the_encoders_packets_to_every_destination_and_survives_o
     assert_eq!(rec["status"], "ready", "{}", recs.body);
     assert!(rec["duration"].as_f64().unwrap_or(0.0) > 15.0, "{rec}");
     Ok(())
+}
+
+/// The watch page's HLS stream of a live show: waits for a media segment and returns the init segment and it
+/// as one fragmented MP4 file.
+async fn viewer_hls(t: &TestApp, id: &str, dir: &Path) -> PathBuf {
+    let mut segment = None;
+    for _ in 0..100 {
+        let info = t.get(&format!("/api/watch/{id}")).send().await;
+        if let Some(url) = info.body["hls"].as_str() {
+            let r = t.get(url).send().await;
+            let playlist = String::from_utf8_lossy(&r.bytes).into_owned();
+            segment = playlist.lines().find(|l| l.ends_with(".m4s")).map(str::to_owned);
+            if segment.is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let segment = segment.expect("a media segment within 10 s of going live");
+    let init = t.get(&format!("/api/watch/{id}/hls/init.mp4")).send().await;
+    let media = t.get(&format!("/api/watch/{id}/hls/{segment}")).send().await;
+    assert_eq!((init.status, media.status), (StatusCode::OK, StatusCode::OK));
+    let path = dir.join("viewer.mp4");
+    std::fs::write(&path, [&init.bytes[..], &media.bytes[..]].concat()).expect("write the viewer's file");
+    path
 }
 
 /// Opens a raw TCP connection to the ingest.

@@ -2,53 +2,30 @@
 //!
 //! A broadcast's `settings.watch` says who may watch it on this server: `off` (the default: nobody), `unlisted`
 //! (anyone with the link to `/watch/{id}`) or `public` (also listed by `GET /api/watch`). While it is live the
-//! program's one encode is also cut into an HLS stream (CMAF segments, see core's egress), which the watch page
-//! plays; players that read FLV over HTTP (VLC, ffplay, flv.js) get the same encode at `live.flv`. Nothing here
+//! program's one encode (or, for a relay, the encoder's own packets) is also cut into an HLS stream (CMAF
+//! segments, see core's egress and [`crate::viewers`]), which the watch page plays; players that read FLV over
+//! HTTP (VLC, ffplay, flv.js) get the same stream at `live.flv`. Nothing here
 //! needs a session: everything returned is what the host chose to show.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::extract::PathParams;
 use crate::auth::path_uuid;
 use crate::error::{ApiError, ApiResult};
-use crate::program::Live;
 use crate::state::AppState;
 use crate::store::Broadcast;
-
-/// Who may watch a broadcast on this server's watch page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Visibility {
-    /// Nobody: no watch page, no HLS stream.
-    Off,
-    /// Anyone with the link.
-    Unlisted,
-    /// Anyone with the link, and listed on the server's watch page.
-    Public,
-}
-
-impl Visibility {
-    fn of(value: &serde_json::Value) -> Option<Visibility> {
-        Visibility::deserialize(value).ok()
-    }
-}
-
-/// The broadcast's `settings.watch` (`off` when absent; settings are checked when written, see
-/// [`check_settings`]).
-pub fn visibility(b: &Broadcast) -> Visibility {
-    b.settings.0.get("watch").and_then(Visibility::of).unwrap_or(Visibility::Off)
-}
+use crate::viewers::ViewerStream;
+pub use crate::viewers::{Visibility, visibility};
 
 /// The settings the server itself reads are checked when a broadcast is created or changed; the rest of the
 /// object stays free-form for the studio.
@@ -103,10 +80,15 @@ async fn info(state: &AppState, b: Broadcast) -> WatchInfo {
 }
 
 /// The broadcast's program and the folder of its HLS stream, while it is on air on this node with one.
-async fn streaming(state: &AppState, broadcast: Uuid) -> Option<(Arc<Live>, PathBuf)> {
-    let live = crate::signaling::Hub::running(state)?.programs.get(broadcast)?;
-    let dir = live.hls_dir().await?;
-    Some((live, dir))
+async fn streaming(state: &AppState, broadcast: Uuid) -> Option<Arc<ViewerStream>> {
+    let program = match crate::signaling::Hub::running(state) {
+        Some(hub) => match hub.programs.get(broadcast) {
+            Some(live) => live.viewers().await,
+            None => None,
+        },
+        None => None,
+    };
+    program.or_else(|| state.ingest.viewers(broadcast))
 }
 
 /// A broadcast someone may watch, or 404 (as for one that does not exist: whether a private show exists is
@@ -151,61 +133,12 @@ fn hls_file(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Segments (and the init segment) kept in memory per program: every viewer fetches the same few, and a
-/// segment never changes once it is listed.
-const CACHED_FILES: usize = 12;
 /// How long a playlist request trusts the last answer to "may anyone watch this show" (the store is asked
 /// at most this often, not once per viewer per second).
 const VISIBILITY_TTL: Duration = Duration::from_secs(1);
 /// How long the playlist read from disk is served as it was: it changes once a segment (2 s), and a viewer
 /// that sees the new one a quarter of a second later loses nothing.
 const PLAYLIST_TTL: Duration = Duration::from_millis(250);
-
-/// What a program's viewers fetch most: its latest segments, the playlist, and whether the show is open to
-/// viewers.
-#[derive(Default)]
-pub struct StreamCache {
-    files: parking_lot::Mutex<VecDeque<(String, Bytes)>>,
-    open: Recent<bool>,
-    playlist: Recent<Bytes>,
-}
-
-/// A value and when it was taken.
-struct Recent<T>(parking_lot::Mutex<Option<(Instant, T)>>);
-
-impl<T> Default for Recent<T> {
-    fn default() -> Self {
-        Recent(parking_lot::Mutex::new(None))
-    }
-}
-
-impl<T: Clone> Recent<T> {
-    /// The value, if it was taken less than `ttl` ago.
-    fn within(&self, ttl: Duration) -> Option<T> {
-        self.0.lock().as_ref().filter(|(at, _)| at.elapsed() < ttl).map(|(_, v)| v.clone())
-    }
-
-    fn set(&self, value: T) {
-        *self.0.lock() = Some((Instant::now(), value));
-    }
-}
-
-impl StreamCache {
-    fn file(&self, name: &str) -> Option<Bytes> {
-        self.files.lock().iter().find(|(n, _)| n == name).map(|(_, b)| b.clone())
-    }
-
-    fn keep(&self, name: &str, bytes: Bytes) {
-        let mut files = self.files.lock();
-        if files.len() == CACHED_FILES {
-            // The init segment stays: every new viewer needs it.
-            if let Some(i) = files.iter().position(|(n, _)| n != "init.mp4") {
-                files.remove(i);
-            }
-        }
-        files.push_back((name.to_owned(), bytes));
-    }
-}
 
 #[utoipa::path(get, path = "/api/watch/{id}/hls/{file}", tag = "watch",
     params(("id" = Uuid, Path), ("file" = String, Path, description = "`index.m3u8`, `init.mp4` or `seg-NNNNN.m4s`")),
@@ -218,8 +151,8 @@ pub async fn hls(State(state): State<AppState>, PathParams(params): PathParams) 
     })?;
     let id = path_uuid(&params, "id")?;
     let not_live = || ApiError::NotFound("stream (the show is not live)");
-    let (live, dir) = streaming(&state, id).await.ok_or_else(not_live)?;
-    let cache = &live.stream_cache;
+    let stream = streaming(&state, id).await.ok_or_else(not_live)?;
+    let (cache, dir) = (&stream.cache, &stream.dir);
     let playlist = name == "index.m3u8";
     let bytes = if playlist {
         // Who may watch is checked on the playlist, which a player fetches every segment or so; segments are
@@ -271,10 +204,8 @@ const FLV_BACKLOG: usize = 64;
         (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn flv(State(state): State<AppState>, PathParams(params): PathParams) -> ApiResult<Response> {
     let b = watchable(&state, &params).await?;
-    let control = streaming(&state, b.id)
-        .await
-        .and_then(|(live, _)| live.program.egress())
-        .ok_or(ApiError::NotFound("stream (the show is not live)"))?;
+    let control =
+        streaming(&state, b.id).await.ok_or(ApiError::NotFound("stream (the show is not live)"))?.control.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(FLV_BACKLOG);
     // Called on the viewer's sender thread: never blocks; a full backlog or a closed connection ends the viewer.
     let sink: backyard_core::egress::ByteSink =

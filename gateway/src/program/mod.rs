@@ -34,6 +34,7 @@ use crate::scene::Scene;
 use crate::signaling::{Participant, RoomEvent};
 use crate::state::AppState;
 use crate::store::{Broadcast, BroadcastStatus, RecordingStatus, StoreError};
+use crate::viewers::{ViewerStream, Visibility, visibility};
 
 use self::director::{DirectorThread, Input};
 pub use self::health::ProgramHealth;
@@ -78,8 +79,6 @@ pub struct Live {
     on_air: tokio::sync::Mutex<Option<OnAir>>,
     /// The latest status of each output while on air, by output id (destination id or `recording`).
     statuses: Arc<Mutex<HashMap<String, OutputStatus>>>,
-    /// What the watch page's viewers fetch most, kept in memory (see `api::watch`).
-    pub stream_cache: crate::api::watch::StreamCache,
 }
 
 impl Live {
@@ -88,9 +87,9 @@ impl Live {
         self.statuses.lock().get(id).cloned()
     }
 
-    /// The folder of the HLS stream viewers play, while on air with one.
-    pub async fn hls_dir(&self) -> Option<PathBuf> {
-        self.on_air.lock().await.as_ref().and_then(|a| a.hls.clone())
+    /// The stream viewers play, while on air with one.
+    pub async fn viewers(&self) -> Option<Arc<ViewerStream>> {
+        self.on_air.lock().await.as_ref().and_then(|a| a.viewers.clone())
     }
 
     /// The stage as the studio draws it (the program's tiles), once anyone was placed.
@@ -108,8 +107,8 @@ impl Drop for Live {
 /// Egress attached to a program.
 struct OnAir {
     recording: Option<Uuid>,
-    /// The HLS stream's folder, when viewers may watch.
-    hls: Option<PathBuf>,
+    /// The stream for viewers, when they may watch.
+    viewers: Option<Arc<ViewerStream>>,
 }
 
 impl Programs {
@@ -150,7 +149,6 @@ impl Programs {
             refresh,
             on_air: tokio::sync::Mutex::new(None),
             statuses: Arc::default(),
-            stream_cache: Default::default(),
         });
         running.insert(broadcast.id, live.clone());
         drop(running);
@@ -221,14 +219,7 @@ impl Programs {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(ProgramError::Recording)?;
         }
-        let hls = if crate::api::watch::visibility(broadcast) == crate::api::watch::Visibility::Off {
-            None
-        } else {
-            let dir = hls_path(&state.cfg.data_dir, broadcast.id);
-            // A stream left by an earlier show (or a crash) is not this one.
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            Some(dir)
-        };
+        let hls = viewers_folder(state, broadcast).await;
         let p = &state.cfg.program;
         let config = EgressConfig {
             encoder: EncoderSettings {
@@ -262,7 +253,8 @@ impl Programs {
         match started {
             Ok(settings) => {
                 tracing::info!(broadcast = %broadcast.id, ?settings, recording = %path.display(), "on air");
-                *on_air = Some(OnAir { recording: Some(recording.id), hls });
+                let viewers = hls.zip(live.program.egress()).map(|(dir, c)| Arc::new(ViewerStream::new(dir, c)));
+                *on_air = Some(OnAir { recording: Some(recording.id), viewers });
                 live.director.send(Input::OnAir(true));
                 Ok(())
             }
@@ -288,9 +280,9 @@ impl Programs {
                 let (duration, size) = finalise_recording(state, id, report.as_ref()).await?;
                 tracing::info!(%broadcast, recording = %id, duration, size, "recording finalised");
             }
-            if let Some(dir) = on_air.hls {
+            if let Some(viewers) = on_air.viewers {
                 // The show is over: its watch page says so, and the stream goes.
-                let _ = tokio::fs::remove_dir_all(&dir).await;
+                let _ = tokio::fs::remove_dir_all(&viewers.dir).await;
             }
         }
         self.stop_if_idle(media, broadcast).await;
@@ -374,6 +366,17 @@ pub(crate) async fn finalise_recording(
 /// Where a broadcast's HLS stream is written while it is live.
 pub fn hls_path(data_dir: &Path, broadcast: Uuid) -> PathBuf {
     data_dir.join("hls").join(broadcast.to_string())
+}
+
+/// The folder a broadcast going on air cuts its HLS stream into when viewers may watch it (emptied: a stream
+/// left by an earlier show or a crash is not this one), or `None` when nobody may.
+pub(crate) async fn viewers_folder(state: &AppState, broadcast: &Broadcast) -> Option<PathBuf> {
+    if visibility(broadcast) == Visibility::Off {
+        return None;
+    }
+    let dir = hls_path(&state.cfg.data_dir, broadcast.id);
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    Some(dir)
 }
 
 /// Where a recording is written.

@@ -170,6 +170,25 @@ impl TestApp {
         self.req(Method::POST, path)
     }
 
+    /// Reads at least `at_least` bytes of an endless FLV stream (`live.flv`), then hangs up.
+    pub async fn read_flv(&self, path: &str, at_least: usize) -> Vec<u8> {
+        let req = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "video/x-flv");
+        let mut body = res.into_body();
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while out.len() < at_least {
+            let frame =
+                tokio::time::timeout_at(deadline, body.frame()).await.expect("the stream stalled").unwrap().unwrap();
+            if let Ok(data) = frame.into_data() {
+                out.extend_from_slice(&data);
+            }
+        }
+        out
+    }
+
     /// Registers an account and returns its signed-in cookies.
     pub async fn user(&self, email: &str) -> Cookies {
         let res = self
