@@ -7,17 +7,22 @@ use uuid::Uuid;
 
 pub use crate::auth::Role;
 
-/// A unit enum kept in a TEXT column as its lowercase name on both backends (and spelled the same in JSON):
-/// the store hands out the enum, never the string, and a stored value it does not know is a decode error.
+/// A unit enum kept in a TEXT column as its lowercase name on both backends (and spelled the same in JSON and
+/// the OpenAPI schema): the store hands out the enum, never the string, and a stored value it does not know is
+/// a decode error. Each variant's text must be its name in lowercase (serde and the schema derive it so).
 macro_rules! text_enum {
     ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "lowercase")]
         pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+            $($(#[$vmeta])* $variant,)+
         }
 
         impl $name {
+            /// Every variant.
+            pub const ALL: &'static [$name] = &[$(Self::$variant,)+];
+
             /// The stored (and JSON) spelling.
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -330,4 +335,28 @@ pub struct NewIngestKey {
     pub key_sealed: Vec<u8>,
     pub key_nonce: Vec<u8>,
     pub key_kid: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the store writes is what JSON and the OpenAPI schema say, for every variant.
+    fn spelled_alike<T: serde::Serialize + utoipa::ToSchema>(all: &[T], text: impl Fn(&T) -> &'static str) {
+        let schema = serde_json::to_value(T::schema()).expect("a schema serialises");
+        for v in all {
+            assert_eq!(serde_json::to_value(v).expect("serialises"), serde_json::json!(text(v)));
+            let listed = schema["enum"].as_array().expect("a string enum");
+            assert!(listed.contains(&serde_json::json!(text(v))), "{} not in {schema}", text(v));
+        }
+    }
+
+    #[test]
+    fn stored_json_and_schema_spellings_agree() {
+        spelled_alike(BroadcastStatus::ALL, |v| v.as_str());
+        spelled_alike(RecordingStatus::ALL, |v| v.as_str());
+        spelled_alike(Role::ALL, |v| v.as_str());
+        assert_eq!(BroadcastStatus::parse("live"), Some(BroadcastStatus::Live));
+        assert_eq!(Role::parse("Host"), None);
+    }
 }
