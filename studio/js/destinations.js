@@ -53,6 +53,7 @@ export class BroadcastPanel {
     this.programVideo = h('video.program-video', { autoplay: true, playsInline: true, muted: true, dataset: { role: 'program-preview' } });
     this.programState = h('span.program-state', { dataset: { role: 'program-status' } }, 'Waiting for the program…');
     this.recordingState = h('span.program-state', { dataset: { role: 'recording-status' } });
+    this.relayNote = h('div.program-relay', { role: 'status', dataset: { role: 'program-relay' }, hidden: true });
     this.list = h('div.dest-list');
     this.form = this.buildForm();
     this.form.hidden = true;
@@ -64,10 +65,19 @@ export class BroadcastPanel {
     );
     this.el = h(
       'div.panel.broadcast-panel',
-      h('section.panel-section', h('h3', 'Program output'), h('div.program-monitor', this.programVideo, h('div.program-placeholder', 'The composed program appears here')), this.programState, this.recordingState),
+      h('section.panel-section', h('h3', 'Program output'), h('div.program-monitor', this.programVideo, h('div.program-placeholder', 'The composed program appears here'), this.relayNote), this.programState, this.recordingState),
       h('section.panel-section', h('h3', 'Destinations'), this.list, this.form, this.addBtn),
       this.viewers.el,
     );
+  }
+
+  /**
+   * While an encoder is on air through the RTMP ingest (`key`, or null when none is), the studio's program is not
+   * what goes out: the monitor says so instead of showing it as the output.
+   */
+  setRelay(key) {
+    this.relayNote.hidden = !key;
+    this.relayNote.textContent = key ? `On air from the encoder “${key.label}”: its stream goes out as it is, not this studio’s program.` : '';
   }
 
   async load() {

@@ -506,6 +506,7 @@ class Room {
   renderRelay(key) {
     if (!this.relayEl) return;
     this.relayEl.hidden = !key;
+    this.broadcastPanel?.setRelay(key);
     if (this.relaying !== Boolean(key)) {
       this.relaying = Boolean(key);
       this.render();
