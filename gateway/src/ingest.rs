@@ -500,7 +500,7 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
         .await
         .map_err(|e| e.to_string())?;
     let path = crate::program::recording_path(&state.cfg.data_dir, recording.id);
-    let hls = crate::program::viewers_folder(state, broadcast).await;
+    let hls = crate::viewers::folder(state, broadcast).await;
     let config = RelayConfig {
         video,
         audio: stream.audio.clone(),

@@ -5,13 +5,14 @@
 //! on air and drop it when they come off.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use backyard_core::egress::EgressControl;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::state::AppState;
 use crate::store::Broadcast;
 
 /// Who may watch a broadcast on this server's watch page.
@@ -33,9 +34,25 @@ impl Visibility {
 }
 
 /// The broadcast's `settings.watch` (`off` when absent; settings are checked when written, see
-/// [`check_settings`]).
+/// [`crate::api::watch::check_settings`]).
 pub fn visibility(b: &Broadcast) -> Visibility {
     b.settings.0.get("watch").and_then(Visibility::of).unwrap_or(Visibility::Off)
+}
+
+/// The folder every show's HLS stream is written under (emptied at start-up: nobody plays those any more).
+pub fn streams_root(data_dir: &Path) -> PathBuf {
+    data_dir.join("hls")
+}
+
+/// The folder a broadcast going on air cuts its HLS stream into when viewers may watch it (emptied: a stream
+/// left by an earlier show or a crash is not this one), or `None` when nobody may.
+pub(crate) async fn folder(state: &AppState, broadcast: &Broadcast) -> Option<PathBuf> {
+    if visibility(broadcast) == Visibility::Off {
+        return None;
+    }
+    let dir = streams_root(&state.cfg.data_dir).join(broadcast.id.to_string());
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    Some(dir)
 }
 
 /// A live show's stream for viewers, from when it goes on air until it comes off.

@@ -39,10 +39,6 @@ pub fn fit_rects(sw: u32, sh: u32, tile: Rect, fit: Fit) -> (Rect, Rect) {
     }
 }
 
-/// Bilinear scale of one plane region into another plane region, in two passes per output row: a vertical
-/// blend of the two source rows (8-bit weights, straight-line code the compiler vectorises) into a row of
-/// 16-bit values, then a horizontal blend from that row (a plain pairwise average when the row halves
-/// exactly, the common 1280 → 640 tile case).
 /// Per-row buffers of [`scale_plane`], kept between calls so scaling the tiles of every tick allocates nothing.
 #[derive(Default)]
 pub struct Scaler {
@@ -74,6 +70,10 @@ impl Scaler {
     }
 }
 
+/// Bilinear scale of one plane region into another plane region, in two passes per output row: a vertical
+/// blend of the two source rows (8-bit weights, straight-line code the compiler vectorises) into a row of
+/// 16-bit values, then a horizontal blend from that row (a plain pairwise average when the row halves
+/// exactly, the common 1280 → 640 tile case).
 #[allow(clippy::too_many_arguments)]
 fn scale_plane(
     scratch: &mut Scaler,

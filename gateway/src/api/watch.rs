@@ -24,8 +24,7 @@ use crate::auth::path_uuid;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::Broadcast;
-use crate::viewers::ViewerStream;
-pub use crate::viewers::{Visibility, visibility};
+use crate::viewers::{ViewerStream, Visibility, visibility};
 
 /// The settings the server itself reads are checked when a broadcast is created or changed; the rest of the
 /// object stays free-form for the studio.
@@ -79,16 +78,14 @@ async fn info(state: &AppState, b: Broadcast) -> WatchInfo {
     }
 }
 
-/// The broadcast's program and the folder of its HLS stream, while it is on air on this node with one.
+/// The broadcast's stream for viewers, while its program or an RTMP relay has it on air on this node.
 async fn streaming(state: &AppState, broadcast: Uuid) -> Option<Arc<ViewerStream>> {
-    let program = match crate::signaling::Hub::running(state) {
-        Some(hub) => match hub.programs.get(broadcast) {
-            Some(live) => live.viewers().await,
-            None => None,
-        },
-        None => None,
-    };
-    program.or_else(|| state.ingest.viewers(broadcast))
+    if let Some(live) = crate::signaling::Hub::running(state).and_then(|hub| hub.programs.get(broadcast))
+        && let Some(stream) = live.viewers().await
+    {
+        return Some(stream);
+    }
+    state.ingest.viewers(broadcast)
 }
 
 /// A broadcast someone may watch, or 404 (as for one that does not exist: whether a private show exists is

@@ -34,7 +34,7 @@ use crate::scene::Scene;
 use crate::signaling::{Participant, RoomEvent};
 use crate::state::AppState;
 use crate::store::{Broadcast, BroadcastStatus, RecordingStatus, StoreError};
-use crate::viewers::{ViewerStream, Visibility, visibility};
+use crate::viewers::ViewerStream;
 
 use self::director::{DirectorThread, Input};
 pub use self::health::ProgramHealth;
@@ -219,7 +219,7 @@ impl Programs {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(ProgramError::Recording)?;
         }
-        let hls = viewers_folder(state, broadcast).await;
+        let hls = crate::viewers::folder(state, broadcast).await;
         let p = &state.cfg.program;
         let config = EgressConfig {
             encoder: EncoderSettings {
@@ -363,22 +363,6 @@ pub(crate) async fn finalise_recording(
     Ok((duration, size))
 }
 
-/// Where a broadcast's HLS stream is written while it is live.
-pub fn hls_path(data_dir: &Path, broadcast: Uuid) -> PathBuf {
-    data_dir.join("hls").join(broadcast.to_string())
-}
-
-/// The folder a broadcast going on air cuts its HLS stream into when viewers may watch it (emptied: a stream
-/// left by an earlier show or a crash is not this one), or `None` when nobody may.
-pub(crate) async fn viewers_folder(state: &AppState, broadcast: &Broadcast) -> Option<PathBuf> {
-    if visibility(broadcast) == Visibility::Off {
-        return None;
-    }
-    let dir = hls_path(&state.cfg.data_dir, broadcast.id);
-    let _ = tokio::fs::remove_dir_all(&dir).await;
-    Some(dir)
-}
-
 /// Where a recording is written.
 pub fn recording_path(data_dir: &Path, id: Uuid) -> PathBuf {
     data_dir.join("recordings").join(format!("{id}.mp4"))
@@ -482,7 +466,7 @@ pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
         return Ok(());
     }
     // Streams of shows that were live: nobody plays them any more.
-    let _ = tokio::fs::remove_dir_all(state.cfg.data_dir.join("hls")).await;
+    let _ = tokio::fs::remove_dir_all(crate::viewers::streams_root(&state.cfg.data_dir)).await;
     let now = time::OffsetDateTime::now_utc();
     for b in state.store.live_broadcasts().await? {
         state.store.set_broadcast_status(b.id, BroadcastStatus::Ended, None, Some(now)).await?;
