@@ -5,7 +5,7 @@
 // the server answers is one the description promises, and every request the description calls invalid is refused.
 //
 // Where the server's rules go beyond what JSON Schema can state, `e2e/schemathesis.toml` names the rule and the
-// one answer it may give. Sign-out is left out of the run (it would end the session the rest of the run signs in with); its own tests
+// one answer it may give; `e2e/schemathesis_hooks.py` tells it how to send an SDP offer. Sign-out is left out of the run (it would end the session the rest of the run signs in with); its own tests
 // are in the server's API suite. No browser.
 //
 // Needs a running backyard at BACKYARD_URL and schemathesis's `st` at BACKYARD_E2E_SCHEMATHESIS.
@@ -33,9 +33,9 @@ async function signUp(base) {
   return cookie.split(';')[0].slice('by_access='.length);
 }
 
-function run(cmd, args) {
+function run(cmd, args, env = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
@@ -70,7 +70,7 @@ describe('the OpenAPI description', { timeout: 900000 }, () => {
       '--header', `Authorization: Bearer ${token}`,
       '--header', `Origin: ${base}`,
       '--report', 'junit', '--report-junit-path', report,
-    ]);
+    ], { SCHEMATHESIS_HOOKS: path.join(ROOT, 'e2e', 'schemathesis_hooks.py') });
     assert.equal(code, 0, `schemathesis found problems (junit report: ${report}):\n${out.slice(-20000)}`);
   });
 });

@@ -4,12 +4,14 @@
 // the broadcast live, nginx (the destination) receives the encoder's picture (pixel check), a viewer with no
 // account plays the same stream on the show's watch page (opened to viewers in the Broadcast panel), and End stops
 // it all. Revoking the key empties the list. No console error on either page.
+// Then a WHIP source: a page with no studio code (plain fetch + RTCPeerConnection) publishes its camera with a
+// source key; the host sees it as a participant with its picture, puts it on stage, and DELETE takes it away.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one, its RTMP ingest at BACKYARD_E2E_RTMP_PORT).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { addRtmpDestination, backyardUrl, closeAll, eventually, grabVideo, hostWithInvite, launchParticipant, rgb, screenshot } from '../lib/harness.mjs';
+import { addRtmpDestination, backyardUrl, closeAll, eventually, expectPicture, grabVideo, hostWithInvite, launchParticipant, makeClips, participantCard, rgb, screenshot, waitOnStage } from '../lib/harness.mjs';
 import { findColour, grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
 
 const COLOUR = '2a9d8f';
@@ -125,6 +127,92 @@ describe('an encoder streams through the Sources panel', { timeout: 180000 }, ()
     assert.ok(await page.locator('[data-role=program-relay]').isHidden(), 'the program monitor is the program again');
     await page.locator('.sources-panel .dest-item button[title=Revoke]').click();
     await page.getByText('No stream keys yet').waitFor();
+    const errors = p.host.logs.filter((l) => l.startsWith('[error]'));
+    assert.deepEqual(errors, [], 'no console error');
+  });
+});
+
+/** Publishes the page's camera and microphone to `endpoint` over WHIP with `key`; returns the resource URL. */
+async function whipPublish(page, endpoint, key) {
+  return page.evaluate(async ({ endpoint, key }) => {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
+    const pc = new RTCPeerConnection();
+    for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    await pc.setLocalDescription(await pc.createOffer());
+    // No trickle: the offer goes with every candidate gathered.
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
+    });
+    const res = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${key}` },
+      body: pc.localDescription.sdp,
+    });
+    if (res.status !== 201) throw new Error(`WHIP answered ${res.status}: ${await res.text()}`);
+    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    window.__whip = pc;
+    return new URL(res.headers.get('Location'), endpoint).href;
+  }, { endpoint, key });
+}
+
+describe('a WHIP page publishes into the studio', { timeout: 120000 }, () => {
+  const base = backyardUrl();
+  const p = {};
+  const PHONE = { name: 'Phone on a tripod', left: 'e76f51', right: '264653' };
+  let clipDir;
+  let key;
+  let whipUrl;
+  let resource;
+
+  before(async () => {
+    clipDir = await makeClips({ phone: PHONE });
+  });
+
+  after(async () => {
+    await closeAll(p, clipDir);
+  });
+
+  it('the host makes a source key; the page publishes; the studio shows it and puts it on stage', async () => {
+    p.host = await launchParticipant('host');
+    const page = p.host.page;
+    await hostWithInvite(page, { base, name: 'Wanda Whip', email: `whip-${Date.now()}@example.test`, title: 'E2E WHIP show' });
+    await page.click('[data-tab=sources]');
+    await page.fill('.sources-panel input[name=label]', PHONE.name);
+    await page.selectOption('.sources-panel select[name=mode]', 'source');
+    await page.click('[data-action=create-ingest-key]');
+    const row = page.locator('.sources-panel .dest-item', { hasText: PHONE.name });
+    await row.waitFor();
+    assert.match(await row.locator('.dest-platform').textContent(), /WHIP/);
+    whipUrl = await page.inputValue('[data-role=whip-url]');
+    assert.equal(whipUrl, `${base}/api/whip`);
+    await page.click('[data-action=copy-ingest-key]');
+    await row.getByText('Copied').waitFor();
+    key = await page.evaluate(() => navigator.clipboard.readText());
+
+    p.phone = await launchParticipant('phone', { clip: PHONE.clip, width: 640, height: 480 });
+    await p.phone.page.goto(`${base}/healthz`);
+    resource = await whipPublish(p.phone.page, whipUrl, key);
+    assert.match(resource, new RegExp(`^${base}/api/whip/[0-9a-f-]{36}$`));
+
+    await row.getByText('Receiving WebRTC (WHIP)').waitFor({ timeout: 15000 });
+    await expectPicture(page, PHONE);
+    const card = participantCard(page, PHONE.name);
+    await card.locator('[data-action=toggle-stage]').click();
+    await waitOnStage(page, [resource.split('/').pop()]);
+    await screenshot(page, 'sources-05-whip-on-stage');
+  });
+
+  it('DELETE on the resource takes it out of the studio', async () => {
+    const status = await p.phone.page.evaluate(async ({ resource, key }) => {
+      const res = await fetch(resource, { method: 'DELETE', headers: { Authorization: `Bearer ${key}` } });
+      window.__whip.close();
+      return res.status;
+    }, { resource, key });
+    assert.equal(status, 200);
+    const page = p.host.page;
+    await participantCard(page, PHONE.name).waitFor({ state: 'detached', timeout: 15000 });
+    await page.locator('.sources-panel .dest-item', { hasText: PHONE.name }).getByText('Waiting for the encoder').waitFor();
     const errors = p.host.logs.filter((l) => l.startsWith('[error]'));
     assert.deepEqual(errors, [], 'no console error');
   });

@@ -1,7 +1,8 @@
 // The watch page: a host opens the show to viewers from the Broadcast panel (public), goes live with no
 // destination, and a viewer with no account opens /watch/<id> in another Chromium. hls.js (served by Backyard)
 // plays the program's HLS stream: the <video> shows the host's camera pattern and advances, and the page says how
-// far behind live it is. ffprobe reads the playlist (H.264 + AAC at the program's size) and the FLV stream. The public list names
+// far behind live it is; switched to "Low latency" it plays the same program over WebRTC (WHEP: the encode's own
+// H.264, no second encode) about a second behind. ffprobe reads the playlist (H.264 + AAC at the program's size) and the FLV stream. The public list names
 // the show while it is live. After End the page says the show ended; a show that is not open to viewers is not
 // found. Neither page logged a console error.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
@@ -109,6 +110,35 @@ describe('viewers watch the show on its watch page', { timeout: 240000 }, () => 
     await screenshot(page, 'watch-02-viewer-playing');
   });
 
+  it('switched to low latency, the page plays the program over WebRTC (WHEP) closer to live', async () => {
+    const page = p.viewer.page;
+    const info = await (await fetch(`${base}/api/watch/${broadcastId}`)).json();
+    assert.equal(info.whep, `/api/watch/${broadcastId}/whep`);
+    await page.selectOption('[data-role=watch-mode]', 'webrtc');
+    const video = page.locator('[data-role=watch-video]');
+    await eventually('a WebRTC stream in the video', async () => video.evaluate((v) => v.srcObject instanceof MediaStream), 20000, 250);
+    const frame = await eventually('the host’s picture over WebRTC', async () => {
+      const f = await grabVideo(video);
+      return f && findColour(f, rgb(HOST.left), TOLERANCE) && findColour(f, rgb(HOST.right), TOLERANCE) ? f : false;
+    }, 30000, 500);
+    assert.ok(findColour(frame, rgb(HOST.left), TOLERANCE).meanX < findColour(frame, rgb(HOST.right), TOLERANCE).meanX, 'not mirrored');
+    const decoded = async () => page.evaluate(async () => {
+      const pc = window.__peerConnections.at(-1);
+      const stats = [...(await pc.getStats()).values()].find((s) => s.type === 'inbound-rtp' && s.kind === 'video');
+      return { frames: stats?.framesDecoded ?? 0, codec: stats && (await pc.getStats()).get(stats.codecId)?.mimeType };
+    });
+    const first = await decoded();
+    assert.equal(first.codec, 'video/H264', 'the program’s own H.264');
+    await eventually('frames keep coming', async () => (await decoded()).frames > first.frames + 30, 15000, 500);
+    const latency = await eventually('a latency readout', async () => {
+      const m = /([\d.]+) s behind live/.exec(await page.textContent('[data-role=watch-latency]'));
+      return m ? Number(m[1]) : false;
+    }, 15000, 500);
+    assert.ok(latency >= 0 && latency < 5, `${latency} s behind live`);
+    console.log(`# over WebRTC the watch page plays ${latency} s behind the server`);
+    await screenshot(page, 'watch-03-viewer-webrtc');
+  });
+
   it('after End the watch page says the show ended, and it leaves the public list', async () => {
     await p.host.page.click('[data-action=end-broadcast]');
     await eventually('the broadcast shows ended', async () => (await p.host.page.getAttribute('.status-pill', 'data-status')) === 'ended', 15000);
@@ -117,7 +147,7 @@ describe('viewers watch the show on its watch page', { timeout: 240000 }, () => 
     assert.ok(!list.some((s) => s.id === broadcastId), JSON.stringify(list));
     const gone = await fetch(`${base}/api/watch/${broadcastId}/hls/index.m3u8`);
     assert.equal(gone.status, 404);
-    await screenshot(p.viewer.page, 'watch-03-ended');
+    await screenshot(p.viewer.page, 'watch-04-ended');
   });
 
   it('neither page logged a console error', () => {

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::signaling::RoomEvent;
 use crate::state::AppState;
-use crate::store::{Broadcast, BroadcastStatus, RecordingStatus};
+use crate::store::{Broadcast, BroadcastStatus, IngestMode, RecordingStatus};
 use crate::viewers::ViewerStream;
 
 /// How long a relay broadcast waits for its encoder to come back before it ends.
@@ -137,7 +137,8 @@ impl Ingest {
         self.statuses.lock().remove(&key);
     }
 
-    fn set_status(&self, state: &AppState, broadcast: Uuid, key: Uuid, status: IngestStatus) {
+    /// Keeps a key's status and tells the broadcast's studio (`ingest-status`).
+    pub(crate) fn set_status(&self, state: &AppState, broadcast: Uuid, key: Uuid, status: IngestStatus) {
         self.statuses.lock().insert(key, status.clone());
         let state = state.clone();
         tokio::spawn(async move {
@@ -206,8 +207,10 @@ async fn authorize(state: &AppState, key: &str, peer: SocketAddr) -> Verdict {
         _ => return Err(unknown()),
     };
     tracing::info!(%peer, key = %row.id, broadcast = %broadcast.id, mode = %row.mode, "rtmp ingest: publish");
-    if row.mode != "relay" {
-        return Err("this key's mode is not served by this server version".into());
+    if row.mode != IngestMode::Relay {
+        return Err(
+            "this key is for a source in the studio, which publishes over WHIP; relay RTMP with a relay key".into()
+        );
     }
     if broadcast.status == BroadcastStatus::Ended {
         return Err("the broadcast has ended; create a new one".into());

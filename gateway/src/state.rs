@@ -35,6 +35,8 @@ pub struct AppState {
     pub hub: Arc<tokio::sync::OnceCell<Arc<crate::signaling::Hub>>>,
     /// The RTMP ingest: its address once started (`ingest::start`), who publishes, the relay broadcasts.
     pub ingest: Arc<crate::ingest::Ingest>,
+    /// The WHIP publishers in this node's rooms.
+    pub whip: Arc<crate::signaling::whip::WhipSessions>,
 }
 
 /// How long a confirmed-active session is trusted without asking the token store again. Revocations evict at
@@ -123,6 +125,7 @@ impl AppState {
             plugins,
             hub: Arc::default(),
             ingest: Arc::default(),
+            whip: Arc::default(),
             limits: Arc::new(RateLimits::new(&cfg)),
             cfg: Arc::new(cfg),
             store,

@@ -1,16 +1,20 @@
 //! What viewers of a live show get from this server: who may watch ([`Visibility`], the broadcast's
 //! `settings.watch`), and while the show is live its [`ViewerStream`]: the HLS folder egress cuts (from the
-//! program's one encode, or from a relay's copied packets), the output that fans HTTP-FLV out to viewers, and
-//! the cache in front of them. `api::watch` serves it; the program and the RTMP relay make one when they go
-//! on air and drop it when they come off.
+//! program's one encode, or from a relay's copied packets), the output that fans HTTP-FLV out to viewers, the
+//! cache in front of them, and for the program its WebRTC viewers (WHEP: the encode's H.264 as it is, from
+//! a track the media node publishes in the show's room of viewers). `api::watch` serves it; the program and
+//! the RTMP relay make one when they go on air and end it when they come off.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backyard_core::egress::EgressControl;
+use backyard_core::rtc::{MediaNode, PeerHandle, ProgramTrack};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::state::AppState;
 use crate::store::Broadcast;
@@ -62,12 +66,52 @@ pub struct ViewerStream {
     /// The encode's (or relay's) outputs: HTTP-FLV viewers are added through it.
     pub control: EgressControl,
     pub cache: StreamCache,
+    /// WebRTC viewers (WHEP), for the program's encode only (a relayed stream may carry B-frames).
+    pub webrtc: Option<WebRtcViewers>,
 }
 
 impl ViewerStream {
     pub fn new(dir: PathBuf, control: EgressControl) -> ViewerStream {
-        ViewerStream { dir, control, cache: StreamCache::default() }
+        ViewerStream { dir, control, cache: StreamCache::default(), webrtc: None }
     }
+
+    /// The program's stream: its WebRTC viewers watch the encode's video in `broadcast`'s room of viewers on
+    /// `media`.
+    pub fn of_program(
+        dir: PathBuf,
+        control: EgressControl,
+        media: &MediaNode,
+        broadcast: Uuid,
+    ) -> Result<ViewerStream, backyard_core::egress::EgressError> {
+        let room = viewers_room(broadcast);
+        let track = Arc::new(media.publish_program(&room));
+        control.set_video_tap(Some(ProgramTrack::h264_tap(track.clone())))?;
+        let webrtc = WebRtcViewers { media: media.clone(), room, _track: track, sessions: Default::default() };
+        Ok(ViewerStream { dir, control, cache: StreamCache::default(), webrtc: Some(webrtc) })
+    }
+
+    /// The show came off air: WebRTC viewers are let go and the encode's video is no longer handed out.
+    pub fn end(&self) {
+        if let Some(w) = &self.webrtc {
+            let _ = self.control.set_video_tap(None);
+            w.sessions.lock().clear();
+        }
+    }
+}
+
+/// The room a show's WebRTC viewers are in, apart from its studio.
+pub fn viewers_room(broadcast: Uuid) -> String {
+    format!("{broadcast}/viewers")
+}
+
+/// The WHEP viewers of a show on air: the media node's program track in the show's room of viewers, and
+/// each viewer's media session by its resource id (dropping one ends it).
+pub struct WebRtcViewers {
+    pub media: MediaNode,
+    pub room: String,
+    /// Withdrawn when the last holder (this, and the encode's tap) lets go.
+    _track: Arc<ProgramTrack>,
+    pub sessions: parking_lot::Mutex<HashMap<Uuid, PeerHandle>>,
 }
 
 /// Segments (and the init segment) kept in memory per program: every viewer fetches the same few, and a

@@ -1032,6 +1032,35 @@ async fn a_show_open_to_viewers_streams_hls_while_live(b: Backend) {
     assert_eq!(control.viewers(), 0, "a viewer that hung up is still served");
     t.get(&format!("/api/watch/{private}/live.flv")).send().await.assert_error(StatusCode::NOT_FOUND);
 
+    // WHEP: a WebRTC viewer gets the same encode's H.264, a decoder's start (SPS, PPS, IDR) first.
+    let whep = t.get(&format!("/api/watch/{id}")).send().await.body["whep"].as_str().unwrap().to_owned();
+    assert_eq!(whep, format!("/api/watch/{id}/whep"));
+    let (location, keyframe, frames) = watch_over_webrtc(&t, &whep).await;
+    assert!(location.starts_with(&format!("/api/watch/{id}/whep/")), "{location}");
+    let nal_types: Vec<u8> = keyframe
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == [0, 0, 0, 1])
+        .filter_map(|(i, _)| keyframe.get(i + 4).map(|b| b & 0x1f))
+        .collect();
+    assert!(nal_types.starts_with(&[7, 8]) && nal_types.contains(&5), "SPS, PPS, IDR: {nal_types:?}");
+    assert!(frames >= 10, "{frames} frames in 3 s");
+    let r = t
+        .req(Method::PATCH, &location)
+        .raw("application/trickle-ice-sdpfrag", b"a=end-of-candidates".to_vec())
+        .send()
+        .await;
+    r.assert_error(StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(t.req(Method::DELETE, &location).send().await.status, StatusCode::OK);
+    t.req(Method::DELETE, &location).send().await.assert_error(StatusCode::NOT_FOUND);
+    t.post(&format!("/api/watch/{private}/whep"))
+        .raw("application/sdp", b"v=0".to_vec())
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    t.post(&whep).raw("application/json", b"{}".to_vec()).send().await.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    t.post(&whep).raw("application/sdp", b"not sdp".to_vec()).send().await.assert_error(StatusCode::BAD_REQUEST);
+
     for b in [&id, &unlisted, &private] {
         t.post(&format!("/api/broadcasts/{b}/end")).cookies(&host).send().await;
     }
@@ -1040,6 +1069,43 @@ async fn a_show_open_to_viewers_streams_hls_while_live(b: Backend) {
     assert!(after.body["hls"].is_null(), "{}", after.body);
     t.get(&playlist_url).send().await.assert_error(StatusCode::NOT_FOUND);
     assert!(t.get("/api/watch").send().await.body.as_array().unwrap().is_empty());
+}
+
+/// Watches `endpoint` over WHEP with a str0m client for 3 s after its first keyframe; returns the session's
+/// resource, that keyframe and how many frames came.
+async fn watch_over_webrtc(t: &TestApp, endpoint: &str) -> (String, Vec<u8>, usize) {
+    use str0m::media::{Direction, MediaKind};
+    let mut viewer = common::rtc::Endpoint::new().await.unwrap();
+    let mut api = viewer.rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    let r = t.post(endpoint).raw("application/sdp", offer.to_sdp_string().into_bytes()).send().await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.headers["content-type"], "application/sdp");
+    let location = r.headers["location"].to_str().unwrap().to_owned();
+    let answer = str0m::change::SdpAnswer::from_sdp_string(&String::from_utf8_lossy(&r.bytes)).unwrap();
+    viewer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    let (mut keyframe, mut frames, mut since) = (None::<Vec<u8>>, 0, None::<std::time::Instant>);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while since.is_none_or(|s| s.elapsed() < std::time::Duration::from_secs(3)) {
+        assert!(std::time::Instant::now() < deadline, "no keyframe over WebRTC in 20 s ({frames} frames)");
+        let (wake, events) = viewer.drive().await.unwrap();
+        for e in events {
+            if let str0m::Event::MediaData(d) = e
+                && d.params.spec().codec == str0m::format::Codec::H264
+            {
+                if keyframe.is_none() && d.is_keyframe() {
+                    keyframe = Some(d.data.to_vec());
+                    since = Some(std::time::Instant::now());
+                }
+                frames += usize::from(keyframe.is_some());
+            }
+        }
+        let wait = wake.saturating_duration_since(std::time::Instant::now()).min(std::time::Duration::from_millis(20));
+        viewer.receive(wait).await.unwrap();
+    }
+    (location, keyframe.unwrap(), frames)
 }
 
 /// The first `at_least` bytes of an endless response body (then the connection is dropped).

@@ -20,6 +20,8 @@ enum Who {
     Account,
     /// The broadcast's host or co-host (guests get 403).
     Host,
+    /// An encoder with an ingest key as its Bearer token (WHIP): sessions and cookies count for nothing.
+    IngestKey,
 }
 
 struct Endpoint {
@@ -80,6 +82,10 @@ fn endpoints() -> Vec<Endpoint> {
         e(Method::GET, "/api/watch", Public, None),
         e(Method::GET, "/api/watch/{b}", Public, None),
         e(Method::GET, "/api/watch/{b}/hls/index.m3u8", Public, None),
+        e(Method::POST, "/api/watch/{b}/whep", Public, None),
+        e(Method::DELETE, "/api/watch/{b}/whep/{s}", Public, None),
+        e(Method::POST, "/api/whip", IngestKey, None),
+        e(Method::DELETE, "/api/whip/00000000-0000-4000-8000-000000000000", IngestKey, None),
     ]
 }
 
@@ -152,6 +158,7 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
             ("{br}", my_brand.id.to_string()),
             ("{k}", ingest_key.body["id"].as_str().unwrap().to_owned()),
             ("{u}", "0".repeat(64)),
+            ("{s}", uuid::Uuid::new_v4().to_string()),
         ],
     };
     let mut cases = 0;

@@ -17,6 +17,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
+mod common;
+use common::rtc::Endpoint;
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Server {
@@ -637,5 +640,225 @@ async fn a_socket_that_lags_behind_the_room_gets_its_state_again() -> anyhow::Re
     let ids: Vec<&Value> = state["participants"].as_array().unwrap().iter().map(|p| &p["id"]).collect();
     assert_eq!(ids, [&me], "the room as it is: just us");
     assert_eq!(state["scene"]["layout"], "grid");
+    Ok(())
+}
+
+/// What a WHIP call answered: status, `Location`, body.
+fn whip_call(method: &str, url: &str, key: Option<&str>, content_type: &str, body: &str) -> (u16, String, String) {
+    let mut req = ureq::request(method, url).set("Content-Type", content_type);
+    if let Some(key) = key {
+        req = req.set("Authorization", &format!("Bearer {key}"));
+    }
+    let res = match req.send_string(body) {
+        Ok(res) | Err(ureq::Error::Status(_, res)) => res,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let location = res.header("Location").unwrap_or_default().to_owned();
+    (res.status(), location, res.into_string().unwrap_or_default())
+}
+
+async fn whip(
+    method: &str,
+    url: String,
+    key: Option<String>,
+    content_type: &str,
+    body: String,
+) -> (u16, String, String) {
+    let content_type = content_type.to_owned();
+    let method = method.to_owned();
+    tokio::task::spawn_blocking(move || whip_call(&method, &url, key.as_deref(), &content_type, &body))
+        .await
+        .expect("the WHIP call")
+}
+
+/// An ingest key of the broadcast made through the API; returns (id, key).
+async fn ingest_key(
+    s: &Server,
+    token: &str,
+    broadcast: Uuid,
+    label: &str,
+    mode: &str,
+) -> anyhow::Result<(Uuid, String)> {
+    let (url, token) = (format!("http://{}/api/broadcasts/{broadcast}/ingest-keys", s.addr), token.to_owned());
+    let body = json!({"label": label, "mode": mode}).to_string();
+    let (status, _, body) = tokio::task::spawn_blocking(move || {
+        let res =
+            ureq::post(&url).set("Authorization", &format!("Bearer {token}")).set("Content-Type", "application/json");
+        match res.send_string(&body) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), String::new(), r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{e}"),
+        }
+    })
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v["mode"], mode);
+    Ok((v["id"].as_str().context("id")?.parse()?, v["key"].as_str().context("key")?.to_owned()))
+}
+
+/// A VP8 frame naming its sender: a keyframe (with the picture size) when `key`.
+fn vp8_frame(key: bool, marker: &str) -> Vec<u8> {
+    let mut payload =
+        if key { vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01] } else { vec![0x11, 0x02, 0x00] };
+    payload.extend_from_slice(marker.as_bytes());
+    payload.resize(1200, 0x5a);
+    payload
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whip_publisher_joins_the_studio_and_leaves_on_delete_or_revocation() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, _, broadcast) = host(&s, "whip@example.org").await?;
+    let (key_id, key) = ingest_key(&s, &token, broadcast, "Phone on a tripod", "source").await?;
+    let (_, relay_key) = ingest_key(&s, &token, broadcast, "OBS", "relay").await?;
+    let endpoint = format!("http://{}/api/whip", s.addr);
+
+    // The host is in the studio, receiving over WebRTC.
+    let mut ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast, "audioEnabled": false, "videoEnabled": false}))
+        .await?;
+    expect(&mut ws, "joined").await?;
+    let mut studio = Endpoint::new().await?;
+    let mut api = studio.rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, pending) = api.apply().context("an offer")?;
+    send(&mut ws, "webrtc-offer", json!({"sdp": offer.to_sdp_string()})).await?;
+    let answer = expect(&mut ws, "webrtc-answer").await?;
+    let answer = str0m::change::SdpAnswer::from_sdp_string(answer["sdp"].as_str().context("sdp")?)?;
+    studio.rtc.sdp_api().accept_answer(pending, answer)?;
+    // A host watches the program preview: the server offers it at once.
+    let offer = expect(&mut ws, "webrtc-offer").await?;
+    let offer = str0m::change::SdpOffer::from_sdp_string(offer["sdp"].as_str().context("sdp")?)?;
+    let answer = studio.rtc.sdp_api().accept_offer(offer)?;
+    send(&mut ws, "webrtc-answer", json!({"sdp": answer.to_sdp_string()})).await?;
+
+    // Bad input: each refused with a JSON error, the room unaffected.
+    let mut publisher = Endpoint::new().await?;
+    let mut api = publisher.rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let cam = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, pending) = api.apply().context("an offer")?;
+    let offer = offer.to_sdp_string();
+    let sdp = "application/sdp";
+    for (what, key, content_type, body, status, code) in [
+        ("no key", None, sdp, offer.clone(), 401, "unauthenticated"),
+        ("unknown key", Some("by_nope".to_owned()), sdp, offer.clone(), 401, "unauthenticated"),
+        ("JSON body", Some(key.clone()), "application/json", "{}".to_owned(), 415, "unsupported_media_type"),
+        ("relay key", Some(relay_key.clone()), sdp, offer.clone(), 409, "wrong_key_mode"),
+        ("not SDP", Some(key.clone()), sdp, "v=0 garbage".to_owned(), 400, "invalid_sdp"),
+    ] {
+        let (got, _, body) = whip("POST", endpoint.clone(), key, content_type, body).await;
+        assert_eq!(got, status, "{what}: {body}");
+        let v: Value = serde_json::from_str(&body).with_context(|| format!("{what}: {body}"))?;
+        assert_eq!(v["error"]["code"], code, "{what}: {body}");
+    }
+    let resource = format!("http://{}/api/whip/{}", s.addr, Uuid::new_v4());
+    let (status, _, _) =
+        whip("PATCH", resource.clone(), Some(key.clone()), "application/trickle-ice-sdpfrag", String::new()).await;
+    assert_eq!(status, 405);
+    let (status, _, _) = whip("DELETE", resource, Some(key.clone()), sdp, String::new()).await;
+    assert_eq!(status, 404, "someone else's (or no) session");
+
+    // The offer is answered with 201 and a resource; the studio sees a participant named after the key.
+    let (status, location, answer) = whip("POST", endpoint.clone(), Some(key.clone()), sdp, offer.clone()).await;
+    assert_eq!(status, 201, "{answer}");
+    assert!(location.starts_with("/api/whip/"), "{location}");
+    publisher.rtc.sdp_api().accept_answer(pending, str0m::change::SdpAnswer::from_sdp_string(&answer)?)?;
+    let joined = expect(&mut ws, "participant-joined").await?;
+    assert_eq!(joined["participant"]["name"], "Phone on a tripod");
+    let participant = joined["participant"]["id"].as_str().context("id")?.to_owned();
+    assert!(location.ends_with(&participant), "{location} is the participant's resource");
+    let (status, _, body) = whip("POST", endpoint.clone(), Some(key.clone()), sdp, offer.clone()).await;
+    assert_eq!((status, serde_json::from_str::<Value>(&body)?["error"]["code"].clone()), (409, json!("key_in_use")));
+
+    // Its camera reaches the studio: frames naming the publisher arrive on a track whose stream is its id.
+    let marker = format!("from:{participant};");
+    let (mut sent, mut want_key, mut received) = (0u32, true, 0u32);
+    let mut forwarded = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut next_frame = Instant::now();
+    while received < 30 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the studio got {received} of {sent} frames (connected: {}, forwarded tracks: {forwarded:?})",
+            studio.rtc.is_connected()
+        );
+        let (publisher_wake, events) = publisher.drive().await?;
+        for e in events {
+            if let str0m::Event::KeyframeRequest(r) = e
+                && r.mid == cam
+            {
+                want_key = true;
+            }
+        }
+        if Instant::now() >= next_frame && publisher.rtc.is_connected() {
+            next_frame += Duration::from_millis(33);
+            if let Some(writer) = publisher.rtc.writer(cam) {
+                let pt =
+                    writer.payload_params().find(|p| p.spec().codec == str0m::format::Codec::Vp8).context("VP8")?.pt();
+                let time = str0m::media::MediaTime::from_90khz(u64::from(sent) * 3000);
+                writer.write(pt, Instant::now(), time, vp8_frame(std::mem::take(&mut want_key), &marker))?;
+                sent += 1;
+            }
+        }
+        let (studio_wake, events) = studio.drive().await?;
+        for e in events {
+            match e {
+                str0m::Event::MediaAdded(m) => {
+                    let stream = studio.rtc.media(m.mid).map(|m| m.stream_id().to_owned()).unwrap_or_default();
+                    forwarded.insert(m.mid, stream);
+                }
+                str0m::Event::MediaData(d)
+                    if forwarded.get(&d.mid) == Some(&participant)
+                        && d.data.windows(marker.len()).any(|w| w == marker.as_bytes()) =>
+                {
+                    received += 1
+                }
+                _ => {}
+            }
+        }
+        // The server offers the studio the publisher's tracks.
+        if let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_millis(1), ws.next()).await {
+            let v: Value = serde_json::from_str(text.as_str())?;
+            if v["event"] == "webrtc-offer" {
+                let offer = str0m::change::SdpOffer::from_sdp_string(v["data"]["sdp"].as_str().context("sdp")?)?;
+                let answer = studio.rtc.sdp_api().accept_offer(offer)?;
+                send(&mut ws, "webrtc-answer", json!({"sdp": answer.to_sdp_string()})).await?;
+            }
+        }
+        let wake = publisher_wake.min(studio_wake).min(next_frame);
+        let wait = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(5));
+        publisher.receive(wait).await?;
+        studio.receive(Duration::ZERO).await?;
+    }
+
+    // DELETE ends it: the participant leaves the studio.
+    let resource = format!("http://{}{location}", s.addr);
+    let (status, _, _) = whip("DELETE", resource.clone(), Some(relay_key.clone()), sdp, String::new()).await;
+    assert_eq!(status, 404, "another key cannot end it");
+    let (status, _, body) = whip("DELETE", resource.clone(), Some(key.clone()), sdp, String::new()).await;
+    assert_eq!(status, 200, "{body}");
+    let left = expect(&mut ws, "participant-left").await?;
+    assert_eq!(left["participantId"], participant);
+    let (status, _, _) = whip("DELETE", resource, Some(key.clone()), sdp, String::new()).await;
+    assert_eq!(status, 404, "ended already");
+
+    // Publishing again works; revoking the key ends that session too, and the key is refused after.
+    let (status, _, _) = whip("POST", endpoint.clone(), Some(key.clone()), sdp, str0m_offer()?).await;
+    assert_eq!(status, 201);
+    let again = expect(&mut ws, "participant-joined").await?["participant"]["id"].clone();
+    let (url, bearer) = (format!("http://{}/api/broadcasts/{broadcast}/ingest-keys/{key_id}", s.addr), token.clone());
+    let revoked = tokio::task::spawn_blocking(move || {
+        ureq::delete(&url)
+            .set("Authorization", &format!("Bearer {bearer}"))
+            .call()
+            .map(|r| r.status())
+            .map_err(|e| e.to_string())
+    })
+    .await?;
+    assert_eq!(revoked, Ok(204));
+    assert_eq!(expect(&mut ws, "participant-left").await?["participantId"], again);
+    let (status, _, _) = whip("POST", endpoint, Some(key), sdp, str0m_offer()?).await;
+    assert_eq!(status, 401);
     Ok(())
 }

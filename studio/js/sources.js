@@ -1,7 +1,8 @@
-// The host's "Sources" panel: encoders (OBS, a hardware encoder, ffmpeg) that publish to this server's RTMP
-// ingest. It shows the server URL and each ingest key (masked; "Copy key" fetches it whole), whether an
-// encoder is sending with it (`ingest-status`), and lets the owner create and revoke keys. In relay mode the
-// encoder's stream goes to the broadcast's destinations as it is: the broadcast is live while it sends.
+// The host's "Sources" panel: encoders (OBS, a hardware encoder, ffmpeg, a WHIP page or app) that publish to
+// this server. It shows the RTMP and WHIP URLs and each ingest key (masked; "Copy key" fetches it whole),
+// whether an encoder is sending with it (`ingest-status`), and lets the owner create and revoke keys. A relay
+// key's RTMP stream goes to the broadcast's destinations as it is (the broadcast is live while it sends); a
+// source key's WHIP publisher joins the studio as a participant the host can put on stage.
 
 import { api } from './api.js';
 import { copyButton, h, icon, labelFor, mount, toast } from './dom.js';
@@ -24,9 +25,15 @@ export class SourcesPanel {
     this.canManage = canManage;
     this.onLive = onLive;
     this.keys = new Map();
-    this.url = h('div.copy-row');
+    this.url = h('div.ingest-urls');
     this.list = h('div.dest-list', { dataset: { role: 'ingest-keys' } });
     this.label = h('input', { type: 'text', name: 'label', maxLength: 60, placeholder: 'OBS on the desk', required: true });
+    this.mode = h(
+      'select',
+      { name: 'mode' },
+      h('option', { value: 'relay' }, 'Relay: RTMP straight to the destinations'),
+      h('option', { value: 'source' }, 'Source: a participant in the studio (WHIP)'),
+    );
     this.form = h(
       'form.dest-form',
       {
@@ -37,6 +44,8 @@ export class SourcesPanel {
       },
       labelFor(this.label, 'Encoder name'),
       this.label,
+      labelFor(this.mode, 'Use'),
+      this.mode,
       h('button.primary.full', { type: 'submit', dataset: { action: 'create-ingest-key' } }, icon(ICONS.plus), 'Create stream key'),
     );
     this.form.hidden = !canManage;
@@ -47,9 +56,10 @@ export class SourcesPanel {
         h('h3', 'Sources'),
         h(
           'p.field-hint',
-          'Stream from OBS, a hardware encoder or ffmpeg. The stream goes to this broadcast’s destinations as it is, ' +
-            'with no re-encode, and is recorded: the broadcast is live while the encoder sends. OBS: Settings → Stream → ' +
-            'Service “Custom”, then the server and key below.',
+          'Stream from OBS, a hardware encoder or ffmpeg. A relay key’s RTMP stream goes to this broadcast’s destinations ' +
+            'as it is, with no re-encode, and is recorded: the broadcast is live while the encoder sends. OBS: Settings → ' +
+            'Stream → Service “Custom”, then the server and key below. A source key publishes over WHIP (OBS: Service ' +
+            '“WHIP”, the key as its Bearer token) and appears in the studio as a participant you can put on stage.',
         ),
         h('h4', 'Server'),
         this.url,
@@ -64,6 +74,7 @@ export class SourcesPanel {
     try {
       const json = await api.listIngestKeys(this.broadcastId);
       this.rtmpUrl = json.rtmpUrl ?? null;
+      this.whipUrl = json.whipUrl ?? null;
       this.keys = new Map((json.items ?? []).map((k) => [k.id, k]));
       this.render();
     } catch (e) {
@@ -75,7 +86,7 @@ export class SourcesPanel {
     const label = this.label.value.trim();
     if (!label) return;
     try {
-      await api.createIngestKey(this.broadcastId, { label });
+      await api.createIngestKey(this.broadcastId, { label, mode: this.mode.value });
       this.label.value = '';
       // The list shows keys masked, as the server lists them; "Copy key" fetches one whole.
       await this.load();
@@ -115,13 +126,20 @@ export class SourcesPanel {
   }
 
   render() {
-    this.onLive([...this.keys.values()].find((k) => k.status?.state === 'live' && k.status.stream) ?? null);
-    if (this.rtmpUrl) {
-      const input = h('input', { type: 'text', readOnly: true, value: this.rtmpUrl, 'aria-label': 'RTMP server URL', dataset: { role: 'ingest-url' }, onfocus: (e) => e.target.select() });
-      mount(this.url, [input, copyButton(this.rtmpUrl)]);
-    } else {
-      mount(this.url, h('p.field-hint', 'The RTMP ingest is off on this server (ingest.rtmp_bind in its configuration).'));
-    }
+    // Only a relay takes the show over; a WHIP source is a participant like any other.
+    this.onLive([...this.keys.values()].find((k) => k.mode === 'relay' && k.status?.state === 'live' && k.status.stream) ?? null);
+    const urlRow = (url, label, role) => {
+      const input = h('input', { type: 'text', readOnly: true, value: url, 'aria-label': label, dataset: { role }, onfocus: (e) => e.target.select() });
+      return h('div.copy-row', input, copyButton(url));
+    };
+    mount(this.url, [
+      h('div.field-hint', 'RTMP (relay keys)'),
+      this.rtmpUrl
+        ? urlRow(this.rtmpUrl, 'RTMP server URL', 'ingest-url')
+        : h('p.field-hint', 'The RTMP ingest is off on this server (ingest.rtmp_bind in its configuration).'),
+      h('div.field-hint', 'WHIP (source keys)'),
+      this.whipUrl ? urlRow(this.whipUrl, 'WHIP endpoint URL', 'whip-url') : null,
+    ]);
     if (!this.keys.size) {
       mount(this.list, h('div.dest-empty', this.canManage ? 'No stream keys yet: create one for your encoder.' : 'No stream keys yet.'));
       return;
@@ -138,7 +156,7 @@ export class SourcesPanel {
       { dataset: { ingestKeyId: key.id, status: state } },
       h(
         'div.ingest-head',
-        h('div.dest-platform', 'RTMP'),
+        h('div.dest-platform', key.mode === 'source' ? 'WHIP' : 'RTMP'),
         h(
           'div.dest-info',
           h('div.dest-name', key.label),

@@ -1,6 +1,7 @@
-// The public watch page at /watch/<broadcast id>: plays the show's HLS stream (hls.js, served by Backyard) and
-// says how far behind live the picture is. No account needed; the host decides who may watch (the broadcast's
-// `settings.watch`). Before and after the show it says so and checks again every few seconds.
+// The public watch page at /watch/<broadcast id>: plays the show's HLS stream (hls.js, served by Backyard), or,
+// for a show from the studio, the program over WebRTC (WHEP: "Low latency"), and says how far behind live the
+// picture is. No account needed; the host decides who may watch (the broadcast's `settings.watch`). Before and
+// after the show it says so and checks again every few seconds.
 
 import Hls from '/vendor/hls.js/hls.light.min.mjs';
 import { h, mount } from './dom.js';
@@ -17,6 +18,69 @@ export function latencyText(playingDate, now = Date.now()) {
   return `${secs.toFixed(1)} s behind live`;
 }
 
+/**
+ * Plays a WHEP endpoint in `video`: offers to receive video and audio, with every candidate (the server takes
+ * no trickle), and shows what arrives. `stop()` ends the session (`DELETE` on its resource).
+ */
+class WhepPlayer {
+  constructor(url, video, onFail) {
+    this.url = url;
+    this.video = video;
+    this.onFail = onFail;
+    this.pc = new RTCPeerConnection();
+    this.resource = null;
+    this.stopped = false;
+  }
+
+  async start() {
+    const pc = this.pc;
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const stream = new MediaStream();
+    pc.ontrack = (e) => {
+      stream.addTrack(e.track);
+      this.video.srcObject = stream;
+      this.video.play().catch(() => {});
+    };
+    pc.onconnectionstatechange = () => {
+      if (['failed', 'closed'].includes(pc.connectionState) && !this.stopped) this.onFail();
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
+    });
+    const res = await fetch(this.url, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp, credentials: 'omit' });
+    if (res.status !== 201) throw new Error(`HTTP ${res.status}`);
+    this.resource = new URL(res.headers.get('Location'), location.origin).href;
+    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  }
+
+  /**
+   * About how far behind the server the picture plays: the jitter buffer's delay over the last reading plus half
+   * the round trip (what the server spends composing and encoding, about two frames, is not in it).
+   */
+  async latency() {
+    const stats = [...(await this.pc.getStats()).values()];
+    const video = stats.find((s) => s.type === 'inbound-rtp' && s.kind === 'video');
+    const pair = stats.find((s) => s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded');
+    if (!video?.jitterBufferEmittedCount) return null;
+    const last = this.lastBuffer ?? { delay: 0, count: 0 };
+    this.lastBuffer = { delay: video.jitterBufferDelay, count: video.jitterBufferEmittedCount };
+    const frames = video.jitterBufferEmittedCount - last.count;
+    if (frames <= 0) return null;
+    const buffer = (video.jitterBufferDelay - last.delay) / frames;
+    return new Date(Date.now() - 1000 * (buffer + (pair?.currentRoundTripTime ?? 0) / 2));
+  }
+
+  stop() {
+    this.stopped = true;
+    this.pc.close();
+    if (this.resource) fetch(this.resource, { method: 'DELETE', credentials: 'omit' }).catch(() => {});
+    this.video.srcObject = null;
+  }
+}
+
 class WatchPage {
   constructor() {
     this.video = h('video.watch-video', { muted: true, autoplay: true, playsInline: true, dataset: { role: 'watch-video' } });
@@ -27,15 +91,23 @@ class WatchPage {
     this.message = h('div.watch-message', { dataset: { role: 'watch-message' }, role: 'status' });
     this.links = h('p.muted.watch-links', { hidden: true });
     this.unmute = h('button.secondary.watch-unmute', { type: 'button', hidden: true, onclick: () => this.setMuted(false) }, 'Unmute');
+    this.mode = h(
+      'select.watch-mode',
+      { dataset: { role: 'watch-mode' }, 'aria-label': 'Playback', hidden: true, onchange: () => this.refresh() },
+      h('option', { value: 'hls' }, 'Standard (HLS)'),
+      h('option', { value: 'webrtc' }, 'Low latency (WebRTC)'),
+    );
+    if (new URLSearchParams(location.search).get('mode') === 'webrtc') this.mode.value = 'webrtc';
     this.playing = false;
     this.hls = null;
+    this.whep = null;
     this.source = null;
     mount(
       root,
       h(
         'main.watch',
         h('div.watch-player', this.video, this.message),
-        h('div.watch-meta', h('div.watch-heading', this.live, this.title), h('div.watch-row', this.latency, this.unmute), this.description, this.links),
+        h('div.watch-meta', h('div.watch-heading', this.live, this.title), h('div.watch-row', this.latency, this.mode, this.unmute), this.description, this.links),
       ),
     );
     this.video.addEventListener('volumechange', () => this.showControls());
@@ -90,12 +162,33 @@ class WatchPage {
       const link = (href, text) => h('a', { href: new URL(href, location.origin).href, dataset: { role: `watch-${text.toLowerCase()}` } }, text);
       mount(this.links, ['In another player (VLC, ffplay): ', link(info.hls, 'HLS'), ' · ', link(info.flv, 'FLV')]);
     }
-    if (info.hls) {
+    this.mode.hidden = !info.whep;
+    if (info.whep && this.mode.value === 'webrtc') {
+      this.playWebRtc(info.whep);
+    } else if (info.hls) {
       this.play(info.hls);
     } else {
       this.stop();
       this.say(info.status === 'ended' ? 'The show has ended. Thanks for watching!' : 'The show has not started yet. This page starts playing when it does.');
     }
+  }
+
+  playWebRtc(url) {
+    if (this.source === url && this.whep) return;
+    this.stop();
+    this.source = url;
+    this.say('Starting…');
+    const player = new WhepPlayer(url, this.video, () => {
+      if (this.whep !== player) return;
+      this.stop();
+      this.say('The stream stopped. Reconnecting…');
+    });
+    this.whep = player;
+    player.start().catch(() => {
+      if (this.whep !== player) return;
+      this.stop();
+      this.say('The stream stopped. Reconnecting…');
+    });
   }
 
   play(url) {
@@ -123,6 +216,8 @@ class WatchPage {
   stop() {
     this.hls?.destroy();
     this.hls = null;
+    this.whep?.stop();
+    this.whep = null;
     if (this.source && !Hls.isSupported()) {
       this.video.removeAttribute('src');
       this.video.load();
@@ -133,7 +228,12 @@ class WatchPage {
     this.showControls();
   }
 
-  showLatency() {
+  async showLatency() {
+    if (this.whep) {
+      const at = await this.whep.latency().catch(() => null);
+      this.latency.textContent = at ? latencyText(at) : '';
+      return;
+    }
     this.latency.textContent = this.hls ? latencyText(this.hls.playingDate) : '';
   }
 }

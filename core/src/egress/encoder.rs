@@ -134,7 +134,7 @@ impl EncoderSettings {
 pub struct EncodedPacket {
     /// [`VIDEO_STREAM`] or [`AUDIO_STREAM`].
     pub stream_index: usize,
-    /// Codec bitstream (H.264 in AVCC form with global header / raw AAC).
+    /// Codec bitstream (H.264 as libx264 writes it, Annex B with a global header; raw AAC).
     pub data: Vec<u8>,
     /// Presentation time in the stream's time base (video 1/fps, audio 1/48000).
     pub pts: i64,

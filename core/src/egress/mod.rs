@@ -27,6 +27,7 @@ mod relay;
 mod sender;
 mod status;
 mod test_pattern;
+mod webrtc;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub use relay::{Relay, RelayConfig};
 pub use sender::ReconnectPolicy;
 pub use status::{OutputKind, OutputState, OutputStatus, StatusSink, no_status_sink};
 pub use test_pattern::TestPattern;
+pub use webrtc::{VideoTap, WebRtcFrame};
 
 use encoder::Encoder;
 use muxer::{OutputOptions, StreamSpec};
@@ -213,6 +215,8 @@ struct Shared {
     queue_capacity: usize,
     /// Viewers started so far (names each one).
     viewers_started: std::sync::atomic::AtomicU64,
+    /// Where the video goes for WebRTC viewers, with its Annex B rewriter.
+    video_tap: Mutex<Option<(VideoTap, webrtc::AnnexB)>>,
 }
 
 /// Viewers reading the program over HTTP at once, per program (each has a thread and a 2 s queue).
@@ -337,6 +341,7 @@ impl Shared {
             timeouts: timeouts.clone(),
             queue_capacity,
             viewers_started: Default::default(),
+            video_tap: Mutex::new(None),
         }
     }
 
@@ -396,6 +401,13 @@ impl Shared {
     fn fan_out(&self, packets: &mut Vec<EncodedPacket>) {
         if packets.is_empty() {
             return;
+        }
+        if let Some((tap, annex_b)) = self.video_tap.lock().as_mut() {
+            let tb = self.streams[VIDEO_STREAM].time_base;
+            for p in packets.iter().filter(|p| p.stream_index == VIDEO_STREAM) {
+                let at = Duration::from_secs_f64((p.pts.max(0) as f64) * f64::from(tb.0) / f64::from(tb.1.max(1)));
+                tap(&WebRtcFrame { data: annex_b.convert(&p.data, p.keyframe), keyframe: p.keyframe, at });
+            }
         }
         let mut outputs = self.outputs.lock();
         for packet in packets.drain(..) {
@@ -673,6 +685,33 @@ impl EgressControl {
     /// `sink` says it takes no more or egress stops. Returns the viewer's output id.
     pub fn add_flv_viewer(&self, sink: ByteSink) -> Result<String, EgressError> {
         self.shared.add_viewer("flv", sink)
+    }
+
+    /// Hands every encoded video frame to `tap` as WebRTC carries it (H.264 in Annex B, parameter sets before each
+    /// keyframe), or stops with `None`. For the program's own encode (no B-frames); a relayed stream may carry
+    /// B-frames, which WebRTC decoders do not take.
+    pub fn set_video_tap(&self, tap: Option<VideoTap>) -> Result<(), EgressError> {
+        let entry = match tap {
+            Some(tap) => {
+                let params = &self.shared.streams[VIDEO_STREAM].params;
+                // SAFETY: reads the extradata the parameters own; they are not changed while egress runs.
+                let record = unsafe {
+                    let p = params.as_ptr();
+                    if (*p).extradata.is_null() {
+                        &[][..]
+                    } else {
+                        std::slice::from_raw_parts((*p).extradata, (*p).extradata_size.max(0) as usize)
+                    }
+                };
+                let annex_b = webrtc::AnnexB::new(record).ok_or_else(|| {
+                    EgressError::Encoder("the video has no H.264 configuration record for WebRTC viewers".into())
+                })?;
+                Some((tap, annex_b))
+            }
+            None => None,
+        };
+        *self.shared.video_tap.lock() = entry;
+        Ok(())
     }
 
     /// Viewers reading the encode now.

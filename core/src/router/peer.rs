@@ -150,6 +150,11 @@ pub struct Peer {
     events: VecDeque<PeerEvent>,
     /// The worst jitter of the client's streams in the latest statistics, milliseconds.
     jitter_ms: Option<u32>,
+    /// A viewer (WHEP): what it is subscribed to goes out on the m-lines its one offer asked to receive on, and
+    /// it is never sent an offer.
+    viewer: bool,
+    /// A viewer's offered receive m-lines that no subscription took yet.
+    spare: Vec<(Mid, MediaKind)>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -191,7 +196,16 @@ impl Peer {
             outbound: vec![],
             events: VecDeque::new(),
             jitter_ms: None,
+            viewer: false,
+            spare: vec![],
         }
+    }
+
+    /// Makes this peer a viewer (a WHEP client, which offers once and cannot take the server's offers): each
+    /// track it is subscribed to goes out on an m-line of the track's kind that its offer asked to receive
+    /// on, and a track with no such m-line is not sent. Call before its offer.
+    pub fn set_viewer(&mut self) {
+        self.viewer = true;
     }
 
     /// This peer's id.
@@ -326,7 +340,13 @@ impl Peer {
         if self.outbound.iter().any(|o| o.track.id == track.id) {
             return;
         }
-        self.outbound.push(Outbound { track, state: OutState::ToOpen, ready: false, timeline: None });
+        let spare = self.spare.iter().position(|&(_, kind)| kind == track.kind());
+        let state = match spare {
+            Some(i) => OutState::Open(self.spare.remove(i).0),
+            None => OutState::ToOpen,
+        };
+        self.outbound.push(Outbound { track, state, ready: false, timeline: None });
+        self.report_ready();
     }
 
     /// Stop forwarding `track` to this peer: its m-line is stopped in the next server offer.
@@ -453,7 +473,22 @@ impl Peer {
             }
             Event::MediaAdded(added) => {
                 let ours = self.outbound.iter().any(|o| mid_of(o.state) == Some(added.mid));
-                if ours || !added.direction.is_receiving() {
+                if ours {
+                    return;
+                }
+                if !added.direction.is_receiving() {
+                    // A viewer's offer to receive: the first subscription of its kind takes it.
+                    if self.viewer {
+                        match self
+                            .outbound
+                            .iter_mut()
+                            .find(|o| o.state == OutState::ToOpen && o.track.kind() == added.kind)
+                        {
+                            Some(out) => out.state = OutState::Open(added.mid),
+                            None => self.spare.push((added.mid, added.kind)),
+                        }
+                        self.report_ready();
+                    }
                     return;
                 }
                 // The client's layers, lowest first as it listed them (str0m inverts the offer's `send` into our
@@ -547,7 +582,7 @@ impl Peer {
 
     /// Creates a server offer when forwarded tracks changed and no offer is outstanding.
     fn offer_if_needed(&mut self) -> Option<String> {
-        if !self.negotiated || self.pending.is_some() || !self.rtc.is_alive() {
+        if self.viewer || !self.negotiated || self.pending.is_some() || !self.rtc.is_alive() {
             return None;
         }
         if !self.outbound.iter().any(|o| matches!(o.state, OutState::ToOpen | OutState::ToStop(_))) {
@@ -781,7 +816,9 @@ mod tests {
                     Output::Timeout(_) => break,
                 }
             }
-            if client_connected && peer.is_connected() && out.iter().any(|e| matches!(e, PeerEvent::Published { .. })) {
+            // A viewer publishes nothing; anyone else is connected once its m-lines are published.
+            let published = peer.viewer || out.iter().any(|e| matches!(e, PeerEvent::Published { .. }));
+            if client_connected && peer.is_connected() && published {
                 return out;
             }
             now += std::time::Duration::from_millis(5);
@@ -865,6 +902,59 @@ mod tests {
         assert!(matches!(peer.accept_answer(&answer.to_sdp_string()), Err(RouterError::NoPendingOffer)));
         let next: Vec<_> = events(&mut peer).into_iter().filter(|e| matches!(e, PeerEvent::Offer(_))).collect();
         assert_eq!(next.len(), 1, "the camera subscribed meanwhile is offered now");
+    }
+
+    #[test]
+    fn a_viewer_gets_its_tracks_on_the_lines_it_offered_to_receive_on_and_no_offer() {
+        let now = Instant::now();
+        let mut peer = Peer::new(PeerId(1), "192.0.2.1:5000".parse().unwrap(), crypto(), now);
+        peer.set_viewer();
+        let program = TrackInfo {
+            id: TrackId(3),
+            publisher: PeerId::PROGRAM,
+            participant: "program".into(),
+            source: TrackSource::Program,
+        };
+        // Subscribed before its offer (the room decides on join), and a second video it has no line for.
+        peer.subscribe(program.clone());
+        peer.subscribe(TrackInfo { id: TrackId(4), ..program.clone() });
+        let mut client = Rtc::builder().set_crypto_provider(crypto()).build(now);
+        client.add_local_candidate(Candidate::host("192.0.2.2:6000".parse().unwrap(), "udp").unwrap());
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let answer = peer.accept_offer(&offer.to_sdp_string()).unwrap();
+        client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+        let evs = connect(&mut peer, &mut client, now);
+        assert!(!evs.iter().any(|e| matches!(e, PeerEvent::Offer(_))), "a viewer is never offered: {evs:?}");
+        assert!(!evs.iter().any(|e| matches!(e, PeerEvent::Published { .. })), "a viewer publishes nothing");
+        let ready: Vec<_> = evs
+            .iter()
+            .filter_map(|e| match e {
+                PeerEvent::SubscriptionReady { track } => Some(*track),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ready, [TrackId(3)], "only the track with a line is ready");
+        let frame = LocalFrame {
+            codec: Codec::H264,
+            time: MediaTime::from_90khz(0),
+            wallclock: now,
+            keyframe: true,
+            data: vec![0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00].into(),
+        };
+        assert!(peer.write_local(TrackId(3), &frame).unwrap(), "written on the offered line");
+        assert!(!peer.write_local(TrackId(4), &frame).unwrap(), "no line, not sent");
+        assert!(client.media(video).is_some());
+        // A track published later takes the spare audio line.
+        peer.subscribe(TrackInfo { id: TrackId(5), source: TrackSource::Microphone, ..program });
+        let evs = events(&mut peer);
+        assert!(
+            evs.iter().any(|e| matches!(e, PeerEvent::SubscriptionReady { track } if *track == TrackId(5))),
+            "{evs:?}"
+        );
+        assert!(!evs.iter().any(|e| matches!(e, PeerEvent::Offer(_))));
     }
 
     #[test]

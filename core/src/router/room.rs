@@ -169,6 +169,8 @@ struct PeerEntry {
     /// The estimates of the last [`FLOOR_WINDOW`]: a step up must fit the lowest of the last
     /// [`SUSTAINED_WINDOW`]; video pauses only when even the highest could not carry the lowest layers.
     recent_estimates: VecDeque<(Instant, u64)>,
+    /// False for a peer that only publishes ([`Room::add_publisher`]): it is subscribed to nothing.
+    receives: bool,
 }
 
 impl Track {
@@ -332,6 +334,16 @@ impl Room {
     /// Adds a peer and subscribes it to every published track (but the program preview, which only watchers
     /// get: [`Room::watch_program`]).
     pub fn add_peer(&mut self, peer: PeerId, participant: &str) -> Result<(), RouterError> {
+        self.insert_peer(peer, participant, true)
+    }
+
+    /// Adds a peer that only publishes (a WHIP client, which cannot take the server's offers): it is subscribed
+    /// to nothing, now or later, while everyone else gets what it publishes.
+    pub fn add_publisher(&mut self, peer: PeerId, participant: &str) -> Result<(), RouterError> {
+        self.insert_peer(peer, participant, false)
+    }
+
+    fn insert_peer(&mut self, peer: PeerId, participant: &str, receives: bool) -> Result<(), RouterError> {
         if self.peers.contains_key(&peer) {
             return Err(RouterError::DuplicatePeer(peer));
         }
@@ -347,8 +359,12 @@ impl Room {
                 estimate: None,
                 recent_estimates: VecDeque::new(),
                 downlink_loss: None,
+                receives,
             },
         );
+        if !receives {
+            return Ok(());
+        }
         for track in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
             track.subscribers.insert(peer, Sub::new());
             self.decisions.push_back(Decision::Subscribe { peer, track: track.info.clone() });
@@ -392,7 +408,7 @@ impl Room {
         let speaker = (source == TrackSource::Microphone).then(|| SpeakerDetector::new(self.config.speaker));
         let layers = if source.kind().is_audio() { 1 } else { layers };
         let mut track = Track::new(info.clone(), layers, muted, speaker);
-        for &other in self.peers.keys().filter(|&&p| p != peer) {
+        for (&other, _) in self.peers.iter().filter(|&(&p, e)| p != peer && e.receives) {
             track.subscribers.insert(other, Sub::new());
             self.decisions.push_back(Decision::Subscribe { peer: other, track: info.clone() });
         }
@@ -440,7 +456,7 @@ impl Room {
 
     /// Lets the peer watch the program preview, now and whenever it is published, or stops that.
     pub fn watch_program(&mut self, peer: PeerId, watch: bool) -> Result<(), RouterError> {
-        if !self.peers.contains_key(&peer) {
+        if !self.peers.get(&peer).is_some_and(|p| p.receives) {
             return Err(RouterError::UnknownPeer(peer));
         }
         let changed = if watch { self.program_watchers.insert(peer) } else { self.program_watchers.remove(&peer) };
@@ -535,9 +551,14 @@ impl Room {
         let mut ids = vec![];
         let mut wants = vec![];
         let mut audio = 0u64;
+        // The program (a host's preview, a viewer's show) is one layer its receivers want whole: it is never
+        // paused for bandwidth, and what it takes is kept back from the rest.
+        let mut program = None;
         for (&id, t) in &self.tracks {
             let Some(sub) = t.subscribers.get(&peer).filter(|s| s.ready) else { continue };
-            if t.info.kind().is_audio() {
+            if t.info.source == TrackSource::Program {
+                program = Some((id, t.layers[0].bitrate));
+            } else if t.info.kind().is_audio() {
                 // A muted microphone is not forwarded: nothing to keep back for it.
                 audio += u64::from(!t.muted);
             } else if !t.muted {
@@ -545,7 +566,7 @@ impl Room {
                 wants.push(t.want(sub, now));
             }
         }
-        let reserve = audio * layers::AUDIO_RESERVE;
+        let reserve = audio * layers::AUDIO_RESERVE + program.map_or(0, |(_, bitrate)| bitrate);
         let recent = |within: Duration| {
             entry
                 .recent_estimates
@@ -575,6 +596,15 @@ impl Room {
             }
         }
         let interval = self.config.keyframe_interval;
+        if let Some((id, _)) = program
+            && let Some(t) = self.tracks.get_mut(&id)
+            && let Some(sub) = t.subscribers.get_mut(&peer)
+        {
+            sub.target = Some(0);
+            if sub.awaits_keyframe() {
+                Self::request_keyframe(&mut self.decisions, t, 0, KeyframeRequestKind::Fir, now, interval);
+            }
+        }
         for ((id, target), best) in ids.into_iter().zip(chosen).zip(unlimited) {
             let Some(t) = self.tracks.get_mut(&id) else { continue };
             let Some(sub) = t.subscribers.get_mut(&peer) else { continue };
@@ -924,6 +954,33 @@ mod tests {
         assert_eq!(room.track(screen).unwrap().kind(), MediaKind::Video);
     }
 
+    #[test]
+    fn a_peer_that_only_publishes_is_subscribed_to_nothing_and_everyone_gets_its_tracks() {
+        let mut room = Room::new(RoomConfig::default());
+        let (a, w, c) = (PeerId(1), PeerId(2), PeerId(3));
+        room.add_peer(a, "alice").unwrap();
+        let cam = room.publish(a, TrackSource::Camera).unwrap();
+        drain(&mut room);
+        room.add_publisher(w, "whip").unwrap();
+        assert!(drain(&mut room).is_empty(), "a publisher is not subscribed to what is there");
+        let whip_cam = room.publish(w, TrackSource::Camera).unwrap();
+        let d = drain(&mut room);
+        assert!(matches!(&d[..], [Decision::Subscribe { peer, track }] if *peer == a && track.id == whip_cam), "{d:?}");
+        room.add_peer(c, "carol").unwrap();
+        let subscribed: Vec<_> = drain(&mut room)
+            .into_iter()
+            .map(|d| match d {
+                Decision::Subscribe { peer, track } => (peer, track.id),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(subscribed, vec![(c, cam), (c, whip_cam)]);
+        let mic = room.publish(c, TrackSource::Microphone).unwrap();
+        assert!(drain(&mut room).iter().all(|d| matches!(d, Decision::Subscribe { peer, .. } if *peer == a)));
+        assert_eq!(room.subscribers(mic).collect::<Vec<_>>(), vec![a]);
+        assert!(room.watch_program(w, true).is_err(), "a publisher cannot watch the program");
+    }
+
     /// Alice (peer 1) publishes a camera that bob (peer 2) subscribes to at `t0`.
     fn alice_camera_to_bob(t0: Instant) -> (Room, PeerId, PeerId, TrackId) {
         let mut room = Room::new(RoomConfig::default());
@@ -1105,6 +1162,39 @@ mod tests {
         assert_eq!(forward(&mut room, cam, KEY, t0 + ms(60)), vec![b]);
         room.set_muted(a, TrackSource::Microphone, false, t0 + ms(70)).unwrap();
         assert_eq!(forward(&mut room, mic, DELTA, t0 + ms(80)), vec![b]);
+    }
+
+    #[test]
+    fn the_program_is_never_paused_for_bandwidth_and_is_kept_back_from_the_rest() {
+        let t0 = Instant::now();
+        let mut room = Room::new(RoomConfig::default());
+        let (viewer, guest) = (PeerId(1), PeerId(2));
+        room.add_peer(viewer, "viewer").unwrap();
+        room.watch_program(viewer, true).unwrap();
+        let program = room.publish_program();
+        room.add_peer(guest, "guest").unwrap();
+        let cam = room.publish(guest, TrackSource::Camera).unwrap();
+        drain(&mut room);
+        // A 4 Mb/s program and a camera (two seconds of frames: their rates are measured over whole seconds), to a
+        // viewer whose link is estimated at 300 kb/s.
+        for i in 0..61 {
+            let mut to = vec![];
+            room.on_frame(program, 0, if i == 0 { KEY } else { DELTA }, None, 16_000, t0 + ms(i * 33), &mut to);
+            forward(&mut room, cam, DELTA, t0 + ms(i * 33));
+        }
+        room.subscription_ready(viewer, program, t0 + ms(2100));
+        room.subscription_ready(viewer, cam, t0 + ms(2100));
+        room.set_estimate(viewer, 300_000, t0 + ms(2100));
+        let paused: Vec<_> = drain(&mut room)
+            .into_iter()
+            .filter_map(|d| match d {
+                Decision::VideoPaused { track, paused: true, .. } => Some(track),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(paused, [cam], "the camera pauses, the program does not");
+        assert_eq!(forward(&mut room, program, KEY, t0 + ms(2200)), [viewer], "the program goes on");
+        assert_eq!(forward(&mut room, program, DELTA, t0 + ms(2233)), [viewer]);
     }
 
     #[test]

@@ -119,6 +119,26 @@ impl ProgramTrack {
     }
 }
 
+impl ProgramTrack {
+    /// Sends the frames an encode's video tap gives (H.264 in Annex B) to the watchers: the program's own encode
+    /// for WebRTC viewers. Nothing is copied while nobody watches.
+    pub fn h264_tap(track: Arc<ProgramTrack>) -> crate::egress::VideoTap {
+        Arc::new(move |f: &crate::egress::WebRtcFrame<'_>| {
+            if !track.watched() {
+                return;
+            }
+            let ticks = f.at.as_micros() * 90_000 / 1_000_000;
+            track.send(LocalFrame {
+                codec: str0m::format::Codec::H264,
+                time: str0m::media::MediaTime::from_90khz(ticks as u64),
+                wallclock: Instant::now(),
+                keyframe: f.keyframe,
+                data: f.data.into(),
+            });
+        })
+    }
+}
+
 impl crate::media::PreviewSink for ProgramTrack {
     fn watched(&self) -> bool {
         ProgramTrack::watched(self)

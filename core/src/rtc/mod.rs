@@ -126,6 +126,20 @@ const DATAGRAM_QUEUE: usize = 2048;
 /// Forwarded frames queued for one subscriber before new ones are dropped (its decoder then
 /// asks for a keyframe).
 const FRAME_QUEUE: usize = 512;
+/// The most viewers one room of viewers takes ([`MediaNode::join_viewer`]).
+pub const MAX_VIEWERS: usize = 200;
+
+/// What a media session does in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionKind {
+    /// Publishes and receives (a studio).
+    Participant,
+    /// Only publishes (WHIP).
+    Publisher,
+    /// Only watches the program track (WHEP).
+    Viewer,
+}
+
 /// Upper bound of a room timer's sleep, so timers scheduled by frames are never late by more.
 const ROOM_TICK: Duration = Duration::from_millis(50);
 
@@ -211,9 +225,42 @@ impl MediaNode {
         room: &str,
         participant: &str,
     ) -> Result<(PeerHandle, mpsc::UnboundedReceiver<MediaEvent>), NodeError> {
+        self.start_session(room, participant, SessionKind::Participant)
+    }
+
+    /// Starts a media session that only publishes (a WHIP client): its one offer is answered and it is never
+    /// sent an offer or a track; everyone in the room gets what it publishes. Must run inside a tokio runtime.
+    pub fn join_publisher(
+        &self,
+        room: &str,
+        participant: &str,
+    ) -> Result<(PeerHandle, mpsc::UnboundedReceiver<MediaEvent>), NodeError> {
+        self.start_session(room, participant, SessionKind::Publisher)
+    }
+
+    /// Starts a media session that only watches `room`'s program track ([`MediaNode::publish_program`]): a WHEP
+    /// viewer, which offers once to receive and is never sent an offer. A room of viewers takes up to
+    /// [`MAX_VIEWERS`] of them. Must run inside a tokio runtime.
+    pub fn join_viewer(
+        &self,
+        room: &str,
+        viewer: &str,
+    ) -> Result<(PeerHandle, mpsc::UnboundedReceiver<MediaEvent>), NodeError> {
+        self.start_session(room, viewer, SessionKind::Viewer)
+    }
+
+    fn start_session(
+        &self,
+        room: &str,
+        participant: &str,
+        kind: SessionKind,
+    ) -> Result<(PeerHandle, mpsc::UnboundedReceiver<MediaEvent>), NodeError> {
         let inner = &self.inner;
         let id = PeerId(inner.next_peer.fetch_add(1, Ordering::Relaxed));
         let mut peer = Peer::new(id, inner.advertised, inner.crypto.clone(), Instant::now());
+        if kind == SessionKind::Viewer {
+            peer.set_viewer();
+        }
         let ufrag = peer.local_ufrag();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
@@ -225,7 +272,11 @@ impl MediaNode {
             let shared = rooms
                 .entry(room.to_string())
                 .or_insert_with(|| {
-                    let mut router = Room::new(inner.room_config);
+                    let config = match kind {
+                        SessionKind::Viewer => RoomConfig { max_peers: MAX_VIEWERS, ..inner.room_config },
+                        _ => inner.room_config,
+                    };
+                    let mut router = Room::new(config);
                     let program = inner.programs.lock().get(room).map(|p| (router.publish_program(), p.clone()));
                     let tap = inner.taps.lock().get(room).cloned();
                     router.set_tapped(tap.is_some());
@@ -244,7 +295,12 @@ impl MediaNode {
                 })
                 .clone();
             let mut st = shared.state.lock();
-            if let Err(e) = st.room.add_peer(id, participant) {
+            let added = match kind {
+                SessionKind::Participant => st.room.add_peer(id, participant),
+                SessionKind::Publisher => st.room.add_publisher(id, participant),
+                SessionKind::Viewer => st.room.add_peer(id, participant).and_then(|()| st.room.watch_program(id, true)),
+            };
+            if let Err(e) = added {
                 if st.room.is_empty() {
                     st.closed = true;
                     rooms.remove(room);

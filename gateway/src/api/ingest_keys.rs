@@ -18,7 +18,7 @@ use crate::crypto::mask;
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::IngestStatus;
 use crate::state::AppState;
-use crate::store::{IngestKeyRow, NewIngestKey};
+use crate::store::{IngestKeyRow, IngestMode, NewIngestKey};
 
 type Json<T> = axum::Json<T>;
 
@@ -34,8 +34,9 @@ pub struct IngestKey {
     pub id: Uuid,
     pub broadcast_id: Uuid,
     pub label: String,
-    /// `relay`: the stream goes to the broadcast's destinations, recording and watch page as it is.
-    pub mode: String,
+    /// `relay`: the RTMP stream goes to the broadcast's destinations, recording and watch page as it is;
+    /// `source`: a WHIP publisher joins the studio as a participant.
+    pub mode: IngestMode,
     /// Masked in lists (the last four characters); whole when just created.
     pub key: String,
     /// Whether an encoder is publishing with it now.
@@ -53,6 +54,8 @@ pub struct IngestKeyList {
     /// The server URL for the encoder (`rtmp://host:1935/live`); the key goes in its own field. Absent when
     /// the RTMP ingest is off on this server.
     pub rtmp_url: Option<String>,
+    /// The WHIP endpoint a `source` key publishes to (its key as the Bearer token).
+    pub whip_url: String,
     pub items: Vec<IngestKey>,
 }
 
@@ -66,10 +69,9 @@ pub struct CreateIngestKey {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub label: String,
-    /// `relay` (the default).
+    /// `relay` (the default) or `source`.
     #[serde(default)]
-    #[schema(pattern = "^relay$")]
-    pub mode: Option<String>,
+    pub mode: Option<IngestMode>,
 }
 
 /// A key shown whole.
@@ -113,7 +115,8 @@ pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess)
             shown(&state, row, masked)
         })
         .collect();
-    Ok(axum::Json(IngestKeyList { rtmp_url: crate::ingest::rtmp_url(&state), items }))
+    let whip_url = format!("{}/api/whip", state.cfg.public_url.trim_end_matches('/'));
+    Ok(axum::Json(IngestKeyList { rtmp_url: crate::ingest::rtmp_url(&state), whip_url, items }))
 }
 
 #[utoipa::path(post, path = "/api/broadcasts/{id}/ingest-keys", tag = "ingest", params(("id" = Uuid, Path)),
@@ -126,14 +129,7 @@ pub async fn create(
     ApiJson(input): ApiJson<CreateIngestKey>,
 ) -> ApiResult<(StatusCode, Json<IngestKey>)> {
     let label = check_name("label", &input.label, LABEL_MAX)?;
-    let mode = input.mode.unwrap_or_else(|| "relay".into());
-    if mode != "relay" {
-        return Err(ApiError::invalid(
-            "mode",
-            "must be `relay` (the stream goes to the broadcast's destinations as it is); an encoder as a studio \
-             tile is not offered by this server version",
-        ));
-    }
+    let mode = input.mode.unwrap_or(IngestMode::Relay);
     if state.store.ingest_keys(access.broadcast.id).await?.len() >= MAX_KEYS {
         return Err(ApiError::conflict(
             "too_many_ingest_keys",
@@ -181,5 +177,6 @@ pub async fn delete(
     let row = load(&state, &access, &params).await?;
     state.store.delete_ingest_key(access.broadcast.id, row.id).await?;
     state.ingest.revoked(row.id);
+    state.whip.revoked(row.id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,6 +14,8 @@ pub mod plugins;
 pub mod recordings;
 pub mod uploads;
 pub mod watch;
+pub mod whep;
+pub mod whip;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -61,6 +63,8 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(ingest_keys::list, ingest_keys::create))
         .routes(routes!(ingest_keys::delete))
         .routes(routes!(ingest_keys::reveal))
+        .routes(routes!(whip::publish))
+        .routes(routes!(whip::end))
         .routes(routes!(invites::list, invites::create))
         .routes(routes!(invites::revoke))
         .routes(routes!(invites::redeem))
@@ -79,6 +83,8 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(watch::get))
         .routes(routes!(watch::hls))
         .routes(routes!(watch::flv))
+        .routes(routes!(whep::watch))
+        .routes(routes!(whep::end))
         .routes(routes!(watch::page))
         .merge(uploads)
         .split_for_parts();

@@ -32,7 +32,12 @@ const PUBLIC: &[(&str, &str)] = &[
     ("get", "/api/watch/{id}"),
     ("get", "/api/watch/{id}/hls/{file}"),
     ("get", "/api/watch/{id}/live.flv"),
+    ("post", "/api/watch/{id}/whep"),
+    ("delete", "/api/watch/{id}/whep/{session}"),
 ];
+
+/// Operations an encoder calls with an ingest key as its Bearer token (WHIP), not a session.
+const INGEST_KEY: &[(&str, &str)] = &[("post", "/api/whip"), ("delete", "/api/whip/{session}")];
 
 /// Adds the rule-based answers and the sign-in schemes to `doc`.
 pub fn complete(doc: &mut OpenApi) {
@@ -45,6 +50,10 @@ pub fn complete(doc: &mut OpenApi) {
         .add_security_scheme("accessCookie", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(ACCESS_COOKIE))));
     components
         .add_security_scheme("guestCookie", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(GUEST_COOKIE))));
+    components.add_security_scheme(
+        "ingestKey",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("ingest key").build()),
+    );
     let signed_in: Vec<SecurityRequirement> = ["bearer", "accessCookie", "guestCookie"]
         .into_iter()
         .map(|scheme| SecurityRequirement::new(scheme, Vec::<String>::new()))
@@ -61,7 +70,13 @@ pub fn complete(doc: &mut OpenApi) {
         for (method, op) in ops {
             let Some(op) = op else { continue };
             let public = PUBLIC.contains(&(method, path.as_str()));
-            op.security = Some(if public { vec![SecurityRequirement::default()] } else { signed_in.clone() });
+            op.security = Some(if public {
+                vec![SecurityRequirement::default()]
+            } else if INGEST_KEY.contains(&(method, path.as_str())) {
+                vec![SecurityRequirement::new("ingestKey", Vec::<String>::new())]
+            } else {
+                signed_in.clone()
+            });
             let has_path_params = op.parameters.iter().flatten().any(|p| matches!(p.parameter_in, ParameterIn::Path));
             if has_path_params {
                 add(op, "400", "A path parameter is malformed (`field` names it).");

@@ -55,6 +55,8 @@ pub struct WatchInfo {
     pub hls: Option<String>,
     /// The same stream as FLV over HTTP (for players such as VLC or ffplay), while the show is live.
     pub flv: Option<String>,
+    /// The WHEP endpoint (WebRTC, about a second behind live), while a show from the studio is live.
+    pub whep: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub start_time: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -62,11 +64,14 @@ pub struct WatchInfo {
 }
 
 async fn info(state: &AppState, b: Broadcast) -> WatchInfo {
-    let live = streaming(state, b.id).await.is_some();
+    let stream = streaming(state, b.id).await;
+    let live = stream.is_some();
     let hls = live.then(|| format!("/api/watch/{}/hls/index.m3u8", b.id));
     let flv = live.then(|| format!("/api/watch/{}/live.flv", b.id));
+    let whep = stream.is_some_and(|s| s.webrtc.is_some()).then(|| format!("/api/watch/{}/whep", b.id));
     WatchInfo {
         flv,
+        whep,
         id: b.id,
         visibility: visibility(&b),
         title: b.title,
@@ -79,7 +84,7 @@ async fn info(state: &AppState, b: Broadcast) -> WatchInfo {
 }
 
 /// The broadcast's stream for viewers, while its program or an RTMP relay has it on air on this node.
-async fn streaming(state: &AppState, broadcast: Uuid) -> Option<Arc<ViewerStream>> {
+pub(super) async fn streaming(state: &AppState, broadcast: Uuid) -> Option<Arc<ViewerStream>> {
     if let Some(live) = crate::signaling::Hub::running(state).and_then(|hub| hub.programs.get(broadcast))
         && let Some(stream) = live.viewers().await
     {
@@ -90,7 +95,7 @@ async fn streaming(state: &AppState, broadcast: Uuid) -> Option<Arc<ViewerStream
 
 /// A broadcast someone may watch, or 404 (as for one that does not exist: whether a private show exists is
 /// nobody's business).
-async fn watchable(state: &AppState, params: &HashMap<String, String>) -> ApiResult<Broadcast> {
+pub(super) async fn watchable(state: &AppState, params: &HashMap<String, String>) -> ApiResult<Broadcast> {
     let id = path_uuid(params, "id")?;
     state.store.broadcast(id).await?.filter(|b| visibility(b) != Visibility::Off).ok_or(ApiError::NotFound("show"))
 }

@@ -253,7 +253,13 @@ impl Programs {
         match started {
             Ok(settings) => {
                 tracing::info!(broadcast = %broadcast.id, ?settings, recording = %path.display(), "on air");
-                let viewers = hls.zip(live.program.egress()).map(|(dir, c)| Arc::new(ViewerStream::new(dir, c)));
+                let viewers = hls.zip(live.program.egress()).map(|(dir, control)| {
+                    let webrtc = ViewerStream::of_program(dir.clone(), control.clone(), media, broadcast.id);
+                    Arc::new(webrtc.unwrap_or_else(|e| {
+                        tracing::warn!(broadcast = %broadcast.id, "no WebRTC viewers for this show: {e}");
+                        ViewerStream::new(dir, control)
+                    }))
+                });
                 *on_air = Some(OnAir { recording: Some(recording.id), viewers });
                 live.director.send(Input::OnAir(true));
                 Ok(())
@@ -282,6 +288,7 @@ impl Programs {
             }
             if let Some(viewers) = on_air.viewers {
                 // The show is over: its watch page says so, and the stream goes.
+                viewers.end();
                 let _ = tokio::fs::remove_dir_all(&viewers.dir).await;
             }
         }

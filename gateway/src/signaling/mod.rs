@@ -13,6 +13,7 @@ pub mod events;
 mod ice;
 pub mod protocol;
 mod session;
+pub mod whip;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

@@ -123,7 +123,7 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
 }
 
 /// Writes the participants row's end and tells the room.
-async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reason: &'static str) {
+pub(super) async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reason: &'static str) {
     state.metrics.connection.remove(&broadcast.to_string(), &participant.to_string());
     if let Err(e) = state.store.participant_left(participant).await {
         tracing::warn!("could not record participant {participant} leaving: {e}");

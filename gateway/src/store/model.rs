@@ -107,6 +107,17 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// What an ingest key's stream becomes.
+    pub enum IngestMode {
+        /// The broadcast is a pure relay: the RTMP stream goes to the destinations, recording and watch page
+        /// as it is.
+        Relay = "relay",
+        /// A participant in the studio (WHIP), which the host can put on stage like a camera.
+        Source = "source",
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -315,8 +326,7 @@ pub struct IngestKeyRow {
     pub id: Uuid,
     pub broadcast_id: Uuid,
     pub label: String,
-    /// `relay` or `source`.
-    pub mode: String,
+    pub mode: IngestMode,
     pub key_sha256: Vec<u8>,
     pub key_sealed: Vec<u8>,
     pub key_nonce: Vec<u8>,
@@ -330,7 +340,7 @@ pub struct IngestKeyRow {
 pub struct NewIngestKey {
     pub broadcast_id: Uuid,
     pub label: String,
-    pub mode: String,
+    pub mode: IngestMode,
     pub key_sha256: Vec<u8>,
     pub key_sealed: Vec<u8>,
     pub key_nonce: Vec<u8>,
@@ -356,6 +366,7 @@ mod tests {
         spelled_alike(BroadcastStatus::ALL, |v| v.as_str());
         spelled_alike(RecordingStatus::ALL, |v| v.as_str());
         spelled_alike(Role::ALL, |v| v.as_str());
+        spelled_alike(IngestMode::ALL, |v| v.as_str());
         assert_eq!(BroadcastStatus::parse("live"), Some(BroadcastStatus::Live));
         assert_eq!(Role::parse("Host"), None);
     }

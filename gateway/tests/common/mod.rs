@@ -7,6 +7,8 @@
 //! never skipped.
 #![allow(dead_code)]
 
+pub mod rtc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
