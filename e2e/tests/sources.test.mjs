@@ -4,6 +4,9 @@
 // the broadcast live, nginx (the destination) receives the encoder's picture (pixel check), a viewer with no
 // account plays the same stream on the show's watch page (opened to viewers in the Broadcast panel), and End stops
 // it all. Revoking the key empties the list. No console error on either page.
+// Then an encoder as a source in the studio: ffmpeg with OBS's x264 defaults (B-frames) publishes to a source key;
+// the host sees it as a participant with its picture (transcoded for the browsers), puts it on stage with a guest
+// and goes live, and nginx receives a program showing both.
 // Then a WHIP source: a page with no studio code (plain fetch + RTCPeerConnection) publishes its camera with a
 // source key; the host sees it as a participant with its picture, puts it on stage, and DELETE takes it away.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one, its RTMP ingest at BACKYARD_E2E_RTMP_PORT).
@@ -11,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { addRtmpDestination, backyardUrl, closeAll, eventually, expectPicture, grabVideo, hostWithInvite, launchParticipant, makeClips, participantCard, rgb, screenshot, waitOnStage } from '../lib/harness.mjs';
+import { addRtmpDestination, backyardUrl, closeAll, eventually, expectPicture, grabVideo, hostWithInvite, joinAsGuest, launchParticipant, makeClips, participantCard, rgb, screenshot, waitOnStage } from '../lib/harness.mjs';
 import { findColour, grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
 
 const COLOUR = '2a9d8f';
@@ -132,6 +135,92 @@ describe('an encoder streams through the Sources panel', { timeout: 180000 }, ()
   });
 });
 
+describe('an encoder is a source in the studio', { timeout: 180000 }, () => {
+  const base = backyardUrl();
+  const p = {};
+  const OBS = { name: 'OBS on the desk', left: 'f4a261', right: '2a4d9f' };
+  const GUEST = { name: 'Gina Guest', left: '8ab17d', right: 'b5179e' };
+  let clipDir;
+  let nginx;
+  let encoder;
+
+  before(async () => {
+    clipDir = await makeClips({ guest: GUEST });
+    nginx = await startRtmpServer();
+  });
+
+  after(async () => {
+    encoder?.kill('SIGKILL');
+    await closeAll(p, clipDir);
+    await nginx?.stop();
+  });
+
+  it('the host sees the encoder as a participant with its picture and puts it on stage with a guest', async () => {
+    p.host = await launchParticipant('host');
+    const page = p.host.page;
+    page.on('dialog', (d) => d.accept());
+    const link = await hostWithInvite(page, { base, name: 'Sam Source', email: `source-${Date.now()}@example.test`, title: 'E2E source show' });
+    p.guest = await launchParticipant('guest', { clip: GUEST.clip, width: 960, height: 600 });
+    await joinAsGuest(p.guest, link, GUEST.name);
+
+    await page.click('[data-tab=sources]');
+    await page.fill('.sources-panel input[name=label]', OBS.name);
+    await page.selectOption('.sources-panel select[name=mode]', 'source');
+    await page.click('[data-action=create-ingest-key]');
+    const row = page.locator('.sources-panel .dest-item', { hasText: OBS.name });
+    await row.waitFor();
+    const url = await page.inputValue('[data-role=ingest-url]');
+    await page.click('[data-action=copy-ingest-key]');
+    await row.getByText('Copied').waitFor();
+    const key = await page.evaluate(() => navigator.clipboard.readText());
+    const half = '640x720';
+    encoder = spawn(
+      'ffmpeg',
+      [
+        '-v', 'error', '-re',
+        '-f', 'lavfi', '-i', `color=c=0x${OBS.left}:s=${half}:r=30`,
+        '-f', 'lavfi', '-i', `color=c=0x${OBS.right}:s=${half}:r=30`,
+        '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+        '-filter_complex', '[0:v][1:v]hstack=inputs=2,format=yuv420p[v]', '-map', '[v]', '-map', '2:a',
+        '-t', '90',
+        '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-bf', '2', '-g', '60', '-b:v', '2500k',
+        '-c:a', 'aac', '-ar', '48000', '-ac', '2',
+        '-f', 'flv', `${url}/${key}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    await row.getByText(/transcoded for the studio/).waitFor({ timeout: 30000 });
+    await expectPicture(page, OBS);
+    await expectPicture(p.guest.page, OBS);
+    assert.ok(await page.locator('[data-role=relay]').isHidden(), 'a source in the studio does not take the show over');
+
+    const ids = [];
+    for (const who of [OBS.name, GUEST.name]) {
+      const card = participantCard(page, who);
+      await card.locator('[data-action=toggle-stage]').click();
+      ids.push(await card.getAttribute('data-participant-id'));
+    }
+    await waitOnStage(page, ids);
+    await screenshot(page, 'sources-05-encoder-on-stage');
+  });
+
+  it('the host goes live; nginx receives a program showing the encoder and the guest', async () => {
+    const page = p.host.page;
+    await addRtmpDestination(page, { name: 'Local nginx', url: nginx.url, key: 'studio' });
+    await page.click('[data-action=go-live]');
+    await eventually('the broadcast shows live', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'live', 15000);
+    await eventually('a frame from nginx showing both', async () => {
+      const f = await grabFrame(`${nginx.url}/studio`, { skipSeconds: 1 });
+      const colours = [OBS.left, OBS.right, GUEST.left, GUEST.right].map((c) => findColour(f, rgb(c), 40));
+      return colours.every(Boolean) && colours[0].meanX < colours[1].meanX ? f : false;
+    }, 60000, 1000);
+    await page.click('[data-action=end-broadcast]');
+    await eventually('the broadcast shows ended', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'ended', 20000);
+    const errors = [p.host, p.guest].flatMap((x) => x.logs.filter((l) => l.startsWith('[error]')));
+    assert.deepEqual(errors, [], 'no console error');
+  });
+});
+
 /** Publishes the page's camera and microphone to `endpoint` over WHIP with `key`; returns the resource URL. */
 async function whipPublish(page, endpoint, key) {
   return page.evaluate(async ({ endpoint, key }) => {
@@ -183,7 +272,7 @@ describe('a WHIP page publishes into the studio', { timeout: 120000 }, () => {
     await page.click('[data-action=create-ingest-key]');
     const row = page.locator('.sources-panel .dest-item', { hasText: PHONE.name });
     await row.waitFor();
-    assert.match(await row.locator('.dest-platform').textContent(), /WHIP/);
+    assert.match(await row.locator('.dest-platform').textContent(), /Studio/);
     whipUrl = await page.inputValue('[data-role=whip-url]');
     assert.equal(whipUrl, `${base}/api/whip`);
     await page.click('[data-action=copy-ingest-key]');
@@ -200,7 +289,7 @@ describe('a WHIP page publishes into the studio', { timeout: 120000 }, () => {
     const card = participantCard(page, PHONE.name);
     await card.locator('[data-action=toggle-stage]').click();
     await waitOnStage(page, [resource.split('/').pop()]);
-    await screenshot(page, 'sources-05-whip-on-stage');
+    await screenshot(page, 'sources-06-whip-on-stage');
   });
 
   it('DELETE on the resource takes it out of the studio', async () => {

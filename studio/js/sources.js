@@ -32,7 +32,7 @@ export class SourcesPanel {
       'select',
       { name: 'mode' },
       h('option', { value: 'relay' }, 'Relay: RTMP straight to the destinations'),
-      h('option', { value: 'source' }, 'Source: a participant in the studio (WHIP)'),
+      h('option', { value: 'source' }, 'Source: a participant in the studio (RTMP or WHIP)'),
     );
     this.form = h(
       'form.dest-form',
@@ -57,9 +57,9 @@ export class SourcesPanel {
         h(
           'p.field-hint',
           'Stream from OBS, a hardware encoder or ffmpeg. A relay key’s RTMP stream goes to this broadcast’s destinations ' +
-            'as it is, with no re-encode, and is recorded: the broadcast is live while the encoder sends. OBS: Settings → ' +
-            'Stream → Service “Custom”, then the server and key below. A source key publishes over WHIP (OBS: Service ' +
-            '“WHIP”, the key as its Bearer token) and appears in the studio as a participant you can put on stage.',
+            'as it is, with no re-encode, and is recorded: the broadcast is live while the encoder sends. A source key’s ' +
+            'encoder appears in the studio as a participant you can put on stage, over RTMP or WHIP. OBS: Settings → ' +
+            'Stream → Service “Custom” (RTMP: the server and key below) or “WHIP” (the WHIP URL, the key as its Bearer token).',
         ),
         h('h4', 'Server'),
         this.url,
@@ -133,11 +133,11 @@ export class SourcesPanel {
       return h('div.copy-row', input, copyButton(url));
     };
     mount(this.url, [
-      h('div.field-hint', 'RTMP (relay keys)'),
+      h('div.field-hint', 'RTMP'),
       this.rtmpUrl
         ? urlRow(this.rtmpUrl, 'RTMP server URL', 'ingest-url')
         : h('p.field-hint', 'The RTMP ingest is off on this server (ingest.rtmp_bind in its configuration).'),
-      h('div.field-hint', 'WHIP (source keys)'),
+      h('div.field-hint', 'WHIP (source keys only)'),
       this.whipUrl ? urlRow(this.whipUrl, 'WHIP endpoint URL', 'whip-url') : null,
     ]);
     if (!this.keys.size) {
@@ -156,7 +156,7 @@ export class SourcesPanel {
       { dataset: { ingestKeyId: key.id, status: state } },
       h(
         'div.ingest-head',
-        h('div.dest-platform', key.mode === 'source' ? 'WHIP' : 'RTMP'),
+        h('div.dest-platform', { title: key.mode === 'source' ? 'A participant in the studio' : 'A relay to the destinations' }, key.mode === 'source' ? 'Studio' : 'Relay'),
         h(
           'div.dest-info',
           h('div.dest-name', key.label),

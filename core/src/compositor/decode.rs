@@ -106,10 +106,12 @@ impl VideoDecoder {
     }
 }
 
-/// Decodes one Opus track to interleaved stereo f32 at 48 kHz.
+/// Decodes one Opus track (or an encoder's AAC) to interleaved stereo f32 at 48 kHz.
 pub struct AudioDecoder {
     decoder: decoder::Audio,
     decoded: frame::Audio,
+    /// To 48 kHz packed stereo f32, for a source at another rate (AAC at 44.1 kHz), made on its first frame.
+    resampler: Option<ffmpeg_next::software::resampling::Context>,
 }
 
 impl AudioDecoder {
@@ -117,7 +119,28 @@ impl AudioDecoder {
         crate::ffmpeg::init();
         let found = decoder::find(codec::Id::OPUS).ok_or(DecodeError::Unsupported(codec::Id::OPUS))?;
         let decoder = codec::context::Context::new_with_codec(found).decoder().open_as(found)?.audio()?;
-        Ok(AudioDecoder { decoder, decoded: frame::Audio::empty() })
+        Ok(AudioDecoder { decoder, decoded: frame::Audio::empty(), resampler: None })
+    }
+
+    /// An AAC decoder for the stream whose AudioSpecificConfig is `asc` (an RTMP encoder's audio).
+    pub fn aac(asc: &[u8]) -> Result<AudioDecoder, DecodeError> {
+        crate::ffmpeg::init();
+        let found = decoder::find(codec::Id::AAC).ok_or(DecodeError::Unsupported(codec::Id::AAC))?;
+        let mut ctx = codec::context::Context::new_with_codec(found);
+        // SAFETY: the context is ours and not opened yet; the buffer has FFmpeg's padding and the context frees
+        // it (avcodec_free_context).
+        unsafe {
+            let c = ctx.as_mut_ptr();
+            let pad = ffmpeg_next::ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+            let buffer = ffmpeg_next::ffi::av_mallocz(asc.len() + pad) as *mut u8;
+            if !buffer.is_null() {
+                std::ptr::copy_nonoverlapping(asc.as_ptr(), buffer, asc.len());
+                (*c).extradata = buffer;
+                (*c).extradata_size = asc.len() as i32;
+            }
+        }
+        let decoder = ctx.decoder().open_as(found)?.audio()?;
+        Ok(AudioDecoder { decoder, decoded: frame::Audio::empty(), resampler: None })
     }
 
     /// Feeds one packet; returns its samples (interleaved stereo; mono is duplicated).
@@ -125,6 +148,10 @@ impl AudioDecoder {
         self.decoder.send_packet(&ffmpeg_next::Packet::copy(data))?;
         let mut out = Vec::new();
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
+            if self.decoded.rate() != crate::media::SAMPLE_RATE {
+                self.resample(&mut out)?;
+                continue;
+            }
             let f = &self.decoded;
             let n = f.samples();
             let channels = f.channels().max(1) as usize;
@@ -147,6 +174,33 @@ impl AudioDecoder {
             }
         }
         Ok(out)
+    }
+}
+
+impl AudioDecoder {
+    /// Appends the decoded frame at 48 kHz, interleaved stereo.
+    fn resample(&mut self, out: &mut Vec<f32>) -> Result<(), DecodeError> {
+        use ffmpeg_next::ChannelLayout;
+        let f = &self.decoded;
+        if self.resampler.is_none() {
+            let layout = if f.channels() >= 2 { ChannelLayout::STEREO } else { ChannelLayout::MONO };
+            let packed = format::Sample::F32(format::sample::Type::Packed);
+            let ctx = ffmpeg_next::software::resampling::Context::get(
+                f.format(),
+                layout,
+                f.rate(),
+                packed,
+                ChannelLayout::STEREO,
+                crate::media::SAMPLE_RATE,
+            )?;
+            self.resampler = Some(ctx);
+        }
+        let mut converted = frame::Audio::empty();
+        // Made just above when missing.
+        self.resampler.as_mut().expect("a resampler").run(f, &mut converted)?;
+        let n = converted.samples() * 2;
+        out.extend((0..n).map(|i| bytemuck_f32(converted.data(0), i)));
+        Ok(())
     }
 }
 

@@ -20,14 +20,14 @@
 //! except to ask for a keyframe.
 
 mod address;
-mod encoder;
-mod muxer;
+pub(crate) mod encoder;
+pub(crate) mod muxer;
 mod probe;
 mod relay;
 mod sender;
 mod status;
 mod test_pattern;
-mod webrtc;
+pub(crate) mod webrtc;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -693,16 +693,7 @@ impl EgressControl {
     pub fn set_video_tap(&self, tap: Option<VideoTap>) -> Result<(), EgressError> {
         let entry = match tap {
             Some(tap) => {
-                let params = &self.shared.streams[VIDEO_STREAM].params;
-                // SAFETY: reads the extradata the parameters own; they are not changed while egress runs.
-                let record = unsafe {
-                    let p = params.as_ptr();
-                    if (*p).extradata.is_null() {
-                        &[][..]
-                    } else {
-                        std::slice::from_raw_parts((*p).extradata, (*p).extradata_size.max(0) as usize)
-                    }
-                };
+                let record = webrtc::global_header(&self.shared.streams[VIDEO_STREAM].params);
                 let annex_b = webrtc::AnnexB::new(record).ok_or_else(|| {
                     EgressError::Encoder("the video has no H.264 configuration record for WebRTC viewers".into())
                 })?;

@@ -24,6 +24,19 @@ pub type VideoTap = Arc<dyn Fn(&WebRtcFrame<'_>) + Send + Sync>;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
+/// The global header (extradata) of an encoder's or stream's codec parameters; empty if it has none.
+pub(crate) fn global_header(params: &ffmpeg_next::codec::Parameters) -> &[u8] {
+    // SAFETY: reads the extradata `params` owns, for as long as `params` is borrowed.
+    unsafe {
+        let p = params.as_ptr();
+        if (*p).extradata.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts((*p).extradata, (*p).extradata_size.max(0) as usize)
+        }
+    }
+}
+
 /// Rewrites the encoder's H.264 packets as Annex B with the parameter sets before each keyframe.
 pub(crate) struct AnnexB {
     /// Start code + SPS, start code + PPS, for each set the global header holds.

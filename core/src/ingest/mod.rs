@@ -13,7 +13,9 @@
 pub mod flv;
 mod server;
 mod session;
+mod studio;
 
 pub use flv::{AacConfig, AvcConfig, Unsupported};
 pub use server::{Accepted, IngestHandler, Limits, PublishSink, Verdict, serve};
 pub use session::{Event, IngestError, MAX_CHUNK_SIZE, Session};
+pub use studio::{ProgramInput, ProgramMedia, StudioSource};

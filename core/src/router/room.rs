@@ -153,6 +153,9 @@ struct Track {
     tap: TapSub,
     /// Speaking state (audio tracks only).
     speaker: Option<SpeakerDetector>,
+    /// One layer at a rate nobody can change (the program, an encoder's stream the node publishes): never
+    /// paused for a subscriber's bandwidth, and what it takes is kept back from the rest.
+    fixed: bool,
 }
 
 #[derive(Debug)]
@@ -180,7 +183,8 @@ impl Track {
         // Without simulcast the tap takes every frame (the decoder waits for a keyframe itself); with it, the
         // tap's layer starts at a keyframe.
         let tap = TapSub { current: (layers == 1).then_some(0), target: top, render: None, wants_keyframe: false };
-        Track { info, subscribers: BTreeMap::new(), layers: vec![Layer::default(); layers], muted, tap, speaker }
+        let fixed = info.source == TrackSource::Program;
+        Track { info, subscribers: BTreeMap::new(), layers: vec![Layer::default(); layers], muted, tap, speaker, fixed }
     }
 
     /// Someone (a subscriber, or the program's decoder through the tap) waits for a keyframe of `layer`.
@@ -416,6 +420,16 @@ impl Room {
         Ok(id)
     }
 
+    /// Registers a track the node publishes for `peer` from a stream it cannot adapt (an encoder's, passed
+    /// through or transcoded once): one layer, never paused for a subscriber's bandwidth (see [`Room::allocate`]).
+    pub fn publish_fixed(&mut self, peer: PeerId, source: TrackSource) -> Result<TrackId, RouterError> {
+        let id = self.publish_layers(peer, source, 1)?;
+        if let Some(t) = self.tracks.get_mut(&id) {
+            t.fixed = true;
+        }
+        Ok(id)
+    }
+
     /// Publishes the program preview, the node's own track ([`PeerId::PROGRAM`], msid `program`), to the
     /// watchers. Its keyframe requests are decisions like any other, addressed to [`PeerId::PROGRAM`].
     /// Publishing it again returns the same track.
@@ -551,13 +565,15 @@ impl Room {
         let mut ids = vec![];
         let mut wants = vec![];
         let mut audio = 0u64;
-        // The program (a host's preview, a viewer's show) is one layer its receivers want whole: it is never
-        // paused for bandwidth, and what it takes is kept back from the rest.
-        let mut program = None;
+        // Fixed-rate video (the program, an encoder's stream) is one layer its receivers want whole: it is never
+        // paused for bandwidth, and what it takes is kept back from the rest (up to half the estimate).
+        let mut fixed = vec![];
+        let mut fixed_rate = 0;
         for (&id, t) in &self.tracks {
             let Some(sub) = t.subscribers.get(&peer).filter(|s| s.ready) else { continue };
-            if t.info.source == TrackSource::Program {
-                program = Some((id, t.layers[0].bitrate));
+            if t.fixed && !t.info.kind().is_audio() {
+                fixed.push(id);
+                fixed_rate += if t.muted { 0 } else { t.layers[0].bitrate };
             } else if t.info.kind().is_audio() {
                 // A muted microphone is not forwarded: nothing to keep back for it.
                 audio += u64::from(!t.muted);
@@ -566,7 +582,10 @@ impl Room {
                 wants.push(t.want(sub, now));
             }
         }
-        let reserve = audio * layers::AUDIO_RESERVE + program.map_or(0, |(_, bitrate)| bitrate);
+        // At most half the estimate is kept back for fixed-rate video: on a short link the rest still gets its
+        // lowest layers rather than a pause.
+        let fixed_reserve = entry.estimate.map_or(fixed_rate, |e| fixed_rate.min(e / 2));
+        let reserve = audio * layers::AUDIO_RESERVE + fixed_reserve;
         let recent = |within: Duration| {
             entry
                 .recent_estimates
@@ -596,10 +615,9 @@ impl Room {
             }
         }
         let interval = self.config.keyframe_interval;
-        if let Some((id, _)) = program
-            && let Some(t) = self.tracks.get_mut(&id)
-            && let Some(sub) = t.subscribers.get_mut(&peer)
-        {
+        for id in fixed {
+            let Some(t) = self.tracks.get_mut(&id) else { continue };
+            let Some(sub) = t.subscribers.get_mut(&peer) else { continue };
             sub.target = Some(0);
             if sub.awaits_keyframe() {
                 Self::request_keyframe(&mut self.decisions, t, 0, KeyframeRequestKind::Fir, now, interval);
@@ -1165,25 +1183,31 @@ mod tests {
     }
 
     #[test]
-    fn the_program_is_never_paused_for_bandwidth_and_is_kept_back_from_the_rest() {
+    fn fixed_rate_video_is_never_paused_for_bandwidth_and_is_kept_back_from_the_rest() {
         let t0 = Instant::now();
         let mut room = Room::new(RoomConfig::default());
-        let (viewer, guest) = (PeerId(1), PeerId(2));
+        let (viewer, guest, obs) = (PeerId(1), PeerId(2), PeerId(3));
         room.add_peer(viewer, "viewer").unwrap();
         room.watch_program(viewer, true).unwrap();
         let program = room.publish_program();
         room.add_peer(guest, "guest").unwrap();
         let cam = room.publish(guest, TrackSource::Camera).unwrap();
+        room.add_publisher(obs, "obs").unwrap();
+        let encoder = room.publish_fixed(obs, TrackSource::Camera).unwrap();
         drain(&mut room);
-        // A 4 Mb/s program and a camera (two seconds of frames: their rates are measured over whole seconds), to a
-        // viewer whose link is estimated at 300 kb/s.
+        // A 4 Mb/s program, an encoder's 4 Mb/s stream and a camera (two seconds of frames: rates are measured over
+        // whole seconds), to a viewer whose link is estimated at 300 kb/s.
         for i in 0..61 {
-            let mut to = vec![];
-            room.on_frame(program, 0, if i == 0 { KEY } else { DELTA }, None, 16_000, t0 + ms(i * 33), &mut to);
+            let frame = if i == 0 { KEY } else { DELTA };
+            for track in [program, encoder] {
+                let mut to = vec![];
+                room.on_frame(track, 0, frame, None, 16_000, t0 + ms(i * 33), &mut to);
+            }
             forward(&mut room, cam, DELTA, t0 + ms(i * 33));
         }
-        room.subscription_ready(viewer, program, t0 + ms(2100));
-        room.subscription_ready(viewer, cam, t0 + ms(2100));
+        for track in [program, encoder, cam] {
+            room.subscription_ready(viewer, track, t0 + ms(2100));
+        }
         room.set_estimate(viewer, 300_000, t0 + ms(2100));
         let paused: Vec<_> = drain(&mut room)
             .into_iter()
@@ -1192,9 +1216,11 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(paused, [cam], "the camera pauses, the program does not");
-        assert_eq!(forward(&mut room, program, KEY, t0 + ms(2200)), [viewer], "the program goes on");
-        assert_eq!(forward(&mut room, program, DELTA, t0 + ms(2233)), [viewer]);
+        assert_eq!(paused, [cam], "the camera pauses, the program and the encoder do not");
+        for track in [program, encoder] {
+            assert_eq!(forward(&mut room, track, KEY, t0 + ms(2200)), [viewer], "{track:?} goes on");
+            assert_eq!(forward(&mut room, track, DELTA, t0 + ms(2233)), [viewer]);
+        }
     }
 
     #[test]

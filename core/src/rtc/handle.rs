@@ -179,6 +179,63 @@ impl Drop for ProgramTrack {
     }
 }
 
+/// Tracks the node publishes in a room on behalf of a participant ([`MediaNode::publish_source`]): an RTMP
+/// encoder in the studio. Dropping it withdraws them.
+pub struct LocalPublisher {
+    pub(super) inner: Arc<Inner>,
+    pub(super) room: Arc<RoomShared>,
+    pub(super) id: PeerId,
+    pub(super) participant: String,
+    pub(super) tracks: Vec<(TrackSource, TrackId)>,
+    pub(super) shared: Arc<LocalShared>,
+}
+
+impl LocalPublisher {
+    /// The participant the tracks belong to.
+    pub fn participant(&self) -> &str {
+        &self.participant
+    }
+
+    /// Sends one encoded frame of `source` to its subscribers (those waiting for a keyframe skip deltas;
+    /// those that did not negotiate the codec do not get it). A source not published is ignored.
+    pub fn send(&self, source: TrackSource, frame: LocalFrame) {
+        let Some(&(_, track)) = self.tracks.iter().find(|(s, _)| *s == source) else { return };
+        let mut targets = Vec::new();
+        let mut st = self.room.state.lock();
+        let info = crate::router::Frame { keyframe: frame.keyframe, contiguous: true, ..Default::default() };
+        st.room.on_frame(track, 0, info, None, frame.data.len(), Instant::now(), &mut targets);
+        deliver(&st, &targets, track, 0, Payload::Local(frame));
+        dispatch(&mut st);
+    }
+
+    /// Whether a subscriber asked for a keyframe since the last call (the first call says yes).
+    pub fn take_keyframe_request(&self) -> bool {
+        self.shared.keyframe_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether a host muted `source` (its frames go to nobody, and must not reach the program either).
+    pub fn is_muted(&self, source: TrackSource) -> bool {
+        self.room.state.lock().room.is_muted(self.id, source)
+    }
+}
+
+impl Drop for LocalPublisher {
+    fn drop(&mut self) {
+        // Lock order: rooms, then a room's state (as in `enter`).
+        let mut rooms = self.inner.rooms.lock();
+        let mut st = self.room.state.lock();
+        st.room.remove_peer(self.id);
+        st.locals.remove(&self.id);
+        dispatch(&mut st);
+        if st.room.is_empty() {
+            st.closed = true;
+            if rooms.get(&self.room.name).is_some_and(|r| Arc::ptr_eq(r, &self.room)) {
+                rooms.remove(&self.room.name);
+            }
+        }
+    }
+}
+
 impl Drop for PeerHandle {
     fn drop(&mut self) {
         // The task may be gone already; then there is nothing to end.

@@ -178,7 +178,7 @@ mod peer_task;
 mod room;
 
 use demux::*;
-pub use handle::{PeerHandle, ProgramTrack};
+pub use handle::{LocalPublisher, PeerHandle, ProgramTrack};
 use peer_task::*;
 use room::*;
 
@@ -267,46 +267,13 @@ impl MediaNode {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (dgram_tx, dgram_rx) = mpsc::channel(DATAGRAM_QUEUE);
 
-        let shared = {
-            let mut rooms = inner.rooms.lock();
-            let shared = rooms
-                .entry(room.to_string())
-                .or_insert_with(|| {
-                    let config = match kind {
-                        SessionKind::Viewer => RoomConfig { max_peers: MAX_VIEWERS, ..inner.room_config },
-                        _ => inner.room_config,
-                    };
-                    let mut router = Room::new(config);
-                    let program = inner.programs.lock().get(room).map(|p| (router.publish_program(), p.clone()));
-                    let tap = inner.taps.lock().get(room).cloned();
-                    router.set_tapped(tap.is_some());
-                    let shared = Arc::new(RoomShared {
-                        name: room.to_string(),
-                        state: Mutex::new(RoomState {
-                            room: router,
-                            links: HashMap::new(),
-                            tap,
-                            program,
-                            closed: false,
-                        }),
-                    });
-                    tokio::spawn(room_timer(shared.clone()));
-                    shared
-                })
-                .clone();
-            let mut st = shared.state.lock();
+        let (shared, ()) = self.enter(room, kind == SessionKind::Viewer, |st| {
             let added = match kind {
                 SessionKind::Participant => st.room.add_peer(id, participant),
                 SessionKind::Publisher => st.room.add_publisher(id, participant),
                 SessionKind::Viewer => st.room.add_peer(id, participant).and_then(|()| st.room.watch_program(id, true)),
             };
-            if let Err(e) = added {
-                if st.room.is_empty() {
-                    st.closed = true;
-                    rooms.remove(room);
-                }
-                return Err(e.into());
-            }
+            added?;
             st.links.insert(
                 id,
                 PeerLink {
@@ -316,10 +283,8 @@ impl MediaNode {
                     events: events_tx.clone(),
                 },
             );
-            dispatch(&mut st);
-            drop(st);
-            shared
-        };
+            Ok(())
+        })?;
         {
             let mut demux = inner.demux.lock();
             demux.by_ufrag.insert(ufrag, id);
@@ -342,6 +307,87 @@ impl MediaNode {
         tokio::spawn(task.run());
         tracing::debug!(room, participant, peer = id.0, "joined");
         Ok((PeerHandle { id, participant: participant.to_string(), room: shared, cmd: cmd_tx }, events_rx))
+    }
+
+    /// Runs `f` on room `name`'s state, making the room if it does not exist (a room of viewers takes
+    /// [`MAX_VIEWERS`]), with the node's room list locked so the room cannot leave meanwhile; a room that `f`
+    /// leaves empty after failing is dropped again. Must run inside a tokio runtime (a new room's timer).
+    fn enter<T>(
+        &self,
+        name: &str,
+        viewers: bool,
+        f: impl FnOnce(&mut RoomState) -> Result<T, NodeError>,
+    ) -> Result<(Arc<RoomShared>, T), NodeError> {
+        let inner = &self.inner;
+        let mut rooms = inner.rooms.lock();
+        let shared = rooms
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let config = if viewers {
+                    RoomConfig { max_peers: MAX_VIEWERS, ..inner.room_config }
+                } else {
+                    inner.room_config
+                };
+                let mut router = Room::new(config);
+                let program = inner.programs.lock().get(name).map(|p| (router.publish_program(), p.clone()));
+                let tap = inner.taps.lock().get(name).cloned();
+                router.set_tapped(tap.is_some());
+                let shared = Arc::new(RoomShared {
+                    name: name.to_string(),
+                    state: Mutex::new(RoomState {
+                        room: router,
+                        links: HashMap::new(),
+                        locals: HashMap::new(),
+                        tap,
+                        program,
+                        closed: false,
+                    }),
+                });
+                tokio::spawn(room_timer(shared.clone()));
+                shared
+            })
+            .clone();
+        let mut st = shared.state.lock();
+        let result = f(&mut st);
+        if result.is_err() && st.room.is_empty() {
+            st.closed = true;
+            rooms.remove(name);
+        }
+        let value = result?;
+        dispatch(&mut st);
+        drop(st);
+        Ok((shared, value))
+    }
+
+    /// Publishes `sources` in `room` on behalf of `participant` from frames the node itself has (an RTMP
+    /// encoder in the studio): everyone in the room is subscribed, as to a participant's tracks, and frames go
+    /// out through [`LocalPublisher::send`]. Dropping the publisher withdraws the tracks. Must run inside a
+    /// tokio runtime.
+    pub fn publish_source(
+        &self,
+        room: &str,
+        participant: &str,
+        sources: &[TrackSource],
+    ) -> Result<LocalPublisher, NodeError> {
+        let id = PeerId(self.inner.next_peer.fetch_add(1, Ordering::Relaxed));
+        let shared = Arc::new(LocalShared { keyframe_wanted: AtomicBool::new(true) });
+        let (room, tracks) = self.enter(room, false, |st| {
+            st.room.add_publisher(id, participant)?;
+            let tracks =
+                sources.iter().map(|&s| st.room.publish_fixed(id, s).map(|t| (s, t))).collect::<Result<Vec<_>, _>>();
+            match tracks {
+                Ok(tracks) => {
+                    st.locals.insert(id, shared.clone());
+                    Ok(tracks)
+                }
+                Err(e) => {
+                    st.room.remove_peer(id);
+                    Err(e.into())
+                }
+            }
+        })?;
+        tracing::debug!(room = %room.name, participant, peer = id.0, "local source published");
+        Ok(LocalPublisher { inner: self.inner.clone(), room, id, participant: participant.to_string(), tracks, shared })
     }
 
     /// Moderation: stop (or resume) forwarding a participant's tracks from `source` in `room`.

@@ -12,6 +12,8 @@ pub(super) struct RoomShared {
 pub(super) struct RoomState {
     pub(super) room: Room,
     pub(super) links: HashMap<PeerId, PeerLink>,
+    /// Sources the node publishes itself ([`LocalPublisher`]), by their peer id.
+    pub(super) locals: HashMap<PeerId, Arc<LocalShared>>,
     /// The room's program, fed every frame moderation lets through.
     pub(super) tap: Option<MediaTap>,
     /// The program preview the node publishes into the room, if any.
@@ -50,6 +52,12 @@ pub(super) struct ProgramShared {
     pub(super) keyframe_wanted: AtomicBool,
 }
 
+/// A [`LocalPublisher`]'s state the room reaches.
+pub(super) struct LocalShared {
+    /// A subscriber's decoder (or the program) needs a keyframe.
+    pub(super) keyframe_wanted: AtomicBool,
+}
+
 /// Queues one frame of `track` to each of `targets`' tasks (one shared copy; a full queue drops it for that
 /// subscriber only) and returns that copy, for the room's tap.
 pub(super) fn deliver(
@@ -80,6 +88,12 @@ pub(super) fn dispatch(st: &mut RoomState) {
             Decision::RequestKeyframe { publisher, .. } if publisher == PeerId::PROGRAM => {
                 if let Some((_, program)) = &st.program {
                     program.keyframe_wanted.store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
+            Decision::RequestKeyframe { publisher, .. } if st.locals.contains_key(&publisher) => {
+                if let Some(local) = st.locals.get(&publisher) {
+                    local.keyframe_wanted.store(true, Ordering::Relaxed);
                 }
                 continue;
             }

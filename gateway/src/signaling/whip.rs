@@ -1,8 +1,8 @@
-//! A WHIP publisher in the room (RFC 9725; the HTTP side is `api/whip.rs`): an encoder or a page publishing
-//! over plain WebRTC with a `source` ingest key joins the broadcast as a participant named after the key's
-//! label. It has no socket: one task per publisher holds its media session (publish-only, never sent an offer)
-//! and takes it out of the room when the session ends, when the publisher `DELETE`s its resource, when its key
-//! is revoked, or when a host removes it.
+//! Participants without a socket: an encoder publishing with a `source` ingest key joins the broadcast as a
+//! participant named after the key's label ([`take_seat`], [`leave_seat`]), over WHIP (RFC 9725; the HTTP
+//! side is `api/whip.rs`) or RTMP (`crate::ingest`). For WHIP, one task per publisher holds its media session
+//! (publish-only, never sent an offer) and takes it out of the room when the session ends, when the publisher
+//! `DELETE`s its resource, when its key is revoked, or when a host removes it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,11 +86,52 @@ pub async fn publish(
     if sessions.sessions.lock().values().any(|s| s.key == key.id) {
         return Err(WhipError::KeyInUse);
     }
-    let row = state.store.participant_joined(broadcast.id, None, &key.label, Role::Guest, true, true).await?;
+    let (participant, control_rx) = take_seat(state, hub, broadcast.id, &key.label).await?;
+    let id = participant.id;
+    let joined = hub.media.join_publisher(&broadcast.id.to_string(), &id.to_string());
+    let answer = match joined {
+        Ok((handle, events)) => match handle.offer(offer).await {
+            Ok(answer) => Ok((handle, events, answer)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let (handle, events, answer) = match answer {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Never announced: the room is not told it left.
+            hub.remove(broadcast.id, id);
+            let _ = state.store.participant_left(id).await;
+            return Err(e.into());
+        }
+    };
+    announce_joined(state, broadcast.id, participant).await;
+    let stop = Arc::new(Notify::new());
+    sessions.sessions.lock().insert(id, Session { key: key.id, stop: stop.clone() });
+    let _ = state.store.ingest_key_used(key.id).await;
+    tracing::info!(broadcast = %broadcast.id, key = %key.id, participant = %id, "whip: publishing");
+    let live = IngestStatus { state: "live".into(), stream: Some("WebRTC (WHIP)".into()), ..Default::default() };
+    state.ingest.set_status(state, broadcast.id, key.id, live);
+    let task =
+        Publisher { state: state.clone(), hub: hub.clone(), broadcast: broadcast.id, participant: id, key: key.id };
+    tokio::spawn(task.run(handle, events, control_rx, stop));
+    Ok((id, answer))
+}
+
+/// Seats an encoder in `broadcast`'s room as a participant called `name` (a guest, in the show, not backstage);
+/// returns it and the orders hosts give it (removal). The room is told once its media is there
+/// ([`announce_joined`]).
+pub(crate) async fn take_seat(
+    state: &AppState,
+    hub: &Hub,
+    broadcast: Uuid,
+    name: &str,
+) -> Result<(Participant, mpsc::UnboundedReceiver<Control>), WhipError> {
+    let row = state.store.participant_joined(broadcast, None, name, Role::Guest, true, true).await?;
     let participant = Participant {
         id: row.id,
         user_id: None,
-        name: key.label.clone(),
+        name: name.to_owned(),
         role: Role::Guest,
         audio_enabled: true,
         video_enabled: true,
@@ -102,46 +143,31 @@ pub async fn publish(
     let member = Member {
         participant: participant.clone(),
         guest_session: None,
-        // Nobody can take a WHIP publisher's seat back: it has no session of its own.
+        // Nobody can take an encoder's seat back: it has no session of its own.
         session_key: Uuid::new_v4(),
         control,
         detached: None,
         parked_media: None,
     };
-    if let Err(e) = hub.admit(broadcast.id, member) {
+    if let Err(e) = hub.admit(broadcast, member) {
         let _ = state.store.participant_left(row.id).await;
         return Err(WhipError::RoomFull(e.message));
     }
-    let joined = hub.media.join_publisher(&broadcast.id.to_string(), &row.id.to_string());
-    let answer = match joined {
-        Ok((handle, events)) => match handle.offer(offer).await {
-            Ok(answer) => Ok((handle, events, answer)),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    let (handle, events, answer) = match answer {
-        Ok(ok) => ok,
-        Err(e) => {
-            hub.remove(broadcast.id, row.id);
-            let _ = state.store.participant_left(row.id).await;
-            return Err(e.into());
-        }
-    };
-    let stop = Arc::new(Notify::new());
-    sessions.sessions.lock().insert(row.id, Session { key: key.id, stop: stop.clone() });
-    let _ = state.store.ingest_key_used(key.id).await;
+    Ok((participant, control_rx))
+}
+
+/// Tells the room an encoder took its seat.
+pub async fn announce_joined(state: &AppState, broadcast: Uuid, participant: Participant) {
     let event = RoomEvent::ParticipantJoined { participant };
-    if let Err(e) = state.bus.publish(&topic::broadcast(broadcast.id), event.to_bus()).await {
-        tracing::warn!(broadcast = %broadcast.id, "could not publish participant-joined: {e}");
+    if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
+        tracing::warn!(%broadcast, "could not publish participant-joined: {e}");
     }
-    tracing::info!(broadcast = %broadcast.id, key = %key.id, participant = %row.id, "whip: publishing");
-    let live = IngestStatus { state: "live".into(), stream: Some("WebRTC (WHIP)".into()), ..Default::default() };
-    state.ingest.set_status(state, broadcast.id, key.id, live);
-    let task =
-        Publisher { state: state.clone(), hub: hub.clone(), broadcast: broadcast.id, participant: row.id, key: key.id };
-    tokio::spawn(task.run(handle, events, control_rx, stop));
-    Ok((row.id, answer))
+}
+
+/// An encoder's seat is given up (`reason`: `left`, `removed`, `disconnected`): the room is told.
+pub async fn leave_seat(state: &AppState, hub: &Hub, broadcast: Uuid, participant: Uuid, reason: &'static str) {
+    hub.remove(broadcast, participant);
+    super::session::record_leave(state, broadcast, participant, reason).await;
 }
 
 struct Publisher {
@@ -188,8 +214,7 @@ impl Publisher {
         self.state.whip.sessions.lock().remove(&self.participant);
         let idle = IngestStatus { state: "idle".into(), ..Default::default() };
         self.state.ingest.set_status(&self.state, self.broadcast, self.key, idle);
-        self.hub.remove(self.broadcast, self.participant);
-        super::session::record_leave(&self.state, self.broadcast, self.participant, reason).await;
+        leave_seat(&self.state, &self.hub, self.broadcast, self.participant, reason).await;
     }
 
     async fn speaking(&self, speaking: bool) {

@@ -32,6 +32,8 @@ use crate::state::AppState;
 use crate::store::{Broadcast, BroadcastStatus, IngestMode, RecordingStatus};
 use crate::viewers::ViewerStream;
 
+mod source;
+
 /// How long a relay broadcast waits for its encoder to come back before it ends.
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(30);
 /// A publisher silent this long is taken for dead when someone else publishes with its key.
@@ -207,13 +209,11 @@ async fn authorize(state: &AppState, key: &str, peer: SocketAddr) -> Verdict {
         _ => return Err(unknown()),
     };
     tracing::info!(%peer, key = %row.id, broadcast = %broadcast.id, mode = %row.mode, "rtmp ingest: publish");
-    if row.mode != IngestMode::Relay {
-        return Err(
-            "this key is for a source in the studio, which publishes over WHIP; relay RTMP with a relay key".into()
-        );
-    }
     if broadcast.status == BroadcastStatus::Ended {
         return Err("the broadcast has ended; create a new one".into());
+    }
+    if row.mode == IngestMode::Source {
+        return source::publish(state, &broadcast, &row).await;
     }
     let ingest = &state.ingest;
     if broadcast.status == BroadcastStatus::Live && !ingest.relaying(broadcast.id) {
@@ -345,20 +345,24 @@ impl Stream {
     }
 
     fn describe(&self) -> Option<String> {
-        let v = self.video.as_ref()?;
-        let profile = match v.profile {
-            66 => "Baseline",
-            77 => "Main",
-            100 => "High",
-            _ => "other profile",
-        };
-        let mut s = format!("{}×{} H.264 ({profile})", v.width, v.height);
-        if let Some(a) = &self.audio {
-            let ch = if a.channels == 2 { "stereo".to_owned() } else { format!("{} channels", a.channels) };
-            s.push_str(&format!(", AAC {} kHz {ch}", a.sample_rate / 1000));
-        }
-        Some(s)
+        describe(self.video.as_ref()?, self.audio.as_ref())
     }
+}
+
+/// What an encoder sends, for the studio: `1280×720 H.264 (High), AAC 48 kHz stereo`.
+fn describe(v: &AvcConfig, audio: Option<&AacConfig>) -> Option<String> {
+    let profile = match v.profile {
+        66 => "Baseline",
+        77 => "Main",
+        100 => "High",
+        _ => "other profile",
+    };
+    let mut s = format!("{}×{} H.264 ({profile})", v.width, v.height);
+    if let Some(a) = audio {
+        let ch = if a.channels == 2 { "stereo".to_owned() } else { format!("{} channels", a.channels) };
+        s.push_str(&format!(", AAC {} kHz {ch}", a.sample_rate / 1000));
+    }
+    Some(s)
 }
 
 /// One relay broadcast, from its first publish to its end.
