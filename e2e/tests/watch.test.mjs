@@ -2,7 +2,7 @@
 // destination, and a viewer with no account opens /watch/<id> in another Chromium. hls.js (served by Backyard)
 // plays the program's HLS stream: the <video> shows the host's camera pattern and advances, and the page says how
 // far behind live it is; switched to "Low latency" it plays the same program over WebRTC (WHEP: the encode's own
-// H.264, no second encode) about a second behind. ffprobe reads the playlist (H.264 + AAC at the program's size) and the FLV stream. The public list names
+// H.264, no second encode; its sound as Opus) about a second behind. ffprobe reads the playlist (H.264 + AAC at the program's size) and the FLV stream. The public list names
 // the show while it is live. After End the page says the show ended; a show that is not open to viewers is not
 // found. Neither page logged a console error.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
@@ -130,6 +130,14 @@ describe('viewers watch the show on its watch page', { timeout: 240000 }, () => 
     const first = await decoded();
     assert.equal(first.codec, 'video/H264', 'the program’s own H.264');
     await eventually('frames keep coming', async () => (await decoded()).frames > first.frames + 30, 15000, 500);
+    const sound = await page.evaluate(async () => {
+      const pc = window.__peerConnections.at(-1);
+      const stats = [...(await pc.getStats()).values()];
+      const audio = stats.find((s) => s.type === 'inbound-rtp' && s.kind === 'audio');
+      return { samples: audio?.totalSamplesReceived ?? 0, codec: audio && stats.find((s) => s.id === audio.codecId)?.mimeType };
+    });
+    assert.equal(sound.codec, 'audio/opus', 'the program’s sound, as Opus');
+    assert.ok(sound.samples > 48000, `${sound.samples} samples of the program’s sound`);
     const latency = await eventually('a latency readout', async () => {
       const m = /([\d.]+) s behind live/.exec(await page.textContent('[data-role=watch-latency]'));
       return m ? Number(m[1]) : false;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backyard_core::egress::EgressControl;
-use backyard_core::rtc::{MediaNode, PeerHandle, ProgramTrack};
+use backyard_core::rtc::{LocalPublisher, MediaNode, PeerHandle, ProgramTrack, TrackSource};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -86,7 +86,17 @@ impl ViewerStream {
         let room = viewers_room(broadcast);
         let track = Arc::new(media.publish_program(&room));
         control.set_video_tap(Some(ProgramTrack::h264_tap(track.clone())))?;
-        let webrtc = WebRtcViewers { media: media.clone(), room, _track: track, sessions: Default::default() };
+        // The program's sound, as Opus (WebRTC does not carry the encode's AAC), on a track of its own.
+        let sound = media
+            .publish_source(&room, "program", &[TrackSource::Microphone])
+            .map_err(|e| backyard_core::egress::EgressError::Encoder(e.to_string()))?;
+        let sound = Arc::new(sound);
+        if let Err(e) = control.set_audio_tap(Some(LocalPublisher::opus_tap(sound.clone()))) {
+            let _ = control.set_video_tap(None);
+            return Err(e);
+        }
+        let webrtc =
+            WebRtcViewers { media: media.clone(), room, _track: track, _sound: sound, sessions: Default::default() };
         Ok(ViewerStream { dir, control, cache: StreamCache::default(), webrtc: Some(webrtc) })
     }
 
@@ -94,6 +104,7 @@ impl ViewerStream {
     pub fn end(&self) {
         if let Some(w) = &self.webrtc {
             let _ = self.control.set_video_tap(None);
+            let _ = self.control.set_audio_tap(None);
             w.sessions.lock().clear();
         }
     }
@@ -111,6 +122,8 @@ pub struct WebRtcViewers {
     pub room: String,
     /// Withdrawn when the last holder (this, and the encode's tap) lets go.
     _track: Arc<ProgramTrack>,
+    /// The program's sound (Opus), withdrawn the same way.
+    _sound: Arc<LocalPublisher>,
     pub sessions: parking_lot::Mutex<HashMap<Uuid, PeerHandle>>,
 }
 

@@ -1032,10 +1032,12 @@ async fn a_show_open_to_viewers_streams_hls_while_live(b: Backend) {
     assert_eq!(control.viewers(), 0, "a viewer that hung up is still served");
     t.get(&format!("/api/watch/{private}/live.flv")).send().await.assert_error(StatusCode::NOT_FOUND);
 
-    // WHEP: a WebRTC viewer gets the same encode's H.264, a decoder's start (SPS, PPS, IDR) first.
+    // WHEP: a WebRTC viewer gets the same encode's H.264, a decoder's start (SPS, PPS, IDR) first, and the
+    // program's sound as Opus.
     let whep = t.get(&format!("/api/watch/{id}")).send().await.body["whep"].as_str().unwrap().to_owned();
     assert_eq!(whep, format!("/api/watch/{id}/whep"));
-    let (location, keyframe, frames) = watch_over_webrtc(&t, &whep).await;
+    let (location, keyframe, frames, opus) = watch_over_webrtc(&t, &whep).await;
+    assert!(opus >= 50, "{opus} Opus packets of the program's sound in 3 s");
     assert!(location.starts_with(&format!("/api/watch/{id}/whep/")), "{location}");
     let nal_types: Vec<u8> = keyframe
         .windows(4)
@@ -1072,8 +1074,8 @@ async fn a_show_open_to_viewers_streams_hls_while_live(b: Backend) {
 }
 
 /// Watches `endpoint` over WHEP with a str0m client for 3 s after its first keyframe; returns the session's
-/// resource, that keyframe and how many frames came.
-async fn watch_over_webrtc(t: &TestApp, endpoint: &str) -> (String, Vec<u8>, usize) {
+/// resource, that keyframe, how many video frames came and how many Opus packets.
+async fn watch_over_webrtc(t: &TestApp, endpoint: &str) -> (String, Vec<u8>, usize, usize) {
     use str0m::media::{Direction, MediaKind};
     let mut viewer = common::rtc::Endpoint::new().await.unwrap();
     let mut api = viewer.rtc.sdp_api();
@@ -1086,12 +1088,17 @@ async fn watch_over_webrtc(t: &TestApp, endpoint: &str) -> (String, Vec<u8>, usi
     let location = r.headers["location"].to_str().unwrap().to_owned();
     let answer = str0m::change::SdpAnswer::from_sdp_string(&String::from_utf8_lossy(&r.bytes)).unwrap();
     viewer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
-    let (mut keyframe, mut frames, mut since) = (None::<Vec<u8>>, 0, None::<std::time::Instant>);
+    let (mut keyframe, mut frames, mut since, mut opus) = (None::<Vec<u8>>, 0, None::<std::time::Instant>, 0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while since.is_none_or(|s| s.elapsed() < std::time::Duration::from_secs(3)) {
         assert!(std::time::Instant::now() < deadline, "no keyframe over WebRTC in 20 s ({frames} frames)");
         let (wake, events) = viewer.drive().await.unwrap();
         for e in events {
+            if let str0m::Event::MediaData(d) = &e
+                && d.params.spec().codec == str0m::format::Codec::Opus
+            {
+                opus += usize::from(since.is_some());
+            }
             if let str0m::Event::MediaData(d) = e
                 && d.params.spec().codec == str0m::format::Codec::H264
             {
@@ -1105,7 +1112,7 @@ async fn watch_over_webrtc(t: &TestApp, endpoint: &str) -> (String, Vec<u8>, usi
         let wait = wake.saturating_duration_since(std::time::Instant::now()).min(std::time::Duration::from_millis(20));
         viewer.receive(wait).await.unwrap();
     }
-    (location, keyframe.unwrap(), frames)
+    (location, keyframe.unwrap(), frames, opus)
 }
 
 /// The first `at_least` bytes of an endless response body (then the connection is dropped).

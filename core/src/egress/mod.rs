@@ -48,7 +48,7 @@ pub use relay::{Relay, RelayConfig};
 pub use sender::ReconnectPolicy;
 pub use status::{OutputKind, OutputState, OutputStatus, StatusSink, no_status_sink};
 pub use test_pattern::TestPattern;
-pub use webrtc::{VideoTap, WebRtcFrame};
+pub use webrtc::{AudioTap, VideoTap, WebRtcFrame};
 
 use encoder::Encoder;
 use muxer::{OutputOptions, StreamSpec};
@@ -217,6 +217,8 @@ struct Shared {
     viewers_started: std::sync::atomic::AtomicU64,
     /// Where the video goes for WebRTC viewers, with its Annex B rewriter.
     video_tap: Mutex<Option<(VideoTap, webrtc::AnnexB)>>,
+    /// Where the mixed audio goes for WebRTC viewers, with its Opus encoder.
+    audio_tap: Mutex<Option<webrtc::OpusTap>>,
 }
 
 /// Viewers reading the program over HTTP at once, per program (each has a thread and a 2 s queue).
@@ -342,6 +344,7 @@ impl Shared {
             queue_capacity,
             viewers_started: Default::default(),
             video_tap: Mutex::new(None),
+            audio_tap: Mutex::new(None),
         }
     }
 
@@ -557,6 +560,9 @@ impl Egress {
 
     /// Encodes mixed audio: interleaved stereo f32 at 48 kHz, continuous from the program's start.
     pub fn push_audio(&mut self, interleaved_stereo: &[f32]) -> Result<(), EgressError> {
+        if let Some(tap) = self.shared.audio_tap.lock().as_mut() {
+            tap.push(interleaved_stereo);
+        }
         self.encoder.encode_audio(interleaved_stereo, &mut self.scratch)?;
         self.shared.fan_out(&mut self.scratch);
         Ok(())
@@ -702,6 +708,17 @@ impl EgressControl {
             None => None,
         };
         *self.shared.video_tap.lock() = entry;
+        Ok(())
+    }
+
+    /// Encodes the mixed audio once more, as Opus, for WebRTC viewers and hands each packet to `tap`, or stops
+    /// with `None` (WebRTC does not carry the encode's AAC).
+    pub fn set_audio_tap(&self, tap: Option<AudioTap>) -> Result<(), EgressError> {
+        let entry = match tap {
+            Some(tap) => Some(webrtc::OpusTap::new(tap).map_err(EgressError::Encoder)?),
+            None => None,
+        };
+        *self.shared.audio_tap.lock() = entry;
         Ok(())
     }
 

@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ffmpeg_next::{ChannelLayout, Dictionary, Rational, codec, encoder, format, frame};
 use h264_reader::avcc::AvcDecoderConfigurationRecord;
+
+use crate::media::SAMPLE_RATE;
 
 /// One encoded video frame of the program for WebRTC viewers.
 pub struct WebRtcFrame<'a> {
@@ -21,6 +24,34 @@ pub struct WebRtcFrame<'a> {
 /// Receives each encoded video frame on the encoding thread: it must not block (hand the frame to a
 /// bounded queue).
 pub type VideoTap = Arc<dyn Fn(&WebRtcFrame<'_>) + Send + Sync>;
+
+/// Receives each Opus packet of the encode's audio with its time (48 kHz ticks from the start), on the
+/// encoding thread: it must not block.
+pub type AudioTap = Arc<dyn Fn(&[u8], u64) + Send + Sync>;
+
+/// The encode's audio as Opus, handed to an [`AudioTap`].
+pub(crate) struct OpusTap {
+    tap: AudioTap,
+    encoder: OpusEncoder,
+    packets: Vec<(Vec<u8>, u64)>,
+}
+
+impl OpusTap {
+    pub(crate) fn new(tap: AudioTap) -> Result<OpusTap, String> {
+        Ok(OpusTap { tap, encoder: OpusEncoder::new()?, packets: Vec::new() })
+    }
+
+    /// Encodes interleaved stereo f32 at 48 kHz and hands every whole packet to the tap.
+    pub(crate) fn push(&mut self, samples: &[f32]) {
+        self.encoder.encode(samples, &mut self.packets);
+        for (packet, at) in self.packets.drain(..) {
+            (self.tap)(&packet, at);
+        }
+    }
+}
+
+/// Opus frames: 20 ms at 48 kHz.
+const OPUS_FRAME: usize = 960;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
@@ -94,6 +125,56 @@ impl AnnexB {
             rest = &tail[len..];
         }
         &self.out
+    }
+}
+
+/// Opus for WebRTC (20 ms frames of 48 kHz stereo), from interleaved stereo f32.
+pub(crate) struct OpusEncoder {
+    encoder: encoder::Audio,
+    fifo: Vec<f32>,
+    /// Samples encoded so far (the Opus track's clock).
+    samples: u64,
+}
+
+impl OpusEncoder {
+    pub(crate) fn new() -> Result<OpusEncoder, String> {
+        crate::ffmpeg::init();
+        let found = encoder::find_by_name("libopus").ok_or("libopus is not available in this FFmpeg")?;
+        let mut a = codec::context::Context::new_with_codec(found).encoder().audio().map_err(|e| e.to_string())?;
+        a.set_rate(SAMPLE_RATE as i32);
+        a.set_format(format::Sample::F32(format::sample::Type::Packed));
+        a.set_channel_layout(ChannelLayout::STEREO);
+        a.set_channels(2);
+        a.set_bit_rate(96_000);
+        a.set_time_base(Rational(1, SAMPLE_RATE as i32));
+        let mut opts = Dictionary::new();
+        opts.set("application", "lowdelay");
+        let encoder = a.open_as_with(found, opts).map_err(|e| e.to_string())?;
+        Ok(OpusEncoder { encoder, fifo: Vec::new(), samples: 0 })
+    }
+
+    /// Encodes every whole 20 ms of `samples` queued; returns the packets with their times (48 kHz ticks).
+    pub(crate) fn encode(&mut self, samples: &[f32], out: &mut Vec<(Vec<u8>, u64)>) {
+        self.fifo.extend_from_slice(samples);
+        while self.fifo.len() >= OPUS_FRAME * 2 {
+            let mut f =
+                frame::Audio::new(format::Sample::F32(format::sample::Type::Packed), OPUS_FRAME, ChannelLayout::STEREO);
+            f.set_rate(SAMPLE_RATE);
+            f.set_pts(Some(self.samples as i64));
+            for (i, s) in self.fifo.drain(..OPUS_FRAME * 2).enumerate() {
+                let b = s.clamp(-1.0, 1.0).to_ne_bytes();
+                f.data_mut(0)[i * 4..i * 4 + 4].copy_from_slice(&b);
+            }
+            if self.encoder.send_frame(&f).is_err() {
+                continue;
+            }
+            let mut packet = ffmpeg_next::Packet::empty();
+            while self.encoder.receive_packet(&mut packet).is_ok() {
+                let at = packet.pts().map_or(self.samples, |p| p.max(0) as u64);
+                out.push((packet.data().map(<[u8]>::to_vec).unwrap_or_default(), at));
+            }
+            self.samples += OPUS_FRAME as u64;
+        }
     }
 }
 

@@ -16,7 +16,6 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ffmpeg_next::{ChannelLayout, Dictionary, Rational, codec, encoder, format, frame};
 use str0m::format::Codec;
 use str0m::media::MediaTime;
 
@@ -24,7 +23,7 @@ use super::Event;
 use crate::compositor::blit::Scaler;
 use crate::compositor::decode::{AudioDecoder, VideoCodec, VideoDecoder};
 use crate::compositor::{Fit, Rect};
-use crate::egress::webrtc::AnnexB;
+use crate::egress::webrtc::{AnnexB, OpusEncoder};
 use crate::media::{SAMPLE_RATE, VideoFrame};
 use crate::router::{LocalFrame, TrackSource};
 use crate::rtc::LocalPublisher;
@@ -46,8 +45,6 @@ const MAX_SIZE: (u32, u32) = (1280, 720);
 /// The transcode's rate and frame rate.
 const TRANSCODE_KBPS: u32 = 1500;
 const TRANSCODE_FPS: u32 = 30;
-/// Opus frames: 20 ms at 48 kHz.
-const OPUS_FRAME: usize = 960;
 /// A keyframe asked for by a browser is made at most this often.
 const KEYFRAME_EVERY: Duration = Duration::from_secs(1);
 
@@ -151,55 +148,6 @@ impl Transcode {
     }
 }
 
-struct Opus {
-    encoder: encoder::Audio,
-    fifo: Vec<f32>,
-    /// Samples encoded so far (the Opus track's clock).
-    samples: u64,
-}
-
-impl Opus {
-    fn new() -> Result<Opus, String> {
-        crate::ffmpeg::init();
-        let found = encoder::find_by_name("libopus").ok_or("libopus is not available in this FFmpeg")?;
-        let mut a = codec::context::Context::new_with_codec(found).encoder().audio().map_err(|e| e.to_string())?;
-        a.set_rate(SAMPLE_RATE as i32);
-        a.set_format(format::Sample::F32(format::sample::Type::Packed));
-        a.set_channel_layout(ChannelLayout::STEREO);
-        a.set_channels(2);
-        a.set_bit_rate(96_000);
-        a.set_time_base(Rational(1, SAMPLE_RATE as i32));
-        let mut opts = Dictionary::new();
-        opts.set("application", "lowdelay");
-        let encoder = a.open_as_with(found, opts).map_err(|e| e.to_string())?;
-        Ok(Opus { encoder, fifo: Vec::new(), samples: 0 })
-    }
-
-    /// Encodes every whole 20 ms of `samples` queued; returns the packets with their times (48 kHz ticks).
-    fn encode(&mut self, samples: &[f32], out: &mut Vec<(Vec<u8>, u64)>) {
-        self.fifo.extend_from_slice(samples);
-        while self.fifo.len() >= OPUS_FRAME * 2 {
-            let mut f =
-                frame::Audio::new(format::Sample::F32(format::sample::Type::Packed), OPUS_FRAME, ChannelLayout::STEREO);
-            f.set_rate(SAMPLE_RATE);
-            f.set_pts(Some(self.samples as i64));
-            for (i, s) in self.fifo.drain(..OPUS_FRAME * 2).enumerate() {
-                let b = s.clamp(-1.0, 1.0).to_ne_bytes();
-                f.data_mut(0)[i * 4..i * 4 + 4].copy_from_slice(&b);
-            }
-            if self.encoder.send_frame(&f).is_err() {
-                continue;
-            }
-            let mut packet = ffmpeg_next::Packet::empty();
-            while self.encoder.receive_packet(&mut packet).is_ok() {
-                let at = packet.pts().map_or(self.samples, |p| p.max(0) as u64);
-                out.push((packet.data().map(<[u8]>::to_vec).unwrap_or_default(), at));
-            }
-            self.samples += OPUS_FRAME as u64;
-        }
-    }
-}
-
 struct Worker {
     publisher: LocalPublisher,
     program: ProgramInput,
@@ -209,7 +157,7 @@ struct Worker {
     size: (u32, u32),
     transcode: Option<Transcode>,
     audio: Option<AudioDecoder>,
-    opus: Option<Opus>,
+    opus: Option<OpusEncoder>,
     opus_packets: Vec<(Vec<u8>, u64)>,
 }
 
@@ -253,7 +201,7 @@ impl Worker {
                 Ok(d) => {
                     self.audio = Some(d);
                     self.opus =
-                        Opus::new().map_err(|e| tracing::warn!("studio source: no Opus for browsers: {e}")).ok();
+                        OpusEncoder::new().map_err(|e| tracing::warn!("studio source: no Opus for browsers: {e}")).ok();
                 }
                 Err(e) => tracing::warn!("studio source: AAC decoder: {e}"),
             },

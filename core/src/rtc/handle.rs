@@ -219,6 +219,24 @@ impl LocalPublisher {
     }
 }
 
+impl LocalPublisher {
+    /// Sends the Opus packets an encode's audio tap gives as this publisher's microphone: the program's sound
+    /// for WebRTC viewers.
+    pub fn opus_tap(publisher: Arc<LocalPublisher>) -> crate::egress::AudioTap {
+        Arc::new(move |packet: &[u8], ticks: u64| {
+            let time = str0m::media::MediaTime::new(ticks, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+            let frame = LocalFrame {
+                codec: str0m::format::Codec::Opus,
+                time,
+                wallclock: Instant::now(),
+                keyframe: true,
+                data: packet.into(),
+            };
+            publisher.send(TrackSource::Microphone, frame);
+        })
+    }
+}
+
 impl Drop for LocalPublisher {
     fn drop(&mut self) {
         // Lock order: rooms, then a room's state (as in `enter`).
