@@ -239,18 +239,7 @@ impl LocalPublisher {
 
 impl Drop for LocalPublisher {
     fn drop(&mut self) {
-        // Lock order: rooms, then a room's state (as in `enter`).
-        let mut rooms = self.inner.rooms.lock();
-        let mut st = self.room.state.lock();
-        st.room.remove_peer(self.id);
-        st.locals.remove(&self.id);
-        dispatch(&mut st);
-        if st.room.is_empty() {
-            st.closed = true;
-            if rooms.get(&self.room.name).is_some_and(|r| Arc::ptr_eq(r, &self.room)) {
-                rooms.remove(&self.room.name);
-            }
-        }
+        leave(&self.inner, &self.room, self.id);
     }
 }
 

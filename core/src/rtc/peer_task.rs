@@ -25,20 +25,7 @@ pub(super) struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.inner.demux.lock().remove(self.id);
-        {
-            // Lock order: rooms, then a room's state (as in `join`).
-            let mut rooms = self.inner.rooms.lock();
-            let mut st = self.room.state.lock();
-            st.room.remove_peer(self.id);
-            st.links.remove(&self.id);
-            dispatch(&mut st);
-            if st.room.is_empty() {
-                st.closed = true;
-                if rooms.get(&self.room.name).is_some_and(|r| Arc::ptr_eq(r, &self.room)) {
-                    rooms.remove(&self.room.name);
-                }
-            }
-        }
+        leave(&self.inner, &self.room, self.id);
         tracing::debug!(room = %self.room.name, peer = self.id.0, reason = ?self.reason, "left");
         let _ = self.events.send(MediaEvent::Closed(self.reason.clone()));
     }

@@ -78,6 +78,24 @@ pub(super) fn deliver(
     f
 }
 
+/// Takes peer `id` (a session or a source the node publishes) out of `room`, and the room out of the node once
+/// nobody is left in it.
+pub(super) fn leave(inner: &Inner, room: &Arc<RoomShared>, id: PeerId) {
+    // Lock order: rooms, then a room's state (as in `MediaNode::enter`).
+    let mut rooms = inner.rooms.lock();
+    let mut st = room.state.lock();
+    st.room.remove_peer(id);
+    st.links.remove(&id);
+    st.locals.remove(&id);
+    dispatch(&mut st);
+    if st.room.is_empty() {
+        st.closed = true;
+        if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            rooms.remove(&room.name);
+        }
+    }
+}
+
 /// Carries the room's decisions to the peers' tasks. Called with the room locked, after every
 /// input to the room.
 pub(super) fn dispatch(st: &mut RoomState) {

@@ -139,6 +139,24 @@ impl Ingest {
         self.statuses.lock().remove(&key);
     }
 
+    /// The encoder publishing with `key` (the one `stop` ends) is gone, for `error` if it was ended: it leaves the
+    /// publishers, and the studio is told (unless the key was revoked meanwhile).
+    fn publisher_ended(&self, state: &AppState, broadcast: Uuid, key: Uuid, stop: &Arc<Notify>, error: Option<&str>) {
+        {
+            let mut publishers = self.publishers.lock();
+            if publishers.get(&key).is_some_and(|p| Arc::ptr_eq(&p.stop, stop)) {
+                publishers.remove(&key);
+            }
+        }
+        let status = match error {
+            Some(message) => IngestStatus { state: "error".into(), message: Some(message.to_owned()), stream: None },
+            None => IngestStatus { state: "idle".into(), ..Default::default() },
+        };
+        if self.statuses.lock().contains_key(&key) {
+            self.set_status(state, broadcast, key, status);
+        }
+    }
+
     /// Keeps a key's status and tells the broadcast's studio (`ingest-status`).
     pub(crate) fn set_status(&self, state: &AppState, broadcast: Uuid, key: Uuid, status: IngestStatus) {
         self.statuses.lock().insert(key, status.clone());
@@ -273,20 +291,7 @@ impl PublishSink for RelaySink {
     }
 
     fn ended(self: Box<Self>, error: Option<String>) {
-        let ingest = &self.state.ingest;
-        {
-            let mut publishers = ingest.publishers.lock();
-            if publishers.get(&self.key).is_some_and(|p| Arc::ptr_eq(&p.stop, &self.stop)) {
-                publishers.remove(&self.key);
-            }
-        }
-        let status = match &error {
-            Some(message) => IngestStatus { state: "error".into(), message: Some(message.clone()), stream: None },
-            None => IngestStatus { state: "idle".into(), ..Default::default() },
-        };
-        if ingest.statuses.lock().contains_key(&self.key) {
-            ingest.set_status(&self.state, self.broadcast, self.key, status);
-        }
+        self.state.ingest.publisher_ended(&self.state, self.broadcast, self.key, &self.stop, error.as_deref());
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let _ = tx.send(Msg::Detached { error }).await;

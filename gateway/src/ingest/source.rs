@@ -169,20 +169,7 @@ impl PublishSink for SourceSink {
     }
 
     fn ended(self: Box<Self>, error: Option<String>) {
-        let ingest = &self.state.ingest;
-        {
-            let mut publishers = ingest.publishers.lock();
-            if publishers.get(&self.key).is_some_and(|p| Arc::ptr_eq(&p.stop, &self.stop)) {
-                publishers.remove(&self.key);
-            }
-        }
-        let status = match &error {
-            Some(message) => IngestStatus { state: "error".into(), message: Some(message.clone()), stream: None },
-            None => IngestStatus { state: "idle".into(), ..Default::default() },
-        };
-        if ingest.statuses.lock().contains_key(&self.key) {
-            ingest.set_status(&self.state, self.broadcast, self.key, status);
-        }
+        self.state.ingest.publisher_ended(&self.state, self.broadcast, self.key, &self.stop, error.as_deref());
         let (state, hub, broadcast, participant) =
             (self.state.clone(), self.hub.clone(), self.broadcast, self.participant);
         let source = self.source;
