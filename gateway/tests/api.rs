@@ -902,6 +902,46 @@ async fn cross_origin_state_changes_are_refused(b: Backend) {
         t.get("/api/broadcasts").cookies(&host).header("origin", "https://evil.example").send().await.status,
         StatusCode::OK
     );
+    // WHIP and WHEP take no cookie: a player on another site may call them (CORS), and gets their own answers.
+    let preflight = t
+        .req(Method::OPTIONS, "/api/whip")
+        .header("origin", "https://player.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers["access-control-allow-origin"], "*");
+    assert!(preflight.headers["access-control-allow-headers"].to_str().unwrap().contains("Authorization"));
+    assert!(preflight.headers["access-control-allow-methods"].to_str().unwrap().contains("DELETE"));
+    let whip = t
+        .post("/api/whip")
+        .cookies(&host)
+        .header("origin", "https://player.example")
+        .raw("application/sdp", b"v=0".to_vec())
+        .send()
+        .await;
+    whip.assert_error(StatusCode::UNAUTHORIZED);
+    assert_eq!(whip.headers["access-control-expose-headers"], "Location");
+    let id = t.broadcast(&host, "show").await;
+    let whep = t
+        .post(&format!("/api/watch/{id}/whep"))
+        .header("origin", "https://player.example")
+        .raw("application/sdp", b"v=0".to_vec())
+        .send()
+        .await;
+    whep.assert_error(StatusCode::NOT_FOUND);
+    assert_eq!(whep.headers["access-control-allow-origin"], "*");
+    // Nothing else answers other sites.
+    let r = t
+        .post("/api/broadcasts")
+        .cookies(&host)
+        .header("origin", "https://player.example")
+        .json(json!({"title": "x"}))
+        .send()
+        .await;
+    r.assert_error(StatusCode::FORBIDDEN);
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
 }
 
 async fn health_and_metrics(b: Backend) {

@@ -102,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), origin_check))
+        .layer(middleware::from_fn(webrtc_cors))
         .layer(middleware::from_fn(close_after_refusal))
         // On every response: the policy above, no MIME sniffing (an upload is served as the type it was checked
         // to be, never as HTML), no referrer to other sites.
@@ -132,13 +133,39 @@ async fn close_after_refusal(req: Request, next: Next) -> Response {
     res
 }
 
-/// Refuses state-changing requests that a browser sent from another site (CSRF), on top of SameSite=Lax.
+/// Refuses state-changing requests that a browser sent from another site (CSRF), on top of SameSite=Lax. WHIP and
+/// WHEP are left to [`webrtc_cors`]: no cookie gets anyone through them.
 async fn origin_check(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes_state && !crate::auth::same_origin(&state, req.headers()) {
+    if changes_state && !webrtc_http(req.uri().path()) && !crate::auth::same_origin(&state, req.headers()) {
         return ApiError::forbidden("cross-origin request refused (Origin does not match public_url)").into_response();
     }
     next.run(req).await
+}
+
+/// WHIP and WHEP: called by encoders and players anywhere, a page on another site included (RFC 9725 asks
+/// for CORS). They take no cookie (WHIP a Bearer ingest key, WHEP nothing: the show is open to viewers), so
+/// nothing a browser sends on its own can use them.
+fn webrtc_http(path: &str) -> bool {
+    path == "/api/whip"
+        || path.starts_with("/api/whip/")
+        || (path.starts_with("/api/watch/") && (path.ends_with("/whep") || path.contains("/whep/")))
+}
+
+/// Answers CORS preflights for WHIP and WHEP and lets any site read their answers (`Location` included).
+async fn webrtc_cors(req: Request, next: Next) -> Response {
+    if !webrtc_http(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let mut res =
+        if req.method() == Method::OPTIONS { StatusCode::NO_CONTENT.into_response() } else { next.run(req).await };
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, DELETE, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type"));
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Location"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    res
 }
 
 /// Unknown `/api/*` paths get a JSON 404; everything else is a studio file.
