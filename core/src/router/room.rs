@@ -421,7 +421,8 @@ impl Room {
     }
 
     /// Registers a track the node publishes for `peer` from a stream it cannot adapt (an encoder's, passed
-    /// through or transcoded once): one layer, never paused for a subscriber's bandwidth (see [`Room::allocate`]).
+    /// through or transcoded once): one layer, never paused for a subscriber's bandwidth (its rate is kept back
+    /// from the rest, up to half the subscriber's estimate).
     pub fn publish_fixed(&mut self, peer: PeerId, source: TrackSource) -> Result<TrackId, RouterError> {
         let id = self.publish_layers(peer, source, 1)?;
         if let Some(t) = self.tracks.get_mut(&id) {
