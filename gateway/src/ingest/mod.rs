@@ -139,6 +139,30 @@ impl Ingest {
         self.statuses.lock().remove(&key);
     }
 
+    /// Makes way for a new publisher: refused with `busy` while a publisher `conflicts` sends; one silent for
+    /// [`STALE`] (its network died without closing the connection) is stopped and the newcomer takes over.
+    fn make_way(&self, conflicts: impl Fn(&Uuid, &Publisher) -> bool, busy: &str) -> Result<(), String> {
+        let mut publishers = self.publishers.lock();
+        let Some((&key, p)) = publishers.iter().find(|(k, p)| conflicts(k, p)) else { return Ok(()) };
+        if p.last_data.lock().elapsed() < STALE {
+            return Err(busy.to_owned());
+        }
+        p.stop.notify_one();
+        publishers.remove(&key);
+        Ok(())
+    }
+
+    /// An encoder now publishes with `key` into `broadcast`: it is recorded (the key's last use too) and the studio
+    /// told. Returns what ends it and when it last sent.
+    async fn publishing(&self, state: &AppState, broadcast: Uuid, key: Uuid) -> (Arc<Notify>, Arc<Mutex<Instant>>) {
+        let _ = state.store.ingest_key_used(key).await;
+        let stop = Arc::new(Notify::new());
+        let last_data = Arc::new(Mutex::new(Instant::now()));
+        self.publishers.lock().insert(key, Publisher { broadcast, stop: stop.clone(), last_data: last_data.clone() });
+        self.set_status(state, broadcast, key, IngestStatus { state: "live".into(), ..Default::default() });
+        (stop, last_data)
+    }
+
     /// The encoder publishing with `key` (the one `stop` ends) is gone, for `error` if it was ended: it leaves the
     /// publishers, and the studio is told (unless the key was revoked meanwhile).
     fn publisher_ended(&self, state: &AppState, broadcast: Uuid, key: Uuid, stop: &Arc<Notify>, error: Option<&str>) {
@@ -237,18 +261,7 @@ async fn authorize(state: &AppState, key: &str, peer: SocketAddr) -> Verdict {
     if broadcast.status == BroadcastStatus::Live && !ingest.relaying(broadcast.id) {
         return Err("the broadcast is live from the studio".into());
     }
-    {
-        let mut publishers = ingest.publishers.lock();
-        let busy = publishers.iter().find(|(_, p)| p.broadcast == broadcast.id).map(|(id, p)| (*id, p));
-        if let Some((id, p)) = busy {
-            if p.last_data.lock().elapsed() < STALE {
-                return Err("the broadcast already has a live encoder".into());
-            }
-            // Its network died without closing the connection: the newcomer takes over.
-            p.stop.notify_one();
-            publishers.remove(&id);
-        }
-    }
+    ingest.make_way(|_, p| p.broadcast == broadcast.id, "the broadcast already has a live encoder")?;
     if !ingest.relaying(broadcast.id) {
         if let Err(e) = state.check_quota(broadcast.user_id, crate::state::Quota::GoLive).await {
             return Err(format!("{e}"));
@@ -261,14 +274,7 @@ async fn authorize(state: &AppState, key: &str, peer: SocketAddr) -> Verdict {
     if tx.send(Msg::Attach(row.id)).await.is_err() {
         return Err("the broadcast is ending; try again".into());
     }
-    let _ = state.store.ingest_key_used(row.id).await;
-    let stop = Arc::new(Notify::new());
-    let last_data = Arc::new(Mutex::new(Instant::now()));
-    ingest
-        .publishers
-        .lock()
-        .insert(row.id, Publisher { broadcast: broadcast.id, stop: stop.clone(), last_data: last_data.clone() });
-    ingest.set_status(state, broadcast.id, row.id, IngestStatus { state: "live".into(), ..Default::default() });
+    let (stop, last_data) = ingest.publishing(state, broadcast.id, row.id).await;
     let sink =
         RelaySink { state: state.clone(), key: row.id, broadcast: broadcast.id, tx, last_data, stop: stop.clone() };
     Ok(Accepted { sink: Box::new(sink), stop })

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{IngestStatus, Publisher, STALE};
+use super::IngestStatus;
 use crate::signaling::whip::{announce_joined, leave_seat, take_seat};
 use crate::signaling::{Control, Hub};
 use crate::state::AppState;
@@ -26,17 +26,7 @@ const COST_EVERY: Duration = Duration::from_secs(5);
 /// Seats the encoder publishing with `key` in `broadcast`'s studio.
 pub(super) async fn publish(state: &AppState, broadcast: &Broadcast, key: &IngestKeyRow) -> Verdict {
     let ingest = &state.ingest;
-    {
-        let mut publishers = ingest.publishers.lock();
-        if let Some(p) = publishers.get(&key.id) {
-            if p.last_data.lock().elapsed() < STALE {
-                return Err("this key already has a live encoder".into());
-            }
-            // Its network died without closing the connection: the newcomer takes over.
-            p.stop.notify_one();
-            publishers.remove(&key.id);
-        }
-    }
+    ingest.make_way(|k, _| *k == key.id, "this key already has a live encoder")?;
     let hub = Hub::get(state).await.map_err(|e| format!("the studio cannot take a source now: {e}"))?;
     let (participant, mut control) =
         take_seat(state, &hub, broadcast.id, &key.label).await.map_err(|e| e.to_string())?;
@@ -58,14 +48,7 @@ pub(super) async fn publish(state: &AppState, broadcast: &Broadcast, key: &Inges
         }
     };
     announce_joined(state, broadcast.id, participant).await;
-    let _ = state.store.ingest_key_used(key.id).await;
-    let stop = Arc::new(Notify::new());
-    let last_data = Arc::new(Mutex::new(Instant::now()));
-    ingest
-        .publishers
-        .lock()
-        .insert(key.id, Publisher { broadcast: broadcast.id, stop: stop.clone(), last_data: last_data.clone() });
-    ingest.set_status(state, broadcast.id, key.id, IngestStatus { state: "live".into(), ..Default::default() });
+    let (stop, last_data) = ingest.publishing(state, broadcast.id, key.id).await;
     tracing::info!(broadcast = %broadcast.id, key = %key.id, participant = %id, "rtmp ingest: a source in the studio");
     // A host removing the participant ends the encoder's connection.
     let removed = stop.clone();
