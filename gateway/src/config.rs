@@ -36,6 +36,15 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub program: ProgramConfig,
     pub ingest: IngestConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// This node among several sharing PostgreSQL and Redis (`docs/cluster.md`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's name in the cluster directory; unset: the host name and a random suffix, new at each start.
+    pub node_id: Option<String>,
 }
 
 /// Encoders publishing to this server (OBS, ffmpeg, hardware encoders).
@@ -257,6 +266,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             program: ProgramConfig::default(),
             ingest: IngestConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

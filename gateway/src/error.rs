@@ -163,7 +163,10 @@ impl From<crate::program::ProgramError> for ApiError {
             P::AlreadyLive => Self::conflict("already_live", "the program is already on air"),
             P::Destination { field, message } => Self::invalid(field, message),
             P::Store(e) => e.into(),
-            e @ (P::Plugins(_) | P::Start(_) | P::Recording(_)) => Self::Internal(anyhow::anyhow!(e)),
+            P::HostedElsewhere(node) => {
+                Self::conflict("hosted_elsewhere", format!("the broadcast is on air from another node ({node})"))
+            }
+            e @ (P::Plugins(_) | P::Start(_) | P::Recording(_) | P::Cluster(_)) => Self::Internal(anyhow::anyhow!(e)),
         }
     }
 }
@@ -172,6 +175,7 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Conflict(what) => Self::conflict("conflict", format!("{what} already exists")),
+            e @ crate::store::StoreError::Fenced { .. } => Self::conflict("hosted_elsewhere", e.to_string()),
             other => Self::Internal(other.into()),
         }
     }

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub output_connects: IntGaugeVec,
     /// Per participant's link (labels `broadcast`, `participant`), while they are in the studio.
     pub connection: ConnectionGauges,
+    /// This node's load as it reports it to the cluster directory (label `node`), and the nodes it sees.
+    pub node_load: GaugeVec,
+    pub cluster_nodes: IntGauge,
 }
 
 /// A participant's link: what the studio's quality indicator shows.
@@ -128,8 +131,18 @@ impl Metrics {
                 who,
             ),
         };
+        let node_load = float_gauge(
+            "backyard_node_load",
+            "This node's load as written to the cluster directory: cpu_cores, participants, programs",
+            &["node", "what"],
+        );
+        let cluster_nodes =
+            IntGauge::new("backyard_cluster_nodes", "Nodes whose cluster directory entry is current").expect(DEFINED);
+        registry.register(Box::new(cluster_nodes.clone())).expect(DEFINED);
         Self {
             connection,
+            node_load,
+            cluster_nodes,
             registry,
             requests,
             latency,

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::bus::{Bus, InProcessBus, RedisBus};
+use crate::cluster::{Cluster, Directory, LocalDirectory, RedisDirectory};
 
 use crate::auth::tokens::{DbTokens, Jwt, RedisTokens, TokenStore};
 use crate::config::Config;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub ingest: Arc<crate::ingest::Ingest>,
     /// The WHIP publishers in this node's rooms.
     pub whip: Arc<crate::signaling::whip::WhipSessions>,
+    /// This node in the cluster directory (nodes, and each live broadcast's home under a fenced lease).
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// How long a confirmed-active session is trusted without asking the token store again. Revocations evict at
@@ -79,13 +82,20 @@ impl AppState {
     }
 
     pub async fn with_store(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
-        let (tokens, bus): (Arc<dyn TokenStore>, Arc<dyn Bus>) = match &cfg.redis.url {
+        let (tokens, bus, directory): (Arc<dyn TokenStore>, Arc<dyn Bus>, Directory) = match &cfg.redis.url {
             Some(url) => (
                 Arc::new(RedisTokens::connect(url, &cfg.redis.prefix, cfg.auth.refresh_ttl_days).await?),
                 Arc::new(RedisBus::connect(url, &cfg.redis.prefix).await?),
+                Directory::Redis(RedisDirectory::connect(url, &cfg.redis.prefix).await?),
             ),
-            None => (Arc::new(DbTokens(store.clone())), Arc::new(InProcessBus::new())),
+            None => (
+                Arc::new(DbTokens(store.clone())),
+                Arc::new(InProcessBus::new()),
+                Directory::Local(LocalDirectory::default()),
+            ),
         };
+        let node = cfg.cluster.node_id.clone().unwrap_or_else(crate::cluster::default_node_id);
+        let cluster = Arc::new(Cluster::new(node, directory, cfg.public_url.clone()));
         let jwt = Jwt::new(
             cfg.secrets.jwt_key.as_deref().ok_or_else(|| anyhow::anyhow!("secrets.jwt_key missing"))?,
             cfg.auth.access_ttl_secs,
@@ -120,7 +130,7 @@ impl AppState {
                 }
             }
         });
-        Ok(Self {
+        let state = Self {
             active_sessions,
             plugins,
             hub: Arc::default(),
@@ -135,7 +145,10 @@ impl AppState {
             cipher: Arc::new(cipher),
             metrics: Arc::new(metrics),
             public_origin: public_origin.into(),
-        })
+            cluster,
+        };
+        crate::cluster::heartbeat(&state);
+        Ok(state)
     }
 
     /// Cookies get `Secure` when the public URL is HTTPS.

@@ -4,7 +4,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{Backend, Cookies, RawDb, TestApp};
-use serde_json::json;
+use serde_json::{Value, json};
 
 both_backends!(
     host_flow_register_login_broadcast_destination_start_end,
@@ -28,6 +28,7 @@ both_backends!(
     start_and_end_are_announced_on_the_bus,
     cross_origin_state_changes_are_refused,
     health_and_metrics,
+    the_cluster_view_lists_live_nodes_to_administrators_only,
     a_show_open_to_viewers_streams_hls_while_live,
     ingest_keys_are_sealed_listed_masked_and_revocable,
 );
@@ -742,14 +743,14 @@ async fn recordings_list_get_range_delete(b: Backend) {
     let id = t.broadcast(&host, "x").await;
     let user_id: uuid::Uuid =
         t.get("/api/auth/me").cookies(&host).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
-    let rec = t.state.store.create_recording(id.parse().unwrap(), user_id, "x").await.unwrap();
+    let rec = t.state.store.create_recording(id.parse().unwrap(), user_id, "x", 0).await.unwrap();
     let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let path = backyard::program::recording_path(&t.state.cfg.data_dir, rec.id);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &content).unwrap();
     t.state
         .store
-        .finish_recording(rec.id, backyard::store::RecordingStatus::Ready, 12.5, content.len() as i64)
+        .finish_recording(rec.id, backyard::store::RecordingStatus::Ready, 12.5, content.len() as i64, 0)
         .await
         .unwrap();
 
@@ -1225,4 +1226,34 @@ async fn ingest_keys_are_sealed_listed_masked_and_revocable(b: Backend) {
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     assert!(t.state.store.ingest_key_by_hash(&backyard::auth::tokens::hash_token(&key)).await.unwrap().is_none());
     t.post(&format!("{base}/{key_id}/reveal")).cookies(&host).send().await.assert_error(StatusCode::NOT_FOUND);
+}
+
+/// `GET /api/cluster`: this node (and any other whose entry is current) with its load, for administrators;
+/// its load is also a Prometheus series.
+async fn the_cluster_view_lists_live_nodes_to_administrators_only(b: Backend) {
+    let t = TestApp::new(b).await;
+    let admin = t.user("admin@example.com").await;
+    let other = t.user("not-admin@example.com").await;
+    t.get("/api/cluster").send().await.assert_error(StatusCode::UNAUTHORIZED);
+    t.get("/api/cluster").cookies(&other).send().await.assert_error(StatusCode::FORBIDDEN);
+    // The heartbeat writes the node's entry as the node starts.
+    let mut view = Value::Null;
+    for _ in 0..50 {
+        let r = t.get("/api/cluster").cookies(&admin).send().await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        view = r.body;
+        if !view["nodes"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let me = view["thisNode"].as_str().unwrap().to_owned();
+    assert_eq!(me, t.state.cluster.node);
+    let nodes = view["nodes"].as_array().unwrap();
+    let entry = nodes.iter().find(|n| n["id"] == me.as_str()).unwrap_or_else(|| panic!("{view}"));
+    assert_eq!(entry["http"], "http://studio.test");
+    assert!(entry["load"]["cpuCores"].is_number() && entry["load"]["participants"] == 0, "{entry}");
+    assert!(entry["programs"].as_array().unwrap().is_empty());
+    let metrics = String::from_utf8_lossy(&t.get("/metrics").send().await.bytes).into_owned();
+    assert!(metrics.contains(&format!("backyard_node_load{{node=\"{me}\",what=\"participants\"}} 0")), "{metrics}");
 }

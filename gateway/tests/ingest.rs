@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use backyard::bus::topic;
+use common::rtmp::closed_by_server;
 use common::{Backend, TestApp};
 use serde_json::json;
 
@@ -272,21 +273,6 @@ fn raw(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// True when the server closed the connection (EOF or reset) within the read timeout.
-fn closed_by_server(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                return false;
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
 /// Completes an RTMP handshake by hand (C0+C1, read S0+S1+S2, send C2).
 fn handshake(addr: SocketAddr) -> TcpStream {
     let mut s = raw(addr);
@@ -403,74 +389,14 @@ async fn bad_publishers_are_turned_away_and_the_show_goes_on() -> anyhow::Result
     Ok(())
 }
 
-/// A minimal RTMP publisher (rml_rtmp's client over a blocking socket): handshake, connect, publish `key`,
-/// then sends `video` tag bodies. For what ffmpeg on this machine cannot send (HEVC over Enhanced RTMP).
+/// Publishes `key` with the harness's RTMP client and sends `video` tag bodies; Ok when the server then ends
+/// the connection. For what ffmpeg on this machine cannot send (HEVC over Enhanced RTMP).
 fn publish_tags(addr: SocketAddr, key: &str, video: &[&[u8]]) -> std::io::Result<()> {
-    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-    use rml_rtmp::sessions::{
-        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
-    };
-    let mut s = raw(addr);
-    let mut hs = Handshake::new(PeerType::Client);
-    s.write_all(&hs.generate_outbound_p0_and_p1().unwrap())?;
-    let mut buf = vec![0u8; 8192];
-    let leftover = loop {
-        let n = s.read(&mut buf)?;
-        match hs.process_bytes(&buf[..n]).unwrap() {
-            HandshakeProcessResult::InProgress { response_bytes } => s.write_all(&response_bytes)?,
-            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
-                s.write_all(&response_bytes)?;
-                break remaining_bytes;
-            }
-        }
-    };
-    let (mut client, first) = ClientSession::new(ClientSessionConfig::new()).unwrap();
-    let send = |s: &mut TcpStream, results: Vec<ClientSessionResult>| -> std::io::Result<Vec<ClientSessionEvent>> {
-        let mut events = Vec::new();
-        for r in results {
-            match r {
-                ClientSessionResult::OutboundResponse(p) => s.write_all(&p.bytes)?,
-                ClientSessionResult::RaisedEvent(e) => events.push(e),
-                ClientSessionResult::UnhandleableMessageReceived(_) => {}
-            }
-        }
-        Ok(events)
-    };
-    send(&mut s, first)?;
-    let mut incoming = leftover;
-    let mut wait_for =
-        |s: &mut TcpStream, client: &mut ClientSession, want: fn(&ClientSessionEvent) -> bool| -> std::io::Result<()> {
-            loop {
-                let results = client.handle_input(&incoming).unwrap();
-                incoming.clear();
-                if send(s, results)?.iter().any(want) {
-                    return Ok(());
-                }
-                let n = s.read(&mut buf)?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                incoming.extend_from_slice(&buf[..n]);
-            }
-        };
-    let connect = client.request_connection("live".into()).unwrap();
-    send(&mut s, vec![connect])?;
-    wait_for(&mut s, &mut client, |e| matches!(e, ClientSessionEvent::ConnectionRequestAccepted))?;
-    let publish = client.request_publishing(key.into(), PublishRequestType::Live).unwrap();
-    send(&mut s, vec![publish])?;
-    wait_for(&mut s, &mut client, |e| matches!(e, ClientSessionEvent::PublishRequestAccepted))?;
+    let mut publisher = common::rtmp::Publisher::connect(addr, "live", key)?;
     for (i, tag) in video.iter().enumerate() {
-        let r = client
-            .publish_video_data(
-                bytes::Bytes::copy_from_slice(tag),
-                rml_rtmp::time::RtmpTimestamp::new(i as u32 * 33),
-                false,
-            )
-            .unwrap();
-        send(&mut s, vec![r])?;
+        publisher.video(i as u32 * 33, tag)?;
     }
-    // The server ends the connection.
-    if closed_by_server(&mut s) { Ok(()) } else { Err(std::io::ErrorKind::TimedOut.into()) }
+    if publisher.closed_by_server() { Ok(()) } else { Err(std::io::ErrorKind::TimedOut.into()) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

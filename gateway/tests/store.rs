@@ -2,7 +2,7 @@
 
 mod common;
 
-use backyard::store::{RefreshUse, Role};
+use backyard::store::{RecordingStatus, RefreshUse, Role, StoreError};
 use common::{Backend, TestApp};
 use time::{Duration, OffsetDateTime};
 
@@ -14,6 +14,7 @@ both_backends!(
     invite_revocation_returns_its_guest_sessions,
     invite_tokens_are_stored_hashed_and_plain_rows_from_before_are_hashed_at_start,
     deleting_a_broadcast_cascades,
+    a_node_with_a_stale_home_token_writes_no_recording_rows,
 );
 
 async fn users_are_unique_by_email(b: Backend) {
@@ -137,9 +138,59 @@ async fn deleting_a_broadcast_cascades(b: Backend) {
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
     s.participant_joined(bc.id, None, "G", Role::Guest, true, true).await.unwrap();
-    let rec = s.create_recording(bc.id, u.id, "r").await.unwrap();
+    let rec = s.create_recording(bc.id, u.id, "r", 0).await.unwrap();
     assert!(s.delete_broadcast(bc.id).await.unwrap());
     assert!(s.broadcast(bc.id).await.unwrap().is_none());
     assert!(s.recording(rec.id).await.unwrap().is_none());
     assert!(!s.delete_broadcast(bc.id).await.unwrap());
+}
+
+/// Two nodes and one broadcast's home: the directory gives it to one node at a time under a growing token,
+/// and the database takes recording rows only from the newest token, so a node that lost its home while
+/// frozen writes nothing when it wakes. In embedded mode the directory is the process's; with PostgreSQL it
+/// is Redis.
+async fn a_node_with_a_stale_home_token_writes_no_recording_rows(b: Backend) {
+    let t = TestApp::new(b).await;
+    let (s, d) = (&t.state.store, &t.state.cluster.directory);
+    let u = s.create_user("home@example.com", "phc", "A", true).await.unwrap();
+    let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
+
+    let a = d.take_home(bc.id, "node-a", bc.home_fence).await.unwrap().expect("free");
+    assert_eq!(d.take_home(bc.id, "node-b", 0).await.unwrap(), None, "one home at a time");
+    assert!(s.claim_home(bc.id, a.token).await.unwrap());
+    let part1 = s.create_recording(bc.id, u.id, "part 1", a.token).await.unwrap();
+
+    // node-a's lease ends (as when it is frozen past it) and node-b takes the show over.
+    d.release(&a).await.unwrap();
+    let b2 = d.take_home(bc.id, "node-b", 0).await.unwrap().expect("free again");
+    assert!(b2.token > a.token, "{} after {}", b2.token, a.token);
+    assert!(s.claim_home(bc.id, b2.token).await.unwrap());
+
+    // node-a wakes with its old token: its renewal is refused, and so is every row it tries to write.
+    assert!(!d.renew(&a, true).await.unwrap());
+    assert!(!s.claim_home(bc.id, a.token).await.unwrap());
+    let stale = s.create_recording(bc.id, u.id, "stale part", a.token).await;
+    assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
+    let stale = s.finish_recording(part1.id, RecordingStatus::Ready, 9.0, 9, a.token).await;
+    assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
+    assert_eq!(s.recording(part1.id).await.unwrap().unwrap().status, RecordingStatus::Recording);
+
+    // node-b, the home now, finishes the first part and starts the second.
+    s.finish_recording(part1.id, RecordingStatus::Ready, 9.0, 9, b2.token).await.unwrap();
+    let part2 = s.create_recording(bc.id, u.id, "part 2", b2.token).await.unwrap();
+    assert_eq!(part2.broadcast_id, bc.id);
+
+    // The directory forgets its counter (Redis restarted without persistence): tokens still grow past what
+    // the database has seen.
+    d.release(&b2).await.unwrap();
+    if let Some(url) = &t.state.cfg.redis.url {
+        let mut conn = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let key = format!("{}cluster:token:{}", t.state.cfg.redis.prefix, bc.id);
+        redis::cmd("DEL").arg(key).query_async::<i64>(&mut conn).await.unwrap();
+    }
+    let floor = s.broadcast(bc.id).await.unwrap().unwrap().home_fence;
+    assert_eq!(floor, b2.token);
+    let next = d.take_home(bc.id, "node-c", floor).await.unwrap().expect("free");
+    assert!(next.token > floor, "{} after {floor}", next.token);
+    assert!(s.claim_home(bc.id, next.token).await.unwrap());
 }

@@ -20,7 +20,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "sync" => crate::bench_program::sync(),
         "hls" => crate::bench_hls::run(),
         "relay" => crate::bench_relay::run(),
-        other => bail!("unknown bench {other:?}; available: api, sfu, plugins, program, sync, hls, relay"),
+        "latency" => crate::bench_program::latency(),
+        other => bail!("unknown bench {other:?}; available: api, sfu, plugins, program, sync, hls, relay, latency"),
     }
 }
 

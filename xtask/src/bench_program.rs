@@ -18,10 +18,21 @@ pub fn sync() -> anyhow::Result<()> {
     core_bench("sync")
 }
 
+/// `cargo xtask bench latency`: RTMP encoder → studio over WebRTC (forwarded and transcoded) and → program →
+/// WHEP viewer, read from a frame counter (`gateway/benches/latency.rs`).
+pub fn latency() -> anyhow::Result<()> {
+    crate::plugins::build_plugins(false)?;
+    bench("backyard", "latency")
+}
+
 fn core_bench(name: &str) -> anyhow::Result<()> {
+    bench("backyard-core", name)
+}
+
+fn bench(package: &str, name: &str) -> anyhow::Result<()> {
     setup::ensure_apt(&["ffmpeg", "nginx", "libnginx-mod-rtmp"])?;
     let status =
-        cargo_cmd().args(["bench", "-p", "backyard-core", "--bench", name]).status().context("starting cargo bench")?;
+        cargo_cmd().args(["bench", "-p", package, "--bench", name]).status().context("starting cargo bench")?;
     if !status.success() {
         bail!("bench {name} failed");
     }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod brands;
 pub mod broadcasts;
+pub mod cluster;
 pub mod destinations;
 pub mod extract;
 pub mod ingest_keys;
@@ -75,6 +76,7 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(recordings::get, recordings::delete))
         .routes(routes!(recordings::file))
         .routes(routes!(uploads::serve))
+        .routes(routes!(cluster::view))
         .routes(routes!(healthz))
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))

@@ -514,7 +514,7 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
     let destinations = crate::program::resolve_destinations(state, broadcast.id).await.map_err(|e| e.to_string())?;
     let recording = state
         .store
-        .create_recording(broadcast.id, broadcast.user_id, &broadcast.title)
+        .create_recording(broadcast.id, broadcast.user_id, &broadcast.title, crate::store::UNFENCED)
         .await
         .map_err(|e| e.to_string())?;
     let path = crate::program::recording_path(&state.cfg.data_dir, recording.id);
@@ -553,7 +553,10 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
             Ok(Running { relay, recording: recording.id })
         }
         Err(e) => {
-            let _ = state.store.finish_recording(recording.id, RecordingStatus::Failed, 0.0, 0).await;
+            let _ = state
+                .store
+                .finish_recording(recording.id, RecordingStatus::Failed, 0.0, 0, crate::store::UNFENCED)
+                .await;
             Err(e.to_string())
         }
     }
@@ -567,7 +570,7 @@ async fn finish(state: &AppState, broadcast: Uuid, running: Running) {
         // The stream goes with the outputs that wrote it (a new one starts if the relay starts again).
         let _ = tokio::fs::remove_dir_all(&viewers.dir).await;
     }
-    match crate::program::finalise_recording(state, recording, report.as_ref()).await {
+    match crate::program::finalise_recording(state, recording, report.as_ref(), crate::store::UNFENCED).await {
         Ok((duration, size)) => tracing::info!(%broadcast, %recording, duration, size, "relay recording finalised"),
         Err(e) => tracing::error!(%broadcast, "could not finalise the relay's recording: {e}"),
     }

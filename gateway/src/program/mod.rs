@@ -60,6 +60,12 @@ pub enum ProgramError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another node is the broadcast's home (runs its program and publishes to its destinations).
+    #[error("the broadcast is on air from another node ({0})")]
+    HostedElsewhere(String),
+    /// The cluster directory could not be reached.
+    #[error("cluster directory: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// The programs running on this node, by broadcast.
@@ -107,6 +113,9 @@ impl Drop for Live {
 /// Egress attached to a program.
 struct OnAir {
     recording: Option<Uuid>,
+    /// This node's right to be the broadcast's home, and the task renewing it.
+    home: crate::cluster::Fence,
+    keeper: tokio::task::JoinHandle<()>,
     /// The stream for viewers, when they may watch.
     viewers: Option<Arc<ViewerStream>>,
 }
@@ -214,7 +223,24 @@ impl Programs {
             return Err(ProgramError::AlreadyLive);
         }
         let destinations = resolve_destinations(state, broadcast.id).await?;
-        let recording = state.store.create_recording(broadcast.id, broadcast.user_id, &broadcast.title).await?;
+        // One home per broadcast: this node takes it (a new fence token) or the show is on air elsewhere.
+        let home = match state.cluster.take_home(broadcast.id, broadcast.home_fence).await? {
+            Ok(fence) => fence,
+            Err(holder) => return Err(ProgramError::HostedElsewhere(holder)),
+        };
+        let token = home.token;
+        let recording = match state.store.claim_home(broadcast.id, token).await {
+            Ok(true) => state.store.create_recording(broadcast.id, broadcast.user_id, &broadcast.title, token).await,
+            Ok(false) => Err(StoreError::Fenced { token }),
+            Err(e) => Err(e),
+        };
+        let recording = match recording {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = state.cluster.directory.release(&home).await;
+                return Err(e.into());
+            }
+        };
         let path = recording_path(&state.cfg.data_dir, recording.id);
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(ProgramError::Recording)?;
@@ -260,12 +286,27 @@ impl Programs {
                         ViewerStream::new(dir, control)
                     }))
                 });
-                *on_air = Some(OnAir { recording: Some(recording.id), viewers });
+                // Losing the home (frozen past the lease, cut off, taken over) stops the outputs at once.
+                let (lost_state, lost_media, id) = (state.clone(), media.clone(), broadcast.id);
+                let keeper = crate::cluster::keep_home(
+                    state.cluster.clone(),
+                    home.clone(),
+                    crate::cluster::HOME_RENEW,
+                    move || {
+                        tokio::spawn(async move {
+                            if let Some(hub) = crate::signaling::Hub::running(&lost_state) {
+                                hub.programs.lose_home(&lost_media, id).await;
+                            }
+                        });
+                    },
+                );
+                *on_air = Some(OnAir { recording: Some(recording.id), home, keeper, viewers });
                 live.director.send(Input::OnAir(true));
                 Ok(())
             }
             Err(e) => {
-                let _ = state.store.finish_recording(recording.id, RecordingStatus::Failed, 0.0, 0).await;
+                let _ = state.store.finish_recording(recording.id, RecordingStatus::Failed, 0.0, 0, token).await;
+                let _ = state.cluster.directory.release(&home).await;
                 Err(ProgramError::Start(format!("the encoder: {e}")))
             }
         }
@@ -277,14 +318,24 @@ impl Programs {
         let Some(live) = self.get(broadcast) else { return Ok(()) };
         let on_air = live.on_air.lock().await.take();
         if let Some(on_air) = on_air {
+            on_air.keeper.abort();
             live.director.send(Input::OnAir(false));
             let program = live.program.clone();
             let report = tokio::task::spawn_blocking(move || program.end_live())
                 .await
                 .map_err(|e| ProgramError::Start(e.to_string()))?;
             if let Some(id) = on_air.recording {
-                let (duration, size) = finalise_recording(state, id, report.as_ref()).await?;
-                tracing::info!(%broadcast, recording = %id, duration, size, "recording finalised");
+                match finalise_recording(state, id, report.as_ref(), on_air.home.token).await {
+                    Ok((duration, size)) => {
+                        tracing::info!(%broadcast, recording = %id, duration, size, "recording finalised")
+                    }
+                    // Another node took the show over meanwhile: its rows are its own.
+                    Err(e @ StoreError::Fenced { .. }) => tracing::warn!(%broadcast, recording = %id, "{e}"),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if let Err(e) = state.cluster.directory.release(&on_air.home).await {
+                tracing::warn!(%broadcast, "could not give the home lease back (it lapses by itself): {e}");
             }
             if let Some(viewers) = on_air.viewers {
                 // The show is over: its watch page says so, and the stream goes.
@@ -294,6 +345,22 @@ impl Programs {
         }
         self.stop_if_idle(media, broadcast).await;
         Ok(())
+    }
+
+    /// This node is no longer the broadcast's home (its lease ran out or another node took the show over):
+    /// every output stops now and nothing is written to the database, which the new home owns.
+    pub async fn lose_home(&self, media: &MediaNode, broadcast: Uuid) {
+        let Some(live) = self.get(broadcast) else { return };
+        let Some(on_air) = live.on_air.lock().await.take() else { return };
+        live.director.send(Input::OnAir(false));
+        let program = live.program.clone();
+        let _ = tokio::task::spawn_blocking(move || program.end_live()).await;
+        tracing::warn!(%broadcast, token = on_air.home.token, "outputs stopped: this node lost the broadcast's home");
+        if let Some(viewers) = on_air.viewers {
+            viewers.end();
+            let _ = tokio::fs::remove_dir_all(&viewers.dir).await;
+        }
+        self.stop_if_idle(media, broadcast).await;
     }
 }
 
@@ -362,11 +429,12 @@ pub(crate) async fn finalise_recording(
     state: &AppState,
     id: Uuid,
     report: Option<&EgressReport>,
+    fence: i64,
 ) -> Result<(f64, i64), StoreError> {
     let (duration, size) =
         report.and_then(|r| r.recording.as_ref()).map(|r| (r.duration_secs, r.size_bytes as i64)).unwrap_or((0.0, 0));
     let status = if size > 0 { RecordingStatus::Ready } else { RecordingStatus::Failed };
-    state.store.finish_recording(id, status, duration, size).await?;
+    state.store.finish_recording(id, status, duration, size, fence).await?;
     Ok((duration, size))
 }
 
@@ -490,7 +558,7 @@ pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
             .flatten()
             .unwrap_or(0.0);
         let status = if size > 0 && duration > 0.0 { RecordingStatus::Ready } else { RecordingStatus::Failed };
-        state.store.finish_recording(rec.id, status, duration, size).await?;
+        state.store.finish_recording(rec.id, status, duration, size, crate::store::UNFENCED).await?;
         tracing::warn!(recording = %rec.id, %status, duration, size, "recording interrupted by a restart, finalised");
     }
     Ok(())

@@ -116,6 +116,11 @@ impl Hub {
             .map_err(ApiError::Internal)
     }
 
+    /// How many people are in this node's studios.
+    pub fn participant_count(&self) -> usize {
+        self.rooms.lock().values().map(|r| r.members.len()).sum()
+    }
+
     /// The node's hub, if it was started.
     pub fn running(state: &AppState) -> Option<Arc<Hub>> {
         state.hub.get().cloned()

@@ -26,9 +26,17 @@ pub enum StoreError {
     /// Running migrations failed.
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A write under a fence token older than the newest one claimed for the broadcast's home: another node
+    /// has taken its program over.
+    #[error("a newer node is this broadcast's home: this node's token {token} is stale")]
+    Fenced { token: i64 },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The fence token of writers that are not a broadcast's home: restart recovery of a broadcast no node
+/// holds, and the RTMP relay (which runs on the node its encoder reached).
+pub const UNFENCED: i64 = i64::MAX;
 
 /// A page of a list: `items` in a stable order and the `total` count.
 /// What one account holds, counted for its quotas.
@@ -119,13 +127,25 @@ pub trait Store: Send + Sync + 'static {
     async fn close_all_participants(&self) -> StoreResult<u64>;
 
     // recordings
-    async fn create_recording(&self, broadcast_id: Uuid, user_id: Uuid, title: &str) -> StoreResult<Recording>;
+    /// Raises the broadcast's home fence to `token`; false if a newer token was claimed already.
+    async fn claim_home(&self, broadcast_id: Uuid, token: i64) -> StoreResult<bool>;
+    /// A new recording row, written only under a `fence` token at least as new as the broadcast's home
+    /// fence ([`StoreError::Fenced`] otherwise).
+    async fn create_recording(
+        &self,
+        broadcast_id: Uuid,
+        user_id: Uuid,
+        title: &str,
+        fence: i64,
+    ) -> StoreResult<Recording>;
+    /// Marks a recording finished, under a `fence` token as for [`Store::create_recording`].
     async fn finish_recording(
         &self,
         id: Uuid,
         status: RecordingStatus,
         duration: f64,
         file_size: i64,
+        fence: i64,
     ) -> StoreResult<()>;
     async fn recording(&self, id: Uuid) -> StoreResult<Option<Recording>>;
     /// Recordings still marked as being written (their process ended without finalising them).
@@ -644,12 +664,23 @@ macro_rules! impl_store {
                     .rows_affected())
             }
 
-            async fn create_recording(&self, broadcast_id: Uuid, user_id: Uuid, title: &str) -> StoreResult<Recording> {
+            async fn claim_home(&self, broadcast_id: Uuid, token: i64) -> StoreResult<bool> {
+                Ok(sqlx::query("UPDATE broadcasts SET home_fence = $2 WHERE id = $1 AND home_fence <= $2")
+                    .bind(broadcast_id)
+                    .bind(token)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    == 1)
+            }
+
+            async fn create_recording(&self, broadcast_id: Uuid, user_id: Uuid, title: &str, fence: i64) -> StoreResult<Recording> {
                 let t = now();
                 let id = Uuid::now_v7();
-                Ok(sqlx::query_as::<_, Recording>(
+                sqlx::query_as::<_, Recording>(
                     "INSERT INTO recordings (id, broadcast_id, user_id, title, url, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
+                     SELECT $1, $2, $3, $4, $5, $6, $6
+                     WHERE EXISTS (SELECT 1 FROM broadcasts WHERE id = $2 AND home_fence <= $7) RETURNING *",
                 )
                 .bind(id)
                 .bind(broadcast_id)
@@ -657,21 +688,36 @@ macro_rules! impl_store {
                 .bind(title)
                 .bind(format!("/api/recordings/{id}/file"))
                 .bind(t)
-                .fetch_one(&self.pool)
-                .await?)
+                .bind(fence)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::Fenced { token: fence })
             }
 
-            async fn finish_recording(&self, id: Uuid, status: RecordingStatus, duration: f64, file_size: i64) -> StoreResult<()> {
-                sqlx::query(
-                    "UPDATE recordings SET status = $2, duration = $3, file_size = $4, updated_at = $5 WHERE id = $1",
+            async fn finish_recording(
+                &self,
+                id: Uuid,
+                status: RecordingStatus,
+                duration: f64,
+                file_size: i64,
+                fence: i64,
+            ) -> StoreResult<()> {
+                let written = sqlx::query(
+                    "UPDATE recordings SET status = $2, duration = $3, file_size = $4, updated_at = $5 WHERE id = $1
+                     AND (SELECT home_fence FROM broadcasts WHERE broadcasts.id = recordings.broadcast_id) <= $6",
                 )
                 .bind(id)
                 .bind(status)
                 .bind(duration)
                 .bind(file_size)
                 .bind(now())
+                .bind(fence)
                 .execute(&self.pool)
-                .await?;
+                .await?
+                .rows_affected();
+                if written == 0 {
+                    return Err(StoreError::Fenced { token: fence });
+                }
                 Ok(())
             }
 

@@ -157,6 +157,9 @@ pub struct Broadcast {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The newest fence token a node claimed this broadcast's home with (`gateway/src/cluster.rs`).
+    #[serde(skip)]
+    pub home_fence: i64,
 }
 
 /// A destination as stored: the stream key only as AES-256-GCM ciphertext.

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod rtc;
+pub mod rtmp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
