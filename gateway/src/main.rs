@@ -217,6 +217,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(url) = backyard::ingest::rtmp_url(&state).filter(|_| rtmp.is_some()) {
         println!("RTMP ingest for encoders: {url}  (keys in each broadcast's Sources panel)");
     }
+    if state.cfg.redis.url.is_some() {
+        tokio::spawn(backyard::program::tend(state.clone()));
+    }
     tokio::spawn(shutdown_on_signal(handle.clone(), state));
     tracing::info!(%bind, %public_url, "listening");
     match tls {

@@ -2,81 +2,23 @@
 //! recording whole and playable, every row final before the process exits), and what its HTTP server refuses
 //! before any handler runs.
 
+mod common;
 #[path = "../../core/tests/common/mod.rs"]
 mod media;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use serde_json::{Value, json};
-
-/// One HTTP/1.1 request to the server with the session cookie, if any; returns status, `Set-Cookie` values
-/// and the JSON body.
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    cookie: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(u16, Vec<String>, Value)> {
-    let mut tcp = TcpStream::connect(addr)?;
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nCookie: {cookie}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = String::new();
-    tcp.read_to_string(&mut raw)?;
-    let (head, rest) = raw.split_once("\r\n\r\n").context("an HTTP answer")?;
-    let status: u16 = head.split(' ').nth(1).context("a status")?.parse()?;
-    let cookies = head
-        .lines()
-        .filter_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
-        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
-        .collect();
-    // Chunked or not, the JSON object is between the first `{` and the last `}`.
-    let json = match (rest.find('{'), rest.rfind('}')) {
-        (Some(a), Some(b)) => serde_json::from_str(&rest[a..=b]).unwrap_or(Value::Null),
-        _ => Value::Null,
-    };
-    Ok((status, cookies, json))
-}
-
-/// Starts `backyard serve` on a free loopback port with `data` as its data directory; returns it and its
-/// address once `/healthz` answers.
-fn start_server(data: &std::path::Path) -> anyhow::Result<(std::process::Child, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_backyard"))
-        .args(["--bind", &addr, "--public-url", &format!("http://{addr}"), "--data-dir"])
-        .arg(data)
-        .arg("serve")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let up = Instant::now();
-    while request(&addr, "GET", "/healthz", "", None).ok().map(|r| r.0) != Some(200) {
-        if up.elapsed() > Duration::from_secs(60) {
-            let _ = server.kill();
-            anyhow::bail!("the server did not come up");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok((server, addr))
-}
+use common::process::{request, start_server};
+use serde_json::json;
 
 #[test]
 fn an_oversized_request_header_is_refused_before_any_handler() -> anyhow::Result<()> {
     let data = media::TempDir::new("headers")?;
-    let (mut server, addr) = start_server(data.path())?;
+    let (mut server, addr) = start_server(data.path(), None)?;
     let mut tcp = TcpStream::connect(&addr)?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let big = "x".repeat(200 * 1024);
@@ -94,7 +36,7 @@ fn an_oversized_request_header_is_refused_before_any_handler() -> anyhow::Result
 #[test]
 fn sigterm_during_a_live_broadcast_finalises_the_recording_and_the_rows() -> anyhow::Result<()> {
     let data = media::TempDir::new("shutdown")?;
-    let (mut server, addr) = start_server(data.path())?;
+    let (mut server, addr) = start_server(data.path(), None)?;
     let (status, cookies, _) = request(
         &addr,
         "POST",

@@ -203,6 +203,18 @@ impl Programs {
         live.program.set_preview_sink(None);
     }
 
+    /// The broadcasts on air from this node (it is their home).
+    pub async fn on_air(&self) -> Vec<Uuid> {
+        let lives: Vec<Arc<Live>> = self.running.lock().values().cloned().collect();
+        let mut out = Vec::new();
+        for live in lives {
+            if live.on_air.lock().await.is_some() {
+                out.push(live.broadcast);
+            }
+        }
+        out
+    }
+
     /// The broadcasts whose program runs on this node (on air or not).
     pub fn running(&self) -> Vec<Uuid> {
         self.running.lock().keys().copied().collect()
@@ -245,6 +257,18 @@ impl Programs {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(ProgramError::Recording)?;
         }
+        // Renewed from now on, however long the encoder and the destinations take to start. Losing the home
+        // (frozen past the lease, cut off, taken over) stops the outputs at once: `lose_home` waits for this
+        // start to finish, as it holds `on_air`.
+        let (lost_state, lost_media, id) = (state.clone(), media.clone(), broadcast.id);
+        let keeper =
+            crate::cluster::keep_home(state.cluster.clone(), home.clone(), crate::cluster::HOME_RENEW, move || {
+                tokio::spawn(async move {
+                    if let Some(hub) = crate::signaling::Hub::running(&lost_state) {
+                        hub.programs.lose_home(&lost_media, id).await;
+                    }
+                });
+            });
         let hls = crate::viewers::folder(state, broadcast).await;
         let p = &state.cfg.program;
         let config = EgressConfig {
@@ -275,7 +299,8 @@ impl Programs {
             )
         })
         .await
-        .map_err(|e| ProgramError::Start(e.to_string()))?;
+        .map_err(|e| ProgramError::Start(e.to_string()))
+        .and_then(|r| r.map_err(|e| ProgramError::Start(format!("the encoder: {e}"))));
         match started {
             Ok(settings) => {
                 tracing::info!(broadcast = %broadcast.id, ?settings, recording = %path.display(), "on air");
@@ -286,28 +311,15 @@ impl Programs {
                         ViewerStream::new(dir, control)
                     }))
                 });
-                // Losing the home (frozen past the lease, cut off, taken over) stops the outputs at once.
-                let (lost_state, lost_media, id) = (state.clone(), media.clone(), broadcast.id);
-                let keeper = crate::cluster::keep_home(
-                    state.cluster.clone(),
-                    home.clone(),
-                    crate::cluster::HOME_RENEW,
-                    move || {
-                        tokio::spawn(async move {
-                            if let Some(hub) = crate::signaling::Hub::running(&lost_state) {
-                                hub.programs.lose_home(&lost_media, id).await;
-                            }
-                        });
-                    },
-                );
                 *on_air = Some(OnAir { recording: Some(recording.id), home, keeper, viewers });
                 live.director.send(Input::OnAir(true));
                 Ok(())
             }
             Err(e) => {
+                keeper.abort();
                 let _ = state.store.finish_recording(recording.id, RecordingStatus::Failed, 0.0, 0, token).await;
                 let _ = state.cluster.directory.release(&home).await;
-                Err(ProgramError::Start(format!("the encoder: {e}")))
+                Err(e)
             }
         }
     }
@@ -334,9 +346,8 @@ impl Programs {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if let Err(e) = state.cluster.directory.release(&on_air.home).await {
-                tracing::warn!(%broadcast, "could not give the home lease back (it lapses by itself): {e}");
-            }
+            // The home lease is not given back: it lapses within a lease, by when the broadcast is marked
+            // ended, so no other node takes an ending show for one whose home died.
             if let Some(viewers) = on_air.viewers {
                 // The show is over: its watch page says so, and the stream goes.
                 viewers.end();
@@ -362,6 +373,58 @@ impl Programs {
         }
         self.stop_if_idle(media, broadcast).await;
     }
+}
+
+/// How often a node looks for shows to end or take over ([`tend`]).
+pub const TEND_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// With several nodes (Redis configured), every [`TEND_EVERY`]: ends here what was ended through another node,
+/// and takes over the live shows whose home lapsed (their node died or froze): this node becomes their home
+/// under a newer token, and the program starts again with a new recording part and a new publish to every
+/// destination. Runs until the process stops.
+pub async fn tend(state: AppState) {
+    let mut tick = tokio::time::interval(TEND_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        if let Err(e) = tend_once(&state).await {
+            tracing::warn!("cluster: looking after live shows failed: {e:#}");
+        }
+    }
+}
+
+async fn tend_once(state: &AppState) -> anyhow::Result<()> {
+    let hub = crate::signaling::Hub::get(state).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    // A host pressed End on another node: the home is here.
+    for id in hub.programs.on_air().await {
+        let ended = state.store.broadcast(id).await?.is_none_or(|b| b.status != BroadcastStatus::Live);
+        if ended {
+            tracing::info!(broadcast = %id, "ended through another node: ending its program here");
+            hub.programs.end_live(state, &hub.media, id).await?;
+        }
+    }
+    // Live shows nobody is home to. A show that never had a home (an RTMP relay) is not a program's to take.
+    let mine = hub.programs.on_air().await;
+    for b in state.store.live_broadcasts().await? {
+        if b.home_fence == 0 || mine.contains(&b.id) || state.cluster.directory.home(b.id).await?.is_some() {
+            continue;
+        }
+        let members = hub.participants(b.id);
+        match hub.programs.go_live(state, &hub.media, &b, members).await {
+            Ok(()) => {
+                tracing::warn!(broadcast = %b.id, node = %state.cluster.node, "took over a show whose home lapsed")
+            }
+            // Another node was quicker.
+            Err(ProgramError::HostedElsewhere(_) | ProgramError::Store(StoreError::Fenced { .. })) => {
+                hub.programs.stop_if_idle(&hub.media, b.id).await
+            }
+            Err(e) => {
+                hub.programs.stop_if_idle(&hub.media, b.id).await;
+                tracing::warn!(broadcast = %b.id, "could not take over a show whose home lapsed: {e}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Ends every broadcast on air on this node, as `POST /end` would (the server is stopping): outputs flushed

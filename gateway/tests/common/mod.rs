@@ -7,6 +7,7 @@
 //! never skipped.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod rtc;
 pub mod rtmp;
 

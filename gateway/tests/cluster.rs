@@ -1,0 +1,235 @@
+//! Several `backyard` processes sharing one PostgreSQL database and one Redis, with a real nginx-rtmp as the
+//! destination: a live show's home node killed with `kill -9` or frozen with `SIGSTOP`, and another node
+//! carrying the show on. Timings are printed.
+
+mod common;
+#[path = "../../core/tests/common/mod.rs"]
+mod media;
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use common::process::{request, start_server};
+use common::{Backend, TestApp};
+use serde_json::{Value, json};
+
+/// The bound on a take-over the cluster promises: a lapsed home (5 s) plus a node's next look (1 s) and the
+/// program's start, with room to spare.
+const TAKE_OVER: Duration = Duration::from_secs(10);
+
+/// One `backyard` node of the test's cluster, killed when dropped.
+struct Node {
+    name: &'static str,
+    child: Child,
+    addr: String,
+    _data: media::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    /// Starts a node on the test app's database, Redis prefix and secrets.
+    fn start(t: &TestApp, name: &'static str) -> anyhow::Result<Node> {
+        let data = media::TempDir::new(name)?;
+        let cfg = &t.state.cfg;
+        let config = format!(
+            "[database]\nurl = {db:?}\n[redis]\nurl = {redis:?}\nprefix = {prefix:?}\n\
+             [secrets]\njwt_key = {jwt:?}\nstream_key_active = \"k1\"\n[secrets.stream_key_keys]\nk1 = {k1:?}\n\
+             [media]\nport = {port}\n[cluster]\nnode_id = {name:?}\n\
+             [destinations.rtmp]\nallow-private-hosts = true\n",
+            db = cfg.database.url,
+            redis = cfg.redis.url.clone().context("Redis")?,
+            prefix = cfg.redis.prefix,
+            jwt = cfg.secrets.jwt_key.clone().context("a JWT key")?,
+            k1 = cfg.secrets.stream_key_keys.get("k1").context("a stream key key")?,
+            port = media::free_port(),
+        );
+        let path = data.path().join("backyard.toml");
+        std::fs::write(&path, config)?;
+        let (child, addr) = start_server(data.path(), Some(&path))?;
+        Ok(Node { name, child, addr, _data: data })
+    }
+
+    fn call(&self, method: &str, path: &str, cookie: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        let (status, _, json) = request(&self.addr, method, path, cookie, body)?;
+        Ok((status, json))
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        ensure!(Command::new("kill").args([signal, &self.child.id().to_string()]).status()?.success(), "kill {signal}");
+        Ok(())
+    }
+
+    /// The broadcasts this node runs a program for, as its directory entry says (seen from `via`); `None`
+    /// while it has no current entry.
+    fn programs_seen_from(&self, via: &Node, cookie: &str) -> anyhow::Result<Option<Vec<String>>> {
+        let (status, view) = via.call("GET", "/api/cluster", cookie, None)?;
+        ensure!(status == 200, "cluster view: {status} {view}");
+        let entry = view["nodes"].as_array().into_iter().flatten().find(|n| n["id"] == self.name);
+        Ok(entry.map(|n| {
+            n["programs"].as_array().into_iter().flatten().filter_map(|p| p.as_str().map(str::to_owned)).collect()
+        }))
+    }
+}
+
+/// A show live from node A to nginx: the test app (database, Redis prefix, cleanup), the two nodes, nginx,
+/// the host's cookie and the broadcast's id.
+struct Show {
+    // Dropped in this order: the nodes, nginx, then the database and Redis keys.
+    a: Node,
+    b: Node,
+    nginx: media::Nginx,
+    cookie: String,
+    id: String,
+    _t: TestApp,
+}
+
+fn live_show_on_node_a(rt: &tokio::runtime::Runtime, tag: &str) -> anyhow::Result<Show> {
+    let t = rt.block_on(TestApp::new(Backend::Postgres));
+    let nginx = media::Nginx::start(media::NginxOptions::default())?;
+    let a = Node::start(&t, "node-a")?;
+    let b = Node::start(&t, "node-b")?;
+    let (status, cookies, _) = request(
+        &a.addr,
+        "POST",
+        "/api/auth/register",
+        "",
+        Some(json!({"email": format!("{tag}@example.com"), "password": "a long enough password", "name": "Host"})),
+    )?;
+    ensure!(status == 201 || status == 200, "register: {status}");
+    let cookie = cookies.join("; ");
+    let (status, broadcast) = a.call("POST", "/api/broadcasts", &cookie, Some(json!({"title": "Two nodes"})))?;
+    ensure!(status == 201, "create: {status} {broadcast}");
+    let id = broadcast["id"].as_str().context("an id")?.to_owned();
+    let server = format!("rtmp://127.0.0.1:{}/live", nginx.rtmp_port);
+    let dest = json!({"platform": "rtmp", "name": "nginx", "rtmpUrl": server, "streamKey": "show"});
+    let (status, body) = a.call("POST", &format!("/api/broadcasts/{id}/destinations"), &cookie, Some(dest))?;
+    ensure!(status == 201, "destination: {status} {body}");
+    let (status, live) = a.call("POST", &format!("/api/broadcasts/{id}/start"), &cookie, None)?;
+    ensure!(status == 200 && live["status"] == "live", "start on node A: {status} {live}");
+    media::wait_until(Duration::from_secs(20), || accepted_publishes(&nginx) == 1)
+        .with_context(|| format!("node A never published:\n{}", nginx.log()))?;
+    // Another node answers for the same show: it is A's (going live again from B is refused, naming A).
+    let (status, again) = b.call("POST", &format!("/api/broadcasts/{id}/start"), &cookie, None)?;
+    ensure!(status == 409, "start again through node B: {status} {again}");
+    media::wait_until(Duration::from_secs(10), || {
+        a.programs_seen_from(&b, &cookie).is_ok_and(|p| p == Some(vec![id.clone()]))
+    })
+    .with_context(|| {
+        format!("node A's entry never listed the show: {:?}", b.call("GET", "/api/cluster", &cookie, None))
+    })?;
+    Ok(Show { a, b, nginx, cookie, id, _t: t })
+}
+
+/// Publishes nginx accepted (it refuses a second publisher of a stream while the first is connected).
+fn accepted_publishes(nginx: &media::Nginx) -> usize {
+    let log = nginx.log();
+    nginx.publish_count() - log.lines().filter(|l| l.contains("already publishing")).count()
+}
+
+/// The show's recording rows, oldest first: (status, duration).
+fn recordings(node: &Node, cookie: &str, broadcast: &str) -> anyhow::Result<Vec<(String, f64)>> {
+    let (status, page) = node.call("GET", "/api/recordings?limit=100", cookie, None)?;
+    ensure!(status == 200, "recordings: {status} {page}");
+    let mut rows: Vec<(String, String, f64)> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["broadcastId"] == broadcast)
+        .map(|r| {
+            let created = r["createdAt"].as_str().unwrap_or_default().to_owned();
+            (created, r["status"].as_str().unwrap_or_default().to_owned(), r["duration"].as_f64().unwrap_or(0.0))
+        })
+        .collect();
+    rows.sort_by(|x, y| x.0.cmp(&y.0));
+    Ok(rows.into_iter().map(|(_, s, d)| (s, d)).collect())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+#[test]
+fn a_killed_home_node_s_show_is_taken_over_by_another_node() -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let show = live_show_on_node_a(&rt, "killed")?;
+    std::thread::sleep(Duration::from_secs(2));
+
+    show.a.signal("-KILL")?;
+    let killed = Instant::now();
+    let took = media::wait_until(TAKE_OVER + Duration::from_secs(20), || accepted_publishes(&show.nginx) == 2)
+        .with_context(|| format!("nobody published again after node A died:\n{}", show.nginx.log()))?;
+    println!("kill -9 of the home node → another node's publish at the destination: {:.1} s", took.as_secs_f64());
+    ensure!(took <= TAKE_OVER, "the show was taken over after {:.1} s", took.as_secs_f64());
+    ensure!(killed.elapsed() >= Duration::from_secs(4), "taken over before node A's lease could lapse");
+    // Node B lists the show in its next heartbeat.
+    media::wait_until(Duration::from_secs(5), || {
+        show.b.programs_seen_from(&show.b, &show.cookie).is_ok_and(|p| p == Some(vec![show.id.clone()]))
+    })
+    .context("node B does not list the show as its own")?;
+
+    // The first part stays as node A left it (its file is on A's disk); the second is being written by B.
+    let rows = recordings(&show.b, &show.cookie, &show.id)?;
+    ensure!(rows.len() == 2 && rows.iter().all(|(s, _)| s == "recording"), "{rows:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, ended) = show.b.call("POST", &format!("/api/broadcasts/{}/end", show.id), &show.cookie, None)?;
+    ensure!(status == 200 && ended["status"] == "ended", "end: {status} {ended}");
+    let rows = recordings(&show.b, &show.cookie, &show.id)?;
+    ensure!(rows[1].0 == "ready" && rows[1].1 > 2.0, "the second part is final: {rows:?}");
+    // nginx received both publishes, each a playable stream.
+    let files = show.nginx.recordings();
+    ensure!(files.len() == 2, "{files:?}");
+    for f in &files {
+        let p = media::probe(f)?;
+        ensure!(p.video_codec == "h264" && p.duration > 1.0, "{}: {p:?}", f.display());
+    }
+    Ok(())
+}
+
+#[test]
+fn a_frozen_home_node_stops_its_outputs_when_it_wakes_to_find_its_show_taken_over() -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let show = live_show_on_node_a(&rt, "frozen")?;
+    let (a, b, cookie, id) = (&show.a, &show.b, show.cookie.as_str(), show.id.as_str());
+
+    a.signal("-STOP")?;
+    let frozen = Instant::now();
+    let took = media::wait_until(TAKE_OVER + Duration::from_secs(20), || {
+        b.programs_seen_from(b, cookie).is_ok_and(|p| p == Some(vec![id.to_owned()]))
+    })
+    .context("node B never took the show over")?;
+    println!("SIGSTOP of the home node → another node is home: {:.1} s", took.as_secs_f64());
+    ensure!(took <= TAKE_OVER, "the show was taken over after {:.1} s", took.as_secs_f64());
+    // The frozen node still holds its connection to nginx, which refuses node B's publishes meanwhile.
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(frozen.elapsed()));
+    ensure!(accepted_publishes(&show.nginx) == 1, "two publishers at once:\n{}", show.nginx.log());
+
+    a.signal("-CONT")?;
+    let woke = Instant::now();
+    let stopped =
+        media::wait_until(Duration::from_secs(10), || a.programs_seen_from(b, cookie).is_ok_and(|p| p == Some(vec![])))
+            .context("node A kept its program after waking")?;
+    println!("SIGCONT → node A has stopped its program (seen in its next heartbeat): {:.1} s", stopped.as_secs_f64());
+    media::wait_until(Duration::from_secs(30), || accepted_publishes(&show.nginx) == 2)
+        .with_context(|| format!("node B never got its publish in:\n{}", show.nginx.log()))?;
+    println!("SIGCONT → node B publishing at the destination: {:.1} s", woke.elapsed().as_secs_f64());
+    ensure!(b.programs_seen_from(b, cookie)? == Some(vec![id.to_owned()]), "node B is still the home");
+
+    // Any node serves the API: ending the show through node A ends it on node B, its home.
+    let (status, ended) = a.call("POST", &format!("/api/broadcasts/{id}/end"), cookie, None)?;
+    ensure!(status == 200 && ended["status"] == "ended", "end through node A: {status} {ended}");
+    let done = media::wait_until(Duration::from_secs(15), || {
+        recordings(b, cookie, id).is_ok_and(|r| r.len() == 2 && r[1].0 == "ready")
+    });
+    let rows = recordings(b, cookie, id)?;
+    ensure!(done.is_some(), "node B did not finish its part: {rows:?}");
+    ensure!(rows[0].0 == "recording", "node A wrote nothing after waking: {rows:?}");
+    Ok(())
+}
