@@ -75,14 +75,23 @@ pub enum Directory {
 }
 
 impl Directory {
-    /// Writes (or renews) this node's entry for [`NODE_TTL`].
-    pub async fn register(&self, node: &NodeInfo) -> Result<(), ClusterError> {
+    /// Writes (or renews) this node's entry for [`NODE_TTL`]; false if there was none to renew (the first
+    /// time, or the directory forgot it: Redis restarted without its data, or this node stalled past it).
+    pub async fn register(&self, node: &NodeInfo) -> Result<bool, ClusterError> {
         match self {
-            Directory::Local(d) => {
-                d.register(node, Instant::now());
-                Ok(())
-            }
+            Directory::Local(d) => Ok(d.register(node, Instant::now())),
             Directory::Redis(d) => d.register(node).await,
+        }
+    }
+
+    /// Whether `node` has a current entry.
+    pub async fn knows(&self, node: &str) -> Result<bool, ClusterError> {
+        match self {
+            Directory::Local(d) => Ok(d.nodes(Instant::now()).iter().any(|n| n.id == node)),
+            Directory::Redis(d) => {
+                let mut conn = d.conn.clone();
+                Ok(redis::cmd("EXISTS").arg(d.node_key(node)).query_async::<i64>(&mut conn).await? == 1)
+            }
         }
     }
 
@@ -150,8 +159,9 @@ struct Local {
 }
 
 impl LocalDirectory {
-    fn register(&self, node: &NodeInfo, now: Instant) {
-        self.inner.lock().nodes.insert(node.id.clone(), (node.clone(), now + NODE_TTL));
+    fn register(&self, node: &NodeInfo, now: Instant) -> bool {
+        let old = self.inner.lock().nodes.insert(node.id.clone(), (node.clone(), now + NODE_TTL));
+        old.is_some_and(|(_, until)| until > now)
     }
 
     fn nodes(&self, now: Instant) -> Vec<NodeInfo> {
@@ -276,17 +286,18 @@ impl RedisDirectory {
         format!("{}cluster:token:{broadcast}", self.prefix)
     }
 
-    async fn register(&self, node: &NodeInfo) -> Result<(), ClusterError> {
+    async fn register(&self, node: &NodeInfo) -> Result<bool, ClusterError> {
         let mut conn = self.conn.clone();
         let entry = serde_json::to_string(node)?;
-        redis::cmd("SET")
+        let old: Option<String> = redis::cmd("SET")
             .arg(self.node_key(&node.id))
             .arg(entry)
             .arg("PX")
             .arg(NODE_TTL.as_millis() as u64)
-            .query_async::<()>(&mut conn)
+            .arg("GET")
+            .query_async(&mut conn)
             .await?;
-        Ok(())
+        Ok(old.is_some())
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
@@ -370,13 +381,45 @@ pub struct Cluster {
     pub directory: Directory,
     started_at: String,
     http: String,
+    /// Until when this node takes no show over: the directory forgot this node's entry, so it may have
+    /// forgotten every home too (Redis restarted) and their holders need a lease to write them back.
+    quiet_until: parking_lot::Mutex<Option<Instant>>,
+    /// This node's entry was written at least once.
+    registered: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
     pub fn new(node: String, directory: Directory, http: String) -> Cluster {
         let started_at =
             time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        Cluster { node, directory, started_at, http }
+        Cluster { node, directory, started_at, http, quiet_until: Default::default(), registered: Default::default() }
+    }
+
+    /// Writes this node's entry; when the directory had forgotten it (not the first time), takes no show over
+    /// for a lease, so the holders of homes it forgot with it write them back first.
+    pub async fn register(&self, entry: &NodeInfo) -> Result<(), ClusterError> {
+        let renewed = self.directory.register(entry).await?;
+        let before = self.registered.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if !renewed && before {
+            tracing::warn!(
+                "cluster: the directory had forgotten this node (Redis restarted?): no take-overs for a lease"
+            );
+            *self.quiet_until.lock() = Some(Instant::now() + HOME_TTL);
+        }
+        Ok(())
+    }
+
+    /// Whether this node may take over shows whose home lapsed now: not while the directory does not know
+    /// this node although it registered before (it forgot everything; see [`Cluster::register`]), nor for a
+    /// lease after.
+    pub async fn may_take_over(&self) -> Result<bool, ClusterError> {
+        if self.registered.load(std::sync::atomic::Ordering::Relaxed) && !self.directory.knows(&self.node).await? {
+            tracing::warn!(
+                "cluster: the directory has forgotten this node (Redis restarted?): no take-overs for a lease"
+            );
+            *self.quiet_until.lock() = Some(Instant::now() + HOME_TTL);
+        }
+        Ok(self.quiet_until.lock().is_none_or(|until| Instant::now() >= until))
     }
 
     /// This node's entry as it would be written now.
@@ -436,7 +479,7 @@ pub fn heartbeat(state: &crate::AppState) -> tokio::task::JoinHandle<()> {
                     m.cluster_nodes.set(nodes.len() as i64);
                 }
             }
-            if let Err(e) = cluster.directory.register(&cluster.entry(load, programs)).await {
+            if let Err(e) = cluster.register(&cluster.entry(load, programs)).await {
                 tracing::warn!("cluster: could not renew this node's entry: {e}");
             }
         }
@@ -517,12 +560,13 @@ mod tests {
     fn a_node_drops_out_of_the_directory_when_it_stops_renewing() {
         let d = LocalDirectory::default();
         let t0 = Instant::now();
-        d.register(&node("a"), t0);
+        assert!(!d.register(&node("a"), t0), "new");
         d.register(&node("b"), t0);
-        d.register(&node("a"), t0 + HEARTBEAT);
+        assert!(d.register(&node("a"), t0 + HEARTBEAT), "renewed");
         let ids = |at| d.nodes(at).into_iter().map(|n| n.id).collect::<Vec<_>>();
         assert_eq!(ids(t0 + NODE_TTL - Duration::from_millis(1)), ["a", "b"]);
         assert_eq!(ids(t0 + NODE_TTL), ["a"], "b missed its heartbeats");
+        assert!(!d.register(&node("b"), t0 + NODE_TTL), "b's entry had lapsed: written anew");
     }
 
     #[test]

@@ -91,8 +91,57 @@ struct Show {
     _t: TestApp,
 }
 
+/// A Redis of the test's own (no persistence), which it can restart.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> anyhow::Result<PrivateRedis> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("start redis-server")?;
+        let up =
+            media::wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        up.context("redis-server did not come up")?;
+        Ok(PrivateRedis { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Killed and started again on the same port, empty.
+    fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_secs(1));
+        *self = PrivateRedis::start(self.port)?;
+        Ok(())
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn live_show_on_node_a(rt: &tokio::runtime::Runtime, tag: &str) -> anyhow::Result<Show> {
-    let t = rt.block_on(TestApp::new(Backend::Postgres));
+    live_show_on_node_a_with(rt, tag, None)
+}
+
+/// As [`live_show_on_node_a`], with `redis` instead of the machine's.
+fn live_show_on_node_a_with(rt: &tokio::runtime::Runtime, tag: &str, redis: Option<String>) -> anyhow::Result<Show> {
+    let t = rt.block_on(TestApp::with(Backend::Postgres, |cfg| {
+        if let Some(url) = redis {
+            cfg.redis.url = Some(url);
+        }
+    }));
     let nginx = media::Nginx::start(media::NginxOptions::default())?;
     let a = Node::start(&t, "node-a")?;
     let b = Node::start(&t, "node-b")?;
@@ -231,5 +280,46 @@ fn a_frozen_home_node_stops_its_outputs_when_it_wakes_to_find_its_show_taken_ove
     let rows = recordings(b, cookie, id)?;
     ensure!(done.is_some(), "node B did not finish its part: {rows:?}");
     ensure!(rows[0].0 == "recording", "node A wrote nothing after waking: {rows:?}");
+    Ok(())
+}
+
+#[test]
+fn redis_restarting_without_its_data_stops_no_live_show() -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let mut redis = PrivateRedis::start(media::free_port())?;
+    let show = live_show_on_node_a_with(&rt, "redis", Some(redis.url()))?;
+    let (a, b, id) = (&show.a, &show.b, show.id.as_str());
+
+    redis.restart()?;
+    let restarted = Instant::now();
+    // Sessions lived in that Redis: sign in again, once the node's connection to Redis is back (a request
+    // that meets the broken connection fails while it reconnects).
+    let mut cookie = String::new();
+    let signed_in = media::wait_until(Duration::from_secs(10), || {
+        let login = json!({"email": "redis@example.com", "password": "a long enough password"});
+        match request(&b.addr, "POST", "/api/auth/login", "", Some(login)) {
+            Ok((200, cookies, _)) => {
+                cookie = cookies.join("; ");
+                true
+            }
+            _ => false,
+        }
+    })
+    .context("could not sign in again after Redis restarted")?;
+    println!("Redis restarted empty → signed in again: {:.1} s", signed_in.as_secs_f64());
+    // Both nodes are back in the directory and node A is still the show's home.
+    let back = media::wait_until(Duration::from_secs(10), || {
+        a.programs_seen_from(b, &cookie).is_ok_and(|p| p == Some(vec![id.to_owned()]))
+            && b.programs_seen_from(b, &cookie).is_ok_and(|p| p == Some(vec![]))
+    })
+    .with_context(|| format!("the directory did not come back: {:?}", b.call("GET", "/api/cluster", &cookie, None)))?;
+    println!("Redis restarted empty → both nodes listed again, node A still home: {:.1} s", back.as_secs_f64());
+    // Nothing moved for a while after: no take-over, no second publish, still live.
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(restarted.elapsed()));
+    ensure!(a.programs_seen_from(b, &cookie)? == Some(vec![id.to_owned()]), "node A lost the show");
+    ensure!(b.programs_seen_from(b, &cookie)? == Some(vec![]), "node B took the show");
+    ensure!(accepted_publishes(&show.nginx) == 1, "the destination saw a new publish:\n{}", show.nginx.log());
+    let (status, broadcast) = b.call("GET", &format!("/api/broadcasts/{id}"), &cookie, None)?;
+    ensure!(status == 200 && broadcast["status"] == "live", "{status} {broadcast}");
     Ok(())
 }

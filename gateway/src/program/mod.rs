@@ -404,6 +404,9 @@ async fn tend_once(state: &AppState) -> anyhow::Result<()> {
         }
     }
     // Live shows nobody is home to. A show that never had a home (an RTMP relay) is not a program's to take.
+    if !state.cluster.may_take_over().await? {
+        return Ok(());
+    }
     let mine = hub.programs.on_air().await;
     for b in state.store.live_broadcasts().await? {
         if b.home_fence == 0 || mine.contains(&b.id) || state.cluster.directory.home(b.id).await?.is_some() {
