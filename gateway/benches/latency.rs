@@ -378,7 +378,12 @@ async fn main() -> Result<()> {
     let plain = clip(&dir, "plain", secs + 20, &["-profile:v", "main", "-bf", "0"])?;
     let obs = clip(&dir, "obs", 2 * secs + 30, &["-profile:v", "high", "-bf", "2"])?;
 
-    let t = TestApp::with(Backend::Sqlite, |cfg| cfg.ingest.rtmp_bind = Some("127.0.0.1:0".into())).await;
+    let t = TestApp::with(Backend::Sqlite, |cfg| {
+        cfg.ingest.rtmp_bind = Some("127.0.0.1:0".into());
+        // A release build looks for the first-party plugins only where an installation keeps them.
+        cfg.plugins.dirs = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")];
+    })
+    .await;
     let addr = backyard::ingest::start(&t.state).await?.context("the ingest is on")?;
     let host = t.user("latency@example.com").await;
 

@@ -401,12 +401,16 @@ impl Cluster {
         let renewed = self.directory.register(entry).await?;
         let before = self.registered.swap(true, std::sync::atomic::Ordering::Relaxed);
         if !renewed && before {
-            tracing::warn!(
-                "cluster: the directory had forgotten this node (Redis restarted?): no take-overs for a lease"
-            );
-            *self.quiet_until.lock() = Some(Instant::now() + HOME_TTL);
+            self.pause_take_overs();
         }
         Ok(())
+    }
+
+    /// The directory forgot this node, and so perhaps every home (Redis restarted without its data): no
+    /// take-overs for a lease, so their holders write them back first.
+    fn pause_take_overs(&self) {
+        tracing::warn!("cluster: the directory had forgotten this node (Redis restarted?): no take-overs for a lease");
+        *self.quiet_until.lock() = Some(Instant::now() + HOME_TTL);
     }
 
     /// Whether this node may take over shows whose home lapsed now: not while the directory does not know
@@ -414,10 +418,7 @@ impl Cluster {
     /// lease after.
     pub async fn may_take_over(&self) -> Result<bool, ClusterError> {
         if self.registered.load(std::sync::atomic::Ordering::Relaxed) && !self.directory.knows(&self.node).await? {
-            tracing::warn!(
-                "cluster: the directory has forgotten this node (Redis restarted?): no take-overs for a lease"
-            );
-            *self.quiet_until.lock() = Some(Instant::now() + HOME_TTL);
+            self.pause_take_overs();
         }
         Ok(self.quiet_until.lock().is_none_or(|until| Instant::now() >= until))
     }
