@@ -328,14 +328,8 @@ impl Programs {
     /// recording row, and stops the program.
     pub async fn end_live(&self, state: &AppState, media: &MediaNode, broadcast: Uuid) -> Result<(), ProgramError> {
         let Some(live) = self.get(broadcast) else { return Ok(()) };
-        let on_air = live.on_air.lock().await.take();
-        if let Some(on_air) = on_air {
-            on_air.keeper.abort();
-            live.director.send(Input::OnAir(false));
-            let program = live.program.clone();
-            let report = tokio::task::spawn_blocking(move || program.end_live())
-                .await
-                .map_err(|e| ProgramError::Start(e.to_string()))?;
+        if let Some((on_air, report)) = take_off_air(&live).await {
+            let report = report?;
             if let Some(id) = on_air.recording {
                 match finalise_recording(state, id, report.as_ref(), on_air.home.token).await {
                     Ok((duration, size)) => {
@@ -348,11 +342,6 @@ impl Programs {
             }
             // The home lease is not given back: it lapses within a lease, by when the broadcast is marked
             // ended, so no other node takes an ending show for one whose home died.
-            if let Some(viewers) = on_air.viewers {
-                // The show is over: its watch page says so, and the stream goes.
-                viewers.end();
-                let _ = tokio::fs::remove_dir_all(&viewers.dir).await;
-            }
         }
         self.stop_if_idle(media, broadcast).await;
         Ok(())
@@ -362,17 +351,27 @@ impl Programs {
     /// every output stops now and nothing is written to the database, which the new home owns.
     pub async fn lose_home(&self, media: &MediaNode, broadcast: Uuid) {
         let Some(live) = self.get(broadcast) else { return };
-        let Some(on_air) = live.on_air.lock().await.take() else { return };
-        live.director.send(Input::OnAir(false));
-        let program = live.program.clone();
-        let _ = tokio::task::spawn_blocking(move || program.end_live()).await;
+        let Some((on_air, _)) = take_off_air(&live).await else { return };
         tracing::warn!(%broadcast, token = on_air.home.token, "outputs stopped: this node lost the broadcast's home");
-        if let Some(viewers) = on_air.viewers {
-            viewers.end();
-            let _ = tokio::fs::remove_dir_all(&viewers.dir).await;
-        }
         self.stop_if_idle(media, broadcast).await;
     }
+}
+
+/// Takes a program off air, if it is on: the home lease is no longer renewed, every output is flushed and
+/// closed (bounded by egress' own timeouts), and the viewers' stream ends (its watch page says so) and goes.
+/// Returns what was on air and egress' report, for the caller to write (or not) the recording's row.
+async fn take_off_air(live: &Live) -> Option<(OnAir, Result<Option<EgressReport>, ProgramError>)> {
+    let on_air = live.on_air.lock().await.take()?;
+    on_air.keeper.abort();
+    live.director.send(Input::OnAir(false));
+    let program = live.program.clone();
+    let report =
+        tokio::task::spawn_blocking(move || program.end_live()).await.map_err(|e| ProgramError::Start(e.to_string()));
+    if let Some(viewers) = &on_air.viewers {
+        viewers.end();
+        let _ = tokio::fs::remove_dir_all(&viewers.dir).await;
+    }
+    Some((on_air, report))
 }
 
 /// How often a node looks for shows to end or take over ([`tend`]).
@@ -395,19 +394,20 @@ pub async fn tend(state: AppState) {
 
 async fn tend_once(state: &AppState) -> anyhow::Result<()> {
     let hub = crate::signaling::Hub::get(state).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mine = hub.programs.on_air().await;
     // A host pressed End on another node: the home is here.
-    for id in hub.programs.on_air().await {
+    for &id in &mine {
         let ended = state.store.broadcast(id).await?.is_none_or(|b| b.status != BroadcastStatus::Live);
         if ended {
             tracing::info!(broadcast = %id, "ended through another node: ending its program here");
             hub.programs.end_live(state, &hub.media, id).await?;
         }
     }
-    // Live shows nobody is home to. A show that never had a home (an RTMP relay) is not a program's to take.
+    // Live shows nobody is home to (an ended one is not listed). A show that never had a home (an RTMP relay)
+    // is not a program's to take.
     if !state.cluster.may_take_over().await? {
         return Ok(());
     }
-    let mine = hub.programs.on_air().await;
     for b in state.store.live_broadcasts().await? {
         if b.home_fence == 0 || mine.contains(&b.id) || state.cluster.directory.home(b.id).await?.is_some() {
             continue;
