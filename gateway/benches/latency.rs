@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail, ensure};
 use backyard::bus::topic;
 use backyard_core::compositor::{VideoCodec, VideoDecoder};
 use backyard_core::media::VideoFrame;
-use common::rtc::Endpoint;
+use common::rtc::{Endpoint, StudioClient};
 use common::rtmp::{Publisher, read_flv};
 use common::{Backend, Cookies, TestApp};
 use serde_json::{Value, json};
@@ -272,43 +272,20 @@ async fn show(t: &TestApp, host: &Cookies, addr: SocketAddr, title: &str, clip: 
 /// RTMP → studio: a str0m client in the studio decodes the source's video for `secs`.
 async fn studio(t: &TestApp, show: &Show, secs: u64) -> Result<Summary> {
     let hub = backyard::signaling::Hub::get(&t.state).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let (handle, mut events) = hub.media.join(&show.id, "latency-bench")?;
-    let mut studio = Endpoint::new().await?;
-    let mut api = studio.rtc.sdp_api();
-    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-    let (offer, pending) = api.apply().context("an offer")?;
-    let answer = handle.offer(offer.to_sdp_string()).await?;
-    studio.rtc.sdp_api().accept_answer(pending, str0m::change::SdpAnswer::from_sdp_string(&answer)?)?;
-    let mut forwarded = std::collections::HashMap::new();
+    let mut studio = StudioClient::join(&hub.media, &show.id, "latency-bench").await?;
     let mut rx = Receiver::new()?;
     let deadline = Instant::now() + Duration::from_secs(secs + 30);
     while !rx.done(secs) {
         ensure!(Instant::now() < deadline, "the studio decoded {} pictures", rx.pictures);
-        while let Ok(ev) = events.try_recv() {
-            if let backyard_core::rtc::MediaEvent::Offer(sdp) = ev {
-                let answer = studio.rtc.sdp_api().accept_offer(str0m::change::SdpOffer::from_sdp_string(&sdp)?)?;
-                handle.answer(answer.to_sdp_string()).await?;
+        let (wake, media) = studio.poll().await?;
+        for (stream, d) in media {
+            if stream == show.participant && d.params.spec().codec == str0m::format::Codec::H264 {
+                rx.frame(&d.data, &show.sent, Mapping::SAME);
             }
         }
-        let (wake, evs) = studio.drive().await?;
-        for e in evs {
-            match e {
-                str0m::Event::MediaAdded(m) => {
-                    let stream = studio.rtc.media(m.mid).map(|m| m.stream_id().to_owned()).unwrap_or_default();
-                    forwarded.insert(m.mid, stream);
-                }
-                str0m::Event::MediaData(d)
-                    if forwarded.get(&d.mid) == Some(&show.participant)
-                        && d.params.spec().codec == str0m::format::Codec::H264 =>
-                {
-                    rx.frame(&d.data, &show.sent, Mapping::SAME)
-                }
-                _ => {}
-            }
-        }
-        studio.receive(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(10))).await?;
+        studio.endpoint.receive(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(10))).await?;
     }
-    drop(handle);
+    drop(studio);
     summary(rx)
 }
 

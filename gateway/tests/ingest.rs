@@ -432,7 +432,6 @@ async fn hevc_is_refused_with_a_message_the_studio_shows() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encoder_with_b_frames_is_a_participant_the_studio_receives_over_webrtc() -> anyhow::Result<()> {
-    use str0m::media::{Direction, MediaKind};
     let dir = media::TempDir::new("source")?;
     let clip = obs_like_clip(dir.path(), 30);
     let (t, addr) = app_with_ingest().await;
@@ -452,13 +451,7 @@ async fn an_encoder_with_b_frames_is_a_participant_the_studio_receives_over_webr
 
     // A studio in the room, receiving over WebRTC (a str0m client behind the node's own session API).
     let hub = backyard::signaling::Hub::get(&t.state).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let (handle, mut events) = hub.media.join(&id, "studio")?;
-    let mut studio = common::rtc::Endpoint::new().await?;
-    let mut api = studio.rtc.sdp_api();
-    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-    let (offer, pending) = api.apply().expect("an offer");
-    let answer = handle.offer(offer.to_sdp_string()).await?;
-    studio.rtc.sdp_api().accept_answer(pending, str0m::change::SdpAnswer::from_sdp_string(&answer)?)?;
+    let mut studio = common::rtc::StudioClient::join(&hub.media, &id, "studio").await?;
 
     let encoder = publish(&clip, &format!("rtmp://{addr}/live/{key}"));
     let participant = tokio::time::timeout(Duration::from_secs(10), async {
@@ -476,45 +469,31 @@ async fn an_encoder_with_b_frames_is_a_participant_the_studio_receives_over_webr
     // Its video and audio reach the studio: H.264 without B-frames (transcoded from the encoder's), Opus.
     let mut decoder = backyard_core::compositor::VideoDecoder::new(backyard_core::compositor::VideoCodec::H264)?;
     let (mut pictures, mut opus, mut size) = (0, 0, (0, 0));
-    let mut forwarded = std::collections::HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(25);
     while pictures < 60 || opus < 100 {
         anyhow::ensure!(Instant::now() < deadline, "the studio decoded {pictures} pictures and {opus} Opus frames");
-        while let Ok(ev) = events.try_recv() {
-            if let backyard_core::rtc::MediaEvent::Offer(sdp) = ev {
-                let answer = studio.rtc.sdp_api().accept_offer(str0m::change::SdpOffer::from_sdp_string(&sdp)?)?;
-                handle.answer(answer.to_sdp_string()).await?;
-            }
-        }
-        let (wake, evs) = studio.drive().await?;
-        for e in evs {
-            match e {
-                str0m::Event::MediaAdded(m) => {
-                    let stream = studio.rtc.media(m.mid).map(|m| m.stream_id().to_owned()).unwrap_or_default();
-                    forwarded.insert(m.mid, stream);
-                }
-                str0m::Event::MediaData(d) if forwarded.get(&d.mid) == Some(&pid) => match d.params.spec().codec {
-                    str0m::format::Codec::H264 => match decoder.decode(&d.data) {
-                        Ok(decoded) => {
-                            for p in decoded {
-                                pictures += 1;
-                                size = (p.width(), p.height());
-                            }
+        let (wake, media) = studio.poll().await?;
+        for (_, d) in media.into_iter().filter(|(stream, _)| *stream == pid) {
+            match d.params.spec().codec {
+                str0m::format::Codec::H264 => match decoder.decode(&d.data) {
+                    Ok(decoded) => {
+                        for p in decoded {
+                            pictures += 1;
+                            size = (p.width(), p.height());
                         }
-                        // A decoder that joined between keyframes has nothing to start from until the next one.
-                        Err(e) if pictures == 0 => {
-                            eprintln!("before the first picture: {e} (keyframe: {})", d.is_keyframe())
-                        }
-                        Err(e) => anyhow::bail!("a frame after {pictures} pictures does not decode: {e}"),
-                    },
-                    str0m::format::Codec::Opus => opus += 1,
-                    other => anyhow::bail!("unexpected codec {other:?}"),
+                    }
+                    // A decoder that joined between keyframes has nothing to start from until the next one.
+                    Err(e) if pictures == 0 => {
+                        eprintln!("before the first picture: {e} (keyframe: {})", d.is_keyframe())
+                    }
+                    Err(e) => anyhow::bail!("a frame after {pictures} pictures does not decode: {e}"),
                 },
-                _ => {}
+                str0m::format::Codec::Opus => opus += 1,
+                other => anyhow::bail!("unexpected codec {other:?}"),
             }
         }
         let wait = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(20));
-        studio.receive(wait).await?;
+        studio.endpoint.receive(wait).await?;
     }
     assert_eq!(size, (1280, 720), "the encoder's picture size");
     let status = tokio::time::timeout(Duration::from_secs(10), async {

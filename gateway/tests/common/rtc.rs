@@ -57,3 +57,55 @@ impl Endpoint {
         Ok(())
     }
 }
+
+/// A studio's media connection through the node's session API (no WebSocket): joined to a room, it answers
+/// the node's offers and says whose stream each piece of media is.
+pub struct StudioClient {
+    pub endpoint: Endpoint,
+    handle: backyard_core::rtc::PeerHandle,
+    events: tokio::sync::mpsc::UnboundedReceiver<backyard_core::rtc::MediaEvent>,
+    /// The stream (participant) id of each media line the node added.
+    streams: std::collections::HashMap<str0m::media::Mid, String>,
+}
+
+impl StudioClient {
+    /// Joins `room` as `participant`, sending an audio line (the node offers what others publish).
+    pub async fn join(media: &backyard_core::rtc::MediaNode, room: &str, participant: &str) -> anyhow::Result<Self> {
+        use str0m::media::{Direction, MediaKind};
+        let (handle, events) = media.join(room, participant)?;
+        let mut endpoint = Endpoint::new().await?;
+        let mut api = endpoint.rtc.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().ok_or_else(|| anyhow::anyhow!("no offer"))?;
+        let answer = handle.offer(offer.to_sdp_string()).await?;
+        endpoint.rtc.sdp_api().accept_answer(pending, str0m::change::SdpAnswer::from_sdp_string(&answer)?)?;
+        Ok(StudioClient { endpoint, handle, events, streams: Default::default() })
+    }
+
+    /// Answers the node's offers, then drives the connection: the media that arrived with the stream it
+    /// belongs to, and when to drive it again.
+    pub async fn poll(&mut self) -> anyhow::Result<(Instant, Vec<(String, str0m::media::MediaData)>)> {
+        while let Ok(ev) = self.events.try_recv() {
+            if let backyard_core::rtc::MediaEvent::Offer(sdp) = ev {
+                let offer = str0m::change::SdpOffer::from_sdp_string(&sdp)?;
+                let answer = self.endpoint.rtc.sdp_api().accept_offer(offer)?;
+                self.handle.answer(answer.to_sdp_string()).await?;
+            }
+        }
+        let (wake, events) = self.endpoint.drive().await?;
+        let mut media = Vec::new();
+        for e in events {
+            match e {
+                str0m::Event::MediaAdded(m) => {
+                    let stream = self.endpoint.rtc.media(m.mid).map(|m| m.stream_id().to_owned()).unwrap_or_default();
+                    self.streams.insert(m.mid, stream);
+                }
+                str0m::Event::MediaData(d) => {
+                    media.push((self.streams.get(&d.mid).cloned().unwrap_or_default(), d));
+                }
+                _ => {}
+            }
+        }
+        Ok((wake, media))
+    }
+}
