@@ -11,5 +11,6 @@ pub mod ffmpeg;
 pub mod ingest;
 pub mod media;
 pub mod plugin_host;
+pub mod relay;
 pub mod router;
 pub mod rtc;

@@ -13,6 +13,7 @@
 //! a lease in one step); in embedded mode it is this process's memory, with the same rules.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub struct NodeInfo {
     pub load: Load,
     /// The broadcasts whose program runs here.
     pub programs: Vec<Uuid>,
+    /// Where its media relay listens (UDP), when `cluster.secret` is set: other nodes dial it for the rooms they
+    /// share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 /// What a node carries now.
@@ -424,7 +429,7 @@ impl Cluster {
     }
 
     /// This node's entry as it would be written now.
-    pub fn entry(&self, load: Load, programs: Vec<Uuid>) -> NodeInfo {
+    pub fn entry(&self, load: Load, programs: Vec<Uuid>, relay: Option<SocketAddr>) -> NodeInfo {
         NodeInfo {
             id: self.node.clone(),
             http: self.http.clone(),
@@ -432,6 +437,7 @@ impl Cluster {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             load,
             programs,
+            relay: relay.map(|a| a.to_string()),
         }
     }
 
@@ -461,6 +467,7 @@ pub fn heartbeat(state: &crate::AppState) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             let Some(cluster) = cluster.upgrade() else { return };
             let running = hub.upgrade().and_then(|h| h.get().cloned());
+            let relay = running.as_ref().and_then(|h| h.relay.clone());
             let (participants, programs) =
                 running.map(|h| (h.participant_count() as u64, h.programs.running())).unwrap_or_default();
             let now = (Instant::now(), process_cpu_seconds());
@@ -468,6 +475,7 @@ pub fn heartbeat(state: &crate::AppState) -> tokio::task::JoinHandle<()> {
             let cpu_cores = if wall > 0.0 { ((now.1 - cpu.1) / wall * 100.0).round() / 100.0 } else { 0.0 };
             cpu = now;
             let load = Load { cpu_cores, participants, programs: programs.len() as u64 };
+            let nodes = cluster.directory.nodes().await;
             if let Some(m) = metrics.upgrade() {
                 for (what, v) in [
                     ("cpu_cores", cpu_cores),
@@ -476,12 +484,21 @@ pub fn heartbeat(state: &crate::AppState) -> tokio::task::JoinHandle<()> {
                 ] {
                     m.node_load.with_label_values(&[cluster.node.as_str(), what]).set(v);
                 }
-                if let Ok(nodes) = cluster.directory.nodes().await {
+                if let Ok(nodes) = &nodes {
                     m.cluster_nodes.set(nodes.len() as i64);
                 }
             }
-            if let Err(e) = cluster.register(&cluster.entry(load, programs)).await {
+            if let Err(e) = cluster.register(&cluster.entry(load, programs, relay.as_ref().map(|r| r.1))).await {
                 tracing::warn!("cluster: could not renew this node's entry: {e}");
+            }
+            // The relay keeps a connection to every other node that has one.
+            if let (Some((relay, _)), Ok(nodes)) = (&relay, &nodes) {
+                let peers: Vec<_> = nodes
+                    .iter()
+                    .filter(|n| n.id != cluster.node)
+                    .filter_map(|n| Some((n.id.clone(), n.relay.as_deref()?.parse().ok()?)))
+                    .collect();
+                relay.set_peers(&peers);
             }
         }
     })
@@ -554,6 +571,7 @@ mod tests {
             version: String::new(),
             load: Load::default(),
             programs: vec![],
+            relay: None,
         }
     }
 

@@ -45,6 +45,11 @@ pub struct Config {
 pub struct ClusterConfig {
     /// This node's name in the cluster directory; unset: the host name and a random suffix, new at each start.
     pub node_id: Option<String>,
+    /// The secret every node of the cluster shares (at least 16 characters): with it set, the node's media relay
+    /// listens, so rooms span nodes; nodes prove it to each other before any media crosses.
+    pub secret: Option<String>,
+    /// The UDP port of the media relay (on `media.bind`); 0 (default) picks a free one, announced in the directory.
+    pub relay_port: u16,
 }
 
 /// Encoders publishing to this server (OBS, ffmpeg, hardware encoders).
@@ -378,6 +383,11 @@ impl Config {
                 "required with ice.turn_urls (the TURN server's static-auth-secret)".into(),
             );
         }
+        if let Some(secret) = &self.cluster.secret
+            && secret.chars().count() < 16
+        {
+            return field("cluster.secret", "must be at least 16 characters".into());
+        }
         if self.ice.turn_ttl_secs == 0 {
             return field("ice.turn_ttl_secs", "must be at least 1".into());
         }
@@ -477,6 +487,9 @@ impl Config {
         }
         if c.ice.turn_secret.is_some() {
             c.ice.turn_secret = Some("***".into());
+        }
+        if c.cluster.secret.is_some() {
+            c.cluster.secret = Some("***".into());
         }
         if c.secrets.metrics_token.is_some() {
             c.secrets.metrics_token = Some("***".into());

@@ -205,7 +205,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         "plugins loaded: {}",
         installed.iter().map(|p| format!("{} {} ({})", p.name, p.version, p.kind.as_str())).collect::<Vec<_>>().join(", ")
     );
-    let closed = state.store.close_all_participants().await?;
+    let closed = state.store.close_all_participants(&state.cluster.node).await?;
     if closed > 0 {
         tracing::info!(closed, "marked participants from a previous run as left");
     }
@@ -219,6 +219,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if state.cfg.redis.url.is_some() {
         tokio::spawn(backyard::program::tend(state.clone()));
+    }
+    if state.cfg.cluster.secret.is_some() {
+        // The relay listens from the start: other nodes' people may share a room with nobody here yet.
+        let hub = backyard::signaling::Hub::get(&state).await.map_err(|e| anyhow::anyhow!("starting media: {e:?}"))?;
+        if let Some((_, addr)) = &hub.relay {
+            tracing::info!(%addr, "media relay listening: rooms span the nodes that share cluster.secret");
+        }
+    } else if state.cfg.redis.url.is_some() {
+        tracing::warn!("cluster.secret is not set: rooms do not span nodes (everyone in a studio must reach one node)");
     }
     tokio::spawn(shutdown_on_signal(handle.clone(), state));
     tracing::info!(%bind, %public_url, "listening");

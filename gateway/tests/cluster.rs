@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use common::process::{request, start_server};
+use common::rtc::Endpoint;
+use common::ws::{self, expect, expect_within, send, vp8_frame, whip};
 use common::{Backend, TestApp};
 use serde_json::{Value, json};
 
@@ -42,7 +44,7 @@ impl Node {
         let config = format!(
             "[database]\nurl = {db:?}\n[redis]\nurl = {redis:?}\nprefix = {prefix:?}\n\
              [secrets]\njwt_key = {jwt:?}\nstream_key_active = \"k1\"\n[secrets.stream_key_keys]\nk1 = {k1:?}\n\
-             [media]\nport = {port}\n[cluster]\nnode_id = {name:?}\n\
+             [media]\nport = {port}\n[cluster]\nnode_id = {name:?}\nsecret = \"a cluster secret for tests\"\n\
              [destinations.rtmp]\nallow-private-hosts = true\n",
             db = cfg.database.url,
             redis = cfg.redis.url.clone().context("Redis")?,
@@ -321,5 +323,160 @@ fn redis_restarting_without_its_data_stops_no_live_show() -> anyhow::Result<()> 
     ensure!(accepted_publishes(&show.nginx) == 1, "the destination saw a new publish:\n{}", show.nginx.log());
     let (status, broadcast) = b.call("GET", &format!("/api/broadcasts/{id}"), &cookie, None)?;
     ensure!(status == 200 && broadcast["status"] == "live", "{status} {broadcast}");
+    Ok(())
+}
+
+#[test]
+fn people_on_two_nodes_share_one_studio_over_the_relay() -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let t = rt.block_on(TestApp::new(Backend::Postgres));
+    let a = Node::start(&t, "node-a")?;
+    let b = Node::start(&t, "node-b")?;
+    let (status, cookies, _) = request(
+        &b.addr,
+        "POST",
+        "/api/auth/register",
+        "",
+        Some(json!({"email": "span@example.com", "password": "a long enough password", "name": "Host"})),
+    )?;
+    ensure!(status == 201 || status == 200, "register: {status}");
+    let cookie = cookies.join("; ");
+    let (status, broadcast) = b.call("POST", "/api/broadcasts", &cookie, Some(json!({"title": "Across nodes"})))?;
+    ensure!(status == 201, "create: {status} {broadcast}");
+    let id = broadcast["id"].as_str().context("an id")?.to_owned();
+    let keys = format!("/api/broadcasts/{id}/ingest-keys");
+    let (status, key) = b.call("POST", &keys, &cookie, Some(json!({"label": "Phone on node A", "mode": "source"})))?;
+    ensure!(status == 201, "ingest key: {status} {key}");
+    let key = key["key"].as_str().context("a key")?.to_owned();
+    // Both nodes announce their relay in the directory.
+    media::wait_until(Duration::from_secs(10), || {
+        b.call("GET", "/api/cluster", &cookie, None).is_ok_and(|(_, v)| {
+            let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+            ["node-a", "node-b"].iter().all(|id| nodes.iter().any(|n| n["id"] == *id && n["relay"].is_string()))
+        })
+    })
+    .with_context(|| {
+        format!("both nodes listed with a relay address: {:?}", b.call("GET", "/api/cluster", &cookie, None))
+    })?;
+
+    rt.block_on(async {
+        // The host is in the studio on node B.
+        let mut host = ws::connect(&b.addr, "cookie", &cookie).await?;
+        send(&mut host, "join-broadcast", json!({"broadcastId": id, "audioEnabled": false, "videoEnabled": false}))
+            .await?;
+        expect(&mut host, "joined").await?;
+        let mut studio = Endpoint::new().await?;
+        let mut api = studio.rtc.sdp_api();
+        api.add_media(str0m::media::MediaKind::Audio, str0m::media::Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().context("an offer")?;
+        send(&mut host, "webrtc-offer", json!({"sdp": offer.to_sdp_string()})).await?;
+        let answer = expect(&mut host, "webrtc-answer").await?;
+        let answer = str0m::change::SdpAnswer::from_sdp_string(answer["sdp"].as_str().context("sdp")?)?;
+        studio.rtc.sdp_api().accept_answer(pending, answer)?;
+        // A host watches the program preview: the server offers it at once.
+        let offer = expect(&mut host, "webrtc-offer").await?;
+        let offer = str0m::change::SdpOffer::from_sdp_string(offer["sdp"].as_str().context("sdp")?)?;
+        let answer = studio.rtc.sdp_api().accept_offer(offer)?;
+        send(&mut host, "webrtc-answer", json!({"sdp": answer.to_sdp_string()})).await?;
+
+        // A camera publishes into the same studio through node A (WHIP).
+        let mut publisher = Endpoint::new().await?;
+        let mut api = publisher.rtc.sdp_api();
+        api.add_media(str0m::media::MediaKind::Audio, str0m::media::Direction::SendOnly, None, None, None);
+        let cam = api.add_media(str0m::media::MediaKind::Video, str0m::media::Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().context("an offer")?;
+        let endpoint = format!("http://{}/api/whip", a.addr);
+        let (status, location, answer) =
+            whip("POST", endpoint, Some(key.clone()), "application/sdp", offer.to_sdp_string()).await;
+        ensure!(status == 201, "WHIP on node A: {status} {answer}");
+        let published = Instant::now();
+        publisher.rtc.sdp_api().accept_answer(pending, str0m::change::SdpAnswer::from_sdp_string(&answer)?)?;
+        // The host on node B is told (over the bus) ...
+        let (joined, _) = expect_within(&mut host, "participant-joined", Duration::from_secs(10)).await?;
+        ensure!(joined["participant"]["name"] == "Phone on node A", "{joined}");
+        let participant = joined["participant"]["id"].as_str().context("id")?.to_owned();
+
+        // ... and gets its camera (over the relay): frames naming the publisher on a track whose stream is its id.
+        let marker = format!("from:{participant};");
+        let (mut sent, mut want_key, mut received, mut first) = (0u32, true, 0u32, None);
+        let mut forwarded = std::collections::HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut next_frame = Instant::now();
+        while received < 30 {
+            ensure!(
+                Instant::now() < deadline,
+                "the host on node B got {received} of {sent} frames from node A (tracks: {forwarded:?})"
+            );
+            let (publisher_wake, events) = publisher.drive().await?;
+            for e in events {
+                if let str0m::Event::KeyframeRequest(r) = e
+                    && r.mid == cam
+                {
+                    want_key = true;
+                }
+            }
+            if Instant::now() >= next_frame && publisher.rtc.is_connected() {
+                next_frame += Duration::from_millis(33);
+                if let Some(writer) = publisher.rtc.writer(cam) {
+                    let vp8 = writer.payload_params().find(|p| p.spec().codec == str0m::format::Codec::Vp8);
+                    let pt = vp8.context("VP8")?.pt();
+                    let time = str0m::media::MediaTime::from_90khz(u64::from(sent) * 3000);
+                    writer.write(pt, Instant::now(), time, vp8_frame(std::mem::take(&mut want_key), &marker))?;
+                    sent += 1;
+                }
+            }
+            let (studio_wake, events) = studio.drive().await?;
+            for e in events {
+                match e {
+                    str0m::Event::MediaAdded(m) => {
+                        let stream = studio.rtc.media(m.mid).map(|m| m.stream_id().to_owned()).unwrap_or_default();
+                        forwarded.insert(m.mid, stream);
+                    }
+                    str0m::Event::MediaData(d)
+                        if forwarded.get(&d.mid) == Some(&participant)
+                            && d.data.windows(marker.len()).any(|w| w == marker.as_bytes()) =>
+                    {
+                        first.get_or_insert(published.elapsed());
+                        received += 1
+                    }
+                    _ => {}
+                }
+            }
+            // The server offers the host the publisher's tracks (and the program preview).
+            if let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) =
+                tokio::time::timeout(Duration::from_millis(1), futures::StreamExt::next(&mut host)).await
+            {
+                let v: Value = serde_json::from_str(text.as_str())?;
+                if v["event"] == "webrtc-offer" {
+                    let offer = str0m::change::SdpOffer::from_sdp_string(v["data"]["sdp"].as_str().context("sdp")?)?;
+                    let answer = studio.rtc.sdp_api().accept_offer(offer)?;
+                    send(&mut host, "webrtc-answer", json!({"sdp": answer.to_sdp_string()})).await?;
+                }
+            }
+            let wake = publisher_wake.min(studio_wake).min(next_frame);
+            publisher.receive(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(5))).await?;
+            studio.receive(Duration::ZERO).await?;
+        }
+        println!(
+            "node A's WHIP camera at the host on node B: first frame {:.0} ms after the publish, 30 frames of {sent} sent",
+            first.unwrap_or_default().as_secs_f64() * 1000.0
+        );
+
+        // Someone joining the studio on node B later is told who is there through node A.
+        let mut second = ws::connect(&b.addr, "cookie", &cookie).await?;
+        send(&mut second, "join-broadcast", json!({"broadcastId": id, "audioEnabled": false, "videoEnabled": false}))
+            .await?;
+        let joined = expect(&mut second, "joined").await?;
+        let names: Vec<_> = joined["participants"].as_array().into_iter().flatten().map(|p| p["name"].clone()).collect();
+        ensure!(names.contains(&json!("Phone on node A")), "the studio's list on node B: {names:?}");
+
+        // Ended on node A: the host on node B sees it leave.
+        let (status, _, body) = whip("DELETE", format!("http://{}{location}", a.addr), Some(key), "application/sdp", String::new()).await;
+        ensure!(status == 200, "WHIP DELETE: {status} {body}");
+        let (left, _) = expect_within(&mut host, "participant-left", Duration::from_secs(10)).await?;
+        ensure!(left["participantId"] == participant.as_str(), "{left}");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop((a, b));
     Ok(())
 }

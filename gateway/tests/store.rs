@@ -2,7 +2,7 @@
 
 mod common;
 
-use backyard::store::{RecordingStatus, RefreshUse, Role, StoreError};
+use backyard::store::{RecordingStatus, RefreshUse, Role, Seat, StoreError};
 use common::{Backend, TestApp};
 use time::{Duration, OffsetDateTime};
 
@@ -73,17 +73,25 @@ async fn participants_join_leave_and_restart_cleanup(b: Backend) {
     let s = &t.state.store;
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
-    let p1 = s.participant_joined(bc.id, Some(u.id), "A", Role::Host, true, true).await.unwrap();
-    let p2 = s.participant_joined(bc.id, None, "G", Role::Guest, true, false).await.unwrap();
-    assert_eq!(s.active_participants(bc.id).await.unwrap().len(), 2);
+    let seat =
+        |user_id, name, role, video, node| Seat { broadcast_id: bc.id, user_id, name, role, audio: true, video, node };
+    let p1 = s.participant_joined(seat(Some(u.id), "A", Role::Host, true, "node-1")).await.unwrap();
+    let p2 = s.participant_joined(seat(None, "G", Role::Guest, false, "node-1")).await.unwrap();
+    // Someone in the same room through another node.
+    let p3 = s.participant_joined(seat(None, "H", Role::Guest, true, "node-2")).await.unwrap();
+    assert_eq!(p3.node, "node-2");
+    assert_eq!(s.active_participants(bc.id).await.unwrap().len(), 3);
     s.participant_status(p2.id, false, false, "Guest").await.unwrap();
     s.participant_left(p1.id).await.unwrap();
     let active = s.active_participants(bc.id).await.unwrap();
-    assert_eq!(active.len(), 1);
+    assert_eq!(active.len(), 2);
     assert_eq!(active[0].name, "Guest");
     assert!(!active[0].audio_enabled);
-    // After a restart nobody is connected.
-    assert_eq!(s.close_all_participants().await.unwrap(), 1);
+    // After node-1 restarts nobody is connected to it; node-2's studio goes on.
+    assert_eq!(s.close_all_participants("node-1").await.unwrap(), 1);
+    let active = s.active_participants(bc.id).await.unwrap();
+    assert_eq!(active.iter().map(|p| p.id).collect::<Vec<_>>(), [p3.id]);
+    assert_eq!(s.close_all_participants("node-2").await.unwrap(), 1);
     assert!(s.active_participants(bc.id).await.unwrap().is_empty());
 }
 
@@ -137,7 +145,9 @@ async fn deleting_a_broadcast_cascades(b: Backend) {
     let s = &t.state.store;
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
-    s.participant_joined(bc.id, None, "G", Role::Guest, true, true).await.unwrap();
+    let seat =
+        Seat { broadcast_id: bc.id, user_id: None, name: "G", role: Role::Guest, audio: true, video: true, node: "n" };
+    s.participant_joined(seat).await.unwrap();
     let rec = s.create_recording(bc.id, u.id, "r", 0).await.unwrap();
     assert!(s.delete_broadcast(bc.id).await.unwrap());
     assert!(s.broadcast(bc.id).await.unwrap().is_none());

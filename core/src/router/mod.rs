@@ -43,7 +43,8 @@ impl PeerId {
 pub struct TrackId(pub u64);
 
 /// What a published track carries, as the studio shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TrackSource {
     /// The participant's microphone.
     Microphone,

@@ -114,16 +114,29 @@ struct Sub {
     hold_until: Option<Instant>,
     /// Paused for lack of bandwidth, and told so.
     starved: bool,
+    /// Takes every layer of the track as it comes (another node, which chooses layers for its own subscribers).
+    all: bool,
 }
 
 impl Sub {
     fn new() -> Sub {
-        Sub { ready: false, current: None, target: None, render: None, hold_until: None, starved: false }
+        Sub { ready: false, current: None, target: None, render: None, hold_until: None, starved: false, all: false }
+    }
+
+    /// A subscription of another node: ready at once, every layer, never paused or waiting for a keyframe (the
+    /// node asks for the keyframes its own subscribers need).
+    fn relay() -> Sub {
+        Sub { ready: true, all: true, ..Sub::new() }
     }
 
     /// Waits for a keyframe of the layer it should get.
     fn awaits_keyframe(&self) -> bool {
-        self.ready && self.target.is_some() && self.current != self.target
+        self.ready && !self.all && self.target.is_some() && self.current != self.target
+    }
+
+    /// Gets frames of `layer` now.
+    fn gets(&self, layer: u8) -> bool {
+        self.current == Some(layer) || (self.all && self.ready)
     }
 }
 
@@ -174,6 +187,28 @@ struct PeerEntry {
     recent_estimates: VecDeque<(Instant, u64)>,
     /// False for a peer that only publishes ([`Room::add_publisher`]): it is subscribed to nothing.
     receives: bool,
+    /// What the peer stands for: a participant's session here, another node, or a participant on another node.
+    kind: PeerKind,
+}
+
+/// Whom a peer of the room stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerKind {
+    /// A session (or a source) of this node.
+    Local,
+    /// Another node of the cluster with people in this room ([`Room::add_relay`]): it gets every layer of every
+    /// track published on this node, and counts for no seat.
+    Relay,
+    /// A participant whose session is on another node ([`Room::add_remote`]): its tracks arrive over the relay
+    /// and are never relayed on.
+    Remote,
+}
+
+impl PeerEntry {
+    /// `self` is subscribed to a track `publisher` publishes: a relay only to tracks published on this node.
+    fn subscribes_to(&self, publisher: &PeerEntry) -> bool {
+        self.receives && !(self.kind == PeerKind::Relay && publisher.kind == PeerKind::Remote)
+    }
 }
 
 impl Track {
@@ -195,7 +230,7 @@ impl Track {
 
     /// Anyone gets `layer` now (a loss on it breaks their picture).
     fn serves(&self, layer: u8) -> bool {
-        self.tap.current == Some(layer) || self.subscribers.values().any(|s| s.current == Some(layer))
+        self.tap.current == Some(layer) || self.subscribers.values().any(|s| s.gets(layer))
     }
 
     /// What [`layers::allocate`] needs of this track for one subscriber.
@@ -338,41 +373,60 @@ impl Room {
     /// Adds a peer and subscribes it to every published track (but the program preview, which only watchers
     /// get: [`Room::watch_program`]).
     pub fn add_peer(&mut self, peer: PeerId, participant: &str) -> Result<(), RouterError> {
-        self.insert_peer(peer, participant, true)
+        self.insert_peer(peer, participant, true, PeerKind::Local)
     }
 
     /// Adds a peer that only publishes (a WHIP client, which cannot take the server's offers): it is subscribed
     /// to nothing, now or later, while everyone else gets what it publishes.
     pub fn add_publisher(&mut self, peer: PeerId, participant: &str) -> Result<(), RouterError> {
-        self.insert_peer(peer, participant, false)
+        self.insert_peer(peer, participant, false, PeerKind::Local)
     }
 
-    fn insert_peer(&mut self, peer: PeerId, participant: &str, receives: bool) -> Result<(), RouterError> {
+    /// Adds another node of the cluster, named `node`, that has people in this room: it is subscribed to every
+    /// track published by this node's peers (not to those that came from other nodes), gets every simulcast
+    /// layer of each as it comes, and takes no seat. Its [`Decision::Subscribe`]s say what to announce to it.
+    pub fn add_relay(&mut self, peer: PeerId, node: &str) -> Result<(), RouterError> {
+        self.insert_peer(peer, node, true, PeerKind::Relay)
+    }
+
+    /// Adds a participant whose session is on another node: it publishes what arrives over the relay
+    /// ([`Room::publish_layers`]) and receives nothing here.
+    pub fn add_remote(&mut self, peer: PeerId, participant: &str) -> Result<(), RouterError> {
+        self.insert_peer(peer, participant, false, PeerKind::Remote)
+    }
+
+    fn insert_peer(
+        &mut self,
+        peer: PeerId,
+        participant: &str,
+        receives: bool,
+        kind: PeerKind,
+    ) -> Result<(), RouterError> {
         if self.peers.contains_key(&peer) {
             return Err(RouterError::DuplicatePeer(peer));
         }
-        if self.peers.len() >= self.config.max_peers {
+        let seats = self.peers.values().filter(|p| p.kind != PeerKind::Relay).count();
+        if kind != PeerKind::Relay && seats >= self.config.max_peers {
             return Err(RouterError::RoomFull(self.config.max_peers));
         }
-        self.peers.insert(
-            peer,
-            PeerEntry {
-                participant: participant.into(),
-                published: vec![],
-                muted: vec![],
-                estimate: None,
-                recent_estimates: VecDeque::new(),
-                downlink_loss: None,
-                receives,
-            },
-        );
-        if !receives {
-            return Ok(());
-        }
+        let entry = PeerEntry {
+            participant: participant.into(),
+            published: vec![],
+            muted: vec![],
+            estimate: None,
+            recent_estimates: VecDeque::new(),
+            downlink_loss: None,
+            receives,
+            kind,
+        };
         for track in self.tracks.values_mut().filter(|t| t.info.source != TrackSource::Program) {
-            track.subscribers.insert(peer, Sub::new());
-            self.decisions.push_back(Decision::Subscribe { peer, track: track.info.clone() });
+            let Some(publisher) = self.peers.get(&track.info.publisher) else { continue };
+            if entry.subscribes_to(publisher) {
+                track.subscribers.insert(peer, if kind == PeerKind::Relay { Sub::relay() } else { Sub::new() });
+                self.decisions.push_back(Decision::Subscribe { peer, track: track.info.clone() });
+            }
         }
+        self.peers.insert(peer, entry);
         Ok(())
     }
 
@@ -412,8 +466,9 @@ impl Room {
         let speaker = (source == TrackSource::Microphone).then(|| SpeakerDetector::new(self.config.speaker));
         let layers = if source.kind().is_audio() { 1 } else { layers };
         let mut track = Track::new(info.clone(), layers, muted, speaker);
-        for (&other, _) in self.peers.iter().filter(|&(&p, e)| p != peer && e.receives) {
-            track.subscribers.insert(other, Sub::new());
+        let publisher = &self.peers[&peer];
+        for (&other, e) in self.peers.iter().filter(|&(&p, e)| p != peer && e.subscribes_to(publisher)) {
+            track.subscribers.insert(other, if e.kind == PeerKind::Relay { Sub::relay() } else { Sub::new() });
             self.decisions.push_back(Decision::Subscribe { peer: other, track: info.clone() });
         }
         self.tracks.insert(id, track);
@@ -562,7 +617,7 @@ impl Room {
     /// Chooses the layer of each of `peer`'s video subscriptions again (see [`layers::allocate`]), asking for
     /// keyframes where the choice changed and telling the subscriber of video paused or resumed for bandwidth.
     fn allocate(&mut self, peer: PeerId, now: Instant) {
-        let Some(entry) = self.peers.get(&peer) else { return };
+        let Some(entry) = self.peers.get(&peer).filter(|e| e.kind != PeerKind::Relay) else { return };
         let mut ids = vec![];
         let mut wants = vec![];
         let mut audio = 0u64;
@@ -677,6 +732,23 @@ impl Room {
         decisions.push_back(Decision::RequestKeyframe { publisher: t.info.publisher, track: t.info.id, layer, kind });
     }
 
+    /// Another node's subscriber needs a keyframe of `layer` (0 without simulcast) of `track`: asked of the
+    /// publisher like a subscriber's request here, coalesced with them.
+    pub fn relay_keyframe(&mut self, track: TrackId, layer: u8, kind: KeyframeRequestKind, now: Instant) {
+        let interval = match kind {
+            KeyframeRequestKind::Fir => self.config.keyframe_interval,
+            KeyframeRequestKind::Pli => self.config.repair_interval,
+        };
+        let Some(t) = self.tracks.get_mut(&track) else { return };
+        Self::request_keyframe(&mut self.decisions, t, layer, kind, now, interval);
+    }
+
+    /// The layers of `track` (1 without simulcast) and whether it is fixed-rate video (see
+    /// [`Room::publish_fixed`]): what another node needs to publish it again.
+    pub fn track_shape(&self, track: TrackId) -> Option<(u8, bool)> {
+        self.tracks.get(&track).map(|t| (t.layers.len() as u8, t.fixed))
+    }
+
     /// Frames of `track` are forwarded (it exists and moderation has not muted it).
     pub fn forwards(&self, track: TrackId) -> bool {
         self.tracks.get(&track).is_some_and(|t| !t.muted)
@@ -788,7 +860,7 @@ impl Room {
             if sub.target == Some(layer) && sub.current != Some(layer) && (frame.keyframe || !video) {
                 sub.current = Some(layer);
             }
-            if sub.current == Some(layer) {
+            if sub.gets(layer) {
                 to.push(peer);
             }
         }
@@ -1463,6 +1535,56 @@ mod tests {
         assert!(drain(&mut room).iter().all(|d| !matches!(d, Decision::RequestKeyframe { .. })));
         // She starts sharing: the first frame is a keyframe and goes out.
         assert_eq!(forward(&mut room, screen, KEY, t0 + ms(10_000)), [PeerId(2)]);
+    }
+
+    #[test]
+    fn another_node_gets_every_layer_of_local_tracks_only_and_asks_for_keyframes_through_its_own_subscribers() {
+        let t0 = Instant::now();
+        let mut room = Room::new(RoomConfig { max_peers: 2, ..RoomConfig::default() });
+        let (alice, node_b, carol) = (PeerId(1), PeerId(2), PeerId(3));
+        room.add_peer(alice, "alice").unwrap();
+        let cam = room.publish_layers(alice, TrackSource::Camera, 3).unwrap();
+        // The other node arrives after alice published, and takes no seat: carol (on node b) still fits.
+        room.add_relay(node_b, "node-b").unwrap();
+        room.add_remote(carol, "carol").unwrap();
+        let carols = room.publish(carol, TrackSource::Camera).unwrap();
+        let d = drain(&mut room);
+        let subscribed: Vec<_> = d
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Subscribe { peer, track } => Some((*peer, track.id)),
+                _ => None,
+            })
+            .collect();
+        // The relay gets alice's camera; carol's came over the relay and goes back to nobody on it; alice (here)
+        // gets carol's.
+        assert_eq!(subscribed, [(node_b, cam), (alice, carols)]);
+        assert!(matches!(room.add_peer(PeerId(4), "dave"), Err(RouterError::RoomFull(2))));
+
+        // Every layer goes to the other node as it comes, deltas included, with no keyframe asked for it.
+        for layer in 0..3 {
+            assert_eq!(layer_frame(&mut room, cam, layer, DELTA, t0).0, [node_b], "layer {layer}");
+        }
+        for t in (0..2_000).step_by(50) {
+            room.handle_timeout(t0 + ms(t));
+        }
+        assert!(drain(&mut room).iter().all(|d| !matches!(d, Decision::RequestKeyframe { .. })));
+
+        // Its subscribers' requests come back per layer and are coalesced like local ones.
+        room.relay_keyframe(cam, 1, KeyframeRequestKind::Fir, t0 + ms(2_000));
+        room.relay_keyframe(cam, 1, KeyframeRequestKind::Fir, t0 + ms(2_010));
+        let d = drain(&mut room);
+        assert!(matches!(&d[..], [x] if keyframe_asked(1)(x)), "{d:?}");
+        assert_eq!(room.track_shape(cam), Some((3, false)));
+
+        // A loss upstream on any layer breaks the other node's picture of it: repaired.
+        let lost = Frame { contiguous: false, ..DELTA };
+        layer_frame(&mut room, cam, 0, lost, t0 + ms(3_000));
+        assert!(drain(&mut room).iter().any(keyframe_asked(0)));
+
+        // The relay leaving unsubscribes nobody but itself.
+        room.remove_peer(node_b);
+        assert_eq!(layer_frame(&mut room, cam, 2, KEY, t0 + ms(3_100)).0, []);
     }
 
     #[test]

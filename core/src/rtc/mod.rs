@@ -162,6 +162,8 @@ struct Inner {
     programs: Mutex<HashMap<String, Arc<ProgramShared>>>,
     demux: Arc<Mutex<Demux>>,
     next_peer: AtomicU64,
+    /// Counts every time a session joins or leaves a room ([`MediaNode::watch_sessions`]).
+    sessions: tokio::sync::watch::Sender<u64>,
     /// The socket's receive loop; aborted when the node is dropped.
     recv_task: JoinHandle<()>,
 }
@@ -175,11 +177,13 @@ impl Drop for Inner {
 mod demux;
 mod handle;
 mod peer_task;
+mod relay;
 mod room;
 
 use demux::*;
 pub use handle::{LocalPublisher, PeerHandle, ProgramTrack};
 use peer_task::*;
+pub use relay::{RelayOut, RelayOutput, RelayTrack, RelayedData, RelayedFrame, RemoteKeyframe, RemotePublisher};
 use room::*;
 
 impl MediaNode {
@@ -207,6 +211,7 @@ impl MediaNode {
                 programs: Mutex::new(HashMap::new()),
                 demux,
                 next_peer: AtomicU64::new(1),
+                sessions: tokio::sync::watch::Sender::new(0),
                 recv_task,
             }),
         })
@@ -278,6 +283,7 @@ impl MediaNode {
                 id,
                 PeerLink {
                     participant: participant.to_string(),
+                    relay: false,
                     cmd: cmd_tx.clone(),
                     frames: frames_tx,
                     events: events_tx.clone(),
@@ -305,6 +311,7 @@ impl MediaNode {
             connect_by: None,
         };
         tokio::spawn(task.run());
+        inner.sessions.send_modify(|n| *n += 1);
         tracing::debug!(room, participant, peer = id.0, "joined");
         Ok((PeerHandle { id, participant: participant.to_string(), room: shared, cmd: cmd_tx }, events_rx))
     }
@@ -338,6 +345,7 @@ impl MediaNode {
                         room: router,
                         links: HashMap::new(),
                         locals: HashMap::new(),
+                        remotes: HashMap::new(),
                         tap,
                         program,
                         closed: false,
@@ -460,6 +468,12 @@ impl MediaNode {
     pub fn participants(&self, room: &str) -> Vec<String> {
         let Some(shared) = self.inner.rooms.lock().get(room).cloned() else { return vec![] };
         let st = shared.state.lock();
-        st.links.values().map(|l| l.participant.clone()).collect()
+        st.links.values().filter(|l| !l.relay).map(|l| l.participant.clone()).collect()
+    }
+
+    /// Changes each time a session joins or leaves one of the node's rooms (see
+    /// [`MediaNode::rooms_with_sessions`]).
+    pub fn watch_sessions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.sessions.subscribe()
     }
 }

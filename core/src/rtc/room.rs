@@ -14,6 +14,8 @@ pub(super) struct RoomState {
     pub(super) links: HashMap<PeerId, PeerLink>,
     /// Sources the node publishes itself ([`LocalPublisher`]), by their peer id.
     pub(super) locals: HashMap<PeerId, Arc<LocalShared>>,
+    /// Participants on other nodes ([`RemotePublisher`]), by their peer id: where their keyframe requests go.
+    pub(super) remotes: HashMap<PeerId, mpsc::UnboundedSender<RemoteKeyframe>>,
     /// The room's program, fed every frame moderation lets through.
     pub(super) tap: Option<MediaTap>,
     /// The program preview the node publishes into the room, if any.
@@ -24,7 +26,10 @@ pub(super) struct RoomState {
 
 /// The way into a peer task.
 pub(super) struct PeerLink {
+    /// The participant (for a relay peer: the other node).
     pub(super) participant: String,
+    /// Another node ([`RelayOut`]), not a session.
+    pub(super) relay: bool,
     pub(super) cmd: mpsc::UnboundedSender<PeerCmd>,
     pub(super) frames: mpsc::Sender<Arc<Forwarded>>,
     pub(super) events: mpsc::UnboundedSender<MediaEvent>,
@@ -85,9 +90,13 @@ pub(super) fn leave(inner: &Inner, room: &Arc<RoomShared>, id: PeerId) {
     let mut rooms = inner.rooms.lock();
     let mut st = room.state.lock();
     st.room.remove_peer(id);
-    st.links.remove(&id);
+    let session = st.links.remove(&id).is_some_and(|l| !l.relay);
     st.locals.remove(&id);
+    st.remotes.remove(&id);
     dispatch(&mut st);
+    if session {
+        inner.sessions.send_modify(|n| *n += 1);
+    }
     if st.room.is_empty() {
         st.closed = true;
         if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
@@ -112,6 +121,12 @@ pub(super) fn dispatch(st: &mut RoomState) {
             Decision::RequestKeyframe { publisher, .. } if st.locals.contains_key(&publisher) => {
                 if let Some(local) = st.locals.get(&publisher) {
                     local.keyframe_wanted.store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
+            Decision::RequestKeyframe { publisher, track, layer, kind } if st.remotes.contains_key(&publisher) => {
+                if let Some(remote) = st.remotes.get(&publisher) {
+                    let _ = remote.send((track, layer.unwrap_or(0), kind));
                 }
                 continue;
             }

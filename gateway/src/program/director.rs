@@ -255,7 +255,7 @@ pub(super) async fn follow_room(
 
 async fn resync(state: &AppState, live: &super::Live) {
     if let Ok(hub) = crate::signaling::Hub::get(state).await {
-        live.director.send(Input::Members(hub.participants(live.broadcast).iter().map(member).collect()));
+        live.director.send(Input::Members(hub.roster(state, live.broadcast).await.iter().map(member).collect()));
     }
 }
 

@@ -44,6 +44,9 @@ pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(
 pub struct Hub {
     /// The SFU: one UDP socket, rooms keyed by broadcast id.
     pub media: MediaNode,
+    /// The media relay to other nodes (with `cluster.secret` set) and the address it announces: rooms span the
+    /// nodes that have people in them.
+    pub relay: Option<(backyard_core::relay::Relay, SocketAddr)>,
     /// Handed to clients in `joined`, TURN with a credential per join.
     ice_servers: ice::IceServers,
     max_participants: usize,
@@ -96,8 +99,22 @@ impl Hub {
         config.room.max_peers = state.cfg.limits.max_participants as usize;
         let media = MediaNode::bind(config).await?;
         tracing::info!(udp = %media.advertised_addr(), "signaling ready");
+        let relay = match &state.cfg.cluster.secret {
+            Some(secret) => {
+                let config = backyard_core::relay::RelayConfig {
+                    node: state.cluster.node.clone(),
+                    bind: SocketAddr::new(bind_ip, state.cfg.cluster.relay_port),
+                    secret: secret.as_bytes().to_vec(),
+                };
+                let relay = backyard_core::relay::Relay::start(config, media.clone())?;
+                let announced = SocketAddr::new(media.advertised_addr().ip(), relay.local_addr().port());
+                Some((relay, announced))
+            }
+            None => None,
+        };
         Ok(Hub {
             media,
+            relay,
             ice_servers: ice::IceServers::new(&state.cfg.ice),
             max_participants: state.cfg.limits.max_participants as usize,
             rooms: Mutex::new(HashMap::new()),
@@ -133,6 +150,53 @@ impl Hub {
             .get(&broadcast)
             .map(|r| r.members.values().map(|m| m.participant.clone()).collect())
             .unwrap_or_default();
+        list.sort_by_key(|p| p.id);
+        list
+    }
+
+    /// Everyone in a broadcast's room: this node's members, and the people in the same room through other nodes
+    /// that are still in the cluster directory (their rows name their node; what they do next reaches every node
+    /// over the bus).
+    pub async fn roster(&self, state: &AppState, broadcast: Uuid) -> Vec<Participant> {
+        let mut list = self.participants(broadcast);
+        if self.relay.is_none() {
+            // Rooms do not span nodes: everyone in this studio is here.
+            return list;
+        }
+        let rows = match state.store.active_participants(broadcast).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(%broadcast, "cannot list the room's people on other nodes: {e}");
+                return list;
+            }
+        };
+        let elsewhere: Vec<_> =
+            rows.into_iter().filter(|r| !r.node.is_empty() && r.node != state.cluster.node).collect();
+        if elsewhere.is_empty() {
+            return list;
+        }
+        let live: std::collections::HashSet<String> = match state.cluster.directory.nodes().await {
+            Ok(nodes) => nodes.into_iter().map(|n| n.id).collect(),
+            Err(e) => {
+                tracing::warn!(%broadcast, "cannot list the room's people on other nodes: {e}");
+                return list;
+            }
+        };
+        for r in elsewhere.into_iter().filter(|r| live.contains(&r.node)) {
+            if list.iter().all(|p| p.id != r.id) {
+                list.push(Participant {
+                    id: r.id,
+                    user_id: r.user_id,
+                    name: r.name,
+                    role: r.role,
+                    audio_enabled: r.audio_enabled,
+                    video_enabled: r.video_enabled,
+                    screen_sharing: false,
+                    speaking: false,
+                    backstage: false,
+                });
+            }
+        }
         list.sort_by_key(|p| p.id);
         list
     }

@@ -328,7 +328,15 @@ impl Session {
             return Ok(());
         }
         let row = store
-            .participant_joined(broadcast.id, user_id, &name, role, req.audio_enabled, req.video_enabled)
+            .participant_joined(crate::store::Seat {
+                broadcast_id: broadcast.id,
+                user_id,
+                name: &name,
+                role,
+                audio: req.audio_enabled,
+                video: req.video_enabled,
+                node: &self.state.cluster.node,
+            })
             .await
             .map_err(internal)?;
         let participant = Participant {
@@ -370,14 +378,15 @@ impl Session {
         if role == Role::Guest {
             return;
         }
-        let members = self.hub.participants(broadcast.id);
+        let members = self.hub.roster(&self.state, broadcast.id).await;
         if let Err(e) = self.hub.programs.ensure(&self.state, &self.hub.media, broadcast, members).await {
             tracing::error!(broadcast = %broadcast.id, "program not started: {e}");
         }
     }
 
     async fn send_joined(&mut self, broadcast: &Broadcast, me: &Participant, role: Role) {
-        let others: Vec<_> = self.hub.participants(broadcast.id).into_iter().filter(|p| p.id != me.id).collect();
+        let others: Vec<_> =
+            self.hub.roster(&self.state, broadcast.id).await.into_iter().filter(|p| p.id != me.id).collect();
         let offered = self.state.plugins.offered().await;
         let stage_layout = self.hub.programs.get(broadcast.id).and_then(|l| l.stage_layout());
         let data = json!({

@@ -127,7 +127,16 @@ pub(crate) async fn take_seat(
     broadcast: Uuid,
     name: &str,
 ) -> Result<(Participant, mpsc::UnboundedReceiver<Control>), WhipError> {
-    let row = state.store.participant_joined(broadcast, None, name, Role::Guest, true, true).await?;
+    let seat = crate::store::Seat {
+        broadcast_id: broadcast,
+        user_id: None,
+        name,
+        role: Role::Guest,
+        audio: true,
+        video: true,
+        node: &state.cluster.node,
+    };
+    let row = state.store.participant_joined(seat).await?;
     let participant = Participant {
         id: row.id,
         user_id: None,

@@ -111,20 +111,13 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_destination(&self, broadcast_id: Uuid, id: Uuid) -> StoreResult<bool>;
 
     // participants
-    async fn participant_joined(
-        &self,
-        broadcast_id: Uuid,
-        user_id: Option<Uuid>,
-        name: &str,
-        role: Role,
-        audio: bool,
-        video: bool,
-    ) -> StoreResult<Participant>;
+    async fn participant_joined(&self, seat: Seat<'_>) -> StoreResult<Participant>;
     async fn participant_status(&self, id: Uuid, audio: bool, video: bool, name: &str) -> StoreResult<()>;
     async fn participant_left(&self, id: Uuid) -> StoreResult<()>;
     async fn active_participants(&self, broadcast_id: Uuid) -> StoreResult<Vec<Participant>>;
-    /// Marks every participant still "in" as left: a restarted server has no live connections.
-    async fn close_all_participants(&self) -> StoreResult<u64>;
+    /// Marks every participant of `node` still "in" as left (and those of rows that name no node): a restarted node
+    /// has no live connections; other nodes' studios go on.
+    async fn close_all_participants(&self, node: &str) -> StoreResult<u64>;
 
     // recordings
     /// Raises the broadcast's home fence to `token`; false if a newer token was claimed already.
@@ -596,28 +589,22 @@ macro_rules! impl_store {
                     > 0)
             }
 
-            async fn participant_joined(
-                &self,
-                broadcast_id: Uuid,
-                user_id: Option<Uuid>,
-                name: &str,
-                role: Role,
-                audio: bool,
-                video: bool,
-            ) -> StoreResult<Participant> {
+            async fn participant_joined(&self, seat: Seat<'_>) -> StoreResult<Participant> {
                 let t = now();
                 Ok(sqlx::query_as::<_, Participant>(
                     "INSERT INTO participants (id, broadcast_id, user_id, name, role, audio_enabled, video_enabled,
-                     joined_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8) RETURNING *",
+                     joined_at, created_at, updated_at, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9)
+                     RETURNING *",
                 )
                 .bind(Uuid::now_v7())
-                .bind(broadcast_id)
-                .bind(user_id)
-                .bind(name)
-                .bind(role)
-                .bind(audio)
-                .bind(video)
+                .bind(seat.broadcast_id)
+                .bind(seat.user_id)
+                .bind(seat.name)
+                .bind(seat.role)
+                .bind(seat.audio)
+                .bind(seat.video)
                 .bind(t)
+                .bind(seat.node)
                 .fetch_one(&self.pool)
                 .await?)
             }
@@ -655,10 +642,13 @@ macro_rules! impl_store {
                 .await?)
             }
 
-            async fn close_all_participants(&self) -> StoreResult<u64> {
+            async fn close_all_participants(&self, node: &str) -> StoreResult<u64> {
                 let t = now();
-                Ok(sqlx::query("UPDATE participants SET left_at = $1, updated_at = $1 WHERE left_at IS NULL")
-                    .bind(t)
+                Ok(sqlx::query(
+                    "UPDATE participants SET left_at = $1, updated_at = $1 WHERE left_at IS NULL AND node IN ($2, '')",
+                )
+                .bind(t)
+                .bind(node)
                     .execute(&self.pool)
                     .await?
                     .rows_affected())

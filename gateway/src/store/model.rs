@@ -197,6 +197,8 @@ pub struct Participant {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The node whose studio they are in (empty for rows from before several nodes).
+    pub node: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -280,6 +282,18 @@ pub enum RefreshUse {
     Reused { family_id: Uuid, user_id: Uuid },
     /// Unknown or expired.
     Invalid,
+}
+
+/// Who takes a seat in a broadcast's room, and the node whose studio they are in.
+#[derive(Debug, Clone)]
+pub struct Seat<'a> {
+    pub broadcast_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub name: &'a str,
+    pub role: Role,
+    pub audio: bool,
+    pub video: bool,
+    pub node: &'a str,
 }
 
 /// Fields of a new destination (the key already encrypted).

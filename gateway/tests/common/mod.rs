@@ -10,6 +10,7 @@
 pub mod process;
 pub mod rtc;
 pub mod rtmp;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
