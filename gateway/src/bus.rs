@@ -39,6 +39,10 @@ pub mod topic {
     pub fn session(id: Uuid) -> String {
         format!("session:{id}")
     }
+    /// Orders for one node of the cluster (a host on another node moderating someone in this node's studio).
+    pub fn node(id: &str) -> String {
+        format!("node:{id}")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -223,6 +223,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if state.cfg.cluster.secret.is_some() {
         // The relay listens from the start: other nodes' people may share a room with nobody here yet.
         let hub = backyard::signaling::Hub::get(&state).await.map_err(|e| anyhow::anyhow!("starting media: {e:?}"))?;
+        tokio::spawn(backyard::signaling::follow_orders(state.clone()));
         if let Some((_, addr)) = &hub.relay {
             tracing::info!(%addr, "media relay listening: rooms span the nodes that share cluster.secret");
         }

@@ -470,6 +470,17 @@ fn people_on_two_nodes_share_one_studio_over_the_relay() -> anyhow::Result<()> {
         let names: Vec<_> = joined["participants"].as_array().into_iter().flatten().map(|p| p["name"].clone()).collect();
         ensure!(names.contains(&json!("Phone on node A")), "the studio's list on node B: {names:?}");
 
+        // The host on node B mutes the camera in node A's studio: node A stops it, and everyone is told.
+        send(&mut host, "moderate", json!({"participantId": participant, "action": "mute-video"})).await?;
+        let muted = Instant::now();
+        loop {
+            let (status, _) = expect_within(&mut host, "participant-status-updated", Duration::from_secs(10)).await?;
+            if status["participant"]["id"] == participant.as_str() && status["participant"]["videoEnabled"] == false {
+                break;
+            }
+        }
+        println!("muted through the other node in {:.0} ms", muted.elapsed().as_secs_f64() * 1000.0);
+
         // Ended on node A: the host on node B sees it leave.
         let (status, _, body) = whip("DELETE", format!("http://{}{location}", a.addr), Some(key), "application/sdp", String::new()).await;
         ensure!(status == 200, "WHIP DELETE: {status} {body}");

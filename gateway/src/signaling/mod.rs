@@ -349,3 +349,62 @@ pub async fn ws(
         .max_message_size(protocol::MAX_MESSAGE_BYTES * 16)
         .on_upgrade(move |socket| session::run(socket, state, hub, caller))
 }
+
+/// An order a host on one node gives about someone whose studio is on another node: that node carries it out.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Order {
+    broadcast: Uuid,
+    participant: Uuid,
+    action: protocol::ModerateAction,
+    by: Uuid,
+}
+
+/// Sends a moderation order to the node whose studio `participant` is in (their participants row names it).
+pub(crate) async fn order_elsewhere(
+    state: &AppState,
+    broadcast: Uuid,
+    participant: Uuid,
+    action: protocol::ModerateAction,
+    by: Uuid,
+) -> anyhow::Result<()> {
+    let rows = state.store.active_participants(broadcast).await?;
+    let node = rows.into_iter().find(|r| r.id == participant).map(|r| r.node).unwrap_or_default();
+    anyhow::ensure!(!node.is_empty(), "participant {participant} is in no node's studio");
+    let order = Order { broadcast, participant, action, by };
+    let event = crate::bus::Event::new("moderate", serde_json::to_value(&order)?);
+    state.bus.publish(&crate::bus::topic::node(&node), event).await?;
+    Ok(())
+}
+
+/// Carries out the orders other nodes send this one, until the state is dropped. Spawned by `serve` when rooms
+/// span nodes.
+pub async fn follow_orders(state: AppState) {
+    let mut orders = state.bus.subscribe(&crate::bus::topic::node(&state.cluster.node));
+    loop {
+        let event = match orders.recv().await {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "this node missed orders from other nodes");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let order: Order = match serde_json::from_value(event.data.clone()) {
+            Ok(order) if event.event == "moderate" => order,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!("an order from another node was not understood: {e}");
+                continue;
+            }
+        };
+        let Some(hub) = Hub::running(&state) else { continue };
+        let Some((target, guest_session, control)) = hub.member(order.broadcast, order.participant) else { continue };
+        if let Err(e) =
+            session::carry_out(&state, &hub, order.broadcast, &target, guest_session, &control, order.action, order.by)
+                .await
+        {
+            tracing::warn!(broadcast = %order.broadcast, participant = %order.participant, "a moderation order failed: {e:?}");
+        }
+    }
+}

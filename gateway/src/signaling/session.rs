@@ -221,9 +221,7 @@ impl Session {
     }
 
     async fn publish(&self, broadcast: Uuid, event: RoomEvent) {
-        if let Err(e) = self.state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
-            tracing::warn!(%broadcast, "could not publish {}: {e}", event.name());
-        }
+        publish(&self.state, broadcast, event).await
     }
 
     async fn on_text(&mut self, text: &str, inbox: &mut Inbox) {
@@ -490,9 +488,7 @@ impl Session {
     }
 
     async fn persist_status(&self, p: &Participant) {
-        if let Err(e) = self.state.store.participant_status(p.id, p.audio_enabled, p.video_enabled, &p.name).await {
-            tracing::warn!("could not record participant {} status: {e}", p.id);
-        }
+        persist_status(&self.state, p).await
     }
 
     async fn chat(&mut self, msg: protocol::ChatIn) -> Result<(), ErrorData> {
@@ -517,10 +513,15 @@ impl Session {
         if my_role == Role::Guest {
             return Err(ErrorData::new("forbidden", "only the host or a co-host may moderate"));
         }
-        let (target, guest_session, control) = self
-            .hub
-            .member(broadcast, req.participant_id)
-            .ok_or_else(|| ErrorData::new("not_found", "no such participant in this room").field("participantId"))?;
+        let not_found = || ErrorData::new("not_found", "no such participant in this room").field("participantId");
+        // Someone in the room through another node is moderated there: their node carries the order out.
+        let (target, here) = match self.hub.member(broadcast, req.participant_id) {
+            Some((target, guest_session, control)) => (target, Some((guest_session, control))),
+            None => {
+                let elsewhere = self.hub.roster(&self.state, broadcast).await;
+                (elsewhere.into_iter().find(|p| p.id == req.participant_id).ok_or_else(not_found)?, None)
+            }
+        };
         if target.id == me {
             return Err(ErrorData::new("invalid_field", "you cannot moderate yourself").field("participantId"));
         }
@@ -528,81 +529,18 @@ impl Session {
         if target.role == Role::Host || (my_role == Role::Cohost && target.role != Role::Guest) {
             return Err(ErrorData::new("forbidden", "you may not moderate that participant"));
         }
-        let room = broadcast.to_string();
-        let who = target.id.to_string();
-        match req.action {
-            ModerateAction::MuteAudio | ModerateAction::MuteVideo => {
-                let (source, audio) = match req.action {
-                    ModerateAction::MuteAudio => (TrackSource::Microphone, true),
-                    _ => (TrackSource::Camera, false),
-                };
-                // Stop forwarding at once, even before the target's client reacts. No media session yet is fine.
-                let _ = self.hub.media.set_muted(&room, &who, source, true);
-                let updated = self
-                    .hub
-                    .update(broadcast, target.id, |p| {
-                        if audio {
-                            p.audio_enabled = false;
-                        } else {
-                            p.video_enabled = false;
-                        }
-                    })
-                    .ok_or_else(|| ErrorData::new("not_found", "the participant left").field("participantId"))?;
-                let _ = control.send(Control::Moderated { action: req.action, by: me });
-                self.persist_status(&updated).await;
-                self.publish(broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
-            }
-            ModerateAction::Admit | ModerateAction::SendBackstage => {
-                if target.role != Role::Guest {
-                    return Err(ErrorData::new("invalid_field", "only guests wait backstage").field("participantId"));
-                }
-                let backstage = req.action == ModerateAction::SendBackstage;
-                if backstage {
-                    // Off the stage first, so the program never shows someone backstage.
-                    self.take_off_stage(broadcast, target.id).await?;
-                }
-                let updated = self
-                    .hub
-                    .update(broadcast, target.id, |p| p.backstage = backstage)
-                    .ok_or_else(|| ErrorData::new("not_found", "the participant left").field("participantId"))?;
-                let _ = control.send(Control::Moderated { action: req.action, by: me });
-                self.publish(broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
-            }
-            ModerateAction::Remove => {
-                // Their session ends too, so the invite cookie cannot bring them back.
-                if let Some(id) = guest_session
-                    && let Err(e) = self.state.store.revoke_guest_session(id).await
-                {
-                    tracing::warn!("could not revoke guest session {id}: {e}");
-                }
-                if control.send(Control::Moderated { action: req.action, by: me }).is_err() {
-                    // Their socket is gone (within the reconnect grace): give the seat up now.
-                    self.hub.remove(broadcast, target.id);
-                    record_leave(&self.state, broadcast, target.id, "removed").await;
-                }
-            }
+        if matches!(req.action, ModerateAction::Admit | ModerateAction::SendBackstage) && target.role != Role::Guest {
+            return Err(ErrorData::new("invalid_field", "only guests wait backstage").field("participantId"));
         }
-        Ok(())
-    }
-
-    /// Takes `participant` (camera and screen) off the broadcast's stage, if on it.
-    async fn take_off_stage(&self, broadcast: Uuid, participant: Uuid) -> Result<(), ErrorData> {
-        let stored = self
-            .state
-            .store
-            .broadcast(broadcast)
-            .await
-            .map_err(|e| {
-                tracing::error!(%broadcast, "taking someone off stage: {e}");
+        match here {
+            Some((guest_session, control)) => {
+                carry_out(&self.state, &self.hub, broadcast, &target, guest_session, &control, req.action, me).await
+            }
+            None => super::order_elsewhere(&self.state, broadcast, target.id, req.action, me).await.map_err(|e| {
+                tracing::warn!(%broadcast, "could not pass a moderation order to another node: {e}");
                 ErrorData::new("internal", "the server could not complete that")
-            })?
-            .ok_or_else(|| ErrorData::new("not_found", "no such broadcast"))?;
-        let mut scene = Scene::of(&stored);
-        if !scene.stage.contains(&participant) {
-            return Ok(());
+            }),
         }
-        scene.stage.retain(|id| *id != participant);
-        crate::scene::apply(&self.state, broadcast, scene).await.map(|_| ()).map_err(scene_error)
     }
 
     async fn scene(&mut self, scene: Scene) -> Result<(), ErrorData> {
@@ -707,5 +645,101 @@ impl Session {
             }
             None => inbox.control = None,
         }
+    }
+}
+
+/// Carries out a host's order about `target`, a member of this node's room: stops forwarding what was muted, puts
+/// them backstage or in the show, or removes them; their studio is told, and the room through the bus.
+#[allow(clippy::too_many_arguments, reason = "the order, its target and the target's handles on this node")]
+pub(super) async fn carry_out(
+    state: &AppState,
+    hub: &Hub,
+    broadcast: Uuid,
+    target: &Participant,
+    guest_session: Option<Uuid>,
+    control: &mpsc::UnboundedSender<Control>,
+    action: ModerateAction,
+    by: Uuid,
+) -> Result<(), ErrorData> {
+    let room = broadcast.to_string();
+    let who = target.id.to_string();
+    match action {
+        ModerateAction::MuteAudio | ModerateAction::MuteVideo => {
+            let (source, audio) = match action {
+                ModerateAction::MuteAudio => (TrackSource::Microphone, true),
+                _ => (TrackSource::Camera, false),
+            };
+            // Stop forwarding at once, even before the target's client reacts. No media session yet is fine.
+            let _ = hub.media.set_muted(&room, &who, source, true);
+            let updated = hub
+                .update(broadcast, target.id, |p| {
+                    if audio {
+                        p.audio_enabled = false;
+                    } else {
+                        p.video_enabled = false;
+                    }
+                })
+                .ok_or_else(|| ErrorData::new("not_found", "the participant left").field("participantId"))?;
+            let _ = control.send(Control::Moderated { action, by });
+            persist_status(state, &updated).await;
+            publish(state, broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
+        }
+        ModerateAction::Admit | ModerateAction::SendBackstage => {
+            let backstage = action == ModerateAction::SendBackstage;
+            if backstage {
+                // Off the stage first, so the program never shows someone backstage.
+                take_off_stage(state, broadcast, target.id).await?;
+            }
+            let updated = hub
+                .update(broadcast, target.id, |p| p.backstage = backstage)
+                .ok_or_else(|| ErrorData::new("not_found", "the participant left").field("participantId"))?;
+            let _ = control.send(Control::Moderated { action, by });
+            publish(state, broadcast, RoomEvent::ParticipantStatusUpdated { participant: updated }).await;
+        }
+        ModerateAction::Remove => {
+            // Their session ends too, so the invite cookie cannot bring them back.
+            if let Some(id) = guest_session
+                && let Err(e) = state.store.revoke_guest_session(id).await
+            {
+                tracing::warn!("could not revoke guest session {id}: {e}");
+            }
+            if control.send(Control::Moderated { action, by }).is_err() {
+                // Their socket is gone (within the reconnect grace): give the seat up now.
+                hub.remove(broadcast, target.id);
+                record_leave(state, broadcast, target.id, "removed").await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes `participant` (camera and screen) off the broadcast's stage, if on it.
+async fn take_off_stage(state: &AppState, broadcast: Uuid, participant: Uuid) -> Result<(), ErrorData> {
+    let stored = state
+        .store
+        .broadcast(broadcast)
+        .await
+        .map_err(|e| {
+            tracing::error!(%broadcast, "taking someone off stage: {e}");
+            ErrorData::new("internal", "the server could not complete that")
+        })?
+        .ok_or_else(|| ErrorData::new("not_found", "no such broadcast"))?;
+    let mut scene = Scene::of(&stored);
+    if !scene.stage.contains(&participant) {
+        return Ok(());
+    }
+    scene.stage.retain(|id| *id != participant);
+    crate::scene::apply(state, broadcast, scene).await.map(|_| ()).map_err(scene_error)
+}
+
+async fn publish(state: &AppState, broadcast: Uuid, event: RoomEvent) {
+    if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
+        tracing::warn!(%broadcast, "could not publish {}: {e}", event.name());
+    }
+}
+
+async fn persist_status(state: &AppState, p: &Participant) {
+    if let Err(e) = state.store.participant_status(p.id, p.audio_enabled, p.video_enabled, &p.name).await {
+        tracing::warn!("could not record participant {} status: {e}", p.id);
     }
 }
