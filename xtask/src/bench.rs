@@ -21,7 +21,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "hls" => crate::bench_hls::run(),
         "relay" => crate::bench_relay::run(),
         "latency" => crate::bench_program::latency(),
-        other => bail!("unknown bench {other:?}; available: api, sfu, plugins, program, sync, hls, relay, latency"),
+        "cluster" => crate::bench_program::cluster(),
+        other => {
+            bail!("unknown bench {other:?}; available: api, sfu, plugins, program, sync, hls, relay, latency, cluster")
+        }
     }
 }
 

@@ -25,6 +25,12 @@ pub fn latency() -> anyhow::Result<()> {
     bench("backyard", "latency")
 }
 
+/// `cargo xtask bench cluster`: forwarding across two nodes over the QUIC relay against one node, same load
+/// (`core/benches/cluster.rs`).
+pub fn cluster() -> anyhow::Result<()> {
+    core_bench("cluster")
+}
+
 fn core_bench(name: &str) -> anyhow::Result<()> {
     bench("backyard-core", name)
 }

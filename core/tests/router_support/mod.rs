@@ -41,6 +41,17 @@ pub struct Received {
     pub last: Option<Instant>,
     /// Frames whose payload did not name the stream's participant.
     pub foreign: u32,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// For video: how long each frame took from the publisher's write to here, in microseconds (publisher and
+    /// subscriber share this process's clock).
+    pub latency_us: Vec<u32>,
+}
+
+/// The clock video payloads carry their send time on ([`Received::latency_us`]).
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// Everything a client observed.
@@ -128,8 +139,20 @@ impl Client {
     /// Joins `room` as `name`, publishes microphone and camera in the first offer, and runs
     /// the client until [`Client::leave`].
     pub async fn join(node: &MediaNode, room: &str, name: &str, source: Source) -> anyhow::Result<Client> {
+        Client::join_on(node, None, room, name, source).await
+    }
+
+    /// [`Client::join`] with the node's peer task spawned on `media` (default: the current runtime).
+    pub async fn join_on(
+        node: &MediaNode,
+        media: Option<&tokio::runtime::Handle>,
+        room: &str,
+        name: &str,
+        source: Source,
+    ) -> anyhow::Result<Client> {
         let joined_at = Instant::now();
-        let Joined { handle, events, socket, local, rtc, mic, cam } = join_publishing(node, room, name).await?;
+        let Joined { handle, events, socket, local, rtc, mic, cam } =
+            join_publishing_on(node, media, room, name).await?;
 
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (stop, stop_rx) = oneshot::channel();
@@ -303,8 +326,14 @@ impl ClientLoop {
                 let marker = format!("from:{};", key.0.split(':').next().unwrap_or_default());
                 let genuine = d.data.windows(marker.len()).any(|w| w == marker.as_bytes());
                 let now = Instant::now();
+                let sent = sent_at(&d.data);
                 let r = stats.received.entry(key.clone()).or_default();
                 r.frames += 1;
+                r.bytes += d.data.len() as u64;
+                if let Some(at) = sent.filter(|_| key.1.is_video()) {
+                    let elapsed = now.saturating_duration_since(epoch()).as_micros() as u64;
+                    r.latency_us.push(elapsed.saturating_sub(at).min(u64::from(u32::MAX)) as u32);
+                }
                 r.keyframes += u32::from(keyframe);
                 r.foreign += u32::from(!genuine);
                 r.first.get_or_insert((now, keyframe));
@@ -352,6 +381,8 @@ impl ClientLoop {
             vec![0x11, 0x02, 0x00]
         };
         payload.extend_from_slice(format!("from:{};", self.name).as_bytes());
+        let at = now.saturating_duration_since(epoch()).as_micros() as u64;
+        payload.extend_from_slice(format!("at:{at};").as_bytes());
         payload.resize(self.source.video_frame_bytes, (n % 251) as u8);
         writer.write(pt, now, MediaTime::new(n * 3000, Frequency::NINETY_KHZ), payload)?;
         if keyframe {
@@ -514,4 +545,12 @@ impl Loop {
             }
         }
     }
+}
+
+/// The send time a video payload carries (`at:<µs>;` after its sender's name), in microseconds since [`epoch`].
+fn sent_at(data: &[u8]) -> Option<u64> {
+    let head = &data[..data.len().min(96)];
+    let start = head.windows(3).position(|w| w == b"at:")? + 3;
+    let len = head[start..].iter().position(|&b| b == b';')?;
+    std::str::from_utf8(&head[start..start + len]).ok()?.parse().ok()
 }
