@@ -3,10 +3,13 @@
 
 mod router_support;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backyard_core::relay::{Relay, RelayConfig, RelayError};
-use backyard_core::rtc::MediaNode;
+use backyard_core::rtc::{MediaNode, MediaTap, TapFrame, TrackSource};
+use parking_lot::Mutex;
 use router_support::{Client, Source, node, wait_for};
 use str0m::media::MediaKind;
 
@@ -35,6 +38,14 @@ async fn participants_on_two_nodes_see_and_hear_each_other_over_the_relay() -> a
     relay_b.set_peers(&[("node-a".into(), relay_a.local_addr())]);
     wait_for("the nodes to connect", SOON, || relay_a.connected() == ["node-b"] && relay_b.connected() == ["node-a"])
         .await?;
+
+    // Node b's program takes the room's frames: a participant on node a among them.
+    let tapped: Arc<Mutex<HashMap<(String, TrackSource), u32>>> = Arc::default();
+    let counts = tapped.clone();
+    let tap: MediaTap = Arc::new(move |f: &TapFrame<'_>| {
+        *counts.lock().entry((f.participant.to_string(), f.source)).or_default() += 1;
+    });
+    b.set_tap("show", Some(tap));
 
     let alice = Client::join(&a, "show", "alice", Source::default()).await?;
     let bob = Client::join(&b, "show", "bob", Source::default()).await?;
@@ -68,6 +79,15 @@ async fn participants_on_two_nodes_see_and_hear_each_other_over_the_relay() -> a
             }
         }
     }
+    // The program on node b decodes alice (on node a) as it does bob (on node b): her camera's keyframes were
+    // asked for across the relay too.
+    let seen = |who: &str, source| tapped.lock().get(&(who.to_string(), source)).copied().unwrap_or(0);
+    wait_for("node b's program to get alice's and bob's camera and microphone", SOON, || {
+        [("alice", TrackSource::Camera), ("alice", TrackSource::Microphone), ("bob", TrackSource::Camera)]
+            .iter()
+            .all(|&(who, source)| seen(who, source) >= 20)
+    })
+    .await?;
     // Each node lists its own sessions only: the other node's people are not seated here twice.
     assert_eq!(a.participants("show"), ["alice"]);
     let mut on_b = b.participants("show");

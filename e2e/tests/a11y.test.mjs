@@ -1,5 +1,5 @@
 // Every studio screen passes an axe-core audit with no serious or critical violation: sign in, register, the
-// broadcasts list, the recordings library, the pre-join check, the studio as a host (each side panel, the new
+// broadcasts list, the recordings library, the administrators' Nodes page, the pre-join check, the studio as a host (each side panel, the new
 // destination form, the invite, settings and shortcuts dialogs) and as a guest, the guest's join page and a show's
 // watch page. A
 // violation names the rule, the element and axe's help.
@@ -107,6 +107,22 @@ describe('accessibility of every studio screen', { timeout: 300000 }, () => {
     await page.goto(`${base}/watch/${broadcastId}`);
     await page.getByText('The show has not started yet').waitFor({ timeout: 15000 });
     await expectClean(page, 'watch');
+  });
+
+  it('the administrators’ Nodes page', async () => {
+    const operator = await launchParticipant('a11y-operator');
+    try {
+      const page = operator.page;
+      await page.goto(`${base}/#/login`);
+      await page.fill('input[name=email]', process.env.BACKYARD_E2E_ADMIN_EMAIL);
+      await page.fill('input[name=password]', process.env.BACKYARD_E2E_ADMIN_PASSWORD);
+      await page.click('form.auth-form button[type=submit]');
+      await page.click('[data-nav=nodes]');
+      await page.waitForSelector('.node-card');
+      await expectClean(page, 'nodes');
+    } finally {
+      await operator.close();
+    }
   });
 
   it('the broadcasts list, the recordings library and the pre-join check', async () => {

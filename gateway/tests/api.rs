@@ -1254,6 +1254,7 @@ async fn the_cluster_view_lists_live_nodes_to_administrators_only(b: Backend) {
     assert_eq!(entry["http"], "http://studio.test");
     assert!(entry["load"]["cpuCores"].is_number() && entry["load"]["participants"] == 0, "{entry}");
     assert!(entry["programs"].as_array().unwrap().is_empty());
+    assert_eq!(view["broadcasts"], serde_json::json!([]), "no program runs, so no broadcast is named");
     let metrics = String::from_utf8_lossy(&t.get("/metrics").send().await.bytes).into_owned();
     assert!(metrics.contains(&format!("backyard_node_load{{node=\"{me}\",what=\"participants\"}} 0")), "{metrics}");
 }

@@ -82,7 +82,10 @@ async fn participants_join_leave_and_restart_cleanup(b: Backend) {
     assert_eq!(p3.node, "node-2");
     assert_eq!(s.active_participants(bc.id).await.unwrap().len(), 3);
     s.participant_status(p2.id, false, false, "Guest").await.unwrap();
-    s.participant_left(p1.id).await.unwrap();
+    assert!(s.participant_left(p1.id).await.unwrap());
+    assert!(!s.participant_left(p1.id).await.unwrap(), "only the first close counts");
+    let elsewhere = s.participants_elsewhere("node-1").await.unwrap();
+    assert_eq!(elsewhere.iter().map(|p| p.id).collect::<Vec<_>>(), [p3.id]);
     let active = s.active_participants(bc.id).await.unwrap();
     assert_eq!(active.len(), 2);
     assert_eq!(active[0].name, "Guest");

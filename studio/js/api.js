@@ -70,6 +70,8 @@ export const api = {
   listBrands: () => request('GET', '/api/brands'),
   createBrand: (brand) => request('POST', '/api/brands', brand),
   deleteBrand: (id) => request('DELETE', `/api/brands/${encodeURIComponent(id)}`),
+  /** The deployment's nodes, their load and the shows each is home to (administrators only). */
+  cluster: () => request('GET', '/api/cluster'),
   listRecordings: (limit = 100, offset = 0) => request('GET', `/api/recordings?limit=${limit}&offset=${offset}`),
   deleteRecording: (id) => request('DELETE', `/api/recordings/${encodeURIComponent(id)}`),
   createBroadcast: (title, description) => request('POST', '/api/broadcasts', { title, description }),

@@ -1,6 +1,7 @@
 // Entry point of the studio at `/`: hash routes for sign in, register, the broadcasts list, the recordings library
 // and the studio room.
 //   #/login  #/register  #/broadcasts  #/recordings  #/recordings/<broadcastId>  #/studio/<broadcastId>
+//   #/nodes (administrators: the nodes of the deployment)
 
 import { api, itemsOf } from './api.js';
 import { h, icon, mount, toast } from './dom.js';
@@ -30,8 +31,12 @@ async function loadSession() {
   if (session?.user) refreshTimer = setInterval(() => api.refresh(), 10 * 60 * 1000);
 }
 
+/** The timer of a page that refreshes itself, stopped when another page opens. */
+let pageTimer = null;
+
 async function route() {
   const [, page, arg] = location.hash.replace(/^#/, '').split('/');
+  clearInterval(pageTimer);
   if (activeRoom) {
     activeRoom.teardown();
     activeRoom = null;
@@ -51,6 +56,7 @@ async function route() {
   }
   if (page === 'studio' && arg) studioView(decodeURIComponent(arg));
   else if (page === 'recordings') recordingsView(arg ? decodeURIComponent(arg) : null);
+  else if (page === 'nodes' && session.user.isAdmin) nodesView();
   else broadcastsView();
 }
 
@@ -133,7 +139,12 @@ function appHeader(current) {
   return h(
     'header.app-header',
     h('div.brand', h('span.brand-dot'), 'Backyard'),
-    h('nav.app-nav', link('broadcasts', '#/broadcasts', 'Broadcasts'), link('recordings', '#/recordings', 'Recordings')),
+    h(
+      'nav.app-nav',
+      link('broadcasts', '#/broadcasts', 'Broadcasts'),
+      link('recordings', '#/recordings', 'Recordings'),
+      user?.isAdmin ? link('nodes', '#/nodes', 'Nodes') : null,
+    ),
     h(
       'div.user-box',
       h('span.user-name', user?.name ?? ''),
@@ -332,6 +343,72 @@ async function recordingsView(broadcastId) {
   } catch (err) {
     mount(list, h('div.form-error', `Could not load recordings: ${err.message}`));
   }
+}
+
+// ------------------------------------------------------------------ nodes (administrators)
+
+/** How long ago an RFC 3339 time was, in words. */
+function since(rfc3339) {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(rfc3339)) / 1000));
+  if (s < 90) return `${s} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} days`;
+}
+
+function nodeCard(node, thisNode, titles) {
+  const load = node.load ?? {};
+  const stat = (label, value) => h('div.node-stat', h('span.node-stat-value', value), h('span.node-stat-label', label));
+  const shows = node.programs ?? [];
+  return h(
+    'article.node-card',
+    { dataset: { node: node.id }, 'aria-label': `Node ${node.id}` },
+    h(
+      'div.node-head',
+      h('h2.node-id', node.id),
+      node.id === thisNode ? h('span.badge.ready', 'This node') : null,
+      h('span.muted.node-version', `v${node.version} · up ${since(node.startedAt)}`),
+    ),
+    h(
+      'div.node-stats',
+      stat('CPU (cores)', (load.cpuCores ?? 0).toFixed(2)),
+      stat('In studios', String(load.participants ?? 0)),
+      stat('Programs', String(load.programs ?? 0)),
+    ),
+    h(
+      'dl.node-facts',
+      h('dt', 'HTTP'),
+      h('dd', node.http),
+      h('dt', 'Media relay'),
+      h('dd', node.relay ?? 'off (no cluster.secret): rooms do not span nodes'),
+      h('dt', 'Programs of'),
+      h(
+        'dd.node-shows',
+        shows.length
+          ? shows.map((id) => h('span.node-show', { title: id }, titles.get(id) ?? id))
+          : h('span.muted', 'no broadcast'),
+      ),
+    ),
+  );
+}
+
+async function nodesView() {
+  const list = h('div.node-grid', h('div.loading', 'Loading nodes…'));
+  const sub = h('p.muted', 'Every node of this deployment, its load, and the broadcasts whose program it runs.');
+  const updated = h('p.muted.nodes-updated', { 'aria-live': 'off' });
+  mount(root, h('div.app-page', appHeader('nodes'), h('main.page-body', h('div.page-head', h('div', h('h1', 'Nodes'), sub), updated), list)));
+  const refresh = async () => {
+    try {
+      const view = await api.cluster();
+      const titles = new Map((view.broadcasts ?? []).map((b) => [b.id, b.status === 'live' ? `${b.title} (live)` : b.title]));
+      mount(list, view.nodes.map((n) => nodeCard(n, view.thisNode, titles)));
+      updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    } catch (err) {
+      mount(list, h('div.form-error', { role: 'alert' }, `Could not load the nodes: ${err.message}`));
+    }
+  };
+  await refresh();
+  pageTimer = setInterval(refresh, 2000);
 }
 
 // ------------------------------------------------------------------ studio

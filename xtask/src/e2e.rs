@@ -30,7 +30,9 @@
 //! plays the live show's HLS stream on its watch page), `slate` (a slate the host shows, and the one the program
 //! shows by itself while live with nobody on stage, cover the program and the stage), `sources` (an encoder streams
 //! through the RTMP ingest with a key made in the Sources panel, relayed to nginx; the server's ingest listens on
-//! a free port, given as `BACKYARD_E2E_RTMP_PORT`), `networks` (a guest in the lab
+//! a free port, given as `BACKYARD_E2E_RTMP_PORT`), `nodes` (the administrators' Nodes page; the instance's
+//! administrator, its first account, is registered before any suite and reaches them as
+//! `BACKYARD_E2E_ADMIN_EMAIL` / `_PASSWORD`), `networks` (a guest in the lab
 //! namespace on a capped, lossy link; measured, not yet in `cargo xtask test`).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
@@ -75,6 +77,7 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
     println!("e2e: coturn at {} (log: {})", turn.url, turn.log.display());
     let server = Backyard::start(root, &bin, &out, &turn, &lab)?;
     println!("e2e: backyard at {} (log: {})", server.url, server.log.display());
+    register_admin(&server.url)?;
     let files: Vec<String> = if suites.is_empty() {
         vec!["tests/".into()]
     } else {
@@ -95,6 +98,9 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
         .env("BACKYARD_E2E_TURN_URL", &turn.url)
         .env("BACKYARD_E2E_TURN_SECRET", &turn.secret)
         .env("BACKYARD_E2E_SCHEMATHESIS", &schemathesis)
+        // The instance's administrator (its first account), for the screens only an administrator sees.
+        .env("BACKYARD_E2E_ADMIN_EMAIL", ADMIN.0)
+        .env("BACKYARD_E2E_ADMIN_PASSWORD", ADMIN.1)
         // The plugin-author suite runs the binary as an author would and installs into the server's plugin folder.
         .env("BACKYARD_E2E_BIN", &bin)
         .env("BACKYARD_E2E_PLUGIN_DIR", server.data_dir.join("plugins"))
@@ -415,6 +421,23 @@ fn random_hex(bytes: usize) -> Result<String> {
 fn free_port() -> Result<u16> {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(l.local_addr().context("reading the free port")?.port())
+}
+
+/// The e2e server's administrator: its first account, registered before any suite runs.
+const ADMIN: (&str, &str) = ("operator@e2e.test", "the operator's long password");
+
+/// Registers [`ADMIN`] as the server's first account (which makes it the instance administrator).
+fn register_admin(url: &str) -> Result<()> {
+    let body = format!(r#"{{"email":"{}","password":"{}","name":"Operator"}}"#, ADMIN.0, ADMIN.1);
+    let out = Command::new("curl")
+        .args(["-fsS", "-o", "/dev/null", "-H", "content-type: application/json", "-d", &body])
+        .arg(format!("{url}/api/auth/register"))
+        .output()
+        .context("running curl")?;
+    if !out.status.success() {
+        bail!("registering the e2e administrator: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// True when `GET /healthz` answers 200.

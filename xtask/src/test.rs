@@ -110,6 +110,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "watch",
             "slate",
             "sources",
+            "nodes",
         ],
     )?;
     println!("xtask: all suites passed");

@@ -313,7 +313,8 @@ impl Shared {
 }
 
 async fn read_hello(recv: &mut quinn::RecvStream) -> Result<(String, String), String> {
-    let body = wire::read_message(recv).await.map_err(|e| e.to_string())?.ok_or("the peer said nothing")?;
+    let body =
+        wire::read_message(recv, wire::MAX_HELLO).await.map_err(|e| e.to_string())?.ok_or("the peer said nothing")?;
     match serde_json::from_slice(&body).map_err(|e| e.to_string())? {
         Control::Hello { node, proof } => Ok((node, proof)),
         _ => Err("the peer did not start with hello".into()),
@@ -581,7 +582,7 @@ async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::UnboundedRecei
 
 async fn read_control(mut recv: quinn::RecvStream, link: std::sync::Weak<Link>) {
     loop {
-        let body = match wire::read_message(&mut recv).await {
+        let body = match wire::read_message(&mut recv, wire::MAX_MESSAGE).await {
             Ok(Some(body)) => body,
             Ok(None) => return,
             Err(e) => {
@@ -604,7 +605,7 @@ async fn accept_streams(conn: quinn::Connection, link: std::sync::Weak<Link>) {
 }
 
 async fn read_frames(mut stream: quinn::RecvStream, link: std::sync::Weak<Link>) {
-    let header = match wire::read_message(&mut stream).await {
+    let header = match wire::read_message(&mut stream, wire::MAX_MESSAGE).await {
         Ok(Some(body)) => match serde_json::from_slice::<StreamHeader>(&body) {
             Ok(h) => h,
             Err(e) => {
@@ -615,7 +616,7 @@ async fn read_frames(mut stream: quinn::RecvStream, link: std::sync::Weak<Link>)
         _ => return,
     };
     loop {
-        let body = match wire::read_message(&mut stream).await {
+        let body = match wire::read_message(&mut stream, wire::MAX_MESSAGE).await {
             Ok(Some(body)) => body,
             _ => return,
         };

@@ -12,8 +12,11 @@ use str0m::rtp::{ExtensionValues, Ssrc};
 
 use crate::router::{LocalFrame, TrackSource};
 
-/// The longest control message or frame accepted (a keyframe of a 1080p camera is well under it).
+/// The longest control message or frame accepted from a proven peer (a keyframe of a 1080p camera is well
+/// under it).
 pub const MAX_MESSAGE: usize = 4 << 20;
+/// The longest `hello` accepted: what a peer that has proven nothing yet may make this node hold.
+pub const MAX_HELLO: usize = 1024;
 
 /// A control message. The first each side sends is `Hello`; nothing else is read before it checks out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,8 +250,9 @@ impl Reader<'_> {
     }
 }
 
-/// Reads one length-prefixed message body from `stream`; `None` at a clean end of the stream.
-pub async fn read_message(stream: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, ReadError> {
+/// Reads one length-prefixed message body of at most `max` bytes from `stream`; `None` at a clean end of the
+/// stream.
+pub async fn read_message(stream: &mut quinn::RecvStream, max: usize) -> Result<Option<Vec<u8>>, ReadError> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(()) => {}
@@ -256,7 +260,7 @@ pub async fn read_message(stream: &mut quinn::RecvStream) -> Result<Option<Vec<u
         Err(e) => return Err(ReadError::Stream(e.to_string())),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MESSAGE {
+    if len > max {
         return Err(ReadError::TooLong(len));
     }
     let mut body = vec![0; len];

@@ -16,6 +16,17 @@ pub struct ClusterView {
     pub this_node: String,
     /// Nodes whose entry is current (renewed within the last few seconds), by id.
     pub nodes: Vec<NodeInfo>,
+    /// The broadcasts whose program runs on one of them, so the operator sees which shows they are.
+    pub broadcasts: Vec<BroadcastBrief>,
+}
+
+/// A broadcast as the cluster view names it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BroadcastBrief {
+    pub id: uuid::Uuid,
+    pub title: String,
+    pub status: crate::store::BroadcastStatus,
 }
 
 #[utoipa::path(get, path = "/api/cluster", tag = "system",
@@ -27,5 +38,11 @@ pub async fn view(State(state): State<AppState>, user: CurrentUser) -> ApiResult
         return Err(ApiError::forbidden("only an administrator sees the cluster"));
     }
     let nodes = state.cluster.directory.nodes().await.map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(axum::Json(ClusterView { this_node: state.cluster.node.clone(), nodes }))
+    let mut broadcasts = Vec::new();
+    for &id in nodes.iter().flat_map(|n| &n.programs) {
+        if let Some(b) = state.store.broadcast(id).await? {
+            broadcasts.push(BroadcastBrief { id, title: b.title, status: b.status });
+        }
+    }
+    Ok(axum::Json(ClusterView { this_node: state.cluster.node.clone(), nodes, broadcasts }))
 }

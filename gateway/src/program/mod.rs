@@ -384,12 +384,44 @@ pub const TEND_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 pub async fn tend(state: AppState) {
     let mut tick = tokio::time::interval(TEND_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
+    for n in 0u64.. {
         tick.tick().await;
         if let Err(e) = tend_once(&state).await {
             tracing::warn!("cluster: looking after live shows failed: {e:#}");
         }
+        if n % SWEEP_EVERY_TICKS == 0
+            && let Err(e) = sweep_lost_participants(&state).await
+        {
+            tracing::warn!("cluster: looking for people on lost nodes failed: {e:#}");
+        }
     }
+}
+
+/// How often (in [`TEND_EVERY`] ticks) a node looks for people whose studio was on a node that is gone.
+const SWEEP_EVERY_TICKS: u64 = 2;
+
+/// People still in a room through a node the directory no longer lists (it died, froze or was cut off for
+/// longer than its entry lives) have left as far as everyone else can tell: their rows are closed and their
+/// rooms told (`participant-left` with `reason: "node-lost"`), by whichever node closes each row first. Nothing
+/// is judged while the directory may have just forgotten every node (Redis restarted).
+async fn sweep_lost_participants(state: &AppState) -> anyhow::Result<()> {
+    if !state.cluster.may_take_over().await? {
+        return Ok(());
+    }
+    let elsewhere = state.store.participants_elsewhere(&state.cluster.node).await?;
+    if elsewhere.is_empty() {
+        return Ok(());
+    }
+    let live: std::collections::HashSet<String> =
+        state.cluster.directory.nodes().await?.into_iter().map(|n| n.id).collect();
+    for p in elsewhere.into_iter().filter(|p| !live.contains(&p.node)) {
+        if state.store.participant_left(p.id).await? {
+            tracing::info!(broadcast = %p.broadcast_id, participant = %p.id, node = %p.node, "their node is gone: they left");
+            let event = RoomEvent::ParticipantLeft { participant_id: p.id, reason: "node-lost".into() };
+            state.bus.publish(&topic::broadcast(p.broadcast_id), event.to_bus()).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn tend_once(state: &AppState) -> anyhow::Result<()> {
@@ -412,7 +444,7 @@ async fn tend_once(state: &AppState) -> anyhow::Result<()> {
         if b.home_fence == 0 || mine.contains(&b.id) || state.cluster.directory.home(b.id).await?.is_some() {
             continue;
         }
-        let members = hub.participants(b.id);
+        let members = hub.roster(state, b.id).await;
         match hub.programs.go_live(state, &hub.media, &b, members).await {
             Ok(()) => {
                 tracing::warn!(broadcast = %b.id, node = %state.cluster.node, "took over a show whose home lapsed")

@@ -113,8 +113,11 @@ pub trait Store: Send + Sync + 'static {
     // participants
     async fn participant_joined(&self, seat: Seat<'_>) -> StoreResult<Participant>;
     async fn participant_status(&self, id: Uuid, audio: bool, video: bool, name: &str) -> StoreResult<()>;
-    async fn participant_left(&self, id: Uuid) -> StoreResult<()>;
+    /// Marks a participant as left; false if they had left already (so only one of several nodes tells the room).
+    async fn participant_left(&self, id: Uuid) -> StoreResult<bool>;
     async fn active_participants(&self, broadcast_id: Uuid) -> StoreResult<Vec<Participant>>;
+    /// Participants still in a room through a node other than `node` (rows that name one).
+    async fn participants_elsewhere(&self, node: &str) -> StoreResult<Vec<Participant>>;
     /// Marks every participant of `node` still "in" as left (and those of rows that name no node): a restarted node
     /// has no live connections; other nodes' studios go on.
     async fn close_all_participants(&self, node: &str) -> StoreResult<u64>;
@@ -623,14 +626,24 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn participant_left(&self, id: Uuid) -> StoreResult<()> {
+            async fn participant_left(&self, id: Uuid) -> StoreResult<bool> {
                 let t = now();
-                sqlx::query("UPDATE participants SET left_at = $2, updated_at = $2 WHERE id = $1 AND left_at IS NULL")
+                Ok(sqlx::query("UPDATE participants SET left_at = $2, updated_at = $2 WHERE id = $1 AND left_at IS NULL")
                     .bind(id)
                     .bind(t)
                     .execute(&self.pool)
-                    .await?;
-                Ok(())
+                    .await?
+                    .rows_affected()
+                    > 0)
+            }
+
+            async fn participants_elsewhere(&self, node: &str) -> StoreResult<Vec<Participant>> {
+                Ok(sqlx::query_as::<_, Participant>(
+                    "SELECT * FROM participants WHERE left_at IS NULL AND node <> '' AND node <> $1 ORDER BY joined_at, id",
+                )
+                .bind(node)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn active_participants(&self, broadcast_id: Uuid) -> StoreResult<Vec<Participant>> {
