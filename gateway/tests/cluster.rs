@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, ensure};
 use common::process::{request, start_server};
 use common::rtc::Endpoint;
-use common::ws::{self, expect, expect_within, send, vp8_frame, whip};
+use common::ws::{self, expect, expect_within, send, whip};
 use common::{Backend, TestApp};
 use serde_json::{Value, json};
 
@@ -397,69 +397,14 @@ fn people_on_two_nodes_share_one_studio_over_the_relay() -> anyhow::Result<()> {
         let participant = joined["participant"]["id"].as_str().context("id")?.to_owned();
 
         // ... and gets its camera (over the relay): frames naming the publisher on a track whose stream is its id.
-        let marker = format!("from:{participant};");
-        let (mut sent, mut want_key, mut received, mut first) = (0u32, true, 0u32, None);
-        let mut forwarded = std::collections::HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut next_frame = Instant::now();
-        while received < 30 {
-            ensure!(
-                Instant::now() < deadline,
-                "the host on node B got {received} of {sent} frames from node A (tracks: {forwarded:?})"
-            );
-            let (publisher_wake, events) = publisher.drive().await?;
-            for e in events {
-                if let str0m::Event::KeyframeRequest(r) = e
-                    && r.mid == cam
-                {
-                    want_key = true;
-                }
-            }
-            if Instant::now() >= next_frame && publisher.rtc.is_connected() {
-                next_frame += Duration::from_millis(33);
-                if let Some(writer) = publisher.rtc.writer(cam) {
-                    let vp8 = writer.payload_params().find(|p| p.spec().codec == str0m::format::Codec::Vp8);
-                    let pt = vp8.context("VP8")?.pt();
-                    let time = str0m::media::MediaTime::from_90khz(u64::from(sent) * 3000);
-                    writer.write(pt, Instant::now(), time, vp8_frame(std::mem::take(&mut want_key), &marker))?;
-                    sent += 1;
-                }
-            }
-            let (studio_wake, events) = studio.drive().await?;
-            for e in events {
-                match e {
-                    str0m::Event::MediaAdded(m) => {
-                        let stream = studio.rtc.media(m.mid).map(|m| m.stream_id().to_owned()).unwrap_or_default();
-                        forwarded.insert(m.mid, stream);
-                    }
-                    str0m::Event::MediaData(d)
-                        if forwarded.get(&d.mid) == Some(&participant)
-                            && d.data.windows(marker.len()).any(|w| w == marker.as_bytes()) =>
-                    {
-                        first.get_or_insert(published.elapsed());
-                        received += 1
-                    }
-                    _ => {}
-                }
-            }
-            // The server offers the host the publisher's tracks (and the program preview).
-            if let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) =
-                tokio::time::timeout(Duration::from_millis(1), futures::StreamExt::next(&mut host)).await
-            {
-                let v: Value = serde_json::from_str(text.as_str())?;
-                if v["event"] == "webrtc-offer" {
-                    let offer = str0m::change::SdpOffer::from_sdp_string(v["data"]["sdp"].as_str().context("sdp")?)?;
-                    let answer = studio.rtc.sdp_api().accept_offer(offer)?;
-                    send(&mut host, "webrtc-answer", json!({"sdp": answer.to_sdp_string()})).await?;
-                }
-            }
-            let wake = publisher_wake.min(studio_wake).min(next_frame);
-            publisher.receive(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(5))).await?;
-            studio.receive(Duration::ZERO).await?;
-        }
+        let before_pump = published.elapsed();
+        let pumped = ws::pump(&mut publisher, cam, &mut studio, &mut host, &participant, 30, Duration::from_secs(20))
+            .await
+            .context("node A's camera at the host on node B")?;
         println!(
-            "node A's WHIP camera at the host on node B: first frame {:.0} ms after the publish, 30 frames of {sent} sent",
-            first.unwrap_or_default().as_secs_f64() * 1000.0
+            "node A's WHIP camera at the host on node B: first frame {:.0} ms after the publish, 30 frames of {} sent",
+            (before_pump + pumped.first).as_secs_f64() * 1000.0,
+            pumped.sent
         );
 
         // Someone joining the studio on node B later is told who is there through node A.
@@ -467,7 +412,8 @@ fn people_on_two_nodes_share_one_studio_over_the_relay() -> anyhow::Result<()> {
         send(&mut second, "join-broadcast", json!({"broadcastId": id, "audioEnabled": false, "videoEnabled": false}))
             .await?;
         let joined = expect(&mut second, "joined").await?;
-        let names: Vec<_> = joined["participants"].as_array().into_iter().flatten().map(|p| p["name"].clone()).collect();
+        let names: Vec<_> =
+            joined["participants"].as_array().into_iter().flatten().map(|p| p["name"].clone()).collect();
         ensure!(names.contains(&json!("Phone on node A")), "the studio's list on node B: {names:?}");
 
         // The host on node B mutes the camera in node A's studio: node A stops it, and everyone is told.

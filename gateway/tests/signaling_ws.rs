@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 mod common;
 use common::rtc::Endpoint;
-use common::ws::{self, Socket, expect, expect_within, send, vp8_frame, whip};
+use common::ws::{self, Socket, expect, expect_within, send, whip};
 
 struct Server {
     addr: SocketAddr,
@@ -696,65 +696,7 @@ async fn a_whip_publisher_joins_the_studio_and_leaves_on_delete_or_revocation() 
     assert_eq!((status, serde_json::from_str::<Value>(&body)?["error"]["code"].clone()), (409, json!("key_in_use")));
 
     // Its camera reaches the studio: frames naming the publisher arrive on a track whose stream is its id.
-    let marker = format!("from:{participant};");
-    let (mut sent, mut want_key, mut received) = (0u32, true, 0u32);
-    let mut forwarded = std::collections::HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut next_frame = Instant::now();
-    while received < 30 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the studio got {received} of {sent} frames (connected: {}, forwarded tracks: {forwarded:?})",
-            studio.rtc.is_connected()
-        );
-        let (publisher_wake, events) = publisher.drive().await?;
-        for e in events {
-            if let str0m::Event::KeyframeRequest(r) = e
-                && r.mid == cam
-            {
-                want_key = true;
-            }
-        }
-        if Instant::now() >= next_frame && publisher.rtc.is_connected() {
-            next_frame += Duration::from_millis(33);
-            if let Some(writer) = publisher.rtc.writer(cam) {
-                let pt =
-                    writer.payload_params().find(|p| p.spec().codec == str0m::format::Codec::Vp8).context("VP8")?.pt();
-                let time = str0m::media::MediaTime::from_90khz(u64::from(sent) * 3000);
-                writer.write(pt, Instant::now(), time, vp8_frame(std::mem::take(&mut want_key), &marker))?;
-                sent += 1;
-            }
-        }
-        let (studio_wake, events) = studio.drive().await?;
-        for e in events {
-            match e {
-                str0m::Event::MediaAdded(m) => {
-                    let stream = studio.rtc.media(m.mid).map(|m| m.stream_id().to_owned()).unwrap_or_default();
-                    forwarded.insert(m.mid, stream);
-                }
-                str0m::Event::MediaData(d)
-                    if forwarded.get(&d.mid) == Some(&participant)
-                        && d.data.windows(marker.len()).any(|w| w == marker.as_bytes()) =>
-                {
-                    received += 1
-                }
-                _ => {}
-            }
-        }
-        // The server offers the studio the publisher's tracks.
-        if let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_millis(1), ws.next()).await {
-            let v: Value = serde_json::from_str(text.as_str())?;
-            if v["event"] == "webrtc-offer" {
-                let offer = str0m::change::SdpOffer::from_sdp_string(v["data"]["sdp"].as_str().context("sdp")?)?;
-                let answer = studio.rtc.sdp_api().accept_offer(offer)?;
-                send(&mut ws, "webrtc-answer", json!({"sdp": answer.to_sdp_string()})).await?;
-            }
-        }
-        let wake = publisher_wake.min(studio_wake).min(next_frame);
-        let wait = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(5));
-        publisher.receive(wait).await?;
-        studio.receive(Duration::ZERO).await?;
-    }
+    ws::pump(&mut publisher, cam, &mut studio, &mut ws, &participant, 30, Duration::from_secs(20)).await?;
 
     // DELETE ends it: the participant leaves the studio.
     let resource = format!("http://{}{location}", s.addr);

@@ -39,11 +39,7 @@ pub enum Control {
 impl Control {
     /// The message with its length prefix.
     pub fn encode(&self) -> Vec<u8> {
-        let json = serde_json::to_vec(self).expect("a control message serializes");
-        let mut out = Vec::with_capacity(4 + json.len());
-        out.extend_from_slice(&(json.len() as u32).to_be_bytes());
-        out.extend_from_slice(&json);
-        out
+        framed_json(self)
     }
 }
 
@@ -68,13 +64,19 @@ pub enum StreamKind {
 }
 
 impl StreamHeader {
+    /// The header with its length prefix.
     pub fn encode(&self) -> Vec<u8> {
-        let json = serde_json::to_vec(self).expect("a stream header serializes");
-        let mut out = Vec::with_capacity(4 + json.len());
-        out.extend_from_slice(&(json.len() as u32).to_be_bytes());
-        out.extend_from_slice(&json);
-        out
+        framed_json(self)
     }
+}
+
+/// `value` as JSON behind its length (4 bytes, big-endian).
+fn framed_json(value: &impl Serialize) -> Vec<u8> {
+    let json = serde_json::to_vec(value).expect("relay messages are plain data and always serialize");
+    let mut out = Vec::with_capacity(4 + json.len());
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&json);
+    out
 }
 
 const KEYFRAME: u8 = 1;

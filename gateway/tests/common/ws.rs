@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -89,4 +89,86 @@ pub fn vp8_frame(key: bool, marker: &str) -> Vec<u8> {
     payload.extend_from_slice(marker.as_bytes());
     payload.resize(1200, 0x5a);
     payload
+}
+
+/// What [`pump`] saw.
+pub struct Pumped {
+    /// Frames the publisher sent.
+    pub sent: u32,
+    /// When the studio got the first of them, after the pump started.
+    pub first: Duration,
+}
+
+/// Sends VP8 frames naming `participant` from `publisher`'s `cam` (a keyframe whenever the server asks for one) at
+/// 30 fps until `studio` has received `count` of them on a track whose stream is `participant`, answering the
+/// server's offers to the studio on `ws`; fails after `within`, saying what arrived.
+pub async fn pump(
+    publisher: &mut super::rtc::Endpoint,
+    cam: str0m::media::Mid,
+    studio: &mut super::rtc::Endpoint,
+    ws: &mut Socket,
+    participant: &str,
+    count: u32,
+    within: Duration,
+) -> anyhow::Result<Pumped> {
+    let marker = format!("from:{participant};");
+    let (mut sent, mut want_key, mut received, mut first) = (0u32, true, 0u32, None);
+    let mut forwarded = std::collections::HashMap::new();
+    let start = Instant::now();
+    let mut next_frame = start;
+    while received < count {
+        ensure!(
+            start.elapsed() < within,
+            "the studio got {received} of {sent} frames (connected: {}, forwarded tracks: {forwarded:?})",
+            studio.rtc.is_connected()
+        );
+        let (publisher_wake, events) = publisher.drive().await?;
+        for e in events {
+            if let str0m::Event::KeyframeRequest(r) = e
+                && r.mid == cam
+            {
+                want_key = true;
+            }
+        }
+        if Instant::now() >= next_frame && publisher.rtc.is_connected() {
+            next_frame += Duration::from_millis(33);
+            if let Some(writer) = publisher.rtc.writer(cam) {
+                let vp8 = writer.payload_params().find(|p| p.spec().codec == str0m::format::Codec::Vp8);
+                let pt = vp8.context("VP8")?.pt();
+                let time = str0m::media::MediaTime::from_90khz(u64::from(sent) * 3000);
+                writer.write(pt, Instant::now(), time, vp8_frame(std::mem::take(&mut want_key), &marker))?;
+                sent += 1;
+            }
+        }
+        let (studio_wake, events) = studio.drive().await?;
+        for e in events {
+            match e {
+                str0m::Event::MediaAdded(m) => {
+                    let stream = studio.rtc.media(m.mid).map(|m| m.stream_id().to_owned()).unwrap_or_default();
+                    forwarded.insert(m.mid, stream);
+                }
+                str0m::Event::MediaData(d)
+                    if forwarded.get(&d.mid).is_some_and(|s| s == participant)
+                        && d.data.windows(marker.len()).any(|w| w == marker.as_bytes()) =>
+                {
+                    first.get_or_insert(start.elapsed());
+                    received += 1
+                }
+                _ => {}
+            }
+        }
+        // The server offers the studio the publisher's tracks.
+        if let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_millis(1), ws.next()).await {
+            let v: Value = serde_json::from_str(text.as_str())?;
+            if v["event"] == "webrtc-offer" {
+                let offer = str0m::change::SdpOffer::from_sdp_string(v["data"]["sdp"].as_str().context("sdp")?)?;
+                let answer = studio.rtc.sdp_api().accept_offer(offer)?;
+                send(ws, "webrtc-answer", json!({"sdp": answer.to_sdp_string()})).await?;
+            }
+        }
+        let wake = publisher_wake.min(studio_wake).min(next_frame);
+        publisher.receive(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(5))).await?;
+        studio.receive(Duration::ZERO).await?;
+    }
+    Ok(Pumped { sent, first: first.unwrap_or_default() })
 }
