@@ -594,9 +594,11 @@ mod tests {
         c.secrets.jwt_key = Some("secret".into());
         c.database.url = "postgres://u:pw@db/x".into();
         c.ice.turn_secret = Some("coturn-secret".into());
+        c.cluster.secret = Some("the cluster's shared secret".into());
         let m = c.masked();
         assert_eq!(m.secrets.jwt_key.as_deref(), Some("***"));
         assert_eq!(m.ice.turn_secret.as_deref(), Some("***"));
+        assert_eq!(m.cluster.secret.as_deref(), Some("***"));
         assert_eq!(m.database.url, "postgres://u:***@db/x");
     }
 
@@ -633,6 +635,15 @@ mod tests {
             Err(ConfigError::Field { field, .. }) => field,
             other => panic!("expected a field error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_short_cluster_secret_is_refused_naming_the_field() {
+        let mut c = Config::default();
+        c.cluster.secret = Some("too short".into());
+        assert_eq!(invalid_field(&c), "cluster.secret");
+        c.cluster.secret = Some("sixteen chars ok".into());
+        assert!(c.validate().is_ok());
     }
 
     #[test]

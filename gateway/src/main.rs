@@ -205,7 +205,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         "plugins loaded: {}",
         installed.iter().map(|p| format!("{} {} ({})", p.name, p.version, p.kind.as_str())).collect::<Vec<_>>().join(", ")
     );
-    let closed = state.store.close_all_participants(&state.cluster.node).await?;
+    // Alone (no Redis), every row is this node's, whatever id it had before; with others, only its own.
+    let mine = state.cfg.redis.url.as_ref().map(|_| state.cluster.node.as_str());
+    let closed = state.store.close_all_participants(mine).await?;
     if closed > 0 {
         tracing::info!(closed, "marked participants from a previous run as left");
     }

@@ -203,12 +203,21 @@ fn recordings(node: &Node, cookie: &str, broadcast: &str) -> anyhow::Result<Vec<
     Ok(rows.into_iter().map(|(_, s, d)| (s, d)).collect())
 }
 
+/// Runs the tests of this file one at a time: each starts two or three nodes (each compiling the plugins at
+/// start) and measures take-overs against time bounds, which a machine busy starting another test's nodes would
+/// stretch.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }
 
 #[test]
 fn a_killed_home_node_s_show_is_taken_over_by_another_node() -> anyhow::Result<()> {
+    let _alone = alone();
     let rt = runtime()?;
     let show = live_show_on_node_a(&rt, "killed")?;
     std::thread::sleep(Duration::from_secs(2));
@@ -246,6 +255,7 @@ fn a_killed_home_node_s_show_is_taken_over_by_another_node() -> anyhow::Result<(
 
 #[test]
 fn a_frozen_home_node_stops_its_outputs_when_it_wakes_to_find_its_show_taken_over() -> anyhow::Result<()> {
+    let _alone = alone();
     let rt = runtime()?;
     let show = live_show_on_node_a(&rt, "frozen")?;
     let (a, b, cookie, id) = (&show.a, &show.b, show.cookie.as_str(), show.id.as_str());
@@ -287,6 +297,7 @@ fn a_frozen_home_node_stops_its_outputs_when_it_wakes_to_find_its_show_taken_ove
 
 #[test]
 fn redis_restarting_without_its_data_stops_no_live_show() -> anyhow::Result<()> {
+    let _alone = alone();
     let rt = runtime()?;
     let mut redis = PrivateRedis::start(media::free_port())?;
     let show = live_show_on_node_a_with(&rt, "redis", Some(redis.url()))?;
@@ -328,6 +339,7 @@ fn redis_restarting_without_its_data_stops_no_live_show() -> anyhow::Result<()> 
 
 #[test]
 fn people_on_two_nodes_share_one_studio_over_the_relay() -> anyhow::Result<()> {
+    let _alone = alone();
     let rt = runtime()?;
     let t = rt.block_on(TestApp::new(Backend::Postgres));
     let a = Node::start(&t, "node-a")?;

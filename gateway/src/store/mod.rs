@@ -119,8 +119,9 @@ pub trait Store: Send + Sync + 'static {
     /// Participants still in a room through a node other than `node` (rows that name one).
     async fn participants_elsewhere(&self, node: &str) -> StoreResult<Vec<Participant>>;
     /// Marks every participant of `node` still "in" as left (and those of rows that name no node): a restarted node
-    /// has no live connections; other nodes' studios go on.
-    async fn close_all_participants(&self, node: &str) -> StoreResult<u64>;
+    /// has no live connections; other nodes' studios go on. `None`: every participant (one node, embedded mode,
+    /// whose id may change at each start).
+    async fn close_all_participants(&self, node: Option<&str>) -> StoreResult<u64>;
 
     // recordings
     /// Raises the broadcast's home fence to `token`; false if a newer token was claimed already.
@@ -655,13 +656,18 @@ macro_rules! impl_store {
                 .await?)
             }
 
-            async fn close_all_participants(&self, node: &str) -> StoreResult<u64> {
+            async fn close_all_participants(&self, node: Option<&str>) -> StoreResult<u64> {
                 let t = now();
-                Ok(sqlx::query(
-                    "UPDATE participants SET left_at = $1, updated_at = $1 WHERE left_at IS NULL AND node IN ($2, '')",
-                )
-                .bind(t)
-                .bind(node)
+                let query = match node {
+                    Some(node) => sqlx::query(
+                        "UPDATE participants SET left_at = $1, updated_at = $1 WHERE left_at IS NULL AND node IN ($2, '')",
+                    )
+                    .bind(t)
+                    .bind(node),
+                    None => sqlx::query("UPDATE participants SET left_at = $1, updated_at = $1 WHERE left_at IS NULL")
+                        .bind(t),
+                };
+                Ok(query
                     .execute(&self.pool)
                     .await?
                     .rows_affected())
