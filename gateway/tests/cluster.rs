@@ -64,6 +64,24 @@ impl Node {
         Ok((status, json))
     }
 
+    /// Registers a host (`<tag>@example.com`) through this node and creates a broadcast called `title`; returns the
+    /// host's cookie and the broadcast's id.
+    fn host_with_broadcast(&self, tag: &str, title: &str) -> anyhow::Result<(String, String)> {
+        let (status, cookies, _) = request(
+            &self.addr,
+            "POST",
+            "/api/auth/register",
+            "",
+            Some(json!({"email": format!("{tag}@example.com"), "password": "a long enough password", "name": "Host"})),
+        )?;
+        ensure!(status == 201 || status == 200, "register: {status}");
+        let cookie = cookies.join("; ");
+        let (status, broadcast) = self.call("POST", "/api/broadcasts", &cookie, Some(json!({"title": title})))?;
+        ensure!(status == 201, "create: {status} {broadcast}");
+        let id = broadcast["id"].as_str().context("an id")?.to_owned();
+        Ok((cookie, id))
+    }
+
     fn signal(&self, signal: &str) -> anyhow::Result<()> {
         ensure!(Command::new("kill").args([signal, &self.child.id().to_string()]).status()?.success(), "kill {signal}");
         Ok(())
@@ -147,18 +165,7 @@ fn live_show_on_node_a_with(rt: &tokio::runtime::Runtime, tag: &str, redis: Opti
     let nginx = media::Nginx::start(media::NginxOptions::default())?;
     let a = Node::start(&t, "node-a")?;
     let b = Node::start(&t, "node-b")?;
-    let (status, cookies, _) = request(
-        &a.addr,
-        "POST",
-        "/api/auth/register",
-        "",
-        Some(json!({"email": format!("{tag}@example.com"), "password": "a long enough password", "name": "Host"})),
-    )?;
-    ensure!(status == 201 || status == 200, "register: {status}");
-    let cookie = cookies.join("; ");
-    let (status, broadcast) = a.call("POST", "/api/broadcasts", &cookie, Some(json!({"title": "Two nodes"})))?;
-    ensure!(status == 201, "create: {status} {broadcast}");
-    let id = broadcast["id"].as_str().context("an id")?.to_owned();
+    let (cookie, id) = a.host_with_broadcast(tag, "Two nodes")?;
     let server = format!("rtmp://127.0.0.1:{}/live", nginx.rtmp_port);
     let dest = json!({"platform": "rtmp", "name": "nginx", "rtmpUrl": server, "streamKey": "show"});
     let (status, body) = a.call("POST", &format!("/api/broadcasts/{id}/destinations"), &cookie, Some(dest))?;
@@ -344,18 +351,7 @@ fn people_on_two_nodes_share_one_studio_over_the_relay() -> anyhow::Result<()> {
     let t = rt.block_on(TestApp::new(Backend::Postgres));
     let a = Node::start(&t, "node-a")?;
     let b = Node::start(&t, "node-b")?;
-    let (status, cookies, _) = request(
-        &b.addr,
-        "POST",
-        "/api/auth/register",
-        "",
-        Some(json!({"email": "span@example.com", "password": "a long enough password", "name": "Host"})),
-    )?;
-    ensure!(status == 201 || status == 200, "register: {status}");
-    let cookie = cookies.join("; ");
-    let (status, broadcast) = b.call("POST", "/api/broadcasts", &cookie, Some(json!({"title": "Across nodes"})))?;
-    ensure!(status == 201, "create: {status} {broadcast}");
-    let id = broadcast["id"].as_str().context("an id")?.to_owned();
+    let (cookie, id) = b.host_with_broadcast("span", "Across nodes")?;
     let keys = format!("/api/broadcasts/{id}/ingest-keys");
     let (status, key) = b.call("POST", &keys, &cookie, Some(json!({"label": "Phone on node A", "mode": "source"})))?;
     ensure!(status == 201, "ingest key: {status} {key}");
