@@ -21,6 +21,10 @@ pub struct Config {
     pub public_url: String,
     /// Where the SQLite file, secrets, uploads and recordings live.
     pub data_dir: PathBuf,
+    /// Where recordings are written instead of `<data_dir>/recordings`. The nodes of a cluster share one
+    /// folder (a network file system): any node then serves any recording, and a node that takes a show over
+    /// finalises the part the show's dead home left (`docs/cluster.md`).
+    pub recordings_dir: Option<PathBuf>,
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
@@ -258,6 +262,7 @@ impl Default for Config {
         Self {
             public_url: "http://127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
+            recordings_dir: None,
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
             redis: RedisConfig { url: None, prefix: "backyard:".into() },
@@ -344,6 +349,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Where recordings are written: `recordings_dir`, or `<data_dir>/recordings`.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.recordings_dir.clone().unwrap_or_else(|| self.data_dir.join("recordings"))
+    }
+
     /// Layers defaults, the TOML file (if it exists), `BACKYARD_*` env (`__` separates levels, e.g.
     /// `BACKYARD_DATABASE__URL`; lists as `BACKYARD_ICE__TURN_URLS='["turn:..."]'`) and `overrides` (from CLI
     /// flags), then [`validate`](Self::validate)s the result.

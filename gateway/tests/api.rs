@@ -743,9 +743,9 @@ async fn recordings_list_get_range_delete(b: Backend) {
     let id = t.broadcast(&host, "x").await;
     let user_id: uuid::Uuid =
         t.get("/api/auth/me").cookies(&host).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
-    let rec = t.state.store.create_recording(id.parse().unwrap(), user_id, "x", 0).await.unwrap();
+    let rec = t.state.store.create_recording(id.parse().unwrap(), user_id, "x", 0, "").await.unwrap();
     let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-    let path = backyard::program::recording_path(&t.state.cfg.data_dir, rec.id);
+    let path = backyard::program::recording_path(&t.state.cfg, rec.id);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &content).unwrap();
     t.state

@@ -128,11 +128,11 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
     let guest = t.guest(&host, &bid, "guest", "G").await;
     let me: uuid::Uuid =
         t.get("/api/auth/me").cookies(&host).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
-    let rec = t.state.store.create_recording(bid.parse().unwrap(), me, "r", 0).await.unwrap();
+    let rec = t.state.store.create_recording(bid.parse().unwrap(), me, "r", 0, "").await.unwrap();
     let other_bid = t.broadcast(&other, "theirs").await;
     let other_me: uuid::Uuid =
         t.get("/api/auth/me").cookies(&other).send().await.body["user"]["id"].as_str().unwrap().parse().unwrap();
-    let other_rec = t.state.store.create_recording(other_bid.parse().unwrap(), other_me, "r", 0).await.unwrap();
+    let other_rec = t.state.store.create_recording(other_bid.parse().unwrap(), other_me, "r", 0, "").await.unwrap();
     let brand = |user| {
         let fields = backyard::store::BrandFields {
             name: "b".into(),

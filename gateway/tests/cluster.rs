@@ -39,10 +39,17 @@ impl Drop for Node {
 impl Node {
     /// Starts a node on the test app's database, Redis prefix and secrets.
     fn start(t: &TestApp, name: &'static str) -> anyhow::Result<Node> {
+        Node::start_with(t, name, None)
+    }
+
+    /// As [`Node::start`], writing recordings to `recordings` (a folder the nodes share) instead of its own.
+    fn start_with(t: &TestApp, name: &'static str, recordings: Option<&std::path::Path>) -> anyhow::Result<Node> {
         let data = media::TempDir::new(name)?;
         let cfg = &t.state.cfg;
+        let shared =
+            recordings.map(|r| format!("recordings_dir = {:?}\n", r.display().to_string())).unwrap_or_default();
         let config = format!(
-            "[database]\nurl = {db:?}\n[redis]\nurl = {redis:?}\nprefix = {prefix:?}\n\
+            "{shared}[database]\nurl = {db:?}\n[redis]\nurl = {redis:?}\nprefix = {prefix:?}\n\
              [secrets]\njwt_key = {jwt:?}\nstream_key_active = \"k1\"\n[secrets.stream_key_keys]\nk1 = {k1:?}\n\
              [media]\nport = {port}\n[cluster]\nnode_id = {name:?}\nsecret = \"a cluster secret for tests\"\n\
              [destinations.rtmp]\nallow-private-hosts = true\n",
@@ -102,13 +109,24 @@ impl Node {
 /// A show live from node A to nginx: the test app (database, Redis prefix, cleanup), the two nodes, nginx,
 /// the host's cookie and the broadcast's id.
 struct Show {
-    // Dropped in this order: the nodes, nginx, then the database and Redis keys.
+    // Dropped in this order: the nodes, nginx, the shared recordings folder, then the database and Redis keys.
     a: Node,
     b: Node,
     nginx: media::Nginx,
     cookie: String,
     id: String,
+    /// The recordings folder the nodes share, when they share one.
+    recordings: Option<media::TempDir>,
     _t: TestApp,
+}
+
+/// How a test's two nodes are set up.
+#[derive(Default)]
+struct Setup {
+    /// A Redis other than the machine's.
+    redis: Option<String>,
+    /// One recordings folder for both nodes (as on a network file system).
+    shared_recordings: bool,
 }
 
 /// A Redis of the test's own (no persistence), which it can restart.
@@ -152,19 +170,20 @@ impl Drop for PrivateRedis {
 }
 
 fn live_show_on_node_a(rt: &tokio::runtime::Runtime, tag: &str) -> anyhow::Result<Show> {
-    live_show_on_node_a_with(rt, tag, None)
+    live_show_on_node_a_with(rt, tag, Setup::default())
 }
 
-/// As [`live_show_on_node_a`], with `redis` instead of the machine's.
-fn live_show_on_node_a_with(rt: &tokio::runtime::Runtime, tag: &str, redis: Option<String>) -> anyhow::Result<Show> {
+/// As [`live_show_on_node_a`], set up as `setup` says.
+fn live_show_on_node_a_with(rt: &tokio::runtime::Runtime, tag: &str, setup: Setup) -> anyhow::Result<Show> {
     let t = rt.block_on(TestApp::with(Backend::Postgres, |cfg| {
-        if let Some(url) = redis {
+        if let Some(url) = setup.redis {
             cfg.redis.url = Some(url);
         }
     }));
     let nginx = media::Nginx::start(media::NginxOptions::default())?;
-    let a = Node::start(&t, "node-a")?;
-    let b = Node::start(&t, "node-b")?;
+    let recordings = if setup.shared_recordings { Some(media::TempDir::new("recordings")?) } else { None };
+    let a = Node::start_with(&t, "node-a", recordings.as_ref().map(|r| r.path()))?;
+    let b = Node::start_with(&t, "node-b", recordings.as_ref().map(|r| r.path()))?;
     let (cookie, id) = a.host_with_broadcast(tag, "Two nodes")?;
     let server = format!("rtmp://127.0.0.1:{}/live", nginx.rtmp_port);
     let dest = json!({"platform": "rtmp", "name": "nginx", "rtmpUrl": server, "streamKey": "show"});
@@ -183,7 +202,7 @@ fn live_show_on_node_a_with(rt: &tokio::runtime::Runtime, tag: &str, redis: Opti
     .with_context(|| {
         format!("node A's entry never listed the show: {:?}", b.call("GET", "/api/cluster", &cookie, None))
     })?;
-    Ok(Show { a, b, nginx, cookie, id, _t: t })
+    Ok(Show { a, b, nginx, cookie, id, recordings, _t: t })
 }
 
 /// Publishes nginx accepted (it refuses a second publisher of a stream while the first is connected).
@@ -194,20 +213,25 @@ fn accepted_publishes(nginx: &media::Nginx) -> usize {
 
 /// The show's recording rows, oldest first: (status, duration).
 fn recordings(node: &Node, cookie: &str, broadcast: &str) -> anyhow::Result<Vec<(String, f64)>> {
+    Ok(recording_parts(node, cookie, broadcast)?.into_iter().map(|(_, s, d)| (s, d)).collect())
+}
+
+/// The show's recording rows, oldest first: (id, status, duration).
+fn recording_parts(node: &Node, cookie: &str, broadcast: &str) -> anyhow::Result<Vec<(String, String, f64)>> {
     let (status, page) = node.call("GET", "/api/recordings?limit=100", cookie, None)?;
     ensure!(status == 200, "recordings: {status} {page}");
-    let mut rows: Vec<(String, String, f64)> = page["items"]
+    let mut rows: Vec<(String, String, String, f64)> = page["items"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|r| r["broadcastId"] == broadcast)
         .map(|r| {
-            let created = r["createdAt"].as_str().unwrap_or_default().to_owned();
-            (created, r["status"].as_str().unwrap_or_default().to_owned(), r["duration"].as_f64().unwrap_or(0.0))
+            let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (text("createdAt"), text("id"), text("status"), r["duration"].as_f64().unwrap_or(0.0))
         })
         .collect();
     rows.sort_by(|x, y| x.0.cmp(&y.0));
-    Ok(rows.into_iter().map(|(_, s, d)| (s, d)).collect())
+    Ok(rows.into_iter().map(|(_, id, s, d)| (id, s, d)).collect())
 }
 
 /// Runs the tests of this file one at a time: each starts two or three nodes (each compiling the plugins at
@@ -226,8 +250,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn a_killed_home_node_s_show_is_taken_over_by_another_node() -> anyhow::Result<()> {
     let _alone = alone();
     let rt = runtime()?;
-    let show = live_show_on_node_a(&rt, "killed")?;
-    std::thread::sleep(Duration::from_secs(2));
+    let show = live_show_on_node_a_with(&rt, "killed", Setup { shared_recordings: true, ..Setup::default() })?;
+    std::thread::sleep(Duration::from_secs(3));
 
     show.a.signal("-KILL")?;
     let killed = Instant::now();
@@ -242,14 +266,27 @@ fn a_killed_home_node_s_show_is_taken_over_by_another_node() -> anyhow::Result<(
     })
     .context("node B does not list the show as its own")?;
 
-    // The first part stays as node A left it (its file is on A's disk); the second is being written by B.
-    let rows = recordings(&show.b, &show.cookie, &show.id)?;
-    ensure!(rows.len() == 2 && rows.iter().all(|(s, _)| s == "recording"), "{rows:?}");
+    // The nodes share their recordings folder: node B finalised the part node A left (playable up to its last
+    // fragment) when it took over, and writes the second.
+    let rows = recording_parts(&show.b, &show.cookie, &show.id)?;
+    ensure!(rows.len() == 2, "{rows:?}");
+    ensure!(rows[0].1 == "ready" && rows[0].2 > 1.0, "node A's part, finalised by node B: {rows:?}");
+    ensure!(rows[1].1 == "recording", "node B's part: {rows:?}");
     std::thread::sleep(Duration::from_secs(3));
     let (status, ended) = show.b.call("POST", &format!("/api/broadcasts/{}/end", show.id), &show.cookie, None)?;
     ensure!(status == 200 && ended["status"] == "ended", "end: {status} {ended}");
-    let rows = recordings(&show.b, &show.cookie, &show.id)?;
-    ensure!(rows[1].0 == "ready" && rows[1].1 > 2.0, "the second part is final: {rows:?}");
+    let rows = recording_parts(&show.b, &show.cookie, &show.id)?;
+    ensure!(rows[1].1 == "ready" && rows[1].2 > 2.0, "the second part is final: {rows:?}");
+    println!("recording parts: node A's {:.1} s (finalised by node B), node B's {:.1} s", rows[0].2, rows[1].2);
+    // Both parts are served by the surviving node and play.
+    let folder = show.recordings.as_ref().context("the shared recordings folder")?;
+    for (id, _, duration) in &rows {
+        let (status, _) = show.b.call("HEAD", &format!("/api/recordings/{id}/file"), &show.cookie, None)?;
+        ensure!(status == 200, "part {id} through node B: {status}");
+        let p = media::probe(&folder.path().join(format!("{id}.mp4")))?;
+        ensure!(p.video_codec == "h264" && p.duration > 1.0, "part {id}: {p:?}");
+        ensure!((p.duration - duration).abs() < 1.5, "part {id}: listed {duration:.1} s, plays {:.1} s", p.duration);
+    }
     // nginx received both publishes, each a playable stream.
     let files = show.nginx.recordings();
     ensure!(files.len() == 2, "{files:?}");
@@ -307,7 +344,7 @@ fn redis_restarting_without_its_data_stops_no_live_show() -> anyhow::Result<()> 
     let _alone = alone();
     let rt = runtime()?;
     let mut redis = PrivateRedis::start(media::free_port())?;
-    let show = live_show_on_node_a_with(&rt, "redis", Some(redis.url()))?;
+    let show = live_show_on_node_a_with(&rt, "redis", Setup { redis: Some(redis.url()), ..Setup::default() })?;
     let (a, b, id) = (&show.a, &show.b, show.id.as_str());
 
     redis.restart()?;

@@ -150,10 +150,10 @@ async fn a_restart_finalises_interrupted_recordings_and_ends_orphaned_broadcasts
         .store
         .set_broadcast_status(bid, backyard::store::BroadcastStatus::Live, Some(time::OffsetDateTime::now_utc()), None)
         .await?;
-    let rec = t.state.store.create_recording(bid, owner, "Crashed show", 0).await?;
-    let lost = t.state.store.create_recording(bid, owner, "Nothing written", 0).await?;
+    let rec = t.state.store.create_recording(bid, owner, "Crashed show", 0, "").await?;
+    let lost = t.state.store.create_recording(bid, owner, "Nothing written", 0, "").await?;
     // What the recorder leaves behind when killed: 5 s of fragmented MP4 with the last fragment cut short.
-    let path = backyard::program::recording_path(&t.state.cfg.data_dir, rec.id);
+    let path = backyard::program::recording_path(&t.state.cfg, rec.id);
     std::fs::create_dir_all(path.parent().unwrap())?;
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=5", "-f", "lavfi", "-i"])

@@ -152,7 +152,7 @@ async fn deleting_a_broadcast_cascades(b: Backend) {
     let seat =
         Seat { broadcast_id: bc.id, user_id: None, name: "G", role: Role::Guest, audio: true, video: true, node: "n" };
     s.participant_joined(seat).await.unwrap();
-    let rec = s.create_recording(bc.id, u.id, "r", 0).await.unwrap();
+    let rec = s.create_recording(bc.id, u.id, "r", 0, "").await.unwrap();
     assert!(s.delete_broadcast(bc.id).await.unwrap());
     assert!(s.broadcast(bc.id).await.unwrap().is_none());
     assert!(s.recording(rec.id).await.unwrap().is_none());
@@ -172,7 +172,7 @@ async fn a_node_with_a_stale_home_token_writes_no_recording_rows(b: Backend) {
     let a = d.take_home(bc.id, "node-a", bc.home_fence).await.unwrap().expect("free");
     assert_eq!(d.take_home(bc.id, "node-b", 0).await.unwrap(), None, "one home at a time");
     assert!(s.claim_home(bc.id, a.token).await.unwrap());
-    let part1 = s.create_recording(bc.id, u.id, "part 1", a.token).await.unwrap();
+    let part1 = s.create_recording(bc.id, u.id, "part 1", a.token, "").await.unwrap();
 
     // node-a's lease ends (as when it is frozen past it) and node-b takes the show over.
     d.release(&a).await.unwrap();
@@ -183,7 +183,7 @@ async fn a_node_with_a_stale_home_token_writes_no_recording_rows(b: Backend) {
     // node-a wakes with its old token: its renewal is refused, and so is every row it tries to write.
     assert!(!d.renew(&a, true).await.unwrap());
     assert!(!s.claim_home(bc.id, a.token).await.unwrap());
-    let stale = s.create_recording(bc.id, u.id, "stale part", a.token).await;
+    let stale = s.create_recording(bc.id, u.id, "stale part", a.token, "").await;
     assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
     let stale = s.finish_recording(part1.id, RecordingStatus::Ready, 9.0, 9, a.token).await;
     assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
@@ -191,7 +191,7 @@ async fn a_node_with_a_stale_home_token_writes_no_recording_rows(b: Backend) {
 
     // node-b, the home now, finishes the first part and starts the second.
     s.finish_recording(part1.id, RecordingStatus::Ready, 9.0, 9, b2.token).await.unwrap();
-    let part2 = s.create_recording(bc.id, u.id, "part 2", b2.token).await.unwrap();
+    let part2 = s.create_recording(bc.id, u.id, "part 2", b2.token, "").await.unwrap();
     assert_eq!(part2.broadcast_id, bc.id);
 
     // The directory forgets its counter (Redis restarted without persistence): tokens still grow past what

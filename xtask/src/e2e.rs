@@ -32,7 +32,11 @@
 //! through the RTMP ingest with a key made in the Sources panel, relayed to nginx; the server's ingest listens on
 //! a free port, given as `BACKYARD_E2E_RTMP_PORT`), `nodes` (the administrators' Nodes page; the instance's
 //! administrator, its first account, is registered before any suite and reaches them as
-//! `BACKYARD_E2E_ADMIN_EMAIL` / `_PASSWORD`), `networks` (a guest in the lab
+//! `BACKYARD_E2E_ADMIN_EMAIL` / `_PASSWORD`), `cluster` (three nodes of its own on one PostgreSQL database and
+//! Redis prefix, behind nginx: three browsers each pinned to a node see each other, the program reaches
+//! nginx-rtmp, and a guest's node killed with `kill -9` is left for another; it gets PostgreSQL's and Redis's
+//! addresses as `BACKYARD_E2E_PG_URL` and `BACKYARD_E2E_REDIS_URL`, the node logs land in `target/e2e/cluster/`),
+//! `networks` (a guest in the lab
 //! namespace on a capped, lossy link; measured, not yet in `cargo xtask test`).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
@@ -54,7 +58,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
 /// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`, `health`, `backstage`,
-/// `simulcast`, `watch`, `slate`, `sources`, `networks`).
+/// `simulcast`, `watch`, `slate`, `sources`, `nodes`, `cluster`, `networks`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)
@@ -63,8 +67,10 @@ pub fn cmd(args: &[String]) -> Result<()> {
 /// Runs the browser suites named in `suites` (e.g. `["room"]`: `e2e/tests/room.test.mjs`), or all of them when
 /// `suites` is empty. `root` is the workspace root.
 pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
-    ensure_apt(&["chromium", "ffmpeg", "nginx", "libnginx-mod-rtmp", "coturn"])?;
+    ensure_apt(&["chromium", "ffmpeg", "nginx", "libnginx-mod-rtmp", "coturn", "redis-tools"])?;
     require_node()?;
+    // The cluster suite starts nodes of its own on PostgreSQL and Redis.
+    let pg_url = crate::setup::ensure_services()?;
     let e2e = root.join("e2e");
     ensure_node_modules(&e2e)?;
     let schemathesis = ensure_schemathesis(root)?;
@@ -97,6 +103,8 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
         .env("BACKYARD_E2E_RTMP_PORT", server.rtmp_port.to_string())
         .env("BACKYARD_E2E_TURN_URL", &turn.url)
         .env("BACKYARD_E2E_TURN_SECRET", &turn.secret)
+        .env("BACKYARD_E2E_PG_URL", &pg_url)
+        .env("BACKYARD_E2E_REDIS_URL", crate::setup::REDIS_URL)
         .env("BACKYARD_E2E_SCHEMATHESIS", &schemathesis)
         // The instance's administrator (its first account), for the screens only an administrator sees.
         .env("BACKYARD_E2E_ADMIN_EMAIL", ADMIN.0)

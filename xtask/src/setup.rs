@@ -118,6 +118,9 @@ fn wait_for(addr: &str, secs: u64) -> bool {
     false
 }
 
+/// The Redis the tests use (started by [`ensure_services`] when absent).
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
 /// PostgreSQL on 127.0.0.1:5432 (user postgres, trust or password `postgres`) and Redis on 127.0.0.1:6379:
 /// used if running, started if installed, installed if absent. Fails loudly if they still cannot be reached.
 /// Returns the PostgreSQL URL the tests should use.

@@ -59,7 +59,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         .args(["test", "--workspace", "--exclude", "xtask", "--no-fail-fast"])
         .args(crate::plugins::workspace_excludes()?)
         .env("BY_TEST_PG_URL", &pg_url)
-        .env("BY_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+        .env("BY_TEST_REDIS_URL", setup::REDIS_URL)
         .stdout(Stdio::piped())
         .spawn()
         .context("starting cargo test")?;
@@ -111,6 +111,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "slate",
             "sources",
             "nodes",
+            "cluster",
         ],
     )?;
     println!("xtask: all suites passed");

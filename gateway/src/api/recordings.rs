@@ -51,7 +51,7 @@ pub async fn delete(
     if rec.status == crate::store::RecordingStatus::Recording {
         return Err(ApiError::conflict("recording_in_progress", "end the broadcast before deleting its recording"));
     }
-    match tokio::fs::remove_file(crate::program::recording_path(&state.cfg.data_dir, rec.id)).await {
+    match tokio::fs::remove_file(crate::program::recording_path(&state.cfg, rec.id)).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ApiError::Internal(e.into())),
@@ -69,7 +69,7 @@ pub async fn file(
     req: Request,
 ) -> ApiResult<Response> {
     let rec = own(&state, &user, &params).await?;
-    let path = crate::program::recording_path(&state.cfg.data_dir, rec.id);
+    let path = crate::program::recording_path(&state.cfg, rec.id);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Err(ApiError::NotFound("recording file"));
     }

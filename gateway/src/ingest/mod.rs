@@ -514,10 +514,16 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
     let destinations = crate::program::resolve_destinations(state, broadcast.id).await.map_err(|e| e.to_string())?;
     let recording = state
         .store
-        .create_recording(broadcast.id, broadcast.user_id, &broadcast.title, crate::store::UNFENCED)
+        .create_recording(
+            broadcast.id,
+            broadcast.user_id,
+            &broadcast.title,
+            crate::store::UNFENCED,
+            &state.cluster.node,
+        )
         .await
         .map_err(|e| e.to_string())?;
-    let path = crate::program::recording_path(&state.cfg.data_dir, recording.id);
+    let path = crate::program::recording_path(&state.cfg, recording.id);
     let hls = crate::viewers::folder(state, broadcast).await;
     let config = RelayConfig {
         video,

@@ -14,7 +14,7 @@ mod director;
 mod health;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -242,7 +242,12 @@ impl Programs {
         };
         let token = home.token;
         let recording = match state.store.claim_home(broadcast.id, token).await {
-            Ok(true) => state.store.create_recording(broadcast.id, broadcast.user_id, &broadcast.title, token).await,
+            Ok(true) => {
+                state
+                    .store
+                    .create_recording(broadcast.id, broadcast.user_id, &broadcast.title, token, &state.cluster.node)
+                    .await
+            }
             Ok(false) => Err(StoreError::Fenced { token }),
             Err(e) => Err(e),
         };
@@ -253,7 +258,7 @@ impl Programs {
                 return Err(e.into());
             }
         };
-        let path = recording_path(&state.cfg.data_dir, recording.id);
+        let path = recording_path(&state.cfg, recording.id);
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(ProgramError::Recording)?;
         }
@@ -427,9 +432,10 @@ async fn sweep_lost_participants(state: &AppState) -> anyhow::Result<()> {
 async fn tend_once(state: &AppState) -> anyhow::Result<()> {
     let hub = crate::signaling::Hub::get(state).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mine = hub.programs.on_air().await;
-    // A host pressed End on another node: the home is here.
+    // A host pressed End on another node (or deleted the show): the home is here. A show that is still `created`
+    // is only starting (its row turns `live` once its outputs are up): not ended.
     for &id in &mine {
-        let ended = state.store.broadcast(id).await?.is_none_or(|b| b.status != BroadcastStatus::Live);
+        let ended = state.store.broadcast(id).await?.is_none_or(|b| b.status == BroadcastStatus::Ended);
         if ended {
             tracing::info!(broadcast = %id, "ended through another node: ending its program here");
             hub.programs.end_live(state, &hub.media, id).await?;
@@ -447,7 +453,10 @@ async fn tend_once(state: &AppState) -> anyhow::Result<()> {
         let members = hub.roster(state, b.id).await;
         match hub.programs.go_live(state, &hub.media, &b, members).await {
             Ok(()) => {
-                tracing::warn!(broadcast = %b.id, node = %state.cluster.node, "took over a show whose home lapsed")
+                tracing::warn!(broadcast = %b.id, node = %state.cluster.node, "took over a show whose home lapsed");
+                if let Err(e) = finalise_parts_left_behind(state, b.id).await {
+                    tracing::warn!(broadcast = %b.id, "finalising the recording parts left behind failed: {e:#}");
+                }
             }
             // Another node was quicker.
             Err(ProgramError::HostedElsewhere(_) | ProgramError::Store(StoreError::Fenced { .. })) => {
@@ -537,8 +546,8 @@ pub(crate) async fn finalise_recording(
 }
 
 /// Where a recording is written.
-pub fn recording_path(data_dir: &Path, id: Uuid) -> PathBuf {
-    data_dir.join("recordings").join(format!("{id}.mp4"))
+pub fn recording_path(cfg: &crate::config::Config, id: Uuid) -> PathBuf {
+    cfg.recordings_dir().join(format!("{id}.mp4"))
 }
 
 /// The enabled destinations of a broadcast as egress takes them: each adapter resolves its ingest URL (the
@@ -630,34 +639,67 @@ pub(crate) async fn publish_statuses(
     }
 }
 
-/// After a restart of a single-node server (no Redis): broadcasts still marked live have lost their program,
-/// so they end now, and recordings still marked as being written are finalised from their file (fragmented
-/// MP4 stays playable after a crash) or marked failed when nothing usable was written. With Redis, other
-/// nodes may be running those broadcasts, so nothing is touched.
+/// After a restart. A single node (no Redis): broadcasts still marked live have lost their program, so they end
+/// now, and every recording still marked as being written is finalised from its file. With Redis, other nodes
+/// may be running those broadcasts (and taking them over): only the parts this node was writing before it
+/// stopped (`cluster.node_id` set, so it is the same node again) are finalised.
 pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
-    if state.cfg.redis.url.is_some() {
-        return Ok(());
-    }
-    // Streams of shows that were live: nobody plays them any more.
-    let _ = tokio::fs::remove_dir_all(crate::viewers::streams_root(&state.cfg.data_dir)).await;
-    let now = time::OffsetDateTime::now_utc();
-    for b in state.store.live_broadcasts().await? {
-        state.store.set_broadcast_status(b.id, BroadcastStatus::Ended, None, Some(now)).await?;
-        state.metrics.active_broadcasts.dec();
-        tracing::warn!(broadcast = %b.id, "was live when the server stopped: ended");
+    let clustered = state.cfg.redis.url.is_some();
+    if !clustered {
+        // Streams of shows that were live: nobody plays them any more.
+        let _ = tokio::fs::remove_dir_all(crate::viewers::streams_root(&state.cfg.data_dir)).await;
+        let now = time::OffsetDateTime::now_utc();
+        for b in state.store.live_broadcasts().await? {
+            state.store.set_broadcast_status(b.id, BroadcastStatus::Ended, None, Some(now)).await?;
+            state.metrics.active_broadcasts.dec();
+            tracing::warn!(broadcast = %b.id, "was live when the server stopped: ended");
+        }
     }
     for rec in state.store.unfinished_recordings().await? {
-        let path = recording_path(&state.cfg.data_dir, rec.id);
-        let size = tokio::fs::metadata(&path).await.map(|m| m.len() as i64).unwrap_or(0);
-        let probe = path.clone();
-        let duration = tokio::task::spawn_blocking(move || backyard_core::egress::media_duration(&probe))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(0.0);
-        let status = if size > 0 && duration > 0.0 { RecordingStatus::Ready } else { RecordingStatus::Failed };
-        state.store.finish_recording(rec.id, status, duration, size, crate::store::UNFENCED).await?;
+        if clustered && rec.node != state.cluster.node {
+            continue;
+        }
+        let (status, duration, size) = finalise_from_file(state, &rec, crate::store::UNFENCED).await?;
         tracing::warn!(recording = %rec.id, %status, duration, size, "recording interrupted by a restart, finalised");
+    }
+    Ok(())
+}
+
+/// Finalises a part whose writer stopped without finishing it (a crash, `kill -9`, a lost node) from its file:
+/// fragmented MP4 stays playable up to its last fragment. `ready` with the file's duration and size, or `failed`
+/// when nothing usable was written.
+async fn finalise_from_file(
+    state: &AppState,
+    rec: &crate::store::Recording,
+    fence: i64,
+) -> Result<(RecordingStatus, f64, i64), StoreError> {
+    let path = recording_path(&state.cfg, rec.id);
+    let size = tokio::fs::metadata(&path).await.map(|m| m.len() as i64).unwrap_or(0);
+    let duration = tokio::task::spawn_blocking(move || backyard_core::egress::media_duration(&path))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0.0);
+    let status = if size > 0 && duration > 0.0 { RecordingStatus::Ready } else { RecordingStatus::Failed };
+    state.store.finish_recording(rec.id, status, duration, size, fence).await?;
+    Ok((status, duration, size))
+}
+
+/// After taking a show over: the parts its earlier homes left unfinished are finalised here when their files
+/// are in this node's recordings folder (the nodes share one); otherwise each is left to its own node, which
+/// finalises it when it starts again. Written under the home fence this node now holds.
+async fn finalise_parts_left_behind(state: &AppState, broadcast: Uuid) -> anyhow::Result<()> {
+    let Some(b) = state.store.broadcast(broadcast).await? else { return Ok(()) };
+    for rec in state.store.unfinished_recordings().await? {
+        if rec.broadcast_id != broadcast || rec.node == state.cluster.node {
+            continue;
+        }
+        if !tokio::fs::try_exists(recording_path(&state.cfg, rec.id)).await.unwrap_or(false) {
+            tracing::info!(broadcast = %broadcast, recording = %rec.id, node = %rec.node, "the part left behind is on its node's disk: left to it");
+            continue;
+        }
+        let (status, duration, size) = finalise_from_file(state, &rec, b.home_fence).await?;
+        tracing::warn!(broadcast = %broadcast, recording = %rec.id, node = %rec.node, %status, duration, size, "finalised the part a lost home left");
     }
     Ok(())
 }

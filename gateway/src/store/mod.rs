@@ -127,13 +127,14 @@ pub trait Store: Send + Sync + 'static {
     /// Raises the broadcast's home fence to `token`; false if a newer token was claimed already.
     async fn claim_home(&self, broadcast_id: Uuid, token: i64) -> StoreResult<bool>;
     /// A new recording row, written only under a `fence` token at least as new as the broadcast's home
-    /// fence ([`StoreError::Fenced`] otherwise).
+    /// fence ([`StoreError::Fenced`] otherwise); `node` writes its file.
     async fn create_recording(
         &self,
         broadcast_id: Uuid,
         user_id: Uuid,
         title: &str,
         fence: i64,
+        node: &str,
     ) -> StoreResult<Recording>;
     /// Marks a recording finished, under a `fence` token as for [`Store::create_recording`].
     async fn finish_recording(
@@ -683,12 +684,19 @@ macro_rules! impl_store {
                     == 1)
             }
 
-            async fn create_recording(&self, broadcast_id: Uuid, user_id: Uuid, title: &str, fence: i64) -> StoreResult<Recording> {
+            async fn create_recording(
+                &self,
+                broadcast_id: Uuid,
+                user_id: Uuid,
+                title: &str,
+                fence: i64,
+                node: &str,
+            ) -> StoreResult<Recording> {
                 let t = now();
                 let id = Uuid::now_v7();
                 sqlx::query_as::<_, Recording>(
-                    "INSERT INTO recordings (id, broadcast_id, user_id, title, url, created_at, updated_at)
-                     SELECT $1, $2, $3, $4, $5, $6, $6
+                    "INSERT INTO recordings (id, broadcast_id, user_id, title, url, created_at, updated_at, node)
+                     SELECT $1, $2, $3, $4, $5, $6, $6, $8
                      WHERE EXISTS (SELECT 1 FROM broadcasts WHERE id = $2 AND home_fence <= $7) RETURNING *",
                 )
                 .bind(id)
@@ -698,6 +706,7 @@ macro_rules! impl_store {
                 .bind(format!("/api/recordings/{id}/file"))
                 .bind(t)
                 .bind(fence)
+                .bind(node)
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or(StoreError::Fenced { token: fence })

@@ -218,6 +218,9 @@ pub struct Recording {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The node that writes (or wrote) its file (`cluster.node_id`; empty for rows from before several nodes).
+    #[serde(skip)]
+    pub node: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
