@@ -400,6 +400,11 @@ impl Cluster {
         Cluster { node, directory, started_at, http, quiet_until: Default::default(), registered: Default::default() }
     }
 
+    /// The ids of the nodes whose directory entry is current.
+    pub async fn live_node_ids(&self) -> Result<std::collections::HashSet<String>, ClusterError> {
+        Ok(self.directory.nodes().await?.into_iter().map(|n| n.id).collect())
+    }
+
     /// Writes this node's entry; when the directory had forgotten it (not the first time), takes no show over
     /// for a lease, so the holders of homes it forgot with it write them back first.
     pub async fn register(&self, entry: &NodeInfo) -> Result<(), ClusterError> {

@@ -483,3 +483,100 @@ fn people_on_two_nodes_share_one_studio_over_the_relay() -> anyhow::Result<()> {
     drop((a, b));
     Ok(())
 }
+
+/// One `kill -9` of a live show's home node, timed from the kill: when its home lease was seen gone from the
+/// directory, when another node claimed the show (the database's home fence rose), when nginx accepted that
+/// node's publish, and when the dead node's entry left the directory.
+struct Failover {
+    lease_gone: Duration,
+    claimed: Duration,
+    published: Duration,
+    entry_gone: Duration,
+}
+
+fn time_one_failover(rt: &tokio::runtime::Runtime, run: usize) -> anyhow::Result<Failover> {
+    let show = live_show_on_node_a(rt, &format!("failover{run}"))?;
+    let id: uuid::Uuid = show.id.parse()?;
+    let state = &show._t.state;
+    let fence =
+        || -> anyhow::Result<i64> { Ok(rt.block_on(state.store.broadcast(id))?.context("the broadcast")?.home_fence) };
+    std::thread::sleep(Duration::from_secs(2));
+    let before = fence()?;
+    show.a.signal("-KILL")?;
+    let killed = Instant::now();
+    let (mut lease_gone, mut claimed, mut published, mut entry_gone) = (None, None, None, None);
+    while killed.elapsed() < TAKE_OVER + Duration::from_secs(20) {
+        let now = Some(killed.elapsed());
+        if lease_gone.is_none()
+            && rt.block_on(state.cluster.directory.home(id))?.is_none_or(|(node, _)| node != "node-a")
+        {
+            lease_gone = now;
+        }
+        if claimed.is_none() && fence()? > before {
+            claimed = now;
+        }
+        if published.is_none() && accepted_publishes(&show.nginx) == 2 {
+            published = now;
+        }
+        if entry_gone.is_none() && !rt.block_on(state.cluster.directory.nodes())?.iter().any(|n| n.id == "node-a") {
+            entry_gone = now;
+        }
+        if [lease_gone, claimed, published, entry_gone].iter().all(Option::is_some) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let missing = |what: &str| format!("run {run}: {what} within {:?}:\n{}", killed.elapsed(), show.nginx.log());
+    Ok(Failover {
+        lease_gone: lease_gone.with_context(|| missing("node A's home lease never lapsed"))?,
+        claimed: claimed.with_context(|| missing("no node claimed the show"))?,
+        published: published.with_context(|| missing("no new publish reached nginx"))?,
+        entry_gone: entry_gone.with_context(|| missing("node A's entry never left the directory"))?,
+    })
+}
+
+/// The failover timings `cargo xtask bench cluster` reports (not part of the suite): five `kill -9`s of a live
+/// show's home node (two nodes, PostgreSQL, Redis, nginx-rtmp), each phase's median and worst. Prints a table
+/// and writes `target/bench/failover.json`.
+#[test]
+#[ignore = "a benchmark: `cargo xtask bench cluster` runs it"]
+fn bench_failover_after_kill_9() -> anyhow::Result<()> {
+    let _alone = alone();
+    let rt = runtime()?;
+    const RUNS: usize = 5;
+    let mut runs = Vec::new();
+    for run in 1..=RUNS {
+        let f = time_one_failover(&rt, run)?;
+        println!(
+            "run {run}: lease gone {:.2} s, claimed {:.2} s, new publish at nginx {:.2} s, entry gone {:.2} s",
+            f.lease_gone.as_secs_f64(),
+            f.claimed.as_secs_f64(),
+            f.published.as_secs_f64(),
+            f.entry_gone.as_secs_f64()
+        );
+        runs.push(f);
+    }
+    type Phase = (&'static str, fn(&Failover) -> Duration);
+    let phases: [Phase; 4] = [
+        ("home lease lapsed (seen in Redis)", |f| f.lease_gone),
+        ("another node claimed the show", |f| f.claimed),
+        ("its publish accepted by nginx", |f| f.published),
+        ("dead node's entry left the directory", |f| f.entry_gone),
+    ];
+    println!("\nbench failover: kill -9 of a live show's home node, {RUNS} runs, seconds after the kill (bound 10 s)");
+    println!("{:<40} {:>8} {:>8} {:>8}", "phase", "median", "worst", "best");
+    let mut json = Vec::new();
+    for (name, of) in phases {
+        let mut secs: Vec<f64> = runs.iter().map(|r| of(r).as_secs_f64()).collect();
+        secs.sort_by(f64::total_cmp);
+        let (median, worst, best) = (secs[secs.len() / 2], secs[secs.len() - 1], secs[0]);
+        println!("{name:<40} {median:>8.2} {worst:>8.2} {best:>8.2}");
+        json.push(json!({"phase": name, "median_s": median, "worst_s": worst, "best_s": best, "runs_s": secs}));
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&out)?;
+    let report = json!({"bench": "failover", "runs": RUNS, "bound_s": TAKE_OVER.as_secs_f64(), "phases": json});
+    std::fs::write(out.join("failover.json"), serde_json::to_string_pretty(&report)?)?;
+    println!("wrote target/bench/failover.json");
+    Ok(())
+}

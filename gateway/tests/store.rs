@@ -5,12 +5,14 @@ mod common;
 use backyard::store::{RecordingStatus, RefreshUse, Role, Seat, StoreError};
 use common::{Backend, TestApp};
 use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
 
 both_backends!(
     users_are_unique_by_email,
     refresh_tokens_are_single_use_even_under_concurrency,
     expired_refresh_tokens_are_invalid,
     participants_join_leave_and_restart_cleanup,
+    a_seat_moves_to_the_node_its_session_reconnects_to,
     invite_revocation_returns_its_guest_sessions,
     invite_tokens_are_stored_hashed_and_plain_rows_from_before_are_hashed_at_start,
     deleting_a_broadcast_cascades,
@@ -28,7 +30,7 @@ async fn users_are_unique_by_email(b: Backend) {
     ));
     assert_eq!(s.count_users().await.unwrap(), 1);
     assert_eq!(s.user_by_email("a@example.com").await.unwrap().unwrap().id, u.id);
-    assert!(s.user_by_id(uuid::Uuid::new_v4()).await.unwrap().is_none());
+    assert!(s.user_by_id(Uuid::new_v4()).await.unwrap().is_none());
 }
 
 async fn refresh_tokens_are_single_use_even_under_concurrency(b: Backend) {
@@ -73,8 +75,16 @@ async fn participants_join_leave_and_restart_cleanup(b: Backend) {
     let s = &t.state.store;
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
-    let seat =
-        |user_id, name, role, video, node| Seat { broadcast_id: bc.id, user_id, name, role, audio: true, video, node };
+    let seat = |user_id, name, role, video, node| Seat {
+        broadcast_id: bc.id,
+        user_id,
+        name,
+        role,
+        audio: true,
+        video,
+        node,
+        session: Uuid::new_v4(),
+    };
     let p1 = s.participant_joined(seat(Some(u.id), "A", Role::Host, true, "node-1")).await.unwrap();
     let p2 = s.participant_joined(seat(None, "G", Role::Guest, false, "node-1")).await.unwrap();
     // Someone in the same room through another node.
@@ -82,8 +92,9 @@ async fn participants_join_leave_and_restart_cleanup(b: Backend) {
     assert_eq!(p3.node, "node-2");
     assert_eq!(s.active_participants(bc.id).await.unwrap().len(), 3);
     s.participant_status(p2.id, false, false, "Guest").await.unwrap();
-    assert!(s.participant_left(p1.id).await.unwrap());
-    assert!(!s.participant_left(p1.id).await.unwrap(), "only the first close counts");
+    assert!(!s.participant_left(p1.id, "node-2").await.unwrap(), "only the node holding the seat closes it");
+    assert!(s.participant_left(p1.id, "node-1").await.unwrap());
+    assert!(!s.participant_left(p1.id, "node-1").await.unwrap(), "only the first close counts");
     let elsewhere = s.participants_elsewhere("node-1").await.unwrap();
     assert_eq!(elsewhere.iter().map(|p| p.id).collect::<Vec<_>>(), [p3.id]);
     let active = s.active_participants(bc.id).await.unwrap();
@@ -97,6 +108,27 @@ async fn participants_join_leave_and_restart_cleanup(b: Backend) {
     // One node alone closes every row, whichever node wrote it.
     assert_eq!(s.close_all_participants(None).await.unwrap(), 1);
     assert!(s.active_participants(bc.id).await.unwrap().is_empty());
+}
+
+async fn a_seat_moves_to_the_node_its_session_reconnects_to(b: Backend) {
+    let t = TestApp::new(b).await;
+    let s = &t.state.store;
+    let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
+    let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
+    let (guest, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let seat = |node, session| guest_seat(bc.id, node, session);
+    let p = s.participant_joined(seat("node-1", guest)).await.unwrap();
+    let q = s.participant_joined(seat("node-1", other)).await.unwrap();
+    // Only the session holding a seat takes it, and not on the node that holds it already.
+    assert!(s.take_seat(bc.id, p.id, other, "node-2").await.unwrap().is_none(), "another session's seat");
+    assert!(s.take_seat(bc.id, q.id, guest, "node-2").await.unwrap().is_none(), "another session's seat");
+    assert!(s.take_seat(bc.id, p.id, guest, "node-1").await.unwrap().is_none());
+    let (moved, from) = s.take_seat(bc.id, p.id, guest, "node-2").await.unwrap().expect("the seat moves");
+    assert_eq!((moved.id, moved.node.as_str(), from.as_str()), (p.id, "node-2", "node-1"));
+    // The node it left cannot close it any more; the node holding it can.
+    assert!(!s.participant_left(p.id, "node-1").await.unwrap());
+    assert!(s.participant_left(p.id, "node-2").await.unwrap());
+    assert!(s.take_seat(bc.id, p.id, guest, "node-3").await.unwrap().is_none(), "a closed seat is not taken");
 }
 
 async fn invite_revocation_returns_its_guest_sessions(b: Backend) {
@@ -149,8 +181,7 @@ async fn deleting_a_broadcast_cascades(b: Backend) {
     let s = &t.state.store;
     let u = s.create_user("a@example.com", "phc", "A", true).await.unwrap();
     let bc = s.create_broadcast(u.id, "t", "", serde_json::json!({})).await.unwrap();
-    let seat =
-        Seat { broadcast_id: bc.id, user_id: None, name: "G", role: Role::Guest, audio: true, video: true, node: "n" };
+    let seat = guest_seat(bc.id, "n", Uuid::new_v4());
     s.participant_joined(seat).await.unwrap();
     let rec = s.create_recording(bc.id, u.id, "r", 0, "").await.unwrap();
     assert!(s.delete_broadcast(bc.id).await.unwrap());
@@ -207,4 +238,9 @@ async fn a_node_with_a_stale_home_token_writes_no_recording_rows(b: Backend) {
     let next = d.take_home(bc.id, "node-c", floor).await.unwrap().expect("free");
     assert!(next.token > floor, "{} after {floor}", next.token);
     assert!(s.claim_home(bc.id, next.token).await.unwrap());
+}
+
+/// A guest called "G" in `broadcast_id`'s room through `node`, for `session`.
+fn guest_seat(broadcast_id: Uuid, node: &str, session: Uuid) -> Seat<'_> {
+    Seat { broadcast_id, user_id: None, name: "G", role: Role::Guest, audio: true, video: true, node, session }
 }

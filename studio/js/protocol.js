@@ -205,11 +205,16 @@ export class StudioConnection {
     this.emit(event, data);
   }
 
-  /** Joins a broadcast's room; resolves with the `joined` payload or rejects with the server's error. */
-  join({ broadcastId, audioEnabled, videoEnabled }) {
+  /**
+   * Joins a broadcast's room; resolves with the `joined` payload or rejects with the server's error. On a
+   * reconnect, `participantId` is the seat we had: a server that is not the one holding it takes it over.
+   */
+  join({ broadcastId, audioEnabled, videoEnabled, participantId }) {
     return new Promise((resolve, reject) => {
       this.pendingJoin = { resolve, reject };
-      if (!this.send('join-broadcast', { broadcastId, audioEnabled, videoEnabled })) {
+      const data = { broadcastId, audioEnabled, videoEnabled };
+      if (participantId) data.participantId = participantId;
+      if (!this.send('join-broadcast', data)) {
         this.pendingJoin = null;
         reject(new SignalingError({ code: 'closed', message: 'Not connected to the studio server.' }));
       }

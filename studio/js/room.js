@@ -177,7 +177,13 @@ class Room {
     this.conn = c;
     this.bind(c);
     await c.open();
-    const joined = await c.join({ broadcastId: this.broadcastId, audioEnabled: this.media.audioEnabled, videoEnabled: this.media.videoEnabled });
+    // Reconnecting: the seat we had (kept by the node that holds it, or taken over by another).
+    const joined = await c.join({
+      broadcastId: this.broadcastId,
+      audioEnabled: this.media.audioEnabled,
+      videoEnabled: this.media.videoEnabled,
+      participantId: this.state.selfId ?? undefined,
+    });
     this.state = apply(this.state, { event: 'joined', data: joined }, { self: { audioEnabled: this.media.audioEnabled, videoEnabled: this.media.videoEnabled } });
     // The old peer connection is gone: its tracks come again on the new one.
     this.streams.clear();

@@ -26,9 +26,24 @@ pub fn latency() -> anyhow::Result<()> {
 }
 
 /// `cargo xtask bench cluster`: forwarding across two nodes over the QUIC relay against one node, same load
-/// (`core/benches/cluster.rs`).
+/// (`core/benches/cluster.rs`); then five `kill -9`s of a live show's home node, timed (two `backyard`
+/// processes on PostgreSQL and Redis, nginx-rtmp as the destination: `bench_failover_after_kill_9` in
+/// `gateway/tests/cluster.rs`, run only here).
 pub fn cluster() -> anyhow::Result<()> {
-    core_bench("cluster")
+    core_bench("cluster")?;
+    crate::plugins::build_plugins(false)?;
+    let pg_url = setup::ensure_services()?;
+    let status = cargo_cmd()
+        .args(["test", "-p", "backyard", "--test", "cluster", "--", "--ignored", "--exact"])
+        .args(["bench_failover_after_kill_9", "--nocapture"])
+        .env("BY_TEST_PG_URL", &pg_url)
+        .env("BY_TEST_REDIS_URL", setup::REDIS_URL)
+        .status()
+        .context("starting the failover bench")?;
+    if !status.success() {
+        bail!("bench failover failed");
+    }
+    Ok(())
 }
 
 fn core_bench(name: &str) -> anyhow::Result<()> {

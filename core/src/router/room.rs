@@ -431,6 +431,23 @@ impl Room {
     }
 
     /// Removes a peer: its tracks are unsubscribed from everyone, its subscriptions dropped.
+    /// Takes out the peers standing for `participant` on another node ([`Room::add_remote`]) other than `keep`,
+    /// and returns them: someone is in a room through one node at a time, so once they appear through another
+    /// (their studio reconnected there, keeping its seat) what the old node announced is stale, even before the
+    /// relay notices that node is gone.
+    pub fn drop_other_remotes(&mut self, participant: &str, keep: PeerId) -> Vec<PeerId> {
+        let stale: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| **id != keep && p.kind == PeerKind::Remote && &*p.participant == participant)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &stale {
+            self.remove_peer(*id);
+        }
+        stale
+    }
+
     pub fn remove_peer(&mut self, peer: PeerId) {
         let Some(entry) = self.peers.remove(&peer) else { return };
         self.program_watchers.remove(&peer);
@@ -1585,6 +1602,29 @@ mod tests {
         // The relay leaving unsubscribes nobody but itself.
         room.remove_peer(node_b);
         assert_eq!(layer_frame(&mut room, cam, 2, KEY, t0 + ms(3_100)).0, []);
+    }
+
+    #[test]
+    fn someone_reappearing_through_another_node_replaces_what_the_old_node_announced() {
+        let mut room = Room::new(RoomConfig::default());
+        let (alice, carol_via_c, carol_via_a, dave_via_c) = (PeerId(1), PeerId(2), PeerId(3), PeerId(4));
+        room.add_peer(alice, "alice").unwrap();
+        room.add_remote(carol_via_c, "carol").unwrap();
+        room.add_remote(dave_via_c, "dave").unwrap();
+        let stale = room.publish(carol_via_c, TrackSource::Camera).unwrap();
+        drain(&mut room);
+        // Carol's studio reconnected through node a; node c's announcement of her is stale, dave's is not.
+        room.add_remote(carol_via_a, "carol").unwrap();
+        assert_eq!(room.drop_other_remotes("carol", carol_via_a), [carol_via_c]);
+        assert!(room.track(stale).is_none());
+        let d = drain(&mut room);
+        assert!(d.iter().any(|d| matches!(d, Decision::Unsubscribe { peer, .. } if *peer == alice)), "{d:?}");
+        let fresh = room.publish(carol_via_a, TrackSource::Camera).unwrap();
+        assert!(room.track(fresh).is_some());
+        // Nothing else is dropped, nor a peer of this node of the same name.
+        assert_eq!(room.drop_other_remotes("carol", carol_via_a), []);
+        assert_eq!(room.drop_other_remotes("alice", PeerId(9)), []);
+        assert_eq!(room.drop_other_remotes("dave", PeerId(9)), [dave_via_c]);
     }
 
     #[test]

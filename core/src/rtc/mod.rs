@@ -279,6 +279,9 @@ impl MediaNode {
                 SessionKind::Viewer => st.room.add_peer(id, participant).and_then(|()| st.room.watch_program(id, true)),
             };
             added?;
+            if kind != SessionKind::Viewer {
+                drop_stale_remotes(st, participant, id);
+            }
             st.links.insert(
                 id,
                 PeerLink {
@@ -475,5 +478,14 @@ impl MediaNode {
     /// [`MediaNode::rooms_with_sessions`]).
     pub fn watch_sessions(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.sessions.subscribe()
+    }
+}
+
+/// `participant` came into `room` through peer `keep`: what another node still announces for them is stale (their
+/// studio reconnected here or there) and leaves the room now.
+fn drop_stale_remotes(st: &mut RoomState, participant: &str, keep: PeerId) {
+    for id in st.room.drop_other_remotes(participant, keep) {
+        st.remotes.remove(&id);
+        tracing::debug!(participant, peer = id.0, "a participant's stale announcement from another node withdrawn");
     }
 }

@@ -237,6 +237,7 @@ impl MediaNode {
         let (room, ()) = self.enter(room, false, |st| {
             st.room.add_remote(id, participant)?;
             st.remotes.insert(id, keyframes);
+            super::drop_stale_remotes(st, participant, id);
             Ok(())
         })?;
         tracing::debug!(room = %room.name, participant, peer = id.0, "remote participant published");

@@ -53,8 +53,8 @@ pub(super) async fn publish(state: &AppState, broadcast: &Broadcast, key: &Inges
     // A host removing the participant ends the encoder's connection.
     let removed = stop.clone();
     tokio::spawn(async move {
-        while let Some(Control::Moderated { action, .. }) = control.recv().await {
-            if action == crate::signaling::protocol::ModerateAction::Remove {
+        while let Some(ctl) = control.recv().await {
+            if let Control::Moderated { action: crate::signaling::protocol::ModerateAction::Remove, .. } = ctl {
                 removed.notify_one();
                 return;
             }

@@ -417,10 +417,9 @@ async fn sweep_lost_participants(state: &AppState) -> anyhow::Result<()> {
     if elsewhere.is_empty() {
         return Ok(());
     }
-    let live: std::collections::HashSet<String> =
-        state.cluster.directory.nodes().await?.into_iter().map(|n| n.id).collect();
+    let live = state.cluster.live_node_ids().await?;
     for p in elsewhere.into_iter().filter(|p| !live.contains(&p.node)) {
-        if state.store.participant_left(p.id).await? {
+        if state.store.participant_left(p.id, &p.node).await? {
             tracing::info!(broadcast = %p.broadcast_id, participant = %p.id, node = %p.node, "their node is gone: they left");
             let event = RoomEvent::ParticipantLeft { participant_id: p.id, reason: "node-lost".into() };
             state.bus.publish(&topic::broadcast(p.broadcast_id), event.to_bus()).await?;

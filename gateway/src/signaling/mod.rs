@@ -82,6 +82,8 @@ struct Member {
 pub(crate) enum Control {
     /// A host muted us or removed us.
     Moderated { action: protocol::ModerateAction, by: Uuid },
+    /// Our studio reconnected through another node, which holds the seat now: this socket lets it go quietly.
+    Moved,
 }
 
 impl Hub {
@@ -175,8 +177,8 @@ impl Hub {
         if elsewhere.is_empty() {
             return list;
         }
-        let live: std::collections::HashSet<String> = match state.cluster.directory.nodes().await {
-            Ok(nodes) => nodes.into_iter().map(|n| n.id).collect(),
+        let live = match state.cluster.live_node_ids().await {
+            Ok(live) => live,
             Err(e) => {
                 tracing::warn!(%broadcast, "cannot list the room's people on other nodes: {e}");
                 return list;
@@ -299,6 +301,23 @@ impl Hub {
         Some(m.participant.clone())
     }
 
+    /// Another node took `participant`'s seat over (their studio reconnected there): a detached seat is dropped
+    /// here with its parked media, a socket still holding it is told to let it go. Nobody is told they left.
+    fn let_go(&self, broadcast: Uuid, participant: Uuid) {
+        let mut rooms = self.rooms.lock();
+        let Some(room) = rooms.get_mut(&broadcast) else { return };
+        match room.members.get(&participant) {
+            Some(m) if m.detached.is_some() => {
+                room.members.remove(&participant);
+                if room.members.is_empty() {
+                    rooms.remove(&broadcast);
+                }
+            }
+            Some(m) => _ = m.control.send(Control::Moved),
+            None => {}
+        }
+    }
+
     fn push_chat(&self, broadcast: Uuid, msg: ChatMessage) {
         let mut rooms = self.rooms.lock();
         let chat = &mut rooms.entry(broadcast).or_default().chat;
@@ -377,6 +396,23 @@ pub(crate) async fn order_elsewhere(
     Ok(())
 }
 
+/// The seat a studio had on this room's node `from` was taken over by this node: `from`, if alive, lets it go.
+pub(crate) async fn let_seat_go(state: &AppState, from: &str, broadcast: Uuid, participant: Uuid) {
+    let moved = SeatMoved { broadcast, participant };
+    let event = crate::bus::Event::new("seat-moved", serde_json::json!(moved));
+    if let Err(e) = state.bus.publish(&crate::bus::topic::node(from), event).await {
+        tracing::warn!(%broadcast, %participant, from, "could not tell the node a seat left it: {e}");
+    }
+}
+
+/// A participant's seat moved from the node this is sent to.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SeatMoved {
+    broadcast: Uuid,
+    participant: Uuid,
+}
+
 /// Carries out the orders other nodes send this one, until the state is dropped. Spawned by `serve` when rooms
 /// span nodes.
 pub async fn follow_orders(state: AppState) {
@@ -390,6 +426,14 @@ pub async fn follow_orders(state: AppState) {
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
+        let Some(hub) = Hub::running(&state) else { continue };
+        if event.event == "seat-moved" {
+            match serde_json::from_value::<SeatMoved>(event.data.clone()) {
+                Ok(m) => hub.let_go(m.broadcast, m.participant),
+                Err(e) => tracing::warn!("an order from another node was not understood: {e}"),
+            }
+            continue;
+        }
         let order: Order = match serde_json::from_value(event.data.clone()) {
             Ok(order) if event.event == "moderate" => order,
             Ok(_) => continue,
@@ -398,7 +442,6 @@ pub async fn follow_orders(state: AppState) {
                 continue;
             }
         };
-        let Some(hub) = Hub::running(&state) else { continue };
         let Some((target, guest_session, control)) = hub.member(order.broadcast, order.participant) else { continue };
         if let Err(e) =
             session::carry_out(&state, &hub, order.broadcast, &target, guest_session, &control, order.action, order.by)

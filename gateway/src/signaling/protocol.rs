@@ -31,6 +31,10 @@ pub struct JoinBroadcast {
     pub audio_enabled: bool,
     #[serde(default = "yes")]
     pub video_enabled: bool,
+    /// The seat this studio had before its socket dropped, when it reconnects: taken over if the same session
+    /// still holds it through another node (that node died, or a load balancer chose another one).
+    #[serde(default)]
+    pub participant_id: Option<Uuid>,
 }
 
 fn yes() -> bool {

@@ -125,11 +125,13 @@ pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, calle
 /// Writes the participants row's end and tells the room.
 pub(super) async fn record_leave(state: &AppState, broadcast: Uuid, participant: Uuid, reason: &'static str) {
     state.metrics.connection.remove(&broadcast.to_string(), &participant.to_string());
-    if let Err(e) = state.store.participant_left(participant).await {
+    // `false`: their seat moved to another node (their studio reconnected there), so they did not leave.
+    let left = state.store.participant_left(participant, &state.cluster.node).await.unwrap_or_else(|e| {
         tracing::warn!("could not record participant {participant} leaving: {e}");
-    }
+        true
+    });
     let event = RoomEvent::ParticipantLeft { participant_id: participant, reason: reason.into() };
-    if let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
+    if left && let Err(e) = state.bus.publish(&topic::broadcast(broadcast), event.to_bus()).await {
         tracing::warn!(%broadcast, "could not publish participant-left: {e}");
     }
     // The last host left: the program stops unless the broadcast is on air (then it goes on, showing name
@@ -325,28 +327,50 @@ impl Session {
             self.hub.programs.refresh(id);
             return Ok(());
         }
-        let row = store
-            .participant_joined(crate::store::Seat {
-                broadcast_id: broadcast.id,
-                user_id,
-                name: &name,
-                role,
-                audio: req.audio_enabled,
-                video: req.video_enabled,
-                node: &self.state.cluster.node,
-            })
-            .await
-            .map_err(internal)?;
+        // Reconnecting after its node died (or a load balancer chose this one): the seat moves here with its id, so
+        // the others keep its tiles and it keeps its place on stage. The node it left, if alive, lets it go.
+        let moved = match req.participant_id {
+            Some(seat) if self.state.cfg.redis.url.is_some() => {
+                store.take_seat(broadcast.id, seat, session_key, &self.state.cluster.node).await.map_err(internal)?
+            }
+            _ => None,
+        };
+        let row = match &moved {
+            Some((row, _)) => {
+                store
+                    .participant_status(row.id, req.audio_enabled, req.video_enabled, &row.name)
+                    .await
+                    .map_err(internal)?;
+                row.clone()
+            }
+            None => store
+                .participant_joined(crate::store::Seat {
+                    broadcast_id: broadcast.id,
+                    user_id,
+                    name: &name,
+                    role,
+                    audio: req.audio_enabled,
+                    video: req.video_enabled,
+                    node: &self.state.cluster.node,
+                    session: session_key,
+                })
+                .await
+                .map_err(internal)?,
+        };
+        // A guest waiting backstage still waits after moving, unless a host had put them on stage.
+        let backstage = role == Role::Guest
+            && waits_backstage(&broadcast)
+            && (moved.is_none() || !Scene::of(&broadcast).stage.contains(&row.id));
         let participant = Participant {
             id: row.id,
             user_id,
-            name,
+            name: if moved.is_some() { row.name.clone() } else { name },
             role,
             audio_enabled: req.audio_enabled,
             video_enabled: req.video_enabled,
             screen_sharing: false,
             speaking: false,
-            backstage: role == Role::Guest && waits_backstage(&broadcast),
+            backstage,
         };
         let member = Member {
             participant: participant.clone(),
@@ -358,13 +382,25 @@ impl Session {
         };
         if let Err(e) = self.hub.admit(broadcast.id, member) {
             inbox.room = None;
-            let _ = store.participant_left(row.id).await;
+            if moved.is_some() {
+                // A seat that came from another node and cannot be kept here is given up, and the room told.
+                record_leave(&self.state, broadcast.id, row.id, "disconnected").await;
+            } else {
+                let _ = store.participant_left(row.id, &self.state.cluster.node).await;
+            }
             return Err(e);
         }
         inbox.control = Some(control_rx);
         self.send_joined(&broadcast, &participant, role).await;
         let id = broadcast.id;
-        self.publish(id, RoomEvent::ParticipantJoined { participant }).await;
+        match moved {
+            Some((_, from)) => {
+                tracing::info!(broadcast = %id, participant = %row.id, from, "a seat moved to this node");
+                super::let_seat_go(&self.state, &from, id, row.id).await;
+                self.publish(id, RoomEvent::ParticipantStatusUpdated { participant }).await;
+            }
+            None => self.publish(id, RoomEvent::ParticipantJoined { participant }).await,
+        }
         self.start_program(&broadcast, role).await;
         self.joined = Some(Joined { broadcast, participant: row.id, role, media: None });
         Ok(())
@@ -642,6 +678,10 @@ impl Session {
                     self.leave(inbox, "removed").await;
                     self.close = Some("removed by a host");
                 }
+            }
+            Some(Control::Moved) => {
+                self.leave(inbox, "moved").await;
+                self.close = Some("the studio reconnected through another node");
             }
             None => inbox.control = None,
         }

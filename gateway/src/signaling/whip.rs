@@ -101,7 +101,7 @@ pub async fn publish(
         Err(e) => {
             // Never announced: the room is not told it left.
             hub.remove(broadcast.id, id);
-            let _ = state.store.participant_left(id).await;
+            let _ = state.store.participant_left(id, &state.cluster.node).await;
             return Err(e.into());
         }
     };
@@ -135,6 +135,8 @@ pub(crate) async fn take_seat(
         audio: true,
         video: true,
         node: &state.cluster.node,
+        // Nobody can take an encoder's seat over: it has no session of its own.
+        session: Uuid::new_v4(),
     };
     let row = state.store.participant_joined(seat).await?;
     let participant = Participant {
@@ -159,7 +161,7 @@ pub(crate) async fn take_seat(
         parked_media: None,
     };
     if let Err(e) = hub.admit(broadcast, member) {
-        let _ = state.store.participant_left(row.id).await;
+        let _ = state.store.participant_left(row.id, &state.cluster.node).await;
         return Err(WhipError::RoomFull(e.message));
     }
     Ok((participant, control_rx))
@@ -200,7 +202,8 @@ impl Publisher {
                 _ = stop.notified() => break "left",
                 ctl = control.recv() => match ctl {
                     Some(Control::Moderated { action: ModerateAction::Remove, .. }) => break "removed",
-                    Some(Control::Moderated { .. }) => {}
+                    // Mutes act on the media itself; an encoder's seat never moves (it names none to take).
+                    Some(Control::Moderated { .. } | Control::Moved) => {}
                     None => break "left",
                 },
                 ev = events.recv() => match ev {

@@ -113,8 +113,19 @@ pub trait Store: Send + Sync + 'static {
     // participants
     async fn participant_joined(&self, seat: Seat<'_>) -> StoreResult<Participant>;
     async fn participant_status(&self, id: Uuid, audio: bool, video: bool, name: &str) -> StoreResult<()>;
-    /// Marks a participant as left; false if they had left already (so only one of several nodes tells the room).
-    async fn participant_left(&self, id: Uuid) -> StoreResult<bool>;
+    /// Marks a participant whose seat is on `node` as left; false if they had left already or their seat moved to
+    /// another node (so only one of several nodes tells the room).
+    async fn participant_left(&self, id: Uuid, node: &str) -> StoreResult<bool>;
+    /// Moves seat `id` of a broadcast, still open and held by `session` through another node, to `node`: a studio
+    /// reconnecting to another node keeps its participant. Returns the row and the node it moved from; `None` if
+    /// there is no such seat.
+    async fn take_seat(
+        &self,
+        broadcast_id: Uuid,
+        id: Uuid,
+        session: Uuid,
+        node: &str,
+    ) -> StoreResult<Option<(Participant, String)>>;
     async fn active_participants(&self, broadcast_id: Uuid) -> StoreResult<Vec<Participant>>;
     /// Participants still in a room through a node other than `node` (rows that name one).
     async fn participants_elsewhere(&self, node: &str) -> StoreResult<Vec<Participant>>;
@@ -598,8 +609,8 @@ macro_rules! impl_store {
                 let t = now();
                 Ok(sqlx::query_as::<_, Participant>(
                     "INSERT INTO participants (id, broadcast_id, user_id, name, role, audio_enabled, video_enabled,
-                     joined_at, created_at, updated_at, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9)
-                     RETURNING *",
+                     joined_at, created_at, updated_at, node, session)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9, $10) RETURNING *",
                 )
                 .bind(Uuid::now_v7())
                 .bind(seat.broadcast_id)
@@ -610,6 +621,7 @@ macro_rules! impl_store {
                 .bind(seat.video)
                 .bind(t)
                 .bind(seat.node)
+                .bind(seat.session.to_string())
                 .fetch_one(&self.pool)
                 .await?)
             }
@@ -628,15 +640,50 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn participant_left(&self, id: Uuid) -> StoreResult<bool> {
+            async fn participant_left(&self, id: Uuid, node: &str) -> StoreResult<bool> {
                 let t = now();
-                Ok(sqlx::query("UPDATE participants SET left_at = $2, updated_at = $2 WHERE id = $1 AND left_at IS NULL")
-                    .bind(id)
-                    .bind(t)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected()
+                Ok(sqlx::query(
+                    "UPDATE participants SET left_at = $2, updated_at = $2 WHERE id = $1 AND left_at IS NULL AND node = $3",
+                )
+                .bind(id)
+                .bind(t)
+                .bind(node)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
                     > 0)
+            }
+
+            async fn take_seat(
+                &self,
+                broadcast_id: Uuid,
+                id: Uuid,
+                session: Uuid,
+                node: &str,
+            ) -> StoreResult<Option<(Participant, String)>> {
+                let held: Option<(String,)> = sqlx::query_as(
+                    "SELECT node FROM participants WHERE id = $1 AND broadcast_id = $2 AND session = $3
+                     AND left_at IS NULL AND node <> $4 AND node <> ''",
+                )
+                .bind(id)
+                .bind(broadcast_id)
+                .bind(session.to_string())
+                .bind(node)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some((from,)) = held else { return Ok(None) };
+                // Only if nobody moved or closed it meanwhile.
+                let row = sqlx::query_as::<_, Participant>(
+                    "UPDATE participants SET node = $3, updated_at = $4 WHERE id = $1 AND node = $2 AND left_at IS NULL
+                     RETURNING *",
+                )
+                .bind(id)
+                .bind(&from)
+                .bind(node)
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|r| (r, from)))
             }
 
             async fn participants_elsewhere(&self, node: &str) -> StoreResult<Vec<Participant>> {

@@ -199,6 +199,9 @@ pub struct Participant {
     pub updated_at: OffsetDateTime,
     /// The node whose studio they are in (empty for rows from before several nodes).
     pub node: String,
+    /// The user or guest session behind the seat (empty for rows from before seats moved between nodes).
+    #[serde(skip)]
+    pub session: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -297,6 +300,8 @@ pub struct Seat<'a> {
     pub audio: bool,
     pub video: bool,
     pub node: &'a str,
+    /// The user or guest session taking the seat (who may take it over on another node).
+    pub session: Uuid,
 }
 
 /// Fields of a new destination (the key already encrypted).
