@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backyard_core::relay::{Relay, RelayConfig, RelayError};
-use backyard_core::rtc::{MediaNode, MediaTap, TapFrame, TrackSource};
+use backyard_core::rtc::{LocalFrame, MediaNode, MediaTap, TapData, TapFrame, TrackSource};
 use parking_lot::Mutex;
 use router_support::{Client, Source, node, wait_for};
-use str0m::media::MediaKind;
+use str0m::format::Codec;
+use str0m::media::{Frequency, MediaKind, MediaTime};
 
 const AUDIO: MediaKind = MediaKind::Audio;
 const VIDEO: MediaKind = MediaKind::Video;
@@ -42,8 +43,18 @@ async fn participants_on_two_nodes_see_and_hear_each_other_over_the_relay() -> a
     // Node b's program takes the room's frames: a participant on node a among them.
     let tapped: Arc<Mutex<HashMap<(String, TrackSource), u32>>> = Arc::default();
     let counts = tapped.clone();
+    let encoded_elsewhere: Arc<Mutex<u32>> = Arc::default();
+    let locals = encoded_elsewhere.clone();
     let tap: MediaTap = Arc::new(move |f: &TapFrame<'_>| {
         *counts.lock().entry((f.participant.to_string(), f.source)).or_default() += 1;
+        if let TapData::Local(frame) = f.data {
+            assert_eq!(
+                (f.participant, frame.codec),
+                ("encoder", Codec::H264),
+                "only the encoder's frames are node-made"
+            );
+            *locals.lock() += 1;
+        }
     });
     b.set_tap("show", Some(tap));
 
@@ -93,6 +104,31 @@ async fn participants_on_two_nodes_see_and_hear_each_other_over_the_relay() -> a
     let mut on_b = b.participants("show");
     on_b.sort();
     assert_eq!(on_b, ["bob", "carol"]);
+
+    // An encoder in the studio on node a (frames that node encodes itself, not RTP): node b's program gets them
+    // too, and bob (on node b) sees it.
+    let encoder = a.publish_source("show", "encoder", &[TrackSource::Camera])?;
+    let sending = tokio::spawn(async move {
+        for n in 0..150u64 {
+            let data: Arc<[u8]> = Arc::from(&[0, 0, 0, 1, if n % 30 == 0 { 0x65 } else { 0x41 }, 0x88, 0x84][..]);
+            let time = MediaTime::new(n * 3000, Frequency::NINETY_KHZ);
+            let frame = LocalFrame {
+                codec: Codec::H264,
+                time,
+                wallclock: std::time::Instant::now(),
+                keyframe: n % 30 == 0,
+                data,
+            };
+            encoder.send(TrackSource::Camera, frame);
+            tokio::time::sleep(Duration::from_millis(33)).await;
+        }
+        encoder
+    });
+    wait_for("node b's program to get the encoder's frames from node a", SOON, || {
+        seen("encoder", TrackSource::Camera) >= 10 && *encoded_elsewhere.lock() >= 10
+    })
+    .await?;
+    drop(sending.await?);
 
     // Someone leaving on one node is gone from the other's subscribers too.
     bob.leave().await?;

@@ -188,6 +188,7 @@ k1 = ${JSON.stringify(secrets.k1)}
 port = ${await freePort()}
 [cluster]
 node_id = ${JSON.stringify(id)}
+advertise_url = "http://127.0.0.1:${port}"
 secret = "the e2e cluster's shared secret"
 [limits]
 auth_per_minute = 600

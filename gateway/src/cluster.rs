@@ -33,7 +33,7 @@ pub const HOME_RENEW: Duration = Duration::from_secs(1);
 #[serde(rename_all = "camelCase")]
 pub struct NodeInfo {
     pub id: String,
-    /// Where its HTTP API and WebSocket answer (`public_url` or its bind address).
+    /// Where its HTTP API and WebSocket answer: `cluster.advertise_url`, or `public_url`.
     pub http: String,
     /// When it started (RFC 3339).
     pub started_at: String,

@@ -54,6 +54,9 @@ pub struct ClusterConfig {
     pub secret: Option<String>,
     /// The UDP port of the media relay (on `media.bind`); 0 (default) picks a free one, announced in the directory.
     pub relay_port: u16,
+    /// This node's own HTTP address as the directory and the Nodes page show it (`http://10.0.0.11:8080`), when
+    /// the nodes share `public_url` behind a load balancer; unset: `public_url`.
+    pub advertise_url: Option<String>,
 }
 
 /// Encoders publishing to this server (OBS, ffmpeg, hardware encoders).
@@ -398,6 +401,11 @@ impl Config {
         {
             return field("cluster.secret", "must be at least 16 characters".into());
         }
+        if let Some(url) = &self.cluster.advertise_url
+            && crate::state::origin_of(url).is_none()
+        {
+            return field("cluster.advertise_url", "must be an absolute http(s) URL".into());
+        }
         if self.ice.turn_ttl_secs == 0 {
             return field("ice.turn_ttl_secs", "must be at least 1".into());
         }
@@ -653,6 +661,15 @@ mod tests {
         c.cluster.secret = Some("too short".into());
         assert_eq!(invalid_field(&c), "cluster.secret");
         c.cluster.secret = Some("sixteen chars ok".into());
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_node_s_advertised_address_must_be_an_http_url() {
+        let mut c = Config::default();
+        c.cluster.advertise_url = Some("10.0.0.11:8080".into());
+        assert_eq!(invalid_field(&c), "cluster.advertise_url");
+        c.cluster.advertise_url = Some("http://10.0.0.11:8080".into());
         assert!(c.validate().is_ok());
     }
 

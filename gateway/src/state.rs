@@ -95,7 +95,8 @@ impl AppState {
             ),
         };
         let node = cfg.cluster.node_id.clone().unwrap_or_else(crate::cluster::default_node_id);
-        let cluster = Arc::new(Cluster::new(node, directory, cfg.public_url.clone()));
+        let http = cfg.cluster.advertise_url.clone().unwrap_or_else(|| cfg.public_url.clone());
+        let cluster = Arc::new(Cluster::new(node, directory, http));
         let jwt = Jwt::new(
             cfg.secrets.jwt_key.as_deref().ok_or_else(|| anyhow::anyhow!("secrets.jwt_key missing"))?,
             cfg.auth.access_ttl_secs,

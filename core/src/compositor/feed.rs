@@ -17,7 +17,8 @@ use str0m::media::MediaData;
 
 use super::decode::VideoCodec;
 use super::program::{EncodedMedia, Program};
-use crate::router::TrackSource;
+use crate::router::{LocalFrame, TrackSource};
+use crate::rtc::TapData;
 
 /// Maps one track's RTP time onto the sender's wallclock.
 #[derive(Debug, Default)]
@@ -87,7 +88,7 @@ impl ProgramFeed {
 
     /// Hands one frame to `program`, copied once, if its source is on stage; frames of codecs the program
     /// cannot decode and of sources off stage are dropped before any copy.
-    pub fn push(&self, program: &Program, participant: &str, source: TrackSource, layer: u8, data: &MediaData) {
+    pub fn push(&self, program: &Program, participant: &str, source: TrackSource, layer: u8, data: &TapData<'_>) {
         // A camera and a microphone feed the participant's own source id: no id is made for them per frame.
         let screen;
         let id = match source {
@@ -100,6 +101,19 @@ impl ProgramFeed {
         if !program.wants(id) {
             return;
         }
+        let data = match data {
+            TapData::Rtc(data) => data,
+            TapData::Local(frame) => {
+                // Encoded on another node, which stamped it with its own clock on the same timeline for the
+                // source's audio and video: that is the source time.
+                let Some(media) = local_media(frame) else { return };
+                let age = Instant::now().saturating_duration_since(frame.wallclock);
+                let at = SystemTime::now().checked_sub(age).unwrap_or_else(SystemTime::now);
+                let time = at.duration_since(UNIX_EPOCH).unwrap_or_default().saturating_sub(self.base);
+                program.push_encoded(id, media, time);
+                return;
+            }
+        };
         let Some(media) = encoded_media(data) else { return };
         let time = {
             let mut clocks = self.clocks.lock();
@@ -120,6 +134,18 @@ impl ProgramFeed {
     pub fn forget(&self, participant: &str) {
         self.clocks.lock().remove(participant);
     }
+}
+
+/// A frame another node encoded, as the program's decoders take it, if its codec is one they decode.
+fn local_media(frame: &LocalFrame) -> Option<EncodedMedia> {
+    let data = frame.data.to_vec();
+    Some(match frame.codec {
+        Codec::Opus => EncodedMedia::Opus { data },
+        Codec::Vp8 => EncodedMedia::Video { codec: VideoCodec::Vp8, data },
+        Codec::Vp9 => EncodedMedia::Video { codec: VideoCodec::Vp9, data },
+        Codec::H264 => EncodedMedia::Video { codec: VideoCodec::H264, data },
+        _ => return None,
+    })
 }
 
 /// The frame as the program's decoders take it, if its codec is one they decode.

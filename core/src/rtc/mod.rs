@@ -94,14 +94,23 @@ pub enum MediaEvent {
     Closed(CloseReason),
 }
 
-/// One frame a tap sees: whose, from which source, and the depacketized data (str0m `MediaData`).
+/// One frame a tap sees: whose, from which source, and the frame.
 pub struct TapFrame<'a> {
     pub participant: &'a str,
     pub source: TrackSource,
     /// The simulcast layer (0 without simulcast): the tap gets one layer of a track at a time
     /// ([`MediaNode::set_tap_size`]), switching at a keyframe.
     pub layer: u8,
-    pub data: &'a MediaData,
+    pub data: TapData<'a>,
+}
+
+/// What a tapped frame is.
+pub enum TapData<'a> {
+    /// Depacketized from a browser's or a WHIP client's RTP (str0m `MediaData`), here or on another node.
+    Rtc(&'a MediaData),
+    /// Encoded by another node itself (an encoder in the studio there), carried over the relay. An encoder
+    /// on this node feeds this node's program by its own path, not through the tap.
+    Local(&'a LocalFrame),
 }
 
 /// Receives every frame published in a room that moderation lets through (muted tracks are not tapped),

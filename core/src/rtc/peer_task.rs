@@ -159,7 +159,7 @@ impl PeerTask {
                     (tap, forwarded)
                 };
                 if let (Some((tap, participant, source)), Payload::Relayed(data)) = (tap, &forwarded.payload) {
-                    tap(&TapFrame { participant: &participant, source, layer, data });
+                    tap(&TapFrame { participant: &participant, source, layer, data: TapData::Rtc(data) });
                 }
             }
             PeerEvent::Quality(mut q) => {

@@ -178,7 +178,7 @@ impl RemotePublisher {
             (tap, forwarded)
         };
         if let (Some((tap, participant, source)), Payload::Relayed(data)) = (tap, &forwarded.payload) {
-            tap(&TapFrame { participant: &participant, source, layer, data });
+            tap(&TapFrame { participant: &participant, source, layer, data: TapData::Rtc(data) });
         }
     }
 
@@ -190,9 +190,19 @@ impl RemotePublisher {
             return;
         }
         let info = crate::router::Frame { keyframe: frame.keyframe, contiguous: true, ..Default::default() };
-        st.room.on_frame(track, 0, info, None, frame.data.len(), Instant::now(), &mut targets);
-        deliver(&st, &targets, track, 0, Payload::Local(frame));
+        let tapped = st.room.on_frame(track, 0, info, None, frame.data.len(), Instant::now(), &mut targets);
+        // This node's program, if the source is on its stage: the encoder's own node feeds only its own.
+        let tap = st
+            .tap
+            .clone()
+            .filter(|_| tapped)
+            .and_then(|tap| st.room.track(track).map(|info| (tap, info.participant.clone(), info.source)));
+        let forwarded = deliver(&st, &targets, track, 0, Payload::Local(frame));
         dispatch(&mut st);
+        drop(st);
+        if let (Some((tap, participant, source)), Payload::Local(frame)) = (tap, &forwarded.payload) {
+            tap(&TapFrame { participant: &participant, source, layer: 0, data: TapData::Local(frame) });
+        }
     }
 }
 

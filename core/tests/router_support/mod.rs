@@ -398,7 +398,7 @@ pub fn tap_into(node: &MediaNode, room: &str, program: &Arc<backyard_core::compo
     node.set_tap(
         room,
         Some(Arc::new(move |f: &backyard_core::rtc::TapFrame<'_>| {
-            feed.push(&program, f.participant, f.source, f.layer, f.data)
+            feed.push(&program, f.participant, f.source, f.layer, &f.data)
         })),
     );
 }

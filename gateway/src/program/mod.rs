@@ -168,7 +168,7 @@ impl Programs {
         media.set_tap(
             &room,
             Some(Arc::new(move |f: &TapFrame<'_>| {
-                tap_feed.push(&tap_program, f.participant, f.source, f.layer, f.data)
+                tap_feed.push(&tap_program, f.participant, f.source, f.layer, &f.data)
             })),
         );
         // The live preview goes to hosts and co-hosts over their WebRTC connections (msid `program`).
