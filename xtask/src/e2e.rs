@@ -34,7 +34,8 @@
 //! administrator, its first account, is registered before any suite and reaches them as
 //! `BACKYARD_E2E_ADMIN_EMAIL` / `_PASSWORD`), `cluster` (three nodes of its own on one PostgreSQL database and
 //! Redis prefix, behind nginx: three browsers each pinned to a node see each other, the program reaches
-//! nginx-rtmp, and a guest's node killed with `kill -9` is left for another; it gets PostgreSQL's and Redis's
+//! nginx-rtmp, and, with `BACKYARD_E2E_CLUSTER_FAILOVER=1`, a guest's node killed with `kill -9` is left for
+//! another with the guest's seat (measured, not yet a gate); it gets PostgreSQL's and Redis's
 //! addresses as `BACKYARD_E2E_PG_URL` and `BACKYARD_E2E_REDIS_URL`, the node logs land in `target/e2e/cluster/`),
 //! `networks` (a guest in the lab
 //! namespace on a capped, lossy link; measured, not yet in `cargo xtask test`).
