@@ -431,7 +431,7 @@ async fn sweep_lost_participants(state: &AppState) -> anyhow::Result<()> {
 async fn tend_once(state: &AppState) -> anyhow::Result<()> {
     let hub = crate::signaling::Hub::get(state).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mine = hub.programs.on_air().await;
-    // A host pressed End on another node (or deleted the show): the home is here. A show that is still `created`
+    // A host pressed End on another node (or deleted the show): the home is here. A show that is still `scheduled`
     // is only starting (its row turns `live` once its outputs are up): not ended.
     for &id in &mine {
         let ended = state.store.broadcast(id).await?.is_none_or(|b| b.status == BroadcastStatus::Ended);
