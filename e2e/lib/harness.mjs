@@ -309,10 +309,24 @@ export async function hostWithInvite(page, { base, name, email, title, query = '
  * `ms` bounds each step: a page in a busy browser process can take long to load and connect.
  */
 export async function joinAsGuest(p, link, name, { ms = 15000, selector = '.studio' } = {}) {
-  await p.page.goto(link, { timeout: ms });
-  await p.page.fill('input[name=name]', name, { timeout: ms });
-  await p.page.click('[data-action=enter-studio]', { timeout: ms });
-  await p.page.waitForSelector(selector, { timeout: ms });
+  let step = 'loading the invite';
+  try {
+    await p.page.goto(link, { timeout: ms });
+    step = 'typing the name';
+    await p.page.fill('input[name=name]', name, { timeout: ms });
+    step = 'clicking "Join studio" (enabled once the camera has started)';
+    await p.page.click('[data-action=enter-studio]', { timeout: ms });
+    step = `waiting for ${selector}`;
+    await p.page.waitForSelector(selector, { timeout: ms });
+  } catch (e) {
+    // Say what the page showed: a failed join's message, or where it was stuck.
+    const shot = await screenshot(p.page, `join-failed-${p.name}`).catch(() => 'none');
+    const shown = await p.page
+      .evaluate(() => document.body.innerText.replace(/\s+/g, ' ').slice(0, 400))
+      .catch((err) => `(page unreadable: ${err.message})`);
+    const lastLines = p.logs.slice(-10).join('\n');
+    throw new Error(`${name} could not join while ${step}: ${e.message.split('\n')[0]}\npage: ${shown}\nscreenshot: ${shot}\nlast console lines:\n${lastLines}`, { cause: e });
+  }
 }
 
 /**

@@ -256,8 +256,10 @@ describe('the host’s stage is the program', { timeout: 600000 }, () => {
     // One at a time, each known to the host before the next starts, so their page loads do not pile up.
     for (const [i, x] of crowd.entries()) {
       p[x.name] = x;
+      const t0 = Date.now();
       await joinAsGuest(x, link, CROWD.names[i], { ms: CROWD_JOIN_MS });
       await eventually(`the host knows ${CROWD.names[i]}`, async () => (names().includes(CROWD.names[i]) ? names() : false), CROWD_JOIN_MS);
+      console.log(`${CROWD.names[i]} joined and is known to the host after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }
     for (const [i, name] of CROWD.names.entries()) {
       const id = [...rec.names].find(([, n]) => n === name)?.[0];

@@ -227,6 +227,32 @@ pub struct RedisDirectory {
     conn: redis::aio::ConnectionManager,
 }
 
+/// Writes a node's entry for its lease and records when it expires in the index of nodes. KEYS: entry, index.
+/// ARGV: entry, ttl ms, node id. Returns the entry it replaced, or nil.
+const REGISTER_NODE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local old = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'GET')
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+return old
+";
+
+/// The entries of the nodes whose lease is current; drops the index's expired members first. KEYS: index.
+/// ARGV: the entries' key prefix.
+const LIST_NODES: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local entry = redis.call('GET', ARGV[1] .. id)
+  if entry then
+    table.insert(out, entry)
+  end
+end
+return out
+";
+
 /// Takes a home: renews it for its holder, else (free or expired) gives the caller the next token, above
 /// `floor` (the newest token the database has seen, in case Redis lost its counter).
 /// KEYS: home, token counter. ARGV: node, ttl ms, floor. Returns the token, or nil when another node holds it.
@@ -291,46 +317,31 @@ impl RedisDirectory {
         format!("{}cluster:token:{broadcast}", self.prefix)
     }
 
+    /// The sorted set of node ids, each scored by when its entry expires (Redis's clock, in ms): the directory
+    /// reads its members instead of scanning the keyspace.
+    fn index_key(&self) -> String {
+        format!("{}cluster:nodes", self.prefix)
+    }
+
     async fn register(&self, node: &NodeInfo) -> Result<bool, ClusterError> {
         let mut conn = self.conn.clone();
         let entry = serde_json::to_string(node)?;
-        let old: Option<String> = redis::cmd("SET")
-            .arg(self.node_key(&node.id))
+        let old: Option<String> = redis::Script::new(REGISTER_NODE)
+            .key(self.node_key(&node.id))
+            .key(self.index_key())
             .arg(entry)
-            .arg("PX")
             .arg(NODE_TTL.as_millis() as u64)
-            .arg("GET")
-            .query_async(&mut conn)
+            .arg(&node.id)
+            .invoke_async(&mut conn)
             .await?;
         Ok(old.is_some())
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
         let mut conn = self.conn.clone();
-        let pattern = self.node_key("*");
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let entries: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
-        let mut nodes =
-            entries.into_iter().flatten().map(|e| serde_json::from_str(&e)).collect::<Result<Vec<NodeInfo>, _>>()?;
+        let entries: Vec<String> =
+            redis::Script::new(LIST_NODES).key(self.index_key()).arg(self.node_key("")).invoke_async(&mut conn).await?;
+        let mut nodes = entries.into_iter().map(|e| serde_json::from_str(&e)).collect::<Result<Vec<NodeInfo>, _>>()?;
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(nodes)
     }

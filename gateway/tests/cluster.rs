@@ -127,6 +127,8 @@ struct Setup {
     redis: Option<String>,
     /// One recordings folder for both nodes (as on a network file system).
     shared_recordings: bool,
+    /// Viewers may watch the show (`settings.watch` unlisted).
+    watch: bool,
 }
 
 /// A Redis of the test's own (no persistence), which it can restart.
@@ -189,6 +191,11 @@ fn live_show_on_node_a_with(rt: &tokio::runtime::Runtime, tag: &str, setup: Setu
     let dest = json!({"platform": "rtmp", "name": "nginx", "rtmpUrl": server, "streamKey": "show"});
     let (status, body) = a.call("POST", &format!("/api/broadcasts/{id}/destinations"), &cookie, Some(dest))?;
     ensure!(status == 201, "destination: {status} {body}");
+    if setup.watch {
+        let settings = json!({"settings": {"watch": "unlisted"}});
+        let (status, body) = a.call("PATCH", &format!("/api/broadcasts/{id}"), &cookie, Some(settings))?;
+        ensure!(status == 200, "watch settings: {status} {body}");
+    }
     let (status, live) = a.call("POST", &format!("/api/broadcasts/{id}/start"), &cookie, None)?;
     ensure!(status == 200 && live["status"] == "live", "start on node A: {status} {live}");
     media::wait_until(Duration::from_secs(20), || accepted_publishes(&nginx) == 1)
@@ -247,6 +254,46 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 #[test]
+fn the_directory_lists_the_nodes_whose_lease_is_current() -> anyhow::Result<()> {
+    use backyard::cluster::{Load, NodeInfo};
+    let rt = runtime()?;
+    rt.block_on(async {
+        let t = TestApp::with(Backend::Postgres, |_| {}).await;
+        let d = &t.state.cluster.directory;
+        let entry = |id: &str| NodeInfo {
+            id: id.into(),
+            http: format!("http://{id}.test"),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            version: "test".into(),
+            load: Load::default(),
+            programs: Vec::new(),
+            relay: None,
+        };
+        ensure!(!d.register(&entry("node-x")).await?, "a first entry is new");
+        ensure!(!d.register(&entry("node-y")).await?, "a first entry is new");
+        ensure!(d.register(&entry("node-x")).await?, "a second one renews");
+        let ids = || async { anyhow::Ok(d.nodes().await?.into_iter().map(|n| n.id).collect::<Vec<_>>()) };
+        let listed = ids().await?;
+        ensure!(listed.contains(&"node-x".into()) && listed.contains(&"node-y".into()), "{listed:?}");
+
+        // node-y's lease runs out (its entry expires with it; Redis's clock passes its score in the index).
+        let prefix = &t.state.cfg.redis.prefix;
+        let mut redis = redis::Client::open(common::redis_url())?.get_multiplexed_async_connection().await?;
+        let index = format!("{prefix}cluster:nodes");
+        redis::cmd("DEL").arg(format!("{prefix}cluster:node:node-y")).query_async::<()>(&mut redis).await?;
+        redis::cmd("ZADD").arg(&index).arg(1).arg("node-y").query_async::<()>(&mut redis).await?;
+        let listed = ids().await?;
+        ensure!(listed.contains(&"node-x".into()) && !listed.contains(&"node-y".into()), "{listed:?}");
+        let score: Option<f64> = redis::cmd("ZSCORE").arg(&index).arg("node-y").query_async(&mut redis).await?;
+        ensure!(score.is_none(), "an expired member leaves the index when the nodes are listed");
+        // An entry that expired before its index member did is not listed either.
+        redis::cmd("DEL").arg(format!("{prefix}cluster:node:node-x")).query_async::<()>(&mut redis).await?;
+        ensure!(!ids().await?.contains(&"node-x".into()));
+        anyhow::Ok(())
+    })
+}
+
+#[test]
 fn a_killed_home_node_s_show_is_taken_over_by_another_node() -> anyhow::Result<()> {
     let _alone = alone();
     let rt = runtime()?;
@@ -294,6 +341,84 @@ fn a_killed_home_node_s_show_is_taken_over_by_another_node() -> anyhow::Result<(
         let p = media::probe(f)?;
         ensure!(p.video_codec == "h264" && p.duration > 1.0, "{}: {p:?}", f.display());
     }
+    Ok(())
+}
+
+#[test]
+fn a_show_s_viewers_are_served_through_any_node() -> anyhow::Result<()> {
+    let _alone = alone();
+    let rt = runtime()?;
+    let show = live_show_on_node_a_with(&rt, "viewers", Setup { watch: true, ..Setup::default() })?;
+    let (a, b, id) = (&show.a, &show.b, show.id.as_str());
+    let get = |node: &Node, path: &str| -> anyhow::Result<(u16, Vec<u8>)> {
+        let res = match ureq::get(&format!("http://{}{path}", node.addr)).call() {
+            Ok(res) | Err(ureq::Error::Status(_, res)) => res,
+            Err(e) => anyhow::bail!("GET {path}: {e}"),
+        };
+        let status = res.status();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut res.into_reader(), &mut body)?;
+        Ok((status, body))
+    };
+
+    // HLS through node B, which runs no program: the home's playlist, and its segments byte for byte.
+    let playlist = format!("/api/watch/{id}/hls/index.m3u8");
+    media::wait_until(Duration::from_secs(20), || {
+        get(b, &playlist).is_ok_and(|(s, body)| s == 200 && String::from_utf8_lossy(&body).contains("seg-"))
+    })
+    .with_context(|| format!("no playlist through node B: {:?}", get(b, &playlist).map(|(s, _)| s)))?;
+    let (_, listed) = get(b, &playlist)?;
+    let listed = String::from_utf8(listed)?;
+    let segment = listed.lines().find(|l| l.starts_with("seg-")).context("a segment")?;
+    let (status, through_b) = get(b, &format!("/api/watch/{id}/hls/{segment}"))?;
+    let (_, from_a) = get(a, &format!("/api/watch/{id}/hls/{segment}"))?;
+    ensure!(
+        status == 200 && !through_b.is_empty() && through_b == from_a,
+        "segment {segment} through node B: {status}"
+    );
+    let (status, init) = get(b, &format!("/api/watch/{id}/hls/init.mp4"))?;
+    ensure!(status == 200 && init.len() > 100, "init segment through node B: {status}");
+
+    // WHEP through node B: the program's H.264 arrives from node A, and the session ends through node B too.
+    rt.block_on(async {
+        use str0m::media::{Direction, MediaKind};
+        let mut viewer = common::rtc::Endpoint::new().await?;
+        let mut api = viewer.rtc.sdp_api();
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().context("an offer")?;
+        let whep = format!("http://{}/api/watch/{id}/whep", b.addr);
+        let (status, location, answer) = whip("POST", whep, None, "application/sdp", offer.to_sdp_string()).await;
+        ensure!(status == 201, "WHEP through node B: {status} {answer}");
+        ensure!(location.starts_with(&format!("/api/watch/{id}/whep/")), "{location}");
+        viewer.rtc.sdp_api().accept_answer(pending, str0m::change::SdpAnswer::from_sdp_string(&answer)?)?;
+        let started = Instant::now();
+        let mut keyframe = None;
+        while keyframe.is_none() {
+            ensure!(started.elapsed() < Duration::from_secs(20), "no H.264 keyframe through node B in 20 s");
+            let (wake, events) = viewer.drive().await?;
+            for e in events {
+                if let str0m::Event::MediaData(d) = e
+                    && d.params.spec().codec == str0m::format::Codec::H264
+                    && d.is_keyframe()
+                {
+                    keyframe = Some(started.elapsed());
+                }
+            }
+            viewer.receive(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(20))).await?;
+        }
+        println!(
+            "WHEP through a node that is not the show's home: first keyframe after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let (status, _, body) =
+            whip("DELETE", format!("http://{}{location}", b.addr), None, "application/sdp", String::new()).await;
+        ensure!(status == 200, "ending the WHEP session through node B: {status} {body}");
+        anyhow::Ok(())
+    })?;
+
+    // A show nobody may watch is no more visible through node B than through node A.
+    let (status, _) = get(b, &format!("/api/watch/{}/hls/index.m3u8", uuid::Uuid::new_v4()))?;
+    ensure!(status == 404, "an unknown show through node B: {status}");
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use backyard::store::{RecordingStatus, RefreshUse, Role, Seat, StoreError};
+use backyard::store::{Recording, RecordingStatus, RefreshUse, Role, Seat, StoreError};
 use common::{Backend, TestApp};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -224,6 +224,13 @@ async fn a_node_with_a_stale_home_token_writes_no_recording_rows(b: Backend) {
     s.finish_recording(part1.id, RecordingStatus::Ready, 9.0, 9, b2.token).await.unwrap();
     let part2 = s.create_recording(bc.id, u.id, "part 2", b2.token, "").await.unwrap();
     assert_eq!(part2.broadcast_id, bc.id);
+    // The parts still being written, of this show only or of every show.
+    let other = s.create_broadcast(u.id, "other", "", serde_json::json!({})).await.unwrap();
+    let elsewhere = s.create_recording(other.id, u.id, "other show", backyard::store::UNFENCED, "").await.unwrap();
+    let ids = |rs: Vec<Recording>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.unfinished_recordings(Some(bc.id)).await.unwrap()), [part2.id]);
+    let all = ids(s.unfinished_recordings(None).await.unwrap());
+    assert!(all.contains(&part2.id) && all.contains(&elsewhere.id) && !all.contains(&part1.id), "{all:?}");
 
     // The directory forgets its counter (Redis restarted without persistence): tokens still grow past what
     // the database has seen.

@@ -8,6 +8,7 @@ pub mod broadcasts;
 pub mod cluster;
 pub mod destinations;
 pub mod extract;
+pub mod forward;
 pub mod ingest_keys;
 pub mod invites;
 pub mod openapi;
@@ -103,6 +104,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::Extension(openapi))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), forward::viewer_streams_to_home))
         .layer(middleware::from_fn_with_state(state.clone(), origin_check))
         .layer(middleware::from_fn(webrtc_cors))
         .layer(middleware::from_fn(close_after_refusal))

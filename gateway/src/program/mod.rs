@@ -654,7 +654,7 @@ pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
             tracing::warn!(broadcast = %b.id, "was live when the server stopped: ended");
         }
     }
-    for rec in state.store.unfinished_recordings().await? {
+    for rec in state.store.unfinished_recordings(None).await? {
         if clustered && rec.node != state.cluster.node {
             continue;
         }
@@ -689,8 +689,8 @@ async fn finalise_from_file(
 /// finalises it when it starts again. Written under the home fence this node now holds.
 async fn finalise_parts_left_behind(state: &AppState, broadcast: Uuid) -> anyhow::Result<()> {
     let Some(b) = state.store.broadcast(broadcast).await? else { return Ok(()) };
-    for rec in state.store.unfinished_recordings().await? {
-        if rec.broadcast_id != broadcast || rec.node == state.cluster.node {
+    for rec in state.store.unfinished_recordings(Some(broadcast)).await? {
+        if rec.node == state.cluster.node {
             continue;
         }
         if !tokio::fs::try_exists(recording_path(&state.cfg, rec.id)).await.unwrap_or(false) {

@@ -157,8 +157,9 @@ pub trait Store: Send + Sync + 'static {
         fence: i64,
     ) -> StoreResult<()>;
     async fn recording(&self, id: Uuid) -> StoreResult<Option<Recording>>;
-    /// Recordings still marked as being written (their process ended without finalising them).
-    async fn unfinished_recordings(&self) -> StoreResult<Vec<Recording>>;
+    /// Recordings still marked as being written (their process ended without finalising them): every show's, or
+    /// one `broadcast`'s.
+    async fn unfinished_recordings(&self, broadcast: Option<Uuid>) -> StoreResult<Vec<Recording>>;
     async fn list_recordings(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Recording>>;
     async fn delete_recording(&self, id: Uuid) -> StoreResult<bool>;
 
@@ -793,10 +794,22 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn unfinished_recordings(&self) -> StoreResult<Vec<Recording>> {
-                Ok(sqlx::query_as::<_, Recording>("SELECT * FROM recordings WHERE status = 'recording'")
-                    .fetch_all(&self.pool)
-                    .await?)
+            async fn unfinished_recordings(&self, broadcast: Option<Uuid>) -> StoreResult<Vec<Recording>> {
+                Ok(match broadcast {
+                    None => {
+                        sqlx::query_as::<_, Recording>("SELECT * FROM recordings WHERE status = 'recording'")
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    Some(b) => {
+                        sqlx::query_as::<_, Recording>(
+                            "SELECT * FROM recordings WHERE status = 'recording' AND broadcast_id = $1",
+                        )
+                        .bind(b)
+                        .fetch_all(&self.pool)
+                        .await?
+                    }
+                })
             }
 
             async fn list_recordings(&self, user_id: Uuid, limit: i64, offset: i64) -> StoreResult<Page<Recording>> {
