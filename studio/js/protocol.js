@@ -36,6 +36,9 @@ export const CAMERA_LAYERS = [
 /** A screen share keeps its detail: full resolution, at most 15 frames a second. */
 export const SCREEN_ENCODING = { maxBitrate: 2_500_000, maxFramerate: 15 };
 
+/** How long the server may take to answer `join-broadcast` (it answers in well under a second). */
+export const JOIN_TIMEOUT_MS = 30000;
+
 /** An error the server reported with an `error` event (or a failure to reach it). */
 export class SignalingError extends Error {
   constructor({ code, message, field, event }) {
@@ -211,12 +214,30 @@ export class StudioConnection {
    */
   join({ broadcastId, audioEnabled, videoEnabled, participantId }) {
     return new Promise((resolve, reject) => {
-      this.pendingJoin = { resolve, reject };
+      // A server that never answers must not leave the user at a dead button (or "Reconnecting…" for ever):
+      // the join fails, the socket is closed (a late `joined` seats nobody), and the user may try again.
+      const timer = setTimeout(() => {
+        if (this.pendingJoin !== pending) return;
+        this.pendingJoin = null;
+        this.close();
+        reject(new SignalingError({ code: 'timeout', message: 'The studio server did not answer in time. Try again.' }));
+      }, JOIN_TIMEOUT_MS);
+      const pending = {
+        resolve: (data) => {
+          clearTimeout(timer);
+          resolve(data);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.pendingJoin = pending;
       const data = { broadcastId, audioEnabled, videoEnabled };
       if (participantId) data.participantId = participantId;
       if (!this.send('join-broadcast', data)) {
         this.pendingJoin = null;
-        reject(new SignalingError({ code: 'closed', message: 'Not connected to the studio server.' }));
+        pending.reject(new SignalingError({ code: 'closed', message: 'Not connected to the studio server.' }));
       }
     });
   }

@@ -224,7 +224,7 @@ class Room {
       } catch (e) {
         reason = e.message;
         // The server refused us (removed, session revoked, broadcast gone): retrying will not help.
-        if (e.code && !['closed', 'unreachable'].includes(e.code)) break;
+        if (e.code && !['closed', 'unreachable', 'timeout'].includes(e.code)) break;
       }
     }
     this.reconnecting = false;

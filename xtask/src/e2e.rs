@@ -15,30 +15,29 @@
 //! `new-plugin` template's layout, as an operator would install one), so the studio offers it beside the
 //! first-party layouts.
 //!
-//! The suites: `room` (three people see, hear and chat with each other), `turn` (the same through coturn only,
-//! and refused credentials), `program` (go live from the studio to nginx-rtmp), `auth` (entry screens: sign
-//! in, register, bad invite links), `stage` (the host's stage draws exactly the program's tiles, for every
-//! layout offered), `room-state` (the studio's room state module, no browser), `openapi` (schemathesis, every
-//! check, against `/api/openapi.json`, signed in; no browser), `plugin-author` (a plugin made, built and
-//! previewed outside the checkout with the `backyard` binary, then installed into the running server and put on
-//! the program from the studio), `overlays` (the studio's ticker control, on the program and the stage), `a11y`
-//! (an axe-core audit of every studio screen: no serious or critical violation), `keyboard` (the host's
-//! keyboard shortcuts), `health` (the server starved of CPU while live: the studio warns, and clears the warning
-//! once the CPU is back; it gets the server's pid as `BACKYARD_E2E_PID`), `backstage` (a guest waits backstage
-//! with the program as return feed, unheard on air until admitted and put on stage), `simulcast` (a 720p camera in
-//! three layers: each viewer and the program get the layer their tile needs), `watch` (a viewer without an account
-//! plays the live show's HLS stream on its watch page), `slate` (a slate the host shows, and the one the program
-//! shows by itself while live with nobody on stage, cover the program and the stage), `sources` (an encoder streams
-//! through the RTMP ingest with a key made in the Sources panel, relayed to nginx; the server's ingest listens on
-//! a free port, given as `BACKYARD_E2E_RTMP_PORT`), `nodes` (the administrators' Nodes page; the instance's
-//! administrator, its first account, is registered before any suite and reaches them as
-//! `BACKYARD_E2E_ADMIN_EMAIL` / `_PASSWORD`), `cluster` (three nodes of its own on one PostgreSQL database and
-//! Redis prefix, behind nginx: three browsers each pinned to a node see each other, the program reaches
-//! nginx-rtmp, and, with `BACKYARD_E2E_CLUSTER_FAILOVER=1`, a guest's node killed with `kill -9` is left for
-//! another with the guest's seat (measured, not yet a gate); it gets PostgreSQL's and Redis's
-//! addresses as `BACKYARD_E2E_PG_URL` and `BACKYARD_E2E_REDIS_URL`, the node logs land in `target/e2e/cluster/`),
-//! `networks` (a guest in the lab
-//! namespace on a capped, lossy link; measured, not yet in `cargo xtask test`).
+//! The suites: `room` (three people see, hear and chat with each other), `turn` (the same through coturn only, and
+//! refused credentials), `program` (go live from the studio to nginx-rtmp), `auth` (entry screens: sign in, register,
+//! bad invite links), `stage` (the host's stage draws exactly the program's tiles, for every layout offered),
+//! `room-state` (the studio's room state module, no browser), `studio-connection` (its protocol client against a
+//! scripted socket and a mock clock: a join the server never answers fails on time), `openapi` (schemathesis, every
+//! check, against `/api/openapi.json`, signed in; no browser), `plugin-author` (a plugin made, built and previewed
+//! outside the checkout with the `backyard` binary, then installed into the running server and put on the program from
+//! the studio), `overlays` (the studio's ticker control, on the program and the stage), `a11y` (an axe-core audit of
+//! every studio screen: no serious or critical violation), `keyboard` (the host's keyboard shortcuts), `health` (the
+//! server starved of CPU while live: the studio warns, and clears the warning once the CPU is back; it gets the
+//! server's pid as `BACKYARD_E2E_PID`), `backstage` (a guest waits backstage with the program as return feed, unheard
+//! on air until admitted and put on stage), `simulcast` (a 720p camera in three layers: each viewer and the program get
+//! the layer their tile needs), `watch` (a viewer without an account plays the live show's HLS stream on its watch
+//! page), `slate` (a slate the host shows, and the one the program shows by itself while live with nobody on stage,
+//! cover the program and the stage), `sources` (an encoder streams through the RTMP ingest with a key made in the
+//! Sources panel, relayed to nginx; the server's ingest listens on a free port, given as `BACKYARD_E2E_RTMP_PORT`),
+//! `nodes` (the administrators' Nodes page; the instance's administrator, its first account, is registered before any
+//! suite and reaches them as `BACKYARD_E2E_ADMIN_EMAIL` / `_PASSWORD`), `cluster` (three nodes of its own on one
+//! PostgreSQL database and Redis prefix, behind nginx: three browsers each pinned to a node see each other, the program
+//! reaches nginx-rtmp, and, with `BACKYARD_E2E_CLUSTER_FAILOVER=1`, a guest's node killed with `kill -9` is left for
+//! another with the guest's seat (measured, not yet a gate); it gets PostgreSQL's and Redis's addresses as
+//! `BACKYARD_E2E_PG_URL` and `BACKYARD_E2E_REDIS_URL`, the node logs land in `target/e2e/cluster/`), `networks` (a
+//! guest in the lab namespace on a capped, lossy link; measured, not yet in `cargo xtask test`).
 //!
 //! Schemathesis comes from PyPI at a pinned version, into a virtualenv under `target/tools/` (Debian's
 //! `python3-venv` is installed first when `python3 -m venv` cannot make one); its path reaches the tests as
@@ -58,8 +57,8 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
-/// `stage`, `room-state`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`, `health`, `backstage`,
-/// `simulcast`, `watch`, `slate`, `sources`, `nodes`, `cluster`, `networks`).
+/// `stage`, `room-state`, `studio-connection`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`,
+/// `health`, `backstage`, `simulcast`, `watch`, `slate`, `sources`, `nodes`, `cluster`, `networks`).
 pub fn cmd(args: &[String]) -> Result<()> {
     let suites: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&root(), &suites)

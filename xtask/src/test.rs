@@ -95,6 +95,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         &[
             "auth",
             "room-state",
+            "studio-connection",
             "room",
             "stage",
             "turn",
