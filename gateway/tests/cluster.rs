@@ -345,7 +345,7 @@ fn a_killed_home_node_s_show_is_taken_over_by_another_node() -> anyhow::Result<(
 }
 
 #[test]
-fn a_show_s_viewers_are_served_through_any_node() -> anyhow::Result<()> {
+fn a_show_s_viewers_and_recording_are_served_through_any_node() -> anyhow::Result<()> {
     let _alone = alone();
     let rt = runtime()?;
     let show = live_show_on_node_a_with(&rt, "viewers", Setup { watch: true, ..Setup::default() })?;
@@ -419,6 +419,38 @@ fn a_show_s_viewers_are_served_through_any_node() -> anyhow::Result<()> {
     // A show nobody may watch is no more visible through node B than through node A.
     let (status, _) = get(b, &format!("/api/watch/{}/hls/index.m3u8", uuid::Uuid::new_v4()))?;
     ensure!(status == 404, "an unknown show through node B: {status}");
+
+    // The recording part, in node A's own folder, is downloaded and deleted through node B.
+    let (status, ended) = b.call("POST", &format!("/api/broadcasts/{id}/end"), &show.cookie, None)?;
+    ensure!(status == 200 && ended["status"] == "ended", "end: {status} {ended}");
+    media::wait_until(Duration::from_secs(10), || {
+        recording_parts(b, &show.cookie, id).is_ok_and(|rows| rows.len() == 1 && rows[0].1 == "ready")
+    })
+    .context("the part is not final")?;
+    let part = recording_parts(b, &show.cookie, id)?.remove(0).0;
+    let file = format!("/api/recordings/{part}/file");
+    let download = |node: &Node| -> anyhow::Result<(u16, Vec<u8>)> {
+        let res = match ureq::get(&format!("http://{}{file}", node.addr)).set("Cookie", &show.cookie).call() {
+            Ok(res) | Err(ureq::Error::Status(_, res)) => res,
+            Err(e) => anyhow::bail!("GET {file}: {e}"),
+        };
+        let status = res.status();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut res.into_reader(), &mut body)?;
+        Ok((status, body))
+    };
+    let (status, through_b) = download(b)?;
+    let (_, from_a) = download(a)?;
+    ensure!(status == 200 && through_b.len() > 1000 && through_b == from_a, "the part through node B: {status}");
+    // (Without an Origin: these nodes each have a public URL of their own, where a cluster shares one.)
+    let delete = ureq::delete(&format!("http://{}/api/recordings/{part}", b.addr)).set("Cookie", &show.cookie).call();
+    let status = match delete {
+        Ok(res) | Err(ureq::Error::Status(_, res)) => res.status(),
+        Err(e) => anyhow::bail!("DELETE through node B: {e}"),
+    };
+    ensure!(status == 204, "deleting the part through node B: {status}");
+    ensure!(download(a)?.0 == 404, "node A still serves the deleted part");
+    ensure!(recording_parts(a, &show.cookie, id)?.is_empty(), "its row is gone");
     Ok(())
 }
 

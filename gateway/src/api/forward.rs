@@ -4,6 +4,9 @@
 //! the answer is passed back as it streams. A request passed on once carries [`FORWARDED`] and is never passed
 //! on again: a node that receives one answers it itself.
 //!
+//! The same way, a recording part kept on one node's own disk is served (and deleted) through any node
+//! ([`to_node`]).
+//!
 //! Only plain `http://` addresses are dialled: nodes reach each other on an internal network, as their relay
 //! does; a home advertised as `https://` answers 503 naming `cluster.advertise_url`.
 
@@ -63,6 +66,30 @@ pub async fn viewer_streams_to_home(State(state): State<AppState>, req: Request,
     match pass_on(&home, req).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
+    }
+}
+
+/// Passes `req` on to node `node` when it is another live node of the cluster and `req` has not been passed on
+/// already; `Ok(req)` back otherwise, for this node to answer. For what lives on one node's disk (a recording
+/// part written to its own folder).
+pub async fn to_node(state: &AppState, node: &str, req: Request) -> Result<Response, Request> {
+    if state.cfg.redis.url.is_none()
+        || node.is_empty()
+        || node == state.cluster.node
+        || req.headers().contains_key(FORWARDED)
+    {
+        return Err(req);
+    }
+    let base = match state.cluster.directory.nodes().await {
+        Ok(nodes) => nodes.into_iter().find(|n| n.id == node).map(|n| n.http),
+        Err(e) => {
+            tracing::warn!(node, "cluster: listing the nodes: {e}");
+            None
+        }
+    };
+    match base {
+        Some(base) => Ok(pass_on(&base, req).await.unwrap_or_else(IntoResponse::into_response)),
+        None => Err(req),
     }
 }
 

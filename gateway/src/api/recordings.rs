@@ -46,18 +46,26 @@ pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
     PathParams(params): PathParams,
-) -> ApiResult<StatusCode> {
+    req: Request,
+) -> ApiResult<Response> {
     let rec = own(&state, &user, &params).await?;
     if rec.status == crate::store::RecordingStatus::Recording {
         return Err(ApiError::conflict("recording_in_progress", "end the broadcast before deleting its recording"));
     }
-    match tokio::fs::remove_file(crate::program::recording_path(&state.cfg, rec.id)).await {
+    let path = crate::program::recording_path(&state.cfg, rec.id);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        // On the disk of the node that recorded it, if that node is up: it deletes the file and the row.
+        if let Ok(res) = super::forward::to_node(&state, &rec.node, req).await {
+            return Ok(res);
+        }
+    }
+    match tokio::fs::remove_file(&path).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ApiError::Internal(e.into())),
     }
     state.store.delete_recording(rec.id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(get, path = "/api/recordings/{id}/file", tag = "recordings", params(("id" = Uuid, Path)),
@@ -71,7 +79,11 @@ pub async fn file(
     let rec = own(&state, &user, &params).await?;
     let path = crate::program::recording_path(&state.cfg, rec.id);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Err(ApiError::NotFound("recording file"));
+        // Written to the folder of the node that recorded it: that node serves it.
+        return match super::forward::to_node(&state, &rec.node, req).await {
+            Ok(res) => Ok(res),
+            Err(_) => Err(ApiError::NotFound("recording file")),
+        };
     }
     let res =
         tower_http::services::ServeFile::new(&path).oneshot(req).await.map_err(|e| ApiError::Internal(e.into()))?;
