@@ -59,14 +59,31 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
 /// `stage`, `room-state`, `studio-connection`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`,
 /// `health`, `backstage`, `simulcast`, `watch`, `slate`, `sources`, `nodes`, `cluster`, `networks`).
+/// With `--shared`, the server keeps its state in PostgreSQL and Redis instead of SQLite and memory.
 pub fn cmd(args: &[String]) -> Result<()> {
-    let suites: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&root(), &suites)
+    let shared = args.iter().any(|a| a == "--shared");
+    let suites: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--shared").collect();
+    run_on(&root(), &suites, if shared { Backend::Shared } else { Backend::Embedded })
+}
+
+/// Where the e2e server keeps its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite and this process's memory: what `backyard` starts with.
+    Embedded,
+    /// PostgreSQL and Redis (a database and a key prefix of its own, dropped and deleted afterwards), as a node
+    /// of a cluster runs.
+    Shared,
 }
 
 /// Runs the browser suites named in `suites` (e.g. `["room"]`: `e2e/tests/room.test.mjs`), or all of them when
-/// `suites` is empty. `root` is the workspace root.
+/// `suites` is empty, against a server with embedded state. `root` is the workspace root.
 pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
+    run_on(root, suites, Backend::Embedded)
+}
+
+/// As [`run`], against a server on `backend`.
+pub fn run_on(root: &Path, suites: &[&str], backend: Backend) -> Result<()> {
     ensure_apt(&["chromium", "ffmpeg", "nginx", "libnginx-mod-rtmp", "coturn", "redis-tools"])?;
     require_node()?;
     // The cluster suite starts nodes of its own on PostgreSQL and Redis.
@@ -75,15 +92,35 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
     ensure_node_modules(&e2e)?;
     let schemathesis = ensure_schemathesis(root)?;
     let bin = build_backyard(root)?;
-    let out = root.join("target").join("e2e");
+    // A second run on another backend keeps its screenshots and server log apart.
+    let out = match backend {
+        Backend::Embedded => root.join("target").join("e2e"),
+        Backend::Shared => root.join("target").join("e2e").join("shared"),
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let lab = Lab::create()?;
     println!("e2e: lab network {} ({} ↔ {})", lab.namespace, lab.host_ip, lab.guest_ip);
     let turn = Turn::start(&out, lab.host_ip)?;
     println!("e2e: coturn at {} (log: {})", turn.url, turn.log.display());
-    let server = Backyard::start(root, &bin, &out, &turn, &lab)?;
-    println!("e2e: backyard at {} (log: {})", server.url, server.log.display());
+    let shared = match backend {
+        Backend::Embedded => None,
+        Backend::Shared => Some(SharedState::create(&pg_url)?),
+    };
+    let server = Backyard::start(root, &bin, &out, &turn, &lab, shared.as_ref())?;
+    match &shared {
+        Some(s) => println!(
+            "e2e: backyard at {} on PostgreSQL ({}) and Redis (prefix {}) (log: {})",
+            server.url,
+            s.database,
+            s.prefix,
+            server.log.display()
+        ),
+        None => println!("e2e: backyard at {} (log: {})", server.url, server.log.display()),
+    }
     register_admin(&server.url)?;
+    if let Some(shared) = &shared {
+        shared.check_used()?;
+    }
     let files: Vec<String> = if suites.is_empty() {
         vec!["tests/".into()]
     } else {
@@ -122,6 +159,7 @@ pub fn run(root: &Path, suites: &[&str]) -> Result<()> {
         .status()
         .context("running node --test")?;
     drop(server);
+    drop(shared);
     drop(turn);
     drop(lab);
     if !status.success() {
@@ -210,8 +248,101 @@ struct Backyard {
     data_dir: PathBuf,
 }
 
+/// The e2e server's PostgreSQL database and Redis key prefix, with the secrets a server on PostgreSQL must be
+/// given; dropped and deleted on drop.
+struct SharedState {
+    pg_admin: String,
+    database: String,
+    prefix: String,
+}
+
+impl SharedState {
+    fn create(pg_admin: &str) -> Result<SharedState> {
+        let database = format!("backyard_e2e_{}", std::process::id());
+        let psql = |sql: &str| status(Command::new("psql").args([pg_admin, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]));
+        psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))?;
+        psql(&format!("CREATE DATABASE {database}")).context("creating the e2e server's database")?;
+        Ok(SharedState {
+            pg_admin: pg_admin.to_owned(),
+            prefix: format!("backyard-e2e-{}:", std::process::id()),
+            database,
+        })
+    }
+
+    /// Fails unless the server keeps its accounts in this database (the administrator registered above).
+    fn check_used(&self) -> Result<()> {
+        let url = self.url()?;
+        let out = Command::new("psql").args([url.as_str(), "-qtAc", "SELECT count(*) FROM users"]).output()?;
+        let users = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() || users == "0" {
+            bail!("the e2e server does not keep its accounts in {} (users: {users:?})", self.database);
+        }
+        Ok(())
+    }
+
+    fn url(&self) -> Result<String> {
+        match self.pg_admin.rsplit_once('/') {
+            Some((server, _)) => Ok(format!("{server}/{}", self.database)),
+            None => bail!("the PostgreSQL URL {} names no database", self.pg_admin),
+        }
+    }
+
+    /// The configuration file that points a server at this state.
+    fn config(&self) -> Result<String> {
+        let url = self.url()?;
+        Ok(format!(
+            "[database]\nurl = {url:?}\n[redis]\nurl = {redis:?}\nprefix = {prefix:?}\n[secrets]\njwt_key = {jwt:?}\n\
+             stream_key_active = \"k1\"\n[secrets.stream_key_keys]\nk1 = {k1:?}\n",
+            redis = crate::setup::REDIS_URL,
+            prefix = self.prefix,
+            jwt = random_key()?,
+            k1 = random_key()?,
+        ))
+    }
+}
+
+impl Drop for SharedState {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
+        let _ = Command::new("psql").args([&self.pg_admin, "-q", "-c", &sql]).stdout(Stdio::null()).status();
+        let scan = Command::new("redis-cli")
+            .args(["-u", crate::setup::REDIS_URL, "--scan", "--pattern", &format!("{}*", self.prefix)])
+            .output();
+        if let Ok(out) = scan {
+            let keys: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+            for chunk in keys.chunks(100) {
+                let _ = Command::new("redis-cli")
+                    .args(["-u", crate::setup::REDIS_URL, "DEL"])
+                    .args(chunk)
+                    .stdout(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// 32 random bytes in base64, as the server's secrets are written.
+fn random_key() -> Result<String> {
+    let out = Command::new("sh")
+        .args(["-c", "head -c 32 /dev/urandom | base64 -w0"])
+        .output()
+        .context("reading /dev/urandom through base64")?;
+    let key = String::from_utf8(out.stdout)?.trim().to_owned();
+    if !out.status.success() || key.len() != 44 {
+        bail!("could not make a random key ({key:?})");
+    }
+    Ok(key)
+}
+
 impl Backyard {
-    fn start(root: &Path, bin: &Path, out: &Path, turn: &Turn, lab: &Lab) -> Result<Self> {
+    fn start(
+        root: &Path,
+        bin: &Path,
+        out: &Path,
+        turn: &Turn,
+        lab: &Lab,
+        shared: Option<&SharedState>,
+    ) -> Result<Self> {
         let port = free_port()?;
         let rtmp_port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
@@ -221,6 +352,11 @@ impl Backyard {
         let log = out.join("backyard.log");
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(bin);
+        if let Some(shared) = shared {
+            let config = data_dir.join("backyard.toml");
+            std::fs::write(&config, shared.config()?).with_context(|| format!("writing {}", config.display()))?;
+            cmd.arg("--config").arg(&config);
+        }
         // backyard reads every BACKYARD_* variable as configuration and refuses unknown ones; the test-side
         // variables (BACKYARD_URL, BACKYARD_E2E_*) are not its business.
         for (key, _) in std::env::vars_os() {

@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         "tidy" => tidy::run(),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins|program|sync|hls|relay|latency|cluster] | setup | e2e [auth|room|room-state|studio-connection|stage|turn|program|openapi|plugin-author|overlays|a11y|keyboard|health|backstage|simulcast|watch|slate|sources|nodes|cluster|networks] | fuzz [signaling|sdp|ice-candidate|rtmp-ingest|plugin-output] [--secs N] | plugins [--watch] [--check-template] | new-plugin <kind> <name> [--dir D] | tidy>"
+                "usage: cargo xtask <run [-- backyard args] | test | bench [api|sfu|plugins|program|sync|hls|relay|latency|cluster] | setup | e2e [--shared] [auth|room|room-state|studio-connection|stage|turn|program|openapi|plugin-author|overlays|a11y|keyboard|health|backstage|simulcast|watch|slate|sources|nodes|cluster|networks] | fuzz [signaling|sdp|ice-candidate|rtmp-ingest|plugin-output] [--secs N] | plugins [--watch] [--check-template] | new-plugin <kind> <name> [--dir D] | tidy>"
             );
             Ok(())
         }

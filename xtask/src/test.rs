@@ -115,6 +115,14 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "cluster",
         ],
     )?;
+    // The same studio on one node keeping its state in PostgreSQL and Redis, as a cluster's nodes do: signing in,
+    // joining and chatting (room events on the Redis bus), backstage, going live (the home lease in Redis),
+    // slates, encoders and the watch page.
+    crate::e2e::run_on(
+        &crate::root(),
+        &["auth", "room", "backstage", "program", "slate", "sources", "watch"],
+        crate::e2e::Backend::Shared,
+    )?;
     println!("xtask: all suites passed");
     Ok(())
 }
