@@ -43,7 +43,15 @@ async fn key(state: &AppState, headers: &HeaderMap) -> ApiResult<IngestKeyRow> {
             body = crate::error::ErrorBody),
     ))]
 pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let key = key(&state, &headers).await?;
+    let key = match key(&state, &headers).await {
+        Ok(key) => key,
+        Err(e) => {
+            // Read the rest of the offer first (bounded): a refusal sent while the encoder is still writing would
+            // end the connection under it, and it would see a broken pipe instead of the 401.
+            let _ = axum::body::to_bytes(body, MAX_OFFER_BYTES).await;
+            return Err(e);
+        }
+    };
     let offer = sdp_offer(&headers, body).await?;
     if key.mode != IngestMode::Source {
         return Err(ApiError::conflict(
