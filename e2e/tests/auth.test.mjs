@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, launchParticipant, screenshot } from '../lib/harness.mjs';
+import { backyardUrl, eventually, hostWithInvite, launchParticipant, screenshot } from '../lib/harness.mjs';
 
 /** The text of the error line under a form, once there is one. */
 async function errorText(page, selector) {
@@ -77,5 +77,44 @@ describe('sign in, register and guest links', { timeout: 120000 }, () => {
     assert.ok(error.length > 5, `message shown: ${error}`);
     assert.equal(await page.locator('.studio').count(), 0, 'no studio without a valid invite');
     await screenshot(page, 'auth-02-bad-invite');
+  });
+
+  it('a join the server never answers tells the guest after 30 s, and trying again gets them in', async () => {
+    const host = await launchParticipant('auth-host');
+    const guest = await launchParticipant('auth-guest');
+    try {
+      const link = await hostWithInvite(host.page, { base, name: 'Hana Host', email: `hana-${Date.now()}@example.test`, title: 'Slow join' });
+      const page = guest.page;
+      // The server never sees the guest's first `join-broadcast`; everything else passes both ways.
+      let swallowed = 0;
+      await page.routeWebSocket(/\/ws$/, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => {
+          if (swallowed === 0 && String(m).includes('"join-broadcast"')) {
+            swallowed += 1;
+            return;
+          }
+          server.send(m);
+        });
+        server.onMessage((m) => ws.send(m));
+      });
+      // The page's clock, so the 30 s pass at once.
+      await page.clock.install();
+      await page.goto(link);
+      await page.fill('input[name=name]', 'Sol Slow');
+      await page.click('[data-action=enter-studio]');
+      await eventually('the join was sent and went unanswered', async () => swallowed === 1, 15000);
+      assert.equal(await page.locator('.form-error').textContent(), '', 'no message before the time is up');
+      await page.clock.runFor(30000);
+      const error = await errorText(page, '.greenroom-form .form-error');
+      assert.match(error, /did not answer in time/);
+      assert.ok(await page.locator('[data-action=enter-studio]').isEnabled(), 'the button works again');
+      await screenshot(page, 'auth-03-join-unanswered');
+      await page.click('[data-action=enter-studio]');
+      await page.waitForSelector('.studio', { timeout: 15000 });
+    } finally {
+      await guest.close();
+      await host.close();
+    }
   });
 });

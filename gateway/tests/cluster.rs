@@ -25,6 +25,8 @@ struct Node {
     name: &'static str,
     child: Child,
     addr: String,
+    /// Where its RTMP ingest listens.
+    rtmp: String,
     _data: media::TempDir,
 }
 
@@ -46,13 +48,14 @@ impl Node {
     fn start_with(t: &TestApp, name: &'static str, recordings: Option<&std::path::Path>) -> anyhow::Result<Node> {
         let data = media::TempDir::new(name)?;
         let cfg = &t.state.cfg;
+        let rtmp = format!("127.0.0.1:{}", media::free_port());
         let shared =
             recordings.map(|r| format!("recordings_dir = {:?}\n", r.display().to_string())).unwrap_or_default();
         let config = format!(
             "{shared}[database]\nurl = {db:?}\n[redis]\nurl = {redis:?}\nprefix = {prefix:?}\n\
              [secrets]\njwt_key = {jwt:?}\nstream_key_active = \"k1\"\n[secrets.stream_key_keys]\nk1 = {k1:?}\n\
              [media]\nport = {port}\n[cluster]\nnode_id = {name:?}\nsecret = \"a cluster secret for tests\"\n\
-             [destinations.rtmp]\nallow-private-hosts = true\n",
+             [destinations.rtmp]\nallow-private-hosts = true\n[ingest]\nrtmp_bind = {rtmp:?}\n",
             db = cfg.database.url,
             redis = cfg.redis.url.clone().context("Redis")?,
             prefix = cfg.redis.prefix,
@@ -63,7 +66,7 @@ impl Node {
         let path = data.path().join("backyard.toml");
         std::fs::write(&path, config)?;
         let (child, addr) = start_server(data.path(), Some(&path))?;
-        Ok(Node { name, child, addr, _data: data })
+        Ok(Node { name, child, addr, rtmp, _data: data })
     }
 
     fn call(&self, method: &str, path: &str, cookie: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
@@ -451,6 +454,73 @@ fn a_show_s_viewers_and_recording_are_served_through_any_node() -> anyhow::Resul
     ensure!(status == 204, "deleting the part through node B: {status}");
     ensure!(download(a)?.0 == 404, "node A still serves the deleted part");
     ensure!(recording_parts(a, &show.cookie, id)?.is_empty(), "its row is gone");
+    Ok(())
+}
+
+#[test]
+fn an_encoder_s_show_has_one_home_and_goes_on_where_the_encoder_reconnects() -> anyhow::Result<()> {
+    let _alone = alone();
+    let rt = runtime()?;
+    let t = rt.block_on(TestApp::with(Backend::Postgres, |_| {}));
+    let nginx = media::Nginx::start(media::NginxOptions::default())?;
+    let shared = media::TempDir::new("recordings")?;
+    let a = Node::start_with(&t, "node-a", Some(shared.path()))?;
+    let b = Node::start_with(&t, "node-b", Some(shared.path()))?;
+    let (cookie, id) = a.host_with_broadcast("encoder", "Encoder show")?;
+    let server = format!("rtmp://127.0.0.1:{}/live", nginx.rtmp_port);
+    let dest = json!({"platform": "rtmp", "name": "nginx", "rtmpUrl": server, "streamKey": "show"});
+    let (status, body) = a.call("POST", &format!("/api/broadcasts/{id}/destinations"), &cookie, Some(dest))?;
+    ensure!(status == 201, "destination: {status} {body}");
+    let relay_key = json!({"label": "OBS", "mode": "relay"});
+    let (status, body) = a.call("POST", &format!("/api/broadcasts/{id}/ingest-keys"), &cookie, Some(relay_key))?;
+    ensure!(status == 201, "ingest key: {status} {body}");
+    let key = body["key"].as_str().context("the key")?.to_owned();
+    let clip = common::rtmp::obs_like_clip(shared.path(), 40);
+    let home = || -> anyhow::Result<Option<String>> {
+        let mut redis = redis::Client::open(common::redis_url())?.get_connection()?;
+        let held: Option<String> =
+            redis::cmd("GET").arg(format!("{}cluster:home:{id}", t.state.cfg.redis.prefix)).query(&mut redis)?;
+        Ok(held.and_then(|h| h.split(' ').next().map(str::to_owned)))
+    };
+
+    // The encoder reaches node A: node A is the show's home and relays it.
+    let first = common::rtmp::publish(&clip, &format!("rtmp://{}/live/{key}", a.rtmp));
+    media::wait_until(Duration::from_secs(20), || accepted_publishes(&nginx) == 1)
+        .with_context(|| format!("node A never relayed:\n{}", nginx.log()))?;
+    ensure!(home()?.as_deref() == Some("node-a"), "home: {:?}", home()?);
+
+    // A second encoder with the same show's key at node B is turned away (after waiting out a lease, in case node
+    // A were gone), and nginx never hears from it.
+    let second = common::rtmp::publish(&clip, &format!("rtmp://{}/live/{key}", b.rtmp));
+    ensure!(common::rtmp::exits_within(second, Duration::from_secs(20)), "node B kept the second encoder");
+    ensure!(accepted_publishes(&nginx) == 1, "a second publisher reached the destination:\n{}", nginx.log());
+    ensure!(home()?.as_deref() == Some("node-a"), "home: {:?}", home()?);
+
+    // Node A dies; the encoder, reconnecting, reaches node B, which carries the show on (as a relay: no program).
+    std::thread::sleep(Duration::from_secs(2));
+    a.signal("-KILL")?;
+    let killed = Instant::now();
+    drop(first);
+    let again = common::rtmp::publish(&clip, &format!("rtmp://{}/live/{key}", b.rtmp));
+    let took = media::wait_until(TAKE_OVER + Duration::from_secs(20), || accepted_publishes(&nginx) == 2)
+        .with_context(|| format!("node B never relayed:\n{}", nginx.log()))?;
+    println!(
+        "kill -9 of an encoder's node → the reconnecting encoder relayed by another node: {:.1} s",
+        took.as_secs_f64()
+    );
+    ensure!(killed.elapsed() <= TAKE_OVER + Duration::from_secs(5), "{:.1} s", killed.elapsed().as_secs_f64());
+    ensure!(home()?.as_deref() == Some("node-b"), "home: {:?}", home()?);
+    std::thread::sleep(Duration::from_secs(3));
+    ensure!(b.programs_seen_from(&b, &cookie)? == Some(vec![]), "node B took the show over as a program");
+
+    // Ended through node B: the relay ends, both parts are final (node B finalised node A's from the shared
+    // folder) and the encoder is let go.
+    let (status, ended) = b.call("POST", &format!("/api/broadcasts/{id}/end"), &cookie, None)?;
+    ensure!(status == 200 && ended["status"] == "ended", "end: {status} {ended}");
+    ensure!(common::rtmp::exits_within(again, Duration::from_secs(10)), "the encoder was not let go");
+    let rows = recordings(&b, &cookie, &id)?;
+    ensure!(rows.len() == 2 && rows.iter().all(|(s, d)| s == "ready" && *d > 1.0), "{rows:?}");
+    ensure!(home()?.is_none(), "the home was given up: {:?}", home()?);
     Ok(())
 }
 

@@ -11,79 +11,14 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use backyard::bus::topic;
-use common::rtmp::closed_by_server;
+use common::rtmp::{closed_by_server, exits_within, obs_like_clip, publish, stderr_of};
 use common::{Backend, TestApp};
 use serde_json::json;
-
-/// A 1280×720 clip encoded as OBS does by default: x264 High profile with 2 B-frames, 2 s keyframes, AAC.
-fn obs_like_clip(dir: &Path, seconds: u32) -> PathBuf {
-    let path = dir.join("obs.flv");
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=s=1280x720:r=30:d={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "2", "-g", "60"])
-        .args(["-b:v", "2500k", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "160k", "-f", "flv"])
-        .arg(&path)
-        .status()
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg made the clip");
-    path
-}
-
-/// An encoder process, killed (and reaped) if a test ends before it does.
-struct Encoder(Child);
-
-impl Drop for Encoder {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-/// ffmpeg publishing `clip` in real time, packets copied (as an encoder would send them).
-fn publish(clip: &Path, url: &str) -> Encoder {
-    Encoder(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-re", "-i"])
-            .arg(clip)
-            .args(["-c", "copy", "-f", "flv", url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ffmpeg"),
-    )
-}
-
-/// Waits for the encoder to finish: whether it succeeded, and what it said.
-fn stderr_of(mut child: Encoder) -> (bool, String) {
-    let status = child.0.wait().expect("ffmpeg exits");
-    let mut err = String::new();
-    if let Some(mut s) = child.0.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    (status.success(), err)
-}
-
-/// Waits for an encoder to exit within `timeout` (it is killed otherwise). True when it exited by itself.
-fn exits_within(mut child: Encoder, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if child.0.try_wait().ok().flatten().is_some() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
 
 /// ffprobe's hash of every packet of one kind, and of the stream's codec configuration.
 fn packet_hashes(path: &Path, stream: &str) -> (String, Vec<String>) {

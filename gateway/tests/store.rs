@@ -2,7 +2,7 @@
 
 mod common;
 
-use backyard::store::{Recording, RecordingStatus, RefreshUse, Role, Seat, StoreError};
+use backyard::store::{HomeKind, Recording, RecordingStatus, RefreshUse, Role, Seat, StoreError};
 use common::{Backend, TestApp};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -202,18 +202,18 @@ async fn a_node_with_a_stale_home_token_writes_no_recording_rows(b: Backend) {
 
     let a = d.take_home(bc.id, "node-a", bc.home_fence).await.unwrap().expect("free");
     assert_eq!(d.take_home(bc.id, "node-b", 0).await.unwrap(), None, "one home at a time");
-    assert!(s.claim_home(bc.id, a.token).await.unwrap());
+    assert!(s.claim_home(bc.id, a.token, HomeKind::Program).await.unwrap());
     let part1 = s.create_recording(bc.id, u.id, "part 1", a.token, "").await.unwrap();
 
     // node-a's lease ends (as when it is frozen past it) and node-b takes the show over.
     d.release(&a).await.unwrap();
     let b2 = d.take_home(bc.id, "node-b", 0).await.unwrap().expect("free again");
     assert!(b2.token > a.token, "{} after {}", b2.token, a.token);
-    assert!(s.claim_home(bc.id, b2.token).await.unwrap());
+    assert!(s.claim_home(bc.id, b2.token, HomeKind::Program).await.unwrap());
 
     // node-a wakes with its old token: its renewal is refused, and so is every row it tries to write.
     assert!(!d.renew(&a, true).await.unwrap());
-    assert!(!s.claim_home(bc.id, a.token).await.unwrap());
+    assert!(!s.claim_home(bc.id, a.token, HomeKind::Program).await.unwrap());
     let stale = s.create_recording(bc.id, u.id, "stale part", a.token, "").await;
     assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
     let stale = s.finish_recording(part1.id, RecordingStatus::Ready, 9.0, 9, a.token).await;
@@ -244,7 +244,11 @@ async fn a_node_with_a_stale_home_token_writes_no_recording_rows(b: Backend) {
     assert_eq!(floor, b2.token);
     let next = d.take_home(bc.id, "node-c", floor).await.unwrap().expect("free");
     assert!(next.token > floor, "{} after {floor}", next.token);
-    assert!(s.claim_home(bc.id, next.token).await.unwrap());
+    assert_eq!(s.home_kind(bc.id).await.unwrap(), Some(HomeKind::Program));
+    // An encoder's relay claims the home the same way, and says what it runs there.
+    assert!(s.claim_home(bc.id, next.token, HomeKind::Relay).await.unwrap());
+    assert_eq!(s.home_kind(bc.id).await.unwrap(), Some(HomeKind::Relay));
+    assert_eq!(s.home_kind(Uuid::new_v4()).await.unwrap(), None);
 }
 
 /// A guest called "G" in `broadcast_id`'s room through `node`, for `session`.

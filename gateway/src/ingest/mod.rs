@@ -9,6 +9,12 @@
 //! recording part if the encoder's parameters changed, and ends the broadcast when the encoder has been gone
 //! for [`RECONNECT_GRACE`] or a host ends it.
 //!
+//! A relay is its broadcast's home as a program is (a fenced lease, see `crate::cluster`): one node at a time
+//! copies the stream to the destinations, and its recording rows are written under its token. A relay that
+//! loses its lease stops its outputs at once and leaves the show live; when an encoder's node dies, the encoder
+//! reconnecting to another node carries the show on there (its publish waits for the lost lease to lapse), and
+//! no node takes it over as a program.
+//!
 //! One publisher per key and per broadcast: a second is refused while the first sends, but a publisher that
 //! sent nothing for [`STALE`] (its network died without closing the socket) is dropped for the newcomer,
 //! so an encoder reconnecting after a drop gets back in at once.
@@ -27,9 +33,10 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::cluster::Fence;
 use crate::signaling::RoomEvent;
 use crate::state::AppState;
-use crate::store::{Broadcast, BroadcastStatus, IngestMode, RecordingStatus};
+use crate::store::{Broadcast, BroadcastStatus, HomeKind, IngestMode, RecordingStatus};
 use crate::viewers::ViewerStream;
 
 mod source;
@@ -121,6 +128,11 @@ impl Ingest {
 
     /// Ends a relay broadcast (a host pressed End): outputs closed, recording finalised, broadcast ended.
     /// False when no relay runs for it.
+    /// The broadcasts this node relays an encoder for.
+    pub fn relayed(&self) -> Vec<Uuid> {
+        self.relays.lock().iter().filter(|(_, tx)| !tx.is_closed()).map(|(b, _)| *b).collect()
+    }
+
     pub async fn end_relay(&self, broadcast: Uuid) -> bool {
         let Some(tx) = self.relays.lock().get(&broadcast).cloned() else { return false };
         let (done, wait) = oneshot::channel();
@@ -259,16 +271,26 @@ async fn authorize(state: &AppState, key: &str, peer: SocketAddr) -> Verdict {
     }
     let ingest = &state.ingest;
     if broadcast.status == BroadcastStatus::Live && !ingest.relaying(broadcast.id) {
-        return Err("the broadcast is live from the studio".into());
+        // Live from the studio, or an encoder's show whose node is gone: this encoder carries that one on.
+        let relayed = state.store.home_kind(broadcast.id).await.ok().flatten() == Some(HomeKind::Relay);
+        if !relayed || state.cfg.redis.url.is_none() {
+            return Err("the broadcast is live from the studio".into());
+        }
     }
     ingest.make_way(|_, p| p.broadcast == broadcast.id, "the broadcast already has a live encoder")?;
     if !ingest.relaying(broadcast.id) {
         if let Err(e) = state.check_quota(broadcast.user_id, crate::state::Quota::GoLive).await {
             return Err(format!("{e}"));
         }
+        let home = take_home(state, broadcast.id).await?;
         let (tx, rx) = mpsc::channel(2048);
         ingest.relays.lock().insert(broadcast.id, tx);
-        tokio::spawn(run_relay(state.clone(), broadcast.clone(), row.id, rx));
+        let (lost_tx, lost) = oneshot::channel();
+        let keeper = crate::cluster::keep_home(state.cluster.clone(), home.clone(), crate::cluster::HOME_RENEW, || {
+            let _ = lost_tx.send(());
+        });
+        let home = Home { fence: home, keeper, lost };
+        tokio::spawn(run_relay(state.clone(), broadcast.clone(), row.id, rx, home));
     }
     let Some(tx) = ingest.relays.lock().get(&broadcast.id).cloned() else { return Err(unknown()) };
     if tx.send(Msg::Attach(row.id)).await.is_err() {
@@ -302,6 +324,56 @@ impl PublishSink for RelaySink {
         tokio::spawn(async move {
             let _ = tx.send(Msg::Detached { error }).await;
         });
+    }
+}
+
+/// A relay broadcast's home: one node at a time copies an encoder's stream to the destinations. The lease is
+/// renewed by `keeper`; `lost` fires when it was not (this node was frozen or cut off, and another took over).
+struct Home {
+    fence: Fence,
+    keeper: tokio::task::JoinHandle<()>,
+    lost: oneshot::Receiver<()>,
+}
+
+/// How long an encoder's publish waits for a lost node's lease to lapse (a lease and a renewal), so an encoder
+/// that reconnects to another node after its node died carries its show on.
+const HOME_WAIT: Duration = Duration::from_secs(7);
+
+/// Takes `broadcast`'s home for an encoder's relay on this node, waiting up to [`HOME_WAIT`] for another node's
+/// lease to lapse; the error names the node that holds it.
+async fn take_home(state: &AppState, broadcast: Uuid) -> Result<Fence, String> {
+    let deadline = tokio::time::Instant::now() + HOME_WAIT;
+    loop {
+        let floor = match state.store.broadcast(broadcast).await {
+            Ok(b) => b.map_or(0, |b| b.home_fence),
+            Err(e) => return Err(format!("the server cannot check the broadcast right now ({e}); try again")),
+        };
+        let holder = match state.cluster.take_home(broadcast, floor).await {
+            Ok(Ok(fence)) => match state.store.claim_home(broadcast, fence.token, HomeKind::Relay).await {
+                Ok(true) => {
+                    // A lost node's part: finalised here if its file is in this node's folder.
+                    if let Err(e) = crate::program::finalise_parts_left_behind(state, broadcast).await {
+                        tracing::warn!(%broadcast, "finalising the recording parts left behind failed: {e:#}");
+                    }
+                    return Ok(fence);
+                }
+                // A newer home claimed the show between the lease and the row: it is that node's.
+                Ok(false) => {
+                    let _ = state.cluster.directory.release(&fence).await;
+                    "another node".to_owned()
+                }
+                Err(e) => {
+                    let _ = state.cluster.directory.release(&fence).await;
+                    return Err(format!("the server cannot record the broadcast's home right now ({e}); try again"));
+                }
+            },
+            Ok(Err(holder)) => holder,
+            Err(e) => return Err(format!("the cluster directory cannot be reached ({e}); try again")),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("the broadcast is on air from node {holder}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -377,8 +449,11 @@ fn describe(v: &AvcConfig, audio: Option<&AacConfig>) -> Option<String> {
 }
 
 /// One relay broadcast, from its first publish to its end.
-async fn run_relay(state: AppState, broadcast: Broadcast, mut key: Uuid, mut rx: mpsc::Receiver<Msg>) {
+async fn run_relay(state: AppState, broadcast: Broadcast, mut key: Uuid, mut rx: mpsc::Receiver<Msg>, home: Home) {
     let b = broadcast.id;
+    let Home { fence, keeper, mut lost } = home;
+    let token = fence.token;
+    let mut home_lost = false;
     let mut stream = Stream::default();
     let mut running: Option<Running> = None;
     let mut went_live = false;
@@ -387,12 +462,16 @@ async fn run_relay(state: AppState, broadcast: Broadcast, mut key: Uuid, mut rx:
     // Whether the studio was told what the current publisher sends.
     let mut announced = false;
     let reason = loop {
-        let msg = match gone_since {
-            Some(since) => tokio::select! {
-                m = rx.recv() => m,
-                _ = tokio::time::sleep_until(since + RECONNECT_GRACE) => break "the encoder did not come back",
-            },
-            None => rx.recv().await,
+        let grace = gone_since.map(|since| since + RECONNECT_GRACE);
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = &mut lost => {
+                home_lost = true;
+                break "its home lease was lost (another node carries the show on)";
+            }
+            _ = tokio::time::sleep_until(grace.unwrap_or_else(tokio::time::Instant::now)), if grace.is_some() => {
+                break "the encoder did not come back";
+            }
         };
         let Some(msg) = msg else { break "stopped" };
         match msg {
@@ -449,9 +528,9 @@ async fn run_relay(state: AppState, broadcast: Broadcast, mut key: Uuid, mut rx:
                         }
                         if let Some(old) = running.take() {
                             // The encoder came back with other parameters: a new recording part.
-                            finish(&state, b, old).await;
+                            finish(&state, b, old, token).await;
                         }
-                        match start_outputs(&state, &broadcast, &stream).await {
+                        match start_outputs(&state, &broadcast, &stream, token).await {
                             Ok(r) => running = Some(r),
                             Err(message) => {
                                 tracing::warn!(broadcast = %b, "relay could not start: {message}");
@@ -491,10 +570,24 @@ async fn run_relay(state: AppState, broadcast: Broadcast, mut key: Uuid, mut rx:
         p.stop.notify_one();
     }
     if let Some(r) = running.take() {
-        finish(&state, b, r).await;
+        finish(&state, b, r, token).await;
     }
-    if went_live && let Err(e) = crate::program::mark_ended(&state, b, None).await {
-        tracing::error!(broadcast = %b, "could not mark the relay ended: {e}");
+    keeper.abort();
+    if home_lost {
+        // The show goes on from the node that took it: nothing here says it ended.
+    } else {
+        // Ended through another node: the row says so already.
+        let ended_elsewhere =
+            state.store.broadcast(b).await.ok().flatten().is_some_and(|row| row.status == BroadcastStatus::Ended);
+        if went_live
+            && !ended_elsewhere
+            && let Err(e) = crate::program::mark_ended(&state, b, None).await
+        {
+            tracing::error!(broadcast = %b, "could not mark the relay ended: {e}");
+        }
+        if let Err(e) = state.cluster.directory.release(&fence).await {
+            tracing::warn!(broadcast = %b, "could not give the relay's home up (it lapses by itself): {e}");
+        }
     }
     if let Some(done) = ended_by {
         let _ = done.send(());
@@ -509,18 +602,17 @@ fn push(relay: &mut Relay, event: Event) {
     }
 }
 
-async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream) -> Result<Running, String> {
+async fn start_outputs(
+    state: &AppState,
+    broadcast: &Broadcast,
+    stream: &Stream,
+    token: i64,
+) -> Result<Running, String> {
     let video = stream.video.clone().ok_or("no video configuration")?;
     let destinations = crate::program::resolve_destinations(state, broadcast.id).await.map_err(|e| e.to_string())?;
     let recording = state
         .store
-        .create_recording(
-            broadcast.id,
-            broadcast.user_id,
-            &broadcast.title,
-            crate::store::UNFENCED,
-            &state.cluster.node,
-        )
+        .create_recording(broadcast.id, broadcast.user_id, &broadcast.title, token, &state.cluster.node)
         .await
         .map_err(|e| e.to_string())?;
     let path = crate::program::recording_path(&state.cfg, recording.id);
@@ -559,16 +651,13 @@ async fn start_outputs(state: &AppState, broadcast: &Broadcast, stream: &Stream)
             Ok(Running { relay, recording: recording.id })
         }
         Err(e) => {
-            let _ = state
-                .store
-                .finish_recording(recording.id, RecordingStatus::Failed, 0.0, 0, crate::store::UNFENCED)
-                .await;
+            let _ = state.store.finish_recording(recording.id, RecordingStatus::Failed, 0.0, 0, token).await;
             Err(e.to_string())
         }
     }
 }
 
-async fn finish(state: &AppState, broadcast: Uuid, running: Running) {
+async fn finish(state: &AppState, broadcast: Uuid, running: Running, token: i64) {
     let Running { relay, recording } = running;
     let viewers = state.ingest.viewers.lock().remove(&broadcast);
     let report = tokio::task::spawn_blocking(move || relay.stop()).await.ok();
@@ -576,7 +665,7 @@ async fn finish(state: &AppState, broadcast: Uuid, running: Running) {
         // The stream goes with the outputs that wrote it (a new one starts if the relay starts again).
         let _ = tokio::fs::remove_dir_all(&viewers.dir).await;
     }
-    match crate::program::finalise_recording(state, recording, report.as_ref(), crate::store::UNFENCED).await {
+    match crate::program::finalise_recording(state, recording, report.as_ref(), token).await {
         Ok((duration, size)) => tracing::info!(%broadcast, %recording, duration, size, "relay recording finalised"),
         Err(e) => tracing::error!(%broadcast, "could not finalise the relay's recording: {e}"),
     }

@@ -241,7 +241,7 @@ impl Programs {
             Err(holder) => return Err(ProgramError::HostedElsewhere(holder)),
         };
         let token = home.token;
-        let recording = match state.store.claim_home(broadcast.id, token).await {
+        let recording = match state.store.claim_home(broadcast.id, token, crate::store::HomeKind::Program).await {
             Ok(true) => {
                 state
                     .store
@@ -440,13 +440,25 @@ async fn tend_once(state: &AppState) -> anyhow::Result<()> {
             hub.programs.end_live(state, &hub.media, id).await?;
         }
     }
-    // Live shows nobody is home to (an ended one is not listed). A show that never had a home (an RTMP relay)
-    // is not a program's to take.
+    // The same for an encoder's relay on this node.
+    for id in state.ingest.relayed() {
+        let ended = state.store.broadcast(id).await?.is_none_or(|b| b.status == BroadcastStatus::Ended);
+        if ended {
+            tracing::info!(broadcast = %id, "ended through another node: ending its relay here");
+            state.ingest.end_relay(id).await;
+        }
+    }
+    // Live shows nobody is home to (an ended one is not listed). A show that never had a home is not a program's
+    // to take.
     if !state.cluster.may_take_over().await? {
         return Ok(());
     }
     for b in state.store.live_broadcasts().await? {
         if b.home_fence == 0 || mine.contains(&b.id) || state.cluster.directory.home(b.id).await?.is_some() {
+            continue;
+        }
+        // An encoder's show resumes on the node the encoder reconnects to, not as a program here.
+        if state.store.home_kind(b.id).await? == Some(crate::store::HomeKind::Relay) {
             continue;
         }
         let members = hub.roster(state, b.id).await;
@@ -687,7 +699,7 @@ async fn finalise_from_file(
 /// After taking a show over: the parts its earlier homes left unfinished are finalised here when their files
 /// are in this node's recordings folder (the nodes share one); otherwise each is left to its own node, which
 /// finalises it when it starts again. Written under the home fence this node now holds.
-async fn finalise_parts_left_behind(state: &AppState, broadcast: Uuid) -> anyhow::Result<()> {
+pub(crate) async fn finalise_parts_left_behind(state: &AppState, broadcast: Uuid) -> anyhow::Result<()> {
     let Some(b) = state.store.broadcast(broadcast).await? else { return Ok(()) };
     for rec in state.store.unfinished_recordings(Some(broadcast)).await? {
         if rec.node == state.cluster.node {

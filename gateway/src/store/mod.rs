@@ -34,8 +34,26 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What runs a live broadcast at its home node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HomeKind {
+    /// The studio's program (composed, encoded, published): another node takes it over if its home is lost.
+    Program,
+    /// An RTMP encoder's stream copied to the destinations: it resumes where the encoder reconnects.
+    Relay,
+}
+
+impl HomeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HomeKind::Program => "program",
+            HomeKind::Relay => "relay",
+        }
+    }
+}
+
 /// The fence token of writers that are not a broadcast's home: restart recovery of a broadcast no node
-/// holds, and the RTMP relay (which runs on the node its encoder reached).
+/// holds.
 pub const UNFENCED: i64 = i64::MAX;
 
 /// A page of a list: `items` in a stable order and the `total` count.
@@ -135,8 +153,11 @@ pub trait Store: Send + Sync + 'static {
     async fn close_all_participants(&self, node: Option<&str>) -> StoreResult<u64>;
 
     // recordings
-    /// Raises the broadcast's home fence to `token`; false if a newer token was claimed already.
-    async fn claim_home(&self, broadcast_id: Uuid, token: i64) -> StoreResult<bool>;
+    /// Raises the broadcast's home fence to `token` for a home of `kind`; false if a newer token was claimed
+    /// already.
+    async fn claim_home(&self, broadcast_id: Uuid, token: i64, kind: HomeKind) -> StoreResult<bool>;
+    /// What the broadcast's home last claimed runs (`None`: no such broadcast).
+    async fn home_kind(&self, broadcast_id: Uuid) -> StoreResult<Option<HomeKind>>;
     /// A new recording row, written only under a `fence` token at least as new as the broadcast's home
     /// fence ([`StoreError::Fenced`] otherwise); `node` writes its file.
     async fn create_recording(
@@ -722,10 +743,21 @@ macro_rules! impl_store {
                     .rows_affected())
             }
 
-            async fn claim_home(&self, broadcast_id: Uuid, token: i64) -> StoreResult<bool> {
-                Ok(sqlx::query("UPDATE broadcasts SET home_fence = $2 WHERE id = $1 AND home_fence <= $2")
+            async fn home_kind(&self, broadcast_id: Uuid) -> StoreResult<Option<HomeKind>> {
+                let kind: Option<String> = sqlx::query_scalar("SELECT home_kind FROM broadcasts WHERE id = $1")
+                    .bind(broadcast_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(kind.map(|k| if k == HomeKind::Relay.as_str() { HomeKind::Relay } else { HomeKind::Program }))
+            }
+
+            async fn claim_home(&self, broadcast_id: Uuid, token: i64, kind: HomeKind) -> StoreResult<bool> {
+                Ok(sqlx::query(
+                    "UPDATE broadcasts SET home_fence = $2, home_kind = $3 WHERE id = $1 AND home_fence <= $2",
+                )
                     .bind(broadcast_id)
                     .bind(token)
+                    .bind(kind.as_str())
                     .execute(&self.pool)
                     .await?
                     .rows_affected()
