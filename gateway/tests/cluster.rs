@@ -69,6 +69,22 @@ impl Node {
         Ok(Node { name, child, addr, rtmp, _data: data })
     }
 
+    /// `GET path` with `cookie` (empty for none): the status and the body's bytes, whatever they are.
+    fn get_bytes(&self, path: &str, cookie: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut req = ureq::get(&format!("http://{}{path}", self.addr));
+        if !cookie.is_empty() {
+            req = req.set("Cookie", cookie);
+        }
+        let res = match req.call() {
+            Ok(res) | Err(ureq::Error::Status(_, res)) => res,
+            Err(e) => anyhow::bail!("GET {path}: {e}"),
+        };
+        let status = res.status();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut res.into_reader(), &mut body)?;
+        Ok((status, body))
+    }
+
     fn call(&self, method: &str, path: &str, cookie: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
         let (status, _, json) = request(&self.addr, method, path, cookie, body)?;
         Ok((status, json))
@@ -353,16 +369,7 @@ fn a_show_s_viewers_and_recording_are_served_through_any_node() -> anyhow::Resul
     let rt = runtime()?;
     let show = live_show_on_node_a_with(&rt, "viewers", Setup { watch: true, ..Setup::default() })?;
     let (a, b, id) = (&show.a, &show.b, show.id.as_str());
-    let get = |node: &Node, path: &str| -> anyhow::Result<(u16, Vec<u8>)> {
-        let res = match ureq::get(&format!("http://{}{path}", node.addr)).call() {
-            Ok(res) | Err(ureq::Error::Status(_, res)) => res,
-            Err(e) => anyhow::bail!("GET {path}: {e}"),
-        };
-        let status = res.status();
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut res.into_reader(), &mut body)?;
-        Ok((status, body))
-    };
+    let get = |node: &Node, path: &str| node.get_bytes(path, "");
 
     // HLS through node B, which runs no program: the home's playlist, and its segments byte for byte.
     let playlist = format!("/api/watch/{id}/hls/index.m3u8");
@@ -432,16 +439,7 @@ fn a_show_s_viewers_and_recording_are_served_through_any_node() -> anyhow::Resul
     .context("the part is not final")?;
     let part = recording_parts(b, &show.cookie, id)?.remove(0).0;
     let file = format!("/api/recordings/{part}/file");
-    let download = |node: &Node| -> anyhow::Result<(u16, Vec<u8>)> {
-        let res = match ureq::get(&format!("http://{}{file}", node.addr)).set("Cookie", &show.cookie).call() {
-            Ok(res) | Err(ureq::Error::Status(_, res)) => res,
-            Err(e) => anyhow::bail!("GET {file}: {e}"),
-        };
-        let status = res.status();
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut res.into_reader(), &mut body)?;
-        Ok((status, body))
-    };
+    let download = |node: &Node| node.get_bytes(&file, &show.cookie);
     let (status, through_b) = download(b)?;
     let (_, from_a) = download(a)?;
     ensure!(status == 200 && through_b.len() > 1000 && through_b == from_a, "the part through node B: {status}");
