@@ -49,29 +49,25 @@ fn viewer_stream(path: &str) -> Option<Uuid> {
 /// Middleware: passes a viewer's request on to the show's home node when the show is live on another node.
 pub async fn viewer_streams_to_home(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(broadcast) = viewer_stream(req.uri().path()) else { return next.run(req).await };
-    if state.cfg.redis.url.is_none() || req.headers().contains_key(FORWARDED) {
+    if state.cfg.redis.url.is_none() || streaming(&state, broadcast).await.is_some() {
         return next.run(req).await;
     }
-    if streaming(&state, broadcast).await.is_some() {
-        return next.run(req).await;
-    }
-    let home = match home_address(&state, broadcast).await {
-        Ok(Some(home)) => home,
-        Ok(None) => return next.run(req).await,
+    let home = match state.cluster.directory.home(broadcast).await {
+        Ok(home) => home.map(|(node, _)| node),
         Err(e) => {
             tracing::warn!(%broadcast, "cluster: looking up a show's home: {e}");
-            return next.run(req).await;
+            None
         }
     };
-    match pass_on(&home, req).await {
+    let Some(home) = home else { return next.run(req).await };
+    match to_node(&state, &home, req).await {
         Ok(res) => res,
-        Err(e) => e.into_response(),
+        Err(req) => next.run(req).await,
     }
 }
 
 /// Passes `req` on to node `node` when it is another live node of the cluster and `req` has not been passed on
-/// already; `Ok(req)` back otherwise, for this node to answer. For what lives on one node's disk (a recording
-/// part written to its own folder).
+/// already; `Err(req)` back otherwise, for this node to answer.
 pub async fn to_node(state: &AppState, node: &str, req: Request) -> Result<Response, Request> {
     if state.cfg.redis.url.is_none()
         || node.is_empty()
@@ -93,29 +89,19 @@ pub async fn to_node(state: &AppState, node: &str, req: Request) -> Result<Respo
     }
 }
 
-/// The address of the node other than this one that is `broadcast`'s home now, if any.
-async fn home_address(state: &AppState, broadcast: Uuid) -> Result<Option<String>, crate::cluster::ClusterError> {
-    let directory = &state.cluster.directory;
-    let Some((node, _)) = directory.home(broadcast).await? else { return Ok(None) };
-    if node == state.cluster.node {
-        return Ok(None);
-    }
-    Ok(directory.nodes().await?.into_iter().find(|n| n.id == node).map(|n| n.http))
-}
-
 /// Sends `req` to the node at `base` and returns its answer, its body streamed through.
 async fn pass_on(base: &str, req: Request) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
     let Some(authority) = base.strip_prefix("http://").map(|a| a.trim_end_matches('/')) else {
         return Err(ApiError::Unavailable(format!(
-            "this show is live on another node, whose address ({base}) is not plain http://; \
+            "another node serves this, and its address ({base}) is not plain http://; \
              set that node's cluster.advertise_url to its internal http:// address"
         )));
     };
     let target = format!("http://{authority}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     parts.uri = target
         .parse::<Uri>()
-        .map_err(|e| ApiError::Unavailable(format!("the show's home node has an unusable address {base}: {e}")))?;
+        .map_err(|e| ApiError::Unavailable(format!("the node that serves this has an unusable address {base}: {e}")))?;
     for hop in [header::CONNECTION, header::HOST, header::TRANSFER_ENCODING, header::UPGRADE] {
         parts.headers.remove(hop);
     }
@@ -124,7 +110,7 @@ async fn pass_on(base: &str, req: Request) -> Result<Response, ApiError> {
     let res = CLIENT
         .request(Request::from_parts(parts, body))
         .await
-        .map_err(|e| ApiError::Unavailable(format!("the show's home node ({base}) did not answer: {e}")))?;
+        .map_err(|e| ApiError::Unavailable(format!("the node that serves this ({base}) did not answer: {e}")))?;
     let (mut parts, body) = res.into_parts();
     parts.headers.remove(header::CONNECTION);
     parts.headers.remove(header::TRANSFER_ENCODING);
