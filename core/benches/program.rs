@@ -264,7 +264,26 @@ impl PreviewSink for CountingPreview {
 
 /// One program phase: `inputs` publishers in the room, the first `on_stage` of them on stage (the 2×2 grid shows
 /// the first four), pushing to `servers` while recording to `rec`.
+/// The destinations' own encodes in the profiles phases: the program's (720p, 3000 kb/s), 720p at 1500 kb/s,
+/// and 360p at 800 kb/s; three encodes in all.
+fn profiles() -> Vec<Option<EncoderSettings>> {
+    let at = |width, height, video_kbps| EncoderSettings { width, height, fps: 30, video_kbps, ..Default::default() };
+    vec![None, Some(at(W, H, 1500)), Some(at(640, 360, 800))]
+}
+
 fn run_program(inputs: &[Vec<Vec<u8>>], on_stage: usize, servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
+    run_program_with(inputs, on_stage, servers, &[], secs, rec)
+}
+
+/// As [`run_program`], destination `i` asking for `profiles[i]` (the program's encode when absent).
+fn run_program_with(
+    inputs: &[Vec<Vec<u8>>],
+    on_stage: usize,
+    servers: &[&Nginx],
+    profiles: &[Option<EncoderSettings>],
+    secs: u64,
+    rec: &Path,
+) -> Result<Phase> {
     let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
     let ids: Vec<String> = (0..inputs.len()).map(|i| format!("p{i}")).collect();
     program.set_stage(ids.iter().take(on_stage).map(|id| StageMember { id: id.clone(), name: id.clone() }).collect());
@@ -320,6 +339,7 @@ fn run_program(inputs: &[Vec<Vec<u8>>], on_stage: usize, servers: &[&Nginx], sec
                 id: format!("d{i}"),
                 url: s.rtmp_url(&format!("bench{i}")),
                 ca_file: None,
+                profile: profiles.get(i).cloned().flatten(),
                 constraints: Default::default(),
                 address_policy: backyard_core::egress::AddressPolicy::Any,
             })
@@ -364,8 +384,9 @@ fn run_program(inputs: &[Vec<Vec<u8>>], on_stage: usize, servers: &[&Nginx], sec
     let seen = watcher.join().unwrap_or_default();
     // The player's first seconds (connect, probe, first keyframe) are not steady state.
     let steady: Vec<(Instant, u32)> = seen.into_iter().filter(|(at, _)| *at > start + Duration::from_secs(3)).collect();
+    let encodes = if profiles.iter().any(Option::is_some) { ", 3 encodes" } else { "" };
     Ok(Phase {
-        name: format!("program, {} RTMP + fMP4, {on_stage} of {} on stage", servers.len(), inputs.len()),
+        name: format!("program, {} RTMP + fMP4, {on_stage} of {} on stage{encodes}", servers.len(), inputs.len()),
         cores: STAGES.iter().map(|g| groups.get(g).copied().unwrap_or(0.0)).sum(),
         groups,
         ticks_per_sec: (stats.ticks - stats0.ticks) as f64 / wall.as_secs_f64(),
@@ -387,6 +408,12 @@ fn children_cpu() -> Duration {
 }
 
 fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
+    run_ffmpeg_with(inputs, servers, false, secs, rec)
+}
+
+/// The ffmpeg CLI doing the program's job; with `profiles`, as [`profiles`] says: one filter graph split into
+/// three outputs, two of them scaled or at another bitrate, each its own x264 + AAC encode.
+fn run_ffmpeg_with(inputs: &[PathBuf], servers: &[&Nginx], profiles: bool, secs: u64, rec: &Path) -> Result<Phase> {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-v", "error", "-y"]);
     for i in inputs {
@@ -402,18 +429,35 @@ fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> 
         .map(|(i, s)| format!("[f=flv]{}", s.rtmp_url(&format!("ffmpeg{i}"))))
         .chain(std::iter::once(format!("[f=mp4:movflags=frag_keyframe+empty_moov+default_base_moof]{}", rec.display())))
         .collect();
-    cmd.args(["-filter_complex", filter, "-map", "[v]", "-map", "4:a"])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-b:v", "3000k", "-maxrate", "3000k"])
-        .args(["-bufsize", "3000k", "-g", "60", "-c:a", "aac", "-b:a", "128k", "-t", &secs.to_string()])
-        .args(["-flags", "+global_header", "-f", "tee", &tee.join("|")])
-        .stdin(Stdio::null());
+    let encode = |cmd: &mut Command, video: &str, kbps: u32| {
+        let rate = format!("{kbps}k");
+        cmd.args(["-map", video, "-map", "4:a"])
+            .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-b:v", &rate, "-maxrate", &rate])
+            .args(["-bufsize", &rate, "-g", "60", "-c:a", "aac", "-b:a", "128k", "-t", &secs.to_string()])
+            .args(["-flags", "+global_header"]);
+    };
+    if profiles && servers.len() == 3 {
+        let split = format!("{filter};[v]split=3[v0][v1][v2x];[v2x]scale=640:360[v2]");
+        cmd.args(["-filter_complex", &split]);
+        encode(&mut cmd, "[v0]", 3000);
+        cmd.args(["-f", "tee", &[tee[0].clone(), tee[3].clone()].join("|")]);
+        encode(&mut cmd, "[v1]", 1500);
+        cmd.args(["-f", "flv"]).arg(servers[1].rtmp_url("ffmpeg1"));
+        encode(&mut cmd, "[v2]", 800);
+        cmd.args(["-f", "flv"]).arg(servers[2].rtmp_url("ffmpeg2"));
+    } else {
+        cmd.args(["-filter_complex", filter]);
+        encode(&mut cmd, "[v]", 3000);
+        cmd.args(["-f", "tee", &tee.join("|")]);
+    }
+    cmd.stdin(Stdio::null());
     let cpu0 = children_cpu();
     let start = Instant::now();
     let status = cmd.status().context("run ffmpeg")?;
     ensure!(status.success(), "ffmpeg CLI failed");
     let cores = children_cpu().saturating_sub(cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
     Ok(Phase {
-        name: format!("ffmpeg CLI, {} RTMP + fMP4", servers.len()),
+        name: format!("ffmpeg CLI, {} RTMP + fMP4{}", servers.len(), if profiles { ", 3 encodes" } else { "" }),
         stats: None,
         cores,
         groups: BTreeMap::new(),
@@ -472,6 +516,9 @@ fn main() -> Result<()> {
     let ratio = (three.cores + three_again.cores) / (cli.cores + cli_again.cores);
     // Six people in the room, four on stage: the two backstage are not decoded. Against it, the same room with
     // all six on stage (decoded, the grid still showing four): what decoding everyone in the room used to cost.
+    // Three destinations asking for three different encodes, against the CLI doing the same.
+    let profiled = run_program_with(&inputs, 4, &all, &profiles(), secs, &dir.path().join("pp.mp4"))?;
+    let cli_profiled = run_ffmpeg_with(&paths, &all, true, secs, &dir.path().join("ffmpeg-p.mp4"))?;
     let six: Vec<Vec<Vec<u8>>> = (0..6).map(|i| inputs[i % inputs.len()].clone()).collect();
     let six_all = run_program(&six, 6, &all[..1], secs, &dir.path().join("p6a.mp4"))?;
     let six_four = run_program(&six, 4, &all[..1], secs, &dir.path().join("p6f.mp4"))?;
@@ -479,7 +526,7 @@ fn main() -> Result<()> {
     let layout_us = layout_call_us();
     println!();
     println!("{:<52} {:>8} {:>10}", "phase (720p30, 4×VP8 720p in)", "cores", "ticks/s");
-    for p in [&one, &three, &cli, &three_again, &cli_again, &six_all, &six_four] {
+    for p in [&one, &three, &cli, &three_again, &cli_again, &profiled, &cli_profiled, &six_all, &six_four] {
         println!("{:<52} {:>8.3} {:>10.1}", p.name, p.cores, p.ticks_per_sec);
     }
     let decode = |p: &Phase| p.groups.get("decode").copied().unwrap_or(0.0);
@@ -514,6 +561,14 @@ fn main() -> Result<()> {
         "program / ffmpeg CLI: {ratio:.2}× over both pairs (first pair {:.2}×, second {:.2}×; goal ≤ 0.85×)",
         three.cores / cli.cores,
         three_again.cores / cli_again.cores
+    );
+    let shared = (three.cores + three_again.cores) / 2.0;
+    println!(
+        "three destinations on three encodes (720p 3000, 720p 1500, 360p 800 kb/s): {:.3} cores, {:.2}× the CLI doing the same; {:.3} cores more than the three sharing one encode ({:.1} % of a core per extra encode)",
+        profiled.cores,
+        profiled.cores / cli_profiled.cores,
+        profiled.cores - shared,
+        (profiled.cores - shared) * 50.0
     );
     if let Some(st) = &three.stats {
         println!();
@@ -562,6 +617,8 @@ fn main() -> Result<()> {
         "extra_destination_cores": per_destination,
         "extra_destination_sender_cores": per_sender,
         "ratio_to_ffmpeg_cli": ratio,
+        "three_encodes": {"program_cores": profiled.cores, "ffmpeg_cli_cores": cli_profiled.cores,
+            "encodes": profiled.stats.as_ref().map(|s| s.encodes.len()), "extra_encode_cores": (profiled.cores - shared) / 2.0},
         "six_in_room_four_on_stage": {"program_cores": six_four.cores, "decode_cores": decode(&six_four),
             "decoding": six_four.stats.as_ref().map(|s| s.decoding.clone())},
         "six_in_room_six_decoded": {"program_cores": six_all.cores, "decode_cores": decode(&six_all)},

@@ -60,6 +60,7 @@ fn main() -> Result<()> {
                 id: "nginx".into(),
                 url: nginx.rtmp_url("sync"),
                 ca_file: None,
+                profile: None,
                 constraints: Default::default(),
                 address_policy: backyard_core::egress::AddressPolicy::Any,
             }],

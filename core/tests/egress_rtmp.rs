@@ -44,6 +44,7 @@ fn destination(id: &str, url: String) -> DestinationConfig {
         id: id.into(),
         url,
         ca_file: None,
+        profile: None,
         constraints: Default::default(),
         address_policy: AddressPolicy::Any,
     }
@@ -120,6 +121,93 @@ fn publishes_h264_aac_to_rtmp_and_verified_rtmps_and_records_once() -> Result<()
         ensure!(s.state == OutputState::Stopped, "{s:?}");
         ensure!(!s.target.contains("key-plain-456") && !s.target.contains("key-secure-123"), "key leaked: {s:?}");
     }
+    Ok(())
+}
+
+/// A destination with its own encode settings.
+fn with_profile(id: &str, url: String, width: u32, height: u32, fps: u32, video_kbps: u32) -> DestinationConfig {
+    let profile = EncoderSettings { width, height, fps, video_kbps, audio_kbps: 96, ..Default::default() };
+    DestinationConfig { profile: Some(profile), ..destination(id, url) }
+}
+
+#[test]
+fn each_distinct_profile_is_encoded_once_and_destinations_asking_the_same_share_it() -> Result<()> {
+    let _serial = common::serial();
+    let nginx = Nginx::start(NginxOptions::default())?;
+    let out = TempDir::new("profiles")?;
+    let recording = out.path().join("program.mp4");
+    let main = EncoderSettings { width: 1280, height: 720, fps: 30, video_kbps: 2500, ..Default::default() };
+    let config = EgressConfig {
+        encoder: main.clone(),
+        destinations: vec![
+            destination("program", nginx.rtmp_url("key-program")),
+            // Asking for exactly the program's settings is the program's encode.
+            DestinationConfig { profile: Some(main.clone()), ..destination("same", nginx.rtmp_url("key-same")) },
+            with_profile("small", nginx.rtmp_url("key-small"), 640, 360, 15, 500),
+            with_profile("lean", nginx.rtmp_url("key-lean"), 1280, 720, 30, 1000),
+        ],
+        recording: Some(recording.clone()),
+        ..Default::default()
+    };
+    let statuses = StatusLog::default();
+    let egress = Egress::start(config, statuses.sink())?;
+    let control = egress.control();
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeding = feed(egress, stop.clone());
+    let outputs = |e: &backyard_core::egress::EncodeInfo| e.outputs.clone();
+    let encodes = control.encodes();
+    ensure!(encodes.len() == 3, "three encodes for three distinct settings: {encodes:?}");
+    ensure!(outputs(&encodes[0]) == ["recording", "program", "same"], "the program's encode: {:?}", encodes[0]);
+    std::thread::sleep(Duration::from_secs(3));
+    // While live: one more on an encode that exists, one on settings nobody had, and one leaving its encode.
+    control.add_destination(&with_profile("late-small", nginx.rtmp_url("key-late-small"), 640, 360, 15, 500))?;
+    control.add_destination(&with_profile("late-480", nginx.rtmp_url("key-late-480"), 854, 480, 30, 800))?;
+    let encodes = control.encodes();
+    ensure!(encodes.len() == 4, "a new encode only for new settings: {encodes:?}");
+    ensure!(outputs(&encodes[1]) == ["small", "late-small"], "joined the same encode: {encodes:?}");
+    control.remove_destination("lean")?;
+    ensure!(control.encodes().len() == 3, "an encode feeding nothing stops: {:?}", control.encodes());
+    std::thread::sleep(Duration::from_secs(6));
+    stop.store(true, Ordering::Release);
+    let (egress, _) = feeding.join().expect("feeder thread");
+    let report = egress.stop();
+    for s in &report.outputs {
+        ensure!(s.state == OutputState::Stopped, "{s:?}");
+    }
+
+    // (key, size, fps, video kb/s asked for)
+    let expected = [
+        ("key-program", (1280, 720), 30.0, 2500.0),
+        ("key-same", (1280, 720), 30.0, 2500.0),
+        ("key-small", (640, 360), 15.0, 500.0),
+        ("key-lean", (1280, 720), 30.0, 1000.0),
+        ("key-late-small", (640, 360), 15.0, 500.0),
+        ("key-late-480", (854, 480), 30.0, 800.0),
+    ];
+    for (key, size, fps, kbps) in expected {
+        let files = nginx.recordings_of(key);
+        ensure!(files.len() == 1, "{key}: one publish, got {files:?}");
+        let p = probe(&files[0])?;
+        println!(
+            "{key}: {}x{} {:.1} fps {:.0} kb/s of video ({} frames)",
+            p.width,
+            p.height,
+            p.fps(),
+            p.video_kbps(),
+            p.video_times.len()
+        );
+        ensure!(p.video_codec == "h264" && p.audio_codec == "aac", "{key}: {p:?}");
+        ensure!((p.width, p.height) == size, "{key}: {}x{}, not {size:?}", p.width, p.height);
+        ensure!((p.fps() - fps).abs() < 1.5, "{key}: {:.1} fps, not {fps}", p.fps());
+        // x264's rate control is CBR-like over a second-long buffer: well within ±35 % over a few seconds.
+        ensure!((p.video_kbps() / kbps - 1.0).abs() < 0.35, "{key}: {:.0} kb/s, not about {kbps}", p.video_kbps());
+        ensure!(p.max_video_gap() < 0.15, "{key}: gap {}", p.max_video_gap());
+        // An encode started mid-show stamps audio and video on one timeline.
+        let (v0, a0) = (p.video_times[0], p.audio_times.first().copied().unwrap_or(f64::MAX));
+        ensure!((v0 - a0).abs() < 0.1, "{key}: video starts at {v0}, audio at {a0}");
+    }
+    let p = probe(&recording)?;
+    ensure!((p.width, p.height) == (1280, 720), "the recording takes the program's encode: {p:?}");
     Ok(())
 }
 

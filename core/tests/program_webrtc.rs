@@ -191,6 +191,7 @@ async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<
         id: "secure".into(),
         url: tls.rtmps_url("key-secure-123"),
         ca_file: Some(ca.ca_pem.clone()),
+        profile: None,
         constraints: Default::default(),
         address_policy: backyard_core::egress::AddressPolicy::Any,
     };
@@ -205,6 +206,7 @@ async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<
                     id: "plain".into(),
                     url: plain.rtmp_url("key-plain-123"),
                     ca_file: None,
+                    profile: None,
                     constraints: Default::default(),
                     address_policy: backyard_core::egress::AddressPolicy::Any,
                 },

@@ -3,6 +3,8 @@
 // is H.264 + AAC and shows both participants' camera patterns; the destination panel says "Live"; the program
 // preview in the studio shows the composed picture; End stops it. Then the host finds the recording from the
 // broadcasts list, plays it in the page, downloads it and deletes it. Neither page logged a console error.
+// A second destination asks for its own quality (360p, from the destination form): nginx receives that stream
+// at 640×360 beside the full-size one; a Twitch profile over Twitch's bitrate is refused in the form.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
 import assert from 'node:assert/strict';
@@ -18,6 +20,7 @@ const PEOPLE = {
 // The program scales and re-encodes (VP8 → decode → x264), so allow a little more than the SFU test.
 const TOLERANCE = 32;
 const STREAM_KEY = 'e2e-program';
+const SMALL_KEY = 'e2e-program-small';
 
 /** Both halves of `who`'s clip are in the frame, each covering a visible area, left half left of right half. */
 function assertPattern(frame, who, where) {
@@ -67,9 +70,52 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
     await eventually('both on stage in the guest’s view', async () => (await p.guest.page.locator('.participant-card[data-on-stage=true]').count()) === 2, 15000);
   });
 
+  it('a destination can ask for its own quality; the platform’s limits are said in the form', async () => {
+    const page = p.host.page;
+    await page.click('[data-tab=broadcast]');
+    // Twitch takes at most 6000 kb/s of video: the form shows the server's refusal and creates nothing.
+    await page.click('[data-action=add-destination]');
+    await page.selectOption('.dest-form select[name=platform]', 'twitch');
+    await page.fill('.dest-form input[name=streamKey]', 'live_123456789_AbCdEfGhIjKlMnOpQrStUvWxYz0123');
+    await page.selectOption('.dest-form select[name=resolution]', '1080p');
+    assert.equal(await page.inputValue('.dest-form input[name=videoKbps]'), '6000', 'a size suggests its usual bitrate');
+    await page.selectOption('.dest-form select[name=resolution]', '720p');
+    await page.fill('.dest-form input[name=videoKbps]', '12000');
+    await page.click('.dest-form button[type=submit]');
+    const error = page.locator('.dest-form .form-error');
+    await eventually('the form says what Twitch accepts', async () => /Twitch accepts at most 6000 kb\/s/.test(await error.textContent()), 15000);
+    await screenshot(page, 'program-00-twitch-bitrate-refused');
+    await page.click('.dest-form button.ghost');
+    assert.equal(await page.locator('.dest-item').count(), 0, 'nothing was created');
+
+    // A custom RTMP server at 360p: the row says what it is sent.
+    await page.click('[data-action=add-destination]');
+    await page.selectOption('.dest-form select[name=platform]', 'rtmp');
+    await page.fill('.dest-form input[name=name]', 'Small nginx');
+    await page.fill('.dest-form input[name=rtmpUrl]', nginx.url);
+    await page.fill('.dest-form input[name=streamKey]', SMALL_KEY);
+    await page.selectOption('.dest-form select[name=resolution]', '360p');
+    await page.selectOption('.dest-form select[name=fps]', '15');
+    await page.click('.dest-form button[type=submit]');
+    const small = page.locator('.dest-item', { hasText: 'Small nginx' });
+    await small.waitFor();
+    assert.equal(await small.locator('[data-role=dest-encode]').textContent(), '640×360 · 15 fps · 700 kb/s');
+
+    // The quality editor opens on the row with what is set, and saves a change.
+    await small.locator('[data-action=destination-quality]').click();
+    const editor = page.locator('.quality-form');
+    assert.equal(await editor.locator('select[name=resolution]').inputValue(), '360p');
+    await editor.locator('input[name=videoKbps]').fill('600');
+    await screenshot(page, 'program-00-quality-editor');
+    await editor.locator('button[type=submit]').click();
+    await editor.waitFor({ state: 'detached' });
+    assert.equal(await small.locator('[data-role=dest-encode]').textContent(), '640×360 · 15 fps · 600 kb/s');
+  });
+
   it('host adds a custom RTMP destination and goes live; nginx receives both patterns', async () => {
     const page = p.host.page;
     const dest = await addRtmpDestination(page, { name: 'Local nginx', url: nginx.url, key: STREAM_KEY });
+    assert.match(await dest.locator('[data-role=dest-encode]').textContent(), /^Program's quality · 1280×720 · 30 fps/);
 
     await page.click('[data-action=go-live]');
     await eventually('the broadcast shows live', async () => (await page.getAttribute('.status-pill', 'data-status')) === 'live', 15000);
@@ -86,6 +132,16 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
     assert.deepEqual(kinds, { video: 'h264', audio: 'aac' });
     assertPattern(frame, PEOPLE.host, 'RTMP output');
     assertPattern(frame, PEOPLE.guest, 'RTMP output');
+    // The 360p destination gets its own encode of the same program.
+    const small = await eventually('a frame from the 360p destination', async () => {
+      const f = await grabFrame(`${nginx.url}/${SMALL_KEY}`);
+      return f.streams.some((x) => x.codec_type === 'video') && findColour(f, rgb(PEOPLE.guest.left), TOLERANCE) ? f : false;
+    }, 60000, 1000);
+    const video = small.streams.find((x) => x.codec_type === 'video');
+    assert.deepEqual([video.width, video.height], [640, 360], 'the 360p destination receives 640×360');
+    assertPattern(small, PEOPLE.host, '360p output');
+    const fullSize = frame.streams.find((x) => x.codec_type === 'video');
+    assert.deepEqual([fullSize.width, fullSize.height], [1280, 720], 'the other destination gets the program’s size');
     await screenshot(page, 'program-01-host-live');
   });
 
@@ -150,7 +206,13 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
   });
 
   it('a normal session logs no console errors, for the host or the guest', () => {
-    for (const x of [p.host, p.guest]) {
+    // Chromium logs every 4xx answer; the one Twitch refusal above was asked for, and is the only one allowed.
+    const refusal = '[error] Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)';
+    const hostLogs = [...p.host.logs];
+    const asked = hostLogs.indexOf(refusal);
+    assert.ok(asked >= 0, 'the Twitch refusal was answered 422');
+    hostLogs.splice(asked, 1);
+    for (const x of [{ ...p.host, logs: hostLogs }, p.guest]) {
       const errors = x.logs.filter((l) => l.startsWith('[error]') || l.startsWith('[pageerror]'));
       assert.deepEqual(errors, [], `${x.name}'s console (failed requests: ${x.logs.filter((l) => l.startsWith('[http')).join('; ') || 'none'})`);
     }

@@ -13,7 +13,8 @@ both_backends!(
     installed_plugins_are_listed_with_kind_version_and_status,
     destinations_are_checked_by_their_platform_adapter,
     custom_rtmp_refuses_every_spelling_of_a_private_address,
-    destination_tests_are_limited_per_account_and_at_once
+    destination_tests_are_limited_per_account_and_at_once,
+    a_destination_s_profile_is_held_to_its_platform_s_limits_and_the_program_s
 );
 
 async fn installed_plugins_are_listed_with_kind_version_and_status(b: Backend) {
@@ -89,6 +90,65 @@ async fn destinations_are_checked_by_their_platform_adapter(b: Backend) {
     // Custom RTMP refuses other schemes.
     let r = create(json!({"platform": "rtmp", "rtmpUrl": "http://example.com/live", "streamKey": "k-123456"})).await;
     assert_eq!(r.body["error"]["field"], "rtmpUrl", "{}", r.body);
+}
+
+/// A destination's own encode is checked when it is written: against what the platform accepts (Twitch: at
+/// most 6000 kb/s, a keyframe every 2 s) and what this server's program makes (nothing larger than its canvas),
+/// each refusal a 422 naming the field. Fields left out take the program's.
+async fn a_destination_s_profile_is_held_to_its_platform_s_limits_and_the_program_s(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("h@example.com").await;
+    let id = t.broadcast(&host, "x").await;
+    let path = format!("/api/broadcasts/{id}/destinations");
+    let key = "live_123456789_AbCdEfGhIjKlMnOpQrStUvWxYz0123";
+    let twitch = |profile: serde_json::Value| json!({"platform": "twitch", "streamKey": key, "profile": profile});
+    for (profile, field, says) in [
+        (json!({"videoKbps": 12000}), "profile.videoKbps", "Twitch accepts at most 6000 kb/s"),
+        (json!({"keyframeIntervalS": 4}), "profile.keyframeIntervalS", "every 2 s"),
+        (json!({"width": 1920, "height": 1080}), "profile.width", "the program's 1280x720"),
+        (json!({"width": 640}), "profile.height", "required with width"),
+        (json!({"width": 641, "height": 360}), "profile.width", "even"),
+        (json!({"fps": 60}), "profile.fps", "the program's 30 fps"),
+        (json!({"audioKbps": 320}), "profile.audioKbps", "at most 160 kb/s"),
+        (json!({"h264Profile": "extreme"}), "profile.h264Profile", "baseline, main, high"),
+    ] {
+        let r = t.post(&path).cookies(&host).json(twitch(profile.clone())).send().await;
+        r.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.body["error"]["field"], field, "{profile}: {}", r.body);
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{profile}: {message}");
+    }
+    let r = t.post(&path).cookies(&host).json(twitch(json!({"videoKbps": 12000, "bogus": 1}))).send().await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+
+    let profile = json!({"width": 1280, "height": 720, "fps": 30, "videoKbps": 4500, "keyframeIntervalS": 2.0, "h264Profile": "main"});
+    let ok = t.post(&path).cookies(&host).json(twitch(profile.clone())).send().await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+    assert_eq!(ok.body["profile"], profile, "{}", ok.body);
+    assert_eq!(
+        (ok.body["encode"]["videoKbps"].clone(), ok.body["encode"]["h264Profile"].clone()),
+        (json!(4500), json!("main"))
+    );
+    let dest = ok.body["id"].as_str().unwrap().to_owned();
+    let patch = |body: serde_json::Value| {
+        let (t, host, path, dest) = (&t, &host, &path, &dest);
+        async move { t.req(axum::http::Method::PATCH, &format!("{path}/{dest}")).cookies(host).json(body).send().await }
+    };
+    let r = patch(json!({"profile": {"videoKbps": 9000}})).await;
+    assert_eq!(r.body["error"]["field"], "profile.videoKbps", "a patch is checked the same way: {}", r.body);
+    let r = patch(json!({"profile": {"videoKbps": 2500}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["profile"], json!({"videoKbps": 2500}));
+    assert_eq!((r.body["encode"]["width"].clone(), r.body["encode"]["videoKbps"].clone()), (json!(1280), json!(2500)));
+    // Other changes keep the profile; `null` gives the program's encode back.
+    let r = patch(json!({"name": "Main channel"})).await;
+    assert_eq!(r.body["profile"], json!({"videoKbps": 2500}), "{}", r.body);
+    let r = patch(json!({"profile": null})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.get("profile").is_none(), "{}", r.body);
+    assert_eq!(r.body["encode"]["videoKbps"], 3000, "the program's: {}", r.body);
+    let listed = t.get(&path).cookies(&host).send().await;
+    assert_eq!(listed.body[0]["encode"]["fps"], 30, "{}", listed.body);
 }
 
 /// Users cannot aim the server at its own network through a custom RTMP destination, however they spell

@@ -137,6 +137,75 @@ async fn go_live_pushes_to_nginx_records_and_ends_cleanly() -> anyhow::Result<()
     Ok(())
 }
 
+/// Destinations asking for their own encode get it: each receives its own size, frame rate and bitrate, the
+/// program's `program-status` lists one encode per distinct setting, and the recording keeps the program's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_destination_goes_out_with_its_own_profile_and_equal_ones_share_an_encode() -> anyhow::Result<()> {
+    let nginx = media::Nginx::start(media::NginxOptions::default())?;
+    let t = TestApp::new(Backend::Sqlite).await;
+    let host = t.user("profiles@example.com").await;
+    let id = t.broadcast(&host, "Profiles").await;
+    let bid: uuid::Uuid = id.parse()?;
+    let server = format!("rtmp://127.0.0.1:{}/live", nginx.rtmp_port);
+    // (name, key, profile, expected size, fps, video kb/s)
+    let wanted = [
+        ("Program", "key-program", json!(null), (1280, 720), 30.0, 3000.0),
+        ("Also program", "key-also", json!({"videoKbps": 3000}), (1280, 720), 30.0, 3000.0),
+        ("Lean", "key-lean", json!({"videoKbps": 1200}), (1280, 720), 30.0, 1200.0),
+        (
+            "Small",
+            "key-small",
+            json!({"width": 640, "height": 360, "fps": 15, "videoKbps": 600}),
+            (640, 360),
+            15.0,
+            600.0,
+        ),
+    ];
+    for (name, key, profile, ..) in &wanted {
+        let mut body = json!({"platform": "rtmp", "name": name, "rtmpUrl": server, "streamKey": key});
+        if !profile.is_null() {
+            body["profile"] = profile.clone();
+        }
+        let r = t.post(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).json(body).send().await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+
+    let mut room = t.state.bus.subscribe(&topic::broadcast(bid));
+    let started = t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    let encodes = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let ev = room.recv().await.expect("room events");
+            if ev.event == "program-status" && ev.data["stats"]["encodes"].as_array().is_some_and(|e| !e.is_empty()) {
+                return ev.data["stats"]["encodes"].clone();
+            }
+        }
+    })
+    .await
+    .expect("program-status lists the encodes within 20 s");
+    let encodes = encodes.as_array().expect("an array");
+    assert_eq!(encodes.len(), 3, "three distinct settings, three encodes: {encodes:?}");
+    assert_eq!(encodes[0]["outputs"].as_array().map(Vec::len), Some(3), "recording + two destinations: {encodes:?}");
+    assert_eq!(encodes[2]["settings"]["width"], 640, "{encodes:?}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
+
+    for (name, key, _, size, fps, kbps) in wanted {
+        let files = nginx.recordings_of(key);
+        assert_eq!(files.len(), 1, "{name}: one publish: {files:?}");
+        let p = media::probe(&files[0])?;
+        println!("{name}: {}x{} {:.1} fps {:.0} kb/s", p.width, p.height, p.fps(), p.video_kbps());
+        assert_eq!((p.width, p.height), size, "{name}");
+        assert!((p.fps() - fps).abs() < 3.0, "{name}: {} fps", p.fps());
+        // The program's own picture is mostly still: x264 may spend less than the target, never much more.
+        assert!(p.video_kbps() < kbps * 1.35, "{name}: {:.0} kb/s for a {kbps} kb/s profile", p.video_kbps());
+    }
+    let recs = t.get("/api/recordings").cookies(&host).send().await;
+    assert_eq!(recs.body["items"][0]["status"], "ready", "{}", recs.body);
+    Ok(())
+}
+
 /// A server killed while live: on the next start the broadcast is ended and the recording (fragmented MP4,
 /// cut off mid-write) is finalised from its file with its real duration.
 #[tokio::test]

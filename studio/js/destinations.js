@@ -37,6 +37,66 @@ function kbps(v) {
   return Number.isFinite(v) ? v * 1000 : undefined;
 }
 
+/** Sizes offered for a destination's own encode (the program's canvas is scaled into them), with the video
+ * bitrate each is usually streamed at. */
+const SIZES = [
+  { id: '1080p', width: 1920, height: 1080, kbps: 6000 },
+  { id: '720p', width: 1280, height: 720, kbps: 3000 },
+  { id: '480p', width: 854, height: 480, kbps: 1200 },
+  { id: '360p', width: 640, height: 360, kbps: 700 },
+];
+
+/** "1280×720 · 30 fps · 3000 kb/s" for a destination's `encode`. */
+export function formatEncode(e) {
+  if (!e) return '';
+  return [e.width && e.height ? `${e.width}×${e.height}` : null, e.fps ? `${e.fps} fps` : null, e.videoKbps ? `${e.videoKbps} kb/s` : null]
+    .filter(Boolean)
+    .join(' · ');
+}
+
+/**
+ * The controls of a destination's own encode: resolution, frame rate, video bitrate, each "the program's" when
+ * left alone. `read()` gives the profile the API takes (only the fields chosen), or null for the program's.
+ */
+export function qualityFields(profile = null) {
+  const size = h(
+    'select',
+    { name: 'resolution' },
+    h('option', { value: '' }, 'Same as the program'),
+    SIZES.map((s) => h('option', { value: s.id }, `${s.id} (${s.width}×${s.height})`)),
+  );
+  const fps = h('select', { name: 'fps' }, h('option', { value: '' }, "Program's"), [30, 25, 24, 15].map((f) => h('option', { value: String(f) }, `${f} fps`)));
+  const kbps = h('input', { name: 'videoKbps', type: 'number', min: 100, max: 50000, step: 100, placeholder: "Program's", inputMode: 'numeric' });
+  const picked = SIZES.find((s) => s.width === profile?.width && s.height === profile?.height);
+  size.value = picked?.id ?? '';
+  fps.value = profile?.fps ? String(profile.fps) : '';
+  kbps.value = profile?.videoKbps ? String(profile.videoKbps) : '';
+  // A new size suggests its usual bitrate, unless the host typed one of their own.
+  let suggested = picked && profile?.videoKbps === picked.kbps ? kbps.value : '';
+  size.onchange = () => {
+    const s = SIZES.find((x) => x.id === size.value);
+    if (kbps.value === '' || kbps.value === suggested) {
+      suggested = s ? String(s.kbps) : '';
+      kbps.value = suggested;
+    }
+  };
+  const el = h(
+    'fieldset.quality-fields',
+    h('legend', 'Quality'),
+    h('div.field', labelFor(size, 'Resolution'), size),
+    h('div.quality-row', h('div.field', labelFor(fps, 'Frame rate'), fps), h('div.field', labelFor(kbps, 'Video bitrate (kb/s)'), kbps)),
+  );
+  const read = () => {
+    const out = {};
+    const s = SIZES.find((x) => x.id === size.value);
+    if (s) Object.assign(out, { width: s.width, height: s.height });
+    if (fps.value) out.fps = Number(fps.value);
+    if (kbps.value.trim()) out.videoKbps = Number(kbps.value);
+    return Object.keys(out).length ? out : null;
+  };
+  return { el, read };
+}
+
 function formatBitrate(bps) {
   if (!Number.isFinite(bps) || bps <= 0) return null;
   return bps >= 1e6 ? `${(bps / 1e6).toFixed(1)} Mb/s` : `${Math.round(bps / 1e3)} kb/s`;
@@ -214,7 +274,54 @@ export class BroadcastPanel {
       mount(this.list, h('div.dest-empty', 'No destinations yet. Going live with none records only.'));
       return;
     }
-    mount(this.list, [...this.items.values()].map(({ dest }) => this.renderItem(dest, this.outputs.destinations[dest.id] ?? null)));
+    mount(
+      this.list,
+      [...this.items.values()].map(({ dest }) => [
+        this.renderItem(dest, this.outputs.destinations[dest.id] ?? null),
+        // The same element while it is open, so a status update does not lose what the host is typing.
+        this.editor?.id === dest.id ? this.editor.el : null,
+      ]),
+    );
+  }
+
+  /** Opens (or closes) the quality editor under a destination: its own encode, or the program's. */
+  editQuality(dest) {
+    if (this.editor?.id === dest.id) {
+      this.editor = null;
+      this.renderList();
+      return;
+    }
+    const fields = qualityFields(dest.profile ?? null);
+    const error = h('div.form-error', { role: 'alert' });
+    const close = () => {
+      this.editor = null;
+      this.renderList();
+    };
+    const el = h(
+      'form.dest-form.quality-form',
+      {
+        dataset: { destinationId: dest.id },
+        onsubmit: async (e) => {
+          e.preventDefault();
+          error.textContent = '';
+          try {
+            const updated = await api.updateDestination(this.broadcastId, dest.id, { profile: fields.read() });
+            this.items.set(dest.id, { dest: updated });
+            close();
+            if (this.outputs.destinations[dest.id]?.state === 'live') toast('The new quality applies the next time you go live.');
+          } catch (err) {
+            error.textContent = err.message;
+          }
+        },
+      },
+      h('div.field-hint', `${dest.name || PLATFORMS[dest.platform]?.label || dest.platform}: what this destination is sent. Destinations with the same quality share one encode.`),
+      fields.el,
+      error,
+      h('div.form-row', h('button.ghost', { type: 'button', onclick: close }, 'Cancel'), h('button.primary', { type: 'submit' }, 'Save quality')),
+    );
+    this.editor = { id: dest.id, el };
+    this.renderList();
+    el.querySelector('select').focus();
   }
 
   renderItem(dest, status) {
@@ -256,11 +363,13 @@ export class BroadcastPanel {
           h('span.dest-status-text', STATUS_LABEL[state] ?? state),
         ),
         stats.length ? h('div.dest-stats', stats.join(' · ')) : null,
+        h('div.dest-encode', { dataset: { role: 'dest-encode' } }, dest.profile ? formatEncode(dest.encode) : `Program's quality · ${formatEncode(dest.encode)}`),
         status?.reason ? h('div.dest-error', status.reason) : null,
       ),
       h(
         'div.dest-actions',
         h('label.switch', toggle, h('span.slider')),
+        h('button.icon-btn', { type: 'button', title: 'Quality', dataset: { action: 'destination-quality' }, onclick: () => this.editQuality(dest) }, icon(ICONS.settings)),
         h('button.icon-btn', { type: 'button', title: 'Test connection', onclick: () => this.test(dest) }, icon(ICONS.broadcast)),
         h('button.icon-btn', { type: 'button', title: 'Remove', onclick: () => this.remove(dest) }, icon(ICONS.trash)),
       ),
@@ -309,13 +418,23 @@ export class BroadcastPanel {
     const key = h('input', { name: 'streamKey', type: 'password', placeholder: 'Stream key', autocomplete: 'off' });
     const hint = h('div.field-hint');
     const error = h('div.form-error', { role: 'alert' });
+    let quality = qualityFields();
+    const qualityHolder = h('div', quality.el);
     const sync = () => {
       urlField.hidden = platform.value !== 'rtmp';
       hint.textContent = PLATFORMS[platform.value].keyHint;
     };
     platform.onchange = sync;
     sync();
-    return h(
+    // Back to an empty form (after saving, or cancelling what was typed).
+    const clear = () => {
+      form.reset();
+      error.textContent = '';
+      quality = qualityFields();
+      mount(qualityHolder, quality.el);
+      sync();
+    };
+    const form = h(
       'form.dest-form',
       {
         onsubmit: async (e) => {
@@ -323,12 +442,13 @@ export class BroadcastPanel {
           error.textContent = '';
           const body = { platform: platform.value, name: name.value.trim() || PLATFORMS[platform.value].label, streamKey: key.value.trim(), enabled: true };
           if (platform.value === 'rtmp') body.rtmpUrl = url.value.trim();
+          const profile = quality.read();
+          if (profile) body.profile = profile;
           try {
             const dest = await api.addDestination(this.broadcastId, body);
             this.items.set(dest.id, { dest });
             this.renderList();
-            e.target.reset();
-            sync();
+            clear();
             this.toggleForm(false);
           } catch (err) {
             error.textContent = err.message;
@@ -339,12 +459,24 @@ export class BroadcastPanel {
       h('div.field', labelFor(name, 'Name'), name),
       urlField,
       h('div.field', labelFor(key, 'Stream key'), key, hint),
+      qualityHolder,
       error,
       h(
         'div.form-row',
-        h('button.ghost', { type: 'button', onclick: () => this.toggleForm(false) }, 'Cancel'),
+        h(
+          'button.ghost',
+          {
+            type: 'button',
+            onclick: () => {
+              clear();
+              this.toggleForm(false);
+            },
+          },
+          'Cancel',
+        ),
         h('button.primary', { type: 'submit' }, 'Save destination'),
       ),
     );
+    return form;
   }
 }

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use super::decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 use super::preview::{PreviewEncoder, PreviewPacket, PreviewSettings, PreviewSink};
-use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember, blit};
+use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember};
 use crate::egress::{Egress, EgressConfig, EgressControl, EgressError, EgressReport, EncoderSettings, StatusSink};
 use crate::media::VideoFrame;
 
@@ -106,6 +106,10 @@ pub struct ProgramStats {
     /// The simulcast layer (lowest first, 0 without simulcast) each decoded source's video comes from.
     #[serde(default)]
     pub layers: std::collections::BTreeMap<String, u8>,
+    /// While on air, every encode (the program's own first) and the outputs each feeds: destinations
+    /// asking for the same settings share one.
+    #[serde(default)]
+    pub encodes: Vec<crate::egress::EncodeInfo>,
 }
 
 impl Counters {
@@ -127,6 +131,7 @@ impl Counters {
             preview_ms: ms(&self.preview_ns, previews),
             decoding: Vec::new(),
             layers: Default::default(),
+            encodes: Vec::new(),
         }
     }
 }
@@ -177,7 +182,6 @@ impl Program {
             egress: None,
             live_since: None,
             composed: false,
-            scaler: blit::Scaler::default(),
             live_preview: None,
             counters: Arc::clone(&counters),
         };
@@ -218,6 +222,8 @@ impl Program {
         let layers = self.layers.lock();
         stats.layers = decoding.iter().filter_map(|s| Some((s.clone(), *layers.get(s)?))).collect();
         stats.decoding = decoding;
+        drop(layers);
+        stats.encodes = self.egress.lock().as_ref().map(EgressControl::encodes).unwrap_or_default();
         stats
     }
 
@@ -331,8 +337,8 @@ impl Program {
         }
     }
 
-    /// Starts encoding and pushing: destinations + recording. The egress encodes at its own (possibly
-    /// constrained) size; the canvas is scaled into it if they differ. Returns the settings used.
+    /// Starts encoding and pushing: destinations + recording. Each encode scales the canvas to its own size
+    /// if they differ. Returns the program's own encode settings.
     pub fn go_live(&self, config: EgressConfig, sink: StatusSink) -> Result<EncoderSettings, EgressError> {
         let egress = Egress::start(config, sink)?;
         let settings = egress.settings().clone();
@@ -537,8 +543,6 @@ struct Ticker {
     live_since: Option<Duration>,
     /// Whether a frame was composed yet (the canvas holds the latest one between ticks).
     composed: bool,
-    /// The buffers of the scaler that fits the canvas to the encode's size, kept from tick to tick.
-    scaler: blit::Scaler,
     live_preview: Option<LivePreview>,
     counters: Arc<Counters>,
 }
@@ -604,7 +608,6 @@ impl Ticker {
     fn run(mut self) {
         let tick = Duration::from_secs_f64(1.0 / self.fps as f64);
         let mut n: u64 = 0;
-        let mut scaled: Option<VideoFrame> = None;
         loop {
             let due = tick * n as u32;
             // Apply inputs until this tick is due.
@@ -663,18 +666,7 @@ impl Ticker {
                 }
                 let since = *self.live_since.get_or_insert(due);
                 let media = due - since;
-                let s = egress.settings();
-                if scaled.as_ref().is_some_and(|f| (f.width(), f.height()) != (s.width, s.height)) {
-                    scaled = None;
-                }
-                let result = if (s.width, s.height) == (frame.width(), frame.height()) {
-                    egress.push_video(frame, media)
-                } else {
-                    let out = scaled.get_or_insert_with(|| VideoFrame::filled(s.width, s.height, [16, 128, 128]));
-                    let whole = super::Rect::new(0, 0, s.width, s.height);
-                    self.scaler.draw(out, frame, whole, super::Fit::Contain, [16, 128, 128]);
-                    egress.push_video(out, media)
-                };
+                let result = egress.push_video(frame, media);
                 if let Err(e) = result.and_then(|_| egress.push_audio(&audio)) {
                     tracing::error!(error = %e, "egress refused the program; ending live");
                     if let Some(e) = self.egress.take() {

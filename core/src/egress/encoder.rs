@@ -37,6 +37,32 @@ pub struct EncoderSettings {
     pub audio_kbps: u32,
     /// x264 preset.
     pub preset: String,
+    /// H.264 profile; x264 picks one from the settings when `None` (High for the program's 4:2:0 frames).
+    #[serde(default)]
+    pub h264_profile: Option<H264Profile>,
+}
+
+/// The H.264 profiles a destination may ask for (what ingests document accepting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum H264Profile {
+    /// Constrained Baseline: no B-frames or CABAC, for old decoders.
+    Baseline,
+    /// Main.
+    Main,
+    /// High: what YouTube, Twitch and Facebook recommend.
+    High,
+}
+
+impl H264Profile {
+    /// The name x264 takes.
+    pub fn x264_name(self) -> &'static str {
+        match self {
+            H264Profile::Baseline => "baseline",
+            H264Profile::Main => "main",
+            H264Profile::High => "high",
+        }
+    }
 }
 
 impl Default for EncoderSettings {
@@ -49,6 +75,7 @@ impl Default for EncoderSettings {
             keyframe_interval: Duration::from_secs(2),
             audio_kbps: 128,
             preset: "veryfast".into(),
+            h264_profile: None,
         }
     }
 }
@@ -202,6 +229,9 @@ impl Encoder {
         let mut opts = Dictionary::new();
         opts.set("preset", &settings.preset);
         opts.set("tune", "zerolatency");
+        if let Some(profile) = settings.h264_profile {
+            opts.set("profile", profile.x264_name());
+        }
         opts.set("forced-idr", "1");
         // Fixed GOP: keyframes exactly every keyframe_interval, as YouTube/Twitch require.
         opts.set("x264-params", "scenecut=0:nal-hrd=cbr:force-cfr=1");
@@ -245,6 +275,12 @@ impl Encoder {
 
     pub(crate) fn settings(&self) -> &EncoderSettings {
         &self.settings
+    }
+
+    /// Starts the audio timeline at `samples` (per channel) instead of zero: an encode that starts while
+    /// others run stamps its audio on their timeline, as its video is (video is stamped from program time).
+    pub(crate) fn start_audio_at(&mut self, samples: i64) {
+        self.next_audio_pts = samples;
     }
 
     /// Encodes one frame shown at `at` (program media time). Frames that land on an already used frame

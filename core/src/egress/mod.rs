@@ -12,6 +12,11 @@
 //! The HLS output (for the watch page) is one more output of the same kind: CMAF segments cut at the
 //! encoder's keyframes into a folder, a rolling playlist beside them.
 //!
+//! "Once" means once per distinct setting: the program's own encode (the recording, HLS and viewers take it)
+//! and one more for each different profile destinations ask for ([`DestinationConfig::profile`], held within
+//! the platform's limits). Destinations with equal settings share an encode; each extra encode scales the
+//! program's frame to its own size.
+//!
 //! Each output thread owns its FFmpeg context; every blocking FFmpeg call it makes is bounded by a watchdog
 //! (an AVIO interrupt callback plus `rw_timeout`), so a dead or frozen server costs only its own output,
 //! which reconnects on its own ([`ReconnectPolicy`]). Status changes go to a [`StatusSink`].
@@ -39,8 +44,8 @@ use parking_lot::Mutex;
 
 pub use address::{AddressError, AddressPolicy, check as check_address};
 pub use encoder::{
-    AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, SAMPLE_RATE, VIDEO_STREAM,
-    VideoFrame,
+    AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, H264Profile, SAMPLE_RATE,
+    VIDEO_STREAM, VideoFrame,
 };
 pub use muxer::{ByteSink, media_duration};
 pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
@@ -110,7 +115,10 @@ pub struct DestinationConfig {
     pub url: String,
     /// Extra CA bundle for RTMPS (PEM); the system store is used otherwise. Verification is always on.
     pub ca_file: Option<PathBuf>,
-    /// Limits of this destination on the shared encode.
+    /// This destination's own encode (size, rate, bitrates, keyframes, profile); `None` takes the program's.
+    /// Destinations whose settings come out equal share one encode.
+    pub profile: Option<EncoderSettings>,
+    /// Limits of the platform: the encode this destination gets stays within them.
     pub constraints: DestinationConstraints,
     /// Which addresses the URL's host may resolve to (checked on every connect).
     pub address_policy: AddressPolicy,
@@ -228,10 +236,105 @@ pub const MAX_VIEWERS: usize = 200;
 // structs are plain data with no thread affinity. Everything else is Sync already.
 unsafe impl Sync for Shared {}
 
-/// A running egress. Owned by the program thread, which pushes frames into it.
-pub struct Egress {
+/// One encode and the outputs it feeds.
+struct Lane {
     encoder: Encoder,
     shared: Arc<Shared>,
+    /// The program's frame scaled to this encode's size, when the two differ.
+    scaled: Option<VideoFrame>,
+    scaler: crate::compositor::blit::Scaler,
+}
+
+impl Lane {
+    fn new(settings: &EncoderSettings, config: &LaneConfig) -> Result<Lane, EgressError> {
+        let encoder = Encoder::new(settings)?;
+        let packets_per_second = settings.fps as f64 + SAMPLE_RATE as f64 / AAC_FRAME as f64;
+        let capacity = (packets_per_second * config.queue.as_secs_f64()).ceil().max(8.0) as usize;
+        let sink = Arc::clone(&config.sink);
+        let shared = Arc::new(Shared::new(encoder.streams(), sink, &config.reconnect, &config.timeouts, capacity));
+        Ok(Lane { encoder, shared, scaled: None, scaler: Default::default() })
+    }
+
+    /// Encodes `frame` (scaled to this encode's size if need be) and queues the packets to this lane's outputs.
+    fn push_video(&mut self, frame: &VideoFrame, at: Duration, scratch: &mut Vec<EncodedPacket>) -> EgressResult {
+        let force = self.shared.keyframe_request.swap(false, Ordering::AcqRel);
+        let (w, h) = (self.encoder.settings().width, self.encoder.settings().height);
+        let picture = if (w, h) == (frame.width(), frame.height()) {
+            frame
+        } else {
+            const BLACK: [u8; 3] = [16, 128, 128];
+            let out = self.scaled.get_or_insert_with(|| VideoFrame::filled(w, h, BLACK));
+            let whole = crate::compositor::Rect::new(0, 0, w, h);
+            self.scaler.draw(out, frame, whole, crate::compositor::Fit::Contain, BLACK);
+            out
+        };
+        self.encoder.encode_video(picture, at, force, scratch)?;
+        self.shared.fan_out(scratch);
+        Ok(())
+    }
+
+    fn push_audio(&mut self, interleaved_stereo: &[f32], scratch: &mut Vec<EncodedPacket>) -> EgressResult {
+        self.encoder.encode_audio(interleaved_stereo, scratch)?;
+        self.shared.fan_out(scratch);
+        Ok(())
+    }
+
+    /// Flushes the encoder into the outputs (which go on until stopped).
+    fn flush(&mut self, scratch: &mut Vec<EncodedPacket>) {
+        if let Err(e) = self.encoder.finish(scratch) {
+            tracing::warn!(error = %e, "flushing an encoder failed");
+        }
+        self.shared.fan_out(scratch);
+    }
+
+    fn describe(&self) -> EncodeInfo {
+        let outputs = self.shared.outputs.lock();
+        EncodeInfo {
+            settings: self.encoder.settings().clone(),
+            outputs: outputs.iter().filter(|o| o.kind != OutputKind::Viewer).map(|o| o.id.clone()).collect(),
+            viewers: viewers(&outputs),
+        }
+    }
+}
+
+type EgressResult = Result<(), EgressError>;
+
+/// What every encode of one egress is started with.
+#[derive(Clone)]
+struct LaneConfig {
+    sink: StatusSink,
+    reconnect: ReconnectPolicy,
+    timeouts: Timeouts,
+    queue: Duration,
+}
+
+/// The encodes beside the program's own, shared by [`Egress`] (which feeds them) and [`EgressControl`] (which
+/// adds and removes destinations while live).
+struct OtherEncodes {
+    lanes: Mutex<Vec<Lane>>,
+    /// Audio samples (per channel) pushed so far: where a newly started encode's audio timeline begins.
+    samples: std::sync::atomic::AtomicI64,
+    config: LaneConfig,
+    /// The program's own settings: a destination without a profile of its own starts from them.
+    main: EncoderSettings,
+}
+
+/// One encode, as the program's statistics list it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncodeInfo {
+    /// What it encodes.
+    pub settings: EncoderSettings,
+    /// The outputs it feeds (`recording`, `hls`, destination ids), viewers aside.
+    pub outputs: Vec<String>,
+    /// Viewers reading it over HTTP.
+    pub viewers: usize,
+}
+
+/// A running egress. Owned by the program thread, which pushes frames into it.
+pub struct Egress {
+    main: Lane,
+    others: Arc<OtherEncodes>,
     scratch: Vec<EncodedPacket>,
 }
 
@@ -318,12 +421,6 @@ struct Outputs<'a> {
     recording: Option<&'a Path>,
     hls: Option<&'a Path>,
     destinations: &'a [DestinationConfig],
-}
-
-impl EgressConfig {
-    fn outputs(&self) -> Outputs<'_> {
-        Outputs { recording: self.recording.as_deref(), hls: self.hls.as_deref(), destinations: &self.destinations }
-    }
 }
 
 impl Shared {
@@ -468,7 +565,13 @@ impl Shared {
 
     /// Lets every output drain for at most `timeouts.drain`, then interrupts and closes them.
     fn stop(&self) -> EgressReport {
-        let handles = std::mem::take(&mut *self.outputs.lock());
+        self.stop_with(Vec::new())
+    }
+
+    /// Stops this one's outputs and `others` (other encodes' outputs) together: one drain for all.
+    fn stop_with(&self, others: Vec<OutputHandle>) -> EgressReport {
+        let mut handles = std::mem::take(&mut *self.outputs.lock());
+        handles.extend(others);
         let done = shut_down(handles, self.timeouts.drain);
         let mut report = EgressReport { outputs: Vec::new(), recording: None };
         for (handle, summary) in done {
@@ -528,64 +631,90 @@ fn shut_down(handles: Vec<OutputHandle>, drain: Duration) -> Vec<(OutputHandle, 
 }
 
 impl Egress {
-    /// Opens the encoders (settings constrained by every destination) and starts one thread per output.
+    /// Opens the program's encode and one more per distinct destination profile, and starts one thread per
+    /// output.
     pub fn start(config: EgressConfig, sink: StatusSink) -> Result<Egress, EgressError> {
         crate::ffmpeg::init();
         for dest in &config.destinations {
             validate_url(&dest.id, &dest.url)?;
         }
-        let settings = config.encoder.constrained_by(config.destinations.iter().map(|d| &d.constraints));
-        let encoder = Encoder::new(&settings)?;
-        let packets_per_second = settings.fps as f64 + SAMPLE_RATE as f64 / AAC_FRAME as f64;
-        let shared = Arc::new(Shared::new(encoder.streams(), sink, &config.reconnect, &config.timeouts, {
-            (packets_per_second * config.queue.as_secs_f64()).ceil().max(8.0) as usize
-        }));
-        shared.start_outputs(&config.outputs(), settings.keyframe_interval)?;
-        Ok(Egress { encoder, shared, scratch: Vec::new() })
+        let lane_config = LaneConfig {
+            sink,
+            reconnect: config.reconnect.clone(),
+            timeouts: config.timeouts.clone(),
+            queue: config.queue,
+        };
+        let main = Lane::new(&config.encoder, &lane_config)?;
+        let others = Arc::new(OtherEncodes {
+            lanes: Mutex::new(Vec::new()),
+            samples: Default::default(),
+            config: lane_config,
+            main: config.encoder.clone(),
+        });
+        let outputs = Outputs { recording: config.recording.as_deref(), hls: config.hls.as_deref(), destinations: &[] };
+        main.shared.start_outputs(&outputs, config.encoder.keyframe_interval)?;
+        let egress = Egress { main, others, scratch: Vec::new() };
+        let control = egress.control();
+        for dest in &config.destinations {
+            if let Err(e) = control.add_destination(dest) {
+                egress.stop();
+                return Err(e);
+            }
+        }
+        Ok(egress)
     }
 
-    /// The settings actually encoded (after destination constraints): the program renders at this size.
+    /// The program's own encode: the recording and viewers take it; the program renders at its size.
     pub fn settings(&self) -> &EncoderSettings {
-        self.encoder.settings()
+        self.main.encoder.settings()
     }
 
-    /// Encodes one composed frame shown at `at` (program media time, starting near zero) and queues it to
-    /// every output. Never blocks on an output.
+    /// Encodes one composed frame shown at `at` (program media time, starting near zero) in every encode
+    /// (each scales it to its size) and queues it to every output. Never blocks on an output.
     pub fn push_video(&mut self, frame: &VideoFrame, at: Duration) -> Result<(), EgressError> {
-        let force = self.shared.keyframe_request.swap(false, Ordering::AcqRel);
-        self.encoder.encode_video(frame, at, force, &mut self.scratch)?;
-        self.shared.fan_out(&mut self.scratch);
+        self.main.push_video(frame, at, &mut self.scratch)?;
+        for lane in self.others.lanes.lock().iter_mut() {
+            lane.push_video(frame, at, &mut self.scratch)?;
+        }
         Ok(())
     }
 
     /// Encodes mixed audio: interleaved stereo f32 at 48 kHz, continuous from the program's start.
     pub fn push_audio(&mut self, interleaved_stereo: &[f32]) -> Result<(), EgressError> {
-        if let Some(tap) = self.shared.audio_tap.lock().as_mut() {
+        if let Some(tap) = self.main.shared.audio_tap.lock().as_mut() {
             tap.push(interleaved_stereo);
         }
-        self.encoder.encode_audio(interleaved_stereo, &mut self.scratch)?;
-        self.shared.fan_out(&mut self.scratch);
+        self.main.push_audio(interleaved_stereo, &mut self.scratch)?;
+        let mut lanes = self.others.lanes.lock();
+        for lane in lanes.iter_mut() {
+            lane.push_audio(interleaved_stereo, &mut self.scratch)?;
+        }
+        self.others.samples.fetch_add((interleaved_stereo.len() / 2) as i64, Ordering::AcqRel);
+        drop(lanes);
         Ok(())
     }
 
     /// A handle to add/remove destinations and read statuses from other threads.
     pub fn control(&self) -> EgressControl {
-        EgressControl { shared: Arc::clone(&self.shared) }
+        EgressControl { shared: Arc::clone(&self.main.shared), others: Some(Arc::clone(&self.others)) }
     }
 
     /// Current status of every output.
     pub fn statuses(&self) -> Vec<OutputStatus> {
-        self.shared.statuses()
+        self.control().statuses()
     }
 
     /// Flushes the encoders, lets outputs drain for at most `timeouts.drain`, then interrupts and closes
     /// them. Bounded even when a server is frozen.
     pub fn stop(mut self) -> EgressReport {
-        if let Err(e) = self.encoder.finish(&mut self.scratch) {
-            tracing::warn!(error = %e, "flushing the encoder failed");
+        let mut others = std::mem::take(&mut *self.others.lanes.lock());
+        self.main.flush(&mut self.scratch);
+        let mut handles = Vec::new();
+        for lane in &mut others {
+            lane.flush(&mut self.scratch);
+            handles.append(&mut *lane.shared.outputs.lock());
         }
-        self.shared.fan_out(&mut self.scratch);
-        self.shared.stop()
+        self.main.shared.stop_with(handles)
     }
 }
 
@@ -656,35 +785,103 @@ fn start_hls(shared: &Shared, dir: &Path, segment: Duration) -> Result<OutputHan
 /// Cloneable handle for the API side: destinations can be added and removed while live.
 #[derive(Clone)]
 pub struct EgressControl {
+    /// The program's own encode (or a relay's copied stream).
     shared: Arc<Shared>,
+    /// The other encodes; `None` for a relay, which encodes nothing.
+    others: Option<Arc<OtherEncodes>>,
 }
 
 impl EgressControl {
-    /// Starts pushing to one more destination (its constraints cannot change the running encode).
+    /// Starts pushing to one more destination: into the encode whose settings are the ones it gets (its
+    /// profile, or the program's, within its platform's limits), started now if no encode has them yet.
+    /// A relay copies its stream as it came: every destination takes it.
     pub fn add_destination(&self, dest: &DestinationConfig) -> Result<(), EgressError> {
-        self.shared.add_destination(dest)
+        let Some(others) = &self.others else {
+            return self.shared.add_destination(dest);
+        };
+        let main = &others.main;
+        let settings = dest.profile.as_ref().unwrap_or(main).constrained_by([&dest.constraints]);
+        validate_url(&dest.id, &dest.url)?;
+        if self.has_output(&dest.id) {
+            return Err(EgressError::DuplicateId(dest.id.clone()));
+        }
+        if settings == *main {
+            return self.shared.add_destination(dest);
+        }
+        if let Some(lane) = others.lanes.lock().iter().find(|l| *l.encoder.settings() == settings) {
+            return lane.shared.add_destination(dest);
+        }
+        // A new encode, opened outside the lock the program thread encodes under.
+        let mut lane = Lane::new(&settings, &others.config)?;
+        lane.shared.add_destination(dest)?;
+        let mut lanes = others.lanes.lock();
+        lane.encoder.start_audio_at(others.samples.load(Ordering::Acquire));
+        lanes.push(lane);
+        Ok(())
     }
 
-    /// Stops one destination (drains it briefly, then interrupts). Returns its final status.
+    fn has_output(&self, id: &str) -> bool {
+        let in_main = self.shared.outputs.lock().iter().any(|o| o.id == id);
+        in_main || self.lanes(|lanes| lanes.iter().any(|l| l.shared.outputs.lock().iter().any(|o| o.id == id)))
+    }
+
+    /// Runs `f` on the other encodes (none for a relay).
+    fn lanes<T>(&self, f: impl FnOnce(&mut Vec<Lane>) -> T) -> T {
+        match &self.others {
+            Some(others) => f(&mut others.lanes.lock()),
+            None => f(&mut Vec::new()),
+        }
+    }
+
+    /// Stops one destination (drains it briefly, then interrupts). Returns its final status. An encode left
+    /// feeding nothing stops with it.
     pub fn remove_destination(&self, id: &str) -> Result<OutputStatus, EgressError> {
-        let handle = {
-            let mut outputs = self.shared.outputs.lock();
-            let pos = outputs
-                .iter()
-                .position(|o| o.id == id && o.kind == OutputKind::Destination)
-                .ok_or_else(|| EgressError::UnknownOutput(id.to_owned()))?;
-            outputs.remove(pos)
+        let take = |shared: &Shared| {
+            let mut outputs = shared.outputs.lock();
+            let pos = outputs.iter().position(|o| o.id == id && o.kind == OutputKind::Destination)?;
+            Some(outputs.remove(pos))
         };
-        let mut done = shut_down(vec![handle], self.shared.timeouts.drain);
+        let (handle, shared, idle) = match take(&self.shared) {
+            Some(handle) => (handle, Arc::clone(&self.shared), None),
+            None => self.lanes(|lanes| {
+                let (index, handle) = lanes
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, l)| Some((i, take(&l.shared)?)))
+                    .ok_or_else(|| EgressError::UnknownOutput(id.to_owned()))?;
+                let shared = Arc::clone(&lanes[index].shared);
+                let idle = shared.outputs.lock().is_empty().then(|| lanes.remove(index));
+                Ok::<_, EgressError>((handle, shared, idle))
+            })?,
+        };
+        let mut done = shut_down(vec![handle], shared.timeouts.drain);
         let (handle, _) = done.pop().expect("shut_down returns one entry per handle given");
         let status = handle.status.lock().clone();
-        (self.shared.sink)(&status);
+        (shared.sink)(&status);
+        // Its encoder goes with it (nothing left to flush into).
+        drop(idle);
         Ok(status)
     }
 
     /// Current status of every output.
     pub fn statuses(&self) -> Vec<OutputStatus> {
-        self.shared.statuses()
+        let mut all = self.shared.statuses();
+        self.lanes(|lanes| lanes.iter().for_each(|lane| all.extend(lane.shared.statuses())));
+        all
+    }
+
+    /// Every encode running now, the program's own first, with the outputs each feeds (none for a relay).
+    pub fn encodes(&self) -> Vec<EncodeInfo> {
+        let Some(others) = &self.others else { return Vec::new() };
+        let main = EncodeInfo {
+            settings: others.main.clone(),
+            outputs: {
+                let outputs = self.shared.outputs.lock();
+                outputs.iter().filter(|o| o.kind != OutputKind::Viewer).map(|o| o.id.clone()).collect()
+            },
+            viewers: self.viewers(),
+        };
+        std::iter::once(main).chain(others.lanes.lock().iter().map(Lane::describe)).collect()
     }
 
     /// Starts one viewer of the encode as a live FLV stream (from the next keyframe) written to `sink`, until

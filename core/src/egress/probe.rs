@@ -219,6 +219,7 @@ pub fn test_destination_with(url: &str, options: &TestOptions) -> Result<TestRep
         id: "test".into(),
         url: url.to_owned(),
         ca_file: options.ca_file.clone(),
+        profile: None,
         constraints: Default::default(),
         address_policy: options.address_policy,
     };

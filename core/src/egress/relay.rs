@@ -185,7 +185,7 @@ impl Relay {
 
     /// A handle to add/remove destinations and read statuses from other threads.
     pub fn control(&self) -> EgressControl {
-        EgressControl { shared: Arc::clone(&self.shared) }
+        EgressControl { shared: Arc::clone(&self.shared), others: None }
     }
 
     /// Lets outputs drain for at most `timeouts.drain`, then closes them. Bounded even when a server is frozen.

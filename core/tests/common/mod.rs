@@ -238,6 +238,15 @@ impl Nginx {
         std::fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default()
     }
 
+    /// The FLV files nginx recorded of the stream published with `key`, oldest first.
+    pub fn recordings_of(&self, key: &str) -> Vec<PathBuf> {
+        let prefix = format!("{key}-");
+        self.recordings()
+            .into_iter()
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
+            .collect()
+    }
+
     /// The FLV files nginx recorded, oldest first.
     pub fn recordings(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("rec"))
@@ -269,6 +278,8 @@ pub struct Probe {
     pub video_times: Vec<f64>,
     /// Audio packet timestamps (seconds).
     pub audio_times: Vec<f64>,
+    /// Bytes of video packets in the file.
+    pub video_bytes: u64,
 }
 
 impl Probe {
@@ -289,6 +300,16 @@ impl Probe {
         t.sort_by(f64::total_cmp);
         t.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
     }
+
+    /// Mean video bitrate over the video's timestamps, kb/s.
+    pub fn video_kbps(&self) -> f64 {
+        let span = self.video_times.iter().copied().fold(f64::MIN, f64::max)
+            - self.video_times.iter().copied().fold(f64::MAX, f64::min);
+        if span <= 0.0 {
+            return 0.0;
+        }
+        self.video_bytes as f64 * 8.0 / 1000.0 / span
+    }
 }
 
 fn ffprobe(args: &[&str], path: &Path) -> Result<String> {
@@ -307,6 +328,7 @@ pub fn probe(path: &Path) -> Result<Probe> {
         duration: 0.0,
         video_times: Vec::new(),
         audio_times: Vec::new(),
+        video_bytes: 0,
     };
     for line in streams.lines() {
         let f: Vec<&str> = line.split(',').collect();
@@ -322,15 +344,19 @@ pub fn probe(path: &Path) -> Result<Probe> {
     }
     let format = ffprobe(&["-show_entries", "format=duration", "-of", "csv=p=0"], path)?;
     p.duration = format.trim().parse().unwrap_or(0.0);
-    let packets = ffprobe(&["-show_entries", "packet=codec_type,pts_time", "-of", "csv=p=0"], path)?;
+    let packets = ffprobe(&["-show_entries", "packet=codec_type,pts_time,size", "-of", "csv=p=0"], path)?;
     for line in packets.lines() {
         let mut f = line.split(',');
         let (Some(kind), Some(t)) = (f.next(), f.next()) else {
             continue;
         };
         let Ok(t) = t.parse::<f64>() else { continue };
+        let size: u64 = f.next().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         match kind {
-            "video" => p.video_times.push(t),
+            "video" => {
+                p.video_times.push(t);
+                p.video_bytes += size;
+            }
             "audio" => p.audio_times.push(t),
             _ => {}
         }

@@ -12,13 +12,14 @@ use uuid::Uuid;
 use super::auth::check_name;
 use super::extract::{ApiJson, ClientIp, PathParams};
 use backyard_core::egress::{AddressError, AddressPolicy, TestOptions, check_address};
-use backyard_core::plugin_host::{DestinationError, Ingest, PluginKind};
+use backyard_core::plugin_host::{Constraints, DestinationError, Ingest, PluginKind};
 
 use crate::auth::{BroadcastAccess, HostAccess, OwnerAccess, path_uuid};
+use crate::config::ProgramConfig;
 use crate::crypto::mask;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, Limit};
-use crate::store::{DestinationRow, NewDestination};
+use crate::store::{DestinationRow, EncoderProfile, NewDestination};
 
 type Json<T> = axum::Json<T>;
 
@@ -38,6 +39,12 @@ pub struct Destination {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_error: Option<String>,
     pub enabled: bool,
+    /// Its own encode as the host asked for it (a field left out takes the program's); absent: the program's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<EncoderProfile>,
+    /// What it is encoded as: the program's settings with the profile's fields over them (every field
+    /// set). A platform whose limits are below the program's gets its encode lowered to them at go-live.
+    pub encode: EncoderProfile,
     /// `idle` off air; while the broadcast is live, the output's state (`connecting`, `live`,
     /// `reconnecting`, `failed`, `stopped`), with the details in `live`.
     pub status: String,
@@ -61,6 +68,8 @@ pub struct CreateDestination {
     pub rtmp_url: Option<String>,
     pub stream_key: String,
     pub enabled: Option<bool>,
+    /// Its own encode; left out, the program's. Checked against the platform's limits (422 naming the field).
+    pub profile: Option<EncoderProfile>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -70,6 +79,129 @@ pub struct PatchDestination {
     pub rtmp_url: Option<String>,
     pub stream_key: Option<String>,
     pub enabled: Option<bool>,
+    /// A new profile, or `null` for the program's encode again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<EncoderProfile>)]
+    pub profile: Option<Option<EncoderProfile>>,
+}
+
+/// A field that is present, even as `null`, is `Some` (absent stays `None` through `#[serde(default)]`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Checks a destination's profile against what this server's program makes and what the platform accepts.
+/// Errors name the field (`profile.videoKbps`) and the limit.
+pub fn check_profile(
+    p: &EncoderProfile,
+    program: &ProgramConfig,
+    platform: &str,
+    limits: &Constraints,
+) -> ApiResult<()> {
+    let bad = |field: &str, message: String| Err(ApiError::invalid(format!("profile.{field}"), message));
+    match (p.width, p.height) {
+        (None, None) => {}
+        (Some(w), Some(h)) => {
+            for (field, v) in [("width", w), ("height", h)] {
+                if !(160..=3840).contains(&v) || v % 2 == 1 {
+                    return bad(field, "must be an even number of pixels from 160 to 3840".into());
+                }
+            }
+            if w > program.width || h > program.height {
+                return bad(
+                    if w > program.width { "width" } else { "height" },
+                    format!(
+                        "at most the program's {}x{} (larger would only scale it up)",
+                        program.width, program.height
+                    ),
+                );
+            }
+            if w > limits.max_width || h > limits.max_height {
+                return bad(
+                    if w > limits.max_width { "width" } else { "height" },
+                    format!("{platform} accepts at most {}x{}", limits.max_width, limits.max_height),
+                );
+            }
+        }
+        (Some(_), None) => return bad("height", "is required with width".into()),
+        (None, Some(_)) => return bad("width", "is required with height".into()),
+    }
+    if let Some(fps) = p.fps {
+        if fps == 0 || fps > program.fps {
+            return bad("fps", format!("must be 1 to the program's {} fps", program.fps));
+        }
+        if fps > limits.max_fps {
+            return bad("fps", format!("{platform} accepts at most {} fps", limits.max_fps));
+        }
+    }
+    if let Some(kbps) = p.video_kbps {
+        if !(100..=50_000).contains(&kbps) {
+            return bad("videoKbps", "must be 100 to 50000 kb/s".into());
+        }
+        if kbps > limits.max_video_kbps {
+            return bad("videoKbps", format!("{platform} accepts at most {} kb/s of video", limits.max_video_kbps));
+        }
+    }
+    if let Some(kbps) = p.audio_kbps {
+        if !(32..=512).contains(&kbps) {
+            return bad("audioKbps", "must be 32 to 512 kb/s".into());
+        }
+        if kbps > limits.max_audio_kbps {
+            return bad("audioKbps", format!("{platform} accepts at most {} kb/s of audio", limits.max_audio_kbps));
+        }
+    }
+    if let Some(s) = p.keyframe_interval_s {
+        if !(0.5..=10.0).contains(&s) {
+            return bad("keyframeIntervalS", "must be 0.5 to 10 seconds".into());
+        }
+        if s > f64::from(limits.max_keyframe_interval_s) {
+            return bad(
+                "keyframeIntervalS",
+                format!("{platform} wants a keyframe at least every {} s", limits.max_keyframe_interval_s),
+            );
+        }
+    }
+    if let Some(profile) = &p.h264_profile
+        && h264_profile(profile).is_none()
+    {
+        return bad("h264Profile", "one of baseline, main, high".into());
+    }
+    Ok(())
+}
+
+fn h264_profile(name: &str) -> Option<backyard_core::egress::H264Profile> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+}
+
+/// The program's encode with `profile`'s fields over it: what a destination asks to be encoded as.
+pub fn encode_settings(
+    program: &ProgramConfig,
+    profile: Option<&EncoderProfile>,
+) -> backyard_core::egress::EncoderSettings {
+    let p = profile.cloned().unwrap_or_default();
+    let base = backyard_core::egress::EncoderSettings::default();
+    backyard_core::egress::EncoderSettings {
+        width: p.width.unwrap_or(program.width),
+        height: p.height.unwrap_or(program.height),
+        fps: p.fps.unwrap_or(program.fps),
+        video_kbps: p.video_kbps.unwrap_or(program.video_kbps),
+        audio_kbps: p.audio_kbps.unwrap_or(program.audio_kbps),
+        keyframe_interval: p.keyframe_interval_s.map_or(base.keyframe_interval, std::time::Duration::from_secs_f64),
+        preset: program.preset.clone(),
+        h264_profile: p.h264_profile.as_deref().and_then(h264_profile),
+    }
+}
+
+fn summary(s: &backyard_core::egress::EncoderSettings) -> EncoderProfile {
+    EncoderProfile {
+        width: Some(s.width),
+        height: Some(s.height),
+        fps: Some(s.fps),
+        video_kbps: Some(s.video_kbps),
+        audio_kbps: Some(s.audio_kbps),
+        keyframe_interval_s: Some(s.keyframe_interval.as_secs_f64()),
+        h264_profile: Some(s.h264_profile.map_or("high", |p| p.x264_name()).to_owned()),
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -188,6 +320,14 @@ pub fn check_stream_key(key: &str) -> ApiResult<&str> {
     Ok(key)
 }
 
+/// A checked profile as the row keeps it; an empty one is the program's (no profile).
+fn stored_profile(p: Option<&EncoderProfile>) -> ApiResult<Option<String>> {
+    p.filter(|p| **p != EncoderProfile::default())
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| ApiError::Internal(e.into()))
+}
+
 impl Destination {
     fn from_row(state: &AppState, row: DestinationRow) -> ApiResult<Self> {
         Self::with_live(state, row, None)
@@ -208,9 +348,15 @@ impl Destination {
                     (String::new(), Some(e.to_string()))
                 }
             };
+        let profile = row.encoder_profile().map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!("destination {}: stored profile unreadable: {e}", row.id))
+        })?;
+        let encode = summary(&encode_settings(&state.cfg.program, profile.as_ref()));
         Ok(Self {
             id: row.id,
             broadcast_id: row.broadcast_id,
+            profile,
+            encode,
             platform: row.platform,
             name: row.name,
             rtmp_url: row.rtmp_url,
@@ -259,6 +405,10 @@ pub async fn create(
         check_rtmp_url(u)?;
     }
     let resolved = resolve(&state, &body.platform, body.rtmp_url.as_deref().unwrap_or(""), key).await?;
+    if let Some(p) = &body.profile {
+        check_profile(p, &state.cfg.program, &resolved.display_name, &resolved.ingest.constraints)?;
+    }
+    let profile = stored_profile(body.profile.as_ref())?;
     let rtmp_url = resolved.server_url;
     let name = match &body.name {
         Some(n) => check_name("name", n, 100)?,
@@ -276,6 +426,7 @@ pub async fn create(
             stream_key_nonce: sealed.nonce,
             stream_key_kid: sealed.kid,
             enabled: body.enabled.unwrap_or(true),
+            profile,
         })
         .await?;
     tracing::info!(destination = %row.id, platform = %row.platform, "destination added");
@@ -309,8 +460,9 @@ pub async fn patch(
     {
         check_rtmp_url(u)?;
     }
-    if body.rtmp_url.is_some() || body.stream_key.is_some() {
-        // The adapter checks the pair as it will be pushed: the new value with the stored other half.
+    if body.rtmp_url.is_some() || body.stream_key.is_some() || matches!(body.profile, Some(Some(_))) {
+        // The adapter checks the pair as it will be pushed: the new value with the stored other half; its
+        // limits are what a new profile is checked against.
         let stored_key;
         let key = match &body.stream_key {
             Some(k) => check_stream_key(k)?,
@@ -323,7 +475,11 @@ pub async fn patch(
             }
         };
         let url = body.rtmp_url.as_deref().unwrap_or(&row.rtmp_url);
-        row.rtmp_url = resolve(&state, &row.platform, url, key).await?.server_url;
+        let resolved = resolve(&state, &row.platform, url, key).await?;
+        if let Some(Some(p)) = &body.profile {
+            check_profile(p, &state.cfg.program, &resolved.display_name, &resolved.ingest.constraints)?;
+        }
+        row.rtmp_url = resolved.server_url;
         if body.stream_key.is_some() {
             let sealed = state.cipher.seal(key);
             row.stream_key = sealed.ciphertext;
@@ -333,6 +489,9 @@ pub async fn patch(
     }
     if let Some(e) = body.enabled {
         row.enabled = e;
+    }
+    if let Some(p) = &body.profile {
+        row.profile = stored_profile(p.as_ref())?;
     }
     let row = state.store.update_destination(&row).await?;
     Ok(axum::Json(Destination::from_row(&state, row)?))

@@ -22,7 +22,7 @@ use crate::bus::topic;
 use backyard_core::compositor::{CompositorConfig, Program, ProgramFeed};
 use backyard_core::director::StageLayout;
 use backyard_core::egress::{
-    DestinationConfig, DestinationConstraints, EgressConfig, EgressReport, EncoderSettings, OutputKind, OutputStatus,
+    DestinationConfig, DestinationConstraints, EgressConfig, EgressReport, OutputKind, OutputStatus,
 };
 use backyard_core::plugin_host as ph;
 use backyard_core::rtc::{MediaNode, TapFrame};
@@ -275,17 +275,9 @@ impl Programs {
                 });
             });
         let hls = crate::viewers::folder(state, broadcast).await;
-        let p = &state.cfg.program;
         let config = EgressConfig {
-            encoder: EncoderSettings {
-                width: p.width,
-                height: p.height,
-                fps: p.fps,
-                video_kbps: p.video_kbps,
-                audio_kbps: p.audio_kbps,
-                preset: p.preset.clone(),
-                ..EncoderSettings::default()
-            },
+            // Destinations whose profile comes out the same share this encode.
+            encoder: crate::api::destinations::encode_settings(&state.cfg.program, None),
             destinations,
             recording: Some(path.clone()),
             hls: hls.clone(),
@@ -580,9 +572,14 @@ pub(crate) async fn resolve_destinations(
             .await
             .map_err(|e| ProgramError::Destination { field: field.clone(), message: format!("{}: {e}", row.name) })?;
         let c = resolved.ingest.constraints;
+        let profile = row.encoder_profile().map_err(|e| ProgramError::Destination {
+            field: format!("{field}.profile"),
+            message: format!("{}: the stored profile cannot be read ({e}); set it again", row.name),
+        })?;
         out.push(DestinationConfig {
             id: row.id.to_string(),
             url: resolved.ingest.primary,
+            profile: profile.map(|p| crate::api::destinations::encode_settings(&state.cfg.program, Some(&p))),
             ca_file: None,
             constraints: DestinationConstraints {
                 max_width: Some(c.max_width),

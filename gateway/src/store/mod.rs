@@ -565,8 +565,8 @@ macro_rules! impl_store {
                 let t = now();
                 Ok(sqlx::query_as::<_, DestinationRow>(
                     "INSERT INTO destinations (id, broadcast_id, platform, name, rtmp_url, stream_key, stream_key_nonce,
-                     stream_key_kid, enabled, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING *",
+                     stream_key_kid, enabled, created_at, updated_at, profile)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING *",
                 )
                 .bind(Uuid::now_v7())
                 .bind(d.broadcast_id)
@@ -578,6 +578,7 @@ macro_rules! impl_store {
                 .bind(&d.stream_key_kid)
                 .bind(d.enabled)
                 .bind(t)
+                .bind(&d.profile)
                 .fetch_one(&self.pool)
                 .await?)
             }
@@ -602,7 +603,8 @@ macro_rules! impl_store {
             async fn update_destination(&self, d: &DestinationRow) -> StoreResult<DestinationRow> {
                 Ok(sqlx::query_as::<_, DestinationRow>(
                     "UPDATE destinations SET name = $2, rtmp_url = $3, stream_key = $4, stream_key_nonce = $5,
-                     stream_key_kid = $6, enabled = $7, status = $8, updated_at = $9 WHERE id = $1 RETURNING *",
+                     stream_key_kid = $6, enabled = $7, status = $8, updated_at = $9, profile = $10
+                     WHERE id = $1 RETURNING *",
                 )
                 .bind(d.id)
                 .bind(&d.name)
@@ -613,6 +615,7 @@ macro_rules! impl_store {
                 .bind(d.enabled)
                 .bind(&d.status)
                 .bind(now())
+                .bind(&d.profile)
                 .fetch_one(&self.pool)
                 .await?)
             }

@@ -177,6 +177,43 @@ pub struct DestinationRow {
     pub status: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// The destination's own encode as JSON ([`EncoderProfile`]); `None`: the program's.
+    pub profile: Option<String>,
+}
+
+impl DestinationRow {
+    /// The stored profile; one this version cannot read is an error, never silently the program's.
+    pub fn encoder_profile(&self) -> Result<Option<EncoderProfile>, serde_json::Error> {
+        self.profile.as_deref().map(serde_json::from_str).transpose()
+    }
+}
+
+/// A destination's own encode, as the host asked for it. Each field left out takes the program's; the
+/// platform's limits hold either way.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EncoderProfile {
+    /// Frame width in pixels (even; with `height`). The program's canvas is scaled into it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Frame height in pixels (even; with `width`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Frames per second, at most the program's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<u32>,
+    /// Video bitrate, kb/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_kbps: Option<u32>,
+    /// AAC bitrate, kb/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_kbps: Option<u32>,
+    /// Seconds between keyframes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyframe_interval_s: Option<f64>,
+    /// `baseline`, `main` or `high`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h264_profile: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -315,6 +352,8 @@ pub struct NewDestination {
     pub stream_key_nonce: Vec<u8>,
     pub stream_key_kid: String,
     pub enabled: bool,
+    /// [`EncoderProfile`] as JSON.
+    pub profile: Option<String>,
 }
 
 /// An account's brand kit.
