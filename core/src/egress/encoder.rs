@@ -32,6 +32,7 @@ pub struct EncoderSettings {
     /// Target (and maximum) video bitrate, kb/s.
     pub video_kbps: u32,
     /// Keyframe interval. Ingests want ≤ 2 s and a fixed cadence, so scene-cut keyframes are off.
+    #[serde(rename = "keyframeIntervalS", with = "seconds")]
     pub keyframe_interval: Duration,
     /// AAC bitrate, kb/s.
     pub audio_kbps: u32,
@@ -40,6 +41,22 @@ pub struct EncoderSettings {
     /// H.264 profile; x264 picks one from the settings when `None` (High for the program's 4:2:0 frames).
     #[serde(default)]
     pub h264_profile: Option<H264Profile>,
+}
+
+/// A duration as (fractional) seconds, as the API spells them.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The H.264 profiles a destination may ask for (what ingests document accepting).
