@@ -126,7 +126,8 @@ type Seen = std::thread::JoinHandle<Vec<(Instant, u32)>>;
 fn watch_counter(url: &str) -> Result<(std::process::Child, Seen)> {
     let mut child = Command::new("ffmpeg")
         .args(["-v", "error", "-fflags", "nobuffer", "-flags", "low_delay", "-probesize", "32768"])
-        .args(["-analyzeduration", "0", "-i", url, "-an", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .args(["-analyzeduration", "0", "-i", url, "-an", "-vf", &format!("scale={W}:{H}")])
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -189,6 +190,8 @@ struct Phase {
     /// Cores by thread group (program phases only).
     groups: BTreeMap<&'static str, f64>,
     ticks_per_sec: f64,
+    /// Ticks skipped while measured (the program fell behind real time).
+    skipped: u64,
     statuses: Vec<OutputStatus>,
     /// Added latency camera (publisher send) → decoded from nginx, ms, sorted.
     latency_ms: Vec<f64>,
@@ -272,22 +275,25 @@ fn profiles() -> Vec<Option<EncoderSettings>> {
 }
 
 fn run_program(inputs: &[Vec<Vec<u8>>], on_stage: usize, servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
-    run_program_with(inputs, on_stage, servers, &[], secs, rec)
+    run_program_with(inputs, on_stage, servers, &[], (W, H), secs, rec)
 }
 
-/// As [`run_program`], destination `i` asking for `profiles[i]` (the program's encode when absent).
+/// As [`run_program`] on a `canvas`-sized program, destination `i` asking for `profiles[i]` (the program's
+/// encode when absent).
 fn run_program_with(
     inputs: &[Vec<Vec<u8>>],
     on_stage: usize,
     servers: &[&Nginx],
     profiles: &[Option<EncoderSettings>],
+    canvas: (u32, u32),
     secs: u64,
     rec: &Path,
 ) -> Result<Phase> {
-    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
+    let (width, height) = canvas;
+    let program = Arc::new(Program::start(CompositorConfig { width, height, ..Default::default() }, 30)?);
     let ids: Vec<String> = (0..inputs.len()).map(|i| format!("p{i}")).collect();
     program.set_stage(ids.iter().take(on_stage).map(|id| StageMember { id: id.clone(), name: id.clone() }).collect());
-    let (hw, hh) = (W / 2, H / 2);
+    let (hw, hh) = (width / 2, height / 2);
     program
         .set_placements(
             ids.iter()
@@ -331,7 +337,13 @@ fn run_program_with(
     ensure!(decoding.is_some(), "the on-stage WebRTC inputs did not start decoding: {:?}", program.stats());
 
     let config = EgressConfig {
-        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 3000, ..Default::default() },
+        encoder: EncoderSettings {
+            width,
+            height,
+            fps: 30,
+            video_kbps: if width > W { 6000 } else { 3000 },
+            ..Default::default()
+        },
         destinations: servers
             .iter()
             .enumerate()
@@ -385,8 +397,10 @@ fn run_program_with(
     // The player's first seconds (connect, probe, first keyframe) are not steady state.
     let steady: Vec<(Instant, u32)> = seen.into_iter().filter(|(at, _)| *at > start + Duration::from_secs(3)).collect();
     let encodes = if profiles.iter().any(Option::is_some) { ", 3 encodes" } else { "" };
+    let size = if canvas == (W, H) { String::new() } else { format!(", {width}x{height}") };
     Ok(Phase {
-        name: format!("program, {} RTMP + fMP4, {on_stage} of {} on stage{encodes}", servers.len(), inputs.len()),
+        name: format!("program, {} RTMP + fMP4, {on_stage} of {} on stage{encodes}{size}", servers.len(), inputs.len()),
+        skipped: stats.skipped_ticks - stats0.skipped_ticks,
         cores: STAGES.iter().map(|g| groups.get(g).copied().unwrap_or(0.0)).sum(),
         groups,
         ticks_per_sec: (stats.ticks - stats0.ticks) as f64 / wall.as_secs_f64(),
@@ -462,6 +476,7 @@ fn run_ffmpeg_with(inputs: &[PathBuf], servers: &[&Nginx], profiles: bool, secs:
         cores,
         groups: BTreeMap::new(),
         ticks_per_sec: 30.0,
+        skipped: 0,
         statuses: Vec::new(),
         latency_ms: Vec::new(),
         preview_bps: 0.0,
@@ -517,7 +532,9 @@ fn main() -> Result<()> {
     // Six people in the room, four on stage: the two backstage are not decoded. Against it, the same room with
     // all six on stage (decoded, the grid still showing four): what decoding everyone in the room used to cost.
     // Three destinations asking for three different encodes, against the CLI doing the same.
-    let profiled = run_program_with(&inputs, 4, &all, &profiles(), secs, &dir.path().join("pp.mp4"))?;
+    let profiled = run_program_with(&inputs, 4, &all, &profiles(), (W, H), secs, &dir.path().join("pp.mp4"))?;
+    // 1080p30, one destination: does it hold real time on this machine?
+    let full_hd = run_program_with(&inputs, 4, &all[..1], &[], (1920, 1080), secs, &dir.path().join("p1080.mp4"))?;
     let cli_profiled = run_ffmpeg_with(&paths, &all, true, secs, &dir.path().join("ffmpeg-p.mp4"))?;
     let six: Vec<Vec<Vec<u8>>> = (0..6).map(|i| inputs[i % inputs.len()].clone()).collect();
     let six_all = run_program(&six, 6, &all[..1], secs, &dir.path().join("p6a.mp4"))?;
@@ -525,10 +542,17 @@ fn main() -> Result<()> {
 
     let layout_us = layout_call_us();
     println!();
-    println!("{:<52} {:>8} {:>10}", "phase (720p30, 4×VP8 720p in)", "cores", "ticks/s");
-    for p in [&one, &three, &cli, &three_again, &cli_again, &profiled, &cli_profiled, &six_all, &six_four] {
-        println!("{:<52} {:>8.3} {:>10.1}", p.name, p.cores, p.ticks_per_sec);
+    println!("{:<62} {:>8} {:>10} {:>8}", "phase (720p30 unless said, 4×VP8 720p in)", "cores", "ticks/s", "skipped");
+    for p in [&one, &three, &cli, &three_again, &cli_again, &profiled, &cli_profiled, &full_hd, &six_all, &six_four] {
+        println!("{:<62} {:>8.3} {:>10.1} {:>8}", p.name, p.cores, p.ticks_per_sec, p.skipped);
     }
+    println!(
+        "1080p30: {:.3} cores, {:.1} ticks/s, {} ticks skipped in {secs} s: {}",
+        full_hd.cores,
+        full_hd.ticks_per_sec,
+        full_hd.skipped,
+        if full_hd.skipped == 0 { "holds real time" } else { "does not hold real time" }
+    );
     let decode = |p: &Phase| p.groups.get("decode").copied().unwrap_or(0.0);
     println!(
         "6 in the room, 4 on stage: decode {:.3} cores (all 6 decoded: {:.3}), program {:.3} cores (all 6: {:.3})",
@@ -617,6 +641,7 @@ fn main() -> Result<()> {
         "extra_destination_cores": per_destination,
         "extra_destination_sender_cores": per_sender,
         "ratio_to_ffmpeg_cli": ratio,
+        "full_hd_1080p30": {"program_cores": full_hd.cores, "ticks_per_sec": full_hd.ticks_per_sec, "skipped_ticks": full_hd.skipped},
         "three_encodes": {"program_cores": profiled.cores, "ffmpeg_cli_cores": cli_profiled.cores,
             "encodes": profiled.stats.as_ref().map(|s| s.encodes.len()), "extra_encode_cores": (profiled.cores - shared) / 2.0},
         "six_in_room_four_on_stage": {"program_cores": six_four.cores, "decode_cores": decode(&six_four),

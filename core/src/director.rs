@@ -165,7 +165,22 @@ pub struct Scene {
     pub slate: Option<Slate>,
     /// The brand's colour, for the slate's accent.
     pub accent: Option<String>,
+    /// A video clip playing into the program (source [`CLIP_SOURCE`]): over the whole canvas, or in a tile
+    /// beside the people on stage. While it plays no slate shows; the people on stage are still heard.
+    pub clip: Option<Clip>,
 }
+
+/// A clip on the program.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Clip {
+    /// Its name, on its tile.
+    pub name: String,
+    /// Over the whole canvas (else a tile the layout places, like a screen share).
+    pub full: bool,
+}
+
+/// The program source a playing clip's pictures and sound are pushed as.
+pub const CLIP_SOURCE: &str = "clip";
 
 /// A full-screen card: a title and a line under it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -455,6 +470,9 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     /// The slate on screen: the one the hosts chose, else the away slate while on air with nobody present
     /// on stage.
     fn slate(&self) -> Option<Overlay> {
+        if self.scene.clip.is_some() {
+            return None;
+        }
         let away = || {
             let present = self.scene.stage.iter().any(|id| self.members.contains_key(id));
             (self.on_air && !present).then(|| Slate { title: AWAY_SLATE_TITLE.into(), text: String::new() })
@@ -512,7 +530,7 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     /// Who is on stage, in the scene's order: each present member's camera, and their screen when sharing.
     fn participants(&self) -> Vec<ph::Participant> {
         let mut out = Vec::new();
-        if self.scene.slate.is_some() {
+        if self.scene.slate.is_some() && self.scene.clip.is_none() {
             // Behind a slate the hosts chose, nobody is seen or heard.
             return out;
         }
@@ -534,6 +552,16 @@ impl<L: Layouts, P: Painter> Director<L, P> {
                     video_enabled: true,
                 });
             }
+        }
+        if let Some(clip) = &self.scene.clip {
+            // Laid out as a screen share is (the layouts give it the large area), or alone over the canvas.
+            out.push(ph::Participant {
+                id: CLIP_SOURCE.into(),
+                name: clip.name.clone(),
+                speaking: false,
+                screen_share: true,
+                video_enabled: true,
+            });
         }
         out
     }
@@ -563,7 +591,7 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             // the keyframe asked for next finds them) and need a keyframe, not the next periodic one.
             let newcomers: Vec<String> = stage
                 .iter()
-                .filter(|s| !self.on_stage.iter().any(|o| o.id == s.id))
+                .filter(|s| s.id != CLIP_SOURCE && !self.on_stage.iter().any(|o| o.id == s.id))
                 .map(|s| s.id.split(':').next().unwrap_or(&s.id).to_owned())
                 .collect();
             self.on_stage = stage.clone();
@@ -574,6 +602,18 @@ impl<L: Layouts, P: Painter> Director<L, P> {
                     self.outputs.push_back(ask);
                 }
             }
+        }
+        if self.scene.clip.as_ref().is_some_and(|c| c.full) {
+            // The clip over the whole canvas; the people on stage are heard, not seen.
+            let whole = Rect::new(0, 0, self.canvas.width, self.canvas.height);
+            let placements = vec![Placement { source: CLIP_SOURCE.into(), rect: whole, z: 0, fit: Fit::Contain }];
+            let stage = self.stage_layout_of(&placements, &participants);
+            self.last_request = None;
+            if self.stage_layout.as_ref() != Some(&stage) {
+                self.stage_layout = Some(stage.clone());
+                self.outputs.push_back(Output::Placements { placements, stage });
+            }
+            return;
         }
         if self.scene.layout.is_empty() {
             // No scene yet: nothing to lay out.
@@ -1115,6 +1155,48 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_clip_covers_the_canvas_or_takes_a_tile_and_the_stage_comes_back_when_it_ends() {
+        let mut d = director();
+        d.handle_members(vec![member("a"), member("b")], MS(0));
+        d.handle_scene(scene(&["a", "b"], "grid"), MS(0));
+        d.handle_on_air(true, MS(0));
+        drain(&mut d);
+        let clip = |full| Some(Clip { name: "Intro".into(), full });
+        // Over the whole canvas: only the clip is seen; everyone on stage stays on the program's stage (heard).
+        d.handle_scene(Scene { clip: clip(true), ..scene(&["a", "b"], "grid") }, MS(10));
+        let out = drain(&mut d);
+        let stage: Vec<String> = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Stage(s) => Some(s.iter().map(|m| m.id.clone()).collect()),
+                _ => None,
+            })
+            .expect("a new stage");
+        assert_eq!(stage, ["a", "b", CLIP_SOURCE]);
+        let whole = out.iter().find_map(|o| match o {
+            Output::Placements { placements, .. } => Some(placements.clone()),
+            _ => None,
+        });
+        let whole = whole.expect("placements");
+        assert_eq!(whole.len(), 1, "{whole:?}");
+        assert_eq!((whole[0].source.as_str(), whole[0].rect), (CLIP_SOURCE, Rect::new(0, 0, 1280, 720)));
+        assert!(!out.contains(&Output::Keyframe(CLIP_SOURCE.into())), "a clip is not a participant to ask");
+        // In a tile: laid out beside the people.
+        d.handle_scene(Scene { clip: clip(false), ..scene(&["a", "b"], "grid") }, MS(20));
+        drain(&mut d);
+        assert_eq!(tiles(&d), ["a", "b", CLIP_SOURCE]);
+        // An intro before anyone is on stage, on air: the clip plays, no "Be right back" over it.
+        d.handle_scene(Scene { clip: clip(true), ..scene(&[], "grid") }, MS(30));
+        assert!(slate_outputs(&mut d).is_empty() && d.slate().is_none(), "no slate while a clip plays");
+        // It ended: the away slate for the empty stage, then the people again.
+        d.handle_scene(scene(&[], "grid"), MS(40));
+        assert_eq!(slate_outputs(&mut d), ["show"]);
+        d.handle_scene(scene(&["a", "b"], "grid"), MS(50));
+        drain(&mut d);
+        assert_eq!(tiles(&d), ["a", "b"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The program end to end minus WebRTC: sources → compositor thread → egress → nginx-rtmp, checked by
 //! decoding what nginx recorded: each source's colour in the rectangle it was placed in, a live layout
-//! switch without a second publish, and a stalled source turning into its name card.
+//! switch without a second publish, and a stalled source turning into its name card; a 1080p30 program with
+//! a 720p destination beside it.
 
 mod common;
 
@@ -12,13 +13,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use backyard_core::compositor::{CompositorConfig, Fit, OverlayLayer, Placement, Program, Rect, StageMember, blit};
 use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, VideoFrame, no_status_sink};
-use common::{Nginx, NginxOptions, probe};
+use common::{Nginx, NginxOptions, TempDir, decode_av, probe};
 
 const W: u32 = 640;
 const H: u32 = 360;
 
 /// Luma of the decoded frame nearest to `at` seconds in `path`.
 fn luma_at(path: &std::path::Path, at: f64) -> Result<Vec<u8>> {
+    luma_sized(path, at, W, H)
+}
+
+/// Luma of the decoded frame nearest to `at` seconds in `path`, a `width`×`height` video.
+fn luma_sized(path: &std::path::Path, at: f64, width: u32, height: u32) -> Result<Vec<u8>> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-ss", &format!("{at:.2}"), "-i"])
         .arg(path)
@@ -26,7 +32,7 @@ fn luma_at(path: &std::path::Path, at: f64) -> Result<Vec<u8>> {
         .output()
         .context("run ffmpeg")?;
     ensure!(
-        out.status.success() && out.stdout.len() == (W * H) as usize,
+        out.status.success() && out.stdout.len() == (width * height) as usize,
         "ffmpeg: {}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -170,6 +176,213 @@ fn band_mean(luma: &[u8], r: Rect) -> f64 {
         }
     }
     sum as f64 / (r.width * r.height) as f64
+}
+
+/// Full HD: a 1920×1080 program at 30 fps goes out at that size, and a destination asking for 720p gets the
+/// same picture scaled (its own encode). Whether 1080p holds real time on a given machine is the program
+/// bench's question; this checks that it works.
+#[test]
+fn a_1080p30_program_goes_out_in_full_hd_and_a_720p_destination_gets_it_scaled() -> Result<()> {
+    let _serial = common::serial();
+    let nginx = Nginx::start(NginxOptions::default())?;
+    let (width, height) = (1920u32, 1080u32);
+    let program = Arc::new(Program::start(CompositorConfig { width, height, ..Default::default() }, 30)?);
+    program.set_stage(vec![
+        StageMember { id: "ann".into(), name: "Ann".into() },
+        StageMember { id: "bob".into(), name: "Bob".into() },
+    ]);
+    let half = |x: u32, source: &str| Placement {
+        source: source.into(),
+        rect: Rect::new(x as i32, 0, width / 2, height),
+        z: 0,
+        fit: Fit::Cover,
+    };
+    program.set_placements(vec![half(0, "ann"), half(width / 2, "bob")]).map_err(anyhow::Error::msg)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (program, stop) = (program.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut n: u32 = 0;
+            while !stop.load(Ordering::Acquire) {
+                let t = Duration::from_secs_f64(n as f64 / 30.0);
+                if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                program.push_frame("ann", VideoFrame::filled(640, 360, [200, 128, 128]), t);
+                program.push_frame("bob", VideoFrame::filled(640, 360, [50, 128, 128]), t);
+                program.push_samples("ann", vec![0.1; 1600 * 2], t);
+                n += 1;
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let destination = |id: &str, profile: Option<EncoderSettings>| DestinationConfig {
+        id: id.into(),
+        url: nginx.rtmp_url(id),
+        ca_file: None,
+        profile,
+        constraints: Default::default(),
+        address_policy: backyard_core::egress::AddressPolicy::Any,
+    };
+    let hd = EncoderSettings { width: 1280, height: 720, fps: 30, video_kbps: 2500, ..Default::default() };
+    let config = EgressConfig {
+        encoder: EncoderSettings { width, height, fps: 30, video_kbps: 6000, ..Default::default() },
+        destinations: vec![destination("full-hd", None), destination("hd", Some(hd))],
+        ..Default::default()
+    };
+    let used = program.go_live(config, no_status_sink())?;
+    ensure!((used.width, used.height) == (width, height), "the program's encode is full HD: {used:?}");
+    std::thread::sleep(Duration::from_secs(6));
+    let report = program.end_live().context("egress report")?;
+    stop.store(true, Ordering::Release);
+    feeder.join().unwrap();
+    ensure!(report.outputs.len() == 2, "{:?}", report.outputs);
+
+    for (key, (w, h)) in [("full-hd", (width, height)), ("hd", (1280, 720))] {
+        let files = nginx.recordings_of(key);
+        ensure!(files.len() == 1, "{key}: {files:?}");
+        let p = probe(&files[0])?;
+        println!("{key}: {}x{} at {:.1} fps, {} frames", p.width, p.height, p.fps(), p.video_times.len());
+        ensure!(p.video_codec == "h264" && p.audio_codec == "aac" && (p.width, p.height) == (w, h), "{key}: {p:?}");
+        // Constant frame rate out; a machine too busy to compose every tick shows as fewer frames.
+        ensure!(
+            p.fps() > 20.0 && p.video_times.len() > 100,
+            "{key}: {:.1} fps, {} frames",
+            p.fps(),
+            p.video_times.len()
+        );
+        let luma = luma_sized(&files[0], 3.0, w, h)?;
+        let mean_of = |x0: u32| {
+            let (mut sum, mut n) = (0.0, 0.0);
+            for y in h / 4..h * 3 / 4 {
+                for x in x0 + w / 8..x0 + w * 3 / 8 {
+                    sum += f64::from(luma[(y * w + x) as usize]);
+                    n += 1.0;
+                }
+            }
+            sum / n
+        };
+        let (left, right) = (full(mean_of(0)), full(mean_of(w / 2)));
+        ensure!(
+            (left - full(200.0)).abs() < 20.0 && (right - full(50.0)).abs() < 20.0,
+            "{key}: halves {left:.0} / {right:.0}"
+        );
+    }
+    Ok(())
+}
+
+/// A clip played into the program over the whole canvas: its picture and its tone are in the output for the
+/// clip's length, the person on stage before and after it; the player says when it has finished.
+#[test]
+fn a_clip_plays_into_the_program_picture_and_sound_then_the_stage_returns() -> Result<()> {
+    use backyard_core::compositor::clip::{ClipEnd, ClipPlayer, probe_clip};
+    let _serial = common::serial();
+    let dir = TempDir::new("clip")?;
+    let clip = dir.path().join("red-tone.mp4");
+    // 3 s of red at 30 fps with a 1 kHz tone, as an editor would export it (H.264 + AAC in MP4).
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=320x180:r=30:d=3"])
+        .args(["-f", "lavfi", "-i", "sine=f=1000:sample_rate=44100:d=3", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-shortest"])
+        .arg(&clip)
+        .output()?;
+    ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let info = probe_clip(&clip).map_err(|e| anyhow::anyhow!("{e}"))?;
+    ensure!((info.width, info.height) == (320, 180) && info.has_audio, "{info:?}");
+    ensure!((info.duration_secs - 3.0).abs() < 0.2, "{info:?}");
+    let not_a_clip = dir.path().join("not-a-clip.mp4");
+    std::fs::write(&not_a_clip, b"hello")?;
+    ensure!(probe_clip(&not_a_clip).is_err(), "a file that is not a video is refused");
+
+    let nginx = Nginx::start(NginxOptions::default())?;
+    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
+    let ann = StageMember { id: "ann".into(), name: "Ann".into() };
+    let clip_member = StageMember { id: "clip".into(), name: "Red".into() };
+    let whole =
+        |source: &str| vec![Placement { source: source.into(), rect: Rect::new(0, 0, W, H), z: 0, fit: Fit::Contain }];
+    program.set_stage(vec![ann.clone()]);
+    program.set_placements(whole("ann")).map_err(anyhow::Error::msg)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (program, stop) = (program.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut n: u32 = 0;
+            while !stop.load(Ordering::Acquire) {
+                let t = Duration::from_secs_f64(n as f64 / 30.0);
+                if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                program.push_frame("ann", VideoFrame::filled(320, 180, [200, 128, 128]), t);
+                program.push_samples("ann", vec![0.0; 1600 * 2], t);
+                n += 1;
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let config = EgressConfig {
+        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1000, ..Default::default() },
+        destinations: vec![DestinationConfig {
+            id: "n".into(),
+            url: nginx.rtmp_url("clip"),
+            ca_file: None,
+            profile: None,
+            constraints: Default::default(),
+            address_policy: backyard_core::egress::AddressPolicy::Any,
+        }],
+        ..Default::default()
+    };
+    program.go_live(config, no_status_sink())?;
+    std::thread::sleep(Duration::from_secs(2));
+    // What the director does for a full-canvas clip: the clip joins the stage (Ann is still heard), only it is
+    // placed.
+    program.set_stage(vec![ann.clone(), clip_member]);
+    program.set_placements(whole("clip")).map_err(anyhow::Error::msg)?;
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    let player = ClipPlayer::start(clip.clone(), program.clone(), "clip".into(), move |end| {
+        let _ = ended_tx.send((end, Instant::now()));
+    })?;
+    let (end, at) = ended_rx.recv_timeout(Duration::from_secs(15)).context("the clip said it ended")?;
+    let played = at.duration_since(started).as_secs_f64();
+    ensure!(end == ClipEnd::Finished, "{end:?}");
+    ensure!((2.8..4.5).contains(&played), "the clip played for {played:.2} s, in real time");
+    drop(player);
+    program.set_stage(vec![ann]);
+    program.set_placements(whole("ann")).map_err(anyhow::Error::msg)?;
+    std::thread::sleep(Duration::from_secs(2));
+    program.end_live().context("egress report")?;
+    stop.store(true, Ordering::Release);
+    feeder.join().unwrap();
+
+    let file = nginx.recordings().into_iter().next().context("nginx recorded the program")?;
+    let (frames, audio_start, samples) = decode_av(&file)?;
+    let mean = |cells: &[f64; 144]| cells.iter().sum::<f64>() / 144.0;
+    // Red is dark in luma (about 76 of 255), Ann bright (about 214).
+    let red: Vec<f64> = frames.iter().filter(|(_, c)| (mean(c) - full(81.0)).abs() < 20.0).map(|(t, _)| *t).collect();
+    let ann_seen = frames.iter().filter(|(_, c)| (mean(c) - full(200.0)).abs() < 20.0).count();
+    ensure!(ann_seen > 90, "Ann before and after the clip: {ann_seen} frames");
+    let (first, last) = (red.first().copied().unwrap_or(0.0), red.last().copied().unwrap_or(0.0));
+    println!("clip on screen from {first:.2} s to {last:.2} s ({} frames)", red.len());
+    ensure!(
+        red.len() >= 75 && (last - first - 3.0).abs() < 0.5,
+        "the clip showed {} frames, {first:.2}–{last:.2} s",
+        red.len()
+    );
+    let after = frames.iter().filter(|(t, c)| *t > last + 0.5 && (mean(c) - full(200.0)).abs() < 20.0).count();
+    ensure!(after > 20, "the stage came back after the clip: {after} frames of Ann");
+    // The tone is in the sound while the clip shows, silence before and after.
+    let rms = |from: f64, to: f64| {
+        let at = |t: f64| (((t - audio_start) * 48_000.0).max(0.0) as usize).min(samples.len());
+        let part = &samples[at(from)..at(to)];
+        (part.iter().map(|s| s * s).sum::<f32>() / part.len().max(1) as f32).sqrt()
+    };
+    let (during, before, later) =
+        (rms(first + 0.5, last - 0.5), rms(first - 1.2, first - 0.4), rms(last + 0.6, last + 1.4));
+    println!("sound: {during:.3} rms during the clip, {before:.4} before, {later:.4} after");
+    ensure!(during > 0.03 && before < 0.01 && later < 0.01, "tone {during} / before {before} / after {later}");
+    Ok(())
 }
 
 #[test]

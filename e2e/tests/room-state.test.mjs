@@ -15,6 +15,7 @@ import {
   initialState,
   isModerator,
   layoutChoices,
+  normaliseClip,
   normaliseOutputStatus,
   normaliseScene,
   normaliseSlate,
@@ -279,6 +280,19 @@ describe('room state: events', () => {
     assert.equal(shownSlate(s, { programOnAir: false }), null, 'live from an encoder: the program is not on air');
     s = fold([{ event: 'stage-layout', data: { layout: 'grid', canvas: { width: 1280, height: 720 }, tiles: [tile(ADA, 'Ada', 0, 0, 1280, 720)] } }], s);
     assert.equal(shownSlate(s), null, 'someone on stage');
+  });
+
+  it('a playing clip is kept from the scene (other edits send it on) and no slate shows over it', () => {
+    const clip = { url: `/api/uploads/${'ab'.repeat(32)}`, name: 'Intro', mode: 'tile' };
+    assert.deepEqual(normaliseClip(clip), clip);
+    assert.deepEqual(normaliseClip({ url: clip.url }), { url: clip.url, name: '', mode: 'full' });
+    for (const bad of [null, 'x', { name: 'no url' }, { url: '' }]) assert.equal(normaliseClip(bad), null, JSON.stringify(bad));
+    let s = fold([{ event: 'broadcast-started', data: { status: 'live' } }], joined());
+    s = fold([{ event: 'scene-updated', data: { scene: { stage: [], layout: 'grid', clip, slate: { kind: 'brb' } } } }], s);
+    assert.deepEqual(s.scene.clip, clip);
+    assert.equal(shownSlate(s), null, 'the clip is the program');
+    s = patchScene(s, { layout: 'solo' });
+    assert.deepEqual(s.scene.clip, clip, 'a layout change keeps the clip playing');
   });
 
   it('stage-layout replaces the placements, with every field filled in', () => {

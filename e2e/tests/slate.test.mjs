@@ -3,7 +3,8 @@
 // slate; "Back to the stage" brings the camera back. Live with nobody on stage, the program shows "Be right
 // back" by itself until someone is on stage again. And with a real RTMP server receiving the show, killing the
 // host's Chromium (`kill -9`) while live: nginx keeps receiving frames with no gap over 0.1 s, the slate; the host
-// signs in again in a new browser, comes back on stage, and the show returns.
+// signs in again in a new browser, comes back on stage, and the show returns. Then the host plays a video clip
+// (uploaded from the Clips section): nginx receives its red picture and its tone, and the camera once it ended.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
@@ -15,7 +16,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { addRtmpDestination, backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, makeClip, near, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
-import { grabFrame, startRtmpServer } from '../lib/rtmp.mjs';
+import { grabFrame, peakVolume, startRtmpServer } from '../lib/rtmp.mjs';
 
 const run = promisify(execFile);
 const STREAM_KEY = 'e2e-slate';
@@ -160,6 +161,37 @@ describe('slates cover the program', { timeout: 240000 }, () => {
     const [, hh, mm, ss] = /LIVE (\d+):(\d+):(\d+)/.exec(pill) ?? [];
     assert.ok(Number(hh) * 3600 + Number(mm) * 60 + Number(ss) >= 15, `back in a show live for over 15 s, the clock says ${pill}`);
     await screenshot(again, 'slate-03-back-on-stage');
+
+    // A clip from the Clips section plays into the show, over the whole canvas: nginx receives its red picture
+    // and its tone; once it has played, it comes off the scene and the camera is back. The host's own mic is
+    // off, so the tone is the clip's.
+    await again.click('[data-action=toggle-mic]');
+    const clipFile = path.join(clipDir, 'red-tone.mp4');
+    await run('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'color=c=red:s=640x360:r=30:d=12', '-f', 'lavfi', '-i', 'sine=f=1000:d=12',
+      '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', clipFile]);
+    await again.click('[data-tab=overlays]');
+    await again.setInputFiles('input[name=clipFile]', clipFile);
+    const row = again.locator('.clip-item', { hasText: 'red-tone.mp4' });
+    await row.waitFor({ timeout: 15000 });
+    await row.locator('[data-action=play-clip]').click();
+    // The sound is measured from the start while the picture is looked for: both within the clip's 12 s.
+    const tone = peakVolume(url, 6);
+    await eventually('nginx shows the clip', async () => {
+      const f = await grabFrame(url, { skipSeconds: 0 }).catch(() => null);
+      return f && [[0.25, 0.5], [0.75, 0.5], [0.05, 0.05]].every(([x, y]) => near(pixel(f, x, y), rgb('ff0000'), 70));
+    }, 12000, 500);
+    const during = await tone;
+    assert.equal(await row.getAttribute('data-playing'), 'true');
+    await screenshot(again, 'slate-04-clip-playing');
+    await eventually('the clip played to its end and came off the scene', async () => (await row.getAttribute('data-playing')) === 'false', 20000, 500);
+    await eventually('nginx shows the camera after the clip', async () => {
+      const f = await grabFrame(url, { skipSeconds: 0 }).catch(() => null);
+      return f && near(pixel(f, 0.25, 0.5), rgb(LEFT), TOLERANCE) && near(pixel(f, 0.75, 0.5), rgb(RIGHT), TOLERANCE);
+    }, 30000, 1000);
+    const later = await peakVolume(url, 2);
+    console.log(`# the clip's tone peaked at ${during} dB at nginx; after it, ${later} dB`);
+    assert.ok(during > -30, `the clip's tone is in the output (${during} dB)`);
+    assert.ok(later < during - 20, `quiet after the clip (${later} dB)`);
     await again.click('[data-action=end-broadcast]');
     await eventually('the broadcast shows ended', async () => (await again.getAttribute('.status-pill', 'data-status')) === 'ended', 15000);
   });

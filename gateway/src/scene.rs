@@ -54,12 +54,47 @@ pub struct Scene {
     /// or none. While on air with nobody on stage the program shows "Be right back" by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slate: Option<Slate>,
+    /// A video clip playing into the program, or none. The server takes it off the scene when it has played
+    /// to its end; setting it again plays it from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<SceneClip>,
 }
 
 impl Default for Scene {
     fn default() -> Self {
-        Scene { stage: Vec::new(), layout: default_layout(), overlays: Overlays::default(), brand: None, slate: None }
+        Scene {
+            stage: Vec::new(),
+            layout: default_layout(),
+            overlays: Overlays::default(),
+            brand: None,
+            slate: None,
+            clip: None,
+        }
     }
+}
+
+/// A clip the hosts play: an uploaded video (`POST /api/upload`), over the whole canvas or in a tile.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SceneClip {
+    /// `/api/uploads/<sha256>` of an uploaded MP4.
+    pub url: String,
+    /// Shown on its tile; at most 100 characters.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub mode: ClipMode,
+}
+
+/// Where a clip shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClipMode {
+    /// Over the whole canvas (the people on stage are still heard).
+    #[default]
+    Full,
+    /// In a tile the layout places, as it places a screen share.
+    Tile,
 }
 
 /// A slate the hosts show: which one, and a line of their own under its title.
@@ -270,6 +305,13 @@ pub async fn apply(state: &AppState, broadcast: Uuid, scene: Scene) -> Result<Sc
             return Err(bad(&format!("stage[{i}]"), format!("{id} is backstage: admit them first")).into());
         }
     }
+    if let Some(c) = &scene.clip {
+        let sha = crate::uploads::sha_of_url(&c.url).unwrap_or_default();
+        let upload = state.store.upload_by_sha(sha).await?;
+        if upload.is_none_or(|u| u.content_type != crate::uploads::CLIP_TYPE) {
+            return Err(bad("clip.url", "is not a video clip uploaded to this server").into());
+        }
+    }
     let value = serde_json::to_value(&scene).expect("a Scene always serializes");
     state.store.set_scene(broadcast, value).await?;
     let event = RoomEvent::SceneUpdated { scene: Box::new(scene.clone()) };
@@ -358,6 +400,12 @@ impl Scene {
         }
         if let Some(t) = &o.ticker {
             t.validate("ticker", limits::TICKER_TEXT)?;
+        }
+        if let Some(c) = &self.clip {
+            if crate::uploads::sha_of_url(&c.url).is_none() {
+                return Err(bad("clip.url", "must be an /api/uploads/<sha256> URL of a video from POST /api/upload"));
+            }
+            text("clip.name", &c.name, 100)?;
         }
         if let Some(b) = &self.brand {
             text("brand.name", &b.name, limits::BRAND_NAME)?;
@@ -449,6 +497,7 @@ impl Scene {
             background: self.brand.as_ref().and_then(|b| b.background.as_deref()).and_then(rgb),
             slate: self.slate.as_ref().map(|s| director::Slate { title: s.kind.title().into(), text: s.text.clone() }),
             accent: brand,
+            clip: self.clip.as_ref().map(|c| director::Clip { name: c.name.clone(), full: c.mode == ClipMode::Full }),
         }
     }
 

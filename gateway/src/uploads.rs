@@ -1,8 +1,11 @@
-//! Where uploaded images live and how they are named: by the SHA-256 of their bytes, as
+//! Where uploaded images and clips live and how they are named: by the SHA-256 of their bytes, as
 //! `<data_dir>/uploads/<sha256>` on disk and `/api/uploads/<sha256>` on the web. The one place the REST API,
 //! scene validation and the program agree on it.
 
 use std::path::{Path, PathBuf};
+
+/// The type a video clip is kept as (MP4, checked to decode when uploaded).
+pub const CLIP_TYPE: &str = "video/mp4";
 
 /// A content address: 64 lowercase hex digits, as uploads are named.
 pub fn is_sha256(s: &str) -> bool {

@@ -7,6 +7,7 @@ use common::{Backend, Cookies, RawDb, TestApp};
 use serde_json::{Value, json};
 
 both_backends!(
+    clips_are_checked_when_uploaded_listed_and_a_scene_plays_only_a_clip,
     host_flow_register_login_broadcast_destination_start_end,
     stream_keys_are_encrypted_at_rest_and_never_returned,
     tampered_stream_key_is_reported_clearly,
@@ -830,6 +831,81 @@ async fn uploads_are_type_checked_size_limited_and_served(b: Backend) {
     let (ct, body) = multipart("file", PNG);
     t.post("/api/upload").raw(&ct, body).send().await.assert_error(StatusCode::UNAUTHORIZED);
     t.get("/api/uploads/zz").send().await.assert_error(StatusCode::BAD_REQUEST);
+}
+
+/// An MP4 is opened when it is uploaded: one FFmpeg cannot play is refused then, naming why; the account's clips
+/// are listed under the names they came with; a scene plays only a clip (not an image) uploaded here.
+async fn clips_are_checked_when_uploaded_listed_and_a_scene_plays_only_a_clip(b: Backend) {
+    let t = TestApp::new(b).await;
+    let host = t.user("clips@example.com").await;
+    let dir = tempfile_dir();
+    let file = dir.join("intro.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=blue:s=320x180:r=30:d=1", "-f", "lavfi"])
+        .args(["-i", "sine=f=440:d=1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(&file)
+        .output()
+        .expect("run ffmpeg");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let clip = std::fs::read(&file).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ct, body) = multipart("file", &clip);
+    let up = t.post("/api/upload").cookies(&host).raw(&ct, body).send().await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.body);
+    assert_eq!((up.body["contentType"].as_str(), up.body["name"].as_str()), (Some("video/mp4"), Some("f")));
+    let clip_url = up.body["url"].as_str().unwrap().to_owned();
+    // An MP4 header with nothing playable behind it.
+    let mut empty = vec![0, 0, 0, 24];
+    empty.extend_from_slice(b"ftypisom\0\0\x02\0isommp42");
+    let empty: Vec<u8> = empty.into_iter().take(24).collect();
+    let (ct, body) = multipart("file", &empty);
+    let r = t.post("/api/upload").cookies(&host).raw(&ct, body).send().await;
+    assert_eq!(r.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE), "unsupported_clip", "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("cannot be played"), "{}", r.body);
+    let (ct, body) = multipart("file", PNG);
+    let png = t.post("/api/upload").cookies(&host).raw(&ct, body).send().await;
+    let png_url = png.body["url"].as_str().unwrap().to_owned();
+
+    let clips = t.get("/api/uploads?kind=clip").cookies(&host).send().await;
+    assert_eq!(clips.status, StatusCode::OK, "{}", clips.body);
+    let urls: Vec<&str> = clips.body.as_array().unwrap().iter().filter_map(|c| c["url"].as_str()).collect();
+    assert_eq!(urls, [clip_url.as_str()]);
+    let images = t.get("/api/uploads?kind=image").cookies(&host).send().await;
+    assert_eq!(images.body.as_array().map(Vec::len), Some(1), "{}", images.body);
+    let r = t.get("/api/uploads?kind=sound").cookies(&host).send().await;
+    assert_eq!(r.body["error"]["field"], "kind", "{}", r.body);
+    let other = t.user("other@example.com").await;
+    let theirs = t.get("/api/uploads?kind=clip").cookies(&other).send().await;
+    assert_eq!(theirs.body, json!([]), "another account's clips are not listed");
+
+    let id = t.broadcast(&host, "Clips").await;
+    let put = |clip: serde_json::Value| {
+        let (t, host, id) = (&t, &host, &id);
+        async move {
+            let scene = json!({"layout": "grid", "clip": clip});
+            t.req(axum::http::Method::PUT, &format!("/api/broadcasts/{id}/scene"))
+                .cookies(host)
+                .json(scene)
+                .send()
+                .await
+        }
+    };
+    let r = put(json!({"url": png_url})).await;
+    assert_eq!(r.body["error"]["field"], "clip.url", "an image is not a clip: {}", r.body);
+    let r = put(json!({"url": "https://example.com/x.mp4"})).await;
+    assert_eq!(r.body["error"]["field"], "clip.url", "{}", r.body);
+    let r = put(json!({"url": clip_url, "name": "Intro", "mode": "tile"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["clip"], json!({"url": clip_url, "name": "Intro", "mode": "tile"}));
+    let r = put(json!({"url": clip_url, "mode": "sideways"})).await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+}
+
+/// A fresh folder under the system's temp folder.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("backyard-api-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 async fn start_and_end_are_announced_on_the_bus(b: Backend) {

@@ -109,6 +109,8 @@ export const api = {
   deleteIngestKey: (id, keyId) =>
     request('DELETE', `/api/broadcasts/${encodeURIComponent(id)}/ingest-keys/${encodeURIComponent(keyId)}`),
 
+  /** The account's uploads: `kind` `clip` (MP4 video clips) or `image`. */
+  listUploads: (kind) => request('GET', `/api/uploads?kind=${encodeURIComponent(kind)}`),
   upload: (file) => {
     const form = new FormData();
     form.append('file', file);

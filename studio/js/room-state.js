@@ -76,7 +76,14 @@ export function normaliseScene(scene = {}) {
     overlays: normaliseOverlays(scene?.overlays),
     brand: normaliseBrand(scene?.brand),
     slate: normaliseSlate(scene?.slate),
+    clip: normaliseClip(scene?.clip),
   };
+}
+
+/** The scene's playing clip `{url, name, mode}` (`mode` `full` or `tile`), or null. */
+export function normaliseClip(clip) {
+  if (!clip || typeof clip !== 'object' || typeof clip.url !== 'string' || !clip.url) return null;
+  return { url: clip.url, name: typeof clip.name === 'string' ? clip.name : '', mode: clip.mode === 'tile' ? 'tile' : 'full' };
 }
 
 /** The slates a show has, by `scene.slate.kind`, with the title the program draws. */
@@ -94,6 +101,8 @@ export function normaliseSlate(slate) {
  * when the broadcast is live from an encoder (a relay): the program is then not what goes out.
  */
 export function shownSlate(state, { programOnAir = state.broadcast?.status === 'live' } = {}) {
+  // A clip playing is the program: no slate over it.
+  if (state.scene.clip) return null;
   const chosen = state.scene.slate;
   if (chosen) return { ...chosen, title: SLATES[chosen.kind] };
   if (programOnAir && stageTiles(state).tiles.length === 0) return { kind: 'brb', title: SLATES.brb, text: '' };

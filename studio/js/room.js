@@ -20,6 +20,7 @@ import { RemoteAudio } from './remote-audio.js';
 import { closeDialogs, inviteDialog, settingsDialog, shortcutsDialog } from './room-dialogs.js';
 import { shortcutFor } from './shortcuts.js';
 import { SlateSection } from './slate.js';
+import { ClipsSection } from './clips.js';
 import {
   apply,
   healthWarnings,
@@ -322,6 +323,7 @@ class Room {
         this.overlaysPanel?.set(this.state.scene.overlays);
         this.brandSection?.set(this.state.scene.brand);
         this.slateSection?.set(this.state.scene.slate);
+        this.clipsSection?.set(this.state.scene.clip);
         break;
       case 'destination-status':
         this.broadcastPanel?.setOutputs(this.state.outputs);
@@ -435,6 +437,10 @@ class Room {
       this.slateSection = new SlateSection({ onchange: (slate) => this.pushScene({ slate }) });
       this.slateSection.set(this.state.scene.slate);
       this.overlaysPanel.el.prepend(this.slateSection.el);
+      this.clipsSection = new ClipsSection({ onchange: (clip) => this.pushScene({ clip }) });
+      this.clipsSection.set(this.state.scene.clip);
+      this.slateSection.el.after(this.clipsSection.el);
+      this.clipsSection.load();
       this.brandSection.load();
       panels.broadcast = { label: 'Broadcast', icon: ICONS.broadcast, el: this.broadcastPanel.el };
       panels.overlays = { label: 'Overlays', icon: ICONS.brush, el: this.overlaysPanel.el };
@@ -557,6 +563,7 @@ class Room {
       overlays: this.state.scene.overlays,
       brand: this.state.scene.brand,
       slate: shownSlate(this.state, { programOnAir: this.state.broadcast?.status === 'live' && !this.relaying }),
+      clip: this.state.scene.clip,
       emptyHint: this.isModerator ? 'Add people to the stage from the strip below.' : 'The host will bring people on stage.',
     });
     this.strip.render(this.state, { streamOf, hasScreen: (pid) => this.hasScreen(pid) });

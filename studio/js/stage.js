@@ -24,9 +24,10 @@ export class StageView {
 
   /**
    * `view` is `stageTiles(state)` from room-state.js; `streamOf(source)` the MediaStream to show for a tile
-   * (or null); `overlays` the scene's overlays; `emptyHint` what to say while nobody is on stage.
+   * (or null); `overlays` the scene's overlays; `emptyHint` what to say while nobody is on stage; `clip` the scene's
+   * playing clip, whose tile (source `clip`) plays the uploaded file itself, muted (the program carries its sound).
    */
-  render({ view, streamOf, overlays = {}, brand = null, slate = null, emptyHint = '' }) {
+  render({ view, streamOf, overlays = {}, brand = null, slate = null, emptyHint = '', clip = null }) {
     const { canvas, tiles } = view;
     // The brand's colours, as the program draws them: text overlays in its colour, its background behind tiles.
     if (brand?.color) this.root.style.setProperty('--brand', brand.color);
@@ -48,7 +49,8 @@ export class StageView {
         this.tiles.set(t.source, tile);
         this.root.insertBefore(tile.el, this.slate);
       }
-      this.updateTile(tile, t, streamOf(t.source));
+      if (t.source === 'clip') this.updateClipTile(tile, t, clip);
+      else this.updateTile(tile, t, streamOf(t.source));
     }
     for (const [source, tile] of this.tiles) {
       if (!seen.has(source)) {
@@ -101,6 +103,20 @@ export class StageView {
     tile.el.classList.toggle('screen', t.screen);
     tile.el.classList.toggle('speaking', t.speaking);
     tile.name.textContent = t.label;
+  }
+
+  /** The clip's tile: the uploaded file, played from its start when it is a new clip. */
+  updateClipTile(tile, t, clip) {
+    this.updateTile(tile, { ...t, videoEnabled: Boolean(clip?.url) }, null);
+    if (!clip?.url) return;
+    tile.video.hidden = false;
+    tile.avatar.hidden = true;
+    if (tile.video.dataset.clip !== clip.url) {
+      tile.video.dataset.clip = clip.url;
+      tile.video.srcObject = null;
+      tile.video.src = clip.url;
+      tile.video.play().catch(() => {});
+    }
   }
 
   renderOverlays({ banner, lowerThird, logo, comment, ticker } = {}) {

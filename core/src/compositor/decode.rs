@@ -59,9 +59,46 @@ impl VideoDecoder {
         Ok(VideoDecoder { decoder, scaler: None, decoded: frame::Video::empty() })
     }
 
+    /// A decoder for a file's video stream (a clip), from its codec parameters.
+    pub fn for_stream(params: codec::Parameters) -> Result<VideoDecoder, DecodeError> {
+        crate::ffmpeg::init();
+        let id = params.id();
+        let found = decoder::find(id).ok_or(DecodeError::Unsupported(id))?;
+        let ctx = codec::context::Context::from_parameters(params)?;
+        let decoder = ctx.decoder().open_as(found)?.video()?;
+        Ok(VideoDecoder { decoder, scaler: None, decoded: frame::Video::empty() })
+    }
+
+    /// The coded picture size (of a stream opened with [`Self::for_stream`]).
+    pub fn size(&self) -> (u32, u32) {
+        (self.decoder.width(), self.decoder.height())
+    }
+
     /// Feeds one whole encoded frame; returns the pictures it produced (usually one).
     pub fn decode(&mut self, data: &[u8]) -> Result<Vec<VideoFrame>, DecodeError> {
-        self.decoder.send_packet(&ffmpeg_next::Packet::copy(data))?;
+        self.decode_packet(&ffmpeg_next::Packet::copy(data))
+    }
+
+    /// Feeds one packet (`None`: the end of the stream, drains what the decoder holds); returns the pictures
+    /// it produced with their timestamps in the packet's time base.
+    pub fn decode_timed(
+        &mut self,
+        packet: Option<&ffmpeg_next::Packet>,
+    ) -> Result<Vec<(Option<i64>, VideoFrame)>, DecodeError> {
+        match packet {
+            Some(p) => self.decoder.send_packet(p)?,
+            None => self.decoder.send_eof()?,
+        }
+        let mut out = Vec::new();
+        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
+            let pts = self.decoded.timestamp().or(self.decoded.pts());
+            out.push((pts, self.convert_to_i420()?));
+        }
+        Ok(out)
+    }
+
+    fn decode_packet(&mut self, packet: &ffmpeg_next::Packet) -> Result<Vec<VideoFrame>, DecodeError> {
+        self.decoder.send_packet(packet)?;
         let mut out = Vec::new();
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
             out.push(self.convert_to_i420()?);
@@ -143,9 +180,28 @@ impl AudioDecoder {
         Ok(AudioDecoder { decoder, decoded: frame::Audio::empty(), resampler: None })
     }
 
+    /// A decoder for a file's audio stream (a clip), from its codec parameters.
+    pub fn for_stream(params: codec::Parameters) -> Result<AudioDecoder, DecodeError> {
+        crate::ffmpeg::init();
+        let id = params.id();
+        let found = decoder::find(id).ok_or(DecodeError::Unsupported(id))?;
+        let ctx = codec::context::Context::from_parameters(params)?;
+        let decoder = ctx.decoder().open_as(found)?.audio()?;
+        Ok(AudioDecoder { decoder, decoded: frame::Audio::empty(), resampler: None })
+    }
+
     /// Feeds one packet; returns its samples (interleaved stereo; mono is duplicated).
     pub fn decode(&mut self, data: &[u8]) -> Result<Vec<f32>, DecodeError> {
-        self.decoder.send_packet(&ffmpeg_next::Packet::copy(data))?;
+        self.decode_packet(Some(&ffmpeg_next::Packet::copy(data)))
+    }
+
+    /// Feeds one packet (`None`: the end of the stream); returns the samples it produced (interleaved stereo,
+    /// 48 kHz).
+    pub fn decode_packet(&mut self, packet: Option<&ffmpeg_next::Packet>) -> Result<Vec<f32>, DecodeError> {
+        match packet {
+            Some(p) => self.decoder.send_packet(p)?,
+            None => self.decoder.send_eof()?,
+        }
         let mut out = Vec::new();
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
             if self.decoded.rate() != crate::media::SAMPLE_RATE {

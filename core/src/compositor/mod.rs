@@ -15,6 +15,7 @@
 //! Architecture Invariant: this module never blocks, sleeps, reads a clock or spawns; time is an argument.
 
 pub mod blit;
+pub mod clip;
 pub mod clock;
 pub mod decode;
 mod feed;

@@ -77,6 +77,7 @@ pub fn api_router(upload_bytes: usize) -> (Router<AppState>, utoipa::openapi::Op
         .routes(routes!(recordings::get, recordings::delete))
         .routes(routes!(recordings::file))
         .routes(routes!(uploads::serve))
+        .routes(routes!(uploads::list))
         .routes(routes!(cluster::view))
         .routes(routes!(healthz))
         .routes(routes!(metrics))

@@ -1,5 +1,6 @@
-//! `POST /api/upload`: images for overlays and backgrounds. The type is checked from the bytes, not the
-//! client's claim; files are stored content-addressed (`<data_dir>/uploads/<sha256>`) and served back at
+//! `POST /api/upload`: images for overlays and backgrounds, and MP4 video clips to play into the program. The
+//! type is checked from the bytes, not the client's claim (a clip is also opened and its streams' decoders
+//! found, so one that cannot play is refused now, not on air); files are stored content-addressed (`<data_dir>/uploads/<sha256>`) and served back at
 //! `/api/uploads/{sha256}`.
 
 use axum::extract::{Multipart, Path, State};
@@ -13,7 +14,7 @@ use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, Limit, Quota};
 
-const ALLOWED: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+const ALLOWED: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp", crate::uploads::CLIP_TYPE];
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -23,12 +24,57 @@ pub struct UploadView {
     pub content_type: String,
     pub size: i64,
     pub url: String,
+    /// The file name it came with (empty when none was sent).
+    pub name: String,
+}
+
+impl UploadView {
+    fn of(row: crate::store::Upload) -> UploadView {
+        UploadView {
+            id: row.id,
+            url: crate::uploads::url(&row.sha256),
+            sha256: row.sha256,
+            content_type: row.content_type,
+            size: row.size,
+            name: row.name,
+        }
+    }
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListUploads {
+    /// `clip` for video clips only, `image` for images only; all when left out.
+    pub kind: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/uploads", tag = "uploads", params(ListUploads),
+    responses((status = 200, body = Vec<UploadView>), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<ListUploads>,
+) -> ApiResult<axum::Json<Vec<UploadView>>> {
+    let rows = match q.kind.as_deref() {
+        None => state.store.uploads(user.id, None).await?,
+        Some("clip") => state.store.uploads(user.id, Some(crate::uploads::CLIP_TYPE)).await?,
+        Some("image") => {
+            let mut all = state.store.uploads(user.id, None).await?;
+            all.retain(|u| u.content_type.starts_with("image/"));
+            all
+        }
+        Some(_) => return Err(ApiError::invalid("kind", "clip or image")),
+    };
+    // One row per upload of the same file: the newest.
+    let mut seen = std::collections::HashSet::new();
+    Ok(axum::Json(rows.into_iter().filter(|r| seen.insert(r.sha256.clone())).map(UploadView::of).collect()))
 }
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // documents the multipart form for OpenAPI only
 pub struct UploadForm {
-    /// The image (PNG, JPEG, GIF or WebP).
+    /// The image (PNG, JPEG, GIF or WebP) or video clip (MP4: H.264, VP8, VP9 or AV1 with AAC or Opus).
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
 }
@@ -52,8 +98,11 @@ pub async fn upload(
     state.limits.check(Limit::Upload, ip, Some(&user.id.to_string()))?;
     let mut multipart = multipart.map_err(|e| ApiError::UnsupportedMediaType(e.body_text()))?;
     let mut data = None;
+    let mut name = String::new();
     while let Some(field) = multipart.next_field().await.map_err(too_large)? {
         if field.name() == Some("file") {
+            // The file name as the browser sent it, kept as a label (bounded, control characters dropped).
+            name = field.file_name().unwrap_or_default().chars().filter(|c| !c.is_control()).take(120).collect();
             data = Some(field.bytes().await.map_err(too_large)?);
             break;
         }
@@ -69,7 +118,7 @@ pub async fn upload(
         infer::get(&data).map(|t| t.mime_type()).filter(|m| ALLOWED.contains(m)).ok_or_else(|| ApiError::Invalid {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             code: "unsupported_image",
-            message: "only PNG, JPEG, GIF and WebP images are accepted".into(),
+            message: "only PNG, JPEG, GIF and WebP images and MP4 video clips are accepted".into(),
             field: Some("file".into()),
         })?;
     state.check_quota(user.id, Quota::Upload(data.len() as u64)).await?;
@@ -81,19 +130,25 @@ pub async fn upload(
         // Write then rename, so a reader never sees half a file.
         let tmp = dir.join(format!("{sha}.{}.tmp", uuid::Uuid::new_v4()));
         tokio::fs::write(&tmp, &data).await.map_err(|e| ApiError::Internal(e.into()))?;
+        if content_type == crate::uploads::CLIP_TYPE {
+            let file = tmp.clone();
+            let probed = tokio::task::spawn_blocking(move || backyard_core::compositor::clip::probe_clip(&file))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            if let Err(e) = probed {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(ApiError::Invalid {
+                    status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    code: "unsupported_clip",
+                    message: format!("this clip cannot be played: {e}"),
+                    field: Some("file".into()),
+                });
+            }
+        }
         tokio::fs::rename(&tmp, &path).await.map_err(|e| ApiError::Internal(e.into()))?;
     }
-    let row = state.store.create_upload(user.id, &sha, content_type, data.len() as i64).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(UploadView {
-            id: row.id,
-            url: crate::uploads::url(&sha),
-            sha256: sha,
-            content_type: row.content_type,
-            size: row.size,
-        }),
-    ))
+    let row = state.store.create_upload(user.id, &sha, content_type, data.len() as i64, name.trim()).await?;
+    Ok((StatusCode::CREATED, axum::Json(UploadView::of(row))))
 }
 
 #[utoipa::path(get, path = "/api/uploads/{sha256}", tag = "uploads", params(("sha256" = String, Path, pattern = r"^[0-9a-f]{64}$")),

@@ -205,7 +205,7 @@ pub(super) async fn follow_room(
             ev = events.recv() => {
                 let Some(live) = live.upgrade() else { break };
                 match ev {
-                    Ok(ev) => on_event(&live, &feed, &ev),
+                    Ok(ev) => on_event(&state, &live, &feed, &ev),
                     // Missed some: rebuild from the hub's view of the room.
                     Err(RecvError::Lagged(_)) => resync(&state, &live).await,
                     Err(RecvError::Closed) => break,
@@ -259,9 +259,12 @@ async fn resync(state: &AppState, live: &super::Live) {
     }
 }
 
-fn on_event(live: &super::Live, feed: &ProgramFeed, ev: &Event) {
+fn on_event(state: &AppState, live: &super::Live, feed: &ProgramFeed, ev: &Event) {
     match RoomEvent::from_bus(ev) {
-        Ok(RoomEvent::SceneUpdated { scene }) => live.director.send(Input::Scene(scene.to_director())),
+        Ok(RoomEvent::SceneUpdated { scene }) => {
+            live.follow_clip(state, scene.clip.as_ref());
+            live.director.send(Input::Scene(scene.to_director()))
+        }
         Ok(RoomEvent::ParticipantJoined { participant } | RoomEvent::ParticipantStatusUpdated { participant }) => {
             live.director.send(Input::Member(member(&participant)))
         }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bus::topic;
+use backyard_core::compositor::clip::{ClipEnd, ClipPlayer};
 use backyard_core::compositor::{CompositorConfig, Program, ProgramFeed};
 use backyard_core::director::StageLayout;
 use backyard_core::egress::{
@@ -85,9 +86,37 @@ pub struct Live {
     on_air: tokio::sync::Mutex<Option<OnAir>>,
     /// The latest status of each output while on air, by output id (destination id or `recording`).
     statuses: Arc<Mutex<HashMap<String, OutputStatus>>>,
+    /// The clip playing into the program (the scene's `clip`): its URL and player.
+    clip: Mutex<Option<(String, ClipPlayer)>>,
 }
 
 impl Live {
+    /// Plays the scene's clip into the program (from its start when it is another one than the one playing), or
+    /// stops the one playing when the scene has none. When a clip has played to its end, it comes off the scene.
+    fn follow_clip(&self, state: &AppState, clip: Option<&crate::scene::SceneClip>) {
+        let url = clip.map(|c| c.url.as_str());
+        let stopped = {
+            let mut playing = self.clip.lock();
+            if playing.as_ref().map(|(u, _)| u.as_str()) == url {
+                return;
+            }
+            playing.take()
+        };
+        // Stops its thread (within a frame's time) outside the lock.
+        drop(stopped);
+        let Some((url, sha)) = url.and_then(|u| Some((u, crate::uploads::sha_of_url(u)?))) else { return };
+        let path = crate::uploads::dir(&state.cfg.data_dir).join(sha);
+        let (state, broadcast, ended) = (state.clone(), self.broadcast, url.to_owned());
+        let runtime = tokio::runtime::Handle::current();
+        let on_end = move |end: ClipEnd| {
+            runtime.spawn(async move { clip_ended(&state, broadcast, &ended, end).await });
+        };
+        match ClipPlayer::start(path, self.program.clone(), backyard_core::director::CLIP_SOURCE.into(), on_end) {
+            Ok(player) => *self.clip.lock() = Some((url.to_owned(), player)),
+            Err(e) => tracing::warn!(broadcast = %self.broadcast, "cannot start the clip: {e}"),
+        }
+    }
+
     /// The latest status of an output (a destination's id), if the program is on air.
     pub fn output_status(&self, id: &str) -> Option<OutputStatus> {
         self.statuses.lock().get(id).cloned()
@@ -158,9 +187,11 @@ impl Programs {
             refresh,
             on_air: tokio::sync::Mutex::new(None),
             statuses: Arc::default(),
+            clip: Mutex::new(None),
         });
         running.insert(broadcast.id, live.clone());
         drop(running);
+        live.follow_clip(state, Scene::of(broadcast).clip.as_ref());
 
         let room = broadcast.id.to_string();
         let tap_program = program.clone();
@@ -549,6 +580,21 @@ pub(crate) async fn finalise_recording(
 }
 
 /// Where a recording is written.
+/// A clip played to its end (or failed): it comes off the scene, so the stage is back and every studio is told.
+async fn clip_ended(state: &AppState, broadcast: Uuid, url: &str, end: ClipEnd) {
+    if let ClipEnd::Failed(e) = &end {
+        tracing::warn!(%broadcast, url, "the clip could not play to its end: {e}");
+    }
+    let Ok(Some(b)) = state.store.broadcast(broadcast).await else { return };
+    let mut scene = Scene::of(&b);
+    if scene.clip.as_ref().is_some_and(|c| c.url == url) {
+        scene.clip = None;
+        if let Err(e) = crate::scene::apply(state, broadcast, scene).await {
+            tracing::warn!(%broadcast, "could not take the ended clip off the scene: {e}");
+        }
+    }
+}
+
 pub fn recording_path(cfg: &crate::config::Config, id: Uuid) -> PathBuf {
     cfg.recordings_dir().join(format!("{id}.mp4"))
 }

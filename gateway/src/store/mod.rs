@@ -209,7 +209,16 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_guest_session(&self, id: Uuid) -> StoreResult<()>;
 
     // uploads
-    async fn create_upload(&self, user_id: Uuid, sha256: &str, content_type: &str, size: i64) -> StoreResult<Upload>;
+    async fn create_upload(
+        &self,
+        user_id: Uuid,
+        sha256: &str,
+        content_type: &str,
+        size: i64,
+        name: &str,
+    ) -> StoreResult<Upload>;
+    /// An account's uploads, newest first; of one content type when given.
+    async fn uploads(&self, user_id: Uuid, content_type: Option<&str>) -> StoreResult<Vec<Upload>>;
 
     // Brand kits
     async fn create_brand(&self, user_id: Uuid, b: &BrandFields) -> StoreResult<Brand>;
@@ -960,10 +969,11 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn create_upload(&self, user_id: Uuid, sha256: &str, content_type: &str, size: i64) -> StoreResult<Upload> {
+            async fn create_upload(&self, user_id: Uuid, sha256: &str, content_type: &str, size: i64, name: &str)
+            -> StoreResult<Upload> {
                 Ok(sqlx::query_as::<_, Upload>(
-                    "INSERT INTO uploads (id, user_id, sha256, content_type, size, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                    "INSERT INTO uploads (id, user_id, sha256, content_type, size, created_at, name)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
                 )
                 .bind(Uuid::now_v7())
                 .bind(user_id)
@@ -971,7 +981,19 @@ macro_rules! impl_store {
                 .bind(content_type)
                 .bind(size)
                 .bind(now())
+                .bind(name)
                 .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn uploads(&self, user_id: Uuid, content_type: Option<&str>) -> StoreResult<Vec<Upload>> {
+                Ok(sqlx::query_as::<_, Upload>(
+                    "SELECT * FROM uploads WHERE user_id = $1 AND ($2 IS NULL OR content_type = $2)
+                     ORDER BY created_at DESC, id DESC LIMIT 200",
+                )
+                .bind(user_id)
+                .bind(content_type)
+                .fetch_all(&self.pool)
                 .await?)
             }
 

@@ -314,6 +314,8 @@ pub struct Upload {
     pub size: i64,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The file name it came with (empty when none was sent).
+    pub name: String,
 }
 
 /// What taking (using) a refresh token found.
