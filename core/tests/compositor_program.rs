@@ -57,6 +57,40 @@ fn mean(luma: &[u8], r: Rect) -> f64 {
     sum as f64 / ((x1 - x0) * (y1 - y0)) as f64
 }
 
+/// Pushes into `program` as cameras would, 30 times a second until `stop` is set: `tick(program, t)` pushes the
+/// frames and samples of source time `t`.
+fn feed_at_30_fps(
+    program: &Arc<Program>,
+    stop: &Arc<AtomicBool>,
+    tick: impl Fn(&Program, Duration) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let (program, stop) = (program.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut n: u32 = 0;
+        while !stop.load(Ordering::Acquire) {
+            let t = Duration::from_secs_f64(n as f64 / 30.0);
+            if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            tick(&program, t);
+            n += 1;
+        }
+    })
+}
+
+/// The stream `key` on `nginx`, with its own encode when `profile` says so.
+fn to_nginx(nginx: &Nginx, key: &str, profile: Option<EncoderSettings>) -> DestinationConfig {
+    DestinationConfig {
+        id: key.into(),
+        url: nginx.rtmp_url(key),
+        ca_file: None,
+        profile,
+        constraints: Default::default(),
+        address_policy: backyard_core::egress::AddressPolicy::Any,
+    }
+}
+
 fn tiles(left: &str, right: &str) -> Vec<Placement> {
     vec![
         Placement { source: left.into(), rect: Rect::new(0, 0, W / 2, H), z: 0, fit: Fit::Cover },
@@ -87,36 +121,17 @@ fn program_places_sources_switches_layout_live_and_shows_name_cards() -> Result<
 
     // Two camera-like sources: Ann bright, Bob dark; Bob's camera stops after 9 s.
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (program, stop) = (program.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            let mut n: u32 = 0;
-            while !stop.load(Ordering::Acquire) {
-                let t = Duration::from_secs_f64(n as f64 / 30.0);
-                if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                program.push_frame("ann", VideoFrame::filled(320, 240, [200, 128, 128]), t);
-                if t < Duration::from_secs(9) {
-                    program.push_frame("bob", VideoFrame::filled(320, 240, [50, 128, 128]), t);
-                }
-                program.push_samples("ann", vec![0.1; 1600 * 2], t);
-                n += 1;
-            }
-        })
-    };
+    let feeder = feed_at_30_fps(&program, &stop, |program, t| {
+        program.push_frame("ann", VideoFrame::filled(320, 240, [200, 128, 128]), t);
+        if t < Duration::from_secs(9) {
+            program.push_frame("bob", VideoFrame::filled(320, 240, [50, 128, 128]), t);
+        }
+        program.push_samples("ann", vec![0.1; 1600 * 2], t);
+    });
     std::thread::sleep(Duration::from_millis(500));
     let config = EgressConfig {
         encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1000, ..Default::default() },
-        destinations: vec![DestinationConfig {
-            id: "n".into(),
-            url: nginx.rtmp_url("program"),
-            ca_file: None,
-            profile: None,
-            constraints: Default::default(),
-            address_policy: backyard_core::egress::AddressPolicy::Any,
-        }],
+        destinations: vec![to_nginx(&nginx, "program", None)],
         ..Default::default()
     };
     program.go_live(config, no_status_sink())?;
@@ -199,36 +214,16 @@ fn a_1080p30_program_goes_out_in_full_hd_and_a_720p_destination_gets_it_scaled()
     };
     program.set_placements(vec![half(0, "ann"), half(width / 2, "bob")]).map_err(anyhow::Error::msg)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (program, stop) = (program.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            let mut n: u32 = 0;
-            while !stop.load(Ordering::Acquire) {
-                let t = Duration::from_secs_f64(n as f64 / 30.0);
-                if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                program.push_frame("ann", VideoFrame::filled(640, 360, [200, 128, 128]), t);
-                program.push_frame("bob", VideoFrame::filled(640, 360, [50, 128, 128]), t);
-                program.push_samples("ann", vec![0.1; 1600 * 2], t);
-                n += 1;
-            }
-        })
-    };
+    let feeder = feed_at_30_fps(&program, &stop, |program, t| {
+        program.push_frame("ann", VideoFrame::filled(640, 360, [200, 128, 128]), t);
+        program.push_frame("bob", VideoFrame::filled(640, 360, [50, 128, 128]), t);
+        program.push_samples("ann", vec![0.1; 1600 * 2], t);
+    });
     std::thread::sleep(Duration::from_millis(500));
-    let destination = |id: &str, profile: Option<EncoderSettings>| DestinationConfig {
-        id: id.into(),
-        url: nginx.rtmp_url(id),
-        ca_file: None,
-        profile,
-        constraints: Default::default(),
-        address_policy: backyard_core::egress::AddressPolicy::Any,
-    };
     let hd = EncoderSettings { width: 1280, height: 720, fps: 30, video_kbps: 2500, ..Default::default() };
     let config = EgressConfig {
         encoder: EncoderSettings { width, height, fps: 30, video_kbps: 6000, ..Default::default() },
-        destinations: vec![destination("full-hd", None), destination("hd", Some(hd))],
+        destinations: vec![to_nginx(&nginx, "full-hd", None), to_nginx(&nginx, "hd", Some(hd))],
         ..Default::default()
     };
     let used = program.go_live(config, no_status_sink())?;
@@ -304,33 +299,14 @@ fn a_clip_plays_into_the_program_picture_and_sound_then_the_stage_returns() -> R
     program.set_stage(vec![ann.clone()]);
     program.set_placements(whole("ann")).map_err(anyhow::Error::msg)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (program, stop) = (program.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            let mut n: u32 = 0;
-            while !stop.load(Ordering::Acquire) {
-                let t = Duration::from_secs_f64(n as f64 / 30.0);
-                if let Some(wait) = (start + t).checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                program.push_frame("ann", VideoFrame::filled(320, 180, [200, 128, 128]), t);
-                program.push_samples("ann", vec![0.0; 1600 * 2], t);
-                n += 1;
-            }
-        })
-    };
+    let feeder = feed_at_30_fps(&program, &stop, |program, t| {
+        program.push_frame("ann", VideoFrame::filled(320, 180, [200, 128, 128]), t);
+        program.push_samples("ann", vec![0.0; 1600 * 2], t);
+    });
     std::thread::sleep(Duration::from_millis(500));
     let config = EgressConfig {
         encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1000, ..Default::default() },
-        destinations: vec![DestinationConfig {
-            id: "n".into(),
-            url: nginx.rtmp_url("clip"),
-            ca_file: None,
-            profile: None,
-            constraints: Default::default(),
-            address_policy: backyard_core::egress::AddressPolicy::Any,
-        }],
+        destinations: vec![to_nginx(&nginx, "clip", None)],
         ..Default::default()
     };
     program.go_live(config, no_status_sink())?;
@@ -396,14 +372,7 @@ fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     let config = EgressConfig {
         encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1000, ..Default::default() },
-        destinations: vec![DestinationConfig {
-            id: "n".into(),
-            url: nginx.rtmp_url("sync"),
-            ca_file: None,
-            profile: None,
-            constraints: Default::default(),
-            address_policy: backyard_core::egress::AddressPolicy::Any,
-        }],
+        destinations: vec![to_nginx(&nginx, "sync", None)],
         ..Default::default()
     };
     program.go_live(config, no_status_sink())?;

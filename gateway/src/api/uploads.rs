@@ -41,12 +41,23 @@ impl UploadView {
     }
 }
 
+/// Which uploads to list.
+#[derive(Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadKind {
+    /// Video clips (MP4).
+    Clip,
+    /// Images.
+    Image,
+}
+
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListUploads {
     /// `clip` for video clips only, `image` for images only; all when left out.
-    pub kind: Option<String>,
+    #[param(inline)]
+    pub kind: Option<UploadKind>,
 }
 
 #[utoipa::path(get, path = "/api/uploads", tag = "uploads", params(ListUploads),
@@ -56,15 +67,14 @@ pub async fn list(
     user: CurrentUser,
     super::extract::ApiQuery(q): super::extract::ApiQuery<ListUploads>,
 ) -> ApiResult<axum::Json<Vec<UploadView>>> {
-    let rows = match q.kind.as_deref() {
+    let rows = match q.kind {
         None => state.store.uploads(user.id, None).await?,
-        Some("clip") => state.store.uploads(user.id, Some(crate::uploads::CLIP_TYPE)).await?,
-        Some("image") => {
+        Some(UploadKind::Clip) => state.store.uploads(user.id, Some(crate::uploads::CLIP_TYPE)).await?,
+        Some(UploadKind::Image) => {
             let mut all = state.store.uploads(user.id, None).await?;
             all.retain(|u| u.content_type.starts_with("image/"));
             all
         }
-        Some(_) => return Err(ApiError::invalid("kind", "clip or image")),
     };
     // One row per upload of the same file: the newest.
     let mut seen = std::collections::HashSet::new();
