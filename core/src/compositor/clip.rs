@@ -55,30 +55,49 @@ pub struct ClipInfo {
 /// The longest clip accepted, minutes.
 pub const MAX_CLIP_MINUTES: u64 = 30;
 
+/// A clip's streams, opened for decoding: its video, and its sound when it has some.
+struct Streams {
+    video_index: usize,
+    video_time_base: ffmpeg_next::Rational,
+    video: VideoDecoder,
+    audio: Option<(usize, AudioDecoder)>,
+}
+
+/// Finds the clip's video stream (and any audio stream) in `input` and opens a decoder for each; a stream this
+/// FFmpeg cannot decode is an error naming its codec.
+fn open_streams(input: &format::context::Input) -> Result<Streams, ClipError> {
+    let codec_name = |p: &ffmpeg_next::codec::Parameters| format!("{:?}", p.id()).to_lowercase();
+    let video = input.streams().best(media::Type::Video).ok_or(ClipError::NoVideo)?;
+    let decoder = VideoDecoder::for_stream(video.parameters())
+        .map_err(|_| ClipError::Codec { kind: "video", codec: codec_name(&video.parameters()) })?;
+    let audio = match input.streams().best(media::Type::Audio) {
+        Some(a) => Some((
+            a.index(),
+            AudioDecoder::for_stream(a.parameters())
+                .map_err(|_| ClipError::Codec { kind: "audio", codec: codec_name(&a.parameters()) })?,
+        )),
+        None => None,
+    };
+    Ok(Streams { video_index: video.index(), video_time_base: video.time_base(), video: decoder, audio })
+}
+
 /// Checks that `path` can be played as a clip: a readable container with a video stream this FFmpeg decodes
 /// (and, if it has sound, an audio stream it decodes), lasting a sensible time.
 pub fn probe_clip(path: &Path) -> Result<ClipInfo, ClipError> {
     crate::ffmpeg::init();
     let input = format::input(&path).map_err(|e| ClipError::Unreadable(e.to_string()))?;
-    let video = input.streams().best(media::Type::Video).ok_or(ClipError::NoVideo)?;
-    let codec_name = |p: &ffmpeg_next::codec::Parameters| format!("{:?}", p.id()).to_lowercase();
-    let decoder = VideoDecoder::for_stream(video.parameters())
-        .map_err(|_| ClipError::Codec { kind: "video", codec: codec_name(&video.parameters()) })?;
-    let (width, height) = decoder.size();
-    let audio = input.streams().best(media::Type::Audio);
-    if let Some(a) = &audio {
-        AudioDecoder::for_stream(a.parameters())
-            .map_err(|_| ClipError::Codec { kind: "audio", codec: codec_name(&a.parameters()) })?;
-    }
+    let streams = open_streams(&input)?;
+    let (width, height) = streams.video.size();
     let secs = if input.duration() > 0 {
         input.duration() as f64 / f64::from(ffmpeg_next::ffi::AV_TIME_BASE)
     } else {
-        video.duration() as f64 * f64::from(video.time_base())
+        let video = input.stream(streams.video_index).ok_or(ClipError::NoVideo)?;
+        video.duration() as f64 * f64::from(streams.video_time_base)
     };
     if !(0.1..=(MAX_CLIP_MINUTES * 60) as f64).contains(&secs) {
         return Err(ClipError::Duration { secs, max: MAX_CLIP_MINUTES });
     }
-    Ok(ClipInfo { width, height, duration_secs: secs, has_audio: audio.is_some() })
+    Ok(ClipInfo { width, height, duration_secs: secs, has_audio: streams.audio.is_some() })
 }
 
 /// How a clip's playing ended.
@@ -138,14 +157,8 @@ impl Drop for ClipPlayer {
 fn play(path: &Path, program: &Program, source: &str, stop: &AtomicBool) -> Result<(), String> {
     crate::ffmpeg::init();
     let mut input = format::input(&path).map_err(|e| e.to_string())?;
-    let (video_index, video_tb, mut video) = {
-        let s = input.streams().best(media::Type::Video).ok_or("no video stream")?;
-        (s.index(), s.time_base(), VideoDecoder::for_stream(s.parameters()).map_err(|e| e.to_string())?)
-    };
-    let (audio_index, mut audio) = match input.streams().best(media::Type::Audio) {
-        Some(s) => (Some(s.index()), Some(AudioDecoder::for_stream(s.parameters()).map_err(|e| e.to_string())?)),
-        None => (None, None),
-    };
+    let Streams { video_index, video_time_base: video_tb, mut video, mut audio } =
+        open_streams(&input).map_err(|e| e.to_string())?;
     let started = Instant::now();
     // Paced: pictures and sound go in when their time comes, as a camera's would (the program maps a
     // source's clock from arrivals). False once stopped.
@@ -182,8 +195,8 @@ fn play(path: &Path, program: &Program, source: &str, stop: &AtomicBool) -> Resu
             if !push_pictures(pictures, &mut origin) {
                 return Ok(());
             }
-        } else if Some(stream.index()) == audio_index
-            && let Some(decoder) = audio.as_mut()
+        } else if let Some((audio_index, decoder)) = audio.as_mut()
+            && stream.index() == *audio_index
         {
             let samples = decoder.decode_packet(Some(&packet)).map_err(|e| e.to_string())?;
             if !samples.is_empty() {

@@ -61,11 +61,7 @@ impl VideoDecoder {
 
     /// A decoder for a file's video stream (a clip), from its codec parameters.
     pub fn for_stream(params: codec::Parameters) -> Result<VideoDecoder, DecodeError> {
-        crate::ffmpeg::init();
-        let id = params.id();
-        let found = decoder::find(id).ok_or(DecodeError::Unsupported(id))?;
-        let ctx = codec::context::Context::from_parameters(params)?;
-        let decoder = ctx.decoder().open_as(found)?.video()?;
+        let decoder = open_stream(params)?.video()?;
         Ok(VideoDecoder { decoder, scaler: None, decoded: frame::Video::empty() })
     }
 
@@ -76,7 +72,8 @@ impl VideoDecoder {
 
     /// Feeds one whole encoded frame; returns the pictures it produced (usually one).
     pub fn decode(&mut self, data: &[u8]) -> Result<Vec<VideoFrame>, DecodeError> {
-        self.decode_packet(&ffmpeg_next::Packet::copy(data))
+        self.decoder.send_packet(&ffmpeg_next::Packet::copy(data))?;
+        self.receive(|_, picture| picture)
     }
 
     /// Feeds one packet (`None`: the end of the stream, drains what the decoder holds); returns the pictures
@@ -89,19 +86,15 @@ impl VideoDecoder {
             Some(p) => self.decoder.send_packet(p)?,
             None => self.decoder.send_eof()?,
         }
+        self.receive(|pts, picture| (pts, picture))
+    }
+
+    /// Every picture the decoder has ready, as I420, each with its timestamp handed to `each`.
+    fn receive<T>(&mut self, each: impl Fn(Option<i64>, VideoFrame) -> T) -> Result<Vec<T>, DecodeError> {
         let mut out = Vec::new();
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
             let pts = self.decoded.timestamp().or(self.decoded.pts());
-            out.push((pts, self.convert_to_i420()?));
-        }
-        Ok(out)
-    }
-
-    fn decode_packet(&mut self, packet: &ffmpeg_next::Packet) -> Result<Vec<VideoFrame>, DecodeError> {
-        self.decoder.send_packet(packet)?;
-        let mut out = Vec::new();
-        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
-            out.push(self.convert_to_i420()?);
+            out.push(each(pts, self.convert_to_i420()?));
         }
         Ok(out)
     }
@@ -182,11 +175,7 @@ impl AudioDecoder {
 
     /// A decoder for a file's audio stream (a clip), from its codec parameters.
     pub fn for_stream(params: codec::Parameters) -> Result<AudioDecoder, DecodeError> {
-        crate::ffmpeg::init();
-        let id = params.id();
-        let found = decoder::find(id).ok_or(DecodeError::Unsupported(id))?;
-        let ctx = codec::context::Context::from_parameters(params)?;
-        let decoder = ctx.decoder().open_as(found)?.audio()?;
+        let decoder = open_stream(params)?.audio()?;
         Ok(AudioDecoder { decoder, decoded: frame::Audio::empty(), resampler: None })
     }
 
@@ -258,6 +247,14 @@ impl AudioDecoder {
         out.extend((0..n).map(|i| bytemuck_f32(converted.data(0), i)));
         Ok(())
     }
+}
+
+/// A decoder opened for a file's stream from its codec parameters (`.video()` or `.audio()` of it).
+fn open_stream(params: codec::Parameters) -> Result<decoder::Opened, DecodeError> {
+    crate::ffmpeg::init();
+    let id = params.id();
+    let found = decoder::find(id).ok_or(DecodeError::Unsupported(id))?;
+    Ok(codec::context::Context::from_parameters(params)?.decoder().open_as(found)?)
 }
 
 fn bytemuck_f32(data: &[u8], index: usize) -> f32 {

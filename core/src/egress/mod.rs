@@ -288,12 +288,7 @@ impl Lane {
     }
 
     fn describe(&self) -> EncodeInfo {
-        let outputs = self.shared.outputs.lock();
-        EncodeInfo {
-            settings: self.encoder.settings().clone(),
-            outputs: outputs.iter().filter(|o| o.kind != OutputKind::Viewer).map(|o| o.id.clone()).collect(),
-            viewers: viewers(&outputs),
-        }
+        self.shared.describe(self.encoder.settings())
     }
 }
 
@@ -595,6 +590,16 @@ impl Shared {
     fn statuses(&self) -> Vec<OutputStatus> {
         self.outputs.lock().iter().map(|o| o.status.lock().clone()).collect()
     }
+
+    /// This encode (`settings`) as the program's statistics list it: the outputs it feeds, viewers counted.
+    fn describe(&self, settings: &EncoderSettings) -> EncodeInfo {
+        let outputs = self.outputs.lock();
+        EncodeInfo {
+            settings: settings.clone(),
+            outputs: outputs.iter().filter(|o| o.kind != OutputKind::Viewer).map(|o| o.id.clone()).collect(),
+            viewers: viewers(&outputs),
+        }
+    }
 }
 
 fn viewers(outputs: &[OutputHandle]) -> usize {
@@ -873,14 +878,7 @@ impl EgressControl {
     /// Every encode running now, the program's own first, with the outputs each feeds (none for a relay).
     pub fn encodes(&self) -> Vec<EncodeInfo> {
         let Some(others) = &self.others else { return Vec::new() };
-        let main = EncodeInfo {
-            settings: others.main.clone(),
-            outputs: {
-                let outputs = self.shared.outputs.lock();
-                outputs.iter().filter(|o| o.kind != OutputKind::Viewer).map(|o| o.id.clone()).collect()
-            },
-            viewers: self.viewers(),
-        };
+        let main = self.shared.describe(&others.main);
         std::iter::once(main).chain(others.lanes.lock().iter().map(Lane::describe)).collect()
     }
 

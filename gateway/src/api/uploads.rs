@@ -89,6 +89,11 @@ pub struct UploadForm {
     file: Vec<u8>,
 }
 
+/// A 415 naming the `file` field: what was sent is not something the server takes.
+fn unsupported(code: &'static str, message: String) -> ApiError {
+    ApiError::Invalid { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, code, message, field: Some("file".into()) }
+}
+
 fn too_large(e: axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge
@@ -124,13 +129,9 @@ pub async fn upload(
     if data.len() > state.cfg.limits.upload_bytes {
         return Err(ApiError::PayloadTooLarge);
     }
-    let content_type =
-        infer::get(&data).map(|t| t.mime_type()).filter(|m| ALLOWED.contains(m)).ok_or_else(|| ApiError::Invalid {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "unsupported_image",
-            message: "only PNG, JPEG, GIF and WebP images and MP4 video clips are accepted".into(),
-            field: Some("file".into()),
-        })?;
+    let content_type = infer::get(&data).map(|t| t.mime_type()).filter(|m| ALLOWED.contains(m)).ok_or_else(|| {
+        unsupported("unsupported_image", "only PNG, JPEG, GIF and WebP images and MP4 video clips are accepted".into())
+    })?;
     state.check_quota(user.id, Quota::Upload(data.len() as u64)).await?;
     let sha = hex::encode(Sha256::digest(&data));
     let dir = crate::uploads::dir(&state.cfg.data_dir);
@@ -147,12 +148,7 @@ pub async fn upload(
                 .map_err(|e| ApiError::Internal(e.into()))?;
             if let Err(e) = probed {
                 let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(ApiError::Invalid {
-                    status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    code: "unsupported_clip",
-                    message: format!("this clip cannot be played: {e}"),
-                    field: Some("file".into()),
-                });
+                return Err(unsupported("unsupported_clip", format!("this clip cannot be played: {e}")));
             }
         }
         tokio::fs::rename(&tmp, &path).await.map_err(|e| ApiError::Internal(e.into()))?;
