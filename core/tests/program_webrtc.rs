@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use backyard_core::compositor::{CompositorConfig, Program, Rect, StageMember};
+use backyard_core::compositor::{CompositorConfig, Fit, Placement, Program, Rect, StageMember};
 use backyard_core::egress::{DestinationConfig, EgressConfig, EncoderSettings, no_status_sink};
 use backyard_core::plugin_host::{self as ph, HostConfig, PluginHost};
 use backyard_core::rtc::{MediaEvent, MediaNode, NodeConfig};
@@ -454,5 +454,148 @@ async fn only_sources_on_stage_are_decoded() -> Result<()> {
         p.leave().await?;
     }
     node.set_tap("show", None);
+    Ok(())
+}
+
+/// A `secs`-long WebM (VP8 + Opus) of a dark picture that flashes white for three frames, and a silence that
+/// beeps for 100 ms, both `at` seconds in, read back into packets.
+fn flash_clip(dir: &Path, secs: u32, at: f64) -> Result<(Vec<Packet>, f64)> {
+    let path = dir.join("flash.webm");
+    let from = (at * 30.0).round() as u32;
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("color=c=0x303030:s=640x360:r=30:d={secs}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=1000:sample_rate=48000:duration={secs}"))
+        .arg("-vf")
+        .arg(format!("drawbox=c=white:t=fill:enable='between(n,{from},{})'", from + 2))
+        .arg("-af")
+        .arg(format!("volume=enable='not(between(t,{at},{}))':volume=0,volume=4", at + 0.1))
+        .args(["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "500k", "-g", "10"])
+        .args(["-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-frame_duration", "20"])
+        .arg(&path)
+        .output()
+        .context("run ffmpeg")?;
+    ensure!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let mut input = ffmpeg_next::format::input(&path)?;
+    let kinds: Vec<(bool, f64)> = input
+        .streams()
+        .map(|s| (s.parameters().medium() == ffmpeg_next::media::Type::Video, f64::from(s.time_base())))
+        .collect();
+    let mut packets = Vec::new();
+    for (stream, packet) in input.packets() {
+        let (video, tb) = kinds[stream.index()];
+        let Some(data) = packet.data() else { continue };
+        packets.push(Packet { video, pts: packet.pts().unwrap_or(0) as f64 * tb, data: data.to_vec() });
+    }
+    packets.sort_by(|a, b| a.pts.total_cmp(&b.pts));
+    // Opus starts slightly before zero (its pre-skip): the clip starts at its first packet, and a packet that
+    // would overlap the next lap's first is left out, so each lap's sound is exactly as long as the lap, as a
+    // browser's is.
+    let first = packets.first().map_or(0.0, |p| p.pts);
+    for p in &mut packets {
+        p.pts -= first;
+    }
+    packets.retain(|p| p.video || p.pts + 0.02 <= f64::from(secs) + 1e-6);
+    Ok((packets, f64::from(secs)))
+}
+
+/// When a file's sound turns loud (above 0.3 after 50 ms of quiet), in seconds on the file's own timeline: its
+/// audio decoded where its timestamps put it (a gap in them stays a gap), which reading the samples one after
+/// another would not.
+fn beeps_in_time(path: &Path) -> Result<Vec<f64>> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-copyts", "-i"])
+        .arg(path)
+        .args([
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "-af",
+            "aresample=async=1:min_hard_comp=0.005:first_pts=0",
+            "-f",
+            "f32le",
+            "-",
+        ])
+        .output()?;
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut beeps = Vec::new();
+    let mut quiet = 0usize;
+    for (i, b) in out.stdout.chunks_exact(4).enumerate() {
+        if f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs() > 0.3 {
+            if quiet > 2400 {
+                beeps.push(i as f64 / 48_000.0);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    Ok(beeps)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock, reason = "the suite's serial lock is held for the whole test on purpose")]
+async fn a_participant_s_own_recording_is_as_sent_and_lines_up_with_the_program() -> Result<()> {
+    let _serial = common::serial();
+    let dir = TempDir::new("webrtc-own-recording")?;
+    let node = MediaNode::bind(NodeConfig::new("127.0.0.1:0".parse()?)).await?;
+    let program =
+        Arc::new(Program::start(CompositorConfig { width: W, height: H, ..CompositorConfig::default() }, 30)?);
+    router_support::tap_into(&node, "show", &program);
+    let alice = Publisher::join(&node, "show", "alice", flash_clip(dir.path(), 3, 1.0)?).await?;
+    program.set_stage(vec![StageMember { id: "alice".into(), name: "Alice".into() }]);
+    let whole = Rect { x: 0, y: 0, width: W, height: H };
+    program.set_placements(vec![Placement { source: "alice".into(), rect: whole, z: 0, fit: Fit::Cover }])?;
+    node.request_keyframes("show", "alice");
+    let recording = dir.path().join("program.mp4");
+    let encoder = EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1200, ..EncoderSettings::default() };
+    program.go_live(
+        EgressConfig { encoder, recording: Some(recording.clone()), ..EgressConfig::default() },
+        no_status_sink(),
+    )?;
+    // On stage a moment after going live: the participant's file starts there on the program's timeline.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    program.start_recording("alice", dir.path().join("alice"), true)?;
+    node.set_recorded("show", "alice", true);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let own = tokio::task::spawn_blocking({
+        let program = program.clone();
+        move || program.stop_recording("alice")
+    })
+    .await?
+    .context("alice was recorded")?;
+    node.set_recorded("show", "alice", false);
+    let ended = tokio::task::spawn_blocking({
+        let program = program.clone();
+        move || program.end_live()
+    })
+    .await?;
+    ensure!(ended.is_some(), "the program went off air");
+    alice.leave().await?;
+    node.set_tap("show", None);
+
+    let path = own.path.clone().context("alice's file")?;
+    ensure!(path.extension().is_some_and(|e| e == "webm"), "VP8 + Opus go into WebM: {}", path.display());
+    let p = probe(&path)?;
+    ensure!(
+        (p.video_codec.as_str(), p.audio_codec.as_str(), p.width, p.height) == ("vp8", "opus", 640, 360),
+        "as sent: {p:?}"
+    );
+    ensure!(own.start_secs > 1.0 && own.end_secs - own.start_secs > 6.0, "on stage from 1.5 s for 8 s: {own:?}");
+    let (mine, theirs) = (common::flashes_and_beeps(&path, None)?.0, common::flashes_and_beeps(&recording, None)?.0);
+    let (mine_beeps, their_beeps) = (beeps_in_time(&path)?, beeps_in_time(&recording)?);
+    for (what, at, program_at) in [("flash", &mine, &theirs), ("beep", &mine_beeps, &their_beeps)] {
+        ensure!(at.len() >= 2, "{what}es in alice's file: {at:?}");
+        let apart: Vec<f64> =
+            at.iter().map(|t| program_at.iter().map(|u| (u - t).abs()).fold(f64::INFINITY, f64::min)).collect();
+        println!(
+            "{what}: alice's file {at:?}, the program's nearest {:?} ms apart",
+            apart.iter().map(|a| (a * 1000.0).round()).collect::<Vec<_>>()
+        );
+        ensure!(apart.iter().all(|&a| a <= 0.04), "each {what} within 40 ms of the program's: {apart:?}");
+    }
     Ok(())
 }

@@ -260,10 +260,19 @@ function bytes(n) {
   return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
 }
 
-/** A file name for a recording's download: its title, made safe, and its date. */
+/** What a recording is called: the show's title, and whose it is for a participant's own recording. */
+function recordingTitle(r) {
+  const title = r.title || 'Untitled';
+  return r.participantName ? `${title} — ${r.participantName}` : title;
+}
+
+/**
+ * A file name for a recording's download: its title (and participant), made safe, and its date; the program's
+ * recording is MP4, a participant's WebM (as their browser sent it).
+ */
 function fileName(r) {
-  const safe = (r.title || 'recording').replace(/[^\p{L}\p{N} _-]+/gu, '').trim().replace(/\s+/g, '-') || 'recording';
-  return `${safe}-${r.createdAt.slice(0, 10)}.mp4`;
+  const safe = recordingTitle(r).replace(/[^\p{L}\p{N} _-]+/gu, '').trim().replace(/\s+/g, '-') || 'recording';
+  return `${safe}-${r.createdAt.slice(0, 10)}.${r.participantId ? 'webm' : 'mp4'}`;
 }
 
 /** One recording: play it in the page, download it, delete it. */
@@ -280,11 +289,12 @@ function recordingCard(r, onDelete) {
     'article.recording-card',
     { dataset: { recordingId: r.id, status: r.status } },
     ready
-      ? h('video.recording-player', { controls: true, preload: 'metadata', src: r.url, 'aria-label': `Play ${r.title}` })
+      ? h('video.recording-player', { controls: true, preload: 'metadata', src: r.url, 'aria-label': `Play ${recordingTitle(r)}` })
       : h('div.recording-placeholder', label),
     h(
       'div.recording-body',
       h('div.bc-head', h('h3', r.title || 'Untitled'), h(`span.badge.${r.status}`, label)),
+      r.participantName ? h('div.recording-who', { dataset: { participant: r.participantId } }, `${r.participantName}’s own recording`) : null,
       h('div.bc-meta', `${when} · ${duration(r.duration)} · ${bytes(r.fileSize)}`),
     ),
     h(
@@ -294,7 +304,7 @@ function recordingCard(r, onDelete) {
     ),
   );
   remove.onclick = async () => {
-    if (!window.confirm(`Delete the recording of “${r.title}” from ${when}? This cannot be undone.`)) return;
+    if (!window.confirm(`Delete the recording “${recordingTitle(r)}” from ${when}? This cannot be undone.`)) return;
     remove.disabled = true;
     try {
       await api.deleteRecording(r.id);
@@ -313,7 +323,7 @@ function recordingCard(r, onDelete) {
 async function recordingsView(broadcastId) {
   const list = h('div.recording-grid', h('div.loading', 'Loading recordings…'));
   const heading = h('h1', 'Recordings');
-  const sub = h('p.muted', 'Play, download or delete the program recordings of your shows.');
+  const sub = h('p.muted', 'Play, download or delete the recordings of your shows: the program, and each person on stage as they sent it.');
   mount(
     root,
     h(
@@ -331,7 +341,7 @@ async function recordingsView(broadcastId) {
       } catch {
         // The broadcast is gone; its recordings (if any) are still listed.
       }
-      sub.replaceChildren('The program recordings of this broadcast. ', h('a', { href: '#/recordings' }, 'All recordings'));
+      sub.replaceChildren('The program and each person on stage, recorded while this broadcast was live. ', h('a', { href: '#/recordings' }, 'All recordings'));
     }
     const empty = () =>
       mount(list, h('div.empty-state', h('h3', 'No recordings yet'), h('p.muted', 'Every show is recorded while it is live; its recording appears here.')));

@@ -29,7 +29,8 @@
 //! on air until admitted and put on stage), `simulcast` (a 720p camera in three layers: each viewer and the program get
 //! the layer their tile needs), `watch` (a viewer without an account plays the live show's HLS stream on its watch
 //! page), `slate` (a slate the host shows, and the one the program shows by itself while live with nobody on stage,
-//! cover the program and the stage), `sources` (an encoder streams through the RTMP ingest with a key made in the
+//! cover the program and the stage), `recordings` (a host's own recording beside the program's, on its timeline, through
+//! a `kill -9` of a server of the suite's own, started from `BACKYARD_E2E_BIN`), `sources` (an encoder streams through the RTMP ingest with a key made in the
 //! Sources panel, relayed to nginx; the server's ingest listens on a free port, given as `BACKYARD_E2E_RTMP_PORT`),
 //! `nodes` (the administrators' Nodes page; the instance's administrator, its first account, is registered before any
 //! suite and reaches them as `BACKYARD_E2E_ADMIN_EMAIL` / `_PASSWORD`), `cluster` (three nodes of its own on one

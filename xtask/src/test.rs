@@ -110,6 +110,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "simulcast",
             "watch",
             "slate",
+            "recordings",
             "sources",
             "nodes",
             "cluster",

@@ -17,8 +17,9 @@ use str0m::media::MediaData;
 
 use super::decode::VideoCodec;
 use super::program::{EncodedMedia, Program};
+use crate::egress::RecordedMedia;
 use crate::router::{LocalFrame, TrackSource};
-use crate::rtc::TapData;
+use crate::rtc::{TapData, TapFrame};
 
 /// Maps one track's RTP time onto the sender's wallclock.
 #[derive(Debug, Default)]
@@ -86,9 +87,11 @@ impl ProgramFeed {
         source.stream_id(participant)
     }
 
-    /// Hands one frame to `program`, copied once, if its source is on stage; frames of codecs the program
-    /// cannot decode and of sources off stage are dropped before any copy.
-    pub fn push(&self, program: &Program, participant: &str, source: TrackSource, layer: u8, data: &TapData<'_>) {
+    /// Hands one frame to `program`, copied once, for whom the tap marked it ([`Tapped`]): its decoders if its
+    /// source is on stage, its recording if the source is recorded. Frames of codecs the program cannot use
+    /// and of sources neither wants are dropped before any copy.
+    pub fn push(&self, program: &Program, frame: &TapFrame<'_>) {
+        let (participant, source, layer) = (frame.participant, frame.source, frame.layer);
         // A camera and a microphone feed the participant's own source id: no id is made for them per frame.
         let screen;
         let id = match source {
@@ -98,36 +101,50 @@ impl ProgramFeed {
                 screen.as_str()
             }
         };
-        if !program.wants(id) {
+        let decode = frame.to.program && program.wants(id);
+        let record = frame.to.record && program.records(id);
+        if !decode && !record {
             return;
         }
-        let data = match data {
-            TapData::Rtc(data) => data,
-            TapData::Local(frame) => {
+        let (media, keyframe, time) = match &frame.data {
+            TapData::Rtc(data) => {
+                let Some(media) = encoded_media(data) else { return };
+                let time = {
+                    let mut clocks = self.clocks.lock();
+                    if !clocks.contains_key(participant) {
+                        clocks.insert(participant.to_owned(), ParticipantClocks::default());
+                    }
+                    // Inserted just above when missing.
+                    let p = clocks.get_mut(participant).expect("the participant's clocks");
+                    let video = matches!(media, EncodedMedia::Video { .. });
+                    if decode && video && p.layers.insert(source, layer) != Some(layer) {
+                        program.set_layer(id, layer);
+                    }
+                    p.tracks.entry((source, layer)).or_default().source_time(data).saturating_sub(self.base)
+                };
+                (media, data.is_keyframe(), time)
+            }
+            TapData::Local(local) => {
                 // Encoded on another node, which stamped it with its own clock on the same timeline for the
                 // source's audio and video: that is the source time.
-                let Some(media) = local_media(frame) else { return };
-                let age = Instant::now().saturating_duration_since(frame.wallclock);
+                let Some(media) = local_media(local) else { return };
+                let age = Instant::now().saturating_duration_since(local.wallclock);
                 let at = SystemTime::now().checked_sub(age).unwrap_or_else(SystemTime::now);
-                let time = at.duration_since(UNIX_EPOCH).unwrap_or_default().saturating_sub(self.base);
-                program.push_encoded(id, media, time);
-                return;
+                (media, local.keyframe, at.duration_since(UNIX_EPOCH).unwrap_or_default().saturating_sub(self.base))
             }
         };
-        let Some(media) = encoded_media(data) else { return };
-        let time = {
-            let mut clocks = self.clocks.lock();
-            if !clocks.contains_key(participant) {
-                clocks.insert(participant.to_owned(), ParticipantClocks::default());
-            }
-            // Inserted just above when missing.
-            let p = clocks.get_mut(participant).expect("the participant's clocks");
-            if matches!(media, EncodedMedia::Video { .. }) && p.layers.insert(source, layer) != Some(layer) {
-                program.set_layer(id, layer);
-            }
-            p.tracks.entry((source, layer)).or_default().source_time(data).saturating_sub(self.base)
-        };
-        program.push_encoded(id, media, time);
+        if record {
+            let recorded = match &media {
+                EncodedMedia::Video { codec, data } => {
+                    RecordedMedia::Video { codec: *codec, data: data.clone(), keyframe }
+                }
+                EncodedMedia::Opus { data } => RecordedMedia::Opus { data: data.clone() },
+            };
+            program.push_recorded(id, recorded, time);
+        }
+        if decode {
+            program.push_encoded(id, media, time);
+        }
     }
 
     /// Forgets a participant's track clocks (they left; a rejoin starts fresh RTP timelines).

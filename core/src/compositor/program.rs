@@ -16,7 +16,10 @@ use parking_lot::Mutex;
 use super::decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 use super::preview::{PreviewEncoder, PreviewPacket, PreviewSettings, PreviewSink};
 use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember};
-use crate::egress::{Egress, EgressConfig, EgressControl, EgressError, EgressReport, EncoderSettings, StatusSink};
+use crate::egress::{
+    Egress, EgressConfig, EgressControl, EgressError, EgressReport, EncoderSettings, ProgramTimeline, RecordedMedia,
+    SourceRecording, SourceRecordingReport, StatusSink,
+};
 use crate::media::VideoFrame;
 
 /// One encoded unit from the router (str0m `MediaData`, already depacketized).
@@ -162,6 +165,11 @@ pub struct Program {
     counters: Arc<Counters>,
     /// The running egress's control while on air (viewers join through it).
     egress: Mutex<Option<EgressControl>>,
+    /// Where the program stands on air, for its participants' recordings.
+    timeline: Arc<ProgramTimeline>,
+    playout_delay: Duration,
+    /// Participants' own recordings, by source id.
+    recordings: Mutex<HashMap<String, SourceRecording>>,
 }
 
 impl Program {
@@ -173,6 +181,8 @@ impl Program {
         let core =
             Compositor::new(CompositorConfig { frame_duration: Duration::from_secs_f64(1.0 / fps as f64), ..config });
         let counters = Arc::new(Counters::default());
+        let timeline = Arc::new(ProgramTimeline::default());
+        let playout_delay = core.config().playout_delay;
         let tick = Ticker {
             default_background: core.config().background,
             core,
@@ -181,6 +191,7 @@ impl Program {
             fps,
             egress: None,
             live_since: None,
+            timeline: Arc::clone(&timeline),
             composed: false,
             live_preview: None,
             counters: Arc::clone(&counters),
@@ -196,6 +207,9 @@ impl Program {
             fps,
             counters,
             egress: Mutex::new(None),
+            timeline,
+            playout_delay,
+            recordings: Mutex::new(HashMap::new()),
         })
     }
 
@@ -303,6 +317,11 @@ impl Program {
         self.layers.lock().insert(source.to_owned(), layer);
     }
 
+    /// The sources on stage now.
+    pub fn on_stage(&self) -> Vec<String> {
+        self.on_stage.lock().iter().cloned().collect()
+    }
+
     /// Whether `source` is on stage (only on-stage sources are decoded).
     pub fn wants(&self, source: &str) -> bool {
         self.on_stage.lock().contains(source)
@@ -334,6 +353,42 @@ impl Program {
             && let Err(TrySendError::Disconnected(_)) = tx.try_send((media, source_time))
         {
             inputs[kind] = None;
+        }
+    }
+
+    /// Starts recording `source` as published (its own media, not decoded again) into `stem` + `.webm` or
+    /// `.mkv`, on the program's timeline; its frames come through [`Self::push_recorded`]. `with_audio`: the
+    /// source has a microphone (a camera's does, a screen share's not). A recording already running goes on.
+    pub fn start_recording(&self, source: &str, stem: std::path::PathBuf, with_audio: bool) -> std::io::Result<()> {
+        let mut recordings = self.recordings.lock();
+        if !recordings.contains_key(source) {
+            let timeline = Arc::clone(&self.timeline);
+            recordings
+                .insert(source.to_owned(), SourceRecording::start(stem, with_audio, timeline, self.playout_delay)?);
+        }
+        Ok(())
+    }
+
+    /// Whether `source` is being recorded.
+    pub fn records(&self, source: &str) -> bool {
+        self.recordings.lock().contains_key(source)
+    }
+
+    /// The sources being recorded.
+    pub fn recorded_sources(&self) -> Vec<String> {
+        self.recordings.lock().keys().cloned().collect()
+    }
+
+    /// Stops recording `source`: what is queued is written and the file closed (this blocks until it is).
+    pub fn stop_recording(&self, source: &str) -> Option<SourceRecordingReport> {
+        let recording = self.recordings.lock().remove(source)?;
+        Some(recording.stop())
+    }
+
+    /// A frame of a recorded source, as published, stamped on the feed's clock.
+    pub fn push_recorded(&self, source: &str, media: RecordedMedia, source_time: Duration) {
+        if let Some(r) = self.recordings.lock().get(source) {
+            r.push(media, source_time, self.now());
         }
     }
 
@@ -541,6 +596,8 @@ struct Ticker {
     egress: Option<Box<Egress>>,
     /// Program time at which egress started (its media time zero).
     live_since: Option<Duration>,
+    /// The same, for the participants' recordings.
+    timeline: Arc<ProgramTimeline>,
     /// Whether a frame was composed yet (the canvas holds the latest one between ticks).
     composed: bool,
     live_preview: Option<LivePreview>,
@@ -588,9 +645,12 @@ impl Ticker {
                     old.stop();
                 }
                 self.live_since = None;
+                self.timeline.set_live_since(None);
             }
             Command::EndLive(reply) => {
                 let report = self.egress.take().map(|e| e.stop());
+                self.live_since = None;
+                self.timeline.set_live_since(None);
                 let _ = reply.send(report);
             }
             Command::Preview(sink) => {
@@ -664,7 +724,10 @@ impl Ticker {
                         (due - audio_from).as_micros() as usize * crate::media::SAMPLE_RATE as usize / 1_000_000;
                     audio.drain(..(early * 2).min(audio.len()));
                 }
-                let since = *self.live_since.get_or_insert(due);
+                let since = *self.live_since.get_or_insert_with(|| {
+                    self.timeline.set_live_since(Some(due));
+                    due
+                });
                 let media = due - since;
                 let result = egress.push_video(frame, media);
                 if let Err(e) = result.and_then(|_| egress.push_audio(&audio)) {

@@ -30,6 +30,7 @@ pub(crate) mod muxer;
 mod probe;
 mod relay;
 mod sender;
+mod source_recording;
 mod status;
 mod test_pattern;
 pub(crate) mod webrtc;
@@ -47,10 +48,11 @@ pub use encoder::{
     AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, H264Profile, SAMPLE_RATE,
     VIDEO_STREAM, VideoFrame,
 };
-pub use muxer::{ByteSink, media_duration};
+pub use muxer::{ByteSink, media_duration, media_span};
 pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
 pub use relay::{Relay, RelayConfig};
 pub use sender::ReconnectPolicy;
+pub use source_recording::{AUDIO_ONLY_AFTER, ProgramTimeline, RecordedMedia, SourceRecording, SourceRecordingReport};
 pub use status::{OutputKind, OutputState, OutputStatus, StatusSink, no_status_sink};
 pub use test_pattern::TestPattern;
 pub use webrtc::{AudioTap, VideoTap, WebRtcFrame};

@@ -354,3 +354,18 @@ pub fn media_duration(path: &std::path::Path) -> Option<f64> {
         .map(|s| s.duration() as f64 * f64::from(s.time_base()))
         .reduce(f64::max)
 }
+
+/// The first and last media times of a file FFmpeg can read, in seconds, from its packets: what a file whose
+/// writer was killed spans when its header cannot say (Matroska writes its duration last).
+pub fn media_span(path: &std::path::Path) -> Option<(f64, f64)> {
+    crate::ffmpeg::init();
+    let mut input = ffmpeg_next::format::input(&path).ok()?;
+    let (mut first, mut last) = (f64::MAX, f64::MIN);
+    for (stream, packet) in input.packets() {
+        let Some(pts) = packet.pts() else { continue };
+        let base = f64::from(stream.time_base());
+        first = first.min(pts as f64 * base);
+        last = last.max((pts + packet.duration().max(0)) as f64 * base);
+    }
+    (last >= first).then_some((first, last))
+}

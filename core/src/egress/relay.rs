@@ -56,7 +56,7 @@ pub struct Relay {
 /// Packets per second a relay's queues are sized for (60 fps video and 48 kHz AAC with room to spare).
 const PACKETS_PER_SECOND: f64 = 120.0;
 
-fn extradata(params: &mut Parameters, data: &[u8]) {
+pub(super) fn extradata(params: &mut Parameters, data: &[u8]) {
     // SAFETY: `params` owns its AVCodecParameters; extradata is allocated with the padding FFmpeg requires and
     // freed by avcodec_parameters_free (Parameters' Drop), which also frees any previous buffer... of which
     // there is none: this is called once on fresh parameters.

@@ -23,7 +23,7 @@ mod room;
 mod speaker;
 
 pub use peer::{LocalFrame, Peer, PeerEvent, PeerOutput};
-pub use room::{Decision, Frame, Room, RoomConfig, TrackInfo};
+pub use room::{Decision, Frame, Room, RoomConfig, Tapped, TrackInfo};
 pub use speaker::{SpeakerConfig, SpeakerDetector};
 
 use str0m::media::MediaKind;

@@ -1,6 +1,6 @@
 //! One broadcast's media bookkeeping: peers, published tracks, subscriptions, and decisions.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,8 +140,9 @@ impl Sub {
     }
 }
 
-/// What the program (the room's tap) takes of a track: one layer of it, like a subscriber that is never short of
-/// bandwidth and renders the track at its tile's size.
+/// What a consumer outside the room takes of a track through the tap: one layer of it, like a subscriber that is
+/// never short of bandwidth. The program takes the layer its tile needs; a participant's recording the best one
+/// sending.
 #[derive(Debug, Clone, Copy)]
 struct TapSub {
     /// The layer the tap gets now (`None` until a keyframe of `target` passes, for a simulcast track).
@@ -154,6 +155,39 @@ struct TapSub {
     wants_keyframe: bool,
 }
 
+impl TapSub {
+    /// Takes the best layer there is (its target moves to the best sending one when layers start and stop).
+    /// Without simulcast it takes every frame (the decoder waits for a keyframe itself); with it, its layer
+    /// starts at a keyframe.
+    fn new(layers: usize) -> TapSub {
+        TapSub { current: (layers == 1).then_some(0), target: (layers - 1) as u8, render: None, wants_keyframe: false }
+    }
+
+    /// A frame of `layer` passes: whether this consumer takes it (its target's keyframe switches it over).
+    fn on_frame(&mut self, layer: u8, keyframe: bool) -> bool {
+        if keyframe && self.target == layer {
+            self.current = Some(layer);
+            self.wants_keyframe = false;
+        }
+        self.current == Some(layer)
+    }
+}
+
+/// Which consumers outside the room take a frame through the tap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tapped {
+    /// The program: the layer its tile needs.
+    pub program: bool,
+    /// The publisher's own recording ([`Room::set_recorded`]): the best layer sending, as published.
+    pub record: bool,
+}
+
+impl Tapped {
+    pub fn any(self) -> bool {
+        self.program || self.record
+    }
+}
+
 #[derive(Debug)]
 struct Track {
     info: TrackInfo,
@@ -164,6 +198,8 @@ struct Track {
     /// Moderation stopped forwarding this track.
     muted: bool,
     tap: TapSub,
+    /// While its publisher is recorded: what the recording takes.
+    record: Option<TapSub>,
     /// Speaking state (audio tracks only).
     speaker: Option<SpeakerDetector>,
     /// One layer at a rate nobody can change (the program, an encoder's stream the node publishes): never
@@ -214,23 +250,26 @@ impl PeerEntry {
 impl Track {
     fn new(info: TrackInfo, layers: u8, muted: bool, speaker: Option<SpeakerDetector>) -> Track {
         let layers = usize::from(layers).clamp(1, MAX_LAYERS);
-        let top = (layers - 1) as u8;
-        // Without simulcast the tap takes every frame (the decoder waits for a keyframe itself); with it, the
-        // tap's layer starts at a keyframe.
-        let tap = TapSub { current: (layers == 1).then_some(0), target: top, render: None, wants_keyframe: false };
+        let tap = TapSub::new(layers);
         let fixed = info.source == TrackSource::Program;
-        Track { info, subscribers: BTreeMap::new(), layers: vec![Layer::default(); layers], muted, tap, speaker, fixed }
+        let layers = vec![Layer::default(); layers];
+        Track { info, subscribers: BTreeMap::new(), layers, muted, tap, record: None, speaker, fixed }
     }
 
-    /// Someone (a subscriber, or the program's decoder through the tap) waits for a keyframe of `layer`.
+    /// Someone (a subscriber, the program's decoder or a recording through the tap) waits for a keyframe of
+    /// `layer`.
     fn awaits_keyframe(&self, layer: u8) -> bool {
-        (self.tap.wants_keyframe && self.tap.target == layer)
+        let tap_waits = |t: &TapSub| t.wants_keyframe && t.target == layer;
+        tap_waits(&self.tap)
+            || self.record.as_ref().is_some_and(tap_waits)
             || self.subscribers.values().any(|s| s.awaits_keyframe() && s.target == Some(layer))
     }
 
     /// Anyone gets `layer` now (a loss on it breaks their picture).
     fn serves(&self, layer: u8) -> bool {
-        self.tap.current == Some(layer) || self.subscribers.values().any(|s| s.gets(layer))
+        self.tap.current == Some(layer)
+            || self.record.is_some_and(|r| r.current == Some(layer))
+            || self.subscribers.values().any(|s| s.gets(layer))
     }
 
     /// What [`layers::allocate`] needs of this track for one subscriber.
@@ -294,6 +333,8 @@ pub struct Room {
     /// A consumer outside the room (the program) takes frames through the tap: only then does the tap's layer
     /// choice ask publishers for keyframes.
     tapped: bool,
+    /// Participants whose tracks are recorded as published ([`Room::set_recorded`]).
+    recorded: HashSet<Arc<str>>,
 }
 
 impl Room {
@@ -309,6 +350,7 @@ impl Room {
             program_watchers: BTreeSet::new(),
             next_allocation: None,
             tapped: false,
+            recorded: HashSet::new(),
         }
     }
 
@@ -483,6 +525,12 @@ impl Room {
         let speaker = (source == TrackSource::Microphone).then(|| SpeakerDetector::new(self.config.speaker));
         let layers = if source.kind().is_audio() { 1 } else { layers };
         let mut track = Track::new(info.clone(), layers, muted, speaker);
+        if self.recorded.contains(&*info.participant) {
+            // Nothing sent yet: its layers are chosen, and a keyframe asked for, once they start.
+            let mut record = TapSub::new(track.layers.len());
+            record.wants_keyframe = source.kind().is_video();
+            track.record = Some(record);
+        }
         let publisher = &self.peers[&peer];
         for (&other, e) in self.peers.iter().filter(|&(&p, e)| p != peer && e.subscribes_to(publisher)) {
             track.subscribers.insert(other, if e.kind == PeerKind::Relay { Sub::relay() } else { Sub::new() });
@@ -814,13 +862,61 @@ impl Room {
         if !tapped {
             return;
         }
-        let tap = t.tap;
-        let as_sub = Sub { ready: true, current: tap.current, render: tap.render, ..Sub::new() };
-        let want = Want { may_upgrade: true, ..t.want(&as_sub, now) };
-        let Some(target) = layers::allocate(None, &[want])[0] else { return };
-        if target != tap.target {
-            t.tap.target = target;
-            t.tap.wants_keyframe = tap.current != Some(target);
+        for recording in [false, true] {
+            let Some(tap) = (if recording { t.record } else { Some(t.tap) }) else { continue };
+            let as_sub = Sub { ready: true, current: tap.current, render: tap.render, ..Sub::new() };
+            let want = Want { may_upgrade: true, ..t.want(&as_sub, now) };
+            let Some(target) = layers::allocate(None, &[want])[0] else { continue };
+            if target != tap.target {
+                let sub = if recording { t.record.as_mut() } else { Some(&mut t.tap) };
+                if let Some(sub) = sub {
+                    sub.target = target;
+                    sub.wants_keyframe = tap.current != Some(target);
+                }
+                Self::request_keyframe(decisions, t, target, KeyframeRequestKind::Fir, now, interval);
+            }
+        }
+    }
+
+    /// Records `participant`'s tracks as published (or stops): from now on the tap also hands over, marked
+    /// [`Tapped::record`], every frame of the best layer each of its tracks sends (switching at a keyframe),
+    /// whatever layer the program takes; tracks it publishes later are recorded too. A keyframe is asked for
+    /// at once, so a recording starts with a picture.
+    pub fn set_recorded(&mut self, participant: &str, recorded: bool, now: Instant) {
+        if recorded {
+            self.recorded.insert(Arc::from(participant));
+        } else {
+            self.recorded.remove(participant);
+        }
+        let interval = self.config.keyframe_interval;
+        for t in self.tracks.values_mut() {
+            if &*t.info.participant != participant || t.info.source == TrackSource::Program {
+                continue;
+            }
+            Self::record_track(&mut self.decisions, t, recorded, self.tapped, now, interval);
+        }
+    }
+
+    fn record_track(
+        decisions: &mut VecDeque<Decision>,
+        t: &mut Track,
+        recorded: bool,
+        tapped: bool,
+        now: Instant,
+        interval: Duration,
+    ) {
+        if !recorded {
+            t.record = None;
+            return;
+        }
+        if t.record.is_some() {
+            return;
+        }
+        let mut record = TapSub::new(t.layers.len());
+        record.wants_keyframe = t.info.kind().is_video();
+        t.record = Some(record);
+        Self::choose_tap_layer(decisions, t, tapped, now, interval);
+        if let Some(target) = t.record.map(|r| r.target) {
             Self::request_keyframe(decisions, t, target, KeyframeRequestKind::Fir, now, interval);
         }
     }
@@ -839,11 +935,11 @@ impl Room {
         bytes: usize,
         now: Instant,
         to: &mut Vec<PeerId>,
-    ) -> bool {
+    ) -> Tapped {
         to.clear();
         let interval = self.config.keyframe_interval;
-        let Some(t) = self.tracks.get_mut(&track) else { return false };
-        let Some(l) = t.layers.get_mut(usize::from(layer)) else { return false };
+        let Some(t) = self.tracks.get_mut(&track) else { return Tapped::default() };
+        let Some(l) = t.layers.get_mut(usize::from(layer)) else { return Tapped::default() };
         let started = l.last_frame.is_none();
         l.on_frame(bytes, keyframe_size, now);
         // A muted microphone never makes its owner the active speaker (the browser may still send levels).
@@ -858,13 +954,13 @@ impl Room {
             }
         }
         if t.muted {
-            return false;
+            return Tapped::default();
         }
         let video = t.info.kind().is_video();
-        if frame.keyframe && t.tap.target == layer {
-            t.tap.current = Some(layer);
-            t.tap.wants_keyframe = false;
-        }
+        let tapped = Tapped {
+            program: t.tap.on_frame(layer, frame.keyframe),
+            record: t.record.as_mut().is_some_and(|r| r.on_frame(layer, frame.keyframe)),
+        };
         if video && !frame.contiguous && t.serves(layer) {
             // Loss upstream: the picture of everyone on this layer is broken until its next keyframe.
             let repair = self.config.repair_interval;
@@ -881,7 +977,6 @@ impl Room {
                 to.push(peer);
             }
         }
-        let tapped = t.tap.current == Some(layer);
         if started && video && t.layers.len() > 1 {
             // A layer began sending: the subscribers (and the tap) may want it.
             Self::choose_tap_layer(&mut self.decisions, t, self.tapped, now, interval);
@@ -1372,8 +1467,14 @@ mod tests {
         assert!(matches!(&drain(&mut room)[..], [Decision::Subscribe { peer, .. }] if *peer == host));
     }
 
-    /// A frame of one layer; returns who gets it and whether the tap takes it.
+    /// A frame of one layer; returns who gets it and whether the program's tap takes it.
     fn layer_frame(room: &mut Room, track: TrackId, layer: u8, frame: Frame, now: Instant) -> (Vec<PeerId>, bool) {
+        let (to, tapped) = tapped_frame(room, track, layer, frame, now);
+        (to, tapped.program)
+    }
+
+    /// A frame of one layer; returns who gets it and which consumers of the tap take it.
+    fn tapped_frame(room: &mut Room, track: TrackId, layer: u8, frame: Frame, now: Instant) -> (Vec<PeerId>, Tapped) {
         let mut to = vec![];
         let sizes = [(320, 180), (640, 360), (1280, 720)];
         let size = frame.keyframe.then_some(sizes[usize::from(layer)]);
@@ -1532,6 +1633,49 @@ mod tests {
         room.set_tap_size("alice", TrackSource::Camera, Some((1280, 720)), t0 + ms(400));
         assert!(drain(&mut room).iter().any(keyframe_asked(2)));
         assert!(layer_frame(&mut room, cam, 2, KEY, t0 + ms(410)).1);
+    }
+
+    #[test]
+    fn a_recording_takes_the_best_layer_sending_whatever_the_program_takes() {
+        let t0 = Instant::now();
+        let (mut room, _, cam) = simulcast_to_bob(t0);
+        room.set_tapped(true);
+        room.set_tap_size("alice", TrackSource::Camera, Some((320, 180)), t0);
+        for layer in 0..3 {
+            tapped_frame(&mut room, cam, layer, KEY, t0 + ms(10));
+        }
+        drain(&mut room);
+        let record = |program| Tapped { program, record: true };
+        assert_eq!(tapped_frame(&mut room, cam, 2, DELTA, t0 + ms(20)).1, Tapped::default(), "nobody records yet");
+
+        // Recording starts (past the keyframe requests' interval): the top layer, from its next keyframe, asked
+        // for at once.
+        room.set_recorded("alice", true, t0 + ms(2030));
+        assert!(drain(&mut room).iter().any(keyframe_asked(2)));
+        assert_eq!(tapped_frame(&mut room, cam, 2, DELTA, t0 + ms(2040)).1, Tapped::default());
+        assert_eq!(tapped_frame(&mut room, cam, 2, KEY, t0 + ms(2050)).1, record(false));
+        assert_eq!(tapped_frame(&mut room, cam, 0, DELTA, t0 + ms(2051)).1, Tapped { program: true, record: false });
+        assert_eq!(tapped_frame(&mut room, cam, 1, DELTA, t0 + ms(2052)).1, Tapped::default());
+        // The program wants the whole canvas now: one frame serves both.
+        room.set_tap_size("alice", TrackSource::Camera, Some((1280, 720)), t0 + ms(2060));
+        assert_eq!(tapped_frame(&mut room, cam, 2, KEY, t0 + ms(2070)).1, record(true));
+
+        // The publisher's top layer stops (its uplink is short): the recording goes on with the best one left.
+        for t in (2100..=4000).step_by(100) {
+            for layer in 0..2 {
+                tapped_frame(&mut room, cam, layer, DELTA, t0 + ms(t));
+            }
+            room.handle_timeout(t0 + ms(t));
+        }
+        assert!(drain(&mut room).iter().any(keyframe_asked(1)));
+        assert_eq!(tapped_frame(&mut room, cam, 1, KEY, t0 + ms(4100)).1, record(true));
+
+        // A track published later by a recorded participant is recorded too; nothing more after it stops.
+        let mic = room.publish(PeerId(1), TrackSource::Microphone).unwrap();
+        assert_eq!(tapped_frame(&mut room, mic, 0, DELTA, t0 + ms(4200)).1, record(true));
+        room.set_recorded("alice", false, t0 + ms(4300));
+        assert_eq!(tapped_frame(&mut room, mic, 0, DELTA, t0 + ms(4310)).1, Tapped { program: true, record: false });
+        assert_eq!(tapped_frame(&mut room, cam, 1, DELTA, t0 + ms(4320)).1, Tapped { program: true, record: false });
     }
 
     #[test]

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::router::{Decision, Peer, PeerEvent, PeerId, PeerOutput, Room, RoomConfig, RouterError, TrackId, TrackInfo};
 
-pub use crate::router::{LocalFrame, TrackSource};
+pub use crate::router::{LocalFrame, Tapped, TrackSource};
 
 /// How a node binds and what it tells clients.
 #[derive(Debug, Clone)]
@@ -102,6 +102,9 @@ pub struct TapFrame<'a> {
     /// ([`MediaNode::set_tap_size`]), switching at a keyframe.
     pub layer: u8,
     pub data: TapData<'a>,
+    /// Who takes it: the program (the layer its tile needs), the publisher's recording (the best layer), or
+    /// both.
+    pub to: Tapped,
 }
 
 /// What a tapped frame is.
@@ -113,7 +116,8 @@ pub enum TapData<'a> {
     Local(&'a LocalFrame),
 }
 
-/// Receives every frame published in a room that moderation lets through (muted tracks are not tapped),
+/// Receives every frame published in a room that moderation lets through (muted tracks are not tapped) and
+/// that the program or a recording takes ([`TapFrame::to`]),
 /// on the publisher's task: it must not block (hand the frame to a bounded queue).
 pub type MediaTap = Arc<dyn Fn(&TapFrame<'_>) + Send + Sync>;
 
@@ -448,6 +452,15 @@ impl MediaNode {
         let Some(shared) = self.inner.rooms.lock().get(room).cloned() else { return };
         let mut st = shared.state.lock();
         st.room.set_tap_size(participant, source, size, Instant::now());
+        dispatch(&mut st);
+    }
+
+    /// Hands `participant`'s media in `room` to the tap as published too (the best simulcast layer, marked
+    /// [`Tapped::record`]), for its own recording, or stops.
+    pub fn set_recorded(&self, room: &str, participant: &str, recorded: bool) {
+        let Some(shared) = self.inner.rooms.lock().get(room).cloned() else { return };
+        let mut st = shared.state.lock();
+        st.room.set_recorded(participant, recorded, Instant::now());
         dispatch(&mut st);
     }
 

@@ -150,16 +150,13 @@ impl PeerTask {
                     let mut st = room.state.lock();
                     let tapped = st.room.on_frame(track, layer, frame, size, data.data.len(), now, targets);
                     // Who the frame is from, for the tap, which runs after the room is unlocked.
-                    let tap =
-                        st.tap.clone().filter(|_| tapped).and_then(|tap| {
-                            st.room.track(track).map(|info| (tap, info.participant.clone(), info.source))
-                        });
+                    let tap = tap_for(&st, track, tapped);
                     let forwarded = deliver(&st, targets, track, layer, Payload::Relayed(data));
                     dispatch(&mut st);
                     (tap, forwarded)
                 };
-                if let (Some((tap, participant, source)), Payload::Relayed(data)) = (tap, &forwarded.payload) {
-                    tap(&TapFrame { participant: &participant, source, layer, data: TapData::Rtc(data) });
+                if let (Some((tap, participant, source, to)), Payload::Relayed(data)) = (tap, &forwarded.payload) {
+                    tap(&TapFrame { participant: &participant, source, layer, data: TapData::Rtc(data), to });
                 }
             }
             PeerEvent::Quality(mut q) => {

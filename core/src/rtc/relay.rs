@@ -168,17 +168,13 @@ impl RemotePublisher {
                 return;
             }
             let tapped = st.room.on_frame(track, layer, frame, size, data.data.len(), Instant::now(), &mut targets);
-            let tap = st
-                .tap
-                .clone()
-                .filter(|_| tapped)
-                .and_then(|tap| st.room.track(track).map(|info| (tap, info.participant.clone(), info.source)));
+            let tap = tap_for(&st, track, tapped);
             let forwarded = deliver(&st, &targets, track, layer, Payload::Relayed(data));
             dispatch(&mut st);
             (tap, forwarded)
         };
-        if let (Some((tap, participant, source)), Payload::Relayed(data)) = (tap, &forwarded.payload) {
-            tap(&TapFrame { participant: &participant, source, layer, data: TapData::Rtc(data) });
+        if let (Some((tap, participant, source, to)), Payload::Relayed(data)) = (tap, &forwarded.payload) {
+            tap(&TapFrame { participant: &participant, source, layer, data: TapData::Rtc(data), to });
         }
     }
 
@@ -192,16 +188,12 @@ impl RemotePublisher {
         let info = crate::router::Frame { keyframe: frame.keyframe, contiguous: true, ..Default::default() };
         let tapped = st.room.on_frame(track, 0, info, None, frame.data.len(), Instant::now(), &mut targets);
         // This node's program, if the source is on its stage: the encoder's own node feeds only its own.
-        let tap = st
-            .tap
-            .clone()
-            .filter(|_| tapped)
-            .and_then(|tap| st.room.track(track).map(|info| (tap, info.participant.clone(), info.source)));
+        let tap = tap_for(&st, track, tapped);
         let forwarded = deliver(&st, &targets, track, 0, Payload::Local(frame));
         dispatch(&mut st);
         drop(st);
-        if let (Some((tap, participant, source)), Payload::Local(frame)) = (tap, &forwarded.payload) {
-            tap(&TapFrame { participant: &participant, source, layer: 0, data: TapData::Local(frame) });
+        if let (Some((tap, participant, source, to)), Payload::Local(frame)) = (tap, &forwarded.payload) {
+            tap(&TapFrame { participant: &participant, source, layer: 0, data: TapData::Local(frame), to });
         }
     }
 }

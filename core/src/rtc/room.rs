@@ -63,6 +63,17 @@ pub(super) struct LocalShared {
     pub(super) keyframe_wanted: AtomicBool,
 }
 
+/// Who takes a frame of `track` through the room's tap, if anyone does (`tapped`, as the router said): the tap,
+/// the publisher and the source, for the call made after the room is unlocked.
+pub(super) fn tap_for(
+    st: &RoomState,
+    track: TrackId,
+    tapped: Tapped,
+) -> Option<(MediaTap, Arc<str>, TrackSource, Tapped)> {
+    let tap = st.tap.clone().filter(|_| tapped.any())?;
+    st.room.track(track).map(|info| (tap, info.participant.clone(), info.source, tapped))
+}
+
 /// Queues one frame of `track` to each of `targets`' tasks (one shared copy; a full queue drops it for that
 /// subscriber only) and returns that copy, for the room's tap.
 pub(super) fn deliver(

@@ -395,12 +395,7 @@ impl ClientLoop {
 /// Feeds every frame published in `room` to `program`, as the gateway does (the node's tap → `ProgramFeed`).
 pub fn tap_into(node: &MediaNode, room: &str, program: &Arc<backyard_core::compositor::Program>) {
     let (program, feed) = (program.clone(), Arc::new(backyard_core::compositor::ProgramFeed::new()));
-    node.set_tap(
-        room,
-        Some(Arc::new(move |f: &backyard_core::rtc::TapFrame<'_>| {
-            feed.push(&program, f.participant, f.source, f.layer, &f.data)
-        })),
-    );
+    node.set_tap(room, Some(Arc::new(move |f: &backyard_core::rtc::TapFrame<'_>| feed.push(&program, f))));
 }
 
 /// One encoded packet of a clip.

@@ -52,7 +52,7 @@ pub async fn delete(
     if rec.status == crate::store::RecordingStatus::Recording {
         return Err(ApiError::conflict("recording_in_progress", "end the broadcast before deleting its recording"));
     }
-    let path = crate::program::recording_path(&state.cfg, rec.id);
+    let path = crate::program::recording_file(&state.cfg, &rec);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         // On the disk of the node that recorded it, if that node is up: it deletes the file and the row.
         if let Ok(res) = super::forward::to_node(&state, &rec.node, req).await {
@@ -69,7 +69,7 @@ pub async fn delete(
 }
 
 #[utoipa::path(get, path = "/api/recordings/{id}/file", tag = "recordings", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "the MP4 file", content_type = "video/mp4"), (status = 206, description = "a byte range"), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "the file: MP4 for the program, WebM or Matroska for a participant", content_type = "video/mp4"), (status = 206, description = "a byte range"), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn file(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -77,7 +77,7 @@ pub async fn file(
     req: Request,
 ) -> ApiResult<Response> {
     let rec = own(&state, &user, &params).await?;
-    let path = crate::program::recording_path(&state.cfg, rec.id);
+    let path = crate::program::recording_file(&state.cfg, &rec);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         // Written to the folder of the node that recorded it: that node serves it.
         return match super::forward::to_node(&state, &rec.node, req).await {

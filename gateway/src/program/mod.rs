@@ -12,6 +12,7 @@
 
 mod director;
 mod health;
+mod stage_recordings;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -147,6 +148,8 @@ struct OnAir {
     keeper: tokio::task::JoinHandle<()>,
     /// The stream for viewers, when they may watch.
     viewers: Option<Arc<ViewerStream>>,
+    /// Everyone on stage, recorded as they publish.
+    stage: Option<stage_recordings::StageRecordings>,
 }
 
 impl Programs {
@@ -196,12 +199,7 @@ impl Programs {
         let room = broadcast.id.to_string();
         let tap_program = program.clone();
         let tap_feed = feed.clone();
-        media.set_tap(
-            &room,
-            Some(Arc::new(move |f: &TapFrame<'_>| {
-                tap_feed.push(&tap_program, f.participant, f.source, f.layer, &f.data)
-            })),
-        );
+        media.set_tap(&room, Some(Arc::new(move |f: &TapFrame<'_>| tap_feed.push(&tap_program, f))));
         // The live preview goes to hosts and co-hosts over their WebRTC connections (msid `program`).
         program.set_preview_sink(Some(Arc::new(media.publish_program(&room))));
         tokio::spawn(director::follow_room(state.clone(), Arc::downgrade(&live), feed, refresh_rx));
@@ -339,7 +337,14 @@ impl Programs {
                         ViewerStream::new(dir, control)
                     }))
                 });
-                *on_air = Some(OnAir { recording: Some(recording.id), home, keeper, viewers });
+                let stage = stage_recordings::StageRecordings::start(
+                    state,
+                    media,
+                    live.program.clone(),
+                    recording.clone(),
+                    token,
+                );
+                *on_air = Some(OnAir { recording: Some(recording.id), home, keeper, viewers, stage: Some(stage) });
                 live.director.send(Input::OnAir(true));
                 Ok(())
             }
@@ -356,7 +361,7 @@ impl Programs {
     /// recording row, and stops the program.
     pub async fn end_live(&self, state: &AppState, media: &MediaNode, broadcast: Uuid) -> Result<(), ProgramError> {
         let Some(live) = self.get(broadcast) else { return Ok(()) };
-        if let Some((on_air, report)) = take_off_air(&live).await {
+        if let Some((on_air, report)) = take_off_air(&live, true).await {
             let report = report?;
             if let Some(id) = on_air.recording {
                 match finalise_recording(state, id, report.as_ref(), on_air.home.token).await {
@@ -379,7 +384,7 @@ impl Programs {
     /// every output stops now and nothing is written to the database, which the new home owns.
     pub async fn lose_home(&self, media: &MediaNode, broadcast: Uuid) {
         let Some(live) = self.get(broadcast) else { return };
-        let Some((on_air, _)) = take_off_air(&live).await else { return };
+        let Some((on_air, _)) = take_off_air(&live, false).await else { return };
         tracing::warn!(%broadcast, token = on_air.home.token, "outputs stopped: this node lost the broadcast's home");
         self.stop_if_idle(media, broadcast).await;
     }
@@ -387,10 +392,14 @@ impl Programs {
 
 /// Takes a program off air, if it is on: the home lease is no longer renewed, every output is flushed and
 /// closed (bounded by egress' own timeouts), and the viewers' stream ends (its watch page says so) and goes.
-/// Returns what was on air and egress' report, for the caller to write (or not) the recording's row.
-async fn take_off_air(live: &Live) -> Option<(OnAir, Result<Option<EgressReport>, ProgramError>)> {
-    let on_air = live.on_air.lock().await.take()?;
+/// Returns what was on air and egress' report, for the caller to write (or not) the recording's row; the
+/// participants' recordings are closed, and their rows written when `write_rows`.
+async fn take_off_air(live: &Live, write_rows: bool) -> Option<(OnAir, Result<Option<EgressReport>, ProgramError>)> {
+    let mut on_air = live.on_air.lock().await.take()?;
     on_air.keeper.abort();
+    if let Some(stage) = on_air.stage.take() {
+        stage.stop(write_rows).await;
+    }
     live.director.send(Input::OnAir(false));
     let program = live.program.clone();
     let report =
@@ -599,6 +608,17 @@ pub fn recording_path(cfg: &crate::config::Config, id: Uuid) -> PathBuf {
     cfg.recordings_dir().join(format!("{id}.mp4"))
 }
 
+/// Where a recording's file is: the program's MP4, or a participant's WebM (VP8/VP9 and Opus) or Matroska
+/// (H.264) file, named after the row as well.
+pub fn recording_file(cfg: &crate::config::Config, rec: &crate::store::Recording) -> PathBuf {
+    if rec.participant_id.is_none() {
+        return recording_path(cfg, rec.id);
+    }
+    let webm = cfg.recordings_dir().join(format!("{}.webm", rec.id));
+    let mkv = webm.with_extension("mkv");
+    if !webm.exists() && mkv.exists() { mkv } else { webm }
+}
+
 /// The enabled destinations of a broadcast as egress takes them: each adapter resolves its ingest URL (the
 /// key decrypted only here) and encoder limits.
 pub(crate) async fn resolve_destinations(
@@ -727,13 +747,18 @@ async fn finalise_from_file(
     rec: &crate::store::Recording,
     fence: i64,
 ) -> Result<(RecordingStatus, f64, i64), StoreError> {
-    let path = recording_path(&state.cfg, rec.id);
+    let path = recording_file(&state.cfg, rec);
     let size = tokio::fs::metadata(&path).await.map(|m| m.len() as i64).unwrap_or(0);
-    let duration = tokio::task::spawn_blocking(move || backyard_core::egress::media_duration(&path))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0.0);
+    // A participant's file starts where they came on stage on the program's timeline.
+    let participant = rec.participant_id.is_some();
+    let duration = tokio::task::spawn_blocking(move || match participant {
+        true => backyard_core::egress::media_span(&path).map(|(first, last)| last - first),
+        false => backyard_core::egress::media_duration(&path),
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(0.0);
     let status = if size > 0 && duration > 0.0 { RecordingStatus::Ready } else { RecordingStatus::Failed };
     state.store.finish_recording(rec.id, status, duration, size, fence).await?;
     Ok((status, duration, size))
@@ -748,7 +773,7 @@ pub(crate) async fn finalise_parts_left_behind(state: &AppState, broadcast: Uuid
         if rec.node == state.cluster.node {
             continue;
         }
-        if !tokio::fs::try_exists(recording_path(&state.cfg, rec.id)).await.unwrap_or(false) {
+        if !tokio::fs::try_exists(recording_file(&state.cfg, &rec)).await.unwrap_or(false) {
             tracing::info!(broadcast = %broadcast, recording = %rec.id, node = %rec.node, "the part left behind is on its node's disk: left to it");
             continue;
         }

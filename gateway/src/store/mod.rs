@@ -168,6 +168,15 @@ pub trait Store: Send + Sync + 'static {
         fence: i64,
         node: &str,
     ) -> StoreResult<Recording>;
+    /// A participant's own recording beside `program`'s (same broadcast, owner, title and node), under `fence`
+    /// as for [`Store::create_recording`].
+    async fn create_participant_recording(
+        &self,
+        program: &Recording,
+        participant_id: &str,
+        participant_name: &str,
+        fence: i64,
+    ) -> StoreResult<Recording>;
     /// Marks a recording finished, under a `fence` token as for [`Store::create_recording`].
     async fn finish_recording(
         &self,
@@ -799,6 +808,36 @@ macro_rules! impl_store {
                 .bind(t)
                 .bind(fence)
                 .bind(node)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::Fenced { token: fence })
+            }
+
+            async fn create_participant_recording(
+                &self,
+                program: &Recording,
+                participant_id: &str,
+                participant_name: &str,
+                fence: i64,
+            ) -> StoreResult<Recording> {
+                let t = now();
+                let id = Uuid::now_v7();
+                sqlx::query_as::<_, Recording>(
+                    "INSERT INTO recordings
+                       (id, broadcast_id, user_id, title, url, created_at, updated_at, node, participant_id, participant_name)
+                     SELECT $1, $2, $3, $4, $5, $6, $6, $8, $9, $10
+                     WHERE EXISTS (SELECT 1 FROM broadcasts WHERE id = $2 AND home_fence <= $7) RETURNING *",
+                )
+                .bind(id)
+                .bind(program.broadcast_id)
+                .bind(program.user_id)
+                .bind(&program.title)
+                .bind(format!("/api/recordings/{id}/file"))
+                .bind(t)
+                .bind(fence)
+                .bind(&program.node)
+                .bind(participant_id)
+                .bind(participant_name)
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or(StoreError::Fenced { token: fence })

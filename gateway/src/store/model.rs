@@ -261,6 +261,10 @@ pub struct Recording {
     /// The node that writes (or wrote) its file (`cluster.node_id`; empty for rows from before several nodes).
     #[serde(skip)]
     pub node: String,
+    /// A participant's own recording (their media as published, on the program's timeline: a WebM or
+    /// Matroska file): whose. `None` for the program's recording (MP4).
+    pub participant_id: Option<String>,
+    pub participant_name: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
