@@ -67,6 +67,8 @@ pub enum Overlay {
         title: String,
         text: String,
         color: Option<String>,
+        /// An uploaded image filling the canvas behind the words.
+        image: Option<String>,
     },
     /// An overlay of an installed overlay plugin other than the first-party one (`scene.overlays.plugins`),
     /// with the props the hosts set for it.
@@ -141,9 +143,18 @@ impl Overlay {
             Overlay::Ticker { text, color: c } => {
                 (first, "ticker", vec![("text", text.clone()), ("color", color(c))], None)
             }
-            Overlay::Slate { title, text, color: c } => {
-                (first, "slate", vec![("title", title.clone()), ("text", text.clone()), ("color", color(c))], None)
-            }
+            // Over a picture (drawn by the director itself, see `paint`) the words sit on a dark panel.
+            Overlay::Slate { title, text, color: c, image } => (
+                first,
+                "slate",
+                vec![
+                    ("title", title.clone()),
+                    ("text", text.clone()),
+                    ("color", color(c)),
+                    ("panel", if image.is_some() { "true".into() } else { String::new() }),
+                ],
+                None,
+            ),
             Overlay::Plugin { plugin, id, props } => {
                 (plugin, id, props.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(), None)
             }
@@ -165,6 +176,9 @@ pub struct Scene {
     pub slate: Option<Slate>,
     /// The brand's colour, for the slate's accent.
     pub accent: Option<String>,
+    /// An uploaded image (`/api/uploads/<sha256>`) filling the canvas behind every slate, the one the hosts
+    /// show and the one the program shows by itself; none: the program's background.
+    pub slate_image: Option<String>,
     /// A video clip playing into the program (source [`CLIP_SOURCE`]): over the whole canvas, or in a tile
     /// beside the people on stage. While it plays no slate shows; the people on stage are still heard.
     pub clip: Option<Clip>,
@@ -187,6 +201,34 @@ pub const CLIP_SOURCE: &str = "clip";
 pub struct Slate {
     pub title: String,
     pub text: String,
+}
+
+/// The id of the layer under the slate's words that shows the picture behind every slate.
+pub const SLATE_PICTURE: &str = "slate-picture";
+
+/// `img` scaled (bilinear) to cover a `width` × `height` canvas, centred, its overflow cropped: RGBA.
+fn cover(img: &ph::Image, width: u32, height: u32) -> Vec<u8> {
+    let (iw, ih) = (img.width as f32, img.height as f32);
+    let scale = (width as f32 / iw).max(height as f32 / ih);
+    let (ox, oy) = ((iw * scale - width as f32) / 2.0, (ih * scale - height as f32) / 2.0);
+    let at = |x: u32, y: u32, c: usize| f32::from(img.rgba[(y as usize * img.width as usize + x as usize) * 4 + c]);
+    let mut out = Vec::with_capacity(width as usize * height as usize * 4);
+    for y in 0..height {
+        let fy = ((y as f32 + 0.5 + oy) / scale - 0.5).clamp(0.0, ih - 1.0);
+        let (y0, ty) = (fy.floor() as u32, fy.fract());
+        let y1 = (y0 + 1).min(img.height - 1);
+        for x in 0..width {
+            let fx = ((x as f32 + 0.5 + ox) / scale - 0.5).clamp(0.0, iw - 1.0);
+            let (x0, tx) = (fx.floor() as u32, fx.fract());
+            let x1 = (x0 + 1).min(img.width - 1);
+            for c in 0..4 {
+                let top = at(x0, y0, c) * (1.0 - tx) + at(x1, y0, c) * tx;
+                let bottom = at(x0, y1, c) * (1.0 - tx) + at(x1, y1, c) * tx;
+                out.push((top * (1.0 - ty) + bottom * ty).round() as u8);
+            }
+        }
+    }
+    out
 }
 
 /// The slate shown on its own while on air with nobody (present) on stage, so platforms keep receiving a
@@ -478,7 +520,8 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             (self.on_air && !present).then(|| Slate { title: AWAY_SLATE_TITLE.into(), text: String::new() })
         };
         let slate = self.scene.slate.clone().or_else(away)?;
-        Some(Overlay::Slate { title: slate.title, text: slate.text, color: self.scene.accent.clone() })
+        let image = self.scene.slate_image.clone();
+        Some(Overlay::Slate { title: slate.title, text: slate.text, color: self.scene.accent.clone(), image })
     }
 
     fn restage_if_slate_changed(&mut self, before: Option<Overlay>, now: Duration) {
@@ -692,6 +735,9 @@ impl<L: Layouts, P: Painter> Director<L, P> {
         let gone: Vec<String> = self.shown.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
         for key in gone {
             self.shown.remove(&key);
+            if key == "slate" {
+                self.outputs.push_back(Output::HideOverlay(SLATE_PICTURE.into()));
+            }
             self.outputs.push_back(Output::HideOverlay(key));
         }
         for (key, overlay) in wanted {
@@ -711,9 +757,27 @@ impl<L: Layouts, P: Painter> Director<L, P> {
         let Some(shown) = self.shown.get(key) else { return };
         let (plugin, overlay_id, props, image_url) = shown.overlay.request();
         let z = shown.overlay.z();
+        if let Overlay::Slate { image, .. } = &shown.overlay {
+            // The slate's picture covers the canvas under its words: scaled here, natively, once (a plugin
+            // drawing a whole canvas would not fit its call's deadline), and shown as a layer of its own. A
+            // picture whose upload is gone leaves the words on the background.
+            let picture = image
+                .as_deref()
+                .and_then(|url| self.painter.image(url))
+                .filter(|i| i.width > 0 && i.height > 0 && i.rgba.len() == i.width as usize * i.height as usize * 4);
+            self.outputs.push_back(match picture {
+                Some(p) => Output::ShowOverlay(OverlayLayer {
+                    id: SLATE_PICTURE.into(),
+                    rect: Rect::new(0, 0, self.canvas.width, self.canvas.height),
+                    rgba: cover(&p, self.canvas.width, self.canvas.height),
+                    z: z - 1,
+                }),
+                None => Output::HideOverlay(SLATE_PICTURE.into()),
+            });
+        }
         let images = match image_url {
             Some(url) => match self.painter.image(url) {
-                Some(image) => vec![ph::NamedImage { key: "logo".into(), image }],
+                Some(image) => vec![ph::NamedImage { key: overlay_id.to_owned(), image }],
                 None => {
                     self.outputs.push_back(Output::HideOverlay(key.to_owned()));
                     return;
@@ -920,8 +984,13 @@ mod tests {
             rgba[0] = (req.time_ms / 33) as u8;
             Ok(Painted::Layer { x: 0, y: 0, image: ph::Image { width: 2, height: 2, rgba } })
         }
-        fn image(&mut self, _url: &str) -> Option<ph::Image> {
-            None
+        /// Only a `.../picture` upload exists: a 2×1 image, red then blue.
+        fn image(&mut self, url: &str) -> Option<ph::Image> {
+            url.ends_with("/picture").then(|| ph::Image {
+                width: 2,
+                height: 1,
+                rgba: vec![255, 0, 0, 255, 0, 0, 255, 255],
+            })
         }
     }
 
@@ -1144,6 +1213,59 @@ mod tests {
             .collect();
         assert_eq!(overlays, [Output::HideOverlay("logo".into())]);
         assert!(d.painter.renders.is_empty());
+    }
+
+    #[test]
+    fn a_slate_shows_over_its_picture_and_without_it_when_the_upload_is_missing() {
+        let mut d = director();
+        let slate = Some(Slate { title: "Starting soon".into(), text: String::new() });
+        let with = |url: &str| Scene { slate: slate.clone(), slate_image: Some(url.into()), ..scene(&[], "grid") };
+        // Each overlay output: the layer's id, and for a shown one its rectangle, z and top-left pixel.
+        type Shown = Option<(Rect, i32, [u8; 4])>;
+        let layers = |d: &mut Director<Row, Ink>| -> Vec<(String, Shown)> {
+            drain(d)
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::ShowOverlay(l) => {
+                        let corner = [l.rgba[0], l.rgba[1], l.rgba[2], l.rgba[3]];
+                        Some((l.id, Some((l.rect, l.z, corner))))
+                    }
+                    Output::HideOverlay(id) => Some((id, None)),
+                    _ => None,
+                })
+                .collect()
+        };
+        d.handle_scene(with("/api/uploads/picture"), MS(0));
+        let shown = layers(&mut d);
+        // The picture covers the 1280×720 canvas under the words (its left half red), the words over it on a
+        // panel the plugin draws.
+        let canvas = Rect::new(0, 0, 1280, 720);
+        assert_eq!(shown[0], (SLATE_PICTURE.to_owned(), Some((canvas, -2, [255, 0, 0, 255]))), "{shown:?}");
+        assert_eq!(shown[1].0, "slate");
+        assert_eq!(shown.len(), 2);
+        let slate = d.slate().expect("a slate");
+        let (_, _, props, image) = slate.request();
+        assert!(props.contains(&("panel", "true".into())) && image.is_none(), "{props:?}");
+
+        // Its upload gone: the words alone, on the background.
+        d.handle_scene(with("/api/uploads/gone"), MS(100));
+        assert_eq!(
+            layers(&mut d),
+            [
+                (SLATE_PICTURE.to_owned(), None),
+                ("slate".to_owned(), Some((Rect::new(0, 0, 2, 2), -1, [3, 255, 255, 255])))
+            ]
+        );
+
+        // Back to the stage: the picture goes with the words.
+        d.handle_scene(with("/api/uploads/picture"), MS(200));
+        drain(&mut d);
+        d.handle_scene(scene(&[], "grid"), MS(300));
+        let hidden = layers(&mut d);
+        assert!(
+            hidden.contains(&(SLATE_PICTURE.to_owned(), None)) && hidden.contains(&("slate".to_owned(), None)),
+            "{hidden:?}"
+        );
     }
 
     fn slate_outputs(d: &mut Director<Row, Ink>) -> Vec<String> {

@@ -116,3 +116,24 @@ fn overlays_signal_change_only_when_inputs_change() {
     assert!(moved.changed);
     assert_ne!(moved.layer.unwrap().image.rgba, first.image.rgba);
 }
+
+#[test]
+fn over_a_picture_the_slate_s_words_sit_on_a_dark_panel() {
+    let host = host(vec![plugins_dir()]);
+    let mut inst = host.overlay("overlays").unwrap();
+    let mut req = OverlayRequest {
+        overlay: "slate".into(),
+        canvas: Size { width: 640, height: 360 },
+        time_ms: 0,
+        props: vec![Prop { key: "title".into(), value: "Be right back".into() }],
+        images: vec![],
+    };
+    let bare = inst.render(&req).unwrap().layer.cloned().expect("the slate drew");
+    req.props.push(Prop { key: "panel".into(), value: "true".into() });
+    let panel = inst.render(&req).unwrap().layer.cloned().expect("the slate drew");
+    // The same words, with room around them, centred as before; the panel's edge dark and nearly opaque.
+    assert!(panel.image.width > bare.image.width && panel.image.height > bare.image.height);
+    assert!((panel.x * 2 + panel.image.width as i32 - 640).abs() <= 1, "centred");
+    let edge = &panel.image.rgba[(panel.image.height as usize / 2 * panel.image.width as usize + 2) * 4..][..4];
+    assert!(edge[..3].iter().all(|&v| v < 30) && edge[3] > 120, "{edge:?}");
+}

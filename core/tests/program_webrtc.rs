@@ -32,20 +32,35 @@ const H: u32 = 360;
 /// A `secs`-long WebM of a solid colour (VP8, a keyframe every 10 frames) and a sine tone (Opus, stereo),
 /// read back into packets.
 fn clip(dir: &Path, name: &str, rgb: &str, tone_hz: u32, secs: u32) -> Result<(Vec<Packet>, f64)> {
-    let path = dir.join(format!("{name}.webm"));
+    let inputs = [
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("color=c=0x{rgb}:s=640x360:r=30:d={secs}"),
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("sine=frequency={tone_hz}:sample_rate=48000:duration={secs}"),
+    ];
+    encode_clip(&dir.join(format!("{name}.webm")), &inputs, secs)
+}
+
+/// Encodes what `args` (ffmpeg inputs and filters) make into a `secs`-long WebM (VP8, a keyframe every 10
+/// frames; Opus, stereo, 20 ms frames) at `path` and reads it back into packets, a lap of the clip exactly
+/// `secs` long as a browser's media would be: Opus starts slightly before zero (its pre-skip), so the clip
+/// starts at its first packet, and a sound packet that would overlap the next lap's first is left out.
+fn encode_clip(path: &Path, args: &[String], secs: u32) -> Result<(Vec<Packet>, f64)> {
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("color=c=0x{rgb}:s=640x360:r=30:d={secs}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency={tone_hz}:sample_rate=48000:duration={secs}"))
+        .args(["-v", "error", "-y"])
+        .args(args)
         .args(["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "500k", "-g", "10"])
         .args(["-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-frame_duration", "20"])
-        .arg(&path)
+        .arg(path)
         .output()
         .context("run ffmpeg")?;
     ensure!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
     ffmpeg_next::init()?;
-    let mut input = ffmpeg_next::format::input(&path)?;
+    let mut input = ffmpeg_next::format::input(path)?;
     let kinds: Vec<(bool, f64)> = input
         .streams()
         .map(|s| (s.parameters().medium() == ffmpeg_next::media::Type::Video, f64::from(s.time_base())))
@@ -57,11 +72,11 @@ fn clip(dir: &Path, name: &str, rgb: &str, tone_hz: u32, secs: u32) -> Result<(V
         packets.push(Packet { video, pts: packet.pts().unwrap_or(0) as f64 * tb, data: data.to_vec() });
     }
     packets.sort_by(|a, b| a.pts.total_cmp(&b.pts));
-    // Opus starts slightly before zero (its pre-skip): start the clip at its first packet.
     let first = packets.first().map_or(0.0, |p| p.pts);
     for p in &mut packets {
         p.pts -= first;
     }
+    packets.retain(|p| p.video || p.pts + 0.02 <= f64::from(secs) + 1e-6);
     ensure!(packets.iter().any(|p| p.video) && packets.iter().any(|p| !p.video), "clip has audio and video");
     Ok((packets, f64::from(secs)))
 }
@@ -460,44 +475,22 @@ async fn only_sources_on_stage_are_decoded() -> Result<()> {
 /// A `secs`-long WebM (VP8 + Opus) of a dark picture that flashes white for three frames, and a silence that
 /// beeps for 100 ms, both `at` seconds in, read back into packets.
 fn flash_clip(dir: &Path, secs: u32, at: f64) -> Result<(Vec<Packet>, f64)> {
-    let path = dir.join("flash.webm");
     let from = (at * 30.0).round() as u32;
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("color=c=0x303030:s=640x360:r=30:d={secs}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=1000:sample_rate=48000:duration={secs}"))
-        .arg("-vf")
-        .arg(format!("drawbox=c=white:t=fill:enable='between(n,{from},{})'", from + 2))
-        .arg("-af")
-        .arg(format!("volume=enable='not(between(t,{at},{}))':volume=0,volume=4", at + 0.1))
-        .args(["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "500k", "-g", "10"])
-        .args(["-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-frame_duration", "20"])
-        .arg(&path)
-        .output()
-        .context("run ffmpeg")?;
-    ensure!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
-    let mut input = ffmpeg_next::format::input(&path)?;
-    let kinds: Vec<(bool, f64)> = input
-        .streams()
-        .map(|s| (s.parameters().medium() == ffmpeg_next::media::Type::Video, f64::from(s.time_base())))
-        .collect();
-    let mut packets = Vec::new();
-    for (stream, packet) in input.packets() {
-        let (video, tb) = kinds[stream.index()];
-        let Some(data) = packet.data() else { continue };
-        packets.push(Packet { video, pts: packet.pts().unwrap_or(0) as f64 * tb, data: data.to_vec() });
-    }
-    packets.sort_by(|a, b| a.pts.total_cmp(&b.pts));
-    // Opus starts slightly before zero (its pre-skip): the clip starts at its first packet, and a packet that
-    // would overlap the next lap's first is left out, so each lap's sound is exactly as long as the lap, as a
-    // browser's is.
-    let first = packets.first().map_or(0.0, |p| p.pts);
-    for p in &mut packets {
-        p.pts -= first;
-    }
-    packets.retain(|p| p.video || p.pts + 0.02 <= f64::from(secs) + 1e-6);
-    Ok((packets, f64::from(secs)))
+    let args = [
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("color=c=0x303030:s=640x360:r=30:d={secs}"),
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("sine=frequency=1000:sample_rate=48000:duration={secs}"),
+        "-vf".into(),
+        format!("drawbox=c=white:t=fill:enable='between(n,{from},{})'", from + 2),
+        "-af".into(),
+        format!("volume=enable='not(between(t,{at},{}))':volume=0,volume=4", at + 0.1),
+    ];
+    encode_clip(&dir.join("flash.webm"), &args, secs)
 }
 
 /// When a file's sound turns loud (above 0.3 after 50 ms of quiet), in seconds on the file's own timeline: its

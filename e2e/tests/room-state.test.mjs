@@ -273,11 +273,17 @@ describe('room state: events', () => {
     let s = joined();
     assert.equal(shownSlate(s), null, 'not live, nobody on stage: no slate');
     s = fold([{ event: 'scene-updated', data: { scene: { stage: [], layout: 'grid', slate: { kind: 'ending', text: 'Bye' } } } }], s);
-    assert.deepEqual(shownSlate(s), { kind: 'ending', title: 'Thanks for watching', text: 'Bye' });
+    assert.deepEqual(shownSlate(s), { kind: 'ending', title: 'Thanks for watching', text: 'Bye', image: null });
     s = fold([{ event: 'scene-updated', data: { scene: { stage: [], layout: 'grid' } } }, { event: 'broadcast-started', data: { status: 'live' } }], s);
     assert.equal(s.broadcast.status, 'live');
-    assert.deepEqual(shownSlate(s), { kind: 'brb', title: 'Be right back', text: '' });
+    assert.deepEqual(shownSlate(s), { kind: 'brb', title: 'Be right back', text: '', image: null });
     assert.equal(shownSlate(s, { programOnAir: false }), null, 'live from an encoder: the program is not on air');
+    // The host's picture goes behind every slate, the automatic one too, and other edits send it on.
+    const picture = `/api/uploads/${'cd'.repeat(32)}`;
+    s = patchScene(s, { slateImage: picture });
+    assert.equal(shownSlate(s).image, picture);
+    s = patchScene(s, { layout: 'solo' });
+    assert.equal(s.scene.slateImage, picture, 'a layout change keeps the picture');
     s = fold([{ event: 'stage-layout', data: { layout: 'grid', canvas: { width: 1280, height: 720 }, tiles: [tile(ADA, 'Ada', 0, 0, 1280, 720)] } }], s);
     assert.equal(shownSlate(s), null, 'someone on stage');
   });

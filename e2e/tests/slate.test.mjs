@@ -1,9 +1,9 @@
 // Slates: a host on stage (a red | blue camera) shows "Starting soon" from the overlays panel: the composed
 // program (`program.jpg`) is covered by the slate (no camera colours anywhere) and the host's stage draws the same
-// slate; "Back to the stage" brings the camera back. Live with nobody on stage, the program shows "Be right
-// back" by itself until someone is on stage again. And with a real RTMP server receiving the show, killing the
-// host's Chromium (`kill -9`) while live: nginx keeps receiving frames with no gap over 0.1 s, the slate; the host
-// signs in again in a new browser, comes back on stage, and the show returns. Then the host plays a video clip
+// slate; a picture the host uploads covers the program behind the slate's words; "Back to the stage" brings the
+// camera back. Live with nobody on stage, the program shows "Be right back" by itself until someone is on stage
+// again. And with a real RTMP server receiving the show, killing the host's Chromium (`kill -9`) while live:
+// nginx keeps receiving frames with no gap over 0.1 s, the slate; the host signs in again in a new browser, comes back on stage, and the show returns. Then the host plays a video clip
 // (uploaded from the Clips section): nginx receives its red picture and its tone, and the camera once it ended.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
@@ -27,6 +27,8 @@ const LEFT = 'c83232';
 const RIGHT = '3232c8';
 /** Behind a slate nobody is on stage: the program's background (black without a brand) is all around its words. */
 const SLATE_BG = '000000';
+/** The picture a host puts behind the slate. */
+const PICTURE = '20c040';
 /** Corners and the middle of each half of the canvas. */
 const POINTS = [[0.05, 0.05], [0.95, 0.95], [0.25, 0.5], [0.75, 0.5]];
 const TOLERANCE = 40;
@@ -76,6 +78,21 @@ describe('slates cover the program', { timeout: 240000 }, () => {
     assert.equal(await stageSlate().locator('.slate-text').textContent(), 'Our show begins at noon');
     assert.equal(await page.getAttribute('[data-slate=starting]', 'aria-pressed'), 'true');
     await screenshot(page, 'slate-01-starting-soon');
+    // A picture of the host's behind the slate: it covers the program's canvas (and the stage's), the words over
+    // it; removed, the program's background is back.
+    const picture = path.join(clipDir, 'slate-picture.png');
+    await run('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', `color=c=0x${PICTURE}:s=320x180`, '-frames:v', '1', picture]);
+    await page.setInputFiles('input[name=slateImage]', picture);
+    const corners = [[0.05, 0.05], [0.95, 0.95]];
+    await eventually('the picture behind the slate on the program', async () => {
+      const r = await sampleProgram(page, broadcastId, corners);
+      return r.colours?.every((c) => near(c, rgb(PICTURE), TOLERANCE));
+    }, 20000, 500);
+    await eventually('the stage draws the picture', async () => (await stageSlate().getAttribute('class')).includes('has-image'), 10000);
+    assert.equal(await stageSlate().locator('.slate-title').textContent(), 'Starting soon');
+    await screenshot(page, 'slate-01b-starting-soon-over-a-picture');
+    await page.click('[data-action=remove-slate-image]');
+    await eventually('the program background behind the slate again', async () => (await program()) === 'slate', 20000, 500);
     await page.click('[data-slate=off]');
     await eventually('the camera is back on the program', async () => (await program()) === 'camera', 20000, 500);
     await stageSlate().waitFor({ state: 'hidden' });

@@ -54,6 +54,11 @@ pub struct Scene {
     /// or none. While on air with nobody on stage the program shows "Be right back" by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slate: Option<Slate>,
+    /// An uploaded image (`/api/uploads/<sha256>` from `POST /api/upload`) filling the canvas behind every
+    /// slate: the one the hosts show and the "Be right back" the program shows by itself. None: the program's
+    /// background.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slate_image: Option<String>,
     /// A video clip playing into the program, or none. The server takes it off the scene when it has played
     /// to its end; setting it again plays it from the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +73,7 @@ impl Default for Scene {
             overlays: Overlays::default(),
             brand: None,
             slate: None,
+            slate_image: None,
             clip: None,
         }
     }
@@ -416,6 +422,9 @@ impl Scene {
                 return Err(bad("brand.background", "must be a colour like #14213d"));
             }
         }
+        if self.slate_image.as_deref().is_some_and(|url| crate::uploads::sha_of_url(url).is_none()) {
+            return Err(bad("slateImage", "must be an /api/uploads/<sha256> URL from POST /api/upload"));
+        }
         if let Some(slate) = &self.slate {
             text("slate.text", &slate.text, limits::SLATE_TEXT)?;
         }
@@ -497,6 +506,7 @@ impl Scene {
             background: self.brand.as_ref().and_then(|b| b.background.as_deref()).and_then(rgb),
             slate: self.slate.as_ref().map(|s| director::Slate { title: s.kind.title().into(), text: s.text.clone() }),
             accent: brand,
+            slate_image: self.slate_image.clone(),
             clip: self.clip.as_ref().map(|c| director::Clip { name: c.name.clone(), full: c.mode == ClipMode::Full }),
         }
     }

@@ -616,6 +616,7 @@ async fn scene_round_trip_and_validation(b: Backend) {
         (json!({"overlays": {"ticker": {"text": "y".repeat(3000), "visible": true}}}), "overlays.ticker.text"),
         (json!({"slate": {"kind": "party"}}), "slate.kind"),
         (json!({"slate": {"kind": "brb", "text": "z".repeat(121)}}), "slate.text"),
+        (json!({"slateImage": "https://example.com/picture.png"}), "slateImage"),
     ] {
         let bad = t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(body).send().await;
         bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
@@ -623,9 +624,10 @@ async fn scene_round_trip_and_validation(b: Backend) {
     }
     let get = t.get(&format!("/api/broadcasts/{id}/scene")).cookies(&host).send().await;
     assert_eq!(get.body, scene, "a refused scene is not stored");
-    // A slate round-trips.
-    let slated =
-        json!({"stage": [p], "layout": "grid", "overlays": {}, "slate": {"kind": "starting", "text": "At noon"}});
+    // A slate (and the picture behind it) round-trips.
+    let picture = format!("/api/uploads/{}", "ab".repeat(32));
+    let slated = json!({"stage": [p], "layout": "grid", "overlays": {}, "slate": {"kind": "starting", "text": "At noon"},
+        "slateImage": picture});
     let put =
         t.req(Method::PUT, &format!("/api/broadcasts/{id}/scene")).cookies(&host).json(slated.clone()).send().await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);

@@ -116,7 +116,18 @@ export const api = {
     form.append('file', file);
     return request('POST', '/api/upload', form);
   },
+  /** Uploads an image (a logo, a slate's picture) of at most 5 MB; resolves to its `/api/uploads/<sha256>` URL. */
+  uploadImage: async (file) => {
+    if (file.size > MAX_IMAGE_BYTES) throw new Error('that image is larger than 5 MB');
+    const json = await api.upload(file);
+    const url = json?.url ?? json?.upload?.url;
+    if (!url) throw new Error('the server did not return an address for the upload');
+    return url;
+  },
 };
+
+/** The largest image the studio uploads (the server's own limit may be lower). */
+const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
 
 /** Lists come back as {items,...} from paginated endpoints and as bare arrays from some others. */
 export function itemsOf(json) {

@@ -8,8 +8,6 @@ import { api } from './api.js';
 import { h, toast } from './dom.js';
 import { emptyOverlays, normaliseOverlays } from './room-state.js';
 
-const MAX_LOGO_BYTES = 5 * 1024 * 1024;
-
 export class OverlaysPanel {
   /** `onchange(overlays)` is called with the whole object after each edit. */
   constructor({ onchange }) {
@@ -94,15 +92,8 @@ export class OverlaysPanel {
 
   async upload(file) {
     if (!file) return;
-    if (file.size > MAX_LOGO_BYTES) {
-      toast('That image is larger than 5 MB.', 'error');
-      return;
-    }
     try {
-      const json = await api.upload(file);
-      const url = json?.url ?? json?.upload?.url;
-      if (!url) throw new Error('The server did not return an address for the upload.');
-      this.commit({ logo: { url, visible: true } });
+      this.commit({ logo: { url: await api.uploadImage(file), visible: true } });
     } catch (e) {
       toast(`Upload failed: ${e.message}`, 'error');
     } finally {

@@ -76,6 +76,7 @@ export function normaliseScene(scene = {}) {
     overlays: normaliseOverlays(scene?.overlays),
     brand: normaliseBrand(scene?.brand),
     slate: normaliseSlate(scene?.slate),
+    slateImage: typeof scene?.slateImage === 'string' && scene.slateImage ? scene.slateImage : null,
     clip: normaliseClip(scene?.clip),
   };
 }
@@ -97,15 +98,17 @@ export function normaliseSlate(slate) {
 
 /**
  * The slate on the program now, as the server's director decides it: the one the hosts chose, else "Be right
- * back" while the program is on air with nobody on stage. `{kind, title, text}` or null. `programOnAir` is false
+ * back" while the program is on air with nobody on stage. `{kind, title, text, image}` (`image`: the picture behind
+ * every slate, or null) or null. `programOnAir` is false
  * when the broadcast is live from an encoder (a relay): the program is then not what goes out.
  */
 export function shownSlate(state, { programOnAir = state.broadcast?.status === 'live' } = {}) {
   // A clip playing is the program: no slate over it.
   if (state.scene.clip) return null;
   const chosen = state.scene.slate;
-  if (chosen) return { ...chosen, title: SLATES[chosen.kind] };
-  if (programOnAir && stageTiles(state).tiles.length === 0) return { kind: 'brb', title: SLATES.brb, text: '' };
+  const image = state.scene.slateImage ?? null;
+  if (chosen) return { ...chosen, title: SLATES[chosen.kind], image };
+  if (programOnAir && stageTiles(state).tiles.length === 0) return { kind: 'brb', title: SLATES.brb, text: '', image };
   return null;
 }
 

@@ -322,7 +322,7 @@ class Room {
       case 'scene-updated':
         this.overlaysPanel?.set(this.state.scene.overlays);
         this.brandSection?.set(this.state.scene.brand);
-        this.slateSection?.set(this.state.scene.slate);
+        this.slateSection?.set(this.state.scene.slate, this.state.scene.slateImage);
         this.clipsSection?.set(this.state.scene.clip);
         break;
       case 'destination-status':
@@ -434,8 +434,11 @@ class Room {
       this.brandSection = new BrandSection({ onapply: (brand, logoUrl) => this.applyBrand(brand, logoUrl) });
       this.brandSection.set(this.state.scene.brand);
       this.overlaysPanel.el.prepend(this.brandSection.el);
-      this.slateSection = new SlateSection({ onchange: (slate) => this.pushScene({ slate }) });
-      this.slateSection.set(this.state.scene.slate);
+      this.slateSection = new SlateSection({
+        onchange: (slate) => this.pushScene({ slate }),
+        onimage: (slateImage) => this.pushScene({ slateImage }),
+      });
+      this.slateSection.set(this.state.scene.slate, this.state.scene.slateImage);
       this.overlaysPanel.el.prepend(this.slateSection.el);
       this.clipsSection = new ClipsSection({ onchange: (clip) => this.pushScene({ clip }) });
       this.clipsSection.set(this.state.scene.clip);

@@ -18,7 +18,7 @@ export class StageView {
     this.empty = h('div.stage-empty', h('div.stage-empty-title', 'The stage is empty'), this.emptyHint);
     this.slateTitle = h('div.slate-title');
     this.slateText = h('div.slate-text');
-    this.slate = h('div.stage-slate', { hidden: true, dataset: { role: 'stage-slate' } }, this.slateTitle, h('div.slate-rule'), this.slateText);
+    this.slate = h('div.stage-slate', { hidden: true, dataset: { role: 'stage-slate' } }, h('div.slate-block', this.slateTitle, h('div.slate-rule'), this.slateText));
     root.append(this.empty, this.slate, this.tickerLayer, this.overlayLayer);
   }
 
@@ -66,6 +66,9 @@ export class StageView {
     this.slate.dataset.kind = slate?.kind ?? '';
     this.slateTitle.textContent = slate?.title ?? '';
     this.slateText.textContent = slate?.text ?? '';
+    // The host's picture covers the canvas behind the words, which sit on a dark panel over it.
+    this.slate.classList.toggle('has-image', Boolean(slate?.image));
+    this.slate.style.backgroundImage = slate?.image ? `url("${encodeURI(slate.image)}")` : '';
   }
 
   makeTile(source) {

@@ -239,7 +239,8 @@ fn ticker(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
 
 /// The slate's words, centred on the canvas: the title large, an accent rule under it, and the line of text
 /// below. Only the block they take is drawn (behind a slate nobody is on stage, so the program's background,
-/// the brand's or black, is all around it): a small layer is quick to draw and to composite.
+/// the brand's or black, or the host's picture, is all around it): a small layer is quick to draw and to
+/// composite. With `panel` (over a picture) the words sit on a dark rounded panel, so they read on any picture.
 fn slate(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let title = prop(req, "title").filter(|t| !t.trim().is_empty())?;
     let text = prop(req, "text").unwrap_or("").trim();
@@ -264,9 +265,14 @@ fn slate(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let block_h = title_asc + descent + gap * 0.5 + rule + text_h;
     let title_w = measure(&title, title_px, Weight::Bold);
     let widest = lines.iter().map(|l| measure(l, text_px, Weight::Regular)).fold(title_w, f32::max);
-    let (x, y, w, h) = place((s.w - widest) / 2.0, (s.h - block_h) / 2.0, widest, block_h, s);
+    let pad = if prop(req, "panel") == Some("true") { gap } else { 0.0 };
+    let (x, y, w, h) =
+        place((s.w - widest) / 2.0 - pad, (s.h - block_h) / 2.0 - pad, widest + 2.0 * pad, block_h + 2.0 * pad, s);
     let mut c = Canvas::new(w, h);
-    let baseline = title_asc;
+    if pad > 0.0 {
+        c.fill_rounded_rect(0, 0, w as i32, h as i32, 16.0 * s.k, Color::rgba(0, 0, 0, 150));
+    }
+    let baseline = pad + title_asc;
     c.text((w as f32 - title_w) / 2.0, baseline, &title, title_px, Weight::Bold, Color::WHITE);
     let rule_y = baseline + descent + gap * 0.5;
     let rule_w = 120.0 * s.k;
