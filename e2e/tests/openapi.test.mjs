@@ -20,17 +20,41 @@ import { backyardUrl, ROOT, SHOTS } from '../lib/harness.mjs';
 /** Examples per operation and phase: enough to reach every documented response, short enough for every run. */
 const MAX_EXAMPLES = 30;
 
-/** Registers an account and returns its access token (the `by_access` cookie, sent back as a Bearer token). */
-async function signUp(base) {
+const PASSWORD = 'a long enough password';
+
+/** The access token (the `by_access` cookie, sent back as a Bearer token) a sign-up or sign-in answer sets. */
+function accessToken(res) {
+  const cookie = res.headers.getSetCookie().find((c) => c.startsWith('by_access='));
+  assert.ok(cookie, 'the answer sets the access cookie');
+  return cookie.split(';')[0].slice('by_access='.length);
+}
+
+/** Registers an account as `email` and returns its access token. */
+async function signUp(base, email) {
   const res = await fetch(`${base}/api/auth/register`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', origin: base },
-    body: JSON.stringify({ email: `openapi-${Date.now()}@example.test`, password: 'a long enough password', name: 'Schema Host' }),
+    body: JSON.stringify({ email, password: PASSWORD, name: 'Schema Host' }),
   });
   assert.equal(res.status, 201, `register: ${res.status} ${await res.clone().text()}`);
-  const cookie = res.headers.getSetCookie().find((c) => c.startsWith('by_access='));
-  assert.ok(cookie, 'register sets the access cookie');
-  return cookie.split(';')[0].slice('by_access='.length);
+  return accessToken(res);
+}
+
+/**
+ * Ends every show of `email`'s that schemathesis put on air (it calls `POST .../start` like any operation), so
+ * their programs do not go on encoding under the suites that run after this one. Signs in afresh: the run may
+ * have revoked the first session.
+ */
+async function endLiveShows(base, email) {
+  const json = { 'content-type': 'application/json', origin: base };
+  const login = await fetch(`${base}/api/auth/login`, { method: 'POST', headers: json, body: JSON.stringify({ email, password: PASSWORD }) });
+  assert.equal(login.status, 200, `sign in again: ${login.status}`);
+  const auth = { authorization: `Bearer ${accessToken(login)}`, origin: base };
+  const list = await (await fetch(`${base}/api/broadcasts?limit=100`, { headers: auth })).json();
+  for (const b of (list.items ?? []).filter((b) => b.status === 'live')) {
+    const res = await fetch(`${base}/api/broadcasts/${b.id}/end`, { method: 'POST', headers: auth });
+    console.log(`# ended the live show ${b.id} schemathesis started: ${res.status}`);
+  }
 }
 
 function run(cmd, args, env = {}) {
@@ -49,7 +73,8 @@ describe('the OpenAPI description', { timeout: 900000 }, () => {
     const st = process.env.BACKYARD_E2E_SCHEMATHESIS;
     assert.ok(st, 'BACKYARD_E2E_SCHEMATHESIS is not set: run this suite through `cargo xtask e2e openapi`');
     const base = backyardUrl();
-    const token = await signUp(base);
+    const email = `openapi-${Date.now()}@example.test`;
+    const token = await signUp(base, email);
     const created = await fetch(`${base}/api/broadcasts`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, origin: base },
@@ -71,6 +96,7 @@ describe('the OpenAPI description', { timeout: 900000 }, () => {
       '--header', `Origin: ${base}`,
       '--report', 'junit', '--report-junit-path', report,
     ], { SCHEMATHESIS_HOOKS: path.join(ROOT, 'e2e', 'schemathesis_hooks.py') });
+    await endLiveShows(base, email);
     assert.equal(code, 0, `schemathesis found problems (junit report: ${report}):\n${out.slice(-20000)}`);
   });
 });

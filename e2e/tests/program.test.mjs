@@ -2,7 +2,8 @@
 // adds a custom RTMP destination (a real nginx-rtmp on loopback) and presses Go live. The stream nginx receives
 // is H.264 + AAC and shows both participants' camera patterns; the destination panel says "Live"; the program
 // preview in the studio shows the composed picture; End stops it. Then the host finds the recording from the
-// broadcasts list, plays it in the page, downloads it and deletes it. Neither page logged a console error.
+// broadcasts list beside each person's own recording, plays it in the page, downloads it and deletes it. Neither
+// page logged a console error.
 // A second destination asks for its own quality (360p, from the destination form): nginx receives that stream
 // at 640×360 beside the full-size one; a Twitch profile over Twitch's bitrate is refused in the form.
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
@@ -178,7 +179,8 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
     await page.locator('[data-action=open-recordings]').waitFor();
     await screenshot(page, 'program-03-broadcasts');
     await page.click('[data-action=open-recordings]');
-    const card = page.locator('.recording-card').first();
+    // The program's recording; beside it each person on stage has their own (below).
+    const card = page.locator('.recording-card:not(:has(.recording-who))');
     await eventually('the recording is finalised', async () => {
       if ((await card.getAttribute('data-status').catch(() => null)) === 'ready') return true;
       await page.reload();
@@ -197,12 +199,14 @@ describe('go live from the studio to a real RTMP server', { timeout: 240000 }, (
     assert.ok(file.length > 50000, `the download is ${file.length} bytes`);
     assert.equal(file.subarray(4, 8).toString('latin1'), 'ftyp', 'the download is an MP4');
     assert.match(download.suggestedFilename(), /\.mp4$/);
+    // Both people were on stage while live: each has their own recording, named, as their browser sent it.
+    const own = await page.locator('.recording-card .recording-who').allTextContents();
+    assert.deepEqual(own.sort(), [`${PEOPLE.guest.name}’s own recording`, `${PEOPLE.host.name}’s own recording`].sort());
     // The host's page accepts confirmations (set up with the studio above): the delete is confirmed.
     await card.locator('[data-action=delete-recording]').click();
-    await page.locator('.recording-card').waitFor({ state: 'detached', timeout: 10000 });
-    await page.locator('.empty-state').waitFor();
-    const left = await page.evaluate(async () => (await (await fetch('/api/recordings')).json()).items.length);
-    assert.equal(left, 0, 'the recording is gone from the API too');
+    await card.waitFor({ state: 'detached', timeout: 10000 });
+    const left = await page.evaluate(async () => (await (await fetch('/api/recordings')).json()).items);
+    assert.ok(left.every((r) => r.participantId), 'the program’s recording is gone from the API too; the people’s own stay');
   });
 
   it('a normal session logs no console errors, for the host or the guest', () => {
