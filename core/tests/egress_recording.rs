@@ -120,8 +120,9 @@ fn h264_opus_packets(dir: &std::path::Path, secs: u32) -> Result<Vec<ClipPacket>
 #[test]
 #[ignore = "helper process for a_participant_s_h264_recording_is_matroska_on_the_program_s_timeline_and_survives_kill_9"]
 fn source_recording_child_process() {
+    use backyard_core::compositor::EncodedMedia;
     use backyard_core::compositor::VideoCodec;
-    use backyard_core::egress::{ProgramTimeline, RecordedMedia, SourceRecording};
+    use backyard_core::egress::{ProgramTimeline, SourceRecording};
     let Some(stem) = std::env::var_os(SOURCE_CHILD_ENV).map(PathBuf::from) else {
         return;
     };
@@ -139,10 +140,10 @@ fn source_recording_child_process() {
             std::thread::sleep(wait);
         }
         let media = match video {
-            true => RecordedMedia::Video { codec: VideoCodec::H264, data, keyframe: key },
-            false => RecordedMedia::Opus { data },
+            true => EncodedMedia::Video { codec: VideoCodec::H264, data },
+            false => EncodedMedia::Opus { data },
         };
-        recording.push(media, at, at);
+        recording.push(media, key, at, at);
     }
 }
 

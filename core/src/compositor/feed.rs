@@ -17,7 +17,6 @@ use str0m::media::MediaData;
 
 use super::decode::VideoCodec;
 use super::program::{EncodedMedia, Program};
-use crate::egress::RecordedMedia;
 use crate::router::{LocalFrame, TrackSource};
 use crate::rtc::{TapData, TapFrame};
 
@@ -134,13 +133,7 @@ impl ProgramFeed {
             }
         };
         if record {
-            let recorded = match &media {
-                EncodedMedia::Video { codec, data } => {
-                    RecordedMedia::Video { codec: *codec, data: data.clone(), keyframe }
-                }
-                EncodedMedia::Opus { data } => RecordedMedia::Opus { data: data.clone() },
-            };
-            program.push_recorded(id, recorded, time);
+            program.push_recorded(id, media.clone(), keyframe, time);
         }
         if decode {
             program.push_encoded(id, media, time);

@@ -17,8 +17,8 @@ use super::decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 use super::preview::{PreviewEncoder, PreviewPacket, PreviewSettings, PreviewSink};
 use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember};
 use crate::egress::{
-    Egress, EgressConfig, EgressControl, EgressError, EgressReport, EncoderSettings, ProgramTimeline, RecordedMedia,
-    SourceRecording, SourceRecordingReport, StatusSink,
+    Egress, EgressConfig, EgressControl, EgressError, EgressReport, EncoderSettings, ProgramTimeline, SourceRecording,
+    SourceRecordingReport, StatusSink,
 };
 use crate::media::VideoFrame;
 
@@ -374,21 +374,17 @@ impl Program {
         self.recordings.lock().contains_key(source)
     }
 
-    /// The sources being recorded.
-    pub fn recorded_sources(&self) -> Vec<String> {
-        self.recordings.lock().keys().cloned().collect()
-    }
-
     /// Stops recording `source`: what is queued is written and the file closed (this blocks until it is).
     pub fn stop_recording(&self, source: &str) -> Option<SourceRecordingReport> {
         let recording = self.recordings.lock().remove(source)?;
         Some(recording.stop())
     }
 
-    /// A frame of a recorded source, as published, stamped on the feed's clock.
-    pub fn push_recorded(&self, source: &str, media: RecordedMedia, source_time: Duration) {
+    /// A frame of a recorded source, as published (`keyframe`: a video frame that starts a picture), stamped on
+    /// the feed's clock.
+    pub fn push_recorded(&self, source: &str, media: EncodedMedia, keyframe: bool, source_time: Duration) {
         if let Some(r) = self.recordings.lock().get(source) {
-            r.push(media, source_time, self.now());
+            r.push(media, keyframe, source_time, self.now());
         }
     }
 

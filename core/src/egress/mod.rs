@@ -52,7 +52,7 @@ pub use muxer::{ByteSink, media_duration, media_span};
 pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
 pub use relay::{Relay, RelayConfig};
 pub use sender::ReconnectPolicy;
-pub use source_recording::{AUDIO_ONLY_AFTER, ProgramTimeline, RecordedMedia, SourceRecording, SourceRecordingReport};
+pub use source_recording::{AUDIO_ONLY_AFTER, ProgramTimeline, SourceRecording, SourceRecordingReport};
 pub use status::{OutputKind, OutputState, OutputStatus, StatusSink, no_status_sink};
 pub use test_pattern::TestPattern;
 pub use webrtc::{AudioTap, VideoTap, WebRtcFrame};

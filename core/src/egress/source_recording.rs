@@ -27,6 +27,7 @@ use ffmpeg_next::{Rational, ffi};
 use super::encoder::EncodedPacket;
 use super::muxer::{Muxer, OutputOptions, StreamSpec};
 use super::relay::extradata;
+use crate::compositor::EncodedMedia;
 use crate::compositor::clock::SourceClock;
 use crate::compositor::decode::{VideoCodec, VideoDecoder};
 
@@ -39,14 +40,10 @@ const QUEUE: usize = 400;
 /// Packets' time base: microseconds.
 const MICROS: Rational = Rational(1, 1_000_000);
 
-/// One encoded frame of a recorded source.
-pub enum RecordedMedia {
-    Video { codec: VideoCodec, data: Vec<u8>, keyframe: bool },
-    Opus { data: Vec<u8> },
-}
-
 struct Packet {
-    media: RecordedMedia,
+    media: EncodedMedia,
+    /// A video frame that starts a picture.
+    keyframe: bool,
     /// On the feed's clock (the sender's wallclock, as the program's source times).
     source_time: Duration,
     /// Program time it arrived at.
@@ -91,7 +88,7 @@ pub struct SourceRecordingReport {
 pub struct SourceRecording {
     tx: Option<SyncSender<Packet>>,
     thread: Option<JoinHandle<SourceRecordingReport>>,
-    dropped: Arc<AtomicBool>,
+    dropped: AtomicBool,
 }
 
 impl SourceRecording {
@@ -104,7 +101,6 @@ impl SourceRecording {
         playout_delay: Duration,
     ) -> std::io::Result<SourceRecording> {
         let (tx, rx) = sync_channel(QUEUE);
-        let dropped = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             stem,
             with_audio,
@@ -119,14 +115,14 @@ impl SourceRecording {
             error: None,
         };
         let thread = std::thread::Builder::new().name("source-recording".into()).spawn(move || writer.run(rx))?;
-        Ok(SourceRecording { tx: Some(tx), thread: Some(thread), dropped })
+        Ok(SourceRecording { tx: Some(tx), thread: Some(thread), dropped: AtomicBool::new(false) })
     }
 
     /// One frame, stamped with its source time and the program time it arrived at; never blocks (dropped when
     /// the writer is behind, which a disk far slower than the media would cause).
-    pub fn push(&self, media: RecordedMedia, source_time: Duration, arrival: Duration) {
+    pub fn push(&self, media: EncodedMedia, keyframe: bool, source_time: Duration, arrival: Duration) {
         if let Some(tx) = &self.tx
-            && let Err(TrySendError::Full(_)) = tx.try_send(Packet { media, source_time, arrival })
+            && let Err(TrySendError::Full(_)) = tx.try_send(Packet { media, keyframe, source_time, arrival })
             && !self.dropped.swap(true, Ordering::Relaxed)
         {
             tracing::warn!("a participant's recording cannot keep up: frames dropped");
@@ -171,7 +167,7 @@ struct Writer {
     clock: SourceClock,
     out: Option<Output>,
     /// Packets (with their time in the file) that came before the file could open.
-    waiting: Vec<(RecordedMedia, i64)>,
+    waiting: Vec<(EncodedMedia, bool, i64)>,
     /// The latest time written per stream (video, audio), in µs: each next one is later.
     last: [Option<i64>; 2],
     start: Option<Duration>,
@@ -217,37 +213,34 @@ impl Writer {
     fn on_packet(&mut self, p: Packet) -> Result<(), String> {
         let Some(at) = self.media_time(&p) else { return Ok(()) };
         if self.out.is_none() {
-            match &p.media {
-                RecordedMedia::Video { codec, data, keyframe: true } => {
-                    let out = open(&self.stem, Some((*codec, data)), self.with_audio)?;
-                    self.out = Some(out);
-                    for (media, at) in std::mem::take(&mut self.waiting) {
-                        self.write(media, at)?;
-                    }
+            let out = match &p.media {
+                EncodedMedia::Video { codec, data } if p.keyframe => {
+                    open(&self.stem, Some((*codec, data)), self.with_audio)?
                 }
-                RecordedMedia::Video { .. } => return Ok(()),
-                RecordedMedia::Opus { .. } if !self.with_audio => return Ok(()),
-                RecordedMedia::Opus { .. } => {
-                    let first = self.waiting.first().map_or(at, |(_, t)| *t);
+                EncodedMedia::Video { .. } => return Ok(()),
+                EncodedMedia::Opus { .. } if !self.with_audio => return Ok(()),
+                EncodedMedia::Opus { .. } => {
+                    let first = self.waiting.first().map_or(at, |(_, _, t)| *t);
                     if Duration::from_micros((at - first).max(0) as u64) < AUDIO_ONLY_AFTER {
-                        self.waiting.push((p.media, at));
+                        self.waiting.push((p.media, p.keyframe, at));
                         return Ok(());
                     }
-                    self.out = Some(open(&self.stem, None, true)?);
-                    for (media, at) in std::mem::take(&mut self.waiting) {
-                        self.write(media, at)?;
-                    }
+                    open(&self.stem, None, true)?
                 }
+            };
+            self.out = Some(out);
+            for (media, keyframe, at) in std::mem::take(&mut self.waiting) {
+                self.write(media, keyframe, at)?;
             }
         }
-        self.write(p.media, at)
+        self.write(p.media, p.keyframe, at)
     }
 
-    fn write(&mut self, media: RecordedMedia, at: i64) -> Result<(), String> {
+    fn write(&mut self, media: EncodedMedia, keyframe: bool, at: i64) -> Result<(), String> {
         let Some(out) = self.out.as_mut() else { return Ok(()) };
         let (stream, data, keyframe, kind) = match media {
-            RecordedMedia::Video { data, keyframe, .. } => (out.video, data, keyframe, 0),
-            RecordedMedia::Opus { data } => (out.audio, data, true, 1),
+            EncodedMedia::Video { data, .. } => (out.video, data, keyframe, 0),
+            EncodedMedia::Opus { data } => (out.audio, data, true, 1),
         };
         let Some(stream_index) = stream else { return Ok(()) };
         // Each stream's times only go forward, however the clock estimate moved.
