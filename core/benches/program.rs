@@ -90,15 +90,16 @@ fn make_inputs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn overlays() -> Vec<OverlayLayer> {
-    let lower = Rect::new(40, H as i32 - 140, 700, 90);
+/// A lower third and a round logo, on a `width`×`height` canvas.
+fn overlays(width: u32, height: u32) -> Vec<OverlayLayer> {
+    let lower = Rect::new(40, height as i32 - 140, 700.min(width - 80), 90);
     let mut rgba = Vec::with_capacity((lower.width * lower.height * 4) as usize);
     for _ in 0..lower.height {
         for x in 0..lower.width {
             rgba.extend_from_slice(&[20, 40, 160, if x < 8 { 255 } else { 220 }]);
         }
     }
-    let logo = Rect::new(W as i32 - 180, 30, 150, 150);
+    let logo = Rect::new(width as i32 - 180, 30, 150, 150);
     let mut logo_px = Vec::with_capacity((150 * 150 * 4) as usize);
     for y in 0..150i32 {
         for x in 0..150i32 {
@@ -275,17 +276,35 @@ fn profiles() -> Vec<Option<EncoderSettings>> {
 }
 
 fn run_program(inputs: &[Vec<Vec<u8>>], on_stage: usize, servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
-    run_program_with(inputs, on_stage, servers, &[], (W, H), secs, rec)
+    run_program_with(inputs, on_stage, servers, &[], (W, H), false, secs, rec)
+}
+
+/// The four tiles of a 2×2 grid filling a `width`×`height` canvas.
+fn grid(ids: &[String], width: u32, height: u32) -> Vec<Placement> {
+    let (hw, hh) = (width / 2, height / 2);
+    ids.iter()
+        .take(4)
+        .enumerate()
+        .map(|(i, id)| Placement {
+            source: id.clone(),
+            rect: Rect::new((i as u32 % 2 * hw) as i32, (i as u32 / 2 * hh) as i32, hw, hh),
+            z: 0,
+            fit: Fit::Cover,
+        })
+        .collect()
 }
 
 /// As [`run_program`] on a `canvas`-sized program, destination `i` asking for `profiles[i]` (the program's
-/// encode when absent).
+/// encode when absent). With `vertical`, the program composes a second, 9:16 canvas (the main one turned, its own
+/// grid and overlays) and the last destination streams it.
+#[allow(clippy::too_many_arguments)]
 fn run_program_with(
     inputs: &[Vec<Vec<u8>>],
     on_stage: usize,
     servers: &[&Nginx],
     profiles: &[Option<EncoderSettings>],
     canvas: (u32, u32),
+    vertical: bool,
     secs: u64,
     rec: &Path,
 ) -> Result<Phase> {
@@ -293,22 +312,14 @@ fn run_program_with(
     let program = Arc::new(Program::start(CompositorConfig { width, height, ..Default::default() }, 30)?);
     let ids: Vec<String> = (0..inputs.len()).map(|i| format!("p{i}")).collect();
     program.set_stage(ids.iter().take(on_stage).map(|id| StageMember { id: id.clone(), name: id.clone() }).collect());
-    let (hw, hh) = (width / 2, height / 2);
-    program
-        .set_placements(
-            ids.iter()
-                .take(4)
-                .enumerate()
-                .map(|(i, id)| Placement {
-                    source: id.clone(),
-                    rect: Rect::new((i as u32 % 2 * hw) as i32, (i as u32 / 2 * hh) as i32, hw, hh),
-                    z: 0,
-                    fit: Fit::Cover,
-                })
-                .collect(),
-        )
-        .map_err(anyhow::Error::msg)?;
-    program.set_overlays(overlays()).map_err(anyhow::Error::msg)?;
+    program.set_placements(grid(&ids, width, height)).map_err(anyhow::Error::msg)?;
+    program.set_overlays(overlays(width, height)).map_err(anyhow::Error::msg)?;
+    let tall = (height, width);
+    if vertical {
+        program.set_canvases(vec![tall]).map_err(anyhow::Error::msg)?;
+        program.set_placements_on(1, grid(&ids, tall.0, tall.1)).map_err(anyhow::Error::msg)?;
+        program.set_overlays_on(1, overlays(tall.0, tall.1)).map_err(anyhow::Error::msg)?;
+    }
     let preview = Arc::new(CountingPreview::default());
     program.set_preview_sink(Some(preview.clone()));
 
@@ -354,8 +365,10 @@ fn run_program_with(
                 profile: profiles.get(i).cloned().flatten(),
                 constraints: Default::default(),
                 address_policy: backyard_core::egress::AddressPolicy::Any,
+                canvas: usize::from(vertical && i + 1 == servers.len()),
             })
             .collect(),
+        canvases: if vertical { vec![tall] } else { Vec::new() },
         recording: Some(rec.to_owned()),
         ..Default::default()
     };
@@ -397,7 +410,10 @@ fn run_program_with(
     // The player's first seconds (connect, probe, first keyframe) are not steady state.
     let steady: Vec<(Instant, u32)> = seen.into_iter().filter(|(at, _)| *at > start + Duration::from_secs(3)).collect();
     let encodes = if profiles.iter().any(Option::is_some) { ", 3 encodes" } else { "" };
-    let size = if canvas == (W, H) { String::new() } else { format!(", {width}x{height}") };
+    let mut size = if canvas == (W, H) { String::new() } else { format!(", {width}x{height}") };
+    if vertical {
+        size.push_str(" + 9:16 canvas");
+    }
     Ok(Phase {
         name: format!("program, {} RTMP + fMP4, {on_stage} of {} on stage{encodes}{size}", servers.len(), inputs.len()),
         skipped: stats.skipped_ticks - stats0.skipped_ticks,
@@ -422,12 +438,25 @@ fn children_cpu() -> Duration {
 }
 
 fn run_ffmpeg(inputs: &[PathBuf], servers: &[&Nginx], secs: u64, rec: &Path) -> Result<Phase> {
-    run_ffmpeg_with(inputs, servers, false, secs, rec)
+    run_ffmpeg_with(inputs, servers, CliJob::OneEncode, secs, rec)
 }
 
-/// The ffmpeg CLI doing the program's job; with `profiles`, as [`profiles`] says: one filter graph split into
-/// three outputs, two of them scaled or at another bitrate, each its own x264 + AAC encode.
-fn run_ffmpeg_with(inputs: &[PathBuf], servers: &[&Nginx], profiles: bool, secs: u64, rec: &Path) -> Result<Phase> {
+/// What the ffmpeg CLI is asked to do beside composing the four inputs.
+#[derive(Clone, Copy, PartialEq)]
+enum CliJob {
+    /// One encode for every output.
+    OneEncode,
+    /// As [`profiles`] says: one filter graph split into three outputs, two of them scaled or at another bitrate,
+    /// each its own x264 + AAC encode.
+    Profiles,
+    /// Two formats: the inputs composed at 16:9 for the first destinations and the recording, and again at 9:16
+    /// (each input scaled and cropped to its tall tile) for the last destination, each its own encode.
+    Dual,
+}
+
+/// The ffmpeg CLI doing the program's job, as `job` says.
+fn run_ffmpeg_with(inputs: &[PathBuf], servers: &[&Nginx], job: CliJob, secs: u64, rec: &Path) -> Result<Phase> {
+    let profiles = job == CliJob::Profiles;
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-v", "error", "-y"]);
     for i in inputs {
@@ -450,7 +479,26 @@ fn run_ffmpeg_with(inputs: &[PathBuf], servers: &[&Nginx], profiles: bool, secs:
             .args(["-bufsize", &rate, "-g", "60", "-c:a", "aac", "-b:a", "128k", "-t", &secs.to_string()])
             .args(["-flags", "+global_header"]);
     };
-    if profiles && servers.len() == 3 {
+    if job == CliJob::Dual && servers.len() == 3 {
+        // Each input split in two: a 16:9 tile for the wide grid, a 9:16 one (scaled and cropped) for the tall grid.
+        let mut graph = String::new();
+        for i in 0..4 {
+            graph.push_str(&format!(
+                "[{i}:v]split=2[w{i}][t{i}];[w{i}]scale=640:360[a{i}];[t{i}]scale=-2:640,crop=360:640[b{i}];"
+            ));
+        }
+        graph.push_str(
+            "[a0][a1][a2][a3]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0[g];\
+             [g]drawbox=x=40:y=580:w=700:h=90:color=0x1428a0@0.86:t=fill,drawbox=x=1100:y=30:w=150:h=150:color=0xf0c828:t=fill[v];\
+             [b0][b1][b2][b3]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0[gt];\
+             [gt]drawbox=x=40:y=1140:w=640:h=90:color=0x1428a0@0.86:t=fill,drawbox=x=540:y=30:w=150:h=150:color=0xf0c828:t=fill[vt]",
+        );
+        cmd.args(["-filter_complex", &graph]);
+        encode(&mut cmd, "[v]", 3000);
+        cmd.args(["-f", "tee", &[tee[0].clone(), tee[1].clone(), tee[3].clone()].join("|")]);
+        encode(&mut cmd, "[vt]", 3000);
+        cmd.args(["-f", "flv"]).arg(servers[2].rtmp_url("ffmpeg2"));
+    } else if profiles && servers.len() == 3 {
         let split = format!("{filter};[v]split=3[v0][v1][v2x];[v2x]scale=640:360[v2]");
         cmd.args(["-filter_complex", &split]);
         encode(&mut cmd, "[v0]", 3000);
@@ -471,7 +519,15 @@ fn run_ffmpeg_with(inputs: &[PathBuf], servers: &[&Nginx], profiles: bool, secs:
     ensure!(status.success(), "ffmpeg CLI failed");
     let cores = children_cpu().saturating_sub(cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
     Ok(Phase {
-        name: format!("ffmpeg CLI, {} RTMP + fMP4{}", servers.len(), if profiles { ", 3 encodes" } else { "" }),
+        name: format!(
+            "ffmpeg CLI, {} RTMP + fMP4{}",
+            servers.len(),
+            match job {
+                CliJob::OneEncode => "",
+                CliJob::Profiles => ", 3 encodes",
+                CliJob::Dual => " + 9:16 canvas",
+            }
+        ),
         stats: None,
         cores,
         groups: BTreeMap::new(),
@@ -532,10 +588,14 @@ fn main() -> Result<()> {
     // Six people in the room, four on stage: the two backstage are not decoded. Against it, the same room with
     // all six on stage (decoded, the grid still showing four): what decoding everyone in the room used to cost.
     // Three destinations asking for three different encodes, against the CLI doing the same.
-    let profiled = run_program_with(&inputs, 4, &all, &profiles(), (W, H), secs, &dir.path().join("pp.mp4"))?;
+    let profiled = run_program_with(&inputs, 4, &all, &profiles(), (W, H), false, secs, &dir.path().join("pp.mp4"))?;
     // 1080p30, one destination: does it hold real time on this machine?
-    let full_hd = run_program_with(&inputs, 4, &all[..1], &[], (1920, 1080), secs, &dir.path().join("p1080.mp4"))?;
-    let cli_profiled = run_ffmpeg_with(&paths, &all, true, secs, &dir.path().join("ffmpeg-p.mp4"))?;
+    let full_hd =
+        run_program_with(&inputs, 4, &all[..1], &[], (1920, 1080), false, secs, &dir.path().join("p1080.mp4"))?;
+    let cli_profiled = run_ffmpeg_with(&paths, &all, CliJob::Profiles, secs, &dir.path().join("ffmpeg-p.mp4"))?;
+    // Two formats: 16:9 for two destinations and the recording, 9:16 for the third; against the CLI doing the same.
+    let dual = run_program_with(&inputs, 4, &all, &[], (W, H), true, secs, &dir.path().join("pd.mp4"))?;
+    let cli_dual = run_ffmpeg_with(&paths, &all, CliJob::Dual, secs, &dir.path().join("ffmpeg-d.mp4"))?;
     let six: Vec<Vec<Vec<u8>>> = (0..6).map(|i| inputs[i % inputs.len()].clone()).collect();
     let six_all = run_program(&six, 6, &all[..1], secs, &dir.path().join("p6a.mp4"))?;
     let six_four = run_program(&six, 4, &all[..1], secs, &dir.path().join("p6f.mp4"))?;
@@ -543,7 +603,21 @@ fn main() -> Result<()> {
     let layout_us = layout_call_us();
     println!();
     println!("{:<62} {:>8} {:>10} {:>8}", "phase (720p30 unless said, 4×VP8 720p in)", "cores", "ticks/s", "skipped");
-    for p in [&one, &three, &cli, &three_again, &cli_again, &profiled, &cli_profiled, &full_hd, &six_all, &six_four] {
+    let phases = [
+        &one,
+        &three,
+        &cli,
+        &three_again,
+        &cli_again,
+        &profiled,
+        &cli_profiled,
+        &dual,
+        &cli_dual,
+        &full_hd,
+        &six_all,
+        &six_four,
+    ];
+    for p in phases {
         println!("{:<62} {:>8.3} {:>10.1} {:>8}", p.name, p.cores, p.ticks_per_sec, p.skipped);
     }
     println!(
@@ -593,6 +667,13 @@ fn main() -> Result<()> {
         profiled.cores / cli_profiled.cores,
         profiled.cores - shared,
         (profiled.cores - shared) * 50.0
+    );
+    println!(
+        "two formats (16:9 to two destinations + recording, 9:16 to one): {:.3} cores, {:.2}× the CLI doing the same (goal ≤ 0.8×); {:.2}× the one-canvas program with three destinations (goal ≤ 1.4×); {} ticks skipped",
+        dual.cores,
+        dual.cores / cli_dual.cores,
+        dual.cores / shared,
+        dual.skipped
     );
     if let Some(st) = &three.stats {
         println!();
@@ -644,6 +725,9 @@ fn main() -> Result<()> {
         "full_hd_1080p30": {"program_cores": full_hd.cores, "ticks_per_sec": full_hd.ticks_per_sec, "skipped_ticks": full_hd.skipped},
         "three_encodes": {"program_cores": profiled.cores, "ffmpeg_cli_cores": cli_profiled.cores,
             "encodes": profiled.stats.as_ref().map(|s| s.encodes.len()), "extra_encode_cores": (profiled.cores - shared) / 2.0},
+        "two_formats": {"program_cores": dual.cores, "ffmpeg_cli_cores": cli_dual.cores,
+            "ratio_to_ffmpeg_cli": dual.cores / cli_dual.cores, "ratio_to_one_canvas": dual.cores / shared,
+            "skipped_ticks": dual.skipped, "encodes": dual.stats.as_ref().map(|s| s.encodes.len())},
         "six_in_room_four_on_stage": {"program_cores": six_four.cores, "decode_cores": decode(&six_four),
             "decoding": six_four.stats.as_ref().map(|s| s.decoding.clone())},
         "six_in_room_six_decoded": {"program_cores": six_all.cores, "decode_cores": decode(&six_all)},

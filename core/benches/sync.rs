@@ -63,6 +63,7 @@ fn main() -> Result<()> {
                 profile: None,
                 constraints: Default::default(),
                 address_policy: backyard_core::egress::AddressPolicy::Any,
+                canvas: 0,
             }],
             ..Default::default()
         },

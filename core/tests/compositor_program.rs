@@ -88,6 +88,7 @@ fn to_nginx(nginx: &Nginx, key: &str, profile: Option<EncoderSettings>) -> Desti
         profile,
         constraints: Default::default(),
         address_policy: backyard_core::egress::AddressPolicy::Any,
+        canvas: 0,
     }
 }
 
@@ -261,6 +262,130 @@ fn a_1080p30_program_goes_out_in_full_hd_and_a_720p_destination_gets_it_scaled()
         );
     }
     Ok(())
+}
+
+/// Two canvases of one show: a 16:9 main canvas (Ann left, Bob right) and a 9:16 one (Bob above Ann, a band along
+/// its foot), three destinations (two on the main canvas at different bitrates, one on the tall canvas): three
+/// encodes, each destination at its own size and bitrate, and every picture the right one.
+#[test]
+fn two_canvases_go_to_their_own_destinations_with_one_encode_per_canvas_and_profile() -> Result<()> {
+    let _serial = common::serial();
+    let nginx = Nginx::start(NginxOptions::default())?;
+    let (tw, th) = (H, W);
+    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
+    program.set_canvases(vec![(tw, th)]).map_err(anyhow::Error::msg)?;
+    program.set_stage(vec![
+        StageMember { id: "ann".into(), name: "Ann".into() },
+        StageMember { id: "bob".into(), name: "Bob".into() },
+    ]);
+    program.set_placements(tiles("ann", "bob")).map_err(anyhow::Error::msg)?;
+    let top = Rect::new(0, 0, tw, th / 2);
+    let bottom = Rect::new(0, th as i32 / 2, tw, th / 2);
+    let stacked = vec![
+        Placement { source: "bob".into(), rect: top, z: 0, fit: Fit::Cover },
+        Placement { source: "ann".into(), rect: bottom, z: 0, fit: Fit::Cover },
+    ];
+    program.set_placements_on(1, stacked).map_err(anyhow::Error::msg)?;
+    let foot = Rect::new(0, th as i32 - 40, tw, 40);
+    let band = OverlayLayer { id: "banner".into(), rect: foot, rgba: [255u8; 4].repeat((tw * 40) as usize), z: 1 };
+    program.set_overlays_on(1, vec![band]).map_err(anyhow::Error::msg)?;
+    ensure!(program.set_placements_on(2, tiles("ann", "bob")).is_err(), "no third canvas");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = feed_at_30_fps(&program, &stop, |program, t| {
+        program.push_frame("ann", VideoFrame::filled(320, 240, [200, 128, 128]), t);
+        program.push_frame("bob", VideoFrame::filled(320, 240, [50, 128, 128]), t);
+        program.push_samples("ann", vec![0.1; 1600 * 2], t);
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let main = EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1200, ..Default::default() };
+    let lean = EncoderSettings { video_kbps: 500, ..main.clone() };
+    let config = EgressConfig {
+        encoder: main,
+        destinations: vec![
+            to_nginx(&nginx, "wide", None),
+            to_nginx(&nginx, "lean", Some(lean)),
+            DestinationConfig { canvas: 1, ..to_nginx(&nginx, "tall", None) },
+        ],
+        canvases: vec![(tw, th)],
+        ..Default::default()
+    };
+    program.go_live(config, no_status_sink())?;
+    let encodes = program.stats().encodes;
+    let summary: Vec<_> = encodes
+        .iter()
+        .map(|e| (e.canvas, e.settings.width, e.settings.height, e.settings.video_kbps, e.outputs.clone()))
+        .collect();
+    ensure!(
+        summary
+            == [
+                (0, W, H, 1200, vec!["wide".to_string()]),
+                (0, W, H, 500, vec!["lean".to_string()]),
+                (1, tw, th, 1200, vec!["tall".to_string()]),
+            ],
+        "three encodes, one per canvas and profile: {summary:?}"
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    let still = program.preview_of(1).context("the tall canvas's latest frame")?;
+    ensure!((still.width(), still.height()) == (tw, th), "{}x{}", still.width(), still.height());
+    ensure!(program.preview_of(2).is_none(), "no third canvas to show");
+    program.end_live().context("egress report")?;
+    stop.store(true, Ordering::Release);
+    feeder.join().unwrap();
+
+    let mean_in = |luma: &[u8], width: u32, r: Rect| {
+        let (mut sum, mut n) = (0.0, 0.0);
+        for y in r.y as u32 + r.height / 4..r.y as u32 + r.height * 3 / 4 {
+            for x in r.x as u32 + r.width / 4..r.x as u32 + r.width * 3 / 4 {
+                sum += f64::from(luma[(y * width + x) as usize]);
+                n += 1.0;
+            }
+        }
+        sum / n
+    };
+    let near = |got: f64, y: f64| (got - full(y)).abs() < 12.0;
+    let mut kbps = Vec::new();
+    for (key, (w, h)) in [("wide", (W, H)), ("lean", (W, H)), ("tall", (tw, th))] {
+        let files = nginx.recordings_of(key);
+        ensure!(files.len() == 1, "{key}: {files:?}");
+        let p = probe(&files[0])?;
+        println!(
+            "{key}: {}x{}, {:.0} kb/s of video, {} frames",
+            p.width,
+            p.height,
+            p.video_kbps(),
+            p.video_times.len()
+        );
+        ensure!((p.width, p.height) == (w, h) && p.video_codec == "h264" && p.audio_codec == "aac", "{key}: {p:?}");
+        kbps.push(p.video_kbps());
+        let luma = luma_sized(&files[0], 3.0, w, h)?;
+        if key == "tall" {
+            let (b, a, foot) = (mean_in(&luma, w, top), mean_in(&luma, w, bottom), band_mean_in(&luma, w, foot));
+            ensure!(
+                near(b, 50.0) && near(a, 200.0) && near(foot, 235.0),
+                "tall: Bob {b:.0}, Ann {a:.0}, band {foot:.0}"
+            );
+        } else {
+            let [left, right] = [tiles("", "")[0].rect, tiles("", "")[1].rect];
+            let (l, r) = (mean_in(&luma, w, left), mean_in(&luma, w, right));
+            let foot = band_mean_in(&luma, w, Rect::new(0, H as i32 - 20, W, 20));
+            ensure!(near(l, 200.0) && near(r, 50.0), "{key}: Ann {l:.0}, Bob {r:.0}");
+            ensure!(!near(foot, 235.0), "{key}: the tall canvas's band is not on the main canvas");
+        }
+    }
+    ensure!(kbps[1] < kbps[0] * 0.75, "the lean profile is leaner: {kbps:?}");
+    Ok(())
+}
+
+/// Mean luma of a rectangle of a `width`-wide picture.
+fn band_mean_in(luma: &[u8], width: u32, r: Rect) -> f64 {
+    let mut sum = 0u64;
+    for y in r.y as u32..(r.y as u32 + r.height) {
+        for x in r.x as u32..(r.x as u32 + r.width) {
+            sum += luma[(y * width + x) as usize] as u64;
+        }
+    }
+    sum as f64 / (r.width * r.height) as f64
 }
 
 /// A clip played into the program over the whole canvas: its picture and its tone are in the output for the

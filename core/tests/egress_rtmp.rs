@@ -47,6 +47,7 @@ fn destination(id: &str, url: String) -> DestinationConfig {
         profile: None,
         constraints: Default::default(),
         address_policy: AddressPolicy::Any,
+        canvas: 0,
     }
 }
 

@@ -31,7 +31,9 @@ fn every_first_party_layout_places_every_stage_size_on_any_canvas() {
     let host = host(vec![plugins_dir()]);
     let mut inst = host.layout("layouts").unwrap();
     let ids: Vec<String> = inst.layouts().unwrap().into_iter().map(|l| l.id).collect();
-    for want in ["grid", "spotlight", "sidebar", "solo", "pip", "screen"] {
+    for want in
+        ["grid", "spotlight", "sidebar", "solo", "pip", "screen", "stack", "one-over-two", "inset", "screen-above"]
+    {
         assert!(ids.iter().any(|i| i == want), "layout {want} missing from {ids:?}");
     }
     for id in &ids {

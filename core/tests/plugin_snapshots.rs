@@ -19,10 +19,13 @@ fn layouts_match_their_snapshots() {
     let mut inst = host.layout("layouts").unwrap();
     let mut failures = Vec::new();
     let mut count = 0;
-    for layout in ["grid", "spotlight", "sidebar", "solo", "pip", "screen"] {
+    let layouts =
+        ["grid", "spotlight", "sidebar", "solo", "pip", "screen", "stack", "one-over-two", "inset", "screen-above"];
+    for layout in layouts {
         for n in [1, 2, 4, 6, 9] {
             for (w, h) in [(640, 360), (360, 640)] {
-                let stage = sample_stage(layout, n, Size { width: w, height: h }, layout == "screen");
+                let screen = layout.starts_with("screen");
+                let stage = sample_stage(layout, n, Size { width: w, height: h }, screen);
                 let placements = inst.place(&stage).unwrap();
                 assert!(inst.last_failure().is_none(), "{layout} {n}: {:?}", inst.last_failure());
                 let img = draw_placements(&stage, &placements);
@@ -31,7 +34,7 @@ fn layouts_match_their_snapshots() {
             }
         }
     }
-    assert_eq!(count, 60);
+    assert_eq!(count, 100);
     assert!(failures.is_empty(), "{} snapshot(s) differ:\n{}", failures.len(), failures.join("\n"));
 }
 

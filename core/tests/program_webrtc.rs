@@ -209,6 +209,7 @@ async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<
         profile: None,
         constraints: Default::default(),
         address_policy: backyard_core::egress::AddressPolicy::Any,
+        canvas: 0,
     };
     secure.constraints.max_fps = Some(30);
     let recording = dir.path().join("program.mp4");
@@ -224,6 +225,7 @@ async fn three_webrtc_publishers_go_live_in_their_layout_rectangles() -> Result<
                     profile: None,
                     constraints: Default::default(),
                     address_policy: backyard_core::egress::AddressPolicy::Any,
+                    canvas: 0,
                 },
                 secure,
             ],

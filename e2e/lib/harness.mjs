@@ -149,6 +149,21 @@ export async function launchCrowd(name, count, { clip, audio, width = 960, heigh
   return crowd;
 }
 
+/**
+ * Hides every video of a page (a constructed style sheet: the studio's CSP refuses inline styles), so it reports
+ * each remote video at 0 × 0 and the server sends it none to decode: for participants whose own view no test looks
+ * at, on a machine where every decoder counts.
+ */
+export async function showNoVideo(page) {
+  const shown = await page.evaluate(() => {
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync('video { display: none !important; }');
+    document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+    return [...document.querySelectorAll('video')].filter((v) => v.clientWidth > 0).length;
+  });
+  if (shown) throw new Error(`${shown} videos still shown after hiding them`);
+}
+
 export async function screenshot(page, name) {
   await mkdir(SHOTS, { recursive: true });
   const file = path.join(SHOTS, `${name}.png`);
@@ -184,10 +199,11 @@ export async function sampleVideo(locator, points = [[0.25, 0.5], [0.75, 0.5]]) 
  * Fetches the program's latest composed frame as the host and decodes it in the page (an <img> drawn on a
  * canvas); returns its size and the mean colour of a small box around each point (fractions of the frame).
  */
-export async function sampleProgram(page, broadcastId, points) {
+export async function sampleProgram(page, broadcastId, points, { canvas = null } = {}) {
   return page.evaluate(
-    async ({ id, points }) => {
-      const res = await fetch(`/api/broadcasts/${id}/program.jpg`, { credentials: 'same-origin', cache: 'no-store' });
+    async ({ id, points, canvas }) => {
+      const query = canvas ? `?canvas=${encodeURIComponent(canvas)}` : '';
+      const res = await fetch(`/api/broadcasts/${id}/program.jpg${query}`, { credentials: 'same-origin', cache: 'no-store' });
       if (!res.ok) return { error: `program.jpg: HTTP ${res.status}` };
       const url = URL.createObjectURL(await res.blob());
       try {
@@ -213,7 +229,7 @@ export async function sampleProgram(page, broadcastId, points) {
         URL.revokeObjectURL(url);
       }
     },
-    { id: broadcastId, points },
+    { id: broadcastId, points, canvas },
   );
 }
 
@@ -352,13 +368,15 @@ export async function closeAll(participants, clipDir) {
  * In a host's studio `page`: adds a custom RTMP destination named `name` (`url` the server's RTMP URL, `key` the
  * stream key) from the Broadcast panel and returns its row.
  */
-export async function addRtmpDestination(page, { name, url, key }) {
+export async function addRtmpDestination(page, { name, url, key, videoKbps = null, canvas = null }) {
   await page.click('[data-tab=broadcast]');
   await page.click('[data-action=add-destination]');
   await page.selectOption('.dest-form select[name=platform]', 'rtmp');
   await page.fill('.dest-form input[name=name]', name);
   await page.fill('.dest-form input[name=rtmpUrl]', url);
   await page.fill('.dest-form input[name=streamKey]', key);
+  if (videoKbps) await page.fill('.dest-form input[name=videoKbps]', String(videoKbps));
+  if (canvas) await page.selectOption('.dest-form select[name=canvas]', canvas);
   await page.click('.dest-form button[type=submit]');
   const row = page.locator('.dest-item', { hasText: name });
   await row.waitFor();
@@ -387,10 +405,11 @@ export async function decodedFrames(page, selector) {
 
 /**
  * Watches `page`'s signaling socket: the `joined` answer, who is who (participant id → name), every
- * `stage-layout` the server sends, and the latest data of every event (`last[event]`).
+ * `stage-layout` the server sends, the latest `canvas-layout` of each other canvas (`canvasLayouts[id]`), and the
+ * latest data of every event (`last[event]`).
  */
 export function recordSignaling(page) {
-  const rec = { joined: null, names: new Map(), stageLayouts: [], last: {} };
+  const rec = { joined: null, names: new Map(), stageLayouts: [], canvasLayouts: {}, last: {} };
   page.on('websocket', (ws) => {
     if (!new URL(ws.url()).pathname.endsWith('/ws')) return;
     ws.on('framereceived', ({ payload }) => {
@@ -414,6 +433,9 @@ export function recordSignaling(page) {
           break;
         case 'stage-layout':
           rec.stageLayouts.push(data);
+          break;
+        case 'canvas-layout':
+          rec.canvasLayouts[data.canvasId] = data.stage;
           break;
         default:
           break;

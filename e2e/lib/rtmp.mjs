@@ -79,7 +79,7 @@ rtmp {
  * with the stream's codec names from ffprobe.
  */
 export async function grabFrame(url, { width = 320, height = 180, skipSeconds = 2 } = {}) {
-  const { stdout: probe } = await run('ffprobe', ['-v', 'error', '-rw_timeout', '10000000', '-show_entries', 'stream=codec_type,codec_name,width,height', '-of', 'json', url], { timeout: 20000 });
+  const { stdout: probe } = await run('ffprobe', ['-v', 'error', '-rw_timeout', '10000000', '-show_entries', 'stream=codec_type,codec_name,width,height,bit_rate', '-of', 'json', url], { timeout: 20000 });
   const streams = JSON.parse(probe).streams ?? [];
   const { stdout } = await run(
     'ffmpeg',
@@ -117,4 +117,19 @@ export async function peakVolume(url, seconds = 4) {
   const m = /max_volume:\s*(-?[\d.]+|-inf) dB/.exec(stderr);
   if (!m) throw new Error(`no volume measured: ${stderr.slice(-400)}`);
   return m[1] === '-inf' ? -Infinity : Number(m[1]);
+}
+
+/** The video bitrate of `seconds` of the live stream, kb/s, from the sizes and times of its packets (ffprobe). */
+export async function measuredVideoKbps(url, seconds = 4) {
+  const { stdout } = await run(
+    'ffprobe',
+    ['-v', 'error', '-rw_timeout', '10000000', '-select_streams', 'v:0', '-read_intervals', `%+${seconds}`, '-show_entries', 'packet=size,pts_time', '-of', 'json', url],
+    { timeout: 30000, maxBuffer: 32 * 1024 * 1024 },
+  );
+  const packets = (JSON.parse(stdout).packets ?? []).filter((p) => Number.isFinite(Number(p.pts_time)));
+  if (packets.length < 2) throw new Error(`${packets.length} video packets in ${seconds} s`);
+  const times = packets.map((p) => Number(p.pts_time));
+  const span = Math.max(...times) - Math.min(...times);
+  const bytes = packets.reduce((sum, p) => sum + Number(p.size), 0);
+  return (bytes * 8) / span / 1000;
 }

@@ -266,6 +266,14 @@ describe('room state: events', () => {
     assert.deepEqual(normaliseScene(undefined), normaliseScene({ layout: 'grid' }));
   });
 
+  it('the canvases beside the main one are kept through a scene change made here, so it never drops them', () => {
+    const canvases = [{ id: 'vertical', width: 720, height: 1280, layout: 'stack' }];
+    const scene = normaliseScene({ canvases: [...canvases, { id: 'odd' }, null, { id: 'no-layout', width: 320, height: 320 }] });
+    assert.deepEqual(scene.canvases, [...canvases, { id: 'no-layout', width: 320, height: 320, layout: 'grid' }]);
+    assert.deepEqual(patchScene({ scene }, { layout: 'solo' }).scene.canvases, scene.canvases);
+    assert.deepEqual(normaliseScene({}).canvases, []);
+  });
+
   it('a slate is kept from the scene; live with nobody on stage the studio shows "Be right back" as the program does', () => {
     assert.deepEqual(normaliseSlate({ kind: 'starting', text: 'At noon' }), { kind: 'starting', text: 'At noon' });
     assert.deepEqual(normaliseSlate({ kind: 'brb' }), { kind: 'brb', text: '' });

@@ -10,13 +10,14 @@
 //
 // The first three mute their microphones first: the fake microphone beeps, and a changing active speaker would
 // move tiles in the speaker-led layouts while they are measured. The last three join with a silent fake
-// microphone instead, so their busy process is never asked for a click.
+// microphone instead, so their busy process is never asked for a click. Only the host's page shows video: the
+// others hide theirs, so the server sends them none (adaptive video) and nothing but the host decodes it.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { backyardUrl, eventually, hostWithInvite, closeAll, joinAsGuest, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, recordSignaling, rgb, sampleProgram, screenshot, waitOnStage } from '../lib/harness.mjs';
+import { backyardUrl, eventually, hostWithInvite, closeAll, joinAsGuest, launchCrowd, launchParticipant, makeClip, makeClips, makeSilence, near, recordSignaling, rgb, sampleProgram, screenshot, showNoVideo, waitOnStage } from '../lib/harness.mjs';
 
 const PEOPLE = {
   host: { name: 'Stella Host', left: 'c83232', right: '3232c8' },
@@ -164,6 +165,7 @@ describe('the host’s stage is the program', { timeout: 600000 }, () => {
     for (const key of ['ada', 'bob']) {
       p[key] = await launchParticipant(key, { clip: PEOPLE[key].clip });
       await joinAsGuest(p[key], link, PEOPLE[key].name);
+      await showNoVideo(p[key].page);
     }
     const names = () => [...rec.names.values()];
     await eventually('the host knows both guests', async () => (names().includes(PEOPLE.ada.name) && names().includes(PEOPLE.bob.name) ? names() : false), 15000);
@@ -196,7 +198,8 @@ describe('the host’s stage is the program', { timeout: 600000 }, () => {
   /** Every layout the server offers, with `ids` on stage; `screens` are the sources of the screens shared. */
   async function everyLayout(ids, screens = []) {
     for (const { id: layout } of rec.joined.layouts) {
-      await p.host.page.click(`.layout-bar [data-layout="${layout}"]`);
+      // No waiting for navigations after the click: a busy page can take long to say it has none.
+      await p.host.page.click(`.layout-bar [data-layout="${layout}"]`, { noWaitAfter: true });
       const expect = (sl) => {
         const wanted = new Set([...ids, ...screens]);
         const stray = sl.tiles.find((t) => !wanted.has(t.source));
@@ -258,6 +261,7 @@ describe('the host’s stage is the program', { timeout: 600000 }, () => {
       p[x.name] = x;
       const t0 = Date.now();
       await joinAsGuest(x, link, CROWD.names[i], { ms: CROWD_JOIN_MS });
+      await showNoVideo(x.page);
       await eventually(`the host knows ${CROWD.names[i]}`, async () => (names().includes(CROWD.names[i]) ? names() : false), CROWD_JOIN_MS);
       console.log(`${CROWD.names[i]} joined and is known to the host after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }

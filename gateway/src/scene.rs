@@ -63,7 +63,34 @@ pub struct Scene {
     /// to its end; setting it again plays it from the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<SceneClip>,
+    /// Canvases composed beside the program's main one (at most 2): a 9:16 picture of the same show for
+    /// Shorts, TikTok or Reels beside the 16:9 one, say. Each has its own size and layout; the stage, overlays,
+    /// slates and clips are the main canvas's, laid out for each canvas. A destination streams one of them by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canvases: Vec<SceneCanvas>,
 }
+
+/// A canvas beside the program's main one.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SceneCanvas {
+    /// Names it, for destinations (`canvas` on a destination): 1–32 of `a-z`, `0-9` and `-`, unique; `main` is the
+    /// program's own canvas.
+    pub id: String,
+    /// Width in pixels: even, 160 to 3840.
+    pub width: u32,
+    /// Height in pixels: even, 160 to 3840.
+    pub height: u32,
+    /// A layout id the server offers, as the scene's `layout`.
+    #[serde(default = "default_layout")]
+    pub layout: String,
+}
+
+/// The id of the program's own canvas, as destinations name it.
+pub const MAIN_CANVAS: &str = "main";
+
+/// Canvases a scene may add beside the main one.
+pub const MAX_EXTRA_CANVASES: usize = backyard_core::compositor::MAX_CANVASES - 1;
 
 impl Default for Scene {
     fn default() -> Self {
@@ -75,6 +102,7 @@ impl Default for Scene {
             slate: None,
             slate_image: None,
             clip: None,
+            canvases: Vec::new(),
         }
     }
 }
@@ -428,6 +456,7 @@ impl Scene {
         if let Some(slate) = &self.slate {
             text("slate.text", &slate.text, limits::SLATE_TEXT)?;
         }
+        self.validate_canvases(layouts)?;
         if o.plugins.len() > limits::PLUGIN_OVERLAYS {
             return Err(bad("overlays.plugins", format!("at most {} plugin overlays", limits::PLUGIN_OVERLAYS)));
         }
@@ -454,6 +483,40 @@ impl Scene {
             }
         }
         Ok(())
+    }
+
+    fn validate_canvases(&self, layouts: &[String]) -> Result<(), SceneError> {
+        if self.canvases.len() > MAX_EXTRA_CANVASES {
+            return Err(bad("canvases", format!("at most {MAX_EXTRA_CANVASES} canvases beside the main one")));
+        }
+        for (i, c) in self.canvases.iter().enumerate() {
+            let field = |name: &str| format!("canvases[{i}].{name}");
+            let well_formed = (1..=32).contains(&c.id.len())
+                && c.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !well_formed {
+                return Err(bad(&field("id"), "must be 1 to 32 of a-z, 0-9 and -"));
+            }
+            if c.id == MAIN_CANVAS || self.canvases[..i].iter().any(|o| o.id == c.id) {
+                return Err(bad(&field("id"), format!("{} names another canvas", c.id)));
+            }
+            for (name, v) in [("width", c.width), ("height", c.height)] {
+                if !v.is_multiple_of(2) || !(160..=3840).contains(&v) {
+                    return Err(bad(&field(name), "must be an even number of pixels from 160 to 3840"));
+                }
+            }
+            if !layouts.contains(&c.layout) {
+                return Err(bad(&field("layout"), format!("unknown layout; one of {}", layouts.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where canvas `id` is among the program's canvases (0: the main one), if the scene has it.
+    pub fn canvas_index(&self, id: Option<&str>) -> Option<usize> {
+        match id {
+            None | Some(MAIN_CANVAS) => Some(0),
+            Some(id) => self.canvases.iter().position(|c| c.id == id).map(|i| i + 1),
+        }
     }
 
     /// The scene as the program's director takes it: visible overlays only.

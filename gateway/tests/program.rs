@@ -206,6 +206,127 @@ async fn each_destination_goes_out_with_its_own_profile_and_equal_ones_share_an_
     Ok(())
 }
 
+/// A show in two formats: the scene adds a 9:16 canvas beside the program's 16:9 one, a destination chooses it by
+/// id (an unknown canvas, or a profile larger than the canvas, is refused naming the field), the program encodes
+/// once per canvas and profile, each destination receives its own canvas's size, and `program.jpg` shows either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vertical_canvas_goes_to_the_destinations_that_chose_it() -> anyhow::Result<()> {
+    use axum::http::Method;
+    let nginx = media::Nginx::start(media::NginxOptions::default())?;
+    let t = TestApp::new(Backend::Sqlite).await;
+    let host = t.user("canvases@example.com").await;
+    let id = t.broadcast(&host, "Two formats").await;
+    let bid: uuid::Uuid = id.parse()?;
+    let scene_url = format!("/api/broadcasts/{id}/scene");
+    let put_scene = |scene: serde_json::Value| t.req(Method::PUT, &scene_url).cookies(&host).json(scene).send();
+    let vertical = json!({"id": "vertical", "width": 360, "height": 640, "layout": "grid"});
+    for (canvas, field) in [
+        (json!({"id": "main", "width": 360, "height": 640}), "canvases[0].id"),
+        (json!({"id": "Tall!", "width": 360, "height": 640}), "canvases[0].id"),
+        (json!({"id": "tall", "width": 361, "height": 640}), "canvases[0].width"),
+        (json!({"id": "tall", "width": 360, "height": 8000}), "canvases[0].height"),
+        (json!({"id": "tall", "width": 360, "height": 640, "layout": "disco"}), "canvases[0].layout"),
+    ] {
+        let r = put_scene(json!({"canvases": [canvas]})).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{}", r.body);
+    }
+    let r = put_scene(json!({"canvases": [vertical, {"id": "vertical", "width": 720, "height": 1280}]})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("canvases[1].id"))
+    );
+    let r = put_scene(json!({"canvases": [vertical]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let server = format!("rtmp://127.0.0.1:{}/live", nginx.rtmp_port);
+    let destinations = t.post(&format!("/api/broadcasts/{id}/destinations"));
+    let r = destinations
+        .cookies(&host)
+        .json(json!({"platform": "rtmp", "rtmpUrl": server, "streamKey": "key-x", "canvas": "square"}))
+        .send()
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("canvas")),
+        "{}",
+        r.body
+    );
+    let too_large = json!({"platform": "rtmp", "rtmpUrl": server, "streamKey": "key-x", "canvas": "vertical",
+        "profile": {"width": 720, "height": 1280}});
+    let r = t.post(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).json(too_large).send().await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "profile.width", "{}", r.body);
+    // (name, key, canvas, profile, size received)
+    let wanted = [
+        ("Wide", "key-wide", json!(null), json!(null), (1280, 720)),
+        ("Wide lean", "key-lean", json!("main"), json!({"videoKbps": 1200}), (1280, 720)),
+        ("Tall", "key-tall", json!("vertical"), json!(null), (360, 640)),
+    ];
+    for (name, key, canvas, profile, size) in &wanted {
+        let mut body = json!({"platform": "rtmp", "name": name, "rtmpUrl": server, "streamKey": key});
+        if !canvas.is_null() {
+            body["canvas"] = canvas.clone();
+        }
+        if !profile.is_null() {
+            body["profile"] = profile.clone();
+        }
+        let r = t.post(&format!("/api/broadcasts/{id}/destinations")).cookies(&host).json(body).send().await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["canvas"], canvas.as_str().unwrap_or("main"), "{}", r.body);
+        assert_eq!(
+            (r.body["encode"]["width"].as_u64(), r.body["encode"]["height"].as_u64()),
+            (Some(u64::from(size.0)), Some(u64::from(size.1))),
+            "{name}: {}",
+            r.body
+        );
+    }
+
+    let mut room = t.state.bus.subscribe(&topic::broadcast(bid));
+    let started = t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    let encodes = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let ev = room.recv().await.expect("room events");
+            if ev.event == "program-status" && ev.data["stats"]["encodes"].as_array().is_some_and(|e| !e.is_empty()) {
+                return ev.data["stats"]["encodes"].clone();
+            }
+        }
+    })
+    .await
+    .expect("program-status lists the encodes within 20 s");
+    let summary: Vec<_> = encodes
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| (e["canvas"].as_u64(), e["settings"]["width"].as_u64(), e["settings"]["height"].as_u64()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(Some(0), Some(1280), Some(720)), (Some(0), Some(1280), Some(720)), (Some(1), Some(360), Some(640))],
+        "two landscape encodes and one vertical: {encodes}"
+    );
+    for (canvas, status) in [
+        ("", StatusCode::OK),
+        ("?canvas=vertical", StatusCode::OK),
+        ("?canvas=square", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let r = t.get(&format!("/api/broadcasts/{id}/program.jpg{canvas}")).cookies(&host).send().await;
+        assert_eq!(r.status, status, "program.jpg{canvas}: {}", r.body);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
+    for (name, key, _, _, size) in wanted {
+        let files = nginx.recordings_of(key);
+        assert_eq!(files.len(), 1, "{name}: one publish: {files:?}");
+        let p = media::probe(&files[0])?;
+        println!("{name}: {}x{} {:.1} fps {:.0} kb/s", p.width, p.height, p.fps(), p.video_kbps());
+        assert_eq!((p.width, p.height), size, "{name}");
+    }
+    Ok(())
+}
+
 /// A server killed while live: on the next start the broadcast is ended and the recording (fragmented MP4,
 /// cut off mid-write) is finalised from its file with its real duration.
 #[tokio::test]

@@ -198,7 +198,9 @@ async fn moderation_status_and_room_limits() -> anyhow::Result<()> {
     let host_id = joined["participantId"].clone();
     // The layouts on offer are the layout plugins' own.
     let layouts: Vec<&str> = joined["layouts"].as_array().unwrap().iter().filter_map(|l| l["id"].as_str()).collect();
-    for id in ["grid", "spotlight", "sidebar", "solo", "pip", "screen"] {
+    for id in
+        ["grid", "spotlight", "sidebar", "solo", "pip", "screen", "stack", "one-over-two", "inset", "screen-above"]
+    {
         assert!(layouts.contains(&id), "{id} not offered: {layouts:?}");
     }
 

@@ -70,3 +70,44 @@ export class LayoutBar {
     );
   }
 }
+
+/**
+ * The program's canvases as a row of buttons above the stage, for hosts and co-hosts: the main one, then the scene's others
+ * (a 9:16 picture of the same show, say), each shown on the stage when picked, with its own layout; a button adds
+ * a vertical canvas and each other canvas has one to take it away.
+ */
+export class CanvasBar {
+  /** `onPick(canvasId)`, `onAdd()`, `onRemove(canvasId)`. */
+  constructor({ onPick, onAdd, onRemove }) {
+    Object.assign(this, { onPick, onAdd, onRemove });
+    this.el = h('div.canvas-bar', { role: 'toolbar', 'aria-label': 'Canvases', dataset: { role: 'canvases' } });
+    this.shown = null;
+  }
+
+  /** `tabs` is `canvasTabs(state)`; `active` the canvas shown; `canAdd` whether another canvas may be added. */
+  render(tabs, active, canAdd) {
+    const key = JSON.stringify([tabs, active, canAdd]);
+    if (key === this.shown) return;
+    this.shown = key;
+    const tab = (t) => {
+      const selected = t.id === active;
+      const pick = h(
+        `button.canvas-tab${selected ? '.active' : ''}`,
+        { type: 'button', 'aria-pressed': String(selected), title: `Show the ${t.id} canvas on the stage`, dataset: { canvas: t.id }, onclick: () => this.onPick(t.id) },
+        h('span.canvas-shape', { style: { aspectRatio: `${t.width} / ${t.height}` } }),
+        h('span', t.label),
+      );
+      if (t.id === 'main') return pick;
+      const remove = h(
+        'button.canvas-remove',
+        { type: 'button', title: `Remove the ${t.id} canvas`, 'aria-label': `Remove the ${t.id} canvas`, dataset: { removeCanvas: t.id }, onclick: () => this.onRemove(t.id) },
+        icon(ICONS.close),
+      );
+      return h('span.canvas-tab-group', pick, remove);
+    };
+    const add = canAdd
+      ? h('button.canvas-add', { type: 'button', dataset: { action: 'add-canvas' }, title: 'Compose the show in 9:16 too, for Shorts, TikTok and Reels', onclick: () => this.onAdd() }, icon(ICONS.plus), h('span', 'Vertical canvas'))
+      : null;
+    mount(this.el, ...tabs.map(tab), add);
+  }
+}

@@ -55,14 +55,25 @@ export function formatEncode(e) {
 }
 
 /**
- * The controls of a destination's own encode: resolution, frame rate, video bitrate, each "the program's" when
- * left alone. `read()` gives the profile the API takes (only the fields chosen), or null for the program's.
+ * The controls of a destination's own encode: the program canvas it streams (when the scene has more than the main
+ * one: `canvases` are the scene's others), resolution, frame rate, video bitrate, each "the program's" when left
+ * alone. `read()` gives the profile the API takes (only the fields chosen), or null for the program's;
+ * `readCanvas()` the canvas id picked, or null when there is no choice.
  */
-export function qualityFields(profile = null) {
+export function qualityFields(profile = null, { canvas = 'main', canvases = [] } = {}) {
+  const canvasSelect = canvases.length
+    ? h(
+        'select',
+        { name: 'canvas' },
+        h('option', { value: 'main' }, 'Main canvas'),
+        canvases.map((c) => h('option', { value: c.id }, `${c.id} (${c.width}×${c.height})`)),
+      )
+    : null;
+  if (canvasSelect) canvasSelect.value = canvases.some((c) => c.id === canvas) ? canvas : 'main';
   const size = h(
     'select',
     { name: 'resolution' },
-    h('option', { value: '' }, 'Same as the program'),
+    h('option', { value: '' }, 'Same as its canvas'),
     SIZES.map((s) => h('option', { value: s.id }, `${s.id} (${s.width}×${s.height})`)),
   );
   const fps = h('select', { name: 'fps' }, h('option', { value: '' }, "Program's"), [30, 25, 24, 15].map((f) => h('option', { value: String(f) }, `${f} fps`)));
@@ -83,6 +94,7 @@ export function qualityFields(profile = null) {
   const el = h(
     'fieldset.quality-fields',
     h('legend', 'Quality'),
+    canvasSelect ? h('div.field', labelFor(canvasSelect, 'Canvas'), canvasSelect) : null,
     h('div.field', labelFor(size, 'Resolution'), size),
     h('div.quality-row', h('div.field', labelFor(fps, 'Frame rate'), fps), h('div.field', labelFor(kbps, 'Video bitrate (kb/s)'), kbps)),
   );
@@ -94,7 +106,7 @@ export function qualityFields(profile = null) {
     if (kbps.value.trim()) out.videoKbps = Number(kbps.value);
     return Object.keys(out).length ? out : null;
   };
-  return { el, read };
+  return { el, read, readCanvas: () => canvasSelect?.value ?? null };
 }
 
 function formatBitrate(bps) {
@@ -115,6 +127,8 @@ export class BroadcastPanel {
     this.recordingState = h('span.program-state', { dataset: { role: 'recording-status' } });
     this.relayNote = h('div.program-relay', { role: 'status', dataset: { role: 'program-relay' }, hidden: true });
     this.list = h('div.dest-list');
+    /** The scene's canvases beside the main one, which a destination may stream instead. */
+    this.canvases = [];
     this.form = this.buildForm();
     this.form.hidden = true;
     this.addBtn = h(
@@ -291,7 +305,7 @@ export class BroadcastPanel {
       this.renderList();
       return;
     }
-    const fields = qualityFields(dest.profile ?? null);
+    const fields = qualityFields(dest.profile ?? null, { canvas: dest.canvas, canvases: this.canvases });
     const error = h('div.form-error', { role: 'alert' });
     const close = () => {
       this.editor = null;
@@ -305,7 +319,10 @@ export class BroadcastPanel {
           e.preventDefault();
           error.textContent = '';
           try {
-            const updated = await api.updateDestination(this.broadcastId, dest.id, { profile: fields.read() });
+            const body = { profile: fields.read() };
+            const canvas = fields.readCanvas();
+            if (canvas) body.canvas = canvas;
+            const updated = await api.updateDestination(this.broadcastId, dest.id, body);
             this.items.set(dest.id, { dest: updated });
             close();
             if (this.outputs.destinations[dest.id]?.state === 'live') toast('The new quality applies the next time you go live.');
@@ -363,7 +380,12 @@ export class BroadcastPanel {
           h('span.dest-status-text', STATUS_LABEL[state] ?? state),
         ),
         stats.length ? h('div.dest-stats', stats.join(' · ')) : null,
-        h('div.dest-encode', { dataset: { role: 'dest-encode' } }, dest.profile ? formatEncode(dest.encode) : `Program's quality · ${formatEncode(dest.encode)}`),
+        h(
+          'div.dest-encode',
+          { dataset: { role: 'dest-encode' } },
+          dest.canvas && dest.canvas !== 'main' ? `${dest.canvas} canvas · ` : '',
+          dest.profile ? formatEncode(dest.encode) : `Program's quality · ${formatEncode(dest.encode)}`,
+        ),
         status?.reason ? h('div.dest-error', status.reason) : null,
       ),
       h(
@@ -400,10 +422,25 @@ export class BroadcastPanel {
     }
   }
 
+  /** The scene's canvases beside the main one changed (`scene.canvases`). */
+  setCanvases(canvases) {
+    const key = JSON.stringify(canvases);
+    if (key === this.canvasesKey) return;
+    const first = this.canvasesKey === undefined;
+    this.canvasesKey = key;
+    this.canvases = canvases;
+    // The list says which canvas each destination streams and what that makes its encode.
+    if (!first) this.load();
+  }
+
   toggleForm(open) {
     this.form.hidden = !open;
     this.addBtn.hidden = open;
-    if (open) this.form.querySelector('select').focus();
+    if (open) {
+      // The canvases to choose from are the scene's as it is now.
+      this.clearForm();
+      this.form.querySelector('select').focus();
+    }
   }
 
   buildForm() {
@@ -418,7 +455,7 @@ export class BroadcastPanel {
     const key = h('input', { name: 'streamKey', type: 'password', placeholder: 'Stream key', autocomplete: 'off' });
     const hint = h('div.field-hint');
     const error = h('div.form-error', { role: 'alert' });
-    let quality = qualityFields();
+    let quality = qualityFields(null, { canvases: this.canvases });
     const qualityHolder = h('div', quality.el);
     const sync = () => {
       urlField.hidden = platform.value !== 'rtmp';
@@ -426,11 +463,13 @@ export class BroadcastPanel {
     };
     platform.onchange = sync;
     sync();
+    this.clearForm = () => clear();
     // Back to an empty form (after saving, or cancelling what was typed).
     const clear = () => {
       form.reset();
+      platform.value = Object.keys(PLATFORMS)[0];
       error.textContent = '';
-      quality = qualityFields();
+      quality = qualityFields(null, { canvases: this.canvases });
       mount(qualityHolder, quality.el);
       sync();
     };
@@ -444,6 +483,8 @@ export class BroadcastPanel {
           if (platform.value === 'rtmp') body.rtmpUrl = url.value.trim();
           const profile = quality.read();
           if (profile) body.profile = profile;
+          const canvas = quality.readCanvas();
+          if (canvas && canvas !== 'main') body.canvas = canvas;
           try {
             const dest = await api.addDestination(this.broadcastId, body);
             this.items.set(dest.id, { dest });

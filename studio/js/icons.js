@@ -28,6 +28,10 @@ export const ICONS = {
   layoutSolo: ['M3 4h18v16H3z'],
   layoutPip: ['M3 4h18v16H3z', 'M13 12h6v6h-6z'],
   layoutScreen: ['M3 4h14v12H3z', 'M19 4h2v4h-2z', 'M19 10h2v4h-2z', 'M7 20h6'],
+  layoutStack: ['M7 2h10v9H7z', 'M7 13h10v9H7z'],
+  layoutOneOverTwo: ['M6 2h12v10H6z', 'M6 14h5v8H6z', 'M13 14h5v8h-5z'],
+  layoutInset: ['M6 2h12v20H6z', 'M12 13h4v6h-4z'],
+  layoutScreenAbove: ['M4 3h16v8H4z', 'M7 13h10v4H7z', 'M7 18h10v4H7z'],
   layoutOther: ['M3 4h18v16H3z', 'M3 12h10', 'M13 4v16', 'M16 15h3'],
 };
 
@@ -39,6 +43,10 @@ const LAYOUT_ICONS = {
   sidebar: ICONS.layoutSidebar,
   pip: ICONS.layoutPip,
   screen: ICONS.layoutScreen,
+  stack: ICONS.layoutStack,
+  'one-over-two': ICONS.layoutOneOverTwo,
+  inset: ICONS.layoutInset,
+  'screen-above': ICONS.layoutScreenAbove,
 };
 
 /** The icon for a layout id from the server's list. */

@@ -78,7 +78,16 @@ export function normaliseScene(scene = {}) {
     slate: normaliseSlate(scene?.slate),
     slateImage: typeof scene?.slateImage === 'string' && scene.slateImage ? scene.slateImage : null,
     clip: normaliseClip(scene?.clip),
+    canvases: normaliseCanvases(scene?.canvases),
   };
+}
+
+/** The canvases the program composes beside the main one, `[{id, width, height, layout}]`, as the scene keeps them. */
+export function normaliseCanvases(canvases) {
+  if (!Array.isArray(canvases)) return [];
+  return canvases
+    .filter((c) => c && typeof c.id === 'string' && Number.isInteger(c.width) && Number.isInteger(c.height))
+    .map((c) => ({ id: c.id, width: c.width, height: c.height, layout: typeof c.layout === 'string' && c.layout ? c.layout : 'grid' }));
 }
 
 /** The scene's playing clip `{url, name, mode}` (`mode` `full` or `tile`), or null. */
@@ -214,6 +223,8 @@ export function initialState() {
     overlayChoices: [],
     /** The program's latest placements, or null before it placed anyone. */
     stageLayout: null,
+    /** The same for each of the scene's other canvases, by canvas id. */
+    canvasLayouts: {},
     chat: [],
     /** Output statuses while on air: destinations by destination id, and the recording. */
     outputs: { destinations: {}, recording: null, hls: null },
@@ -298,6 +309,7 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
         layouts: normaliseLayouts(data.layouts),
         overlayChoices: normaliseOverlayChoices(data.overlays),
         stageLayout: normaliseStageLayout(data.stageLayout),
+        canvasLayouts: normaliseCanvasLayouts(data.canvasLayouts),
         chat: withChat(state.chat, Array.isArray(data.chat) ? data.chat : []),
         removed: false,
       };
@@ -313,6 +325,7 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
         scene: normaliseScene(data.scene),
         pendingScenes: 0,
         stageLayout: normaliseStageLayout(data.stageLayout),
+        canvasLayouts: normaliseCanvasLayouts(data.canvasLayouts),
         chat: withChat(state.chat, Array.isArray(data.chat) ? data.chat : []),
       };
     }
@@ -346,6 +359,10 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
       return state;
     case 'stage-layout':
       return { ...state, stageLayout: normaliseStageLayout(data) };
+    case 'canvas-layout': {
+      if (typeof data.canvasId !== 'string' || !data.canvasId) return state;
+      return { ...state, canvasLayouts: { ...state.canvasLayouts, [data.canvasId]: normaliseStageLayout(data.stage) } };
+    }
     case 'destination-status': {
       const s = normaliseOutputStatus(data);
       if (s.kind === 'recording' || s.kind === 'hls') return { ...state, outputs: { ...state.outputs, [s.kind]: s } };
@@ -484,8 +501,50 @@ export function stripItems(state, hasScreen = () => true) {
 }
 
 /** The layout toolbar: the server's layouts, the scene's one marked active. */
-export function layoutChoices(state) {
-  return state.layouts.map((l) => ({ ...l, active: l.id === state.scene.layout }));
+export function layoutChoices(state, canvasId = MAIN_CANVAS) {
+  const active = canvasId === MAIN_CANVAS ? state.scene.layout : state.scene.canvases.find((c) => c.id === canvasId)?.layout;
+  return state.layouts.map((l) => ({ ...l, active: l.id === active }));
+}
+
+/** The id of the program's own canvas, as the scene's other canvases and destinations name it. */
+export const MAIN_CANVAS = 'main';
+
+/** `canvasLayouts` from `joined` or `room-state`: each canvas id's stage layout, normalised. */
+export function normaliseCanvasLayouts(data) {
+  const out = {};
+  if (!data || typeof data !== 'object') return out;
+  for (const [id, sl] of Object.entries(data)) {
+    const layout = normaliseStageLayout(sl);
+    if (layout) out[id] = layout;
+  }
+  return out;
+}
+
+/**
+ * The program's canvases for the studio's canvas tabs: the main one, then the scene's others, each `{id, width,
+ * height, label}`; `main` is the program's canvas as the stage knows it.
+ */
+export function canvasTabs(state) {
+  const main = state.stageLayout?.canvas ?? DEFAULT_CANVAS;
+  const label = (w, h) => `${w}×${h}`;
+  return [
+    { id: MAIN_CANVAS, width: main.width, height: main.height, label: `Main · ${label(main.width, main.height)}` },
+    ...state.scene.canvases.map((c) => ({ id: c.id, width: c.width, height: c.height, label: `${c.id} · ${label(c.width, c.height)}` })),
+  ];
+}
+
+/**
+ * The scene's canvases with one more beside the main one: the main canvas turned (9:16 for a 16:9 show), named
+ * `vertical` (or `vertical-2`…), with the first layout made for vertical canvases the server offers.
+ */
+export function withVerticalCanvas(state) {
+  const main = state.stageLayout?.canvas ?? DEFAULT_CANVAS;
+  const taken = new Set(state.scene.canvases.map((c) => c.id));
+  let id = 'vertical';
+  for (let n = 2; taken.has(id); n++) id = `vertical-${n}`;
+  const layout = state.layouts.some((l) => l.id === 'stack') ? 'stack' : state.scene.layout;
+  const [width, height] = main.width >= main.height ? [main.height, main.width] : [main.width, main.height];
+  return [...state.scene.canvases, { id, width, height, layout }];
 }
 
 function overlapping(a, b) {
@@ -498,8 +557,8 @@ function overlapping(a, b) {
  * tile's drawing order (0 at the bottom; higher `z` on top, the server's order among equal `z`). `inset` marks
  * a tile drawn over a lower one (picture-in-picture). No tiles before the program placed anyone.
  */
-export function stageTiles(state) {
-  const sl = state.stageLayout;
+export function stageTiles(state, canvasId = MAIN_CANVAS) {
+  const sl = canvasId === MAIN_CANVAS ? state.stageLayout : (state.canvasLayouts?.[canvasId] ?? null);
   const canvas = sl?.canvas ?? { ...DEFAULT_CANVAS };
   if (!sl) return { canvas, layout: null, tiles: [] };
   const order = sl.tiles.map((t, i) => ({ t, i })).sort((a, b) => a.t.z - b.t.z || a.i - b.i);

@@ -6,7 +6,7 @@
 
 import { api } from './api.js';
 import { ChatPanel } from './chat.js';
-import { ControlBar, LayoutBar } from './controls.js';
+import { CanvasBar, ControlBar, LayoutBar } from './controls.js';
 import { BrandSection } from './brand.js';
 import { BroadcastPanel } from './destinations.js';
 import { SourcesPanel } from './sources.js';
@@ -23,21 +23,27 @@ import { SlateSection } from './slate.js';
 import { ClipsSection } from './clips.js';
 import {
   apply,
+  canvasTabs,
   healthWarnings,
   initialState,
   isModerator,
   layoutChoices,
+  MAIN_CANVAS,
   patchParticipant,
   patchScene,
   setSelfSpeaking,
   shownSlate,
   sourceOf,
   stageTiles,
+  withVerticalCanvas,
 } from './room-state.js';
 import { StageView } from './stage.js';
 import { ParticipantStrip } from './strip.js';
 import { TopBar } from './topbar.js';
 import { TrackSizeReporter } from './track-sizes.js';
+
+/** Canvases the program may compose beside its main one. */
+const MAX_EXTRA_CANVASES = 2;
 
 /** Server events that change the room's state (room-state.js's `apply`). */
 const STATE_EVENTS = [
@@ -51,6 +57,7 @@ const STATE_EVENTS = [
   'moderated',
   'scene-updated',
   'stage-layout',
+  'canvas-layout',
   'destination-status',
   'program-status',
   'connection-quality',
@@ -397,7 +404,19 @@ class Room {
       onToggleStage: (pid) => this.toggleStage(pid),
       onModerate: (pid, action) => this.moderate(pid, action),
     });
-    this.layoutBar = moderator ? new LayoutBar({ onPick: (layout) => this.pushScene({ layout }) }) : null;
+    this.layoutBar = moderator ? new LayoutBar({ onPick: (layout) => this.pickLayout(layout) }) : null;
+    /** The canvas the stage shows (hosts pick it among the program's canvases). */
+    this.activeCanvas = MAIN_CANVAS;
+    this.canvasBar = moderator
+      ? new CanvasBar({
+          onPick: (id) => {
+            this.activeCanvas = id;
+            this.render();
+          },
+          onAdd: () => this.pushScene({ canvases: withVerticalCanvas(this.state) }),
+          onRemove: (id) => this.pushScene({ canvases: this.state.scene.canvases.filter((c) => c.id !== id) }),
+        })
+      : null;
     this.topBar = new TopBar({ moderator, onGoLive: () => this.goLive(), onEnd: () => this.endBroadcast() });
     this.controls = new ControlBar({
       moderator,
@@ -472,7 +491,7 @@ class Room {
         this.topBar.el,
         h(
           'div.studio-main',
-          h('main.stage-area', this.relayEl, this.healthEl, this.stageWrap, this.backstageEl, this.layoutBar?.el, this.strip.el, this.controls.el),
+          h('main.stage-area', this.relayEl, this.healthEl, this.canvasBar?.el, this.stageWrap, this.backstageEl, this.layoutBar?.el, this.strip.el, this.controls.el),
           h('aside.sidebar', tabBar, panelHost),
         ),
         this.remoteAudio.el,
@@ -560,8 +579,12 @@ class Room {
     if (this.returnFeed.srcObject !== feed) this.returnFeed.srcObject = feed;
     this.backstageEl.classList.toggle('has-video', Boolean(feed));
     const streamOf = (source) => this.streamOf(source);
+    if (this.activeCanvas !== MAIN_CANVAS && !this.state.scene.canvases.some((c) => c.id === this.activeCanvas)) this.activeCanvas = MAIN_CANVAS;
+    this.stageEl.dataset.canvasId = this.activeCanvas;
+    this.canvasBar?.render(canvasTabs(this.state), this.activeCanvas, this.state.scene.canvases.length < MAX_EXTRA_CANVASES);
+    this.broadcastPanel?.setCanvases(this.state.scene.canvases);
     this.stageView.render({
-      view: stageTiles(this.state),
+      view: this.canvasView(),
       streamOf,
       overlays: this.state.scene.overlays,
       brand: this.state.scene.brand,
@@ -576,9 +599,23 @@ class Room {
       if (s) voices.set(id, s);
     }
     this.remoteAudio.render(voices);
-    this.layoutBar?.render(layoutChoices(this.state));
+    this.layoutBar?.render(layoutChoices(this.state, this.activeCanvas));
     this.markPausedVideo();
     this.trackSizes.refresh();
+  }
+
+  /** What the stage shows for the canvas picked: its tiles, or (before its director placed anyone) its shape. */
+  canvasView() {
+    const view = stageTiles(this.state, this.activeCanvas);
+    const own = this.state.scene.canvases.find((c) => c.id === this.activeCanvas);
+    if (own && !this.state.canvasLayouts[own.id]) return { ...view, canvas: { width: own.width, height: own.height } };
+    return view;
+  }
+
+  /** A layout picked in the toolbar: for the canvas the stage shows. */
+  pickLayout(layout) {
+    if (this.activeCanvas === MAIN_CANVAS) return this.pushScene({ layout });
+    this.pushScene({ canvases: this.state.scene.canvases.map((c) => (c.id === this.activeCanvas ? { ...c, layout } : c)) });
   }
 
   /** Tiles and cards whose video the server paused for our connection say so. */
@@ -653,8 +690,8 @@ class Room {
         this.toggleCamera();
         break;
       case 'layout': {
-        const choice = layoutChoices(this.state)[index];
-        if (choice) this.pushScene({ layout: choice.id });
+        const choice = layoutChoices(this.state, this.activeCanvas)[index];
+        if (choice) this.pickLayout(choice.id);
         break;
       }
       case 'stage': {

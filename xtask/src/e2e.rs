@@ -16,7 +16,9 @@
 //! first-party layouts.
 //!
 //! The suites: `room` (three people see, hear and chat with each other), `turn` (the same through coturn only, and
-//! refused credentials), `program` (go live from the studio to nginx-rtmp), `auth` (entry screens: sign in, register,
+//! refused credentials), `program` (go live from the studio to nginx-rtmp), `canvases` (a vertical canvas
+//! beside the main one, added and laid out from the studio's canvas tabs; three destinations, one on the vertical
+//! canvas, each stream checked at its size, bitrate and tiles), `auth` (entry screens: sign in, register,
 //! bad invite links), `stage` (the host's stage draws exactly the program's tiles, for every layout offered),
 //! `room-state` (the studio's room state module, no browser), `studio-connection` (its protocol client against a
 //! scripted socket and a mock clock: a join the server never answers fails on time), `openapi` (schemathesis, every
@@ -57,9 +59,9 @@ use crate::{cargo_cmd, ensure_apt, root, status};
 /// How long a freshly started backyard may take to answer `/healthz` (migrations on a new SQLite file included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `auth`,
+/// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `canvases`, `auth`,
 /// `stage`, `room-state`, `studio-connection`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`,
-/// `health`, `backstage`, `simulcast`, `watch`, `slate`, `sources`, `nodes`, `cluster`, `networks`).
+/// `health`, `backstage`, `simulcast`, `watch`, `slate`, `recordings`, `sources`, `nodes`, `cluster`, `networks`).
 /// With `--shared`, the server keeps its state in PostgreSQL and Redis instead of SQLite and memory.
 pub fn cmd(args: &[String]) -> Result<()> {
     let shared = args.iter().any(|a| a == "--shared");

@@ -100,6 +100,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "stage",
             "turn",
             "program",
+            "canvases",
             "openapi",
             "plugin-author",
             "overlays",

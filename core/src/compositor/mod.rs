@@ -103,24 +103,132 @@ struct Source {
     muted: bool,
 }
 
+impl Source {
+    /// What this source's tile shows at program time `now`.
+    fn view(&self, now: Duration, stall_after: Duration) -> TileView {
+        if self.current.is_none() {
+            return TileView::NameCard;
+        }
+        match self.last_video_arrival.map(|t| now.saturating_sub(t)) {
+            Some(age) if age < HELD_AFTER => TileView::Video,
+            Some(age) if age < stall_after => TileView::LastFrame,
+            _ => TileView::NameCard,
+        }
+    }
+}
+
+/// Most canvases a program composes (the main one included).
+pub const MAX_CANVASES: usize = 3;
+
+/// A canvas that cannot be made or is not there.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CanvasError {
+    /// Too many canvases.
+    #[error("{0} canvases, at most {MAX_CANVASES} with the main one")]
+    TooMany(usize),
+    /// A canvas size is odd or too small or too large.
+    #[error("a canvas of {width}x{height}: each side must be even, from 16 to 4096 pixels")]
+    Size {
+        /// Width asked for.
+        width: u32,
+        /// Height asked for.
+        height: u32,
+    },
+    /// No canvas with this index.
+    #[error("no canvas {canvas} (the program has {count})")]
+    Unknown {
+        /// The index asked for.
+        canvas: usize,
+        /// Canvases there are.
+        count: usize,
+    },
+}
+
+fn check_canvases(others: &[(u32, u32)]) -> Result<(), CanvasError> {
+    if others.len() + 1 > MAX_CANVASES {
+        return Err(CanvasError::TooMany(others.len() + 1));
+    }
+    let fits = |n: u32| n.is_multiple_of(2) && (16..=4096).contains(&n);
+    match others.iter().find(|(w, h)| !fits(*w) || !fits(*h)) {
+        Some(&(width, height)) => Err(CanvasError::Size { width, height }),
+        None => Ok(()),
+    }
+}
+
+/// Draws one canvas's background, tiles (scaled frames or name cards) and name labels.
+fn draw_tiles(canvas: &mut Canvas, sources: &HashMap<String, Source>, config: &CompositorConfig, now: Duration) {
+    let (width, height) = canvas.size();
+    blit::fill(&mut canvas.frame, Rect::new(0, 0, width, height), config.background);
+    for p in &canvas.placements {
+        let Some(s) = sources.get(&p.source) else {
+            continue;
+        };
+        let card = match (s.view(now, config.stall_after), s.current.as_ref()) {
+            (TileView::Video | TileView::LastFrame, Some(frame)) => {
+                canvas.scaler.draw(&mut canvas.frame, frame, p.rect, p.fit, [16, 128, 128]);
+                false
+            }
+            _ => {
+                blit::draw_name_card(&mut canvas.frame, p.rect, &s.name);
+                true
+            }
+        };
+        if config.name_labels && !s.name.is_empty() {
+            if canvas.labels.len() > 256 {
+                canvas.labels.clear();
+            }
+            let label = canvas.labels.entry((s.name.clone(), p.rect, card)).or_insert_with(|| {
+                if card { label::card_name(&s.name, p.rect) } else { label::tile_label(&s.name, p.rect) }
+            });
+            if let Some(label) = label {
+                label.blend(&mut canvas.frame);
+            }
+        }
+    }
+}
+
 /// Video older than this counts as held (the last frame stays on screen until `stall_after`).
 const HELD_AFTER: Duration = Duration::from_millis(500);
 
 /// Frames kept per source while waiting for presentation (a burst beyond this drops the oldest).
 const MAX_PENDING_FRAMES: usize = 30;
 
-/// The sans-IO compositor. See the module docs.
-pub struct Compositor {
-    config: CompositorConfig,
-    sources: HashMap<String, Source>,
+/// One picture the program composes from the shared sources: its own size, tiles, overlay layers and name labels.
+/// The first canvas is the program's main one (the size in [`CompositorConfig`]); others (a vertical 9:16 beside a
+/// 16:9, say) are added with [`Compositor::set_canvases`].
+struct Canvas {
     placements: Vec<Placement>,
     /// Overlay layers, converted once, in drawing order.
     overlays: Vec<overlay::PreparedOverlay>,
     /// Rendered name labels by (name, tile, is name card); `None` where a tile is too small for one.
     labels: HashMap<(String, Rect, bool), Option<overlay::PreparedOverlay>>,
-    canvas: VideoFrame,
+    frame: VideoFrame,
     /// The tile scaler's buffers, kept from tick to tick.
     scaler: blit::Scaler,
+}
+
+impl Canvas {
+    fn new(width: u32, height: u32, background: [u8; 3]) -> Canvas {
+        Canvas {
+            placements: Vec::new(),
+            overlays: Vec::new(),
+            labels: HashMap::new(),
+            frame: VideoFrame::filled(width, height, background),
+            scaler: blit::Scaler::default(),
+        }
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (self.frame.width(), self.frame.height())
+    }
+}
+
+/// The sans-IO compositor. See the module docs.
+pub struct Compositor {
+    config: CompositorConfig,
+    sources: HashMap<String, Source>,
+    /// The main canvas first, then the others.
+    canvases: Vec<Canvas>,
     /// Program sample index up to which audio was mixed.
     mixed_until: i64,
 }
@@ -131,17 +239,8 @@ fn samples_at(t: Duration) -> i64 {
 
 impl Compositor {
     pub fn new(config: CompositorConfig) -> Compositor {
-        let canvas = VideoFrame::filled(config.width, config.height, config.background);
-        Compositor {
-            config,
-            sources: HashMap::new(),
-            placements: Vec::new(),
-            overlays: Vec::new(),
-            labels: HashMap::new(),
-            canvas,
-            scaler: blit::Scaler::default(),
-            mixed_until: 0,
-        }
+        let main = Canvas::new(config.width, config.height, config.background);
+        Compositor { config, sources: HashMap::new(), canvases: vec![main], mixed_until: 0 }
     }
 
     pub fn config(&self) -> &CompositorConfig {
@@ -157,46 +256,105 @@ impl Compositor {
             s.name = m.name.clone();
         }
         let sources = &self.sources;
-        self.placements.retain(|p| sources.contains_key(&p.source));
+        for c in &mut self.canvases {
+            c.placements.retain(|p| sources.contains_key(&p.source));
+        }
     }
 
-    /// The canvas (width, height).
+    /// The main canvas (width, height).
     pub fn canvas_size(&self) -> (u32, u32) {
         (self.config.width, self.config.height)
     }
 
-    /// Replaces the tiles. Invalid placements are refused and the previous ones stay (a failing layout
-    /// keeps the last good one).
-    pub fn set_placements(&mut self, mut placements: Vec<Placement>) -> Result<(), PlacementError> {
-        placement::validate(&placements, self.config.width, self.config.height, |s| self.sources.contains_key(s))?;
-        placements.sort_by_key(|p| p.z);
-        self.placements = placements;
-        self.labels.clear();
+    /// Every canvas's (width, height), the main one first.
+    pub fn canvas_sizes(&self) -> Vec<(u32, u32)> {
+        self.canvases.iter().map(Canvas::size).collect()
+    }
+
+    /// Sets the canvases beside the main one (each even-sized, at least 16 × 16; at most
+    /// [`MAX_CANVASES`] in all). A canvas keeping its place and size keeps its tiles and overlays; any other
+    /// starts empty.
+    pub fn set_canvases(&mut self, others: &[(u32, u32)]) -> Result<(), CanvasError> {
+        check_canvases(others)?;
+        let background = self.config.background;
+        let mut kept = self.canvases.drain(1..).collect::<Vec<_>>().into_iter();
+        for &(width, height) in others {
+            let canvas = match kept.next() {
+                Some(c) if c.size() == (width, height) => c,
+                _ => Canvas::new(width, height, background),
+            };
+            self.canvases.push(canvas);
+        }
         Ok(())
     }
 
-    /// Replaces the overlay layers (call when an overlay plugin re-rendered; they are converted here once,
-    /// not per frame). A malformed layer refuses the whole set and the previous layers stay.
+    fn canvas_mut(&mut self, canvas: usize) -> Result<&mut Canvas, CanvasError> {
+        let count = self.canvases.len();
+        self.canvases.get_mut(canvas).ok_or(CanvasError::Unknown { canvas, count })
+    }
+
+    /// Replaces the main canvas's tiles. Invalid placements are refused and the previous ones stay (a failing
+    /// layout keeps the last good one).
+    pub fn set_placements(&mut self, placements: Vec<Placement>) -> Result<(), PlacementError> {
+        self.set_placements_on(0, placements)
+    }
+
+    /// Replaces one canvas's tiles, as [`Self::set_placements`] does the main one's.
+    pub fn set_placements_on(&mut self, canvas: usize, mut placements: Vec<Placement>) -> Result<(), PlacementError> {
+        let sources = &self.sources;
+        let count = self.canvases.len();
+        let c = self.canvases.get_mut(canvas).ok_or(PlacementError::NoCanvas { canvas, count })?;
+        let (width, height) = c.size();
+        placement::validate(&placements, width, height, |s| sources.contains_key(s))?;
+        placements.sort_by_key(|p| p.z);
+        c.placements = placements;
+        c.labels.clear();
+        Ok(())
+    }
+
+    /// Replaces the main canvas's overlay layers (call when an overlay plugin re-rendered; they are converted
+    /// here once, not per frame). A malformed layer refuses the whole set and the previous layers stay.
     pub fn set_overlays(&mut self, layers: &[OverlayLayer]) -> Result<(), OverlayError> {
+        self.set_overlays_on(0, layers)
+    }
+
+    /// Replaces one canvas's overlay layers, as [`Self::set_overlays`] does the main one's.
+    pub fn set_overlays_on(&mut self, canvas: usize, layers: &[OverlayLayer]) -> Result<(), OverlayError> {
+        let count = self.canvases.len();
+        let c = self.canvases.get_mut(canvas).ok_or(OverlayError::NoCanvas { canvas, count })?;
         let mut prepared = layers.iter().map(overlay::PreparedOverlay::new).collect::<Result<Vec<_>, _>>()?;
         prepared.sort_by_key(overlay::PreparedOverlay::z);
-        self.overlays = prepared;
+        c.overlays = prepared;
         Ok(())
     }
 
-    /// Shows one overlay layer, replacing the layer with the same id (the others stay as they are, converted
-    /// already). A malformed layer is refused and the previous one with that id stays.
+    /// Shows one overlay layer on the main canvas, replacing the layer with the same id (the others stay as
+    /// they are, converted already). A malformed layer is refused and the previous one with that id stays.
     pub fn put_overlay(&mut self, layer: &OverlayLayer) -> Result<(), OverlayError> {
+        self.put_overlay_on(0, layer)
+    }
+
+    /// Shows one overlay layer on one canvas, as [`Self::put_overlay`] does on the main one.
+    pub fn put_overlay_on(&mut self, canvas: usize, layer: &OverlayLayer) -> Result<(), OverlayError> {
+        let count = self.canvases.len();
+        let c = self.canvases.get_mut(canvas).ok_or(OverlayError::NoCanvas { canvas, count })?;
         let prepared = overlay::PreparedOverlay::new(layer)?;
-        self.overlays.retain(|o| o.id != layer.id);
-        self.overlays.push(prepared);
-        self.overlays.sort_by_key(overlay::PreparedOverlay::z);
+        c.overlays.retain(|o| o.id != layer.id);
+        c.overlays.push(prepared);
+        c.overlays.sort_by_key(overlay::PreparedOverlay::z);
         Ok(())
     }
 
-    /// Takes the overlay layer `id` off the canvas.
+    /// Takes the overlay layer `id` off the main canvas.
     pub fn remove_overlay(&mut self, id: &str) {
-        self.overlays.retain(|o| o.id != id);
+        self.remove_overlay_on(0, id);
+    }
+
+    /// Takes the overlay layer `id` off one canvas (nothing happens where there is no such canvas or layer).
+    pub fn remove_overlay_on(&mut self, canvas: usize, id: &str) {
+        if let Ok(c) = self.canvas_mut(canvas) {
+            c.overlays.retain(|o| o.id != id);
+        }
     }
 
     /// The colour behind the tiles from the next frame, as RGB (converted to the canvas's limited-range YUV).
@@ -210,13 +368,29 @@ impl Compositor {
         self.config.background = yuv;
     }
 
-    /// The canvas: the latest composed frame between two [`Self::compose`]s.
+    /// The main canvas: the latest composed frame between two [`Self::compose`]s.
     pub fn canvas(&self) -> &VideoFrame {
-        &self.canvas
+        &self.canvases[0].frame
     }
 
+    /// Canvas `canvas`'s latest composed frame (0 is the main one), if there is such a canvas.
+    pub fn canvas_frame(&self, canvas: usize) -> Option<&VideoFrame> {
+        self.canvases.get(canvas).map(|c| &c.frame)
+    }
+
+    /// Every canvas's latest composed frame, the main one first.
+    pub fn frames(&self) -> impl Iterator<Item = &VideoFrame> {
+        self.canvases.iter().map(|c| &c.frame)
+    }
+
+    /// The main canvas's tiles.
     pub fn placements(&self) -> &[Placement] {
-        &self.placements
+        &self.canvases[0].placements
+    }
+
+    /// One canvas's tiles (none where there is no such canvas).
+    pub fn placements_on(&self, canvas: usize) -> &[Placement] {
+        self.canvases.get(canvas).map_or(&[], |c| &c.placements)
     }
 
     /// Per-source volume (0 = silent, 1 = as received); non-finite or negative values count as 0.
@@ -262,17 +436,10 @@ impl Compositor {
 
     /// What `source`'s tile shows at program time `now`.
     pub fn tile_view(&self, source: &str, now: Duration) -> TileView {
-        match self.sources.get(source) {
-            Some(s) if s.current.is_some() => match s.last_video_arrival.map(|t| now.saturating_sub(t)) {
-                Some(age) if age < HELD_AFTER => TileView::Video,
-                Some(age) if age < self.config.stall_after => TileView::LastFrame,
-                _ => TileView::NameCard,
-            },
-            _ => TileView::NameCard,
-        }
+        self.sources.get(source).map_or(TileView::NameCard, |s| s.view(now, self.config.stall_after))
     }
 
-    /// Composes the frame presented at program time `now`: tiles, then overlays.
+    /// Composes every canvas's frame presented at program time `now` (tiles, then overlays); returns the main one.
     pub fn compose(&mut self, now: Duration) -> &VideoFrame {
         self.compose_tiles(now);
         self.blend_overlays()
@@ -294,43 +461,20 @@ impl Compositor {
                 }
             }
         }
-        blit::fill(&mut self.canvas, Rect::new(0, 0, self.config.width, self.config.height), self.config.background);
-        for i in 0..self.placements.len() {
-            let p = &self.placements[i];
-            let view = self.tile_view(&p.source, now);
-            let Some(s) = self.sources.get(&p.source) else {
-                continue;
-            };
-            let card = match (view, s.current.as_ref()) {
-                (TileView::Video | TileView::LastFrame, Some(frame)) => {
-                    self.scaler.draw(&mut self.canvas, frame, p.rect, p.fit, [16, 128, 128]);
-                    false
-                }
-                _ => {
-                    blit::draw_name_card(&mut self.canvas, p.rect, &s.name);
-                    true
-                }
-            };
-            if self.config.name_labels && !s.name.is_empty() {
-                if self.labels.len() > 256 {
-                    self.labels.clear();
-                }
-                let label = self.labels.entry((s.name.clone(), p.rect, card)).or_insert_with(|| {
-                    if card { label::card_name(&s.name, p.rect) } else { label::tile_label(&s.name, p.rect) }
-                });
-                if let Some(label) = label {
-                    label.blend(&mut self.canvas);
-                }
-            }
+        for canvas in &mut self.canvases {
+            draw_tiles(canvas, &self.sources, &self.config, now);
         }
     }
 
-    /// The second half of [`Self::compose`]: the overlay layers over the tiles.
+    /// The second half of [`Self::compose`]: the overlay layers over the tiles, on every canvas; returns the
+    /// main one.
     pub fn blend_overlays(&mut self) -> &VideoFrame {
-        for layer in &self.overlays {
-            layer.blend(&mut self.canvas);
+        for c in &mut self.canvases {
+            for layer in &c.overlays {
+                layer.blend(&mut c.frame);
+            }
         }
-        &self.canvas
+        &self.canvases[0].frame
     }
 
     /// Program time up to which audio has been mixed (where the next [`Self::mix`] starts).
@@ -447,6 +591,51 @@ mod tests {
         assert_eq!(c.placements().len(), 2);
         c.set_stage(&stage()[..1]);
         assert_eq!(c.placements().len(), 1, "tiles of people who left the stage go");
+    }
+
+    #[test]
+    fn every_canvas_shows_its_own_tiles_and_overlays_from_the_same_sources() {
+        let mut c = Compositor::new(config());
+        c.set_stage(&stage());
+        c.set_placements(two_tiles()).unwrap();
+        c.set_canvases(&[(180, 320)]).unwrap();
+        assert_eq!(c.canvas_sizes(), [(320, 180), (180, 320)]);
+        let stacked = vec![
+            Placement { source: "b".into(), rect: Rect::new(0, 0, 180, 160), z: 0, fit: Fit::Cover },
+            Placement { source: "a".into(), rect: Rect::new(0, 160, 180, 160), z: 0, fit: Fit::Cover },
+        ];
+        c.set_placements_on(1, stacked).unwrap();
+        let white =
+            OverlayLayer { id: "bar".into(), rect: Rect::new(0, 300, 180, 20), rgba: vec![255; 180 * 20 * 4], z: 0 };
+        c.set_overlays_on(1, std::slice::from_ref(&white)).unwrap();
+        let ms = Duration::from_millis;
+        c.push_video("a", VideoFrame::filled(64, 36, [200, 128, 128]), ms(0), ms(0));
+        c.push_video("b", VideoFrame::filled(64, 36, [60, 128, 128]), ms(0), ms(0));
+        c.compose(ms(100));
+        let (main, tall) = (c.canvas_frame(0).unwrap(), c.canvas_frame(1).unwrap());
+        assert_eq!((y_at(main, 80, 90), y_at(main, 240, 90)), (200, 60));
+        assert_eq!((tall.width(), tall.height()), (180, 320));
+        assert_eq!((y_at(tall, 90, 60), y_at(tall, 90, 220)), (60, 200), "b above a");
+        assert_eq!(y_at(tall, 90, 310), 235, "the overlay is on the tall canvas");
+        assert_eq!(y_at(main, 90, 170), 200, "and not on the main one");
+        assert_eq!(c.frames().count(), 2);
+
+        // Tiles are checked against their own canvas; a canvas that is not there refuses them.
+        assert!(matches!(c.set_placements_on(1, two_tiles()), Err(PlacementError::OutsideCanvas { .. })));
+        assert_eq!(c.set_placements_on(2, two_tiles()), Err(PlacementError::NoCanvas { canvas: 2, count: 2 }));
+        assert!(c.set_overlays_on(2, &[]).is_err());
+        // Leaving the stage leaves every canvas.
+        c.set_stage(&stage()[..1]);
+        assert_eq!((c.placements().len(), c.placements_on(1).len()), (1, 1));
+        // A canvas that keeps its size keeps its tiles; a resized one starts empty.
+        c.set_canvases(&[(180, 320)]).unwrap();
+        assert_eq!(c.placements_on(1).len(), 1);
+        c.set_canvases(&[(320, 320)]).unwrap();
+        assert!(c.placements_on(1).is_empty());
+        assert_eq!(c.set_canvases(&[(181, 320)]), Err(CanvasError::Size { width: 181, height: 320 }));
+        assert_eq!(c.set_canvases(&[(16, 16); 3]), Err(CanvasError::TooMany(4)));
+        c.set_canvases(&[]).unwrap();
+        assert_eq!(c.canvas_sizes(), [(320, 180)]);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use parking_lot::Mutex;
 
 use super::decode::{AudioDecoder, DecodeError, VideoCodec, VideoDecoder};
 use super::preview::{PreviewEncoder, PreviewPacket, PreviewSettings, PreviewSink};
-use super::{Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember};
+use super::{
+    CanvasError, Compositor, CompositorConfig, OverlayError, OverlayLayer, Placement, PlacementError, StageMember,
+};
 use crate::egress::{
     Egress, EgressConfig, EgressControl, EgressError, EgressReport, EncoderSettings, ProgramTimeline, SourceRecording,
     SourceRecordingReport, StatusSink,
@@ -46,13 +48,16 @@ enum Command {
         arrival: Duration,
     },
     Stage(Vec<StageMember>),
-    Placements(Vec<Placement>, mpsc::Sender<Result<(), PlacementError>>),
-    /// New overlay layers; the reply (if asked for) says whether they were taken.
-    Overlays(Vec<OverlayLayer>, Option<mpsc::Sender<Result<(), OverlayError>>>),
-    /// One overlay layer shown or replaced by id.
-    PutOverlay(OverlayLayer),
-    /// One overlay layer taken off by id.
-    RemoveOverlay(String),
+    /// The canvases beside the main one, by size.
+    Canvases(Vec<(u32, u32)>, mpsc::Sender<Result<(), CanvasError>>),
+    /// A canvas's new tiles.
+    Placements(usize, Vec<Placement>, mpsc::Sender<Result<(), PlacementError>>),
+    /// A canvas's new overlay layers; the reply (if asked for) says whether they were taken.
+    Overlays(usize, Vec<OverlayLayer>, Option<mpsc::Sender<Result<(), OverlayError>>>),
+    /// One overlay layer shown or replaced by id on a canvas.
+    PutOverlay(usize, OverlayLayer),
+    /// One overlay layer taken off a canvas by id.
+    RemoveOverlay(usize, String),
     /// The colour behind the tiles (RGB), or the starting one.
     Background(Option<[u8; 3]>),
     Gain(String, f32),
@@ -60,8 +65,8 @@ enum Command {
     GoLive(Box<Egress>),
     EndLive(mpsc::Sender<Option<EgressReport>>),
     Preview(Option<Arc<dyn PreviewSink>>),
-    /// A copy of the latest composed frame, if any.
-    Still(mpsc::Sender<Option<VideoFrame>>),
+    /// A copy of a canvas's latest composed frame, if any.
+    Still(usize, mpsc::Sender<Option<VideoFrame>>),
     Stop,
 }
 
@@ -252,39 +257,73 @@ impl Program {
         let _ = self.commands.send(Command::Stage(members));
     }
 
-    /// Applies new placements at the next tick; an invalid set is refused and the last good one stays.
-    pub fn set_placements(&self, placements: Vec<Placement>) -> Result<(), PlacementError> {
+    /// Sends `command` made with a reply channel and waits for the reply (at most 2 s; `ok` when the program
+    /// thread is gone or does not answer).
+    fn ask<T>(&self, command: impl FnOnce(mpsc::Sender<T>) -> Command, ok: T) -> T {
         let (tx, rx) = mpsc::channel();
-        if self.commands.send(Command::Placements(placements, tx)).is_err() {
-            return Ok(());
+        if self.commands.send(command(tx)).is_err() {
+            return ok;
         }
-        rx.recv_timeout(Duration::from_secs(2)).unwrap_or(Ok(()))
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or(ok)
     }
 
-    /// Replaces the overlay layers (as the overlay plugins rendered them) from the next tick.
+    /// Sets the canvases composed beside the main one (a vertical 720 × 1280 beside a 1280 × 720, say), each
+    /// by its size, from the next tick. A canvas keeping its place and size keeps its tiles and overlays.
+    pub fn set_canvases(&self, others: Vec<(u32, u32)>) -> Result<(), CanvasError> {
+        self.ask(|tx| Command::Canvases(others, tx), Ok(()))
+    }
+
+    /// Applies new placements on the main canvas at the next tick; an invalid set is refused and the last good
+    /// one stays.
+    pub fn set_placements(&self, placements: Vec<Placement>) -> Result<(), PlacementError> {
+        self.set_placements_on(0, placements)
+    }
+
+    /// Applies new placements on canvas `canvas` (0 is the main one), as [`Self::set_placements`] does.
+    pub fn set_placements_on(&self, canvas: usize, placements: Vec<Placement>) -> Result<(), PlacementError> {
+        self.ask(|tx| Command::Placements(canvas, placements, tx), Ok(()))
+    }
+
+    /// Replaces the main canvas's overlay layers (as the overlay plugins rendered them) from the next tick.
     pub fn set_overlays(&self, layers: Vec<OverlayLayer>) -> Result<(), OverlayError> {
-        let (tx, rx) = mpsc::channel();
-        if self.commands.send(Command::Overlays(layers, Some(tx))).is_err() {
-            return Ok(());
-        }
-        rx.recv_timeout(Duration::from_secs(2)).unwrap_or(Ok(()))
+        self.set_overlays_on(0, layers)
+    }
+
+    /// Replaces canvas `canvas`'s overlay layers from the next tick.
+    pub fn set_overlays_on(&self, canvas: usize, layers: Vec<OverlayLayer>) -> Result<(), OverlayError> {
+        self.ask(|tx| Command::Overlays(canvas, layers, Some(tx)), Ok(()))
     }
 
     /// Like [`Self::set_overlays`] without waiting for the next tick (animation frames, e.g. a scrolling
     /// ticker); refused layers are logged and the previous ones stay.
     pub fn update_overlays(&self, layers: Vec<OverlayLayer>) {
-        let _ = self.commands.send(Command::Overlays(layers, None));
+        self.update_overlays_on(0, layers);
     }
 
-    /// Shows or replaces one overlay layer by id from the next tick, leaving the other layers alone (a
-    /// scrolling ticker re-renders only itself); a refused layer is logged and the previous one stays.
+    /// Like [`Self::update_overlays`], on canvas `canvas`.
+    pub fn update_overlays_on(&self, canvas: usize, layers: Vec<OverlayLayer>) {
+        let _ = self.commands.send(Command::Overlays(canvas, layers, None));
+    }
+
+    /// Shows or replaces one overlay layer by id on the main canvas from the next tick, leaving the other layers
+    /// alone (a scrolling ticker re-renders only itself); a refused layer is logged and the previous one stays.
     pub fn put_overlay(&self, layer: OverlayLayer) {
-        let _ = self.commands.send(Command::PutOverlay(layer));
+        self.put_overlay_on(0, layer);
     }
 
-    /// Takes overlay layer `id` off from the next tick.
+    /// Like [`Self::put_overlay`], on canvas `canvas`.
+    pub fn put_overlay_on(&self, canvas: usize, layer: OverlayLayer) {
+        let _ = self.commands.send(Command::PutOverlay(canvas, layer));
+    }
+
+    /// Takes overlay layer `id` off the main canvas from the next tick.
     pub fn remove_overlay(&self, id: &str) {
-        let _ = self.commands.send(Command::RemoveOverlay(id.to_owned()));
+        self.remove_overlay_on(0, id);
+    }
+
+    /// Takes overlay layer `id` off canvas `canvas` from the next tick.
+    pub fn remove_overlay_on(&self, canvas: usize, id: &str) {
+        let _ = self.commands.send(Command::RemoveOverlay(canvas, id.to_owned()));
     }
 
     /// The colour behind the tiles from the next tick (RGB; `None`: the colour the program started with).
@@ -420,9 +459,13 @@ impl Program {
     /// A copy of the latest composed frame (`None` before the first), taken by the program thread between two
     /// ticks when asked: frames are not copied for a still nobody asked for. Waits at most about a tick.
     pub fn preview(&self) -> Option<VideoFrame> {
-        let (tx, rx) = mpsc::channel();
-        self.commands.send(Command::Still(tx)).ok()?;
-        rx.recv_timeout(Duration::from_secs(2)).ok().flatten()
+        self.preview_of(0)
+    }
+
+    /// A copy of canvas `canvas`'s latest composed frame (0 is the main one), as [`Self::preview`] gives the main
+    /// one's; `None` where there is no such canvas.
+    pub fn preview_of(&self, canvas: usize) -> Option<VideoFrame> {
+        self.ask(|tx| Command::Still(canvas, tx), None)
     }
 }
 
@@ -610,19 +653,22 @@ impl Ticker {
                 self.core.push_audio(&source, &samples, source_time, arrival)
             }
             Command::Stage(members) => self.core.set_stage(&members),
-            Command::Placements(p, reply) => {
-                let _ = reply.send(self.core.set_placements(p));
+            Command::Canvases(sizes, reply) => {
+                let _ = reply.send(self.core.set_canvases(&sizes));
             }
-            Command::PutOverlay(layer) => {
-                if let Err(e) = self.core.put_overlay(&layer) {
+            Command::Placements(canvas, p, reply) => {
+                let _ = reply.send(self.core.set_placements_on(canvas, p));
+            }
+            Command::PutOverlay(canvas, layer) => {
+                if let Err(e) = self.core.put_overlay_on(canvas, &layer) {
                     tracing::warn!(error = %e, "overlay layer refused; the previous one stays");
                 }
             }
-            Command::RemoveOverlay(id) => self.core.remove_overlay(&id),
+            Command::RemoveOverlay(canvas, id) => self.core.remove_overlay_on(canvas, &id),
             Command::Background(Some(rgb)) => self.core.set_background_rgb(rgb),
             Command::Background(None) => self.core.set_background(self.default_background),
-            Command::Overlays(layers, reply) => {
-                let result = self.core.set_overlays(&layers);
+            Command::Overlays(canvas, layers, reply) => {
+                let result = self.core.set_overlays_on(canvas, &layers);
                 match reply {
                     Some(reply) => {
                         let _ = reply.send(result);
@@ -653,8 +699,8 @@ impl Ticker {
                 let (w, h) = self.core.canvas_size();
                 self.live_preview = sink.and_then(|s| LivePreview::start(s, (w, h), self.fps, self.counters.clone()));
             }
-            Command::Still(reply) => {
-                let _ = reply.send(self.composed.then(|| self.core.canvas().clone()));
+            Command::Still(canvas, reply) => {
+                let _ = reply.send(self.core.canvas_frame(canvas).filter(|_| self.composed).cloned());
             }
             Command::Stop => return false,
         }
@@ -725,7 +771,8 @@ impl Ticker {
                     due
                 });
                 let media = due - since;
-                let result = egress.push_video(frame, media);
+                let frames: Vec<&VideoFrame> = self.core.frames().collect();
+                let result = egress.push_canvases(&frames, media);
                 if let Err(e) = result.and_then(|_| egress.push_audio(&audio)) {
                     tracing::error!(error = %e, "egress refused the program; ending live");
                     if let Some(e) = self.egress.take() {

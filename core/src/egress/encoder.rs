@@ -136,8 +136,13 @@ impl EncoderSettings {
             if let Some(max) = c.max_fps {
                 s.fps = s.fps.min(max.max(1));
             }
-            let scale_w = c.max_width.map_or(1.0, |m| (m as f64 / s.width as f64).min(1.0));
-            let scale_h = c.max_height.map_or(1.0, |m| (m as f64 / s.height as f64).min(1.0));
+            // A platform's largest frame holds turned too: a 1080x1920 vertical stream is within 1920x1080.
+            let (max_w, max_h) = match (c.max_width, c.max_height) {
+                (Some(w), Some(h)) if (s.height > s.width) != (h > w) => (Some(h), Some(w)),
+                other => other,
+            };
+            let scale_w = max_w.map_or(1.0, |m| (m as f64 / s.width as f64).min(1.0));
+            let scale_h = max_h.map_or(1.0, |m| (m as f64 / s.height as f64).min(1.0));
             let scale = scale_w.min(scale_h);
             if scale < 1.0 {
                 s.width = ((s.width as f64 * scale) as u32 & !1).max(2);
@@ -427,6 +432,12 @@ mod tests {
         assert_eq!(s.keyframe_interval, Duration::from_secs(1));
         assert_eq!(s.gop_frames(), 30);
         assert_eq!(base.constrained_by([]), base);
+        // A vertical picture is held to the same limits turned.
+        let tall = EncoderSettings { width: 1080, height: 1920, ..base.clone() };
+        let s = tall.constrained_by([&small]);
+        assert_eq!((s.width, s.height), (720, 1280));
+        let hd = DestinationConstraints { max_width: Some(1920), max_height: Some(1080), ..Default::default() };
+        assert_eq!(tall.constrained_by([&hd]).height, 1920, "1080x1920 fits 1920x1080 turned");
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub struct DestinationConfig {
     pub constraints: DestinationConstraints,
     /// Which addresses the URL's host may resolve to (checked on every connect).
     pub address_policy: AddressPolicy,
+    /// The program canvas it streams (0: the main one; see [`EgressConfig::canvases`]).
+    pub canvas: usize,
 }
 
 /// Timeouts of every blocking network operation of an output.
@@ -167,6 +169,9 @@ pub struct EgressConfig {
     pub timeouts: Timeouts,
     /// Media each destination may hold in its queue before it is considered slow.
     pub queue: Duration,
+    /// The sizes of the program's canvases beside the main one (canvas 1 first): a destination on one of them
+    /// without a profile of its own is encoded at its canvas's size.
+    pub canvases: Vec<(u32, u32)>,
 }
 
 impl Default for EgressConfig {
@@ -179,6 +184,7 @@ impl Default for EgressConfig {
             reconnect: ReconnectPolicy::default(),
             timeouts: Timeouts::default(),
             queue: Duration::from_secs(2),
+            canvases: Vec::new(),
         }
     }
 }
@@ -240,6 +246,8 @@ unsafe impl Sync for Shared {}
 
 /// One encode and the outputs it feeds.
 struct Lane {
+    /// The canvas it encodes (0: the main one).
+    canvas: usize,
     encoder: Encoder,
     shared: Arc<Shared>,
     /// The program's frame scaled to this encode's size, when the two differ.
@@ -248,13 +256,13 @@ struct Lane {
 }
 
 impl Lane {
-    fn new(settings: &EncoderSettings, config: &LaneConfig) -> Result<Lane, EgressError> {
+    fn new(canvas: usize, settings: &EncoderSettings, config: &LaneConfig) -> Result<Lane, EgressError> {
         let encoder = Encoder::new(settings)?;
         let packets_per_second = settings.fps as f64 + SAMPLE_RATE as f64 / AAC_FRAME as f64;
         let capacity = (packets_per_second * config.queue.as_secs_f64()).ceil().max(8.0) as usize;
         let sink = Arc::clone(&config.sink);
         let shared = Arc::new(Shared::new(encoder.streams(), sink, &config.reconnect, &config.timeouts, capacity));
-        Ok(Lane { encoder, shared, scaled: None, scaler: Default::default() })
+        Ok(Lane { canvas, encoder, shared, scaled: None, scaler: Default::default() })
     }
 
     /// Encodes `frame` (scaled to this encode's size if need be) and queues the packets to this lane's outputs.
@@ -290,7 +298,7 @@ impl Lane {
     }
 
     fn describe(&self) -> EncodeInfo {
-        self.shared.describe(self.encoder.settings())
+        EncodeInfo { canvas: self.canvas, ..self.shared.describe(self.encoder.settings()) }
     }
 }
 
@@ -314,12 +322,28 @@ struct OtherEncodes {
     config: LaneConfig,
     /// The program's own settings: a destination without a profile of its own starts from them.
     main: EncoderSettings,
+    /// The sizes of the canvases beside the main one (canvas 1 first).
+    canvases: Vec<(u32, u32)>,
+}
+
+impl OtherEncodes {
+    /// The settings a destination without a profile starts from on canvas `canvas`: the program's, at that
+    /// canvas's size.
+    fn base(&self, canvas: usize) -> Option<EncoderSettings> {
+        if canvas == 0 {
+            return Some(self.main.clone());
+        }
+        let &(width, height) = self.canvases.get(canvas - 1)?;
+        Some(EncoderSettings { width, height, ..self.main.clone() })
+    }
 }
 
 /// One encode, as the program's statistics list it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EncodeInfo {
+    /// The canvas it encodes (0: the main one).
+    pub canvas: usize,
     /// What it encodes.
     pub settings: EncoderSettings,
     /// The outputs it feeds (`recording`, `hls`, destination ids), viewers aside.
@@ -597,6 +621,7 @@ impl Shared {
     fn describe(&self, settings: &EncoderSettings) -> EncodeInfo {
         let outputs = self.outputs.lock();
         EncodeInfo {
+            canvas: 0,
             settings: settings.clone(),
             outputs: outputs.iter().filter(|o| o.kind != OutputKind::Viewer).map(|o| o.id.clone()).collect(),
             viewers: viewers(&outputs),
@@ -651,12 +676,13 @@ impl Egress {
             timeouts: config.timeouts.clone(),
             queue: config.queue,
         };
-        let main = Lane::new(&config.encoder, &lane_config)?;
+        let main = Lane::new(0, &config.encoder, &lane_config)?;
         let others = Arc::new(OtherEncodes {
             lanes: Mutex::new(Vec::new()),
             samples: Default::default(),
             config: lane_config,
             main: config.encoder.clone(),
+            canvases: config.canvases.clone(),
         });
         let outputs = Outputs { recording: config.recording.as_deref(), hls: config.hls.as_deref(), destinations: &[] };
         main.shared.start_outputs(&outputs, config.encoder.keyframe_interval)?;
@@ -679,8 +705,19 @@ impl Egress {
     /// Encodes one composed frame shown at `at` (program media time, starting near zero) in every encode
     /// (each scales it to its size) and queues it to every output. Never blocks on an output.
     pub fn push_video(&mut self, frame: &VideoFrame, at: Duration) -> Result<(), EgressError> {
-        self.main.push_video(frame, at, &mut self.scratch)?;
+        self.push_canvases(&[frame], at)
+    }
+
+    /// Like [`Self::push_video`] for a program of several canvases: `frames[i]` is canvas `i`'s composed frame
+    /// (the main canvas first, which the program's own encode takes); each encode takes its destinations' canvas.
+    pub fn push_canvases(&mut self, frames: &[&VideoFrame], at: Duration) -> Result<(), EgressError> {
+        let Some(main) = frames.first() else {
+            return Ok(());
+        };
+        self.main.push_video(main, at, &mut self.scratch)?;
         for lane in self.others.lanes.lock().iter_mut() {
+            // A canvas taken away while live: its encodes go on with the main one, letterboxed.
+            let frame = frames.get(lane.canvas).unwrap_or(main);
             lane.push_video(frame, at, &mut self.scratch)?;
         }
         Ok(())
@@ -806,20 +843,24 @@ impl EgressControl {
         let Some(others) = &self.others else {
             return self.shared.add_destination(dest);
         };
-        let main = &others.main;
-        let settings = dest.profile.as_ref().unwrap_or(main).constrained_by([&dest.constraints]);
+        let base = others.base(dest.canvas).ok_or_else(|| EgressError::InvalidDestination {
+            id: dest.id.clone(),
+            reason: format!("no canvas {} (the program has {})", dest.canvas, others.canvases.len() + 1),
+        })?;
+        let settings = dest.profile.as_ref().unwrap_or(&base).constrained_by([&dest.constraints]);
         validate_url(&dest.id, &dest.url)?;
         if self.has_output(&dest.id) {
             return Err(EgressError::DuplicateId(dest.id.clone()));
         }
-        if settings == *main {
+        if dest.canvas == 0 && settings == others.main {
             return self.shared.add_destination(dest);
         }
-        if let Some(lane) = others.lanes.lock().iter().find(|l| *l.encoder.settings() == settings) {
+        let same = |l: &&Lane| l.canvas == dest.canvas && *l.encoder.settings() == settings;
+        if let Some(lane) = others.lanes.lock().iter().find(same) {
             return lane.shared.add_destination(dest);
         }
         // A new encode, opened outside the lock the program thread encodes under.
-        let mut lane = Lane::new(&settings, &others.config)?;
+        let mut lane = Lane::new(dest.canvas, &settings, &others.config)?;
         lane.shared.add_destination(dest)?;
         let mut lanes = others.lanes.lock();
         lane.encoder.start_audio_at(others.samples.load(Ordering::Acquire));

@@ -222,6 +222,7 @@ pub fn test_destination_with(url: &str, options: &TestOptions) -> Result<TestRep
         profile: None,
         constraints: Default::default(),
         address_policy: options.address_policy,
+        canvas: 0,
     };
     let budget = remaining(deadline, "RTMP handshake")?;
     let timeouts = Timeouts { open: budget, write: budget.min(Duration::from_secs(5)), ..Timeouts::default() };

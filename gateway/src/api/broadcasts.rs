@@ -181,19 +181,32 @@ pub async fn put_scene(
 /// Width of the studio's program preview.
 const PREVIEW_WIDTH: u32 = 640;
 
-#[utoipa::path(get, path = "/api/broadcasts/{id}/program.jpg", tag = "broadcasts", params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, description = "the latest composed program frame, 640 pixels wide", content_type = "image/jpeg"),
-        (status = 404, body = crate::error::ErrorBody)))]
+/// Which canvas `program.jpg` shows.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StillQuery {
+    /// `main` (left out) or the id of one of the scene's `canvases`.
+    pub canvas: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/broadcasts/{id}/program.jpg", tag = "broadcasts", params(("id" = uuid::Uuid, Path), StillQuery),
+    responses((status = 200, description = "the latest composed frame of the program's canvas, 640 pixels wide", content_type = "image/jpeg"),
+        (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn program_preview(
     State(state): State<AppState>,
     HostAccess(access): HostAccess,
+    ApiQuery(query): ApiQuery<StillQuery>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse as _;
+    let scene = Scene::of(&access.broadcast);
+    let canvas = scene.canvas_index(query.canvas.as_deref()).ok_or_else(|| {
+        ApiError::invalid("canvas", "the scene has no such canvas; main or one of the scene's canvases[].id")
+    })?;
     let hub = crate::signaling::Hub::get(&state).await?;
     let frame = hub
         .programs
         .get(access.broadcast.id)
-        .and_then(|live| live.program.preview())
+        .and_then(|live| live.program.preview_of(canvas))
         .ok_or(ApiError::NotFound("program (no host is in the studio yet)"))?;
     let jpeg = tokio::task::spawn_blocking(move || backyard_core::compositor::preview::jpeg(&frame, PREVIEW_WIDTH))
         .await

@@ -18,6 +18,7 @@ use crate::auth::{BroadcastAccess, HostAccess, OwnerAccess, path_uuid};
 use crate::config::ProgramConfig;
 use crate::crypto::mask;
 use crate::error::{ApiError, ApiResult};
+use crate::scene::Scene;
 use crate::state::{AppState, Limit};
 use crate::store::{DestinationRow, EncoderProfile, NewDestination};
 
@@ -43,8 +44,11 @@ pub struct Destination {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<EncoderProfile>,
     /// What it is encoded as: the program's settings with the profile's fields over them (every field
-    /// set). A platform whose limits are below the program's gets its encode lowered to them at go-live.
+    /// set), at its canvas's size unless the profile says otherwise. A platform whose limits are below the
+    /// program's gets its encode lowered to them at go-live.
     pub encode: EncoderProfile,
+    /// The program canvas it streams: `main`, or the id of one of the scene's `canvases`.
+    pub canvas: String,
     /// `idle` off air; while the broadcast is live, the output's state (`connecting`, `live`,
     /// `reconnecting`, `failed`, `stopped`), with the details in `live`.
     pub status: String,
@@ -70,6 +74,8 @@ pub struct CreateDestination {
     pub enabled: Option<bool>,
     /// Its own encode; left out, the program's. Checked against the platform's limits (422 naming the field).
     pub profile: Option<EncoderProfile>,
+    /// The program canvas it streams: `main` (left out) or the id of one of the scene's `canvases`.
+    pub canvas: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -83,6 +89,8 @@ pub struct PatchDestination {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<EncoderProfile>)]
     pub profile: Option<Option<EncoderProfile>>,
+    /// Another program canvas: `main` or the id of one of the scene's `canvases`.
+    pub canvas: Option<String>,
 }
 
 /// A field that is present, even as `null`, is `Some` (absent stays `None` through `#[serde(default)]`).
@@ -90,11 +98,31 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// Checks a destination's profile against what this server's program makes and what the platform accepts.
-/// Errors name the field (`profile.videoKbps`) and the limit.
+/// The size of the canvas a destination streams (`None`: the main one), from the scene: 422 naming `canvas`
+/// when the scene has no such canvas.
+pub fn canvas_size(program: &ProgramConfig, scene: &Scene, canvas: Option<&str>) -> ApiResult<(u32, u32)> {
+    match canvas {
+        None | Some(crate::scene::MAIN_CANVAS) => Ok((program.width, program.height)),
+        Some(id) => scene.canvases.iter().find(|c| c.id == id).map(|c| (c.width, c.height)).ok_or_else(|| {
+            let ids: Vec<&str> = std::iter::once(crate::scene::MAIN_CANVAS)
+                .chain(scene.canvases.iter().map(|c| c.id.as_str()))
+                .collect();
+            ApiError::invalid("canvas", format!("the scene has no canvas {id}; one of {}", ids.join(", ")))
+        }),
+    }
+}
+
+/// The canvas id a row keeps: `None` for the main canvas.
+fn stored_canvas(canvas: &str) -> Option<String> {
+    (canvas != crate::scene::MAIN_CANVAS).then(|| canvas.to_owned())
+}
+
+/// Checks a destination's profile against what this server's program makes on the destination's canvas (of
+/// `canvas` pixels) and what the platform accepts. Errors name the field (`profile.videoKbps`) and the limit.
 pub fn check_profile(
     p: &EncoderProfile,
     program: &ProgramConfig,
+    canvas: (u32, u32),
     platform: &str,
     limits: &Constraints,
 ) -> ApiResult<()> {
@@ -107,19 +135,22 @@ pub fn check_profile(
                     return bad(field, "must be an even number of pixels from 160 to 3840".into());
                 }
             }
-            if w > program.width || h > program.height {
+            if w > canvas.0 || h > canvas.1 {
                 return bad(
-                    if w > program.width { "width" } else { "height" },
-                    format!(
-                        "at most the program's {}x{} (larger would only scale it up)",
-                        program.width, program.height
-                    ),
+                    if w > canvas.0 { "width" } else { "height" },
+                    format!("at most its canvas's {}x{} (larger would only scale it up)", canvas.0, canvas.1),
                 );
             }
-            if w > limits.max_width || h > limits.max_height {
+            // The platform's largest frame holds turned too (a vertical stream).
+            let (max_w, max_h) = if (h > w) != (limits.max_height > limits.max_width) {
+                (limits.max_height, limits.max_width)
+            } else {
+                (limits.max_width, limits.max_height)
+            };
+            if w > max_w || h > max_h {
                 return bad(
-                    if w > limits.max_width { "width" } else { "height" },
-                    format!("{platform} accepts at most {}x{}", limits.max_width, limits.max_height),
+                    if w > max_w { "width" } else { "height" },
+                    format!("{platform} accepts at most {max_w}x{max_h}"),
                 );
             }
         }
@@ -173,16 +204,18 @@ fn h264_profile(name: &str) -> Option<backyard_core::egress::H264Profile> {
     serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
 }
 
-/// The program's encode with `profile`'s fields over it: what a destination asks to be encoded as.
+/// The program's encode at its canvas's size (`canvas` pixels) with `profile`'s fields over it: what a destination
+/// asks to be encoded as.
 pub fn encode_settings(
     program: &ProgramConfig,
+    canvas: (u32, u32),
     profile: Option<&EncoderProfile>,
 ) -> backyard_core::egress::EncoderSettings {
     let p = profile.cloned().unwrap_or_default();
     let base = backyard_core::egress::EncoderSettings::default();
     backyard_core::egress::EncoderSettings {
-        width: p.width.unwrap_or(program.width),
-        height: p.height.unwrap_or(program.height),
+        width: p.width.unwrap_or(canvas.0),
+        height: p.height.unwrap_or(canvas.1),
         fps: p.fps.unwrap_or(program.fps),
         video_kbps: p.video_kbps.unwrap_or(program.video_kbps),
         audio_kbps: p.audio_kbps.unwrap_or(program.audio_kbps),
@@ -329,13 +362,14 @@ fn stored_profile(p: Option<&EncoderProfile>) -> ApiResult<Option<String>> {
 }
 
 impl Destination {
-    fn from_row(state: &AppState, row: DestinationRow) -> ApiResult<Self> {
-        Self::with_live(state, row, None)
+    fn from_row(state: &AppState, scene: &Scene, row: DestinationRow) -> ApiResult<Self> {
+        Self::with_live(state, scene, row, None)
     }
 
-    /// The row, with the output's live status when the program is on air.
+    /// The row, with the output's live status when the program is on air; `scene` is the broadcast's.
     fn with_live(
         state: &AppState,
+        scene: &Scene,
         row: DestinationRow,
         live: Option<backyard_core::egress::OutputStatus>,
     ) -> ApiResult<Self> {
@@ -351,8 +385,12 @@ impl Destination {
         let profile = row.encoder_profile().map_err(|e| {
             ApiError::Internal(anyhow::anyhow!("destination {}: stored profile unreadable: {e}", row.id))
         })?;
-        let encode = summary(&encode_settings(&state.cfg.program, profile.as_ref()));
+        let canvas = canvas_size(&state.cfg.program, scene, row.canvas.as_deref())
+            // A canvas the scene no longer has: the destination streams the main one.
+            .unwrap_or((state.cfg.program.width, state.cfg.program.height));
+        let encode = summary(&encode_settings(&state.cfg.program, canvas, profile.as_ref()));
         Ok(Self {
+            canvas: row.canvas.unwrap_or_else(|| crate::scene::MAIN_CANVAS.to_owned()),
             id: row.id,
             broadcast_id: row.broadcast_id,
             profile,
@@ -376,6 +414,7 @@ impl Destination {
 pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess) -> ApiResult<Json<Vec<Destination>>> {
     let rows = state.store.destinations(access.broadcast.id).await?;
     let program = crate::signaling::Hub::get(&state).await?.programs.get(access.broadcast.id);
+    let scene = Scene::of(&access.broadcast);
     let list = rows
         .into_iter()
         .map(|r| {
@@ -385,7 +424,7 @@ pub async fn list(State(state): State<AppState>, HostAccess(access): HostAccess)
                 .as_ref()
                 .and_then(|p| p.output_status(&id))
                 .or_else(|| state.ingest.output_status(access.broadcast.id, &id));
-            Destination::with_live(&state, r, live)
+            Destination::with_live(&state, &scene, r, live)
         })
         .collect::<ApiResult<_>>()?;
     Ok(axum::Json(list))
@@ -404,9 +443,11 @@ pub async fn create(
     {
         check_rtmp_url(u)?;
     }
+    let scene = Scene::of(&access.broadcast);
+    let canvas = canvas_size(&state.cfg.program, &scene, body.canvas.as_deref())?;
     let resolved = resolve(&state, &body.platform, body.rtmp_url.as_deref().unwrap_or(""), key).await?;
     if let Some(p) = &body.profile {
-        check_profile(p, &state.cfg.program, &resolved.display_name, &resolved.ingest.constraints)?;
+        check_profile(p, &state.cfg.program, canvas, &resolved.display_name, &resolved.ingest.constraints)?;
     }
     let profile = stored_profile(body.profile.as_ref())?;
     let rtmp_url = resolved.server_url;
@@ -427,10 +468,11 @@ pub async fn create(
             stream_key_kid: sealed.kid,
             enabled: body.enabled.unwrap_or(true),
             profile,
+            canvas: body.canvas.as_deref().and_then(stored_canvas),
         })
         .await?;
     tracing::info!(destination = %row.id, platform = %row.platform, "destination added");
-    Ok((StatusCode::CREATED, axum::Json(Destination::from_row(&state, row)?)))
+    Ok((StatusCode::CREATED, axum::Json(Destination::from_row(&state, &scene, row)?)))
 }
 
 async fn load(
@@ -452,6 +494,25 @@ pub async fn patch(
     ApiJson(body): ApiJson<PatchDestination>,
 ) -> ApiResult<Json<Destination>> {
     let mut row = load(&state, &access, &params).await?;
+    let scene = Scene::of(&access.broadcast);
+    let canvas_id = body.canvas.as_deref().or(row.canvas.as_deref());
+    let canvas = match body.canvas {
+        Some(_) => canvas_size(&state.cfg.program, &scene, canvas_id)?,
+        None => canvas_size(&state.cfg.program, &scene, canvas_id)
+            .unwrap_or((state.cfg.program.width, state.cfg.program.height)),
+    };
+    if let Some(c) = &body.canvas {
+        row.canvas = stored_canvas(c);
+        // The stored profile's size must fit the new canvas, unless a new profile comes with it.
+        let stored = if body.profile.is_none() { row.encoder_profile().ok().flatten() } else { None };
+        let larger = stored.is_some_and(|p| p.width.unwrap_or(0) > canvas.0 || p.height.unwrap_or(0) > canvas.1);
+        if larger {
+            return Err(ApiError::invalid(
+                "canvas",
+                format!("its profile is larger than the {}x{} canvas: change both at once", canvas.0, canvas.1),
+            ));
+        }
+    }
     if let Some(n) = &body.name {
         row.name = check_name("name", n, 100)?;
     }
@@ -477,7 +538,7 @@ pub async fn patch(
         let url = body.rtmp_url.as_deref().unwrap_or(&row.rtmp_url);
         let resolved = resolve(&state, &row.platform, url, key).await?;
         if let Some(Some(p)) = &body.profile {
-            check_profile(p, &state.cfg.program, &resolved.display_name, &resolved.ingest.constraints)?;
+            check_profile(p, &state.cfg.program, canvas, &resolved.display_name, &resolved.ingest.constraints)?;
         }
         row.rtmp_url = resolved.server_url;
         if body.stream_key.is_some() {
@@ -494,7 +555,7 @@ pub async fn patch(
         row.profile = stored_profile(p.as_ref())?;
     }
     let row = state.store.update_destination(&row).await?;
-    Ok(axum::Json(Destination::from_row(&state, row)?))
+    Ok(axum::Json(Destination::from_row(&state, &scene, row)?))
 }
 
 #[utoipa::path(delete, path = "/api/broadcasts/{id}/destinations/{destId}", tag = "destinations",

@@ -1,6 +1,7 @@
 //! The shell around core's [`Director`]: a thread of its own per program, so layout and overlay plugin calls
 //! and the program's replies never hold an async worker, fed by a task that follows the room on the bus.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -23,7 +24,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 /// What the director thread is told.
 pub(super) enum Input {
-    Scene(director::Scene),
+    Scene(Box<crate::scene::Scene>),
     Member(Member),
     Left(String),
     /// Everyone in the room (after events were missed).
@@ -33,10 +34,13 @@ pub(super) enum Input {
 }
 
 /// The director thread of one program: inputs go in over a channel; the latest stage as the studio draws
-/// it is kept for late joiners.
+/// it is kept for late joiners. One director per canvas: the main canvas's decides the stage; each other canvas's
+/// lays out the same stage and overlays at its own size with its own layout.
 pub(super) struct DirectorThread {
     inputs: mpsc::Sender<Input>,
     stage: Arc<Mutex<Option<StageLayout>>>,
+    /// The same for each other canvas, by the scene's canvas id.
+    canvas_stages: Arc<Mutex<BTreeMap<String, StageLayout>>>,
 }
 
 impl DirectorThread {
@@ -51,21 +55,28 @@ impl DirectorThread {
     ) -> std::io::Result<DirectorThread> {
         let (inputs, rx) = mpsc::channel();
         let stage = Arc::new(Mutex::new(None));
+        let canvas_stages = Arc::new(Mutex::new(BTreeMap::new()));
         let shell = Shell {
             broadcast,
             program,
             media,
             stage: stage.clone(),
+            canvas_stages: canvas_stages.clone(),
             bus: state.bus.clone(),
             runtime: tokio::runtime::Handle::current(),
+            tiles: Vec::new(),
+            canvas_ids: Vec::new(),
         };
         let data_dir = state.cfg.data_dir.clone();
         std::thread::Builder::new().name("program-director".into()).spawn(move || {
-            let painter = PluginPainter::new(host.clone(), move |url: &str| load_upload(&data_dir, url));
-            let director = Director::new(canvas, PluginLayouts::new(host), painter);
-            shell.run(director, rx);
+            let new_director = move |size: ph::Size| {
+                let data_dir = data_dir.clone();
+                let painter = PluginPainter::new(host.clone(), move |url: &str| load_upload(&data_dir, url));
+                Director::new(size, PluginLayouts::new(host.clone()), painter)
+            };
+            shell.run(canvas, new_director, rx);
         })?;
-        Ok(DirectorThread { inputs, stage })
+        Ok(DirectorThread { inputs, stage, canvas_stages })
     }
 
     pub(super) fn send(&self, input: Input) {
@@ -76,6 +87,11 @@ impl DirectorThread {
     pub(super) fn stage(&self) -> Option<StageLayout> {
         self.stage.lock().clone()
     }
+
+    /// The stage of each of the scene's other canvases as the studio draws it, by canvas id.
+    pub(super) fn canvas_stages(&self) -> BTreeMap<String, StageLayout> {
+        self.canvas_stages.lock().clone()
+    }
 }
 
 /// Carries out what the director decides.
@@ -84,45 +100,136 @@ struct Shell {
     program: Arc<Program>,
     media: MediaNode,
     stage: Arc<Mutex<Option<StageLayout>>>,
+    canvas_stages: Arc<Mutex<BTreeMap<String, StageLayout>>>,
     bus: Arc<dyn crate::bus::Bus>,
     /// The server's runtime, for publishing on the bus from this thread.
     runtime: tokio::runtime::Handle,
+    /// Per canvas, the size of each tile placed (participant, camera or screen).
+    tiles: Vec<HashMap<(String, TrackSource), (u16, u16)>>,
+    /// The ids of the canvases beside the main one, in order.
+    canvas_ids: Vec<String>,
+}
+
+/// A canvas beside the main one and its director.
+struct OtherCanvas<L: director::Layouts, P: director::Painter> {
+    size: (u32, u32),
+    layout: String,
+    director: Director<L, P>,
+}
+
+/// What the shell keeps of the room, to brief a director it starts for a new canvas.
+#[derive(Default)]
+struct Briefing {
+    members: Vec<Member>,
+    on_air: bool,
 }
 
 impl Shell {
-    fn run<L: director::Layouts, P: director::Painter>(self, mut d: Director<L, P>, rx: mpsc::Receiver<Input>) {
+    fn run<L: director::Layouts, P: director::Painter>(
+        mut self,
+        main_size: ph::Size,
+        mut new_director: impl FnMut(ph::Size) -> Director<L, P>,
+        rx: mpsc::Receiver<Input>,
+    ) {
+        let mut main = new_director(main_size);
+        let mut others: Vec<OtherCanvas<L, P>> = Vec::new();
+        let mut briefing = Briefing::default();
         loop {
-            let wait = d.poll_timeout().map_or(Duration::from_secs(3600), |t| t.saturating_sub(self.program.now()));
+            let next = others.iter().filter_map(|c| c.director.poll_timeout()).chain(main.poll_timeout()).min();
+            let wait = next.map_or(Duration::from_secs(3600), |t| t.saturating_sub(self.program.now()));
             match rx.recv_timeout(wait) {
+                Ok(Input::Scene(scene)) => {
+                    let now = self.program.now();
+                    self.set_canvases(&scene.canvases, &mut others, &mut new_director, &briefing, now);
+                    let base = scene.to_director();
+                    for c in &mut others {
+                        c.director.handle_scene(director::Scene { layout: c.layout.clone(), ..base.clone() }, now);
+                    }
+                    main.handle_scene(base, now);
+                }
                 Ok(input) => {
                     let now = self.program.now();
-                    match input {
-                        Input::Scene(scene) => d.handle_scene(scene, now),
-                        Input::Member(m) => d.handle_member(m, now),
-                        Input::Left(id) => d.handle_left(&id, now),
-                        Input::Members(all) => d.handle_members(all, now),
-                        Input::OnAir(on) => d.handle_on_air(on, now),
+                    for d in std::iter::once(&mut main).chain(others.iter_mut().map(|c| &mut c.director)) {
+                        match &input {
+                            Input::Scene(_) => unreachable!("scenes are handled above"),
+                            Input::Member(m) => d.handle_member(m.clone(), now),
+                            Input::Left(id) => d.handle_left(id, now),
+                            Input::Members(all) => d.handle_members(all.clone(), now),
+                            Input::OnAir(on) => d.handle_on_air(*on, now),
+                        }
                     }
+                    briefing.follow(input);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 // The program was stopped: its `Live` (and so the sender) is gone.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            d.handle_tick(self.program.now());
-            while let Some(out) = d.poll_output() {
-                self.carry_out(out);
+            let now = self.program.now();
+            main.handle_tick(now);
+            while let Some(out) = main.poll_output() {
+                self.carry_out(0, out);
+            }
+            for (i, c) in others.iter_mut().enumerate() {
+                c.director.handle_tick(now);
+                while let Some(out) = c.director.poll_output() {
+                    self.carry_out(i + 1, out);
+                }
             }
         }
         tracing::debug!(broadcast = %self.broadcast, "director stopped");
     }
 
-    fn carry_out(&self, out: Output) {
+    /// Makes the program's canvases beside the main one the scene's: a canvas keeping its place and size keeps
+    /// its director; any other gets a new one, briefed on the room.
+    fn set_canvases<L: director::Layouts, P: director::Painter>(
+        &mut self,
+        wanted: &[crate::scene::SceneCanvas],
+        others: &mut Vec<OtherCanvas<L, P>>,
+        new_director: &mut impl FnMut(ph::Size) -> Director<L, P>,
+        briefing: &Briefing,
+        now: Duration,
+    ) {
+        let size = |c: &crate::scene::SceneCanvas| (c.width, c.height);
+        let same = others.len() == wanted.len() && others.iter().zip(wanted).all(|(o, w)| o.size == size(w));
+        if !same {
+            let sizes = wanted.iter().map(|c| (c.width, c.height)).collect();
+            if let Err(e) = self.program.set_canvases(sizes) {
+                tracing::warn!(broadcast = %self.broadcast, "the scene's canvases were refused: {e}");
+                return;
+            }
+            let mut kept = std::mem::take(others).into_iter();
+            for w in wanted {
+                let canvas = match kept.next() {
+                    Some(c) if c.size == size(w) => c,
+                    _ => {
+                        let mut director = new_director(ph::Size { width: w.width, height: w.height });
+                        director.handle_members(briefing.members.clone(), now);
+                        director.handle_on_air(briefing.on_air, now);
+                        OtherCanvas { size: size(w), layout: w.layout.clone(), director }
+                    }
+                };
+                others.push(canvas);
+            }
+            self.tiles.truncate(others.len() + 1);
+        }
+        for (c, w) in others.iter_mut().zip(wanted) {
+            c.layout.clone_from(&w.layout);
+        }
+        self.canvas_ids = wanted.iter().map(|c| c.id.clone()).collect();
+        self.canvas_stages.lock().retain(|id, _| wanted.iter().any(|c| &c.id == id));
+    }
+
+    /// Carries out what canvas `canvas`'s director decided (0: the main canvas's, which alone sets the stage and
+    /// the background, and is the stage the studio draws).
+    fn carry_out(&mut self, canvas: usize, out: Output) {
         let room = self.broadcast.to_string();
         match out {
-            Output::Stage(members) => self.program.set_stage(members),
+            Output::Stage(members) if canvas == 0 => self.program.set_stage(members),
+            Output::Background(rgb) if canvas == 0 => self.program.set_background(rgb),
+            Output::Stage(_) | Output::Background(_) => {}
             Output::Placements { placements, stage } => {
-                // Each tile takes the smallest simulcast layer at least as large as its rectangle.
-                let sizes: Vec<(String, TrackSource, (u16, u16))> = placements
+                // Each tile takes the smallest simulcast layer at least as large as its rectangle on any canvas.
+                let sizes: HashMap<(String, TrackSource), (u16, u16)> = placements
                     .iter()
                     .map(|p| {
                         let (participant, source) = match p.source.strip_suffix(":screen") {
@@ -130,27 +237,59 @@ impl Shell {
                             None => (p.source.clone(), TrackSource::Camera),
                         };
                         let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
-                        (participant, source, (clamp(p.rect.width), clamp(p.rect.height)))
+                        ((participant, source), (clamp(p.rect.width), clamp(p.rect.height)))
                     })
                     .collect();
-                if let Err(e) = self.program.set_placements(placements) {
-                    tracing::warn!(broadcast = %self.broadcast, "placements refused, the last good ones stay: {e}");
+                if let Err(e) = self.program.set_placements_on(canvas, placements) {
+                    tracing::warn!(broadcast = %self.broadcast, canvas, "placements refused, the last good ones stay: {e}");
                     return;
                 }
-                for (participant, source, size) in sizes {
-                    self.media.set_tap_size(&room, &participant, source, Some(size));
+                if self.tiles.len() <= canvas {
+                    self.tiles.resize_with(canvas + 1, HashMap::new);
                 }
-                *self.stage.lock() = Some(stage.clone());
+                self.tiles[canvas] = sizes;
+                let mut largest: HashMap<&(String, TrackSource), (u16, u16)> = HashMap::new();
+                for (key, &(w, h)) in self.tiles.iter().flatten() {
+                    let e = largest.entry(key).or_default();
+                    *e = (e.0.max(w), e.1.max(h));
+                }
+                for ((participant, source), size) in largest {
+                    self.media.set_tap_size(&room, participant, *source, Some(size));
+                }
+                let event = match canvas.checked_sub(1).and_then(|i| self.canvas_ids.get(i)) {
+                    None if canvas == 0 => {
+                        *self.stage.lock() = Some(stage.clone());
+                        RoomEvent::StageLayout(stage).to_bus()
+                    }
+                    None => return,
+                    Some(id) => {
+                        self.canvas_stages.lock().insert(id.clone(), stage.clone());
+                        RoomEvent::CanvasLayout { canvas_id: id.clone(), stage }.to_bus()
+                    }
+                };
                 let (bus, broadcast) = (self.bus.clone(), self.broadcast);
-                let event = RoomEvent::StageLayout(stage).to_bus();
                 self.runtime.spawn(async move {
                     let _ = bus.publish(&topic::broadcast(broadcast), event).await;
                 });
             }
-            Output::ShowOverlay(layer) => self.program.put_overlay(layer),
-            Output::HideOverlay(id) => self.program.remove_overlay(&id),
+            Output::ShowOverlay(layer) => self.program.put_overlay_on(canvas, layer),
+            Output::HideOverlay(id) => self.program.remove_overlay_on(canvas, &id),
             Output::Keyframe(participant) => self.media.request_keyframes(&room, &participant),
-            Output::Background(rgb) => self.program.set_background(rgb),
+        }
+    }
+}
+
+impl Briefing {
+    fn follow(&mut self, input: Input) {
+        match input {
+            Input::Scene(_) => {}
+            Input::Member(m) => match self.members.iter_mut().find(|o| o.id == m.id) {
+                Some(o) => *o = m,
+                None => self.members.push(m),
+            },
+            Input::Left(id) => self.members.retain(|m| m.id != id),
+            Input::Members(all) => self.members = all,
+            Input::OnAir(on) => self.on_air = on,
         }
     }
 }
@@ -263,7 +402,7 @@ fn on_event(state: &AppState, live: &super::Live, feed: &ProgramFeed, ev: &Event
     match RoomEvent::from_bus(ev) {
         Ok(RoomEvent::SceneUpdated { scene }) => {
             live.follow_clip(state, scene.clip.as_ref());
-            live.director.send(Input::Scene(scene.to_director()))
+            live.director.send(Input::Scene(scene))
         }
         Ok(RoomEvent::ParticipantJoined { participant } | RoomEvent::ParticipantStatusUpdated { participant }) => {
             live.director.send(Input::Member(member(&participant)))

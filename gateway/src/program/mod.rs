@@ -132,6 +132,11 @@ impl Live {
     pub fn stage_layout(&self) -> Option<StageLayout> {
         self.director.stage()
     }
+
+    /// The stage of each of the scene's other canvases as the studio draws it, by canvas id.
+    pub fn canvas_layouts(&self) -> std::collections::BTreeMap<String, StageLayout> {
+        self.director.canvas_stages()
+    }
 }
 
 impl Drop for Live {
@@ -181,7 +186,7 @@ impl Programs {
         let director = DirectorThread::spawn(state, host, broadcast.id, program.clone(), media.clone(), canvas)
             .map_err(|e| ProgramError::Start(format!("director thread: {e}")))?;
         director.send(Input::Members(members.iter().map(director::member).collect()));
-        director.send(Input::Scene(Scene::of(broadcast).to_director()));
+        director.send(Input::Scene(Box::new(Scene::of(broadcast))));
         let (refresh, refresh_rx) = mpsc::unbounded_channel();
         let live = Arc::new(Live {
             broadcast: broadcast.id,
@@ -263,7 +268,7 @@ impl Programs {
         if on_air.is_some() {
             return Err(ProgramError::AlreadyLive);
         }
-        let destinations = resolve_destinations(state, broadcast.id).await?;
+        let (destinations, canvases) = resolve_destinations(state, broadcast.id).await?;
         // One home per broadcast: this node takes it (a new fence token) or the show is on air elsewhere.
         let home = match state.cluster.take_home(broadcast.id, broadcast.home_fence).await? {
             Ok(fence) => fence,
@@ -304,10 +309,12 @@ impl Programs {
                 });
             });
         let hls = crate::viewers::folder(state, broadcast).await;
+        let main_canvas = (state.cfg.program.width, state.cfg.program.height);
         let config = EgressConfig {
             // Destinations whose profile comes out the same share this encode.
-            encoder: crate::api::destinations::encode_settings(&state.cfg.program, None),
+            encoder: crate::api::destinations::encode_settings(&state.cfg.program, main_canvas, None),
             destinations,
+            canvases,
             recording: Some(path.clone()),
             hls: hls.clone(),
             ..EgressConfig::default()
@@ -620,11 +627,14 @@ pub fn recording_file(cfg: &crate::config::Config, rec: &crate::store::Recording
 }
 
 /// The enabled destinations of a broadcast as egress takes them: each adapter resolves its ingest URL (the
-/// key decrypted only here) and encoder limits.
+/// key decrypted only here) and encoder limits. Also the sizes of the scene's canvases beside the main one, which
+/// the destinations' `canvas` indexes count from.
 pub(crate) async fn resolve_destinations(
     state: &AppState,
     broadcast: Uuid,
-) -> Result<Vec<DestinationConfig>, ProgramError> {
+) -> Result<(Vec<DestinationConfig>, Vec<(u32, u32)>), ProgramError> {
+    let scene = state.store.broadcast(broadcast).await?.map(|b| Scene::of(&b)).unwrap_or_default();
+    let program = &state.cfg.program;
     let mut out = Vec::new();
     for row in state.store.destinations(broadcast).await?.into_iter().filter(|d| d.enabled) {
         let field = format!("destinations.{}", row.id);
@@ -642,10 +652,18 @@ pub(crate) async fn resolve_destinations(
             field: format!("{field}.profile"),
             message: format!("{}: the stored profile cannot be read ({e}); set it again", row.name),
         })?;
+        let canvas = row.canvas.as_deref();
+        let (index, size) = match crate::api::destinations::canvas_size(program, &scene, canvas) {
+            Ok(size) => (scene.canvas_index(canvas).unwrap_or(0), size),
+            Err(_) => {
+                tracing::warn!(%broadcast, destination = %row.id, canvas, "the scene has no such canvas: it streams the main one");
+                (0, (program.width, program.height))
+            }
+        };
         out.push(DestinationConfig {
             id: row.id.to_string(),
             url: resolved.ingest.primary,
-            profile: profile.map(|p| crate::api::destinations::encode_settings(&state.cfg.program, Some(&p))),
+            profile: profile.map(|p| crate::api::destinations::encode_settings(program, size, Some(&p))),
             ca_file: None,
             constraints: DestinationConstraints {
                 max_width: Some(c.max_width),
@@ -656,9 +674,10 @@ pub(crate) async fn resolve_destinations(
                 max_fps: Some(c.max_fps),
             },
             address_policy: resolved.address_policy,
+            canvas: index,
         });
     }
-    Ok(out)
+    Ok((out, scene.canvases.iter().map(|c| (c.width, c.height)).collect()))
 }
 
 /// Every output status change goes to the room (`destination-status`) and to the metrics.

@@ -68,6 +68,11 @@ pub enum RoomEvent {
     },
     /// The program's tiles, as the studio draws them.
     StageLayout(StageLayout),
+    /// The tiles of one of the scene's other canvases, as the studio draws them on that canvas's tab.
+    CanvasLayout {
+        canvas_id: String,
+        stage: StageLayout,
+    },
     /// A participant's link as the server measures it, every second.
     ConnectionQuality {
         participant_id: Uuid,
@@ -95,6 +100,7 @@ impl RoomEvent {
         "destination-status",
         "program-status",
         "stage-layout",
+        "canvas-layout",
         "connection-quality",
         "ingest-status",
     ];
@@ -112,6 +118,7 @@ impl RoomEvent {
             RoomEvent::DestinationStatus { .. } => "destination-status",
             RoomEvent::ProgramStatus { .. } => "program-status",
             RoomEvent::StageLayout(_) => "stage-layout",
+            RoomEvent::CanvasLayout { .. } => "canvas-layout",
             RoomEvent::IngestStatus { .. } => "ingest-status",
             RoomEvent::ConnectionQuality { .. } => "connection-quality",
         }
@@ -198,6 +205,14 @@ mod tests {
                 canvas: CanvasSize { width: 1280, height: 720 },
                 tiles: vec![],
             }),
+            RoomEvent::CanvasLayout {
+                canvas_id: "vertical".into(),
+                stage: StageLayout {
+                    layout: "stack".into(),
+                    canvas: CanvasSize { width: 720, height: 1280 },
+                    tiles: vec![],
+                },
+            },
             RoomEvent::ConnectionQuality {
                 participant_id: Uuid::nil(),
                 quality: ConnectionQuality {

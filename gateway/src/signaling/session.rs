@@ -422,7 +422,9 @@ impl Session {
         let others: Vec<_> =
             self.hub.roster(&self.state, broadcast.id).await.into_iter().filter(|p| p.id != me.id).collect();
         let offered = self.state.plugins.offered().await;
-        let stage_layout = self.hub.programs.get(broadcast.id).and_then(|l| l.stage_layout());
+        let program = self.hub.programs.get(broadcast.id);
+        let stage_layout = program.as_ref().and_then(|l| l.stage_layout());
+        let canvas_layouts = program.map(|l| l.canvas_layouts()).unwrap_or_default();
         let data = json!({
             "participantId": me.id,
             "role": role.as_str(),
@@ -438,6 +440,7 @@ impl Session {
             "layouts": offered.layouts,
             "overlays": offered.overlays,
             "stageLayout": stage_layout,
+            "canvasLayouts": canvas_layouts,
         });
         self.send("joined", data);
     }
@@ -601,6 +604,7 @@ impl Session {
             "participants": self.hub.participants(id),
             "scene": scene,
             "stageLayout": self.hub.programs.get(id).and_then(|l| l.stage_layout()),
+            "canvasLayouts": self.hub.programs.get(id).map(|l| l.canvas_layouts()).unwrap_or_default(),
             "chat": self.hub.chat(id),
             "skipped": skipped,
         });

@@ -583,8 +583,8 @@ macro_rules! impl_store {
                 let t = now();
                 Ok(sqlx::query_as::<_, DestinationRow>(
                     "INSERT INTO destinations (id, broadcast_id, platform, name, rtmp_url, stream_key, stream_key_nonce,
-                     stream_key_kid, enabled, created_at, updated_at, profile)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING *",
+                     stream_key_kid, enabled, created_at, updated_at, profile, canvas)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING *",
                 )
                 .bind(Uuid::now_v7())
                 .bind(d.broadcast_id)
@@ -597,6 +597,7 @@ macro_rules! impl_store {
                 .bind(d.enabled)
                 .bind(t)
                 .bind(&d.profile)
+                .bind(&d.canvas)
                 .fetch_one(&self.pool)
                 .await?)
             }
@@ -621,7 +622,7 @@ macro_rules! impl_store {
             async fn update_destination(&self, d: &DestinationRow) -> StoreResult<DestinationRow> {
                 Ok(sqlx::query_as::<_, DestinationRow>(
                     "UPDATE destinations SET name = $2, rtmp_url = $3, stream_key = $4, stream_key_nonce = $5,
-                     stream_key_kid = $6, enabled = $7, status = $8, updated_at = $9, profile = $10
+                     stream_key_kid = $6, enabled = $7, status = $8, updated_at = $9, profile = $10, canvas = $11
                      WHERE id = $1 RETURNING *",
                 )
                 .bind(d.id)
@@ -634,6 +635,7 @@ macro_rules! impl_store {
                 .bind(&d.status)
                 .bind(now())
                 .bind(&d.profile)
+                .bind(&d.canvas)
                 .fetch_one(&self.pool)
                 .await?)
             }

@@ -179,6 +179,8 @@ pub struct DestinationRow {
     pub updated_at: OffsetDateTime,
     /// The destination's own encode as JSON ([`EncoderProfile`]); `None`: the program's.
     pub profile: Option<String>,
+    /// The program canvas it streams (a scene canvas's id); `None`: the main one.
+    pub canvas: Option<String>,
 }
 
 impl DestinationRow {
@@ -360,6 +362,8 @@ pub struct NewDestination {
     pub enabled: bool,
     /// [`EncoderProfile`] as JSON.
     pub profile: Option<String>,
+    /// A scene canvas's id; `None`: the main canvas.
+    pub canvas: Option<String>,
 }
 
 /// An account's brand kit.
