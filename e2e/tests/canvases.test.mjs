@@ -1,7 +1,8 @@
 // One show in two formats, from the studio: a host and two guests in Chromium (each a two-colour fake camera), all
 // three on stage in the main canvas's grid. The host adds a vertical canvas from the tabs above the stage (720×1280
 // beside the program's 1280×720), picks it, and gives it its own layout: the stage then draws that canvas's tiles as
-// its director placed them (`canvas-layout`), the layout bar is that canvas's. Three destinations on a real
+// its director placed them (`canvas-layout`), the layout bar is that canvas's, and it gets a banner of its own (the
+// main canvas shows none). Three destinations on a real
 // nginx-rtmp: two on the main canvas (the program's bitrate and a leaner one), one on the vertical canvas, chosen
 // in the destination form. Live: the program runs exactly three encodes (two landscape, one vertical); each stream
 // nginx receives has its own size and bitrate (ffprobe), and a frame of each shows every person in the rectangle
@@ -157,8 +158,21 @@ describe('one show in two formats: a vertical canvas beside the main one', { tim
       const problem = stageMatches(await stageView(page), sl);
       return problem === null && rec.stageLayouts.at(-1)?.layout === 'grid' ? true : { problem };
     }, 30000);
+    // Overlays of its own: a banner on the vertical canvas only; the main canvas keeps none.
+    await page.click('[data-tab=overlays]');
+    await page.check('[data-action=own-overlays]');
+    await page.fill('textarea[name=bannerText]', 'Now in 9:16');
+    await page.click('[data-action=toggle-banner]');
+    await eventually('the vertical canvas shows its own banner, the main canvas none', async () => {
+      const scene = rec.last['scene-updated']?.scene;
+      const own = scene?.canvases?.[0]?.overlays?.banner;
+      const onStage = await page.locator('[data-role=stage] .overlay-banner').textContent().catch(() => null);
+      return own?.visible && own.text === 'Now in 9:16' && !scene.overlays?.banner?.visible && onStage === 'Now in 9:16';
+    }, 15000);
     await screenshot(page, 'canvases-01-vertical-tab');
     await page.click('.canvas-tab[data-canvas=main]');
+    assert.equal(await page.locator('[data-role=stage] .overlay-banner').count(), 0, 'no banner on the main canvas');
+    assert.ok(await page.locator('[data-action=own-overlays]').isHidden(), 'the main canvas has no choice to make');
     await eventually('the main canvas is back on the stage', async () => (stageMatches(await stageView(page), rec.stageLayouts.at(-1)) === null ? true : false), 15000);
     assert.equal(await page.getAttribute('.layout-bar [data-layout="grid"]', 'aria-pressed'), 'true');
   });

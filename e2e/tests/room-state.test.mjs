@@ -272,6 +272,10 @@ describe('room state: events', () => {
     assert.deepEqual(scene.canvases, [...canvases, { id: 'no-layout', width: 320, height: 320, layout: 'grid' }]);
     assert.deepEqual(patchScene({ scene }, { layout: 'solo' }).scene.canvases, scene.canvases);
     assert.deepEqual(normaliseScene({}).canvases, []);
+    // A canvas with overlays of its own keeps them, normalised as the main canvas's are.
+    const own = normaliseScene({ canvases: [{ ...canvases[0], overlays: { banner: { text: 'Tall', visible: true } } }] }).canvases[0];
+    assert.equal(own.overlays.banner.text, 'Tall');
+    assert.deepEqual(own.overlays.lowerThird, normaliseScene({}).overlays.lowerThird);
   });
 
   it('a slate is kept from the scene; live with nobody on stage the studio shows "Be right back" as the program does', () => {

@@ -84,6 +84,9 @@ pub struct SceneCanvas {
     /// A layout id the server offers, as the scene's `layout`.
     #[serde(default = "default_layout")]
     pub layout: String,
+    /// Overlays of its own, as the scene's `overlays`; absent: the main canvas's, laid out for this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlays: Option<Overlays>,
 }
 
 /// The id of the program's own canvas, as destinations name it.
@@ -339,6 +342,22 @@ pub async fn apply(state: &AppState, broadcast: Uuid, scene: Scene) -> Result<Sc
             return Err(bad(&format!("stage[{i}]"), format!("{id} is backstage: admit them first")).into());
         }
     }
+    // While live, a destination streams its canvas by its place among the program's canvases: a canvas may be
+    // added, resized or laid out again, never taken away or moved, until the show ends.
+    if let Some(b) = state.store.broadcast(broadcast).await?
+        && b.status == crate::store::BroadcastStatus::Live
+    {
+        let before = Scene::of(&b).canvases;
+        for (i, c) in before.iter().enumerate() {
+            if scene.canvases.get(i).is_none_or(|n| n.id != c.id) {
+                return Err(bad(
+                    &format!("canvases[{i}]"),
+                    format!("the {} canvas stays while live: end the broadcast to take it away or move it", c.id),
+                )
+                .into());
+            }
+        }
+    }
     if let Some(c) = &scene.clip {
         let sha = crate::uploads::sha_of_url(&c.url).unwrap_or_default();
         let upload = state.store.upload_by_sha(sha).await?;
@@ -389,11 +408,75 @@ fn color(field: &str, value: Option<&String>) -> Result<(), SceneError> {
     Ok(())
 }
 
+impl Overlays {
+    /// Checks every overlay's rule; `prefix` is where they are in the scene (`overlays`, or a canvas's), for the
+    /// field an error names; `offered` are the plugins' overlays.
+    fn validate(&self, prefix: &str, choices: &[director::OverlayChoice]) -> Result<(), SceneError> {
+        let o = self;
+        if let Some(b) = &o.banner {
+            b.validate(&format!("{prefix}.banner"), limits::BANNER_TEXT)?;
+        }
+        if let Some(l) = &o.lower_third {
+            text(&format!("{prefix}.lowerThird.name"), &l.name, limits::LOWER_THIRD_NAME)?;
+            text(&format!("{prefix}.lowerThird.title"), &l.title, limits::LOWER_THIRD_TITLE)?;
+            color(&format!("{prefix}.lowerThird.color"), l.color.as_ref())?;
+        }
+        if let Some(l) = &o.logo {
+            if !l.url.is_empty() && crate::uploads::sha_of_url(&l.url).is_none() {
+                return Err(bad(
+                    &format!("{prefix}.logo.url"),
+                    "must be an /api/uploads/<sha256> URL from POST /api/upload",
+                ));
+            }
+            if l.size.is_some_and(|s| !(0.02..=0.5).contains(&s)) {
+                return Err(bad(&format!("{prefix}.logo.size"), "must be between 0.02 and 0.5"));
+            }
+        }
+        if let Some(c) = &o.comment {
+            text(&format!("{prefix}.comment.messageId"), &c.message_id, 64)?;
+            text(&format!("{prefix}.comment.name"), &c.name, limits::COMMENT_NAME)?;
+            text(&format!("{prefix}.comment.text"), &c.text, limits::COMMENT_TEXT)?;
+        }
+        if let Some(t) = &o.ticker {
+            t.validate(&format!("{prefix}.ticker"), limits::TICKER_TEXT)?;
+        }
+        if o.plugins.len() > limits::PLUGIN_OVERLAYS {
+            return Err(bad(
+                &format!("{prefix}.plugins"),
+                format!("at most {} plugin overlays", limits::PLUGIN_OVERLAYS),
+            ));
+        }
+        for (key, overlay) in &o.plugins {
+            let field = format!("{prefix}.plugins.{key}");
+            let Some(offered) = choices.iter().find(|c| &c.id == key) else {
+                let ids: Vec<&str> = choices.iter().map(|c| c.id.as_str()).collect();
+                let known =
+                    if ids.is_empty() { "none is installed".to_string() } else { format!("one of {}", ids.join(", ")) };
+                return Err(bad(&field, format!("unknown plugin overlay; {known}")));
+            };
+            if overlay.props.len() > limits::PLUGIN_PROPS {
+                return Err(bad(&format!("{field}.props"), format!("at most {} props", limits::PLUGIN_PROPS)));
+            }
+            for (prop, value) in &overlay.props {
+                if !offered.props.contains(prop) {
+                    let reads = if offered.props.is_empty() { "none".to_string() } else { offered.props.join(", ") };
+                    return Err(bad(
+                        &format!("{field}.props.{prop}"),
+                        format!("the overlay reads no such prop; it reads {reads}"),
+                    ));
+                }
+                text(&format!("{field}.props.{prop}"), value, limits::PLUGIN_PROP_TEXT)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl TextOverlay {
-    /// Its text within `max` characters and a well-formed colour; `name` is its key in `overlays`.
-    fn validate(&self, name: &str, max: usize) -> Result<(), SceneError> {
-        text(&format!("overlays.{name}.text"), &self.text, max)?;
-        color(&format!("overlays.{name}.color"), self.color.as_ref())
+    /// Its text within `max` characters and a well-formed colour; `field` is where it is (`overlays.banner`).
+    fn validate(&self, field: &str, max: usize) -> Result<(), SceneError> {
+        text(&format!("{field}.text"), &self.text, max)?;
+        color(&format!("{field}.color"), self.color.as_ref())
     }
 }
 
@@ -410,31 +493,7 @@ impl Scene {
         if let Some(dup) = self.stage.iter().find(|id| !seen.insert(**id)) {
             return Err(bad("stage", format!("{dup} is on stage twice")));
         }
-        let o = &self.overlays;
-        if let Some(b) = &o.banner {
-            b.validate("banner", limits::BANNER_TEXT)?;
-        }
-        if let Some(l) = &o.lower_third {
-            text("overlays.lowerThird.name", &l.name, limits::LOWER_THIRD_NAME)?;
-            text("overlays.lowerThird.title", &l.title, limits::LOWER_THIRD_TITLE)?;
-            color("overlays.lowerThird.color", l.color.as_ref())?;
-        }
-        if let Some(l) = &o.logo {
-            if !l.url.is_empty() && crate::uploads::sha_of_url(&l.url).is_none() {
-                return Err(bad("overlays.logo.url", "must be an /api/uploads/<sha256> URL from POST /api/upload"));
-            }
-            if l.size.is_some_and(|s| !(0.02..=0.5).contains(&s)) {
-                return Err(bad("overlays.logo.size", "must be between 0.02 and 0.5"));
-            }
-        }
-        if let Some(c) = &o.comment {
-            text("overlays.comment.messageId", &c.message_id, 64)?;
-            text("overlays.comment.name", &c.name, limits::COMMENT_NAME)?;
-            text("overlays.comment.text", &c.text, limits::COMMENT_TEXT)?;
-        }
-        if let Some(t) = &o.ticker {
-            t.validate("ticker", limits::TICKER_TEXT)?;
-        }
+        self.overlays.validate("overlays", overlays)?;
         if let Some(c) = &self.clip {
             if crate::uploads::sha_of_url(&c.url).is_none() {
                 return Err(bad("clip.url", "must be an /api/uploads/<sha256> URL of a video from POST /api/upload"));
@@ -456,36 +515,11 @@ impl Scene {
         if let Some(slate) = &self.slate {
             text("slate.text", &slate.text, limits::SLATE_TEXT)?;
         }
-        self.validate_canvases(layouts)?;
-        if o.plugins.len() > limits::PLUGIN_OVERLAYS {
-            return Err(bad("overlays.plugins", format!("at most {} plugin overlays", limits::PLUGIN_OVERLAYS)));
-        }
-        for (key, overlay) in &o.plugins {
-            let field = format!("overlays.plugins.{key}");
-            let Some(offered) = overlays.iter().find(|c| &c.id == key) else {
-                let ids: Vec<&str> = overlays.iter().map(|c| c.id.as_str()).collect();
-                let known =
-                    if ids.is_empty() { "none is installed".to_string() } else { format!("one of {}", ids.join(", ")) };
-                return Err(bad(&field, format!("unknown plugin overlay; {known}")));
-            };
-            if overlay.props.len() > limits::PLUGIN_PROPS {
-                return Err(bad(&format!("{field}.props"), format!("at most {} props", limits::PLUGIN_PROPS)));
-            }
-            for (prop, value) in &overlay.props {
-                if !offered.props.contains(prop) {
-                    let reads = if offered.props.is_empty() { "none".to_string() } else { offered.props.join(", ") };
-                    return Err(bad(
-                        &format!("{field}.props.{prop}"),
-                        format!("the overlay reads no such prop; it reads {reads}"),
-                    ));
-                }
-                text(&format!("{field}.props.{prop}"), value, limits::PLUGIN_PROP_TEXT)?;
-            }
-        }
+        self.validate_canvases(layouts, overlays)?;
         Ok(())
     }
 
-    fn validate_canvases(&self, layouts: &[String]) -> Result<(), SceneError> {
+    fn validate_canvases(&self, layouts: &[String], choices: &[director::OverlayChoice]) -> Result<(), SceneError> {
         if self.canvases.len() > MAX_EXTRA_CANVASES {
             return Err(bad("canvases", format!("at most {MAX_EXTRA_CANVASES} canvases beside the main one")));
         }
@@ -507,6 +541,9 @@ impl Scene {
             if !layouts.contains(&c.layout) {
                 return Err(bad(&field("layout"), format!("unknown layout; one of {}", layouts.join(", "))));
             }
+            if let Some(o) = &c.overlays {
+                o.validate(&field("overlays"), choices)?;
+            }
         }
         Ok(())
     }
@@ -517,6 +554,17 @@ impl Scene {
             None | Some(MAIN_CANVAS) => Some(0),
             Some(id) => self.canvases.iter().position(|c| c.id == id).map(|i| i + 1),
         }
+    }
+
+    /// The scene as the director of one of its other canvases takes it: that canvas's layout, and its own overlays
+    /// when it has them.
+    pub fn to_director_for(&self, canvas: &SceneCanvas) -> director::Scene {
+        let mut scene = match &canvas.overlays {
+            Some(own) => Scene { overlays: own.clone(), ..self.clone() }.to_director(),
+            None => self.to_director(),
+        };
+        scene.layout.clone_from(&canvas.layout);
+        scene
     }
 
     /// The scene as the program's director takes it: visible overlays only.
@@ -631,6 +679,30 @@ mod tests {
         for bad in ["0a0b0c", "#0a0b0", "#0a0b0g", "#0a0b0c0d", "#ééé"] {
             assert_eq!(rgb(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_canvas_has_its_layout_and_the_main_overlays_or_its_own_checked_under_its_name() {
+        let mut s = parse(serde_json::json!({
+            "layout": "grid",
+            "overlays": {"banner": {"text": "Main", "visible": true}},
+            "canvases": [{"id": "vertical", "width": 720, "height": 1280, "layout": "solo"},
+                         {"id": "square", "width": 720, "height": 720,
+                          "overlays": {"ticker": {"text": "Square news", "visible": true}}}]}))
+        .unwrap();
+        assert_eq!(s.validate(&layouts(), &overlays()), Ok(()));
+        let (tall, square) = (s.to_director_for(&s.canvases[0]), s.to_director_for(&s.canvases[1]));
+        assert_eq!((tall.layout.as_str(), square.layout.as_str()), ("solo", "grid"));
+        assert_eq!(tall.overlays, s.to_director().overlays, "no overlays of its own: the main canvas's");
+        assert_eq!(square.overlays, [director::Overlay::Ticker { text: "Square news".into(), color: None }]);
+        assert_eq!(s.canvas_index(Some("square")), Some(2));
+        assert_eq!(s.canvas_index(None), Some(0));
+        assert_eq!(s.canvas_index(Some("round")), None);
+        s.canvases[1].overlays.as_mut().unwrap().banner =
+            Some(TextOverlay { visible: true, text: "z".repeat(500), color: None });
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "canvases[1].overlays.banner.text");
+        s.canvases.push(s.canvases[0].clone());
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "canvases");
     }
 
     #[test]

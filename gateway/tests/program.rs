@@ -314,7 +314,15 @@ async fn a_vertical_canvas_goes_to_the_destinations_that_chose_it() -> anyhow::R
         let r = t.get(&format!("/api/broadcasts/{id}/program.jpg{canvas}")).cookies(&host).send().await;
         assert_eq!(r.status, status, "program.jpg{canvas}: {}", r.body);
     }
+    // Destinations stream the canvases by their places: none is taken away or moved while live; one more may come.
+    let r = put_scene(json!({"layout": "solo"})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "canvases[0]", "{}", r.body);
+    let r = put_scene(json!({"canvases": [vertical, {"id": "square", "width": 720, "height": 720}]})).await;
+    assert_eq!(r.status, StatusCode::OK, "one more canvas while live: {}", r.body);
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let r = t.get(&format!("/api/broadcasts/{id}/program.jpg?canvas=square")).cookies(&host).send().await;
+    assert_eq!(r.status, StatusCode::OK, "the canvas added while live is composed: {}", r.body);
     let ended = t.post(&format!("/api/broadcasts/{id}/end")).cookies(&host).send().await;
     assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
     for (name, key, _, _, size) in wanted {

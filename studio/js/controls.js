@@ -84,9 +84,12 @@ export class CanvasBar {
     this.shown = null;
   }
 
-  /** `tabs` is `canvasTabs(state)`; `active` the canvas shown; `canAdd` whether another canvas may be added. */
-  render(tabs, active, canAdd) {
-    const key = JSON.stringify([tabs, active, canAdd]);
+  /**
+   * `tabs` is `canvasTabs(state)`; `active` the canvas shown; `canAdd` whether another canvas may be added;
+   * `canRemove` whether one may be taken away (not while live: destinations stream them).
+   */
+  render(tabs, active, canAdd, canRemove) {
+    const key = JSON.stringify([tabs, active, canAdd, canRemove]);
     if (key === this.shown) return;
     this.shown = key;
     const tab = (t) => {
@@ -97,7 +100,7 @@ export class CanvasBar {
         h('span.canvas-shape', { style: { aspectRatio: `${t.width} / ${t.height}` } }),
         h('span', t.label),
       );
-      if (t.id === 'main') return pick;
+      if (t.id === 'main' || !canRemove) return pick;
       const remove = h(
         'button.canvas-remove',
         { type: 'button', title: `Remove the ${t.id} canvas`, 'aria-label': `Remove the ${t.id} canvas`, dataset: { removeCanvas: t.id }, onclick: () => this.onRemove(t.id) },

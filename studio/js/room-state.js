@@ -82,12 +82,21 @@ export function normaliseScene(scene = {}) {
   };
 }
 
-/** The canvases the program composes beside the main one, `[{id, width, height, layout}]`, as the scene keeps them. */
+/**
+ * The canvases the program composes beside the main one, `[{id, width, height, layout, overlays?}]`, as the scene
+ * keeps them (`overlays` only for a canvas with overlays of its own).
+ */
 export function normaliseCanvases(canvases) {
   if (!Array.isArray(canvases)) return [];
   return canvases
     .filter((c) => c && typeof c.id === 'string' && Number.isInteger(c.width) && Number.isInteger(c.height))
-    .map((c) => ({ id: c.id, width: c.width, height: c.height, layout: typeof c.layout === 'string' && c.layout ? c.layout : 'grid' }));
+    .map((c) => ({
+      id: c.id,
+      width: c.width,
+      height: c.height,
+      layout: typeof c.layout === 'string' && c.layout ? c.layout : 'grid',
+      ...(c.overlays && typeof c.overlays === 'object' ? { overlays: normaliseOverlays(c.overlays) } : {}),
+    }));
 }
 
 /** The scene's playing clip `{url, name, mode}` (`mode` `full` or `tile`), or null. */

@@ -225,7 +225,7 @@ class Room {
         this.root.querySelector('.studio')?.classList.remove('reconnecting');
         this.renderTopBar();
         this.overlaysPanel?.setChoices(this.state.overlayChoices);
-        this.overlaysPanel?.set(this.state.scene.overlays);
+        this.overlaysPanel?.set(this.shownOverlays());
         this.render();
         toast('Reconnected.', 'success');
         return;
@@ -327,7 +327,7 @@ class Room {
         this.onModerated(data.action);
         return;
       case 'scene-updated':
-        this.overlaysPanel?.set(this.state.scene.overlays);
+        this.overlaysPanel?.set(this.shownOverlays());
         this.brandSection?.set(this.state.scene.brand);
         this.slateSection?.set(this.state.scene.slate, this.state.scene.slateImage);
         this.clipsSection?.set(this.state.scene.clip);
@@ -411,6 +411,7 @@ class Room {
       ? new CanvasBar({
           onPick: (id) => {
             this.activeCanvas = id;
+            this.overlaysPanel?.set(this.shownOverlays());
             this.render();
           },
           onAdd: () => this.pushScene({ canvases: withVerticalCanvas(this.state) }),
@@ -447,8 +448,8 @@ class Room {
     const panels = { chat: { label: 'Chat', icon: ICONS.chat, el: this.chat.el } };
     if (moderator) {
       this.broadcastPanel = new BroadcastPanel({ broadcastId: this.broadcastId, canChangeViewers: this.state.role === 'host' });
-      this.overlaysPanel = new OverlaysPanel({ onchange: (overlays) => this.pushScene({ overlays }) });
-      this.overlaysPanel.set(this.state.scene.overlays);
+      this.overlaysPanel = new OverlaysPanel({ onchange: (overlays) => this.pushOverlays(overlays) });
+      this.overlaysPanel.set(this.shownOverlays());
       this.overlaysPanel.setChoices(this.state.overlayChoices);
       this.brandSection = new BrandSection({ onapply: (brand, logoUrl) => this.applyBrand(brand, logoUrl) });
       this.brandSection.set(this.state.scene.brand);
@@ -459,6 +460,11 @@ class Room {
       });
       this.slateSection.set(this.state.scene.slate, this.state.scene.slateImage);
       this.overlaysPanel.el.prepend(this.slateSection.el);
+      // On another canvas's tab: whether it shows the main canvas's overlays or its own.
+      this.ownOverlays = h('input', { type: 'checkbox', dataset: { action: 'own-overlays' }, onchange: (e) => this.setOwnOverlays(e.target.checked) });
+      this.ownOverlaysText = h('span');
+      this.ownOverlaysRow = h('label.own-overlays', { hidden: true }, this.ownOverlays, this.ownOverlaysText);
+      this.overlaysPanel.el.prepend(this.ownOverlaysRow);
       this.clipsSection = new ClipsSection({ onchange: (clip) => this.pushScene({ clip }) });
       this.clipsSection.set(this.state.scene.clip);
       this.slateSection.el.after(this.clipsSection.el);
@@ -581,12 +587,19 @@ class Room {
     const streamOf = (source) => this.streamOf(source);
     if (this.activeCanvas !== MAIN_CANVAS && !this.state.scene.canvases.some((c) => c.id === this.activeCanvas)) this.activeCanvas = MAIN_CANVAS;
     this.stageEl.dataset.canvasId = this.activeCanvas;
-    this.canvasBar?.render(canvasTabs(this.state), this.activeCanvas, this.state.scene.canvases.length < MAX_EXTRA_CANVASES);
+    const live = this.state.broadcast?.status === 'live';
+    this.canvasBar?.render(canvasTabs(this.state), this.activeCanvas, this.state.scene.canvases.length < MAX_EXTRA_CANVASES, !live);
     this.broadcastPanel?.setCanvases(this.state.scene.canvases);
+    if (this.ownOverlaysRow) {
+      const other = this.otherCanvas();
+      this.ownOverlaysRow.hidden = !other;
+      this.ownOverlays.checked = Boolean(other?.overlays);
+      this.ownOverlaysText.textContent = other ? `Overlays of its own on the ${other.id} canvas (unchecked: the main canvas’s)` : '';
+    }
     this.stageView.render({
       view: this.canvasView(),
       streamOf,
-      overlays: this.state.scene.overlays,
+      overlays: this.shownOverlays(),
       brand: this.state.scene.brand,
       slate: shownSlate(this.state, { programOnAir: this.state.broadcast?.status === 'live' && !this.relaying }),
       clip: this.state.scene.clip,
@@ -610,6 +623,36 @@ class Room {
     const own = this.state.scene.canvases.find((c) => c.id === this.activeCanvas);
     if (own && !this.state.canvasLayouts[own.id]) return { ...view, canvas: { width: own.width, height: own.height } };
     return view;
+  }
+
+  /** The canvas the stage shows, if it is one of the scene's others (null for the main one). */
+  otherCanvas() {
+    return this.state.scene.canvases.find((c) => c.id === this.activeCanvas) ?? null;
+  }
+
+  /** The overlays of the canvas the stage shows: its own, or the main canvas's. */
+  shownOverlays() {
+    return this.otherCanvas()?.overlays ?? this.state.scene.overlays;
+  }
+
+  /** Overlays changed in the panel (or by a shortcut): the shown canvas's own, or the main canvas's. */
+  pushOverlays(overlays) {
+    const own = this.otherCanvas();
+    if (!own?.overlays) return this.pushScene({ overlays });
+    this.pushScene({ canvases: this.state.scene.canvases.map((c) => (c.id === own.id ? { ...c, overlays } : c)) });
+  }
+
+  /** Gives the shown canvas overlays of its own (starting from the main canvas's), or back the main canvas's. */
+  setOwnOverlays(own) {
+    const shown = this.otherCanvas();
+    if (!shown) return;
+    const canvases = this.state.scene.canvases.map((c) => {
+      if (c.id !== shown.id) return c;
+      const { overlays: _, ...rest } = c;
+      return own ? { ...rest, overlays: structuredClone(this.state.scene.overlays) } : rest;
+    });
+    this.pushScene({ canvases });
+    this.overlaysPanel?.set(this.shownOverlays());
   }
 
   /** A layout picked in the toolbar: for the canvas the stage shows. */
@@ -672,15 +715,15 @@ class Room {
 
   /** Carries out a keyboard shortcut (`shortcuts.js`). */
   runShortcut({ action, index }) {
-    const overlays = this.state.scene.overlays;
+    const overlays = this.shownOverlays();
     const toggleOverlay = (key, what) => {
       const o = overlays[key];
       if (!o.visible && !o.text) {
         toast(`Type the ${what} text in the Overlays panel first.`);
         return;
       }
-      this.pushScene({ overlays: { ...overlays, [key]: { ...o, visible: !o.visible } } });
-      this.overlaysPanel?.set(this.state.scene.overlays);
+      this.pushOverlays({ ...overlays, [key]: { ...o, visible: !o.visible } });
+      this.overlaysPanel?.set(this.shownOverlays());
     };
     switch (action) {
       case 'toggle-mic':
@@ -721,12 +764,12 @@ class Room {
 
   /** Shows a chat message on stage, or takes it off if it is the one showing. */
   featureComment(m) {
-    const overlays = this.state.scene.overlays;
+    const overlays = this.shownOverlays();
     const current = overlays.comment;
     const showing = current.visible && current.messageId === m.id;
     const comment = showing ? { ...current, visible: false } : { messageId: m.id, name: m.name, text: m.text, visible: true };
-    this.pushScene({ overlays: { ...overlays, comment } });
-    this.overlaysPanel?.set(this.state.scene.overlays);
+    this.pushOverlays({ ...overlays, comment });
+    this.overlaysPanel?.set(this.shownOverlays());
   }
 
   /** Applies a scene change locally at once and sends it; the server's `scene-updated` confirms or corrects it. */

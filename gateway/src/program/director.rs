@@ -113,7 +113,6 @@ struct Shell {
 /// A canvas beside the main one and its director.
 struct OtherCanvas<L: director::Layouts, P: director::Painter> {
     size: (u32, u32),
-    layout: String,
     director: Director<L, P>,
 }
 
@@ -141,11 +140,10 @@ impl Shell {
                 Ok(Input::Scene(scene)) => {
                     let now = self.program.now();
                     self.set_canvases(&scene.canvases, &mut others, &mut new_director, &briefing, now);
-                    let base = scene.to_director();
-                    for c in &mut others {
-                        c.director.handle_scene(director::Scene { layout: c.layout.clone(), ..base.clone() }, now);
+                    for (c, wanted) in others.iter_mut().zip(&scene.canvases) {
+                        c.director.handle_scene(scene.to_director_for(wanted), now);
                     }
-                    main.handle_scene(base, now);
+                    main.handle_scene(scene.to_director(), now);
                 }
                 Ok(input) => {
                     let now = self.program.now();
@@ -205,15 +203,12 @@ impl Shell {
                         let mut director = new_director(ph::Size { width: w.width, height: w.height });
                         director.handle_members(briefing.members.clone(), now);
                         director.handle_on_air(briefing.on_air, now);
-                        OtherCanvas { size: size(w), layout: w.layout.clone(), director }
+                        OtherCanvas { size: size(w), director }
                     }
                 };
                 others.push(canvas);
             }
             self.tiles.truncate(others.len() + 1);
-        }
-        for (c, w) in others.iter_mut().zip(wanted) {
-            c.layout.clone_from(&w.layout);
         }
         self.canvas_ids = wanted.iter().map(|c| c.id.clone()).collect();
         self.canvas_stages.lock().retain(|id, _| wanted.iter().any(|c| &c.id == id));
