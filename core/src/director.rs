@@ -182,6 +182,9 @@ pub struct Scene {
     /// A video clip playing into the program (source [`CLIP_SOURCE`]): over the whole canvas, or in a tile
     /// beside the people on stage. While it plays no slate shows; the people on stage are still heard.
     pub clip: Option<Clip>,
+    /// An uploaded clip whose sound loops under every slate (source [`SLATE_AUDIO_SOURCE`], on the stage while a
+    /// slate shows); none: silence under a slate.
+    pub slate_audio: Option<String>,
 }
 
 /// A clip on the program.
@@ -195,6 +198,9 @@ pub struct Clip {
 
 /// The program source a playing clip's pictures and sound are pushed as.
 pub const CLIP_SOURCE: &str = "clip";
+
+/// The program source the sound under a slate is pushed as: on the stage (mixed, never placed) while a slate shows.
+pub const SLATE_AUDIO_SOURCE: &str = "slate-audio";
 
 /// A full-screen card: a title and a line under it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -526,6 +532,8 @@ impl<L: Layouts, P: Painter> Director<L, P> {
 
     fn restage_if_slate_changed(&mut self, before: Option<Overlay>, now: Duration) {
         if self.slate() != before {
+            // The sound under a slate comes and goes with it.
+            self.relayout();
             self.restage_overlays(now);
         }
     }
@@ -627,14 +635,19 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     fn relayout(&mut self) {
         let participants = self.participants();
         self.update_focus(&participants);
-        let stage: Vec<StageMember> =
+        let mut stage: Vec<StageMember> =
             participants.iter().map(|p| StageMember { id: p.id.clone(), name: p.name.clone() }).collect();
+        if self.scene.slate_audio.is_some() && self.slate().is_some() {
+            // The sound under the slate is heard, never placed.
+            stage.push(StageMember { id: SLATE_AUDIO_SOURCE.into(), name: String::new() });
+        }
         if stage != self.on_stage {
             // The program decodes on-stage sources only: newcomers' decoders start now (the stage first, so
             // the keyframe asked for next finds them) and need a keyframe, not the next periodic one.
             let newcomers: Vec<String> = stage
                 .iter()
-                .filter(|s| s.id != CLIP_SOURCE && !self.on_stage.iter().any(|o| o.id == s.id))
+                .filter(|s| s.id != CLIP_SOURCE && s.id != SLATE_AUDIO_SOURCE)
+                .filter(|s| !self.on_stage.iter().any(|o| o.id == s.id))
                 .map(|s| s.id.split(':').next().unwrap_or(&s.id).to_owned())
                 .collect();
             self.on_stage = stage.clone();
@@ -1363,6 +1376,39 @@ mod tests {
         let out = drain(&mut d);
         assert!(out.iter().any(|o| matches!(o, Output::Stage(s) if s.len() == 2)), "{out:?}");
         assert!(out.contains(&Output::HideOverlay("slate".into())), "{out:?}");
+    }
+
+    #[test]
+    fn the_sound_under_the_slate_is_on_the_stage_while_a_slate_shows() {
+        let mut d = director();
+        let music = |stage: &[&str]| Scene { slate_audio: Some("/api/uploads/music".into()), ..scene(stage, "grid") };
+        let heard = |out: &[Output]| {
+            out.iter().rev().find_map(|o| match o {
+                Output::Stage(s) => Some(s.iter().map(|m| m.id.clone()).collect::<Vec<_>>()),
+                _ => None,
+            })
+        };
+        d.handle_members(vec![member("a")], MS(0));
+        d.handle_scene(music(&["a"]), MS(0));
+        assert_eq!(heard(&drain(&mut d)), Some(vec!["a".to_string()]), "no slate: no music");
+        d.handle_on_air(true, MS(10));
+        assert_eq!(heard(&drain(&mut d)), None, "on air with someone on stage: no slate, the stage as it was");
+        // The host's browser goes away while live: the away slate, and its music, with nobody else.
+        d.handle_left("a", MS(20));
+        let out = drain(&mut d);
+        assert_eq!(heard(&out), Some(vec![SLATE_AUDIO_SOURCE.to_string()]));
+        assert!(!out.iter().any(|o| matches!(o, Output::Keyframe(_))), "nobody to ask for a keyframe: {out:?}");
+        d.handle_member(member("a"), MS(30));
+        assert_eq!(heard(&drain(&mut d)), Some(vec!["a".to_string()]), "back: the music stops");
+        // A slate the hosts choose has it too; off air as well.
+        d.handle_on_air(false, MS(40));
+        let chosen =
+            Scene { slate: Some(Slate { title: "Starting soon".into(), text: String::new() }), ..music(&["a"]) };
+        d.handle_scene(chosen, MS(50));
+        assert_eq!(heard(&drain(&mut d)), Some(vec![SLATE_AUDIO_SOURCE.to_string()]));
+        // Without music, a slate is silent.
+        d.handle_scene(Scene { slate_audio: None, ..d.scene.clone() }, MS(60));
+        assert_eq!(heard(&drain(&mut d)), Some(vec![]));
     }
 
     #[test]

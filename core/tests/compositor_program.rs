@@ -482,6 +482,77 @@ fn a_clip_plays_into_the_program_picture_and_sound_then_the_stage_returns() -> R
     Ok(())
 }
 
+/// The sound under a slate: a clip's sound looped into the program as its own source, with no gap where it starts
+/// again, for as long as it is on stage; silence before and after.
+#[test]
+fn a_clip_s_sound_loops_under_the_slate_without_a_gap() -> Result<()> {
+    use backyard_core::compositor::clip::ClipPlayer;
+    use backyard_core::director::SLATE_AUDIO_SOURCE;
+    let _serial = common::serial();
+    let dir = TempDir::new("slate-audio")?;
+    let clip = dir.path().join("tone.mp4");
+    // One second of a 440 Hz tone under a black picture: it starts again three times in the 3.5 s it plays.
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=160x90:r=30:d=1"])
+        .args(["-f", "lavfi", "-i", "sine=f=440:sample_rate=48000:d=1", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-shortest"])
+        .arg(&clip)
+        .output()?;
+    ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let nginx = Nginx::start(NginxOptions::default())?;
+    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
+    let ann = StageMember { id: "ann".into(), name: "Ann".into() };
+    program.set_stage(vec![ann.clone()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = feed_at_30_fps(&program, &stop, |program, t| {
+        program.push_frame("ann", VideoFrame::filled(320, 180, [200, 128, 128]), t);
+        program.push_samples("ann", vec![0.0; 1600 * 2], t);
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let config = EgressConfig {
+        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 800, ..Default::default() },
+        destinations: vec![to_nginx(&nginx, "slate-audio", None)],
+        ..Default::default()
+    };
+    program.go_live(config, no_status_sink())?;
+    std::thread::sleep(Duration::from_millis(1500));
+    // What the director does while a slate shows with music: the music's source on stage, nobody placed.
+    program.set_stage(vec![StageMember { id: SLATE_AUDIO_SOURCE.into(), name: String::new() }]);
+    let looping = ClipPlayer::loop_sound(clip.clone(), program.clone(), SLATE_AUDIO_SOURCE.into())?;
+    std::thread::sleep(Duration::from_millis(3500));
+    drop(looping);
+    program.set_stage(vec![ann]);
+    std::thread::sleep(Duration::from_millis(1500));
+    program.end_live().context("egress report")?;
+    stop.store(true, Ordering::Release);
+    feeder.join().unwrap();
+
+    let file = nginx.recordings().into_iter().next().context("nginx recorded the program")?;
+    let (_, audio_start, samples) = decode_av(&file)?;
+    // RMS of each 100 ms of the program's sound (mono at 48 kHz).
+    let window = 4_800;
+    let rms: Vec<f32> =
+        samples.chunks(window).map(|w| (w.iter().map(|s| s * s).sum::<f32>() / w.len() as f32).sqrt()).collect();
+    let loud: Vec<usize> = rms.iter().enumerate().filter(|(_, r)| **r > 0.03).map(|(i, _)| i).collect();
+    let (first, last) = (*loud.first().context("the tone is in the program")?, *loud.last().unwrap_or(&0));
+    let secs = |i: usize| audio_start + i as f64 * 0.1;
+    println!(
+        "tone from {:.2} s to {:.2} s; quiet 100 ms windows inside: {}",
+        secs(first),
+        secs(last + 1),
+        last + 1 - first - loud.len()
+    );
+    ensure!(
+        (3.0..4.2).contains(&(secs(last + 1) - secs(first))),
+        "the tone lasted {:.2} s",
+        secs(last + 1) - secs(first)
+    );
+    ensure!(loud.len() == last + 1 - first, "a gap in the loop: loud windows {loud:?}");
+    ensure!(rms[..first.saturating_sub(2)].iter().all(|r| *r < 0.01), "silence before the slate");
+    ensure!(rms[(last + 3).min(rms.len())..].iter().all(|r| *r < 0.01), "silence after it");
+    Ok(())
+}
+
 #[test]
 fn flash_and_beep_arrive_within_40ms_in_the_rtmp_output() -> Result<()> {
     let _serial = common::serial();

@@ -4,7 +4,8 @@
 // camera back. Live with nobody on stage, the program shows "Be right back" by itself until someone is on stage
 // again. And with a real RTMP server receiving the show, killing the host's Chromium (`kill -9`) while live:
 // nginx keeps receiving frames with no gap over 0.1 s, the slate; the host signs in again in a new browser, comes back on stage, and the show returns. Then the host plays a video clip
-// (uploaded from the Clips section): nginx receives its red picture and its tone, and the camera once it ended.
+// (uploaded from the Clips section): nginx receives its red picture and its tone, and the camera once it ended; with
+// the clip's sound chosen to play under slates, a "Be right back" slate has it and the stage after it does not.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
@@ -209,6 +210,27 @@ describe('slates cover the program', { timeout: 240000 }, () => {
     console.log(`# the clip's tone peaked at ${during} dB at nginx; after it, ${later} dB`);
     assert.ok(during > -30, `the clip's tone is in the output (${during} dB)`);
     assert.ok(later < during - 20, `quiet after the clip (${later} dB)`);
+
+    // The clip's sound under the slates: chosen in the Clips section, it loops while "Be right back" shows and
+    // stops with the slate.
+    await row.locator('[data-action=slate-audio]').click();
+    await eventually('the clip is the sound under slates', async () => (await row.locator('[data-action=slate-audio]').getAttribute('aria-pressed')) === 'true', 10000);
+    await again.click('[data-slate=brb]');
+    await eventually('nginx shows the slate', async () => {
+      const f = await grabFrame(url, { skipSeconds: 0 }).catch(() => null);
+      return f && [[0.25, 0.5], [0.75, 0.5]].every(([x, y]) => !near(pixel(f, x, y), rgb(LEFT), TOLERANCE) && !near(pixel(f, x, y), rgb(RIGHT), TOLERANCE));
+    }, 20000, 500);
+    const underSlate = await peakVolume(url, 3);
+    await screenshot(again, 'slate-05-sound-under-the-slate');
+    await again.click('[data-slate=off]');
+    await eventually('nginx shows the camera after the slate', async () => {
+      const f = await grabFrame(url, { skipSeconds: 0 }).catch(() => null);
+      return f && near(pixel(f, 0.25, 0.5), rgb(LEFT), TOLERANCE);
+    }, 30000, 1000);
+    const afterSlate = await peakVolume(url, 2);
+    console.log(`# under the slate the clip's sound peaked at ${underSlate} dB at nginx; after it, ${afterSlate} dB`);
+    assert.ok(underSlate > -30, `the sound under the slate is in the output (${underSlate} dB)`);
+    assert.ok(afterSlate < underSlate - 20, `quiet once the slate is gone (${afterSlate} dB)`);
     await again.click('[data-action=end-broadcast]');
     await eventually('the broadcast shows ended', async () => (await again.getAttribute('.status-pill', 'data-status')) === 'ended', 15000);
   });

@@ -63,6 +63,11 @@ pub struct Scene {
     /// to its end; setting it again plays it from the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<SceneClip>,
+    /// An uploaded clip (`/api/uploads/<sha256>` of a video with sound) whose sound loops under every slate, the
+    /// one the hosts show and the "Be right back" the program shows by itself, so viewers hear the show go on;
+    /// none: silence under a slate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slate_audio: Option<String>,
     /// Canvases composed beside the program's main one (at most 2): a 9:16 picture of the same show for
     /// Shorts, TikTok or Reels beside the 16:9 one, say. Each has its own size and layout; the stage, overlays,
     /// slates and clips are the main canvas's, laid out for each canvas. A destination streams one of them by id.
@@ -105,6 +110,7 @@ impl Default for Scene {
             slate: None,
             slate_image: None,
             clip: None,
+            slate_audio: None,
             canvases: Vec::new(),
         }
     }
@@ -358,11 +364,12 @@ pub async fn apply(state: &AppState, broadcast: Uuid, scene: Scene) -> Result<Sc
             }
         }
     }
-    if let Some(c) = &scene.clip {
-        let sha = crate::uploads::sha_of_url(&c.url).unwrap_or_default();
-        let upload = state.store.upload_by_sha(sha).await?;
+    for (field, url) in [("clip.url", scene.clip.as_ref().map(|c| &c.url)), ("slateAudio", scene.slate_audio.as_ref())]
+    {
+        let Some(url) = url else { continue };
+        let upload = state.store.upload_by_sha(crate::uploads::sha_of_url(url).unwrap_or_default()).await?;
         if upload.is_none_or(|u| u.content_type != crate::uploads::CLIP_TYPE) {
-            return Err(bad("clip.url", "is not a video clip uploaded to this server").into());
+            return Err(bad(field, "is not a video clip uploaded to this server").into());
         }
     }
     let value = serde_json::to_value(&scene).expect("a Scene always serializes");
@@ -515,6 +522,9 @@ impl Scene {
         if let Some(slate) = &self.slate {
             text("slate.text", &slate.text, limits::SLATE_TEXT)?;
         }
+        if self.slate_audio.as_deref().is_some_and(|url| crate::uploads::sha_of_url(url).is_none()) {
+            return Err(bad("slateAudio", "must be an /api/uploads/<sha256> URL of a clip from POST /api/upload"));
+        }
         self.validate_canvases(layouts, overlays)?;
         Ok(())
     }
@@ -619,6 +629,7 @@ impl Scene {
             accent: brand,
             slate_image: self.slate_image.clone(),
             clip: self.clip.as_ref().map(|c| director::Clip { name: c.name.clone(), full: c.mode == ClipMode::Full }),
+            slate_audio: self.slate_audio.clone(),
         }
     }
 
@@ -735,6 +746,9 @@ mod tests {
         assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "overlays.ticker.text");
         s.overlays.ticker = Some(TextOverlay { visible: true, text: "ok\u{7}".into(), color: None });
         assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "overlays.ticker.text");
+        s.overlays.ticker = None;
+        s.slate_audio = Some("https://elsewhere.example/music.mp3".into());
+        assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "slateAudio");
         assert!(parse(serde_json::json!({"overlays": {"banner": "text"}})).is_err());
         assert!(parse(serde_json::json!({"overlays": {"plugins": {"scoreboard/score": "on"}}})).is_err());
         assert!(parse(serde_json::json!({"overlays": {"fireworks": {}}})).is_err());

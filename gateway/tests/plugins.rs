@@ -105,7 +105,7 @@ async fn a_destination_s_profile_is_held_to_its_platform_s_limits_and_the_progra
     for (profile, field, says) in [
         (json!({"videoKbps": 12000}), "profile.videoKbps", "Twitch accepts at most 6000 kb/s"),
         (json!({"keyframeIntervalS": 4}), "profile.keyframeIntervalS", "every 2 s"),
-        (json!({"width": 1920, "height": 1080}), "profile.width", "the program's 1280x720"),
+        (json!({"width": 1920, "height": 1080}), "profile.width", "at most its canvas's 1280x720"),
         (json!({"width": 640}), "profile.height", "required with width"),
         (json!({"width": 641, "height": 360}), "profile.width", "even"),
         (json!({"fps": 60}), "profile.fps", "the program's 30 fps"),

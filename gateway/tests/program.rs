@@ -137,6 +137,24 @@ async fn go_live_pushes_to_nginx_records_and_ends_cleanly() -> anyhow::Result<()
     Ok(())
 }
 
+/// Starts broadcast `id` as `host` and returns the encodes the first `program-status` that lists any says run.
+async fn go_live_and_read_encodes(t: &TestApp, host: &common::Cookies, id: &str) -> serde_json::Value {
+    let bid: uuid::Uuid = id.parse().expect("a broadcast id");
+    let mut room = t.state.bus.subscribe(&topic::broadcast(bid));
+    let started = t.post(&format!("/api/broadcasts/{id}/start")).cookies(host).send().await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let ev = room.recv().await.expect("room events");
+            if ev.event == "program-status" && ev.data["stats"]["encodes"].as_array().is_some_and(|e| !e.is_empty()) {
+                return ev.data["stats"]["encodes"].clone();
+            }
+        }
+    })
+    .await
+    .expect("program-status lists the encodes within 20 s")
+}
+
 /// Destinations asking for their own encode get it: each receives its own size, frame rate and bitrate, the
 /// program's `program-status` lists one encode per distinct setting, and the recording keeps the program's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +163,6 @@ async fn each_destination_goes_out_with_its_own_profile_and_equal_ones_share_an_
     let t = TestApp::new(Backend::Sqlite).await;
     let host = t.user("profiles@example.com").await;
     let id = t.broadcast(&host, "Profiles").await;
-    let bid: uuid::Uuid = id.parse()?;
     let server = format!("rtmp://127.0.0.1:{}/live", nginx.rtmp_port);
     // (name, key, profile, expected size, fps, video kb/s)
     let wanted = [
@@ -170,19 +187,7 @@ async fn each_destination_goes_out_with_its_own_profile_and_equal_ones_share_an_
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     }
 
-    let mut room = t.state.bus.subscribe(&topic::broadcast(bid));
-    let started = t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
-    let encodes = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let ev = room.recv().await.expect("room events");
-            if ev.event == "program-status" && ev.data["stats"]["encodes"].as_array().is_some_and(|e| !e.is_empty()) {
-                return ev.data["stats"]["encodes"].clone();
-            }
-        }
-    })
-    .await
-    .expect("program-status lists the encodes within 20 s");
+    let encodes = go_live_and_read_encodes(&t, &host, &id).await;
     let encodes = encodes.as_array().expect("an array");
     assert_eq!(encodes.len(), 3, "three distinct settings, three encodes: {encodes:?}");
     assert_eq!(encodes[0]["outputs"].as_array().map(Vec::len), Some(3), "recording + two destinations: {encodes:?}");
@@ -216,7 +221,6 @@ async fn a_vertical_canvas_goes_to_the_destinations_that_chose_it() -> anyhow::R
     let t = TestApp::new(Backend::Sqlite).await;
     let host = t.user("canvases@example.com").await;
     let id = t.broadcast(&host, "Two formats").await;
-    let bid: uuid::Uuid = id.parse()?;
     let scene_url = format!("/api/broadcasts/{id}/scene");
     let put_scene = |scene: serde_json::Value| t.req(Method::PUT, &scene_url).cookies(&host).json(scene).send();
     let vertical = json!({"id": "vertical", "width": 360, "height": 640, "layout": "grid"});
@@ -282,19 +286,7 @@ async fn a_vertical_canvas_goes_to_the_destinations_that_chose_it() -> anyhow::R
         );
     }
 
-    let mut room = t.state.bus.subscribe(&topic::broadcast(bid));
-    let started = t.post(&format!("/api/broadcasts/{id}/start")).cookies(&host).send().await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
-    let encodes = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let ev = room.recv().await.expect("room events");
-            if ev.event == "program-status" && ev.data["stats"]["encodes"].as_array().is_some_and(|e| !e.is_empty()) {
-                return ev.data["stats"]["encodes"].clone();
-            }
-        }
-    })
-    .await
-    .expect("program-status lists the encodes within 20 s");
+    let encodes = go_live_and_read_encodes(&t, &host, &id).await;
     let summary: Vec<_> = encodes
         .as_array()
         .expect("an array")

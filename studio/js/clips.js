@@ -1,7 +1,8 @@
 // The host's video clips, in the overlays panel: upload an MP4 (an intro, an outro, a bumper) and play it into
 // the program, over the whole canvas or in a tile beside the people on stage; their voices stay on air. The
 // playing clip is the scene's `clip` ({url, name, mode} or null), so every host's studio and the program follow
-// it; the server takes it off the scene when it has played to its end, and the stage is back.
+// it; the server takes it off the scene when it has played to its end, and the stage is back. A clip's sound can
+// also loop under every slate (the scene's `slateAudio`), so viewers of a "Be right back" hear the show go on.
 
 import { api } from './api.js';
 import { h, labelFor, mount, toast } from './dom.js';
@@ -11,10 +12,12 @@ function formatSize(bytes) {
 }
 
 export class ClipsSection {
-  /** `onchange(clip)` with the scene's new clip (`null`: stop). */
-  constructor({ onchange }) {
+  /** `onchange(clip)` with the scene's new clip (`null`: stop); `onslateaudio(url)` with the sound under slates (`null`: none). */
+  constructor({ onchange, onslateaudio }) {
     this.onchange = onchange;
+    this.onslateaudio = onslateaudio;
     this.clip = null;
+    this.slateAudio = null;
     this.clips = [];
     this.input = h('input', { type: 'file', accept: 'video/mp4', name: 'clipFile' });
     this.input.onchange = () => this.upload(this.input.files[0]);
@@ -58,9 +61,10 @@ export class ClipsSection {
     }
   }
 
-  /** The scene's clip changed (ours or another host's, or it ended). */
-  set(clip) {
+  /** The scene's clip changed (ours or another host's, or it ended); `slateAudio` is the sound under slates. */
+  set(clip, slateAudio = this.slateAudio) {
     this.clip = clip ?? null;
+    this.slateAudio = slateAudio ?? null;
     this.paint();
   }
 
@@ -75,13 +79,27 @@ export class ClipsSection {
       this.clips.map((c) => {
         const name = c.name || 'Clip';
         const playing = this.clip?.url === c.url;
+        const underSlates = this.slateAudio === c.url;
         const play = (mode) => this.onchange({ url: c.url, name, mode });
+        const status = playing ? `Playing ${this.clip.mode === 'tile' ? 'in a tile' : 'full screen'}` : underSlates ? 'Its sound plays under slates' : formatSize(c.size);
         return h(
           'div.clip-item',
           { dataset: { clip: c.sha256, playing: String(playing) } },
-          h('div.clip-info', h('div.clip-name', name), h('div.dest-stats', playing ? `Playing ${this.clip.mode === 'tile' ? 'in a tile' : 'full screen'}` : formatSize(c.size))),
+          h('div.clip-info', h('div.clip-name', name), h('div.dest-stats', status)),
           h('button.secondary', { type: 'button', dataset: { action: 'play-clip' }, 'aria-label': `Play ${name} full screen`, onclick: () => play('full') }, 'Play'),
           h('button.secondary', { type: 'button', dataset: { action: 'play-clip-tile' }, 'aria-label': `Play ${name} in a tile`, onclick: () => play('tile') }, 'In a tile'),
+          h(
+            'button.secondary',
+            {
+              type: 'button',
+              dataset: { action: 'slate-audio' },
+              'aria-pressed': String(underSlates),
+              title: 'Loop its sound under every slate, “Be right back” included',
+              'aria-label': `Loop the sound of ${name} under slates`,
+              onclick: () => this.onslateaudio(underSlates ? null : c.url),
+            },
+            'Under slates',
+          ),
         );
       }),
     );

@@ -78,6 +78,7 @@ export function normaliseScene(scene = {}) {
     slate: normaliseSlate(scene?.slate),
     slateImage: typeof scene?.slateImage === 'string' && scene.slateImage ? scene.slateImage : null,
     clip: normaliseClip(scene?.clip),
+    slateAudio: typeof scene?.slateAudio === 'string' && scene.slateAudio ? scene.slateAudio : null,
     canvases: normaliseCanvases(scene?.canvases),
   };
 }

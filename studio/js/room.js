@@ -330,7 +330,7 @@ class Room {
         this.overlaysPanel?.set(this.shownOverlays());
         this.brandSection?.set(this.state.scene.brand);
         this.slateSection?.set(this.state.scene.slate, this.state.scene.slateImage);
-        this.clipsSection?.set(this.state.scene.clip);
+        this.clipsSection?.set(this.state.scene.clip, this.state.scene.slateAudio);
         break;
       case 'destination-status':
         this.broadcastPanel?.setOutputs(this.state.outputs);
@@ -465,8 +465,14 @@ class Room {
       this.ownOverlaysText = h('span');
       this.ownOverlaysRow = h('label.own-overlays', { hidden: true }, this.ownOverlays, this.ownOverlaysText);
       this.overlaysPanel.el.prepend(this.ownOverlaysRow);
-      this.clipsSection = new ClipsSection({ onchange: (clip) => this.pushScene({ clip }) });
-      this.clipsSection.set(this.state.scene.clip);
+      this.clipsSection = new ClipsSection({
+        onchange: (clip) => this.pushScene({ clip }),
+        onslateaudio: (slateAudio) => {
+          this.pushScene({ slateAudio });
+          this.clipsSection.set(this.state.scene.clip, this.state.scene.slateAudio);
+        },
+      });
+      this.clipsSection.set(this.state.scene.clip, this.state.scene.slateAudio);
       this.slateSection.el.after(this.clipsSection.el);
       this.clipsSection.load();
       this.brandSection.load();

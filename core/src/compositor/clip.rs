@@ -142,6 +142,21 @@ impl ClipPlayer {
     }
 }
 
+impl ClipPlayer {
+    /// Plays the sound of `path` into `program` as source `source`, from its start again each time it ends, on
+    /// one continuous timeline, until dropped (music under a slate). Its pictures are not decoded.
+    pub fn loop_sound(path: PathBuf, program: Arc<Program>, source: String) -> std::io::Result<ClipPlayer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name("clip-loop".into()).spawn(move || {
+            if let Err(e) = loop_sound(&path, &program, &source, &flag) {
+                tracing::warn!(clip = %path.display(), "the sound under the slate stopped: {e}");
+            }
+        })?;
+        Ok(ClipPlayer { stop, thread: Some(thread) })
+    }
+}
+
 impl Drop for ClipPlayer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
@@ -217,4 +232,44 @@ fn play(path: &Path, program: &Program, source: &str, stop: &AtomicBool) -> Resu
     // The last picture shows for one frame's time.
     std::thread::sleep(Duration::from_millis(40));
     Ok(())
+}
+
+/// Decodes the sound of `path` into `program` when its time comes, again from the start whenever it ends, until
+/// `stop` is set. A file without sound is an error at once.
+fn loop_sound(path: &Path, program: &Program, source: &str, stop: &AtomicBool) -> Result<(), String> {
+    crate::ffmpeg::init();
+    let started = Instant::now();
+    let mut at = Duration::ZERO;
+    loop {
+        let mut input = format::input(&path).map_err(|e| e.to_string())?;
+        let Some((index, mut decoder)) = open_streams(&input).map_err(|e| e.to_string())?.audio else {
+            return Err("the clip has no sound".into());
+        };
+        let round_start = at;
+        for (stream, packet) in input.packets() {
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if stream.index() != index {
+                continue;
+            }
+            let samples = decoder.decode_packet(Some(&packet)).map_err(|e| e.to_string())?;
+            if samples.is_empty() {
+                continue;
+            }
+            // Paced as a microphone's would be; stamped by the samples before it, across rounds.
+            if let Some(wait) = (started + at).checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            let frames = samples.len() / 2;
+            program.push_samples(source, samples, at);
+            at += Duration::from_secs_f64(frames as f64 / f64::from(crate::media::SAMPLE_RATE));
+        }
+        if at == round_start {
+            return Err("no sound could be decoded from the clip".into());
+        }
+    }
 }

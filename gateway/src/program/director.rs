@@ -8,6 +8,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use crate::bus::{Event, topic};
+use backyard_core::compositor::clip::ClipPlayer;
 use backyard_core::compositor::{Program, ProgramFeed};
 use backyard_core::director::{self, Director, Member, Output, PluginLayouts, PluginPainter, StageLayout};
 use backyard_core::plugin_host::{self as ph, PluginHost};
@@ -66,6 +67,9 @@ impl DirectorThread {
             runtime: tokio::runtime::Handle::current(),
             tiles: Vec::new(),
             canvas_ids: Vec::new(),
+            data_dir: state.cfg.data_dir.clone(),
+            slate_audio: (None, false),
+            slate_loop: None,
         };
         let data_dir = state.cfg.data_dir.clone();
         std::thread::Builder::new().name("program-director".into()).spawn(move || {
@@ -108,6 +112,12 @@ struct Shell {
     tiles: Vec<HashMap<(String, TrackSource), (u16, u16)>>,
     /// The ids of the canvases beside the main one, in order.
     canvas_ids: Vec<String>,
+    /// Where uploads are, for the sound under the slate.
+    data_dir: std::path::PathBuf,
+    /// The scene's sound under the slate (an upload's URL), and whether the main director has it on stage now.
+    slate_audio: (Option<String>, bool),
+    /// That sound looping into the program while on stage, with its URL.
+    slate_loop: Option<(String, ClipPlayer)>,
 }
 
 /// A canvas beside the main one and its director.
@@ -144,6 +154,7 @@ impl Shell {
                         c.director.handle_scene(scene.to_director_for(wanted), now);
                     }
                     main.handle_scene(scene.to_director(), now);
+                    self.slate_audio.0.clone_from(&scene.slate_audio);
                 }
                 Ok(input) => {
                     let now = self.program.now();
@@ -173,6 +184,7 @@ impl Shell {
                     self.carry_out(i + 1, out);
                 }
             }
+            self.follow_slate_audio();
         }
         tracing::debug!(broadcast = %self.broadcast, "director stopped");
     }
@@ -219,7 +231,10 @@ impl Shell {
     fn carry_out(&mut self, canvas: usize, out: Output) {
         let room = self.broadcast.to_string();
         match out {
-            Output::Stage(members) if canvas == 0 => self.program.set_stage(members),
+            Output::Stage(members) if canvas == 0 => {
+                self.slate_audio.1 = members.iter().any(|m| m.id == director::SLATE_AUDIO_SOURCE);
+                self.program.set_stage(members);
+            }
             Output::Background(rgb) if canvas == 0 => self.program.set_background(rgb),
             Output::Stage(_) | Output::Background(_) => {}
             Output::Placements { placements, stage } => {
@@ -270,6 +285,28 @@ impl Shell {
             Output::ShowOverlay(layer) => self.program.put_overlay_on(canvas, layer),
             Output::HideOverlay(id) => self.program.remove_overlay_on(canvas, &id),
             Output::Keyframe(participant) => self.media.request_keyframes(&room, &participant),
+        }
+    }
+}
+
+impl Shell {
+    /// Loops the scene's sound under the slate into the program while the main director has it on stage; stops
+    /// it when it leaves the stage or the scene changes it.
+    fn follow_slate_audio(&mut self) {
+        let wanted = match &self.slate_audio {
+            (Some(url), true) => Some(url.as_str()),
+            _ => None,
+        };
+        if self.slate_loop.as_ref().map(|(url, _)| url.as_str()) == wanted {
+            return;
+        }
+        // Stops its thread (within a packet's time).
+        self.slate_loop = None;
+        let Some((url, sha)) = wanted.and_then(|u| Some((u, crate::uploads::sha_of_url(u)?))) else { return };
+        let path = crate::uploads::dir(&self.data_dir).join(sha);
+        match ClipPlayer::loop_sound(path, self.program.clone(), director::SLATE_AUDIO_SOURCE.into()) {
+            Ok(player) => self.slate_loop = Some((url.to_owned(), player)),
+            Err(e) => tracing::warn!(broadcast = %self.broadcast, "cannot start the sound under the slate: {e}"),
         }
     }
 }

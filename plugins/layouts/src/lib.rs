@@ -158,12 +158,17 @@ fn solo(stage: &Stage) -> Vec<Placement> {
     vec![tile(&main.id, canvas_rect(stage.canvas)).fit(fit_for(main)).name(true).build()]
 }
 
-fn pip(stage: &Stage, s: &Style) -> Vec<Placement> {
+/// The active speaker over the whole canvas, and everyone else (for the caller to place over it).
+fn speaker_over_canvas(stage: &Stage) -> (Vec<Placement>, Vec<&Participant>) {
     // unwrap: place() returned early for an empty stage.
     let main = focus(stage).unwrap();
+    let out = vec![tile(&main.id, canvas_rect(stage.canvas)).fit(fit_for(main)).build()];
+    (out, stage.participants.iter().filter(|p| p.id != main.id).collect())
+}
+
+fn pip(stage: &Stage, s: &Style) -> Vec<Placement> {
     let canvas = canvas_rect(stage.canvas);
-    let mut out = vec![tile(&main.id, canvas).fit(fit_for(main)).build()];
-    let others: Vec<&Participant> = stage.participants.iter().filter(|p| p.id != main.id).collect();
+    let (mut out, others) = speaker_over_canvas(stage);
     if others.is_empty() {
         return out;
     }
@@ -229,11 +234,8 @@ fn one_over_two(stage: &Stage, s: &Style) -> Vec<Placement> {
 }
 
 fn speaker_inset(stage: &Stage, s: &Style) -> Vec<Placement> {
-    // unwrap: place() returned early for an empty stage.
-    let main = focus(stage).unwrap();
     let canvas = canvas_rect(stage.canvas);
-    let mut out = vec![tile(&main.id, canvas).fit(fit_for(main)).build()];
-    let others: Vec<&Participant> = stage.participants.iter().filter(|p| p.id != main.id).collect();
+    let (mut out, others) = speaker_over_canvas(stage);
     if others.is_empty() {
         return out;
     }
