@@ -388,6 +388,43 @@ fn band_mean_in(luma: &[u8], width: u32, r: Rect) -> f64 {
     sum as f64 / (r.width * r.height) as f64
 }
 
+/// Makes an MP4 clip (H.264 + AAC) at `path` from lavfi's `video` and `audio` sources.
+fn make_clip(path: &std::path::Path, video: &str, audio: &str) -> Result<()> {
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(path)
+        .output()?;
+    ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    Ok(())
+}
+
+/// What [`live_with_silent_ann`] starts: the program, its feeder's stop flag, the feeder.
+type LiveProgram = (Arc<Program>, Arc<AtomicBool>, std::thread::JoinHandle<()>);
+
+/// A program on air to nginx's stream `key` with Ann on stage (bright, silent) and, when given, `tiles`; the feeder
+/// runs until the returned flag is set.
+fn live_with_silent_ann(nginx: &Nginx, key: &str, tiles: Option<Vec<Placement>>) -> Result<LiveProgram> {
+    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
+    program.set_stage(vec![StageMember { id: "ann".into(), name: "Ann".into() }]);
+    if let Some(tiles) = tiles {
+        program.set_placements(tiles).map_err(anyhow::Error::msg)?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = feed_at_30_fps(&program, &stop, |program, t| {
+        program.push_frame("ann", VideoFrame::filled(320, 180, [200, 128, 128]), t);
+        program.push_samples("ann", vec![0.0; 1600 * 2], t);
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let config = EgressConfig {
+        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1000, ..Default::default() },
+        destinations: vec![to_nginx(nginx, key, None)],
+        ..Default::default()
+    };
+    program.go_live(config, no_status_sink())?;
+    Ok((program, stop, feeder))
+}
+
 /// A clip played into the program over the whole canvas: its picture and its tone are in the output for the
 /// clip's length, the person on stage before and after it; the player says when it has finished.
 #[test]
@@ -397,13 +434,7 @@ fn a_clip_plays_into_the_program_picture_and_sound_then_the_stage_returns() -> R
     let dir = TempDir::new("clip")?;
     let clip = dir.path().join("red-tone.mp4");
     // 3 s of red at 30 fps with a 1 kHz tone, as an editor would export it (H.264 + AAC in MP4).
-    let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=320x180:r=30:d=3"])
-        .args(["-f", "lavfi", "-i", "sine=f=1000:sample_rate=44100:d=3", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-shortest"])
-        .arg(&clip)
-        .output()?;
-    ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    make_clip(&clip, "color=c=red:s=320x180:r=30:d=3", "sine=f=1000:sample_rate=44100:d=3")?;
     let info = probe_clip(&clip).map_err(|e| anyhow::anyhow!("{e}"))?;
     ensure!((info.width, info.height) == (320, 180) && info.has_audio, "{info:?}");
     ensure!((info.duration_secs - 3.0).abs() < 0.2, "{info:?}");
@@ -412,25 +443,11 @@ fn a_clip_plays_into_the_program_picture_and_sound_then_the_stage_returns() -> R
     ensure!(probe_clip(&not_a_clip).is_err(), "a file that is not a video is refused");
 
     let nginx = Nginx::start(NginxOptions::default())?;
-    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
     let ann = StageMember { id: "ann".into(), name: "Ann".into() };
     let clip_member = StageMember { id: "clip".into(), name: "Red".into() };
     let whole =
         |source: &str| vec![Placement { source: source.into(), rect: Rect::new(0, 0, W, H), z: 0, fit: Fit::Contain }];
-    program.set_stage(vec![ann.clone()]);
-    program.set_placements(whole("ann")).map_err(anyhow::Error::msg)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = feed_at_30_fps(&program, &stop, |program, t| {
-        program.push_frame("ann", VideoFrame::filled(320, 180, [200, 128, 128]), t);
-        program.push_samples("ann", vec![0.0; 1600 * 2], t);
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let config = EgressConfig {
-        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 1000, ..Default::default() },
-        destinations: vec![to_nginx(&nginx, "clip", None)],
-        ..Default::default()
-    };
-    program.go_live(config, no_status_sink())?;
+    let (program, stop, feeder) = live_with_silent_ann(&nginx, "clip", Some(whole("ann")))?;
     std::thread::sleep(Duration::from_secs(2));
     // What the director does for a full-canvas clip: the clip joins the stage (Ann is still heard), only it is
     // placed.
@@ -492,29 +509,10 @@ fn a_clip_s_sound_loops_under_the_slate_without_a_gap() -> Result<()> {
     let dir = TempDir::new("slate-audio")?;
     let clip = dir.path().join("tone.mp4");
     // One second of a 440 Hz tone under a black picture: it starts again three times in the 3.5 s it plays.
-    let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=160x90:r=30:d=1"])
-        .args(["-f", "lavfi", "-i", "sine=f=440:sample_rate=48000:d=1", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-shortest"])
-        .arg(&clip)
-        .output()?;
-    ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    make_clip(&clip, "color=c=black:s=160x90:r=30:d=1", "sine=f=440:sample_rate=48000:d=1")?;
     let nginx = Nginx::start(NginxOptions::default())?;
-    let program = Arc::new(Program::start(CompositorConfig { width: W, height: H, ..Default::default() }, 30)?);
     let ann = StageMember { id: "ann".into(), name: "Ann".into() };
-    program.set_stage(vec![ann.clone()]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = feed_at_30_fps(&program, &stop, |program, t| {
-        program.push_frame("ann", VideoFrame::filled(320, 180, [200, 128, 128]), t);
-        program.push_samples("ann", vec![0.0; 1600 * 2], t);
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let config = EgressConfig {
-        encoder: EncoderSettings { width: W, height: H, fps: 30, video_kbps: 800, ..Default::default() },
-        destinations: vec![to_nginx(&nginx, "slate-audio", None)],
-        ..Default::default()
-    };
-    program.go_live(config, no_status_sink())?;
+    let (program, stop, feeder) = live_with_silent_ann(&nginx, "slate-audio", None)?;
     std::thread::sleep(Duration::from_millis(1500));
     // What the director does while a slate shows with music: the music's source on stage, nobody placed.
     program.set_stage(vec![StageMember { id: SLATE_AUDIO_SOURCE.into(), name: String::new() }]);
