@@ -573,6 +573,16 @@ impl<L: Layouts, P: Painter> Director<L, P> {
         self.stage_layout.as_ref()
     }
 
+    /// Everyone in the room as this director knows them, by id.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// Whether the program is on air, as this director was told.
+    pub fn on_air(&self) -> bool {
+        self.on_air
+    }
+
     /// Program sources on stage now, in order.
     pub fn on_stage(&self) -> impl Iterator<Item = &str> {
         self.on_stage.iter().map(|m| m.id.as_str())

@@ -97,6 +97,15 @@ pub struct SceneCanvas {
 /// The id of the program's own canvas, as destinations name it.
 pub const MAIN_CANVAS: &str = "main";
 
+/// A side of a canvas or of a destination's encode, in pixels: even, 160 to 3840; else what is wrong with it.
+pub fn check_side(pixels: u32) -> Result<(), &'static str> {
+    if pixels.is_multiple_of(2) && (160..=3840).contains(&pixels) {
+        Ok(())
+    } else {
+        Err("must be an even number of pixels from 160 to 3840")
+    }
+}
+
 /// Canvases a scene may add beside the main one.
 pub const MAX_EXTRA_CANVASES: usize = backyard_core::compositor::MAX_CANVASES - 1;
 
@@ -544,9 +553,7 @@ impl Scene {
                 return Err(bad(&field("id"), format!("{} names another canvas", c.id)));
             }
             for (name, v) in [("width", c.width), ("height", c.height)] {
-                if !v.is_multiple_of(2) || !(160..=3840).contains(&v) {
-                    return Err(bad(&field(name), "must be an even number of pixels from 160 to 3840"));
-                }
+                check_side(v).map_err(|message| bad(&field(name), message))?;
             }
             if !layouts.contains(&c.layout) {
                 return Err(bad(&field("layout"), format!("unknown layout; one of {}", layouts.join(", "))));
@@ -558,11 +565,15 @@ impl Scene {
         Ok(())
     }
 
-    /// Where canvas `id` is among the program's canvases (0: the main one), if the scene has it.
-    pub fn canvas_index(&self, id: Option<&str>) -> Option<usize> {
+    /// Where canvas `id` (`None`: the main one) is among the program's canvases (0: the main one) and its size
+    /// (`main` for the main one), if the scene has it.
+    pub fn find_canvas(&self, id: Option<&str>, main: (u32, u32)) -> Option<(usize, (u32, u32))> {
         match id {
-            None | Some(MAIN_CANVAS) => Some(0),
-            Some(id) => self.canvases.iter().position(|c| c.id == id).map(|i| i + 1),
+            None | Some(MAIN_CANVAS) => Some((0, main)),
+            Some(id) => {
+                let i = self.canvases.iter().position(|c| c.id == id)?;
+                Some((i + 1, (self.canvases[i].width, self.canvases[i].height)))
+            }
         }
     }
 
@@ -706,9 +717,10 @@ mod tests {
         assert_eq!((tall.layout.as_str(), square.layout.as_str()), ("solo", "grid"));
         assert_eq!(tall.overlays, s.to_director().overlays, "no overlays of its own: the main canvas's");
         assert_eq!(square.overlays, [director::Overlay::Ticker { text: "Square news".into(), color: None }]);
-        assert_eq!(s.canvas_index(Some("square")), Some(2));
-        assert_eq!(s.canvas_index(None), Some(0));
-        assert_eq!(s.canvas_index(Some("round")), None);
+        let main = (1280, 720);
+        assert_eq!(s.find_canvas(Some("square"), main), Some((2, (720, 720))));
+        assert_eq!(s.find_canvas(None, main), Some((0, main)));
+        assert_eq!(s.find_canvas(Some("round"), main), None);
         s.canvases[1].overlays.as_mut().unwrap().banner =
             Some(TextOverlay { visible: true, text: "z".repeat(500), color: None });
         assert_eq!(s.validate(&layouts(), &overlays()).unwrap_err().field, "canvases[1].overlays.banner.text");

@@ -467,7 +467,6 @@ export class BroadcastPanel {
     // Back to an empty form (after saving, or cancelling what was typed).
     const clear = () => {
       form.reset();
-      platform.value = Object.keys(PLATFORMS)[0];
       error.textContent = '';
       quality = qualityFields(null, { canvases: this.canvases });
       mount(qualityHolder, quality.el);

@@ -591,7 +591,8 @@ class Room {
     if (this.returnFeed.srcObject !== feed) this.returnFeed.srcObject = feed;
     this.backstageEl.classList.toggle('has-video', Boolean(feed));
     const streamOf = (source) => this.streamOf(source);
-    if (this.activeCanvas !== MAIN_CANVAS && !this.state.scene.canvases.some((c) => c.id === this.activeCanvas)) this.activeCanvas = MAIN_CANVAS;
+    // A canvas taken away (here or by another host): the stage shows the main one again.
+    if (!this.otherCanvas()) this.activeCanvas = MAIN_CANVAS;
     this.stageEl.dataset.canvasId = this.activeCanvas;
     const live = this.state.broadcast?.status === 'live';
     this.canvasBar?.render(canvasTabs(this.state), this.activeCanvas, this.state.scene.canvases.length < MAX_EXTRA_CANVASES, !live);
@@ -626,7 +627,7 @@ class Room {
   /** What the stage shows for the canvas picked: its tiles, or (before its director placed anyone) its shape. */
   canvasView() {
     const view = stageTiles(this.state, this.activeCanvas);
-    const own = this.state.scene.canvases.find((c) => c.id === this.activeCanvas);
+    const own = this.otherCanvas();
     if (own && !this.state.canvasLayouts[own.id]) return { ...view, canvas: { width: own.width, height: own.height } };
     return view;
   }
@@ -641,30 +642,30 @@ class Room {
     return this.otherCanvas()?.overlays ?? this.state.scene.overlays;
   }
 
+  /** Changes the scene's canvas `id` to what `change(canvas)` makes of it. */
+  patchCanvas(id, change) {
+    this.pushScene({ canvases: this.state.scene.canvases.map((c) => (c.id === id ? change(c) : c)) });
+  }
+
   /** Overlays changed in the panel (or by a shortcut): the shown canvas's own, or the main canvas's. */
   pushOverlays(overlays) {
     const own = this.otherCanvas();
     if (!own?.overlays) return this.pushScene({ overlays });
-    this.pushScene({ canvases: this.state.scene.canvases.map((c) => (c.id === own.id ? { ...c, overlays } : c)) });
+    this.patchCanvas(own.id, (c) => ({ ...c, overlays }));
   }
 
   /** Gives the shown canvas overlays of its own (starting from the main canvas's), or back the main canvas's. */
   setOwnOverlays(own) {
     const shown = this.otherCanvas();
     if (!shown) return;
-    const canvases = this.state.scene.canvases.map((c) => {
-      if (c.id !== shown.id) return c;
-      const { overlays: _, ...rest } = c;
-      return own ? { ...rest, overlays: structuredClone(this.state.scene.overlays) } : rest;
-    });
-    this.pushScene({ canvases });
+    this.patchCanvas(shown.id, ({ overlays: _, ...rest }) => (own ? { ...rest, overlays: structuredClone(this.state.scene.overlays) } : rest));
     this.overlaysPanel?.set(this.shownOverlays());
   }
 
   /** A layout picked in the toolbar: for the canvas the stage shows. */
   pickLayout(layout) {
     if (this.activeCanvas === MAIN_CANVAS) return this.pushScene({ layout });
-    this.pushScene({ canvases: this.state.scene.canvases.map((c) => (c.id === this.activeCanvas ? { ...c, layout } : c)) });
+    this.patchCanvas(this.activeCanvas, (c) => ({ ...c, layout }));
   }
 
   /** Tiles and cards whose video the server paused for our connection say so. */

@@ -124,35 +124,35 @@ impl ClipPlayer {
         source: String,
         on_end: impl FnOnce(ClipEnd) + Send + 'static,
     ) -> std::io::Result<ClipPlayer> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("clip".into()).spawn(move || {
-            let end = match play(&path, &program, &source, &flag) {
+        Self::spawn("clip", move |stop| {
+            let end = match play(&path, &program, &source, stop) {
                 Ok(()) => ClipEnd::Finished,
                 Err(e) => {
                     tracing::warn!(clip = %path.display(), "the clip stopped: {e}");
                     ClipEnd::Failed(e)
                 }
             };
-            if !flag.load(Ordering::Acquire) {
+            if !stop.load(Ordering::Acquire) {
                 on_end(end);
             }
-        })?;
-        Ok(ClipPlayer { stop, thread: Some(thread) })
+        })
     }
-}
 
-impl ClipPlayer {
     /// Plays the sound of `path` into `program` as source `source`, from its start again each time it ends, on
     /// one continuous timeline, until dropped (music under a slate). Its pictures are not decoded.
     pub fn loop_sound(path: PathBuf, program: Arc<Program>, source: String) -> std::io::Result<ClipPlayer> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("clip-loop".into()).spawn(move || {
-            if let Err(e) = loop_sound(&path, &program, &source, &flag) {
+        Self::spawn("clip-loop", move |stop| {
+            if let Err(e) = loop_sound(&path, &program, &source, stop) {
                 tracing::warn!(clip = %path.display(), "the sound under the slate stopped: {e}");
             }
-        })?;
+        })
+    }
+
+    /// Runs `work` on a thread named `name`, given the flag that dropping the player sets.
+    fn spawn(name: &str, work: impl FnOnce(&AtomicBool) + Send + 'static) -> std::io::Result<ClipPlayer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || work(&flag))?;
         Ok(ClipPlayer { stop, thread: Some(thread) })
     }
 }

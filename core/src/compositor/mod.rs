@@ -121,7 +121,7 @@ impl Source {
 pub const MAX_CANVASES: usize = 3;
 
 /// A canvas that cannot be made or is not there.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CanvasError {
     /// Too many canvases.
     #[error("{0} canvases, at most {MAX_CANVASES} with the main one")]
@@ -142,6 +142,12 @@ pub enum CanvasError {
         /// Canvases there are.
         count: usize,
     },
+}
+
+/// Canvas `canvas` of `canvases` (0: the main one).
+fn canvas_in(canvases: &mut [Canvas], canvas: usize) -> Result<&mut Canvas, CanvasError> {
+    let count = canvases.len();
+    canvases.get_mut(canvas).ok_or(CanvasError::Unknown { canvas, count })
 }
 
 fn check_canvases(others: &[(u32, u32)]) -> Result<(), CanvasError> {
@@ -288,11 +294,6 @@ impl Compositor {
         Ok(())
     }
 
-    fn canvas_mut(&mut self, canvas: usize) -> Result<&mut Canvas, CanvasError> {
-        let count = self.canvases.len();
-        self.canvases.get_mut(canvas).ok_or(CanvasError::Unknown { canvas, count })
-    }
-
     /// Replaces the main canvas's tiles. Invalid placements are refused and the previous ones stay (a failing
     /// layout keeps the last good one).
     pub fn set_placements(&mut self, placements: Vec<Placement>) -> Result<(), PlacementError> {
@@ -301,10 +302,9 @@ impl Compositor {
 
     /// Replaces one canvas's tiles, as [`Self::set_placements`] does the main one's.
     pub fn set_placements_on(&mut self, canvas: usize, mut placements: Vec<Placement>) -> Result<(), PlacementError> {
-        let sources = &self.sources;
-        let count = self.canvases.len();
-        let c = self.canvases.get_mut(canvas).ok_or(PlacementError::NoCanvas { canvas, count })?;
+        let c = canvas_in(&mut self.canvases, canvas)?;
         let (width, height) = c.size();
+        let sources = &self.sources;
         placement::validate(&placements, width, height, |s| sources.contains_key(s))?;
         placements.sort_by_key(|p| p.z);
         c.placements = placements;
@@ -320,8 +320,7 @@ impl Compositor {
 
     /// Replaces one canvas's overlay layers, as [`Self::set_overlays`] does the main one's.
     pub fn set_overlays_on(&mut self, canvas: usize, layers: &[OverlayLayer]) -> Result<(), OverlayError> {
-        let count = self.canvases.len();
-        let c = self.canvases.get_mut(canvas).ok_or(OverlayError::NoCanvas { canvas, count })?;
+        let c = canvas_in(&mut self.canvases, canvas)?;
         let mut prepared = layers.iter().map(overlay::PreparedOverlay::new).collect::<Result<Vec<_>, _>>()?;
         prepared.sort_by_key(overlay::PreparedOverlay::z);
         c.overlays = prepared;
@@ -336,8 +335,7 @@ impl Compositor {
 
     /// Shows one overlay layer on one canvas, as [`Self::put_overlay`] does on the main one.
     pub fn put_overlay_on(&mut self, canvas: usize, layer: &OverlayLayer) -> Result<(), OverlayError> {
-        let count = self.canvases.len();
-        let c = self.canvases.get_mut(canvas).ok_or(OverlayError::NoCanvas { canvas, count })?;
+        let c = canvas_in(&mut self.canvases, canvas)?;
         let prepared = overlay::PreparedOverlay::new(layer)?;
         c.overlays.retain(|o| o.id != layer.id);
         c.overlays.push(prepared);
@@ -352,7 +350,7 @@ impl Compositor {
 
     /// Takes the overlay layer `id` off one canvas (nothing happens where there is no such canvas or layer).
     pub fn remove_overlay_on(&mut self, canvas: usize, id: &str) {
-        if let Ok(c) = self.canvas_mut(canvas) {
+        if let Ok(c) = canvas_in(&mut self.canvases, canvas) {
             c.overlays.retain(|o| o.id != id);
         }
     }
@@ -622,7 +620,8 @@ mod tests {
 
         // Tiles are checked against their own canvas; a canvas that is not there refuses them.
         assert!(matches!(c.set_placements_on(1, two_tiles()), Err(PlacementError::OutsideCanvas { .. })));
-        assert_eq!(c.set_placements_on(2, two_tiles()), Err(PlacementError::NoCanvas { canvas: 2, count: 2 }));
+        let missing = CanvasError::Unknown { canvas: 2, count: 2 };
+        assert_eq!(c.set_placements_on(2, two_tiles()), Err(PlacementError::NoCanvas(missing)));
         assert!(c.set_overlays_on(2, &[]).is_err());
         // Leaving the stage leaves every canvas.
         c.set_stage(&stage()[..1]);

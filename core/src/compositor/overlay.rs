@@ -33,13 +33,8 @@ pub enum OverlayError {
         height: u32,
     },
     /// The layers are for a canvas the program does not have.
-    #[error("no canvas {canvas} (the program has {count})")]
-    NoCanvas {
-        /// The canvas asked for.
-        canvas: usize,
-        /// Canvases there are.
-        count: usize,
-    },
+    #[error(transparent)]
+    NoCanvas(#[from] super::CanvasError),
 }
 
 /// A layer ready to blend: BT.601 limited-range planes with alpha, and per row the span that has any

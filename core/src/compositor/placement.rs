@@ -78,13 +78,8 @@ pub enum PlacementError {
     #[error("{0} tiles, at most {1}")]
     TooMany(usize, usize),
     /// The tiles are for a canvas the program does not have.
-    #[error("no canvas {canvas} (the program has {count})")]
-    NoCanvas {
-        /// The canvas asked for.
-        canvas: usize,
-        /// Canvases there are.
-        count: usize,
-    },
+    #[error(transparent)]
+    NoCanvas(#[from] super::CanvasError),
 }
 
 /// Most tiles a program draws.

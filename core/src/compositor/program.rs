@@ -297,28 +297,14 @@ impl Program {
     /// Like [`Self::set_overlays`] without waiting for the next tick (animation frames, e.g. a scrolling
     /// ticker); refused layers are logged and the previous ones stay.
     pub fn update_overlays(&self, layers: Vec<OverlayLayer>) {
-        self.update_overlays_on(0, layers);
+        let _ = self.commands.send(Command::Overlays(0, layers, None));
     }
 
-    /// Like [`Self::update_overlays`], on canvas `canvas`.
-    pub fn update_overlays_on(&self, canvas: usize, layers: Vec<OverlayLayer>) {
-        let _ = self.commands.send(Command::Overlays(canvas, layers, None));
-    }
-
-    /// Shows or replaces one overlay layer by id on the main canvas from the next tick, leaving the other layers
-    /// alone (a scrolling ticker re-renders only itself); a refused layer is logged and the previous one stays.
-    pub fn put_overlay(&self, layer: OverlayLayer) {
-        self.put_overlay_on(0, layer);
-    }
-
-    /// Like [`Self::put_overlay`], on canvas `canvas`.
+    /// Shows or replaces one overlay layer by id on canvas `canvas` (0 is the main one) from the next tick, leaving
+    /// the other layers alone (a scrolling ticker re-renders only itself); a refused layer is logged and the
+    /// previous one stays.
     pub fn put_overlay_on(&self, canvas: usize, layer: OverlayLayer) {
         let _ = self.commands.send(Command::PutOverlay(canvas, layer));
-    }
-
-    /// Takes overlay layer `id` off the main canvas from the next tick.
-    pub fn remove_overlay(&self, id: &str) {
-        self.remove_overlay_on(0, id);
     }
 
     /// Takes overlay layer `id` off canvas `canvas` from the next tick.

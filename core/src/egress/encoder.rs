@@ -115,6 +115,12 @@ pub struct DestinationConstraints {
     pub max_fps: Option<u32>,
 }
 
+/// A platform's largest frame (`max`: width, height) as it holds for a `width` × `height` picture: turned for a
+/// picture of the other orientation (a 1080x1920 vertical stream is within a 1920x1080 limit).
+pub fn limit_for_shape(max: (u32, u32), width: u32, height: u32) -> (u32, u32) {
+    if (height > width) != (max.1 > max.0) { (max.1, max.0) } else { max }
+}
+
 impl EncoderSettings {
     /// The settings every destination accepts: the strictest of all constraints wins. The frame is scaled
     /// down keeping its aspect ratio (even sizes) when a destination caps the resolution.
@@ -136,9 +142,11 @@ impl EncoderSettings {
             if let Some(max) = c.max_fps {
                 s.fps = s.fps.min(max.max(1));
             }
-            // A platform's largest frame holds turned too: a 1080x1920 vertical stream is within 1920x1080.
             let (max_w, max_h) = match (c.max_width, c.max_height) {
-                (Some(w), Some(h)) if (s.height > s.width) != (h > w) => (Some(h), Some(w)),
+                (Some(w), Some(h)) => {
+                    let (w, h) = limit_for_shape((w, h), s.width, s.height);
+                    (Some(w), Some(h))
+                }
                 other => other,
             };
             let scale_w = max_w.map_or(1.0, |m| (m as f64 / s.width as f64).min(1.0));

@@ -46,7 +46,7 @@ use parking_lot::Mutex;
 pub use address::{AddressError, AddressPolicy, check as check_address};
 pub use encoder::{
     AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, H264Profile, SAMPLE_RATE,
-    VIDEO_STREAM, VideoFrame,
+    VIDEO_STREAM, VideoFrame, limit_for_shape,
 };
 pub use muxer::{ByteSink, media_duration, media_span};
 pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
@@ -716,7 +716,7 @@ impl Egress {
         };
         self.main.push_video(main, at, &mut self.scratch)?;
         for lane in self.others.lanes.lock().iter_mut() {
-            // A canvas taken away while live: its encodes go on with the main one, letterboxed.
+            // A canvas not composed (yet): its encodes take the main one, letterboxed.
             let frame = frames.get(lane.canvas).unwrap_or(main);
             lane.push_video(frame, at, &mut self.scratch)?;
         }

@@ -199,7 +199,7 @@ pub async fn program_preview(
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse as _;
     let scene = Scene::of(&access.broadcast);
-    let canvas = scene.canvas_index(query.canvas.as_deref()).ok_or_else(|| {
+    let (canvas, _) = scene.find_canvas(query.canvas.as_deref(), (0, 0)).ok_or_else(|| {
         ApiError::invalid("canvas", "the scene has no such canvas; main or one of the scene's canvases[].id")
     })?;
     let hub = crate::signaling::Hub::get(&state).await?;

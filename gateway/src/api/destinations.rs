@@ -101,15 +101,18 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
 /// The size of the canvas a destination streams (`None`: the main one), from the scene: 422 naming `canvas`
 /// when the scene has no such canvas.
 pub fn canvas_size(program: &ProgramConfig, scene: &Scene, canvas: Option<&str>) -> ApiResult<(u32, u32)> {
-    match canvas {
-        None | Some(crate::scene::MAIN_CANVAS) => Ok((program.width, program.height)),
-        Some(id) => scene.canvases.iter().find(|c| c.id == id).map(|c| (c.width, c.height)).ok_or_else(|| {
-            let ids: Vec<&str> = std::iter::once(crate::scene::MAIN_CANVAS)
-                .chain(scene.canvases.iter().map(|c| c.id.as_str()))
-                .collect();
-            ApiError::invalid("canvas", format!("the scene has no canvas {id}; one of {}", ids.join(", ")))
-        }),
-    }
+    scene.find_canvas(canvas, (program.width, program.height)).map(|(_, size)| size).ok_or_else(|| {
+        let ids: Vec<&str> =
+            std::iter::once(crate::scene::MAIN_CANVAS).chain(scene.canvases.iter().map(|c| c.id.as_str())).collect();
+        let id = canvas.unwrap_or_default();
+        ApiError::invalid("canvas", format!("the scene has no canvas {id}; one of {}", ids.join(", ")))
+    })
+}
+
+/// The size of the canvas a stored destination streams: the main one's when the scene no longer has its canvas.
+fn canvas_size_or_main(program: &ProgramConfig, scene: &Scene, canvas: Option<&str>) -> (u32, u32) {
+    let main = (program.width, program.height);
+    scene.find_canvas(canvas, main).map_or(main, |(_, size)| size)
 }
 
 /// The canvas id a row keeps: `None` for the main canvas.
@@ -131,8 +134,8 @@ pub fn check_profile(
         (None, None) => {}
         (Some(w), Some(h)) => {
             for (field, v) in [("width", w), ("height", h)] {
-                if !(160..=3840).contains(&v) || v % 2 == 1 {
-                    return bad(field, "must be an even number of pixels from 160 to 3840".into());
+                if let Err(message) = crate::scene::check_side(v) {
+                    return bad(field, message.into());
                 }
             }
             if w > canvas.0 || h > canvas.1 {
@@ -141,12 +144,7 @@ pub fn check_profile(
                     format!("at most its canvas's {}x{} (larger would only scale it up)", canvas.0, canvas.1),
                 );
             }
-            // The platform's largest frame holds turned too (a vertical stream).
-            let (max_w, max_h) = if (h > w) != (limits.max_height > limits.max_width) {
-                (limits.max_height, limits.max_width)
-            } else {
-                (limits.max_width, limits.max_height)
-            };
+            let (max_w, max_h) = backyard_core::egress::limit_for_shape((limits.max_width, limits.max_height), w, h);
             if w > max_w || h > max_h {
                 return bad(
                     if w > max_w { "width" } else { "height" },
@@ -385,9 +383,7 @@ impl Destination {
         let profile = row.encoder_profile().map_err(|e| {
             ApiError::Internal(anyhow::anyhow!("destination {}: stored profile unreadable: {e}", row.id))
         })?;
-        let canvas = canvas_size(&state.cfg.program, scene, row.canvas.as_deref())
-            // A canvas the scene no longer has: the destination streams the main one.
-            .unwrap_or((state.cfg.program.width, state.cfg.program.height));
+        let canvas = canvas_size_or_main(&state.cfg.program, scene, row.canvas.as_deref());
         let encode = summary(&encode_settings(&state.cfg.program, canvas, profile.as_ref()));
         Ok(Self {
             canvas: row.canvas.unwrap_or_else(|| crate::scene::MAIN_CANVAS.to_owned()),
@@ -495,11 +491,9 @@ pub async fn patch(
 ) -> ApiResult<Json<Destination>> {
     let mut row = load(&state, &access, &params).await?;
     let scene = Scene::of(&access.broadcast);
-    let canvas_id = body.canvas.as_deref().or(row.canvas.as_deref());
-    let canvas = match body.canvas {
-        Some(_) => canvas_size(&state.cfg.program, &scene, canvas_id)?,
-        None => canvas_size(&state.cfg.program, &scene, canvas_id)
-            .unwrap_or((state.cfg.program.width, state.cfg.program.height)),
+    let canvas = match &body.canvas {
+        Some(asked) => canvas_size(&state.cfg.program, &scene, Some(asked))?,
+        None => canvas_size_or_main(&state.cfg.program, &scene, row.canvas.as_deref()),
     };
     if let Some(c) = &body.canvas {
         row.canvas = stored_canvas(c);

@@ -610,8 +610,7 @@ async fn start_outputs(
 ) -> Result<Running, String> {
     let video = stream.video.clone().ok_or("no video configuration")?;
     // A relay copies the encoder's stream as it came: every destination takes it, whatever its canvas.
-    let (destinations, _) =
-        crate::program::resolve_destinations(state, broadcast.id).await.map_err(|e| e.to_string())?;
+    let (destinations, _) = crate::program::resolve_destinations(state, broadcast).await.map_err(|e| e.to_string())?;
     let recording = state
         .store
         .create_recording(broadcast.id, broadcast.user_id, &broadcast.title, token, &state.cluster.node)

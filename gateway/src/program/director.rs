@@ -126,13 +126,6 @@ struct OtherCanvas<L: director::Layouts, P: director::Painter> {
     director: Director<L, P>,
 }
 
-/// What the shell keeps of the room, to brief a director it starts for a new canvas.
-#[derive(Default)]
-struct Briefing {
-    members: Vec<Member>,
-    on_air: bool,
-}
-
 impl Shell {
     fn run<L: director::Layouts, P: director::Painter>(
         mut self,
@@ -142,14 +135,13 @@ impl Shell {
     ) {
         let mut main = new_director(main_size);
         let mut others: Vec<OtherCanvas<L, P>> = Vec::new();
-        let mut briefing = Briefing::default();
         loop {
             let next = others.iter().filter_map(|c| c.director.poll_timeout()).chain(main.poll_timeout()).min();
             let wait = next.map_or(Duration::from_secs(3600), |t| t.saturating_sub(self.program.now()));
             match rx.recv_timeout(wait) {
                 Ok(Input::Scene(scene)) => {
                     let now = self.program.now();
-                    self.set_canvases(&scene.canvases, &mut others, &mut new_director, &briefing, now);
+                    self.set_canvases(&scene.canvases, &mut others, &mut new_director, &main, now);
                     for (c, wanted) in others.iter_mut().zip(&scene.canvases) {
                         c.director.handle_scene(scene.to_director_for(wanted), now);
                     }
@@ -167,7 +159,6 @@ impl Shell {
                             Input::OnAir(on) => d.handle_on_air(*on, now),
                         }
                     }
-                    briefing.follow(input);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 // The program was stopped: its `Live` (and so the sender) is gone.
@@ -190,19 +181,19 @@ impl Shell {
     }
 
     /// Makes the program's canvases beside the main one the scene's: a canvas keeping its place and size keeps
-    /// its director; any other gets a new one, briefed on the room.
+    /// its director; any other gets a new one, briefed on the room as the main canvas's director knows it.
     fn set_canvases<L: director::Layouts, P: director::Painter>(
         &mut self,
         wanted: &[crate::scene::SceneCanvas],
         others: &mut Vec<OtherCanvas<L, P>>,
         new_director: &mut impl FnMut(ph::Size) -> Director<L, P>,
-        briefing: &Briefing,
+        main: &Director<L, P>,
         now: Duration,
     ) {
         let size = |c: &crate::scene::SceneCanvas| (c.width, c.height);
         let same = others.len() == wanted.len() && others.iter().zip(wanted).all(|(o, w)| o.size == size(w));
         if !same {
-            let sizes = wanted.iter().map(|c| (c.width, c.height)).collect();
+            let sizes = wanted.iter().map(size).collect();
             if let Err(e) = self.program.set_canvases(sizes) {
                 tracing::warn!(broadcast = %self.broadcast, "the scene's canvases were refused: {e}");
                 return;
@@ -213,8 +204,8 @@ impl Shell {
                     Some(c) if c.size == size(w) => c,
                     _ => {
                         let mut director = new_director(ph::Size { width: w.width, height: w.height });
-                        director.handle_members(briefing.members.clone(), now);
-                        director.handle_on_air(briefing.on_air, now);
+                        director.handle_members(main.members().cloned().collect(), now);
+                        director.handle_on_air(main.on_air(), now);
                         OtherCanvas { size: size(w), director }
                     }
                 };
@@ -307,21 +298,6 @@ impl Shell {
         match ClipPlayer::loop_sound(path, self.program.clone(), director::SLATE_AUDIO_SOURCE.into()) {
             Ok(player) => self.slate_loop = Some((url.to_owned(), player)),
             Err(e) => tracing::warn!(broadcast = %self.broadcast, "cannot start the sound under the slate: {e}"),
-        }
-    }
-}
-
-impl Briefing {
-    fn follow(&mut self, input: Input) {
-        match input {
-            Input::Scene(_) => {}
-            Input::Member(m) => match self.members.iter_mut().find(|o| o.id == m.id) {
-                Some(o) => *o = m,
-                None => self.members.push(m),
-            },
-            Input::Left(id) => self.members.retain(|m| m.id != id),
-            Input::Members(all) => self.members = all,
-            Input::OnAir(on) => self.on_air = on,
         }
     }
 }

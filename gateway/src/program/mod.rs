@@ -268,7 +268,7 @@ impl Programs {
         if on_air.is_some() {
             return Err(ProgramError::AlreadyLive);
         }
-        let (destinations, canvases) = resolve_destinations(state, broadcast.id).await?;
+        let (destinations, canvases) = resolve_destinations(state, broadcast).await?;
         // One home per broadcast: this node takes it (a new fence token) or the show is on air elsewhere.
         let home = match state.cluster.take_home(broadcast.id, broadcast.home_fence).await? {
             Ok(fence) => fence,
@@ -631,12 +631,13 @@ pub fn recording_file(cfg: &crate::config::Config, rec: &crate::store::Recording
 /// the destinations' `canvas` indexes count from.
 pub(crate) async fn resolve_destinations(
     state: &AppState,
-    broadcast: Uuid,
+    broadcast: &Broadcast,
 ) -> Result<(Vec<DestinationConfig>, Vec<(u32, u32)>), ProgramError> {
-    let scene = state.store.broadcast(broadcast).await?.map(|b| Scene::of(&b)).unwrap_or_default();
+    let scene = Scene::of(broadcast);
     let program = &state.cfg.program;
+    let main = (program.width, program.height);
     let mut out = Vec::new();
-    for row in state.store.destinations(broadcast).await?.into_iter().filter(|d| d.enabled) {
+    for row in state.store.destinations(broadcast.id).await?.into_iter().filter(|d| d.enabled) {
         let field = format!("destinations.{}", row.id);
         let key = state.cipher.open(&row.stream_key, &row.stream_key_nonce, &row.stream_key_kid).map_err(|e| {
             ProgramError::Destination {
@@ -653,13 +654,10 @@ pub(crate) async fn resolve_destinations(
             message: format!("{}: the stored profile cannot be read ({e}); set it again", row.name),
         })?;
         let canvas = row.canvas.as_deref();
-        let (index, size) = match crate::api::destinations::canvas_size(program, &scene, canvas) {
-            Ok(size) => (scene.canvas_index(canvas).unwrap_or(0), size),
-            Err(_) => {
-                tracing::warn!(%broadcast, destination = %row.id, canvas, "the scene has no such canvas: it streams the main one");
-                (0, (program.width, program.height))
-            }
-        };
+        let (index, size) = scene.find_canvas(canvas, main).unwrap_or_else(|| {
+            tracing::warn!(broadcast = %broadcast.id, destination = %row.id, canvas, "the scene has no such canvas: it streams the main one");
+            (0, main)
+        });
         out.push(DestinationConfig {
             id: row.id.to_string(),
             url: resolved.ingest.primary,
