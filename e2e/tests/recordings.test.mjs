@@ -8,15 +8,14 @@
 // Starts a backyard of its own (`BACKYARD_E2E_BIN`, embedded state in a fresh data folder), so it can kill it.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { ROOT, SHOTS, closeAll, eventually, hostWithInvite, launchParticipant, screenshot } from '../lib/harness.mjs';
-import { freePort } from '../lib/rtmp.mjs';
+import { closeAll, eventually, hostWithInvite, launchParticipant, screenshot } from '../lib/harness.mjs';
+import { OwnServer } from '../lib/server.mjs';
 
 const run = promisify(execFile);
 const EMAIL = `recorder-${Date.now()}@example.com`;
@@ -26,56 +25,6 @@ const PERIOD = 4;
 const FLASH_AT = 1;
 /** How far the same flash or beep may sit apart in the two files. */
 const ALIGNED_WITHIN = 0.04;
-
-/** A backyard of this suite's own; `kill()` sends SIGKILL, `start()` starts it again on the same data. */
-class Server {
-  constructor(dir) {
-    this.dir = dir;
-    this.data = path.join(dir, 'data');
-  }
-
-  async start() {
-    if (!this.port) {
-      this.port = await freePort();
-      await mkdir(this.data, { recursive: true });
-      this.config = path.join(this.dir, 'backyard.toml');
-      await writeFile(
-        this.config,
-        `public_url = "http://127.0.0.1:${this.port}"
-[server]
-bind = "127.0.0.1:${this.port}"
-studio_dir = ${JSON.stringify(path.join(ROOT, 'studio'))}
-[media]
-port = ${await freePort()}
-[ingest]
-rtmp_bind = "127.0.0.1:${await freePort()}"
-[limits]
-auth_per_minute = 600
-`,
-      );
-    }
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BACKYARD_')));
-    env.RUST_LOG = process.env.BACKYARD_E2E_RUST_LOG ?? 'info';
-    const bin = process.env.BACKYARD_E2E_BIN;
-    if (!bin) throw new Error('BACKYARD_E2E_BIN is not set: run this suite through `cargo xtask e2e recordings`');
-    await mkdir(SHOTS, { recursive: true });
-    const log = createWriteStream(path.join(SHOTS, 'recordings-server.log'), { flags: 'a' });
-    this.proc = spawn(bin, ['--config', this.config, '--data-dir', this.data, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc.stdout.pipe(log);
-    this.proc.stderr.pipe(log);
-    await eventually('the server answers', async () => (await fetch(`${this.url}/healthz`).catch(() => null))?.ok, 60000, 200);
-  }
-
-  get url() {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  async kill() {
-    const exited = new Promise((r) => this.proc.once('exit', r));
-    this.proc.kill('SIGKILL');
-    await exited;
-  }
-}
 
 /** A 960×540 camera (sent in three simulcast layers), dark grey but white for three frames FLASH_AT s into every PERIOD s. */
 async function flashingCamera(dir) {
@@ -138,7 +87,7 @@ describe('participants’ own recordings', { timeout: 240000 }, () => {
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'backyard-recordings-'));
-    server = new Server(dir);
+    server = new OwnServer(dir, 'recordings');
     await server.start();
     host = await launchParticipant('recordings-host', {
       clip: await flashingCamera(dir),

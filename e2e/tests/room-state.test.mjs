@@ -12,6 +12,7 @@ import {
   displayName,
   DROP_WARNING_STATUSES,
   healthWarnings,
+  POOR_WARNING_REPORTS,
   initialState,
   isModerator,
   layoutChoices,
@@ -424,6 +425,24 @@ describe('room state: events', () => {
     s = fold([status(4)], s);
     assert.deepEqual(healthWarnings(s), []);
     assert.deepEqual(healthWarnings(fold([status(9, 'reconnecting')], s)), [], 'a destination that is not live warns in its own row');
+  });
+
+  it('health: a participant whose link stays poor warns the hosts, and one bad second does not', () => {
+    const report = (grade) => ({ event: 'connection-quality', data: { participantId: ADA, grade, rttMs: 420, downlinkLoss: 0.12, uplinkLoss: 0.01, downlinkKbps: 140 } });
+    let s = joined();
+    for (let i = 1; i < POOR_WARNING_REPORTS; i++) {
+      s = fold([report('poor')], s);
+      assert.deepEqual(healthWarnings(s), [], `${i} poor report(s)`);
+    }
+    s = fold([report('poor')], s);
+    const [warning] = healthWarnings(s);
+    assert.equal(warning.id, `connection:${ADA}`);
+    assert.match(warning.text, /^Ada’s connection is poor: their picture may freeze/);
+    assert.deepEqual(healthWarnings(fold([report('poor')], s)), [warning], 'the same words while it lasts');
+    s = fold([report('fair')], s);
+    assert.deepEqual(healthWarnings(s), [], 'better: the warning goes');
+    assert.deepEqual(healthWarnings(fold([report('poor'), report('good'), report('poor')], s)), [], 'not in a row');
+    assert.deepEqual(healthWarnings(fold([report('poor'), report('poor'), report('poor')], joined({ role: 'guest' }))), [], 'guests are not told');
   });
 
   it('health: guests are not told about the program or the destinations', () => {

@@ -209,6 +209,9 @@ pub struct LimitsConfig {
     pub live_per_account: u32,
     pub upload_bytes_per_account: u64,
     pub recording_bytes_per_account: u64,
+    /// Bytes of participants' local recordings (uploaded from their browsers) kept per broadcast, uploads in
+    /// progress included; an upload past it is refused with a 413 naming this key.
+    pub local_recording_bytes_per_broadcast: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -322,6 +325,7 @@ impl Default for LimitsConfig {
             live_per_account: 3,
             upload_bytes_per_account: 500 * 1024 * 1024,
             recording_bytes_per_account: 50 * 1024 * 1024 * 1024,
+            local_recording_bytes_per_broadcast: 10 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -730,3 +730,227 @@ async fn a_whip_publisher_joins_the_studio_and_leaves_on_delete_or_revocation() 
     assert_eq!(status, 401);
     Ok(())
 }
+
+/// One tus call as a browser makes it (same origin): status, headers asked for, and body.
+fn tus_call(
+    method: &str,
+    url: &str,
+    origin: &str,
+    cookie: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, Vec<Option<String>>, String) {
+    let mut req = ureq::request(method, url).set("Tus-Resumable", "1.0.0").set("Origin", origin).set("Cookie", cookie);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    // No body, no Content-Length: as a browser sends tus-js-client's last, empty part.
+    let res = match if body.is_empty() { req.call() } else { req.send_bytes(body) } {
+        Ok(res) | Err(ureq::Error::Status(_, res)) => res,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let wanted = ["Location", "Upload-Offset"].iter().map(|h| res.header(h).map(str::to_owned)).collect();
+    (res.status(), wanted, res.into_string().unwrap_or_default())
+}
+
+async fn tus(
+    s: &Server,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+) -> (u16, Vec<Option<String>>, String) {
+    let url = if path.starts_with("http") { path.to_owned() } else { format!("http://{}{path}", s.addr) };
+    let (origin, cookie, method) = (format!("http://{}", s.addr), cookie.to_owned(), method.to_owned());
+    tokio::task::spawn_blocking(move || tus_call(&method, &url, &origin, &cookie, &headers, &body))
+        .await
+        .expect("the tus call")
+}
+
+/// A 3 s WebM (VP8 + Opus) as a browser's MediaRecorder makes one: streamed, so it says no duration.
+fn recorded_webm(dir: &std::path::Path) -> Vec<u8> {
+    let file = dir.join("recorded.webm");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=30:d=3",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=3",
+        ])
+        .args(["-c:v", "libvpx", "-b:v", "500k", "-c:a", "libopus", "-f", "webm", "-live", "1", "pipe:1"])
+        .output()
+        .expect("ffmpeg");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    std::fs::write(&file, &made.stdout).unwrap();
+    made.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_s_local_recording_uploads_in_parts_resumes_and_is_kept() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (token, user, broadcast) = host(&s, "local@example.org").await?;
+    let guest_raw = guest(&s, broadcast, user, "Gus", "guest").await?;
+    let guest_cookie = format!("by_guest={guest_raw}");
+    let stranger = format!("by_guest={}", guest(&s, broadcast, user, "Stan", "guest").await?);
+    let mut host_ws = connect(&s, Cred::Bearer(&token)).await?;
+    send(&mut host_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    expect(&mut host_ws, "joined").await?;
+    let mut guest_ws = connect(&s, Cred::Guest(&guest_raw)).await?;
+    send(&mut guest_ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    let gus = expect(&mut guest_ws, "joined").await?["participantId"].clone();
+    let meta =
+        format!("broadcast {},filetype {}", common::b64(broadcast.to_string().as_bytes()), common::b64(b"video/webm"));
+    let create = || vec![("Upload-Defer-Length", "1".to_owned()), ("Upload-Metadata", meta.clone())];
+
+    // Not until the host asks for local recordings; never without naming the broadcast.
+    let (status, _, body) = tus(&s, "POST", "/api/local-recordings", &guest_cookie, create(), vec![]).await;
+    assert_eq!(status, 403, "{body}");
+    let mut b = s.state.store.broadcast(broadcast).await?.context("the broadcast")?;
+    b.settings = sqlx::types::Json(json!({"localRecording": true}));
+    s.state.store.update_broadcast(&b).await?;
+    let (status, _, body) =
+        tus(&s, "POST", "/api/local-recordings", &guest_cookie, vec![("Upload-Defer-Length", "1".into())], vec![])
+            .await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body)?["error"]["field"].clone()),
+        (422, json!("Upload-Metadata.broadcast"))
+    );
+    // Someone with no seat in the studio.
+    let (status, _, body) = tus(&s, "POST", "/api/local-recordings", &stranger, create(), vec![]).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("not_in_studio"), "{body}");
+
+    let (status, headers, body) = tus(&s, "POST", "/api/local-recordings", &guest_cookie, create(), vec![]).await;
+    assert_eq!(status, 201, "{body}");
+    let location = headers[0].clone().context("a Location")?;
+    assert!(location.starts_with(&format!("http://{}/api/local-recordings/", s.addr)), "{location}");
+
+    let dir = std::env::temp_dir().join(format!("backyard-local-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let webm = recorded_webm(&dir);
+    let half = webm.len() / 2;
+    let part = |offset: usize| {
+        vec![("Upload-Offset", offset.to_string()), ("Content-Type", "application/offset+octet-stream".to_owned())]
+    };
+    let (status, headers, body) = tus(&s, "PATCH", &location, &guest_cookie, part(0), webm[..half].to_vec()).await;
+    assert_eq!((status, headers[1].clone()), (204, Some(half.to_string())), "{body}");
+    let progress = expect(&mut host_ws, "local-recording").await?;
+    assert_eq!(
+        (progress["state"].clone(), progress["bytes"].clone(), progress["name"].clone()),
+        (json!("uploading"), json!(half), json!("Gus"))
+    );
+    assert_eq!(progress["participantId"], gus);
+
+    // Another session cannot see or touch it; a part at the wrong offset is refused; HEAD says where to resume.
+    let (status, _, _) = tus(&s, "HEAD", &location, &stranger, vec![], vec![]).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = tus(&s, "PATCH", &location, &guest_cookie, part(3), webm[3..].to_vec()).await;
+    assert_eq!(status, 409);
+    let (status, headers, _) = tus(&s, "HEAD", &location, &guest_cookie, vec![], vec![]).await;
+    assert_eq!((status, headers[1].clone()), (204, Some(half.to_string())));
+
+    // The rest, then an empty part saying the length (as tus-js-client ends a stream): the file is copied,
+    // verified and listed under the guest's name.
+    let (status, _, body) = tus(&s, "PATCH", &location, &guest_cookie, part(half), webm[half..].to_vec()).await;
+    assert_eq!(status, 204, "{body}");
+    let mut last = part(webm.len());
+    last.push(("Upload-Length", webm.len().to_string()));
+    let (status, _, body) = tus(&s, "PATCH", &location, &guest_cookie, last, vec![]).await;
+    assert_eq!(status, 204, "{body}");
+    let (kept, _) = expect_within(&mut host_ws, "local-recording", Duration::from_secs(10)).await?;
+    let kept = if kept["state"] == "uploading" { expect(&mut host_ws, "local-recording").await? } else { kept };
+    assert_eq!(kept["state"], "kept", "{kept}");
+    let id: Uuid = kept["recordingId"].as_str().context("a recording id")?.parse()?;
+    let rec = s.state.store.recording(id).await?.context("listed")?;
+    assert!(rec.local && rec.participant_name.as_deref() == Some("Gus") && rec.user_id == user, "{rec:?}");
+    assert!((rec.duration - 3.0).abs() < 0.2, "{} s", rec.duration);
+    let file = s.state.cfg.recordings_dir().join(format!("{id}.webm"));
+    assert_eq!(
+        backyard_core::egress::media_duration(&file).map(|d| (d * 10.0).round() / 10.0),
+        Some(3.0),
+        "the copy says its duration"
+    );
+    assert_eq!(s.state.store.local_recording_bytes(broadcast).await?, rec.file_size);
+    let (status, _, _) = tus(&s, "HEAD", &location, &guest_cookie, vec![], vec![]).await;
+    assert_eq!(status, 404, "a kept upload is gone");
+
+    // Bytes that are not media: told to the room, nothing listed.
+    let (_, headers, _) = tus(&s, "POST", "/api/local-recordings", &guest_cookie, create(), vec![]).await;
+    let junk_at = headers[0].clone().context("a Location")?;
+    let mut junk = part(0);
+    junk.push(("Upload-Length", "4096".into()));
+    let (status, _, _) = tus(&s, "PATCH", &junk_at, &guest_cookie, junk, vec![7u8; 4096]).await;
+    assert_eq!(status, 204);
+    let failed = loop {
+        let ev = expect(&mut host_ws, "local-recording").await?;
+        if ev["state"] != "uploading" {
+            break ev;
+        }
+    };
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_recording_past_the_broadcast_s_storage_is_refused_naming_the_limit() -> anyhow::Result<()> {
+    let s = server_with(|c| c.limits.local_recording_bytes_per_broadcast = 1000).await?;
+    let (_, user, broadcast) = host(&s, "quota@example.org").await?;
+    let mut b = s.state.store.broadcast(broadcast).await?.context("the broadcast")?;
+    b.settings = sqlx::types::Json(json!({"localRecording": true}));
+    s.state.store.update_broadcast(&b).await?;
+    let raw = guest(&s, broadcast, user, "Gus", "guest").await?;
+    let mut ws = connect(&s, Cred::Guest(&raw)).await?;
+    send(&mut ws, "join-broadcast", json!({"broadcastId": broadcast})).await?;
+    expect(&mut ws, "joined").await?;
+    let cookie = format!("by_guest={raw}");
+    let meta = format!("broadcast {}", common::b64(broadcast.to_string().as_bytes()));
+    let (status, headers, body) = tus(
+        &s,
+        "POST",
+        "/api/local-recordings",
+        &cookie,
+        vec![("Upload-Defer-Length", "1".into()), ("Upload-Metadata", meta.clone())],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let at = headers[0].clone().context("a Location")?;
+    let part = vec![("Upload-Offset", "0".to_owned()), ("Content-Type", "application/offset+octet-stream".to_owned())];
+    let (status, _, body) = tus(&s, "PATCH", &at, &cookie, part.clone(), vec![1u8; 600]).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _, body) =
+        tus(&s, "PATCH", &at, &cookie, vec![("Upload-Offset", "600".to_owned()), part[1].clone()], vec![1u8; 600])
+            .await;
+    assert_eq!(status, 413, "{body}");
+    let err: Value = serde_json::from_str(&body)?;
+    assert_eq!(err["error"]["code"], "over_quota");
+    assert_eq!(err["error"]["field"], "limits.local_recording_bytes_per_broadcast");
+    let refused = loop {
+        let ev = expect(&mut ws, "local-recording").await?;
+        if ev["state"] != "uploading" {
+            break ev;
+        }
+    };
+    assert_eq!(refused["state"], "refused");
+    // A new upload declaring more than is left is refused at once.
+    let (status, _, _) = tus(
+        &s,
+        "POST",
+        "/api/local-recordings",
+        &cookie,
+        vec![("Upload-Length", "900".into()), ("Upload-Metadata", meta)],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 413);
+    Ok(())
+}

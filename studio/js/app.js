@@ -294,7 +294,13 @@ function recordingCard(r, onDelete) {
     h(
       'div.recording-body',
       h('div.bc-head', h('h3', r.title || 'Untitled'), h(`span.badge.${r.status}`, label)),
-      r.participantName ? h('div.recording-who', { dataset: { participant: r.participantId } }, `${r.participantName}’s own recording`) : null,
+      r.participantName
+        ? h(
+            'div.recording-who',
+            { dataset: { participant: r.participantId, local: r.local ? 'true' : null } },
+            r.local ? `${r.participantName}’s local recording (made on their device, full quality)` : `${r.participantName}’s own recording`,
+          )
+        : null,
       h('div.bc-meta', `${when} · ${duration(r.duration)} · ${bytes(r.fileSize)}`),
     ),
     h(

@@ -16,7 +16,7 @@ const SERVER_EVENTS = new Set([
   'joined', 'room-state', 'participant-joined', 'participant-left', 'participant-status-updated',
   'webrtc-offer', 'webrtc-answer', 'ice-candidate', 'chat-message',
   'broadcast-started', 'broadcast-ended', 'moderated',
-  'scene-updated', 'stage-layout', 'canvas-layout', 'destination-status', 'program-status', 'connection-quality', 'video-paused', 'ingest-status', 'error',
+  'scene-updated', 'stage-layout', 'canvas-layout', 'destination-status', 'program-status', 'connection-quality', 'video-paused', 'ingest-status', 'local-recording', 'error',
 ]);
 
 /** The order of the publisher's m-lines in its first offer; the server relies on it. */

@@ -242,6 +242,8 @@ export function initialState() {
     program: null,
     /** Each participant's link as the server measured it last (`connection-quality`), by participant id. */
     quality: {},
+    /** Participants' local recordings on their way to the server (`local-recording`), by participant id. */
+    localRecordings: {},
     /**
      * Our scene updates the server has not answered yet. Each is answered once (`scene-updated` to everyone, or
      * an `error` to us); until the last is answered, the echoes of older ones would undo what we show since.
@@ -349,7 +351,7 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
       return chat === state.chat ? state : { ...state, chat };
     }
     case 'broadcast-started':
-      return { ...state, broadcast: { ...state.broadcast, status: 'live', startTime: data.startTime } };
+      return { ...state, broadcast: { ...state.broadcast, status: 'live', startTime: data.startTime, localRecording: Boolean(data.localRecording) } };
     case 'broadcast-ended':
       return { ...state, broadcast: { ...state.broadcast, status: 'ended', endTime: data.endTime } };
     case 'moderated':
@@ -386,9 +388,16 @@ export function apply(state, { event, data = {} } = {}, { self = {} } = {}) {
     }
     case 'program-status':
       return { ...state, program: { ...data } };
+    case 'local-recording': {
+      if (typeof data.participantId !== 'string' || typeof data.state !== 'string') return state;
+      const { participantId, ...u } = data;
+      return { ...state, localRecordings: { ...state.localRecordings, [participantId]: u } };
+    }
     case 'connection-quality': {
       if (typeof data.participantId !== 'string' || !['good', 'fair', 'poor'].includes(data.grade)) return state;
       const { participantId, ...q } = data;
+      // Seconds in a row graded poor, so one bad second does not make a warning blink.
+      q.poorFor = q.grade === 'poor' ? (state.quality[participantId]?.poorFor ?? 0) + 1 : 0;
       return { ...state, quality: { ...state.quality, [participantId]: q } };
     }
     default:
@@ -408,6 +417,9 @@ export const DROP_WARNING_STATUSES = 3;
 export function droppingFrames(status) {
   return status?.statusesSinceDrop != null && status.statusesSinceDrop < DROP_WARNING_STATUSES;
 }
+
+/** How many reports in a row (one a second) a participant's link must be graded poor before the hosts are warned. */
+export const POOR_WARNING_REPORTS = 3;
 
 /** The program cannot keep its frame rate (its latest `program-status` says `starved`). */
 export function programStarved(state) {
@@ -436,6 +448,16 @@ export function healthWarnings(state, names = {}) {
     warnings.push({
       id: `destination:${id}`,
       text: `${name} is dropping frames (${s.droppedFrames} so far): the connection to it is slower than the stream's bitrate.`,
+    });
+  }
+  for (const [id, q] of Object.entries(state.quality ?? {})) {
+    const p = state.participants[id];
+    if (!p || (q.poorFor ?? 0) < POOR_WARNING_REPORTS) continue;
+    const self = id === state.selfId;
+    warnings.push({
+      id: `connection:${id}`,
+      // No figures here (they change every second); the card's indicator has them.
+      text: `${self ? 'Your' : `${p.name}’s`} connection is poor: ${self ? 'your' : 'their'} picture may freeze or drop to a lower quality, and ${self ? 'you' : 'they'} may be hard to hear.`,
     });
   }
   return warnings;

@@ -12,6 +12,7 @@ import { BroadcastPanel } from './destinations.js';
 import { SourcesPanel } from './sources.js';
 import { h, icon, mount, toast } from './dom.js';
 import { ICONS } from './icons.js';
+import { LocalRecorder, LocalRecordingsSection, ownRecordingText } from './local-recording.js';
 import { describeMediaError, LevelMeter, LocalMedia } from './media.js';
 import { OverlaysPanel } from './overlays.js';
 import { greenRoom } from './prejoin.js';
@@ -61,6 +62,7 @@ const STATE_EVENTS = [
   'destination-status',
   'program-status',
   'connection-quality',
+  'local-recording',
   'error',
 ];
 
@@ -160,6 +162,10 @@ class Room {
     this.media.on('screen-ended', () => this.setScreenShare(false));
     await this.conn.publish({ audio: this.media.audio, camera: this.media.camera, screen: null });
     this.render();
+    this.localRecorder = new LocalRecorder({ broadcastId: this.broadcastId, onStatus: (s) => this.renderOwnRecording(s) });
+    // What a page before this one recorded and did not finish uploading.
+    this.localRecorder.resume();
+    this.syncLocalRecording();
     if (this.isModerator) {
       this.broadcastPanel.load();
       this.sourcesPanel.load();
@@ -318,10 +324,19 @@ class Room {
         return;
       case 'broadcast-started':
         this.renderTopBar();
+        this.localRecordingsSection?.setOn(this.state.broadcast?.localRecording);
+        this.syncLocalRecording();
         return;
       case 'broadcast-ended':
         this.broadcastPanel?.stopPreview();
         this.renderTopBar();
+        this.syncLocalRecording();
+        return;
+      case 'connection-quality':
+        this.renderHealth();
+        break;
+      case 'local-recording':
+        this.localRecordingsSection?.render(this.state.localRecordings);
         return;
       case 'moderated':
         this.onModerated(data.action);
@@ -398,6 +413,8 @@ class Room {
     // Where the host looks: what is wrong with the show right now (program short of CPU, a destination dropping).
     this.healthEl = h('div.health-banner', { role: 'status', dataset: { role: 'health' }, hidden: true });
     this.relayEl = h('p.relay-banner', { role: 'status', dataset: { role: 'relay' }, hidden: true });
+    // This participant's own local recording and its upload, while there is one.
+    this.ownRecordingEl = h('p.own-recording', { role: 'status', dataset: { role: 'own-recording' }, hidden: true });
     this.stageView = new StageView(this.stageEl);
     this.strip = new ParticipantStrip({
       moderator,
@@ -448,6 +465,13 @@ class Room {
     const panels = { chat: { label: 'Chat', icon: ICONS.chat, el: this.chat.el } };
     if (moderator) {
       this.broadcastPanel = new BroadcastPanel({ broadcastId: this.broadcastId, canChangeViewers: this.state.role === 'host' });
+      // Only the owner may change the broadcast's settings.
+      this.localRecordingsSection = new LocalRecordingsSection({ broadcastId: this.broadcastId, canChange: this.state.role === 'host' });
+      this.localRecordingsSection.setOn(this.state.broadcast?.localRecording);
+      this.localRecordingsSection.onChange = (on) => {
+        this.state = { ...this.state, broadcast: { ...this.state.broadcast, localRecording: on } };
+      };
+      this.broadcastPanel.el.append(this.localRecordingsSection.el);
       this.overlaysPanel = new OverlaysPanel({ onchange: (overlays) => this.pushOverlays(overlays) });
       this.overlaysPanel.set(this.shownOverlays());
       this.overlaysPanel.setChoices(this.state.overlayChoices);
@@ -503,7 +527,7 @@ class Room {
         this.topBar.el,
         h(
           'div.studio-main',
-          h('main.stage-area', this.relayEl, this.healthEl, this.canvasBar?.el, this.stageWrap, this.backstageEl, this.layoutBar?.el, this.strip.el, this.controls.el),
+          h('main.stage-area', this.relayEl, this.healthEl, this.ownRecordingEl, this.canvasBar?.el, this.stageWrap, this.backstageEl, this.layoutBar?.el, this.strip.el, this.controls.el),
           h('aside.sidebar', tabBar, panelHost),
         ),
         this.remoteAudio.el,
@@ -530,6 +554,29 @@ class Room {
       this.panels[tid].el.hidden = tid !== id;
     }
     this.tabs[id].classList.remove('unread');
+  }
+
+  /**
+   * Records this participant on their own device while the show is live and the host asked for it (the
+   * broadcast's `localRecording`), and stops when it ends.
+   */
+  syncLocalRecording() {
+    const r = this.localRecorder;
+    if (!r) return;
+    const b = this.state.broadcast;
+    const wanted = b?.status === 'live' && Boolean(b.localRecording);
+    if (wanted && !r.recording) r.start([this.media.camera, this.media.audio]);
+    else if (!wanted && r.recording) r.stop();
+  }
+
+  /** The line under the health banner about our own local recording and its upload. */
+  renderOwnRecording(status) {
+    const text = ownRecordingText(status);
+    this.ownRecordingEl.hidden = !text;
+    this.ownRecordingEl.textContent = text;
+    this.ownRecordingEl.dataset.state = status?.state ?? '';
+    // How long the recording is, once uploaded (what the host's copy should last).
+    if (Number.isFinite(status?.seconds)) this.ownRecordingEl.dataset.seconds = status.seconds.toFixed(2);
   }
 
   /** The health banner above the stage: one line per warning, hidden when all is well. */
@@ -843,6 +890,8 @@ class Room {
   }
 
   teardown() {
+    // The recording stops with the devices; its upload carries on while the page is open (and after a reload).
+    this.localRecorder?.stop();
     if (this.onKey) document.removeEventListener('keydown', this.onKey);
     this.topBar?.stop();
     clearInterval(this.selfSpeakingTimer);

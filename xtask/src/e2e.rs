@@ -32,7 +32,9 @@
 //! the layer their tile needs), `watch` (a viewer without an account plays the live show's HLS stream on its watch
 //! page), `slate` (a slate the host shows, and the one the program shows by itself while live with nobody on stage,
 //! cover the program and the stage), `recordings` (a host's own recording beside the program's, on its timeline, through
-//! a `kill -9` of a server of the suite's own, started from `BACKYARD_E2E_BIN`), `sources` (an encoder streams through the RTMP ingest with a key made in the
+//! a `kill -9` of a server of the suite's own, started from `BACKYARD_E2E_BIN`), `local-recordings` (a guest's browser
+//! records and uploads with tus through a cut connection; the kept file lasts what was recorded; an upload past the
+//! broadcast's storage is refused, on servers of the suite's own), `sources` (an encoder streams through the RTMP ingest with a key made in the
 //! Sources panel, relayed to nginx; the server's ingest listens on a free port, given as `BACKYARD_E2E_RTMP_PORT`),
 //! `nodes` (the administrators' Nodes page; the instance's administrator, its first account, is registered before any
 //! suite and reaches them as `BACKYARD_E2E_ADMIN_EMAIL` / `_PASSWORD`), `cluster` (three nodes of its own on one
@@ -61,7 +63,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask e2e [suite...]`: every suite, or only the named ones (`room`, `turn`, `program`, `canvases`, `auth`,
 /// `stage`, `room-state`, `studio-connection`, `openapi`, `plugin-author`, `overlays`, `a11y`, `keyboard`,
-/// `health`, `backstage`, `simulcast`, `watch`, `slate`, `recordings`, `sources`, `nodes`, `cluster`, `networks`).
+/// `health`, `backstage`, `simulcast`, `watch`, `slate`, `recordings`, `local-recordings`, `sources`, `nodes`,
+/// `cluster`, `networks`).
 /// With `--shared`, the server keeps its state in PostgreSQL and Redis instead of SQLite and memory.
 pub fn cmd(args: &[String]) -> Result<()> {
     let shared = args.iter().any(|a| a == "--shared");

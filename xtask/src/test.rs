@@ -112,6 +112,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "watch",
             "slate",
             "recordings",
+            "local-recordings",
             "sources",
             "nodes",
             "cluster",

@@ -48,7 +48,7 @@ pub use encoder::{
     AAC_FRAME, AUDIO_STREAM, DestinationConstraints, EncodedPacket, EncoderSettings, H264Profile, SAMPLE_RATE,
     VIDEO_STREAM, VideoFrame, limit_for_shape,
 };
-pub use muxer::{ByteSink, media_duration, media_span};
+pub use muxer::{ByteSink, Remuxed, media_duration, media_span, remux};
 pub use probe::{DestinationTestError, TestOptions, TestReport, test_destination, test_destination_with};
 pub use relay::{Relay, RelayConfig};
 pub use sender::ReconnectPolicy;

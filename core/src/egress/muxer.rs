@@ -369,3 +369,60 @@ pub fn media_span(path: &std::path::Path) -> Option<(f64, f64)> {
     }
     (last >= first).then_some((first, last))
 }
+
+/// What [`remux`] wrote: the file's media span in seconds and the codec of each of its streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remuxed {
+    pub duration: f64,
+    pub codecs: Vec<String>,
+}
+
+/// Copies every audio and video packet of `from` into a new file `to` (its container chosen by `to`'s
+/// extension), nothing decoded: what makes a browser's MediaRecorder WebM (no duration, no index, as it was
+/// streamed) a file players can seek in. Fails on a file FFmpeg cannot read or one with no audio or video.
+pub fn remux(from: &std::path::Path, to: &std::path::Path) -> Result<Remuxed, String> {
+    use ffmpeg_next::media::Type;
+    crate::ffmpeg::init();
+    let mut input = ffmpeg_next::format::input(&from).map_err(|e| format!("not a media file FFmpeg can read: {e}"))?;
+    let mut output = ffmpeg_next::format::output(&to).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+    // Input stream index → output stream index and time base, for the streams kept.
+    let mut map: Vec<Option<(usize, Rational)>> = vec![None; input.streams().count()];
+    let mut codecs = Vec::new();
+    for stream in input.streams() {
+        let params = stream.parameters();
+        if !matches!(params.medium(), Type::Video | Type::Audio) {
+            continue;
+        }
+        codecs.push(params.id().name().to_owned());
+        let mut out =
+            output.add_stream(ffmpeg_next::encoder::find(ffmpeg_next::codec::Id::None)).map_err(|e| e.to_string())?;
+        out.set_parameters(params);
+        // SAFETY: the stream was just added and nothing else holds its parameters; a codec tag of the input's
+        // container may mean nothing in the output's, so FFmpeg picks its own.
+        unsafe { (*out.parameters().as_mut_ptr()).codec_tag = 0 };
+        map[stream.index()] = Some((out.index(), stream.time_base()));
+    }
+    if codecs.is_empty() {
+        return Err("the file holds no audio or video".into());
+    }
+    output.write_header().map_err(|e| format!("cannot start {}: {e}", to.display()))?;
+    let out_bases: Vec<Rational> = output.streams().map(|s| s.time_base()).collect();
+    let (mut first, mut last) = (f64::MAX, f64::MIN);
+    for (stream, mut packet) in input.packets() {
+        let Some((index, base)) = map.get(stream.index()).copied().flatten() else { continue };
+        if let Some(pts) = packet.pts().or(packet.dts()) {
+            let b = f64::from(base);
+            first = first.min(pts as f64 * b);
+            last = last.max((pts + packet.duration().max(0)) as f64 * b);
+        }
+        packet.rescale_ts(base, out_bases[index]);
+        packet.set_position(-1);
+        packet.set_stream(index);
+        packet.write_interleaved(&mut output).map_err(|e| format!("cannot copy a packet: {e}"))?;
+    }
+    output.write_trailer().map_err(|e| format!("cannot finish {}: {e}", to.display()))?;
+    if last < first {
+        return Err("the file holds no timed packets".into());
+    }
+    Ok(Remuxed { duration: last - first, codecs })
+}

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod forward;
 pub mod ingest_keys;
 pub mod invites;
+pub mod local_recordings;
 pub mod openapi;
 pub mod plugins;
 pub mod recordings;
@@ -102,6 +103,7 @@ pub fn app(state: AppState) -> Router {
     let (api, openapi) = api_router(state.cfg.limits.upload_bytes);
     let openapi = std::sync::Arc::new(openapi);
     api.route("/ws", axum::routing::get(crate::signaling::ws))
+        .merge(local_recordings::routes())
         .layer(axum::Extension(openapi))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

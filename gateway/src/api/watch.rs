@@ -39,6 +39,11 @@ pub fn check_settings(settings: &serde_json::Map<String, serde_json::Value>) -> 
     {
         return Err(ApiError::invalid("settings.backstage", "must be true or false"));
     }
+    if let Some(b) = settings.get("localRecording")
+        && !b.is_boolean()
+    {
+        return Err(ApiError::invalid("settings.localRecording", "must be true or false"));
+    }
     Ok(())
 }
 

@@ -548,7 +548,13 @@ pub(crate) async fn mark_live(state: &AppState, broadcast: Uuid) -> Result<Broad
     let now = time::OffsetDateTime::now_utc();
     let b = state.store.set_broadcast_status(broadcast, BroadcastStatus::Live, Some(now), None).await?;
     state.metrics.active_broadcasts.inc();
-    announce(state, broadcast, RoomEvent::BroadcastStarted { broadcast_id: broadcast, start_time: rfc3339(now) }).await;
+    let local_recording = crate::api::local_recordings::asked_for(&b);
+    announce(
+        state,
+        broadcast,
+        RoomEvent::BroadcastStarted { broadcast_id: broadcast, start_time: rfc3339(now), local_recording },
+    )
+    .await;
     Ok(b)
 }
 
@@ -733,7 +739,8 @@ pub(crate) async fn publish_statuses(
 /// After a restart. A single node (no Redis): broadcasts still marked live have lost their program, so they end
 /// now, and every recording still marked as being written is finalised from its file. With Redis, other nodes
 /// may be running those broadcasts (and taking them over): only the parts this node was writing before it
-/// stopped (`cluster.node_id` set, so it is the same node again) are finalised.
+/// stopped (`cluster.node_id` set, so it is the same node again) are finalised. Participants' local recordings
+/// whose last part came in before the stop are kept.
 pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
     let clustered = state.cfg.redis.url.is_some();
     if !clustered {
@@ -753,6 +760,7 @@ pub async fn recover_after_restart(state: &AppState) -> anyhow::Result<()> {
         let (status, duration, size) = finalise_from_file(state, &rec, crate::store::UNFENCED).await?;
         tracing::warn!(recording = %rec.id, %status, duration, size, "recording interrupted by a restart, finalised");
     }
+    crate::api::local_recordings::keep_left_over(state).await;
     Ok(())
 }
 

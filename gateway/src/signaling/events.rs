@@ -35,6 +35,9 @@ pub enum RoomEvent {
         broadcast_id: Uuid,
         /// RFC 3339.
         start_time: String,
+        /// The host asked every participant's browser to record them locally while live (`settings.localRecording`).
+        #[serde(default)]
+        local_recording: bool,
     },
     BroadcastEnded {
         broadcast_id: Uuid,
@@ -79,6 +82,14 @@ pub enum RoomEvent {
         #[serde(flatten)]
         quality: ConnectionQuality,
     },
+    /// A participant's local recording on its way to the server: each uploaded part, then the file kept (or why
+    /// not).
+    LocalRecording {
+        participant_id: Uuid,
+        name: String,
+        #[serde(flatten)]
+        progress: crate::api::local_recordings::Progress,
+    },
     /// An encoder publishing (or no longer publishing) with one of the broadcast's ingest keys.
     IngestStatus {
         ingest_key_id: Uuid,
@@ -102,6 +113,7 @@ impl RoomEvent {
         "stage-layout",
         "canvas-layout",
         "connection-quality",
+        "local-recording",
         "ingest-status",
     ];
 
@@ -119,6 +131,7 @@ impl RoomEvent {
             RoomEvent::ProgramStatus { .. } => "program-status",
             RoomEvent::StageLayout(_) => "stage-layout",
             RoomEvent::CanvasLayout { .. } => "canvas-layout",
+            RoomEvent::LocalRecording { .. } => "local-recording",
             RoomEvent::IngestStatus { .. } => "ingest-status",
             RoomEvent::ConnectionQuality { .. } => "connection-quality",
         }
@@ -183,7 +196,11 @@ mod tests {
                 text: "hi".into(),
                 sent_at: "2026-11-29T10:12:16.123Z".into(),
             }),
-            RoomEvent::BroadcastStarted { broadcast_id: Uuid::nil(), start_time: "2026-11-29T10:15:00Z".into() },
+            RoomEvent::BroadcastStarted {
+                broadcast_id: Uuid::nil(),
+                start_time: "2026-11-29T10:15:00Z".into(),
+                local_recording: true,
+            },
             RoomEvent::BroadcastEnded {
                 broadcast_id: Uuid::nil(),
                 end_time: "2026-11-29T11:15:00Z".into(),
@@ -223,6 +240,17 @@ mod tests {
                     jitter_ms: Some(4),
                     downlink_kbps: Some(610),
                     layers: Some((3, 3)),
+                },
+            },
+            RoomEvent::LocalRecording {
+                participant_id: Uuid::nil(),
+                name: "Ada".into(),
+                progress: crate::api::local_recordings::Progress {
+                    state: crate::api::local_recordings::UploadState::Kept,
+                    bytes: 9_400_000,
+                    recording_id: Some(Uuid::nil()),
+                    duration: Some(30.2),
+                    message: None,
                 },
             },
             RoomEvent::IngestStatus {

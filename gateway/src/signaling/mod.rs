@@ -156,6 +156,13 @@ impl Hub {
         list
     }
 
+    /// The participant seated in a broadcast's room on this node for `session_key` (a user session or a guest
+    /// session), if any.
+    pub fn seat_of(&self, broadcast: Uuid, session_key: Uuid) -> Option<Participant> {
+        let rooms = self.rooms.lock();
+        rooms.get(&broadcast)?.members.values().find(|m| m.session_key == session_key).map(|m| m.participant.clone())
+    }
+
     /// Everyone in a broadcast's room: this node's members, and the people in the same room through other nodes
     /// that are still in the cluster directory (their rows name their node; what they do next reaches every node
     /// over the bus).

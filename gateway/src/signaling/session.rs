@@ -430,6 +430,7 @@ impl Session {
             "role": role.as_str(),
             "broadcast": {"id": broadcast.id, "title": broadcast.title, "status": broadcast.status,
                 "backstage": waits_backstage(broadcast),
+                "localRecording": crate::api::local_recordings::asked_for(broadcast),
                 // Someone joining a live show sees how long it has been on air.
                 "startTime": broadcast.start_time.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())},
             "participants": others,

@@ -177,6 +177,10 @@ pub trait Store: Send + Sync + 'static {
         participant_name: &str,
         fence: i64,
     ) -> StoreResult<Recording>;
+    /// A participant's local recording, uploaded and verified: ready from the start, its file already in place.
+    async fn create_local_recording(&self, rec: NewLocalRecording<'_>) -> StoreResult<Recording>;
+    /// Bytes of the local recordings kept for `broadcast_id`.
+    async fn local_recording_bytes(&self, broadcast_id: Uuid) -> StoreResult<i64>;
     /// Marks a recording finished, under a `fence` token as for [`Store::create_recording`].
     async fn finish_recording(
         &self,
@@ -843,6 +847,37 @@ macro_rules! impl_store {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or(StoreError::Fenced { token: fence })
+            }
+
+            async fn create_local_recording(&self, rec: NewLocalRecording<'_>) -> StoreResult<Recording> {
+                let t = now();
+                Ok(sqlx::query_as::<_, Recording>(
+                    "INSERT INTO recordings (id, broadcast_id, user_id, title, url, status, duration, file_size,
+                       created_at, updated_at, node, participant_id, participant_name, local)
+                     VALUES ($1, $2, $3, $4, $5, 'ready', $6, $7, $8, $8, $9, $10, $11, TRUE) RETURNING *",
+                )
+                .bind(rec.id)
+                .bind(rec.broadcast_id)
+                .bind(rec.user_id)
+                .bind(rec.title)
+                .bind(format!("/api/recordings/{}/file", rec.id))
+                .bind(rec.duration)
+                .bind(rec.file_size)
+                .bind(t)
+                .bind(rec.node)
+                .bind(rec.participant_id)
+                .bind(rec.participant_name)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn local_recording_bytes(&self, broadcast_id: Uuid) -> StoreResult<i64> {
+                Ok(sqlx::query_scalar::<_, i64>(
+                    "SELECT CAST(COALESCE(SUM(file_size), 0) AS BIGINT) FROM recordings WHERE broadcast_id = $1 AND local",
+                )
+                .bind(broadcast_id)
+                .fetch_one(&self.pool)
+                .await?)
             }
 
             async fn finish_recording(

@@ -267,6 +267,8 @@ pub struct Recording {
     /// Matroska file): whose. `None` for the program's recording (MP4).
     pub participant_id: Option<String>,
     pub participant_name: Option<String>,
+    /// A local recording: the file the participant's own browser recorded and uploaded, not one the server wrote.
+    pub local: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -347,6 +349,22 @@ pub struct Seat<'a> {
     pub node: &'a str,
     /// The user or guest session taking the seat (who may take it over on another node).
     pub session: Uuid,
+}
+
+/// A participant's local recording as it is kept: uploaded, verified, and its file in the recordings folder as
+/// `<id>.webm`.
+#[derive(Debug, Clone)]
+pub struct NewLocalRecording<'a> {
+    pub id: Uuid,
+    pub broadcast_id: Uuid,
+    /// The broadcast's owner, whose library lists it.
+    pub user_id: Uuid,
+    pub title: &'a str,
+    pub participant_id: &'a str,
+    pub participant_name: &'a str,
+    pub node: &'a str,
+    pub duration: f64,
+    pub file_size: i64,
 }
 
 /// Fields of a new destination (the key already encrypted).
