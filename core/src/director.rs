@@ -171,6 +171,9 @@ pub struct Scene {
     pub overlays: Vec<Overlay>,
     /// The colour behind the tiles (RGB; the brand's), or the program's default.
     pub background: Option<[u8; 3]>,
+    /// An uploaded image (`/api/uploads/<sha256>`, the brand's) covering the canvas behind the tiles; none: the
+    /// background colour.
+    pub background_image: Option<String>,
     /// A slate the hosts show on purpose ("Starting soon", "Be right back", "Thanks for watching"): its words
     /// on the background, and nobody on stage is seen or heard meanwhile.
     pub slate: Option<Slate>,
@@ -211,6 +214,8 @@ pub struct Slate {
 
 /// The id of the layer under the slate's words that shows the picture behind every slate.
 pub const SLATE_PICTURE: &str = "slate-picture";
+/// The id of the picture behind the tiles (the brand's background image).
+pub const BACKDROP: &str = "backdrop";
 
 /// `img` scaled (bilinear) to cover a `width` × `height` canvas, centred, its overflow cropped: RGBA.
 fn cover(img: &ph::Image, width: u32, height: u32) -> Vec<u8> {
@@ -235,6 +240,25 @@ fn cover(img: &ph::Image, width: u32, height: u32) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The uploaded image at `url` scaled to cover a `canvas`, as layer `id` at `z`; none without a usable one.
+fn picture_covering(
+    painter: &mut impl Painter,
+    canvas: ph::Size,
+    url: Option<&str>,
+    id: &str,
+    z: i32,
+) -> Option<OverlayLayer> {
+    let p = painter
+        .image(url?)
+        .filter(|i| i.width > 0 && i.height > 0 && i.rgba.len() == i.width as usize * i.height as usize * 4)?;
+    Some(OverlayLayer {
+        id: id.into(),
+        rect: Rect::new(0, 0, canvas.width, canvas.height),
+        rgba: cover(&p, canvas.width, canvas.height),
+        z,
+    })
 }
 
 /// The slate shown on its own while on air with nobody (present) on stage, so platforms keep receiving a
@@ -386,6 +410,8 @@ pub enum Output {
     Keyframe(String),
     /// The colour behind the tiles changed (RGB; `None`: the program's default).
     Background(Option<[u8; 3]>),
+    /// The picture behind this canvas's tiles changed: a layer covering the canvas, or none (the colour).
+    Backdrop(Option<OverlayLayer>),
 }
 
 /// Placements from layout plugins.
@@ -473,7 +499,13 @@ impl<L: Layouts, P: Painter> Director<L, P> {
         if scene.background != self.scene.background {
             self.outputs.push_back(Output::Background(scene.background));
         }
+        let backdrop_changed = scene.background_image != self.scene.background_image;
         self.scene = scene;
+        if backdrop_changed {
+            let url = self.scene.background_image.as_deref();
+            let layer = picture_covering(&mut self.painter, self.canvas, url, BACKDROP, 0);
+            self.outputs.push_back(Output::Backdrop(layer));
+        }
         self.relayout();
         if overlays_changed || self.slate() != slate {
             self.restage_overlays(now);
@@ -784,19 +816,12 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             // The slate's picture covers the canvas under its words: scaled here, natively, once (a plugin
             // drawing a whole canvas would not fit its call's deadline), and shown as a layer of its own. A
             // picture whose upload is gone leaves the words on the background.
-            let picture = image
-                .as_deref()
-                .and_then(|url| self.painter.image(url))
-                .filter(|i| i.width > 0 && i.height > 0 && i.rgba.len() == i.width as usize * i.height as usize * 4);
-            self.outputs.push_back(match picture {
-                Some(p) => Output::ShowOverlay(OverlayLayer {
-                    id: SLATE_PICTURE.into(),
-                    rect: Rect::new(0, 0, self.canvas.width, self.canvas.height),
-                    rgba: cover(&p, self.canvas.width, self.canvas.height),
-                    z: z - 1,
-                }),
-                None => Output::HideOverlay(SLATE_PICTURE.into()),
-            });
+            self.outputs.push_back(
+                match picture_covering(&mut self.painter, self.canvas, image.as_deref(), SLATE_PICTURE, z - 1) {
+                    Some(layer) => Output::ShowOverlay(layer),
+                    None => Output::HideOverlay(SLATE_PICTURE.into()),
+                },
+            );
         }
         let images = match image_url {
             Some(url) => match self.painter.image(url) {
@@ -1236,6 +1261,41 @@ mod tests {
             .collect();
         assert_eq!(overlays, [Output::HideOverlay("logo".into())]);
         assert!(d.painter.renders.is_empty());
+    }
+
+    #[test]
+    fn a_background_picture_covers_the_canvas_behind_the_tiles_and_goes_with_the_brand() {
+        let mut d = director();
+        let with = |url: Option<&str>| Scene { background_image: url.map(Into::into), ..scene(&["a"], "grid") };
+        // Each backdrop output: the layer's id, rectangle, z and top-left pixel, or none.
+        type Backdrop = Option<(String, Rect, i32, [u8; 4])>;
+        let backdrops = |d: &mut Director<Row, Ink>| -> Vec<Backdrop> {
+            drain(d)
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Backdrop(l) => {
+                        Some(l.map(|l| (l.id, l.rect, l.z, [l.rgba[0], l.rgba[1], l.rgba[2], l.rgba[3]])))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        d.handle_scene(with(None), MS(0));
+        assert_eq!(backdrops(&mut d), vec![], "no picture, none before: nothing to say");
+        d.handle_scene(with(Some("/api/uploads/picture")), MS(10));
+        // Scaled to cover the whole 1280×720 canvas (the picture's left half is red).
+        assert_eq!(
+            backdrops(&mut d),
+            vec![Some((BACKDROP.to_owned(), Rect::new(0, 0, 1280, 720), 0, [255, 0, 0, 255]))]
+        );
+        d.handle_scene(with(Some("/api/uploads/picture")), MS(20));
+        assert_eq!(backdrops(&mut d), vec![], "unchanged: nothing to say");
+        d.handle_scene(with(Some("/api/uploads/gone")), MS(30));
+        assert_eq!(backdrops(&mut d), vec![None], "an upload that is gone: the background colour");
+        d.handle_scene(with(Some("/api/uploads/picture")), MS(40));
+        assert_eq!(backdrops(&mut d).len(), 1);
+        d.handle_scene(with(None), MS(50));
+        assert_eq!(backdrops(&mut d), vec![None], "no brand picture any more");
     }
 
     #[test]

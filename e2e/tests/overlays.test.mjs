@@ -2,15 +2,19 @@
 // ticker text and shows it; the ticker scrolls along the bottom of the composed program (`program.jpg`, drawn by the
 // first-party overlays plugin) and on the host's stage (drawn by the studio), and Hide takes it off both. Then
 // brand kits: the host saves two brands with different colours (one with a background colour) in the overlays
-// panel; applying one, then the other, changes the banner's colour and the background on the program.
+// panel; applying one, then the other, changes the banner's colour and the background on the program. A third
+// brand has a background picture (a PNG uploaded in the brand form): applied, it covers the program's canvas
+// behind the tiles, and the stage.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { backyardUrl, closeAll, eventually, hostWithInvite, launchParticipant, makeClip, near, rgb, sampleProgram, screenshot } from '../lib/harness.mjs';
 
 /** Full blocks scroll by as solid white, easy to find in a JPEG whatever the scroll position. */
@@ -131,5 +135,38 @@ describe('the studio’s overlay controls', { timeout: 300000 }, () => {
     await apply(BRANDS.amber);
     await eventually('no brand: the banner leaves the brand colour, the background is black again', () => expectOnProgram({ banner: BRANDS.amber.color, min: 0, background: '#000000' }), 20000, 500);
     await page.click('[data-action=toggle-banner]');
+  });
+
+  it('a brand’s background picture covers the program behind the tiles, and the stage', async () => {
+    const page = host.page;
+    // Magenta on the left half, teal on the right: the picture's orientation shows on the program.
+    const picture = path.join(clipDir, 'backdrop.png');
+    await promisify(execFile)('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'color=c=0xc040c0:s=320x360', '-f', 'lavfi', '-i', 'color=c=0x30b0b0:s=320x360',
+      '-filter_complex', '[0:v][1:v]hstack=inputs=2', '-frames:v', '1', picture]);
+    await page.fill('input[name=brandName]', 'Picture night');
+    await page.fill('input[name=brandColor]', '#2060d0');
+    await page.setInputFiles('input[name=brandPicture]', picture);
+    await eventually('the picture is uploaded', async () => (await page.locator('[data-role=brand-picture]').textContent()) === 'backdrop.png', 15000, 250);
+    await page.click('[data-action=save-brand]');
+    const item = page.locator('.brand-item', { hasText: 'Picture night' });
+    await item.waitFor();
+    const saved = await page.evaluate(async () => (await (await fetch('/api/brands')).json()).items.find((b) => b.name === 'Picture night'));
+    assert.match(saved.backgroundImage ?? '', /^\/api\/uploads\/[0-9a-f]{64}$/, JSON.stringify(saved));
+
+    const sides = [[0.2, 0.35], [0.8, 0.35], [0.2, 0.6], [0.8, 0.6]];
+    const onProgram = async (left, right) => {
+      const r = await sampleProgram(host.page, broadcastId, sides);
+      if (!r.colours) throw new Error(r.error ?? 'no program frame');
+      const want = [left, right, left, right].map((c) => rgb(c));
+      if (r.colours.every((c, i) => near(c, want[i], TOLERANCE))) return true;
+      throw new Error(`the program's sides are ${JSON.stringify(r.colours)}, want ${left} | ${right}`);
+    };
+    await item.locator('[data-action=apply-brand]').click();
+    await eventually('the picture covers the program behind the tiles', () => onProgram('c040c0', '30b0b0'), 20000, 500);
+    await eventually('the stage shows the picture too', async () =>
+      page.locator('[data-role=stage]').evaluate((el) => el.classList.contains('has-brand-picture') && getComputedStyle(el).backgroundImage.includes('/api/uploads/')), 10000, 250);
+    await screenshot(page, 'overlays-brand-picture');
+    await item.locator('[data-action=apply-brand]').click();
+    await eventually('no brand: the default background again', () => onProgram('000000', '000000'), 20000, 500);
   });
 });

@@ -198,6 +198,11 @@ pub struct SceneBrand {
     /// `#rrggbb` behind the tiles; black when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background: Option<String>,
+    /// An image (`/api/uploads/<sha256>` from `POST /api/upload`) covering the canvas behind the tiles, over
+    /// the background colour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^/api/uploads/[0-9a-f]{64}$")]
+    pub background_image: Option<String>,
 }
 
 /// `#rrggbb` as RGB, or `None` when it is not that form.
@@ -524,6 +529,9 @@ impl Scene {
             if b.background.as_deref().is_some_and(|c| rgb(c).is_none()) {
                 return Err(bad("brand.background", "must be a colour like #14213d"));
             }
+            if b.background_image.as_deref().is_some_and(|url| crate::uploads::sha_of_url(url).is_none()) {
+                return Err(bad("brand.backgroundImage", "must be an /api/uploads/<sha256> URL from POST /api/upload"));
+            }
         }
         if self.slate_image.as_deref().is_some_and(|url| crate::uploads::sha_of_url(url).is_none()) {
             return Err(bad("slateImage", "must be an /api/uploads/<sha256> URL from POST /api/upload"));
@@ -636,6 +644,7 @@ impl Scene {
             layout: self.layout.clone(),
             overlays,
             background: self.brand.as_ref().and_then(|b| b.background.as_deref()).and_then(rgb),
+            background_image: self.brand.as_ref().and_then(|b| b.background_image.clone()),
             slate: self.slate.as_ref().map(|s| director::Slate { title: s.kind.title().into(), text: s.text.clone() }),
             accent: brand,
             slate_image: self.slate_image.clone(),
@@ -695,8 +704,18 @@ mod tests {
             d.overlays.contains(&director::Overlay::Ticker { text: "News".into(), color: Some("#00ff00".into()) }),
             "an overlay's own colour wins over the brand's"
         );
+        assert_eq!(d.background_image, None);
+        let picture = format!("/api/uploads/{}", "ab".repeat(32));
+        let pictured = parse(serde_json::json!({"brand": {"color": "#d03030", "backgroundImage": picture}})).unwrap();
+        assert_eq!(pictured.validate(&layouts(), &overlays()), Ok(()));
+        assert_eq!(pictured.to_director().background_image, Some(picture), "the brand's picture behind the tiles");
+        let elsewhere =
+            parse(serde_json::json!({"brand": {"color": "#d03030", "backgroundImage": "https://x.example/a.png"}}));
+        let err = elsewhere.unwrap().validate(&layouts(), &overlays()).unwrap_err();
+        assert_eq!(err.field, "brand.backgroundImage", "{err:?}");
         let plain = Scene::default().to_director();
         assert_eq!(plain.background, None, "no brand: the program's own background");
+        assert_eq!(plain.background_image, None);
         assert_eq!(rgb("#0a0B0c"), Some([10, 11, 12]));
         for bad in ["0a0b0c", "#0a0b0", "#0a0b0g", "#0a0b0c0d", "#ééé"] {
             assert_eq!(rgb(bad), None, "{bad}");

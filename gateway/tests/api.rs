@@ -658,14 +658,16 @@ async fn brand_kits_are_kept_per_account_and_a_scene_takes_one_on(b: Backend) {
     assert_eq!(theirs.body["items"], json!([]), "another account sees none of them");
 
     // Replaced whole; someone else's brand is missing to them.
+    let picture = format!("/api/uploads/{}", "c0".repeat(32));
     let put = t
         .req(Method::PUT, &format!("/api/brands/{id}"))
         .cookies(&host)
-        .json(json!({"name": "Morning", "color": "#00aa00"}))
+        .json(json!({"name": "Morning", "color": "#00aa00", "backgroundImage": picture}))
         .send()
         .await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     assert_eq!((put.body["name"].as_str(), put.body["background"].is_null()), (Some("Morning"), true));
+    assert_eq!(put.body["backgroundImage"], json!(picture), "its picture behind the tiles is kept");
     let r = t
         .req(Method::PUT, &format!("/api/brands/{id}"))
         .cookies(&other)
@@ -687,6 +689,7 @@ async fn brand_kits_are_kept_per_account_and_a_scene_takes_one_on(b: Backend) {
         (json!({"name": "Red", "color": "#12345"}), "color"),
         (json!({"name": "Red", "color": "#123456", "background": "#12"}), "background"),
         (json!({"name": "Red", "color": "#123456", "logoUrl": "https://example.com/logo.png"}), "logoUrl"),
+        (json!({"name": "Red", "color": "#123456", "backgroundImage": "/api/uploads/nope"}), "backgroundImage"),
     ] {
         let bad = t.post("/api/brands").cookies(&host).json(body).send().await;
         bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
@@ -696,7 +699,7 @@ async fn brand_kits_are_kept_per_account_and_a_scene_takes_one_on(b: Backend) {
     // A scene carries a copy of a brand, checked like the rest of the scene.
     let bid = t.broadcast(&host, "show").await;
     let scene = json!({"stage": [], "layout": "grid", "overlays": {"banner": {"text": "Hi", "visible": true}},
-        "brand": {"id": id, "name": "Morning", "color": "#00aa00", "background": "#102030"}});
+        "brand": {"id": id, "name": "Morning", "color": "#00aa00", "background": "#102030", "backgroundImage": picture}});
     let put =
         t.req(Method::PUT, &format!("/api/broadcasts/{bid}/scene")).cookies(&host).json(scene.clone()).send().await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
@@ -706,6 +709,10 @@ async fn brand_kits_are_kept_per_account_and_a_scene_takes_one_on(b: Backend) {
         (json!({"name": "B", "color": "blue"}), "brand.color"),
         (json!({"name": "B", "color": "#0000ff", "background": "#00f"}), "brand.background"),
         (json!({"name": "B".repeat(61), "color": "#0000ff"}), "brand.name"),
+        (
+            json!({"name": "B", "color": "#0000ff", "backgroundImage": "https://x.example/a.png"}),
+            "brand.backgroundImage",
+        ),
     ] {
         let bad = t
             .req(Method::PUT, &format!("/api/broadcasts/{bid}/scene"))

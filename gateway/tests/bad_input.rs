@@ -139,6 +139,7 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
             color: "#000000".into(),
             background: None,
             logo_url: None,
+            background_image: None,
         };
         let store = t.state.store.clone();
         async move { store.create_brand(user, &fields).await.unwrap() }

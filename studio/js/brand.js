@@ -1,6 +1,7 @@
 // The host's brand kits, at the top of the overlays panel: the account's saved brands (`/api/brands`: name,
-// brand colour, optional background colour and logo), a form to save a new one, and one applied to this
-// broadcast at a time. Applying copies the brand into the scene (`scene.brand`: {id, name, color, background}),
+// brand colour, optional background colour, background picture and logo), a form to save a new one, and one
+// applied to this broadcast at a time. Applying copies the brand into the scene (`scene.brand`: {id, name, color,
+// background, backgroundImage}),
 // so the program and everyone's stage take its colours from the scene; a brand with a logo shows it too.
 
 import { api } from './api.js';
@@ -24,6 +25,11 @@ export class BrandSection {
       this.background.disabled = !this.useBackground.checked;
     };
     this.background.disabled = true;
+    /** The new brand's picture behind the tiles: an `/api/uploads/<sha256>` URL once uploaded. */
+    this.picture = null;
+    this.pictureFile = h('input', { type: 'file', accept: 'image/png', hidden: true, name: 'brandPicture', 'aria-label': 'Background picture' });
+    this.pictureFile.onchange = () => this.uploadPicture(this.pictureFile.files[0]);
+    this.pictureState = h('span.field-hint', { dataset: { role: 'brand-picture' } }, 'None');
     this.form = h(
       'form.brand-form',
       {
@@ -37,6 +43,16 @@ export class BrandSection {
         'div.brand-colours',
         h('div.field', labelFor(this.color, 'Brand colour'), this.color),
         h('div.field', h('div.check-row', this.useBackground, labelFor(this.useBackground, 'Background')), this.background),
+      ),
+      h(
+        'div.field.brand-picture',
+        h('span.field-label', 'Background picture'),
+        h(
+          'div.check-row',
+          h('button.ghost', { type: 'button', dataset: { action: 'upload-brand-picture' }, onclick: () => this.pictureFile.click() }, 'Upload (PNG)…'),
+          this.pictureState,
+          this.pictureFile,
+        ),
       ),
       h('button.secondary', { type: 'submit', dataset: { action: 'save-brand' } }, 'Save brand'),
     );
@@ -59,13 +75,31 @@ export class BrandSection {
     this.paint();
   }
 
+  /** Uploads the new brand's background picture (saved with the brand). */
+  async uploadPicture(file) {
+    if (!file) return;
+    this.pictureState.textContent = 'Uploading…';
+    try {
+      this.picture = await api.uploadImage(file);
+      this.pictureState.textContent = file.name;
+    } catch (e) {
+      this.picture = null;
+      this.pictureState.textContent = 'None';
+      toast(`Could not upload the picture: ${e.message}`, 'error');
+    }
+    this.pictureFile.value = '';
+  }
+
   async save() {
     const body = { name: this.name.value.trim(), color: this.color.value };
     if (this.useBackground.checked) body.background = this.background.value;
+    if (this.picture) body.backgroundImage = this.picture;
     try {
       const brand = await api.createBrand(body);
       this.brands.push(brand);
       this.name.value = '';
+      this.picture = null;
+      this.pictureState.textContent = 'None';
       this.paint();
       toast(`Saved the brand “${brand.name}”.`, 'success');
     } catch (e) {
@@ -91,6 +125,7 @@ export class BrandSection {
     }
     const copy = { id: brand.id, name: brand.name, color: brand.color };
     if (brand.background) copy.background = brand.background;
+    if (brand.backgroundImage) copy.backgroundImage = brand.backgroundImage;
     this.onapply(copy, brand.logoUrl ?? null);
   }
 
@@ -100,7 +135,10 @@ export class BrandSection {
       return h(
         'div.brand-item',
         { dataset: { brandId: b.id, applied: String(on) } },
-        h('span.brand-swatch', { style: { '--brand': b.color, '--brand-bg': b.background ?? '#000000' }, 'aria-hidden': 'true' }),
+        h('span.brand-swatch', {
+          style: { '--brand': b.color, '--brand-bg': b.background ?? '#000000', backgroundImage: b.backgroundImage ? `url("${encodeURI(b.backgroundImage)}")` : '' },
+          'aria-hidden': 'true',
+        }),
         h('span.brand-name', b.name),
         h(
           'button.secondary',

@@ -139,6 +139,7 @@ export function normaliseBrand(brand) {
   const out = { name: typeof brand.name === 'string' ? brand.name : '', color: brand.color };
   if (typeof brand.id === 'string') out.id = brand.id;
   if (HEX_COLOUR.test(brand.background ?? '')) out.background = brand.background;
+  if (typeof brand.backgroundImage === 'string' && brand.backgroundImage.startsWith('/api/uploads/')) out.backgroundImage = brand.backgroundImage;
   return out;
 }
 

@@ -35,6 +35,9 @@ export class StageView {
     if (brand?.background) this.root.style.setProperty('--brand-bg', brand.background);
     else this.root.style.removeProperty('--brand-bg');
     this.root.classList.toggle('has-brand-bg', Boolean(brand?.background));
+    // Its picture covers the stage behind the tiles, as it covers the canvas.
+    this.root.style.backgroundImage = brand?.backgroundImage ? `url("${encodeURI(brand.backgroundImage)}")` : '';
+    this.root.classList.toggle('has-brand-picture', Boolean(brand?.backgroundImage));
     this.root.style.setProperty('--canvas-w', String(canvas.width));
     this.root.style.setProperty('--canvas-h', String(canvas.height));
     this.root.dataset.canvas = `${canvas.width}x${canvas.height}`;

@@ -164,7 +164,10 @@ fn check_canvases(others: &[(u32, u32)]) -> Result<(), CanvasError> {
 /// Draws one canvas's background, tiles (scaled frames or name cards) and name labels.
 fn draw_tiles(canvas: &mut Canvas, sources: &HashMap<String, Source>, config: &CompositorConfig, now: Duration) {
     let (width, height) = canvas.size();
-    blit::fill(&mut canvas.frame, Rect::new(0, 0, width, height), config.background);
+    match &canvas.backdrop {
+        Some(picture) => canvas.frame.copy_from(picture),
+        None => blit::fill(&mut canvas.frame, Rect::new(0, 0, width, height), config.background),
+    }
     for p in &canvas.placements {
         let Some(s) = sources.get(&p.source) else {
             continue;
@@ -209,6 +212,8 @@ struct Canvas {
     /// Rendered name labels by (name, tile, is name card); `None` where a tile is too small for one.
     labels: HashMap<(String, Rect, bool), Option<overlay::PreparedOverlay>>,
     frame: VideoFrame,
+    /// The picture behind the tiles (a brand's background image), converted once; the background colour without.
+    backdrop: Option<VideoFrame>,
     /// The tile scaler's buffers, kept from tick to tick.
     scaler: blit::Scaler,
 }
@@ -220,6 +225,7 @@ impl Canvas {
             overlays: Vec::new(),
             labels: HashMap::new(),
             frame: VideoFrame::filled(width, height, background),
+            backdrop: None,
             scaler: blit::Scaler::default(),
         }
     }
@@ -359,6 +365,23 @@ impl Compositor {
     pub fn set_background_rgb(&mut self, [r, g, b]: [u8; 3]) {
         let (y, u, v) = overlay::rgb_to_yuv(f32::from(r), f32::from(g), f32::from(b));
         self.config.background = [y.round() as u8, u.round() as u8, v.round() as u8];
+    }
+
+    /// The picture behind the tiles on canvas `canvas` from the next frame: `layer` (RGBA, opaque where it
+    /// covers the canvas; the background colour shows through the rest), or the background colour alone.
+    pub fn set_backdrop_on(&mut self, canvas: usize, layer: Option<&OverlayLayer>) -> Result<(), OverlayError> {
+        let background = self.config.background;
+        let c = canvas_in(&mut self.canvases, canvas)?;
+        c.backdrop = match layer {
+            None => None,
+            Some(layer) => {
+                let (width, height) = c.size();
+                let mut picture = VideoFrame::filled(width, height, background);
+                overlay::PreparedOverlay::new(layer)?.blend(&mut picture);
+                Some(picture)
+            }
+        };
+        Ok(())
     }
 
     /// The colour behind the tiles, as limited-range YUV.
@@ -589,6 +612,47 @@ mod tests {
         assert_eq!(c.placements().len(), 2);
         c.set_stage(&stage()[..1]);
         assert_eq!(c.placements().len(), 1, "tiles of people who left the stage go");
+    }
+
+    #[test]
+    fn a_backdrop_shows_around_the_tiles_under_them_and_only_on_its_canvas() {
+        let mut c = Compositor::new(config());
+        c.set_stage(&stage()[..1]);
+        // One small tile in the top-left corner; the rest of the canvas is behind it.
+        c.set_placements(vec![Placement { source: "a".into(), rect: Rect::new(0, 0, 160, 90), z: 0, fit: Fit::Cover }])
+            .unwrap();
+        c.set_canvases(&[(180, 320)]).unwrap();
+        let white = OverlayLayer {
+            id: "backdrop".into(),
+            rect: Rect::new(0, 0, 320, 180),
+            rgba: vec![255; 320 * 180 * 4],
+            z: 0,
+        };
+        c.set_backdrop_on(0, Some(&white)).unwrap();
+        let ms = Duration::from_millis;
+        c.push_video("a", VideoFrame::filled(64, 36, [60, 128, 128]), ms(0), ms(0));
+        c.compose(ms(100));
+        let (main, tall) = (c.canvas_frame(0).unwrap(), c.canvas_frame(1).unwrap());
+        assert_eq!(y_at(main, 80, 45), 60, "the tile over the picture");
+        assert_eq!((y_at(main, 240, 45), y_at(main, 160, 150)), (235, 235), "the picture around it");
+        assert_eq!(y_at(tall, 90, 300), 16, "the other canvas keeps the background colour");
+        // Every tick starts again from the picture: nothing of an earlier tile stays behind.
+        c.set_placements(vec![Placement {
+            source: "a".into(),
+            rect: Rect::new(160, 90, 160, 90),
+            z: 0,
+            fit: Fit::Cover,
+        }])
+        .unwrap();
+        c.compose(ms(133));
+        let main = c.canvas_frame(0).unwrap();
+        assert_eq!((y_at(main, 80, 45), y_at(main, 240, 135)), (235, 60));
+        c.set_backdrop_on(0, None).unwrap();
+        c.compose(ms(166));
+        assert_eq!(y_at(c.canvas_frame(0).unwrap(), 80, 45), 16, "taken away: the background colour again");
+        let wrong = OverlayLayer { rgba: vec![255; 10], ..white };
+        assert!(c.set_backdrop_on(0, Some(&wrong)).is_err(), "a layer whose pixels do not fill it is refused");
+        assert!(c.set_backdrop_on(5, None).is_err(), "no such canvas");
     }
 
     #[test]

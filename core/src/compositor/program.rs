@@ -60,6 +60,8 @@ enum Command {
     RemoveOverlay(usize, String),
     /// The colour behind the tiles (RGB), or the starting one.
     Background(Option<[u8; 3]>),
+    /// The picture behind a canvas's tiles, or none.
+    Backdrop(usize, Option<OverlayLayer>),
     Gain(String, f32),
     Muted(String, bool),
     GoLive(Box<Egress>),
@@ -305,6 +307,11 @@ impl Program {
     /// previous one stays.
     pub fn put_overlay_on(&self, canvas: usize, layer: OverlayLayer) {
         let _ = self.commands.send(Command::PutOverlay(canvas, layer));
+    }
+
+    /// Puts `layer` behind canvas `canvas`'s tiles from the next tick (`None`: the background colour alone).
+    pub fn set_backdrop_on(&self, canvas: usize, layer: Option<OverlayLayer>) {
+        let _ = self.commands.send(Command::Backdrop(canvas, layer));
     }
 
     /// Takes overlay layer `id` off canvas `canvas` from the next tick.
@@ -651,6 +658,11 @@ impl Ticker {
                 }
             }
             Command::RemoveOverlay(canvas, id) => self.core.remove_overlay_on(canvas, &id),
+            Command::Backdrop(canvas, layer) => {
+                if let Err(e) = self.core.set_backdrop_on(canvas, layer.as_ref()) {
+                    tracing::warn!(error = %e, "background picture refused; the background colour shows");
+                }
+            }
             Command::Background(Some(rgb)) => self.core.set_background_rgb(rgb),
             Command::Background(None) => self.core.set_background(self.default_background),
             Command::Overlays(canvas, layers, reply) => {

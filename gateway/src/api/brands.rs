@@ -44,6 +44,10 @@ pub struct BrandInput {
     #[serde(default)]
     #[schema(pattern = r"^/api/uploads/[0-9a-f]{64}$")]
     pub logo_url: Option<String>,
+    /// An `/api/uploads/<sha256>` URL of an image covering the canvas behind the tiles when the brand is applied.
+    #[serde(default)]
+    #[schema(pattern = r"^/api/uploads/[0-9a-f]{64}$")]
+    pub background_image: Option<String>,
 }
 
 /// `#rrggbb` (the only form a brand takes, so every consumer reads it the same way).
@@ -60,12 +64,12 @@ impl BrandInput {
         let name = check_name("name", &self.name, NAME_MAX)?;
         let color = hex_colour("color", &self.color)?;
         let background = self.background.as_deref().map(|b| hex_colour("background", b)).transpose()?;
-        if let Some(url) = &self.logo_url
-            && crate::uploads::sha_of_url(url).is_none()
-        {
-            return Err(ApiError::invalid("logoUrl", "must be an /api/uploads/<sha256> URL from POST /api/upload"));
+        for (field, url) in [("logoUrl", &self.logo_url), ("backgroundImage", &self.background_image)] {
+            if url.as_deref().is_some_and(|u| crate::uploads::sha_of_url(u).is_none()) {
+                return Err(ApiError::invalid(field, "must be an /api/uploads/<sha256> URL from POST /api/upload"));
+            }
         }
-        Ok(BrandFields { name, color, background, logo_url: self.logo_url })
+        Ok(BrandFields { name, color, background, logo_url: self.logo_url, background_image: self.background_image })
     }
 }
 

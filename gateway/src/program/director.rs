@@ -228,6 +228,8 @@ impl Shell {
             }
             Output::Background(rgb) if canvas == 0 => self.program.set_background(rgb),
             Output::Stage(_) | Output::Background(_) => {}
+            // Each canvas's director covers its own canvas with the brand's picture.
+            Output::Backdrop(layer) => self.program.set_backdrop_on(canvas, layer),
             Output::Placements { placements, stage } => {
                 // Each tile takes the smallest simulcast layer at least as large as its rectangle on any canvas.
                 let sizes: HashMap<(String, TrackSource), (u16, u16)> = placements

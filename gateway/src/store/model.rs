@@ -401,6 +401,8 @@ pub struct Brand {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// `/api/uploads/<sha256>` of a picture covering the canvas behind the tiles, or none.
+    pub background_image: Option<String>,
 }
 
 /// A brand kit's fields, checked by the API.
@@ -410,6 +412,7 @@ pub struct BrandFields {
     pub color: String,
     pub background: Option<String>,
     pub logo_url: Option<String>,
+    pub background_image: Option<String>,
 }
 
 /// An ingest key as stored: found by its SHA-256, kept sealed (AES-256-GCM) so its owner can copy it again.
