@@ -70,6 +70,12 @@ pub enum Overlay {
         /// An uploaded image filling the canvas behind the words.
         image: Option<String>,
     },
+    /// An uploaded image covering the whole canvas over the tiles (a PNG whose transparent parts show them: a
+    /// frame, a border, a sponsor strip), under the other overlays. Drawn by the director itself, like the
+    /// slate's picture.
+    Picture {
+        url: String,
+    },
     /// An overlay of an installed overlay plugin other than the first-party one (`scene.overlays.plugins`),
     /// with the props the hosts set for it.
     Plugin {
@@ -90,19 +96,22 @@ impl Overlay {
             Overlay::Comment { .. } => "comment".into(),
             Overlay::Ticker { .. } => "ticker".into(),
             Overlay::Slate { .. } => "slate".into(),
+            Overlay::Picture { .. } => "picture".into(),
             Overlay::Plugin { plugin, id, .. } => format!("{plugin}/{id}"),
         }
     }
 
-    /// Drawing order among overlays: the slate lowest, then the ticker along the bottom edge, a chat comment on top.
+    /// Drawing order among overlays: the slate lowest, then a full-canvas picture, the ticker along the bottom
+    /// edge, ..., a chat comment and plugins' overlays on top.
     fn z(&self) -> i32 {
         match self {
-            Overlay::Ticker { .. } => 0,
-            Overlay::Logo { .. } => 1,
-            Overlay::LowerThird { .. } => 2,
-            Overlay::Banner { .. } => 3,
-            Overlay::Comment { .. } => 4,
-            Overlay::Plugin { .. } => 5,
+            Overlay::Picture { .. } => 0,
+            Overlay::Ticker { .. } => 1,
+            Overlay::Logo { .. } => 2,
+            Overlay::LowerThird { .. } => 3,
+            Overlay::Banner { .. } => 4,
+            Overlay::Comment { .. } => 5,
+            Overlay::Plugin { .. } => 6,
             // Over every tile, under the other overlays: a ticker or the logo still shows on a slate.
             Overlay::Slate { .. } => -1,
         }
@@ -155,6 +164,8 @@ impl Overlay {
                 ],
                 None,
             ),
+            // Never sent to a plugin: the director scales it itself (see `paint`).
+            Overlay::Picture { url } => (first, "picture", Vec::new(), Some(url.as_str())),
             Overlay::Plugin { plugin, id, props } => {
                 (plugin, id, props.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(), None)
             }
@@ -810,6 +821,15 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     fn paint(&mut self, key: &str, now: Duration, fresh: bool) {
         self.unpainted.remove(key);
         let Some(shown) = self.shown.get(key) else { return };
+        if let Overlay::Picture { url } = &shown.overlay {
+            // Scaled here, natively, once, as the slate's picture is; an upload that is gone shows nothing.
+            let layer = picture_covering(&mut self.painter, self.canvas, Some(url), key, shown.overlay.z());
+            self.outputs.push_back(match layer {
+                Some(layer) => Output::ShowOverlay(layer),
+                None => Output::HideOverlay(key.to_owned()),
+            });
+            return;
+        }
         let (plugin, overlay_id, props, image_url) = shown.overlay.request();
         let z = shown.overlay.z();
         if let Overlay::Slate { image, .. } = &shown.overlay {
@@ -1296,6 +1316,30 @@ mod tests {
         assert_eq!(backdrops(&mut d).len(), 1);
         d.handle_scene(with(None), MS(50));
         assert_eq!(backdrops(&mut d), vec![None], "no brand picture any more");
+    }
+
+    #[test]
+    fn a_full_canvas_picture_covers_the_tiles_under_the_text_overlays() {
+        let mut d = director();
+        let banner = Overlay::Banner { text: "Hi".into(), color: None };
+        let with = |url: &str| Scene {
+            overlays: vec![Overlay::Picture { url: url.into() }, banner.clone()],
+            ..scene(&["a"], "grid")
+        };
+        d.handle_scene(with("/api/uploads/picture"), MS(0));
+        let shown: Vec<(String, Rect, i32)> = drain(&mut d)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::ShowOverlay(l) => Some((l.id, l.rect, l.z)),
+                _ => None,
+            })
+            .collect();
+        let picture = shown.iter().find(|(id, ..)| id == "picture").expect("the picture is shown");
+        assert_eq!((picture.1, picture.2), (Rect::new(0, 0, 1280, 720), 0), "the whole canvas, lowest");
+        let over = shown.iter().find(|(id, ..)| id == "banner").expect("the banner too");
+        assert!(over.2 > picture.2, "the banner over the picture");
+        d.handle_scene(with("/api/uploads/gone"), MS(100));
+        assert!(drain(&mut d).contains(&Output::HideOverlay("picture".into())), "its upload gone: nothing drawn");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 // brand kits: the host saves two brands with different colours (one with a background colour) in the overlays
 // panel; applying one, then the other, changes the banner's colour and the background on the program. A third
 // brand has a background picture (a PNG uploaded in the brand form): applied, it covers the program's canvas
-// behind the tiles, and the stage.
+// behind the tiles, and the stage. Last, a full-canvas picture (a PNG frame, transparent in the middle) covers the
+// program's edges and leaves its middle as it was.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
@@ -168,5 +169,33 @@ describe('the studio’s overlay controls', { timeout: 300000 }, () => {
     await screenshot(page, 'overlays-brand-picture');
     await item.locator('[data-action=apply-brand]').click();
     await eventually('no brand: the default background again', () => onProgram('000000', '000000'), 20000, 500);
+  });
+
+  it('a full-canvas picture covers the program over the tiles, its transparent middle showing what is under it', async () => {
+    const page = host.page;
+    // A magenta frame 48 pixels wide around a transparent middle.
+    const frame = path.join(clipDir, 'frame.png');
+    await promisify(execFile)('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'color=c=0xc040c0:s=640x360', '-f', 'lavfi',
+      '-i', 'color=c=white:s=640x360,drawbox=x=48:y=48:w=544:h=264:color=black:t=fill,format=gray',
+      '-filter_complex', '[0:v][1:v]alphamerge,format=rgba', '-frames:v', '1', frame]);
+    await page.setInputFiles('input[name=picture]', frame);
+    const points = [[0.03, 0.5], [0.97, 0.5], [0.5, 0.04], [0.5, 0.5]];
+    const onProgram = async (edge) => {
+      const r = await sampleProgram(host.page, broadcastId, points);
+      if (!r.colours) throw new Error(r.error ?? 'no program frame');
+      const want = [edge, edge, edge, '000000'].map((c) => rgb(c));
+      if (r.colours.every((c, i) => near(c, want[i], TOLERANCE))) return true;
+      throw new Error(`the program's edges and middle are ${JSON.stringify(r.colours)}, want ${edge} around black`);
+    };
+    // Uploading shows it.
+    await eventually('the frame covers the program’s edges, the middle stays', () => onProgram('c040c0'), 20000, 500);
+    await page.locator('[data-role=stage] .overlay-picture').waitFor();
+    await page.locator('[data-action=upload-picture]').scrollIntoViewIfNeeded();
+    await screenshot(page, 'overlays-full-canvas-picture');
+    const toggle = page.locator('[data-action=toggle-picture]');
+    assert.equal(await toggle.textContent(), 'Hide picture');
+    await toggle.click();
+    await eventually('hidden: the edges are the background again', () => onProgram('000000'), 20000, 500);
+    await page.locator('[data-role=stage] .overlay-picture').waitFor({ state: 'detached' });
   });
 });

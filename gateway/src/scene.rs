@@ -236,6 +236,10 @@ pub struct Overlays {
     /// Text scrolling along the bottom edge; text at most 500 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticker: Option<TextOverlay>,
+    /// An uploaded PNG covering the whole canvas over the tiles, under the other overlays (its transparent
+    /// parts show the tiles: a frame, a border, a sponsor strip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<PictureOverlay>,
     /// Overlays of installed overlay plugins other than the first-party one, by `<plugin>/<overlay>` as
     /// `joined.overlays` offers them (at most 8).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -281,6 +285,17 @@ pub struct LowerThird {
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
+}
+
+/// An uploaded image over the whole canvas.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PictureOverlay {
+    #[serde(default)]
+    pub visible: bool,
+    /// `/api/uploads/<sha256>` as `POST /api/upload` returned it, or empty.
+    #[serde(default)]
+    pub url: String,
 }
 
 /// An uploaded image in a corner.
@@ -441,6 +456,15 @@ impl Overlays {
             text(&format!("{prefix}.lowerThird.name"), &l.name, limits::LOWER_THIRD_NAME)?;
             text(&format!("{prefix}.lowerThird.title"), &l.title, limits::LOWER_THIRD_TITLE)?;
             color(&format!("{prefix}.lowerThird.color"), l.color.as_ref())?;
+        }
+        if let Some(p) = &o.picture
+            && !p.url.is_empty()
+            && crate::uploads::sha_of_url(&p.url).is_none()
+        {
+            return Err(bad(
+                &format!("{prefix}.picture.url"),
+                "must be an /api/uploads/<sha256> URL from POST /api/upload",
+            ));
         }
         if let Some(l) = &o.logo {
             if !l.url.is_empty() && crate::uploads::sha_of_url(&l.url).is_none() {
@@ -613,6 +637,9 @@ impl Scene {
                 color: colour(&l.color),
             });
         }
+        if let Some(p) = o.picture.as_ref().filter(|p| p.visible && !p.url.is_empty()) {
+            overlays.push(director::Overlay::Picture { url: p.url.clone() });
+        }
         if let Some(l) = o.logo.as_ref().filter(|l| l.visible && !l.url.is_empty()) {
             overlays.push(director::Overlay::Logo {
                 url: l.url.clone(),
@@ -679,6 +706,19 @@ mod tests {
 
     fn parse(v: serde_json::Value) -> Result<Scene, String> {
         serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_full_canvas_picture_is_an_upload_shown_while_visible() {
+        let url = format!("/api/uploads/{}", "ab".repeat(32));
+        let shown = parse(serde_json::json!({"overlays": {"picture": {"visible": true, "url": url}}})).unwrap();
+        assert_eq!(shown.validate(&layouts(), &overlays()), Ok(()));
+        assert_eq!(shown.to_director().overlays, vec![director::Overlay::Picture { url: url.clone() }]);
+        let hidden = parse(serde_json::json!({"overlays": {"picture": {"visible": false, "url": url}}})).unwrap();
+        assert_eq!(hidden.to_director().overlays, vec![]);
+        let elsewhere =
+            parse(serde_json::json!({"overlays": {"picture": {"visible": true, "url": "https://x.example/f.png"}}}));
+        assert_eq!(elsewhere.unwrap().validate(&layouts(), &overlays()).unwrap_err().field, "overlays.picture.url");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 // The host's overlay controls: banner, lower third, ticker, logo, the chat comment featured on screen, and the overlays
 // of installed overlay plugins (one card each, a text field per prop the overlay reads). Edits become the
 // scene's `overlays` object:
-//   {banner: {text, visible}, lowerThird: {name, title, visible}, logo: {url, visible},
+//   {banner: {text, visible}, lowerThird: {name, title, visible}, logo: {url, visible}, picture: {url, visible},
 //    comment: {messageId, name, text, visible}, ticker: {text, visible}, plugins: {'<plugin>/<overlay>': {visible, props: {prop: text}}}}
 
 import { api } from './api.js';
@@ -24,6 +24,9 @@ export class OverlaysPanel {
     this.logoImg = h('img.logo-thumb', { alt: 'Logo' });
     this.logoInput = h('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp,image/gif', hidden: true, name: 'logo' });
     this.logoShow = h('button.secondary', { type: 'button', dataset: { action: 'toggle-logo' } });
+    this.pictureImg = h('img.logo-thumb.picture-thumb', { alt: 'Full-canvas picture' });
+    this.pictureInput = h('input', { type: 'file', accept: 'image/png', hidden: true, name: 'picture', 'aria-label': 'Full-canvas picture (PNG)' });
+    this.pictureShow = h('button.secondary', { type: 'button', dataset: { action: 'toggle-picture' } });
     this.commentText = h('div.comment-preview');
     this.commentHide = h('button.secondary', { type: 'button', dataset: { action: 'hide-comment' }, onclick: () => this.commit({ comment: { ...this.overlays.comment, visible: false } }) }, 'Hide comment');
 
@@ -39,6 +42,8 @@ export class OverlaysPanel {
     this.tickerText.oninput = () => this.paint();
     this.logoShow.onclick = () => this.commit({ logo: { ...this.overlays.logo, visible: !this.overlays.logo.visible } });
     this.logoInput.onchange = () => this.upload(this.logoInput.files[0]);
+    this.pictureShow.onclick = () => this.commit({ picture: { ...this.overlays.picture, visible: !this.overlays.picture.visible } });
+    this.pictureInput.onchange = () => this.upload(this.pictureInput.files[0], 'picture');
 
     this.el = h(
       'div.panel.overlays-panel',
@@ -50,6 +55,18 @@ export class OverlaysPanel {
         h('h3', 'Logo'),
         h('div.logo-row', h('div.logo-box', this.logoImg), h('button.ghost', { type: 'button', onclick: () => this.logoInput.click() }, 'Upload image…'), this.logoInput),
         h('div.form-row', this.logoShow),
+      ),
+      h(
+        'section.panel-section',
+        h('h3', 'Full-canvas picture'),
+        h('p.field-hint', 'A PNG over the whole picture, under the other overlays: its transparent parts show the people (a frame, a border, a sponsor strip).'),
+        h(
+          'div.logo-row',
+          h('div.logo-box.picture-box', this.pictureImg),
+          h('button.ghost', { type: 'button', dataset: { action: 'upload-picture' }, onclick: () => this.pictureInput.click() }, 'Upload PNG…'),
+          this.pictureInput,
+        ),
+        h('div.form-row', this.pictureShow),
       ),
       h('section.panel-section', h('h3', 'Comment on screen'), this.commentText, h('div.form-row', this.commentHide)),
     );
@@ -90,14 +107,16 @@ export class OverlaysPanel {
     this.set(this.overlays);
   }
 
-  async upload(file) {
+  /** Uploads an image for the logo (or the full-canvas `picture`) and shows it. */
+  async upload(file, key = 'logo') {
     if (!file) return;
     try {
-      this.commit({ logo: { url: await api.uploadImage(file), visible: true } });
+      this.commit({ [key]: { url: await api.uploadImage(file), visible: true } });
     } catch (e) {
       toast(`Upload failed: ${e.message}`, 'error');
     } finally {
       this.logoInput.value = '';
+      this.pictureInput.value = '';
     }
   }
 
@@ -138,6 +157,12 @@ export class OverlaysPanel {
     this.logoShow.disabled = !logo.url;
     this.logoImg.hidden = !logo.url;
     if (logo.url) this.logoImg.src = logo.url;
+    const { picture } = this.overlays;
+    this.pictureShow.textContent = picture.visible ? 'Hide picture' : 'Show picture';
+    this.pictureShow.classList.toggle('active', picture.visible);
+    this.pictureShow.disabled = !picture.url;
+    this.pictureImg.hidden = !picture.url;
+    if (picture.url) this.pictureImg.src = picture.url;
     for (const [id, card] of this.pluginCards) {
       const on = this.overlays.plugins[id]?.visible === true;
       card.toggle.textContent = on ? `Hide ${card.choice.name}` : `Show ${card.choice.name}`;

@@ -24,6 +24,8 @@ export function emptyOverlays() {
     logo: { url: '', visible: false },
     comment: { messageId: '', name: '', text: '', visible: false },
     ticker: { text: '', visible: false },
+    /** An uploaded PNG over the whole canvas (a frame, a border): its transparent parts show the tiles. */
+    picture: { url: '', visible: false },
     /** Overlays of installed plugins, by `<plugin>/<overlay>`: `{visible, props: {prop: text}}`. */
     plugins: {},
   };

@@ -125,7 +125,7 @@ export class StageView {
     }
   }
 
-  renderOverlays({ banner, lowerThird, logo, comment, ticker } = {}) {
+  renderOverlays({ banner, lowerThird, logo, comment, ticker, picture } = {}) {
     const text = ticker?.visible ? ticker.text : '';
     if (this.tickerLayer.dataset.text !== text) {
       this.tickerLayer.dataset.text = text;
@@ -133,6 +133,8 @@ export class StageView {
     }
     const layer = this.overlayLayer;
     layer.replaceChildren();
+    // Under every other overlay, over the tiles, covering the stage as the program covers its canvas.
+    if (picture?.visible && picture.url) layer.append(h('img.overlay-picture', { src: picture.url, alt: '' }));
     if (logo?.visible && logo.url) layer.append(h('img.overlay-logo', { src: logo.url, alt: '' }));
     if (lowerThird?.visible && (lowerThird.name || lowerThird.title)) {
       layer.append(
