@@ -297,6 +297,18 @@ export async function eventually(what, probe, ms = 20000, every = 250) {
   }
 }
 
+/** Waits until the `<video>` at `locator` plays in its page (muted; its time advances in a second). */
+export async function expectPlays(what, locator, ms = 15000) {
+  await eventually(what, async () =>
+    locator.evaluate(async (v) => {
+      v.muted = true;
+      await v.play().catch(() => {});
+      const from = v.currentTime;
+      await new Promise((r) => setTimeout(r, 1000));
+      return v.currentTime > from + 0.5;
+    }), ms, 500);
+}
+
 /**
  * In `page`: registers a new host account, creates a broadcast titled `title`, enters its studio and copies the
  * guest invite link, which it returns. `query` (e.g. `?relay=1`) is used for the studio and appended to the link.

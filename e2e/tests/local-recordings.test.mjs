@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { closeAll, eventually, hostWithInvite, joinAsGuest, launchParticipant, makeClips, screenshot } from '../lib/harness.mjs';
+import { closeAll, eventually, expectPlays, hostWithInvite, joinAsGuest, launchParticipant, makeClips, screenshot } from '../lib/harness.mjs';
 import { OwnServer } from '../lib/server.mjs';
 
 const run = promisify(execFile);
@@ -139,14 +139,7 @@ describe('guests’ local recordings', { timeout: 240000 }, () => {
     const card = host.locator(`.recording-card[data-recording-id="${local.id}"]`);
     await card.waitFor({ timeout: 15000 });
     assert.match(await card.locator('.recording-who').textContent(), /Gail Guest’s local recording/);
-    await eventually('the guest’s recording plays in the page', async () =>
-      card.locator('video').evaluate(async (v) => {
-        v.muted = true;
-        await v.play().catch(() => {});
-        const from = v.currentTime;
-        await new Promise((r) => setTimeout(r, 1000));
-        return v.currentTime > from + 0.5;
-      }), 15000, 500);
+    await expectPlays('the guest’s recording plays in the page', card.locator('video'));
     await screenshot(host, 'local-recordings-04-library');
   });
 

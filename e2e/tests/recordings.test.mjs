@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { closeAll, eventually, hostWithInvite, launchParticipant, screenshot } from '../lib/harness.mjs';
+import { closeAll, eventually, expectPlays, hostWithInvite, launchParticipant, screenshot } from '../lib/harness.mjs';
 import { OwnServer } from '../lib/server.mjs';
 
 const run = promisify(execFile);
@@ -165,14 +165,7 @@ describe('participants’ own recordings', { timeout: 240000 }, () => {
     await card.waitFor({ timeout: 15000 });
     assert.match(await card.locator('.recording-who').textContent(), /Rita Recorder/);
     assert.match(await card.locator('[data-action=download-recording]').getAttribute('download'), /Rita-Recorder.*\.webm$/);
-    await eventually('the host’s recording plays in the page', async () =>
-      card.locator('video').evaluate(async (v) => {
-        v.muted = true;
-        await v.play().catch(() => {});
-        const from = v.currentTime;
-        await new Promise((r) => setTimeout(r, 1000));
-        return v.currentTime > from + 0.5;
-      }), 15000, 500);
+    await expectPlays('the host’s recording plays in the page', card.locator('video'));
     await screenshot(page, 'recordings-01-library');
   });
 });

@@ -769,27 +769,11 @@ async fn tus(
 }
 
 /// A 3 s WebM (VP8 + Opus) as a browser's MediaRecorder makes one: streamed, so it says no duration.
-fn recorded_webm(dir: &std::path::Path) -> Vec<u8> {
-    let file = dir.join("recorded.webm");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=320x240:r=30:d=3",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=d=3",
-        ])
-        .args(["-c:v", "libvpx", "-b:v", "500k", "-c:a", "libopus", "-f", "webm", "-live", "1", "pipe:1"])
-        .output()
-        .expect("ffmpeg");
+fn recorded_webm() -> Vec<u8> {
+    let args = "-v error -f lavfi -i testsrc2=s=320x240:r=30:d=3 -f lavfi -i sine=d=3 \
+                -c:v libvpx -b:v 500k -c:a libopus -f webm -live 1 pipe:1";
+    let made = std::process::Command::new("ffmpeg").args(args.split_whitespace()).output().expect("ffmpeg");
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    std::fs::write(&file, &made.stdout).unwrap();
     made.stdout
 }
 
@@ -833,9 +817,7 @@ async fn a_guest_s_local_recording_uploads_in_parts_resumes_and_is_kept() -> any
     let location = headers[0].clone().context("a Location")?;
     assert!(location.starts_with(&format!("http://{}/api/local-recordings/", s.addr)), "{location}");
 
-    let dir = std::env::temp_dir().join(format!("backyard-local-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let webm = recorded_webm(&dir);
+    let webm = recorded_webm();
     let half = webm.len() / 2;
     let part = |offset: usize| {
         vec![("Upload-Offset", offset.to_string()), ("Content-Type", "application/offset+octet-stream".to_owned())]
@@ -896,7 +878,6 @@ async fn a_guest_s_local_recording_uploads_in_parts_resumes_and_is_kept() -> any
         }
     };
     assert_eq!(failed["state"], "failed", "{failed}");
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
