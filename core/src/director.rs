@@ -190,6 +190,8 @@ pub struct Scene {
     pub slate: Option<Slate>,
     /// The brand's colour, for the slate's accent.
     pub accent: Option<String>,
+    /// The brand's font for the first-party overlays' text (`sans`, `serif` or `mono`); none: sans.
+    pub font: Option<String>,
     /// An uploaded image (`/api/uploads/<sha256>`) filling the canvas behind every slate, the one the hosts
     /// show and the one the program shows by itself; none: the program's background.
     pub slate_image: Option<String>,
@@ -506,7 +508,12 @@ impl<L: Layouts, P: Painter> Director<L, P> {
     /// The hosts set a new scene.
     pub fn handle_scene(&mut self, scene: Scene, now: Duration) {
         let slate = self.slate();
-        let overlays_changed = scene.overlays != self.scene.overlays;
+        let font_changed = scene.font != self.scene.font;
+        if font_changed {
+            // Every overlay is set again in the new font (each layer replaces its own by id).
+            self.shown.clear();
+        }
+        let overlays_changed = scene.overlays != self.scene.overlays || font_changed;
         if scene.background != self.scene.background {
             self.outputs.push_back(Output::Background(scene.background));
         }
@@ -830,7 +837,11 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             });
             return;
         }
-        let (plugin, overlay_id, props, image_url) = shown.overlay.request();
+        let (plugin, overlay_id, mut props, image_url) = shown.overlay.request();
+        // The brand's font, for the first-party overlays (a third-party plugin reads only its own props).
+        if let Some(font) = self.scene.font.as_ref().filter(|_| plugin == OVERLAY_PLUGIN) {
+            props.push(("font", font.clone()));
+        }
         let z = shown.overlay.z();
         if let Overlay::Slate { image, .. } = &shown.overlay {
             // The slate's picture covers the canvas under its words: scaled here, natively, once (a plugin
@@ -1035,12 +1046,15 @@ mod tests {
         plugins: Vec<String>,
         /// Renders that fail before one succeeds (a plugin over its deadline).
         failures: u32,
+        /// The `font` prop of each render, in order.
+        fonts: Vec<Option<String>>,
     }
 
     impl Painter for Ink {
         fn render(&mut self, plugin: &str, req: &ph::OverlayRequest) -> Result<Painted, PluginError> {
             self.renders.push((req.overlay.clone(), req.time_ms));
             self.plugins.push(plugin.to_owned());
+            self.fonts.push(req.props.iter().find(|p| p.key == "font").map(|p| p.value.clone()));
             if self.failures > 0 {
                 self.failures -= 1;
                 return Err(PluginError::NotFound { name: plugin.into(), kind: PluginKind::Overlay });
@@ -1316,6 +1330,23 @@ mod tests {
         assert_eq!(backdrops(&mut d).len(), 1);
         d.handle_scene(with(None), MS(50));
         assert_eq!(backdrops(&mut d), vec![None], "no brand picture any more");
+    }
+
+    #[test]
+    fn the_brand_s_font_reaches_the_first_party_overlays_and_redraws_them() {
+        let mut d = director();
+        let with = |font: Option<&str>| Scene {
+            overlays: vec![Overlay::Banner { text: "Hi".into(), color: None }],
+            font: font.map(Into::into),
+            ..scene(&["a"], "grid")
+        };
+        d.handle_scene(with(None), MS(0));
+        drain(&mut d);
+        d.handle_scene(with(Some("serif")), MS(10));
+        assert!(drain(&mut d).iter().any(|o| matches!(o, Output::ShowOverlay(l) if l.id == "banner")), "drawn again");
+        assert_eq!(d.painter.fonts, [None, Some("serif".to_owned())], "drawn in sans, then in the brand's serif");
+        d.handle_scene(with(Some("serif")), MS(20));
+        assert!(drain(&mut d).is_empty(), "the same font: nothing to draw");
     }
 
     #[test]

@@ -82,6 +82,23 @@ fn overlays_match_their_snapshots() {
             failures.extend(check(&format!("overlay-{id}-{w}x{h}"), &img));
         }
     }
+    // The brand's font: the same overlays set in DejaVu Serif and DejaVu Sans Mono.
+    for font in ["serif", "mono"] {
+        for id in ["lower-third", "banner"] {
+            let mut props = sample_props();
+            props.push(Prop { key: "font".into(), value: font.into() });
+            let req = OverlayRequest {
+                overlay: id.into(),
+                canvas: Size { width: 640, height: 360 },
+                time_ms: 1500,
+                props,
+                images: vec![],
+            };
+            let layer = inst.render(&req).unwrap().layer.cloned();
+            assert!(layer.is_some(), "{id} in {font} drew nothing");
+            failures.extend(check(&format!("overlay-{id}-640x360-{font}"), &draw_overlay(req.canvas, layer.as_ref())));
+        }
+    }
     assert!(failures.is_empty(), "{} snapshot(s) differ:\n{}", failures.len(), failures.join("\n"));
 }
 

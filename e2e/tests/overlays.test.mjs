@@ -3,9 +3,9 @@
 // first-party overlays plugin) and on the host's stage (drawn by the studio), and Hide takes it off both. Then
 // brand kits: the host saves two brands with different colours (one with a background colour) in the overlays
 // panel; applying one, then the other, changes the banner's colour and the background on the program. A third
-// brand has a background picture (a PNG uploaded in the brand form): applied, it covers the program's canvas
-// behind the tiles, and the stage. Last, a full-canvas picture (a PNG frame, transparent in the middle) covers the
-// program's edges and leaves its middle as it was.
+// brand has a background picture (a PNG uploaded in the brand form) and the serif font: applied, the picture
+// covers the program's canvas behind the tiles, and the stage. Last, a full-canvas picture (a PNG frame,
+// transparent in the middle) covers the program's edges and leaves its middle as it was.
 //
 // Needs a running backyard at BACKYARD_URL (`cargo xtask e2e` starts one).
 
@@ -146,6 +146,7 @@ describe('the studio’s overlay controls', { timeout: 300000 }, () => {
       '-filter_complex', '[0:v][1:v]hstack=inputs=2', '-frames:v', '1', picture]);
     await page.fill('input[name=brandName]', 'Picture night');
     await page.fill('input[name=brandColor]', '#2060d0');
+    await page.selectOption('select[name=brandFont]', 'serif');
     await page.setInputFiles('input[name=brandPicture]', picture);
     await eventually('the picture is uploaded', async () => (await page.locator('[data-role=brand-picture]').textContent()) === 'backdrop.png', 15000, 250);
     await page.click('[data-action=save-brand]');
@@ -153,6 +154,7 @@ describe('the studio’s overlay controls', { timeout: 300000 }, () => {
     await item.waitFor();
     const saved = await page.evaluate(async () => (await (await fetch('/api/brands')).json()).items.find((b) => b.name === 'Picture night'));
     assert.match(saved.backgroundImage ?? '', /^\/api\/uploads\/[0-9a-f]{64}$/, JSON.stringify(saved));
+    assert.equal(saved.font, 'serif');
 
     const sides = [[0.2, 0.35], [0.8, 0.35], [0.2, 0.6], [0.8, 0.6]];
     const onProgram = async (left, right) => {
@@ -164,6 +166,7 @@ describe('the studio’s overlay controls', { timeout: 300000 }, () => {
     };
     await item.locator('[data-action=apply-brand]').click();
     await eventually('the picture covers the program behind the tiles', () => onProgram('c040c0', '30b0b0'), 20000, 500);
+    assert.equal(await page.locator('[data-role=stage]').getAttribute('data-brand-font'), 'serif', 'the stage sets the overlays in the brand’s font');
     await eventually('the stage shows the picture too', async () =>
       page.locator('[data-role=stage]').evaluate((el) => el.classList.contains('has-brand-picture') && getComputedStyle(el).backgroundImage.includes('/api/uploads/')), 10000, 250);
     await screenshot(page, 'overlays-brand-picture');

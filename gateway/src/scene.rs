@@ -203,7 +203,15 @@ pub struct SceneBrand {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^/api/uploads/[0-9a-f]{64}$")]
     pub background_image: Option<String>,
+    /// The font of the banner, lower third, ticker, featured comment and slate: one of [`FONTS`]; sans when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(sans|serif|mono)$")]
+    pub font: Option<String>,
 }
+
+/// The fonts Backyard ships (DejaVu Sans, Serif and Sans Mono), as a brand names them.
+pub const FONTS: [&str; 3] = ["sans", "serif", "mono"];
 
 /// `#rrggbb` as RGB, or `None` when it is not that form.
 pub fn rgb(hex: &str) -> Option<[u8; 3]> {
@@ -553,6 +561,9 @@ impl Scene {
             if b.background.as_deref().is_some_and(|c| rgb(c).is_none()) {
                 return Err(bad("brand.background", "must be a colour like #14213d"));
             }
+            if b.font.as_deref().is_some_and(|f| !FONTS.contains(&f)) {
+                return Err(bad("brand.font", "must be one of sans, serif, mono"));
+            }
             if b.background_image.as_deref().is_some_and(|url| crate::uploads::sha_of_url(url).is_none()) {
                 return Err(bad("brand.backgroundImage", "must be an /api/uploads/<sha256> URL from POST /api/upload"));
             }
@@ -674,6 +685,7 @@ impl Scene {
             background_image: self.brand.as_ref().and_then(|b| b.background_image.clone()),
             slate: self.slate.as_ref().map(|s| director::Slate { title: s.kind.title().into(), text: s.text.clone() }),
             accent: brand,
+            font: self.brand.as_ref().and_then(|b| b.font.clone()),
             slate_image: self.slate_image.clone(),
             clip: self.clip.as_ref().map(|c| director::Clip { name: c.name.clone(), full: c.mode == ClipMode::Full }),
             slate_audio: self.slate_audio.clone(),
@@ -749,6 +761,11 @@ mod tests {
         let pictured = parse(serde_json::json!({"brand": {"color": "#d03030", "backgroundImage": picture}})).unwrap();
         assert_eq!(pictured.validate(&layouts(), &overlays()), Ok(()));
         assert_eq!(pictured.to_director().background_image, Some(picture), "the brand's picture behind the tiles");
+        let serif = parse(serde_json::json!({"brand": {"color": "#d03030", "font": "serif"}})).unwrap();
+        assert_eq!(serif.validate(&layouts(), &overlays()), Ok(()));
+        assert_eq!(serif.to_director().font.as_deref(), Some("serif"));
+        let comic = parse(serde_json::json!({"brand": {"color": "#d03030", "font": "comic"}})).unwrap();
+        assert_eq!(comic.validate(&layouts(), &overlays()).unwrap_err().field, "brand.font");
         let elsewhere =
             parse(serde_json::json!({"brand": {"color": "#d03030", "backgroundImage": "https://x.example/a.png"}}));
         let err = elsewhere.unwrap().validate(&layouts(), &overlays()).unwrap_err();

@@ -662,12 +662,13 @@ async fn brand_kits_are_kept_per_account_and_a_scene_takes_one_on(b: Backend) {
     let put = t
         .req(Method::PUT, &format!("/api/brands/{id}"))
         .cookies(&host)
-        .json(json!({"name": "Morning", "color": "#00aa00", "backgroundImage": picture}))
+        .json(json!({"name": "Morning", "color": "#00aa00", "backgroundImage": picture, "font": "serif"}))
         .send()
         .await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     assert_eq!((put.body["name"].as_str(), put.body["background"].is_null()), (Some("Morning"), true));
     assert_eq!(put.body["backgroundImage"], json!(picture), "its picture behind the tiles is kept");
+    assert_eq!(put.body["font"], "serif");
     let r = t
         .req(Method::PUT, &format!("/api/brands/{id}"))
         .cookies(&other)
@@ -690,6 +691,7 @@ async fn brand_kits_are_kept_per_account_and_a_scene_takes_one_on(b: Backend) {
         (json!({"name": "Red", "color": "#123456", "background": "#12"}), "background"),
         (json!({"name": "Red", "color": "#123456", "logoUrl": "https://example.com/logo.png"}), "logoUrl"),
         (json!({"name": "Red", "color": "#123456", "backgroundImage": "/api/uploads/nope"}), "backgroundImage"),
+        (json!({"name": "Red", "color": "#123456", "font": "comic"}), "font"),
     ] {
         let bad = t.post("/api/brands").cookies(&host).json(body).send().await;
         bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY);

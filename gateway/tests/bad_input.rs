@@ -140,6 +140,7 @@ async fn every_endpoint_rejects_bad_input_with_a_json_4xx(b: Backend) {
             background: None,
             logo_url: None,
             background_image: None,
+            font: None,
         };
         let store = t.state.store.clone();
         async move { store.create_brand(user, &fields).await.unwrap() }

@@ -1,5 +1,7 @@
 //! Software drawing for overlays: an RGBA canvas with filled (rounded) rectangles, scaled images and
-//! anti-aliased text in the embedded DejaVu Sans (Bitstream Vera licence, `fonts/LICENSE-DejaVu.txt`).
+//! anti-aliased text in the embedded DejaVu fonts: Sans, Serif and Sans Mono, each regular and bold (Bitstream
+//! Vera licence, `fonts/LICENSE-DejaVu.txt`). Text functions take a [`Face`]; a [`Weight`] alone is that weight of
+//! DejaVu Sans.
 //!
 //! Pixels are straight (not premultiplied) RGBA, as the WIT `image` record carries them.
 
@@ -9,25 +11,73 @@ use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
 
 use crate::types::Image;
 
-static REGULAR_TTF: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
-static BOLD_TTF: &[u8] = include_bytes!("../fonts/DejaVuSans-Bold.ttf");
+/// The embedded fonts, by family then weight.
+static TTF: [[&[u8]; 2]; 3] = [
+    [include_bytes!("../fonts/DejaVuSans.ttf"), include_bytes!("../fonts/DejaVuSans-Bold.ttf")],
+    [include_bytes!("../fonts/DejaVuSerif.ttf"), include_bytes!("../fonts/DejaVuSerif-Bold.ttf")],
+    [include_bytes!("../fonts/DejaVuSansMono.ttf"), include_bytes!("../fonts/DejaVuSansMono-Bold.ttf")],
+];
 
-/// Which face of the embedded font to use.
+/// Which weight of a font to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Weight {
-    /// DejaVu Sans.
+    /// Regular.
     Regular,
-    /// DejaVu Sans Bold.
+    /// Bold.
     Bold,
 }
 
-fn font(weight: Weight) -> &'static FontRef<'static> {
-    static REGULAR: OnceLock<FontRef<'static>> = OnceLock::new();
-    static BOLD: OnceLock<FontRef<'static>> = OnceLock::new();
-    let (cell, bytes) = match weight {
-        Weight::Regular => (&REGULAR, REGULAR_TTF),
-        Weight::Bold => (&BOLD, BOLD_TTF),
-    };
+/// Which of the embedded fonts to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    /// DejaVu Sans.
+    #[default]
+    Sans,
+    /// DejaVu Serif.
+    Serif,
+    /// DejaVu Sans Mono.
+    Mono,
+}
+
+impl Family {
+    /// The family a prop names: `sans`, `serif` or `mono` (any case); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Family> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sans" => Some(Family::Sans),
+            "serif" => Some(Family::Serif),
+            "mono" => Some(Family::Mono),
+            _ => None,
+        }
+    }
+}
+
+/// A font family at a weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Face {
+    /// Which font.
+    pub family: Family,
+    /// Which of its weights.
+    pub weight: Weight,
+}
+
+impl Face {
+    /// `family` at `weight`.
+    pub const fn new(family: Family, weight: Weight) -> Face {
+        Face { family, weight }
+    }
+}
+
+/// A weight alone is DejaVu Sans at that weight.
+impl From<Weight> for Face {
+    fn from(weight: Weight) -> Face {
+        Face { family: Family::Sans, weight }
+    }
+}
+
+fn font(face: Face) -> &'static FontRef<'static> {
+    static FONTS: [[OnceLock<FontRef<'static>>; 2]; 3] = [const { [const { OnceLock::new() }; 2] }; 3];
+    let (f, w) = (face.family as usize, face.weight as usize);
+    let (cell, bytes) = (&FONTS[f][w], TTF[f][w]);
     // Parsing is lazy (tables are read on use), so the first call stays within a frame's deadline.
     cell.get_or_init(|| {
         FontRef::try_from_slice(bytes)
@@ -181,8 +231,8 @@ impl Canvas {
     /// Draw `text` with its baseline at `baseline_y`, starting at `x`; returns the advance width. Glyphs
     /// wholly outside the canvas are laid out but not rasterised, so a long scrolling text costs what its
     /// visible part costs.
-    pub fn text(&mut self, x: f32, baseline_y: f32, text: &str, px: f32, weight: Weight, c: Color) -> f32 {
-        let f = font(weight);
+    pub fn text(&mut self, x: f32, baseline_y: f32, text: &str, px: f32, face: impl Into<Face>, c: Color) -> f32 {
+        let f = font(face.into());
         let sc = scale(f, px);
         let scaled = f.as_scaled(sc);
         let right = self.width as f32;
@@ -217,14 +267,14 @@ impl Canvas {
 }
 
 /// Width in pixels of `text` at size `px`.
-pub fn measure(text: &str, px: f32, weight: Weight) -> f32 {
-    advances(text, px, weight).last().copied().unwrap_or(0.0)
+pub fn measure(text: &str, px: f32, face: impl Into<Face>) -> f32 {
+    advances(text, px, face.into()).last().copied().unwrap_or(0.0)
 }
 
 /// The pen position after each character of `text` (kerning included): one pass over the text, so callers
 /// that cut or wrap text stay linear in its length.
-fn advances(text: &str, px: f32, weight: Weight) -> Vec<f32> {
-    let f = font(weight);
+fn advances(text: &str, px: f32, face: Face) -> Vec<f32> {
+    let f = font(face);
     let scaled = f.as_scaled(scale(f, px));
     let mut w = 0.0;
     let mut prev = None;
@@ -242,18 +292,19 @@ fn advances(text: &str, px: f32, weight: Weight) -> Vec<f32> {
 }
 
 /// Ascent of the font at size `px` (distance from the top of a line to its baseline).
-pub fn ascent(px: f32, weight: Weight) -> f32 {
-    let f = font(weight);
+pub fn ascent(px: f32, face: impl Into<Face>) -> f32 {
+    let f = font(face.into());
     f.as_scaled(scale(f, px)).ascent()
 }
 
 /// `text` cut to fit in `max_width` pixels, ending with `…` when it was cut. Linear in the text's length.
-pub fn ellipsize(text: &str, px: f32, weight: Weight, max_width: f32) -> String {
-    let widths = advances(text, px, weight);
+pub fn ellipsize(text: &str, px: f32, face: impl Into<Face>, max_width: f32) -> String {
+    let face = face.into();
+    let widths = advances(text, px, face);
     if widths.last().is_none_or(|w| *w <= max_width) {
         return text.to_string();
     }
-    let room = max_width - measure("…", px, weight);
+    let room = max_width - measure("…", px, face);
     // Characters that fit before the ellipsis (kerning against it is ignored: it only ever narrows).
     let keep = widths.iter().take_while(|w| **w <= room).count();
     if room <= 0.0 || keep == 0 {
@@ -265,14 +316,15 @@ pub fn ellipsize(text: &str, px: f32, weight: Weight, max_width: f32) -> String 
 
 /// Words of `text` wrapped into lines no wider than `max_width`, at most `max_lines` (the last one
 /// ellipsized when text remains). Linear in the text's length: each word is measured once.
-pub fn wrap(text: &str, px: f32, weight: Weight, max_width: f32, max_lines: usize) -> Vec<String> {
-    let space = measure(" ", px, weight);
+pub fn wrap(text: &str, px: f32, face: impl Into<Face>, max_width: f32, max_lines: usize) -> Vec<String> {
+    let face = face.into();
+    let space = measure(" ", px, face);
     let mut lines: Vec<String> = Vec::new();
     let mut cur = String::new();
     let mut cur_w = 0.0;
     let mut words = text.split_whitespace();
     for word in words.by_ref() {
-        let w = measure(word, px, weight);
+        let w = measure(word, px, face);
         if cur.is_empty() {
             (cur, cur_w) = (word.to_string(), w);
         } else if cur_w + space + w <= max_width {
@@ -293,17 +345,17 @@ pub fn wrap(text: &str, px: f32, weight: Weight, max_width: f32, max_lines: usiz
         for word in std::iter::once(cur.as_str()).chain(words) {
             rest.push(' ');
             rest.push_str(word);
-            if measure(&rest, px, weight) > max_width {
+            if measure(&rest, px, face) > max_width {
                 break;
             }
         }
-        lines.push(ellipsize(&rest, px, weight, max_width));
-        return lines.into_iter().map(|l| ellipsize(&l, px, weight, max_width)).collect();
+        lines.push(ellipsize(&rest, px, face, max_width));
+        return lines.into_iter().map(|l| ellipsize(&l, px, face, max_width)).collect();
     }
     if !cur.is_empty() {
         lines.push(cur);
     }
-    lines.into_iter().map(|l| ellipsize(&l, px, weight, max_width)).collect()
+    lines.into_iter().map(|l| ellipsize(&l, px, face, max_width)).collect()
 }
 
 /// Coverage (0..=255) of pixel (px, py) of a w×h rectangle with corner radius r, sampled at its centre.
@@ -367,6 +419,25 @@ mod tests {
         let lit = c.rgba.chunks(4).filter(|p| p[3] > 0).count();
         assert!(lit > 100, "only {lit} pixels drawn");
         assert!((measure("Hello", 24.0, Weight::Bold) - w).abs() < 0.01);
+    }
+
+    #[test]
+    fn each_family_draws_its_own_letters_and_a_weight_alone_is_sans() {
+        let draw = |face: Face| {
+            let mut c = Canvas::new(200, 50);
+            c.text(10.0, 35.0, "Rag", 30.0, face, Color::WHITE);
+            c.into_image().rgba
+        };
+        let faces = [Family::Sans, Family::Serif, Family::Mono].map(|f| draw(Face::new(f, Weight::Regular)));
+        assert!(faces.iter().all(|p| p.iter().any(|v| *v > 0)), "every family draws something");
+        assert!(faces[0] != faces[1] && faces[1] != faces[2] && faces[0] != faces[2], "three different fonts");
+        assert_eq!(draw(Weight::Regular.into()), faces[0]);
+        // Mono: every letter as wide as the next.
+        let mono = Face::new(Family::Mono, Weight::Bold);
+        assert!((measure("iii", 20.0, mono) - measure("WWW", 20.0, mono)).abs() < 0.01);
+        assert!(measure("iii", 20.0, Weight::Bold) < measure("WWW", 20.0, Weight::Bold));
+        assert_eq!(Family::parse(" Serif "), Some(Family::Serif));
+        assert_eq!((Family::parse("comic"), Family::parse("")), (None, None));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 // The host's brand kits, at the top of the overlays panel: the account's saved brands (`/api/brands`: name,
 // brand colour, optional background colour, background picture and logo), a form to save a new one, and one
 // applied to this broadcast at a time. Applying copies the brand into the scene (`scene.brand`: {id, name, color,
-// background, backgroundImage}),
+// background, backgroundImage, font}),
 // so the program and everyone's stage take its colours from the scene; a brand with a logo shows it too.
 
 import { api } from './api.js';
 import { h, icon, labelFor, mount, toast } from './dom.js';
 import { ICONS } from './icons.js';
+
+/** The fonts Backyard ships, as a brand names them (`font`), with what the form calls them. */
+export const FONTS = { sans: 'Sans (DejaVu Sans)', serif: 'Serif (DejaVu Serif)', mono: 'Monospace (DejaVu Sans Mono)' };
 
 export class BrandSection {
   /** `onapply(brand, logoUrl)` applies a saved brand (`null`: no brand); `logoUrl` is the brand's logo or null. */
@@ -25,6 +28,11 @@ export class BrandSection {
       this.background.disabled = !this.useBackground.checked;
     };
     this.background.disabled = true;
+    this.font = h(
+      'select',
+      { name: 'brandFont' },
+      Object.entries(FONTS).map(([value, label]) => h('option', { value }, label)),
+    );
     /** The new brand's picture behind the tiles: an `/api/uploads/<sha256>` URL once uploaded. */
     this.picture = null;
     this.pictureFile = h('input', { type: 'file', accept: 'image/png', hidden: true, name: 'brandPicture', 'aria-label': 'Background picture' });
@@ -44,6 +52,7 @@ export class BrandSection {
         h('div.field', labelFor(this.color, 'Brand colour'), this.color),
         h('div.field', h('div.check-row', this.useBackground, labelFor(this.useBackground, 'Background')), this.background),
       ),
+      h('div.field', labelFor(this.font, 'Overlay font'), this.font),
       h(
         'div.field.brand-picture',
         h('span.field-label', 'Background picture'),
@@ -85,6 +94,7 @@ export class BrandSection {
     } catch (e) {
       this.picture = null;
       this.pictureState.textContent = 'None';
+      this.font.value = 'sans';
       toast(`Could not upload the picture: ${e.message}`, 'error');
     }
     this.pictureFile.value = '';
@@ -94,6 +104,7 @@ export class BrandSection {
     const body = { name: this.name.value.trim(), color: this.color.value };
     if (this.useBackground.checked) body.background = this.background.value;
     if (this.picture) body.backgroundImage = this.picture;
+    if (this.font.value !== 'sans') body.font = this.font.value;
     try {
       const brand = await api.createBrand(body);
       this.brands.push(brand);
@@ -126,6 +137,7 @@ export class BrandSection {
     const copy = { id: brand.id, name: brand.name, color: brand.color };
     if (brand.background) copy.background = brand.background;
     if (brand.backgroundImage) copy.backgroundImage = brand.backgroundImage;
+    if (brand.font) copy.font = brand.font;
     this.onapply(copy, brand.logoUrl ?? null);
   }
 

@@ -142,6 +142,7 @@ export function normaliseBrand(brand) {
   if (typeof brand.id === 'string') out.id = brand.id;
   if (HEX_COLOUR.test(brand.background ?? '')) out.background = brand.background;
   if (typeof brand.backgroundImage === 'string' && brand.backgroundImage.startsWith('/api/uploads/')) out.backgroundImage = brand.backgroundImage;
+  if (['sans', 'serif', 'mono'].includes(brand.font)) out.font = brand.font;
   return out;
 }
 

@@ -38,6 +38,8 @@ export class StageView {
     // Its picture covers the stage behind the tiles, as it covers the canvas.
     this.root.style.backgroundImage = brand?.backgroundImage ? `url("${encodeURI(brand.backgroundImage)}")` : '';
     this.root.classList.toggle('has-brand-picture', Boolean(brand?.backgroundImage));
+    // Its font on the overlays, as the program sets them.
+    this.root.dataset.brandFont = brand?.font ?? 'sans';
     this.root.style.setProperty('--canvas-w', String(canvas.width));
     this.root.style.setProperty('--canvas-h', String(canvas.height));
     this.root.dataset.canvas = `${canvas.width}x${canvas.height}`;

@@ -48,6 +48,10 @@ pub struct BrandInput {
     #[serde(default)]
     #[schema(pattern = r"^/api/uploads/[0-9a-f]{64}$")]
     pub background_image: Option<String>,
+    /// The font of the brand's text overlays: `sans` (when absent), `serif` or `mono`.
+    #[serde(default)]
+    #[schema(pattern = "^(sans|serif|mono)$")]
+    pub font: Option<String>,
 }
 
 /// `#rrggbb` (the only form a brand takes, so every consumer reads it the same way).
@@ -69,7 +73,17 @@ impl BrandInput {
                 return Err(ApiError::invalid(field, "must be an /api/uploads/<sha256> URL from POST /api/upload"));
             }
         }
-        Ok(BrandFields { name, color, background, logo_url: self.logo_url, background_image: self.background_image })
+        if self.font.as_deref().is_some_and(|f| !crate::scene::FONTS.contains(&f)) {
+            return Err(ApiError::invalid("font", "must be one of sans, serif, mono"));
+        }
+        Ok(BrandFields {
+            name,
+            color,
+            background,
+            logo_url: self.logo_url,
+            background_image: self.background_image,
+            font: self.font,
+        })
     }
 }
 

@@ -17,6 +17,10 @@ pub const FILES: &[(&str, &[u8])] = &[
     ("wit/plugin.wit", include_bytes!("../../../plugin-api/wit/plugin.wit")),
     ("fonts/DejaVuSans.ttf", include_bytes!("../../../plugin-api/fonts/DejaVuSans.ttf")),
     ("fonts/DejaVuSans-Bold.ttf", include_bytes!("../../../plugin-api/fonts/DejaVuSans-Bold.ttf")),
+    ("fonts/DejaVuSerif.ttf", include_bytes!("../../../plugin-api/fonts/DejaVuSerif.ttf")),
+    ("fonts/DejaVuSerif-Bold.ttf", include_bytes!("../../../plugin-api/fonts/DejaVuSerif-Bold.ttf")),
+    ("fonts/DejaVuSansMono.ttf", include_bytes!("../../../plugin-api/fonts/DejaVuSansMono.ttf")),
+    ("fonts/DejaVuSansMono-Bold.ttf", include_bytes!("../../../plugin-api/fonts/DejaVuSansMono-Bold.ttf")),
     ("fonts/LICENSE-DejaVu.txt", include_bytes!("../../../plugin-api/fonts/LICENSE-DejaVu.txt")),
 ];
 

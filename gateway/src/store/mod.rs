@@ -1076,8 +1076,8 @@ macro_rules! impl_store {
             async fn create_brand(&self, user_id: Uuid, b: &BrandFields) -> StoreResult<Brand> {
                 Ok(sqlx::query_as::<_, Brand>(
                     "INSERT INTO brands
-                       (id, user_id, name, color, background, logo_url, created_at, updated_at, background_image)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING *",
+                       (id, user_id, name, color, background, logo_url, created_at, updated_at, background_image, font)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING *",
                 )
                 .bind(Uuid::now_v7())
                 .bind(user_id)
@@ -1087,6 +1087,7 @@ macro_rules! impl_store {
                 .bind(&b.logo_url)
                 .bind(now())
                 .bind(&b.background_image)
+                .bind(&b.font)
                 .fetch_one(&self.pool)
                 .await?)
             }
@@ -1108,7 +1109,7 @@ macro_rules! impl_store {
             async fn update_brand(&self, id: Uuid, b: &BrandFields) -> StoreResult<Option<Brand>> {
                 Ok(sqlx::query_as::<_, Brand>(
                     "UPDATE brands SET name = $2, color = $3, background = $4, logo_url = $5, updated_at = $6,
-                       background_image = $7
+                       background_image = $7, font = $8
                      WHERE id = $1 RETURNING *",
                 )
                 .bind(id)
@@ -1118,6 +1119,7 @@ macro_rules! impl_store {
                 .bind(&b.logo_url)
                 .bind(now())
                 .bind(&b.background_image)
+                .bind(&b.font)
                 .fetch_optional(&self.pool)
                 .await?)
             }

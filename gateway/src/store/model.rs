@@ -403,6 +403,8 @@ pub struct Brand {
     pub updated_at: OffsetDateTime,
     /// `/api/uploads/<sha256>` of a picture covering the canvas behind the tiles, or none.
     pub background_image: Option<String>,
+    /// `sans`, `serif` or `mono`; none: sans.
+    pub font: Option<String>,
 }
 
 /// A brand kit's fields, checked by the API.
@@ -413,6 +415,7 @@ pub struct BrandFields {
     pub background: Option<String>,
     pub logo_url: Option<String>,
     pub background_image: Option<String>,
+    pub font: Option<String>,
 }
 
 /// An ingest key as stored: found by its SHA-256, kept sealed (AES-256-GCM) so its owner can copy it again.

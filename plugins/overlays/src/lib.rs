@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use backyard_plugin_api::draw::{Canvas, Color, Weight, ascent, ellipsize, measure, wrap};
+use backyard_plugin_api::draw::{Canvas, Color, Face, Family, Weight, ascent, ellipsize, measure, wrap};
 use backyard_plugin_api::host;
 use backyard_plugin_api::overlay::*;
 
@@ -15,16 +15,21 @@ static SEEN: Mutex<Option<ChangeTracker>> = Mutex::new(None);
 impl Guest for Overlays {
     fn overlays() -> Vec<OverlayInfo> {
         vec![
-            info("banner", "Banner", "A message box near the bottom", &["text", "color"]),
-            info("lower-third", "Lower third", "Name and title at the bottom left", &["name", "title", "color"]),
+            info("banner", "Banner", "A message box near the bottom", &["text", "color", "font"]),
+            info(
+                "lower-third",
+                "Lower third",
+                "Name and title at the bottom left",
+                &["name", "title", "color", "font"],
+            ),
             info("logo", "Logo", "An uploaded image in a corner", &["position", "size"]),
-            info("chat", "Chat comment", "A viewer's comment shown on screen", &["author", "message", "color"]),
-            info("ticker", "Ticker", "Text scrolling along the bottom edge", &["text", "color"]),
+            info("chat", "Chat comment", "A viewer's comment shown on screen", &["author", "message", "color", "font"]),
+            info("ticker", "Ticker", "Text scrolling along the bottom edge", &["text", "color", "font"]),
             info(
                 "slate",
                 "Slate",
                 "A slate's words, centred: a title and a line under it",
-                &["title", "text", "color"],
+                &["title", "text", "color", "font"],
             ),
         ]
     }
@@ -60,20 +65,31 @@ impl Guest for Overlays {
     }
 }
 
-/// Canvas-relative sizes.
+/// Canvas-relative sizes, and the font the text is set in (the `font` prop: `sans`, `serif` or `mono`; sans
+/// without one).
 struct Scale {
     w: f32,
     h: f32,
     /// 1.0 on a 720-pixel shorter side.
     k: f32,
     margin: f32,
+    regular: Face,
+    bold: Face,
 }
 
 impl Scale {
     fn of(req: &OverlayRequest) -> Scale {
         let (w, h) = (req.canvas.width as f32, req.canvas.height as f32);
         let k = w.min(h) / 720.0;
-        Scale { w, h, k, margin: 32.0 * k }
+        let family = prop(req, "font").and_then(Family::parse).unwrap_or_default();
+        Scale {
+            w,
+            h,
+            k,
+            margin: 32.0 * k,
+            regular: Face::new(family, Weight::Regular),
+            bold: Face::new(family, Weight::Bold),
+        }
     }
 }
 
@@ -102,8 +118,8 @@ fn banner(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let px = 30.0 * s.k;
     let pad = 18.0 * s.k;
     let max_w = s.w - 2.0 * s.margin;
-    let lines = wrap(text, px, Weight::Bold, max_w - 2.0 * pad, 2);
-    let text_w = lines.iter().map(|l| measure(l, px, Weight::Bold)).fold(0.0, f32::max);
+    let lines = wrap(text, px, s.bold, max_w - 2.0 * pad, 2);
+    let text_w = lines.iter().map(|l| measure(l, px, s.bold)).fold(0.0, f32::max);
     let line_h = px * 1.3;
     let (x, y, w, h) = place(
         s.margin,
@@ -114,9 +130,9 @@ fn banner(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     );
     let mut c = Canvas::new(w, h);
     c.fill_rounded_rect(0, 0, w as i32, h as i32, 10.0 * s.k, accent(req));
-    let asc = ascent(px, Weight::Bold);
+    let asc = ascent(px, s.bold);
     for (i, l) in lines.iter().enumerate() {
-        c.text(pad, pad + asc + i as f32 * line_h, l, px, Weight::Bold, Color::WHITE);
+        c.text(pad, pad + asc + i as f32 * line_h, l, px, s.bold, Color::WHITE);
     }
     Some(layer(x, y, c))
 }
@@ -127,25 +143,25 @@ fn lower_third(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let (name_px, title_px) = (34.0 * s.k, 22.0 * s.k);
     let pad = 14.0 * s.k;
     let max_w = (s.w * 0.6).max(200.0 * s.k);
-    let name = ellipsize(name, name_px, Weight::Bold, max_w - 2.0 * pad);
-    let title = ellipsize(title, title_px, Weight::Regular, max_w - 2.0 * pad);
+    let name = ellipsize(name, name_px, s.bold, max_w - 2.0 * pad);
+    let title = ellipsize(title, title_px, s.regular, max_w - 2.0 * pad);
     let name_h = name_px * 1.35 + pad;
     let title_h = if title.is_empty() { 0.0 } else { title_px * 1.4 + pad * 0.6 };
-    let w = measure(&name, name_px, Weight::Bold).max(measure(&title, title_px, Weight::Regular)) + 2.0 * pad;
+    let w = measure(&name, name_px, s.bold).max(measure(&title, title_px, s.regular)) + 2.0 * pad;
     let (x, y, w, h) = place(s.margin, s.h - s.margin * 2.0 - name_h - title_h, w, name_h + title_h, s);
     let mut c = Canvas::new(w, h);
     let r = 8.0 * s.k;
     c.fill_rounded_rect(0, 0, w as i32, name_h.round() as i32, r, accent(req));
-    c.text(pad, pad * 0.5 + ascent(name_px, Weight::Bold), &name, name_px, Weight::Bold, Color::WHITE);
+    c.text(pad, pad * 0.5 + ascent(name_px, s.bold), &name, name_px, s.bold, Color::WHITE);
     if !title.is_empty() {
         let ty = name_h.round() as i32;
         c.fill_rounded_rect(0, ty, w as i32, h as i32 - ty, r, Color::rgba(255, 255, 255, 235));
         c.text(
             pad,
-            ty as f32 + pad * 0.3 + ascent(title_px, Weight::Regular),
+            ty as f32 + pad * 0.3 + ascent(title_px, s.regular),
             &title,
             title_px,
-            Weight::Regular,
+            s.regular,
             Color::rgba(0x11, 0x18, 0x27, 255),
         );
     }
@@ -176,10 +192,9 @@ fn chat(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let (a_px, m_px) = (22.0 * s.k, 28.0 * s.k);
     let pad = 16.0 * s.k;
     let max_w = (s.w * 0.55).max(240.0 * s.k) - 2.0 * pad;
-    let author = ellipsize(author, a_px, Weight::Bold, max_w);
-    let lines = wrap(message, m_px, Weight::Regular, max_w, 3);
-    let text_w =
-        lines.iter().map(|l| measure(l, m_px, Weight::Regular)).fold(measure(&author, a_px, Weight::Bold), f32::max);
+    let author = ellipsize(author, a_px, s.bold, max_w);
+    let lines = wrap(message, m_px, s.regular, max_w, 3);
+    let text_w = lines.iter().map(|l| measure(l, m_px, s.regular)).fold(measure(&author, a_px, s.bold), f32::max);
     let line_h = m_px * 1.3;
     let h = pad * 2.0 + a_px * 1.4 + lines.len() as f32 * line_h;
     let (x, y, w, h) = place(s.margin, s.h - s.margin * 2.5 - h, text_w + 2.0 * pad + 6.0 * s.k, h, s);
@@ -187,11 +202,11 @@ fn chat(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     c.fill_rounded_rect(0, 0, w as i32, h as i32, 12.0 * s.k, Color::rgba(255, 255, 255, 245));
     c.fill_rect(0, (12.0 * s.k) as i32, (6.0 * s.k).max(1.0) as i32, h as i32 - (24.0 * s.k) as i32, accent(req));
     let tx = pad + 6.0 * s.k;
-    c.text(tx, pad + ascent(a_px, Weight::Bold), &author, a_px, Weight::Bold, accent(req));
+    c.text(tx, pad + ascent(a_px, s.bold), &author, a_px, s.bold, accent(req));
     let dark = Color::rgba(0x11, 0x18, 0x27, 255);
     for (i, l) in lines.iter().enumerate() {
-        let base = pad + a_px * 1.4 + ascent(m_px, Weight::Regular) + i as f32 * line_h;
-        c.text(tx, base, l, m_px, Weight::Regular, dark);
+        let base = pad + a_px * 1.4 + ascent(m_px, s.regular) + i as f32 * line_h;
+        c.text(tx, base, l, m_px, s.regular, dark);
     }
     Some(layer(x, y, c))
 }
@@ -207,7 +222,7 @@ fn ticker_offset(req: &OverlayRequest, s: &Scale) -> u32 {
         Some(host::ConfigValue::Integer(v)) => v as f32,
         _ => 120.0,
     } * s.k;
-    let period = measure(text, ticker_px(s), Weight::Bold) + s.w * 0.5;
+    let period = measure(text, ticker_px(s), s.bold) + s.w * 0.5;
     ((req.time_ms as f32 / 1000.0 * speed) % period.max(1.0)) as u32
 }
 
@@ -219,10 +234,10 @@ fn ticker(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let mut c = Canvas::new(w, hh);
     c.fill_rect(0, 0, w as i32, hh as i32, Color::rgba(0x11, 0x18, 0x27, 230));
     c.fill_rect(0, 0, w as i32, (3.0 * s.k).max(1.0) as i32, accent(req));
-    let text_w = measure(text, px, Weight::Bold);
+    let text_w = measure(text, px, s.bold);
     let period = text_w + s.w * 0.5;
     let offset = ticker_offset(req, s) as f32;
-    let base = hh as f32 / 2.0 + ascent(px, Weight::Bold) / 2.0 - px * 0.1;
+    let base = hh as f32 / 2.0 + ascent(px, s.bold) / 2.0 - px * 0.1;
     // Enough copies to cover the width as the text scrolls left.
     let mut start = s.w - offset;
     while start > -text_w {
@@ -230,7 +245,7 @@ fn ticker(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     }
     while start < s.w {
         if start + text_w > 0.0 {
-            c.text(start, base, text, px, Weight::Bold, Color::WHITE);
+            c.text(start, base, text, px, s.bold, Color::WHITE);
         }
         start += period;
     }
@@ -247,24 +262,24 @@ fn slate(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
     let max_w = s.w - 4.0 * s.margin;
     // The title as large as 64 px on 720, smaller (down to half) when it would not fit the width.
     let mut title_px = 64.0 * s.k;
-    let natural = measure(title, title_px, Weight::Bold);
+    let natural = measure(title, title_px, s.bold);
     if natural > max_w {
         title_px *= (max_w / natural).max(0.5);
     }
-    let title = ellipsize(title, title_px, Weight::Bold, max_w);
+    let title = ellipsize(title, title_px, s.bold, max_w);
     let text_px = 28.0 * s.k;
-    let lines = if text.is_empty() { Vec::new() } else { wrap(text, text_px, Weight::Regular, max_w, 2) };
+    let lines = if text.is_empty() { Vec::new() } else { wrap(text, text_px, s.regular, max_w, 2) };
     let rule = (6.0 * s.k).max(2.0);
     let gap = 24.0 * s.k;
     // Below the title's baseline: room for its descenders, then the accent rule, then the text.
     let descent = 0.3 * title_px;
-    let title_asc = ascent(title_px, Weight::Bold);
+    let title_asc = ascent(title_px, s.bold);
     let line_h = text_px * 1.35;
     // The last line's descenders need room under its baseline too.
     let text_h = if lines.is_empty() { 0.0 } else { gap + lines.len() as f32 * line_h + 0.4 * text_px };
     let block_h = title_asc + descent + gap * 0.5 + rule + text_h;
-    let title_w = measure(&title, title_px, Weight::Bold);
-    let widest = lines.iter().map(|l| measure(l, text_px, Weight::Regular)).fold(title_w, f32::max);
+    let title_w = measure(&title, title_px, s.bold);
+    let widest = lines.iter().map(|l| measure(l, text_px, s.regular)).fold(title_w, f32::max);
     let pad = if prop(req, "panel") == Some("true") { gap } else { 0.0 };
     let (x, y, w, h) =
         place((s.w - widest) / 2.0 - pad, (s.h - block_h) / 2.0 - pad, widest + 2.0 * pad, block_h + 2.0 * pad, s);
@@ -273,14 +288,14 @@ fn slate(req: &OverlayRequest, s: &Scale) -> Option<Layer> {
         c.fill_rounded_rect(0, 0, w as i32, h as i32, 16.0 * s.k, Color::rgba(0, 0, 0, 150));
     }
     let baseline = pad + title_asc;
-    c.text((w as f32 - title_w) / 2.0, baseline, &title, title_px, Weight::Bold, Color::WHITE);
+    c.text((w as f32 - title_w) / 2.0, baseline, &title, title_px, s.bold, Color::WHITE);
     let rule_y = baseline + descent + gap * 0.5;
     let rule_w = 120.0 * s.k;
     c.fill_rect(((w as f32 - rule_w) / 2.0) as i32, rule_y as i32, rule_w as i32, rule as i32, accent(req));
     for (i, l) in lines.iter().enumerate() {
-        let lw = measure(l, text_px, Weight::Regular);
-        let base = rule_y + rule + gap + ascent(text_px, Weight::Regular) + i as f32 * line_h;
-        c.text((w as f32 - lw) / 2.0, base, l, text_px, Weight::Regular, Color::rgba(0xd8, 0xdd, 0xe6, 255));
+        let lw = measure(l, text_px, s.regular);
+        let base = rule_y + rule + gap + ascent(text_px, s.regular) + i as f32 * line_h;
+        c.text((w as f32 - lw) / 2.0, base, l, text_px, s.regular, Color::rgba(0xd8, 0xdd, 0xe6, 255));
     }
     Some(layer(x, y, c))
 }
