@@ -274,6 +274,14 @@ fn picture_covering(
     })
 }
 
+/// Shows `layer`, or takes the layer `id` off when there is none to show.
+fn shown_or_hidden(layer: Option<OverlayLayer>, id: &str) -> Output {
+    match layer {
+        Some(layer) => Output::ShowOverlay(layer),
+        None => Output::HideOverlay(id.to_owned()),
+    }
+}
+
 /// The slate shown on its own while on air with nobody (present) on stage, so platforms keep receiving a
 /// show and viewers know it goes on.
 pub const AWAY_SLATE_TITLE: &str = "Be right back";
@@ -831,10 +839,7 @@ impl<L: Layouts, P: Painter> Director<L, P> {
         if let Overlay::Picture { url } = &shown.overlay {
             // Scaled here, natively, once, as the slate's picture is; an upload that is gone shows nothing.
             let layer = picture_covering(&mut self.painter, self.canvas, Some(url), key, shown.overlay.z());
-            self.outputs.push_back(match layer {
-                Some(layer) => Output::ShowOverlay(layer),
-                None => Output::HideOverlay(key.to_owned()),
-            });
+            self.outputs.push_back(shown_or_hidden(layer, key));
             return;
         }
         let (plugin, overlay_id, mut props, image_url) = shown.overlay.request();
@@ -847,12 +852,8 @@ impl<L: Layouts, P: Painter> Director<L, P> {
             // The slate's picture covers the canvas under its words: scaled here, natively, once (a plugin
             // drawing a whole canvas would not fit its call's deadline), and shown as a layer of its own. A
             // picture whose upload is gone leaves the words on the background.
-            self.outputs.push_back(
-                match picture_covering(&mut self.painter, self.canvas, image.as_deref(), SLATE_PICTURE, z - 1) {
-                    Some(layer) => Output::ShowOverlay(layer),
-                    None => Output::HideOverlay(SLATE_PICTURE.into()),
-                },
-            );
+            let layer = picture_covering(&mut self.painter, self.canvas, image.as_deref(), SLATE_PICTURE, z - 1);
+            self.outputs.push_back(shown_or_hidden(layer, SLATE_PICTURE));
         }
         let images = match image_url {
             Some(url) => match self.painter.image(url) {

@@ -360,14 +360,26 @@ pub fn media_duration(path: &std::path::Path) -> Option<f64> {
 pub fn media_span(path: &std::path::Path) -> Option<(f64, f64)> {
     crate::ffmpeg::init();
     let mut input = ffmpeg_next::format::input(&path).ok()?;
-    let (mut first, mut last) = (f64::MAX, f64::MIN);
+    let mut span = Span::default();
     for (stream, packet) in input.packets() {
-        let Some(pts) = packet.pts() else { continue };
-        let base = f64::from(stream.time_base());
-        first = first.min(pts as f64 * base);
-        last = last.max((pts + packet.duration().max(0)) as f64 * base);
+        span.add(packet.pts(), &packet, stream.time_base());
     }
-    (last >= first).then_some((first, last))
+    span.0
+}
+
+/// The first and last media times (seconds) of the packets seen so far.
+#[derive(Default)]
+struct Span(Option<(f64, f64)>);
+
+impl Span {
+    /// A packet presented at `pts` (in `base` units; none: not counted).
+    fn add(&mut self, pts: Option<i64>, packet: &ffmpeg_next::Packet, base: Rational) {
+        let Some(pts) = pts else { return };
+        let b = f64::from(base);
+        let (start, end) = (pts as f64 * b, (pts + packet.duration().max(0)) as f64 * b);
+        let (first, last) = self.0.unwrap_or((start, end));
+        self.0 = Some((first.min(start), last.max(end)));
+    }
 }
 
 /// What [`remux`] wrote: the file's media span in seconds and the codec of each of its streams.
@@ -407,22 +419,16 @@ pub fn remux(from: &std::path::Path, to: &std::path::Path) -> Result<Remuxed, St
     }
     output.write_header().map_err(|e| format!("cannot start {}: {e}", to.display()))?;
     let out_bases: Vec<Rational> = output.streams().map(|s| s.time_base()).collect();
-    let (mut first, mut last) = (f64::MAX, f64::MIN);
+    let mut span = Span::default();
     for (stream, mut packet) in input.packets() {
         let Some((index, base)) = map.get(stream.index()).copied().flatten() else { continue };
-        if let Some(pts) = packet.pts().or(packet.dts()) {
-            let b = f64::from(base);
-            first = first.min(pts as f64 * b);
-            last = last.max((pts + packet.duration().max(0)) as f64 * b);
-        }
+        span.add(packet.pts().or(packet.dts()), &packet, base);
         packet.rescale_ts(base, out_bases[index]);
         packet.set_position(-1);
         packet.set_stream(index);
         packet.write_interleaved(&mut output).map_err(|e| format!("cannot copy a packet: {e}"))?;
     }
     output.write_trailer().map_err(|e| format!("cannot finish {}: {e}", to.display()))?;
-    if last < first {
-        return Err("the file holds no timed packets".into());
-    }
+    let (first, last) = span.0.ok_or("the file holds no timed packets")?;
     Ok(Remuxed { duration: last - first, codecs })
 }

@@ -69,9 +69,16 @@ pub struct Progress {
     pub message: Option<String>,
 }
 
+impl Progress {
+    /// `state` with `bytes` held, nothing else said.
+    fn at(state: UploadState, bytes: u64) -> Progress {
+        Progress { state, bytes, recording_id: None, duration: None, message: None }
+    }
+}
+
 /// Whether the host asked every participant's browser to record them while live.
 pub fn asked_for(b: &Broadcast) -> bool {
-    b.settings.0.get("localRecording").and_then(serde_json::Value::as_bool).unwrap_or(false)
+    b.setting_on("localRecording")
 }
 
 /// The tus endpoints (outside the OpenAPI document: the tus protocol is their contract).
@@ -178,18 +185,7 @@ async fn resource(
             let state = state.clone();
             tokio::spawn(async move { keep(&state, info).await });
         } else {
-            tell(
-                &state,
-                &upload,
-                Progress {
-                    state: UploadState::Uploading,
-                    bytes: info.offset,
-                    recording_id: None,
-                    duration: None,
-                    message: None,
-                },
-            )
-            .await;
+            tell(&state, &upload, Progress::at(UploadState::Uploading, info.offset)).await;
         }
     }
     res
@@ -198,14 +194,6 @@ async fn resource(
 fn not_allowed() -> ApiError {
     ApiError::bad_request("method_not_allowed", "the tus protocol's methods only", None)
         .with_status(StatusCode::METHOD_NOT_ALLOWED)
-}
-
-/// The user session or guest session behind a request: who owns an upload.
-fn session_key(caller: &Caller) -> Uuid {
-    match caller {
-        Caller::User(u) => u.session_id,
-        Caller::Guest(g) => g.id,
-    }
 }
 
 /// Checks a new upload (`POST`) and writes who it is from into its metadata, over anything the client said.
@@ -227,7 +215,7 @@ async fn create(state: &AppState, parts: &mut axum::http::request::Parts) -> Api
         return Err(ApiError::forbidden("the host has not turned on local recordings for this broadcast"));
     }
     let seat = crate::signaling::Hub::running(state)
-        .and_then(|hub| hub.seat_of(broadcast_id, session_key(&caller)))
+        .and_then(|hub| hub.seat_of(broadcast_id, caller.session_key()))
         .ok_or_else(|| ApiError::conflict("not_in_studio", "join the broadcast's studio before recording in it"))?;
     let declared = match parts.headers.get("upload-length") {
         Some(v) => Some(v.to_str().ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| {
@@ -243,7 +231,7 @@ async fn create(state: &AppState, parts: &mut axum::http::request::Parts) -> Api
     let mut stamped = Metadata::default();
     for (k, v) in [
         ("broadcast", broadcast_id.to_string()),
-        ("owner", session_key(&caller).to_string()),
+        ("owner", caller.session_key().to_string()),
         ("participant", seat.id.to_string()),
         ("name", seat.name),
         ("filetype", filetype),
@@ -276,7 +264,7 @@ async fn owned_upload(state: &AppState, parts: &mut axum::http::request::Parts, 
     let caller = Caller::from_request_parts(parts, state).await?;
     let info = read_info(state, id).await.ok_or(ApiError::NotFound("upload"))?;
     match Upload::of(&info) {
-        Some((upload, owner)) if owner == session_key(&caller) => Ok(upload),
+        Some((upload, owner)) if owner == caller.session_key() => Ok(upload),
         _ => Err(ApiError::NotFound("upload")),
     }
 }
@@ -325,18 +313,8 @@ async fn check_part(state: &AppState, headers: &HeaderMap, upload: &Upload) -> A
     let used = used_bytes(state, upload.broadcast).await?;
     if used.saturating_add(length) > quota(state) {
         let refusal = over_quota(state, used);
-        tell(
-            state,
-            upload,
-            Progress {
-                state: UploadState::Refused,
-                bytes: 0,
-                recording_id: None,
-                duration: None,
-                message: Some(refusal.to_string()),
-            },
-        )
-        .await;
+        let progress = Progress { message: Some(refusal.to_string()), ..Progress::at(UploadState::Refused, 0) };
+        tell(state, upload, progress).await;
         return Err(refusal);
     }
     Ok(())
@@ -415,22 +393,15 @@ async fn keep(state: &AppState, info: UploadInfo) {
                 tracing::warn!(upload = %info.id.as_str(), "could not remove a kept upload: {e}");
             }
             Progress {
-                state: UploadState::Kept,
-                bytes: info.offset,
                 recording_id: Some(id),
                 duration: Some(duration),
-                message: None,
+                ..Progress::at(UploadState::Kept, info.offset)
             }
         }
         Err(e) => {
             tracing::warn!(upload = %info.id.as_str(), participant = %upload.participant, "a local recording was not kept: {e}");
-            Progress {
-                state: UploadState::Failed,
-                bytes: info.offset,
-                recording_id: None,
-                duration: None,
-                message: Some(format!("the uploaded file is not a playable recording: {e}")),
-            }
+            let message = Some(format!("the uploaded file is not a playable recording: {e}"));
+            Progress { message, ..Progress::at(UploadState::Failed, info.offset) }
         }
     };
     tell(state, &upload, progress).await;

@@ -34,15 +34,10 @@ pub fn check_settings(settings: &serde_json::Map<String, serde_json::Value>) -> 
     {
         return Err(ApiError::invalid("settings.watch", "must be \"off\", \"unlisted\" or \"public\""));
     }
-    if let Some(b) = settings.get("backstage")
-        && !b.is_boolean()
-    {
-        return Err(ApiError::invalid("settings.backstage", "must be true or false"));
-    }
-    if let Some(b) = settings.get("localRecording")
-        && !b.is_boolean()
-    {
-        return Err(ApiError::invalid("settings.localRecording", "must be true or false"));
+    for switch in crate::store::Broadcast::SWITCHES {
+        if settings.get(switch).is_some_and(|b| !b.is_boolean()) {
+            return Err(ApiError::invalid(format!("settings.{switch}"), "must be true or false"));
+        }
     }
     Ok(())
 }

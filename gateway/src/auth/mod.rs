@@ -80,6 +80,16 @@ pub enum Caller {
     Guest(GuestSession),
 }
 
+impl Caller {
+    /// The user session or guest session behind the request: whose seat in a studio, whose upload.
+    pub fn session_key(&self) -> Uuid {
+        match self {
+            Caller::User(u) => u.session_id,
+            Caller::Guest(g) => g.id,
+        }
+    }
+}
+
 fn bearer(parts: &Parts) -> Option<&str> {
     parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }

@@ -61,10 +61,7 @@ struct Session {
 
 pub(super) async fn run(socket: WebSocket, state: AppState, hub: Arc<Hub>, caller: Caller) {
     let (mut tx, mut rx) = socket.split();
-    let session_topic = topic::session(match &caller {
-        Caller::User(u) => u.session_id,
-        Caller::Guest(g) => g.id,
-    });
+    let session_topic = topic::session(caller.session_key());
     let mut revocations = state.bus.subscribe(&session_topic);
     let mut s = Session {
         state,
@@ -145,7 +142,7 @@ pub(super) async fn record_leave(state: &AppState, broadcast: Uuid, participant:
 
 /// Whether the broadcast's guests wait backstage when they join (`settings.backstage`, set by the host).
 pub fn waits_backstage(broadcast: &Broadcast) -> bool {
-    broadcast.settings.0.get("backstage").and_then(serde_json::Value::as_bool).unwrap_or(false)
+    broadcast.setting_on("backstage")
 }
 
 /// A scene that could not be applied, as the socket reports it.
@@ -296,10 +293,7 @@ impl Session {
         };
         let not_found = || ErrorData::new("not_found", "no such broadcast").field("broadcastId");
         let broadcast = store.broadcast(req.broadcast_id).await.map_err(internal)?.ok_or_else(not_found)?;
-        let session_key = match &self.caller {
-            Caller::User(u) => u.session_id,
-            Caller::Guest(g) => g.id,
-        };
+        let session_key = self.caller.session_key();
         // Someone else's broadcast looks like a missing one, as in the REST API.
         let role = crate::auth::role_in(&self.caller, &broadcast).ok_or_else(not_found)?;
         let (user_id, name, guest_session) = match &self.caller {

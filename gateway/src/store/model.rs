@@ -162,6 +162,17 @@ pub struct Broadcast {
     pub home_fence: i64,
 }
 
+impl Broadcast {
+    /// The on/off settings the server reads (`settings.<name>`, true or false): guests wait backstage, everyone
+    /// records locally while live.
+    pub const SWITCHES: [&str; 2] = ["backstage", "localRecording"];
+
+    /// Whether the switch `name` (one of [`Self::SWITCHES`]) is on; off when absent.
+    pub fn setting_on(&self, name: &str) -> bool {
+        self.settings.0.get(name).and_then(serde_json::Value::as_bool).unwrap_or(false)
+    }
+}
+
 /// A destination as stored: the stream key only as AES-256-GCM ciphertext.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DestinationRow {
